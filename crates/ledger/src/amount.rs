@@ -1,0 +1,318 @@
+//! Credit amounts: signed integer micro-credits with checked arithmetic and exact decimal text.
+
+use std::fmt;
+
+/// Micro-credits in one credit: amounts carry six fractional digits.
+pub const MICROS_PER_CREDIT: i64 = 1_000_000;
+
+/// The largest magnitude any single amount may have: 10^12 credits.
+pub const AMOUNT_MAX_MICROS: i64 = 1_000_000_000_000 * MICROS_PER_CREDIT;
+
+/// A number of credits, held as signed micro-credits.
+///
+/// Arithmetic is checked: every operation that could overflow returns `None`
+/// instead of wrapping, so a caller turns it into a rejection.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Amount(i64);
+
+/// Why a piece of text is not an amount.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AmountError {
+    /// Not a decimal number at all.
+    Syntax,
+    /// More than six fractional digits that are not zero.
+    TooPrecise,
+    /// Larger in magnitude than 10^12 credits.
+    TooLarge,
+}
+
+impl fmt::Display for AmountError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AmountError::Syntax => "not a decimal number",
+            AmountError::TooPrecise => "more than 6 fractional digits",
+            AmountError::TooLarge => "larger than 10^12 credits",
+        })
+    }
+}
+
+impl Amount {
+    /// No credits.
+    pub const ZERO: Amount = Amount(0);
+
+    /// Wraps a count of micro-credits.
+    pub const fn from_micros(micros: i64) -> Amount {
+        Amount(micros)
+    }
+
+    /// Whole credits, for tests and constants.
+    pub const fn credits(credits: i64) -> Amount {
+        Amount(credits * MICROS_PER_CREDIT)
+    }
+
+    /// The amount in micro-credits.
+    pub const fn micros(self) -> i64 {
+        self.0
+    }
+
+    /// True when strictly above zero.
+    pub const fn is_positive(self) -> bool {
+        self.0 > 0
+    }
+
+    /// True when strictly below zero.
+    pub const fn is_negative(self) -> bool {
+        self.0 < 0
+    }
+
+    /// True when zero.
+    pub const fn is_zero(self) -> bool {
+        self.0 == 0
+    }
+
+    /// `self + other`, or `None` on overflow.
+    pub fn checked_add(self, other: Amount) -> Option<Amount> {
+        self.0.checked_add(other.0).map(Amount)
+    }
+
+    /// `self - other`, or `None` on overflow.
+    pub fn checked_sub(self, other: Amount) -> Option<Amount> {
+        self.0.checked_sub(other.0).map(Amount)
+    }
+
+    /// `-self`, or `None` for the one value without a negation.
+    pub fn checked_neg(self) -> Option<Amount> {
+        self.0.checked_neg().map(Amount)
+    }
+
+    /// The smaller of two amounts.
+    pub fn min(self, other: Amount) -> Amount {
+        Amount(self.0.min(other.0))
+    }
+
+    /// Sums amounts, or `None` on overflow.
+    pub fn checked_sum<I: IntoIterator<Item = Amount>>(items: I) -> Option<Amount> {
+        items
+            .into_iter()
+            .try_fold(Amount::ZERO, |acc, a| acc.checked_add(a))
+    }
+
+    /// Parses exact decimal text: `12.5`, `-3`, `0.000001`, and JSON exponent
+    /// forms such as `1e3` or `2.5E-1` when the value is exact in micro-credits.
+    ///
+    /// Rejects signs other than a leading `-`, leading zeros, empty parts,
+    /// whitespace, more than six significant fractional digits, and magnitudes
+    /// above 10^12 credits.
+    pub fn parse(text: &str) -> Result<Amount, AmountError> {
+        let bytes = text.as_bytes();
+        let mut i = 0;
+        let negative = bytes.first() == Some(&b'-');
+        if negative {
+            i = 1;
+        }
+        let int_start = i;
+        while i < bytes.len() && bytes[i].is_ascii_digit() {
+            i += 1;
+        }
+        let int_digits = &text[int_start..i];
+        if int_digits.is_empty() || (int_digits.len() > 1 && int_digits.starts_with('0')) {
+            return Err(AmountError::Syntax);
+        }
+        let mut frac_digits = "";
+        if i < bytes.len() && bytes[i] == b'.' {
+            i += 1;
+            let start = i;
+            while i < bytes.len() && bytes[i].is_ascii_digit() {
+                i += 1;
+            }
+            frac_digits = &text[start..i];
+            if frac_digits.is_empty() {
+                return Err(AmountError::Syntax);
+            }
+        }
+        let mut exponent: i64 = 0;
+        if i < bytes.len() && (bytes[i] == b'e' || bytes[i] == b'E') {
+            i += 1;
+            let exp_negative = match bytes.get(i) {
+                Some(b'-') => {
+                    i += 1;
+                    true
+                }
+                Some(b'+') => {
+                    i += 1;
+                    false
+                }
+                _ => false,
+            };
+            let start = i;
+            while i < bytes.len() && bytes[i].is_ascii_digit() {
+                i += 1;
+            }
+            let exp_digits = &text[start..i];
+            if exp_digits.is_empty() {
+                return Err(AmountError::Syntax);
+            }
+            // Exponents this long can only make the value zero-with-garbage or
+            // enormous; either way it is not an amount we accept.
+            if exp_digits.len() > 4 {
+                return Err(AmountError::TooLarge);
+            }
+            let magnitude: i64 = exp_digits.parse().map_err(|_| AmountError::Syntax)?;
+            exponent = if exp_negative { -magnitude } else { magnitude };
+        }
+        if i != bytes.len() {
+            return Err(AmountError::Syntax);
+        }
+
+        // value = digits * 10^(exponent - frac_len) credits
+        //       = digits * 10^(exponent - frac_len + 6) micro-credits.
+        let digits: String = int_digits
+            .chars()
+            .chain(frac_digits.chars())
+            .collect::<String>();
+        let digits = digits.trim_start_matches('0');
+        let mut shift = exponent - frac_digits.len() as i64 + 6;
+        let mut significant = digits;
+        while shift < 0 && significant.ends_with('0') {
+            significant = &significant[..significant.len() - 1];
+            shift += 1;
+        }
+        if significant.is_empty() {
+            return Ok(Amount::ZERO);
+        }
+        if shift < 0 {
+            return Err(AmountError::TooPrecise);
+        }
+        // 10^18 has 19 digits, so anything longer than that is too large.
+        if significant.len() as i64 + shift > 19 {
+            return Err(AmountError::TooLarge);
+        }
+        let mut micros: i128 = significant.parse().map_err(|_| AmountError::Syntax)?;
+        for _ in 0..shift {
+            micros *= 10;
+        }
+        if micros > AMOUNT_MAX_MICROS as i128 {
+            return Err(AmountError::TooLarge);
+        }
+        let micros = micros as i64;
+        Ok(Amount(if negative { -micros } else { micros }))
+    }
+}
+
+impl fmt::Display for Amount {
+    /// Writes the shortest exact decimal: `12.5`, `-3`, `0.000001`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let magnitude = self.0.unsigned_abs();
+        let whole = magnitude / MICROS_PER_CREDIT as u64;
+        let frac = magnitude % MICROS_PER_CREDIT as u64;
+        if self.0 < 0 {
+            f.write_str("-")?;
+        }
+        if frac == 0 {
+            write!(f, "{whole}")
+        } else {
+            let frac = format!("{frac:06}");
+            write!(f, "{whole}.{}", frac.trim_end_matches('0'))
+        }
+    }
+}
+
+impl fmt::Debug for Amount {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Amount({self})")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn decimal_text_parses_to_micros() {
+        assert_eq!(Amount::parse("12.5"), Ok(Amount::from_micros(12_500_000)));
+        assert_eq!(Amount::parse("0.000001"), Ok(Amount::from_micros(1)));
+        assert_eq!(Amount::parse("0"), Ok(Amount::ZERO));
+        assert_eq!(Amount::parse("-3"), Ok(Amount::credits(-3)));
+        assert_eq!(Amount::parse("100.000000"), Ok(Amount::credits(100)));
+        assert_eq!(Amount::parse("0.1"), Ok(Amount::from_micros(100_000)));
+    }
+
+    #[test]
+    fn exponent_forms_parse_when_exact() {
+        assert_eq!(Amount::parse("1e3"), Ok(Amount::credits(1000)));
+        assert_eq!(Amount::parse("2.5E-1"), Ok(Amount::from_micros(250_000)));
+        assert_eq!(Amount::parse("1e-6"), Ok(Amount::from_micros(1)));
+        assert_eq!(Amount::parse("1.5e+2"), Ok(Amount::credits(150)));
+        assert_eq!(Amount::parse("1000e-9"), Ok(Amount::from_micros(1)));
+        assert_eq!(Amount::parse("1e-7"), Err(AmountError::TooPrecise));
+    }
+
+    #[test]
+    fn garbage_is_a_syntax_error() {
+        for text in [
+            "", "-", "abc", "1.", ".5", "01", "1..2", " 1", "1 ", "+1", "1e", "1e+", "0x10", "1,5",
+            "NaN", "inf", "--1", "1.2.3",
+        ] {
+            assert_eq!(Amount::parse(text), Err(AmountError::Syntax), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn seventh_fractional_digit_is_too_precise() {
+        assert_eq!(Amount::parse("0.0000001"), Err(AmountError::TooPrecise));
+        assert_eq!(Amount::parse("1.1234567"), Err(AmountError::TooPrecise));
+        // Trailing zeros past the sixth digit change nothing, so they are exact.
+        assert_eq!(
+            Amount::parse("1.1234560"),
+            Ok(Amount::from_micros(1_123_456))
+        );
+    }
+
+    #[test]
+    fn more_than_a_trillion_credits_is_too_large() {
+        assert_eq!(
+            Amount::parse("1000000000000"),
+            Ok(Amount::from_micros(AMOUNT_MAX_MICROS))
+        );
+        assert_eq!(
+            Amount::parse("1000000000000.000001"),
+            Err(AmountError::TooLarge)
+        );
+        assert_eq!(Amount::parse("1e13"), Err(AmountError::TooLarge));
+        assert_eq!(
+            Amount::parse("99999999999999999999999999"),
+            Err(AmountError::TooLarge)
+        );
+        assert_eq!(Amount::parse("1e99999"), Err(AmountError::TooLarge));
+    }
+
+    #[test]
+    fn display_is_the_shortest_exact_decimal() {
+        assert_eq!(Amount::from_micros(12_500_000).to_string(), "12.5");
+        assert_eq!(Amount::from_micros(1).to_string(), "0.000001");
+        assert_eq!(Amount::credits(-3).to_string(), "-3");
+        assert_eq!(Amount::from_micros(-1_500_000).to_string(), "-1.5");
+        assert_eq!(Amount::ZERO.to_string(), "0");
+    }
+
+    #[test]
+    fn overflow_is_none_not_a_wrap() {
+        let big = Amount::from_micros(i64::MAX);
+        assert_eq!(big.checked_add(Amount::from_micros(1)), None);
+        assert_eq!(
+            Amount::from_micros(i64::MIN).checked_sub(Amount::from_micros(1)),
+            None
+        );
+        assert_eq!(Amount::from_micros(i64::MIN).checked_neg(), None);
+        assert_eq!(Amount::checked_sum([big, big]), None);
+    }
+
+    proptest! {
+        #[test]
+        fn display_then_parse_is_identity(micros in -AMOUNT_MAX_MICROS..=AMOUNT_MAX_MICROS) {
+            let amount = Amount::from_micros(micros);
+            prop_assert_eq!(Amount::parse(&amount.to_string()), Ok(amount));
+        }
+    }
+}

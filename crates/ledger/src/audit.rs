@@ -1,0 +1,251 @@
+//! The audit: rebuilds every balance from the journal and reports where stored state disagrees.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use crate::{Account, Amount, Hold, HoldStatus, LedgerAccount, Lot, Transaction, TxId, TxKind};
+
+/// One way the stored state breaks a law of the ledger.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Violation {
+    /// A transaction's postings do not sum to zero.
+    Unbalanced {
+        /// The transaction.
+        tx: TxId,
+        /// What its postings sum to.
+        sum: i128,
+    },
+    /// A transaction belongs to one account but posts to another's lot or hold.
+    ForeignPosting {
+        /// The transaction.
+        tx: TxId,
+    },
+    /// A lot's remaining credits differ from the sum of its postings.
+    LotMismatch {
+        /// The lot.
+        lot: crate::LotId,
+        /// What the lot says it holds.
+        remaining: Amount,
+        /// What its postings sum to.
+        posted: i128,
+    },
+    /// A lot holds less than nothing or more than it was granted.
+    LotOutOfRange {
+        /// The lot.
+        lot: crate::LotId,
+    },
+    /// A lot's amount differs from what its grant issued.
+    LotAmountMismatch {
+        /// The lot.
+        lot: crate::LotId,
+    },
+    /// A hold's escrow differs from the sum of its postings.
+    EscrowMismatch {
+        /// The hold.
+        hold: crate::HoldId,
+        /// What the hold says is escrowed (zero once resolved).
+        expected: Amount,
+        /// What its postings sum to.
+        posted: i128,
+    },
+    /// The account's debt differs from the sum of its debt postings, or is negative.
+    DebtMismatch {
+        /// What the account says it owes.
+        debt: Amount,
+        /// Minus the sum of its debt postings.
+        posted: i128,
+    },
+    /// Refunds of a usage transaction add up to more than it spent.
+    OverRefunded {
+        /// The usage transaction.
+        tx: TxId,
+    },
+    /// A refund names a transaction that is not this account's usage.
+    RefundOfNonUsage {
+        /// The refund.
+        tx: TxId,
+    },
+    /// Postings reach a lot or hold that is not stored.
+    UnknownLedgerAccount {
+        /// The transaction.
+        tx: TxId,
+        /// The ledger account.
+        account: LedgerAccount,
+    },
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Violation::Unbalanced { tx, sum } => {
+                write!(f, "{tx}: postings sum to {sum} micro-credits, not zero")
+            }
+            Violation::ForeignPosting { tx } => {
+                write!(f, "{tx}: posts to a lot or hold of another account")
+            }
+            Violation::LotMismatch {
+                lot,
+                remaining,
+                posted,
+            } => write!(
+                f,
+                "{lot}: remaining {remaining} but postings sum to {posted} micro-credits"
+            ),
+            Violation::LotOutOfRange { lot } => {
+                write!(f, "{lot}: remaining is below zero or above its amount")
+            }
+            Violation::LotAmountMismatch { lot } => {
+                write!(f, "{lot}: amount differs from what its grant issued")
+            }
+            Violation::EscrowMismatch {
+                hold,
+                expected,
+                posted,
+            } => write!(
+                f,
+                "{hold}: escrow should be {expected} but postings sum to {posted} micro-credits"
+            ),
+            Violation::DebtMismatch { debt, posted } => write!(
+                f,
+                "debt is {debt} but debt postings sum to -{posted} micro-credits"
+            ),
+            Violation::OverRefunded { tx } => {
+                write!(f, "{tx}: refunded more than it spent")
+            }
+            Violation::RefundOfNonUsage { tx } => {
+                write!(
+                    f,
+                    "{tx}: refunds something that is not usage of this account"
+                )
+            }
+            Violation::UnknownLedgerAccount { tx, account } => {
+                write!(f, "{tx}: posts to {account}, which is not stored")
+            }
+        }
+    }
+}
+
+/// Checks one account's stored state against its whole journal: every
+/// transaction sums to zero, every lot's remaining credits equal the sum of
+/// its postings and lie between zero and its amount, every hold's escrow
+/// matches, the debt matches, and no usage is refunded twice over.
+pub fn audit_account(
+    account: &Account,
+    lots: &[Lot],
+    holds: &[Hold],
+    journal: &[Transaction],
+) -> Vec<Violation> {
+    let mut violations = Vec::new();
+    let mut posted: HashMap<LedgerAccount, i128> = HashMap::new();
+    let mut issued: HashMap<crate::LotId, i128> = HashMap::new();
+    let mut usage: HashMap<TxId, i128> = HashMap::new();
+    let mut refunded: HashMap<TxId, i128> = HashMap::new();
+    let lot_ids: std::collections::HashSet<_> = lots.iter().map(|l| l.id).collect();
+    let hold_ids: std::collections::HashSet<_> = holds.iter().map(|h| h.id).collect();
+
+    for tx in journal {
+        if tx.account != account.id {
+            violations.push(Violation::ForeignPosting { tx: tx.id });
+            continue;
+        }
+        let sum: i128 = tx
+            .postings
+            .iter()
+            .map(|p| i128::from(p.amount.micros()))
+            .sum();
+        if sum != 0 {
+            violations.push(Violation::Unbalanced { tx: tx.id, sum });
+        }
+        for p in &tx.postings {
+            let known = match p.account {
+                LedgerAccount::Lot(id) => lot_ids.contains(&id),
+                LedgerAccount::Hold(id) => hold_ids.contains(&id),
+                _ => true,
+            };
+            if !known {
+                violations.push(Violation::UnknownLedgerAccount {
+                    tx: tx.id,
+                    account: p.account,
+                });
+            }
+            *posted.entry(p.account).or_default() += i128::from(p.amount.micros());
+        }
+        // A lot is created by its grant, or by a refund of debt already repaid.
+        if let (TxKind::Grant | TxKind::Refund, Some(lot)) = (tx.kind, tx.lot) {
+            let created = tx.posted_to(LedgerAccount::Lot(lot)).unwrap_or_default();
+            *issued.entry(lot).or_default() += i128::from(created.micros());
+        }
+        if tx.kind.is_usage() {
+            let spent: i128 = tx
+                .sources
+                .iter()
+                .map(|s| i128::from(s.amount.micros()))
+                .sum();
+            usage.insert(tx.id, spent);
+        }
+        if tx.kind == TxKind::Refund {
+            match tx.refund_of {
+                Some(of) if usage.contains_key(&of) => {
+                    let back = -i128::from(
+                        tx.posted_to(LedgerAccount::Usage)
+                            .unwrap_or_default()
+                            .micros(),
+                    );
+                    *refunded.entry(of).or_default() += back;
+                }
+                _ => violations.push(Violation::RefundOfNonUsage { tx: tx.id }),
+            }
+        }
+    }
+
+    for lot in lots {
+        let sum = posted
+            .get(&LedgerAccount::Lot(lot.id))
+            .copied()
+            .unwrap_or(0);
+        if sum != i128::from(lot.remaining.micros()) {
+            violations.push(Violation::LotMismatch {
+                lot: lot.id,
+                remaining: lot.remaining,
+                posted: sum,
+            });
+        }
+        if lot.remaining.is_negative() || lot.remaining > lot.amount {
+            violations.push(Violation::LotOutOfRange { lot: lot.id });
+        }
+        if issued.get(&lot.id).copied() != Some(i128::from(lot.amount.micros())) {
+            violations.push(Violation::LotAmountMismatch { lot: lot.id });
+        }
+    }
+    for hold in holds {
+        let sum = posted
+            .get(&LedgerAccount::Hold(hold.id))
+            .copied()
+            .unwrap_or(0);
+        let expected = if hold.status == HoldStatus::Pending {
+            hold.funded()
+        } else {
+            Amount::ZERO
+        };
+        if sum != i128::from(expected.micros()) {
+            violations.push(Violation::EscrowMismatch {
+                hold: hold.id,
+                expected,
+                posted: sum,
+            });
+        }
+    }
+    let debt_posted = -posted.get(&LedgerAccount::Debt).copied().unwrap_or(0);
+    if account.debt.is_negative() || debt_posted != i128::from(account.debt.micros()) {
+        violations.push(Violation::DebtMismatch {
+            debt: account.debt,
+            posted: debt_posted,
+        });
+    }
+    for (tx, back) in refunded {
+        if back > usage.get(&tx).copied().unwrap_or(0) {
+            violations.push(Violation::OverRefunded { tx });
+        }
+    }
+    violations
+}

@@ -1,0 +1,841 @@
+//! Unit tests for every rule of the book, including the scenarios the ledger promises.
+
+use super::*;
+use crate::{AccountId, Counters, NewAccount, audit_account};
+
+const DAY: i64 = 86_400;
+
+fn t(secs: i64) -> Timestamp {
+    Timestamp::from_secs(1_800_000_000 + secs)
+}
+
+fn c(credits: i64) -> Amount {
+    Amount::credits(credits)
+}
+
+/// A book with its journal, its id counters and a settable clock.
+struct Fixture {
+    book: Book,
+    ids: Counters,
+    journal: Vec<Transaction>,
+    holds_seen: Vec<Hold>,
+    lots_seen: Vec<Lot>,
+    now: Timestamp,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        Fixture::with_overdraft(0)
+    }
+
+    fn with_overdraft(credits: i64) -> Fixture {
+        let account = NewAccount::new(
+            AccountId::parse("acme").unwrap(),
+            None,
+            Metadata::empty(),
+            c(credits),
+        )
+        .unwrap()
+        .open(t(0));
+        Fixture {
+            book: Book::new(account, Vec::new(), Vec::new()).unwrap(),
+            ids: Counters::default(),
+            journal: Vec::new(),
+            holds_seen: Vec::new(),
+            lots_seen: Vec::new(),
+            now: t(0),
+        }
+    }
+
+    fn grant_with(&mut self, grant: NewGrant) -> Result<LotId, Reject> {
+        self.book
+            .grant(grant, self.now, &mut self.ids, &mut self.journal)
+    }
+
+    fn grant(&mut self, credits: i64, priority: u8, expires_in: Option<i64>) -> LotId {
+        self.grant_with(NewGrant {
+            amount: c(credits),
+            source: Source::Admin,
+            priority: Some(priority),
+            effective_at: None,
+            expires_at: expires_in.map(|s| self.now.plus_secs(s)),
+            metadata: Metadata::empty(),
+        })
+        .unwrap()
+    }
+
+    fn consume(&mut self, credits: i64) -> Result<TxId, Reject> {
+        self.book.consume(
+            c(credits),
+            Metadata::empty(),
+            None,
+            self.now,
+            &mut self.ids,
+            &mut self.journal,
+        )
+    }
+
+    fn hold(&mut self, credits: i64, ttl: i64) -> Result<HoldId, Reject> {
+        self.book.place_hold(
+            c(credits),
+            HoldTtl::from_secs(ttl).unwrap(),
+            Metadata::empty(),
+            self.now,
+            &mut self.ids,
+            &mut self.journal,
+        )
+    }
+
+    fn commit(&mut self, hold: HoldId, credits: i64) -> Result<TxId, Reject> {
+        self.book.commit(
+            hold,
+            c(credits),
+            Metadata::empty(),
+            self.now,
+            &mut self.ids,
+            &mut self.journal,
+        )
+    }
+
+    fn release(&mut self, hold: HoldId) -> Result<TxId, Reject> {
+        self.book.release(
+            hold,
+            Metadata::empty(),
+            self.now,
+            &mut self.ids,
+            &mut self.journal,
+        )
+    }
+
+    fn void(&mut self, lot: LotId) -> Result<TxId, Reject> {
+        self.book.void(
+            lot,
+            Metadata::empty(),
+            self.now,
+            &mut self.ids,
+            &mut self.journal,
+        )
+    }
+
+    fn refund(&mut self, tx: TxId, credits: Option<i64>) -> Result<RefundDone, Reject> {
+        let original = self.tx(tx).clone();
+        let already = self.refunded(tx);
+        self.book.refund(
+            &original,
+            already,
+            credits.map(c),
+            Metadata::empty(),
+            self.now,
+            &mut self.ids,
+            &mut self.journal,
+        )
+    }
+
+    fn settle(&mut self) {
+        self.book
+            .settle(self.now, &mut self.ids, &mut self.journal)
+            .unwrap();
+    }
+
+    fn tx(&self, id: TxId) -> &Transaction {
+        self.journal.iter().find(|tx| tx.id == id).unwrap()
+    }
+
+    fn refunded(&self, id: TxId) -> Amount {
+        self.journal
+            .iter()
+            .filter(|tx| tx.refund_of == Some(id))
+            .map(|tx| neg(tx.posted_to(LedgerAccount::Usage).unwrap()))
+            .fold(Amount::ZERO, |a, b| a.checked_add(b).unwrap())
+    }
+
+    fn remaining(&self, lot: LotId) -> Amount {
+        self.book.lot(lot).unwrap().remaining
+    }
+
+    fn balance(&self) -> Balance {
+        self.book.balance(self.now).unwrap()
+    }
+
+    fn available(&self) -> Amount {
+        self.balance().available
+    }
+
+    fn advance(&mut self, secs: i64) {
+        self.now = self.now.plus_secs(secs);
+    }
+
+    /// Runs the audit over everything the book ever held.
+    fn audit(&mut self) -> Vec<crate::Violation> {
+        for lot in self.book.lots() {
+            self.lots_seen.retain(|l| l.id != lot.id);
+            self.lots_seen.push(lot.clone());
+        }
+        for hold in self.book.holds() {
+            self.holds_seen.retain(|h| h.id != hold.id);
+            self.holds_seen.push(hold.clone());
+        }
+        audit_account(
+            &self.book.account,
+            &self.lots_seen,
+            &self.holds_seen,
+            &self.journal,
+        )
+    }
+}
+
+// The scenarios the ledger promises.
+
+#[test]
+fn lower_priority_number_burns_first() {
+    let mut f = Fixture::new();
+    let a = f.grant(100, 1, None);
+    let b = f.grant(100, 2, None);
+    f.consume(120).unwrap();
+    assert_eq!(f.remaining(a), c(0));
+    assert_eq!(f.remaining(b), c(80));
+    assert!(f.audit().is_empty());
+}
+
+#[test]
+fn at_equal_priority_the_earlier_expiry_burns_first() {
+    let mut f = Fixture::new();
+    let b = f.grant(100, 5, Some(100 * 365 * DAY));
+    let a = f.grant(100, 5, Some(30 * DAY));
+    f.consume(120).unwrap();
+    assert_eq!(f.remaining(a), c(0));
+    assert_eq!(f.remaining(b), c(80));
+}
+
+#[test]
+fn at_equal_priority_and_expiry_the_oldest_grant_burns_first() {
+    let mut f = Fixture::new();
+    let old = f.grant(10, 5, None);
+    let new = f.grant(10, 5, None);
+    f.consume(15).unwrap();
+    assert_eq!(f.remaining(old), c(0));
+    assert_eq!(f.remaining(new), c(5));
+}
+
+#[test]
+fn lot_without_expiry_burns_after_lots_that_expire() {
+    let mut f = Fixture::new();
+    let forever = f.grant(10, 5, None);
+    let soon = f.grant(10, 5, Some(DAY));
+    f.consume(5).unwrap();
+    assert_eq!(f.remaining(forever), c(10));
+    assert_eq!(f.remaining(soon), c(5));
+}
+
+#[test]
+fn future_grant_is_not_spendable_until_it_takes_effect() {
+    let mut f = Fixture::new();
+    let lot = f
+        .grant_with(NewGrant {
+            amount: c(100),
+            source: Source::Subscription,
+            priority: None,
+            effective_at: Some(f.now.plus_secs(DAY)),
+            expires_at: None,
+            metadata: Metadata::empty(),
+        })
+        .unwrap();
+    assert_eq!(f.available(), c(0));
+    assert_eq!(
+        f.consume(1),
+        Err(Reject::InsufficientCredits {
+            required: c(1),
+            available: c(0)
+        })
+    );
+    f.advance(DAY);
+    assert_eq!(f.available(), c(100));
+    f.consume(1).unwrap();
+    assert_eq!(f.remaining(lot), c(99));
+}
+
+#[test]
+fn void_after_spending_then_overdraft_then_grant_repays_debt() {
+    // Without an overdraft limit, the voided credits are simply gone.
+    let mut f = Fixture::new();
+    let lot = f.grant(100, 50, None);
+    f.consume(50).unwrap();
+    f.void(lot).unwrap();
+    assert_eq!(f.remaining(lot), c(0));
+    assert!(matches!(
+        f.consume(50),
+        Err(Reject::InsufficientCredits { .. })
+    ));
+    assert!(f.audit().is_empty());
+
+    // With an overdraft limit of 50, the same consume runs into debt.
+    let mut f = Fixture::with_overdraft(50);
+    let lot = f.grant(100, 50, None);
+    f.consume(50).unwrap();
+    f.void(lot).unwrap();
+    f.consume(50).unwrap();
+    assert_eq!(f.balance().debt, c(50));
+    assert_eq!(f.available(), c(-50));
+    f.grant(100, 50, None);
+    assert_eq!(f.balance().debt, c(0));
+    assert_eq!(f.available(), c(50));
+    assert!(f.audit().is_empty());
+}
+
+// Consume.
+
+#[test]
+fn one_consume_draws_on_several_lots_and_records_each_share() {
+    let mut f = Fixture::new();
+    let a = f.grant(30, 1, None);
+    let b = f.grant(30, 2, None);
+    let tx = f.consume(50).unwrap();
+    let tx = f.tx(tx).clone();
+    assert_eq!(
+        tx.sources,
+        vec![
+            Share {
+                origin: Origin::Lot(a),
+                amount: c(30)
+            },
+            Share {
+                origin: Origin::Lot(b),
+                amount: c(20)
+            },
+        ]
+    );
+    assert_eq!(tx.amount, c(-50));
+    assert_eq!(tx.balance_after, c(10));
+    assert_eq!(tx.imbalance(), Some(Amount::ZERO));
+    assert_eq!(tx.posted_to(LedgerAccount::Usage), Some(c(50)));
+}
+
+#[test]
+fn consume_beyond_available_is_rejected_and_changes_nothing() {
+    let mut f = Fixture::new();
+    let lot = f.grant(10, 1, None);
+    let journal_len = f.journal.len();
+    assert_eq!(
+        f.consume(11),
+        Err(Reject::InsufficientCredits {
+            required: c(11),
+            available: c(10)
+        })
+    );
+    assert_eq!(f.remaining(lot), c(10));
+    assert_eq!(f.journal.len(), journal_len);
+}
+
+#[test]
+fn zero_or_negative_consume_is_an_invalid_amount() {
+    let mut f = Fixture::new();
+    f.grant(10, 1, None);
+    assert!(matches!(f.consume(0), Err(Reject::InvalidAmount(_))));
+    assert!(matches!(f.consume(-1), Err(Reject::InvalidAmount(_))));
+}
+
+#[test]
+fn overdraft_limit_is_the_exact_floor() {
+    let mut f = Fixture::with_overdraft(20);
+    f.grant(10, 1, None);
+    assert!(matches!(
+        f.consume(31),
+        Err(Reject::InsufficientCredits { .. })
+    ));
+    let tx = f.consume(30).unwrap();
+    assert_eq!(f.available(), c(-20));
+    assert_eq!(f.balance().debt, c(20));
+    let sources = &f.tx(tx).sources;
+    assert_eq!(sources.last().unwrap().origin, Origin::Debt);
+    assert!(matches!(
+        f.consume(1),
+        Err(Reject::InsufficientCredits { .. })
+    ));
+}
+
+#[test]
+fn check_answers_without_changing_anything() {
+    let mut f = Fixture::with_overdraft(5);
+    f.grant(10, 1, None);
+    let before = f.book.clone();
+    let yes = f.book.check(c(15), f.now).unwrap();
+    let no = f.book.check(c(16), f.now).unwrap();
+    assert!(yes.allowed);
+    assert!(!no.allowed);
+    assert_eq!(no.available, c(10));
+    assert_eq!(no.required, c(16));
+    assert_eq!(f.book, before);
+}
+
+// Expiry.
+
+#[test]
+fn expired_lot_is_not_spent() {
+    let mut f = Fixture::new();
+    let daily = f.grant(10, 1, Some(DAY));
+    let permanent = f.grant(10, 2, None);
+    f.advance(DAY);
+    f.consume(5).unwrap();
+    assert_eq!(f.remaining(permanent), c(5));
+    assert_eq!(f.remaining(daily), c(0));
+    let expiry = f
+        .journal
+        .iter()
+        .find(|tx| tx.kind == TxKind::Expire)
+        .unwrap();
+    assert_eq!(expiry.lot, Some(daily));
+    assert_eq!(expiry.posted_to(LedgerAccount::Expiry), Some(c(10)));
+    assert!(f.audit().is_empty());
+}
+
+#[test]
+fn expired_lot_stops_counting_before_its_expiry_is_written() {
+    let mut f = Fixture::new();
+    f.grant(10, 1, Some(60));
+    f.advance(59);
+    assert_eq!(f.available(), c(10));
+    f.advance(1);
+    assert_eq!(f.available(), c(0));
+    // Only reading: nothing was written.
+    assert!(f.journal.iter().all(|tx| tx.kind != TxKind::Expire));
+}
+
+#[test]
+fn grant_that_expires_before_it_takes_effect_or_in_the_past_is_rejected() {
+    let mut f = Fixture::new();
+    let mut grant = NewGrant {
+        amount: c(1),
+        source: Source::Promo,
+        priority: None,
+        effective_at: Some(f.now.plus_secs(100)),
+        expires_at: Some(f.now.plus_secs(100)),
+        metadata: Metadata::empty(),
+    };
+    assert!(matches!(
+        f.grant_with(grant.clone()),
+        Err(Reject::InvalidTimestamp(_))
+    ));
+    grant.effective_at = None;
+    grant.expires_at = Some(f.now);
+    assert!(matches!(
+        f.grant_with(grant),
+        Err(Reject::InvalidTimestamp(_))
+    ));
+}
+
+#[test]
+fn grant_needs_a_positive_amount_and_a_priority_up_to_100() {
+    let mut f = Fixture::new();
+    let base = NewGrant {
+        amount: c(1),
+        source: Source::Promo,
+        priority: None,
+        effective_at: None,
+        expires_at: None,
+        metadata: Metadata::empty(),
+    };
+    let zero = NewGrant {
+        amount: c(0),
+        ..base.clone()
+    };
+    let high = NewGrant {
+        priority: Some(101),
+        ..base.clone()
+    };
+    assert!(matches!(f.grant_with(zero), Err(Reject::InvalidAmount(_))));
+    assert!(matches!(f.grant_with(high), Err(Reject::InvalidRequest(_))));
+    let lot = f.grant_with(base).unwrap();
+    assert_eq!(
+        f.book.lot(lot).unwrap().priority,
+        Source::Promo.default_priority()
+    );
+}
+
+#[test]
+fn grant_beyond_the_account_cap_is_an_overflow() {
+    let mut f = Fixture::new();
+    let max = Amount::from_micros(crate::AMOUNT_MAX_MICROS);
+    let grant = NewGrant {
+        amount: max,
+        source: Source::Admin,
+        priority: None,
+        effective_at: None,
+        expires_at: None,
+        metadata: Metadata::empty(),
+    };
+    f.grant_with(grant.clone()).unwrap();
+    f.grant_with(grant.clone()).unwrap();
+    assert_eq!(f.grant_with(grant), Err(Reject::Overflow));
+}
+
+// Holds.
+
+#[test]
+fn hold_reduces_available_and_escrows_its_credits() {
+    let mut f = Fixture::new();
+    let lot = f.grant(100, 1, None);
+    let hold = f.hold(30, 60).unwrap();
+    assert_eq!(
+        f.balance(),
+        Balance {
+            available: c(70),
+            held: c(30),
+            debt: c(0)
+        }
+    );
+    assert_eq!(f.remaining(lot), c(70));
+    assert_eq!(f.book.hold(hold).unwrap().funded(), c(30));
+    assert!(f.audit().is_empty());
+}
+
+#[test]
+fn hold_larger_than_balance_is_rejected() {
+    let mut f = Fixture::new();
+    f.grant(10, 1, None);
+    assert!(matches!(
+        f.hold(11, 60),
+        Err(Reject::InsufficientCredits { .. })
+    ));
+    assert_eq!(f.balance().held, c(0));
+}
+
+#[test]
+fn commit_of_less_than_held_returns_the_rest() {
+    let mut f = Fixture::new();
+    let lot = f.grant(100, 1, None);
+    let hold = f.hold(30, 60).unwrap();
+    let tx = f.commit(hold, 12).unwrap();
+    assert_eq!(f.remaining(lot), c(88));
+    assert_eq!(f.balance().held, c(0));
+    assert_eq!(f.tx(tx).amount, c(-12));
+    assert_eq!(f.tx(tx).usage_amount(), Some(c(12)));
+    assert_eq!(f.book.hold(hold).unwrap().status, HoldStatus::Committed);
+    assert!(f.audit().is_empty());
+}
+
+#[test]
+fn commit_of_more_than_held_charges_the_excess_then_debt() {
+    let mut f = Fixture::new();
+    f.grant(50, 1, None);
+    let hold = f.hold(30, 60).unwrap();
+    let tx = f.commit(hold, 70).unwrap();
+    // 30 from escrow, 20 from the lot, 20 not covered: debt even without overdraft.
+    assert_eq!(f.balance().debt, c(20));
+    assert_eq!(f.available(), c(-20));
+    let sources = &f.tx(tx).sources;
+    assert_eq!(
+        sources.last().unwrap(),
+        &Share {
+            origin: Origin::Debt,
+            amount: c(20)
+        }
+    );
+    assert!(f.audit().is_empty());
+}
+
+#[test]
+fn hold_commits_or_releases_only_once() {
+    let mut f = Fixture::new();
+    f.grant(50, 1, None);
+    let hold = f.hold(10, 60).unwrap();
+    f.commit(hold, 10).unwrap();
+    assert_eq!(
+        f.commit(hold, 10),
+        Err(Reject::HoldNotPending {
+            status: HoldStatus::Committed
+        })
+    );
+    assert_eq!(
+        f.release(hold),
+        Err(Reject::HoldNotPending {
+            status: HoldStatus::Committed
+        })
+    );
+    let other = f.hold(10, 60).unwrap();
+    f.release(other).unwrap();
+    assert_eq!(
+        f.release(other),
+        Err(Reject::HoldNotPending {
+            status: HoldStatus::Released
+        })
+    );
+    assert_eq!(f.available(), c(40));
+}
+
+#[test]
+fn unknown_hold_is_not_found() {
+    let mut f = Fixture::new();
+    assert_eq!(f.release(HoldId(99)), Err(Reject::HoldNotFound));
+    assert_eq!(f.commit(HoldId(99), 1), Err(Reject::HoldNotFound));
+}
+
+#[test]
+fn hold_releases_itself_when_its_ttl_runs_out() {
+    let mut f = Fixture::new();
+    f.grant(100, 1, None);
+    let hold = f.hold(40, 60).unwrap();
+    f.advance(59);
+    assert_eq!(f.available(), c(60));
+    f.advance(1);
+    // A read already sees it released.
+    assert_eq!(f.available(), c(100));
+    assert_eq!(
+        f.book.hold(hold).unwrap().status_at(f.now),
+        HoldStatus::Expired
+    );
+    f.settle();
+    assert_eq!(f.book.hold(hold).unwrap().status, HoldStatus::Expired);
+    assert_eq!(
+        f.commit(hold, 1),
+        Err(Reject::HoldNotPending {
+            status: HoldStatus::Expired
+        })
+    );
+    assert!(f.audit().is_empty());
+}
+
+#[test]
+fn escrowed_credits_survive_their_lot_expiring() {
+    let mut f = Fixture::new();
+    let daily = f.grant(10, 1, Some(30));
+    f.grant(100, 2, None);
+    let hold = f.hold(10, 600).unwrap();
+    f.advance(60);
+    let tx = f.commit(hold, 10).unwrap();
+    assert_eq!(
+        f.tx(tx).sources,
+        vec![Share {
+            origin: Origin::Lot(daily),
+            amount: c(10)
+        }]
+    );
+    assert_eq!(f.available(), c(100));
+}
+
+#[test]
+fn credits_released_into_an_expired_lot_expire_at_once() {
+    let mut f = Fixture::new();
+    let daily = f.grant(10, 1, Some(30));
+    let hold = f.hold(10, 600).unwrap();
+    f.advance(60);
+    let tx = f.release(hold).unwrap();
+    assert_eq!(f.remaining(daily), c(0));
+    assert_eq!(f.tx(tx).posted_to(LedgerAccount::Expiry), Some(c(10)));
+    assert_eq!(f.available(), c(0));
+    assert!(f.audit().is_empty());
+}
+
+#[test]
+fn overdraft_lets_a_hold_go_beyond_the_lots_unfunded() {
+    let mut f = Fixture::with_overdraft(50);
+    f.grant(100, 1, None);
+    let hold = f.hold(120, 60).unwrap();
+    assert_eq!(f.book.hold(hold).unwrap().unfunded(), c(20));
+    assert_eq!(f.available(), c(-20));
+    assert!(matches!(
+        f.hold(31, 60),
+        Err(Reject::InsufficientCredits { .. })
+    ));
+    f.consume(30).unwrap();
+    assert_eq!(f.available(), c(-50));
+    f.commit(hold, 120).unwrap();
+    assert_eq!(f.balance().debt, c(50));
+    assert_eq!(f.available(), c(-50));
+    assert!(f.audit().is_empty());
+}
+
+#[test]
+fn fifty_holds_of_ten_on_a_hundred_leave_exactly_ten_pending() {
+    let mut f = Fixture::new();
+    f.grant(100, 1, None);
+    let placed = (0..50).filter(|_| f.hold(10, 60).is_ok()).count();
+    assert_eq!(placed, 10);
+    assert_eq!(f.available(), c(0));
+    assert_eq!(f.balance().held, c(100));
+}
+
+// Void.
+
+#[test]
+fn void_removes_what_remains_and_keeps_what_was_spent() {
+    let mut f = Fixture::new();
+    let lot = f.grant(100, 1, None);
+    let spent = f.consume(30).unwrap();
+    let void = f.void(lot).unwrap();
+    assert_eq!(f.tx(void).posted_to(LedgerAccount::Void), Some(c(70)));
+    assert_eq!(f.tx(spent).usage_amount(), Some(c(30)));
+    assert_eq!(f.void(lot), Err(Reject::GrantVoided));
+    assert_eq!(f.void(LotId(404)), Err(Reject::GrantNotFound));
+    assert!(f.audit().is_empty());
+}
+
+// Refund.
+
+#[test]
+fn refund_returns_credits_to_the_lots_they_came_from() {
+    let mut f = Fixture::new();
+    let a = f.grant(30, 1, None);
+    let b = f.grant(30, 2, None);
+    let tx = f.consume(50).unwrap();
+    let done = f.refund(tx, None).unwrap();
+    assert_eq!(done.refunded_total, c(50));
+    assert_eq!(f.remaining(a), c(30));
+    assert_eq!(f.remaining(b), c(30));
+    assert_eq!(f.tx(done.tx).amount, c(50));
+    assert!(f.audit().is_empty());
+}
+
+#[test]
+fn partial_refund_returns_the_latest_share_first() {
+    let mut f = Fixture::new();
+    let a = f.grant(30, 1, None);
+    let b = f.grant(30, 2, None);
+    let tx = f.consume(50).unwrap();
+    f.refund(tx, Some(25)).unwrap();
+    assert_eq!(f.remaining(b), c(30));
+    assert_eq!(f.remaining(a), c(5));
+    let rest = f.refund(tx, None).unwrap();
+    assert_eq!(rest.refunded_total, c(50));
+    assert_eq!(f.remaining(a), c(30));
+    assert_eq!(
+        f.refund(tx, Some(1)),
+        Err(Reject::RefundTooLarge { refundable: c(0) })
+    );
+}
+
+#[test]
+fn refund_larger_than_what_is_left_is_rejected() {
+    let mut f = Fixture::new();
+    f.grant(30, 1, None);
+    let tx = f.consume(10).unwrap();
+    f.refund(tx, Some(4)).unwrap();
+    assert_eq!(
+        f.refund(tx, Some(7)),
+        Err(Reject::RefundTooLarge { refundable: c(6) })
+    );
+}
+
+#[test]
+fn refund_into_an_expired_lot_expires_again_at_once() {
+    let mut f = Fixture::new();
+    let daily = f.grant(10, 1, Some(60));
+    let tx = f.consume(10).unwrap();
+    f.advance(120);
+    let done = f.refund(tx, None).unwrap();
+    assert_eq!(f.remaining(daily), c(0));
+    assert_eq!(f.tx(done.tx).posted_to(LedgerAccount::Expiry), Some(c(10)));
+    assert_eq!(f.available(), c(0));
+    assert!(f.audit().is_empty());
+}
+
+#[test]
+fn refund_into_a_voided_lot_is_voided_again_at_once() {
+    let mut f = Fixture::new();
+    let lot = f.grant(10, 1, None);
+    let tx = f.consume(4).unwrap();
+    f.void(lot).unwrap();
+    let done = f.refund(tx, None).unwrap();
+    assert_eq!(f.tx(done.tx).posted_to(LedgerAccount::Void), Some(c(4)));
+    assert_eq!(f.available(), c(0));
+}
+
+#[test]
+fn refund_of_a_debt_share_reduces_the_debt() {
+    let mut f = Fixture::with_overdraft(50);
+    let tx = f.consume(20).unwrap();
+    assert_eq!(f.balance().debt, c(20));
+    f.refund(tx, Some(15)).unwrap();
+    assert_eq!(f.balance().debt, c(5));
+    assert!(f.audit().is_empty());
+}
+
+#[test]
+fn refund_of_debt_already_repaid_comes_back_as_a_refund_lot() {
+    let mut f = Fixture::with_overdraft(50);
+    let tx = f.consume(20).unwrap();
+    f.grant(100, 1, None);
+    assert_eq!(f.available(), c(80));
+    let done = f.refund(tx, None).unwrap();
+    let lot = f.tx(done.tx).lot.unwrap();
+    assert_eq!(f.book.lot(lot).unwrap().source, Source::Refund);
+    assert_eq!(f.available(), c(100));
+    assert!(f.audit().is_empty());
+}
+
+#[test]
+fn refund_of_a_commit_returns_to_the_escrowed_lots() {
+    let mut f = Fixture::new();
+    let a = f.grant(10, 1, None);
+    let b = f.grant(10, 2, None);
+    let hold = f.hold(15, 60).unwrap();
+    let tx = f.commit(hold, 15).unwrap();
+    f.refund(tx, None).unwrap();
+    assert_eq!(f.remaining(a), c(10));
+    assert_eq!(f.remaining(b), c(10));
+}
+
+#[test]
+fn only_usage_can_be_refunded() {
+    let mut f = Fixture::new();
+    f.grant(10, 1, None);
+    let grant_tx = f.journal.last().unwrap().id;
+    assert_eq!(f.refund(grant_tx, None), Err(Reject::NotRefundable));
+}
+
+// Debt.
+
+#[test]
+fn grant_repays_debt_before_it_can_be_spent() {
+    let mut f = Fixture::with_overdraft(100);
+    f.consume(60).unwrap();
+    let lot = f.grant(50, 1, None);
+    assert_eq!(f.remaining(lot), c(0));
+    assert_eq!(f.balance().debt, c(10));
+    let repayment = f.journal.last().unwrap();
+    assert_eq!(repayment.kind, TxKind::DebtRepayment);
+    assert_eq!(repayment.posted_to(LedgerAccount::Debt), Some(c(50)));
+    assert!(f.audit().is_empty());
+}
+
+#[test]
+fn future_grant_repays_debt_when_it_takes_effect() {
+    let mut f = Fixture::with_overdraft(100);
+    f.consume(30).unwrap();
+    f.grant_with(NewGrant {
+        amount: c(50),
+        source: Source::Subscription,
+        priority: None,
+        effective_at: Some(f.now.plus_secs(DAY)),
+        expires_at: None,
+        metadata: Metadata::empty(),
+    })
+    .unwrap();
+    assert_eq!(f.balance().debt, c(30));
+    f.advance(DAY);
+    assert_eq!(f.balance().debt, c(0));
+    assert_eq!(f.available(), c(20));
+    f.settle();
+    assert_eq!(f.book.account.debt, c(0));
+    assert!(f.audit().is_empty());
+}
+
+#[test]
+fn every_transaction_sums_to_zero_and_amounts_match_balances() {
+    let mut f = Fixture::with_overdraft(10);
+    let lot = f.grant(100, 1, Some(DAY));
+    f.grant(50, 2, None);
+    let spent = f.consume(70).unwrap();
+    let hold = f.hold(50, 60).unwrap();
+    f.commit(hold, 60).unwrap();
+    f.refund(spent, Some(5)).unwrap();
+    f.void(lot).unwrap();
+    f.advance(DAY);
+    f.settle();
+    for tx in &f.journal {
+        assert_eq!(tx.imbalance(), Some(Amount::ZERO), "{tx:?}");
+    }
+    let net = Amount::checked_sum(f.journal.iter().map(|tx| tx.amount)).unwrap();
+    let balance = f.balance();
+    assert_eq!(net, balance.available.checked_add(balance.held).unwrap());
+    assert!(f.audit().is_empty());
+}

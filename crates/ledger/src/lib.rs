@@ -1,0 +1,32 @@
+//! The credit ledger's domain core: pure rules with no IO, no async and no clock.
+//!
+//! A store loads an account's [`Book`] (its lots and pending holds), calls one of
+//! its operations with the current instant, and persists the [`Transaction`]s the
+//! operation appends. Every transaction's postings sum to zero, and every
+//! rejection is a [`Reject`] with a stable code.
+
+mod account;
+mod amount;
+mod audit;
+mod book;
+mod feature;
+mod hold;
+mod id;
+mod journal;
+mod lot;
+mod metadata;
+mod reject;
+mod time;
+
+pub use account::{Account, NewAccount};
+pub use amount::{AMOUNT_MAX_MICROS, Amount, AmountError, MICROS_PER_CREDIT};
+pub use audit::{Violation, audit_account};
+pub use book::{Balance, Book, Check, RefundDone};
+pub use feature::Feature;
+pub use hold::{HOLD_TTL_DEFAULT_SECS, HOLD_TTL_MAX_SECS, Hold, HoldStatus, HoldTtl, Leg};
+pub use id::{AccountId, Counters, FeatureId, HoldId, IdError, IdSource, LotId, TxId};
+pub use journal::{LedgerAccount, Origin, Posting, Share, Transaction, TxKind};
+pub use lot::{Lot, NewGrant, PRIORITY_MAX, Source};
+pub use metadata::{METADATA_LEN_MAX, Metadata};
+pub use reject::Reject;
+pub use time::{MICROS_PER_SECOND, Timestamp, TimestampError};
