@@ -153,7 +153,29 @@ impl Book {
 
     /// The balance at `now`, as if settled at `now`.
     pub fn balance(&self, now: Timestamp) -> Result<Balance, Reject> {
+        if self.is_settled_at(now) {
+            return self.current_balance(now);
+        }
         self.settled(now)?.current_balance(now)
+    }
+
+    /// True when settling at `now` would change nothing, so reads can skip
+    /// the copy that settling needs.
+    pub fn is_settled_at(&self, now: Timestamp) -> bool {
+        let hold_due = self
+            .holds
+            .iter()
+            .any(|h| h.status == HoldStatus::Pending && h.expires_at <= now);
+        let lot_due = self
+            .lots
+            .iter()
+            .any(|l| l.remaining.is_positive() && l.is_expired_at(now));
+        let repayable = self.account.debt.is_positive()
+            && self
+                .lots
+                .iter()
+                .any(|l| l.remaining.is_positive() && l.is_spendable_at(now));
+        !(hold_due || lot_due || repayable)
     }
 
     /// A copy of the book settled at `now`: what a read shows before any
@@ -170,12 +192,17 @@ impl Book {
         if !amount.is_positive() {
             return Err(Reject::InvalidAmount("amount must be positive"));
         }
-        let settled = self.settled(now)?;
-        let available = settled.available(now)?;
+        let copy;
+        let settled = if self.is_settled_at(now) {
+            self
+        } else {
+            copy = self.settled(now)?;
+            &copy
+        };
         Ok(Check {
             allowed: i128::from(amount.micros()) <= settled.headroom(now),
             required: amount,
-            available,
+            available: settled.available(now)?,
         })
     }
 

@@ -396,6 +396,7 @@ fn expired_lot_stops_counting_before_its_expiry_is_written() {
     assert_eq!(f.available(), c(10));
     f.advance(1);
     assert_eq!(f.available(), c(0));
+    assert!(!f.book.is_settled_at(f.now));
     // Only reading: nothing was written.
     assert!(f.journal.iter().all(|tx| tx.kind != TxKind::Expire));
 }

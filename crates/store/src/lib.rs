@@ -1,0 +1,149 @@
+//! Where the ledger lives: the [`Store`] trait and its SQLite implementation.
+//!
+//! Writes go through group commit: concurrent [`Command`]s are collected into
+//! a batch, each is decided by the pure ledger core against books loaded once
+//! per batch, and the whole batch is written in one database transaction with
+//! one sync. A command is answered only after its batch is durable.
+
+mod clock;
+mod command;
+mod error;
+pub mod sqlite;
+
+use std::future::Future;
+use std::pin::Pin;
+
+use ledger::{
+    Account, AccountId, Book, Feature, FeatureId, Hold, HoldId, Lot, Timestamp, Transaction, TxId,
+    TxKind, Violation,
+};
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use command::{Charge, Command, Executed, IdempotencyKey, Op, Outcome, Render, StoredResponse};
+pub use error::StoreError;
+
+/// A boxed future, so that [`Store`] can be used as a trait object.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The largest page any list returns.
+pub const PAGE_LIMIT_MAX: usize = 100;
+
+/// Which transactions to list.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TxFilter {
+    /// The account.
+    pub account: AccountId,
+    /// Only this kind.
+    pub kind: Option<TxKind>,
+    /// Created at or after this instant.
+    pub from: Option<Timestamp>,
+    /// Created before this instant.
+    pub to: Option<Timestamp>,
+    /// Only transactions older than this one (the page cursor).
+    pub before: Option<TxId>,
+    /// At most this many, newest first; at most [`PAGE_LIMIT_MAX`].
+    pub limit: usize,
+}
+
+/// What `verify` found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AuditReport {
+    /// Accounts checked.
+    pub accounts: u64,
+    /// Transactions checked.
+    pub transactions: u64,
+    /// Lots checked.
+    pub lots: u64,
+    /// Every violation, with the account it was found in.
+    pub violations: Vec<(AccountId, Violation)>,
+    /// Rows that belong to no account.
+    pub orphans: Vec<String>,
+}
+
+impl AuditReport {
+    /// True when nothing is wrong.
+    pub fn is_clean(&self) -> bool {
+        self.violations.is_empty() && self.orphans.is_empty()
+    }
+}
+
+/// Accounts with work that time has made due: holds past expiry, lots past
+/// expiry with credits left, debt that spendable lots could repay.
+pub type DueAccounts = Vec<AccountId>;
+
+/// The ledger's storage.
+///
+/// Every write goes through [`Store::execute`]; the reads see every write
+/// that was acknowledged before they started.
+pub trait Store: Send + Sync + 'static {
+    /// Applies one command through group commit and answers once it is durable.
+    fn execute(&self, command: Command) -> BoxFuture<'_, Result<Executed, StoreError>>;
+
+    /// One account.
+    fn account(&self, id: AccountId) -> BoxFuture<'_, Result<Option<Account>, StoreError>>;
+
+    /// Accounts in id order, after `after`, at most `limit`.
+    fn accounts(
+        &self,
+        after: Option<AccountId>,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<Account>, StoreError>>;
+
+    /// The account's book as stored now, or rebuilt from the journal as it
+    /// was at `at`. Callers settle it at the instant they read it for.
+    fn book(
+        &self,
+        id: AccountId,
+        at: Option<Timestamp>,
+    ) -> BoxFuture<'_, Result<Option<Book>, StoreError>>;
+
+    /// Lots the account was granted, newest first, older than `before`, at most `limit`.
+    fn lots(
+        &self,
+        id: AccountId,
+        before: Option<ledger::LotId>,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<Lot>, StoreError>>;
+
+    /// One lot.
+    fn lot(&self, id: ledger::LotId) -> BoxFuture<'_, Result<Option<Lot>, StoreError>>;
+
+    /// One hold.
+    fn hold(&self, id: HoldId) -> BoxFuture<'_, Result<Option<Hold>, StoreError>>;
+
+    /// One transaction.
+    fn transaction(&self, id: TxId) -> BoxFuture<'_, Result<Option<Transaction>, StoreError>>;
+
+    /// Transactions of one account, newest first.
+    fn transactions(&self, filter: TxFilter)
+    -> BoxFuture<'_, Result<Vec<Transaction>, StoreError>>;
+
+    /// One feature.
+    fn feature(&self, id: FeatureId) -> BoxFuture<'_, Result<Option<Feature>, StoreError>>;
+
+    /// Every feature, in id order.
+    fn features(&self) -> BoxFuture<'_, Result<Vec<Feature>, StoreError>>;
+
+    /// Up to `limit` accounts with expiries, releases or repayments due at `now`.
+    fn due_accounts(
+        &self,
+        now: Timestamp,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<DueAccounts, StoreError>>;
+
+    /// Forgets idempotency keys created before `before`; returns how many.
+    fn prune_idempotency(&self, before: Timestamp) -> BoxFuture<'_, Result<u64, StoreError>>;
+
+    /// A stored setting, such as the admin key's hash.
+    fn setting(&self, key: &'static str) -> BoxFuture<'_, Result<Option<String>, StoreError>>;
+
+    /// Stores a setting unless one is already stored; returns the value in force.
+    fn init_setting(
+        &self,
+        key: &'static str,
+        value: String,
+    ) -> BoxFuture<'_, Result<String, StoreError>>;
+
+    /// Checks the whole journal against every stored balance.
+    fn audit(&self) -> BoxFuture<'_, Result<AuditReport, StoreError>>;
+}

@@ -1,0 +1,359 @@
+//! Queries: each takes a connection, so the writer and the readers share them.
+
+use std::collections::{HashMap, HashSet};
+
+use ledger::{
+    Account, AccountId, Amount, Book, Feature, FeatureId, Hold, HoldId, HoldStatus, LedgerAccount,
+    Lot, LotId, Timestamp, Transaction, TxId, audit_account,
+};
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::codec::{
+    ACCOUNT_COLUMNS, HOLD_COLUMNS, LOT_COLUMNS, TX_COLUMNS, account_from_row, decode_postings,
+    feature_from_row, hold_from_row, lot_from_row, tx_from_row,
+};
+use crate::{AuditReport, StoreError, StoredResponse, TxFilter};
+
+/// Runs a query and maps each row, turning both SQL and decoding errors into store errors.
+fn collect<T>(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    map: impl Fn(&rusqlite::Row<'_>) -> Result<T, StoreError>,
+) -> Result<Vec<T>, StoreError> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let mut rows = stmt.query(params)?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        out.push(map(row)?);
+    }
+    Ok(out)
+}
+
+fn first<T>(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    map: impl Fn(&rusqlite::Row<'_>) -> Result<T, StoreError>,
+) -> Result<Option<T>, StoreError> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let mut rows = stmt.query(params)?;
+    match rows.next()? {
+        Some(row) => Ok(Some(map(row)?)),
+        None => Ok(None),
+    }
+}
+
+pub fn account(conn: &Connection, id: &AccountId) -> Result<Option<Account>, StoreError> {
+    first(
+        conn,
+        &format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = ?1"),
+        [id.as_str()],
+        account_from_row,
+    )
+}
+
+pub fn accounts(
+    conn: &Connection,
+    after: Option<&AccountId>,
+    limit: usize,
+) -> Result<Vec<Account>, StoreError> {
+    collect(
+        conn,
+        &format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id > ?1 ORDER BY id LIMIT ?2"),
+        params![after.map_or("", AccountId::as_str), limit as i64],
+        account_from_row,
+    )
+}
+
+pub fn lot(conn: &Connection, id: LotId) -> Result<Option<Lot>, StoreError> {
+    first(
+        conn,
+        &format!("SELECT {LOT_COLUMNS} FROM lots WHERE id = ?1"),
+        [id.0],
+        lot_from_row,
+    )
+}
+
+pub fn lots(
+    conn: &Connection,
+    account: &AccountId,
+    before: Option<LotId>,
+    limit: usize,
+) -> Result<Vec<Lot>, StoreError> {
+    collect(
+        conn,
+        &format!(
+            "SELECT {LOT_COLUMNS} FROM lots WHERE account_id = ?1 AND id < ?2 \
+             ORDER BY id DESC LIMIT ?3"
+        ),
+        params![
+            account.as_str(),
+            before.map_or(i64::MAX, |l| l.0),
+            limit as i64
+        ],
+        lot_from_row,
+    )
+}
+
+pub fn hold(conn: &Connection, id: HoldId) -> Result<Option<Hold>, StoreError> {
+    first(
+        conn,
+        &format!("SELECT {HOLD_COLUMNS} FROM holds WHERE id = ?1"),
+        [id.0],
+        hold_from_row,
+    )
+}
+
+pub fn transaction(conn: &Connection, id: TxId) -> Result<Option<Transaction>, StoreError> {
+    first(
+        conn,
+        &format!("SELECT {TX_COLUMNS} FROM transactions WHERE id = ?1"),
+        [id.0],
+        tx_from_row,
+    )
+}
+
+pub fn transactions(conn: &Connection, filter: &TxFilter) -> Result<Vec<Transaction>, StoreError> {
+    collect(
+        conn,
+        &format!(
+            "SELECT {TX_COLUMNS} FROM transactions \
+             WHERE account_id = ?1 AND id < ?2 AND (?3 IS NULL OR kind = ?3) \
+               AND created_at >= ?4 AND created_at < ?5 \
+             ORDER BY id DESC LIMIT ?6"
+        ),
+        params![
+            filter.account.as_str(),
+            filter.before.map_or(i64::MAX, |t| t.0),
+            filter.kind.map(|k| k.code()),
+            filter.from.map_or(i64::MIN, Timestamp::micros),
+            filter.to.map_or(i64::MAX, Timestamp::micros),
+            filter.limit.min(crate::PAGE_LIMIT_MAX) as i64,
+        ],
+        tx_from_row,
+    )
+}
+
+/// How much of a usage transaction refunds have already handed back.
+pub fn refunded(conn: &Connection, tx: TxId) -> Result<Amount, StoreError> {
+    let usage: i64 = conn
+        .prepare_cached("SELECT coalesce(sum(usage), 0) FROM transactions WHERE refund_of = ?1")?
+        .query_row([tx.0], |row| row.get(0))?;
+    Ok(Amount::from_micros(-usage))
+}
+
+pub fn feature(conn: &Connection, id: &FeatureId) -> Result<Option<Feature>, StoreError> {
+    first(
+        conn,
+        "SELECT id, credits_per_unit, updated_at FROM features WHERE id = ?1",
+        [id.as_str()],
+        feature_from_row,
+    )
+}
+
+pub fn features(conn: &Connection) -> Result<Vec<Feature>, StoreError> {
+    collect(
+        conn,
+        "SELECT id, credits_per_unit, updated_at FROM features ORDER BY id",
+        [],
+        feature_from_row,
+    )
+}
+
+/// The account's book as stored: its lots with credits left, its pending
+/// holds, and every lot those holds escrowed from.
+pub fn book(conn: &Connection, id: &AccountId) -> Result<Option<Book>, StoreError> {
+    let Some(account) = account(conn, id)? else {
+        return Ok(None);
+    };
+    let mut lots = collect(
+        conn,
+        &format!("SELECT {LOT_COLUMNS} FROM lots WHERE account_id = ?1 AND remaining > 0"),
+        [id.as_str()],
+        lot_from_row,
+    )?;
+    let holds = collect(
+        conn,
+        &format!("SELECT {HOLD_COLUMNS} FROM holds WHERE account_id = ?1 AND status = 'pending'"),
+        [id.as_str()],
+        hold_from_row,
+    )?;
+    let loaded: HashSet<LotId> = lots.iter().map(|l| l.id).collect();
+    let missing: HashSet<LotId> = holds
+        .iter()
+        .flat_map(|h| &h.legs)
+        .map(|leg| leg.lot)
+        .filter(|lot| !loaded.contains(lot))
+        .collect();
+    for id in missing {
+        lots.extend(lot(conn, id)?);
+    }
+    Book::new(account, lots, holds)
+        .map(Some)
+        .map_err(|reject| StoreError::Corrupt(reject.to_string()))
+}
+
+/// The account's book as it stood at `at`, rebuilt from the journal.
+pub fn book_at(
+    conn: &Connection,
+    id: &AccountId,
+    at: Timestamp,
+) -> Result<Option<Book>, StoreError> {
+    let Some(mut account) = account(conn, id)? else {
+        return Ok(None);
+    };
+    let mut posted: HashMap<LedgerAccount, i64> = HashMap::new();
+    let journal = collect(
+        conn,
+        "SELECT postings FROM transactions WHERE account_id = ?1 AND created_at <= ?2",
+        params![id.as_str(), at.micros()],
+        |row| decode_postings(&row.get::<_, String>(0)?),
+    )?;
+    for posting in journal.into_iter().flatten() {
+        *posted.entry(posting.account).or_default() += posting.amount.micros();
+    }
+    let lots = collect(
+        conn,
+        &format!("SELECT {LOT_COLUMNS} FROM lots WHERE account_id = ?1 AND created_at <= ?2"),
+        params![id.as_str(), at.micros()],
+        lot_from_row,
+    )?
+    .into_iter()
+    .map(|mut lot| {
+        lot.remaining = Amount::from_micros(
+            posted
+                .get(&LedgerAccount::Lot(lot.id))
+                .copied()
+                .unwrap_or(0),
+        );
+        lot.voided_at = lot.voided_at.filter(|v| *v <= at);
+        lot
+    })
+    .collect();
+    let holds = collect(
+        conn,
+        &format!("SELECT {HOLD_COLUMNS} FROM holds WHERE account_id = ?1 AND created_at <= ?2"),
+        params![id.as_str(), at.micros()],
+        hold_from_row,
+    )?
+    .into_iter()
+    .map(|mut hold| {
+        if hold.resolved_at.is_none_or(|r| r > at) {
+            hold.status = HoldStatus::Pending;
+            hold.resolved_at = None;
+            hold.committed_amount = None;
+        }
+        hold
+    })
+    .collect();
+    account.debt = Amount::from_micros(-posted.get(&LedgerAccount::Debt).copied().unwrap_or(0));
+    Book::new(account, lots, holds)
+        .map(Some)
+        .map_err(|reject| StoreError::Corrupt(reject.to_string()))
+}
+
+pub fn due_accounts(
+    conn: &Connection,
+    now: Timestamp,
+    limit: usize,
+) -> Result<Vec<AccountId>, StoreError> {
+    collect(
+        conn,
+        "SELECT account_id FROM holds WHERE status = 'pending' AND expires_at <= ?1 \
+         UNION \
+         SELECT account_id FROM lots \
+          WHERE remaining > 0 AND expires_at IS NOT NULL AND expires_at <= ?1 \
+         UNION \
+         SELECT a.id FROM accounts a WHERE a.debt > 0 AND EXISTS ( \
+           SELECT 1 FROM lots l WHERE l.account_id = a.id AND l.remaining > 0 \
+             AND l.effective_at <= ?1 AND l.voided_at IS NULL \
+             AND (l.expires_at IS NULL OR l.expires_at > ?1)) \
+         LIMIT ?2",
+        params![now.micros(), limit as i64],
+        |row| {
+            let id: String = row.get(0)?;
+            AccountId::parse(&id).map_err(|_| StoreError::Corrupt(format!("bad account id {id:?}")))
+        },
+    )
+}
+
+pub fn idempotent_response(
+    conn: &Connection,
+    key: &str,
+) -> Result<Option<(Vec<u8>, StoredResponse)>, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT fingerprint, status, body FROM idempotency_keys WHERE key = ?1")?
+        .query_row([key], |row| {
+            Ok((
+                row.get::<_, Vec<u8>>(0)?,
+                StoredResponse {
+                    status: row.get(1)?,
+                    body: row.get(2)?,
+                },
+            ))
+        })
+        .optional()?)
+}
+
+pub fn setting(conn: &Connection, key: &str) -> Result<Option<String>, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT value FROM settings WHERE key = ?1")?
+        .query_row([key], |row| row.get(0))
+        .optional()?)
+}
+
+/// Checks every account against its whole journal, one account at a time so
+/// memory stays bounded, then looks for rows that belong to no account.
+pub fn audit(conn: &Connection) -> Result<AuditReport, StoreError> {
+    let mut report = AuditReport::default();
+    let mut after: Option<AccountId> = None;
+    loop {
+        let page = accounts(conn, after.as_ref(), 500)?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.id.clone());
+        for account in page {
+            let id = account.id.as_str();
+            let lots = collect(
+                conn,
+                &format!("SELECT {LOT_COLUMNS} FROM lots WHERE account_id = ?1"),
+                [id],
+                lot_from_row,
+            )?;
+            let holds = collect(
+                conn,
+                &format!("SELECT {HOLD_COLUMNS} FROM holds WHERE account_id = ?1"),
+                [id],
+                hold_from_row,
+            )?;
+            let journal = collect(
+                conn,
+                &format!("SELECT {TX_COLUMNS} FROM transactions WHERE account_id = ?1 ORDER BY id"),
+                [id],
+                tx_from_row,
+            )?;
+            report.accounts += 1;
+            report.lots += lots.len() as u64;
+            report.transactions += journal.len() as u64;
+            for violation in audit_account(&account, &lots, &holds, &journal) {
+                report.violations.push((account.id.clone(), violation));
+            }
+        }
+    }
+    for table in ["lots", "holds", "transactions"] {
+        let orphans: i64 = conn.query_row(
+            &format!(
+                "SELECT count(*) FROM {table} t \
+                 WHERE NOT EXISTS (SELECT 1 FROM accounts a WHERE a.id = t.account_id)"
+            ),
+            [],
+            |row| row.get(0),
+        )?;
+        if orphans > 0 {
+            report
+                .orphans
+                .push(format!("{orphans} rows of {table} belong to no account"));
+        }
+    }
+    Ok(report)
+}
