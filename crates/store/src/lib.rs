@@ -12,6 +12,7 @@ pub mod sqlite;
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use ledger::{
     Account, AccountId, Book, Feature, FeatureId, Hold, HoldId, Lot, Timestamp, Transaction, TxId,
@@ -21,6 +22,28 @@ use ledger::{
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use command::{Charge, Command, Executed, IdempotencyKey, Op, Outcome, Render, StoredResponse};
 pub use error::StoreError;
+
+/// Counters of the write path, for metrics.
+#[derive(Debug, Default)]
+pub struct StoreStats {
+    /// Batches committed.
+    pub batches: AtomicU64,
+    /// Commands answered by committed batches.
+    pub commands: AtomicU64,
+    /// Batches that failed and were rolled back.
+    pub failed_batches: AtomicU64,
+    /// Microseconds spent applying and committing batches.
+    pub batch_micros: AtomicU64,
+}
+
+impl StoreStats {
+    /// Counts one committed batch of `commands` that took `micros`.
+    pub fn record_batch(&self, commands: usize, micros: u64) {
+        self.batches.fetch_add(1, Ordering::Relaxed);
+        self.commands.fetch_add(commands as u64, Ordering::Relaxed);
+        self.batch_micros.fetch_add(micros, Ordering::Relaxed);
+    }
+}
 
 /// A boxed future, so that [`Store`] can be used as a trait object.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -76,6 +99,12 @@ pub type DueAccounts = Vec<AccountId>;
 /// Every write goes through [`Store::execute`]; the reads see every write
 /// that was acknowledged before they started.
 pub trait Store: Send + Sync + 'static {
+    /// Counters of the write path.
+    fn stats(&self) -> &StoreStats;
+
+    /// Succeeds when the database answers.
+    fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>>;
+
     /// Applies one command through group commit and answers once it is durable.
     fn execute(&self, command: Command) -> BoxFuture<'_, Result<Executed, StoreError>>;
 

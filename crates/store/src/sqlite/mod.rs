@@ -18,7 +18,8 @@ use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{
-    AuditReport, BoxFuture, Clock, Command, DueAccounts, Executed, Store, StoreError, TxFilter,
+    AuditReport, BoxFuture, Clock, Command, DueAccounts, Executed, Store, StoreError, StoreStats,
+    TxFilter,
 };
 use writer::{Job, Writer};
 
@@ -134,6 +135,7 @@ impl Readers {
 /// The SQLite store.
 pub struct SqliteStore {
     jobs: mpsc::Sender<Job>,
+    stats: Arc<StoreStats>,
     readers: Arc<Readers>,
     writer: Mutex<Option<JoinHandle<()>>>,
 }
@@ -154,13 +156,15 @@ impl SqliteStore {
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
         let (jobs, jobs_rx) = mpsc::channel(options.queue_len_max.max(1));
-        let writer = Writer::new(conn, clock, options.batch_size_max.max(1));
+        let stats = Arc::new(StoreStats::default());
+        let writer = Writer::new(conn, clock, options.batch_size_max.max(1), stats.clone());
         let handle = std::thread::Builder::new()
             .name("creditd-writer".into())
             .spawn(move || writer.run(jobs_rx))
             .map_err(|e| StoreError::Internal(e.to_string()))?;
         Ok(SqliteStore {
             jobs,
+            stats,
             readers: Arc::new(Readers {
                 idle: Mutex::new(readers),
                 returned: Condvar::new(),
@@ -192,6 +196,14 @@ impl SqliteStore {
 }
 
 impl Store for SqliteStore {
+    fn stats(&self) -> &StoreStats {
+        &self.stats
+    }
+
+    fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        self.read(|conn| Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?))
+    }
+
     fn execute(&self, command: Command) -> BoxFuture<'_, Result<Executed, StoreError>> {
         Box::pin(async move {
             let (reply, answer) = oneshot::channel();

@@ -3,6 +3,8 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 use ledger::{
     AccountId, Amount, Book, Counters, Feature, FeatureId, HoldId, LedgerAccount, LotId, Origin,
@@ -13,7 +15,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::codec::{encode_legs, encode_postings, encode_sources};
 use super::read;
-use crate::{Charge, Clock, Command, Executed, Op, Outcome, StoreError, StoredResponse};
+use crate::{
+    Charge, Clock, Command, Executed, Op, Outcome, StoreError, StoreStats, StoredResponse,
+};
 
 /// A command waiting for its batch, with where to send the answer.
 pub struct Job {
@@ -22,20 +26,27 @@ pub struct Job {
 }
 
 pub struct Writer {
-    pub conn: Connection,
-    pub clock: Arc<dyn Clock>,
-    pub batch_size_max: usize,
+    conn: Connection,
+    clock: Arc<dyn Clock>,
+    batch_size_max: usize,
+    stats: Arc<StoreStats>,
     ids: Counters,
     data_version: Option<i64>,
     last_now: Timestamp,
 }
 
 impl Writer {
-    pub fn new(conn: Connection, clock: Arc<dyn Clock>, batch_size_max: usize) -> Writer {
+    pub fn new(
+        conn: Connection,
+        clock: Arc<dyn Clock>,
+        batch_size_max: usize,
+        stats: Arc<StoreStats>,
+    ) -> Writer {
         Writer {
             conn,
             clock,
             batch_size_max,
+            stats,
             ids: Counters::default(),
             data_version: None,
             last_now: Timestamp::EPOCH,
@@ -60,20 +71,26 @@ impl Writer {
 
     fn run_batch(&mut self, jobs: &mut Vec<Job>) {
         let commands: Vec<&Command> = jobs.iter().map(|j| &j.command).collect();
-        match self.apply(&commands) {
+        let started = Instant::now();
+        let applied = self.apply(&commands);
+        let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        match applied {
             Ok(answers) => {
+                self.stats.record_batch(answers.len(), micros);
                 for (job, answer) in jobs.drain(..).zip(answers) {
                     let _ = job.reply.send(Ok(answer));
                 }
             }
             // One bad command must not fail the others: retry them one by one.
             Err(_) if jobs.len() > 1 => {
+                self.stats.failed_batches.fetch_add(1, Ordering::Relaxed);
                 for job in jobs.drain(..) {
                     let answer = self.apply(&[&job.command]).map(|mut a| a.remove(0));
                     let _ = job.reply.send(answer);
                 }
             }
             Err(error) => {
+                self.stats.failed_batches.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(%error, "write batch failed");
                 for job in jobs.drain(..) {
                     let _ = job.reply.send(Err(error.clone()));

@@ -1,0 +1,152 @@
+//! Settings: one struct, read in one place from an optional file and `CREDITD_*` variables.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use server::Secret;
+
+/// Where the ledger is stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Database {
+    /// An SQLite file.
+    Sqlite(PathBuf),
+}
+
+/// Everything the binary can be told.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// `CREDITD_DATABASE_URL`, default `sqlite://creditd.db`.
+    pub database: Database,
+    /// `CREDITD_LISTEN`, default `127.0.0.1:8080`.
+    pub listen: SocketAddr,
+    /// `CREDITD_ADMIN_KEY`; when unset, a key is generated on first start.
+    pub admin_key: Option<Secret>,
+    /// `CREDITD_LOG`: error, warn, info (default), debug or trace.
+    pub log: tracing::Level,
+    /// `CREDITD_SWEEP_INTERVAL_MS`, default 1000: how often expiries are written.
+    pub sweep_interval: Duration,
+    /// `CREDITD_BATCH_SIZE_MAX`, default 1024: the most writes one batch commits.
+    pub batch_size_max: usize,
+    /// `CREDITD_SQLITE_READERS`, default 4: reader connections.
+    pub sqlite_readers: usize,
+}
+
+impl Settings {
+    /// Reads `file` (lines of `CREDITD_NAME=value`, `#` comments) if given,
+    /// then the environment, which wins.
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Settings> {
+        let mut values = HashMap::new();
+        if let Some(file) = file {
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            for (number, line) in text.lines().enumerate() {
+                let line = line.trim();
+                if line.is_empty() || line.starts_with('#') {
+                    continue;
+                }
+                let (key, value) = line.split_once('=').with_context(|| {
+                    format!("{}:{}: expected NAME=value", file.display(), number + 1)
+                })?;
+                values.insert(key.trim().to_owned(), value.trim().to_owned());
+            }
+        }
+        for (key, value) in std::env::vars() {
+            if key.starts_with("CREDITD_") {
+                values.insert(key, value);
+            }
+        }
+        Settings::from_values(&values)
+    }
+
+    fn from_values(values: &HashMap<String, String>) -> anyhow::Result<Settings> {
+        let get = |key: &str| {
+            values
+                .get(key)
+                .map(String::as_str)
+                .filter(|v| !v.is_empty())
+        };
+        let number = |key: &str, default: u64| -> anyhow::Result<u64> {
+            get(key).map_or(Ok(default), |v| {
+                v.parse()
+                    .with_context(|| format!("{key} must be a whole number"))
+            })
+        };
+        Ok(Settings {
+            database: parse_database_url(
+                get("CREDITD_DATABASE_URL").unwrap_or("sqlite://creditd.db"),
+            )?,
+            listen: get("CREDITD_LISTEN")
+                .unwrap_or("127.0.0.1:8080")
+                .parse()
+                .context("CREDITD_LISTEN must be an address such as 127.0.0.1:8080")?,
+            admin_key: get("CREDITD_ADMIN_KEY").map(|k| Secret::new(k.to_owned())),
+            log: get("CREDITD_LOG")
+                .unwrap_or("info")
+                .parse()
+                .context("CREDITD_LOG must be error, warn, info, debug or trace")?,
+            sweep_interval: Duration::from_millis(
+                number("CREDITD_SWEEP_INTERVAL_MS", 1000)?.max(10),
+            ),
+            batch_size_max: number("CREDITD_BATCH_SIZE_MAX", 1024)?.clamp(1, 65_536) as usize,
+            sqlite_readers: number("CREDITD_SQLITE_READERS", 4)?.clamp(1, 64) as usize,
+        })
+    }
+}
+
+/// `sqlite://relative/path.db`, `sqlite:///absolute/path.db` or `sqlite:path.db`.
+pub fn parse_database_url(url: &str) -> anyhow::Result<Database> {
+    if let Some(rest) = url.strip_prefix("sqlite:") {
+        let path = rest.strip_prefix("//").unwrap_or(rest);
+        let path = path.split('?').next().unwrap_or(path);
+        if path.is_empty() {
+            bail!("CREDITD_DATABASE_URL {url:?} names no file");
+        }
+        return Ok(Database::Sqlite(PathBuf::from(path)));
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        bail!("PostgreSQL is not supported by this build yet; use sqlite://<file>");
+    }
+    bail!("CREDITD_DATABASE_URL must start with sqlite://, got {url:?}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_urls_name_a_file() {
+        assert_eq!(
+            parse_database_url("sqlite://creditd.db").unwrap(),
+            Database::Sqlite("creditd.db".into())
+        );
+        assert_eq!(
+            parse_database_url("sqlite:///var/lib/creditd.db").unwrap(),
+            Database::Sqlite("/var/lib/creditd.db".into())
+        );
+        assert_eq!(
+            parse_database_url("sqlite:data.db").unwrap(),
+            Database::Sqlite("data.db".into())
+        );
+        assert!(parse_database_url("sqlite://").is_err());
+        assert!(parse_database_url("mysql://x").is_err());
+    }
+
+    #[test]
+    fn defaults_apply_when_nothing_is_set() {
+        let s = Settings::from_values(&HashMap::new()).unwrap();
+        assert_eq!(s.database, Database::Sqlite("creditd.db".into()));
+        assert_eq!(s.listen, "127.0.0.1:8080".parse().unwrap());
+        assert!(s.admin_key.is_none());
+        assert_eq!(s.sweep_interval, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_the_variable_named() {
+        let values = HashMap::from([("CREDITD_LISTEN".to_owned(), "nowhere".to_owned())]);
+        let error = Settings::from_values(&values).unwrap_err().to_string();
+        assert!(error.contains("CREDITD_LISTEN"), "{error}");
+    }
+}

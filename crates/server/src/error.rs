@@ -1,0 +1,206 @@
+//! The API's one error type and its JSON form: `{"error": {"code", "message"}}`.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use ledger::Reject;
+use serde::Serialize;
+use store::StoreError;
+
+use crate::render::Decimal;
+
+/// Every way a request can fail. Each variant's doc names its HTTP status;
+/// codes are stable and never renamed.
+#[derive(Debug)]
+pub enum ApiError {
+    /// 401 `unauthorized`: no or a wrong bearer key.
+    Unauthorized,
+    /// 400 `malformed_json`: the body is not JSON.
+    MalformedJson(String),
+    /// 400 `invalid_request`: a field is missing, unknown or of the wrong type,
+    /// or a query parameter is bad.
+    InvalidRequest(String),
+    /// 400 `invalid_amount`: not a decimal with at most 6 fractional digits,
+    /// out of range, or negative or zero where that is not allowed.
+    InvalidAmount(String),
+    /// 400 `invalid_timestamp`: not an RFC 3339 instant.
+    InvalidTimestamp(String),
+    /// 400 `invalid_id`: an id that cannot exist (bad characters, length, prefix).
+    InvalidId(String),
+    /// 400 `invalid_metadata`: metadata that is not a JSON object of at most 4 KiB.
+    InvalidMetadata(String),
+    /// 413 `payload_too_large`.
+    PayloadTooLarge,
+    /// 415 `unsupported_media_type`: a body that says it is not JSON.
+    UnsupportedMediaType,
+    /// 404 `not_found`: no such route.
+    RouteNotFound,
+    /// 405 `method_not_allowed`.
+    MethodNotAllowed,
+    /// The ledger refused; status by rejection (402, 404, 409, 400).
+    Rejected(Reject),
+    /// 503 `store_unavailable`: the database cannot be reached; nothing was applied.
+    StoreUnavailable(String),
+    /// 500 `internal_error`: a bug; the detail is logged, not shown.
+    Internal(String),
+}
+
+impl ApiError {
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::MalformedJson(_)
+            | ApiError::InvalidRequest(_)
+            | ApiError::InvalidAmount(_)
+            | ApiError::InvalidTimestamp(_)
+            | ApiError::InvalidId(_)
+            | ApiError::InvalidMetadata(_) => StatusCode::BAD_REQUEST,
+            ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::RouteNotFound => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Rejected(reject) => reject_status(reject),
+            ApiError::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The stable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::Unauthorized => "unauthorized",
+            ApiError::MalformedJson(_) => "malformed_json",
+            ApiError::InvalidRequest(_) => "invalid_request",
+            ApiError::InvalidAmount(_) => "invalid_amount",
+            ApiError::InvalidTimestamp(_) => "invalid_timestamp",
+            ApiError::InvalidId(_) => "invalid_id",
+            ApiError::InvalidMetadata(_) => "invalid_metadata",
+            ApiError::PayloadTooLarge => "payload_too_large",
+            ApiError::UnsupportedMediaType => "unsupported_media_type",
+            ApiError::RouteNotFound => "not_found",
+            ApiError::MethodNotAllowed => "method_not_allowed",
+            ApiError::Rejected(reject) => reject.code(),
+            ApiError::StoreUnavailable(_) => "store_unavailable",
+            ApiError::Internal(_) => "internal_error",
+        }
+    }
+
+    fn message(&self) -> String {
+        match self {
+            ApiError::Unauthorized => {
+                "send the API key as `Authorization: Bearer <key>`".to_owned()
+            }
+            ApiError::MalformedJson(m)
+            | ApiError::InvalidRequest(m)
+            | ApiError::InvalidAmount(m)
+            | ApiError::InvalidTimestamp(m)
+            | ApiError::InvalidId(m)
+            | ApiError::InvalidMetadata(m) => m.clone(),
+            ApiError::PayloadTooLarge => "the request body is larger than 64 KiB".to_owned(),
+            ApiError::UnsupportedMediaType => "send the body as application/json".to_owned(),
+            ApiError::RouteNotFound => "no such route".to_owned(),
+            ApiError::MethodNotAllowed => "method not allowed on this route".to_owned(),
+            ApiError::Rejected(Reject::Inconsistent(_)) | ApiError::Internal(_) => {
+                "internal error".to_owned()
+            }
+            ApiError::Rejected(reject) => reject.to_string(),
+            ApiError::StoreUnavailable(_) => {
+                "the database is unavailable; nothing was changed, retry later".to_owned()
+            }
+        }
+    }
+
+    /// The JSON body.
+    pub fn body(&self) -> Vec<u8> {
+        #[derive(Serialize)]
+        struct Body<'a> {
+            error: Inner<'a>,
+        }
+        #[derive(Serialize)]
+        struct Inner<'a> {
+            code: &'a str,
+            message: String,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            required: Option<Decimal>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            available: Option<Decimal>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            refundable: Option<Decimal>,
+        }
+        let (required, available, refundable) = match self {
+            ApiError::Rejected(Reject::InsufficientCredits {
+                required,
+                available,
+            }) => (Some(Decimal(*required)), Some(Decimal(*available)), None),
+            ApiError::Rejected(Reject::RefundTooLarge { refundable }) => {
+                (None, None, Some(Decimal(*refundable)))
+            }
+            _ => (None, None, None),
+        };
+        serde_json::to_vec(&Body {
+            error: Inner {
+                code: self.code(),
+                message: self.message(),
+                required,
+                available,
+                refundable,
+            },
+        })
+        .expect("error bodies serialize")
+    }
+}
+
+/// The HTTP status of each ledger rejection.
+pub fn reject_status(reject: &Reject) -> StatusCode {
+    match reject {
+        Reject::InvalidAmount(_)
+        | Reject::InvalidTimestamp(_)
+        | Reject::InvalidRequest(_)
+        | Reject::Overflow => StatusCode::BAD_REQUEST,
+        Reject::InsufficientCredits { .. } => StatusCode::PAYMENT_REQUIRED,
+        Reject::AccountNotFound
+        | Reject::GrantNotFound
+        | Reject::HoldNotFound
+        | Reject::TransactionNotFound
+        | Reject::FeatureNotFound => StatusCode::NOT_FOUND,
+        Reject::AccountExists
+        | Reject::HoldNotPending { .. }
+        | Reject::GrantVoided
+        | Reject::NotRefundable
+        | Reject::RefundTooLarge { .. }
+        | Reject::IdempotencyConflict => StatusCode::CONFLICT,
+        Reject::Inconsistent(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+impl From<Reject> for ApiError {
+    fn from(reject: Reject) -> Self {
+        ApiError::Rejected(reject)
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Unavailable(detail) => ApiError::StoreUnavailable(detail),
+            StoreError::Closed => ApiError::StoreUnavailable("store closed".to_owned()),
+            StoreError::Corrupt(detail) | StoreError::Internal(detail) => {
+                ApiError::Internal(detail)
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        match &self {
+            ApiError::Internal(detail) => tracing::error!(%detail, "internal error"),
+            ApiError::Rejected(Reject::Inconsistent(detail)) => {
+                tracing::error!(%detail, "ledger inconsistency")
+            }
+            ApiError::StoreUnavailable(detail) => tracing::warn!(%detail, "store unavailable"),
+            _ => {}
+        }
+        crate::render::json_response(self.status(), self.body())
+    }
+}

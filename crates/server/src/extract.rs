@@ -1,0 +1,346 @@
+//! The edge: request bodies, path ids, query strings and idempotency keys,
+//! parsed into ledger types or refused with a clear error.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, header};
+use ledger::{AccountId, Amount, AmountError, Metadata, Timestamp};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer};
+use serde_json::value::RawValue;
+use sha2::{Digest, Sha256};
+use store::IdempotencyKey;
+
+use crate::error::ApiError;
+
+/// The largest request body accepted.
+pub const BODY_LEN_MAX: usize = 64 * 1024;
+/// The longest idempotency key accepted.
+pub const IDEMPOTENCY_KEY_LEN_MAX: usize = 255;
+
+/// A write request: its JSON body and its idempotency key, if it sent one.
+pub struct Write {
+    /// The raw body; empty when none was sent.
+    pub body: Bytes,
+    /// The key, scoped and fingerprinted with the request.
+    pub idempotency: Option<IdempotencyKey>,
+}
+
+impl<S: Send + Sync> FromRequest<S> for Write {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        check_content_type(request.headers())?;
+        let method = request.method().clone();
+        let target = request.uri().path_and_query().map_or_else(
+            || request.uri().path().to_owned(),
+            |pq| pq.as_str().to_owned(),
+        );
+        let key = idempotency_header(request.headers())?;
+        let body = Bytes::from_request(request, state)
+            .await
+            .map_err(|rejection| {
+                if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::PayloadTooLarge
+                } else {
+                    ApiError::InvalidRequest(format!("could not read the body: {rejection}"))
+                }
+            })?;
+        let idempotency = key.map(|key| {
+            let mut digest = Sha256::new();
+            digest.update(method.as_str());
+            digest.update([0]);
+            digest.update(target.as_bytes());
+            digest.update([0]);
+            digest.update(&body);
+            IdempotencyKey {
+                // Keys are per API key; there is one, the admin key.
+                key: format!("admin:{key}"),
+                fingerprint: digest.finalize().to_vec(),
+                render: crate::render::outcome,
+            }
+        });
+        Ok(Write { body, idempotency })
+    }
+}
+
+fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(value) = headers.get(header::CONTENT_TYPE) else {
+        return Ok(());
+    };
+    let essence = value
+        .to_str()
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if essence == "application/json" || essence.ends_with("+json") {
+        Ok(())
+    } else {
+        Err(ApiError::UnsupportedMediaType)
+    }
+}
+
+fn idempotency_header(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let bad = || {
+        ApiError::InvalidRequest(format!(
+            "Idempotency-Key must be 1 to {IDEMPOTENCY_KEY_LEN_MAX} printable ASCII characters"
+        ))
+    };
+    let key = value.to_str().map_err(|_| bad())?;
+    if key.is_empty()
+        || key.len() > IDEMPOTENCY_KEY_LEN_MAX
+        || !key.bytes().all(|b| b.is_ascii_graphic())
+    {
+        return Err(bad());
+    }
+    Ok(Some(key.to_owned()))
+}
+
+/// Parses a JSON body into `T`, telling malformed JSON apart from JSON of the wrong shape.
+pub fn parse_json<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| match e.classify() {
+        serde_json::error::Category::Data => ApiError::InvalidRequest(e.to_string()),
+        _ => ApiError::MalformedJson(format!("the body is not valid JSON: {e}")),
+    })
+}
+
+/// Like [`parse_json`], but an empty body reads as `{}`.
+pub fn parse_optional_json<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        parse_json(b"{}")
+    } else {
+        parse_json(body)
+    }
+}
+
+/// Deserializes a field as its raw JSON text, so amounts never pass through a float.
+pub fn raw<'de, D: Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+    Option::<&'de RawValue>::deserialize(d)
+}
+
+/// What sign an amount must have where it appears.
+#[derive(Clone, Copy)]
+pub enum Sign {
+    /// Above zero.
+    Positive,
+    /// Zero or above.
+    NotNegative,
+}
+
+/// Reads an amount from a JSON string (`"12.5"`) or an exact JSON number (`12.5`).
+pub fn amount(raw: &RawValue, field: &str, sign: Sign) -> Result<Amount, ApiError> {
+    let text = raw.get();
+    let parsed = if text.starts_with('"') {
+        let unquoted: String = serde_json::from_str(text).map_err(|_| {
+            ApiError::InvalidAmount(format!("{field} must be a decimal string or number"))
+        })?;
+        Amount::parse(&unquoted)
+    } else if text.starts_with(|c: char| c == '-' || c.is_ascii_digit()) {
+        Amount::parse(text)
+    } else {
+        return Err(ApiError::InvalidAmount(format!(
+            "{field} must be a decimal string or number"
+        )));
+    };
+    let amount = parsed.map_err(|e| {
+        ApiError::InvalidAmount(match e {
+            AmountError::Syntax => format!("{field} must be a decimal such as \"12.5\""),
+            AmountError::TooPrecise => format!("{field} has more than 6 fractional digits"),
+            AmountError::TooLarge => format!("{field} is larger than 10^12 credits"),
+        })
+    })?;
+    match sign {
+        Sign::Positive if !amount.is_positive() => Err(ApiError::InvalidAmount(format!(
+            "{field} must be greater than zero"
+        ))),
+        Sign::NotNegative if amount.is_negative() => Err(ApiError::InvalidAmount(format!(
+            "{field} must not be negative"
+        ))),
+        _ => Ok(amount),
+    }
+}
+
+/// Reads a required amount field.
+pub fn required_amount(
+    raw: Option<&RawValue>,
+    field: &str,
+    sign: Sign,
+) -> Result<Amount, ApiError> {
+    let raw = raw.ok_or_else(|| ApiError::InvalidRequest(format!("missing field `{field}`")))?;
+    amount(raw, field, sign)
+}
+
+/// Reads metadata: a JSON object of at most 4 KiB; absent or null is `{}`.
+pub fn metadata(raw: Option<&RawValue>) -> Result<Metadata, ApiError> {
+    let Some(raw) = raw else {
+        return Ok(Metadata::empty());
+    };
+    let text = raw.get();
+    if text == "null" {
+        return Ok(Metadata::empty());
+    }
+    if !text.starts_with('{') {
+        return Err(ApiError::InvalidMetadata(
+            "metadata must be a JSON object".to_owned(),
+        ));
+    }
+    Metadata::from_json_object(text.to_owned()).ok_or_else(|| {
+        ApiError::InvalidMetadata(format!(
+            "metadata must be at most {} bytes of JSON",
+            ledger::METADATA_LEN_MAX
+        ))
+    })
+}
+
+/// Reads an optional RFC 3339 instant.
+pub fn timestamp(text: Option<&str>, field: &str) -> Result<Option<Timestamp>, ApiError> {
+    text.map(|t| {
+        Timestamp::parse_rfc3339(t).map_err(|_| {
+            ApiError::InvalidTimestamp(format!(
+                "{field} must be an RFC 3339 timestamp such as 2026-01-31T12:00:00Z"
+            ))
+        })
+    })
+    .transpose()
+}
+
+/// Reads an account id.
+pub fn account_id(text: &str) -> Result<AccountId, ApiError> {
+    AccountId::parse(text).map_err(|_| {
+        ApiError::InvalidId("account ids are 1 to 128 characters of A-Za-z0-9_.:-".to_owned())
+    })
+}
+
+/// Reads a prefixed numeric id such as `lot_12`.
+pub fn numbered_id<T>(
+    text: &str,
+    parse: fn(&str) -> Result<T, ledger::IdError>,
+    what: &str,
+) -> Result<T, ApiError> {
+    parse(text).map_err(|_| ApiError::InvalidId(format!("{text:?} is not a {what} id")))
+}
+
+/// The one path parameter of a route, as text.
+pub struct PathParam(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathParam {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        Path::<String>::from_request_parts(parts, state)
+            .await
+            .map(|Path(text)| PathParam(text))
+            .map_err(|e| ApiError::InvalidId(e.body_text()))
+    }
+}
+
+/// A query string parsed into `T`; unknown parameters are refused.
+pub struct Query<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        let query = parts.uri.query().unwrap_or("");
+        serde_urlencoded::from_str(query)
+            .map(Query)
+            .map_err(|e| ApiError::InvalidRequest(format!("bad query string: {e}")))
+    }
+}
+
+/// The page size from `?limit=`: 1 to 100, 20 when absent.
+pub fn limit(text: Option<&str>) -> Result<usize, ApiError> {
+    let Some(text) = text else { return Ok(20) };
+    match text.parse::<usize>() {
+        Ok(n) if (1..=store::PAGE_LIMIT_MAX).contains(&n) => Ok(n),
+        _ => Err(ApiError::InvalidRequest(format!(
+            "limit must be a whole number from 1 to {}",
+            store::PAGE_LIMIT_MAX
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(text: &str) -> &RawValue {
+        serde_json::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn amounts_come_from_strings_or_exact_numbers() {
+        assert_eq!(
+            amount(raw("\"12.5\""), "a", Sign::Positive).unwrap(),
+            Amount::from_micros(12_500_000)
+        );
+        assert_eq!(
+            amount(raw("12.5"), "a", Sign::Positive).unwrap(),
+            Amount::from_micros(12_500_000)
+        );
+        assert_eq!(
+            amount(raw("0"), "a", Sign::NotNegative).unwrap(),
+            Amount::ZERO
+        );
+    }
+
+    #[test]
+    fn bad_amounts_are_invalid_amount() {
+        for (text, sign) in [
+            ("\"-1\"", Sign::Positive),
+            ("0", Sign::Positive),
+            ("-0.5", Sign::NotNegative),
+            ("\"1.0000001\"", Sign::Positive),
+            ("1e13", Sign::Positive),
+            ("true", Sign::Positive),
+            ("null", Sign::Positive),
+            ("{}", Sign::Positive),
+            ("[1]", Sign::Positive),
+            ("\"abc\"", Sign::Positive),
+            ("\" 1\"", Sign::Positive),
+        ] {
+            assert!(
+                matches!(
+                    amount(raw(text), "a", sign),
+                    Err(ApiError::InvalidAmount(_))
+                ),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn metadata_must_be_a_small_object() {
+        assert_eq!(metadata(None).unwrap(), Metadata::empty());
+        assert_eq!(metadata(Some(raw("null"))).unwrap(), Metadata::empty());
+        assert_eq!(
+            metadata(Some(raw("{\"a\":1}"))).unwrap().as_str(),
+            "{\"a\":1}"
+        );
+        assert!(matches!(
+            metadata(Some(raw("[1]"))),
+            Err(ApiError::InvalidMetadata(_))
+        ));
+        let big = format!("{{\"a\":\"{}\"}}", "x".repeat(5000));
+        assert!(matches!(
+            metadata(Some(raw(&big))),
+            Err(ApiError::InvalidMetadata(_))
+        ));
+    }
+
+    #[test]
+    fn limits_are_one_to_a_hundred() {
+        assert_eq!(limit(None).unwrap(), 20);
+        assert_eq!(limit(Some("100")).unwrap(), 100);
+        for bad in ["0", "101", "-1", "x", ""] {
+            assert!(limit(Some(bad)).is_err(), "{bad}");
+        }
+    }
+}

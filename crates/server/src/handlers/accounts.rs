@@ -1,0 +1,125 @@
+//! Accounts: open, read, list, and the balance now or at a past instant.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use ledger::NewAccount;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use store::Op;
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::extract::{self, PathParam, Query, Sign, Write};
+use crate::render::{self, AccountView, BalanceView, Page};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateAccount<'a> {
+    id: String,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default, borrow, deserialize_with = "extract::raw")]
+    metadata: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "extract::raw")]
+    overdraft_limit: Option<&'a RawValue>,
+}
+
+/// `POST /v1/accounts`
+pub async fn create(
+    State(state): State<Arc<AppState>>,
+    write: Write,
+) -> Result<Response, ApiError> {
+    let body: CreateAccount = extract::parse_json(&write.body)?;
+    let overdraft_limit = match body.overdraft_limit {
+        Some(raw) => extract::amount(raw, "overdraft_limit", Sign::NotNegative)?,
+        None => ledger::Amount::ZERO,
+    };
+    let new = NewAccount::new(
+        extract::account_id(&body.id)?,
+        body.name,
+        extract::metadata(body.metadata)?,
+        overdraft_limit,
+    )?;
+    let op = Op::CreateAccount(new);
+    super::execute(state.store.as_ref(), write, op).await
+}
+
+/// `GET /v1/accounts/{id}`
+pub async fn get(
+    State(state): State<Arc<AppState>>,
+    PathParam(id): PathParam,
+) -> Result<Response, ApiError> {
+    let id = extract::account_id(&id)?;
+    let account = state
+        .store
+        .account(id)
+        .await?
+        .ok_or(ApiError::Rejected(ledger::Reject::AccountNotFound))?;
+    Ok(render::json(StatusCode::OK, &AccountView::new(&account)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+/// `GET /v1/accounts?limit&cursor`
+pub async fn list(
+    State(state): State<Arc<AppState>>,
+    Query(query): Query<ListQuery>,
+) -> Result<Response, ApiError> {
+    let limit = extract::limit(query.limit.as_deref())?;
+    let after = query
+        .cursor
+        .as_deref()
+        .map(|c| {
+            ledger::AccountId::parse(c)
+                .map_err(|_| ApiError::InvalidRequest("cursor is not one this API returned".into()))
+        })
+        .transpose()?;
+    let accounts = state.store.accounts(after, limit).await?;
+    let next_cursor = (accounts.len() == limit)
+        .then(|| accounts.last().map(|a| a.id.to_string()))
+        .flatten();
+    Ok(render::json(
+        StatusCode::OK,
+        &Page {
+            data: accounts.iter().map(AccountView::new).collect(),
+            next_cursor,
+        },
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BalanceQuery {
+    at: Option<String>,
+}
+
+/// `GET /v1/accounts/{id}/balance?at=`
+pub async fn balance(
+    State(state): State<Arc<AppState>>,
+    PathParam(id): PathParam,
+    Query(query): Query<BalanceQuery>,
+) -> Result<Response, ApiError> {
+    let id = extract::account_id(&id)?;
+    let now = state.clock.now();
+    let at = extract::timestamp(query.at.as_deref(), "at")?;
+    let when = at.unwrap_or(now);
+    let book = state
+        .store
+        .book(id, at)
+        .await?
+        .ok_or(ApiError::Rejected(ledger::Reject::AccountNotFound))?;
+    let settled = book.settled(when)?;
+    let balance = settled.balance(when)?;
+    Ok(render::json(
+        StatusCode::OK,
+        &BalanceView::new(settled.account.id.as_str(), balance, settled.lots(), when),
+    ))
+}

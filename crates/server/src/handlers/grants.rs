@@ -1,0 +1,136 @@
+//! Grants: give credits to an account, list its lots, void one.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use ledger::{LotId, NewGrant, PRIORITY_MAX, Source};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use store::Op;
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::extract::{self, PathParam, Query, Sign, Write};
+use crate::render::{self, GrantView, Page};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateGrant<'a> {
+    #[serde(default, borrow, deserialize_with = "extract::raw")]
+    amount: Option<&'a RawValue>,
+    source: String,
+    #[serde(default)]
+    priority: Option<i64>,
+    #[serde(default)]
+    effective_at: Option<String>,
+    #[serde(default)]
+    expires_at: Option<String>,
+    #[serde(default, borrow, deserialize_with = "extract::raw")]
+    metadata: Option<&'a RawValue>,
+}
+
+/// `POST /v1/accounts/{id}/grants`
+pub async fn create(
+    State(state): State<Arc<AppState>>,
+    PathParam(id): PathParam,
+    write: Write,
+) -> Result<Response, ApiError> {
+    let account = extract::account_id(&id)?;
+    let body: CreateGrant = extract::parse_json(&write.body)?;
+    let source = Source::parse(&body.source).ok_or_else(|| {
+        let known: Vec<&str> = Source::ALL.iter().map(|s| s.code()).collect();
+        ApiError::InvalidRequest(format!("source must be one of {}", known.join(", ")))
+    })?;
+    let priority = body
+        .priority
+        .map(|p| {
+            u8::try_from(p)
+                .ok()
+                .filter(|p| *p <= PRIORITY_MAX)
+                .ok_or_else(|| ApiError::InvalidRequest("priority must be from 0 to 100".into()))
+        })
+        .transpose()?;
+    let grant = NewGrant {
+        amount: extract::required_amount(body.amount, "amount", Sign::Positive)?,
+        source,
+        priority,
+        effective_at: extract::timestamp(body.effective_at.as_deref(), "effective_at")?,
+        expires_at: extract::timestamp(body.expires_at.as_deref(), "expires_at")?,
+        metadata: extract::metadata(body.metadata)?,
+    };
+    super::execute(state.store.as_ref(), write, Op::Grant { account, grant }).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+/// `GET /v1/accounts/{id}/grants`, newest first.
+pub async fn list(
+    State(state): State<Arc<AppState>>,
+    PathParam(id): PathParam,
+    Query(query): Query<ListQuery>,
+) -> Result<Response, ApiError> {
+    let account = extract::account_id(&id)?;
+    let limit = extract::limit(query.limit.as_deref())?;
+    let before = query
+        .cursor
+        .as_deref()
+        .map(|c| {
+            LotId::parse(c)
+                .map_err(|_| ApiError::InvalidRequest("cursor is not one this API returned".into()))
+        })
+        .transpose()?;
+    if state.store.account(account.clone()).await?.is_none() {
+        return Err(ApiError::Rejected(ledger::Reject::AccountNotFound));
+    }
+    let lots = state.store.lots(account, before, limit).await?;
+    let next_cursor = (lots.len() == limit)
+        .then(|| lots.last().map(|l| l.id.to_string()))
+        .flatten();
+    Ok(render::json(
+        StatusCode::OK,
+        &Page {
+            data: lots.iter().map(GrantView::new).collect(),
+            next_cursor,
+        },
+    ))
+}
+
+/// `GET /v1/grants/{grant_id}`
+pub async fn get(
+    State(state): State<Arc<AppState>>,
+    PathParam(id): PathParam,
+) -> Result<Response, ApiError> {
+    let id = extract::numbered_id(&id, LotId::parse, "grant")?;
+    let lot = state
+        .store
+        .lot(id)
+        .await?
+        .ok_or(ApiError::Rejected(ledger::Reject::GrantNotFound))?;
+    Ok(render::json(StatusCode::OK, &GrantView::new(&lot)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Annotate<'a> {
+    #[serde(default, borrow, deserialize_with = "extract::raw")]
+    metadata: Option<&'a RawValue>,
+}
+
+/// `POST /v1/grants/{grant_id}/void`
+pub async fn void(
+    State(state): State<Arc<AppState>>,
+    PathParam(id): PathParam,
+    write: Write,
+) -> Result<Response, ApiError> {
+    let lot = extract::numbered_id(&id, LotId::parse, "grant")?;
+    let body: Annotate = extract::parse_optional_json(&write.body)?;
+    let metadata = extract::metadata(body.metadata)?;
+    super::execute(state.store.as_ref(), write, Op::Void { lot, metadata }).await
+}

@@ -1,0 +1,44 @@
+//! Request handlers, one file per resource.
+
+pub mod accounts;
+pub mod features;
+pub mod grants;
+pub mod holds;
+pub mod system;
+pub mod transactions;
+pub mod usage;
+
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::Response;
+use store::{Command, Executed, Op, Store, StoredResponse};
+
+use crate::error::ApiError;
+use crate::extract::Write;
+use crate::render;
+
+/// Sends a write through the store and answers with its rendered outcome,
+/// or with the stored first answer when the idempotency key was seen before.
+pub async fn execute(store: &dyn Store, write: Write, op: Op) -> Result<Response, ApiError> {
+    let command = Command {
+        op,
+        idempotency: write.idempotency,
+    };
+    match store.execute(command).await? {
+        Executed::Fresh(Err(ledger::Reject::Inconsistent(detail))) => {
+            Err(ApiError::Internal(detail.to_owned()))
+        }
+        Executed::Fresh(result) => Ok(stored_response(render::outcome(&result))),
+        Executed::Replayed(stored) => {
+            let mut response = stored_response(stored);
+            response
+                .headers_mut()
+                .insert("idempotent-replayed", HeaderValue::from_static("true"));
+            Ok(response)
+        }
+    }
+}
+
+fn stored_response(stored: StoredResponse) -> Response {
+    let status = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    render::json_response(status, stored.body)
+}

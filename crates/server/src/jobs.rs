@@ -1,0 +1,101 @@
+//! Background work: writing what time has done (hold and lot expiry, debt
+//! repayment) and forgetting old idempotency keys.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use store::{Command, Op, StoreError};
+
+use crate::AppState;
+
+/// How often the background jobs run.
+#[derive(Clone, Copy, Debug)]
+pub struct JobsConfig {
+    /// Pause between sweeps for due expiries and repayments.
+    pub sweep_interval: Duration,
+    /// How long idempotency keys are kept; at least a day.
+    pub idempotency_retention: Duration,
+}
+
+impl Default for JobsConfig {
+    fn default() -> Self {
+        JobsConfig {
+            sweep_interval: Duration::from_secs(1),
+            idempotency_retention: Duration::from_secs(48 * 3600),
+        }
+    }
+}
+
+/// Accounts settled per round of a sweep.
+const SWEEP_BATCH: usize = 256;
+/// Rounds per sweep, so one sweep cannot run forever.
+const SWEEP_ROUNDS_MAX: usize = 64;
+
+/// Settles every account with something due now; returns how many it settled.
+///
+/// Safe to run on several nodes at once and again after a crash: settling an
+/// account that has nothing due writes nothing.
+pub async fn sweep(state: &Arc<AppState>) -> Result<usize, StoreError> {
+    let mut settled = 0;
+    for _ in 0..SWEEP_ROUNDS_MAX {
+        let due = state
+            .store
+            .due_accounts(state.clock.now(), SWEEP_BATCH)
+            .await?;
+        if due.is_empty() {
+            break;
+        }
+        let round = due.len();
+        // Sent together, so they share batches.
+        let mut tasks = tokio::task::JoinSet::new();
+        for account in due {
+            let state = state.clone();
+            tasks.spawn(async move {
+                state
+                    .store
+                    .execute(Command::new(Op::Settle { account }))
+                    .await
+            });
+        }
+        while let Some(joined) = tasks.join_next().await {
+            joined.map_err(|e| StoreError::Internal(e.to_string()))??;
+        }
+        settled += round;
+        if round < SWEEP_BATCH {
+            break;
+        }
+    }
+    Ok(settled)
+}
+
+/// Runs the jobs until the process ends.
+pub fn spawn(state: Arc<AppState>, config: JobsConfig) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(config.sweep_interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_prune = None::<tokio::time::Instant>;
+        loop {
+            ticker.tick().await;
+            match sweep(&state).await {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(accounts = n, "settled due accounts"),
+                Err(error) => tracing::warn!(%error, "sweep failed"),
+            }
+            if last_prune.is_none_or(|t| t.elapsed() > Duration::from_secs(3600)) {
+                last_prune = Some(tokio::time::Instant::now());
+                let retention = config
+                    .idempotency_retention
+                    .max(Duration::from_secs(86_400));
+                let before = state
+                    .clock
+                    .now()
+                    .plus_secs(-i64::try_from(retention.as_secs()).unwrap_or(i64::MAX));
+                match state.store.prune_idempotency(before).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(keys = n, "forgot old idempotency keys"),
+                    Err(error) => tracing::warn!(%error, "idempotency pruning failed"),
+                }
+            }
+        }
+    })
+}
