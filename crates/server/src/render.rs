@@ -79,6 +79,7 @@ impl<'a> AccountView<'a> {
 pub struct GrantView<'a> {
     id: Text<ledger::LotId>,
     account_id: &'a str,
+    status: &'static str,
     amount: Decimal,
     remaining: Decimal,
     source: &'static str,
@@ -91,12 +92,26 @@ pub struct GrantView<'a> {
 }
 
 impl<'a> GrantView<'a> {
-    pub fn new(l: &'a Lot) -> Self {
+    /// The grant as it stands at `now`: a lot past its expiry shows nothing
+    /// remaining even before its expiry is written.
+    pub fn new(l: &'a Lot, now: Timestamp) -> Self {
+        let (status, remaining) = if l.voided_at.is_some() {
+            ("voided", l.remaining)
+        } else if l.is_expired_at(now) {
+            ("expired", Amount::ZERO)
+        } else if l.effective_at > now {
+            ("scheduled", l.remaining)
+        } else if l.remaining.is_zero() {
+            ("spent", l.remaining)
+        } else {
+            ("active", l.remaining)
+        };
         GrantView {
             id: Text(l.id),
             account_id: l.account.as_str(),
+            status,
             amount: Decimal(l.amount),
-            remaining: Decimal(l.remaining),
+            remaining: Decimal(remaining),
             source: l.source.code(),
             priority: l.priority,
             effective_at: Instant(l.effective_at),
@@ -185,9 +200,14 @@ pub struct HoldView<'a> {
 }
 
 impl<'a> HoldView<'a> {
-    /// The hold with the status it has at `status` (a pending hold past its
-    /// expiry reads as expired).
-    pub fn new(h: &'a Hold, status: HoldStatus) -> Self {
+    /// The hold as it stands at `now`: a pending hold past its expiry reads
+    /// as expired at its expiry instant, before the release is written.
+    pub fn new(h: &'a Hold, now: Timestamp) -> Self {
+        let status = h.status_at(now);
+        let resolved_at = match (status, h.resolved_at) {
+            (HoldStatus::Expired, None) => Some(h.expires_at),
+            (_, resolved) => resolved,
+        };
         HoldView {
             id: Text(h.id),
             account_id: h.account.as_str(),
@@ -196,7 +216,7 @@ impl<'a> HoldView<'a> {
             committed_amount: h.committed_amount.map(Decimal),
             created_at: Instant(h.created_at),
             expires_at: Instant(h.expires_at),
-            resolved_at: h.resolved_at.map(Instant),
+            resolved_at: resolved_at.map(Instant),
             metadata: Meta(&h.metadata),
         }
     }
@@ -362,7 +382,7 @@ pub fn outcome(result: &Result<Outcome, Reject>) -> StoredResponse {
     match result {
         Err(reject) => rejected(reject),
         Ok(Outcome::AccountCreated(account)) => stored(created, &AccountView::new(account)),
-        Ok(Outcome::Granted { lot, .. }) => stored(created, &GrantView::new(lot)),
+        Ok(Outcome::Granted { lot, tx }) => stored(created, &GrantView::new(lot, tx.created_at)),
         Ok(Outcome::Consumed { tx, balance }) => {
             #[derive(Serialize)]
             struct Consumed<'a> {
@@ -387,7 +407,7 @@ pub fn outcome(result: &Result<Outcome, Reject>) -> StoredResponse {
             stored(
                 created,
                 &Held {
-                    hold: HoldView::new(hold, hold.status),
+                    hold: HoldView::new(hold, hold.created_at),
                     balance: BalanceSummary::new(*balance),
                 },
             )
@@ -402,14 +422,17 @@ pub fn outcome(result: &Result<Outcome, Reject>) -> StoredResponse {
             stored(
                 ok,
                 &Committed {
-                    hold: HoldView::new(hold, hold.status),
+                    hold: HoldView::new(hold, tx.created_at),
                     transaction: TransactionView::new(tx),
                     balance: BalanceSummary::new(*balance),
                 },
             )
         }
-        Ok(Outcome::Released { hold }) => stored(ok, &HoldView::new(hold, hold.status)),
-        Ok(Outcome::Voided { lot, .. }) => stored(ok, &GrantView::new(lot)),
+        Ok(Outcome::Released { hold }) => {
+            let resolved = hold.resolved_at.unwrap_or(hold.created_at);
+            stored(ok, &HoldView::new(hold, resolved))
+        }
+        Ok(Outcome::Voided { lot, tx }) => stored(ok, &GrantView::new(lot, tx.created_at)),
         Ok(Outcome::Refunded { tx }) => stored(created, &TransactionView::new(tx)),
         Ok(Outcome::FeatureSet(feature)) => stored(ok, &FeatureView::new(feature)),
         Ok(Outcome::Settled { transactions }) => {

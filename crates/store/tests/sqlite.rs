@@ -439,3 +439,35 @@ async fn writes_from_another_process_do_not_collide_with_ours() {
     assert_eq!(available(&server, "a", START).await, c(20));
     assert!(server.audit().await.unwrap().is_clean());
 }
+
+#[tokio::test]
+async fn idempotency_keys_are_kept_until_pruned_by_age() {
+    let db = Db::new();
+    let store = db.open();
+    open_account(&store, "a", 10).await;
+    store
+        .execute(keyed(consume("a", 1), "old", b"x"))
+        .await
+        .unwrap();
+    db.clock.advance_secs(25 * 3600);
+    store
+        .execute(keyed(consume("a", 1), "new", b"x"))
+        .await
+        .unwrap();
+    // Pruning what is older than 24 hours keeps the recent key only.
+    let pruned = store
+        .prune_idempotency(START.plus_secs(25 * 3600 - 24 * 3600))
+        .await
+        .unwrap();
+    assert_eq!(pruned, 1);
+    let old = store
+        .execute(keyed(consume("a", 1), "old", b"x"))
+        .await
+        .unwrap();
+    assert!(matches!(old, Executed::Fresh(Ok(_))));
+    let new = store
+        .execute(keyed(consume("a", 1), "new", b"x"))
+        .await
+        .unwrap();
+    assert!(matches!(new, Executed::Replayed(_)));
+}

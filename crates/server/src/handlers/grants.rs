@@ -90,13 +90,14 @@ pub async fn list(
         return Err(ApiError::Rejected(ledger::Reject::AccountNotFound));
     }
     let lots = state.store.lots(account, before, limit).await?;
+    let now = state.clock.now();
     let next_cursor = (lots.len() == limit)
         .then(|| lots.last().map(|l| l.id.to_string()))
         .flatten();
     Ok(render::json(
         StatusCode::OK,
         &Page {
-            data: lots.iter().map(GrantView::new).collect(),
+            data: lots.iter().map(|l| GrantView::new(l, now)).collect(),
             next_cursor,
         },
     ))
@@ -113,7 +114,10 @@ pub async fn get(
         .lot(id)
         .await?
         .ok_or(ApiError::Rejected(ledger::Reject::GrantNotFound))?;
-    Ok(render::json(StatusCode::OK, &GrantView::new(&lot)))
+    Ok(render::json(
+        StatusCode::OK,
+        &GrantView::new(&lot, state.clock.now()),
+    ))
 }
 
 #[derive(Deserialize)]

@@ -61,8 +61,10 @@ pub async fn get(
         .hold(hold_id(&id)?)
         .await?
         .ok_or(ApiError::Rejected(ledger::Reject::HoldNotFound))?;
-    let status = hold.status_at(state.clock.now());
-    Ok(render::json(StatusCode::OK, &HoldView::new(&hold, status)))
+    Ok(render::json(
+        StatusCode::OK,
+        &HoldView::new(&hold, state.clock.now()),
+    ))
 }
 
 #[derive(Deserialize)]

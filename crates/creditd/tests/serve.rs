@@ -1,0 +1,87 @@
+//! `creditd serve` as operators start it.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+
+use support::{creditd, fresh_db};
+
+/// Starts `creditd serve` without an admin key and returns the printed lines
+/// up to "listening on", and the child.
+fn start_without_key(db: &std::path::Path) -> (Vec<String>, std::process::Child) {
+    let mut child = creditd()
+        .arg("serve")
+        .env("CREDITD_DATABASE_URL", format!("sqlite://{}", db.display()))
+        .env("CREDITD_LISTEN", "127.0.0.1:0")
+        .env_remove("CREDITD_ADMIN_KEY")
+        .env("CREDITD_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    loop {
+        let line = lines.next().expect("exited before listening").unwrap();
+        let done = line.starts_with("listening on ");
+        seen.push(line);
+        if done {
+            break;
+        }
+    }
+    (seen, child)
+}
+
+#[test]
+fn a_generated_admin_key_is_printed_once_and_keeps_working() {
+    let (_dir, db) = fresh_db();
+    let (lines, mut first) = start_without_key(&db);
+    let key = lines
+        .iter()
+        .find_map(|l| l.split("it is not shown again): ").nth(1))
+        .expect("the generated key is printed")
+        .to_owned();
+    assert!(key.starts_with("cd_admin_") && key.len() > 40, "{key}");
+    first.kill().unwrap();
+    first.wait().unwrap();
+
+    // Only the hash is stored.
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let stored: String = conn
+        .query_row(
+            "SELECT value FROM settings WHERE key = 'admin_key_sha256'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(stored.len(), 64);
+    assert!(!stored.contains(&key[9..]));
+    drop(conn);
+
+    let (lines, mut second) = start_without_key(&db);
+    assert!(lines.iter().all(|l| !l.contains("cd_admin_")), "{lines:?}");
+    let addr = lines
+        .last()
+        .unwrap()
+        .strip_prefix("listening on ")
+        .unwrap()
+        .to_owned();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let status = |auth: String| {
+        let addr = addr.clone();
+        runtime.block_on(async move {
+            reqwest::Client::new()
+                .get(format!("http://{addr}/v1/features"))
+                .header("authorization", auth)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        })
+    };
+    assert_eq!(status(format!("Bearer {key}")), 200);
+    assert_eq!(status("Bearer cd_admin_guess".to_owned()), 401);
+    second.kill().unwrap();
+    second.wait().unwrap();
+}

@@ -1,0 +1,98 @@
+//! Runs the real `creditd` binary.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+pub const KEY: &str = "durability-key";
+
+/// The binary under test.
+pub fn creditd() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_creditd"))
+}
+
+/// `creditd <args>` on the database `db`, run to completion.
+pub fn run(db: &Path, args: &[&str]) -> Output {
+    creditd()
+        .args(args)
+        .env("CREDITD_DATABASE_URL", format!("sqlite://{}", db.display()))
+        .env("CREDITD_LOG", "warn")
+        .output()
+        .expect("running creditd")
+}
+
+/// A `creditd serve` process and the address it listens on.
+pub struct Server {
+    pub child: Child,
+    pub base: String,
+}
+
+impl Server {
+    /// Starts `creditd serve` on `db`, on a free port, and waits until it listens.
+    pub fn start(db: &Path) -> Server {
+        let mut child = creditd()
+            .arg("serve")
+            .env("CREDITD_DATABASE_URL", format!("sqlite://{}", db.display()))
+            .env("CREDITD_LISTEN", "127.0.0.1:0")
+            .env("CREDITD_ADMIN_KEY", KEY)
+            .env("CREDITD_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("starting creditd serve");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let addr = loop {
+            let line = lines
+                .next()
+                .expect("creditd exited before listening")
+                .unwrap();
+            if let Some(addr) = line.strip_prefix("listening on ") {
+                break addr.to_owned();
+            }
+        };
+        // Keep draining stdout so the child never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Server {
+            child,
+            base: format!("http://{addr}"),
+        }
+    }
+
+    /// Sends SIGKILL: no shutdown code runs.
+    pub fn kill_9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// Sends SIGTERM and waits for a clean exit.
+    pub fn stop(mut self) {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        for _ in 0..100 {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(status.success(), "creditd exited with {status}");
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("creditd did not stop on SIGTERM");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A fresh database path in a temporary directory.
+pub fn fresh_db() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("creditd.db");
+    (dir, db)
+}

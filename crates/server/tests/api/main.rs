@@ -1,0 +1,13 @@
+//! The HTTP API end to end: a real server on port 0 over a fresh database per test.
+
+mod accounts;
+mod concurrency;
+mod features;
+mod grants;
+mod holds;
+mod idempotency;
+mod input;
+mod openapi;
+mod support;
+mod transactions;
+mod usage;

@@ -1,0 +1,195 @@
+//! Spawns the app on a fresh database and talks to it like a client would.
+
+use std::sync::Arc;
+
+use ledger::Timestamp;
+use reqwest::{Client, Method, StatusCode};
+use serde_json::{Value, json};
+use server::{AppState, KeyHash};
+use store::sqlite::{SqliteOptions, SqliteStore};
+use store::{ManualClock, Store};
+
+pub const KEY: &str = "test-admin-key";
+
+/// 2027-01-15T08:00:00Z: a fixed start, so tests control time.
+pub const START: Timestamp = Timestamp::from_secs(1_800_000_000);
+
+/// A running server with its own database, clock and client.
+pub struct TestApp {
+    pub base: String,
+    pub client: Client,
+    pub clock: ManualClock,
+    pub state: Arc<AppState>,
+    _dir: tempfile::TempDir,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+/// A response: status, body as JSON (or null), and headers.
+pub struct Reply {
+    pub status: StatusCode,
+    pub body: Value,
+    pub text: String,
+    pub headers: reqwest::header::HeaderMap,
+}
+
+impl Reply {
+    /// The error code of an error response.
+    pub fn code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or("")
+    }
+}
+
+impl std::fmt::Debug for Reply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.status, self.text)
+    }
+}
+
+impl TestApp {
+    pub async fn spawn() -> TestApp {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::new(START);
+        let store: Arc<dyn Store> = Arc::new(
+            SqliteStore::open(
+                SqliteOptions::new(dir.path().join("creditd.db")),
+                Arc::new(clock.clone()),
+            )
+            .unwrap(),
+        );
+        let state = Arc::new(AppState::new(
+            store,
+            Arc::new(clock.clone()),
+            KeyHash::of(KEY),
+        ));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let server = tokio::spawn(server::serve(
+            listener,
+            state.clone(),
+            std::future::pending(),
+        ));
+        TestApp {
+            base,
+            client: Client::new(),
+            clock,
+            state,
+            _dir: dir,
+            server,
+        }
+    }
+
+    /// Sends a request with the admin key; `body` is sent as JSON when given.
+    pub async fn send(&self, method: Method, path: &str, body: Option<Value>) -> Reply {
+        let mut request = self
+            .client
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(KEY);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        reply(request.send().await.unwrap()).await
+    }
+
+    /// Sends raw bytes with the given headers and the admin key.
+    pub async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<reqwest::Body>,
+    ) -> Reply {
+        let mut request = self
+            .client
+            .request(method, format!("{}{path}", self.base))
+            .body(body);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        reply(request.send().await.unwrap()).await
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        self.send(Method::GET, path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Reply {
+        self.send(Method::POST, path, Some(body)).await
+    }
+
+    /// A POST with an Idempotency-Key.
+    pub async fn post_keyed(&self, path: &str, key: &str, body: Value) -> Reply {
+        let request = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(KEY)
+            .header("Idempotency-Key", key)
+            .json(&body);
+        reply(request.send().await.unwrap()).await
+    }
+
+    /// Opens an account and grants it `credits` (as a purchase) if positive.
+    pub async fn account_with(&self, id: &str, credits: &str) {
+        let created = self.post("/v1/accounts", json!({ "id": id })).await;
+        assert_eq!(created.status, StatusCode::CREATED, "{created:?}");
+        if credits != "0" {
+            let granted = self
+                .post(
+                    &format!("/v1/accounts/{id}/grants"),
+                    json!({ "amount": credits, "source": "purchase" }),
+                )
+                .await;
+            assert_eq!(granted.status, StatusCode::CREATED, "{granted:?}");
+        }
+    }
+
+    pub async fn balance(&self, id: &str) -> Value {
+        let reply = self.get(&format!("/v1/accounts/{id}/balance")).await;
+        assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+        reply.body
+    }
+
+    pub async fn available(&self, id: &str) -> String {
+        self.balance(id).await["available"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// Everything observable about an account: balance and every transaction.
+    pub async fn snapshot(&self, id: &str) -> (Value, Value) {
+        let balance = self.balance(id).await;
+        let txs = self
+            .get(&format!("/v1/accounts/{id}/transactions?limit=100"))
+            .await
+            .body;
+        (
+            json!({ "available": balance["available"], "held": balance["held"], "debt": balance["debt"], "lots": balance["lots"] }),
+            txs,
+        )
+    }
+
+    /// Runs the full journal audit; panics on any violation.
+    pub async fn assert_verified(&self) {
+        let report = self.state.store.audit().await.unwrap();
+        assert!(report.is_clean(), "{report:?}");
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+async fn reply(response: reqwest::Response) -> Reply {
+    let status = response.status();
+    let headers = response.headers().clone();
+    let text = response.text().await.unwrap();
+    let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+    Reply {
+        status,
+        body,
+        text,
+        headers,
+    }
+}
