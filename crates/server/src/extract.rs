@@ -255,6 +255,27 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
     }
 }
 
+/// `?limit=&cursor=`, the query of a plain list.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PageQuery {
+    /// The page size.
+    pub limit: Option<String>,
+    /// Where the previous page ended.
+    pub cursor: Option<String>,
+}
+
+/// Reads a cursor that a previous page returned.
+pub fn cursor<T>(
+    text: Option<&str>,
+    parse: impl Fn(&str) -> Result<T, ledger::IdError>,
+) -> Result<Option<T>, ApiError> {
+    text.map(|c| {
+        parse(c).map_err(|_| ApiError::InvalidRequest("cursor is not one this API returned".into()))
+    })
+    .transpose()
+}
+
 /// The page size from `?limit=`: 1 to 100, 20 when absent.
 pub fn limit(text: Option<&str>) -> Result<usize, ApiError> {
     let Some(text) = text else { return Ok(20) };

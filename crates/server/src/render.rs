@@ -339,6 +339,24 @@ pub struct Page<T> {
     pub next_cursor: Option<String>,
 }
 
+impl<T> Page<T> {
+    /// Renders `items` with `view`. A full page points to the next one
+    /// through the id of its last item (`cursor`).
+    pub fn new<'a, I, C: std::fmt::Display>(
+        items: &'a [I],
+        limit: usize,
+        cursor: impl Fn(&I) -> C,
+        view: impl Fn(&'a I) -> T,
+    ) -> Page<T> {
+        Page {
+            data: items.iter().map(view).collect(),
+            next_cursor: (items.len() == limit)
+                .then(|| items.last().map(|i| cursor(i).to_string()))
+                .flatten(),
+        }
+    }
+}
+
 /// A response with a JSON body.
 pub fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
     let mut response = Response::new(Body::from(body));

@@ -12,7 +12,7 @@ use store::Op;
 
 use crate::AppState;
 use crate::error::ApiError;
-use crate::extract::{self, PathParam, Query, Sign, Write};
+use crate::extract::{self, PageQuery, PathParam, Query, Sign, Write};
 use crate::render::{self, AccountView, BalanceView, Page};
 
 #[derive(Deserialize)]
@@ -61,38 +61,16 @@ pub async fn get(
     Ok(render::json(StatusCode::OK, &AccountView::new(&account)))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ListQuery {
-    limit: Option<String>,
-    cursor: Option<String>,
-}
-
 /// `GET /v1/accounts?limit&cursor`
 pub async fn list(
     State(state): State<Arc<AppState>>,
-    Query(query): Query<ListQuery>,
+    Query(query): Query<PageQuery>,
 ) -> Result<Response, ApiError> {
     let limit = extract::limit(query.limit.as_deref())?;
-    let after = query
-        .cursor
-        .as_deref()
-        .map(|c| {
-            ledger::AccountId::parse(c)
-                .map_err(|_| ApiError::InvalidRequest("cursor is not one this API returned".into()))
-        })
-        .transpose()?;
+    let after = extract::cursor(query.cursor.as_deref(), ledger::AccountId::parse)?;
     let accounts = state.store.accounts(after, limit).await?;
-    let next_cursor = (accounts.len() == limit)
-        .then(|| accounts.last().map(|a| a.id.to_string()))
-        .flatten();
-    Ok(render::json(
-        StatusCode::OK,
-        &Page {
-            data: accounts.iter().map(AccountView::new).collect(),
-            next_cursor,
-        },
-    ))
+    let page = Page::new(&accounts, limit, |a| a.id.clone(), AccountView::new);
+    Ok(render::json(StatusCode::OK, &page))
 }
 
 #[derive(Deserialize)]

@@ -12,7 +12,7 @@ use store::Op;
 
 use crate::AppState;
 use crate::error::ApiError;
-use crate::extract::{self, PathParam, Query, Sign, Write};
+use crate::extract::{self, PageQuery, PathParam, Query, Sign, Write};
 use crate::render::{self, GrantView, Page};
 
 #[derive(Deserialize)]
@@ -63,44 +63,20 @@ pub async fn create(
     super::execute(state.store.as_ref(), write, Op::Grant { account, grant }).await
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ListQuery {
-    limit: Option<String>,
-    cursor: Option<String>,
-}
-
 /// `GET /v1/accounts/{id}/grants`, newest first.
 pub async fn list(
     State(state): State<Arc<AppState>>,
     PathParam(id): PathParam,
-    Query(query): Query<ListQuery>,
+    Query(query): Query<PageQuery>,
 ) -> Result<Response, ApiError> {
     let account = extract::account_id(&id)?;
     let limit = extract::limit(query.limit.as_deref())?;
-    let before = query
-        .cursor
-        .as_deref()
-        .map(|c| {
-            LotId::parse(c)
-                .map_err(|_| ApiError::InvalidRequest("cursor is not one this API returned".into()))
-        })
-        .transpose()?;
-    if state.store.account(account.clone()).await?.is_none() {
-        return Err(ApiError::Rejected(ledger::Reject::AccountNotFound));
-    }
+    let before = extract::cursor(query.cursor.as_deref(), LotId::parse)?;
+    super::require_account(state.store.as_ref(), &account).await?;
     let lots = state.store.lots(account, before, limit).await?;
     let now = state.clock.now();
-    let next_cursor = (lots.len() == limit)
-        .then(|| lots.last().map(|l| l.id.to_string()))
-        .flatten();
-    Ok(render::json(
-        StatusCode::OK,
-        &Page {
-            data: lots.iter().map(|l| GrantView::new(l, now)).collect(),
-            next_cursor,
-        },
-    ))
+    let page = Page::new(&lots, limit, |l| l.id, |l| GrantView::new(l, now));
+    Ok(render::json(StatusCode::OK, &page))
 }
 
 /// `GET /v1/grants/{grant_id}`

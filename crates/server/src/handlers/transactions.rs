@@ -44,14 +44,7 @@ pub async fn list(
         })
         .transpose()?;
     let limit = extract::limit(query.limit.as_deref())?;
-    let before = query
-        .cursor
-        .as_deref()
-        .map(|c| {
-            TxId::parse(c)
-                .map_err(|_| ApiError::InvalidRequest("cursor is not one this API returned".into()))
-        })
-        .transpose()?;
+    let before = extract::cursor(query.cursor.as_deref(), TxId::parse)?;
     let filter = TxFilter {
         account: account.clone(),
         kind,
@@ -60,20 +53,10 @@ pub async fn list(
         before,
         limit,
     };
-    if state.store.account(account).await?.is_none() {
-        return Err(ApiError::Rejected(ledger::Reject::AccountNotFound));
-    }
+    super::require_account(state.store.as_ref(), &account).await?;
     let transactions = state.store.transactions(filter).await?;
-    let next_cursor = (transactions.len() == limit)
-        .then(|| transactions.last().map(|t| t.id.to_string()))
-        .flatten();
-    Ok(render::json(
-        StatusCode::OK,
-        &Page {
-            data: transactions.iter().map(TransactionView::new).collect(),
-            next_cursor,
-        },
-    ))
+    let page = Page::new(&transactions, limit, |t| t.id, TransactionView::new);
+    Ok(render::json(StatusCode::OK, &page))
 }
 
 fn tx_id(text: &str) -> Result<TxId, ApiError> {
