@@ -204,3 +204,31 @@ impl IntoResponse for ApiError {
         crate::render::json_response(self.status(), self.body())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unavailable_store_is_503_and_a_bug_hides_its_detail() {
+        let down = ApiError::from(StoreError::Unavailable("disk full".into()));
+        assert_eq!(down.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(down.code(), "store_unavailable");
+        let bug = ApiError::from(StoreError::Internal("no such column: x".into()));
+        assert_eq!(bug.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = String::from_utf8(bug.body()).unwrap();
+        assert!(!body.contains("column"), "{body}");
+    }
+
+    #[test]
+    fn insufficient_credits_carries_the_amounts() {
+        let error = ApiError::Rejected(Reject::InsufficientCredits {
+            required: ledger::Amount::credits(5),
+            available: ledger::Amount::from_micros(1_500_000),
+        });
+        assert_eq!(error.status(), StatusCode::PAYMENT_REQUIRED);
+        let body: serde_json::Value = serde_json::from_slice(&error.body()).unwrap();
+        assert_eq!(body["error"]["required"], "5");
+        assert_eq!(body["error"]["available"], "1.5");
+    }
+}

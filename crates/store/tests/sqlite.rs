@@ -471,3 +471,48 @@ async fn idempotency_keys_are_kept_until_pruned_by_age() {
         .unwrap();
     assert!(matches!(new, Executed::Replayed(_)));
 }
+
+#[tokio::test]
+async fn one_corrupt_account_does_not_fail_the_rest_of_its_batch() {
+    let db = Db::new();
+    let store = Arc::new(db.open());
+    open_account(&store, "good", 10).await;
+    open_account(&store, "bad", 10).await;
+    let conn = rusqlite::Connection::open(&db.path).unwrap();
+    conn.execute(
+        "UPDATE lots SET source = 'bogus' WHERE account_id = 'bad'",
+        [],
+    )
+    .unwrap();
+    drop(conn);
+    let (bad, good) = tokio::join!(
+        store.execute(Command::new(consume("bad", 1))),
+        store.execute(Command::new(consume("good", 1))),
+    );
+    assert!(matches!(bad, Err(store::StoreError::Corrupt(_))), "{bad:?}");
+    assert!(matches!(good, Ok(Executed::Fresh(Ok(_)))), "{good:?}");
+    assert_eq!(available(&store, "good", START).await, c(9));
+}
+
+#[tokio::test]
+async fn a_locked_database_is_unavailable_and_nothing_is_applied() {
+    let db = Db::new();
+    let options = SqliteOptions {
+        busy_timeout: std::time::Duration::from_millis(100),
+        ..SqliteOptions::new(&db.path)
+    };
+    let store = SqliteStore::open(options, Arc::new(db.clock.clone())).unwrap();
+    open_account(&store, "a", 10).await;
+    let other = rusqlite::Connection::open(&db.path).unwrap();
+    other.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let refused = store.execute(Command::new(consume("a", 1))).await;
+    assert!(
+        matches!(refused, Err(store::StoreError::Unavailable(_))),
+        "{refused:?}"
+    );
+    other.execute_batch("ROLLBACK").unwrap();
+    assert_eq!(available(&store, "a", START).await, c(10));
+    run(&store, consume("a", 1)).await.unwrap();
+    assert_eq!(available(&store, "a", START).await, c(9));
+    assert!(store.audit().await.unwrap().is_clean());
+}

@@ -37,6 +37,9 @@ pub struct SqliteOptions {
     pub batch_size_max: usize,
     /// The most commands waiting for a batch; more wait to be queued.
     pub queue_len_max: usize,
+    /// How long to wait for a lock held by another process before
+    /// answering `store_unavailable`.
+    pub busy_timeout: std::time::Duration,
 }
 
 impl SqliteOptions {
@@ -47,19 +50,20 @@ impl SqliteOptions {
             readers: 4,
             batch_size_max: 1024,
             queue_len_max: 16_384,
+            busy_timeout: std::time::Duration::from_secs(5),
         }
     }
 }
 
 /// Opens a connection with the durability settings every connection shares.
-fn connect(path: &Path) -> Result<Connection, StoreError> {
+fn connect(path: &Path, busy_timeout: std::time::Duration) -> Result<Connection, StoreError> {
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.busy_timeout(busy_timeout)?;
     // WAL lets readers run beside the writer; synchronous=FULL syncs the WAL
     // at every commit, so a commit that returned is on disk.
     conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -70,7 +74,7 @@ fn connect(path: &Path) -> Result<Connection, StoreError> {
 
 /// Applies the migrations not yet applied; returns how many ran.
 pub fn migrate(path: &Path) -> Result<usize, StoreError> {
-    let mut conn = connect(path)?;
+    let mut conn = connect(path, std::time::Duration::from_secs(5))?;
     migrate_conn(&mut conn)
 }
 
@@ -143,14 +147,14 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (creating if needed) and migrates the database, and starts the writer.
     pub fn open(options: SqliteOptions, clock: Arc<dyn Clock>) -> Result<SqliteStore, StoreError> {
-        let mut conn = connect(&options.path)?;
+        let mut conn = connect(&options.path, options.busy_timeout)?;
         migrate_conn(&mut conn)?;
         // The writer keeps more pages cached than a reader: it loads every
         // book a batch touches.
         conn.pragma_update(None, "cache_size", -32_768)?;
         let readers = (0..options.readers.max(1))
             .map(|_| {
-                let conn = connect(&options.path)?;
+                let conn = connect(&options.path, options.busy_timeout)?;
                 conn.pragma_update(None, "cache_size", -8_192)?;
                 Ok(conn)
             })

@@ -82,7 +82,10 @@ impl Writer {
                 }
             }
             // One bad command must not fail the others: retry them one by one.
-            Err(_) if jobs.len() > 1 => {
+            // An unavailable database would fail each of them again, slowly,
+            // so that error is answered at once.
+            Err(error) if jobs.len() > 1 && !matches!(error, StoreError::Unavailable(_)) => {
+                tracing::warn!(%error, "write batch failed; retrying its commands one by one");
                 self.stats.failed_batches.fetch_add(1, Ordering::Relaxed);
                 for job in jobs.drain(..) {
                     let answer = self.apply(&[&job.command]).map(|mut a| a.remove(0));
