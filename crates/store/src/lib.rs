@@ -5,7 +5,9 @@
 //! per batch, and the whole batch is written in one database transaction with
 //! one sync. A command is answered only after its batch is durable.
 
+mod batch;
 mod clock;
+mod codec;
 mod command;
 mod error;
 pub mod sqlite;

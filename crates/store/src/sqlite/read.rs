@@ -9,9 +9,10 @@ use ledger::{
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::codec::{
-    ACCOUNT_COLUMNS, HOLD_COLUMNS, LOT_COLUMNS, TX_COLUMNS, account_from_row, decode_postings,
-    feature_from_row, hold_from_row, lot_from_row, tx_from_row,
+    ACCOUNT_COLUMNS, HOLD_COLUMNS, LOT_COLUMNS, TX_COLUMNS, account_from_row, feature_from_row,
+    hold_from_row, lot_from_row, tx_from_row,
 };
+use crate::codec::decode_postings;
 use crate::{AuditReport, StoreError, StoredResponse, TxFilter};
 
 /// Runs a query and maps each row, turning both SQL and decoding errors into store errors.
