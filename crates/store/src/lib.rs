@@ -10,6 +10,7 @@ mod clock;
 mod codec;
 mod command;
 mod error;
+mod rows;
 pub mod sqlite;
 
 use std::future::Future;

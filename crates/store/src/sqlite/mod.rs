@@ -2,7 +2,6 @@
 //! pool of reader connections, WAL with full sync so that an acknowledged
 //! write survives `kill -9` and power loss.
 
-mod codec;
 mod read;
 mod writer;
 
@@ -326,5 +325,20 @@ impl Store for SqliteStore {
 
     fn audit(&self) -> BoxFuture<'_, Result<AuditReport, StoreError>> {
         self.read(read::audit)
+    }
+}
+
+impl crate::rows::Columns for rusqlite::Row<'_> {
+    fn int(&self, i: usize) -> Result<i64, StoreError> {
+        Ok(self.get(i)?)
+    }
+    fn int_opt(&self, i: usize) -> Result<Option<i64>, StoreError> {
+        Ok(self.get(i)?)
+    }
+    fn text(&self, i: usize) -> Result<String, StoreError> {
+        Ok(self.get(i)?)
+    }
+    fn text_opt(&self, i: usize) -> Result<Option<String>, StoreError> {
+        Ok(self.get(i)?)
     }
 }

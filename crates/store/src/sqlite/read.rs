@@ -8,11 +8,11 @@ use ledger::{
 };
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::codec::{
+use crate::codec::decode_postings;
+use crate::rows::{
     ACCOUNT_COLUMNS, HOLD_COLUMNS, LOT_COLUMNS, TX_COLUMNS, account_from_row, feature_from_row,
     hold_from_row, lot_from_row, tx_from_row,
 };
-use crate::codec::decode_postings;
 use crate::{AuditReport, StoreError, StoredResponse, TxFilter};
 
 /// Runs a query and maps each row, turning both SQL and decoding errors into store errors.
@@ -50,7 +50,7 @@ pub fn account(conn: &Connection, id: &AccountId) -> Result<Option<Account>, Sto
         conn,
         &format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = ?1"),
         [id.as_str()],
-        account_from_row,
+        |row| account_from_row(row),
     )
 }
 
@@ -63,7 +63,7 @@ pub fn accounts(
         conn,
         &format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id > ?1 ORDER BY id LIMIT ?2"),
         params![after.map_or("", AccountId::as_str), limit as i64],
-        account_from_row,
+        |row| account_from_row(row),
     )
 }
 
@@ -72,7 +72,7 @@ pub fn lot(conn: &Connection, id: LotId) -> Result<Option<Lot>, StoreError> {
         conn,
         &format!("SELECT {LOT_COLUMNS} FROM lots WHERE id = ?1"),
         [id.0],
-        lot_from_row,
+        |row| lot_from_row(row),
     )
 }
 
@@ -93,7 +93,7 @@ pub fn lots(
             before.map_or(i64::MAX, |l| l.0),
             limit as i64
         ],
-        lot_from_row,
+        |row| lot_from_row(row),
     )
 }
 
@@ -102,7 +102,7 @@ pub fn hold(conn: &Connection, id: HoldId) -> Result<Option<Hold>, StoreError> {
         conn,
         &format!("SELECT {HOLD_COLUMNS} FROM holds WHERE id = ?1"),
         [id.0],
-        hold_from_row,
+        |row| hold_from_row(row),
     )
 }
 
@@ -111,7 +111,7 @@ pub fn transaction(conn: &Connection, id: TxId) -> Result<Option<Transaction>, S
         conn,
         &format!("SELECT {TX_COLUMNS} FROM transactions WHERE id = ?1"),
         [id.0],
-        tx_from_row,
+        |row| tx_from_row(row),
     )
 }
 
@@ -132,7 +132,7 @@ pub fn transactions(conn: &Connection, filter: &TxFilter) -> Result<Vec<Transact
             filter.to.map_or(i64::MAX, Timestamp::micros),
             filter.limit.min(crate::PAGE_LIMIT_MAX) as i64,
         ],
-        tx_from_row,
+        |row| tx_from_row(row),
     )
 }
 
@@ -149,7 +149,7 @@ pub fn feature(conn: &Connection, id: &FeatureId) -> Result<Option<Feature>, Sto
         conn,
         "SELECT id, credits_per_unit, updated_at FROM features WHERE id = ?1",
         [id.as_str()],
-        feature_from_row,
+        |row| feature_from_row(row),
     )
 }
 
@@ -158,7 +158,7 @@ pub fn features(conn: &Connection) -> Result<Vec<Feature>, StoreError> {
         conn,
         "SELECT id, credits_per_unit, updated_at FROM features ORDER BY id",
         [],
-        feature_from_row,
+        |row| feature_from_row(row),
     )
 }
 
@@ -172,13 +172,13 @@ pub fn book(conn: &Connection, id: &AccountId) -> Result<Option<Book>, StoreErro
         conn,
         &format!("SELECT {LOT_COLUMNS} FROM lots WHERE account_id = ?1 AND remaining > 0"),
         [id.as_str()],
-        lot_from_row,
+        |row| lot_from_row(row),
     )?;
     let holds = collect(
         conn,
         &format!("SELECT {HOLD_COLUMNS} FROM holds WHERE account_id = ?1 AND status = 'pending'"),
         [id.as_str()],
-        hold_from_row,
+        |row| hold_from_row(row),
     )?;
     let loaded: HashSet<LotId> = lots.iter().map(|l| l.id).collect();
     let missing: HashSet<LotId> = holds
@@ -218,7 +218,7 @@ pub fn book_at(
         conn,
         &format!("SELECT {LOT_COLUMNS} FROM lots WHERE account_id = ?1 AND created_at <= ?2"),
         params![id.as_str(), at.micros()],
-        lot_from_row,
+        |row| lot_from_row(row),
     )?
     .into_iter()
     .map(|mut lot| {
@@ -236,7 +236,7 @@ pub fn book_at(
         conn,
         &format!("SELECT {HOLD_COLUMNS} FROM holds WHERE account_id = ?1 AND created_at <= ?2"),
         params![id.as_str(), at.micros()],
-        hold_from_row,
+        |row| hold_from_row(row),
     )?
     .into_iter()
     .map(|mut hold| {
@@ -319,19 +319,19 @@ pub fn audit(conn: &Connection) -> Result<AuditReport, StoreError> {
                 conn,
                 &format!("SELECT {LOT_COLUMNS} FROM lots WHERE account_id = ?1"),
                 [id],
-                lot_from_row,
+                |row| lot_from_row(row),
             )?;
             let holds = collect(
                 conn,
                 &format!("SELECT {HOLD_COLUMNS} FROM holds WHERE account_id = ?1"),
                 [id],
-                hold_from_row,
+                |row| hold_from_row(row),
             )?;
             let journal = collect(
                 conn,
                 &format!("SELECT {TX_COLUMNS} FROM transactions WHERE account_id = ?1 ORDER BY id"),
                 [id],
-                tx_from_row,
+                |row| tx_from_row(row),
             )?;
             report.accounts += 1;
             report.lots += lots.len() as u64;
