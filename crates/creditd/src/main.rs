@@ -283,8 +283,8 @@ async fn balance(
         .await?
         .with_context(|| format!("no account {account:?}"))?;
     store.close();
-    let settled = book.settled(when).map_err(|r| anyhow::anyhow!("{r}"))?;
-    let balance = settled.balance(when).map_err(|r| anyhow::anyhow!("{r}"))?;
+    let settled = book.settled(when);
+    let balance = settled.balance(when);
     let view = server::render::BalanceView::new(account, balance, settled.lots(), when);
     println!("{}", serde_json::to_string_pretty(&view)?);
     Ok(std::process::ExitCode::SUCCESS)

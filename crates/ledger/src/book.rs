@@ -142,21 +142,30 @@ impl Book {
         Ok(())
     }
 
-    /// Drops lots and holds that can no longer change: lots empty and not
-    /// coming into effect later, holds no longer pending. The store calls this
+    /// Drops lots and holds that can no longer change: holds no longer
+    /// pending, and lots that are empty, not coming into effect later and not
+    /// holding back a pending hold's escrow. The store calls this
     /// when it keeps a book between operations.
     pub fn compact(&mut self, now: Timestamp) {
-        self.lots
-            .retain(|l| l.remaining.is_positive() || (l.effective_at > now && l.is_live_at(now)));
         self.holds.retain(|h| h.status == HoldStatus::Pending);
+        let escrowed: std::collections::HashSet<LotId> = self
+            .holds
+            .iter()
+            .flat_map(|h| h.legs.iter().map(|leg| leg.lot))
+            .collect();
+        self.lots.retain(|l| {
+            l.remaining.is_positive()
+                || (l.effective_at > now && l.is_live_at(now))
+                || escrowed.contains(&l.id)
+        });
     }
 
     /// The balance at `now`, as if settled at `now`.
-    pub fn balance(&self, now: Timestamp) -> Result<Balance, Reject> {
+    pub fn balance(&self, now: Timestamp) -> Balance {
         if self.is_settled_at(now) {
             return self.current_balance(now);
         }
-        self.settled(now)?.current_balance(now)
+        self.settled(now).current_balance(now)
     }
 
     /// True when settling at `now` would change nothing, so reads can skip
@@ -180,11 +189,11 @@ impl Book {
 
     /// A copy of the book settled at `now`: what a read shows before any
     /// background job has written expiries and releases.
-    pub fn settled(&self, now: Timestamp) -> Result<Book, Reject> {
+    pub fn settled(&self, now: Timestamp) -> Book {
         let mut copy = self.clone();
         let mut ids = crate::Counters::default();
-        copy.settle(now, &mut ids, &mut Vec::new())?;
-        Ok(copy)
+        copy.settle_now(now, &mut ids, &mut Vec::new());
+        copy
     }
 
     /// Whether `amount` could be consumed at `now`. Changes nothing.
@@ -196,25 +205,32 @@ impl Book {
         let settled = if self.is_settled_at(now) {
             self
         } else {
-            copy = self.settled(now)?;
+            copy = self.settled(now);
             &copy
         };
         Ok(Check {
             allowed: i128::from(amount.micros()) <= settled.headroom(now),
             required: amount,
-            available: settled.available(now)?,
+            available: settled.available(now),
         })
     }
 
     /// Writes what time has done by `now`: pending holds past their expiry
     /// release (status `expired`), lots past their expiry expire, and debt is
     /// repaid from spendable lots. Every operation starts with this.
+    ///
+    /// Settling cannot fail; the `Result` lets it run as any other operation.
     pub fn settle(
         &mut self,
         now: Timestamp,
         ids: &mut dyn IdSource,
         out: &mut Vec<Transaction>,
     ) -> Result<(), Reject> {
+        self.settle_now(now, ids, out);
+        Ok(())
+    }
+
+    fn settle_now(&mut self, now: Timestamp, ids: &mut dyn IdSource, out: &mut Vec<Transaction>) {
         for i in 0..self.holds.len() {
             let hold = &self.holds[i];
             if hold.status == HoldStatus::Pending && hold.expires_at <= now {
@@ -237,7 +253,6 @@ impl Book {
             }
         }
         self.repay_debt(now, ids, out);
-        Ok(())
     }
 
     /// Creates a lot from a grant; the new credits repay debt first.
@@ -543,6 +558,11 @@ impl Book {
         if amount > refundable || !amount.is_positive() {
             return Err(Reject::RefundTooLarge { refundable });
         }
+        if self.credits_held() + i128::from(amount.micros())
+            > i128::from(ACCOUNT_CREDITS_MAX.micros())
+        {
+            return Err(Reject::Overflow);
+        }
 
         // Decide each share's part before changing anything.
         let mut skip = already;
@@ -609,18 +629,18 @@ impl Book {
     }
 
     /// The balance of a book already settled at `now`.
-    fn current_balance(&self, now: Timestamp) -> Result<Balance, Reject> {
+    fn current_balance(&self, now: Timestamp) -> Balance {
         let held: i128 = self
             .holds
             .iter()
             .filter(|h| h.is_pending_at(now))
             .map(|h| i128::from(h.amount.micros()))
             .sum();
-        Ok(Balance {
-            available: self.available(now)?,
-            held: to_amount(held)?,
+        Balance {
+            available: self.available(now),
+            held: clamp_amount(held),
             debt: self.account.debt,
-        })
+        }
     }
 
     /// Spendable credits minus debt minus the unfunded part of pending holds.
@@ -640,8 +660,8 @@ impl Book {
         spendable - i128::from(self.account.debt.micros()) - unfunded
     }
 
-    fn available(&self, now: Timestamp) -> Result<Amount, Reject> {
-        to_amount(self.available_micros(now))
+    fn available(&self, now: Timestamp) -> Amount {
+        clamp_amount(self.available_micros(now))
     }
 
     /// How much a consume could take: available plus the overdraft limit.
@@ -653,7 +673,7 @@ impl Book {
         if i128::from(amount.micros()) > self.headroom(now) {
             return Err(Reject::InsufficientCredits {
                 required: amount,
-                available: self.available(now)?,
+                available: self.available(now),
             });
         }
         Ok(())
@@ -859,14 +879,10 @@ fn sum_of(items: impl Iterator<Item = Amount>) -> Amount {
     Amount::from_micros(items.map(Amount::micros).sum())
 }
 
-fn to_amount(micros: i128) -> Result<Amount, Reject> {
-    i64::try_from(micros)
-        .map(Amount::from_micros)
-        .map_err(|_| Reject::Overflow)
-}
-
-/// Balances stay within a quarter of the range (see [`ACCOUNT_CREDITS_MAX`]),
-/// so clamping never changes a value; it only keeps reporting infallible.
+/// Every credit-adding operation keeps the account within
+/// [`ACCOUNT_CREDITS_MAX`] in lots and escrow and in debt, so balances stay well
+/// inside the integer range and clamping never changes a value; it only keeps
+/// reporting infallible.
 fn clamp_amount(micros: i128) -> Amount {
     Amount::from_micros(micros.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64)
 }

@@ -112,7 +112,7 @@ impl Timestamp {
                 i += 1;
             }
             let digits = &b[start..i];
-            if digits.is_empty() || digits.len() > 9 {
+            if digits.is_empty() {
                 return Err(TimestampError);
             }
             for position in 0..6 {
@@ -240,6 +240,10 @@ mod tests {
         assert_eq!(
             Timestamp::parse_rfc3339("1970-01-01T00:00:00.123456789Z"),
             Ok(Timestamp::from_micros(123_456))
+        );
+        assert_eq!(
+            Timestamp::parse_rfc3339("1970-01-01T00:00:00.000001999999999Z"),
+            Ok(Timestamp::from_micros(1))
         );
     }
 

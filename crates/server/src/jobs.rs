@@ -57,10 +57,25 @@ pub async fn sweep(state: &Arc<AppState>) -> Result<usize, StoreError> {
                     .await
             });
         }
+        // One account that fails to settle must not stop the others.
+        let mut failed = 0;
         while let Some(joined) = tasks.join_next().await {
-            joined.map_err(|e| StoreError::Internal(e.to_string()))??;
+            match joined {
+                Ok(Ok(_)) => {}
+                Ok(Err(error)) => {
+                    failed += 1;
+                    tracing::warn!(%error, "settling an account failed");
+                }
+                Err(error) => {
+                    failed += 1;
+                    tracing::warn!(%error, "settling task failed");
+                }
+            }
         }
-        settled += round;
+        if failed == round {
+            return Err(StoreError::Internal(format!("all {round} settles failed")));
+        }
+        settled += round - failed;
         if round < SWEEP_BATCH {
             break;
         }

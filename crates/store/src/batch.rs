@@ -246,11 +246,9 @@ impl Batch {
                 let (result, book, written) = self.run(account, |book, out| {
                     book.consume(amount, metadata.clone(), feature, now, ids, out)
                 });
-                Ok(result.and_then(|id| {
-                    Ok(Outcome::Consumed {
-                        tx: find(&written, |tx| tx.id == id),
-                        balance: book.balance(now)?,
-                    })
+                Ok(result.map(|id| Outcome::Consumed {
+                    tx: find(&written, |tx| tx.id == id),
+                    balance: book.balance(now),
                 }))
             }
             Op::Hold {
@@ -265,11 +263,9 @@ impl Batch {
                 let (result, book, _) = self.run(account, |book, out| {
                     book.place_hold(*amount, *ttl, metadata.clone(), now, ids, out)
                 });
-                Ok(result.and_then(|id| {
-                    Ok(Outcome::Held {
-                        hold: book.hold(id).expect("placed hold").clone(),
-                        balance: book.balance(now)?,
-                    })
+                Ok(result.map(|id| Outcome::Held {
+                    hold: book.hold(id).expect("placed hold").clone(),
+                    balance: book.balance(now),
                 }))
             }
             Op::Commit {
@@ -283,12 +279,10 @@ impl Batch {
                 let (result, book, written) = self.run(&account, |book, out| {
                     book.commit(*hold, *amount, metadata.clone(), now, ids, out)
                 });
-                Ok(result.and_then(|id| {
-                    Ok(Outcome::Committed {
-                        hold: book.hold(*hold).expect("committed hold").clone(),
-                        tx: find(&written, |tx| tx.id == id),
-                        balance: book.balance(now)?,
-                    })
+                Ok(result.map(|id| Outcome::Committed {
+                    hold: book.hold(*hold).expect("committed hold").clone(),
+                    tx: find(&written, |tx| tx.id == id),
+                    balance: book.balance(now),
                 }))
             }
             Op::Release { hold, metadata } => {

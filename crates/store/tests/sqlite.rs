@@ -90,7 +90,7 @@ fn consume(account: &str, credits: i64) -> Op {
 
 async fn available(store: &SqliteStore, account: &str, now: Timestamp) -> Amount {
     let book = store.book(id(account), None).await.unwrap().unwrap();
-    book.balance(now).unwrap().available
+    book.balance(now).available
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -261,7 +261,7 @@ async fn balance_at_a_past_instant_is_rebuilt_from_the_journal() {
     let at = |secs: i64| async move {
         let when = START.plus_secs(secs);
         let book = store.book(id("a"), Some(when)).await.unwrap().unwrap();
-        let b = book.balance(when).unwrap();
+        let b = book.balance(when);
         (b.available, b.held)
     };
     assert_eq!(at(5).await, (c(100), c(0)));
@@ -515,4 +515,61 @@ async fn a_locked_database_is_unavailable_and_nothing_is_applied() {
     run(&store, consume("a", 1)).await.unwrap();
     assert_eq!(available(&store, "a", START).await, c(9));
     assert!(store.audit().await.unwrap().is_clean());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 3)]
+async fn reads_see_whole_batches_only() {
+    let db = Db::new();
+    let store = Arc::new(db.open());
+    open_account(&store, "a", 100).await;
+    let writer = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            for _ in 0..300 {
+                let Outcome::Held { hold, .. } = run(
+                    &store,
+                    Op::Hold {
+                        account: id("a"),
+                        amount: c(100),
+                        ttl: HoldTtl::from_secs(60).unwrap(),
+                        metadata: Metadata::empty(),
+                    },
+                )
+                .await
+                .unwrap() else {
+                    panic!()
+                };
+                run(
+                    &store,
+                    Op::Release {
+                        hold: hold.id,
+                        metadata: Metadata::empty(),
+                    },
+                )
+                .await
+                .unwrap();
+            }
+        })
+    };
+    let mut reads = 0;
+    let mut audits = 0;
+    while !writer.is_finished() {
+        let book = store.book(id("a"), None).await.unwrap().unwrap();
+        let balance = book.balance(START);
+        // A hold moves credits from the lot to escrow in one batch: a read
+        // sees either side of it, never both or neither.
+        assert_eq!(
+            balance.available.checked_add(balance.held),
+            Some(c(100)),
+            "{balance:?}"
+        );
+        reads += 1;
+        if reads % 10 == 0 {
+            let report = store.audit().await.unwrap();
+            assert!(report.is_clean(), "{report:?}");
+            audits += 1;
+        }
+    }
+    writer.await.unwrap();
+    assert!(reads > 20 && audits > 0, "{reads} reads, {audits} audits");
 }

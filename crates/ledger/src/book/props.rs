@@ -239,7 +239,7 @@ proptest! {
     ) {
         let mut world = World::new(overdraft);
         for step in &steps {
-            let settled_before = world.book.settled(world.now).unwrap();
+            let settled_before = world.book.settled(world.now);
             let journal_before = world.journal.len();
             let result = world.apply(step);
             let new_txs = &world.journal[journal_before..];
@@ -297,8 +297,8 @@ proptest! {
             prop_assert_eq!(balance, grants - spends + refunds - expiries - voids);
 
             // The balance report agrees with the book.
-            let report = world.book.balance(world.now).unwrap();
-            let settled = world.book.settled(world.now).unwrap();
+            let report = world.book.balance(world.now);
+            let settled = world.book.settled(world.now);
             let spendable_now: i128 = spendable(&settled, world.now).iter().map(|(_, a)| i128::from(a.micros())).sum();
             let unfunded: i128 = settled.holds().iter().filter(|h| h.is_pending_at(world.now))
                 .map(|h| i128::from(h.unfunded().micros())).sum();

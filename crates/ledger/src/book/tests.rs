@@ -154,7 +154,7 @@ impl Fixture {
     }
 
     fn balance(&self) -> Balance {
-        self.book.balance(self.now).unwrap()
+        self.book.balance(self.now)
     }
 
     fn available(&self) -> Amount {
@@ -839,4 +839,49 @@ fn every_transaction_sums_to_zero_and_amounts_match_balances() {
     let balance = f.balance();
     assert_eq!(net, balance.available.checked_add(balance.held).unwrap());
     assert!(f.audit().is_empty());
+}
+
+#[test]
+fn refund_beyond_the_account_cap_is_an_overflow() {
+    let mut f = Fixture::new();
+    let max = Amount::from_micros(crate::AMOUNT_MAX_MICROS);
+    let grant = NewGrant {
+        amount: max,
+        source: Source::Admin,
+        priority: None,
+        effective_at: None,
+        expires_at: None,
+        metadata: Metadata::empty(),
+    };
+    f.grant_with(grant.clone()).unwrap();
+    let spent = f
+        .book
+        .consume(
+            max,
+            Metadata::empty(),
+            None,
+            f.now,
+            &mut f.ids,
+            &mut f.journal,
+        )
+        .unwrap();
+    f.grant_with(grant.clone()).unwrap();
+    f.grant_with(grant).unwrap();
+    let before = f.book.clone();
+    assert_eq!(f.refund(spent, None), Err(Reject::Overflow));
+    assert_eq!(f.book, before);
+}
+
+#[test]
+fn compacting_keeps_a_lot_that_a_pending_hold_escrowed_in_full() {
+    let mut f = Fixture::new();
+    let lot = f.grant(10, 1, None);
+    let hold = f.hold(10, 60).unwrap();
+    assert_eq!(f.remaining(lot), c(0));
+    f.book.compact(f.now);
+    assert!(f.book.lot(lot).is_some());
+    f.release(hold).unwrap();
+    assert_eq!(f.remaining(lot), c(10));
+    f.book.compact(f.now);
+    assert!(f.book.holds().is_empty());
 }

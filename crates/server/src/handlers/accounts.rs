@@ -94,8 +94,8 @@ pub async fn balance(
         .book(id, at)
         .await?
         .ok_or(ApiError::Rejected(ledger::Reject::AccountNotFound))?;
-    let settled = book.settled(when)?;
-    let balance = settled.balance(when)?;
+    let settled = book.settled(when);
+    let balance = settled.balance(when);
     Ok(render::json(
         StatusCode::OK,
         &BalanceView::new(settled.account.id.as_str(), balance, settled.lots(), when),

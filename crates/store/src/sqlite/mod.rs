@@ -105,6 +105,19 @@ fn migrate_conn(conn: &mut Connection) -> Result<usize, StoreError> {
     Ok(ran)
 }
 
+/// Runs several queries against one snapshot: in WAL mode each statement
+/// outside a transaction sees the latest commit, so a book read in parts
+/// could otherwise see half of a batch.
+fn snapshot<T>(
+    conn: &Connection,
+    f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    let tx = conn.unchecked_transaction()?;
+    let result = f(&tx)?;
+    tx.finish()?;
+    Ok(result)
+}
+
 /// A pool of reader connections; a caller waits when all are busy.
 struct Readers {
     idle: Mutex<Vec<Connection>>,
@@ -235,9 +248,11 @@ impl Store for SqliteStore {
         id: AccountId,
         at: Option<Timestamp>,
     ) -> BoxFuture<'_, Result<Option<Book>, StoreError>> {
-        self.read(move |conn| match at {
-            None => read::book(conn, &id),
-            Some(at) => read::book_at(conn, &id, at),
+        self.read(move |conn| {
+            snapshot(conn, |conn| match at {
+                None => read::book(conn, &id),
+                Some(at) => read::book_at(conn, &id, at),
+            })
         })
     }
 
@@ -324,7 +339,7 @@ impl Store for SqliteStore {
     }
 
     fn audit(&self) -> BoxFuture<'_, Result<AuditReport, StoreError>> {
-        self.read(read::audit)
+        self.read(|conn| snapshot(conn, read::audit))
     }
 }
 
