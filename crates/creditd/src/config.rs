@@ -13,6 +13,8 @@ use server::Secret;
 pub enum Database {
     /// An SQLite file.
     Sqlite(PathBuf),
+    /// A PostgreSQL database, by URL.
+    Postgres(String),
 }
 
 /// Everything the binary can be told.
@@ -32,6 +34,10 @@ pub struct Settings {
     pub batch_size_max: usize,
     /// `CREDITD_SQLITE_READERS`, default 4: reader connections.
     pub sqlite_readers: usize,
+    /// `CREDITD_PG_POOL_SIZE`, default 16: the most PostgreSQL connections per node.
+    pub pg_pool_size: usize,
+    /// `CREDITD_PG_WRITERS`, default 2: write batches one node runs at once.
+    pub pg_writers: usize,
 }
 
 impl Settings {
@@ -92,11 +98,14 @@ impl Settings {
             ),
             batch_size_max: number("CREDITD_BATCH_SIZE_MAX", 1024)?.clamp(1, 65_536) as usize,
             sqlite_readers: number("CREDITD_SQLITE_READERS", 4)?.clamp(1, 64) as usize,
+            pg_pool_size: number("CREDITD_PG_POOL_SIZE", 16)?.clamp(2, 1024) as usize,
+            pg_writers: number("CREDITD_PG_WRITERS", 2)?.clamp(1, 64) as usize,
         })
     }
 }
 
-/// `sqlite://relative/path.db`, `sqlite:///absolute/path.db` or `sqlite:path.db`.
+/// `sqlite://relative/path.db`, `sqlite:///absolute/path.db`, `sqlite:path.db`,
+/// or a `postgres://` / `postgresql://` URL.
 pub fn parse_database_url(url: &str) -> anyhow::Result<Database> {
     if let Some(rest) = url.strip_prefix("sqlite:") {
         let path = rest.strip_prefix("//").unwrap_or(rest);
@@ -107,9 +116,9 @@ pub fn parse_database_url(url: &str) -> anyhow::Result<Database> {
         return Ok(Database::Sqlite(PathBuf::from(path)));
     }
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        bail!("PostgreSQL is not supported by this build yet; use sqlite://<file>");
+        return Ok(Database::Postgres(url.to_owned()));
     }
-    bail!("CREDITD_DATABASE_URL must start with sqlite://, got {url:?}")
+    bail!("CREDITD_DATABASE_URL must start with sqlite:// or postgres://, got {url:?}")
 }
 
 #[cfg(test)]
@@ -129,6 +138,10 @@ mod tests {
         assert_eq!(
             parse_database_url("sqlite:data.db").unwrap(),
             Database::Sqlite("data.db".into())
+        );
+        assert_eq!(
+            parse_database_url("postgres://u@db:5432/ledger").unwrap(),
+            Database::Postgres("postgres://u@db:5432/ledger".into())
         );
         assert!(parse_database_url("sqlite://").is_err());
         assert!(parse_database_url("mysql://x").is_err());

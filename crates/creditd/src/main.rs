@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 use config::{Database, Settings};
 use ledger::{AccountId, Amount, Metadata, NewAccount, NewGrant, Source, Timestamp};
 use server::{AppState, JobsConfig};
+use store::postgres::{PostgresOptions, PostgresStore};
 use store::sqlite::{SqliteOptions, SqliteStore};
 use store::{Clock, Command, Executed, Op, Store, SystemClock};
 
@@ -112,9 +113,11 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 .await
                 .map(|()| std::process::ExitCode::SUCCESS),
             Cmd::Migrate => {
-                let Database::Sqlite(path) = &settings.database;
-                let ran = store::sqlite::migrate(path)?;
-                println!("applied {ran} migration(s) to {}", path.display());
+                let ran = match &settings.database {
+                    Database::Sqlite(path) => store::sqlite::migrate(path)?,
+                    Database::Postgres(url) => store::postgres::migrate(url).await?,
+                };
+                println!("applied {ran} migration(s)");
                 Ok(std::process::ExitCode::SUCCESS)
             }
             Cmd::Verify => verify(&settings).await,
@@ -144,19 +147,70 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     })
 }
 
-fn open_store(settings: &Settings) -> anyhow::Result<SqliteStore> {
-    let Database::Sqlite(path) = &settings.database;
-    let options = SqliteOptions {
-        readers: settings.sqlite_readers,
-        batch_size_max: settings.batch_size_max,
-        ..SqliteOptions::new(path)
-    };
-    SqliteStore::open(options, Arc::new(SystemClock))
-        .with_context(|| format!("opening {}", path.display()))
+/// An opened store, of either kind.
+enum Opened {
+    Sqlite(Arc<SqliteStore>),
+    Postgres(Arc<PostgresStore>),
+}
+
+impl Opened {
+    fn store(&self) -> Arc<dyn Store> {
+        match self {
+            Opened::Sqlite(store) => store.clone(),
+            Opened::Postgres(store) => store.clone(),
+        }
+    }
+
+    /// Lets the writer finish what it has, once nothing else holds the store.
+    async fn close(self) {
+        match self {
+            Opened::Sqlite(store) => {
+                if let Ok(store) = Arc::try_unwrap(store) {
+                    store.close();
+                }
+            }
+            Opened::Postgres(store) => {
+                if let Ok(store) = Arc::try_unwrap(store) {
+                    store.close().await;
+                }
+            }
+        }
+    }
+}
+
+async fn open_store(settings: &Settings) -> anyhow::Result<Opened> {
+    let clock = Arc::new(SystemClock);
+    Ok(match &settings.database {
+        Database::Sqlite(path) => {
+            let options = SqliteOptions {
+                readers: settings.sqlite_readers,
+                batch_size_max: settings.batch_size_max,
+                ..SqliteOptions::new(path)
+            };
+            Opened::Sqlite(Arc::new(
+                SqliteStore::open(options, clock)
+                    .with_context(|| format!("opening {}", path.display()))?,
+            ))
+        }
+        Database::Postgres(url) => {
+            let options = PostgresOptions {
+                pool_size: settings.pg_pool_size,
+                writers: settings.pg_writers,
+                batch_size_max: settings.batch_size_max,
+                ..PostgresOptions::new(url)
+            };
+            Opened::Postgres(Arc::new(
+                PostgresStore::open(options, clock)
+                    .await
+                    .context("opening the PostgreSQL database")?,
+            ))
+        }
+    })
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
-    let store = Arc::new(open_store(&settings)?);
+    let opened = open_store(&settings).await?;
+    let store = opened.store();
     let admin = server::auth::admin_key(store.as_ref(), settings.admin_key.as_ref()).await?;
     if let Some(key) = &admin.generated {
         // Shown once: only its hash is kept.
@@ -166,7 +220,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         );
     }
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let state = Arc::new(AppState::new(store.clone(), clock, admin.hash));
+    let state = Arc::new(AppState::new(store, clock, admin.hash));
     let jobs = server::jobs::spawn(
         state.clone(),
         JobsConfig {
@@ -183,9 +237,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     server::serve(listener, state, shutdown_signal()).await?;
     jobs.abort();
     let _ = jobs.await;
-    if let Ok(store) = Arc::try_unwrap(store) {
-        store.close();
-    }
+    opened.close().await;
     Ok(())
 }
 
@@ -206,8 +258,8 @@ async fn shutdown_signal() {
 }
 
 async fn verify(settings: &Settings) -> anyhow::Result<std::process::ExitCode> {
-    let store = open_store(settings)?;
-    let report = store.audit().await?;
+    let opened = open_store(settings).await?;
+    let report = opened.store().audit().await?;
     println!(
         "checked {} accounts, {} lots, {} transactions",
         report.accounts, report.lots, report.transactions
@@ -218,7 +270,7 @@ async fn verify(settings: &Settings) -> anyhow::Result<std::process::ExitCode> {
     for orphan in &report.orphans {
         println!("VIOLATION {orphan}");
     }
-    store.close();
+    opened.close().await;
     if report.is_clean() {
         println!("ok: every transaction sums to zero and every balance matches the journal");
         Ok(std::process::ExitCode::SUCCESS)
@@ -255,9 +307,9 @@ async fn admin_account(
 
 /// Applies one write and prints the same JSON the API would answer.
 async fn admin_write(settings: &Settings, op: Op) -> anyhow::Result<std::process::ExitCode> {
-    let store = open_store(settings)?;
-    let executed = store.execute(Command::new(op)).await?;
-    store.close();
+    let opened = open_store(settings).await?;
+    let executed = opened.store().execute(Command::new(op)).await?;
+    opened.close().await;
     let Executed::Fresh(result) = executed else {
         bail!("unexpected replay");
     };
@@ -275,14 +327,15 @@ async fn balance(
     account: &str,
     at: Option<&str>,
 ) -> anyhow::Result<std::process::ExitCode> {
-    let store = open_store(settings)?;
+    let opened = open_store(settings).await?;
     let at = at.map(parse_time).transpose()?;
     let when = at.unwrap_or_else(|| SystemClock.now());
-    let book = store
+    let book = opened
+        .store()
         .book(parse_account(account)?, at)
         .await?
         .with_context(|| format!("no account {account:?}"))?;
-    store.close();
+    opened.close().await;
     let settled = book.settled(when);
     let balance = settled.balance(when);
     let view = server::render::BalanceView::new(account, balance, settled.lots(), when);

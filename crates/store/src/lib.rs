@@ -1,4 +1,4 @@
-//! Where the ledger lives: the [`Store`] trait and its SQLite implementation.
+//! Where the ledger lives: the [`Store`] trait and its SQLite and PostgreSQL implementations.
 //!
 //! Writes go through group commit: concurrent [`Command`]s are collected into
 //! a batch, each is decided by the pure ledger core against books loaded once
@@ -10,6 +10,7 @@ mod clock;
 mod codec;
 mod command;
 mod error;
+pub mod postgres;
 mod rows;
 pub mod sqlite;
 

@@ -14,11 +14,16 @@ pub fn creditd() -> Command {
     Command::new(env!("CARGO_BIN_EXE_creditd"))
 }
 
-/// `creditd <args>` on the database `db`, run to completion.
+/// `creditd <args>` on the SQLite file `db`, run to completion.
 pub fn run(db: &Path, args: &[&str]) -> Output {
+    run_url(&format!("sqlite://{}", db.display()), args)
+}
+
+/// `creditd <args>` on the database at `url`, run to completion.
+pub fn run_url(url: &str, args: &[&str]) -> Output {
     creditd()
         .args(args)
-        .env("CREDITD_DATABASE_URL", format!("sqlite://{}", db.display()))
+        .env("CREDITD_DATABASE_URL", url)
         .env("CREDITD_LOG", "warn")
         .output()
         .expect("running creditd")
@@ -31,14 +36,20 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts `creditd serve` on `db`, on a free port, and waits until it listens.
+    /// Starts `creditd serve` on the SQLite file `db`, on a free port, and
+    /// waits until it listens.
     pub fn start(db: &Path) -> Server {
+        Server::start_url(&format!("sqlite://{}", db.display()))
+    }
+
+    /// Starts `creditd serve` on the database at `url`.
+    pub fn start_url(url: &str) -> Server {
         let mut child = creditd()
             .arg("serve")
-            .env("CREDITD_DATABASE_URL", format!("sqlite://{}", db.display()))
+            .env("CREDITD_DATABASE_URL", url)
             .env("CREDITD_LISTEN", "127.0.0.1:0")
             .env("CREDITD_ADMIN_KEY", KEY)
-            .env("CREDITD_LOG", "warn")
+            .env("CREDITD_LOG", "error")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

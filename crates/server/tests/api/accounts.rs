@@ -3,133 +3,136 @@
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::support::TestApp;
+store_test! {
+    #[tokio::test]
+    async fn account_opens_once_and_reads_back(app) {
+        let created = app
+            .post(
+                "/v1/accounts",
+                json!({"id": "org:acme", "name": "Acme", "metadata": {"plan": "pro"}, "overdraft_limit": "25"}),
+            )
+            .await;
+        assert_eq!(created.status, StatusCode::CREATED, "{created:?}");
+        assert_eq!(created.body["id"], "org:acme");
+        assert_eq!(created.body["name"], "Acme");
+        assert_eq!(created.body["metadata"], json!({"plan": "pro"}));
+        assert_eq!(created.body["overdraft_limit"], "25");
+        assert_eq!(created.body["created_at"], "2027-01-15T08:00:00.000000Z");
 
-#[tokio::test]
-async fn account_opens_once_and_reads_back() {
-    let app = TestApp::spawn().await;
-    let created = app
-        .post(
-            "/v1/accounts",
-            json!({"id": "org:acme", "name": "Acme", "metadata": {"plan": "pro"}, "overdraft_limit": "25"}),
+        let again = app.post("/v1/accounts", json!({"id": "org:acme"})).await;
+        assert_eq!(again.status, StatusCode::CONFLICT);
+        assert_eq!(again.code(), "account_exists");
+
+        let read = app.get("/v1/accounts/org:acme").await;
+        assert_eq!(read.status, StatusCode::OK);
+        assert_eq!(read.body, created.body);
+    }
+}
+
+store_test! {
+    #[tokio::test]
+    async fn unknown_account_is_not_found_everywhere(app) {
+        for path in [
+            "/v1/accounts/ghost",
+            "/v1/accounts/ghost/balance",
+            "/v1/accounts/ghost/grants",
+            "/v1/accounts/ghost/transactions",
+        ] {
+            let reply = app.get(path).await;
+            assert_eq!(reply.status, StatusCode::NOT_FOUND, "{path}");
+            assert_eq!(reply.code(), "account_not_found", "{path}");
+        }
+        for (path, body) in [
+            (
+                "/v1/accounts/ghost/grants",
+                json!({"amount": "1", "source": "admin"}),
+            ),
+            ("/v1/accounts/ghost/consume", json!({"amount": "1"})),
+            ("/v1/accounts/ghost/check", json!({"amount": "1"})),
+            ("/v1/accounts/ghost/holds", json!({"amount": "1"})),
+        ] {
+            let reply = app.post(path, body).await;
+            assert_eq!(reply.status, StatusCode::NOT_FOUND, "{path}");
+            assert_eq!(reply.code(), "account_not_found", "{path}");
+        }
+    }
+}
+
+store_test! {
+    #[tokio::test]
+    async fn accounts_list_in_pages(app) {
+        for id in ["c", "a", "e", "b", "d"] {
+            app.account_with(id, "0").await;
+        }
+        let mut seen = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let path = match &cursor {
+                Some(c) => format!("/v1/accounts?limit=2&cursor={c}"),
+                None => "/v1/accounts?limit=2".to_owned(),
+            };
+            let page = app.get(&path).await;
+            assert_eq!(page.status, StatusCode::OK, "{page:?}");
+            for account in page.body["data"].as_array().unwrap() {
+                seen.push(account["id"].as_str().unwrap().to_owned());
+            }
+            match page.body["next_cursor"].as_str() {
+                Some(next) => cursor = Some(next.to_owned()),
+                None => break,
+            }
+        }
+        assert_eq!(seen, ["a", "b", "c", "d", "e"]);
+    }
+}
+
+store_test! {
+    #[tokio::test]
+    async fn balance_lists_lots_in_burn_order_with_held_and_debt(app) {
+        app.account_with("u", "100").await;
+        app.post(
+            "/v1/accounts/u/grants",
+            json!({"amount": "5", "source": "daily_reward", "expires_at": "2027-01-16T00:00:00Z"}),
         )
         .await;
-    assert_eq!(created.status, StatusCode::CREATED, "{created:?}");
-    assert_eq!(created.body["id"], "org:acme");
-    assert_eq!(created.body["name"], "Acme");
-    assert_eq!(created.body["metadata"], json!({"plan": "pro"}));
-    assert_eq!(created.body["overdraft_limit"], "25");
-    assert_eq!(created.body["created_at"], "2027-01-15T08:00:00.000000Z");
-
-    let again = app.post("/v1/accounts", json!({"id": "org:acme"})).await;
-    assert_eq!(again.status, StatusCode::CONFLICT);
-    assert_eq!(again.code(), "account_exists");
-
-    let read = app.get("/v1/accounts/org:acme").await;
-    assert_eq!(read.status, StatusCode::OK);
-    assert_eq!(read.body, created.body);
-}
-
-#[tokio::test]
-async fn unknown_account_is_not_found_everywhere() {
-    let app = TestApp::spawn().await;
-    for path in [
-        "/v1/accounts/ghost",
-        "/v1/accounts/ghost/balance",
-        "/v1/accounts/ghost/grants",
-        "/v1/accounts/ghost/transactions",
-    ] {
-        let reply = app.get(path).await;
-        assert_eq!(reply.status, StatusCode::NOT_FOUND, "{path}");
-        assert_eq!(reply.code(), "account_not_found", "{path}");
-    }
-    for (path, body) in [
-        (
-            "/v1/accounts/ghost/grants",
-            json!({"amount": "1", "source": "admin"}),
-        ),
-        ("/v1/accounts/ghost/consume", json!({"amount": "1"})),
-        ("/v1/accounts/ghost/check", json!({"amount": "1"})),
-        ("/v1/accounts/ghost/holds", json!({"amount": "1"})),
-    ] {
-        let reply = app.post(path, body).await;
-        assert_eq!(reply.status, StatusCode::NOT_FOUND, "{path}");
-        assert_eq!(reply.code(), "account_not_found", "{path}");
+        app.post("/v1/accounts/u/holds", json!({"amount": "10"}))
+            .await;
+        let balance = app.balance("u").await;
+        assert_eq!(balance["account_id"], "u");
+        assert_eq!(balance["available"], "95");
+        assert_eq!(balance["held"], "10");
+        assert_eq!(balance["debt"], "0");
+        let lots = balance["lots"].as_array().unwrap();
+        // The daily reward went into the hold first; the purchase lot remains.
+        assert_eq!(lots.len(), 1);
+        assert_eq!(lots[0]["source"], "purchase");
+        assert_eq!(lots[0]["remaining"], "95");
+        assert_eq!(lots[0]["priority"], 80);
     }
 }
 
-#[tokio::test]
-async fn accounts_list_in_pages() {
-    let app = TestApp::spawn().await;
-    for id in ["c", "a", "e", "b", "d"] {
-        app.account_with(id, "0").await;
+store_test! {
+    #[tokio::test]
+    async fn balance_at_a_past_instant(app) {
+        app.account_with("u", "100").await;
+        app.clock.advance_secs(3600);
+        app.post("/v1/accounts/u/consume", json!({"amount": "40"}))
+            .await;
+        let before = app
+            .get("/v1/accounts/u/balance?at=2027-01-15T08:30:00Z")
+            .await;
+        assert_eq!(before.status, StatusCode::OK, "{before:?}");
+        assert_eq!(before.body["available"], "100");
+        assert_eq!(before.body["at"], "2027-01-15T08:30:00.000000Z");
+        let after = app
+            .get("/v1/accounts/u/balance?at=2027-01-15T09:00:00%2B00:00")
+            .await;
+        assert_eq!(after.body["available"], "60");
+        let earlier = app
+            .get("/v1/accounts/u/balance?at=2000-01-01T00:00:00Z")
+            .await;
+        assert_eq!(earlier.body["available"], "0");
+        let bad = app.get("/v1/accounts/u/balance?at=yesterday").await;
+        assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+        assert_eq!(bad.code(), "invalid_timestamp");
     }
-    let mut seen = Vec::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let path = match &cursor {
-            Some(c) => format!("/v1/accounts?limit=2&cursor={c}"),
-            None => "/v1/accounts?limit=2".to_owned(),
-        };
-        let page = app.get(&path).await;
-        assert_eq!(page.status, StatusCode::OK, "{page:?}");
-        for account in page.body["data"].as_array().unwrap() {
-            seen.push(account["id"].as_str().unwrap().to_owned());
-        }
-        match page.body["next_cursor"].as_str() {
-            Some(next) => cursor = Some(next.to_owned()),
-            None => break,
-        }
-    }
-    assert_eq!(seen, ["a", "b", "c", "d", "e"]);
-}
-
-#[tokio::test]
-async fn balance_lists_lots_in_burn_order_with_held_and_debt() {
-    let app = TestApp::spawn().await;
-    app.account_with("u", "100").await;
-    app.post(
-        "/v1/accounts/u/grants",
-        json!({"amount": "5", "source": "daily_reward", "expires_at": "2027-01-16T00:00:00Z"}),
-    )
-    .await;
-    app.post("/v1/accounts/u/holds", json!({"amount": "10"}))
-        .await;
-    let balance = app.balance("u").await;
-    assert_eq!(balance["account_id"], "u");
-    assert_eq!(balance["available"], "95");
-    assert_eq!(balance["held"], "10");
-    assert_eq!(balance["debt"], "0");
-    let lots = balance["lots"].as_array().unwrap();
-    // The daily reward went into the hold first; the purchase lot remains.
-    assert_eq!(lots.len(), 1);
-    assert_eq!(lots[0]["source"], "purchase");
-    assert_eq!(lots[0]["remaining"], "95");
-    assert_eq!(lots[0]["priority"], 80);
-}
-
-#[tokio::test]
-async fn balance_at_a_past_instant() {
-    let app = TestApp::spawn().await;
-    app.account_with("u", "100").await;
-    app.clock.advance_secs(3600);
-    app.post("/v1/accounts/u/consume", json!({"amount": "40"}))
-        .await;
-    let before = app
-        .get("/v1/accounts/u/balance?at=2027-01-15T08:30:00Z")
-        .await;
-    assert_eq!(before.status, StatusCode::OK, "{before:?}");
-    assert_eq!(before.body["available"], "100");
-    assert_eq!(before.body["at"], "2027-01-15T08:30:00.000000Z");
-    let after = app
-        .get("/v1/accounts/u/balance?at=2027-01-15T09:00:00%2B00:00")
-        .await;
-    assert_eq!(after.body["available"], "60");
-    let earlier = app
-        .get("/v1/accounts/u/balance?at=2000-01-01T00:00:00Z")
-        .await;
-    assert_eq!(earlier.body["available"], "0");
-    let bad = app.get("/v1/accounts/u/balance?at=yesterday").await;
-    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
-    assert_eq!(bad.code(), "invalid_timestamp");
 }

@@ -3,170 +3,174 @@
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::support::TestApp;
-
-#[tokio::test]
-async fn hold_then_commit_less_returns_the_rest() {
-    let app = TestApp::spawn().await;
-    app.account_with("u", "100").await;
-    let hold = app
-        .post(
-            "/v1/accounts/u/holds",
-            json!({"amount": "30", "ttl_seconds": 120, "metadata": {"model": "m"}}),
-        )
-        .await;
-    assert_eq!(hold.status, StatusCode::CREATED, "{hold:?}");
-    assert_eq!(hold.body["status"], "pending");
-    assert_eq!(hold.body["amount"], "30");
-    assert_eq!(hold.body["expires_at"], "2027-01-15T08:02:00.000000Z");
-    let id = hold.body["id"].as_str().unwrap().to_owned();
-    let balance = app.balance("u").await;
-    assert_eq!(
-        (balance["available"].as_str(), balance["held"].as_str()),
-        (Some("70"), Some("30"))
-    );
-
-    let read = app.get(&format!("/v1/holds/{id}")).await;
-    assert_eq!(read.body["status"], "pending");
-    assert_eq!(read.body["metadata"], json!({"model": "m"}));
-
-    let commit = app
-        .post(
-            &format!("/v1/holds/{id}/commit"),
-            json!({"amount": "12.25"}),
-        )
-        .await;
-    assert_eq!(commit.status, StatusCode::OK, "{commit:?}");
-    assert_eq!(commit.body["hold"]["status"], "committed");
-    assert_eq!(commit.body["hold"]["committed_amount"], "12.25");
-    assert_eq!(commit.body["transaction"]["type"], "hold_commit");
-    assert_eq!(commit.body["transaction"]["amount"], "-12.25");
-    assert_eq!(app.available("u").await, "87.75");
-    assert_eq!(app.balance("u").await["held"], "0");
-
-    let twice = app
-        .post(&format!("/v1/holds/{id}/commit"), json!({"amount": "1"}))
-        .await;
-    assert_eq!(twice.status, StatusCode::CONFLICT);
-    assert_eq!(twice.code(), "hold_not_pending");
-    let release = app
-        .post(&format!("/v1/holds/{id}/release"), json!({}))
-        .await;
-    assert_eq!(release.status, StatusCode::CONFLICT);
-    app.assert_verified().await;
-}
-
-#[tokio::test]
-async fn commit_of_more_than_held_charges_the_excess_and_records_debt() {
-    let app = TestApp::spawn().await;
-    app.account_with("u", "50").await;
-    let hold = app
-        .post("/v1/accounts/u/holds", json!({"amount": "30"}))
-        .await;
-    let id = hold.body["id"].as_str().unwrap();
-    let commit = app
-        .post(&format!("/v1/holds/{id}/commit"), json!({"amount": "80"}))
-        .await;
-    assert_eq!(commit.status, StatusCode::OK, "{commit:?}");
-    assert_eq!(commit.body["balance"]["debt"], "30");
-    assert_eq!(commit.body["balance"]["available"], "-30");
-    app.assert_verified().await;
-}
-
-#[tokio::test]
-async fn release_returns_the_credits() {
-    let app = TestApp::spawn().await;
-    app.account_with("u", "50").await;
-    let hold = app
-        .post("/v1/accounts/u/holds", json!({"amount": "30"}))
-        .await;
-    let id = hold.body["id"].as_str().unwrap();
-    let released = app
-        .post(&format!("/v1/holds/{id}/release"), json!({}))
-        .await;
-    assert_eq!(released.status, StatusCode::OK, "{released:?}");
-    assert_eq!(released.body["status"], "released");
-    assert_eq!(app.available("u").await, "50");
-    let again = app
-        .post(&format!("/v1/holds/{id}/release"), json!({}))
-        .await;
-    assert_eq!(again.code(), "hold_not_pending");
-}
-
-#[tokio::test]
-async fn hold_expires_by_itself() {
-    let app = TestApp::spawn().await;
-    app.account_with("u", "50").await;
-    let hold = app
-        .post(
-            "/v1/accounts/u/holds",
-            json!({"amount": "20", "ttl_seconds": 60}),
-        )
-        .await;
-    let id = hold.body["id"].as_str().unwrap();
-    app.clock.advance_secs(60);
-    // Before any job runs, it already reads as expired and released.
-    let read = app.get(&format!("/v1/holds/{id}")).await;
-    assert_eq!(read.body["status"], "expired");
-    assert_eq!(read.body["resolved_at"], read.body["expires_at"]);
-    assert_eq!(app.available("u").await, "50");
-    let commit = app
-        .post(&format!("/v1/holds/{id}/commit"), json!({"amount": "1"}))
-        .await;
-    assert_eq!(commit.status, StatusCode::CONFLICT);
-    assert_eq!(commit.code(), "hold_not_pending");
-    // The commit attempt settled the account: the release is in the journal.
-    let releases = app
-        .get("/v1/accounts/u/transactions?type=hold_release")
-        .await;
-    assert_eq!(releases.body["data"].as_array().unwrap().len(), 1);
-    assert_eq!(server::jobs::sweep(&app.state).await.unwrap(), 0);
-    app.assert_verified().await;
-}
-
-#[tokio::test]
-async fn hold_beyond_the_balance_and_bad_ttls_are_refused() {
-    let app = TestApp::spawn().await;
-    app.account_with("u", "10").await;
-    let big = app
-        .post("/v1/accounts/u/holds", json!({"amount": "11"}))
-        .await;
-    assert_eq!(big.status, StatusCode::PAYMENT_REQUIRED);
-    for ttl in [0, -1, 86_401] {
-        let bad = app
+store_test! {
+    #[tokio::test]
+    async fn hold_then_commit_less_returns_the_rest(app) {
+        app.account_with("u", "100").await;
+        let hold = app
             .post(
                 "/v1/accounts/u/holds",
-                json!({"amount": "1", "ttl_seconds": ttl}),
+                json!({"amount": "30", "ttl_seconds": 120, "metadata": {"model": "m"}}),
             )
             .await;
-        assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{ttl}");
-        assert_eq!(bad.code(), "invalid_request");
+        assert_eq!(hold.status, StatusCode::CREATED, "{hold:?}");
+        assert_eq!(hold.body["status"], "pending");
+        assert_eq!(hold.body["amount"], "30");
+        assert_eq!(hold.body["expires_at"], "2027-01-15T08:02:00.000000Z");
+        let id = hold.body["id"].as_str().unwrap().to_owned();
+        let balance = app.balance("u").await;
+        assert_eq!(
+            (balance["available"].as_str(), balance["held"].as_str()),
+            (Some("70"), Some("30"))
+        );
+
+        let read = app.get(&format!("/v1/holds/{id}")).await;
+        assert_eq!(read.body["status"], "pending");
+        assert_eq!(read.body["metadata"], json!({"model": "m"}));
+
+        let commit = app
+            .post(
+                &format!("/v1/holds/{id}/commit"),
+                json!({"amount": "12.25"}),
+            )
+            .await;
+        assert_eq!(commit.status, StatusCode::OK, "{commit:?}");
+        assert_eq!(commit.body["hold"]["status"], "committed");
+        assert_eq!(commit.body["hold"]["committed_amount"], "12.25");
+        assert_eq!(commit.body["transaction"]["type"], "hold_commit");
+        assert_eq!(commit.body["transaction"]["amount"], "-12.25");
+        assert_eq!(app.available("u").await, "87.75");
+        assert_eq!(app.balance("u").await["held"], "0");
+
+        let twice = app
+            .post(&format!("/v1/holds/{id}/commit"), json!({"amount": "1"}))
+            .await;
+        assert_eq!(twice.status, StatusCode::CONFLICT);
+        assert_eq!(twice.code(), "hold_not_pending");
+        let release = app
+            .post(&format!("/v1/holds/{id}/release"), json!({}))
+            .await;
+        assert_eq!(release.status, StatusCode::CONFLICT);
+        app.assert_verified().await;
     }
-    let max = app
-        .post(
-            "/v1/accounts/u/holds",
-            json!({"amount": "1", "ttl_seconds": 86_400}),
-        )
-        .await;
-    assert_eq!(max.status, StatusCode::CREATED);
-    assert_eq!(max.body["expires_at"], "2027-01-16T08:00:00.000000Z");
-    let default = app
-        .post("/v1/accounts/u/holds", json!({"amount": "1"}))
-        .await;
-    assert_eq!(default.body["expires_at"], "2027-01-15T08:15:00.000000Z");
 }
 
-#[tokio::test]
-async fn unknown_and_malformed_hold_ids() {
-    let app = TestApp::spawn().await;
-    let missing = app.get("/v1/holds/hold_404").await;
-    assert_eq!(missing.status, StatusCode::NOT_FOUND);
-    assert_eq!(missing.code(), "hold_not_found");
-    let commit = app
-        .post("/v1/holds/hold_404/commit", json!({"amount": "1"}))
-        .await;
-    assert_eq!(commit.code(), "hold_not_found");
-    let bad = app.get("/v1/holds/lot_1").await;
-    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
-    assert_eq!(bad.code(), "invalid_id");
+store_test! {
+    #[tokio::test]
+    async fn commit_of_more_than_held_charges_the_excess_and_records_debt(app) {
+        app.account_with("u", "50").await;
+        let hold = app
+            .post("/v1/accounts/u/holds", json!({"amount": "30"}))
+            .await;
+        let id = hold.body["id"].as_str().unwrap();
+        let commit = app
+            .post(&format!("/v1/holds/{id}/commit"), json!({"amount": "80"}))
+            .await;
+        assert_eq!(commit.status, StatusCode::OK, "{commit:?}");
+        assert_eq!(commit.body["balance"]["debt"], "30");
+        assert_eq!(commit.body["balance"]["available"], "-30");
+        app.assert_verified().await;
+    }
+}
+
+store_test! {
+    #[tokio::test]
+    async fn release_returns_the_credits(app) {
+        app.account_with("u", "50").await;
+        let hold = app
+            .post("/v1/accounts/u/holds", json!({"amount": "30"}))
+            .await;
+        let id = hold.body["id"].as_str().unwrap();
+        let released = app
+            .post(&format!("/v1/holds/{id}/release"), json!({}))
+            .await;
+        assert_eq!(released.status, StatusCode::OK, "{released:?}");
+        assert_eq!(released.body["status"], "released");
+        assert_eq!(app.available("u").await, "50");
+        let again = app
+            .post(&format!("/v1/holds/{id}/release"), json!({}))
+            .await;
+        assert_eq!(again.code(), "hold_not_pending");
+    }
+}
+
+store_test! {
+    #[tokio::test]
+    async fn hold_expires_by_itself(app) {
+        app.account_with("u", "50").await;
+        let hold = app
+            .post(
+                "/v1/accounts/u/holds",
+                json!({"amount": "20", "ttl_seconds": 60}),
+            )
+            .await;
+        let id = hold.body["id"].as_str().unwrap();
+        app.clock.advance_secs(60);
+        // Before any job runs, it already reads as expired and released.
+        let read = app.get(&format!("/v1/holds/{id}")).await;
+        assert_eq!(read.body["status"], "expired");
+        assert_eq!(read.body["resolved_at"], read.body["expires_at"]);
+        assert_eq!(app.available("u").await, "50");
+        let commit = app
+            .post(&format!("/v1/holds/{id}/commit"), json!({"amount": "1"}))
+            .await;
+        assert_eq!(commit.status, StatusCode::CONFLICT);
+        assert_eq!(commit.code(), "hold_not_pending");
+        // The commit attempt settled the account: the release is in the journal.
+        let releases = app
+            .get("/v1/accounts/u/transactions?type=hold_release")
+            .await;
+        assert_eq!(releases.body["data"].as_array().unwrap().len(), 1);
+        assert_eq!(server::jobs::sweep(&app.state).await.unwrap(), 0);
+        app.assert_verified().await;
+    }
+}
+
+store_test! {
+    #[tokio::test]
+    async fn hold_beyond_the_balance_and_bad_ttls_are_refused(app) {
+        app.account_with("u", "10").await;
+        let big = app
+            .post("/v1/accounts/u/holds", json!({"amount": "11"}))
+            .await;
+        assert_eq!(big.status, StatusCode::PAYMENT_REQUIRED);
+        for ttl in [0, -1, 86_401] {
+            let bad = app
+                .post(
+                    "/v1/accounts/u/holds",
+                    json!({"amount": "1", "ttl_seconds": ttl}),
+                )
+                .await;
+            assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{ttl}");
+            assert_eq!(bad.code(), "invalid_request");
+        }
+        let max = app
+            .post(
+                "/v1/accounts/u/holds",
+                json!({"amount": "1", "ttl_seconds": 86_400}),
+            )
+            .await;
+        assert_eq!(max.status, StatusCode::CREATED);
+        assert_eq!(max.body["expires_at"], "2027-01-16T08:00:00.000000Z");
+        let default = app
+            .post("/v1/accounts/u/holds", json!({"amount": "1"}))
+            .await;
+        assert_eq!(default.body["expires_at"], "2027-01-15T08:15:00.000000Z");
+    }
+}
+
+store_test! {
+    #[tokio::test]
+    async fn unknown_and_malformed_hold_ids(app) {
+        let missing = app.get("/v1/holds/hold_404").await;
+        assert_eq!(missing.status, StatusCode::NOT_FOUND);
+        assert_eq!(missing.code(), "hold_not_found");
+        let commit = app
+            .post("/v1/holds/hold_404/commit", json!({"amount": "1"}))
+            .await;
+        assert_eq!(commit.code(), "hold_not_found");
+        let bad = app.get("/v1/holds/lot_1").await;
+        assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+        assert_eq!(bad.code(), "invalid_id");
+    }
 }

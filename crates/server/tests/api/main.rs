@@ -1,5 +1,8 @@
 //! The HTTP API end to end: a real server on port 0 over a fresh database per test.
 
+#[macro_use]
+mod support;
+
 mod accounts;
 mod concurrency;
 mod features;
@@ -8,6 +11,5 @@ mod holds;
 mod idempotency;
 mod input;
 mod openapi;
-mod support;
 mod transactions;
 mod usage;

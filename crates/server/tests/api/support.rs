@@ -6,8 +6,35 @@ use ledger::Timestamp;
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{Value, json};
 use server::{AppState, KeyHash};
+use store::postgres::{PostgresOptions, PostgresStore};
 use store::sqlite::{SqliteOptions, SqliteStore};
 use store::{ManualClock, Store};
+use testkit::TestDatabase;
+
+/// Declares a test that runs once on each store, as `name::sqlite` and
+/// `name::postgres`, with `app` a fresh [`TestApp`] on that store.
+macro_rules! store_test {
+    ($(#[$attr:meta])* async fn $name:ident($app:ident) $body:block) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            $(#[$attr])*
+            async fn sqlite() {
+                let $app = $crate::support::TestApp::spawn_sqlite().await;
+                $body
+            }
+
+            $(#[$attr])*
+            async fn postgres() {
+                let Some($app) = $crate::support::TestApp::spawn_postgres().await else {
+                    return;
+                };
+                $body
+            }
+        }
+    };
+}
 
 pub const KEY: &str = "test-admin-key";
 
@@ -20,8 +47,15 @@ pub struct TestApp {
     pub client: Client,
     pub clock: ManualClock,
     pub state: Arc<AppState>,
-    _dir: tempfile::TempDir,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
+    // Dropped last: the database outlives the server using it.
+    _database: Database,
+}
+
+/// What keeps a test's database alive.
+enum Database {
+    Sqlite(#[allow(dead_code)] tempfile::TempDir),
+    Postgres(#[allow(dead_code)] TestDatabase),
 }
 
 /// A response: status, body as JSON (or null), and headers.
@@ -46,7 +80,8 @@ impl std::fmt::Debug for Reply {
 }
 
 impl TestApp {
-    pub async fn spawn() -> TestApp {
+    /// A server on a fresh SQLite file.
+    pub async fn spawn_sqlite() -> TestApp {
         let dir = tempfile::tempdir().unwrap();
         let clock = ManualClock::new(START);
         let store: Arc<dyn Store> = Arc::new(
@@ -56,6 +91,23 @@ impl TestApp {
             )
             .unwrap(),
         );
+        TestApp::serve(store, clock, Database::Sqlite(dir)).await
+    }
+
+    /// A server on a fresh PostgreSQL database, or `None` when PostgreSQL
+    /// is unreachable outside CI.
+    pub async fn spawn_postgres() -> Option<TestApp> {
+        let database = TestDatabase::create().await?;
+        let clock = ManualClock::new(START);
+        let store: Arc<dyn Store> = Arc::new(
+            PostgresStore::open(PostgresOptions::new(&database.url), Arc::new(clock.clone()))
+                .await
+                .unwrap(),
+        );
+        Some(TestApp::serve(store, clock, Database::Postgres(database)).await)
+    }
+
+    async fn serve(store: Arc<dyn Store>, clock: ManualClock, database: Database) -> TestApp {
         let state = Arc::new(AppState::new(
             store,
             Arc::new(clock.clone()),
@@ -73,8 +125,8 @@ impl TestApp {
             client: Client::new(),
             clock,
             state,
-            _dir: dir,
             server,
+            _database: database,
         }
     }
 

@@ -1,0 +1,407 @@
+//! The PostgreSQL store: many stateless creditd nodes on one database.
+//!
+//! Each node batches its writes like the SQLite store does, but a batch here
+//! locks the accounts it touches (`SELECT … ORDER BY id FOR UPDATE`, always in
+//! id order, after its idempotency keys, also in order), so batches from
+//! different nodes serialize per account and never deadlock. A batch that
+//! still meets a serialization failure, a deadlock or a racing insert is
+//! rolled back and run again from the start; nothing of it was applied.
+
+mod read;
+mod writer;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use ledger::{
+    Account, AccountId, Book, Feature, FeatureId, Hold, HoldId, Lot, LotId, Timestamp, Transaction,
+    TxId,
+};
+use tokio::sync::{mpsc, oneshot};
+use tokio_postgres::NoTls;
+use tokio_postgres::error::SqlState;
+
+use crate::{
+    AuditReport, BoxFuture, Clock, Command, DueAccounts, Executed, Store, StoreError, StoreStats,
+    TxFilter,
+};
+use writer::{Job, Writer};
+
+/// Migrations, in order; each runs once, under an advisory lock so that
+/// nodes starting together do not race.
+const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("migrations/0001_ledger.sql"))];
+
+/// The advisory lock key that serializes migrations across nodes.
+const MIGRATION_LOCK: i64 = 0x0063_7265_6469_7464; // "creditd" in ASCII
+
+/// How the PostgreSQL store is set up.
+#[derive(Clone, Debug)]
+pub struct PostgresOptions {
+    /// A `postgres://` URL.
+    pub url: String,
+    /// The most connections this node opens.
+    pub pool_size: usize,
+    /// Batches this node runs at once, each on its own connection.
+    pub writers: usize,
+    /// The most commands one batch applies.
+    pub batch_size_max: usize,
+    /// The most commands waiting for a batch.
+    pub queue_len_max: usize,
+    /// How long to wait for a connection before answering `store_unavailable`.
+    pub connect_timeout: Duration,
+}
+
+impl PostgresOptions {
+    /// Defaults for the database at `url`.
+    pub fn new(url: impl Into<String>) -> PostgresOptions {
+        PostgresOptions {
+            url: url.into(),
+            pool_size: 16,
+            writers: 2,
+            batch_size_max: 1024,
+            queue_len_max: 16_384,
+            connect_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Turns a driver error into a store error: lost connections and a server
+/// that is starting or stopping are `Unavailable`, the rest `Internal`.
+pub(crate) fn pg_error(error: tokio_postgres::Error) -> StoreError {
+    let unavailable = match error.code() {
+        Some(code) => {
+            code.code().starts_with("08")
+                || [
+                    SqlState::ADMIN_SHUTDOWN,
+                    SqlState::CRASH_SHUTDOWN,
+                    SqlState::CANNOT_CONNECT_NOW,
+                    SqlState::TOO_MANY_CONNECTIONS,
+                    SqlState::READ_ONLY_SQL_TRANSACTION,
+                    SqlState::DISK_FULL,
+                ]
+                .contains(code)
+        }
+        // No SQLSTATE: the connection broke, or the driver refused the
+        // request before sending it (a bug, not an outage).
+        None => {
+            error.is_closed()
+                || std::error::Error::source(&error).is_some_and(|s| s.is::<std::io::Error>())
+        }
+    };
+    // The driver's own text is terse ("db error"); the server's message or
+    // the underlying cause says what happened.
+    let detail = match (error.as_db_error(), std::error::Error::source(&error)) {
+        (Some(db), _) => format!("{}: {}", db.code().code(), db.message()),
+        (None, Some(cause)) => format!("{error}: {cause}"),
+        (None, None) => error.to_string(),
+    };
+    if unavailable {
+        StoreError::Unavailable(detail)
+    } else {
+        StoreError::Internal(detail)
+    }
+}
+
+fn pool_error(error: deadpool_postgres::PoolError) -> StoreError {
+    match error {
+        deadpool_postgres::PoolError::Backend(e) => pg_error(e),
+        other => StoreError::Unavailable(other.to_string()),
+    }
+}
+
+impl crate::rows::Columns for tokio_postgres::Row {
+    fn int(&self, i: usize) -> Result<i64, StoreError> {
+        self.try_get(i)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))
+    }
+    fn int_opt(&self, i: usize) -> Result<Option<i64>, StoreError> {
+        self.try_get(i)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))
+    }
+    fn text(&self, i: usize) -> Result<String, StoreError> {
+        self.try_get(i)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))
+    }
+    fn text_opt(&self, i: usize) -> Result<Option<String>, StoreError> {
+        self.try_get(i)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))
+    }
+}
+
+fn build_pool(options: &PostgresOptions) -> Result<Pool, StoreError> {
+    let mut config: tokio_postgres::Config =
+        options.url.parse().map_err(|e: tokio_postgres::Error| {
+            StoreError::Internal(format!("bad database URL: {e}"))
+        })?;
+    config.connect_timeout(options.connect_timeout);
+    config.application_name("creditd");
+    let manager = Manager::from_config(
+        config,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(options.pool_size.max(options.writers + 1))
+        .wait_timeout(Some(options.connect_timeout))
+        .create_timeout(Some(options.connect_timeout))
+        .recycle_timeout(Some(options.connect_timeout))
+        .runtime(Runtime::Tokio1)
+        .build()
+        .map_err(|e| StoreError::Internal(e.to_string()))
+}
+
+/// Applies the migrations not yet applied; returns how many ran. Safe to
+/// run from several nodes at once.
+pub async fn migrate(url: &str) -> Result<usize, StoreError> {
+    let pool = build_pool(&PostgresOptions::new(url))?;
+    migrate_pool(&pool).await
+}
+
+async fn migrate_pool(pool: &Pool) -> Result<usize, StoreError> {
+    let mut client = pool.get().await.map_err(pool_error)?;
+    let tx = client.transaction().await.map_err(pg_error)?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .await
+        .map_err(pg_error)?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+             version BIGINT PRIMARY KEY,
+             applied_at BIGINT NOT NULL
+         )",
+    )
+    .await
+    .map_err(pg_error)?;
+    let applied: i64 = tx
+        .query_one(
+            "SELECT coalesce(max(version), 0) FROM schema_migrations",
+            &[],
+        )
+        .await
+        .map_err(pg_error)?
+        .get(0);
+    let mut ran = 0;
+    for (version, sql) in MIGRATIONS {
+        if *version > applied {
+            tx.batch_execute(sql).await.map_err(pg_error)?;
+            tx.execute(
+                "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)",
+                &[version, &crate::SystemClock.now().micros()],
+            )
+            .await
+            .map_err(pg_error)?;
+            ran += 1;
+        }
+    }
+    tx.commit().await.map_err(pg_error)?;
+    Ok(ran)
+}
+
+/// The PostgreSQL store of one node.
+pub struct PostgresStore {
+    jobs: mpsc::Sender<Job>,
+    pool: Pool,
+    stats: Arc<StoreStats>,
+    writers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl PostgresStore {
+    /// Connects, migrates, and starts this node's batch writers. Must run
+    /// inside a Tokio runtime.
+    pub async fn open(
+        options: PostgresOptions,
+        clock: Arc<dyn Clock>,
+    ) -> Result<PostgresStore, StoreError> {
+        let pool = build_pool(&options)?;
+        migrate_pool(&pool).await?;
+        let stats = Arc::new(StoreStats::default());
+        let (jobs, jobs_rx) = mpsc::channel(options.queue_len_max.max(1));
+        let jobs_rx = Arc::new(tokio::sync::Mutex::new(jobs_rx));
+        let writers = (0..options.writers.max(1))
+            .map(|_| {
+                let writer = Writer::new(
+                    pool.clone(),
+                    clock.clone(),
+                    options.batch_size_max.max(1),
+                    stats.clone(),
+                );
+                tokio::spawn(writer.run(jobs_rx.clone()))
+            })
+            .collect();
+        Ok(PostgresStore {
+            jobs,
+            pool,
+            stats,
+            writers,
+        })
+    }
+
+    /// Stops taking commands and waits for the writers to finish what they have.
+    pub async fn close(self) {
+        let PostgresStore { jobs, writers, .. } = self;
+        drop(jobs);
+        for writer in writers {
+            let _ = writer.await;
+        }
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Client, StoreError> {
+        self.pool.get().await.map_err(pool_error)
+    }
+}
+
+impl Store for PostgresStore {
+    fn stats(&self) -> &StoreStats {
+        &self.stats
+    }
+
+    fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            let c = self.client().await?;
+            c.simple_query("SELECT 1").await.map_err(pg_error)?;
+            Ok(())
+        })
+    }
+
+    fn execute(&self, command: Command) -> BoxFuture<'_, Result<Executed, StoreError>> {
+        Box::pin(async move {
+            let (reply, answer) = oneshot::channel();
+            self.jobs
+                .send(Job { command, reply })
+                .await
+                .map_err(|_| StoreError::Closed)?;
+            answer.await.map_err(|_| StoreError::Closed)?
+        })
+    }
+
+    fn account(&self, id: AccountId) -> BoxFuture<'_, Result<Option<Account>, StoreError>> {
+        Box::pin(async move {
+            let c = self.client().await?;
+            read::account(&c, &id).await
+        })
+    }
+
+    fn accounts(
+        &self,
+        after: Option<AccountId>,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<Account>, StoreError>> {
+        Box::pin(async move {
+            let c = self.client().await?;
+            read::accounts(&c, after.as_ref(), limit).await
+        })
+    }
+
+    fn book(
+        &self,
+        id: AccountId,
+        at: Option<Timestamp>,
+    ) -> BoxFuture<'_, Result<Option<Book>, StoreError>> {
+        Box::pin(async move {
+            let mut client = self.client().await?;
+            read::book_snapshot(&mut client, &id, at).await
+        })
+    }
+
+    fn lots(
+        &self,
+        id: AccountId,
+        before: Option<LotId>,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<Lot>, StoreError>> {
+        Box::pin(async move {
+            let c = self.client().await?;
+            read::lots(&c, &id, before, limit).await
+        })
+    }
+
+    fn lot(&self, id: LotId) -> BoxFuture<'_, Result<Option<Lot>, StoreError>> {
+        Box::pin(async move {
+            let c = self.client().await?;
+            read::lot(&c, id).await
+        })
+    }
+
+    fn hold(&self, id: HoldId) -> BoxFuture<'_, Result<Option<Hold>, StoreError>> {
+        Box::pin(async move {
+            let c = self.client().await?;
+            read::hold(&c, id).await
+        })
+    }
+
+    fn transaction(&self, id: TxId) -> BoxFuture<'_, Result<Option<Transaction>, StoreError>> {
+        Box::pin(async move {
+            let c = self.client().await?;
+            read::transaction(&c, id).await
+        })
+    }
+
+    fn transactions(
+        &self,
+        filter: TxFilter,
+    ) -> BoxFuture<'_, Result<Vec<Transaction>, StoreError>> {
+        Box::pin(async move {
+            let c = self.client().await?;
+            read::transactions(&c, &filter).await
+        })
+    }
+
+    fn feature(&self, id: FeatureId) -> BoxFuture<'_, Result<Option<Feature>, StoreError>> {
+        Box::pin(async move {
+            let c = self.client().await?;
+            read::feature(&c, &id).await
+        })
+    }
+
+    fn features(&self) -> BoxFuture<'_, Result<Vec<Feature>, StoreError>> {
+        Box::pin(async move {
+            let c = self.client().await?;
+            read::features(&c).await
+        })
+    }
+
+    fn due_accounts(
+        &self,
+        now: Timestamp,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<DueAccounts, StoreError>> {
+        Box::pin(async move {
+            let c = self.client().await?;
+            read::due_accounts(&c, now, limit).await
+        })
+    }
+
+    fn prune_idempotency(&self, before: Timestamp) -> BoxFuture<'_, Result<u64, StoreError>> {
+        Box::pin(async move {
+            let c = self.client().await?;
+            read::prune_idempotency(&c, before).await
+        })
+    }
+
+    fn setting(&self, key: &'static str) -> BoxFuture<'_, Result<Option<String>, StoreError>> {
+        Box::pin(async move {
+            let c = self.client().await?;
+            read::setting(&c, key).await
+        })
+    }
+
+    fn init_setting(
+        &self,
+        key: &'static str,
+        value: String,
+    ) -> BoxFuture<'_, Result<String, StoreError>> {
+        Box::pin(async move {
+            let c = self.client().await?;
+            read::init_setting(&c, key, &value).await
+        })
+    }
+
+    fn audit(&self) -> BoxFuture<'_, Result<AuditReport, StoreError>> {
+        Box::pin(async move {
+            let mut client = self.client().await?;
+            read::audit(&mut client).await
+        })
+    }
+}

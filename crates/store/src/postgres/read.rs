@@ -1,0 +1,438 @@
+//! Queries: reads for the API, and the bulk loads a write batch needs.
+
+use std::collections::{HashMap, HashSet};
+
+use deadpool_postgres::GenericClient;
+use ledger::{
+    Account, AccountId, Amount, Book, Feature, FeatureId, Hold, HoldId, HoldStatus, LedgerAccount,
+    Lot, LotId, Timestamp, Transaction, TxId, audit_account,
+};
+use tokio_postgres::Row;
+use tokio_postgres::types::ToSql;
+
+use super::pg_error;
+use crate::codec::decode_postings;
+use crate::rows::{
+    ACCOUNT_COLUMNS, HOLD_COLUMNS, LOT_COLUMNS, TX_COLUMNS, account_from_row, feature_from_row,
+    hold_from_row, lot_from_row, tx_from_row,
+};
+use crate::{AuditReport, StoreError, StoredResponse, TxFilter};
+
+/// Runs a statement prepared once per connection.
+pub async fn rows(
+    c: &impl GenericClient,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<Vec<Row>, StoreError> {
+    let statement = c.prepare_cached(sql).await.map_err(pg_error)?;
+    c.query(&statement, params).await.map_err(pg_error)
+}
+
+fn map<T>(rows: Vec<Row>, f: impl Fn(&Row) -> Result<T, StoreError>) -> Result<Vec<T>, StoreError> {
+    rows.iter().map(f).collect()
+}
+
+pub async fn account(
+    c: &impl GenericClient,
+    id: &AccountId,
+) -> Result<Option<Account>, StoreError> {
+    let sql = format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = $1");
+    Ok(map(rows(c, &sql, &[&id.as_str()]).await?, account_from_row)?.pop())
+}
+
+pub async fn accounts(
+    c: &impl GenericClient,
+    after: Option<&AccountId>,
+    limit: usize,
+) -> Result<Vec<Account>, StoreError> {
+    let sql = format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id > $1 ORDER BY id LIMIT $2");
+    let after = after.map_or("", AccountId::as_str);
+    map(
+        rows(c, &sql, &[&after, &(limit as i64)]).await?,
+        account_from_row,
+    )
+}
+
+pub async fn lot(c: &impl GenericClient, id: LotId) -> Result<Option<Lot>, StoreError> {
+    let sql = format!("SELECT {LOT_COLUMNS} FROM lots WHERE id = $1");
+    Ok(map(rows(c, &sql, &[&id.0]).await?, lot_from_row)?.pop())
+}
+
+pub async fn lots(
+    c: &impl GenericClient,
+    account: &AccountId,
+    before: Option<LotId>,
+    limit: usize,
+) -> Result<Vec<Lot>, StoreError> {
+    let sql = format!(
+        "SELECT {LOT_COLUMNS} FROM lots WHERE account_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3"
+    );
+    let before = before.map_or(i64::MAX, |l| l.0);
+    map(
+        rows(c, &sql, &[&account.as_str(), &before, &(limit as i64)]).await?,
+        lot_from_row,
+    )
+}
+
+pub async fn hold(c: &impl GenericClient, id: HoldId) -> Result<Option<Hold>, StoreError> {
+    let sql = format!("SELECT {HOLD_COLUMNS} FROM holds WHERE id = $1");
+    Ok(map(rows(c, &sql, &[&id.0]).await?, hold_from_row)?.pop())
+}
+
+pub async fn transaction(
+    c: &impl GenericClient,
+    id: TxId,
+) -> Result<Option<Transaction>, StoreError> {
+    let sql = format!("SELECT {TX_COLUMNS} FROM transactions WHERE id = $1");
+    Ok(map(rows(c, &sql, &[&id.0]).await?, tx_from_row)?.pop())
+}
+
+pub async fn transactions(
+    c: &impl GenericClient,
+    filter: &TxFilter,
+) -> Result<Vec<Transaction>, StoreError> {
+    let sql = format!(
+        "SELECT {TX_COLUMNS} FROM transactions \
+         WHERE account_id = $1 AND id < $2 AND ($3::text IS NULL OR kind = $3) \
+           AND created_at >= $4 AND created_at < $5 \
+         ORDER BY id DESC LIMIT $6"
+    );
+    let before = filter.before.map_or(i64::MAX, |t| t.0);
+    let kind = filter.kind.map(|k| k.code());
+    let from = filter.from.map_or(i64::MIN, Timestamp::micros);
+    let to = filter.to.map_or(i64::MAX, Timestamp::micros);
+    let limit = filter.limit.min(crate::PAGE_LIMIT_MAX) as i64;
+    map(
+        rows(
+            c,
+            &sql,
+            &[&filter.account.as_str(), &before, &kind, &from, &to, &limit],
+        )
+        .await?,
+        tx_from_row,
+    )
+}
+
+pub async fn feature(
+    c: &impl GenericClient,
+    id: &FeatureId,
+) -> Result<Option<Feature>, StoreError> {
+    let sql = "SELECT id, credits_per_unit, updated_at FROM features WHERE id = $1";
+    Ok(map(rows(c, sql, &[&id.as_str()]).await?, feature_from_row)?.pop())
+}
+
+pub async fn features(c: &impl GenericClient) -> Result<Vec<Feature>, StoreError> {
+    let sql = "SELECT id, credits_per_unit, updated_at FROM features ORDER BY id";
+    map(rows(c, sql, &[]).await?, feature_from_row)
+}
+
+/// Assembles books from what was loaded for several accounts at once.
+pub fn assemble_books(
+    accounts: Vec<Account>,
+    lots: Vec<Lot>,
+    holds: Vec<Hold>,
+) -> Result<HashMap<AccountId, Book>, StoreError> {
+    let mut lots_of: HashMap<AccountId, Vec<Lot>> = HashMap::new();
+    for lot in lots {
+        lots_of.entry(lot.account.clone()).or_default().push(lot);
+    }
+    let mut holds_of: HashMap<AccountId, Vec<Hold>> = HashMap::new();
+    for hold in holds {
+        holds_of.entry(hold.account.clone()).or_default().push(hold);
+    }
+    accounts
+        .into_iter()
+        .map(|account| {
+            let id = account.id.clone();
+            let book = Book::new(
+                account,
+                lots_of.remove(&id).unwrap_or_default(),
+                holds_of.remove(&id).unwrap_or_default(),
+            )
+            .map_err(|r| StoreError::Corrupt(r.to_string()))?;
+            Ok((id, book))
+        })
+        .collect()
+}
+
+/// Lots by id that a set of pending holds escrowed from but `loaded` lacks.
+pub fn missing_leg_lots(holds: &[Hold], loaded: &[Lot]) -> Vec<i64> {
+    let have: HashSet<LotId> = loaded.iter().map(|l| l.id).collect();
+    let mut missing: Vec<i64> = holds
+        .iter()
+        .flat_map(|h| &h.legs)
+        .map(|leg| leg.lot)
+        .filter(|lot| !have.contains(lot))
+        .map(|lot| lot.0)
+        .collect();
+    missing.sort_unstable();
+    missing.dedup();
+    missing
+}
+
+/// The account's book now, or rebuilt as it stood at `at`, read from one snapshot.
+pub async fn book_snapshot(
+    client: &mut deadpool_postgres::Client,
+    id: &AccountId,
+    at: Option<Timestamp>,
+) -> Result<Option<Book>, StoreError> {
+    let tx = client
+        .build_transaction()
+        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await
+        .map_err(pg_error)?;
+    let book = match at {
+        None => book_now(&tx, id).await?,
+        Some(at) => book_at(&tx, id, at).await?,
+    };
+    tx.commit().await.map_err(pg_error)?;
+    Ok(book)
+}
+
+async fn book_now(c: &impl GenericClient, id: &AccountId) -> Result<Option<Book>, StoreError> {
+    let Some(account) = account(c, id).await? else {
+        return Ok(None);
+    };
+    let lots_sql =
+        format!("SELECT {LOT_COLUMNS} FROM lots WHERE account_id = $1 AND remaining > 0");
+    let holds_sql =
+        format!("SELECT {HOLD_COLUMNS} FROM holds WHERE account_id = $1 AND status = 'pending'");
+    let mut lots = map(rows(c, &lots_sql, &[&id.as_str()]).await?, lot_from_row)?;
+    let holds = map(rows(c, &holds_sql, &[&id.as_str()]).await?, hold_from_row)?;
+    let missing = missing_leg_lots(&holds, &lots);
+    if !missing.is_empty() {
+        lots.extend(lots_by_id(c, &missing).await?);
+    }
+    Ok(assemble_books(vec![account], lots, holds)?.remove(id))
+}
+
+/// Lots by id.
+pub async fn lots_by_id(c: &impl GenericClient, ids: &[i64]) -> Result<Vec<Lot>, StoreError> {
+    let sql = format!("SELECT {LOT_COLUMNS} FROM lots WHERE id = ANY($1)");
+    map(rows(c, &sql, &[&ids]).await?, lot_from_row)
+}
+
+async fn book_at(
+    c: &impl GenericClient,
+    id: &AccountId,
+    at: Timestamp,
+) -> Result<Option<Book>, StoreError> {
+    let Some(mut account) = account(c, id).await? else {
+        return Ok(None);
+    };
+    let at_micros = at.micros();
+    let mut posted: HashMap<LedgerAccount, i64> = HashMap::new();
+    let journal = rows(
+        c,
+        "SELECT postings FROM transactions WHERE account_id = $1 AND created_at <= $2",
+        &[&id.as_str(), &at_micros],
+    )
+    .await?;
+    for row in journal {
+        let text: String = row
+            .try_get(0)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        for posting in decode_postings(&text)? {
+            *posted.entry(posting.account).or_default() += posting.amount.micros();
+        }
+    }
+    let lots_sql =
+        format!("SELECT {LOT_COLUMNS} FROM lots WHERE account_id = $1 AND created_at <= $2");
+    let lots = map(
+        rows(c, &lots_sql, &[&id.as_str(), &at_micros]).await?,
+        lot_from_row,
+    )?
+    .into_iter()
+    .map(|mut lot| {
+        lot.remaining = Amount::from_micros(
+            posted
+                .get(&LedgerAccount::Lot(lot.id))
+                .copied()
+                .unwrap_or(0),
+        );
+        lot.voided_at = lot.voided_at.filter(|v| *v <= at);
+        lot
+    })
+    .collect();
+    let holds_sql =
+        format!("SELECT {HOLD_COLUMNS} FROM holds WHERE account_id = $1 AND created_at <= $2");
+    let holds = map(
+        rows(c, &holds_sql, &[&id.as_str(), &at_micros]).await?,
+        hold_from_row,
+    )?
+    .into_iter()
+    .map(|mut hold| {
+        if hold.resolved_at.is_none_or(|r| r > at) {
+            hold.status = HoldStatus::Pending;
+            hold.resolved_at = None;
+            hold.committed_amount = None;
+        }
+        hold
+    })
+    .collect();
+    account.debt = Amount::from_micros(-posted.get(&LedgerAccount::Debt).copied().unwrap_or(0));
+    Book::new(account, lots, holds)
+        .map(Some)
+        .map_err(|reject| StoreError::Corrupt(reject.to_string()))
+}
+
+pub async fn due_accounts(
+    c: &impl GenericClient,
+    now: Timestamp,
+    limit: usize,
+) -> Result<Vec<AccountId>, StoreError> {
+    let sql = "SELECT account_id FROM holds WHERE status = 'pending' AND expires_at <= $1 \
+               UNION \
+               SELECT account_id FROM lots \
+                WHERE remaining > 0 AND expires_at IS NOT NULL AND expires_at <= $1 \
+               UNION \
+               SELECT a.id FROM accounts a WHERE a.debt > 0 AND EXISTS ( \
+                 SELECT 1 FROM lots l WHERE l.account_id = a.id AND l.remaining > 0 \
+                   AND l.effective_at <= $1 AND l.voided_at IS NULL \
+                   AND (l.expires_at IS NULL OR l.expires_at > $1)) \
+               LIMIT $2";
+    map(
+        rows(c, sql, &[&now.micros(), &(limit as i64)]).await?,
+        |row| {
+            let id: String = row
+                .try_get(0)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            AccountId::parse(&id).map_err(|_| StoreError::Corrupt(format!("bad account id {id:?}")))
+        },
+    )
+}
+
+pub async fn prune_idempotency(
+    c: &impl GenericClient,
+    before: Timestamp,
+) -> Result<u64, StoreError> {
+    let mut total = 0u64;
+    loop {
+        let statement = c
+            .prepare_cached(
+                "DELETE FROM idempotency_keys WHERE key IN ( \
+                   SELECT key FROM idempotency_keys WHERE created_at < $1 LIMIT 1000)",
+            )
+            .await
+            .map_err(pg_error)?;
+        let deleted = c
+            .execute(&statement, &[&before.micros()])
+            .await
+            .map_err(pg_error)?;
+        total += deleted;
+        if deleted < 1000 {
+            return Ok(total);
+        }
+    }
+}
+
+pub async fn setting(c: &impl GenericClient, key: &str) -> Result<Option<String>, StoreError> {
+    let rows = rows(c, "SELECT value FROM settings WHERE key = $1", &[&key]).await?;
+    rows.first()
+        .map(|r| r.try_get(0).map_err(|e| StoreError::Corrupt(e.to_string())))
+        .transpose()
+}
+
+pub async fn init_setting(
+    c: &impl GenericClient,
+    key: &str,
+    value: &str,
+) -> Result<String, StoreError> {
+    rows(
+        c,
+        "INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+        &[&key, &value],
+    )
+    .await?;
+    setting(c, key)
+        .await?
+        .ok_or_else(|| StoreError::Internal(format!("setting {key} vanished")))
+}
+
+/// Checks every account against its whole journal, from one snapshot, one
+/// page of accounts at a time.
+pub async fn audit(client: &mut deadpool_postgres::Client) -> Result<AuditReport, StoreError> {
+    let tx = client
+        .build_transaction()
+        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await
+        .map_err(pg_error)?;
+    let mut report = AuditReport::default();
+    let mut after: Option<AccountId> = None;
+    let lots_sql = format!("SELECT {LOT_COLUMNS} FROM lots WHERE account_id = ANY($1)");
+    let holds_sql = format!("SELECT {HOLD_COLUMNS} FROM holds WHERE account_id = ANY($1)");
+    let txs_sql =
+        format!("SELECT {TX_COLUMNS} FROM transactions WHERE account_id = ANY($1) ORDER BY id");
+    loop {
+        let page = accounts(&tx, after.as_ref(), 500).await?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.id.clone());
+        let ids: Vec<&str> = page.iter().map(|a| a.id.as_str()).collect();
+        let mut lots: HashMap<AccountId, Vec<Lot>> = HashMap::new();
+        for lot in map(rows(&tx, &lots_sql, &[&ids]).await?, lot_from_row)? {
+            lots.entry(lot.account.clone()).or_default().push(lot);
+        }
+        let mut holds: HashMap<AccountId, Vec<Hold>> = HashMap::new();
+        for hold in map(rows(&tx, &holds_sql, &[&ids]).await?, hold_from_row)? {
+            holds.entry(hold.account.clone()).or_default().push(hold);
+        }
+        let mut journals: HashMap<AccountId, Vec<Transaction>> = HashMap::new();
+        for t in map(rows(&tx, &txs_sql, &[&ids]).await?, tx_from_row)? {
+            journals.entry(t.account.clone()).or_default().push(t);
+        }
+        for account in page {
+            let lots = lots.remove(&account.id).unwrap_or_default();
+            let holds = holds.remove(&account.id).unwrap_or_default();
+            let journal = journals.remove(&account.id).unwrap_or_default();
+            report.accounts += 1;
+            report.lots += lots.len() as u64;
+            report.transactions += journal.len() as u64;
+            for violation in audit_account(&account, &lots, &holds, &journal) {
+                report.violations.push((account.id.clone(), violation));
+            }
+        }
+    }
+    for table in ["lots", "holds", "transactions"] {
+        let sql = format!(
+            "SELECT count(*) FROM {table} t \
+             WHERE NOT EXISTS (SELECT 1 FROM accounts a WHERE a.id = t.account_id)"
+        );
+        let orphans: i64 = rows(&tx, &sql, &[]).await?[0]
+            .try_get(0)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        if orphans > 0 {
+            report
+                .orphans
+                .push(format!("{orphans} rows of {table} belong to no account"));
+        }
+    }
+    tx.commit().await.map_err(pg_error)?;
+    Ok(report)
+}
+
+/// The stored fingerprint and response of each key.
+pub fn stored_responses(
+    rows: Vec<Row>,
+) -> Result<HashMap<String, (Vec<u8>, StoredResponse)>, StoreError> {
+    rows.into_iter()
+        .map(|row| {
+            let corrupt = |e: tokio_postgres::Error| StoreError::Corrupt(e.to_string());
+            let status: i64 = row.try_get(2).map_err(corrupt)?;
+            Ok((
+                row.try_get::<_, String>(0).map_err(corrupt)?,
+                (
+                    row.try_get::<_, Vec<u8>>(1).map_err(corrupt)?,
+                    StoredResponse {
+                        status: u16::try_from(status)
+                            .map_err(|_| StoreError::Corrupt("bad stored status".into()))?,
+                        body: row.try_get::<_, Vec<u8>>(3).map_err(corrupt)?,
+                    },
+                ),
+            ))
+        })
+        .collect()
+}

@@ -1,0 +1,813 @@
+//! A node's batch writers: prefetch and lock what a batch touches, decide it
+//! with the ledger core, write it and commit, in a few pipelined round trips.
+//!
+//! 1. Idempotency keys are claimed (in key order) and the holds, lots,
+//!    transactions and features the commands name are looked up.
+//! 2. The accounts involved are locked in id order; their live lots, pending
+//!    holds, the other lots the commands name, refund totals and fresh ids are
+//!    read after the lock, in the same round trip.
+//! 3. The batch is decided in memory, with no IO.
+//! 4. Every write and the `COMMIT` go out together.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use deadpool_postgres::Pool;
+use ledger::{
+    Account, AccountId, Amount, Book, Feature, FeatureId, Hold, HoldId, IdSource, Lot, LotId,
+    Origin, Timestamp, Transaction, TxId,
+};
+use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio_postgres::Client;
+use tokio_postgres::error::SqlState;
+
+use super::read::{assemble_books, missing_leg_lots, stored_responses};
+use super::{pg_error, pool_error};
+use crate::batch::{Batch, Source, Writes};
+use crate::codec::{encode_legs, encode_postings, encode_sources, usage_of};
+use crate::rows::{
+    ACCOUNT_COLUMNS, HOLD_COLUMNS, LOT_COLUMNS, TX_COLUMNS, account_from_row, feature_from_row,
+    hold_from_row, lot_from_row, tx_from_row,
+};
+use crate::{Charge, Clock, Command, Executed, Op, StoreError, StoreStats, StoredResponse};
+
+/// A command waiting for its batch, with where to send the answer.
+pub struct Job {
+    pub command: Command,
+    pub reply: oneshot::Sender<Result<Executed, StoreError>>,
+}
+
+/// How often a batch is tried again after a serialization failure, a
+/// deadlock or a racing insert, before it fails.
+const ATTEMPTS_MAX: usize = 8;
+
+pub struct Writer {
+    pool: Pool,
+    clock: Arc<dyn Clock>,
+    batch_size_max: usize,
+    stats: Arc<StoreStats>,
+    last_now: Timestamp,
+}
+
+/// Why an attempt at a batch failed.
+enum Failure {
+    /// Nothing was applied and trying again may succeed.
+    Retry(String),
+    /// Nothing was applied, or (if the connection broke during `COMMIT`)
+    /// it is unknown; either way the error is the answer.
+    Fail(StoreError),
+}
+
+impl From<tokio_postgres::Error> for Failure {
+    fn from(error: tokio_postgres::Error) -> Self {
+        let retry = [
+            SqlState::T_R_SERIALIZATION_FAILURE,
+            SqlState::T_R_DEADLOCK_DETECTED,
+            // Two nodes opening the same account at once: the loser retries
+            // and then finds the account exists.
+            SqlState::UNIQUE_VIOLATION,
+        ];
+        match error.code() {
+            Some(code) if retry.contains(code) => Failure::Retry(error.to_string()),
+            _ => Failure::Fail(pg_error(error)),
+        }
+    }
+}
+
+impl From<StoreError> for Failure {
+    fn from(error: StoreError) -> Self {
+        Failure::Fail(error)
+    }
+}
+
+impl Writer {
+    pub fn new(
+        pool: Pool,
+        clock: Arc<dyn Clock>,
+        batch_size_max: usize,
+        stats: Arc<StoreStats>,
+    ) -> Writer {
+        Writer {
+            pool,
+            clock,
+            batch_size_max,
+            stats,
+            last_now: Timestamp::EPOCH,
+        }
+    }
+
+    /// Takes what is queued, up to a batch, applies it, answers, and repeats
+    /// until every sender is gone. Several writers share one queue.
+    pub async fn run(mut self, jobs_rx: Arc<Mutex<mpsc::Receiver<Job>>>) {
+        loop {
+            let mut jobs = Vec::with_capacity(self.batch_size_max);
+            {
+                let mut rx = jobs_rx.lock().await;
+                let Some(first) = rx.recv().await else { return };
+                jobs.push(first);
+                while jobs.len() < self.batch_size_max {
+                    match rx.try_recv() {
+                        Ok(job) => jobs.push(job),
+                        Err(_) => break,
+                    }
+                }
+            }
+            self.run_batch(jobs).await;
+        }
+    }
+
+    async fn run_batch(&mut self, jobs: Vec<Job>) {
+        let started = Instant::now();
+        let commands: Vec<&Command> = jobs.iter().map(|j| &j.command).collect();
+        match self.apply(&commands).await {
+            Ok(answers) => {
+                let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+                self.stats.record_batch(answers.len(), micros);
+                for (job, answer) in jobs.into_iter().zip(answers) {
+                    let _ = job.reply.send(Ok(answer));
+                }
+            }
+            // One bad command must not fail the others: retry them one by one,
+            // unless the database itself is unavailable.
+            Err(error) if jobs.len() > 1 && !matches!(error, StoreError::Unavailable(_)) => {
+                self.stats.failed_batches.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(%error, "write batch failed; retrying its commands one by one");
+                for job in jobs {
+                    let answer = self.apply(&[&job.command]).await.map(|mut a| a.remove(0));
+                    let _ = job.reply.send(answer);
+                }
+            }
+            Err(error) => {
+                self.stats.failed_batches.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(%error, "write batch failed");
+                for job in jobs {
+                    let _ = job.reply.send(Err(error.clone()));
+                }
+            }
+        }
+    }
+
+    /// Applies a batch, trying again from the start after a retryable failure.
+    async fn apply(&mut self, commands: &[&Command]) -> Result<Vec<Executed>, StoreError> {
+        let client = self.pool.get().await.map_err(pool_error)?;
+        for attempt in 1.. {
+            let now = self.clock.now().max(self.last_now);
+            self.last_now = now;
+            match attempt_batch(&client, commands, now).await {
+                Ok(answers) => return Ok(answers),
+                Err(failure) => {
+                    // The transaction may be open or aborted; end it. If even
+                    // that fails, the connection is broken: never reuse it.
+                    if client.batch_execute("ROLLBACK").await.is_err() {
+                        let _ = deadpool_postgres::Object::take(client);
+                        return Err(match failure {
+                            Failure::Fail(error) => error,
+                            Failure::Retry(why) => StoreError::Unavailable(why),
+                        });
+                    }
+                    match failure {
+                        Failure::Retry(why) if attempt < ATTEMPTS_MAX => {
+                            tracing::debug!(%why, attempt, "retrying write batch");
+                            tokio::time::sleep(Duration::from_millis(1 << attempt.min(6))).await;
+                        }
+                        Failure::Retry(why) => return Err(StoreError::Unavailable(why)),
+                        Failure::Fail(error) => return Err(error),
+                    }
+                }
+            }
+        }
+        unreachable!("the loop returns")
+    }
+}
+
+/// What the commands of a batch name, before anything is read.
+#[derive(Default)]
+struct Named {
+    accounts: BTreeSet<String>,
+    holds: BTreeSet<i64>,
+    lots: BTreeSet<i64>,
+    transactions: BTreeSet<i64>,
+    features: BTreeSet<String>,
+    /// Distinct idempotency keys in key order, with the first fingerprint sent for each.
+    keys: Vec<(String, Vec<u8>)>,
+    lot_ids: usize,
+    hold_ids: usize,
+}
+
+impl Named {
+    fn of(commands: &[&Command]) -> Named {
+        let mut named = Named::default();
+        let mut keys: HashMap<&str, &[u8]> = HashMap::new();
+        for command in commands {
+            if let Some(key) = &command.idempotency {
+                keys.entry(&key.key).or_insert(&key.fingerprint);
+            }
+            match &command.op {
+                Op::CreateAccount(new) => {
+                    named.accounts.insert(new.id.to_string());
+                }
+                Op::Grant { account, .. } => {
+                    named.accounts.insert(account.to_string());
+                    named.lot_ids += 1;
+                }
+                Op::Consume {
+                    account, charge, ..
+                } => {
+                    named.accounts.insert(account.to_string());
+                    if let Charge::Feature { feature, .. } = charge {
+                        named.features.insert(feature.to_string());
+                    }
+                }
+                Op::Hold { account, .. } => {
+                    named.accounts.insert(account.to_string());
+                    named.hold_ids += 1;
+                }
+                Op::Settle { account } => {
+                    named.accounts.insert(account.to_string());
+                }
+                Op::Commit { hold, .. } | Op::Release { hold, .. } => {
+                    named.holds.insert(hold.0);
+                }
+                Op::Void { lot, .. } => {
+                    named.lots.insert(lot.0);
+                }
+                Op::Refund { tx, .. } => {
+                    named.transactions.insert(tx.0);
+                    named.lot_ids += 1;
+                }
+                Op::PutFeature(_) => {}
+            }
+        }
+        let mut keys: Vec<(String, Vec<u8>)> = keys
+            .into_iter()
+            .map(|(k, f)| (k.to_owned(), f.to_vec()))
+            .collect();
+        keys.sort_unstable();
+        named.keys = keys;
+        named
+    }
+}
+
+/// The statements a batch uses, prepared once per connection and cached by
+/// the driver's connection wrapper.
+struct Statements {
+    claim_keys: tokio_postgres::Statement,
+    stored_keys: tokio_postgres::Statement,
+    hold_owners: tokio_postgres::Statement,
+    lot_owners: tokio_postgres::Statement,
+    transactions: tokio_postgres::Statement,
+    features: tokio_postgres::Statement,
+    lock_accounts: tokio_postgres::Statement,
+    live_lots: tokio_postgres::Statement,
+    pending_holds: tokio_postgres::Statement,
+    holds_by_id: tokio_postgres::Statement,
+    refunded: tokio_postgres::Statement,
+    allocate_ids: tokio_postgres::Statement,
+    lots_by_id: tokio_postgres::Statement,
+    insert_accounts: tokio_postgres::Statement,
+    update_debts: tokio_postgres::Statement,
+    upsert_lots: tokio_postgres::Statement,
+    upsert_holds: tokio_postgres::Statement,
+    insert_transactions: tokio_postgres::Statement,
+    upsert_features: tokio_postgres::Statement,
+    keep_responses: tokio_postgres::Statement,
+    release_keys: tokio_postgres::Statement,
+}
+
+async fn statements(client: &deadpool_postgres::Client) -> Result<Statements, Failure> {
+    let cached = |sql: String| async move { client.prepare_cached(&sql).await };
+    Ok(Statements {
+        claim_keys: cached(
+            "INSERT INTO idempotency_keys (key, fingerprint, status, body, created_at) \
+             SELECT k, f, 0, '', $3 FROM UNNEST($1::text[], $2::bytea[]) AS u(k, f) \
+             ON CONFLICT (key) DO NOTHING RETURNING key"
+                .into(),
+        )
+        .await?,
+        stored_keys: cached(
+            "SELECT key, fingerprint, status, body FROM idempotency_keys WHERE key = ANY($1)".into(),
+        )
+        .await?,
+        hold_owners: cached("SELECT id, account_id FROM holds WHERE id = ANY($1)".into()).await?,
+        lot_owners: cached("SELECT id, account_id FROM lots WHERE id = ANY($1)".into()).await?,
+        transactions: cached(format!(
+            "SELECT {TX_COLUMNS} FROM transactions WHERE id = ANY($1)"
+        ))
+        .await?,
+        features: cached(
+            "SELECT id, credits_per_unit, updated_at FROM features WHERE id = ANY($1)".into(),
+        )
+        .await?,
+        lock_accounts: cached(format!(
+            "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = ANY($1) \
+             ORDER BY id FOR UPDATE"
+        ))
+        .await?,
+        live_lots: cached(format!(
+            "SELECT {LOT_COLUMNS} FROM lots \
+             WHERE (account_id = ANY($1) AND remaining > 0) OR id = ANY($2)"
+        ))
+        .await?,
+        pending_holds: cached(format!(
+            "SELECT {HOLD_COLUMNS} FROM holds WHERE account_id = ANY($1) AND status = 'pending'"
+        ))
+        .await?,
+        holds_by_id: cached(format!("SELECT {HOLD_COLUMNS} FROM holds WHERE id = ANY($1)"))
+            .await?,
+        refunded: cached(
+            "SELECT refund_of, sum(usage)::bigint FROM transactions \
+             WHERE refund_of = ANY($1) GROUP BY refund_of"
+                .into(),
+        )
+        .await?,
+        allocate_ids: cached(
+            "SELECT ARRAY(SELECT nextval('transaction_ids') FROM generate_series(1, $1::int8)), \
+                    ARRAY(SELECT nextval('lot_ids') FROM generate_series(1, $2::int8)), \
+                    ARRAY(SELECT nextval('hold_ids') FROM generate_series(1, $3::int8))"
+                .into(),
+        )
+        .await?,
+        lots_by_id: cached(format!("SELECT {LOT_COLUMNS} FROM lots WHERE id = ANY($1)")).await?,
+        insert_accounts: cached("INSERT INTO accounts (id, name, metadata, overdraft_limit, debt, created_at) \
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int8[], $5::int8[], $6::int8[])".into()).await?,
+        update_debts: cached("UPDATE accounts a SET debt = u.debt \
+             FROM UNNEST($1::text[], $2::int8[]) AS u(id, debt) WHERE a.id = u.id".into()).await?,
+        upsert_lots: cached("INSERT INTO lots (id, account_id, source, priority, amount, remaining, effective_at, \
+                               expires_at, voided_at, created_at, metadata) \
+             SELECT * FROM UNNEST($1::int8[], $2::text[], $3::text[], $4::int8[], $5::int8[], \
+                                  $6::int8[], $7::int8[], $8::int8[], $9::int8[], $10::int8[], $11::text[]) \
+             ON CONFLICT (id) DO UPDATE SET remaining = EXCLUDED.remaining, \
+                                            voided_at = EXCLUDED.voided_at".into()).await?,
+        upsert_holds: cached("INSERT INTO holds (id, account_id, amount, legs, status, committed_amount, \
+                                created_at, expires_at, resolved_at, metadata) \
+             SELECT * FROM UNNEST($1::int8[], $2::text[], $3::int8[], $4::text[], $5::text[], \
+                                  $6::int8[], $7::int8[], $8::int8[], $9::int8[], $10::text[]) \
+             ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, \
+                 committed_amount = EXCLUDED.committed_amount, resolved_at = EXCLUDED.resolved_at".into()).await?,
+        insert_transactions: cached("INSERT INTO transactions (id, account_id, kind, amount, usage, balance_after, \
+                 postings, sources, created_at, metadata, lot_id, hold_id, refund_of, \
+                 feature_id, quantity) \
+             SELECT * FROM UNNEST($1::int8[], $2::text[], $3::text[], $4::int8[], $5::int8[], \
+                 $6::int8[], $7::text[], $8::text[], $9::int8[], $10::text[], $11::int8[], \
+                 $12::int8[], $13::int8[], $14::text[], $15::int8[])".into()).await?,
+        upsert_features: cached("INSERT INTO features (id, credits_per_unit, updated_at) \
+             SELECT * FROM UNNEST($1::text[], $2::int8[], $3::int8[]) \
+             ON CONFLICT (id) DO UPDATE SET credits_per_unit = EXCLUDED.credits_per_unit, \
+                                            updated_at = EXCLUDED.updated_at".into()).await?,
+        keep_responses: cached("UPDATE idempotency_keys k SET fingerprint = u.f, status = u.s, body = u.b, \
+                                           created_at = $5 \
+             FROM UNNEST($1::text[], $2::bytea[], $3::int8[], $4::bytea[]) AS u(key, f, s, b) \
+             WHERE k.key = u.key".into()).await?,
+        release_keys: cached("DELETE FROM idempotency_keys WHERE key = ANY($1)".into()).await?,
+    })
+}
+
+fn corrupt(e: tokio_postgres::Error) -> StoreError {
+    StoreError::Corrupt(e.to_string())
+}
+
+/// One attempt: runs the whole batch in one transaction and commits it.
+async fn attempt_batch(
+    client: &deadpool_postgres::Client,
+    commands: &[&Command],
+    now: Timestamp,
+) -> Result<Vec<Executed>, Failure> {
+    let st = statements(client).await?;
+    let named = Named::of(commands);
+    let pg: &Client = client;
+
+    // Round trip 1: begin, claim the keys, look up what the commands name.
+    // Requests on one connection run in the order they are sent, and each
+    // query below is sent when first polled, in order.
+    let key_names: Vec<&str> = named.keys.iter().map(|(k, _)| k.as_str()).collect();
+    let key_prints: Vec<&[u8]> = named.keys.iter().map(|(_, f)| f.as_slice()).collect();
+    let holds: Vec<i64> = named.holds.iter().copied().collect();
+    let lots: Vec<i64> = named.lots.iter().copied().collect();
+    let txs: Vec<i64> = named.transactions.iter().copied().collect();
+    let features: Vec<&str> = named.features.iter().map(String::as_str).collect();
+    let now_micros = now.micros();
+    let (_, claimed, stored, hold_owners, lot_owners, tx_rows, feature_rows) = tokio::try_join!(
+        biased;
+        pg.batch_execute("BEGIN"),
+        async { pg.query(&st.claim_keys, &[&key_names, &key_prints, &now_micros]).await },
+        async { pg.query(&st.stored_keys, &[&key_names]).await },
+        async { pg.query(&st.hold_owners, &[&holds]).await },
+        async { pg.query(&st.lot_owners, &[&lots]).await },
+        async { pg.query(&st.transactions, &[&txs]).await },
+        async { pg.query(&st.features, &[&features]).await },
+    )?;
+
+    let claimed: HashSet<String> = claimed
+        .iter()
+        .map(|r| r.try_get(0).map_err(corrupt))
+        .collect::<Result<_, _>>()?;
+    let mut stored = stored_responses(stored)?;
+    stored.retain(|key, _| !claimed.contains(key));
+    let mut accounts = named.accounts.clone();
+    for row in hold_owners.iter().chain(&lot_owners) {
+        accounts.insert(row.try_get(1).map_err(corrupt)?);
+    }
+    let transactions: Vec<Transaction> =
+        tx_rows.iter().map(tx_from_row).collect::<Result<_, _>>()?;
+    let mut extra_lots: BTreeSet<i64> = named.lots.clone();
+    for tx in &transactions {
+        accounts.insert(tx.account.to_string());
+        for share in &tx.sources {
+            if let Origin::Lot(lot) = share.origin {
+                extra_lots.insert(lot.0);
+            }
+        }
+    }
+    let features: HashMap<FeatureId, Option<Feature>> = {
+        let mut map: HashMap<FeatureId, Option<Feature>> = named
+            .features
+            .iter()
+            .filter_map(|f| FeatureId::parse(f).ok())
+            .map(|f| (f, None))
+            .collect();
+        for row in &feature_rows {
+            let feature = feature_from_row(row)?;
+            map.insert(feature.id.clone(), Some(feature));
+        }
+        map
+    };
+
+    // Round trip 2: lock the accounts in id order, then read what the lock
+    // protects. The reads run after the lock statement, so they see the
+    // state the previous holder of each lock committed.
+    let account_ids: Vec<&str> = accounts.iter().map(String::as_str).collect();
+    let extra_lots: Vec<i64> = extra_lots.into_iter().collect();
+    // One transaction per command and one more per grant (a debt repayment);
+    // settling an account that has expiries due needs more, found out below.
+    let tx_estimate = (commands.len() + named.lot_ids + accounts.len()) as i64;
+    let (lot_ids, hold_ids) = (named.lot_ids as i64, named.hold_ids as i64);
+    let (locked, lot_rows, hold_rows, named_hold_rows, refunded_rows, id_rows) = tokio::try_join!(
+        biased;
+        async { pg.query(&st.lock_accounts, &[&account_ids]).await },
+        async { pg.query(&st.live_lots, &[&account_ids, &extra_lots]).await },
+        async { pg.query(&st.pending_holds, &[&account_ids]).await },
+        async { pg.query(&st.holds_by_id, &[&holds]).await },
+        async { pg.query(&st.refunded, &[&txs]).await },
+        async { pg.query_one(&st.allocate_ids, &[&tx_estimate, &lot_ids, &hold_ids]).await },
+    )?;
+    let locked: Vec<Account> = locked
+        .iter()
+        .map(account_from_row)
+        .collect::<Result<_, _>>()?;
+    let mut lots: Vec<Lot> = lot_rows
+        .iter()
+        .map(lot_from_row)
+        .collect::<Result<_, _>>()?;
+    let pending: Vec<Hold> = hold_rows
+        .iter()
+        .map(hold_from_row)
+        .collect::<Result<_, _>>()?;
+    let missing = missing_leg_lots(&pending, &lots);
+    if !missing.is_empty() {
+        for row in pg.query(&st.lots_by_id, &[&missing]).await? {
+            lots.push(lot_from_row(&row)?);
+        }
+    }
+    let named_lots: HashMap<LotId, Lot> = lots
+        .iter()
+        .filter(|l| named.lots.contains(&l.id.0) || extra_lots.contains(&l.id.0))
+        .map(|l| (l.id, l.clone()))
+        .collect();
+    let mut refunded: HashMap<TxId, Amount> =
+        txs.iter().map(|t| (TxId(*t), Amount::ZERO)).collect();
+    for row in &refunded_rows {
+        let usage: i64 = row.try_get(1).map_err(corrupt)?;
+        refunded.insert(
+            TxId(row.try_get(0).map_err(corrupt)?),
+            Amount::from_micros(-usage),
+        );
+    }
+    let mut source = Prefetched {
+        books: assemble_books(locked, lots, pending)?,
+        holds: holds.iter().map(|h| (HoldId(*h), None)).collect(),
+        lots: named_lots,
+        asked_lots: extra_lots.iter().map(|l| LotId(*l)).collect(),
+        transactions: txs.iter().map(|t| (TxId(*t), None)).collect(),
+        refunded,
+        features,
+        stored,
+    };
+    for row in &named_hold_rows {
+        let hold = hold_from_row(row)?;
+        source.holds.insert(hold.id, Some(hold));
+    }
+    for tx in transactions {
+        source.transactions.insert(tx.id, Some(tx));
+    }
+    let mut ids = Allocated::from_row(&id_rows)?;
+
+    // Decide, with no IO. If the estimate of transaction ids was short, draw
+    // exactly enough and decide again from the same prefetched state.
+    let (batch, answers) = loop {
+        let mut batch = Batch::default();
+        let mut answers = Vec::with_capacity(commands.len());
+        for command in commands {
+            answers.push(batch.execute(&mut source, command, now, &mut ids)?);
+        }
+        if !ids.exhausted {
+            break (batch, answers);
+        }
+        let needed = source
+            .books
+            .values()
+            .map(|b| b.lots().len() + b.holds().len() + 1)
+            .sum::<usize>()
+            + commands.len() * 2;
+        let row = pg
+            .query_one(&st.allocate_ids, &[&(needed as i64), &lot_ids, &hold_ids])
+            .await?;
+        ids = Allocated::from_row(&row)?;
+    };
+
+    // Round trip 3: every write, then COMMIT.
+    write_and_commit(pg, &st, &batch.writes(), &claimed, now).await?;
+    Ok(answers)
+}
+
+/// Ids drawn from the sequences while the batch holds its locks.
+struct Allocated {
+    tx: std::vec::IntoIter<i64>,
+    lot: std::vec::IntoIter<i64>,
+    hold: std::vec::IntoIter<i64>,
+    exhausted: bool,
+}
+
+impl Allocated {
+    fn from_row(row: &tokio_postgres::Row) -> Result<Allocated, StoreError> {
+        let get = |i: usize| -> Result<Vec<i64>, StoreError> { row.try_get(i).map_err(corrupt) };
+        Ok(Allocated {
+            tx: get(0)?.into_iter(),
+            lot: get(1)?.into_iter(),
+            hold: get(2)?.into_iter(),
+            exhausted: false,
+        })
+    }
+
+    fn take(&mut self, which: fn(&mut Allocated) -> Option<i64>) -> i64 {
+        which(self).unwrap_or_else(|| {
+            // The batch is decided again with more ids; this one is never written.
+            self.exhausted = true;
+            i64::MAX
+        })
+    }
+}
+
+impl IdSource for Allocated {
+    fn next_tx(&mut self) -> TxId {
+        TxId(self.take(|a| a.tx.next()))
+    }
+    fn next_lot(&mut self) -> LotId {
+        LotId(self.take(|a| a.lot.next()))
+    }
+    fn next_hold(&mut self) -> HoldId {
+        HoldId(self.take(|a| a.hold.next()))
+    }
+}
+
+/// What round trips 1 and 2 read, served to the batch without IO. Asking
+/// for something that was not prefetched is a bug, reported as such.
+struct Prefetched {
+    books: HashMap<AccountId, Book>,
+    holds: HashMap<HoldId, Option<Hold>>,
+    lots: HashMap<LotId, Lot>,
+    asked_lots: HashSet<LotId>,
+    transactions: HashMap<TxId, Option<Transaction>>,
+    refunded: HashMap<TxId, Amount>,
+    features: HashMap<FeatureId, Option<Feature>>,
+    stored: HashMap<String, (Vec<u8>, StoredResponse)>,
+}
+
+fn not_prefetched(what: String) -> StoreError {
+    StoreError::Internal(format!("{what} was not prefetched"))
+}
+
+impl Source for Prefetched {
+    fn book(&mut self, account: &AccountId) -> Result<Option<Book>, StoreError> {
+        Ok(self.books.get(account).cloned())
+    }
+    fn hold(&mut self, id: HoldId) -> Result<Option<Hold>, StoreError> {
+        self.holds
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| not_prefetched(id.to_string()))
+    }
+    fn lot(&mut self, id: LotId) -> Result<Option<Lot>, StoreError> {
+        if let Some(lot) = self.lots.get(&id) {
+            return Ok(Some(lot.clone()));
+        }
+        if self.asked_lots.contains(&id) {
+            return Ok(None);
+        }
+        // A lot of a loaded book (a refund's source drawn this batch).
+        for book in self.books.values() {
+            if let Some(lot) = book.lot(id) {
+                return Ok(Some(lot.clone()));
+            }
+        }
+        Err(not_prefetched(id.to_string()))
+    }
+    fn transaction(&mut self, id: TxId) -> Result<Option<Transaction>, StoreError> {
+        self.transactions
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| not_prefetched(id.to_string()))
+    }
+    fn refunded(&mut self, id: TxId) -> Result<Amount, StoreError> {
+        self.refunded
+            .get(&id)
+            .copied()
+            .ok_or_else(|| not_prefetched(format!("refunds of {id}")))
+    }
+    fn feature(&mut self, id: &FeatureId) -> Result<Option<Feature>, StoreError> {
+        self.features
+            .get(id)
+            .cloned()
+            .ok_or_else(|| not_prefetched(format!("feature {id}")))
+    }
+    fn idempotent_response(
+        &mut self,
+        key: &str,
+    ) -> Result<Option<(Vec<u8>, StoredResponse)>, StoreError> {
+        Ok(self.stored.get(key).cloned())
+    }
+}
+
+/// Sends every write and `COMMIT` in one round trip. Each bulk write is one
+/// statement over arrays. If any write fails, PostgreSQL turns the `COMMIT`
+/// into a rollback and the error is reported.
+async fn write_and_commit(
+    pg: &Client,
+    st: &Statements,
+    writes: &Writes<'_>,
+    claimed: &HashSet<String>,
+    now: Timestamp,
+) -> Result<(), Failure> {
+    let mut new_accounts = writes.new_accounts.clone();
+    new_accounts.sort_by(|a, b| a.id.cmp(&b.id));
+    let a_ids: Vec<&str> = new_accounts.iter().map(|a| a.id.as_str()).collect();
+    let a_names: Vec<Option<&str>> = new_accounts.iter().map(|a| a.name.as_deref()).collect();
+    let a_meta: Vec<&str> = new_accounts.iter().map(|a| a.metadata.as_str()).collect();
+    let a_overdraft: Vec<i64> = new_accounts
+        .iter()
+        .map(|a| a.overdraft_limit.micros())
+        .collect();
+    let a_debt: Vec<i64> = new_accounts.iter().map(|a| a.debt.micros()).collect();
+    let a_created: Vec<i64> = new_accounts.iter().map(|a| a.created_at.micros()).collect();
+
+    let d_ids: Vec<&str> = writes.accounts.iter().map(|a| a.id.as_str()).collect();
+    let d_debt: Vec<i64> = writes.accounts.iter().map(|a| a.debt.micros()).collect();
+
+    let l = &writes.lots;
+    let l_id: Vec<i64> = l.iter().map(|x| x.id.0).collect();
+    let l_account: Vec<&str> = l.iter().map(|x| x.account.as_str()).collect();
+    let l_source: Vec<&str> = l.iter().map(|x| x.source.code()).collect();
+    let l_priority: Vec<i64> = l.iter().map(|x| i64::from(x.priority)).collect();
+    let l_amount: Vec<i64> = l.iter().map(|x| x.amount.micros()).collect();
+    let l_remaining: Vec<i64> = l.iter().map(|x| x.remaining.micros()).collect();
+    let l_effective: Vec<i64> = l.iter().map(|x| x.effective_at.micros()).collect();
+    let l_expires: Vec<Option<i64>> = l
+        .iter()
+        .map(|x| x.expires_at.map(Timestamp::micros))
+        .collect();
+    let l_voided: Vec<Option<i64>> = l
+        .iter()
+        .map(|x| x.voided_at.map(Timestamp::micros))
+        .collect();
+    let l_created: Vec<i64> = l.iter().map(|x| x.created_at.micros()).collect();
+    let l_meta: Vec<&str> = l.iter().map(|x| x.metadata.as_str()).collect();
+
+    let h = &writes.holds;
+    let h_id: Vec<i64> = h.iter().map(|x| x.id.0).collect();
+    let h_account: Vec<&str> = h.iter().map(|x| x.account.as_str()).collect();
+    let h_amount: Vec<i64> = h.iter().map(|x| x.amount.micros()).collect();
+    let h_legs: Vec<String> = h.iter().map(|x| encode_legs(&x.legs)).collect();
+    let h_status: Vec<&str> = h.iter().map(|x| x.status.code()).collect();
+    let h_committed: Vec<Option<i64>> = h
+        .iter()
+        .map(|x| x.committed_amount.map(Amount::micros))
+        .collect();
+    let h_created: Vec<i64> = h.iter().map(|x| x.created_at.micros()).collect();
+    let h_expires: Vec<i64> = h.iter().map(|x| x.expires_at.micros()).collect();
+    let h_resolved: Vec<Option<i64>> = h
+        .iter()
+        .map(|x| x.resolved_at.map(Timestamp::micros))
+        .collect();
+    let h_meta: Vec<&str> = h.iter().map(|x| x.metadata.as_str()).collect();
+
+    let t = writes.transactions;
+    let t_id: Vec<i64> = t.iter().map(|x| x.id.0).collect();
+    let t_account: Vec<&str> = t.iter().map(|x| x.account.as_str()).collect();
+    let t_kind: Vec<&str> = t.iter().map(|x| x.kind.code()).collect();
+    let t_amount: Vec<i64> = t.iter().map(|x| x.amount.micros()).collect();
+    let t_usage: Vec<i64> = t.iter().map(usage_of).collect();
+    let t_balance: Vec<i64> = t.iter().map(|x| x.balance_after.micros()).collect();
+    let t_postings: Vec<String> = t.iter().map(|x| encode_postings(&x.postings)).collect();
+    let t_sources: Vec<String> = t.iter().map(|x| encode_sources(&x.sources)).collect();
+    let t_created: Vec<i64> = t.iter().map(|x| x.created_at.micros()).collect();
+    let t_meta: Vec<&str> = t.iter().map(|x| x.metadata.as_str()).collect();
+    let t_lot: Vec<Option<i64>> = t.iter().map(|x| x.lot.map(|l| l.0)).collect();
+    let t_hold: Vec<Option<i64>> = t.iter().map(|x| x.hold.map(|h| h.0)).collect();
+    let t_refund: Vec<Option<i64>> = t.iter().map(|x| x.refund_of.map(|r| r.0)).collect();
+    let t_feature: Vec<Option<&str>> = t
+        .iter()
+        .map(|x| x.feature.as_ref().map(|(f, _)| f.as_str()))
+        .collect();
+    let t_quantity: Vec<Option<i64>> = t
+        .iter()
+        .map(|x| x.feature.as_ref().map(|(_, q)| q.micros()))
+        .collect();
+
+    let mut features: Vec<&Feature> = writes.features.iter().collect();
+    features.sort_by(|a, b| a.id.cmp(&b.id));
+    // Several puts of one feature in a batch: the last one counts.
+    features.dedup_by(|later, earlier| {
+        if later.id == earlier.id {
+            *earlier = *later;
+            true
+        } else {
+            false
+        }
+    });
+    let f_id: Vec<&str> = features.iter().map(|f| f.id.as_str()).collect();
+    let f_price: Vec<i64> = features
+        .iter()
+        .map(|f| f.credits_per_unit.micros())
+        .collect();
+    let f_updated: Vec<i64> = features.iter().map(|f| f.updated_at.micros()).collect();
+
+    let k_key: Vec<&str> = writes.idempotency.iter().map(|(k, _, _)| *k).collect();
+    let k_print: Vec<&[u8]> = writes.idempotency.iter().map(|(_, f, _)| *f).collect();
+    let k_status: Vec<i64> = writes
+        .idempotency
+        .iter()
+        .map(|(_, _, r)| i64::from(r.status))
+        .collect();
+    let k_body: Vec<&[u8]> = writes
+        .idempotency
+        .iter()
+        .map(|(_, _, r)| r.body.as_slice())
+        .collect();
+    // Keys claimed for commands whose answer is not kept (a bug): release them.
+    let kept: HashSet<&str> = k_key.iter().copied().collect();
+    let unkept: Vec<&str> = claimed
+        .iter()
+        .map(String::as_str)
+        .filter(|k| !kept.contains(k))
+        .collect();
+    let now_micros = now.micros();
+
+    tokio::try_join!(
+        biased;
+        async {pg.execute(
+            &st.insert_accounts,
+            &[&a_ids, &a_names, &a_meta, &a_overdraft, &a_debt, &a_created],
+        ).await },
+        async {pg.execute(
+            &st.update_debts,
+            &[&d_ids, &d_debt],
+        ).await },
+        async {pg.execute(
+            &st.upsert_lots,
+            &[
+                &l_id, &l_account, &l_source, &l_priority, &l_amount, &l_remaining,
+                &l_effective, &l_expires, &l_voided, &l_created, &l_meta,
+            ],
+        ).await },
+        async {pg.execute(
+            &st.upsert_holds,
+            &[
+                &h_id, &h_account, &h_amount, &h_legs, &h_status, &h_committed, &h_created,
+                &h_expires, &h_resolved, &h_meta,
+            ],
+        ).await },
+        async {pg.execute(
+            &st.insert_transactions,
+            &[
+                &t_id, &t_account, &t_kind, &t_amount, &t_usage, &t_balance, &t_postings,
+                &t_sources, &t_created, &t_meta, &t_lot, &t_hold, &t_refund, &t_feature,
+                &t_quantity,
+            ],
+        ).await },
+        async {pg.execute(
+            &st.upsert_features,
+            &[&f_id, &f_price, &f_updated],
+        ).await },
+        async {pg.execute(
+            &st.keep_responses,
+            &[&k_key, &k_print, &k_status, &k_body, &now_micros],
+        ).await },
+        async {pg.execute(
+            &st.release_keys,
+            &[&unkept],
+        ).await },
+        pg.batch_execute("COMMIT"),
+    )?;
+    Ok(())
+}

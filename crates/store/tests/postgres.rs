@@ -1,0 +1,218 @@
+//! The PostgreSQL store against a real server: a fresh database per test.
+
+use std::sync::Arc;
+
+use ledger::{AccountId, Amount, Metadata, NewAccount, NewGrant, Reject, Source, Timestamp};
+use store::postgres::{PostgresOptions, PostgresStore};
+use store::{Charge, Command, Executed, ManualClock, Op, Outcome, Store};
+use testkit::TestDatabase;
+
+const START: Timestamp = Timestamp::from_secs(1_800_000_000);
+
+fn id(text: &str) -> AccountId {
+    AccountId::parse(text).unwrap()
+}
+
+fn c(credits: i64) -> Amount {
+    Amount::credits(credits)
+}
+
+async fn open(database: &TestDatabase) -> PostgresStore {
+    PostgresStore::open(
+        PostgresOptions::new(&database.url),
+        Arc::new(ManualClock::new(START)),
+    )
+    .await
+    .unwrap()
+}
+
+async fn run(store: &PostgresStore, op: Op) -> Result<Outcome, Reject> {
+    match store.execute(Command::new(op)).await.unwrap() {
+        Executed::Fresh(result) => result,
+        Executed::Replayed(_) => panic!("not idempotent"),
+    }
+}
+
+#[tokio::test]
+async fn a_grant_and_a_consume_round_trip() {
+    let Some(database) = TestDatabase::create().await else {
+        return;
+    };
+    let store = open(&database).await;
+    run(
+        &store,
+        Op::CreateAccount(NewAccount::new(id("a"), None, Metadata::empty(), Amount::ZERO).unwrap()),
+    )
+    .await
+    .unwrap();
+    run(
+        &store,
+        Op::Grant {
+            account: id("a"),
+            grant: NewGrant {
+                amount: c(10),
+                source: Source::Purchase,
+                priority: None,
+                effective_at: None,
+                expires_at: None,
+                metadata: Metadata::empty(),
+            },
+        },
+    )
+    .await
+    .unwrap();
+    let Outcome::Consumed { balance, .. } = run(
+        &store,
+        Op::Consume {
+            account: id("a"),
+            charge: Charge::Amount(c(4)),
+            metadata: Metadata::empty(),
+        },
+    )
+    .await
+    .unwrap() else {
+        panic!()
+    };
+    assert_eq!(balance.available, c(6));
+    assert!(store.audit().await.unwrap().is_clean());
+    store.close().await;
+}
+
+fn render(result: &Result<Outcome, Reject>) -> store::StoredResponse {
+    store::StoredResponse {
+        status: if result.is_ok() { 200 } else { 409 },
+        body: format!("{result:?}").into_bytes(),
+    }
+}
+
+fn grant(account: &str, credits: i64) -> Op {
+    Op::Grant {
+        account: id(account),
+        grant: NewGrant {
+            amount: c(credits),
+            source: Source::Purchase,
+            priority: None,
+            effective_at: None,
+            expires_at: None,
+            metadata: Metadata::empty(),
+        },
+    }
+}
+
+fn consume(account: &str, credits: i64) -> Op {
+    Op::Consume {
+        account: id(account),
+        charge: Charge::Amount(c(credits)),
+        metadata: Metadata::empty(),
+    }
+}
+
+fn create(account: &str) -> Op {
+    Op::CreateAccount(NewAccount::new(id(account), None, Metadata::empty(), Amount::ZERO).unwrap())
+}
+
+/// Two nodes on one database.
+async fn two_nodes(database: &TestDatabase) -> (Arc<PostgresStore>, Arc<PostgresStore>) {
+    (
+        Arc::new(open(database).await),
+        Arc::new(open(database).await),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_idempotency_key_sent_to_two_nodes_applies_once() {
+    let Some(database) = TestDatabase::create().await else {
+        return;
+    };
+    let (a, b) = two_nodes(&database).await;
+    run(&a, create("u")).await.unwrap();
+    run(&a, grant("u", 100)).await.unwrap();
+    let keyed = || Command {
+        op: consume("u", 7),
+        idempotency: Some(store::IdempotencyKey {
+            key: "pay-1".into(),
+            fingerprint: b"same".to_vec(),
+            render,
+        }),
+    };
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let node = if i % 2 == 0 { a.clone() } else { b.clone() };
+        let command = keyed();
+        tasks.push(tokio::spawn(
+            async move { node.execute(command).await.unwrap() },
+        ));
+    }
+    let mut fresh = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Executed::Fresh(result) => {
+                result.unwrap();
+                fresh += 1;
+            }
+            Executed::Replayed(response) => assert_eq!(response.status, 200),
+        }
+    }
+    assert_eq!(fresh, 1);
+    let book = a.book(id("u"), None).await.unwrap().unwrap();
+    assert_eq!(book.balance(START).available, c(93));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_nodes_opening_one_account_at_once_open_it_once() {
+    let Some(database) = TestDatabase::create().await else {
+        return;
+    };
+    let (a, b) = two_nodes(&database).await;
+    for round in 0..20 {
+        let name = format!("race-{round}");
+        let (x, y) = tokio::join!(run(&a, create(&name)), run(&b, create(&name)));
+        let outcomes = [x, y];
+        assert_eq!(
+            outcomes.iter().filter(|o| o.is_ok()).count(),
+            1,
+            "{outcomes:?}"
+        );
+        assert!(
+            outcomes.contains(&Err(Reject::AccountExists)),
+            "{outcomes:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_nodes_never_overspend_one_account() {
+    let Some(database) = TestDatabase::create().await else {
+        return;
+    };
+    let (a, b) = two_nodes(&database).await;
+    run(&a, create("hot")).await.unwrap();
+    run(&a, grant("hot", 100)).await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..300 {
+        let node = if i % 2 == 0 { a.clone() } else { b.clone() };
+        tasks.push(tokio::spawn(
+            async move { run(&node, consume("hot", 1)).await },
+        ));
+    }
+    let mut ok = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(_) => ok += 1,
+            Err(Reject::InsufficientCredits { .. }) => {}
+            Err(other) => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(ok, 100);
+    assert!(a.audit().await.unwrap().is_clean());
+}
+
+#[tokio::test]
+async fn an_unreachable_server_fails_fast_as_unavailable() {
+    let started = std::time::Instant::now();
+    let mut options = PostgresOptions::new("postgres://postgres@127.0.0.1:1/none");
+    options.connect_timeout = std::time::Duration::from_millis(500);
+    let opened = PostgresStore::open(options, Arc::new(ManualClock::new(START))).await;
+    assert!(matches!(opened, Err(store::StoreError::Unavailable(_))));
+    assert!(started.elapsed() < std::time::Duration::from_secs(3));
+}
