@@ -216,3 +216,66 @@ async fn an_unreachable_server_fails_fast_as_unavailable() {
     assert!(matches!(opened, Err(store::StoreError::Unavailable(_))));
     assert!(started.elapsed() < std::time::Duration::from_secs(3));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn expiries_swept_by_several_nodes_are_written_once() {
+    let Some(database) = TestDatabase::create().await else {
+        return;
+    };
+    let clock = ManualClock::new(START);
+    let node = || async {
+        Arc::new(
+            PostgresStore::open(PostgresOptions::new(&database.url), Arc::new(clock.clone()))
+                .await
+                .unwrap(),
+        )
+    };
+    let nodes = [node().await, node().await, node().await];
+    run(&nodes[0], create("u")).await.unwrap();
+    for _ in 0..5 {
+        run(
+            &nodes[0],
+            Op::Grant {
+                account: id("u"),
+                grant: NewGrant {
+                    amount: c(2),
+                    source: Source::DailyReward,
+                    priority: None,
+                    effective_at: None,
+                    expires_at: Some(START.plus_secs(60)),
+                    metadata: Metadata::empty(),
+                },
+            },
+        )
+        .await
+        .unwrap();
+    }
+    clock.advance_secs(60);
+    // Every node's sweep finds the account due and settles it at once.
+    let mut tasks = Vec::new();
+    for round in 0..30 {
+        let node = nodes[round % 3].clone();
+        tasks.push(tokio::spawn(async move {
+            let due = node.due_accounts(START.plus_secs(60), 10).await.unwrap();
+            for account in due {
+                run(&node, Op::Settle { account }).await.unwrap();
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let expiries = nodes[1]
+        .transactions(store::TxFilter {
+            account: id("u"),
+            kind: Some(ledger::TxKind::Expire),
+            from: None,
+            to: None,
+            before: None,
+            limit: 100,
+        })
+        .await
+        .unwrap();
+    assert_eq!(expiries.len(), 5, "one expiry per lot, whoever swept");
+    assert!(nodes[2].audit().await.unwrap().is_clean());
+}
