@@ -1,7 +1,13 @@
 //! The `creditd` binary: serve the API, migrate, verify the journal, and
 //! administer accounts from the command line.
 
+mod bench;
 mod config;
+
+/// mimalloc rather than the system allocator: the writer allocates what the
+/// request threads free, and glibc's arenas serialize that on a lock.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -61,6 +67,8 @@ enum Cmd {
         #[arg(long)]
         expires_at: Option<String>,
     },
+    /// Measure throughput and latency, against the usual design if asked.
+    Bench(Box<bench::Options>),
     /// Print an account's balance.
     Balance {
         /// The account id.
@@ -143,6 +151,10 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 admin_write(&settings, Op::Grant { account, grant }).await
             }
             Cmd::Balance { account, at } => balance(&settings, &account, at.as_deref()).await,
+            Cmd::Bench(options) => {
+                bench::run(*options).await?;
+                Ok(std::process::ExitCode::SUCCESS)
+            }
         }
     })
 }

@@ -20,14 +20,17 @@ fn is_name_id(text: &str) -> bool {
 macro_rules! name_id {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
+        ///
+        /// Shared, so that copying one (every lot, hold and transaction names
+        /// its account) costs a reference count, not an allocation.
         #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-        pub struct $name(String);
+        pub struct $name(std::sync::Arc<str>);
 
         impl $name {
             /// Accepts 1 to 128 characters of `A-Za-z0-9_.:-`.
             pub fn parse(text: &str) -> Result<Self, IdError> {
                 if is_name_id(text) {
-                    Ok(Self(text.to_owned()))
+                    Ok(Self(std::sync::Arc::from(text)))
                 } else {
                     Err(IdError)
                 }

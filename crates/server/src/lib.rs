@@ -7,7 +7,7 @@ pub mod error;
 pub mod extract;
 mod handlers;
 pub mod jobs;
-mod metrics;
+pub mod metrics;
 pub mod render;
 
 use std::future::Future;

@@ -90,6 +90,14 @@ impl Metrics {
                 "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
             );
         }
+        if let Some(bytes) = resident_bytes() {
+            let _ = writeln!(
+                out,
+                "# HELP creditd_process_resident_bytes Resident memory of this process.\n\
+                 # TYPE creditd_process_resident_bytes gauge\n\
+                 creditd_process_resident_bytes {bytes}"
+            );
+        }
         let _ = writeln!(
             out,
             "# HELP creditd_store_batch_seconds_total Time spent applying and committing batches.\n\
@@ -99,6 +107,13 @@ impl Metrics {
         );
         out
     }
+}
+
+/// The resident memory of this process, where the platform tells (Linux).
+pub fn resident_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
 }
 
 /// Counts every request by its route template (not its concrete path, so

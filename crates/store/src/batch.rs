@@ -41,6 +41,8 @@ pub struct Writes<'a> {
     pub accounts: Vec<&'a Account>,
     /// Lots created or changed.
     pub lots: Vec<&'a Lot>,
+    /// Which of `lots` this batch created.
+    pub new_lots: &'a HashSet<LotId>,
     /// Holds created or changed.
     pub holds: Vec<&'a Hold>,
     /// New transactions, in id order of creation.
@@ -64,6 +66,7 @@ struct Staged {
     new_accounts: HashSet<AccountId>,
     accounts: HashSet<AccountId>,
     lots: HashSet<(AccountId, LotId)>,
+    new_lots: HashSet<LotId>,
     holds: HashSet<(AccountId, HoldId)>,
     /// Which account each lot and hold seen in this batch belongs to.
     lot_accounts: HashMap<LotId, AccountId>,
@@ -92,6 +95,10 @@ impl Staged {
             if let Some(lot) = tx.lot {
                 self.lots.insert((tx.account.clone(), lot));
                 self.lot_accounts.insert(lot, tx.account.clone());
+                // A grant creates its lot; so does a refund that names one.
+                if matches!(tx.kind, TxKind::Grant | TxKind::Refund) {
+                    self.new_lots.insert(lot);
+                }
             }
             if let Some(hold) = tx.hold {
                 self.holds.insert((tx.account.clone(), hold));
@@ -180,13 +187,17 @@ impl Batch {
         &mut self,
         account: &AccountId,
         op: impl FnOnce(&mut Book, &mut Vec<Transaction>) -> Result<T, Reject>,
-    ) -> (Result<T, Reject>, &Book, Vec<Transaction>) {
+    ) -> (Result<T, Reject>, &Book, &[Transaction]) {
         let book = self.books.get_mut(account).expect("book loaded");
         let mut out = Vec::new();
         let result = op(book, &mut out);
-        let written = out.clone();
+        let first = self.staged.transactions.len();
         self.staged.record(out);
-        (result, &self.books[account], written)
+        (
+            result,
+            &self.books[account],
+            &self.staged.transactions[first..],
+        )
     }
 
     fn decide(
@@ -218,7 +229,7 @@ impl Batch {
                 });
                 Ok(result.map(|lot| Outcome::Granted {
                     lot: book.lot(lot).expect("granted lot").clone(),
-                    tx: find(&written, |tx| {
+                    tx: find(written, |tx| {
                         tx.kind == TxKind::Grant && tx.lot == Some(lot)
                     }),
                 }))
@@ -247,7 +258,7 @@ impl Batch {
                     book.consume(amount, metadata.clone(), feature, now, ids, out)
                 });
                 Ok(result.map(|id| Outcome::Consumed {
-                    tx: find(&written, |tx| tx.id == id),
+                    tx: find(written, |tx| tx.id == id),
                     balance: book.balance(now),
                 }))
             }
@@ -281,7 +292,7 @@ impl Batch {
                 });
                 Ok(result.map(|id| Outcome::Committed {
                     hold: book.hold(*hold).expect("committed hold").clone(),
-                    tx: find(&written, |tx| tx.id == id),
+                    tx: find(written, |tx| tx.id == id),
                     balance: book.balance(now),
                 }))
             }
@@ -305,7 +316,7 @@ impl Batch {
                 });
                 Ok(result.map(|id| Outcome::Voided {
                     lot: book.lot(*lot).expect("voided lot").clone(),
-                    tx: find(&written, |tx| tx.id == id),
+                    tx: find(written, |tx| tx.id == id),
                 }))
             }
             Op::Refund {
@@ -339,7 +350,7 @@ impl Batch {
                     book.refund(&original, already, *amount, metadata.clone(), now, ids, out)
                 });
                 Ok(result.map(|done| Outcome::Refunded {
-                    tx: find(&written, |tx| tx.id == done.tx),
+                    tx: find(written, |tx| tx.id == done.tx),
                 }))
             }
             Op::PutFeature(feature) => {
@@ -432,6 +443,11 @@ impl Batch {
         Ok(Some(account))
     }
 
+    /// The books the batch loaded, as it left them.
+    pub fn into_books(self) -> impl Iterator<Item = Book> {
+        self.books.into_values()
+    }
+
     /// Everything the batch decided, for the store to write.
     pub fn writes(&self) -> Writes<'_> {
         let staged = &self.staged;
@@ -452,6 +468,7 @@ impl Batch {
                 .iter()
                 .map(|(account, id)| self.books[account].lot(*id).expect("staged lot"))
                 .collect(),
+            new_lots: &staged.new_lots,
             holds: staged
                 .holds
                 .iter()

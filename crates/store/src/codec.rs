@@ -14,13 +14,40 @@ pub(crate) fn corrupt(what: &str, text: &str) -> StoreError {
 /// Writes `name=micros` pairs joined by commas.
 fn encode_pairs<N: std::fmt::Display>(pairs: impl Iterator<Item = (N, Amount)>) -> String {
     let mut out = String::with_capacity(48);
+    write_pairs(&mut out, pairs);
+    out
+}
+
+fn write_pairs<N: std::fmt::Display>(out: &mut String, pairs: impl Iterator<Item = (N, Amount)>) {
     for (i, (name, amount)) in pairs.enumerate() {
         if i > 0 {
             out.push(',');
         }
         let _ = write!(out, "{name}={}", amount.micros());
     }
-    out
+}
+
+/// Writes postings into `out`, replacing what it held: for a writer that
+/// reuses one buffer for every row.
+pub fn write_postings(out: &mut String, postings: &[Posting]) {
+    out.clear();
+    write_pairs(out, postings.iter().map(|p| (p.account, p.amount)));
+}
+
+/// Writes sources into `out`, replacing what it held.
+pub fn write_sources(out: &mut String, sources: &[Share]) {
+    out.clear();
+    write_pairs(
+        out,
+        sources.iter().map(|s| (origin_account(s.origin), s.amount)),
+    );
+}
+
+fn origin_account(origin: Origin) -> LedgerAccount {
+    match origin {
+        Origin::Lot(lot) => LedgerAccount::Lot(lot),
+        Origin::Debt => LedgerAccount::Debt,
+    }
 }
 
 fn decode_pairs(text: &str) -> impl Iterator<Item = Option<(&str, Amount)>> {
@@ -45,13 +72,7 @@ pub fn decode_postings(text: &str) -> Result<Vec<Posting>, StoreError> {
 }
 
 pub fn encode_sources(sources: &[Share]) -> String {
-    encode_pairs(sources.iter().map(|s| {
-        let origin = match s.origin {
-            Origin::Lot(lot) => LedgerAccount::Lot(lot),
-            Origin::Debt => LedgerAccount::Debt,
-        };
-        (origin, s.amount)
-    }))
+    encode_pairs(sources.iter().map(|s| (origin_account(s.origin), s.amount)))
 }
 
 pub fn decode_sources(text: &str) -> Result<Vec<Share>, StoreError> {

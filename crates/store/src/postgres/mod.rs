@@ -201,7 +201,8 @@ async fn migrate_pool(pool: &Pool) -> Result<usize, StoreError> {
 
 /// The PostgreSQL store of one node.
 pub struct PostgresStore {
-    jobs: mpsc::Sender<Job>,
+    /// One queue per writer; a command goes to the writer its account maps to.
+    jobs: Vec<mpsc::Sender<Job>>,
     pool: Pool,
     stats: Arc<StoreStats>,
     writers: Vec<tokio::task::JoinHandle<()>>,
@@ -217,19 +218,20 @@ impl PostgresStore {
         let pool = build_pool(&options)?;
         migrate_pool(&pool).await?;
         let stats = Arc::new(StoreStats::default());
-        let (jobs, jobs_rx) = mpsc::channel(options.queue_len_max.max(1));
-        let jobs_rx = Arc::new(tokio::sync::Mutex::new(jobs_rx));
-        let writers = (0..options.writers.max(1))
-            .map(|_| {
-                let writer = Writer::new(
-                    pool.clone(),
-                    clock.clone(),
-                    options.batch_size_max.max(1),
-                    stats.clone(),
-                );
-                tokio::spawn(writer.run(jobs_rx.clone()))
-            })
-            .collect();
+        let count = options.writers.max(1);
+        let mut jobs = Vec::with_capacity(count);
+        let mut writers = Vec::with_capacity(count);
+        for _ in 0..count {
+            let (sender, receiver) = mpsc::channel(options.queue_len_max.max(1) / count + 1);
+            let writer = Writer::new(
+                pool.clone(),
+                clock.clone(),
+                options.batch_size_max.max(1),
+                stats.clone(),
+            );
+            jobs.push(sender);
+            writers.push(tokio::spawn(writer.run(receiver)));
+        }
         Ok(PostgresStore {
             jobs,
             pool,
@@ -268,7 +270,10 @@ impl Store for PostgresStore {
     fn execute(&self, command: Command) -> BoxFuture<'_, Result<Executed, StoreError>> {
         Box::pin(async move {
             let (reply, answer) = oneshot::channel();
-            self.jobs
+            // Commands on one account go to one writer: it batches them
+            // together instead of two writers taking turns at its lock.
+            let writer = writer::route(&command.op) as usize % self.jobs.len();
+            self.jobs[writer]
                 .send(Job { command, reply })
                 .await
                 .map_err(|_| StoreError::Closed)?;

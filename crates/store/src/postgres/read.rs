@@ -176,6 +176,11 @@ pub async fn book_snapshot(
     id: &AccountId,
     at: Option<Timestamp>,
 ) -> Result<Option<Book>, StoreError> {
+    if at.is_none()
+        && let Some(book) = book_in_one_round_trip(client, id).await?
+    {
+        return Ok(book);
+    }
     let tx = client
         .build_transaction()
         .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
@@ -191,12 +196,54 @@ pub async fn book_snapshot(
     Ok(book)
 }
 
+/// The current book in one round trip: the snapshot's begin, the three
+/// reads and its commit go out together. `None` when a pending hold escrowed
+/// from a lot that is empty now, which needs a second read; the caller then
+/// takes the slower path.
+async fn book_in_one_round_trip(
+    client: &deadpool_postgres::Client,
+    id: &AccountId,
+) -> Result<Option<Option<Book>>, StoreError> {
+    let account_sql = format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = $1");
+    let lots_sql = format!("SELECT {LOT_COLUMNS} FROM lots WHERE account_id = $1 AND live");
+    let holds_sql =
+        format!("SELECT {HOLD_COLUMNS} FROM holds WHERE account_id = $1 AND status = 'pending'");
+    let (account_st, lots_st, holds_st) = (
+        client
+            .prepare_cached(&account_sql)
+            .await
+            .map_err(pg_error)?,
+        client.prepare_cached(&lots_sql).await.map_err(pg_error)?,
+        client.prepare_cached(&holds_sql).await.map_err(pg_error)?,
+    );
+    let pg: &tokio_postgres::Client = client;
+    let key = id.as_str();
+    // Each request is sent when first polled, in this order, and runs in it.
+    let (_, account_rows, lot_rows, hold_rows, _) = tokio::try_join!(
+        biased;
+        pg.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"),
+        async { pg.query(&account_st, &[&key]).await },
+        async { pg.query(&lots_st, &[&key]).await },
+        async { pg.query(&holds_st, &[&key]).await },
+        pg.batch_execute("COMMIT"),
+    )
+    .map_err(pg_error)?;
+    let Some(account) = account_rows.first().map(account_from_row).transpose()? else {
+        return Ok(Some(None));
+    };
+    let lots = map(lot_rows, lot_from_row)?;
+    let holds = map(hold_rows, hold_from_row)?;
+    if !missing_leg_lots(&holds, &lots).is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(assemble_books(vec![account], lots, holds)?.remove(id)))
+}
+
 async fn book_now(c: &impl GenericClient, id: &AccountId) -> Result<Option<Book>, StoreError> {
     let Some(account) = account(c, id).await? else {
         return Ok(None);
     };
-    let lots_sql =
-        format!("SELECT {LOT_COLUMNS} FROM lots WHERE account_id = $1 AND remaining > 0");
+    let lots_sql = format!("SELECT {LOT_COLUMNS} FROM lots WHERE account_id = $1 AND live");
     let holds_sql =
         format!("SELECT {HOLD_COLUMNS} FROM holds WHERE account_id = $1 AND status = 'pending'");
     let mut lots = map(rows(c, &lots_sql, &[&id.as_str()]).await?, lot_from_row)?;
@@ -286,10 +333,10 @@ pub async fn due_accounts(
     let sql = "SELECT account_id FROM holds WHERE status = 'pending' AND expires_at <= $1 \
                UNION \
                SELECT account_id FROM lots \
-                WHERE remaining > 0 AND expires_at IS NOT NULL AND expires_at <= $1 \
+                WHERE live AND expires_at IS NOT NULL AND expires_at <= $1 \
                UNION \
                SELECT a.id FROM accounts a WHERE a.debt > 0 AND EXISTS ( \
-                 SELECT 1 FROM lots l WHERE l.account_id = a.id AND l.remaining > 0 \
+                 SELECT 1 FROM lots l WHERE l.account_id = a.id AND l.live \
                    AND l.effective_at <= $1 AND l.voided_at IS NULL \
                    AND (l.expires_at IS NULL OR l.expires_at > $1)) \
                LIMIT $2";

@@ -19,7 +19,7 @@ use ledger::{
     Account, AccountId, Amount, Book, Feature, FeatureId, Hold, HoldId, IdSource, Lot, LotId,
     Origin, Timestamp, Transaction, TxId,
 };
-use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::Client;
 use tokio_postgres::error::SqlState;
 
@@ -37,6 +37,20 @@ use crate::{Charge, Clock, Command, Executed, Op, StoreError, StoreStats, Stored
 pub struct Job {
     pub command: Command,
     pub reply: oneshot::Sender<Result<Executed, StoreError>>,
+}
+
+/// How long a writer waits for stragglers when a batch comes out much
+/// smaller than the one before.
+const LINGER: Duration = Duration::from_micros(150);
+
+/// Moves what is queued into `jobs`, up to `max`.
+fn drain(rx: &mut mpsc::Receiver<Job>, jobs: &mut Vec<Job>, max: usize) {
+    while jobs.len() < max {
+        match rx.try_recv() {
+            Ok(job) => jobs.push(job),
+            Err(_) => break,
+        }
+    }
 }
 
 /// How often a batch is tried again after a serialization failure, a
@@ -99,21 +113,27 @@ impl Writer {
     }
 
     /// Takes what is queued, up to a batch, applies it, answers, and repeats
-    /// until every sender is gone. Several writers share one queue.
-    pub async fn run(mut self, jobs_rx: Arc<Mutex<mpsc::Receiver<Job>>>) {
+    /// until every sender is gone.
+    pub async fn run(mut self, mut rx: mpsc::Receiver<Job>) {
+        let mut last_len = 0;
         loop {
             let mut jobs = Vec::with_capacity(self.batch_size_max);
             {
-                let mut rx = jobs_rx.lock().await;
                 let Some(first) = rx.recv().await else { return };
                 jobs.push(first);
-                while jobs.len() < self.batch_size_max {
-                    match rx.try_recv() {
-                        Ok(job) => jobs.push(job),
-                        Err(_) => break,
-                    }
+                drain(&mut rx, &mut jobs, self.batch_size_max);
+                // Clients answered by the last batch are about to send again.
+                // Waiting a moment for them keeps them in one batch instead of
+                // splitting the load into a large and a small batch in turn.
+                // Tokio's timers tick in milliseconds, too coarse for this:
+                // yield to the other tasks until the moment has passed.
+                let lingering = Instant::now();
+                while jobs.len() < last_len / 2 && lingering.elapsed() < LINGER {
+                    tokio::task::yield_now().await;
+                    drain(&mut rx, &mut jobs, self.batch_size_max);
                 }
             }
+            last_len = jobs.len();
             self.run_batch(jobs).await;
         }
     }
@@ -260,6 +280,7 @@ struct Statements {
     transactions: tokio_postgres::Statement,
     features: tokio_postgres::Statement,
     lock_accounts: tokio_postgres::Statement,
+    read_accounts: tokio_postgres::Statement,
     live_lots: tokio_postgres::Statement,
     pending_holds: tokio_postgres::Statement,
     holds_by_id: tokio_postgres::Statement,
@@ -268,7 +289,8 @@ struct Statements {
     lots_by_id: tokio_postgres::Statement,
     insert_accounts: tokio_postgres::Statement,
     update_debts: tokio_postgres::Statement,
-    upsert_lots: tokio_postgres::Statement,
+    insert_lots: tokio_postgres::Statement,
+    update_lots: tokio_postgres::Statement,
     upsert_holds: tokio_postgres::Statement,
     insert_transactions: tokio_postgres::Statement,
     upsert_features: tokio_postgres::Statement,
@@ -300,14 +322,19 @@ async fn statements(client: &deadpool_postgres::Client) -> Result<Statements, Fa
             "SELECT id, credits_per_unit, updated_at FROM features WHERE id = ANY($1)".into(),
         )
         .await?,
-        lock_accounts: cached(format!(
-            "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = ANY($1) \
-             ORDER BY id FOR UPDATE"
+        // Advisory locks live in shared memory: taking them writes nothing,
+        // unlike row locks, which mark every locked row in the heap and WAL.
+        lock_accounts: cached(
+            "SELECT pg_advisory_xact_lock(k) FROM UNNEST($1::int8[]) AS k".into(),
+        )
+        .await?,
+        read_accounts: cached(format!(
+            "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = ANY($1)"
         ))
         .await?,
         live_lots: cached(format!(
             "SELECT {LOT_COLUMNS} FROM lots \
-             WHERE (account_id = ANY($1) AND remaining > 0) OR id = ANY($2)"
+             WHERE (account_id = ANY($1) AND live) OR id = ANY($2)"
         ))
         .await?,
         pending_holds: cached(format!(
@@ -334,12 +361,21 @@ async fn statements(client: &deadpool_postgres::Client) -> Result<Statements, Fa
              SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int8[], $5::int8[], $6::int8[])".into()).await?,
         update_debts: cached("UPDATE accounts a SET debt = u.debt \
              FROM UNNEST($1::text[], $2::int8[]) AS u(id, debt) WHERE a.id = u.id".into()).await?,
-        upsert_lots: cached("INSERT INTO lots (id, account_id, source, priority, amount, remaining, effective_at, \
-                               expires_at, voided_at, created_at, metadata) \
-             SELECT * FROM UNNEST($1::int8[], $2::text[], $3::text[], $4::int8[], $5::int8[], \
+        insert_lots: cached(
+            "INSERT INTO lots (id, account_id, source, priority, amount, remaining, effective_at, \
+                               expires_at, voided_at, created_at, metadata, live) \
+             SELECT *, r > 0 FROM UNNEST($1::int8[], $2::text[], $3::text[], $4::int8[], $5::int8[], \
                                   $6::int8[], $7::int8[], $8::int8[], $9::int8[], $10::int8[], $11::text[]) \
-             ON CONFLICT (id) DO UPDATE SET remaining = EXCLUDED.remaining, \
-                                            voided_at = EXCLUDED.voided_at".into()).await?,
+                        AS u(i, a, s, p, m, r, e, x, v, c, d)"
+                .into(),
+        )
+        .await?,
+        update_lots: cached(
+            "UPDATE lots l SET remaining = u.r, voided_at = u.v, live = u.r > 0 \
+             FROM UNNEST($1::int8[], $2::int8[], $3::int8[]) AS u(i, r, v) WHERE l.id = u.i"
+                .into(),
+        )
+        .await?,
         upsert_holds: cached("INSERT INTO holds (id, account_id, amount, legs, status, committed_amount, \
                                 created_at, expires_at, resolved_at, metadata) \
              SELECT * FROM UNNEST($1::int8[], $2::text[], $3::int8[], $4::text[], $5::text[], \
@@ -378,9 +414,10 @@ async fn attempt_batch(
     let named = Named::of(commands);
     let pg: &Client = client;
 
-    // Round trip 1: begin, claim the keys, look up what the commands name.
+    // Round trip 1, only when the commands name keys, holds, lots,
+    // transactions or features: begin, claim the keys, look them all up.
     // Requests on one connection run in the order they are sent, and each
-    // query below is sent when first polled, in order.
+    // request below is sent when first polled, in order.
     let key_names: Vec<&str> = named.keys.iter().map(|(k, _)| k.as_str()).collect();
     let key_prints: Vec<&[u8]> = named.keys.iter().map(|(_, f)| f.as_slice()).collect();
     let holds: Vec<i64> = named.holds.iter().copied().collect();
@@ -388,29 +425,53 @@ async fn attempt_batch(
     let txs: Vec<i64> = named.transactions.iter().copied().collect();
     let features: Vec<&str> = named.features.iter().map(String::as_str).collect();
     let now_micros = now.micros();
-    let (_, claimed, stored, hold_owners, lot_owners, tx_rows, feature_rows) = tokio::try_join!(
-        biased;
-        pg.batch_execute("BEGIN"),
-        async { pg.query(&st.claim_keys, &[&key_names, &key_prints, &now_micros]).await },
-        async { pg.query(&st.stored_keys, &[&key_names]).await },
-        async { pg.query(&st.hold_owners, &[&holds]).await },
-        async { pg.query(&st.lot_owners, &[&lots]).await },
-        async { pg.query(&st.transactions, &[&txs]).await },
-        async { pg.query(&st.features, &[&features]).await },
-    )?;
+    let mut first = Pipeline::default();
+    let looks_up = !(key_names.is_empty()
+        && holds.is_empty()
+        && lots.is_empty()
+        && txs.is_empty()
+        && features.is_empty());
+    if looks_up {
+        first.begin(pg);
+    }
+    let claim = (!key_names.is_empty()).then(|| {
+        first.push(async {
+            pg.query(&st.claim_keys, &[&key_names, &key_prints, &now_micros])
+                .await
+        })
+    });
+    let stored = (!key_names.is_empty())
+        .then(|| first.push(async { pg.query(&st.stored_keys, &[&key_names]).await }));
+    let hold_owners = (!holds.is_empty())
+        .then(|| first.push(async { pg.query(&st.hold_owners, &[&holds]).await }));
+    let lot_owners =
+        (!lots.is_empty()).then(|| first.push(async { pg.query(&st.lot_owners, &[&lots]).await }));
+    let tx_rows =
+        (!txs.is_empty()).then(|| first.push(async { pg.query(&st.transactions, &[&txs]).await }));
+    let feature_rows = (!features.is_empty())
+        .then(|| first.push(async { pg.query(&st.features, &[&features]).await }));
+    let mut answers1 = first.run().await?;
 
-    let claimed: HashSet<String> = claimed
+    let claimed: HashSet<String> = answers1
+        .take(claim)
         .iter()
         .map(|r| r.try_get(0).map_err(corrupt))
         .collect::<Result<_, _>>()?;
-    let mut stored = stored_responses(stored)?;
+    let mut stored = stored_responses(answers1.take(stored))?;
     stored.retain(|key, _| !claimed.contains(key));
     let mut accounts = named.accounts.clone();
-    for row in hold_owners.iter().chain(&lot_owners) {
+    for row in answers1
+        .take(hold_owners)
+        .iter()
+        .chain(&answers1.take(lot_owners))
+    {
         accounts.insert(row.try_get(1).map_err(corrupt)?);
     }
-    let transactions: Vec<Transaction> =
-        tx_rows.iter().map(tx_from_row).collect::<Result<_, _>>()?;
+    let transactions: Vec<Transaction> = answers1
+        .take(tx_rows)
+        .iter()
+        .map(tx_from_row)
+        .collect::<Result<_, _>>()?;
     let mut extra_lots: BTreeSet<i64> = named.lots.clone();
     for tx in &transactions {
         accounts.insert(tx.account.to_string());
@@ -427,7 +488,7 @@ async fn attempt_batch(
             .filter_map(|f| FeatureId::parse(f).ok())
             .map(|f| (f, None))
             .collect();
-        for row in &feature_rows {
+        for row in &answers1.take(feature_rows) {
             let feature = feature_from_row(row)?;
             map.insert(feature.id.clone(), Some(feature));
         }
@@ -443,15 +504,33 @@ async fn attempt_batch(
     // settling an account that has expiries due needs more, found out below.
     let tx_estimate = (commands.len() + named.lot_ids + accounts.len()) as i64;
     let (lot_ids, hold_ids) = (named.lot_ids as i64, named.hold_ids as i64);
-    let (locked, lot_rows, hold_rows, named_hold_rows, refunded_rows, id_rows) = tokio::try_join!(
-        biased;
-        async { pg.query(&st.lock_accounts, &[&account_ids]).await },
-        async { pg.query(&st.live_lots, &[&account_ids, &extra_lots]).await },
-        async { pg.query(&st.pending_holds, &[&account_ids]).await },
-        async { pg.query(&st.holds_by_id, &[&holds]).await },
-        async { pg.query(&st.refunded, &[&txs]).await },
-        async { pg.query_one(&st.allocate_ids, &[&tx_estimate, &lot_ids, &hold_ids]).await },
-    )?;
+    let lock_keys = lock_keys(&accounts);
+    let mut second = Pipeline::default();
+    if !looks_up {
+        second.begin(pg);
+    }
+    second.push(async { pg.query(&st.lock_accounts, &[&lock_keys]).await });
+    let locked = second.push(async { pg.query(&st.read_accounts, &[&account_ids]).await });
+    let lot_rows =
+        second.push(async { pg.query(&st.live_lots, &[&account_ids, &extra_lots]).await });
+    let hold_rows = second.push(async { pg.query(&st.pending_holds, &[&account_ids]).await });
+    let named_hold_rows = (!holds.is_empty())
+        .then(|| second.push(async { pg.query(&st.holds_by_id, &[&holds]).await }));
+    let refunded_rows =
+        (!txs.is_empty()).then(|| second.push(async { pg.query(&st.refunded, &[&txs]).await }));
+    let id_rows = second.push(async {
+        pg.query(&st.allocate_ids, &[&tx_estimate, &lot_ids, &hold_ids])
+            .await
+    });
+    let mut answers2 = second.run().await?;
+    let (locked, lot_rows, hold_rows, id_rows) = (
+        answers2.take(Some(locked)),
+        answers2.take(Some(lot_rows)),
+        answers2.take(Some(hold_rows)),
+        answers2.take(Some(id_rows)),
+    );
+    let named_hold_rows = answers2.take(named_hold_rows);
+    let refunded_rows = answers2.take(refunded_rows);
     let locked: Vec<Account> = locked
         .iter()
         .map(account_from_row)
@@ -501,7 +580,11 @@ async fn attempt_batch(
     for tx in transactions {
         source.transactions.insert(tx.id, Some(tx));
     }
-    let mut ids = Allocated::from_row(&id_rows)?;
+    let mut ids = Allocated::from_row(
+        id_rows
+            .first()
+            .ok_or_else(|| StoreError::Internal("no ids".into()))?,
+    )?;
 
     // Decide, with no IO. If the estimate of transaction ids was short, draw
     // exactly enough and decide again from the same prefetched state.
@@ -664,7 +747,11 @@ async fn write_and_commit(
     let d_ids: Vec<&str> = writes.accounts.iter().map(|a| a.id.as_str()).collect();
     let d_debt: Vec<i64> = writes.accounts.iter().map(|a| a.debt.micros()).collect();
 
-    let l = &writes.lots;
+    let (new_lots, changed_lots): (Vec<&Lot>, Vec<&Lot>) = writes
+        .lots
+        .iter()
+        .partition(|l| writes.new_lots.contains(&l.id));
+    let l = &new_lots;
     let l_id: Vec<i64> = l.iter().map(|x| x.id.0).collect();
     let l_account: Vec<&str> = l.iter().map(|x| x.account.as_str()).collect();
     let l_source: Vec<&str> = l.iter().map(|x| x.source.code()).collect();
@@ -682,6 +769,12 @@ async fn write_and_commit(
         .collect();
     let l_created: Vec<i64> = l.iter().map(|x| x.created_at.micros()).collect();
     let l_meta: Vec<&str> = l.iter().map(|x| x.metadata.as_str()).collect();
+    let u_id: Vec<i64> = changed_lots.iter().map(|x| x.id.0).collect();
+    let u_remaining: Vec<i64> = changed_lots.iter().map(|x| x.remaining.micros()).collect();
+    let u_voided: Vec<Option<i64>> = changed_lots
+        .iter()
+        .map(|x| x.voided_at.map(Timestamp::micros))
+        .collect();
 
     let h = &writes.holds;
     let h_id: Vec<i64> = h.iter().map(|x| x.id.0).collect();
@@ -763,51 +856,218 @@ async fn write_and_commit(
         .collect();
     let now_micros = now.micros();
 
-    tokio::try_join!(
-        biased;
-        async {pg.execute(
-            &st.insert_accounts,
-            &[&a_ids, &a_names, &a_meta, &a_overdraft, &a_debt, &a_created],
-        ).await },
-        async {pg.execute(
-            &st.update_debts,
-            &[&d_ids, &d_debt],
-        ).await },
-        async {pg.execute(
-            &st.upsert_lots,
-            &[
-                &l_id, &l_account, &l_source, &l_priority, &l_amount, &l_remaining,
-                &l_effective, &l_expires, &l_voided, &l_created, &l_meta,
-            ],
-        ).await },
-        async {pg.execute(
-            &st.upsert_holds,
-            &[
-                &h_id, &h_account, &h_amount, &h_legs, &h_status, &h_committed, &h_created,
-                &h_expires, &h_resolved, &h_meta,
-            ],
-        ).await },
-        async {pg.execute(
-            &st.insert_transactions,
-            &[
-                &t_id, &t_account, &t_kind, &t_amount, &t_usage, &t_balance, &t_postings,
-                &t_sources, &t_created, &t_meta, &t_lot, &t_hold, &t_refund, &t_feature,
-                &t_quantity,
-            ],
-        ).await },
-        async {pg.execute(
-            &st.upsert_features,
-            &[&f_id, &f_price, &f_updated],
-        ).await },
-        async {pg.execute(
-            &st.keep_responses,
-            &[&k_key, &k_print, &k_status, &k_body, &now_micros],
-        ).await },
-        async {pg.execute(
-            &st.release_keys,
-            &[&unkept],
-        ).await },
-        pg.batch_execute("COMMIT"),
-    )?;
+    let mut writes_out = Pipeline::default();
+    if !a_ids.is_empty() {
+        writes_out.push_execute(async {
+            pg.execute(
+                &st.insert_accounts,
+                &[&a_ids, &a_names, &a_meta, &a_overdraft, &a_debt, &a_created],
+            )
+            .await
+        });
+    }
+    if !d_ids.is_empty() {
+        writes_out.push_execute(async { pg.execute(&st.update_debts, &[&d_ids, &d_debt]).await });
+    }
+    if !l_id.is_empty() {
+        writes_out.push_execute(async {
+            pg.execute(
+                &st.insert_lots,
+                &[
+                    &l_id,
+                    &l_account,
+                    &l_source,
+                    &l_priority,
+                    &l_amount,
+                    &l_remaining,
+                    &l_effective,
+                    &l_expires,
+                    &l_voided,
+                    &l_created,
+                    &l_meta,
+                ],
+            )
+            .await
+        });
+    }
+    if !u_id.is_empty() {
+        writes_out.push_execute(async {
+            pg.execute(&st.update_lots, &[&u_id, &u_remaining, &u_voided])
+                .await
+        });
+    }
+    if !h_id.is_empty() {
+        writes_out.push_execute(async {
+            pg.execute(
+                &st.upsert_holds,
+                &[
+                    &h_id,
+                    &h_account,
+                    &h_amount,
+                    &h_legs,
+                    &h_status,
+                    &h_committed,
+                    &h_created,
+                    &h_expires,
+                    &h_resolved,
+                    &h_meta,
+                ],
+            )
+            .await
+        });
+    }
+    if !t_id.is_empty() {
+        writes_out.push_execute(async {
+            pg.execute(
+                &st.insert_transactions,
+                &[
+                    &t_id,
+                    &t_account,
+                    &t_kind,
+                    &t_amount,
+                    &t_usage,
+                    &t_balance,
+                    &t_postings,
+                    &t_sources,
+                    &t_created,
+                    &t_meta,
+                    &t_lot,
+                    &t_hold,
+                    &t_refund,
+                    &t_feature,
+                    &t_quantity,
+                ],
+            )
+            .await
+        });
+    }
+    if !f_id.is_empty() {
+        writes_out.push_execute(async {
+            pg.execute(&st.upsert_features, &[&f_id, &f_price, &f_updated])
+                .await
+        });
+    }
+    if !k_key.is_empty() {
+        writes_out.push_execute(async {
+            pg.execute(
+                &st.keep_responses,
+                &[&k_key, &k_print, &k_status, &k_body, &now_micros],
+            )
+            .await
+        });
+    }
+    if !unkept.is_empty() {
+        writes_out.push_execute(async { pg.execute(&st.release_keys, &[&unkept]).await });
+    }
+    writes_out.push_execute(async { pg.batch_execute("COMMIT").await.map(|()| 0) });
+    writes_out.run().await?;
     Ok(())
+}
+
+/// A request that answers rows (a query) or nothing useful (a command).
+type Request<'a> = std::pin::Pin<
+    Box<
+        dyn std::future::Future<Output = Result<Vec<tokio_postgres::Row>, tokio_postgres::Error>>
+            + Send
+            + 'a,
+    >,
+>;
+
+/// Requests sent together on one connection and answered in order: one
+/// round trip for all of them. Each is sent when first polled, and they are
+/// first polled in the order they were pushed.
+#[derive(Default)]
+struct Pipeline<'a> {
+    requests: Vec<Request<'a>>,
+}
+
+impl<'a> Pipeline<'a> {
+    /// Opens the transaction, as the first request.
+    fn begin(&mut self, pg: &'a Client) {
+        self.requests.push(Box::pin(async move {
+            pg.batch_execute("BEGIN").await.map(|()| Vec::new())
+        }));
+    }
+
+    /// Adds a query; returns its place among the answers.
+    fn push(
+        &mut self,
+        request: impl std::future::Future<
+            Output = Result<Vec<tokio_postgres::Row>, tokio_postgres::Error>,
+        > + Send
+        + 'a,
+    ) -> usize {
+        self.requests.push(Box::pin(request));
+        self.requests.len() - 1
+    }
+
+    /// Adds a command whose row count does not matter.
+    fn push_execute(
+        &mut self,
+        request: impl std::future::Future<Output = Result<u64, tokio_postgres::Error>> + Send + 'a,
+    ) {
+        self.requests
+            .push(Box::pin(async move { request.await.map(|_| Vec::new()) }));
+    }
+
+    /// Sends everything and waits for every answer; the first error wins.
+    async fn run(self) -> Result<Answers, tokio_postgres::Error> {
+        Ok(Answers(
+            futures_util::future::try_join_all(self.requests)
+                .await?
+                .into_iter()
+                .map(Some)
+                .collect(),
+        ))
+    }
+}
+
+/// The answers of a pipeline, taken out by place.
+struct Answers(Vec<Option<Vec<tokio_postgres::Row>>>);
+
+impl Answers {
+    /// The rows of the request at `place`; none when it was not sent.
+    fn take(&mut self, place: Option<usize>) -> Vec<tokio_postgres::Row> {
+        place
+            .and_then(|i| self.0.get_mut(i).and_then(Option::take))
+            .unwrap_or_default()
+    }
+}
+
+/// Which writer a command belongs to: by its account when it names one,
+/// else by the hold, lot or transaction it names.
+pub fn route(op: &Op) -> u64 {
+    let hash = |text: &str| fnv1a(text.as_bytes());
+    match op {
+        Op::CreateAccount(new) => hash(new.id.as_str()),
+        Op::Grant { account, .. }
+        | Op::Consume { account, .. }
+        | Op::Hold { account, .. }
+        | Op::Settle { account } => hash(account.as_str()),
+        Op::Commit { hold, .. } | Op::Release { hold, .. } => hold.0 as u64,
+        Op::Void { lot, .. } => lot.0 as u64,
+        Op::Refund { tx, .. } => tx.0 as u64,
+        Op::PutFeature(_) => 0,
+    }
+}
+
+/// 64-bit FNV-1a: a fixed hash, the same on every node and every release.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// The advisory lock keys of accounts, in the one order every batch takes
+/// them, so that batches never deadlock. Keys are a fixed hash (FNV-1a) of
+/// the id, the same on every node; two ids sharing a key only wait for each
+/// other.
+fn lock_keys(accounts: &BTreeSet<String>) -> Vec<i64> {
+    let mut keys: Vec<i64> = accounts
+        .iter()
+        .map(|id| fnv1a(id.as_bytes()) as i64)
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    keys
 }

@@ -2,6 +2,7 @@
 //! pool of reader connections, WAL with full sync so that an acknowledged
 //! write survives `kill -9` and power loss.
 
+mod cache;
 mod read;
 mod writer;
 
@@ -20,6 +21,7 @@ use crate::{
     AuditReport, BoxFuture, Clock, Command, DueAccounts, Executed, Store, StoreError, StoreStats,
     TxFilter,
 };
+use cache::BookCache;
 use writer::{Job, Writer};
 
 /// Migrations, in order; each runs once, inside a transaction.
@@ -39,6 +41,8 @@ pub struct SqliteOptions {
     /// How long to wait for a lock held by another process before
     /// answering `store_unavailable`.
     pub busy_timeout: std::time::Duration,
+    /// Accounts whose books are kept in memory; zero keeps none.
+    pub cache_accounts: usize,
 }
 
 impl SqliteOptions {
@@ -50,6 +54,7 @@ impl SqliteOptions {
             batch_size_max: 1024,
             queue_len_max: 16_384,
             busy_timeout: std::time::Duration::from_secs(5),
+            cache_accounts: 100_000,
         }
     }
 }
@@ -118,6 +123,20 @@ fn snapshot<T>(
     Ok(result)
 }
 
+/// Copies the WAL into the database now and then, without blocking the
+/// writer or the readers (a passive checkpoint), until the store is dropped.
+fn checkpoint_until(conn: Connection, stop: std::sync::mpsc::Receiver<()>) {
+    use std::sync::mpsc::RecvTimeoutError;
+    while let Err(RecvTimeoutError::Timeout) = stop.recv_timeout(CHECKPOINT_INTERVAL) {
+        if let Err(error) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::warn!(%error, "checkpoint failed");
+        }
+    }
+}
+
+/// How often the WAL is checkpointed.
+const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(200000);
+
 /// A pool of reader connections; a caller waits when all are busy.
 struct Readers {
     idle: Mutex<Vec<Connection>>,
@@ -151,6 +170,9 @@ impl Readers {
 /// The SQLite store.
 pub struct SqliteStore {
     jobs: mpsc::Sender<Job>,
+    cache: Arc<BookCache>,
+    /// Dropping it stops the checkpoint thread.
+    _checkpoints: std::sync::mpsc::Sender<()>,
     stats: Arc<StoreStats>,
     readers: Arc<Readers>,
     writer: Mutex<Option<JoinHandle<()>>>,
@@ -164,6 +186,9 @@ impl SqliteStore {
         // The writer keeps more pages cached than a reader: it loads every
         // book a batch touches.
         conn.pragma_update(None, "cache_size", -32_768)?;
+        // Checkpoints run on their own thread (below), so that copying the WAL
+        // into the database never stalls a batch; this is only a backstop.
+        conn.pragma_update(None, "wal_autocheckpoint", 10000)?;
         let readers = (0..options.readers.max(1))
             .map(|_| {
                 let conn = connect(&options.path, options.busy_timeout)?;
@@ -173,13 +198,28 @@ impl SqliteStore {
             .collect::<Result<Vec<_>, StoreError>>()?;
         let (jobs, jobs_rx) = mpsc::channel(options.queue_len_max.max(1));
         let stats = Arc::new(StoreStats::default());
-        let writer = Writer::new(conn, clock, options.batch_size_max.max(1), stats.clone());
+        let cache = Arc::new(BookCache::new(options.cache_accounts));
+        let writer = Writer::new(
+            conn,
+            cache.clone(),
+            clock,
+            options.batch_size_max.max(1),
+            stats.clone(),
+        );
         let handle = std::thread::Builder::new()
             .name("creditd-writer".into())
             .spawn(move || writer.run(jobs_rx))
             .map_err(|e| StoreError::Internal(e.to_string()))?;
+        let (checkpoints, stop) = std::sync::mpsc::channel::<()>();
+        let checkpointer = connect(&options.path, options.busy_timeout)?;
+        std::thread::Builder::new()
+            .name("creditd-checkpoint".into())
+            .spawn(move || checkpoint_until(checkpointer, stop))
+            .map_err(|e| StoreError::Internal(e.to_string()))?;
         Ok(SqliteStore {
             jobs,
+            cache,
+            _checkpoints: checkpoints,
             stats,
             readers: Arc::new(Readers {
                 idle: Mutex::new(readers),
@@ -248,6 +288,11 @@ impl Store for SqliteStore {
         id: AccountId,
         at: Option<Timestamp>,
     ) -> BoxFuture<'_, Result<Option<Book>, StoreError>> {
+        if at.is_none()
+            && let Some(book) = self.cache.get(&id)
+        {
+            return Box::pin(std::future::ready(Ok(Some(Book::clone(&book)))));
+        }
         self.read(move |conn| {
             snapshot(conn, |conn| match at {
                 None => read::book(conn, &id),

@@ -9,13 +9,17 @@ use ledger::{
     AccountId, Amount, Book, Counters, Feature, FeatureId, Hold, HoldId, Lot, LotId, Timestamp,
     Transaction, TxId,
 };
-use rusqlite::{Connection, TransactionBehavior, params};
+use rusqlite::{Connection, params};
 use tokio::sync::{mpsc, oneshot};
 
+use super::cache::BookCache;
 use super::read;
 use crate::batch::{Batch, Source, Writes};
-use crate::codec::{encode_legs, encode_postings, encode_sources, usage_of};
+use crate::codec::{encode_legs, usage_of, write_postings, write_sources};
 use crate::{Clock, Command, Executed, StoreError, StoreStats, StoredResponse};
+
+/// How long an idle writer waits before looking for other processes' writes.
+const IDLE_CHECK: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// A command waiting for its batch, with where to send the answer.
 pub struct Job {
@@ -25,6 +29,7 @@ pub struct Job {
 
 pub struct Writer {
     conn: Connection,
+    cache: Arc<BookCache>,
     clock: Arc<dyn Clock>,
     batch_size_max: usize,
     stats: Arc<StoreStats>,
@@ -36,12 +41,14 @@ pub struct Writer {
 impl Writer {
     pub fn new(
         conn: Connection,
+        cache: Arc<BookCache>,
         clock: Arc<dyn Clock>,
         batch_size_max: usize,
         stats: Arc<StoreStats>,
     ) -> Writer {
         Writer {
             conn,
+            cache,
             clock,
             batch_size_max,
             stats,
@@ -52,10 +59,28 @@ impl Writer {
     }
 
     /// Runs until every sender is gone. While one batch syncs, the next
-    /// collects in the channel: that is the group commit.
+    /// collects in the channel: that is the group commit. When idle, it
+    /// looks for writes by other processes now and then, so that cached
+    /// books never go stale for long.
     pub fn run(mut self, mut jobs_rx: mpsc::Receiver<Job>) {
+        let idle = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("a timer for the writer");
         let mut jobs = Vec::with_capacity(self.batch_size_max);
-        while let Some(job) = jobs_rx.blocking_recv() {
+        loop {
+            let first =
+                idle.block_on(async { tokio::time::timeout(IDLE_CHECK, jobs_rx.recv()).await });
+            let job = match first {
+                Ok(Some(job)) => job,
+                Ok(None) => return,
+                Err(_) => {
+                    if let Err(error) = self.notice_other_writers() {
+                        tracing::warn!(%error, "checking for other writers failed");
+                    }
+                    continue;
+                }
+            };
             jobs.push(job);
             while jobs.len() < self.batch_size_max {
                 match jobs_rx.try_recv() {
@@ -65,6 +90,20 @@ impl Writer {
             }
             self.run_batch(&mut jobs);
         }
+    }
+
+    /// If another process committed since this writer last looked, forgets
+    /// the cached books and continues that process's id sequences.
+    fn notice_other_writers(&mut self) -> Result<(), StoreError> {
+        let version: i64 = self
+            .conn
+            .query_row("PRAGMA data_version", [], |r| r.get(0))?;
+        if self.data_version != Some(version) {
+            self.cache.clear();
+            self.ids = load_counters(&self.conn)?;
+            self.data_version = Some(version);
+        }
+        Ok(())
     }
 
     fn run_batch(&mut self, jobs: &mut Vec<Job>) {
@@ -103,27 +142,37 @@ impl Writer {
     /// Applies commands in one database transaction. On any store error
     /// nothing of the batch is written.
     pub fn apply(&mut self, commands: &[&Command]) -> Result<Vec<Executed>, StoreError> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        // Another process (an admin command) may have written since the last
-        // batch; if so, continue its id sequences rather than ours.
-        let version: i64 = tx.query_row("PRAGMA data_version", [], |r| r.get(0))?;
-        if self.data_version != Some(version) {
-            self.ids = load_counters(&tx)?;
-            self.data_version = Some(version);
+        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        let result = self.apply_in_transaction(commands);
+        if result.is_err() {
+            let _ = self.conn.execute_batch("ROLLBACK");
         }
+        result
+    }
+
+    fn apply_in_transaction(&mut self, commands: &[&Command]) -> Result<Vec<Executed>, StoreError> {
+        // Another process (an admin command) may have written since the last
+        // batch: the lock is now ours, so look before reading anything.
+        self.notice_other_writers()?;
         let now = self.clock.now().max(self.last_now);
         self.last_now = now;
 
         let mut batch = Batch::default();
         let mut answers = Vec::with_capacity(commands.len());
-        let mut source = SqliteSource(&tx);
+        let mut source = SqliteSource {
+            conn: &self.conn,
+            cache: &self.cache,
+        };
         for command in commands {
             answers.push(batch.execute(&mut source, command, now, &mut self.ids)?);
         }
-        write(&tx, &batch.writes(), now)?;
-        tx.commit()?;
+        write(&self.conn, &batch.writes(), now)?;
+        self.conn.execute_batch("COMMIT")?;
+        // Before anyone is answered, so that they read what they wrote.
+        self.cache.put(batch.into_books().map(|mut book| {
+            book.compact(now);
+            book
+        }));
         Ok(answers)
     }
 }
@@ -143,33 +192,40 @@ fn load_counters(conn: &Connection) -> Result<Counters, StoreError> {
     })
 }
 
-/// Reads straight from the writer's open transaction.
-struct SqliteSource<'a>(&'a Connection);
+/// Reads from the cache of committed books, or else from the writer's open
+/// transaction.
+struct SqliteSource<'a> {
+    conn: &'a Connection,
+    cache: &'a BookCache,
+}
 
 impl Source for SqliteSource<'_> {
     fn book(&mut self, account: &AccountId) -> Result<Option<Book>, StoreError> {
-        read::book(self.0, account)
+        if let Some(book) = self.cache.get(account) {
+            return Ok(Some(Book::clone(&book)));
+        }
+        read::book(self.conn, account)
     }
     fn hold(&mut self, id: HoldId) -> Result<Option<Hold>, StoreError> {
-        read::hold(self.0, id)
+        read::hold(self.conn, id)
     }
     fn lot(&mut self, id: LotId) -> Result<Option<Lot>, StoreError> {
-        read::lot(self.0, id)
+        read::lot(self.conn, id)
     }
     fn transaction(&mut self, id: TxId) -> Result<Option<Transaction>, StoreError> {
-        read::transaction(self.0, id)
+        read::transaction(self.conn, id)
     }
     fn refunded(&mut self, id: TxId) -> Result<Amount, StoreError> {
-        read::refunded(self.0, id)
+        read::refunded(self.conn, id)
     }
     fn feature(&mut self, id: &FeatureId) -> Result<Option<Feature>, StoreError> {
-        read::feature(self.0, id)
+        read::feature(self.conn, id)
     }
     fn idempotent_response(
         &mut self,
         key: &str,
     ) -> Result<Option<(Vec<u8>, StoredResponse)>, StoreError> {
-        read::idempotent_response(self.0, key)
+        read::idempotent_response(self.conn, key)
     }
 }
 
@@ -252,7 +308,10 @@ fn write(conn: &Connection, writes: &Writes<'_>, now: Timestamp) -> Result<(), S
                  feature_id, quantity) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
         )?;
+        let (mut postings, mut sources) = (String::new(), String::new());
         for tx in writes.transactions {
+            write_postings(&mut postings, &tx.postings);
+            write_sources(&mut sources, &tx.sources);
             insert.execute(params![
                 tx.id.0,
                 tx.account.as_str(),
@@ -260,8 +319,8 @@ fn write(conn: &Connection, writes: &Writes<'_>, now: Timestamp) -> Result<(), S
                 tx.amount.micros(),
                 usage_of(tx),
                 tx.balance_after.micros(),
-                encode_postings(&tx.postings),
-                encode_sources(&tx.sources),
+                postings.as_str(),
+                sources.as_str(),
                 tx.created_at.micros(),
                 tx.metadata.as_str(),
                 tx.lot.map(|l| l.0),

@@ -32,12 +32,17 @@ CREATE TABLE lots (
     expires_at   BIGINT,
     voided_at    BIGINT,
     created_at   BIGINT NOT NULL,
-    metadata     TEXT NOT NULL
-);
+    metadata     TEXT NOT NULL,
+    -- remaining > 0, kept apart so that the partial indexes below name a
+    -- column that changes only when a lot empties: every other change to
+    -- remaining is then a HOT update, with no index to touch.
+    live         BOOLEAN NOT NULL,
+    CHECK (live = (remaining > 0))
+) WITH (fillfactor = 80);
 
 CREATE INDEX lots_by_account ON lots (account_id, id);
-CREATE INDEX lots_live ON lots (account_id) WHERE remaining > 0;
-CREATE INDEX lots_expiring ON lots (expires_at) WHERE remaining > 0 AND expires_at IS NOT NULL;
+CREATE INDEX lots_live ON lots (account_id) WHERE live;
+CREATE INDEX lots_expiring ON lots (expires_at) WHERE live AND expires_at IS NOT NULL;
 
 CREATE TABLE holds (
     id               BIGINT PRIMARY KEY,

@@ -1,0 +1,374 @@
+//! What the benchmark drives: creditd's store in-process, creditd over HTTP,
+//! or the baseline design on PostgreSQL, behind one interface.
+
+use std::sync::Arc;
+
+use hyper::body::Bytes;
+use ledger::{AccountId, Amount, HoldTtl, Metadata, NewAccount, NewGrant, Reject, Source};
+use store::{Charge, Clock, Command, Executed, Op, Outcome as StoreOutcome, Store, SystemClock};
+
+use super::Workload;
+use super::baseline::{Baseline, BaselineClient};
+use super::http::Conn;
+use crate::{Opened, config};
+
+/// Credits every benchmark account starts with: enough never to run out.
+const START_CREDITS: i64 = 1_000_000_000;
+
+/// How one operation ended.
+pub enum Outcome {
+    /// Done.
+    Ok,
+    /// Refused by the ledger (insufficient credits); counted apart from errors.
+    Rejected,
+    /// Failed: transport, 5xx, or anything unexpected.
+    Error(String),
+}
+
+/// A target under test.
+pub enum Driver {
+    /// creditd's store, opened in this process.
+    Store {
+        opened: Opened,
+        /// The database URL, when it is PostgreSQL.
+        postgres: Option<String>,
+        label: String,
+    },
+    /// A running creditd, over HTTP.
+    Http { base: String, key: String },
+    /// The hand-written design on PostgreSQL.
+    Baseline(Baseline),
+}
+
+fn account(prefix: &str, index: Option<usize>) -> String {
+    match index {
+        Some(i) => format!("{prefix}s{i}"),
+        None => format!("{prefix}hot"),
+    }
+}
+
+impl Driver {
+    /// Opens the store at `url` in this process.
+    pub async fn store(url: &str) -> anyhow::Result<Driver> {
+        let database = config::parse_database_url(url)?;
+        let postgres = match &database {
+            config::Database::Postgres(url) => Some(url.clone()),
+            config::Database::Sqlite(_) => None,
+        };
+        let kind = match database {
+            config::Database::Sqlite(_) => "sqlite",
+            config::Database::Postgres(_) => "postgres",
+        };
+        let mut settings = config::Settings::load(None)?;
+        settings.database = database;
+        let opened = crate::open_store(&settings).await?;
+        Ok(Driver::Store {
+            opened,
+            postgres,
+            label: format!("creditd {kind} in-process"),
+        })
+    }
+
+    /// A running creditd at `base`.
+    pub fn http(base: &str, key: &str) -> Driver {
+        Driver::Http {
+            base: base.trim_end_matches('/').to_owned(),
+            key: key.to_owned(),
+        }
+    }
+
+    /// The baseline on the PostgreSQL database at `url`.
+    pub async fn baseline(url: &str) -> anyhow::Result<Driver> {
+        Ok(Driver::Baseline(Baseline::connect(url).await?))
+    }
+
+    /// A short name for tables.
+    pub fn label(&self) -> String {
+        match self {
+            Driver::Store { label, .. } => label.clone(),
+            Driver::Http { .. } => "creditd over HTTP".to_owned(),
+            Driver::Baseline(_) => "baseline postgres".to_owned(),
+        }
+    }
+
+    /// The baseline has neither holds nor a check distinct from a read, so it
+    /// runs the consume workloads and a plain balance read as its check.
+    pub fn supports(&self, workload: Workload) -> bool {
+        match self {
+            Driver::Baseline(_) => matches!(
+                workload,
+                Workload::ConsumeHot | Workload::ConsumeSpread | Workload::Check
+            ),
+            _ => true,
+        }
+    }
+
+    /// Opens the hot account and `accounts` others, each with plenty of credits.
+    pub async fn setup(&self, prefix: &str, accounts: usize) -> anyhow::Result<()> {
+        let mut ids: Vec<String> = vec![account(prefix, None)];
+        ids.extend((0..accounts).map(|i| account(prefix, Some(i))));
+        match self {
+            Driver::Store {
+                opened, postgres, ..
+            } => {
+                let store = opened.store();
+                for chunk in ids.chunks(512) {
+                    let mut tasks = tokio::task::JoinSet::new();
+                    for id in chunk {
+                        let store = store.clone();
+                        let id = AccountId::parse(id)
+                            .map_err(|_| anyhow::anyhow!("bad account id {id}"))?;
+                        tasks.spawn(async move { open_with_credits(store.as_ref(), id).await });
+                    }
+                    while let Some(done) = tasks.join_next().await {
+                        done??;
+                    }
+                }
+                if let Some(url) = postgres {
+                    // Measure steady state: plans made with the tables' real sizes.
+                    super::baseline::analyze(url).await?;
+                }
+                Ok(())
+            }
+            Driver::Http { base, key } => {
+                let mut tasks = tokio::task::JoinSet::new();
+                let ids = Arc::new(ids);
+                let workers = 16;
+                for w in 0..workers {
+                    let (base, key, ids) = (base.clone(), key.clone(), ids.clone());
+                    tasks.spawn(async move {
+                        let mut conn = Conn::connect(&base, &key).await?;
+                        for id in ids.iter().skip(w).step_by(workers) {
+                            let created = conn
+                                .post("/v1/accounts", format!(r#"{{"id":"{id}"}}"#))
+                                .await?;
+                            anyhow::ensure!(created.0 == 201, "creating {id}: {}", created.0);
+                            let granted = conn
+                                .post(
+                                    &format!("/v1/accounts/{id}/grants"),
+                                    format!(
+                                        r#"{{"amount":"{START_CREDITS}","source":"purchase"}}"#
+                                    ),
+                                )
+                                .await?;
+                            anyhow::ensure!(granted.0 == 201, "granting {id}: {}", granted.0);
+                        }
+                        Ok(())
+                    });
+                }
+                while let Some(done) = tasks.join_next().await {
+                    done??;
+                }
+                Ok(())
+            }
+            Driver::Baseline(baseline) => baseline.setup(&ids, START_CREDITS).await,
+        }
+    }
+
+    /// A client: its own connection where the target has connections.
+    pub async fn client(&self, prefix: &str) -> anyhow::Result<Client> {
+        Ok(match self {
+            Driver::Store { opened, .. } => Client::Store {
+                store: opened.store(),
+                prefix: prefix.to_owned(),
+            },
+            Driver::Http { base, key } => Client::Http {
+                conn: Conn::connect(base, key).await?,
+                prefix: prefix.to_owned(),
+            },
+            Driver::Baseline(baseline) => Client::Baseline {
+                client: baseline.client().await?,
+                prefix: prefix.to_owned(),
+            },
+        })
+    }
+
+    /// The resident memory of the process holding creditd's state, if known.
+    pub async fn resident_bytes(&self) -> Option<u64> {
+        match self {
+            Driver::Store { .. } => server::metrics::resident_bytes(),
+            Driver::Http { base, key } => {
+                let mut conn = Conn::connect(base, key).await.ok()?;
+                let (_, body) = conn.get("/metrics").await.ok()?;
+                String::from_utf8_lossy(&body)
+                    .lines()
+                    .find_map(|l| l.strip_prefix("creditd_process_resident_bytes "))
+                    .and_then(|v| v.trim().parse().ok())
+            }
+            Driver::Baseline(_) => None,
+        }
+    }
+
+    /// Lets an in-process store finish its writes.
+    pub async fn close(self) {
+        if let Driver::Store { opened, .. } = self {
+            opened.close().await;
+        }
+    }
+}
+
+async fn open_with_credits(store: &dyn Store, id: AccountId) -> anyhow::Result<()> {
+    let new = NewAccount::new(id.clone(), None, Metadata::empty(), Amount::ZERO)
+        .map_err(|r| anyhow::anyhow!("{r}"))?;
+    expect_ok(store.execute(Command::new(Op::CreateAccount(new))).await?)?;
+    let grant = NewGrant {
+        amount: Amount::credits(START_CREDITS),
+        source: Source::Purchase,
+        priority: None,
+        effective_at: None,
+        expires_at: None,
+        metadata: Metadata::empty(),
+    };
+    expect_ok(
+        store
+            .execute(Command::new(Op::Grant { account: id, grant }))
+            .await?,
+    )?;
+    Ok(())
+}
+
+fn expect_ok(executed: Executed) -> anyhow::Result<StoreOutcome> {
+    match executed {
+        Executed::Fresh(Ok(outcome)) => Ok(outcome),
+        other => anyhow::bail!("unexpected {other:?}"),
+    }
+}
+
+/// One client of a target.
+pub enum Client {
+    Store {
+        store: Arc<dyn Store>,
+        prefix: String,
+    },
+    Http {
+        conn: Conn,
+        prefix: String,
+    },
+    Baseline {
+        client: BaselineClient,
+        prefix: String,
+    },
+}
+
+fn from_store(result: Result<Executed, store::StoreError>) -> (Outcome, Option<StoreOutcome>) {
+    match result {
+        Ok(Executed::Fresh(Ok(outcome))) => (Outcome::Ok, Some(outcome)),
+        Ok(Executed::Fresh(Err(Reject::InsufficientCredits { .. }))) => (Outcome::Rejected, None),
+        Ok(other) => (Outcome::Error(format!("{other:?}")), None),
+        Err(error) => (Outcome::Error(error.to_string()), None),
+    }
+}
+
+fn from_status(result: anyhow::Result<(u16, Bytes)>, ok: u16) -> (Outcome, Option<Bytes>) {
+    match result {
+        Ok((status, body)) if status == ok => (Outcome::Ok, Some(body)),
+        Ok((402, _)) => (Outcome::Rejected, None),
+        Ok((status, body)) => (
+            Outcome::Error(format!("{status} {}", String::from_utf8_lossy(&body))),
+            None,
+        ),
+        Err(error) => (Outcome::Error(error.to_string()), None),
+    }
+}
+
+impl Client {
+    /// Consumes 1 credit from the hot account (`None`) or account `index`.
+    pub async fn consume(&mut self, index: Option<usize>) -> Outcome {
+        match self {
+            Client::Store { store, prefix } => {
+                let Ok(account) = AccountId::parse(&account(prefix, index)) else {
+                    return Outcome::Error("bad account id".into());
+                };
+                let op = Op::Consume {
+                    account,
+                    charge: Charge::Amount(Amount::credits(1)),
+                    metadata: Metadata::empty(),
+                };
+                from_store(store.execute(Command::new(op)).await).0
+            }
+            Client::Http { conn, prefix } => {
+                let path = format!("/v1/accounts/{}/consume", account(prefix, index));
+                from_status(conn.post(&path, r#"{"amount":"1"}"#.to_owned()).await, 200).0
+            }
+            Client::Baseline { client, prefix } => client.consume(&account(prefix, index)).await,
+        }
+    }
+
+    /// Asks whether 1 credit could be consumed from account `index`.
+    pub async fn check(&mut self, index: usize) -> Outcome {
+        match self {
+            Client::Store { store, prefix } => {
+                let Ok(account) = AccountId::parse(&account(prefix, Some(index))) else {
+                    return Outcome::Error("bad account id".into());
+                };
+                match store.book(account, None).await {
+                    Ok(Some(book)) => match book.check(Amount::credits(1), SystemClock.now()) {
+                        Ok(check) if check.allowed => Outcome::Ok,
+                        Ok(_) => Outcome::Rejected,
+                        Err(r) => Outcome::Error(r.to_string()),
+                    },
+                    Ok(None) => Outcome::Error("no such account".into()),
+                    Err(e) => Outcome::Error(e.to_string()),
+                }
+            }
+            Client::Http { conn, prefix } => {
+                let path = format!("/v1/accounts/{}/check", account(prefix, Some(index)));
+                from_status(conn.post(&path, r#"{"amount":"1"}"#.to_owned()).await, 200).0
+            }
+            Client::Baseline { client, prefix } => {
+                client.check(&account(prefix, Some(index))).await
+            }
+        }
+    }
+
+    /// Holds 1 credit on account `index`, then commits it.
+    pub async fn hold_commit(&mut self, index: usize) -> Outcome {
+        match self {
+            Client::Store { store, prefix } => {
+                let Ok(account) = AccountId::parse(&account(prefix, Some(index))) else {
+                    return Outcome::Error("bad account id".into());
+                };
+                let op = Op::Hold {
+                    account,
+                    amount: Amount::credits(1),
+                    ttl: HoldTtl::default(),
+                    metadata: Metadata::empty(),
+                };
+                let hold = match from_store(store.execute(Command::new(op)).await) {
+                    (_, Some(StoreOutcome::Held { hold, .. })) => hold.id,
+                    (outcome, _) => return outcome,
+                };
+                let commit = Op::Commit {
+                    hold,
+                    amount: Amount::credits(1),
+                    metadata: Metadata::empty(),
+                };
+                from_store(store.execute(Command::new(commit)).await).0
+            }
+            Client::Http { conn, prefix } => {
+                let path = format!("/v1/accounts/{}/holds", account(prefix, Some(index)));
+                let body = match from_status(
+                    conn.post(&path, r#"{"amount":"1"}"#.to_owned()).await,
+                    201,
+                ) {
+                    (_, Some(body)) => body,
+                    (outcome, None) => return outcome,
+                };
+                let Some(id) = hold_id(&body) else {
+                    return Outcome::Error("no hold id in the answer".into());
+                };
+                let path = format!("/v1/holds/{id}/commit");
+                from_status(conn.post(&path, r#"{"amount":"1"}"#.to_owned()).await, 200).0
+            }
+            Client::Baseline { .. } => Outcome::Error("the baseline has no holds".into()),
+        }
+    }
+}
+
+/// The hold id at the start of a hold's JSON (`{"id":"hold_7",…`).
+fn hold_id(body: &[u8]) -> Option<&str> {
+    let text = std::str::from_utf8(body).ok()?;
+    let start = text.find("\"hold_")? + 1;
+    let end = start + text[start..].find('"')?;
+    Some(&text[start..end])
+}

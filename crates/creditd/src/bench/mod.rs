@@ -1,0 +1,306 @@
+//! `creditd bench`: drives creditd (over HTTP, or its store in-process) and,
+//! side by side, the usual hand-written credits design on PostgreSQL, and
+//! reports throughput and latency for each workload.
+
+mod baseline;
+mod driver;
+mod http;
+mod report;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::ValueEnum;
+
+use driver::{Driver, Outcome};
+pub use report::{Report, RunResult};
+
+/// What the clients do, over and over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Workload {
+    /// Consume 1 credit from one hot account.
+    ConsumeHot,
+    /// Consume 1 credit from one of many accounts, chosen at random.
+    ConsumeSpread,
+    /// Hold 1 credit, then commit it, on accounts chosen at random.
+    HoldCommit,
+    /// Check whether 1 credit could be consumed, on accounts chosen at random.
+    Check,
+    /// 80% check, 15% consume, 5% hold + commit, on accounts chosen at random.
+    Mixed,
+}
+
+impl Workload {
+    const ALL: [Workload; 5] = [
+        Workload::ConsumeHot,
+        Workload::ConsumeSpread,
+        Workload::HoldCommit,
+        Workload::Check,
+        Workload::Mixed,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Workload::ConsumeHot => "consume-hot",
+            Workload::ConsumeSpread => "consume-spread",
+            Workload::HoldCommit => "hold-commit",
+            Workload::Check => "check",
+            Workload::Mixed => "mixed",
+        }
+    }
+}
+
+/// `creditd bench` options.
+#[derive(clap::Args, Debug, Clone)]
+pub struct Options {
+    /// A running creditd to drive over HTTP, such as http://127.0.0.1:8080.
+    #[arg(long)]
+    pub http: Option<String>,
+    /// The admin key for --http (default: CREDITD_ADMIN_KEY).
+    #[arg(long)]
+    pub key: Option<String>,
+    /// A database to drive creditd's store on in-process: sqlite://file or postgres://…
+    #[arg(long)]
+    pub store: Option<String>,
+    /// A PostgreSQL database to run the baseline design on, for comparison.
+    #[arg(long)]
+    pub baseline: Option<String>,
+    /// Workloads to run (default: all of them).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub workload: Vec<Workload>,
+    /// Concurrent clients (one connection each over HTTP and for the baseline).
+    #[arg(long, default_value_t = 32)]
+    pub clients: usize,
+    /// Clients for in-process runs, if different (they cost no connection).
+    #[arg(long)]
+    pub store_clients: Option<usize>,
+    /// Seconds each measured run lasts.
+    #[arg(long, default_value_t = 10.0)]
+    pub seconds: f64,
+    /// Seconds of unmeasured warm-up before each run.
+    #[arg(long, default_value_t = 1.0)]
+    pub warmup: f64,
+    /// Accounts the spread workloads choose from.
+    #[arg(long, default_value_t = 10_000)]
+    pub accounts: usize,
+    /// Target rate in operations per second over all clients (default: as fast as possible).
+    #[arg(long)]
+    pub rate: Option<u64>,
+    /// Also write the results as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+/// Runs every requested workload on every requested target and prints the table.
+pub async fn run(options: Options) -> anyhow::Result<Report> {
+    if options.http.is_none() && options.store.is_none() && options.baseline.is_none() {
+        bail!(
+            "name at least one target: --http URL, --store DATABASE_URL or --baseline POSTGRES_URL"
+        );
+    }
+    let workloads = if options.workload.is_empty() {
+        Workload::ALL.to_vec()
+    } else {
+        options.workload.clone()
+    };
+    let mut drivers = Vec::new();
+    if let Some(url) = &options.store {
+        drivers.push(Driver::store(url).await?);
+    }
+    if let Some(base) = &options.http {
+        let key = options
+            .key
+            .clone()
+            .or_else(|| std::env::var("CREDITD_ADMIN_KEY").ok())
+            .context("--http needs the admin key: --key or CREDITD_ADMIN_KEY")?;
+        drivers.push(Driver::http(base, &key));
+    }
+    if let Some(url) = &options.baseline {
+        drivers.push(Driver::baseline(url).await?);
+    }
+
+    let mut report = Report::new(&options);
+    for driver in &drivers {
+        let clients = match driver {
+            Driver::Store { .. } => options.store_clients.unwrap_or(options.clients),
+            _ => options.clients,
+        };
+        let prefix = run_prefix();
+        eprintln!(
+            "setting up {} accounts on {} ...",
+            options.accounts + 1,
+            driver.label()
+        );
+        driver
+            .setup(&prefix, options.accounts)
+            .await
+            .with_context(|| format!("setting up {}", driver.label()))?;
+        for &workload in &workloads {
+            if !driver.supports(workload) {
+                continue;
+            }
+            let result = measure(driver, &prefix, workload, clients, &options).await?;
+            report.push(result);
+        }
+        report
+            .memory
+            .push((driver.label(), driver.resident_bytes().await));
+    }
+    for driver in drivers {
+        driver.close().await;
+    }
+    report.print();
+    if let Some(path) = &options.json {
+        std::fs::write(path, serde_json::to_vec_pretty(&report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(report)
+}
+
+/// A prefix that keeps this run's accounts apart from anything already there.
+fn run_prefix() -> String {
+    let mut bytes = [0u8; 4];
+    getrandom::fill(&mut bytes).expect("random bytes");
+    let tag: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("bench-{tag}-")
+}
+
+/// What one client measured.
+#[derive(Default)]
+struct Sample {
+    latencies_us: Vec<u32>,
+    rejected: u64,
+    errors: u64,
+    first_error: Option<String>,
+}
+
+/// A small deterministic generator, so runs are repeatable and cheap.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        // xorshift64*
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+async fn measure(
+    driver: &Driver,
+    prefix: &str,
+    workload: Workload,
+    clients: usize,
+    options: &Options,
+) -> anyhow::Result<RunResult> {
+    let warmup = Duration::from_secs_f64(options.warmup.max(0.0));
+    let measured = Duration::from_secs_f64(options.seconds.max(0.1));
+    let started = Instant::now();
+    let measure_from = started + warmup;
+    let stop_at = measure_from + measured;
+    let done = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let interval = options
+        .rate
+        .map(|rate| Duration::from_secs_f64(clients as f64 / rate.max(1) as f64));
+
+    let mut tasks = Vec::with_capacity(clients);
+    for c in 0..clients {
+        let mut client = driver
+            .client(prefix)
+            .await
+            .with_context(|| format!("connecting client {c} to {}", driver.label()))?;
+        let done = done.clone();
+        let accounts = options.accounts;
+        tasks.push(tokio::spawn(async move {
+            let mut sample = Sample::default();
+            let mut rng =
+                Rng(0x9e37_79b9_7f4a_7c15 ^ (c as u64 + 1).wrapping_mul(0x1234_5678_9abc));
+            // Paced clients start spread over one interval.
+            let mut next = interval.map(|i| Instant::now() + i.mul_f64(c as f64 / clients as f64));
+            loop {
+                let intended = match (next, interval) {
+                    (Some(at), Some(i)) => {
+                        let now = Instant::now();
+                        if at > now {
+                            tokio::time::sleep_until(at.into()).await;
+                        }
+                        next = Some(at + i);
+                        at
+                    }
+                    _ => Instant::now(),
+                };
+                if intended >= stop_at {
+                    break;
+                }
+                let account = rng.below(accounts);
+                let roll = rng.below(100);
+                let outcome = match workload {
+                    Workload::ConsumeHot => client.consume(None).await,
+                    Workload::ConsumeSpread => client.consume(Some(account)).await,
+                    Workload::HoldCommit => client.hold_commit(account).await,
+                    Workload::Check => client.check(account).await,
+                    Workload::Mixed if roll < 80 => client.check(account).await,
+                    Workload::Mixed if roll < 95 => client.consume(Some(account)).await,
+                    Workload::Mixed => client.hold_commit(account).await,
+                };
+                let finished = Instant::now();
+                // Latency counts from when the request should have gone out,
+                // so a stalled server is not hidden by a stalled client.
+                if intended >= measure_from {
+                    let micros = finished.duration_since(intended).as_micros();
+                    sample
+                        .latencies_us
+                        .push(u32::try_from(micros).unwrap_or(u32::MAX));
+                    match outcome {
+                        Outcome::Ok => {}
+                        Outcome::Rejected => sample.rejected += 1,
+                        Outcome::Error(e) => {
+                            sample.errors += 1;
+                            sample.first_error.get_or_insert(e);
+                        }
+                    }
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            sample
+        }));
+    }
+
+    let label = format!(
+        "{:<14} {:<28} {:>4} clients",
+        workload.name(),
+        driver.label(),
+        clients
+    );
+    let progress = tokio::spawn(report::progress(
+        label,
+        done.clone(),
+        stop.clone(),
+        measure_from,
+        measured,
+    ));
+    let mut samples = Vec::with_capacity(clients);
+    for task in tasks {
+        samples.push(task.await?);
+    }
+    stop.store(true, Ordering::Relaxed);
+    let _ = progress.await;
+    Ok(RunResult::from_samples(
+        driver.label(),
+        workload,
+        clients,
+        measured,
+        options.rate,
+        samples,
+    ))
+}
