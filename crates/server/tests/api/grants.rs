@@ -14,7 +14,7 @@ store_test! {
             )
             .await;
         assert_eq!(grant.status, StatusCode::CREATED, "{grant:?}");
-        assert_eq!(grant.body["id"], "lot_1");
+        assert!(grant.body["id"].as_str().unwrap().starts_with("lot_"));
         assert_eq!(grant.body["amount"], "12.5");
         assert_eq!(grant.body["remaining"], "12.5");
         assert_eq!(grant.body["source"], "signup_bonus");
@@ -22,7 +22,9 @@ store_test! {
         assert_eq!(grant.body["expires_at"], json!(null));
         assert_eq!(grant.body["effective_at"], grant.body["created_at"]);
         assert_eq!(grant.body["metadata"], json!({"campaign": "launch"}));
-        let read = app.get("/v1/grants/lot_1").await;
+        let read = app
+            .get(&format!("/v1/grants/{}", grant.body["id"].as_str().unwrap()))
+            .await;
         assert_eq!(read.body, grant.body);
         assert_eq!(app.available("u").await, "12.5");
     }
@@ -32,12 +34,15 @@ store_test! {
     #[tokio::test]
     async fn grants_list_newest_first_in_pages(app) {
         app.account_with("u", "0").await;
+        let mut created = Vec::new();
         for amount in ["1", "2", "3"] {
-            app.post(
-                "/v1/accounts/u/grants",
-                json!({"amount": amount, "source": "admin"}),
-            )
-            .await;
+            let grant = app
+                .post(
+                    "/v1/accounts/u/grants",
+                    json!({"amount": amount, "source": "admin"}),
+                )
+                .await;
+            created.push(grant.body["id"].clone());
         }
         let first = app.get("/v1/accounts/u/grants?limit=2").await;
         let ids: Vec<_> = first.body["data"]
@@ -46,12 +51,12 @@ store_test! {
             .iter()
             .map(|g| g["id"].clone())
             .collect();
-        assert_eq!(ids, [json!("lot_3"), json!("lot_2")]);
+        assert_eq!(ids, [created[2].clone(), created[1].clone()]);
         let cursor = first.body["next_cursor"].as_str().unwrap();
         let second = app
             .get(&format!("/v1/accounts/u/grants?limit=2&cursor={cursor}"))
             .await;
-        assert_eq!(second.body["data"][0]["id"], "lot_1");
+        assert_eq!(second.body["data"][0]["id"], created[0]);
         assert_eq!(second.body["next_cursor"], json!(null));
     }
 }
@@ -211,29 +216,37 @@ store_test! {
     #[tokio::test]
     async fn void_twice_or_of_nothing_is_refused(app) {
         app.account_with("u", "10").await;
+        let grants = app.get("/v1/accounts/u/grants").await;
+        let lot = grants.body["data"][0]["id"].as_str().unwrap().to_owned();
         assert_eq!(
-            app.post("/v1/grants/lot_1/void", json!({})).await.status,
+            app.post(&format!("/v1/grants/{lot}/void"), json!({}))
+                .await
+                .status,
             StatusCode::OK
         );
-        let again = app.post("/v1/grants/lot_1/void", json!({})).await;
+        let again = app.post(&format!("/v1/grants/{lot}/void"), json!({})).await;
         assert_eq!(again.status, StatusCode::CONFLICT);
         assert_eq!(again.code(), "grant_voided");
-        let missing = app.post("/v1/grants/lot_99/void", json!({})).await;
+        let missing = app
+            .post("/v1/grants/lot_999999999/void", json!({}))
+            .await;
         assert_eq!(missing.status, StatusCode::NOT_FOUND);
         assert_eq!(missing.code(), "grant_not_found");
         let bad = app.post("/v1/grants/99/void", json!({})).await;
         assert_eq!(bad.status, StatusCode::BAD_REQUEST);
         assert_eq!(bad.code(), "invalid_id");
         // The body is optional.
-        app.post(
-            "/v1/accounts/u/grants",
-            json!({"amount": "1", "source": "admin"}),
-        )
-        .await;
+        let other = app
+            .post(
+                "/v1/accounts/u/grants",
+                json!({"amount": "1", "source": "admin"}),
+            )
+            .await;
+        let other = other.body["id"].as_str().unwrap();
         let empty = app
             .raw(
                 reqwest::Method::POST,
-                "/v1/grants/lot_2/void",
+                &format!("/v1/grants/{other}/void"),
                 &[("authorization", "Bearer test-admin-key")],
                 "",
             )
@@ -246,18 +259,26 @@ store_test! {
     #[tokio::test]
     async fn expired_lot_stops_counting_and_the_sweep_writes_its_expiry(app) {
         app.account_with("u", "0").await;
-        app.post(
-            "/v1/accounts/u/grants",
-            json!({"amount": "10", "source": "daily_reward", "expires_at": "2027-01-16T00:00:00Z"}),
-        )
-        .await;
+        let lot = app
+            .post(
+                "/v1/accounts/u/grants",
+                json!({"amount": "10", "source": "daily_reward", "expires_at": "2027-01-16T00:00:00Z"}),
+            )
+            .await
+            .body["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
         assert_eq!(app.available("u").await, "10");
-        assert_eq!(app.get("/v1/grants/lot_1").await.body["status"], "active");
+        assert_eq!(
+            app.get(&format!("/v1/grants/{lot}")).await.body["status"],
+            "active"
+        );
         app.clock
             .set(ledger::Timestamp::parse_rfc3339("2027-01-16T00:00:00Z").unwrap());
         assert_eq!(app.available("u").await, "0");
         // Before the sweep writes anything, the grant already reads as expired.
-        let grant = app.get("/v1/grants/lot_1").await;
+        let grant = app.get(&format!("/v1/grants/{lot}")).await;
         assert_eq!(
             (
                 grant.body["status"].as_str(),
@@ -271,7 +292,7 @@ store_test! {
         let data = expiries.body["data"].as_array().unwrap();
         assert_eq!(data.len(), 1);
         assert_eq!(data[0]["amount"], "-10");
-        assert_eq!(data[0]["grant_id"], "lot_1");
+        assert_eq!(data[0]["grant_id"], lot.as_str());
         // Running the sweep again writes nothing more.
         assert_eq!(server::jobs::sweep(&app.state).await.unwrap(), 0);
         app.assert_verified().await;

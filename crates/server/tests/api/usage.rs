@@ -7,11 +7,15 @@ store_test! {
     #[tokio::test]
     async fn consume_returns_the_transaction_and_the_balance(app) {
         app.account_with("u", "30").await;
-        app.post(
-            "/v1/accounts/u/grants",
-            json!({"amount": "30", "source": "promo"}),
-        )
-        .await;
+        let purchase = app.get("/v1/accounts/u/grants").await.body["data"][0]["id"].clone();
+        let promo = app
+            .post(
+                "/v1/accounts/u/grants",
+                json!({"amount": "30", "source": "promo"}),
+            )
+            .await
+            .body["id"]
+            .clone();
         let spent = app
             .post(
                 "/v1/accounts/u/consume",
@@ -27,7 +31,7 @@ store_test! {
         // The promo lot (priority 20) burns before the purchase (80).
         assert_eq!(
             tx["lots"],
-            json!([{"lot_id": "lot_2", "amount": "-30"}, {"lot_id": "lot_1", "amount": "-20"}])
+            json!([{"lot_id": promo, "amount": "-30"}, {"lot_id": purchase, "amount": "-20"}])
         );
         assert_eq!(
             spent.body["balance"],
