@@ -34,6 +34,12 @@ pub struct Settings {
     pub batch_size_max: usize,
     /// `CREDITD_SQLITE_READERS`, default 4: reader connections.
     pub sqlite_readers: usize,
+    /// `CREDITD_SQLITE_CHECKPOINT_MS`, default 1000: how often a separate
+    /// thread checkpoints the WAL; 0 leaves it to the writer alone.
+    pub sqlite_checkpoint_ms: u64,
+    /// `CREDITD_SQLITE_AUTOCHECKPOINT_PAGES`, default 10000: WAL pages after
+    /// which the writer checkpoints itself.
+    pub sqlite_autocheckpoint_pages: i64,
     /// `CREDITD_PG_POOL_SIZE`, default 16: the most PostgreSQL connections per node.
     pub pg_pool_size: usize,
     /// `CREDITD_PG_WRITERS`, default 2: write batches one node runs at once.
@@ -98,6 +104,9 @@ impl Settings {
             ),
             batch_size_max: number("CREDITD_BATCH_SIZE_MAX", 1024)?.clamp(1, 65_536) as usize,
             sqlite_readers: number("CREDITD_SQLITE_READERS", 4)?.clamp(1, 64) as usize,
+            sqlite_checkpoint_ms: number("CREDITD_SQLITE_CHECKPOINT_MS", 1000)?,
+            sqlite_autocheckpoint_pages: number("CREDITD_SQLITE_AUTOCHECKPOINT_PAGES", 10_000)?
+                .clamp(100, 1_000_000) as i64,
             pg_pool_size: number("CREDITD_PG_POOL_SIZE", 16)?.clamp(2, 1024) as usize,
             pg_writers: number("CREDITD_PG_WRITERS", 2)?.clamp(1, 64) as usize,
         })

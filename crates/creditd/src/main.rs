@@ -197,6 +197,9 @@ async fn open_store(settings: &Settings) -> anyhow::Result<Opened> {
             let options = SqliteOptions {
                 readers: settings.sqlite_readers,
                 batch_size_max: settings.batch_size_max,
+                wal_autocheckpoint_pages: settings.sqlite_autocheckpoint_pages,
+                checkpoint_interval: (settings.sqlite_checkpoint_ms > 0)
+                    .then(|| std::time::Duration::from_millis(settings.sqlite_checkpoint_ms)),
                 ..SqliteOptions::new(path)
             };
             Opened::Sqlite(Arc::new(

@@ -43,6 +43,10 @@ pub struct SqliteOptions {
     pub busy_timeout: std::time::Duration,
     /// Accounts whose books are kept in memory; zero keeps none.
     pub cache_accounts: usize,
+    /// WAL pages after which the writer checkpoints at commit.
+    pub wal_autocheckpoint_pages: i64,
+    /// How often a separate thread checkpoints the WAL, if at all.
+    pub checkpoint_interval: Option<std::time::Duration>,
 }
 
 impl SqliteOptions {
@@ -55,6 +59,8 @@ impl SqliteOptions {
             queue_len_max: 16_384,
             busy_timeout: std::time::Duration::from_secs(5),
             cache_accounts: 100_000,
+            wal_autocheckpoint_pages: 10_000,
+            checkpoint_interval: Some(std::time::Duration::from_secs(1)),
         }
     }
 }
@@ -125,17 +131,18 @@ fn snapshot<T>(
 
 /// Copies the WAL into the database now and then, without blocking the
 /// writer or the readers (a passive checkpoint), until the store is dropped.
-fn checkpoint_until(conn: Connection, stop: std::sync::mpsc::Receiver<()>) {
+fn checkpoint_until(
+    conn: Connection,
+    every: std::time::Duration,
+    stop: std::sync::mpsc::Receiver<()>,
+) {
     use std::sync::mpsc::RecvTimeoutError;
-    while let Err(RecvTimeoutError::Timeout) = stop.recv_timeout(CHECKPOINT_INTERVAL) {
+    while let Err(RecvTimeoutError::Timeout) = stop.recv_timeout(every) {
         if let Err(error) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
             tracing::warn!(%error, "checkpoint failed");
         }
     }
 }
-
-/// How often the WAL is checkpointed.
-const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(200000);
 
 /// A pool of reader connections; a caller waits when all are busy.
 struct Readers {
@@ -186,9 +193,10 @@ impl SqliteStore {
         // The writer keeps more pages cached than a reader: it loads every
         // book a batch touches.
         conn.pragma_update(None, "cache_size", -32_768)?;
-        // Checkpoints run on their own thread (below), so that copying the WAL
-        // into the database never stalls a batch; this is only a backstop.
-        conn.pragma_update(None, "wal_autocheckpoint", 10000)?;
+        // With a checkpoint thread (below), the writer checkpoints only as a
+        // backstop, so that copying the WAL into the database seldom stalls
+        // a batch.
+        conn.pragma_update(None, "wal_autocheckpoint", options.wal_autocheckpoint_pages)?;
         let readers = (0..options.readers.max(1))
             .map(|_| {
                 let conn = connect(&options.path, options.busy_timeout)?;
@@ -211,11 +219,13 @@ impl SqliteStore {
             .spawn(move || writer.run(jobs_rx))
             .map_err(|e| StoreError::Internal(e.to_string()))?;
         let (checkpoints, stop) = std::sync::mpsc::channel::<()>();
-        let checkpointer = connect(&options.path, options.busy_timeout)?;
-        std::thread::Builder::new()
-            .name("creditd-checkpoint".into())
-            .spawn(move || checkpoint_until(checkpointer, stop))
-            .map_err(|e| StoreError::Internal(e.to_string()))?;
+        if let Some(every) = options.checkpoint_interval {
+            let checkpointer = connect(&options.path, options.busy_timeout)?;
+            std::thread::Builder::new()
+                .name("creditd-checkpoint".into())
+                .spawn(move || checkpoint_until(checkpointer, every, stop))
+                .map_err(|e| StoreError::Internal(e.to_string()))?;
+        }
         Ok(SqliteStore {
             jobs,
             cache,
