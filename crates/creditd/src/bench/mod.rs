@@ -93,6 +93,12 @@ pub struct Options {
     /// Also write the results as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// The prefix of the accounts' ids (default: a fresh random one).
+    #[arg(long)]
+    pub prefix: Option<String>,
+    /// Use the accounts a run with the same --prefix already opened.
+    #[arg(long, requires = "prefix")]
+    pub skip_setup: bool,
 }
 
 /// Runs every requested workload on every requested target and prints the table.
@@ -129,16 +135,18 @@ pub async fn run(options: Options) -> anyhow::Result<Report> {
             Driver::Store { .. } => options.store_clients.unwrap_or(options.clients),
             _ => options.clients,
         };
-        let prefix = run_prefix();
-        eprintln!(
-            "setting up {} accounts on {} ...",
-            options.accounts + 1,
-            driver.label()
-        );
-        driver
-            .setup(&prefix, options.accounts)
-            .await
-            .with_context(|| format!("setting up {}", driver.label()))?;
+        let prefix = options.prefix.clone().unwrap_or_else(run_prefix);
+        if !options.skip_setup {
+            eprintln!(
+                "setting up {} accounts on {} ...",
+                options.accounts + 1,
+                driver.label()
+            );
+            driver
+                .setup(&prefix, options.accounts)
+                .await
+                .with_context(|| format!("setting up {}", driver.label()))?;
+        }
         for &workload in &workloads {
             if !driver.supports(workload) {
                 continue;
