@@ -1,9 +1,9 @@
 //! The PostgreSQL store: many stateless creditd nodes on one database.
 //!
 //! Each node batches its writes like the SQLite store does, but a batch here
-//! locks the accounts it touches (`SELECT … ORDER BY id FOR UPDATE`, always in
-//! id order, after its idempotency keys, also in order), so batches from
-//! different nodes serialize per account and never deadlock. A batch that
+//! locks the accounts it touches (advisory locks, always in one order, after
+//! its idempotency keys, also in order), so batches from different nodes
+//! serialize per account and never deadlock. A batch that
 //! still meets a serialization failure, a deadlock or a racing insert is
 //! rolled back and run again from the start; nothing of it was applied.
 

@@ -1,13 +1,18 @@
 //! A node's batch writers: prefetch and lock what a batch touches, decide it
 //! with the ledger core, write it and commit, in a few pipelined round trips.
 //!
-//! 1. Idempotency keys are claimed (in key order) and the holds, lots,
-//!    transactions and features the commands name are looked up.
-//! 2. The accounts involved are locked in id order; their live lots, pending
-//!    holds, the other lots the commands name, refund totals and fresh ids are
-//!    read after the lock, in the same round trip.
+//! 1. Only when the commands name them: idempotency keys are claimed (in key
+//!    order) and the holds, lots, transactions and features named are looked up.
+//! 2. The accounts involved are locked (advisory locks, in one fixed order);
+//!    their live lots, pending holds, the other lots the commands name,
+//!    refund totals and fresh ids are read after the lock, in the same round
+//!    trip.
 //! 3. The batch is decided in memory, with no IO.
 //! 4. Every write and the `COMMIT` go out together.
+//!
+//! A plain batch of consumes therefore takes two round trips. A node sends
+//! each account's commands to one writer, so that they share batches rather
+//! than queue for the account's lock in turn.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
