@@ -12,7 +12,16 @@ fn bench(args: &[&str]) -> Value {
     let run = creditd()
         .arg("bench")
         .args(args)
-        .args(["--seconds", "0.4", "--warmup", "0.1", "--accounts", "50", "--clients", "4"])
+        .args([
+            "--seconds",
+            "0.4",
+            "--warmup",
+            "0.1",
+            "--accounts",
+            "50",
+            "--clients",
+            "4",
+        ])
         .arg("--json")
         .arg(&out)
         .env("CREDITD_ADMIN_KEY", KEY)
@@ -45,7 +54,13 @@ fn assert_ran(report: &Value, target: &str, workloads: &[&str]) {
     }
 }
 
-const ALL: &[&str] = &["consume-hot", "consume-spread", "hold-commit", "check", "mixed"];
+const ALL: &[&str] = &[
+    "consume-hot",
+    "consume-spread",
+    "hold-commit",
+    "check",
+    "mixed",
+];
 
 #[test]
 fn bench_drives_the_store_in_process_and_over_http() {
@@ -81,7 +96,11 @@ async fn bench_compares_with_the_baseline_on_postgres() {
     })
     .await
     .unwrap();
-    assert_ran(&report, "creditd postgres in-process", &["consume-hot", "check"]);
+    assert_ran(
+        &report,
+        "creditd postgres in-process",
+        &["consume-hot", "check"],
+    );
     assert_ran(&report, "baseline postgres", &["consume-hot", "check"]);
     let ratios = report["ratios"].as_array().unwrap();
     assert_eq!(ratios.len(), 2, "{report}");

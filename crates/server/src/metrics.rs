@@ -1,6 +1,6 @@
 //! Prometheus metrics: request counts and latencies by route, and the write path's batches.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -19,34 +19,61 @@ struct Tally {
     micros: u64,
 }
 
-/// Request counters, keyed by method, route template and status.
+/// Request counters, by method and status, then by route template.
 #[derive(Default)]
 pub struct Metrics {
-    // A std Mutex: nothing awaits while it is held, and each hold is one map update.
-    requests: Mutex<BTreeMap<(String, String, u16), Tally>>,
+    // A std Mutex: nothing awaits while it is held, and each hold is one map
+    // update. Routes are looked up by &str, so counting allocates nothing
+    // once a route has been seen.
+    requests: Mutex<BTreeMap<(&'static str, u16), HashMap<Box<str>, Tally>>>,
+}
+
+/// The standard method names, so that counting never allocates one.
+fn method_name(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
+    }
 }
 
 impl Metrics {
-    fn record(&self, method: &str, route: &str, status: u16, micros: u64) {
+    fn record(&self, method: &'static str, route: &str, status: u16, micros: u64) {
         let mut requests = self.requests.lock().unwrap_or_else(|e| e.into_inner());
-        let tally = match requests.get_mut(&(method.to_owned(), route.to_owned(), status)) {
+        let routes = requests.entry((method, status)).or_default();
+        let tally = match routes.get_mut(route) {
             Some(tally) => tally,
-            None => requests
-                .entry((method.to_owned(), route.to_owned(), status))
-                .or_default(),
+            None => routes.entry(route.into()).or_default(),
         };
         tally.count += 1;
         tally.micros += micros;
     }
 
+    /// Every tally, sorted, as (method, route, status).
+    fn snapshot(&self) -> Vec<((&'static str, String, u16), Tally)> {
+        let requests = self.requests.lock().unwrap_or_else(|e| e.into_inner());
+        let mut all: Vec<_> = requests
+            .iter()
+            .flat_map(|((method, status), routes)| {
+                routes
+                    .iter()
+                    .map(move |(route, tally)| ((*method, route.to_string(), *status), *tally))
+            })
+            .collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
+    }
+
     /// The Prometheus text exposition.
     pub fn render(&self, store: &StoreStats) -> String {
         let mut out = String::new();
-        let requests = self
-            .requests
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let requests = self.snapshot();
         out.push_str("# HELP creditd_http_requests_total HTTP requests answered.\n");
         out.push_str("# TYPE creditd_http_requests_total counter\n");
         for ((method, route, status), tally) in &requests {
@@ -120,16 +147,16 @@ pub fn resident_bytes() -> Option<u64> {
 /// account ids never become label values).
 pub async fn track(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = request.method().as_str().to_owned();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("unmatched", MatchedPath::as_str)
-        .to_owned();
+    let method = method_name(request.method());
+    // A MatchedPath clone shares its text; nothing is copied per request.
+    let route = request.extensions().get::<MatchedPath>().cloned();
     let response = next.run(request).await;
     let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-    state
-        .metrics
-        .record(&method, &route, response.status().as_u16(), micros);
+    state.metrics.record(
+        method,
+        route.as_ref().map_or("unmatched", MatchedPath::as_str),
+        response.status().as_u16(),
+        micros,
+    );
     response
 }
