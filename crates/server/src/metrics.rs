@@ -25,8 +25,11 @@ pub struct Metrics {
     // A std Mutex: nothing awaits while it is held, and each hold is one map
     // update. Routes are looked up by &str, so counting allocates nothing
     // once a route has been seen.
-    requests: Mutex<BTreeMap<(&'static str, u16), HashMap<Box<str>, Tally>>>,
+    requests: Mutex<BTreeMap<(&'static str, u16), Routes>>,
 }
+
+/// The tallies of one method and status, by route template.
+type Routes = HashMap<Box<str>, Tally>;
 
 /// The standard method names, so that counting never allocates one.
 fn method_name(method: &axum::http::Method) -> &'static str {
