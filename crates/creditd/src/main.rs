@@ -113,6 +113,10 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         .init();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        // Blocking threads run database reads, and a handful of reader
+        // connections serve them: more threads would only wait, each holding
+        // its own stack and allocator caches.
+        .max_blocking_threads(16)
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async move {
