@@ -238,12 +238,18 @@ async fn measure(
             loop {
                 let intended = match (next, interval) {
                     (Some(at), Some(i)) => {
-                        let now = Instant::now();
-                        if at > now {
-                            tokio::time::sleep_until(at.into()).await;
-                        }
                         next = Some(at + i);
-                        at
+                        if at > Instant::now() {
+                            // Tokio's timer wakes on whole milliseconds, so
+                            // the request goes out on the next tick: that
+                            // tick is when it was due. A client still busy
+                            // with its last request, though, is late, and
+                            // its lateness counts.
+                            tokio::time::sleep_until(at.into()).await;
+                            Instant::now()
+                        } else {
+                            at
+                        }
                     }
                     _ => Instant::now(),
                 };
