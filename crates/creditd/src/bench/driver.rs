@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use hyper::body::Bytes;
 use ledger::{AccountId, Amount, HoldTtl, Metadata, NewAccount, NewGrant, Reject, Source};
 use store::{Charge, Clock, Command, Executed, Op, Outcome as StoreOutcome, Store, SystemClock};
 
@@ -259,7 +258,7 @@ fn from_store(result: Result<Executed, store::StoreError>) -> (Outcome, Option<S
     }
 }
 
-fn from_status(result: anyhow::Result<(u16, Bytes)>, ok: u16) -> (Outcome, Option<Bytes>) {
+fn from_status(result: anyhow::Result<(u16, Vec<u8>)>, ok: u16) -> (Outcome, Option<Vec<u8>>) {
     match result {
         Ok((status, body)) if status == ok => (Outcome::Ok, Some(body)),
         Ok((402, _)) => (Outcome::Rejected, None),
