@@ -118,6 +118,42 @@ async fn concurrent_consumes_never_overspend() {
     assert!(store.audit().await.unwrap().is_clean());
 }
 
+/// Readers fill the cache with books they load while the writer commits; the
+/// writer decides from those books, so a stale one would let an account
+/// spend twice. A cache far smaller than the accounts keeps evicting, so
+/// readers keep finding entries absent and filling them. (The race itself is
+/// too narrow to hit reliably here; the cache's own tests pin the rule.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn books_readers_cache_never_let_the_writer_overspend() {
+    const ACCOUNTS: usize = 6;
+    const CREDITS: i64 = 150;
+    let db = Db::new();
+    let mut options = SqliteOptions::new(&db.path);
+    options.cache_accounts = 2;
+    let store = Arc::new(SqliteStore::open(options, Arc::new(db.clock.clone())).unwrap());
+    for a in 0..ACCOUNTS {
+        open_account(&store, &format!("acct{a}"), CREDITS).await;
+    }
+    let mut tasks = Vec::new();
+    for n in 0..ACCOUNTS * CREDITS as usize * 2 {
+        let store = store.clone();
+        let account = format!("acct{}", n % ACCOUNTS);
+        tasks.push(tokio::spawn(async move {
+            store.book(id(&account), None).await.unwrap();
+            run(&store, consume(&account, 1)).await.is_ok()
+        }));
+    }
+    let mut spent = 0;
+    for task in tasks {
+        spent += usize::from(task.await.unwrap());
+    }
+    assert_eq!(spent, ACCOUNTS * CREDITS as usize);
+    for a in 0..ACCOUNTS {
+        assert_eq!(available(&store, &format!("acct{a}"), START).await, c(0));
+    }
+    assert!(store.audit().await.unwrap().is_clean());
+}
+
 #[tokio::test]
 async fn acknowledged_writes_survive_reopening() {
     let db = Db::new();

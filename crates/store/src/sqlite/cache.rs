@@ -9,33 +9,46 @@ use ledger::{AccountId, Book};
 
 /// A bounded map of account to book, shared by the writer and the readers.
 ///
-/// Only the writer puts books in, right after the commit that produced them
-/// and before it answers, so an entry is never older than the last commit
-/// that touched its account, and a client that got its answer reads what it
-/// wrote. When the map is full, arbitrary entries make room.
+/// The writer puts books in right after the commit that produced them and
+/// before it answers, so a client that got its answer reads what it wrote.
+/// A reader that loaded a book from the database may add it too, through
+/// [`BookCache::fill`], under rules that keep every entry at least as new as
+/// the last commit that touched its account: the writer decides from these
+/// books, so a stale one would spend credits twice. When the map is full,
+/// arbitrary entries make room.
 pub struct BookCache {
     // A std Mutex: nothing awaits while it is held, and each hold is one
     // map lookup or a batch of inserts.
-    books: Mutex<HashMap<AccountId, Arc<Book>>>,
+    inner: Mutex<Inner>,
     capacity: usize,
+}
+
+struct Inner {
+    books: HashMap<AccountId, Arc<Book>>,
+    /// Counts evictions and clears: the moments an entry newer than the
+    /// database a reader saw could have left the map.
+    epoch: u64,
 }
 
 impl BookCache {
     /// A cache of at most `capacity` books; zero turns it off.
     pub fn new(capacity: usize) -> BookCache {
         BookCache {
-            books: Mutex::new(HashMap::new()),
+            inner: Mutex::new(Inner {
+                books: HashMap::new(),
+                epoch: 0,
+            }),
             capacity,
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<AccountId, Arc<Book>>> {
-        self.books.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The committed book of an account, if cached.
     pub fn get(&self, account: &AccountId) -> Option<Arc<Book>> {
-        self.lock().get(account).cloned()
+        self.lock().books.get(account).cloned()
     }
 
     /// Replaces the cached books of the accounts a batch committed.
@@ -48,7 +61,8 @@ impl BookCache {
             .map(|b| (b.account.id.clone(), Arc::new(b)))
             .collect();
         books.truncate(self.capacity);
-        let mut map = self.lock();
+        let mut inner = self.lock();
+        let map = &mut inner.books;
         let added = books.iter().filter(|(id, _)| !map.contains_key(id)).count();
         let overflow = (map.len() + added).saturating_sub(self.capacity);
         if overflow > 0 {
@@ -63,19 +77,50 @@ impl BookCache {
             for victim in victims {
                 map.remove(&victim);
             }
+            inner.epoch += 1;
         }
-        map.extend(books);
+        inner.books.extend(books);
+    }
+
+    /// Where the cache stands, for a reader about to load a book: take it
+    /// before the read transaction begins and hand it to [`BookCache::fill`].
+    pub fn epoch(&self) -> u64 {
+        self.lock().epoch
+    }
+
+    /// Adds a book a reader loaded from a snapshot that began after it took
+    /// `epoch`, if that is still safe: the account has no entry, nothing was
+    /// evicted or cleared since, and there is room.
+    ///
+    /// Why that is enough: if a commit touching the account came before the
+    /// snapshot, the reader saw it. If it came after, the writer puts its
+    /// book after the commit: either before this fill, so an entry is
+    /// present (or was evicted, which moved the epoch) and the fill is
+    /// dropped, or after it, so the writer's newer book replaces this one
+    /// before the writer answers or decides anything else. Writes by another
+    /// process clear the cache before the writer next decides.
+    pub fn fill(&self, epoch: u64, book: Book) {
+        let mut inner = self.lock();
+        if inner.epoch != epoch
+            || inner.books.len() >= self.capacity
+            || inner.books.contains_key(&book.account.id)
+        {
+            return;
+        }
+        inner.books.insert(book.account.id.clone(), Arc::new(book));
     }
 
     /// Forgets everything: another process wrote to the database.
     pub fn clear(&self) {
-        self.lock().clear();
+        let mut inner = self.lock();
+        inner.books.clear();
+        inner.epoch += 1;
     }
 
     /// How many books are cached.
     #[cfg(test)]
     pub fn len(&self) -> usize {
-        self.lock().len()
+        self.lock().books.len()
     }
 }
 
@@ -111,5 +156,42 @@ mod tests {
         let cache = BookCache::new(0);
         cache.put([book("a")]);
         assert_eq!(cache.len(), 0);
+    }
+
+    #[test]
+    fn a_reader_fills_only_an_absent_entry_in_an_unchanged_epoch() {
+        let id = AccountId::parse("a").unwrap();
+        let mut newer = book("a");
+        newer.account.debt = Amount::credits(1);
+
+        // The writer put a newer book while the reader read: it stays.
+        let cache = BookCache::new(3);
+        let epoch = cache.epoch();
+        cache.put([newer.clone()]);
+        cache.fill(epoch, book("a"));
+        assert_eq!(cache.get(&id).unwrap().account.debt, Amount::credits(1));
+
+        // ... and it was evicted again before the fill: still no stale entry.
+        let cache = BookCache::new(1);
+        let epoch = cache.epoch();
+        cache.put([newer]);
+        cache.put([book("b")]);
+        cache.fill(epoch, book("a"));
+        assert!(cache.get(&id).is_none());
+
+        // Cleared meanwhile (another process wrote): dropped.
+        let cache = BookCache::new(3);
+        let epoch = cache.epoch();
+        cache.clear();
+        cache.fill(epoch, book("a"));
+        assert!(cache.get(&id).is_none());
+
+        // Nothing happened: kept, within capacity.
+        let cache = BookCache::new(1);
+        let epoch = cache.epoch();
+        cache.fill(epoch, book("a"));
+        cache.fill(epoch, book("b"));
+        assert!(cache.get(&id).is_some());
+        assert_eq!(cache.len(), 1);
     }
 }

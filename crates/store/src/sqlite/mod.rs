@@ -303,11 +303,18 @@ impl Store for SqliteStore {
         {
             return Box::pin(std::future::ready(Ok(Some(Book::clone(&book)))));
         }
-        self.read(move |conn| {
-            snapshot(conn, |conn| match at {
-                None => read::book(conn, &id),
-                Some(at) => read::book_at(conn, &id, at),
-            })
+        let cache = self.cache.clone();
+        self.read(move |conn| match at {
+            None => {
+                // Taken before the snapshot begins; see BookCache::fill.
+                let epoch = cache.epoch();
+                let book = snapshot(conn, |conn| read::book(conn, &id))?;
+                if let Some(book) = &book {
+                    cache.fill(epoch, book.clone());
+                }
+                Ok(book)
+            }
+            Some(at) => snapshot(conn, |conn| read::book_at(conn, &id, at)),
         })
     }
 
