@@ -51,6 +51,16 @@ fn assert_ran(report: &Value, target: &str, workloads: &[&str]) {
         assert_eq!(run["errors"], 0, "{run}");
         assert!(run["p50_us"].as_u64().unwrap() <= run["p99_us"].as_u64().unwrap());
         assert!(run["p99_us"].as_u64().unwrap() <= run["max_us"].as_u64().unwrap());
+        // creditd reports how it batched the writes of the measured period:
+        // every write went through a batch of at least one command.
+        let batches = &run["batches"];
+        if target.starts_with("baseline") || *workload == "check" {
+            assert!(batches.is_null(), "{run}");
+        } else {
+            assert!(batches["count"].as_u64().unwrap() > 0, "{run}");
+            assert!(batches["mean_commands"].as_f64().unwrap() >= 1.0, "{run}");
+            assert!(batches["mean_us"].as_f64().unwrap() > 0.0, "{run}");
+        }
     }
 }
 

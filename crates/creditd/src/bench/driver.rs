@@ -2,6 +2,7 @@
 //! or the baseline design on PostgreSQL, behind one interface.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use ledger::{AccountId, Amount, HoldTtl, Metadata, NewAccount, NewGrant, Reject, Source};
 use store::{Charge, Clock, Command, Executed, Op, Outcome as StoreOutcome, Store, SystemClock};
@@ -22,6 +23,14 @@ pub enum Outcome {
     Rejected,
     /// Failed: transport, 5xx, or anything unexpected.
     Error(String),
+}
+
+/// A snapshot of a creditd target's write batches.
+#[derive(Clone, Copy, Debug)]
+pub struct BatchCounters {
+    pub batches: u64,
+    pub commands: u64,
+    pub seconds: f64,
 }
 
 /// A target under test.
@@ -180,6 +189,38 @@ impl Driver {
                 prefix: prefix.to_owned(),
             },
         })
+    }
+
+    /// The write path's counters (batches, commands, seconds applying them),
+    /// for creditd targets.
+    pub async fn batch_counters(&self) -> Option<BatchCounters> {
+        match self {
+            Driver::Store { opened, .. } => {
+                let store = opened.store();
+                let stats = store.stats();
+                Some(BatchCounters {
+                    batches: stats.batches.load(Ordering::Relaxed),
+                    commands: stats.commands.load(Ordering::Relaxed),
+                    seconds: stats.batch_micros.load(Ordering::Relaxed) as f64 / 1e6,
+                })
+            }
+            Driver::Http { base, key } => {
+                let mut conn = Conn::connect(base, key).await.ok()?;
+                let (_, body) = conn.get("/metrics").await.ok()?;
+                let text = String::from_utf8_lossy(&body);
+                let value = |name: &str| -> Option<f64> {
+                    text.lines()
+                        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+                        .and_then(|v| v.trim().parse().ok())
+                };
+                Some(BatchCounters {
+                    batches: value("creditd_store_batches_total")? as u64,
+                    commands: value("creditd_store_commands_total")? as u64,
+                    seconds: value("creditd_store_batch_seconds_total")?,
+                })
+            }
+            Driver::Baseline(_) => None,
+        }
     }
 
     /// The resident memory of the process holding creditd's state, if known.

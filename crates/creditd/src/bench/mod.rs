@@ -16,7 +16,7 @@ use anyhow::{Context, bail};
 use clap::ValueEnum;
 
 use driver::{Driver, Outcome};
-pub use report::{Report, RunResult};
+pub use report::{Batches, Report, RunResult};
 
 /// What the clients do, over and over.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, serde::Serialize)]
@@ -303,18 +303,26 @@ async fn measure(
         measure_from,
         measured,
     ));
+    // The write batches of the measured period: counters when warm-up ends
+    // and when the last client stops.
+    tokio::time::sleep_until(measure_from.into()).await;
+    let counters_before = driver.batch_counters().await;
     let mut samples = Vec::with_capacity(clients);
     for task in tasks {
         samples.push(task.await?);
     }
     stop.store(true, Ordering::Relaxed);
     let _ = progress.await;
-    Ok(RunResult::from_samples(
+    let mut result = RunResult::from_samples(
         driver.label(),
         workload,
         clients,
         measured,
         options.rate,
         samples,
-    ))
+    );
+    if let (Some(before), Some(after)) = (counters_before, driver.batch_counters().await) {
+        result.batches = Batches::between(before, after);
+    }
+    Ok(result)
 }

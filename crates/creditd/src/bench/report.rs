@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use super::driver::BatchCounters;
 use super::{Options, Sample, Workload};
 
 /// One workload on one target.
@@ -26,6 +27,34 @@ pub struct RunResult {
     pub rejected: u64,
     pub errors: u64,
     pub first_error: Option<String>,
+    /// creditd's write batches during the measured period, when it wrote.
+    pub batches: Option<Batches>,
+}
+
+/// How a creditd target grouped its writes while measured.
+#[derive(Debug, Serialize)]
+pub struct Batches {
+    pub count: u64,
+    /// Commands per batch, on average.
+    pub mean_commands: f64,
+    /// Time to apply and commit one batch, on average.
+    pub mean_us: f64,
+}
+
+impl Batches {
+    /// The batches between two snapshots of the counters, if there were any.
+    pub fn between(before: BatchCounters, after: BatchCounters) -> Option<Batches> {
+        let count = after.batches.checked_sub(before.batches)?;
+        if count == 0 {
+            return None;
+        }
+        let commands = after.commands.saturating_sub(before.commands);
+        Some(Batches {
+            count,
+            mean_commands: commands as f64 / count as f64,
+            mean_us: (after.seconds - before.seconds).max(0.0) * 1e6 / count as f64,
+        })
+    }
 }
 
 impl RunResult {
@@ -68,6 +97,7 @@ impl RunResult {
             rejected,
             errors,
             first_error,
+            batches: None,
         }
     }
 }
@@ -178,6 +208,14 @@ impl Report {
             );
             if let Some(error) = &r.first_error {
                 println!("    first error: {error}");
+            }
+            if let Some(b) = &r.batches {
+                println!(
+                    "    write batches: {}, {:.1} commands and {} each on average",
+                    thousands(b.count as f64),
+                    b.mean_commands,
+                    micros(b.mean_us.round() as u32)
+                );
             }
         }
         if !self.ratios.is_empty() {

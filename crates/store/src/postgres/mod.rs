@@ -129,13 +129,28 @@ impl crate::rows::Columns for tokio_postgres::Row {
     }
 }
 
-fn build_pool(options: &PostgresOptions) -> Result<Pool, StoreError> {
+/// Who a pool's connections serve.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Readers,
+    Writers,
+}
+
+fn build_pool(options: &PostgresOptions, role: Role, size: usize) -> Result<Pool, StoreError> {
     let mut config: tokio_postgres::Config =
         options.url.parse().map_err(|e: tokio_postgres::Error| {
             StoreError::Internal(format!("bad database URL: {e}"))
         })?;
     config.connect_timeout(options.connect_timeout);
     config.application_name("creditd");
+    if role == Role::Writers {
+        // The writers' statements take arrays of ids. PostgreSQL plans a
+        // prepared statement afresh for each execution while a plan for the
+        // given arrays looks cheaper than the generic one, which for these
+        // statements it always does: planning then costs more than running
+        // them. Their generic plans are the index scans a custom plan picks.
+        config.options("-c plan_cache_mode=force_generic_plan");
+    }
     let manager = Manager::from_config(
         config,
         NoTls,
@@ -144,7 +159,7 @@ fn build_pool(options: &PostgresOptions) -> Result<Pool, StoreError> {
         },
     );
     Pool::builder(manager)
-        .max_size(options.pool_size.max(options.writers + 1))
+        .max_size(size.max(1))
         .wait_timeout(Some(options.connect_timeout))
         .create_timeout(Some(options.connect_timeout))
         .recycle_timeout(Some(options.connect_timeout))
@@ -156,7 +171,7 @@ fn build_pool(options: &PostgresOptions) -> Result<Pool, StoreError> {
 /// Applies the migrations not yet applied; returns how many ran. Safe to
 /// run from several nodes at once.
 pub async fn migrate(url: &str) -> Result<usize, StoreError> {
-    let pool = build_pool(&PostgresOptions::new(url))?;
+    let pool = build_pool(&PostgresOptions::new(url), Role::Readers, 1)?;
     migrate_pool(&pool).await
 }
 
@@ -215,16 +230,20 @@ impl PostgresStore {
         options: PostgresOptions,
         clock: Arc<dyn Clock>,
     ) -> Result<PostgresStore, StoreError> {
-        let pool = build_pool(&options)?;
+        // Each writer holds one connection while its batch runs; reads share
+        // the rest of the node's connections.
+        let count = options.writers.max(1);
+        let readers = options.pool_size.max(count + 1) - count;
+        let pool = build_pool(&options, Role::Readers, readers)?;
+        let writer_pool = build_pool(&options, Role::Writers, count)?;
         migrate_pool(&pool).await?;
         let stats = Arc::new(StoreStats::default());
-        let count = options.writers.max(1);
         let mut jobs = Vec::with_capacity(count);
         let mut writers = Vec::with_capacity(count);
         for _ in 0..count {
             let (sender, receiver) = mpsc::channel(options.queue_len_max.max(1) / count + 1);
             let writer = Writer::new(
-                pool.clone(),
+                writer_pool.clone(),
                 clock.clone(),
                 options.batch_size_max.max(1),
                 stats.clone(),
