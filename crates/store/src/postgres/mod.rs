@@ -129,6 +129,19 @@ impl crate::rows::Columns for tokio_postgres::Row {
     }
 }
 
+/// Session settings of the writers' connections. The writers' statements
+/// take arrays of ids, and PostgreSQL plans such a prepared statement afresh
+/// for each execution as long as a plan for the given arrays looks cheaper
+/// than the generic one, which it always does: planning then costs more than
+/// running them. So the writers use generic plans, planned once per
+/// connection; and since such a plan is kept while a table grows, it must
+/// never be a scan of a whole table or index, a hash or a merge join, which
+/// only look cheaper while a table is small. Every statement of the writers
+/// is a lookup by key or an append, and `writer_statements_only_look_up_by_key`
+/// checks their plans.
+pub(crate) const WRITER_SETTINGS: &str = "-c plan_cache_mode=force_generic_plan \
+     -c enable_seqscan=off -c enable_hashjoin=off -c enable_mergejoin=off";
+
 /// Who a pool's connections serve.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Role {
@@ -144,12 +157,7 @@ fn build_pool(options: &PostgresOptions, role: Role, size: usize) -> Result<Pool
     config.connect_timeout(options.connect_timeout);
     config.application_name("creditd");
     if role == Role::Writers {
-        // The writers' statements take arrays of ids. PostgreSQL plans a
-        // prepared statement afresh for each execution while a plan for the
-        // given arrays looks cheaper than the generic one, which for these
-        // statements it always does: planning then costs more than running
-        // them. Their generic plans are the index scans a custom plan picks.
-        config.options("-c plan_cache_mode=force_generic_plan");
+        config.options(WRITER_SETTINGS);
     }
     let manager = Manager::from_config(
         config,
@@ -427,5 +435,88 @@ impl Store for PostgresStore {
             let mut client = self.client().await?;
             read::audit(&mut client).await
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a plan does that only looks cheap while a table is small: a
+    /// whole-table scan, a hash or merge join, or an index scan with no
+    /// condition, which reads the whole index.
+    fn scans_a_whole_table(plan: &str) -> Option<String> {
+        let lines: Vec<&str> = plan.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            if ["Seq Scan", "Hash Join", "Merge Join"]
+                .iter()
+                .any(|bad| line.contains(bad))
+            {
+                return Some(line.trim().to_owned());
+            }
+            if line.contains("Index Scan") || line.contains("Index Only Scan") {
+                let has_condition = lines[i + 1..]
+                    .iter()
+                    .take_while(|l| !l.contains("->"))
+                    .any(|l| l.contains("Index Cond"));
+                if !has_condition {
+                    return Some(line.trim().to_owned());
+                }
+            }
+        }
+        None
+    }
+
+    #[test]
+    fn a_whole_table_scan_is_found_in_a_plan() {
+        let index = "Nested Loop\n  ->  Function Scan on u\n  ->  Index Scan using lots_pkey on lots l\n        Index Cond: (id = u.i)";
+        assert_eq!(scans_a_whole_table(index), None);
+        let full_index =
+            "Index Scan using holds_expiring on holds\n  Filter: (account_id = ANY ($1))";
+        assert!(scans_a_whole_table(full_index).is_some());
+        assert!(scans_a_whole_table("Seq Scan on accounts\n  Filter: (id = ANY ($1))").is_some());
+        assert!(scans_a_whole_table("Hash Join\n  Hash Cond: (a = b)").is_some());
+    }
+
+    /// On empty tables, where a scan of the whole table looks cheapest, every
+    /// writer statement's generic plan still looks rows up by key.
+    #[tokio::test]
+    async fn writer_statements_only_look_up_by_key() {
+        let Some(database) = testkit::TestDatabase::create().await else {
+            return;
+        };
+        migrate(&database.url).await.unwrap();
+        let mut config: tokio_postgres::Config = database.url.parse().unwrap();
+        config.options(WRITER_SETTINGS);
+        let (client, connection) = config.connect(NoTls).await.unwrap();
+        tokio::spawn(connection);
+        for (i, sql) in writer::writer_sql().iter().enumerate() {
+            let params = client.prepare(sql).await.unwrap().params().len();
+            client
+                .batch_execute(&format!("PREPARE s{i} AS {sql}"))
+                .await
+                .unwrap();
+            let nulls = vec!["NULL"; params].join(", ");
+            let args = if params == 0 {
+                String::new()
+            } else {
+                format!("({nulls})")
+            };
+            let plan: String = client
+                .simple_query(&format!("EXPLAIN EXECUTE s{i}{args}"))
+                .await
+                .unwrap()
+                .iter()
+                .filter_map(|m| match m {
+                    tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
+                    _ => None,
+                })
+                .collect::<Vec<_>>()
+                .join("\n");
+            assert!(!plan.is_empty(), "no plan for {sql}");
+            if let Some(bad) = scans_a_whole_table(&plan) {
+                panic!("{bad}\nin the plan of {sql}:\n{plan}");
+            }
+        }
     }
 }

@@ -303,105 +303,135 @@ struct Statements {
     release_keys: tokio_postgres::Statement,
 }
 
-async fn statements(client: &deadpool_postgres::Client) -> Result<Statements, Failure> {
-    let cached = |sql: String| async move { client.prepare_cached(&sql).await };
-    Ok(Statements {
-        claim_keys: cached(
+/// The SQL of the writers' statements, in the order of [`Statements`]'s fields.
+pub(crate) fn writer_sql() -> &'static [String] {
+    static SQL: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    SQL.get_or_init(|| {
+        vec![
+            // claim_keys
             "INSERT INTO idempotency_keys (key, fingerprint, status, body, created_at) \
              SELECT k, f, 0, '', $3 FROM UNNEST($1::text[], $2::bytea[]) AS u(k, f) \
              ON CONFLICT (key) DO NOTHING RETURNING key"
-                .into(),
-        )
-        .await?,
-        stored_keys: cached(
-            "SELECT key, fingerprint, status, body FROM idempotency_keys WHERE key = ANY($1)".into(),
-        )
-        .await?,
-        hold_owners: cached("SELECT id, account_id FROM holds WHERE id = ANY($1)".into()).await?,
-        lot_owners: cached("SELECT id, account_id FROM lots WHERE id = ANY($1)".into()).await?,
-        transactions: cached(format!(
+                .to_owned(),
+            // stored_keys
+            "SELECT key, fingerprint, status, body FROM idempotency_keys WHERE key = ANY($1)".to_owned(),
+            // hold_owners
+            "SELECT id, account_id FROM holds WHERE id = ANY($1)".to_owned(),
+            // lot_owners
+            "SELECT id, account_id FROM lots WHERE id = ANY($1)".to_owned(),
+            // transactions
+            format!(
             "SELECT {TX_COLUMNS} FROM transactions WHERE id = ANY($1)"
-        ))
-        .await?,
-        features: cached(
-            "SELECT id, credits_per_unit, updated_at FROM features WHERE id = ANY($1)".into(),
-        )
-        .await?,
-        // Advisory locks live in shared memory: taking them writes nothing,
-        // unlike row locks, which mark every locked row in the heap and WAL.
-        lock_accounts: cached(
-            "SELECT pg_advisory_xact_lock(k) FROM UNNEST($1::int8[]) AS k".into(),
-        )
-        .await?,
-        read_accounts: cached(format!(
+        ),
+            // features
+            "SELECT id, credits_per_unit, updated_at FROM features WHERE id = ANY($1)".to_owned(),
+            // lock_accounts
+            "SELECT pg_advisory_xact_lock(k) FROM UNNEST($1::int8[]) AS k".to_owned(),
+            // read_accounts
+            format!(
             "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = ANY($1)"
-        ))
-        .await?,
-        live_lots: cached(format!(
+        ),
+            // live_lots
+            format!(
             "SELECT {LOT_COLUMNS} FROM lots \
              WHERE (account_id = ANY($1) AND live) OR id = ANY($2)"
-        ))
-        .await?,
-        pending_holds: cached(format!(
-            "SELECT {HOLD_COLUMNS} FROM holds WHERE account_id = ANY($1) AND status = 'pending'"
-        ))
-        .await?,
-        holds_by_id: cached(format!("SELECT {HOLD_COLUMNS} FROM holds WHERE id = ANY($1)"))
-            .await?,
-        refunded: cached(
+        ),
+            // pending_holds
+            format!(
+            "SELECT {HOLD_COLUMNS} FROM holds WHERE account_id = ANY($1) AND status = 'pending' \
+                 ORDER BY account_id"
+        ),
+            // holds_by_id
+            format!("SELECT {HOLD_COLUMNS} FROM holds WHERE id = ANY($1)"),
+            // refunded
             "SELECT refund_of, sum(usage)::bigint FROM transactions \
              WHERE refund_of = ANY($1) GROUP BY refund_of"
-                .into(),
-        )
-        .await?,
-        allocate_ids: cached(
+                .to_owned(),
+            // allocate_ids
             "SELECT ARRAY(SELECT nextval('transaction_ids') FROM generate_series(1, $1::int8)), \
                     ARRAY(SELECT nextval('lot_ids') FROM generate_series(1, $2::int8)), \
                     ARRAY(SELECT nextval('hold_ids') FROM generate_series(1, $3::int8))"
-                .into(),
-        )
-        .await?,
-        lots_by_id: cached(format!("SELECT {LOT_COLUMNS} FROM lots WHERE id = ANY($1)")).await?,
-        insert_accounts: cached("INSERT INTO accounts (id, name, metadata, overdraft_limit, debt, created_at) \
-             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int8[], $5::int8[], $6::int8[])".into()).await?,
-        update_debts: cached("UPDATE accounts a SET debt = u.debt \
-             FROM UNNEST($1::text[], $2::int8[]) AS u(id, debt) WHERE a.id = u.id".into()).await?,
-        insert_lots: cached(
+                .to_owned(),
+            // lots_by_id
+            format!("SELECT {LOT_COLUMNS} FROM lots WHERE id = ANY($1)"),
+            // insert_accounts
+            "INSERT INTO accounts (id, name, metadata, overdraft_limit, debt, created_at) \
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int8[], $5::int8[], $6::int8[])".to_owned(),
+            // update_debts
+            "UPDATE accounts a SET debt = u.debt \
+             FROM UNNEST($1::text[], $2::int8[]) AS u(id, debt) WHERE a.id = u.id".to_owned(),
+            // insert_lots
             "INSERT INTO lots (id, account_id, source, priority, amount, remaining, effective_at, \
                                expires_at, voided_at, created_at, metadata, live) \
              SELECT *, r > 0 FROM UNNEST($1::int8[], $2::text[], $3::text[], $4::int8[], $5::int8[], \
                                   $6::int8[], $7::int8[], $8::int8[], $9::int8[], $10::int8[], $11::text[]) \
                         AS u(i, a, s, p, m, r, e, x, v, c, d)"
-                .into(),
-        )
-        .await?,
-        update_lots: cached(
+                .to_owned(),
+            // update_lots
             "UPDATE lots l SET remaining = u.r, voided_at = u.v, live = u.r > 0 \
              FROM UNNEST($1::int8[], $2::int8[], $3::int8[]) AS u(i, r, v) WHERE l.id = u.i"
-                .into(),
-        )
-        .await?,
-        upsert_holds: cached("INSERT INTO holds (id, account_id, amount, legs, status, committed_amount, \
+                .to_owned(),
+            // upsert_holds
+            "INSERT INTO holds (id, account_id, amount, legs, status, committed_amount, \
                                 created_at, expires_at, resolved_at, metadata) \
              SELECT * FROM UNNEST($1::int8[], $2::text[], $3::int8[], $4::text[], $5::text[], \
                                   $6::int8[], $7::int8[], $8::int8[], $9::int8[], $10::text[]) \
              ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, \
-                 committed_amount = EXCLUDED.committed_amount, resolved_at = EXCLUDED.resolved_at".into()).await?,
-        insert_transactions: cached("INSERT INTO transactions (id, account_id, kind, amount, usage, balance_after, \
+                 committed_amount = EXCLUDED.committed_amount, resolved_at = EXCLUDED.resolved_at".to_owned(),
+            // insert_transactions
+            "INSERT INTO transactions (id, account_id, kind, amount, usage, balance_after, \
                  postings, sources, created_at, metadata, lot_id, hold_id, refund_of, \
                  feature_id, quantity) \
              SELECT * FROM UNNEST($1::int8[], $2::text[], $3::text[], $4::int8[], $5::int8[], \
                  $6::int8[], $7::text[], $8::text[], $9::int8[], $10::text[], $11::int8[], \
-                 $12::int8[], $13::int8[], $14::text[], $15::int8[])".into()).await?,
-        upsert_features: cached("INSERT INTO features (id, credits_per_unit, updated_at) \
+                 $12::int8[], $13::int8[], $14::text[], $15::int8[])".to_owned(),
+            // upsert_features
+            "INSERT INTO features (id, credits_per_unit, updated_at) \
              SELECT * FROM UNNEST($1::text[], $2::int8[], $3::int8[]) \
              ON CONFLICT (id) DO UPDATE SET credits_per_unit = EXCLUDED.credits_per_unit, \
-                                            updated_at = EXCLUDED.updated_at".into()).await?,
-        keep_responses: cached("UPDATE idempotency_keys k SET fingerprint = u.f, status = u.s, body = u.b, \
+                                            updated_at = EXCLUDED.updated_at".to_owned(),
+            // keep_responses
+            "UPDATE idempotency_keys k SET fingerprint = u.f, status = u.s, body = u.b, \
                                            created_at = $5 \
              FROM UNNEST($1::text[], $2::bytea[], $3::int8[], $4::bytea[]) AS u(key, f, s, b) \
-             WHERE k.key = u.key".into()).await?,
-        release_keys: cached("DELETE FROM idempotency_keys WHERE key = ANY($1)".into()).await?,
+             WHERE k.key = u.key".to_owned(),
+            // release_keys
+            "DELETE FROM idempotency_keys WHERE key = ANY($1)".to_owned(),
+        ]
+    })
+}
+
+async fn statements(client: &deadpool_postgres::Client) -> Result<Statements, Failure> {
+    let mut prepared = Vec::with_capacity(writer_sql().len());
+    for sql in writer_sql() {
+        prepared.push(client.prepare_cached(sql).await?);
+    }
+    let mut prepared = prepared.into_iter();
+    let mut next = || prepared.next().expect("one statement per field");
+    Ok(Statements {
+        claim_keys: next(),
+        stored_keys: next(),
+        hold_owners: next(),
+        lot_owners: next(),
+        transactions: next(),
+        features: next(),
+        lock_accounts: next(),
+        read_accounts: next(),
+        live_lots: next(),
+        pending_holds: next(),
+        holds_by_id: next(),
+        refunded: next(),
+        allocate_ids: next(),
+        lots_by_id: next(),
+        insert_accounts: next(),
+        update_debts: next(),
+        insert_lots: next(),
+        update_lots: next(),
+        upsert_holds: next(),
+        insert_transactions: next(),
+        upsert_features: next(),
+        keep_responses: next(),
+        release_keys: next(),
     })
 }
 
