@@ -13,7 +13,7 @@ mod writer;
 use std::sync::Arc;
 use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use deadpool_postgres::{Hook, HookError, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use ledger::{
     Account, AccountId, Book, Feature, FeatureId, Hold, HoldId, Lot, LotId, Timestamp, Transaction,
     TxId,
@@ -139,8 +139,8 @@ impl crate::rows::Columns for tokio_postgres::Row {
 /// only look cheaper while a table is small. Every statement of the writers
 /// is a lookup by key or an append, and `writer_statements_only_look_up_by_key`
 /// checks their plans.
-pub(crate) const WRITER_SETTINGS: &str = "-c plan_cache_mode=force_generic_plan \
-     -c enable_seqscan=off -c enable_hashjoin=off -c enable_mergejoin=off";
+pub(crate) const WRITER_SETTINGS: &str = "SET plan_cache_mode = force_generic_plan; \
+     SET enable_seqscan = off; SET enable_hashjoin = off; SET enable_mergejoin = off";
 
 /// Who a pool's connections serve.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -156,9 +156,6 @@ fn build_pool(options: &PostgresOptions, role: Role, size: usize) -> Result<Pool
         })?;
     config.connect_timeout(options.connect_timeout);
     config.application_name("creditd");
-    if role == Role::Writers {
-        config.options(WRITER_SETTINGS);
-    }
     let manager = Manager::from_config(
         config,
         NoTls,
@@ -166,7 +163,20 @@ fn build_pool(options: &PostgresOptions, role: Role, size: usize) -> Result<Pool
             recycling_method: RecyclingMethod::Fast,
         },
     );
-    Pool::builder(manager)
+    let mut builder = Pool::builder(manager);
+    if role == Role::Writers {
+        // Set by a statement rather than in the startup packet, which
+        // connection poolers in front of PostgreSQL may refuse.
+        builder = builder.post_create(Hook::async_fn(|client, _| {
+            Box::pin(async move {
+                client
+                    .batch_execute(WRITER_SETTINGS)
+                    .await
+                    .map_err(HookError::Backend)
+            })
+        }));
+    }
+    builder
         .max_size(size.max(1))
         .wait_timeout(Some(options.connect_timeout))
         .create_timeout(Some(options.connect_timeout))
@@ -486,10 +496,15 @@ mod tests {
             return;
         };
         migrate(&database.url).await.unwrap();
-        let mut config: tokio_postgres::Config = database.url.parse().unwrap();
-        config.options(WRITER_SETTINGS);
-        let (client, connection) = config.connect(NoTls).await.unwrap();
-        tokio::spawn(connection);
+        // A connection as the writers get it.
+        let pool = build_pool(&PostgresOptions::new(&database.url), Role::Writers, 1).unwrap();
+        let client = pool.get().await.unwrap();
+        let mode: String = client
+            .query_one("SHOW plan_cache_mode", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(mode, "force_generic_plan");
         for (i, sql) in writer::writer_sql().iter().enumerate() {
             let params = client.prepare(sql).await.unwrap().params().len();
             client
