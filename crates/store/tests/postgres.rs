@@ -279,3 +279,46 @@ async fn expiries_swept_by_several_nodes_are_written_once() {
     assert_eq!(expiries.len(), 5, "one expiry per lot, whoever swept");
     assert!(nodes[2].audit().await.unwrap().is_clean());
 }
+
+/// A book read in one statement brings the account, every live lot and every
+/// pending hold, and nothing spent, expired or resolved.
+#[tokio::test]
+async fn a_book_read_brings_the_live_lots_and_pending_holds() {
+    let Some(database) = TestDatabase::create().await else {
+        return;
+    };
+    let store = open(&database).await;
+    run(&store, create("r")).await.unwrap();
+    run(&store, grant("r", 10)).await.unwrap();
+    run(&store, grant("r", 5)).await.unwrap();
+    // Empties the first lot (burn-down is oldest first at equal priority).
+    run(&store, consume("r", 10)).await.unwrap();
+    let hold = |credits| Op::Hold {
+        account: id("r"),
+        amount: c(credits),
+        ttl: ledger::HoldTtl::from_secs(60).unwrap(),
+        metadata: Metadata::empty(),
+    };
+    run(&store, hold(2)).await.unwrap();
+    let Outcome::Held { hold: released, .. } = run(&store, hold(1)).await.unwrap() else {
+        panic!("not a hold");
+    };
+    run(
+        &store,
+        Op::Release {
+            hold: released.id,
+            metadata: Metadata::empty(),
+        },
+    )
+    .await
+    .unwrap();
+
+    let book = store.book(id("r"), None).await.unwrap().unwrap();
+    assert_eq!(book.account.id, id("r"));
+    assert_eq!(book.lots().len(), 1, "{book:?}");
+    assert_eq!(book.holds().len(), 1, "{book:?}");
+    assert_eq!(book.holds()[0].amount, c(2));
+    let balance = book.balance(START);
+    assert_eq!((balance.available, balance.held), (c(3), c(2)));
+    assert!(store.book(id("nobody"), None).await.unwrap().is_none());
+}

@@ -196,43 +196,74 @@ pub async fn book_snapshot(
     Ok(book)
 }
 
-/// The current book in one round trip: the snapshot's begin, the three
-/// reads and its commit go out together. `None` when a pending hold escrowed
+/// The account, its live lots and its pending holds as one statement, so
+/// that they come from one snapshot with no transaction around them: a row's
+/// first column says which it is, and its columns start at 1, 7 or 18.
+fn book_sql() -> &'static str {
+    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SQL.get_or_init(|| {
+        const ACCOUNT_NULLS: &str = "NULL::text, NULL::text, NULL::text, NULL::int8, NULL::int8, \
+                                     NULL::int8";
+        const LOT_NULLS: &str = "NULL::int8, NULL::text, NULL::text, NULL::int8, NULL::int8, \
+                                 NULL::int8, NULL::int8, NULL::int8, NULL::int8, NULL::int8, \
+                                 NULL::text";
+        const HOLD_NULLS: &str = "NULL::int8, NULL::text, NULL::int8, NULL::text, NULL::text, \
+                                  NULL::int8, NULL::int8, NULL::int8, NULL::int8, NULL::text";
+        format!(
+            "SELECT 0, {ACCOUNT_COLUMNS}, {LOT_NULLS}, {HOLD_NULLS} FROM accounts WHERE id = $1 \
+             UNION ALL \
+             SELECT 1, {ACCOUNT_NULLS}, {LOT_COLUMNS}, {HOLD_NULLS} FROM lots \
+             WHERE account_id = $1 AND live \
+             UNION ALL \
+             SELECT 2, {ACCOUNT_NULLS}, {LOT_NULLS}, {HOLD_COLUMNS} FROM holds \
+             WHERE account_id = $1 AND status = 'pending'"
+        )
+    })
+}
+
+/// The columns of a row of [`book_sql`] from where one kind's start.
+struct Shifted<'a> {
+    row: &'a Row,
+    by: usize,
+}
+
+impl crate::rows::Columns for Shifted<'_> {
+    fn int(&self, i: usize) -> Result<i64, StoreError> {
+        self.row.int(i + self.by)
+    }
+    fn int_opt(&self, i: usize) -> Result<Option<i64>, StoreError> {
+        self.row.int_opt(i + self.by)
+    }
+    fn text(&self, i: usize) -> Result<String, StoreError> {
+        self.row.text(i + self.by)
+    }
+    fn text_opt(&self, i: usize) -> Result<Option<String>, StoreError> {
+        self.row.text_opt(i + self.by)
+    }
+}
+
+/// The current book in one statement. `None` when a pending hold escrowed
 /// from a lot that is empty now, which needs a second read; the caller then
 /// takes the slower path.
 async fn book_in_one_round_trip(
     client: &deadpool_postgres::Client,
     id: &AccountId,
 ) -> Result<Option<Option<Book>>, StoreError> {
-    let account_sql = format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = $1");
-    let lots_sql = format!("SELECT {LOT_COLUMNS} FROM lots WHERE account_id = $1 AND live");
-    let holds_sql =
-        format!("SELECT {HOLD_COLUMNS} FROM holds WHERE account_id = $1 AND status = 'pending'");
-    let (account_st, lots_st, holds_st) = (
-        client
-            .prepare_cached(&account_sql)
-            .await
-            .map_err(pg_error)?,
-        client.prepare_cached(&lots_sql).await.map_err(pg_error)?,
-        client.prepare_cached(&holds_sql).await.map_err(pg_error)?,
-    );
-    let pg: &tokio_postgres::Client = client;
-    let key = id.as_str();
-    // Each request is sent when first polled, in this order, and runs in it.
-    let (_, account_rows, lot_rows, hold_rows, _) = tokio::try_join!(
-        biased;
-        pg.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"),
-        async { pg.query(&account_st, &[&key]).await },
-        async { pg.query(&lots_st, &[&key]).await },
-        async { pg.query(&holds_st, &[&key]).await },
-        pg.batch_execute("COMMIT"),
-    )
-    .map_err(pg_error)?;
-    let Some(account) = account_rows.first().map(account_from_row).transpose()? else {
+    let (mut account, mut lots, mut holds) = (None, Vec::new(), Vec::new());
+    for row in rows(client, book_sql(), &[&id.as_str()]).await? {
+        let kind: i32 = row
+            .try_get(0)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        match kind {
+            0 => account = Some(account_from_row(&Shifted { row: &row, by: 1 })?),
+            1 => lots.push(lot_from_row(&Shifted { row: &row, by: 7 })?),
+            2 => holds.push(hold_from_row(&Shifted { row: &row, by: 18 })?),
+            other => return Err(StoreError::Corrupt(format!("book row of kind {other}"))),
+        }
+    }
+    let Some(account) = account else {
         return Ok(Some(None));
     };
-    let lots = map(lot_rows, lot_from_row)?;
-    let holds = map(hold_rows, hold_from_row)?;
     if !missing_leg_lots(&holds, &lots).is_empty() {
         return Ok(None);
     }
