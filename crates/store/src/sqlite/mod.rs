@@ -25,7 +25,10 @@ use cache::BookCache;
 use writer::{Job, Writer};
 
 /// Migrations, in order; each runs once, inside a transaction.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("migrations/0001_ledger.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("migrations/0001_ledger.sql")),
+    (2, include_str!("migrations/0002_lots_live.sql")),
+];
 
 /// How the SQLite store is set up.
 #[derive(Clone, Debug)]

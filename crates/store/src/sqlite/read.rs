@@ -170,7 +170,7 @@ pub fn book(conn: &Connection, id: &AccountId) -> Result<Option<Book>, StoreErro
     };
     let mut lots = collect(
         conn,
-        &format!("SELECT {LOT_COLUMNS} FROM lots WHERE account_id = ?1 AND remaining > 0"),
+        &format!("SELECT {LOT_COLUMNS} FROM lots WHERE account_id = ?1 AND live"),
         [id.as_str()],
         |row| lot_from_row(row),
     )?;
@@ -264,10 +264,10 @@ pub fn due_accounts(
         "SELECT account_id FROM holds WHERE status = 'pending' AND expires_at <= ?1 \
          UNION \
          SELECT account_id FROM lots \
-          WHERE remaining > 0 AND expires_at IS NOT NULL AND expires_at <= ?1 \
+          WHERE live AND expires_at IS NOT NULL AND expires_at <= ?1 \
          UNION \
          SELECT a.id FROM accounts a WHERE a.debt > 0 AND EXISTS ( \
-           SELECT 1 FROM lots l WHERE l.account_id = a.id AND l.remaining > 0 \
+           SELECT 1 FROM lots l WHERE l.account_id = a.id AND l.live \
              AND l.effective_at <= ?1 AND l.voided_at IS NULL \
              AND (l.expires_at IS NULL OR l.expires_at > ?1)) \
          LIMIT ?2",

@@ -254,27 +254,46 @@ fn write(conn: &Connection, writes: &Writes<'_>, now: Timestamp) -> Result<(), S
         }
     }
     if !writes.lots.is_empty() {
-        let mut upsert = conn.prepare_cached(
+        let mut insert = conn.prepare_cached(
             "INSERT INTO lots (id, account_id, source, priority, amount, remaining, \
-                               effective_at, expires_at, voided_at, created_at, metadata) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) \
-             ON CONFLICT (id) DO UPDATE SET remaining = excluded.remaining, \
-                                            voided_at = excluded.voided_at",
+                               effective_at, expires_at, voided_at, created_at, metadata, live) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?6 > 0)",
+        )?;
+        // Spending from a lot sets only `remaining` (and `voided_at`), so
+        // that no index is touched; `live` is set only when it changes.
+        let mut spend = conn.prepare_cached(
+            "UPDATE lots SET remaining = ?2, voided_at = ?3 WHERE id = ?1 AND live = (?2 > 0)",
+        )?;
+        let mut flip = conn.prepare_cached(
+            "UPDATE lots SET remaining = ?2, voided_at = ?3, live = (?2 > 0) WHERE id = ?1",
         )?;
         for lot in &writes.lots {
-            upsert.execute(params![
+            let (id, remaining, voided) = (
                 lot.id.0,
-                lot.account.as_str(),
-                lot.source.code(),
-                lot.priority,
-                lot.amount.micros(),
                 lot.remaining.micros(),
-                lot.effective_at.micros(),
-                lot.expires_at.map(Timestamp::micros),
                 lot.voided_at.map(Timestamp::micros),
-                lot.created_at.micros(),
-                lot.metadata.as_str(),
-            ])?;
+            );
+            if writes.new_lots.contains(&lot.id) {
+                insert.execute(params![
+                    id,
+                    lot.account.as_str(),
+                    lot.source.code(),
+                    lot.priority,
+                    lot.amount.micros(),
+                    remaining,
+                    lot.effective_at.micros(),
+                    lot.expires_at.map(Timestamp::micros),
+                    voided,
+                    lot.created_at.micros(),
+                    lot.metadata.as_str(),
+                ])?;
+            } else if spend.execute(params![id, remaining, voided])? == 0
+                && flip.execute(params![id, remaining, voided])? != 1
+            {
+                return Err(StoreError::Internal(format!(
+                    "lot {id} to update is missing"
+                )));
+            }
         }
     }
     if !writes.holds.is_empty() {
