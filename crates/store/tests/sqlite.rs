@@ -610,21 +610,24 @@ async fn reads_see_whole_batches_only() {
     assert!(reads > 20 && audits > 0, "{reads} reads, {audits} audits");
 }
 
-/// Lots whose `live` flag disagrees with what remains in them.
-fn lots_out_of_step(db: &Db) -> i64 {
+/// How many lots in the database match `condition`.
+fn count_lots(db: &Db, condition: &str) -> i64 {
     let conn = rusqlite::Connection::open(&db.path).unwrap();
     conn.query_row(
-        "SELECT count(*) FROM lots WHERE live != (remaining > 0)",
+        &format!("SELECT count(*) FROM lots WHERE {condition}"),
         [],
         |r| r.get(0),
     )
     .unwrap()
 }
 
+/// Lots whose `live` flag disagrees with what remains in them.
+fn lots_out_of_step(db: &Db) -> i64 {
+    count_lots(db, "live != (remaining > 0)")
+}
+
 fn live_lots(db: &Db) -> i64 {
-    let conn = rusqlite::Connection::open(&db.path).unwrap();
-    conn.query_row("SELECT count(*) FROM lots WHERE live", [], |r| r.get(0))
-        .unwrap()
+    count_lots(db, "live")
 }
 
 /// A book read from the database, not from the store's cache.

@@ -205,18 +205,11 @@ impl Driver {
                 })
             }
             Driver::Http { base, key } => {
-                let mut conn = Conn::connect(base, key).await.ok()?;
-                let (_, body) = conn.get("/metrics").await.ok()?;
-                let text = String::from_utf8_lossy(&body);
-                let value = |name: &str| -> Option<f64> {
-                    text.lines()
-                        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-                        .and_then(|v| v.trim().parse().ok())
-                };
+                let text = metrics(base, key).await?;
                 Some(BatchCounters {
-                    batches: value("creditd_store_batches_total")? as u64,
-                    commands: value("creditd_store_commands_total")? as u64,
-                    seconds: value("creditd_store_batch_seconds_total")?,
+                    batches: metric(&text, "creditd_store_batches_total")? as u64,
+                    commands: metric(&text, "creditd_store_commands_total")? as u64,
+                    seconds: metric(&text, "creditd_store_batch_seconds_total")?,
                 })
             }
             Driver::Baseline(_) => None,
@@ -228,12 +221,8 @@ impl Driver {
         match self {
             Driver::Store { .. } => server::metrics::resident_bytes(),
             Driver::Http { base, key } => {
-                let mut conn = Conn::connect(base, key).await.ok()?;
-                let (_, body) = conn.get("/metrics").await.ok()?;
-                String::from_utf8_lossy(&body)
-                    .lines()
-                    .find_map(|l| l.strip_prefix("creditd_process_resident_bytes "))
-                    .and_then(|v| v.trim().parse().ok())
+                let text = metrics(base, key).await?;
+                metric(&text, "creditd_process_resident_bytes").map(|bytes| bytes as u64)
             }
             Driver::Baseline(_) => None,
         }
@@ -245,6 +234,20 @@ impl Driver {
             opened.close().await;
         }
     }
+}
+
+/// A running creditd's `/metrics` page.
+async fn metrics(base: &str, key: &str) -> Option<String> {
+    let mut conn = Conn::connect(base, key).await.ok()?;
+    let (_, body) = conn.get("/metrics").await.ok()?;
+    Some(String::from_utf8_lossy(&body).into_owned())
+}
+
+/// The value of an unlabelled metric on a `/metrics` page.
+fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 async fn open_with_credits(store: &dyn Store, id: AccountId) -> anyhow::Result<()> {
