@@ -8,7 +8,7 @@
 
 use crate::{
     Account, Amount, FeatureId, Hold, HoldId, HoldStatus, HoldTtl, IdSource, LedgerAccount, Leg,
-    Lot, LotId, Metadata, NewGrant, Origin, PRIORITY_MAX, Posting, Reject, Share, Source,
+    Lot, LotId, Metadata, NewGrant, Origin, PRIORITY_MAX, Posting, Reject, Share, Source, Standing,
     Timestamp, Transaction, TxId, TxKind,
 };
 
@@ -213,6 +213,48 @@ impl Book {
             required: amount,
             available: settled.available(now),
         })
+    }
+
+    /// The book's answers to checks around `now`, for a store to keep in
+    /// place of the book: from the last instant at or before `now` that the
+    /// book names to the first after it.
+    pub fn standing(&self, now: Timestamp) -> Standing {
+        let instants = self
+            .lots
+            .iter()
+            .flat_map(|l| [Some(l.effective_at), l.expires_at])
+            .chain(
+                self.holds
+                    .iter()
+                    .filter(|h| h.status == HoldStatus::Pending)
+                    .map(|h| Some(h.expires_at)),
+            )
+            .flatten();
+        let (mut from, mut until) = (
+            Timestamp::from_micros(i64::MIN),
+            Timestamp::from_micros(i64::MAX),
+        );
+        for instant in instants {
+            if instant <= now {
+                from = from.max(instant);
+            } else {
+                until = until.min(instant);
+            }
+        }
+        let copy;
+        let settled = if self.is_settled_at(now) {
+            self
+        } else {
+            copy = self.settled(now);
+            &copy
+        };
+        let headroom = settled.headroom(now);
+        Standing {
+            from,
+            until,
+            headroom_micros: headroom.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64,
+            available: settled.available(now),
+        }
     }
 
     /// Writes what time has done by `now`: pending holds past their expiry

@@ -16,6 +16,7 @@ mod journal;
 mod lot;
 mod metadata;
 mod reject;
+mod standing;
 mod time;
 
 pub use account::{Account, NewAccount};
@@ -29,4 +30,5 @@ pub use journal::{LedgerAccount, Origin, Posting, Share, Transaction, TxKind};
 pub use lot::{Lot, NewGrant, PRIORITY_MAX, Source};
 pub use metadata::{METADATA_LEN_MAX, Metadata};
 pub use reject::Reject;
+pub use standing::Standing;
 pub use time::{MICROS_PER_SECOND, Timestamp, TimestampError};

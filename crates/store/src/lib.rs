@@ -130,6 +130,16 @@ pub trait Store: Send + Sync + 'static {
         at: Option<Timestamp>,
     ) -> BoxFuture<'_, Result<Option<Book>, StoreError>>;
 
+    /// The account's current standing, covering `now`: what a check needs.
+    /// A store may answer from memory; by default it reads the book.
+    fn standing(
+        &self,
+        id: AccountId,
+        now: Timestamp,
+    ) -> BoxFuture<'_, Result<Option<ledger::Standing>, StoreError>> {
+        Box::pin(async move { Ok(self.book(id, None).await?.map(|b| b.standing(now))) })
+    }
+
     /// Lots the account was granted, newest first, older than `before`, at most `limit`.
     fn lots(
         &self,

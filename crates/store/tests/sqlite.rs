@@ -707,3 +707,50 @@ async fn a_database_from_before_the_live_flag_is_migrated() {
     assert_eq!(lots_out_of_step(&db), 0);
     assert!(lots_read_afresh(&db, "old").await.is_empty());
 }
+
+async fn checked(store: &SqliteStore, account: &str, now: Timestamp) -> Amount {
+    let standing = store.standing(id(account), now).await.unwrap().unwrap();
+    assert!(standing.covers(now));
+    standing.available
+}
+
+#[tokio::test]
+async fn a_standing_follows_every_write_and_the_clock() {
+    let db = Db::new();
+    let store = db.open();
+    open_account(&store, "a", 10).await;
+    let mut expiring = grant("a", 5);
+    if let Op::Grant { grant, .. } = &mut expiring {
+        grant.expires_at = Some(START.plus_secs(100));
+    }
+    run(&store, expiring).await.unwrap();
+    assert_eq!(checked(&store, "a", START).await, c(15));
+    // The writer records the standing before it answers.
+    run(&store, consume("a", 3)).await.unwrap();
+    assert_eq!(checked(&store, "a", START).await, c(12));
+    // The expiring lot went first; once it expires, the kept standing no
+    // longer covers the instant and the book answers.
+    assert_eq!(checked(&store, "a", START.plus_secs(100)).await, c(10));
+    assert!(store.standing(id("nobody"), START).await.unwrap().is_none());
+
+    // After a restart, reads fill the standings again, and writes replace them.
+    store.close();
+    let store = db.open();
+    assert_eq!(checked(&store, "a", START).await, c(12));
+    run(&store, consume("a", 2)).await.unwrap();
+    assert_eq!(checked(&store, "a", START).await, c(10));
+}
+
+#[tokio::test]
+async fn a_write_by_another_process_clears_the_standings() {
+    let db = Db::new();
+    let server = db.open();
+    open_account(&server, "a", 10).await;
+    assert_eq!(checked(&server, "a", START).await, c(10));
+    let admin = db.open();
+    run(&admin, grant("a", 5)).await.unwrap();
+    admin.close();
+    // The server's writer looks before its next batch (and when idle).
+    open_account(&server, "b", 1).await;
+    assert_eq!(checked(&server, "a", START).await, c(15));
+}

@@ -344,11 +344,13 @@ impl Client {
                 let Ok(account) = AccountId::parse(&account(prefix, Some(index))) else {
                     return Outcome::Error("bad account id".into());
                 };
-                match store.book(account, None).await {
-                    Ok(Some(book)) => match book.check(Amount::credits(1), SystemClock.now()) {
-                        Ok(check) if check.allowed => Outcome::Ok,
-                        Ok(_) => Outcome::Rejected,
-                        Err(r) => Outcome::Error(r.to_string()),
+                let now = SystemClock.now();
+                match store.standing(account, now).await {
+                    Ok(Some(standing)) => match standing.check(Amount::credits(1), now) {
+                        Some(Ok(check)) if check.allowed => Outcome::Ok,
+                        Some(Ok(_)) => Outcome::Rejected,
+                        Some(Err(r)) => Outcome::Error(r.to_string()),
+                        None => Outcome::Error("a standing that does not cover now".into()),
                     },
                     Ok(None) => Outcome::Error("no such account".into()),
                     Err(e) => Outcome::Error(e.to_string()),

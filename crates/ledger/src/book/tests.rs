@@ -885,3 +885,62 @@ fn compacting_keeps_a_lot_that_a_pending_hold_escrowed_in_full() {
     f.book.compact(f.now);
     assert!(f.book.holds().is_empty());
 }
+
+#[test]
+fn a_standing_ends_where_a_lot_expires_or_takes_effect() {
+    let mut f = Fixture::new();
+    f.grant(10, 10, Some(100));
+    f.grant_with(NewGrant {
+        amount: c(5),
+        source: Source::Subscription,
+        priority: None,
+        effective_at: Some(f.now.plus_secs(50)),
+        expires_at: None,
+        metadata: Metadata::empty(),
+    })
+    .unwrap();
+    let standing = f.book.standing(f.now);
+    assert_eq!((standing.from, standing.until), (t(0), t(50)));
+    let answer = standing.check(c(10), t(49)).unwrap().unwrap();
+    assert!(answer.allowed);
+    assert_eq!(answer.available, c(10));
+    assert!(!standing.check(c(11), t(49)).unwrap().unwrap().allowed);
+    // At 50 the future lot is spendable: the standing no longer answers.
+    assert_eq!(standing.check(c(11), t(50)), None);
+    assert!(f.book.check(c(11), t(50)).unwrap().allowed);
+
+    let later = f.book.standing(t(60));
+    assert_eq!((later.from, later.until), (t(50), t(100)));
+    assert_eq!(later.available, c(15));
+    // At 100 the first lot expires.
+    assert_eq!(later.check(c(1), t(100)), None);
+    assert_eq!(f.book.check(c(1), t(100)).unwrap().available, c(5));
+}
+
+#[test]
+fn a_standing_ends_where_a_hold_expires() {
+    let mut f = Fixture::new();
+    f.grant(10, 10, None);
+    f.hold(4, 30).unwrap();
+    let standing = f.book.standing(f.now);
+    assert_eq!(standing.until, t(30));
+    assert_eq!(standing.available, c(6));
+    assert_eq!(standing.check(c(6), t(29)), Some(f.book.check(c(6), t(29))));
+    assert_eq!(standing.check(c(6), t(30)), None);
+    assert_eq!(f.book.check(c(10), t(30)).unwrap().available, c(10));
+}
+
+#[test]
+fn a_standing_with_nothing_ahead_answers_until_the_end_of_time() {
+    let mut f = Fixture::with_overdraft(3);
+    f.grant(2, 10, None);
+    let standing = f.book.standing(f.now);
+    assert_eq!(standing.until, Timestamp::from_micros(i64::MAX));
+    let answer = standing.check(c(5), t(10 * DAY)).unwrap().unwrap();
+    assert!(answer.allowed);
+    assert!(!standing.check(c(6), t(10 * DAY)).unwrap().unwrap().allowed);
+    assert!(matches!(
+        standing.check(c(0), f.now),
+        Some(Err(Reject::InvalidAmount(_)))
+    ));
+}

@@ -91,12 +91,15 @@ pub async fn check(
             .ok_or(ApiError::Rejected(ledger::Reject::FeatureNotFound))?
             .price(quantity)?,
     };
-    let book = state
+    let now = state.clock.now();
+    let standing = state
         .store
-        .book(account, None)
+        .standing(account, now)
         .await?
         .ok_or(ApiError::Rejected(ledger::Reject::AccountNotFound))?;
-    let check = book.check(amount, state.clock.now())?;
+    let check = standing
+        .check(amount, now)
+        .ok_or_else(|| ApiError::Internal("a standing that does not cover its instant".into()))??;
     Ok(render::json(
         StatusCode::OK,
         &CheckView {

@@ -5,7 +5,9 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use ledger::{AccountId, Book};
+use ledger::{AccountId, Book, Timestamp};
+
+use super::standings::Standings;
 
 /// A bounded map of account to book, shared by the writer and the readers.
 ///
@@ -16,11 +18,15 @@ use ledger::{AccountId, Book};
 /// the last commit that touched its account: the writer decides from these
 /// books, so a stale one would spend credits twice. When the map is full,
 /// arbitrary entries make room.
+///
+/// Beside the books it keeps every account's [`ledger::Standing`], far
+/// smaller, for checks; the writer records both, and clearing clears both.
 pub struct BookCache {
     // A std Mutex: nothing awaits while it is held, and each hold is one
     // map lookup or a batch of inserts.
     inner: Mutex<Inner>,
     capacity: usize,
+    standings: Standings,
 }
 
 struct Inner {
@@ -31,15 +37,22 @@ struct Inner {
 }
 
 impl BookCache {
-    /// A cache of at most `capacity` books; zero turns it off.
-    pub fn new(capacity: usize) -> BookCache {
+    /// A cache of at most `capacity` books and `standings` standings; zero
+    /// turns either off.
+    pub fn new(capacity: usize, standings: usize) -> BookCache {
         BookCache {
             inner: Mutex::new(Inner {
                 books: HashMap::new(),
                 epoch: 0,
             }),
             capacity,
+            standings: Standings::new(standings),
         }
+    }
+
+    /// The standings kept beside the books.
+    pub fn standings(&self) -> &Standings {
+        &self.standings
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -51,8 +64,12 @@ impl BookCache {
         self.lock().books.get(account).cloned()
     }
 
-    /// Replaces the cached books of the accounts a batch committed.
-    pub fn put(&self, books: impl IntoIterator<Item = Book>) {
+    /// Replaces the cached books and standings of the accounts a batch
+    /// committed at `now`.
+    pub fn put(&self, books: impl IntoIterator<Item = Book>, now: Timestamp) {
+        let books: Vec<Book> = books.into_iter().collect();
+        self.standings
+            .put(books.iter().map(|b| (&b.account.id, b.standing(now))));
         if self.capacity == 0 {
             return;
         }
@@ -115,6 +132,7 @@ impl BookCache {
         let mut inner = self.lock();
         inner.books.clear();
         inner.epoch += 1;
+        self.standings.clear();
     }
 
     /// How many books are cached.
@@ -143,18 +161,18 @@ mod tests {
 
     #[test]
     fn the_cache_never_holds_more_than_its_capacity() {
-        let cache = BookCache::new(3);
-        cache.put((0..5).map(|i| book(&format!("a{i}"))));
+        let cache = BookCache::new(3, 0);
+        cache.put((0..5).map(|i| book(&format!("a{i}"))), Timestamp::EPOCH);
         assert!(cache.len() <= 3);
-        cache.put([book("b")]);
+        cache.put([book("b")], Timestamp::EPOCH);
         assert!(cache.len() <= 3);
         assert!(cache.get(&AccountId::parse("b").unwrap()).is_some());
     }
 
     #[test]
     fn a_zero_capacity_cache_stays_empty() {
-        let cache = BookCache::new(0);
-        cache.put([book("a")]);
+        let cache = BookCache::new(0, 0);
+        cache.put([book("a")], Timestamp::EPOCH);
         assert_eq!(cache.len(), 0);
     }
 
@@ -165,29 +183,29 @@ mod tests {
         newer.account.debt = Amount::credits(1);
 
         // The writer put a newer book while the reader read: it stays.
-        let cache = BookCache::new(3);
+        let cache = BookCache::new(3, 0);
         let epoch = cache.epoch();
-        cache.put([newer.clone()]);
+        cache.put([newer.clone()], Timestamp::EPOCH);
         cache.fill(epoch, book("a"));
         assert_eq!(cache.get(&id).unwrap().account.debt, Amount::credits(1));
 
         // ... and it was evicted again before the fill: still no stale entry.
-        let cache = BookCache::new(1);
+        let cache = BookCache::new(1, 0);
         let epoch = cache.epoch();
-        cache.put([newer]);
-        cache.put([book("b")]);
+        cache.put([newer], Timestamp::EPOCH);
+        cache.put([book("b")], Timestamp::EPOCH);
         cache.fill(epoch, book("a"));
         assert!(cache.get(&id).is_none());
 
         // Cleared meanwhile (another process wrote): dropped.
-        let cache = BookCache::new(3);
+        let cache = BookCache::new(3, 0);
         let epoch = cache.epoch();
         cache.clear();
         cache.fill(epoch, book("a"));
         assert!(cache.get(&id).is_none());
 
         // Nothing happened: kept, within capacity.
-        let cache = BookCache::new(1);
+        let cache = BookCache::new(1, 0);
         let epoch = cache.epoch();
         cache.fill(epoch, book("a"));
         cache.fill(epoch, book("b"));

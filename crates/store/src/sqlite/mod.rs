@@ -4,6 +4,7 @@
 
 mod cache;
 mod read;
+mod standings;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -46,6 +47,9 @@ pub struct SqliteOptions {
     pub busy_timeout: std::time::Duration,
     /// Accounts whose books are kept in memory; zero keeps none.
     pub cache_accounts: usize,
+    /// Accounts whose standing (what a check needs, 40 bytes) is kept in
+    /// memory; zero keeps none.
+    pub cache_standings: usize,
     /// WAL pages after which the writer checkpoints at commit.
     pub wal_autocheckpoint_pages: i64,
     /// How often a separate thread checkpoints the WAL, if at all.
@@ -62,6 +66,8 @@ impl SqliteOptions {
             queue_len_max: 16_384,
             busy_timeout: std::time::Duration::from_secs(5),
             cache_accounts: 100_000,
+            // Past 1,835,008 entries the map doubles to 4,194,304 slots.
+            cache_standings: 1_500_000,
             wal_autocheckpoint_pages: 10_000,
             checkpoint_interval: Some(std::time::Duration::from_secs(1)),
         }
@@ -209,7 +215,10 @@ impl SqliteStore {
             .collect::<Result<Vec<_>, StoreError>>()?;
         let (jobs, jobs_rx) = mpsc::channel(options.queue_len_max.max(1));
         let stats = Arc::new(StoreStats::default());
-        let cache = Arc::new(BookCache::new(options.cache_accounts));
+        let cache = Arc::new(BookCache::new(
+            options.cache_accounts,
+            options.cache_standings,
+        ));
         let writer = Writer::new(
             conn,
             cache.clone(),
@@ -318,6 +327,35 @@ impl Store for SqliteStore {
                 Ok(book)
             }
             Some(at) => snapshot(conn, |conn| read::book_at(conn, &id, at)),
+        })
+    }
+
+    fn standing(
+        &self,
+        id: AccountId,
+        now: Timestamp,
+    ) -> BoxFuture<'_, Result<Option<ledger::Standing>, StoreError>> {
+        let standings = self.cache.standings();
+        if let Some(standing) = standings.get(&id, now) {
+            return Box::pin(std::future::ready(Ok(Some(standing))));
+        }
+        // Taken before the book is read, cached or not; see Standings::fill.
+        let epoch = standings.epoch();
+        if let Some(book) = self.cache.get(&id) {
+            let standing = book.standing(now);
+            standings.fill(epoch, &id, standing);
+            return Box::pin(std::future::ready(Ok(Some(standing))));
+        }
+        let cache = self.cache.clone();
+        self.read(move |conn| {
+            let books_epoch = cache.epoch();
+            let Some(book) = snapshot(conn, |conn| read::book(conn, &id))? else {
+                return Ok(None);
+            };
+            let standing = book.standing(now);
+            cache.standings().fill(epoch, &id, standing);
+            cache.fill(books_epoch, book);
+            Ok(Some(standing))
         })
     }
 

@@ -169,10 +169,13 @@ impl Writer {
         write(&self.conn, &batch.writes(), now)?;
         self.conn.execute_batch("COMMIT")?;
         // Before anyone is answered, so that they read what they wrote.
-        self.cache.put(batch.into_books().map(|mut book| {
-            book.compact(now);
-            book
-        }));
+        self.cache.put(
+            batch.into_books().map(|mut book| {
+                book.compact(now);
+                book
+            }),
+            now,
+        );
         Ok(answers)
     }
 }
