@@ -65,10 +65,10 @@ impl SqliteOptions {
             batch_size_max: 1024,
             queue_len_max: 16_384,
             busy_timeout: std::time::Duration::from_secs(5),
-            cache_accounts: 100_000,
+            cache_accounts: 25_000,
             // Past 1,835,008 entries the map doubles to 4,194,304 slots.
             cache_standings: 1_500_000,
-            wal_autocheckpoint_pages: 10_000,
+            wal_autocheckpoint_pages: 30_000,
             checkpoint_interval: Some(std::time::Duration::from_secs(1)),
         }
     }
