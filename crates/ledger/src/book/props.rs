@@ -284,29 +284,33 @@ proptest! {
             }
 
             // A standing answers every check in its span as the book does,
-            // and no check outside it.
-            let standing = world.book.standing(world.now);
-            prop_assert!(standing.covers(world.now));
-            let near = |secs: i64| world.now.plus_secs(secs);
-            let last = Timestamp::from_micros(standing.until.micros().saturating_sub(1));
-            let probes = [standing.from.max(near(-10_000)), world.now, last.min(near(10_000)),
-                          Timestamp::from_micros(standing.from.max(near(-10_000)).micros() / 2
-                                                 + last.min(near(10_000)).micros() / 2)];
-            let available = standing.available.micros();
-            let amounts = [1, available, available.saturating_add(1), standing.headroom_micros,
-                           standing.headroom_micros.saturating_add(1), 0];
-            for t in probes {
-                for micros in amounts {
-                    let amount = Amount::from_micros(micros);
-                    prop_assert_eq!(standing.check(amount, t), Some(world.book.check(amount, t)), "at {:?}", t);
+            // and no check outside it; so does one taken from the book as a
+            // store keeps it, compacted.
+            let mut compacted = world.book.clone();
+            compacted.compact(world.now);
+            for standing in [world.book.standing(world.now), compacted.standing(world.now)] {
+                prop_assert!(standing.covers(world.now));
+                let near = |secs: i64| world.now.plus_secs(secs);
+                let last = Timestamp::from_micros(standing.until.micros().saturating_sub(1));
+                let probes = [standing.from.max(near(-10_000)), world.now, last.min(near(10_000)),
+                              Timestamp::from_micros(standing.from.max(near(-10_000)).micros() / 2
+                                                     + last.min(near(10_000)).micros() / 2)];
+                let available = standing.available.micros();
+                let amounts = [1, available, available.saturating_add(1), standing.headroom_micros,
+                               standing.headroom_micros.saturating_add(1), 0];
+                for t in probes {
+                    for micros in amounts {
+                        let amount = Amount::from_micros(micros);
+                        prop_assert_eq!(standing.check(amount, t), Some(world.book.check(amount, t)), "at {:?}", t);
+                    }
                 }
-            }
-            if standing.until < near(10_000) {
-                prop_assert_eq!(standing.check(Amount::from_micros(1), standing.until), None);
-            }
-            if standing.from > near(-10_000) {
-                let before = Timestamp::from_micros(standing.from.micros() - 1);
-                prop_assert_eq!(standing.check(Amount::from_micros(1), before), None);
+                if standing.until < near(10_000) {
+                    prop_assert_eq!(standing.check(Amount::from_micros(1), standing.until), None);
+                }
+                if standing.from > near(-10_000) {
+                    let before = Timestamp::from_micros(standing.from.micros() - 1);
+                    prop_assert_eq!(standing.check(Amount::from_micros(1), before), None);
+                }
             }
 
             // Balance = grants - spends + refunds - expiries - voids.
