@@ -194,7 +194,9 @@ impl Opened {
     }
 }
 
-async fn open_store(settings: &Settings) -> anyhow::Result<Opened> {
+/// Opens the configured store; `serving` for a process that answers
+/// requests (the server, the bench), not for a one-off command.
+async fn open_store(settings: &Settings, serving: bool) -> anyhow::Result<Opened> {
     let clock = Arc::new(SystemClock);
     Ok(match &settings.database {
         Database::Sqlite(path) => {
@@ -202,6 +204,7 @@ async fn open_store(settings: &Settings) -> anyhow::Result<Opened> {
                 readers: settings.sqlite_readers,
                 cache_accounts: settings.sqlite_cache_books,
                 cache_standings: settings.sqlite_cache_standings,
+                preload_standings: serving,
                 batch_size_max: settings.batch_size_max,
                 wal_autocheckpoint_pages: settings.sqlite_autocheckpoint_pages,
                 checkpoint_interval: (settings.sqlite_checkpoint_ms > 0)
@@ -230,7 +233,7 @@ async fn open_store(settings: &Settings) -> anyhow::Result<Opened> {
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
-    let opened = open_store(&settings).await?;
+    let opened = open_store(&settings, true).await?;
     let store = opened.store();
     let admin = server::auth::admin_key(store.as_ref(), settings.admin_key.as_ref()).await?;
     if let Some(key) = &admin.generated {
@@ -279,7 +282,7 @@ async fn shutdown_signal() {
 }
 
 async fn verify(settings: &Settings) -> anyhow::Result<std::process::ExitCode> {
-    let opened = open_store(settings).await?;
+    let opened = open_store(settings, false).await?;
     let report = opened.store().audit().await?;
     println!(
         "checked {} accounts, {} lots, {} transactions",
@@ -328,7 +331,7 @@ async fn admin_account(
 
 /// Applies one write and prints the same JSON the API would answer.
 async fn admin_write(settings: &Settings, op: Op) -> anyhow::Result<std::process::ExitCode> {
-    let opened = open_store(settings).await?;
+    let opened = open_store(settings, false).await?;
     let executed = opened.store().execute(Command::new(op)).await?;
     opened.close().await;
     let Executed::Fresh(result) = executed else {
@@ -348,7 +351,7 @@ async fn balance(
     account: &str,
     at: Option<&str>,
 ) -> anyhow::Result<std::process::ExitCode> {
-    let opened = open_store(settings).await?;
+    let opened = open_store(settings, false).await?;
     let at = at.map(parse_time).transpose()?;
     let when = at.unwrap_or_else(|| SystemClock.now());
     let book = opened

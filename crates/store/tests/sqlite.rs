@@ -754,3 +754,56 @@ async fn a_write_by_another_process_clears_the_standings() {
     open_account(&server, "b", 1).await;
     assert_eq!(checked(&server, "a", START).await, c(15));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standings_are_preloaded_after_a_restart() {
+    const ACCOUNTS: usize = 1_200;
+    let db = Db::new();
+    let store = Arc::new(db.open());
+    let tasks: Vec<_> = (0..ACCOUNTS)
+        .map(|a| {
+            let store = store.clone();
+            tokio::spawn(async move { open_account(&store, &format!("acct{a:04}"), 1).await })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    Arc::into_inner(store).unwrap().close();
+
+    // Nothing reads or writes after the restart: the standings fill anyway,
+    // more than one chunk of them.
+    let store = db.open();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while store.standings_kept() < ACCOUNTS {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} of {ACCOUNTS} standings kept",
+            store.standings_kept()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    // The writer's first look for other processes, when idle, finds none
+    // and keeps them.
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    assert_eq!(store.standings_kept(), ACCOUNTS);
+    assert_eq!(checked(&store, "acct0999", START).await, c(1));
+    run(&store, consume("acct0999", 1)).await.unwrap();
+    assert_eq!(checked(&store, "acct0999", START).await, c(0));
+}
+
+#[tokio::test]
+async fn a_store_for_one_command_preloads_nothing() {
+    let db = Db::new();
+    let store = db.open();
+    open_account(&store, "a", 1).await;
+    store.close();
+    let mut options = SqliteOptions::new(&db.path);
+    options.preload_standings = false;
+    let store = SqliteStore::open(options, Arc::new(db.clock.clone())).unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_eq!(store.standings_kept(), 0);
+    // A check keeps the standing it read.
+    assert_eq!(checked(&store, "a", START).await, c(1));
+    assert_eq!(store.standings_kept(), 1);
+}

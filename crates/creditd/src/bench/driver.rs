@@ -69,7 +69,7 @@ impl Driver {
         };
         let mut settings = config::Settings::load(None)?;
         settings.database = database;
-        let opened = crate::open_store(&settings).await?;
+        let opened = crate::open_store(&settings, true).await?;
         Ok(Driver::Store {
             opened,
             postgres,

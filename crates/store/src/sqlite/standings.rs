@@ -203,9 +203,13 @@ impl Standings {
     }
 
     /// How many standings are kept.
-    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.lock().map.len()
+    }
+
+    /// True when no account without a standing can get one.
+    pub fn is_full(&self) -> bool {
+        self.len() >= self.capacity
     }
 }
 

@@ -34,7 +34,7 @@ pub struct Writer {
     batch_size_max: usize,
     stats: Arc<StoreStats>,
     ids: Counters,
-    data_version: Option<i64>,
+    data_version: i64,
     last_now: Timestamp,
 }
 
@@ -45,17 +45,21 @@ impl Writer {
         clock: Arc<dyn Clock>,
         batch_size_max: usize,
         stats: Arc<StoreStats>,
-    ) -> Writer {
-        Writer {
+    ) -> Result<Writer, StoreError> {
+        // Read before any reader or the preload can fill the cache, so that
+        // the first look for other writers clears it only if one wrote since.
+        let data_version: i64 = conn.query_row("PRAGMA data_version", [], |r| r.get(0))?;
+        let ids = load_counters(&conn)?;
+        Ok(Writer {
             conn,
             cache,
             clock,
             batch_size_max,
             stats,
-            ids: Counters::default(),
-            data_version: None,
+            ids,
+            data_version,
             last_now: Timestamp::EPOCH,
-        }
+        })
     }
 
     /// Runs until every sender is gone. While one batch syncs, the next
@@ -98,10 +102,10 @@ impl Writer {
         let version: i64 = self
             .conn
             .query_row("PRAGMA data_version", [], |r| r.get(0))?;
-        if self.data_version != Some(version) {
+        if self.data_version != version {
             self.cache.clear();
             self.ids = load_counters(&self.conn)?;
-            self.data_version = Some(version);
+            self.data_version = version;
         }
         Ok(())
     }
