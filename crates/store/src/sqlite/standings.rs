@@ -60,7 +60,8 @@ impl Entry {
         let from = standing.from.micros().saturating_sub(BASE_MICROS);
         let until = standing.until.micros().saturating_sub(BASE_MICROS);
         let from_secs =
-            u32::try_from((from.max(0) + MICROS_PER_SECOND - 1) / MICROS_PER_SECOND).ok()?;
+            u32::try_from(from.max(0).saturating_add(MICROS_PER_SECOND - 1) / MICROS_PER_SECOND)
+                .ok()?;
         let until_secs = u32::try_from((until / MICROS_PER_SECOND).clamp(0, i64::from(u32::MAX)))
             .expect("clamped into range");
         (from_secs < until_secs).then_some(Entry {
@@ -257,6 +258,10 @@ mod tests {
         let kept = standings.get(&id("a"), at(0)).unwrap();
         assert_eq!(kept.from, Timestamp::from_micros(BASE_MICROS));
         assert!(kept.until > at(100 * 365 * 86_400));
+        // A span at the end of time cannot be kept (nor overflow).
+        let end = Timestamp::from_micros(i64::MAX - 5);
+        standings.put([(&id("b"), standing(end, forever, 1))]);
+        assert_eq!(standings.get(&id("b"), end), None);
         // A span over before 2020 cannot be kept, and takes the old entry with it.
         standings.put([(&id("a"), standing(dawn, Timestamp::EPOCH, 1))]);
         assert_eq!(standings.get(&id("a"), Timestamp::EPOCH), None);
