@@ -162,10 +162,7 @@ impl Book {
 
     /// The balance at `now`, as if settled at `now`.
     pub fn balance(&self, now: Timestamp) -> Balance {
-        if self.is_settled_at(now) {
-            return self.current_balance(now);
-        }
-        self.settled(now).current_balance(now)
+        self.settled_view(now).current_balance(now)
     }
 
     /// True when settling at `now` would change nothing, so reads can skip
@@ -187,6 +184,16 @@ impl Book {
         !(hold_due || lot_due || repayable)
     }
 
+    /// The book as settled at `now`: itself when settling would change
+    /// nothing, else a settled copy.
+    fn settled_view(&self, now: Timestamp) -> std::borrow::Cow<'_, Book> {
+        if self.is_settled_at(now) {
+            std::borrow::Cow::Borrowed(self)
+        } else {
+            std::borrow::Cow::Owned(self.settled(now))
+        }
+    }
+
     /// A copy of the book settled at `now`: what a read shows before any
     /// background job has written expiries and releases.
     pub fn settled(&self, now: Timestamp) -> Book {
@@ -201,13 +208,7 @@ impl Book {
         if !amount.is_positive() {
             return Err(Reject::InvalidAmount("amount must be positive"));
         }
-        let copy;
-        let settled = if self.is_settled_at(now) {
-            self
-        } else {
-            copy = self.settled(now);
-            &copy
-        };
+        let settled = self.settled_view(now);
         Ok(Check {
             allowed: i128::from(amount.micros()) <= settled.headroom(now),
             required: amount,
@@ -241,13 +242,7 @@ impl Book {
                 until = until.min(instant);
             }
         }
-        let copy;
-        let settled = if self.is_settled_at(now) {
-            self
-        } else {
-            copy = self.settled(now);
-            &copy
-        };
+        let settled = self.settled_view(now);
         let headroom = settled.headroom(now);
         Standing {
             from,

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use ledger::{
-    AccountId, Amount, Feature, FeatureId, HoldTtl, Metadata, NewAccount, NewGrant, Reject, Source,
-    Timestamp, TxKind,
+    AccountId, Amount, Feature, FeatureId, HoldId, HoldTtl, Metadata, NewAccount, NewGrant, Reject,
+    Source, Timestamp, TxKind,
 };
 use store::sqlite::{SqliteOptions, SqliteStore};
 use store::{
@@ -84,6 +84,32 @@ fn consume(account: &str, credits: i64) -> Op {
     Op::Consume {
         account: id(account),
         charge: Charge::Amount(c(credits)),
+        metadata: Metadata::empty(),
+    }
+}
+
+/// Holds `credits` on the account for a minute; answers the hold's id.
+async fn place_hold(store: &SqliteStore, account: &str, credits: i64) -> HoldId {
+    let outcome = run(
+        store,
+        Op::Hold {
+            account: id(account),
+            amount: c(credits),
+            ttl: HoldTtl::from_secs(60).unwrap(),
+            metadata: Metadata::empty(),
+        },
+    )
+    .await
+    .unwrap();
+    let Outcome::Held { hold, .. } = outcome else {
+        panic!("not a hold: {outcome:?}")
+    };
+    hold.id
+}
+
+fn release(hold: HoldId) -> Op {
+    Op::Release {
+        hold,
         metadata: Metadata::empty(),
     }
 }
@@ -268,24 +294,12 @@ async fn balance_at_a_past_instant_is_rebuilt_from_the_journal() {
     db.clock.advance_secs(10);
     run(&store, consume("a", 30)).await.unwrap();
     db.clock.advance_secs(10);
-    let Outcome::Held { hold, .. } = run(
-        &store,
-        Op::Hold {
-            account: id("a"),
-            amount: c(20),
-            ttl: HoldTtl::from_secs(60).unwrap(),
-            metadata: Metadata::empty(),
-        },
-    )
-    .await
-    .unwrap() else {
-        panic!()
-    };
+    let hold = place_hold(&store, "a", 20).await;
     db.clock.advance_secs(10);
     run(
         &store,
         Op::Commit {
-            hold: hold.id,
+            hold,
             amount: c(5),
             metadata: Metadata::empty(),
         },
@@ -562,28 +576,8 @@ async fn reads_see_whole_batches_only() {
         let store = store.clone();
         tokio::spawn(async move {
             for _ in 0..300 {
-                let Outcome::Held { hold, .. } = run(
-                    &store,
-                    Op::Hold {
-                        account: id("a"),
-                        amount: c(100),
-                        ttl: HoldTtl::from_secs(60).unwrap(),
-                        metadata: Metadata::empty(),
-                    },
-                )
-                .await
-                .unwrap() else {
-                    panic!()
-                };
-                run(
-                    &store,
-                    Op::Release {
-                        hold: hold.id,
-                        metadata: Metadata::empty(),
-                    },
-                )
-                .await
-                .unwrap();
+                let hold = place_hold(&store, "a", 100).await;
+                run(&store, release(hold)).await.unwrap();
             }
         })
     };
@@ -650,30 +644,10 @@ async fn a_lot_is_live_while_credits_remain_in_it() {
     assert_eq!(lots_out_of_step(&db), 0);
     run(&store, grant("l", 5)).await.unwrap();
     // A hold escrows everything from the new lot, emptying it...
-    let Outcome::Held { hold, .. } = run(
-        &store,
-        Op::Hold {
-            account: id("l"),
-            amount: c(5),
-            ttl: HoldTtl::from_secs(60).unwrap(),
-            metadata: Metadata::empty(),
-        },
-    )
-    .await
-    .unwrap() else {
-        panic!("not a hold");
-    };
+    let hold = place_hold(&store, "l", 5).await;
     assert_eq!((lots_out_of_step(&db), live_lots(&db)), (0, 0));
     // ...and releasing it refills the lot, which is live again.
-    run(
-        &store,
-        Op::Release {
-            hold: hold.id,
-            metadata: Metadata::empty(),
-        },
-    )
-    .await
-    .unwrap();
+    run(&store, release(hold)).await.unwrap();
     assert_eq!((lots_out_of_step(&db), live_lots(&db)), (0, 1));
     store.close();
     assert_eq!(lots_read_afresh(&db, "l").await, vec![c(5)]);

@@ -67,16 +67,15 @@ impl BookCache {
     /// Replaces the cached books and standings of the accounts a batch
     /// committed at `now`.
     pub fn put(&self, books: impl IntoIterator<Item = Book>, now: Timestamp) {
-        let books: Vec<Book> = books.into_iter().collect();
-        self.standings
-            .put(books.iter().map(|b| (&b.account.id, b.standing(now))));
-        if self.capacity == 0 {
-            return;
-        }
         let mut books: Vec<(AccountId, Arc<Book>)> = books
             .into_iter()
             .map(|b| (b.account.id.clone(), Arc::new(b)))
             .collect();
+        self.standings
+            .put(books.iter().map(|(id, b)| (id, b.standing(now))));
+        if self.capacity == 0 {
+            return;
+        }
         books.truncate(self.capacity);
         let mut inner = self.lock();
         let map = &mut inner.books;

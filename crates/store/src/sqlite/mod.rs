@@ -142,6 +142,22 @@ fn snapshot<T>(
     Ok(result)
 }
 
+/// Reads an account's current book and keeps it in the cache if that is
+/// still safe (see [`BookCache::fill`]).
+fn current_book(
+    conn: &Connection,
+    cache: &BookCache,
+    id: &AccountId,
+) -> Result<Option<Book>, StoreError> {
+    // Taken before the snapshot begins; see BookCache::fill.
+    let epoch = cache.epoch();
+    let book = snapshot(conn, |conn| read::book(conn, id))?;
+    if let Some(book) = &book {
+        cache.fill(epoch, book.clone());
+    }
+    Ok(book)
+}
+
 /// Accounts whose books one step of [`preload_standings`] reads.
 const PRELOAD_CHUNK: usize = 500;
 
@@ -397,15 +413,7 @@ impl Store for SqliteStore {
         }
         let cache = self.cache.clone();
         self.read(move |conn| match at {
-            None => {
-                // Taken before the snapshot begins; see BookCache::fill.
-                let epoch = cache.epoch();
-                let book = snapshot(conn, |conn| read::book(conn, &id))?;
-                if let Some(book) = &book {
-                    cache.fill(epoch, book.clone());
-                }
-                Ok(book)
-            }
+            None => current_book(conn, &cache, &id),
             Some(at) => snapshot(conn, |conn| read::book_at(conn, &id, at)),
         })
     }
@@ -428,14 +436,11 @@ impl Store for SqliteStore {
         }
         let cache = self.cache.clone();
         self.read(move |conn| {
-            let books_epoch = cache.epoch();
-            let Some(book) = snapshot(conn, |conn| read::book(conn, &id))? else {
-                return Ok(None);
-            };
-            let standing = book.standing(now);
-            cache.standings().fill(epoch, &id, standing);
-            cache.fill(books_epoch, book);
-            Ok(Some(standing))
+            let standing = current_book(conn, &cache, &id)?.map(|book| book.standing(now));
+            if let Some(standing) = standing {
+                cache.standings().fill(epoch, &id, standing);
+            }
+            Ok(standing)
         })
     }
 
