@@ -54,7 +54,7 @@ fn assert_ran(report: &Value, target: &str, workloads: &[&str]) {
         // creditd reports how it batched the writes of the measured period:
         // every write went through a batch of at least one command.
         let batches = &run["batches"];
-        if target.starts_with("baseline") || *workload == "check" {
+        if target.starts_with("baseline") || ["check", "balance"].contains(workload) {
             assert!(batches.is_null(), "{run}");
         } else {
             assert!(batches["count"].as_u64().unwrap() > 0, "{run}");
@@ -69,6 +69,7 @@ const ALL: &[&str] = &[
     "consume-spread",
     "hold-commit",
     "check",
+    "balance",
     "mixed",
 ];
 
@@ -101,7 +102,7 @@ async fn bench_compares_with_the_baseline_on_postgres() {
             "--baseline",
             &baseline_db.url,
             "--workload",
-            "consume-hot,check",
+            "consume-hot,check,balance",
         ])
     })
     .await
@@ -109,10 +110,14 @@ async fn bench_compares_with_the_baseline_on_postgres() {
     assert_ran(
         &report,
         "creditd postgres in-process",
-        &["consume-hot", "check"],
+        &["consume-hot", "check", "balance"],
     );
-    assert_ran(&report, "baseline postgres", &["consume-hot", "check"]);
+    assert_ran(
+        &report,
+        "baseline postgres",
+        &["consume-hot", "check", "balance"],
+    );
     let ratios = report["ratios"].as_array().unwrap();
-    assert_eq!(ratios.len(), 2, "{report}");
+    assert_eq!(ratios.len(), 3, "{report}");
     assert!(ratios.iter().all(|r| r["ratio"].as_f64().unwrap() > 0.0));
 }

@@ -105,7 +105,10 @@ impl Driver {
         match self {
             Driver::Baseline(_) => matches!(
                 workload,
-                Workload::ConsumeHot | Workload::ConsumeSpread | Workload::Check
+                Workload::ConsumeHot
+                    | Workload::ConsumeSpread
+                    | Workload::Check
+                    | Workload::Balance
             ),
             _ => true,
         }
@@ -360,6 +363,39 @@ impl Client {
                 let path = format!("/v1/accounts/{}/check", account(prefix, Some(index)));
                 from_status(conn.post(&path, r#"{"amount":"1"}"#.to_owned()).await, 200).0
             }
+            Client::Baseline { client, prefix } => {
+                client.check(&account(prefix, Some(index))).await
+            }
+        }
+    }
+
+    /// Reads the current balance of account `index`, with its lots.
+    pub async fn balance(&mut self, index: usize) -> Outcome {
+        match self {
+            Client::Store { store, prefix } => {
+                let Ok(account) = AccountId::parse(&account(prefix, Some(index))) else {
+                    return Outcome::Error("bad account id".into());
+                };
+                let now = SystemClock.now();
+                match store.book(account, None).await {
+                    // What the balance endpoint does with the book.
+                    Ok(Some(book)) => {
+                        let settled = book.settled(now);
+                        if settled.balance(now).available.is_positive() {
+                            Outcome::Ok
+                        } else {
+                            Outcome::Rejected
+                        }
+                    }
+                    Ok(None) => Outcome::Error("no such account".into()),
+                    Err(e) => Outcome::Error(e.to_string()),
+                }
+            }
+            Client::Http { conn, prefix } => {
+                let path = format!("/v1/accounts/{}/balance", account(prefix, Some(index)));
+                from_status(conn.get(&path).await, 200).0
+            }
+            // The usual design's balance is its one integer.
             Client::Baseline { client, prefix } => {
                 client.check(&account(prefix, Some(index))).await
             }

@@ -30,16 +30,19 @@ pub enum Workload {
     HoldCommit,
     /// Check whether 1 credit could be consumed, on accounts chosen at random.
     Check,
+    /// Read the balance (with its lots) of an account chosen at random.
+    Balance,
     /// 80% check, 15% consume, 5% hold + commit, on accounts chosen at random.
     Mixed,
 }
 
 impl Workload {
-    const ALL: [Workload; 5] = [
+    const ALL: [Workload; 6] = [
         Workload::ConsumeHot,
         Workload::ConsumeSpread,
         Workload::HoldCommit,
         Workload::Check,
+        Workload::Balance,
         Workload::Mixed,
     ];
 
@@ -49,6 +52,7 @@ impl Workload {
             Workload::ConsumeSpread => "consume-spread",
             Workload::HoldCommit => "hold-commit",
             Workload::Check => "check",
+            Workload::Balance => "balance",
             Workload::Mixed => "mixed",
         }
     }
@@ -263,6 +267,7 @@ async fn measure(
                     Workload::ConsumeSpread => client.consume(Some(account)).await,
                     Workload::HoldCommit => client.hold_commit(account).await,
                     Workload::Check => client.check(account).await,
+                    Workload::Balance => client.balance(account).await,
                     Workload::Mixed if roll < 80 => client.check(account).await,
                     Workload::Mixed if roll < 95 => client.consume(Some(account)).await,
                     Workload::Mixed => client.hold_commit(account).await,

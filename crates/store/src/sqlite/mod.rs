@@ -239,6 +239,21 @@ struct Readers {
 }
 
 impl Readers {
+    /// Runs `f` on an idle connection now, on this thread, if one is idle.
+    fn try_with<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Option<Result<T, StoreError>> {
+        let conn = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop()?;
+        let result = f(&conn);
+        self.idle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(conn);
+        self.returned.notify_one();
+        Some(result)
+    }
+
     fn with<T>(
         &self,
         f: impl FnOnce(&Connection) -> Result<T, StoreError>,
@@ -356,6 +371,26 @@ impl SqliteStore {
         }
     }
 
+    /// A read of a few rows by key: run on the calling thread when a reader
+    /// connection is idle, as it takes about as long as handing it to another
+    /// thread would (tens of microseconds, from pages the operating system
+    /// has cached); on the blocking pool otherwise.
+    fn read_point<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> BoxFuture<'_, Result<T, StoreError>> {
+        // `f` is needed again if no connection was idle; the Option lends it.
+        let mut f = Some(f);
+        let now = self.readers.try_with(|conn| {
+            let f = f.take().expect("taken once");
+            f(conn)
+        });
+        match now {
+            Some(result) => Box::pin(std::future::ready(result)),
+            None => self.read(f.expect("not taken when no connection was idle")),
+        }
+    }
+
     fn read<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
@@ -390,7 +425,7 @@ impl Store for SqliteStore {
     }
 
     fn account(&self, id: AccountId) -> BoxFuture<'_, Result<Option<Account>, StoreError>> {
-        self.read(move |conn| read::account(conn, &id))
+        self.read_point(move |conn| read::account(conn, &id))
     }
 
     fn accounts(
@@ -411,11 +446,14 @@ impl Store for SqliteStore {
         {
             return Box::pin(std::future::ready(Ok(Some(Book::clone(&book)))));
         }
-        let cache = self.cache.clone();
-        self.read(move |conn| match at {
-            None => current_book(conn, &cache, &id),
-            Some(at) => snapshot(conn, |conn| read::book_at(conn, &id, at)),
-        })
+        match at {
+            None => {
+                let cache = self.cache.clone();
+                self.read_point(move |conn| current_book(conn, &cache, &id))
+            }
+            // Replays the account's journal: no point read.
+            Some(at) => self.read(move |conn| snapshot(conn, |conn| read::book_at(conn, &id, at))),
+        }
     }
 
     fn standing(
@@ -435,7 +473,7 @@ impl Store for SqliteStore {
             return Box::pin(std::future::ready(Ok(Some(standing))));
         }
         let cache = self.cache.clone();
-        self.read(move |conn| {
+        self.read_point(move |conn| {
             let standing = current_book(conn, &cache, &id)?.map(|book| book.standing(now));
             if let Some(standing) = standing {
                 cache.standings().fill(epoch, &id, standing);
@@ -454,15 +492,15 @@ impl Store for SqliteStore {
     }
 
     fn lot(&self, id: LotId) -> BoxFuture<'_, Result<Option<Lot>, StoreError>> {
-        self.read(move |conn| read::lot(conn, id))
+        self.read_point(move |conn| read::lot(conn, id))
     }
 
     fn hold(&self, id: HoldId) -> BoxFuture<'_, Result<Option<Hold>, StoreError>> {
-        self.read(move |conn| read::hold(conn, id))
+        self.read_point(move |conn| read::hold(conn, id))
     }
 
     fn transaction(&self, id: TxId) -> BoxFuture<'_, Result<Option<Transaction>, StoreError>> {
-        self.read(move |conn| read::transaction(conn, id))
+        self.read_point(move |conn| read::transaction(conn, id))
     }
 
     fn transactions(
@@ -473,7 +511,7 @@ impl Store for SqliteStore {
     }
 
     fn feature(&self, id: FeatureId) -> BoxFuture<'_, Result<Option<Feature>, StoreError>> {
-        self.read(move |conn| read::feature(conn, &id))
+        self.read_point(move |conn| read::feature(conn, &id))
     }
 
     fn features(&self) -> BoxFuture<'_, Result<Vec<Feature>, StoreError>> {
@@ -508,7 +546,7 @@ impl Store for SqliteStore {
     }
 
     fn setting(&self, key: &'static str) -> BoxFuture<'_, Result<Option<String>, StoreError>> {
-        self.read(move |conn| read::setting(conn, key))
+        self.read_point(move |conn| read::setting(conn, key))
     }
 
     fn init_setting(
@@ -543,5 +581,38 @@ impl crate::rows::Columns for rusqlite::Row<'_> {
     }
     fn text_opt(&self, i: usize) -> Result<Option<String>, StoreError> {
         Ok(self.get(i)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures_util::FutureExt;
+
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_point_read_answers_at_once_when_a_reader_is_idle_and_waits_for_one_otherwise() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = SqliteOptions {
+            readers: 1,
+            preload_standings: false,
+            ..SqliteOptions::new(dir.path().join("reads.db"))
+        };
+        let store = SqliteStore::open(options, Arc::new(crate::SystemClock)).unwrap();
+
+        // The one reader is idle: the read runs on this thread, so its
+        // answer is there at the first poll.
+        assert!(matches!(store.lot(LotId(1)).now_or_never(), Some(Ok(None))));
+
+        // No reader is idle: the read goes to the blocking pool and waits
+        // there for a connection instead of failing.
+        let taken = store.readers.idle.lock().unwrap().pop().unwrap();
+        let mut waiting = store.lot(LotId(1));
+        assert!((&mut waiting).now_or_never().is_none());
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        assert!((&mut waiting).now_or_never().is_none());
+        store.readers.idle.lock().unwrap().push(taken);
+        store.readers.returned.notify_one();
+        assert!(matches!(waiting.await, Ok(None)));
     }
 }
