@@ -39,7 +39,7 @@ kill %1; wait %1 2>/dev/null || true
 echo "== PostgreSQL: creditd against the baseline"
 fresh_pg creditd_bench; fresh_pg creditd_baseline
 bench --store "$PG/creditd_bench" --baseline "$PG/creditd_baseline" --accounts 10000 \
-  --clients 32 --workload consume-hot,consume-spread,check --json "$OUT/postgres-32.json"
+  --clients 32 --workload consume-hot,consume-spread,check,balance --json "$OUT/postgres-32.json"
 for clients in 8 64; do
   bench --baseline "$PG/creditd_baseline" --accounts 10000 --clients $clients \
     --workload consume-hot --json "$OUT/baseline-hot-$clients.json"
