@@ -136,10 +136,22 @@ fn snapshot<T>(
     conn: &Connection,
     f: impl FnOnce(&Connection) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
-    let tx = conn.unchecked_transaction()?;
-    let result = f(&tx)?;
-    tx.finish()?;
-    Ok(result)
+    // Prepared once per connection: BEGIN and COMMIT as text would be
+    // parsed again on every read.
+    if !conn.is_autocommit() {
+        // A read that failed and could not even roll back left its
+        // transaction open; end it rather than lose the connection.
+        conn.prepare_cached("ROLLBACK")?.execute([])?;
+    }
+    conn.prepare_cached("BEGIN")?.execute([])?;
+    let result = f(conn);
+    let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
+    let ended = conn.prepare_cached(end).and_then(|mut s| s.execute([]));
+    match (result, ended) {
+        (Ok(value), Ok(_)) => Ok(value),
+        (Err(error), _) => Err(error),
+        (Ok(_), Err(error)) => Err(error.into()),
+    }
 }
 
 /// Reads an account's current book and keeps it in the cache if that is
@@ -589,6 +601,46 @@ mod tests {
     use futures_util::FutureExt;
 
     use super::*;
+
+    /// The build settings in `.cargo/config.toml` reach the bundled SQLite:
+    /// without them every connection shares one page cache behind one mutex.
+    #[test]
+    fn sqlite_is_built_with_a_page_cache_per_connection() {
+        let conn = Connection::open_in_memory().unwrap();
+        let options: Vec<String> = conn
+            .prepare("PRAGMA compile_options")
+            .unwrap()
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(
+            !options.iter().any(|o| o == "ENABLE_MEMORY_MANAGEMENT"),
+            "{options:?}"
+        );
+        assert!(
+            options.iter().any(|o| o == "DEFAULT_MEMSTATUS=0"),
+            "{options:?}"
+        );
+    }
+
+    #[test]
+    fn a_snapshot_ends_its_transaction_whether_or_not_the_read_failed() {
+        let conn = Connection::open_in_memory().unwrap();
+        let one = |conn: &Connection| -> Result<i64, StoreError> {
+            Ok(conn.query_row("SELECT 1", [], |row| row.get(0))?)
+        };
+        assert_eq!(snapshot(&conn, one).unwrap(), 1);
+        assert!(conn.is_autocommit());
+        let failed: Result<(), StoreError> =
+            snapshot(&conn, |_| Err(StoreError::Internal("read failed".into())));
+        assert!(matches!(failed, Err(StoreError::Internal(_))));
+        assert!(conn.is_autocommit());
+        // A transaction left open is ended before the next snapshot begins.
+        conn.execute_batch("BEGIN").unwrap();
+        assert_eq!(snapshot(&conn, one).unwrap(), 1);
+        assert!(conn.is_autocommit());
+    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_point_read_answers_at_once_when_a_reader_is_idle_and_waits_for_one_otherwise() {
