@@ -40,7 +40,7 @@ pub struct Settings {
     /// `CREDITD_SQLITE_CACHE_STANDINGS`, default 1500000: accounts whose
     /// standing (what a check needs, 40 bytes) is kept in memory.
     pub sqlite_cache_standings: usize,
-    /// `CREDITD_SQLITE_CHECKPOINT_MS`, default 1000: how often a separate
+    /// `CREDITD_SQLITE_CHECKPOINT_MS`, default 200: how often a separate
     /// thread checkpoints the WAL; 0 leaves it to the writer alone.
     pub sqlite_checkpoint_ms: u64,
     /// `CREDITD_SQLITE_AUTOCHECKPOINT_PAGES`, default 30000: WAL pages after
@@ -114,7 +114,7 @@ impl Settings {
                 as usize,
             sqlite_cache_standings: number("CREDITD_SQLITE_CACHE_STANDINGS", 1_500_000)?
                 .min(100_000_000) as usize,
-            sqlite_checkpoint_ms: number("CREDITD_SQLITE_CHECKPOINT_MS", 1000)?,
+            sqlite_checkpoint_ms: number("CREDITD_SQLITE_CHECKPOINT_MS", 200)?,
             sqlite_autocheckpoint_pages: number("CREDITD_SQLITE_AUTOCHECKPOINT_PAGES", 30_000)?
                 .clamp(100, 1_000_000) as i64,
             pg_pool_size: number("CREDITD_PG_POOL_SIZE", 16)?.clamp(2, 1024) as usize,
@@ -178,6 +178,7 @@ mod tests {
             (25_000, 1_500_000)
         );
         assert_eq!(s.sqlite_autocheckpoint_pages, 30_000);
+        assert_eq!(s.sqlite_checkpoint_ms, 200);
     }
 
     #[test]

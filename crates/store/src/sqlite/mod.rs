@@ -73,7 +73,7 @@ impl SqliteOptions {
             cache_standings: 1_500_000,
             preload_standings: true,
             wal_autocheckpoint_pages: 30_000,
-            checkpoint_interval: Some(std::time::Duration::from_secs(1)),
+            checkpoint_interval: Some(std::time::Duration::from_millis(200)),
         }
     }
 }
