@@ -251,19 +251,22 @@ struct Readers {
 }
 
 impl Readers {
-    /// Runs `f` on an idle connection now, on this thread, if one is idle.
-    fn try_with<T>(
-        &self,
-        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
-    ) -> Option<Result<T, StoreError>> {
-        let conn = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop()?;
+    /// Runs `f` now, on this thread, if a connection is idle; hands `f`
+    /// back otherwise.
+    fn try_with<T, F>(&self, f: F) -> Result<Result<T, StoreError>, F>
+    where
+        F: FnOnce(&Connection) -> Result<T, StoreError>,
+    {
+        let Some(conn) = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop() else {
+            return Err(f);
+        };
         let result = f(&conn);
         self.idle
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(conn);
         self.returned.notify_one();
-        Some(result)
+        Ok(result)
     }
 
     fn with<T>(
@@ -391,15 +394,9 @@ impl SqliteStore {
         &self,
         f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> BoxFuture<'_, Result<T, StoreError>> {
-        // `f` is needed again if no connection was idle; the Option lends it.
-        let mut f = Some(f);
-        let now = self.readers.try_with(|conn| {
-            let f = f.take().expect("taken once");
-            f(conn)
-        });
-        match now {
-            Some(result) => Box::pin(std::future::ready(result)),
-            None => self.read(f.expect("not taken when no connection was idle")),
+        match self.readers.try_with(f) {
+            Ok(result) => Box::pin(std::future::ready(result)),
+            Err(f) => self.read(f),
         }
     }
 
