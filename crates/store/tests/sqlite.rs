@@ -781,3 +781,86 @@ async fn a_store_for_one_command_preloads_nothing() {
     assert_eq!(checked(&store, "a", START).await, c(1));
     assert_eq!(store.standings_kept(), 1);
 }
+
+/// The journal's index is by block of 65,536 ids, then account: an
+/// account's transactions spread over several blocks, and over blocks that
+/// hold none of them, are listed newest first, page by page, each once.
+#[tokio::test]
+async fn transactions_are_listed_across_blocks_of_the_journal() {
+    const BLOCK: i64 = 1 << 16;
+    let db = Db::new();
+    let store = db.open();
+    open_account(&store, "a", 100).await;
+    open_account(&store, "b", 100).await;
+    for _ in 0..3 {
+        run(&store, consume("a", 1)).await.unwrap();
+        run(&store, consume("b", 1)).await.unwrap();
+    }
+    store.close();
+    // Copies of the rows so far, as if written in blocks 1 and 3: ids far
+    // apart, with blocks 2 and 4 holding nothing of "a".
+    let conn = rusqlite::Connection::open(&db.path).unwrap();
+    for block in [1, 3] {
+        conn.execute(
+            "INSERT INTO transactions SELECT id + ?1, account_id, kind, amount, usage, \
+               balance_after, postings, sources, created_at, metadata, lot_id, hold_id, \
+               refund_of, feature_id, quantity FROM transactions WHERE id < ?2",
+            [block * BLOCK, BLOCK],
+        )
+        .unwrap();
+    }
+    let ids = |account: &str| -> Vec<i64> {
+        let mut stmt = conn
+            .prepare("SELECT id FROM transactions WHERE account_id = ?1 ORDER BY id DESC")
+            .unwrap();
+        stmt.query_map([account], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    };
+    let store = db.open();
+    // Ids continue after the last block's: this one lands in block 3 too.
+    run(&store, consume("a", 1)).await.unwrap();
+    let expected = ids("a");
+    assert_eq!(expected.len(), 3 * 4 + 1);
+    assert!(expected[0] > 3 * BLOCK && expected.last() == Some(&1));
+    for limit in [1, 2, 4, 7, 100] {
+        let mut listed = Vec::new();
+        let mut before = None;
+        loop {
+            let page = store
+                .transactions(store::TxFilter {
+                    account: id("a"),
+                    kind: None,
+                    from: None,
+                    to: None,
+                    before,
+                    limit,
+                })
+                .await
+                .unwrap();
+            assert!(page.len() <= limit);
+            assert!(page.iter().all(|tx| tx.account == id("a")));
+            let Some(last) = page.last() else { break };
+            before = Some(last.id);
+            listed.extend(page.iter().map(|tx| tx.id.0));
+        }
+        assert_eq!(listed, expected, "pages of {limit}");
+    }
+    // A cursor inside a block that holds nothing newer of the account.
+    let page = store
+        .transactions(store::TxFilter {
+            account: id("b"),
+            kind: None,
+            from: None,
+            to: None,
+            before: Some(ledger::TxId(2 * BLOCK)),
+            limit: 100,
+        })
+        .await
+        .unwrap();
+    let listed: Vec<i64> = page.iter().map(|tx| tx.id.0).collect();
+    let below: Vec<i64> = ids("b").into_iter().filter(|&i| i < 2 * BLOCK).collect();
+    assert_eq!(listed, below);
+    assert_eq!(listed.len(), 2 * 4);
+}

@@ -29,6 +29,7 @@ use writer::{Job, Writer};
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("migrations/0001_ledger.sql")),
     (2, include_str!("migrations/0002_lots_live.sql")),
+    (3, include_str!("migrations/0003_journal_by_block.sql")),
 ];
 
 /// How the SQLite store is set up.

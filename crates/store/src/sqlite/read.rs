@@ -8,7 +8,6 @@ use ledger::{
 };
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::codec::decode_postings;
 use crate::rows::{
     ACCOUNT_COLUMNS, HOLD_COLUMNS, LOT_COLUMNS, TX_COLUMNS, account_from_row, feature_from_row,
     hold_from_row, lot_from_row, tx_from_row,
@@ -115,25 +114,77 @@ pub fn transaction(conn: &Connection, id: TxId) -> Result<Option<Transaction>, S
     )
 }
 
+/// The journal is indexed by block of ids, then account (see migration 3):
+/// an account's transactions are found block by block.
+const JOURNAL_BLOCK_SHIFT: u32 = 16;
+
+/// The block of the newest transaction, if there is one.
+fn last_journal_block(conn: &Connection) -> Result<Option<i64>, StoreError> {
+    let last: Option<i64> = conn
+        .prepare_cached("SELECT max(id) FROM transactions")?
+        .query_row([], |row| row.get(0))?;
+    Ok(last.map(|id| id >> JOURNAL_BLOCK_SHIFT))
+}
+
+/// Every transaction of `account` for which `keep` holds, oldest first.
+fn journal_of(
+    conn: &Connection,
+    account: &AccountId,
+    keep: impl Fn(&Transaction) -> bool,
+) -> Result<Vec<Transaction>, StoreError> {
+    let mut journal = Vec::new();
+    let Some(last) = last_journal_block(conn)? else {
+        return Ok(journal);
+    };
+    for block in 0..=last {
+        let txs = collect(
+            conn,
+            &format!(
+                "SELECT {TX_COLUMNS} FROM transactions \
+                 WHERE (id >> {JOURNAL_BLOCK_SHIFT}) = ?1 AND account_id = ?2 ORDER BY id"
+            ),
+            params![block, account.as_str()],
+            |row| tx_from_row(row),
+        )?;
+        journal.extend(txs.into_iter().filter(&keep));
+    }
+    Ok(journal)
+}
+
 pub fn transactions(conn: &Connection, filter: &TxFilter) -> Result<Vec<Transaction>, StoreError> {
-    collect(
-        conn,
-        &format!(
-            "SELECT {TX_COLUMNS} FROM transactions \
-             WHERE account_id = ?1 AND id < ?2 AND (?3 IS NULL OR kind = ?3) \
-               AND created_at >= ?4 AND created_at < ?5 \
-             ORDER BY id DESC LIMIT ?6"
-        ),
-        params![
-            filter.account.as_str(),
-            filter.before.map_or(i64::MAX, |t| t.0),
-            filter.kind.map(|k| k.code()),
-            filter.from.map_or(i64::MIN, Timestamp::micros),
-            filter.to.map_or(i64::MAX, Timestamp::micros),
-            filter.limit.min(crate::PAGE_LIMIT_MAX) as i64,
-        ],
-        |row| tx_from_row(row),
-    )
+    let limit = filter.limit.min(crate::PAGE_LIMIT_MAX);
+    let before = filter.before.map_or(i64::MAX, |t| t.0);
+    let mut page = Vec::new();
+    let Some(last) = last_journal_block(conn)? else {
+        return Ok(page);
+    };
+    let first = before.saturating_sub(1).max(0) >> JOURNAL_BLOCK_SHIFT;
+    // Newest block first, until the page is full.
+    for block in (0..=last.min(first)).rev() {
+        if page.len() >= limit {
+            break;
+        }
+        page.extend(collect(
+            conn,
+            &format!(
+                "SELECT {TX_COLUMNS} FROM transactions \
+                 WHERE (id >> {JOURNAL_BLOCK_SHIFT}) = ?1 AND account_id = ?2 AND id < ?3 \
+                   AND (?4 IS NULL OR kind = ?4) AND created_at >= ?5 AND created_at < ?6 \
+                 ORDER BY id DESC LIMIT ?7"
+            ),
+            params![
+                block,
+                filter.account.as_str(),
+                before,
+                filter.kind.map(|k| k.code()),
+                filter.from.map_or(i64::MIN, Timestamp::micros),
+                filter.to.map_or(i64::MAX, Timestamp::micros),
+                (limit - page.len()) as i64,
+            ],
+            |row| tx_from_row(row),
+        )?);
+    }
+    Ok(page)
 }
 
 /// How much of a usage transaction refunds have already handed back.
@@ -205,13 +256,8 @@ pub fn book_at(
         return Ok(None);
     };
     let mut posted: HashMap<LedgerAccount, i64> = HashMap::new();
-    let journal = collect(
-        conn,
-        "SELECT postings FROM transactions WHERE account_id = ?1 AND created_at <= ?2",
-        params![id.as_str(), at.micros()],
-        |row| decode_postings(&row.get::<_, String>(0)?),
-    )?;
-    for posting in journal.into_iter().flatten() {
+    let journal = journal_of(conn, id, |tx| tx.created_at <= at)?;
+    for posting in journal.iter().flat_map(|tx| &tx.postings) {
         *posted.entry(posting.account).or_default() += posting.amount.micros();
     }
     let lots = collect(
@@ -309,6 +355,14 @@ pub fn setting(conn: &Connection, key: &str) -> Result<Option<String>, StoreErro
 pub fn audit(conn: &Connection) -> Result<AuditReport, StoreError> {
     let mut report = AuditReport::default();
     let mut after: Option<AccountId> = None;
+    // The whole journal in account order, read beside the accounts: the
+    // journal's index is by block of ids first (see migration 3), so one
+    // sorted pass costs less than a look in every block for every account.
+    let mut journal_stmt = conn.prepare(&format!(
+        "SELECT {TX_COLUMNS} FROM transactions ORDER BY account_id, id"
+    ))?;
+    let mut journal_rows = journal_stmt.query([])?;
+    let mut next_tx: Option<Transaction> = None;
     loop {
         let page = accounts(conn, after.as_ref(), 500)?;
         let Some(last) = page.last() else { break };
@@ -327,12 +381,18 @@ pub fn audit(conn: &Connection) -> Result<AuditReport, StoreError> {
                 [id],
                 |row| hold_from_row(row),
             )?;
-            let journal = collect(
-                conn,
-                &format!("SELECT {TX_COLUMNS} FROM transactions WHERE account_id = ?1 ORDER BY id"),
-                [id],
-                |row| tx_from_row(row),
-            )?;
+            let mut journal = Vec::new();
+            loop {
+                if next_tx.is_none() {
+                    next_tx = journal_rows.next()?.map(tx_from_row).transpose()?;
+                }
+                match &next_tx {
+                    // Of no account: counted with the orphans below.
+                    Some(tx) if tx.account.as_str() < id => next_tx = None,
+                    Some(tx) if tx.account.as_str() == id => journal.extend(next_tx.take()),
+                    _ => break,
+                }
+            }
             report.accounts += 1;
             report.lots += lots.len() as u64;
             report.transactions += journal.len() as u64;
