@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use ledger::{
     AccountId, Amount, Feature, FeatureId, HoldId, HoldTtl, Metadata, NewAccount, NewGrant, Reject,
-    Source, Timestamp, TxKind,
+    Source, Timestamp, TxId, TxKind,
 };
 use store::sqlite::{SqliteOptions, SqliteStore};
 use store::{
@@ -818,6 +818,14 @@ async fn transactions_are_listed_across_blocks_of_the_journal() {
             .collect::<Result<_, _>>()
             .unwrap()
     };
+    let filter = |account: &str, before: Option<TxId>, limit: usize| TxFilter {
+        account: id(account),
+        kind: None,
+        from: None,
+        to: None,
+        before,
+        limit,
+    };
     let store = db.open();
     // Ids continue after the last block's: this one lands in block 3 too.
     run(&store, consume("a", 1)).await.unwrap();
@@ -829,14 +837,7 @@ async fn transactions_are_listed_across_blocks_of_the_journal() {
         let mut before = None;
         loop {
             let page = store
-                .transactions(store::TxFilter {
-                    account: id("a"),
-                    kind: None,
-                    from: None,
-                    to: None,
-                    before,
-                    limit,
-                })
+                .transactions(filter("a", before, limit))
                 .await
                 .unwrap();
             assert!(page.len() <= limit);
@@ -848,18 +849,13 @@ async fn transactions_are_listed_across_blocks_of_the_journal() {
         assert_eq!(listed, expected, "pages of {limit}");
     }
     // A cursor inside a block that holds nothing newer of the account.
-    let page = store
-        .transactions(store::TxFilter {
-            account: id("b"),
-            kind: None,
-            from: None,
-            to: None,
-            before: Some(ledger::TxId(2 * BLOCK)),
-            limit: 100,
-        })
+    let listed: Vec<i64> = store
+        .transactions(filter("b", Some(TxId(2 * BLOCK)), 100))
         .await
-        .unwrap();
-    let listed: Vec<i64> = page.iter().map(|tx| tx.id.0).collect();
+        .unwrap()
+        .iter()
+        .map(|tx| tx.id.0)
+        .collect();
     let below: Vec<i64> = ids("b").into_iter().filter(|&i| i < 2 * BLOCK).collect();
     assert_eq!(listed, below);
     assert_eq!(listed.len(), 2 * 4);

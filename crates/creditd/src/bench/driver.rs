@@ -55,6 +55,11 @@ fn account(prefix: &str, index: Option<usize>) -> String {
     }
 }
 
+/// The id of the hot account (`None`) or account `index`, parsed for the store.
+fn account_id(prefix: &str, index: Option<usize>) -> Result<AccountId, Outcome> {
+    AccountId::parse(&account(prefix, index)).map_err(|_| Outcome::Error("bad account id".into()))
+}
+
 impl Driver {
     /// Opens the store at `url` in this process.
     pub async fn store(url: &str) -> anyhow::Result<Driver> {
@@ -322,8 +327,9 @@ impl Client {
     pub async fn consume(&mut self, index: Option<usize>) -> Outcome {
         match self {
             Client::Store { store, prefix } => {
-                let Ok(account) = AccountId::parse(&account(prefix, index)) else {
-                    return Outcome::Error("bad account id".into());
+                let account = match account_id(prefix, index) {
+                    Ok(account) => account,
+                    Err(outcome) => return outcome,
                 };
                 let op = Op::Consume {
                     account,
@@ -344,8 +350,9 @@ impl Client {
     pub async fn check(&mut self, index: usize) -> Outcome {
         match self {
             Client::Store { store, prefix } => {
-                let Ok(account) = AccountId::parse(&account(prefix, Some(index))) else {
-                    return Outcome::Error("bad account id".into());
+                let account = match account_id(prefix, Some(index)) {
+                    Ok(account) => account,
+                    Err(outcome) => return outcome,
                 };
                 let now = SystemClock.now();
                 match store.standing(account, now).await {
@@ -373,8 +380,9 @@ impl Client {
     pub async fn balance(&mut self, index: usize) -> Outcome {
         match self {
             Client::Store { store, prefix } => {
-                let Ok(account) = AccountId::parse(&account(prefix, Some(index))) else {
-                    return Outcome::Error("bad account id".into());
+                let account = match account_id(prefix, Some(index)) {
+                    Ok(account) => account,
+                    Err(outcome) => return outcome,
                 };
                 let now = SystemClock.now();
                 match store.book(account, None).await {
@@ -406,8 +414,9 @@ impl Client {
     pub async fn hold_commit(&mut self, index: usize) -> Outcome {
         match self {
             Client::Store { store, prefix } => {
-                let Ok(account) = AccountId::parse(&account(prefix, Some(index))) else {
-                    return Outcome::Error("bad account id".into());
+                let account = match account_id(prefix, Some(index)) {
+                    Ok(account) => account,
+                    Err(outcome) => return outcome,
                 };
                 let op = Op::Hold {
                     account,

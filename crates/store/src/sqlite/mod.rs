@@ -261,13 +261,7 @@ impl Readers {
         let Some(conn) = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop() else {
             return Err(f);
         };
-        let result = f(&conn);
-        self.idle
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(conn);
-        self.returned.notify_one();
-        Ok(result)
+        Ok(self.run_and_return(conn, f))
     }
 
     fn with<T>(
@@ -283,6 +277,15 @@ impl Readers {
                 idle = self.returned.wait(idle).unwrap_or_else(|e| e.into_inner());
             }
         };
+        self.run_and_return(conn, f)
+    }
+
+    /// Runs `f` on a connection taken from the idle ones, then gives it back.
+    fn run_and_return<T>(
+        &self,
+        conn: Connection,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         let result = f(&conn);
         self.idle
             .lock()
