@@ -34,12 +34,9 @@ pub struct Settings {
     pub batch_size_max: usize,
     /// `CREDITD_SQLITE_READERS`, default 4: reader connections.
     pub sqlite_readers: usize,
-    /// `CREDITD_SQLITE_CACHE_BOOKS`, default 25000: accounts whose whole
-    /// book is kept in memory.
-    pub sqlite_cache_books: usize,
-    /// `CREDITD_SQLITE_CACHE_STANDINGS`, default 1500000: accounts whose
-    /// standing (what a check needs, 40 bytes) is kept in memory.
-    pub sqlite_cache_standings: usize,
+    /// `CREDITD_SQLITE_BOOKS_MIB`, default 160: memory for accounts' books
+    /// kept in memory, packed (about 130 bytes an account with one lot).
+    pub sqlite_books_mib: usize,
     /// `CREDITD_SQLITE_CHECKPOINT_MS`, default 200: how often a separate
     /// thread checkpoints the WAL; 0 leaves it to the writer alone.
     pub sqlite_checkpoint_ms: u64,
@@ -110,10 +107,7 @@ impl Settings {
             ),
             batch_size_max: number("CREDITD_BATCH_SIZE_MAX", 1024)?.clamp(1, 65_536) as usize,
             sqlite_readers: number("CREDITD_SQLITE_READERS", 4)?.clamp(1, 64) as usize,
-            sqlite_cache_books: number("CREDITD_SQLITE_CACHE_BOOKS", 25_000)?.min(10_000_000)
-                as usize,
-            sqlite_cache_standings: number("CREDITD_SQLITE_CACHE_STANDINGS", 1_500_000)?
-                .min(100_000_000) as usize,
+            sqlite_books_mib: number("CREDITD_SQLITE_BOOKS_MIB", 160)?.min(1 << 20) as usize,
             sqlite_checkpoint_ms: number("CREDITD_SQLITE_CHECKPOINT_MS", 200)?,
             sqlite_autocheckpoint_pages: number("CREDITD_SQLITE_AUTOCHECKPOINT_PAGES", 30_000)?
                 .clamp(100, 1_000_000) as i64,
@@ -173,29 +167,20 @@ mod tests {
         assert_eq!(s.listen, "127.0.0.1:8080".parse().unwrap());
         assert!(s.admin_key.is_none());
         assert_eq!(s.sweep_interval, Duration::from_secs(1));
-        assert_eq!(
-            (s.sqlite_cache_books, s.sqlite_cache_standings),
-            (25_000, 1_500_000)
-        );
+        assert_eq!(s.sqlite_books_mib, 160);
         assert_eq!(s.sqlite_autocheckpoint_pages, 30_000);
         assert_eq!(s.sqlite_checkpoint_ms, 200);
     }
 
     #[test]
-    fn the_sqlite_caches_can_be_sized_or_turned_off() {
-        let values = HashMap::from([
-            ("CREDITD_SQLITE_CACHE_BOOKS".to_owned(), "0".to_owned()),
-            (
-                "CREDITD_SQLITE_CACHE_STANDINGS".to_owned(),
-                "2000".to_owned(),
-            ),
-        ]);
-        let s = Settings::from_values(&values).unwrap();
-        assert_eq!((s.sqlite_cache_books, s.sqlite_cache_standings), (0, 2000));
-        let values =
-            HashMap::from([("CREDITD_SQLITE_CACHE_STANDINGS".to_owned(), "-1".to_owned())]);
+    fn the_books_kept_in_memory_can_be_sized_or_turned_off() {
+        let values = HashMap::from([("CREDITD_SQLITE_BOOKS_MIB".to_owned(), "0".to_owned())]);
+        assert_eq!(Settings::from_values(&values).unwrap().sqlite_books_mib, 0);
+        let values = HashMap::from([("CREDITD_SQLITE_BOOKS_MIB".to_owned(), "64".to_owned())]);
+        assert_eq!(Settings::from_values(&values).unwrap().sqlite_books_mib, 64);
+        let values = HashMap::from([("CREDITD_SQLITE_BOOKS_MIB".to_owned(), "-1".to_owned())]);
         let error = Settings::from_values(&values).unwrap_err().to_string();
-        assert!(error.contains("CREDITD_SQLITE_CACHE_STANDINGS"), "{error}");
+        assert!(error.contains("CREDITD_SQLITE_BOOKS_MIB"), "{error}");
     }
 
     #[test]

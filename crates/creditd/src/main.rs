@@ -202,9 +202,8 @@ async fn open_store(settings: &Settings, serving: bool) -> anyhow::Result<Opened
         Database::Sqlite(path) => {
             let options = SqliteOptions {
                 readers: settings.sqlite_readers,
-                cache_accounts: settings.sqlite_cache_books,
-                cache_standings: settings.sqlite_cache_standings,
-                preload_standings: serving,
+                books_budget_bytes: settings.sqlite_books_mib << 20,
+                preload_books: serving,
                 batch_size_max: settings.batch_size_max,
                 wal_autocheckpoint_pages: settings.sqlite_autocheckpoint_pages,
                 checkpoint_interval: (settings.sqlite_checkpoint_ms > 0)

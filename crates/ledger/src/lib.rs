@@ -25,7 +25,9 @@ pub use audit::{Violation, audit_account};
 pub use book::{Balance, Book, Check, RefundDone};
 pub use feature::Feature;
 pub use hold::{HOLD_TTL_DEFAULT_SECS, HOLD_TTL_MAX_SECS, Hold, HoldStatus, HoldTtl, Leg};
-pub use id::{AccountId, Counters, FeatureId, HoldId, IdError, IdSource, LotId, TxId};
+pub use id::{
+    AccountId, Counters, FeatureId, HoldId, IdError, IdSource, LotId, NAME_ID_LEN_MAX, TxId,
+};
 pub use journal::{LedgerAccount, Origin, Posting, Share, Transaction, TxKind};
 pub use lot::{Lot, NewGrant, PRIORITY_MAX, Source};
 pub use metadata::{METADATA_LEN_MAX, Metadata};

@@ -155,7 +155,8 @@ async fn books_readers_cache_never_let_the_writer_overspend() {
     const CREDITS: i64 = 150;
     let db = Db::new();
     let mut options = SqliteOptions::new(&db.path);
-    options.cache_accounts = 2;
+    // Room for about two books: readers keep finding entries absent.
+    options.books_budget_bytes = 300;
     let store = Arc::new(SqliteStore::open(options, Arc::new(db.clock.clone())).unwrap());
     for a in 0..ACCOUNTS {
         open_account(&store, &format!("acct{a}"), CREDITS).await;
@@ -749,18 +750,18 @@ async fn standings_are_preloaded_after_a_restart() {
     // more than one chunk of them.
     let store = db.open();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while store.standings_kept() < ACCOUNTS {
+    while store.books_kept() < ACCOUNTS {
         assert!(
             std::time::Instant::now() < deadline,
             "{} of {ACCOUNTS} standings kept",
-            store.standings_kept()
+            store.books_kept()
         );
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
     // The writer's first look for other processes, when idle, finds none
     // and keeps them.
     tokio::time::sleep(std::time::Duration::from_millis(700)).await;
-    assert_eq!(store.standings_kept(), ACCOUNTS);
+    assert_eq!(store.books_kept(), ACCOUNTS);
     assert_eq!(checked(&store, "acct0999", START).await, c(1));
     run(&store, consume("acct0999", 1)).await.unwrap();
     assert_eq!(checked(&store, "acct0999", START).await, c(0));
@@ -773,13 +774,13 @@ async fn a_store_for_one_command_preloads_nothing() {
     open_account(&store, "a", 1).await;
     store.close();
     let mut options = SqliteOptions::new(&db.path);
-    options.preload_standings = false;
+    options.preload_books = false;
     let store = SqliteStore::open(options, Arc::new(db.clock.clone())).unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    assert_eq!(store.standings_kept(), 0);
+    assert_eq!(store.books_kept(), 0);
     // A check keeps the standing it read.
     assert_eq!(checked(&store, "a", START).await, c(1));
-    assert_eq!(store.standings_kept(), 1);
+    assert_eq!(store.books_kept(), 1);
 }
 
 /// The journal's index is by block of 65,536 ids, then account: an

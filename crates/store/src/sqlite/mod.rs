@@ -2,9 +2,9 @@
 //! pool of reader connections, WAL with full sync so that an acknowledged
 //! write survives `kill -9` and power loss.
 
-mod cache;
+mod books;
+mod packed;
 mod read;
-mod standings;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -22,7 +22,7 @@ use crate::{
     AuditReport, BoxFuture, Clock, Command, DueAccounts, Executed, Store, StoreError, StoreStats,
     TxFilter,
 };
-use cache::BookCache;
+use books::Books;
 use writer::{Job, Writer};
 
 /// Migrations, in order; each runs once, inside a transaction.
@@ -46,14 +46,13 @@ pub struct SqliteOptions {
     /// How long to wait for a lock held by another process before
     /// answering `store_unavailable`.
     pub busy_timeout: std::time::Duration,
-    /// Accounts whose books are kept in memory; zero keeps none.
-    pub cache_accounts: usize,
-    /// Accounts whose standing (what a check needs, 40 bytes) is kept in
-    /// memory; zero keeps none.
-    pub cache_standings: usize,
-    /// Whether a background thread fills the standings at open, for a store
-    /// that serves checks (a one-off command has no use for them).
-    pub preload_standings: bool,
+    /// Memory for accounts' books, packed (about 130 bytes an account with
+    /// one lot, the table included); zero keeps none.
+    pub books_budget_bytes: usize,
+    /// Whether a background thread reads every account's book into memory
+    /// at open, for a store that serves requests (a one-off command has no
+    /// use for them).
+    pub preload_books: bool,
     /// WAL pages after which the writer checkpoints at commit.
     pub wal_autocheckpoint_pages: i64,
     /// How often a separate thread checkpoints the WAL, if at all.
@@ -69,10 +68,8 @@ impl SqliteOptions {
             batch_size_max: 1024,
             queue_len_max: 16_384,
             busy_timeout: std::time::Duration::from_secs(5),
-            cache_accounts: 25_000,
-            // Past 1,835,008 entries the map doubles to 4,194,304 slots.
-            cache_standings: 1_500_000,
-            preload_standings: true,
+            books_budget_bytes: 160 << 20,
+            preload_books: true,
             wal_autocheckpoint_pages: 30_000,
             checkpoint_interval: Some(std::time::Duration::from_millis(200)),
         }
@@ -155,44 +152,45 @@ fn snapshot<T>(
     }
 }
 
-/// Reads an account's current book and keeps it in the cache if that is
-/// still safe (see [`BookCache::fill`]).
+/// Reads an account's current book and keeps it in memory if that is still
+/// safe (see [`Books::fill`]).
 fn current_book(
     conn: &Connection,
-    cache: &BookCache,
+    books: &Books,
     id: &AccountId,
+    now: Timestamp,
 ) -> Result<Option<Book>, StoreError> {
-    // Taken before the snapshot begins; see BookCache::fill.
-    let epoch = cache.epoch();
+    // Taken before the snapshot begins; see Books::fill.
+    let epoch = books.epoch();
     let book = snapshot(conn, |conn| read::book(conn, id))?;
     if let Some(book) = &book {
-        cache.fill(epoch, book.clone());
+        books.fill(epoch, book, now);
     }
     Ok(book)
 }
 
-/// Accounts whose books one step of [`preload_standings`] reads.
+/// Accounts whose books one step of [`preload_books`] reads.
 const PRELOAD_CHUNK: usize = 500;
 
-/// Reads every account's book once, in id order, and keeps its standing, so
-/// that checks after a restart are answered from memory without waiting for
-/// traffic to fill the standings. Between chunks it sleeps three times as
-/// long as the chunk took, so it takes at most a quarter of a core. Stops
-/// when done, when the standings are full, or when the store is dropped.
-fn preload_standings(
+/// Reads every account's book once, in id order, and keeps it, so that after
+/// a restart writes and reads find books in memory without waiting for
+/// traffic to bring them. Between chunks it sleeps three times as long as
+/// the chunk took, so it takes at most a quarter of a core. Stops when done,
+/// when the budget is spent, or when the store is dropped.
+fn preload_books(
     conn: Connection,
-    cache: Arc<BookCache>,
+    books: Arc<Books>,
     clock: Arc<dyn Clock>,
     stop: std::sync::mpsc::Receiver<()>,
 ) {
     use std::sync::mpsc::RecvTimeoutError;
-    let standings = cache.standings();
     let began = std::time::Instant::now();
     let mut after: Option<AccountId> = None;
+    let mut typical = 0;
     loop {
         let started = std::time::Instant::now();
-        // Taken before the snapshot begins; see Standings::fill.
-        let epoch = standings.epoch();
+        // Taken before the snapshot begins; see Books::fill.
+        let epoch = books.epoch();
         let chunk = snapshot(&conn, |conn| {
             let accounts = read::accounts(conn, after.as_ref(), PRELOAD_CHUNK)?;
             let mut books = Vec::with_capacity(accounts.len());
@@ -201,22 +199,26 @@ fn preload_standings(
             }
             Ok((accounts.last().map(|a| a.id.clone()), books))
         });
-        let (last, books) = match chunk {
+        let (last, read) = match chunk {
             Ok(chunk) => chunk,
             Err(error) => {
-                tracing::warn!(%error, "preloading standings failed");
+                tracing::warn!(%error, "preloading books failed");
                 return;
             }
         };
         let now = clock.now();
-        for book in &books {
-            standings.fill(epoch, &book.account.id, book.standing(now));
+        for book in &read {
+            books.fill(epoch, book, now);
         }
-        if last.is_none() || standings.is_full() {
+        if let Some(book) = read.first() {
+            typical = packed::Packed::new(book, now).footprint();
+        }
+        if last.is_none() || books.is_full(typical) {
             tracing::info!(
-                kept = standings.len(),
+                kept = books.len(),
+                megabytes = books.bytes() >> 20,
                 seconds = began.elapsed().as_secs_f64(),
-                "standings preloaded"
+                "books preloaded"
             );
             return;
         }
@@ -299,10 +301,11 @@ impl Readers {
 /// The SQLite store.
 pub struct SqliteStore {
     jobs: mpsc::Sender<Job>,
-    cache: Arc<BookCache>,
+    books: Arc<Books>,
+    clock: Arc<dyn Clock>,
     /// Dropping it stops the checkpoint thread.
     _checkpoints: std::sync::mpsc::Sender<()>,
-    /// Dropping it stops the thread preloading standings.
+    /// Dropping it stops the thread preloading books.
     _preloads: std::sync::mpsc::Sender<()>,
     stats: Arc<StoreStats>,
     readers: Arc<Readers>,
@@ -330,13 +333,10 @@ impl SqliteStore {
             .collect::<Result<Vec<_>, StoreError>>()?;
         let (jobs, jobs_rx) = mpsc::channel(options.queue_len_max.max(1));
         let stats = Arc::new(StoreStats::default());
-        let cache = Arc::new(BookCache::new(
-            options.cache_accounts,
-            options.cache_standings,
-        ));
+        let books = Arc::new(Books::new(options.books_budget_bytes));
         let writer = Writer::new(
             conn,
-            cache.clone(),
+            books.clone(),
             clock.clone(),
             options.batch_size_max.max(1),
             stats.clone(),
@@ -346,12 +346,12 @@ impl SqliteStore {
             .spawn(move || writer.run(jobs_rx))
             .map_err(|e| StoreError::Internal(e.to_string()))?;
         let (preloads, stop_preload) = std::sync::mpsc::channel::<()>();
-        if options.preload_standings && options.cache_standings > 0 {
+        if options.preload_books && options.books_budget_bytes > 0 {
             let reader = connect(&options.path, options.busy_timeout)?;
-            let (cache, clock) = (cache.clone(), clock.clone());
+            let (books, clock) = (books.clone(), clock.clone());
             std::thread::Builder::new()
                 .name("creditd-preload".into())
-                .spawn(move || preload_standings(reader, cache, clock, stop_preload))
+                .spawn(move || preload_books(reader, books, clock, stop_preload))
                 .map_err(|e| StoreError::Internal(e.to_string()))?;
         }
         let (checkpoints, stop) = std::sync::mpsc::channel::<()>();
@@ -364,7 +364,8 @@ impl SqliteStore {
         }
         Ok(SqliteStore {
             jobs,
-            cache,
+            books,
+            clock,
             _checkpoints: checkpoints,
             _preloads: preloads,
             stats,
@@ -376,9 +377,9 @@ impl SqliteStore {
         })
     }
 
-    /// How many accounts' standings are kept in memory.
-    pub fn standings_kept(&self) -> usize {
-        self.cache.standings().len()
+    /// How many accounts' books are kept in memory.
+    pub fn books_kept(&self) -> usize {
+        self.books.len()
     }
 
     /// Stops taking commands, lets the writer finish what it has, and waits for it.
@@ -455,14 +456,14 @@ impl Store for SqliteStore {
         at: Option<Timestamp>,
     ) -> BoxFuture<'_, Result<Option<Book>, StoreError>> {
         if at.is_none()
-            && let Some(book) = self.cache.get(&id)
+            && let Some(book) = self.books.get(&id)
         {
-            return Box::pin(std::future::ready(Ok(Some(Book::clone(&book)))));
+            return Box::pin(std::future::ready(Ok(Some(book))));
         }
         match at {
             None => {
-                let cache = self.cache.clone();
-                self.read_point(move |conn| current_book(conn, &cache, &id))
+                let (books, now) = (self.books.clone(), self.clock.now());
+                self.read_point(move |conn| current_book(conn, &books, &id, now))
             }
             // Replays the account's journal: no point read.
             Some(at) => self.read(move |conn| snapshot(conn, |conn| read::book_at(conn, &id, at))),
@@ -474,24 +475,12 @@ impl Store for SqliteStore {
         id: AccountId,
         now: Timestamp,
     ) -> BoxFuture<'_, Result<Option<ledger::Standing>, StoreError>> {
-        let standings = self.cache.standings();
-        if let Some(standing) = standings.get(&id, now) {
+        if let Some(standing) = self.books.standing(&id, now) {
             return Box::pin(std::future::ready(Ok(Some(standing))));
         }
-        // Taken before the book is read, cached or not; see Standings::fill.
-        let epoch = standings.epoch();
-        if let Some(book) = self.cache.get(&id) {
-            let standing = book.standing(now);
-            standings.fill(epoch, &id, standing);
-            return Box::pin(std::future::ready(Ok(Some(standing))));
-        }
-        let cache = self.cache.clone();
+        let books = self.books.clone();
         self.read_point(move |conn| {
-            let standing = current_book(conn, &cache, &id)?.map(|book| book.standing(now));
-            if let Some(standing) = standing {
-                cache.standings().fill(epoch, &id, standing);
-            }
-            Ok(standing)
+            Ok(current_book(conn, &books, &id, now)?.map(|book| book.standing(now)))
         })
     }
 
@@ -648,7 +637,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let options = SqliteOptions {
             readers: 1,
-            preload_standings: false,
+            preload_books: false,
             ..SqliteOptions::new(dir.path().join("reads.db"))
         };
         let store = SqliteStore::open(options, Arc::new(crate::SystemClock)).unwrap();

@@ -12,7 +12,7 @@ use ledger::{
 use rusqlite::{Connection, params};
 use tokio::sync::{mpsc, oneshot};
 
-use super::cache::BookCache;
+use super::books::Books;
 use super::read;
 use crate::batch::{Batch, Source, Writes};
 use crate::codec::{encode_legs, usage_of, write_postings, write_sources};
@@ -29,7 +29,7 @@ pub struct Job {
 
 pub struct Writer {
     conn: Connection,
-    cache: Arc<BookCache>,
+    books: Arc<Books>,
     clock: Arc<dyn Clock>,
     batch_size_max: usize,
     stats: Arc<StoreStats>,
@@ -41,7 +41,7 @@ pub struct Writer {
 impl Writer {
     pub fn new(
         conn: Connection,
-        cache: Arc<BookCache>,
+        books: Arc<Books>,
         clock: Arc<dyn Clock>,
         batch_size_max: usize,
         stats: Arc<StoreStats>,
@@ -52,7 +52,7 @@ impl Writer {
         let ids = load_counters(&conn)?;
         Ok(Writer {
             conn,
-            cache,
+            books,
             clock,
             batch_size_max,
             stats,
@@ -103,7 +103,7 @@ impl Writer {
             .conn
             .query_row("PRAGMA data_version", [], |r| r.get(0))?;
         if self.data_version != version {
-            self.cache.clear();
+            self.books.clear();
             self.ids = load_counters(&self.conn)?;
             self.data_version = version;
         }
@@ -165,7 +165,7 @@ impl Writer {
         let mut answers = Vec::with_capacity(commands.len());
         let mut source = SqliteSource {
             conn: &self.conn,
-            cache: &self.cache,
+            books: &self.books,
         };
         for command in commands {
             answers.push(batch.execute(&mut source, command, now, &mut self.ids)?);
@@ -173,7 +173,7 @@ impl Writer {
         write(&self.conn, &batch.writes(), now)?;
         self.conn.execute_batch("COMMIT")?;
         // Before anyone is answered, so that they read what they wrote.
-        self.cache.put(
+        self.books.put(
             batch.into_books().map(|mut book| {
                 book.compact(now);
                 book
@@ -199,17 +199,17 @@ fn load_counters(conn: &Connection) -> Result<Counters, StoreError> {
     })
 }
 
-/// Reads from the cache of committed books, or else from the writer's open
-/// transaction.
+/// Reads from the committed books kept in memory, or else from the writer's
+/// open transaction.
 struct SqliteSource<'a> {
     conn: &'a Connection,
-    cache: &'a BookCache,
+    books: &'a Books,
 }
 
 impl Source for SqliteSource<'_> {
     fn book(&mut self, account: &AccountId) -> Result<Option<Book>, StoreError> {
-        if let Some(book) = self.cache.get(account) {
-            return Ok(Some(Book::clone(&book)));
+        if let Some(book) = self.books.get(account) {
+            return Ok(Some(book));
         }
         read::book(self.conn, account)
     }
