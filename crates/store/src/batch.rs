@@ -43,6 +43,8 @@ pub struct Writes<'a> {
     pub lots: Vec<&'a Lot>,
     /// Which of `lots` this batch created.
     pub new_lots: &'a HashSet<LotId>,
+    /// Each loaded lot's `live` flag and void instant as loaded.
+    pub lots_as_loaded: &'a HashMap<LotId, (bool, Option<Timestamp>)>,
     /// Holds created or changed.
     pub holds: Vec<&'a Hold>,
     /// New transactions, in id order of creation.
@@ -51,6 +53,21 @@ pub struct Writes<'a> {
     pub features: &'a [Feature],
     /// Idempotency keys with the request fingerprint and the response to keep.
     pub idempotency: Vec<(&'a str, &'a [u8], &'a StoredResponse)>,
+}
+
+impl Writes<'_> {
+    /// True when `lot` existed before the batch and the batch left its
+    /// `live` flag (credits left or not) and its void instant as they were,
+    /// so that writing it touches no index.
+    pub fn keeps_flags(&self, lot: &Lot) -> bool {
+        !self.new_lots.contains(&lot.id)
+            && self
+                .lots_as_loaded
+                .get(&lot.id)
+                .is_some_and(|(live, voided)| {
+                    *live == lot.remaining.is_positive() && *voided == lot.voided_at
+                })
+    }
 }
 
 /// Everything one batch has loaded and decided, written at its end.
@@ -70,6 +87,9 @@ struct Staged {
     holds: HashSet<(AccountId, HoldId)>,
     /// Which account each lot and hold seen in this batch belongs to.
     lot_accounts: HashMap<LotId, AccountId>,
+    /// Whether each lot loaded held credits, and when it was voided, as
+    /// loaded: a store may write changes that keep both differently.
+    lots_as_loaded: HashMap<LotId, (bool, Option<Timestamp>)>,
     hold_accounts: HashMap<HoldId, AccountId>,
     transactions: Vec<Transaction>,
     features: Vec<Feature>,
@@ -77,6 +97,12 @@ struct Staged {
 }
 
 impl Staged {
+    fn note_loaded(&mut self, lot: &Lot) {
+        self.lots_as_loaded
+            .entry(lot.id)
+            .or_insert((lot.remaining.is_positive(), lot.voided_at));
+    }
+
     /// Notes what each new transaction changed, so that it is written.
     fn record(&mut self, transactions: Vec<Transaction>) {
         for tx in &transactions {
@@ -171,6 +197,7 @@ impl Batch {
             Some(book) => {
                 for lot in book.lots() {
                     self.staged.lot_accounts.insert(lot.id, account.clone());
+                    self.staged.note_loaded(lot);
                 }
                 for hold in book.holds() {
                     self.staged.hold_accounts.insert(hold.id, account.clone());
@@ -437,6 +464,9 @@ impl Batch {
             )));
         }
         let book = self.books.get_mut(&account).expect("book loaded");
+        if book.lot(lot).is_none() {
+            self.staged.note_loaded(&stored);
+        }
         book.load_lot(stored)
             .map_err(|r| StoreError::Corrupt(r.to_string()))?;
         self.staged.lot_accounts.insert(lot, account.clone());
@@ -469,6 +499,7 @@ impl Batch {
                 .map(|(account, id)| self.books[account].lot(*id).expect("staged lot"))
                 .collect(),
             new_lots: &staged.new_lots,
+            lots_as_loaded: &staged.lots_as_loaded,
             holds: staged
                 .holds
                 .iter()

@@ -103,9 +103,19 @@ impl Books {
         }
         let mut inner = self.lock();
         for packed in packed {
+            let footprint = packed.footprint();
+            // With room for it even as a new entry, replace at once: one
+            // lookup in a table of a million accounts instead of two.
+            let len = inner.set.len() + 1;
+            let bytes = inner.packed_bytes + footprint;
+            if inner.fits(self.budget_bytes, len, bytes) {
+                let old = inner.set.replace(packed).map_or(0, |old| old.footprint());
+                inner.packed_bytes = bytes - old;
+                continue;
+            }
             let old = inner.set.get(packed.id()).map(Packed::footprint);
             let len = inner.set.len() + usize::from(old.is_none());
-            let bytes = inner.packed_bytes - old.unwrap_or(0) + packed.footprint();
+            let bytes = inner.packed_bytes - old.unwrap_or(0) + footprint;
             if inner.fits(self.budget_bytes, len, bytes) {
                 inner.packed_bytes = bytes;
                 inner.set.replace(packed);

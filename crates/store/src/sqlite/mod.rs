@@ -3,6 +3,7 @@
 //! write survives `kill -9` and power loss.
 
 mod books;
+mod deferred;
 mod packed;
 mod read;
 mod writer;
@@ -30,6 +31,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("migrations/0001_ledger.sql")),
     (2, include_str!("migrations/0002_lots_live.sql")),
     (3, include_str!("migrations/0003_journal_by_block.sql")),
+    (4, include_str!("migrations/0004_lots_synced.sql")),
 ];
 
 /// How the SQLite store is set up.
@@ -57,6 +59,11 @@ pub struct SqliteOptions {
     pub wal_autocheckpoint_pages: i64,
     /// How often a separate thread checkpoints the WAL, if at all.
     pub checkpoint_interval: Option<std::time::Duration>,
+    /// Transactions a spent lot's row may lag the journal before it is
+    /// written back; zero writes every change at once.
+    pub lot_lag_txs: i64,
+    /// Lots whose rows may lag at once.
+    pub lots_lagging_max: usize,
 }
 
 impl SqliteOptions {
@@ -72,6 +79,10 @@ impl SqliteOptions {
             preload_books: true,
             wal_autocheckpoint_pages: 30_000,
             checkpoint_interval: Some(std::time::Duration::from_millis(200)),
+            // Four blocks of the journal: a read of a lot looks in at most
+            // five blocks for what its row does not reflect yet.
+            lot_lag_txs: 4 << 16,
+            lots_lagging_max: 524_288,
         }
     }
 }
@@ -340,6 +351,10 @@ impl SqliteStore {
             clock.clone(),
             options.batch_size_max.max(1),
             stats.clone(),
+            writer::Lag {
+                txs: options.lot_lag_txs,
+                lots_max: options.lots_lagging_max,
+            },
         )?;
         let handle = std::thread::Builder::new()
             .name("creditd-writer".into())

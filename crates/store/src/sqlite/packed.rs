@@ -49,14 +49,20 @@ impl Packed {
     }
 
     fn with_standing(book: &Book, standing: &Standing) -> Packed {
-        let mut out = Vec::with_capacity(96);
-        out.extend_from_slice(&header(standing));
-        let id = book.account.id.as_str().as_bytes();
-        // Account ids are at most 128 bytes (`ledger::NAME_ID_LEN_MAX`).
-        out.push(u8::try_from(id.len()).expect("an account id fits in 255 bytes"));
-        out.extend_from_slice(id);
-        pack_body(book, &mut out);
-        Packed(out.into_boxed_slice())
+        thread_local! {
+            // Packed here, then copied into an allocation of exactly its size.
+            static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        SCRATCH.with_borrow_mut(|out| {
+            out.clear();
+            out.extend_from_slice(&header(standing));
+            let id = book.account.id.as_str().as_bytes();
+            // Account ids are at most 128 bytes (`ledger::NAME_ID_LEN_MAX`).
+            out.push(u8::try_from(id.len()).expect("an account id fits in 255 bytes"));
+            out.extend_from_slice(id);
+            pack_body(book, out);
+            Packed(Box::from(out.as_slice()))
+        })
     }
 
     /// The account id.

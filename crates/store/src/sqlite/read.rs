@@ -8,6 +8,7 @@ use ledger::{
 };
 use rusqlite::{Connection, OptionalExtension, params};
 
+use crate::codec::decode_postings;
 use crate::rows::{
     ACCOUNT_COLUMNS, HOLD_COLUMNS, LOT_COLUMNS, TX_COLUMNS, account_from_row, feature_from_row,
     hold_from_row, lot_from_row, tx_from_row,
@@ -66,13 +67,86 @@ pub fn accounts(
     )
 }
 
-pub fn lot(conn: &Connection, id: LotId) -> Result<Option<Lot>, StoreError> {
-    first(
+/// The point up to which every lot's row reflects the journal, whatever
+/// its own `synced_tx` says (see the writer's deferred lot writes).
+pub fn synced_through(conn: &Connection) -> Result<i64, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT through_tx FROM lots_synced")?
+        .query_row([], |row| row.get::<_, i64>(0))
+        .optional()?
+        .unwrap_or(0))
+}
+
+/// Lots as their rows stand, each with the last transaction its row reflects.
+fn lot_rows(
+    conn: &Connection,
+    filter: &str,
+    params: impl rusqlite::Params,
+) -> Result<Vec<(Lot, i64)>, StoreError> {
+    // synced_tx follows the shared lot columns.
+    static SYNCED_AT: std::sync::LazyLock<usize> =
+        std::sync::LazyLock::new(|| LOT_COLUMNS.split(',').count());
+    collect(
         conn,
-        &format!("SELECT {LOT_COLUMNS} FROM lots WHERE id = ?1"),
-        [id.0],
-        |row| lot_from_row(row),
+        &format!("SELECT {LOT_COLUMNS}, synced_tx FROM lots WHERE {filter}"),
+        params,
+        |row| Ok((lot_from_row(row)?, row.get(*SYNCED_AT)?)),
     )
+}
+
+/// An account's lots as they stand: what each row holds, plus what the
+/// account's journal posted to the lot after the row was last written.
+/// Reads in the caller's snapshot, so rows and journal agree.
+fn current_lots(
+    conn: &Connection,
+    account: &AccountId,
+    mut rows: Vec<(Lot, i64)>,
+) -> Result<Vec<Lot>, StoreError> {
+    let through = synced_through(conn)?;
+    for (_, synced) in &mut rows {
+        *synced = (*synced).max(through);
+    }
+    let last: Option<i64> = conn
+        .prepare_cached("SELECT max(id) FROM transactions")?
+        .query_row([], |row| row.get(0))?;
+    let from = rows.iter().map(|(_, synced)| *synced).min();
+    if let (Some(from), Some(last)) = (from, last)
+        && from < last
+    {
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT id, postings FROM transactions \
+             WHERE (id >> {JOURNAL_BLOCK_SHIFT}) = ?1 AND account_id = ?2 AND id > ?3"
+        ))?;
+        for block in ((from + 1) >> JOURNAL_BLOCK_SHIFT)..=(last >> JOURNAL_BLOCK_SHIFT) {
+            let mut txs = stmt.query(params![block, account.as_str(), from])?;
+            while let Some(tx) = txs.next()? {
+                let (id, postings): (i64, String) = (tx.get(0)?, tx.get(1)?);
+                for posting in decode_postings(&postings)? {
+                    let LedgerAccount::Lot(lot) = posting.account else {
+                        continue;
+                    };
+                    if let Some((lot, _)) = rows
+                        .iter_mut()
+                        .find(|(row, synced)| row.id == lot && id > *synced)
+                    {
+                        lot.remaining = lot
+                            .remaining
+                            .checked_add(posting.amount)
+                            .ok_or_else(|| StoreError::Corrupt(format!("{} overflows", lot.id)))?;
+                    }
+                }
+            }
+        }
+    }
+    Ok(rows.into_iter().map(|(lot, _)| lot).collect())
+}
+
+pub fn lot(conn: &Connection, id: LotId) -> Result<Option<Lot>, StoreError> {
+    let Some(row) = lot_rows(conn, "id = ?1", [id.0])?.pop() else {
+        return Ok(None);
+    };
+    let account = row.0.account.clone();
+    Ok(current_lots(conn, &account, vec![row])?.pop())
 }
 
 pub fn lots(
@@ -81,19 +155,16 @@ pub fn lots(
     before: Option<LotId>,
     limit: usize,
 ) -> Result<Vec<Lot>, StoreError> {
-    collect(
+    let rows = lot_rows(
         conn,
-        &format!(
-            "SELECT {LOT_COLUMNS} FROM lots WHERE account_id = ?1 AND id < ?2 \
-             ORDER BY id DESC LIMIT ?3"
-        ),
+        "account_id = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3",
         params![
             account.as_str(),
             before.map_or(i64::MAX, |l| l.0),
             limit as i64
         ],
-        |row| lot_from_row(row),
-    )
+    )?;
+    current_lots(conn, account, rows)
 }
 
 pub fn hold(conn: &Connection, id: HoldId) -> Result<Option<Hold>, StoreError> {
@@ -219,12 +290,8 @@ pub fn book(conn: &Connection, id: &AccountId) -> Result<Option<Book>, StoreErro
     let Some(account) = account(conn, id)? else {
         return Ok(None);
     };
-    let mut lots = collect(
-        conn,
-        &format!("SELECT {LOT_COLUMNS} FROM lots WHERE account_id = ?1 AND live"),
-        [id.as_str()],
-        |row| lot_from_row(row),
-    )?;
+    let live = lot_rows(conn, "account_id = ?1 AND live", [id.as_str()])?;
+    let mut lots = current_lots(conn, id, live)?;
     let holds = collect(
         conn,
         &format!("SELECT {HOLD_COLUMNS} FROM holds WHERE account_id = ?1 AND status = 'pending'"),
@@ -355,6 +422,7 @@ pub fn setting(conn: &Connection, key: &str) -> Result<Option<String>, StoreErro
 pub fn audit(conn: &Connection) -> Result<AuditReport, StoreError> {
     let mut report = AuditReport::default();
     let mut after: Option<AccountId> = None;
+    let through = synced_through(conn)?;
     // The whole journal in account order, read beside the accounts: the
     // journal's index is by block of ids first (see migration 3), so one
     // sorted pass costs less than a look in every block for every account.
@@ -369,12 +437,7 @@ pub fn audit(conn: &Connection) -> Result<AuditReport, StoreError> {
         after = Some(last.id.clone());
         for account in page {
             let id = account.id.as_str();
-            let lots = collect(
-                conn,
-                &format!("SELECT {LOT_COLUMNS} FROM lots WHERE account_id = ?1"),
-                [id],
-                |row| lot_from_row(row),
-            )?;
+            let rows = lot_rows(conn, "account_id = ?1", [id])?;
             let holds = collect(
                 conn,
                 &format!("SELECT {HOLD_COLUMNS} FROM holds WHERE account_id = ?1"),
@@ -393,6 +456,31 @@ pub fn audit(conn: &Connection) -> Result<AuditReport, StoreError> {
                     _ => break,
                 }
             }
+            // Each row plus what the journal posted to its lot after the row
+            // was last written: the rows' own figures are checked that way.
+            let synced: HashMap<LotId, i64> = rows
+                .iter()
+                .map(|(lot, synced)| (lot.id, (*synced).max(through)))
+                .collect();
+            let mut later: HashMap<LotId, i64> = HashMap::new();
+            for tx in &journal {
+                for posting in &tx.postings {
+                    if let LedgerAccount::Lot(lot) = posting.account
+                        && synced.get(&lot).is_some_and(|synced| tx.id.0 > *synced)
+                    {
+                        *later.entry(lot).or_default() += posting.amount.micros();
+                    }
+                }
+            }
+            let lots: Vec<Lot> = rows
+                .into_iter()
+                .map(|(mut lot, _)| {
+                    let added = later.get(&lot.id).copied().unwrap_or(0);
+                    lot.remaining =
+                        Amount::from_micros(lot.remaining.micros().saturating_add(added));
+                    lot
+                })
+                .collect();
             report.accounts += 1;
             report.lots += lots.len() as u64;
             report.transactions += journal.len() as u64;

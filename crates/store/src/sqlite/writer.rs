@@ -13,9 +13,10 @@ use rusqlite::{Connection, params};
 use tokio::sync::{mpsc, oneshot};
 
 use super::books::Books;
+use super::deferred::{Deferred, LotChange, Plan};
 use super::read;
 use crate::batch::{Batch, Source, Writes};
-use crate::codec::{encode_legs, usage_of, write_postings, write_sources};
+use crate::codec::{decode_postings, encode_legs, usage_of, write_postings, write_sources};
 use crate::{Clock, Command, Executed, StoreError, StoreStats, StoredResponse};
 
 /// How long an idle writer waits before looking for other processes' writes.
@@ -36,6 +37,16 @@ pub struct Writer {
     ids: Counters,
     data_version: i64,
     last_now: Timestamp,
+    deferred: Deferred,
+}
+
+/// How long a lot's row may lag the journal, and how many may.
+#[derive(Clone, Copy, Debug)]
+pub struct Lag {
+    /// Transactions a changed lot's row may wait for; zero writes at once.
+    pub txs: i64,
+    /// Lots whose rows may wait at once.
+    pub lots_max: usize,
 }
 
 impl Writer {
@@ -45,10 +56,24 @@ impl Writer {
         clock: Arc<dyn Clock>,
         batch_size_max: usize,
         stats: Arc<StoreStats>,
+        lag: Lag,
     ) -> Result<Writer, StoreError> {
         // Read before any reader or the preload can fill the cache, so that
         // the first look for other writers clears it only if one wrote since.
         let data_version: i64 = conn.query_row("PRAGMA data_version", [], |r| r.get(0))?;
+        // Lots whose rows a process that stopped left lagging are brought
+        // up to date before anything is decided.
+        conn.execute_batch("BEGIN IMMEDIATE")?;
+        let watermark = match reconcile(&conn) {
+            Ok(watermark) => {
+                conn.execute_batch("COMMIT")?;
+                watermark
+            }
+            Err(error) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                return Err(error);
+            }
+        };
         let ids = load_counters(&conn)?;
         Ok(Writer {
             conn,
@@ -59,6 +84,7 @@ impl Writer {
             ids,
             data_version,
             last_now: Timestamp::EPOCH,
+            deferred: Deferred::new(watermark, lag.txs, lag.lots_max),
         })
     }
 
@@ -77,9 +103,14 @@ impl Writer {
                 idle.block_on(async { tokio::time::timeout(IDLE_CHECK, jobs_rx.recv()).await });
             let job = match first {
                 Ok(Some(job)) => job,
-                Ok(None) => return,
+                Ok(None) => {
+                    if let Err(error) = self.in_transaction(Writer::write_back_all) {
+                        tracing::warn!(%error, "writing lots back at close failed");
+                    }
+                    return;
+                }
                 Err(_) => {
-                    if let Err(error) = self.notice_other_writers() {
+                    if let Err(error) = self.in_transaction(Writer::catch_up_with_other_writers) {
                         tracing::warn!(%error, "checking for other writers failed");
                     }
                     continue;
@@ -96,17 +127,62 @@ impl Writer {
         }
     }
 
-    /// If another process committed since this writer last looked, forgets
-    /// the cached books and continues that process's id sequences.
-    fn notice_other_writers(&mut self) -> Result<(), StoreError> {
-        let version: i64 = self
-            .conn
-            .query_row("PRAGMA data_version", [], |r| r.get(0))?;
-        if self.data_version != version {
-            self.books.clear();
-            self.ids = load_counters(&self.conn)?;
-            self.data_version = version;
+    /// Runs `f` in a write transaction, committed if it succeeds.
+    fn in_transaction(
+        &mut self,
+        f: fn(&mut Writer) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        let result = f(self).and_then(|()| Ok(self.conn.execute_batch("COMMIT")?));
+        if result.is_err() {
+            let _ = self.conn.execute_batch("ROLLBACK");
         }
+        result
+    }
+
+    /// Inside a write transaction: if another process committed since this
+    /// writer last looked, brings every lot's row up to date from the
+    /// journal and commits that on its own, then forgets the books kept in
+    /// memory and the lots waiting here, continues that process's id
+    /// sequences, and begins a new transaction. What memory holds changes
+    /// only once the database has, so a batch that fails later cannot leave
+    /// the two apart.
+    fn catch_up_with_other_writers(&mut self) -> Result<(), StoreError> {
+        loop {
+            let version: i64 = self
+                .conn
+                .query_row("PRAGMA data_version", [], |r| r.get(0))?;
+            if self.data_version == version {
+                return Ok(());
+            }
+            // What waited here is in the journal: the other process brought
+            // the rows up to date when it opened, and this brings them up to
+            // date with what it wrote since.
+            let watermark = reconcile(&self.conn)?;
+            let ids = load_counters(&self.conn)?;
+            self.conn.execute_batch("COMMIT")?;
+            self.books.clear();
+            self.deferred.reset(watermark);
+            self.ids = ids;
+            self.data_version = version;
+            self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        }
+    }
+
+    /// Writes every waiting lot back and raises the watermark to the last
+    /// transaction, so that a store closed cleanly leaves no row lagging.
+    /// Runs inside a write transaction.
+    fn write_back_all(&mut self) -> Result<(), StoreError> {
+        // If another process wrote, what waits here may be stale; catching
+        // up brings every row up to date instead.
+        self.catch_up_with_other_writers()?;
+        let synced = self.ids.tx;
+        if self.deferred.len() == 0 && self.deferred.watermark() >= synced {
+            return Ok(());
+        }
+        write_back(&self.conn, &self.deferred.all(), synced)?;
+        set_watermark(&self.conn, synced)?;
+        self.deferred.reset(synced);
         Ok(())
     }
 
@@ -157,7 +233,7 @@ impl Writer {
     fn apply_in_transaction(&mut self, commands: &[&Command]) -> Result<Vec<Executed>, StoreError> {
         // Another process (an admin command) may have written since the last
         // batch: the lock is now ours, so look before reading anything.
-        self.notice_other_writers()?;
+        self.catch_up_with_other_writers()?;
         let now = self.clock.now().max(self.last_now);
         self.last_now = now;
 
@@ -170,8 +246,26 @@ impl Writer {
         for command in commands {
             answers.push(batch.execute(&mut source, command, now, &mut self.ids)?);
         }
-        write(&self.conn, &batch.writes(), now)?;
+        let writes = batch.writes();
+        let changes: Vec<LotChange> = writes
+            .lots
+            .iter()
+            .filter(|lot| !writes.new_lots.contains(&lot.id))
+            .map(|lot| LotChange {
+                id: lot.id,
+                remaining: lot.remaining,
+                may_wait: writes.keeps_flags(lot),
+            })
+            .collect();
+        let last_tx = self.ids.tx;
+        let first_tx = writes
+            .transactions
+            .first()
+            .map_or(last_tx + 1, |tx| tx.id.0);
+        let plan = self.deferred.plan(&changes, first_tx, last_tx);
+        write(&self.conn, &writes, &plan, now)?;
         self.conn.execute_batch("COMMIT")?;
+        self.deferred.commit(plan);
         // Before anyone is answered, so that they read what they wrote.
         self.books.put(
             batch.into_books().map(|mut book| {
@@ -236,8 +330,89 @@ impl Source for SqliteSource<'_> {
     }
 }
 
+/// Brings every lot's row up to date with the journal after the watermark,
+/// and raises the watermark to the last transaction, which it returns.
+/// Runs inside a write transaction, before anything is decided.
+fn reconcile(conn: &Connection) -> Result<i64, StoreError> {
+    let watermark = read::synced_through(conn)?;
+    let last: i64 = conn.query_row("SELECT coalesce(max(id), 0) FROM transactions", [], |r| {
+        r.get(0)
+    })?;
+    if last <= watermark {
+        return Ok(watermark);
+    }
+    // What each lot's row reflects, and what the journal after it adds.
+    let mut synced: std::collections::HashMap<LotId, i64> = std::collections::HashMap::new();
+    let mut added: std::collections::BTreeMap<LotId, i64> = std::collections::BTreeMap::new();
+    let mut txs =
+        conn.prepare("SELECT id, postings FROM transactions WHERE id > ?1 ORDER BY id")?;
+    let mut rows = txs.query([watermark])?;
+    let mut lot_synced = conn.prepare_cached("SELECT synced_tx FROM lots WHERE id = ?1")?;
+    while let Some(row) = rows.next()? {
+        let (tx, postings): (i64, String) = (row.get(0)?, row.get(1)?);
+        for posting in decode_postings(&postings)? {
+            let ledger::LedgerAccount::Lot(lot) = posting.account else {
+                continue;
+            };
+            let reflects = match synced.get(&lot) {
+                Some(reflects) => *reflects,
+                None => {
+                    let column: i64 = lot_synced
+                        .query_row([lot.0], |r| r.get(0))
+                        .map_err(|e| StoreError::Corrupt(format!("{lot} in the journal: {e}")))?;
+                    *synced.entry(lot).or_insert(column.max(watermark))
+                }
+            };
+            if tx > reflects {
+                *added.entry(lot).or_default() += posting.amount.micros();
+            }
+        }
+    }
+    let mut update = conn.prepare_cached(
+        "UPDATE lots SET remaining = remaining + ?2, live = (remaining + ?2 > 0), synced_tx = ?3 \
+         WHERE id = ?1",
+    )?;
+    for (lot, amount) in &added {
+        update.execute(params![lot.0, amount, last])?;
+    }
+    set_watermark(conn, last)?;
+    if !added.is_empty() {
+        tracing::info!(
+            lots = added.len(),
+            transactions = last - watermark,
+            "lot rows brought up to date with the journal"
+        );
+    }
+    Ok(last)
+}
+
+fn set_watermark(conn: &Connection, through: i64) -> Result<(), StoreError> {
+    conn.prepare_cached("UPDATE lots_synced SET through_tx = ?1")?
+        .execute([through])?;
+    Ok(())
+}
+
+/// Writes lots back: what each holds, reflecting the journal up to `synced`.
+fn write_back(conn: &Connection, lots: &[(LotId, Amount)], synced: i64) -> Result<(), StoreError> {
+    let mut update =
+        conn.prepare_cached("UPDATE lots SET remaining = ?2, synced_tx = ?3 WHERE id = ?1")?;
+    for (lot, remaining) in lots {
+        if update.execute(params![lot.0, remaining.micros(), synced])? != 1 {
+            return Err(StoreError::Internal(format!(
+                "{lot} to write back is missing"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Writes everything a batch decided, with cached prepared statements.
-fn write(conn: &Connection, writes: &Writes<'_>, now: Timestamp) -> Result<(), StoreError> {
+fn write(
+    conn: &Connection,
+    writes: &Writes<'_>,
+    plan: &Plan,
+    now: Timestamp,
+) -> Result<(), StoreError> {
     if !writes.new_accounts.is_empty() {
         let mut insert = conn.prepare_cached(
             "INSERT INTO accounts (id, name, metadata, overdraft_limit, debt, created_at) \
@@ -263,23 +438,31 @@ fn write(conn: &Connection, writes: &Writes<'_>, now: Timestamp) -> Result<(), S
     if !writes.lots.is_empty() {
         let mut insert = conn.prepare_cached(
             "INSERT INTO lots (id, account_id, source, priority, amount, remaining, \
-                               effective_at, expires_at, voided_at, created_at, metadata, live) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?6 > 0)",
+                               effective_at, expires_at, voided_at, created_at, metadata, live, \
+                               synced_tx) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?6 > 0, ?12)",
         )?;
         // Spending from a lot sets only `remaining` (and `voided_at`), so
         // that no index is touched; `live` is set only when it changes.
         let mut spend = conn.prepare_cached(
-            "UPDATE lots SET remaining = ?2, voided_at = ?3 WHERE id = ?1 AND live = (?2 > 0)",
+            "UPDATE lots SET remaining = ?2, voided_at = ?3, synced_tx = ?4 \
+             WHERE id = ?1 AND live = (?2 > 0)",
         )?;
         let mut flip = conn.prepare_cached(
-            "UPDATE lots SET remaining = ?2, voided_at = ?3, live = (?2 > 0) WHERE id = ?1",
+            "UPDATE lots SET remaining = ?2, voided_at = ?3, live = (?2 > 0), synced_tx = ?4 \
+             WHERE id = ?1",
         )?;
+        let synced = plan.synced_tx;
         for lot in &writes.lots {
             let (id, remaining, voided) = (
                 lot.id.0,
                 lot.remaining.micros(),
                 lot.voided_at.map(Timestamp::micros),
             );
+            if plan.held.contains(&lot.id) {
+                // Waits, or is written back below.
+                continue;
+            }
             if writes.new_lots.contains(&lot.id) {
                 insert.execute(params![
                     id,
@@ -293,15 +476,20 @@ fn write(conn: &Connection, writes: &Writes<'_>, now: Timestamp) -> Result<(), S
                     voided,
                     lot.created_at.micros(),
                     lot.metadata.as_str(),
+                    synced,
                 ])?;
-            } else if spend.execute(params![id, remaining, voided])? == 0
-                && flip.execute(params![id, remaining, voided])? != 1
+            } else if spend.execute(params![id, remaining, voided, synced])? == 0
+                && flip.execute(params![id, remaining, voided, synced])? != 1
             {
                 return Err(StoreError::Internal(format!(
                     "lot {id} to update is missing"
                 )));
             }
         }
+    }
+    write_back(conn, &plan.write_back, plan.synced_tx)?;
+    if let Some(watermark) = plan.watermark {
+        set_watermark(conn, watermark)?;
     }
     if !writes.holds.is_empty() {
         let mut upsert = conn.prepare_cached(
