@@ -35,7 +35,7 @@ pub struct Settings {
     /// `CREDITD_SQLITE_READERS`, default 4: reader connections.
     pub sqlite_readers: usize,
     /// `CREDITD_SQLITE_BOOKS_MIB`, default 160: memory for accounts' books
-    /// kept in memory, packed (about 130 bytes an account with one lot).
+    /// kept in memory, packed (about 110 bytes an account with one lot).
     pub sqlite_books_mib: usize,
     /// `CREDITD_SQLITE_CHECKPOINT_MS`, default 200: how often a separate
     /// thread checkpoints the WAL; 0 leaves it to the writer alone.

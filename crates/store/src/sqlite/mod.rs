@@ -48,7 +48,7 @@ pub struct SqliteOptions {
     /// How long to wait for a lock held by another process before
     /// answering `store_unavailable`.
     pub busy_timeout: std::time::Duration,
-    /// Memory for accounts' books, packed (about 130 bytes an account with
+    /// Memory for accounts' books, packed (about 110 bytes an account with
     /// one lot, the table included); zero keeps none.
     pub books_budget_bytes: usize,
     /// Whether a background thread reads every account's book into memory
