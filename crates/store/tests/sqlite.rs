@@ -874,9 +874,14 @@ async fn transactions_are_listed_across_blocks_of_the_journal() {
 /// in memory when `books` is false (so that every read and every decision
 /// goes through the database).
 fn open_lagging(db: &Db, lag: i64, books: bool) -> SqliteStore {
+    open_lagging_at_most(db, lag, 1_000, books)
+}
+
+/// As [`open_lagging`], with at most `lagging_max` lots lagging at once.
+fn open_lagging_at_most(db: &Db, lag: i64, lagging_max: usize, books: bool) -> SqliteStore {
     let options = SqliteOptions {
         lot_lag_txs: lag,
-        lots_lagging_max: 1_000,
+        lots_lagging_max: lagging_max,
         books_budget_bytes: if books { 1 << 20 } else { 0 },
         preload_books: false,
         checkpoint_interval: None,
@@ -1053,18 +1058,7 @@ async fn lagging_rows_change_no_answer_whatever_happens() {
         let mut random = Random(seed);
         let mut lagging_db = Db::new();
         let plain_db = Db::new();
-        let open = |db: &Db, lag: i64, books: bool| {
-            let options = SqliteOptions {
-                lot_lag_txs: lag,
-                lots_lagging_max: 2,
-                books_budget_bytes: if books { 1 << 20 } else { 0 },
-                preload_books: false,
-                checkpoint_interval: None,
-                wal_autocheckpoint_pages: 1_000_000,
-                ..SqliteOptions::new(&db.path)
-            };
-            SqliteStore::open(options, Arc::new(db.clock.clone())).unwrap()
-        };
+        let open = |db: &Db, lag: i64, books: bool| open_lagging_at_most(db, lag, 2, books);
         let mut lagging = open(&lagging_db, 3, true);
         let plain = open(&plain_db, 0, true);
         for account in ACCOUNTS {
@@ -1155,6 +1149,22 @@ async fn lagging_rows_change_no_answer_whatever_happens() {
     }
 }
 
+/// Consumes 1 credit `count` times from `account`, 250 at a time concurrently,
+/// so that they share batches.
+async fn consume_concurrently(store: &Arc<SqliteStore>, account: &'static str, count: usize) {
+    for _ in 0..count / 250 {
+        let tasks: Vec<_> = (0..250)
+            .map(|_| {
+                let store = store.clone();
+                tokio::spawn(async move { run(&store, consume(account, 1)).await.unwrap() })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap();
+        }
+    }
+}
+
 /// The store-wide watermark says every row reflects the journal up to it:
 /// it may rise past thousands of other transactions, never past a lot still
 /// waiting to be written back.
@@ -1167,17 +1177,7 @@ async fn the_watermark_rises_but_never_past_a_waiting_lot() {
     let before = last_tx(&db);
     run(&store, consume("a", 1)).await.unwrap();
     // Ten thousand transactions of another account, in concurrent batches.
-    for _ in 0..40 {
-        let tasks: Vec<_> = (0..250)
-            .map(|_| {
-                let store = store.clone();
-                tokio::spawn(async move { run(&store, consume("b", 1)).await.unwrap() })
-            })
-            .collect();
-        for task in tasks {
-            task.await.unwrap();
-        }
-    }
+    consume_concurrently(&store, "b", 40 * 250).await;
     // The watermark stays before the consume of "a", whose row still
     // waits: reads of it add that consume.
     assert!(synced_through(&db) <= before);
@@ -1188,17 +1188,7 @@ async fn the_watermark_rises_but_never_past_a_waiting_lot() {
         c(99)
     );
     // Written back after its lag, the watermark moves on.
-    for _ in 0..50 {
-        let tasks: Vec<_> = (0..250)
-            .map(|_| {
-                let store = store.clone();
-                tokio::spawn(async move { run(&store, consume("b", 1)).await.unwrap() })
-            })
-            .collect();
-        for task in tasks {
-            task.await.unwrap();
-        }
-    }
+    consume_concurrently(&store, "b", 50 * 250).await;
     assert_eq!(lot_row(&db, "a").0, c(99));
     assert!(synced_through(&db) > before + 20_000);
     assert!(store.audit().await.unwrap().is_clean());
