@@ -44,7 +44,7 @@ const WATERMARK_STEP: i64 = 4096;
 /// by choosing ids that collide, and a lookup costs one memory access
 /// rather than a walk down a tree.
 #[derive(Default)]
-struct IdHasher(u64);
+pub struct IdHasher(u64);
 
 impl Hasher for IdHasher {
     fn finish(&self) -> u64 {
@@ -61,6 +61,9 @@ impl Hasher for IdHasher {
 }
 
 type IdMap<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
+
+/// A set of lots, hashed as [`IdMap`] is.
+pub type LotSet = HashSet<LotId, BuildHasherDefault<IdHasher>>;
 
 /// The group a lot is written back with, and its place in the group.
 fn group_of(id: LotId) -> (i64, u32) {
@@ -84,7 +87,7 @@ pub struct LotChange {
 pub struct Plan {
     /// This batch's changes not to write as changes: they wait, or are
     /// among `write_back`.
-    pub held: HashSet<LotId>,
+    pub held: LotSet,
     /// Lots to write back now, with what they hold.
     pub write_back: Vec<(LotId, Amount)>,
     /// What rows written now reflect: the batch's last transaction.
@@ -191,7 +194,7 @@ impl Deferred {
                 plan.written.push(change.id);
             }
         }
-        let written: HashSet<LotId> = plan.written.iter().copied().collect();
+        let written: LotSet = plan.written.iter().copied().collect();
         let current = |id: &LotId| -> Option<Waiting> {
             if written.contains(id) {
                 return None;
@@ -204,7 +207,7 @@ impl Deferred {
             .count();
         let arriving = view.keys().filter(|id| !self.lots.contains_key(id)).count();
         let mut waiting_len = self.lots.len() - leaving + arriving;
-        let mut flushed: HashSet<LotId> = HashSet::new();
+        let mut flushed = LotSet::default();
         // Oldest first: the queue, then this batch's new waits.
         let fresh = view
             .iter()
@@ -332,7 +335,7 @@ mod tests {
     fn a_spend_waits_and_a_change_of_live_or_void_is_written_at_once() {
         let mut deferred = Deferred::new(0, 1000, 100);
         let plan = run(&mut deferred, &[spend(1, 9), flip(2, 0)], 1, 2);
-        assert_eq!(plan.held, HashSet::from([LotId(1)]));
+        assert_eq!(plan.held, LotSet::from_iter([LotId(1)]));
         assert!(plan.write_back.is_empty());
         assert_eq!(deferred.len(), 1);
         // Emptying a waiting lot writes it at once and it no longer waits.
@@ -370,7 +373,7 @@ mod tests {
                 (LotId(200), Amount::from_micros(5)),
             ]
         );
-        assert_eq!(plan.held, HashSet::from([LotId(300)]));
+        assert_eq!(plan.held, LotSet::from_iter([LotId(300)]));
         assert_eq!(deferred.all(), vec![(LotId(300), Amount::from_micros(1))]);
     }
 
@@ -381,7 +384,7 @@ mod tests {
         let plan = run(&mut deferred, &[spend(1, 3)], 20, 20);
         // Written back, not also written as a change.
         assert_eq!(plan.write_back, vec![(LotId(1), Amount::from_micros(3))]);
-        assert_eq!(plan.held, HashSet::from([LotId(1)]));
+        assert_eq!(plan.held, LotSet::from_iter([LotId(1)]));
         assert_eq!(deferred.len(), 0);
     }
 
