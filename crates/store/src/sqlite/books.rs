@@ -3,7 +3,7 @@
 //! checks are answered from here.
 
 use std::collections::HashSet;
-use std::sync::Mutex;
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use ledger::{AccountId, Book, Standing, Timestamp};
 
@@ -25,9 +25,11 @@ use super::packed::Packed;
 /// it committed, the epoch moves, so that no reader can put back a book
 /// older than that commit.
 pub struct Books {
-    // A std Mutex: nothing awaits while it is held, and each hold is one
-    // lookup and unpacking, or the inserts of one batch.
-    inner: Mutex<Inner>,
+    // A std RwLock: nothing awaits while it is held. Reads (one lookup and
+    // unpacking) share it, so that readers on different cores do not queue
+    // behind one another's cache misses; writes (the inserts of one batch,
+    // a fill) hold it alone.
+    inner: RwLock<Inner>,
     budget_bytes: usize,
 }
 
@@ -58,7 +60,7 @@ impl Books {
     /// Packed books in at most about `budget_bytes` of memory; zero keeps none.
     pub fn new(budget_bytes: usize) -> Books {
         Books {
-            inner: Mutex::new(Inner {
+            inner: RwLock::new(Inner {
                 set: HashSet::new(),
                 packed_bytes: 0,
                 epoch: 0,
@@ -67,20 +69,24 @@ impl Books {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    fn read(&self) -> RwLockReadGuard<'_, Inner> {
+        self.inner.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Inner> {
+        self.inner.write().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The committed book of an account, if kept.
     pub fn get(&self, account: &AccountId) -> Option<Book> {
-        self.lock().set.get(account.as_str()).map(Packed::book)
+        self.read().set.get(account.as_str()).map(Packed::book)
     }
 
     /// The account's standing at `now`, if its book is kept: from the packed
     /// header when it covers `now`, else from the book.
     pub fn standing(&self, account: &AccountId, now: Timestamp) -> Option<Standing> {
         let book = {
-            let inner = self.lock();
+            let inner = self.read();
             let packed = inner.set.get(account.as_str())?;
             if let Some(standing) = packed.standing(now) {
                 return Some(standing);
@@ -101,7 +107,7 @@ impl Books {
         if packed.is_empty() {
             return;
         }
-        let mut inner = self.lock();
+        let mut inner = self.write();
         for packed in packed {
             let footprint = packed.footprint();
             // With room for it even as a new entry, replace at once: one
@@ -132,7 +138,7 @@ impl Books {
     /// Where the books stand, for a reader about to load a book: take it
     /// before the read transaction begins and hand it to [`Books::fill`].
     pub fn epoch(&self) -> u64 {
-        self.lock().epoch
+        self.read().epoch
     }
 
     /// Adds a book a reader loaded from a snapshot that began after it took
@@ -152,7 +158,7 @@ impl Books {
             return;
         }
         let packed = Packed::new(book, now);
-        let mut inner = self.lock();
+        let mut inner = self.write();
         let len = inner.set.len() + 1;
         let bytes = inner.packed_bytes + packed.footprint();
         if inner.epoch != epoch
@@ -167,7 +173,7 @@ impl Books {
 
     /// Forgets everything: another process wrote to the database.
     pub fn clear(&self) {
-        let mut inner = self.lock();
+        let mut inner = self.write();
         inner.set = HashSet::new();
         inner.packed_bytes = 0;
         inner.epoch += 1;
@@ -175,19 +181,19 @@ impl Books {
 
     /// How many books are kept.
     pub fn len(&self) -> usize {
-        self.lock().set.len()
+        self.read().set.len()
     }
 
     /// About how many bytes the kept books take.
     pub fn bytes(&self) -> usize {
-        let inner = self.lock();
+        let inner = self.read();
         table_bytes(inner.set.len()) + inner.packed_bytes
     }
 
     /// True when no account without a book kept could get one of `typical`
     /// bytes packed.
     pub fn is_full(&self, typical: usize) -> bool {
-        let inner = self.lock();
+        let inner = self.read();
         !inner.fits(
             self.budget_bytes,
             inner.set.len() + 1,
