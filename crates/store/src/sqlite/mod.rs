@@ -180,6 +180,23 @@ fn current_book(
     Ok(book)
 }
 
+/// Sets a flag while a thread runs: raised when made, lowered when dropped,
+/// however the thread ends.
+struct Running(Arc<std::sync::atomic::AtomicBool>);
+
+impl Running {
+    fn new(flag: Arc<std::sync::atomic::AtomicBool>) -> Running {
+        flag.store(true, std::sync::atomic::Ordering::Release);
+        Running(flag)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.store(false, std::sync::atomic::Ordering::Release);
+    }
+}
+
 /// Accounts whose books one step of [`preload_books`] reads.
 const PRELOAD_CHUNK: usize = 500;
 
@@ -318,6 +335,8 @@ pub struct SqliteStore {
     _checkpoints: std::sync::mpsc::Sender<()>,
     /// Dropping it stops the thread preloading books.
     _preloads: std::sync::mpsc::Sender<()>,
+    /// True while that thread runs.
+    preloading: Arc<std::sync::atomic::AtomicBool>,
     stats: Arc<StoreStats>,
     readers: Arc<Readers>,
     writer: Mutex<Option<JoinHandle<()>>>,
@@ -361,12 +380,17 @@ impl SqliteStore {
             .spawn(move || writer.run(jobs_rx))
             .map_err(|e| StoreError::Internal(e.to_string()))?;
         let (preloads, stop_preload) = std::sync::mpsc::channel::<()>();
+        let preloading = Arc::new(std::sync::atomic::AtomicBool::new(false));
         if options.preload_books && options.books_budget_bytes > 0 {
             let reader = connect(&options.path, options.busy_timeout)?;
             let (books, clock) = (books.clone(), clock.clone());
+            let running = Running::new(preloading.clone());
             std::thread::Builder::new()
                 .name("creditd-preload".into())
-                .spawn(move || preload_books(reader, books, clock, stop_preload))
+                .spawn(move || {
+                    let _running = running;
+                    preload_books(reader, books, clock, stop_preload)
+                })
                 .map_err(|e| StoreError::Internal(e.to_string()))?;
         }
         let (checkpoints, stop) = std::sync::mpsc::channel::<()>();
@@ -383,6 +407,7 @@ impl SqliteStore {
             clock,
             _checkpoints: checkpoints,
             _preloads: preloads,
+            preloading,
             stats,
             readers: Arc::new(Readers {
                 idle: Mutex::new(readers),
@@ -395,6 +420,13 @@ impl SqliteStore {
     /// How many accounts' books are kept in memory.
     pub fn books_kept(&self) -> usize {
         self.books.len()
+    }
+
+    /// Whether the thread that reads every account's book after opening is
+    /// still at it; a benchmark waits for it, so that it measures the
+    /// steady state rather than the start.
+    pub fn preloading(&self) -> bool {
+        self.preloading.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Stops taking commands, lets the writer finish what it has, and waits for it.
