@@ -61,21 +61,8 @@ impl Writer {
         // Read before any reader or the preload can fill the cache, so that
         // the first look for other writers clears it only if one wrote since.
         let data_version: i64 = conn.query_row("PRAGMA data_version", [], |r| r.get(0))?;
-        // Lots whose rows a process that stopped left lagging are brought
-        // up to date before anything is decided.
-        conn.execute_batch("BEGIN IMMEDIATE")?;
-        let watermark = match reconcile(&conn) {
-            Ok(watermark) => {
-                conn.execute_batch("COMMIT")?;
-                watermark
-            }
-            Err(error) => {
-                let _ = conn.execute_batch("ROLLBACK");
-                return Err(error);
-            }
-        };
         let ids = load_counters(&conn)?;
-        Ok(Writer {
+        let mut writer = Writer {
             conn,
             books,
             clock,
@@ -84,8 +71,16 @@ impl Writer {
             ids,
             data_version,
             last_now: Timestamp::EPOCH,
-            deferred: Deferred::new(watermark, lag.txs, lag.lots_max),
-        })
+            deferred: Deferred::new(0, lag.txs, lag.lots_max),
+        };
+        // Lots whose rows a process that stopped left lagging are brought
+        // up to date before anything is decided.
+        writer.in_transaction(|writer| {
+            let watermark = reconcile(&writer.conn)?;
+            writer.deferred.reset(watermark);
+            Ok(())
+        })?;
+        Ok(writer)
     }
 
     /// Runs until every sender is gone. While one batch syncs, the next
