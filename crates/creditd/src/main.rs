@@ -10,12 +10,13 @@ mod config;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use config::{Database, Settings};
-use ledger::{AccountId, Amount, Metadata, NewAccount, NewGrant, Source, Timestamp};
+use ledger::{AccountId, Amount, Metadata, NewAccount, NewGrant, Reject, Source, Timestamp};
 use server::{AppState, JobsConfig};
 use store::postgres::{PostgresOptions, PostgresStore};
 use store::sqlite::{SqliteOptions, SqliteStore};
@@ -51,31 +52,34 @@ enum Cmd {
     /// Grant credits to an account.
     Grant {
         /// The account id.
-        account: String,
+        #[arg(value_parser = parse_account)]
+        account: AccountId,
         /// Credits, as a decimal such as 100 or 12.5.
-        amount: String,
+        #[arg(value_parser = parse_amount)]
+        amount: Amount,
         /// Where the credits come from.
-        #[arg(long, default_value = "admin")]
-        source: String,
+        #[arg(long, default_value = "admin", value_parser = parse_source)]
+        source: Source,
         /// Burn priority, 0 to 100 (lower burns first).
         #[arg(long)]
         priority: Option<u8>,
         /// When the credits become spendable (RFC 3339).
-        #[arg(long)]
-        effective_at: Option<String>,
+        #[arg(long, value_parser = parse_time)]
+        effective_at: Option<Timestamp>,
         /// When the credits expire (RFC 3339).
-        #[arg(long)]
-        expires_at: Option<String>,
+        #[arg(long, value_parser = parse_time)]
+        expires_at: Option<Timestamp>,
     },
     /// Measure throughput and latency, against the usual design if asked.
     Bench(Box<bench::Options>),
     /// Print an account's balance.
     Balance {
         /// The account id.
-        account: String,
+        #[arg(value_parser = parse_account)]
+        account: AccountId,
         /// The instant to show the balance at (RFC 3339); now when absent.
-        #[arg(long)]
-        at: Option<String>,
+        #[arg(long, value_parser = parse_time)]
+        at: Option<Timestamp>,
     },
 }
 
@@ -84,28 +88,36 @@ enum AccountCmd {
     /// Open an account.
     Create {
         /// The account id: 1 to 128 characters of A-Za-z0-9_.:-
-        id: String,
+        #[arg(value_parser = parse_account)]
+        id: AccountId,
         /// A display name.
         #[arg(long)]
         name: Option<String>,
         /// How far below zero consumes may go.
-        #[arg(long, default_value = "0")]
-        overdraft_limit: String,
+        #[arg(long, default_value = "0", value_parser = parse_amount)]
+        overdraft_limit: Amount,
     },
 }
 
-fn main() -> std::process::ExitCode {
+/// Results go to stdout and nothing else does. A failure of the command is
+/// one line on stderr starting `error: ` and exit status 1; a usage error
+/// (an unknown option, a missing or malformed argument) is clap's message on
+/// stderr and exit status 2.
+fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
-        Ok(code) => code,
+        Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error:#}");
-            std::process::ExitCode::from(2)
+            // On one line even when a cause's own text spans several, so
+            // that a script can take the line as the whole error.
+            let message = format!("{error:#}").replace('\n', " ");
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
         }
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
+fn run(cli: Cli) -> anyhow::Result<()> {
     let settings = Settings::load(cli.config.as_deref())?;
     tracing_subscriber::fmt()
         .with_max_level(settings.log)
@@ -121,16 +133,14 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         .context("starting the async runtime")?;
     runtime.block_on(async move {
         match cli.command {
-            Cmd::Serve => serve(settings)
-                .await
-                .map(|()| std::process::ExitCode::SUCCESS),
+            Cmd::Serve => serve(settings).await,
             Cmd::Migrate => {
                 let ran = match &settings.database {
                     Database::Sqlite(path) => store::sqlite::migrate(path)?,
                     Database::Postgres(url) => store::postgres::migrate(url).await?,
                 };
                 println!("applied {ran} migration(s)");
-                Ok(std::process::ExitCode::SUCCESS)
+                Ok(())
             }
             Cmd::Verify => verify(&settings).await,
             Cmd::Account { command } => admin_account(&settings, command).await,
@@ -143,22 +153,17 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 expires_at,
             } => {
                 let grant = NewGrant {
-                    amount: parse_amount(&amount)?,
-                    source: Source::parse(&source)
-                        .with_context(|| format!("unknown source {source:?}"))?,
+                    amount,
+                    source,
                     priority,
-                    effective_at: effective_at.as_deref().map(parse_time).transpose()?,
-                    expires_at: expires_at.as_deref().map(parse_time).transpose()?,
+                    effective_at,
+                    expires_at,
                     metadata: Metadata::empty(),
                 };
-                let account = parse_account(&account)?;
                 admin_write(&settings, Op::Grant { account, grant }).await
             }
-            Cmd::Balance { account, at } => balance(&settings, &account, at.as_deref()).await,
-            Cmd::Bench(options) => {
-                bench::run(*options).await?;
-                Ok(std::process::ExitCode::SUCCESS)
-            }
+            Cmd::Balance { account, at } => balance(&settings, &account, at).await,
+            Cmd::Bench(options) => bench::run(*options).await.map(drop),
         }
     })
 }
@@ -280,7 +285,8 @@ async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
-async fn verify(settings: &Settings) -> anyhow::Result<std::process::ExitCode> {
+/// Prints the audit's report; any violation fails the command.
+async fn verify(settings: &Settings) -> anyhow::Result<()> {
     let opened = open_store(settings, false).await?;
     let report = opened.store().audit().await?;
     println!(
@@ -296,84 +302,83 @@ async fn verify(settings: &Settings) -> anyhow::Result<std::process::ExitCode> {
     opened.close().await;
     if report.is_clean() {
         println!("ok: every transaction sums to zero and every balance matches the journal");
-        Ok(std::process::ExitCode::SUCCESS)
+        Ok(())
     } else {
-        println!(
-            "FAILED: {} violation(s)",
-            report.violations.len() + report.orphans.len()
-        );
-        Ok(std::process::ExitCode::FAILURE)
+        let count = report.violations.len() + report.orphans.len();
+        println!("FAILED: {count} violation(s)");
+        bail!("the journal has {count} violation(s), listed on stdout")
     }
 }
 
-async fn admin_account(
-    settings: &Settings,
-    command: AccountCmd,
-) -> anyhow::Result<std::process::ExitCode> {
+async fn admin_account(settings: &Settings, command: AccountCmd) -> anyhow::Result<()> {
     match command {
         AccountCmd::Create {
             id,
             name,
             overdraft_limit,
         } => {
-            let new = NewAccount::new(
-                parse_account(&id)?,
-                name,
-                Metadata::empty(),
-                parse_amount(&overdraft_limit)?,
-            )
-            .map_err(|r| anyhow::anyhow!("{r}"))?;
+            let new = NewAccount::new(id, name, Metadata::empty(), overdraft_limit)
+                .map_err(|reject| rejected(&reject))?;
             admin_write(settings, Op::CreateAccount(new)).await
         }
     }
 }
 
-/// Applies one write and prints the same JSON the API would answer.
-async fn admin_write(settings: &Settings, op: Op) -> anyhow::Result<std::process::ExitCode> {
+/// Applies one write and prints the same JSON the API would answer; a
+/// rejection fails the command with its code.
+async fn admin_write(settings: &Settings, op: Op) -> anyhow::Result<()> {
     let opened = open_store(settings, false).await?;
     let executed = opened.store().execute(Command::new(op)).await?;
     opened.close().await;
     let Executed::Fresh(result) = executed else {
         bail!("unexpected replay");
     };
+    if let Err(reject) = &result {
+        return Err(rejected(reject));
+    }
     let response = server::render::outcome(&result);
     println!("{}", String::from_utf8_lossy(&response.body));
-    Ok(if result.is_ok() {
-        std::process::ExitCode::SUCCESS
-    } else {
-        std::process::ExitCode::FAILURE
-    })
+    Ok(())
 }
 
 async fn balance(
     settings: &Settings,
-    account: &str,
-    at: Option<&str>,
-) -> anyhow::Result<std::process::ExitCode> {
+    account: &AccountId,
+    at: Option<Timestamp>,
+) -> anyhow::Result<()> {
     let opened = open_store(settings, false).await?;
-    let at = at.map(parse_time).transpose()?;
     let when = at.unwrap_or_else(|| SystemClock.now());
-    let book = opened
-        .store()
-        .book(parse_account(account)?, at)
-        .await?
-        .with_context(|| format!("no account {account:?}"))?;
+    let book = opened.store().book(account.clone(), at).await?;
     opened.close().await;
+    let book = book.ok_or_else(|| rejected(&Reject::AccountNotFound))?;
     let settled = book.settled(when);
     let balance = settled.balance(when);
-    let view = server::render::BalanceView::new(account, balance, settled.lots(), when);
+    let view = server::render::BalanceView::new(account.as_str(), balance, settled.lots(), when);
     println!("{}", serde_json::to_string_pretty(&view)?);
-    Ok(std::process::ExitCode::SUCCESS)
+    Ok(())
 }
 
-fn parse_account(text: &str) -> anyhow::Result<AccountId> {
-    AccountId::parse(text).map_err(|_| anyhow::anyhow!("{text:?} is not an account id"))
+/// A ledger rejection as a command's error: its stable code, then what it means.
+fn rejected(reject: &Reject) -> anyhow::Error {
+    anyhow::anyhow!("{}: {reject}", reject.code())
 }
 
-fn parse_amount(text: &str) -> anyhow::Result<Amount> {
-    Amount::parse(text).map_err(|e| anyhow::anyhow!("{text:?}: {e}"))
+fn parse_account(text: &str) -> Result<AccountId, String> {
+    AccountId::parse(text)
+        .map_err(|_| "an account id is 1 to 128 characters of A-Za-z0-9_.:-".to_owned())
 }
 
-fn parse_time(text: &str) -> anyhow::Result<Timestamp> {
-    Timestamp::parse_rfc3339(text).map_err(|e| anyhow::anyhow!("{text:?}: {e}"))
+fn parse_amount(text: &str) -> Result<Amount, String> {
+    Amount::parse(text).map_err(|e| e.to_string())
+}
+
+fn parse_time(text: &str) -> Result<Timestamp, String> {
+    Timestamp::parse_rfc3339(text).map_err(|e| e.to_string())
+}
+
+fn parse_source(text: &str) -> Result<Source, String> {
+    Source::parse(text).ok_or_else(|| {
+        let known: Vec<&str> = Source::ALL.iter().map(|s| s.code()).collect();
+        format!("not a source; one of {}", known.join(", "))
+    })
 }

@@ -15,6 +15,19 @@ fn json(output: &std::process::Output) -> Value {
     serde_json::from_slice(&output.stdout).unwrap()
 }
 
+/// What a failed command wrote to stderr, after checking that it failed with
+/// `code` and wrote nothing to stdout.
+fn failure(output: &std::process::Output, code: i32) -> String {
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(output.status.code(), Some(code), "{stderr}");
+    assert!(
+        output.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    stderr
+}
+
 #[test]
 fn admin_commands_open_grant_and_show_a_balance() {
     let (_dir, db) = fresh_db();
@@ -42,11 +55,11 @@ fn admin_commands_open_grant_and_show_a_balance() {
     ));
     assert_eq!(past["available"], "0");
 
-    let duplicate = run(&db, &["account", "create", "cli-user"]);
-    assert_eq!(duplicate.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&duplicate.stdout).contains("account_exists"));
-    let bad = run(&db, &["grant", "cli-user", "1.0000001"]);
-    assert_eq!(bad.status.code(), Some(2));
+    let duplicate = failure(&run(&db, &["account", "create", "cli-user"]), 1);
+    assert_eq!(
+        duplicate,
+        "error: account_exists: an account with this id already exists\n"
+    );
 
     let verify = run(&db, &["verify"]);
     assert!(verify.status.success());
@@ -73,4 +86,73 @@ fn verify_fails_with_a_report_when_the_journal_disagrees() {
         "{report}"
     );
     assert!(report.contains("FAILED: 1 violation"), "{report}");
+    let stderr = String::from_utf8_lossy(&verify.stderr);
+    assert_eq!(
+        stderr,
+        "error: the journal has 1 violation(s), listed on stdout\n"
+    );
+}
+
+#[test]
+fn a_successful_command_writes_its_result_to_stdout_and_nothing_to_stderr() {
+    let (_dir, db) = fresh_db();
+    let created = run(&db, &["account", "create", "quiet"]);
+    assert_eq!(created.status.code(), Some(0));
+    assert!(
+        created.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    assert_eq!(json(&created)["id"], "quiet");
+}
+
+#[test]
+fn a_ledger_rejection_is_one_error_line_with_its_code_and_exit_1() {
+    let (_dir, db) = fresh_db();
+    assert!(run(&db, &["migrate"]).status.success());
+    let grant = failure(&run(&db, &["grant", "nobody", "5"]), 1);
+    assert_eq!(grant, "error: account_not_found: no account with this id\n");
+    let balance = failure(&run(&db, &["balance", "nobody"]), 1);
+    assert_eq!(
+        balance,
+        "error: account_not_found: no account with this id\n"
+    );
+    let negative = failure(
+        &run(&db, &["account", "create", "owing", "--overdraft-limit=-5"]),
+        1,
+    );
+    assert_eq!(
+        negative,
+        "error: invalid_amount: overdraft_limit must not be negative\n"
+    );
+}
+
+#[test]
+fn a_bad_argument_value_is_a_usage_error_with_exit_2() {
+    let (_dir, db) = fresh_db();
+    json(&run(&db, &["account", "create", "cli-user"]));
+    let amount = failure(&run(&db, &["grant", "cli-user", "1.0000001"]), 2);
+    assert!(
+        amount.starts_with("error: invalid value '1.0000001' for '<AMOUNT>': more than 6"),
+        "{amount}"
+    );
+    let source = failure(
+        &run(&db, &["grant", "cli-user", "1", "--source", "gift"]),
+        2,
+    );
+    assert!(
+        source.starts_with("error: invalid value 'gift'"),
+        "{source}"
+    );
+    assert!(source.contains("purchase"), "{source}");
+    let account = failure(&run(&db, &["balance", "not an id"]), 2);
+    assert!(
+        account.starts_with("error: invalid value 'not an id' for '<ACCOUNT>'"),
+        "{account}"
+    );
+    let at = failure(&run(&db, &["balance", "cli-user", "--at", "yesterday"]), 2);
+    assert!(at.starts_with("error: invalid value 'yesterday'"), "{at}");
+    // Nothing was written by the refused grants.
+    let balance = json(&run(&db, &["balance", "cli-user"]));
+    assert_eq!(balance["available"], "0");
 }
