@@ -9,7 +9,7 @@ mod config;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -236,6 +236,69 @@ async fn open_store(settings: &Settings, serving: bool) -> anyhow::Result<Opened
     })
 }
 
+/// Refuses a database that holds no ledger, for the commands that only
+/// read, and creates or changes nothing: opening the store would create the
+/// database and migrate it, and the command would then report on an empty
+/// ledger as if it were the one meant.
+async fn ensure_ledger(database: &Database) -> anyhow::Result<()> {
+    match database {
+        Database::Sqlite(path) => ensure_sqlite_ledger(path),
+        Database::Postgres(url) => ensure_postgres_ledger(url).await,
+    }
+}
+
+fn ensure_sqlite_ledger(path: &Path) -> anyhow::Result<()> {
+    let shown = path.display();
+    if !path
+        .try_exists()
+        .with_context(|| format!("looking for {shown}"))?
+    {
+        bail!("no database at {shown} (`creditd migrate` creates one)");
+    }
+    // Without SQLITE_OPEN_CREATE; and not read-only, because a write-ahead
+    // log left by a crash is recovered only by a connection that may write.
+    let conn = rusqlite::Connection::open_with_flags(
+        path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .with_context(|| format!("opening {shown}"))?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    let migrated: bool = conn
+        .query_row(
+            "SELECT count(*) > 0 FROM sqlite_master \
+             WHERE type = 'table' AND name = 'schema_migrations'",
+            [],
+            |row| row.get(0),
+        )
+        .with_context(|| format!("reading {shown}"))?;
+    if !migrated {
+        bail!("{shown} holds no creditd ledger (`creditd migrate` creates one)");
+    }
+    Ok(())
+}
+
+async fn ensure_postgres_ledger(url: &str) -> anyhow::Result<()> {
+    let mut config: tokio_postgres::Config = url
+        .parse()
+        .context("CREDITD_DATABASE_URL is not a PostgreSQL URL")?;
+    config.connect_timeout(std::time::Duration::from_secs(5));
+    let (client, connection) = config
+        .connect(tokio_postgres::NoTls)
+        .await
+        .context("connecting to the PostgreSQL database")?;
+    // The connection's task ends when the client is dropped.
+    tokio::spawn(connection);
+    let migrated: bool = client
+        .query_one("SELECT to_regclass('schema_migrations') IS NOT NULL", &[])
+        .await
+        .context("reading the PostgreSQL database")?
+        .get(0);
+    if !migrated {
+        bail!("the PostgreSQL database holds no creditd ledger (`creditd migrate` creates one)");
+    }
+    Ok(())
+}
+
 async fn serve(settings: Settings) -> anyhow::Result<()> {
     let opened = open_store(&settings, true).await?;
     let store = opened.store();
@@ -287,6 +350,7 @@ async fn shutdown_signal() {
 
 /// Prints the audit's report; any violation fails the command.
 async fn verify(settings: &Settings) -> anyhow::Result<()> {
+    ensure_ledger(&settings.database).await?;
     let opened = open_store(settings, false).await?;
     let report = opened.store().audit().await?;
     println!(
@@ -346,6 +410,7 @@ async fn balance(
     account: &AccountId,
     at: Option<Timestamp>,
 ) -> anyhow::Result<()> {
+    ensure_ledger(&settings.database).await?;
     let opened = open_store(settings, false).await?;
     let when = at.unwrap_or_else(|| SystemClock.now());
     let book = opened.store().book(account.clone(), at).await?;

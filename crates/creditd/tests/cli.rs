@@ -3,7 +3,8 @@
 mod support;
 
 use serde_json::Value;
-use support::{fresh_db, run};
+use support::{fresh_db, run, run_url};
+use testkit::TestDatabase;
 
 fn json(output: &std::process::Output) -> Value {
     assert!(
@@ -155,4 +156,95 @@ fn a_bad_argument_value_is_a_usage_error_with_exit_2() {
     // Nothing was written by the refused grants.
     let balance = json(&run(&db, &["balance", "cli-user"]));
     assert_eq!(balance["available"], "0");
+}
+
+#[test]
+fn read_only_commands_refuse_a_missing_sqlite_database_and_create_none() {
+    let (dir, db) = fresh_db();
+    for args in [&["verify"][..], &["balance", "someone"]] {
+        let stderr = failure(&run(&db, args), 1);
+        assert_eq!(
+            stderr,
+            format!(
+                "error: no database at {} (`creditd migrate` creates one)\n",
+                db.display()
+            ),
+            "{args:?}"
+        );
+    }
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn read_only_commands_refuse_an_sqlite_file_without_a_ledger_and_leave_it_alone() {
+    let (_dir, db) = fresh_db();
+    std::fs::write(&db, b"").unwrap();
+    for args in [&["verify"][..], &["balance", "someone"]] {
+        let stderr = failure(&run(&db, args), 1);
+        assert_eq!(
+            stderr,
+            format!(
+                "error: {} holds no creditd ledger (`creditd migrate` creates one)\n",
+                db.display()
+            ),
+            "{args:?}"
+        );
+    }
+    assert_eq!(std::fs::metadata(&db).unwrap().len(), 0);
+
+    assert!(run(&db, &["migrate"]).status.success());
+    let verify = run(&db, &["verify"]);
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+}
+
+#[tokio::test]
+async fn read_only_commands_refuse_a_postgres_database_without_a_ledger() {
+    let Some(database) = TestDatabase::create().await else {
+        return;
+    };
+    let url = database.url.clone();
+    let (verify, balance) = tokio::task::spawn_blocking(move || {
+        (
+            run_url(&url, &["verify"]),
+            run_url(&url, &["balance", "someone"]),
+        )
+    })
+    .await
+    .unwrap();
+    let expected = "error: the PostgreSQL database holds no creditd ledger \
+                    (`creditd migrate` creates one)\n";
+    assert_eq!(failure(&verify, 1), expected);
+    assert_eq!(failure(&balance, 1), expected);
+
+    let (client, connection) = tokio_postgres::connect(&database.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let tables: i64 = client
+        .query_one(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(tables, 0, "a read-only command created tables");
+
+    let url = database.url.clone();
+    let verify = tokio::task::spawn_blocking(move || {
+        assert!(run_url(&url, &["migrate"]).status.success());
+        run_url(&url, &["verify"])
+    })
+    .await
+    .unwrap();
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
 }
