@@ -22,7 +22,7 @@ pub enum Database {
 pub struct Settings {
     /// `CREDITD_DATABASE_URL`, default `sqlite://creditd.db`.
     pub database: Database,
-    /// `CREDITD_LISTEN`, default `127.0.0.1:8080`.
+    /// `CREDITD_LISTEN`, default `127.0.0.1:8080`; `:PORT` is `127.0.0.1:PORT`.
     pub listen: SocketAddr,
     /// `CREDITD_ADMIN_KEY`; when unset, a key is generated on first start.
     pub admin_key: Option<Secret>,
@@ -93,10 +93,7 @@ impl Settings {
             database: parse_database_url(
                 get("CREDITD_DATABASE_URL").unwrap_or("sqlite://creditd.db"),
             )?,
-            listen: get("CREDITD_LISTEN")
-                .unwrap_or("127.0.0.1:8080")
-                .parse()
-                .context("CREDITD_LISTEN must be an address such as 127.0.0.1:8080")?,
+            listen: parse_listen(get("CREDITD_LISTEN").unwrap_or("127.0.0.1:8080"))?,
             admin_key: get("CREDITD_ADMIN_KEY").map(|k| Secret::new(k.to_owned())),
             log: get("CREDITD_LOG")
                 .unwrap_or("info")
@@ -115,6 +112,25 @@ impl Settings {
             pg_writers: number("CREDITD_PG_WRITERS", 2)?.clamp(1, 64) as usize,
         })
     }
+}
+
+/// `HOST:PORT` with HOST an IP address (`[::1]:8080` for IPv6), or `:PORT`
+/// for `127.0.0.1:PORT`: loopback, as the default is, so that leaving out
+/// the host never exposes the server beyond this machine.
+pub fn parse_listen(text: &str) -> anyhow::Result<SocketAddr> {
+    let parsed = match text.strip_prefix(':') {
+        Some(port) => port
+            .parse::<u16>()
+            .ok()
+            .map(|port| SocketAddr::from(([127, 0, 0, 1], port))),
+        None => text.parse().ok(),
+    };
+    parsed.with_context(|| {
+        format!(
+            "CREDITD_LISTEN must be an address such as 127.0.0.1:8080, [::1]:8080 or :8080, \
+             got {text:?}"
+        )
+    })
 }
 
 /// `sqlite://relative/path.db`, `sqlite:///absolute/path.db`, `sqlite:path.db`,
@@ -181,6 +197,47 @@ mod tests {
         let values = HashMap::from([("CREDITD_SQLITE_BOOKS_MIB".to_owned(), "-1".to_owned())]);
         let error = Settings::from_values(&values).unwrap_err().to_string();
         assert!(error.contains("CREDITD_SQLITE_BOOKS_MIB"), "{error}");
+    }
+
+    #[test]
+    fn a_listen_address_of_only_a_port_is_on_loopback() {
+        assert_eq!(parse_listen(":0").unwrap(), "127.0.0.1:0".parse().unwrap());
+        assert_eq!(
+            parse_listen(":8080").unwrap(),
+            "127.0.0.1:8080".parse().unwrap()
+        );
+        assert_eq!(
+            parse_listen("0.0.0.0:9000").unwrap(),
+            "0.0.0.0:9000".parse().unwrap()
+        );
+        assert_eq!(
+            parse_listen("[::1]:8080").unwrap(),
+            "[::1]:8080".parse().unwrap()
+        );
+        let values = HashMap::from([("CREDITD_LISTEN".to_owned(), ":0".to_owned())]);
+        assert_eq!(
+            Settings::from_values(&values).unwrap().listen,
+            "127.0.0.1:0".parse().unwrap()
+        );
+    }
+
+    #[test]
+    fn a_listen_address_that_is_not_one_is_refused_and_quoted() {
+        for bad in [
+            "nowhere",
+            ":",
+            ":http",
+            ":65536",
+            ":-1",
+            "8080",
+            "localhost:8080",
+            "127.0.0.1",
+            " :8080",
+        ] {
+            let error = parse_listen(bad).unwrap_err().to_string();
+            assert!(error.starts_with("CREDITD_LISTEN must be"), "{error}");
+            assert!(error.contains(&format!("{bad:?}")), "{error}");
+        }
     }
 
     #[test]

@@ -7,13 +7,13 @@ use std::process::Stdio;
 
 use support::{creditd, fresh_db};
 
-/// Starts `creditd serve` without an admin key and returns the printed lines
-/// up to "listening on", and the child.
-fn start_without_key(db: &std::path::Path) -> (Vec<String>, std::process::Child) {
+/// Starts `creditd serve` without an admin key, listening on `listen`, and
+/// returns the printed lines up to "listening on", and the child.
+fn start_without_key(db: &std::path::Path, listen: &str) -> (Vec<String>, std::process::Child) {
     let mut child = creditd()
         .arg("serve")
         .env("CREDITD_DATABASE_URL", format!("sqlite://{}", db.display()))
-        .env("CREDITD_LISTEN", "127.0.0.1:0")
+        .env("CREDITD_LISTEN", listen)
         .env_remove("CREDITD_ADMIN_KEY")
         .env("CREDITD_LOG", "warn")
         .stdout(Stdio::piped())
@@ -35,7 +35,7 @@ fn start_without_key(db: &std::path::Path) -> (Vec<String>, std::process::Child)
 #[test]
 fn a_generated_admin_key_is_printed_once_and_keeps_working() {
     let (_dir, db) = fresh_db();
-    let (lines, mut first) = start_without_key(&db);
+    let (lines, mut first) = start_without_key(&db, "127.0.0.1:0");
     let key = lines
         .iter()
         .find_map(|l| l.split("it is not shown again): ").nth(1))
@@ -58,7 +58,7 @@ fn a_generated_admin_key_is_printed_once_and_keeps_working() {
     assert!(!stored.contains(&key[9..]));
     drop(conn);
 
-    let (lines, mut second) = start_without_key(&db);
+    let (lines, mut second) = start_without_key(&db, "127.0.0.1:0");
     assert!(lines.iter().all(|l| !l.contains("cd_admin_")), "{lines:?}");
     let addr = lines
         .last()
@@ -84,4 +84,31 @@ fn a_generated_admin_key_is_printed_once_and_keeps_working() {
     assert_eq!(status("Bearer cd_admin_guess".to_owned()), 401);
     second.kill().unwrap();
     second.wait().unwrap();
+}
+
+#[test]
+fn a_port_alone_listens_on_loopback() {
+    let (_dir, db) = fresh_db();
+    let (lines, mut child) = start_without_key(&db, ":0");
+    let addr: std::net::SocketAddr = lines
+        .last()
+        .unwrap()
+        .strip_prefix("listening on ")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(addr.ip(), std::net::Ipv4Addr::LOCALHOST);
+    assert_ne!(addr.port(), 0);
+    let health = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(async move {
+            reqwest::get(format!("http://{addr}/healthz"))
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        });
+    assert_eq!(health, 200);
+    child.kill().unwrap();
+    child.wait().unwrap();
 }
