@@ -300,6 +300,12 @@ async fn ensure_postgres_ledger(url: &str) -> anyhow::Result<()> {
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
+    // Bound before the admin key is read: a first start that generated the
+    // key and then failed to bind would have kept its hash and shown the key
+    // only beside the error, so no later start would show it again.
+    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| format!("binding {}", settings.listen))?;
     let opened = open_store(&settings, true).await?;
     let store = opened.store();
     let admin = server::auth::admin_key(store.as_ref(), settings.admin_key.as_ref()).await?;
@@ -319,9 +325,6 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             ..JobsConfig::default()
         },
     );
-    let listener = tokio::net::TcpListener::bind(settings.listen)
-        .await
-        .with_context(|| format!("binding {}", settings.listen))?;
     // Tests and scripts read the bound address from this line.
     println!("listening on {}", listener.local_addr()?);
     tracing::info!(addr = %listener.local_addr()?, "creditd serving");

@@ -112,3 +112,37 @@ fn a_port_alone_listens_on_loopback() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+#[test]
+fn a_first_start_that_cannot_bind_generates_no_key_and_the_next_start_shows_one() {
+    let (_dir, db) = fresh_db();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let failed = creditd()
+        .arg("serve")
+        .env("CREDITD_DATABASE_URL", format!("sqlite://{}", db.display()))
+        .env("CREDITD_LISTEN", &addr)
+        .env_remove("CREDITD_ADMIN_KEY")
+        .env("CREDITD_LOG", "warn")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&failed.stdout);
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    assert_eq!(failed.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(
+        stderr.starts_with(&format!("error: binding {addr}: ")),
+        "{stderr}"
+    );
+    assert!(!stdout.contains("cd_admin_"), "{stdout}");
+    assert!(!stderr.contains("cd_admin_"), "{stderr}");
+    drop(taken);
+
+    let (lines, mut child) = start_without_key(&db, "127.0.0.1:0");
+    assert!(
+        lines.iter().any(|l| l
+            .starts_with("generated admin key (store it now, it is not shown again): cd_admin_")),
+        "{lines:?}"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
