@@ -26,8 +26,9 @@ pub struct Settings {
     pub listen: SocketAddr,
     /// `CREDITD_ADMIN_KEY`; when unset, a key is generated on first start.
     pub admin_key: Option<Secret>,
-    /// `CREDITD_LOG`: error, warn, info (default), debug or trace.
-    pub log: tracing::Level,
+    /// `CREDITD_LOG`: error, warn, info, debug or trace; `None` when unset,
+    /// for each command to choose its own default.
+    pub log: Option<tracing::Level>,
     /// `CREDITD_SWEEP_INTERVAL_MS`, default 1000: how often expiries are written.
     pub sweep_interval: Duration,
     /// `CREDITD_BATCH_SIZE_MAX`, default 1024: the most writes one batch commits.
@@ -96,9 +97,14 @@ impl Settings {
             listen: parse_listen(get("CREDITD_LISTEN").unwrap_or("127.0.0.1:8080"))?,
             admin_key: get("CREDITD_ADMIN_KEY").map(|k| Secret::new(k.to_owned())),
             log: get("CREDITD_LOG")
-                .unwrap_or("info")
-                .parse()
-                .context("CREDITD_LOG must be error, warn, info, debug or trace")?,
+                .map(|level| {
+                    level.parse().with_context(|| {
+                        format!(
+                            "CREDITD_LOG must be error, warn, info, debug or trace, got {level:?}"
+                        )
+                    })
+                })
+                .transpose()?,
             sweep_interval: Duration::from_millis(
                 number("CREDITD_SWEEP_INTERVAL_MS", 1000)?.max(10),
             ),
@@ -182,6 +188,7 @@ mod tests {
         assert_eq!(s.database, Database::Sqlite("creditd.db".into()));
         assert_eq!(s.listen, "127.0.0.1:8080".parse().unwrap());
         assert!(s.admin_key.is_none());
+        assert_eq!(s.log, None);
         assert_eq!(s.sweep_interval, Duration::from_secs(1));
         assert_eq!(s.sqlite_books_mib, 160);
         assert_eq!(s.sqlite_autocheckpoint_pages, 30_000);
@@ -238,6 +245,21 @@ mod tests {
             assert!(error.starts_with("CREDITD_LISTEN must be"), "{error}");
             assert!(error.contains(&format!("{bad:?}")), "{error}");
         }
+    }
+
+    #[test]
+    fn a_log_level_set_is_kept_and_a_bad_one_refused() {
+        let values = HashMap::from([("CREDITD_LOG".to_owned(), "debug".to_owned())]);
+        assert_eq!(
+            Settings::from_values(&values).unwrap().log,
+            Some(tracing::Level::DEBUG)
+        );
+        let values = HashMap::from([("CREDITD_LOG".to_owned(), "loud".to_owned())]);
+        let error = Settings::from_values(&values).unwrap_err().to_string();
+        assert!(
+            error.contains("CREDITD_LOG") && error.contains("\"loud\""),
+            "{error}"
+        );
     }
 
     #[test]

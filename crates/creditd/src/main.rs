@@ -9,6 +9,7 @@ mod config;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -119,9 +120,19 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     let settings = Settings::load(cli.config.as_deref())?;
+    // The server reports its life at info; a command run once keeps its
+    // stderr for warnings and its error.
+    let serving = matches!(cli.command, Cmd::Serve);
+    let level = settings.log.unwrap_or(if serving {
+        tracing::Level::INFO
+    } else {
+        tracing::Level::WARN
+    });
     tracing_subscriber::fmt()
-        .with_max_level(settings.log)
+        .with_max_level(level)
         .with_writer(std::io::stderr)
+        // Colour codes only for a terminal: in a file or a pipe they are noise.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

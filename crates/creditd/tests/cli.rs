@@ -3,7 +3,7 @@
 mod support;
 
 use serde_json::Value;
-use support::{fresh_db, run, run_url};
+use support::{KEY, Server, creditd, fresh_db, run, run_url};
 use testkit::TestDatabase;
 
 fn json(output: &std::process::Output) -> Value {
@@ -247,4 +247,81 @@ async fn read_only_commands_refuse_a_postgres_database_without_a_ledger() {
         "{}",
         String::from_utf8_lossy(&verify.stderr)
     );
+}
+
+/// Leaves `db` as a crash leaves it: a lot's row behind the journal, which
+/// the next process to open it brings up to date and says so at info.
+fn crash_with_a_lot_row_behind(db: &std::path::Path) {
+    let server = Server::start(db);
+    let base = server.base.clone();
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(async move {
+            let client = reqwest::Client::new();
+            for (path, body) in [
+                ("/v1/accounts", serde_json::json!({"id": "crashed"})),
+                (
+                    "/v1/accounts/crashed/grants",
+                    serde_json::json!({"amount": "100", "source": "purchase"}),
+                ),
+                (
+                    "/v1/accounts/crashed/consume",
+                    serde_json::json!({"amount": "10"}),
+                ),
+            ] {
+                let response = client
+                    .post(format!("{base}{path}"))
+                    .bearer_auth(KEY)
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap();
+                assert!(response.status().is_success(), "{path}");
+            }
+        });
+    server.kill_9();
+}
+
+/// `creditd <args>` on `db` with `CREDITD_LOG` as given, or unset.
+fn run_logging(db: &std::path::Path, log: Option<&str>, args: &[&str]) -> std::process::Output {
+    let mut command = creditd();
+    command
+        .args(args)
+        .env("CREDITD_DATABASE_URL", format!("sqlite://{}", db.display()));
+    match log {
+        Some(level) => command.env("CREDITD_LOG", level),
+        None => command.env_remove("CREDITD_LOG"),
+    };
+    command.output().unwrap()
+}
+
+#[test]
+fn one_off_commands_log_only_warnings_unless_told_and_never_in_colour_to_a_pipe() {
+    let (dir, db) = fresh_db();
+    crash_with_a_lot_row_behind(&db);
+    // The same crashed database twice over: the first command to open one
+    // brings its lot rows up to date, and there is nothing left to report.
+    let copy = dir.path().join("copy.db");
+    std::fs::copy(&db, &copy).unwrap();
+    let wal = dir.path().join("creditd.db-wal");
+    if wal.exists() {
+        std::fs::copy(&wal, dir.path().join("copy.db-wal")).unwrap();
+    }
+
+    let quiet = run_logging(&db, None, &["balance", "crashed"]);
+    assert_eq!(json(&quiet)["available"], "90");
+    assert!(
+        quiet.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&quiet.stderr)
+    );
+
+    let told = run_logging(&copy, Some("info"), &["balance", "crashed"]);
+    assert_eq!(json(&told)["available"], "90");
+    let stderr = String::from_utf8_lossy(&told.stderr);
+    assert!(
+        stderr.contains(" INFO ") && stderr.contains("lot rows brought up to date"),
+        "{stderr}"
+    );
+    assert!(!told.stderr.contains(&0x1b), "{stderr}");
 }

@@ -146,3 +146,34 @@ fn a_first_start_that_cannot_bind_generates_no_key_and_the_next_start_shows_one(
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+#[test]
+fn serve_logs_at_info_by_default_without_colour_codes_when_stderr_is_not_a_terminal() {
+    let (_dir, db) = fresh_db();
+    let mut child = creditd()
+        .arg("serve")
+        .env("CREDITD_DATABASE_URL", format!("sqlite://{}", db.display()))
+        .env("CREDITD_LISTEN", "127.0.0.1:0")
+        .env("CREDITD_ADMIN_KEY", support::KEY)
+        .env_remove("CREDITD_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = BufReader::new(child.stderr.take().unwrap()).split(b'\n');
+    let mut seen = Vec::new();
+    for line in lines {
+        let line = line.unwrap();
+        let serving = String::from_utf8_lossy(&line).contains("creditd serving");
+        seen.push(line);
+        if serving {
+            break;
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let last = String::from_utf8_lossy(seen.last().unwrap()).into_owned();
+    assert!(last.contains("creditd serving"), "exited first: {seen:?}");
+    assert!(last.contains(" INFO "), "{last}");
+    assert!(seen.iter().all(|l| !l.contains(&0x1b)), "{seen:?}");
+}
