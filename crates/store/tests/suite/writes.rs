@@ -1,4 +1,4 @@
-//! Writes: grants, consumes, refunds, feature prices and settling, and their answers.
+//! Writes: grants, consumes, refunds, voids, feature prices and settling, and their answers.
 
 use ledger::{Amount, Feature, FeatureId, Metadata, NewGrant, Reject, Source, TxKind};
 use store::{Charge, Op, Outcome, TxFilter};
@@ -56,6 +56,33 @@ store_test! {
             "{a:?} {b:?}"
         );
         assert_eq!(available(&store, "a", START).await, c(10));
+        assert!(store.audit().await.unwrap().is_clean());
+    }
+}
+
+store_test! {
+    #[tokio::test]
+    async fn a_void_removes_what_remains_of_a_grant_once(store) {
+        run(&store, create("a")).await.unwrap();
+        let Outcome::Granted { lot, .. } = run(&store, grant("a", 10)).await.unwrap() else {
+            panic!()
+        };
+        run(&store, consume("a", 4)).await.unwrap();
+        let void = || Op::Void {
+            lot: lot.id,
+            metadata: Metadata::empty(),
+        };
+        let Outcome::Voided { lot: voided, tx } = run(&store, void()).await.unwrap() else {
+            panic!()
+        };
+        assert_eq!((voided.remaining, voided.voided_at), (c(0), Some(START)));
+        assert_eq!((tx.kind, tx.amount), (TxKind::Void, c(-6)));
+        assert_eq!(available(&store, "a", START).await, c(0));
+        assert_eq!(run(&store, void()).await, Err(Reject::GrantVoided));
+        assert!(matches!(
+            run(&store, consume("a", 1)).await,
+            Err(Reject::InsufficientCredits { .. })
+        ));
         assert!(store.audit().await.unwrap().is_clean());
     }
 }
