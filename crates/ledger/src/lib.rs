@@ -16,6 +16,7 @@ mod journal;
 mod lot;
 mod metadata;
 mod reject;
+mod replay;
 mod standing;
 mod time;
 
@@ -32,5 +33,6 @@ pub use journal::{LedgerAccount, Origin, Posting, Share, Transaction, TxKind};
 pub use lot::{Lot, NewGrant, PRIORITY_MAX, Source};
 pub use metadata::{METADATA_LEN_MAX, Metadata};
 pub use reject::Reject;
+pub use replay::book_at;
 pub use standing::Standing;
 pub use time::{MICROS_PER_SECOND, Timestamp, TimestampError};

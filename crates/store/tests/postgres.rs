@@ -1,21 +1,16 @@
-//! The PostgreSQL store against a real server: a fresh database per test.
+//! What only the PostgreSQL store does, against a real server: several nodes
+//! on one database, and a server that cannot be reached. What every store
+//! does is in the suite.
+
+mod common;
 
 use std::sync::Arc;
 
-use ledger::{AccountId, Amount, Metadata, NewAccount, NewGrant, Reject, Source, Timestamp};
+use common::*;
+use ledger::{Metadata, NewGrant, Reject, Source};
 use store::postgres::{PostgresOptions, PostgresStore};
-use store::{Charge, Command, Executed, ManualClock, Op, Outcome, Store};
+use store::{Command, Executed, ManualClock, Op, Store};
 use testkit::TestDatabase;
-
-const START: Timestamp = Timestamp::from_secs(1_800_000_000);
-
-fn id(text: &str) -> AccountId {
-    AccountId::parse(text).unwrap()
-}
-
-fn c(credits: i64) -> Amount {
-    Amount::credits(credits)
-}
 
 async fn open(database: &TestDatabase) -> PostgresStore {
     PostgresStore::open(
@@ -24,91 +19,6 @@ async fn open(database: &TestDatabase) -> PostgresStore {
     )
     .await
     .unwrap()
-}
-
-async fn run(store: &PostgresStore, op: Op) -> Result<Outcome, Reject> {
-    match store.execute(Command::new(op)).await.unwrap() {
-        Executed::Fresh(result) => result,
-        Executed::Replayed(_) => panic!("not idempotent"),
-    }
-}
-
-#[tokio::test]
-async fn a_grant_and_a_consume_round_trip() {
-    let Some(database) = TestDatabase::create().await else {
-        return;
-    };
-    let store = open(&database).await;
-    run(
-        &store,
-        Op::CreateAccount(NewAccount::new(id("a"), None, Metadata::empty(), Amount::ZERO).unwrap()),
-    )
-    .await
-    .unwrap();
-    run(
-        &store,
-        Op::Grant {
-            account: id("a"),
-            grant: NewGrant {
-                amount: c(10),
-                source: Source::Purchase,
-                priority: None,
-                effective_at: None,
-                expires_at: None,
-                metadata: Metadata::empty(),
-            },
-        },
-    )
-    .await
-    .unwrap();
-    let Outcome::Consumed { balance, .. } = run(
-        &store,
-        Op::Consume {
-            account: id("a"),
-            charge: Charge::Amount(c(4)),
-            metadata: Metadata::empty(),
-        },
-    )
-    .await
-    .unwrap() else {
-        panic!()
-    };
-    assert_eq!(balance.available, c(6));
-    assert!(store.audit().await.unwrap().is_clean());
-    store.close().await;
-}
-
-fn render(result: &Result<Outcome, Reject>) -> store::StoredResponse {
-    store::StoredResponse {
-        status: if result.is_ok() { 200 } else { 409 },
-        body: format!("{result:?}").into_bytes(),
-    }
-}
-
-fn grant(account: &str, credits: i64) -> Op {
-    Op::Grant {
-        account: id(account),
-        grant: NewGrant {
-            amount: c(credits),
-            source: Source::Purchase,
-            priority: None,
-            effective_at: None,
-            expires_at: None,
-            metadata: Metadata::empty(),
-        },
-    }
-}
-
-fn consume(account: &str, credits: i64) -> Op {
-    Op::Consume {
-        account: id(account),
-        charge: Charge::Amount(c(credits)),
-        metadata: Metadata::empty(),
-    }
-}
-
-fn create(account: &str) -> Op {
-    Op::CreateAccount(NewAccount::new(id(account), None, Metadata::empty(), Amount::ZERO).unwrap())
 }
 
 /// Two nodes on one database.
@@ -278,47 +188,4 @@ async fn expiries_swept_by_several_nodes_are_written_once() {
         .unwrap();
     assert_eq!(expiries.len(), 5, "one expiry per lot, whoever swept");
     assert!(nodes[2].audit().await.unwrap().is_clean());
-}
-
-/// A book read in one statement brings the account, every live lot and every
-/// pending hold, and nothing spent, expired or resolved.
-#[tokio::test]
-async fn a_book_read_brings_the_live_lots_and_pending_holds() {
-    let Some(database) = TestDatabase::create().await else {
-        return;
-    };
-    let store = open(&database).await;
-    run(&store, create("r")).await.unwrap();
-    run(&store, grant("r", 10)).await.unwrap();
-    run(&store, grant("r", 5)).await.unwrap();
-    // Empties the first lot (burn-down is oldest first at equal priority).
-    run(&store, consume("r", 10)).await.unwrap();
-    let hold = |credits| Op::Hold {
-        account: id("r"),
-        amount: c(credits),
-        ttl: ledger::HoldTtl::from_secs(60).unwrap(),
-        metadata: Metadata::empty(),
-    };
-    run(&store, hold(2)).await.unwrap();
-    let Outcome::Held { hold: released, .. } = run(&store, hold(1)).await.unwrap() else {
-        panic!("not a hold");
-    };
-    run(
-        &store,
-        Op::Release {
-            hold: released.id,
-            metadata: Metadata::empty(),
-        },
-    )
-    .await
-    .unwrap();
-
-    let book = store.book(id("r"), None).await.unwrap().unwrap();
-    assert_eq!(book.account.id, id("r"));
-    assert_eq!(book.lots().len(), 1, "{book:?}");
-    assert_eq!(book.holds().len(), 1, "{book:?}");
-    assert_eq!(book.holds()[0].amount, c(2));
-    let balance = book.balance(START);
-    assert_eq!((balance.available, balance.held), (c(3), c(2)));
-    assert!(store.book(id("nobody"), None).await.unwrap().is_none());
 }

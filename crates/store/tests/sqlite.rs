@@ -1,19 +1,15 @@
-//! The SQLite store against a real database file: batching, idempotency,
-//! durability across reopen, history, and the audit.
+//! What only the SQLite store does, against a real database file: books kept
+//! in memory, lot rows written back late, crash images, two processes on one
+//! file, locks and migrations. What every store does is in the suite.
+
+mod common;
 
 use std::sync::Arc;
 
-use ledger::{
-    AccountId, Amount, Feature, FeatureId, HoldId, HoldTtl, Metadata, NewAccount, NewGrant, Reject,
-    Source, Timestamp, TxId, TxKind,
-};
+use common::*;
+use ledger::{Amount, HoldId, HoldTtl, Metadata, Reject, Timestamp, TxId};
 use store::sqlite::{SqliteOptions, SqliteStore};
-use store::{
-    Charge, Clock, Command, Executed, IdempotencyKey, ManualClock, Op, Outcome, Store,
-    StoredResponse, TxFilter,
-};
-
-const START: Timestamp = Timestamp::from_secs(1_800_000_000);
+use store::{Clock, Command, ManualClock, Op, Outcome, Store, TxFilter};
 
 struct Db {
     _dir: tempfile::TempDir,
@@ -35,113 +31,6 @@ impl Db {
     fn open(&self) -> SqliteStore {
         SqliteStore::open(SqliteOptions::new(&self.path), Arc::new(self.clock.clone())).unwrap()
     }
-}
-
-fn id(text: &str) -> AccountId {
-    AccountId::parse(text).unwrap()
-}
-
-fn c(credits: i64) -> Amount {
-    Amount::credits(credits)
-}
-
-async fn run(store: &SqliteStore, op: Op) -> Result<Outcome, Reject> {
-    match store.execute(Command::new(op)).await.unwrap() {
-        Executed::Fresh(result) => result,
-        Executed::Replayed(_) => panic!("not idempotent"),
-    }
-}
-
-async fn open_account(store: &SqliteStore, account: &str, credits: i64) {
-    run(
-        store,
-        Op::CreateAccount(
-            NewAccount::new(id(account), None, Metadata::empty(), Amount::ZERO).unwrap(),
-        ),
-    )
-    .await
-    .unwrap();
-    if credits > 0 {
-        run(store, grant(account, credits)).await.unwrap();
-    }
-}
-
-fn grant(account: &str, credits: i64) -> Op {
-    Op::Grant {
-        account: id(account),
-        grant: NewGrant {
-            amount: c(credits),
-            source: Source::Purchase,
-            priority: None,
-            effective_at: None,
-            expires_at: None,
-            metadata: Metadata::empty(),
-        },
-    }
-}
-
-fn consume(account: &str, credits: i64) -> Op {
-    Op::Consume {
-        account: id(account),
-        charge: Charge::Amount(c(credits)),
-        metadata: Metadata::empty(),
-    }
-}
-
-/// Holds `credits` on the account for a minute; answers the hold's id.
-async fn place_hold(store: &SqliteStore, account: &str, credits: i64) -> HoldId {
-    let outcome = run(
-        store,
-        Op::Hold {
-            account: id(account),
-            amount: c(credits),
-            ttl: HoldTtl::from_secs(60).unwrap(),
-            metadata: Metadata::empty(),
-        },
-    )
-    .await
-    .unwrap();
-    let Outcome::Held { hold, .. } = outcome else {
-        panic!("not a hold: {outcome:?}")
-    };
-    hold.id
-}
-
-fn release(hold: HoldId) -> Op {
-    Op::Release {
-        hold,
-        metadata: Metadata::empty(),
-    }
-}
-
-async fn available(store: &SqliteStore, account: &str, now: Timestamp) -> Amount {
-    let book = store.book(id(account), None).await.unwrap().unwrap();
-    book.balance(now).available
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_consumes_never_overspend() {
-    let db = Db::new();
-    let store = Arc::new(db.open());
-    open_account(&store, "hot", 100).await;
-    let tasks: Vec<_> = (0..200)
-        .map(|_| {
-            let store = store.clone();
-            tokio::spawn(async move { run(&store, consume("hot", 1)).await })
-        })
-        .collect();
-    let mut ok = 0;
-    let mut refused = 0;
-    for task in tasks {
-        match task.await.unwrap() {
-            Ok(_) => ok += 1,
-            Err(Reject::InsufficientCredits { .. }) => refused += 1,
-            Err(other) => panic!("{other:?}"),
-        }
-    }
-    assert_eq!((ok, refused), (100, 100));
-    assert_eq!(available(&store, "hot", START).await, c(0));
-    assert!(store.audit().await.unwrap().is_clean());
 }
 
 /// Readers fill the cache with books they load while the writer commits; the
@@ -181,300 +70,20 @@ async fn books_readers_cache_never_let_the_writer_overspend() {
     assert!(store.audit().await.unwrap().is_clean());
 }
 
+/// The writer counts ids itself, so they follow one another with no gap,
+/// across a restart too.
 #[tokio::test]
-async fn acknowledged_writes_survive_reopening() {
+async fn transaction_ids_follow_one_another_across_a_restart() {
     let db = Db::new();
     let store = db.open();
     open_account(&store, "a", 10).await;
     run(&store, consume("a", 3)).await.unwrap();
     store.close();
     let store = db.open();
-    assert_eq!(available(&store, "a", START).await, c(7));
-    // Ids continue after the ones already used.
     let Outcome::Consumed { tx, .. } = run(&store, consume("a", 1)).await.unwrap() else {
         panic!()
     };
     assert_eq!(tx.id.0, 3);
-}
-
-fn render(result: &Result<Outcome, Reject>) -> StoredResponse {
-    StoredResponse {
-        status: if result.is_ok() { 200 } else { 402 },
-        body: format!("{result:?}").into_bytes(),
-    }
-}
-
-fn keyed(op: Op, key: &str, fingerprint: &[u8]) -> Command {
-    Command {
-        op,
-        idempotency: Some(IdempotencyKey {
-            key: key.into(),
-            fingerprint: fingerprint.to_vec(),
-            render,
-        }),
-    }
-}
-
-#[tokio::test]
-async fn idempotency_key_replays_the_first_answer_and_rejects_a_different_request() {
-    let db = Db::new();
-    let store = db.open();
-    open_account(&store, "a", 10).await;
-    let first = store
-        .execute(keyed(consume("a", 4), "k1", b"same"))
-        .await
-        .unwrap();
-    let Executed::Fresh(Ok(outcome)) = &first else {
-        panic!("{first:?}")
-    };
-    let again = store
-        .execute(keyed(consume("a", 4), "k1", b"same"))
-        .await
-        .unwrap();
-    assert_eq!(again, Executed::Replayed(render(&Ok(outcome.clone()))));
-    let other = store
-        .execute(keyed(consume("a", 5), "k1", b"different"))
-        .await
-        .unwrap();
-    assert_eq!(other, Executed::Fresh(Err(Reject::IdempotencyConflict)));
-    assert_eq!(available(&store, "a", START).await, c(6));
-
-    // A rejection is an answer too, and is replayed.
-    let refused = store
-        .execute(keyed(consume("a", 50), "k2", b"big"))
-        .await
-        .unwrap();
-    assert!(matches!(
-        refused,
-        Executed::Fresh(Err(Reject::InsufficientCredits { .. }))
-    ));
-    run(&store, grant("a", 100)).await.unwrap();
-    let replayed = store
-        .execute(keyed(consume("a", 50), "k2", b"big"))
-        .await
-        .unwrap();
-    assert!(matches!(
-        replayed,
-        Executed::Replayed(StoredResponse { status: 402, .. })
-    ));
-    assert_eq!(available(&store, "a", START).await, c(106));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_same_key_sent_concurrently_applies_once() {
-    let db = Db::new();
-    let store = Arc::new(db.open());
-    open_account(&store, "a", 100).await;
-    let tasks: Vec<_> = (0..20)
-        .map(|_| {
-            let store = store.clone();
-            tokio::spawn(async move {
-                store
-                    .execute(keyed(consume("a", 10), "once", b"x"))
-                    .await
-                    .unwrap()
-            })
-        })
-        .collect();
-    let mut fresh = 0;
-    for task in tasks {
-        if let Executed::Fresh(result) = task.await.unwrap() {
-            result.unwrap();
-            fresh += 1;
-        }
-    }
-    assert_eq!(fresh, 1);
-    assert_eq!(available(&store, "a", START).await, c(90));
-}
-
-#[tokio::test]
-async fn balance_at_a_past_instant_is_rebuilt_from_the_journal() {
-    let db = Db::new();
-    let store = db.open();
-    open_account(&store, "a", 100).await;
-    db.clock.advance_secs(10);
-    run(&store, consume("a", 30)).await.unwrap();
-    db.clock.advance_secs(10);
-    let hold = place_hold(&store, "a", 20).await;
-    db.clock.advance_secs(10);
-    run(
-        &store,
-        Op::Commit {
-            hold,
-            amount: c(5),
-            metadata: Metadata::empty(),
-        },
-    )
-    .await
-    .unwrap();
-
-    let store = &store;
-    let at = |secs: i64| async move {
-        let when = START.plus_secs(secs);
-        let book = store.book(id("a"), Some(when)).await.unwrap().unwrap();
-        let b = book.balance(when);
-        (b.available, b.held)
-    };
-    assert_eq!(at(5).await, (c(100), c(0)));
-    assert_eq!(at(15).await, (c(70), c(0)));
-    assert_eq!(at(25).await, (c(50), c(20)));
-    assert_eq!(at(35).await, (c(65), c(0)));
-    // Before the account had anything.
-    assert_eq!(at(-5).await, (c(0), c(0)));
-}
-
-#[tokio::test]
-async fn consume_and_refund_in_one_batch_see_each_other() {
-    let db = Db::new();
-    let store = Arc::new(db.open());
-    open_account(&store, "a", 10).await;
-    let Outcome::Consumed { tx, .. } = run(&store, consume("a", 4)).await.unwrap() else {
-        panic!()
-    };
-    // Two refunds of the whole amount race: exactly one succeeds.
-    let refund = || Op::Refund {
-        tx: tx.id,
-        amount: None,
-        metadata: Metadata::empty(),
-    };
-    let (a, b) = tokio::join!(run(&store, refund()), run(&store, refund()));
-    assert_eq!(
-        [a.is_ok(), b.is_ok()].iter().filter(|ok| **ok).count(),
-        1,
-        "{a:?} {b:?}"
-    );
-    assert_eq!(available(&store, "a", START).await, c(10));
-    assert!(store.audit().await.unwrap().is_clean());
-}
-
-#[tokio::test]
-async fn consume_by_feature_uses_the_stored_price() {
-    let db = Db::new();
-    let store = db.open();
-    open_account(&store, "a", 1000).await;
-    let missing = run(
-        &store,
-        Op::Consume {
-            account: id("a"),
-            charge: Charge::Feature {
-                feature: FeatureId::parse("tokens").unwrap(),
-                quantity: c(10),
-            },
-            metadata: Metadata::empty(),
-        },
-    )
-    .await;
-    assert_eq!(missing, Err(Reject::FeatureNotFound));
-    run(
-        &store,
-        Op::PutFeature(
-            Feature::new(
-                FeatureId::parse("tokens").unwrap(),
-                Amount::parse("0.1").unwrap(),
-                START,
-            )
-            .unwrap(),
-        ),
-    )
-    .await
-    .unwrap();
-    let Outcome::Consumed { tx, balance } = run(
-        &store,
-        Op::Consume {
-            account: id("a"),
-            charge: Charge::Feature {
-                feature: FeatureId::parse("tokens").unwrap(),
-                quantity: c(1500),
-            },
-            metadata: Metadata::empty(),
-        },
-    )
-    .await
-    .unwrap() else {
-        panic!()
-    };
-    assert_eq!(tx.amount, c(-150));
-    assert_eq!(balance.available, c(850));
-    assert_eq!(tx.feature.unwrap().1, c(1500));
-}
-
-#[tokio::test]
-async fn sweep_finds_and_settles_due_accounts() {
-    let db = Db::new();
-    let store = db.open();
-    open_account(&store, "a", 0).await;
-    open_account(&store, "b", 10).await;
-    run(
-        &store,
-        Op::Grant {
-            account: id("a"),
-            grant: NewGrant {
-                amount: c(5),
-                source: Source::DailyReward,
-                priority: None,
-                effective_at: None,
-                expires_at: Some(START.plus_secs(60)),
-                metadata: Metadata::empty(),
-            },
-        },
-    )
-    .await
-    .unwrap();
-    assert!(store.due_accounts(START, 10).await.unwrap().is_empty());
-    db.clock.advance_secs(60);
-    let due = store.due_accounts(START.plus_secs(60), 10).await.unwrap();
-    assert_eq!(due, vec![id("a")]);
-    let settled = run(&store, Op::Settle { account: id("a") }).await.unwrap();
-    assert_eq!(settled, Outcome::Settled { transactions: 1 });
-    assert!(
-        store
-            .due_accounts(START.plus_secs(60), 10)
-            .await
-            .unwrap()
-            .is_empty()
-    );
-    let txs = store
-        .transactions(TxFilter {
-            account: id("a"),
-            kind: Some(TxKind::Expire),
-            from: None,
-            to: None,
-            before: None,
-            limit: 10,
-        })
-        .await
-        .unwrap();
-    assert_eq!(txs.len(), 1);
-    assert_eq!(txs[0].amount, c(-5));
-}
-
-#[tokio::test]
-async fn audit_reports_a_tampered_balance() {
-    let db = Db::new();
-    let store = db.open();
-    open_account(&store, "a", 10).await;
-    run(&store, consume("a", 3)).await.unwrap();
-    assert!(store.audit().await.unwrap().is_clean());
-    store.close();
-    let conn = rusqlite::Connection::open(&db.path).unwrap();
-    conn.execute("UPDATE lots SET remaining = remaining + 1000000", [])
-        .unwrap();
-    conn.execute(
-        "UPDATE transactions SET postings = 'usage=1' WHERE kind = 'consume'",
-        [],
-    )
-    .unwrap();
-    drop(conn);
-    let store = db.open();
-    let report = store.audit().await.unwrap();
-    assert!(!report.is_clean());
-    let text: Vec<String> = report
-        .violations
-        .iter()
-        .map(|(_, v)| v.to_string())
-        .collect();
-    assert!(text.iter().any(|v| v.contains("not zero")), "{text:?}");
-    assert!(text.iter().any(|v| v.contains("remaining")), "{text:?}");
 }
 
 #[tokio::test]
@@ -489,60 +98,6 @@ async fn writes_from_another_process_do_not_collide_with_ours() {
     run(&server, grant("a", 5)).await.unwrap();
     assert_eq!(available(&server, "a", START).await, c(20));
     assert!(server.audit().await.unwrap().is_clean());
-}
-
-#[tokio::test]
-async fn idempotency_keys_are_kept_until_pruned_by_age() {
-    let db = Db::new();
-    let store = db.open();
-    open_account(&store, "a", 10).await;
-    store
-        .execute(keyed(consume("a", 1), "old", b"x"))
-        .await
-        .unwrap();
-    db.clock.advance_secs(25 * 3600);
-    store
-        .execute(keyed(consume("a", 1), "new", b"x"))
-        .await
-        .unwrap();
-    // Pruning what is older than 24 hours keeps the recent key only.
-    let pruned = store
-        .prune_idempotency(START.plus_secs(25 * 3600 - 24 * 3600))
-        .await
-        .unwrap();
-    assert_eq!(pruned, 1);
-    let old = store
-        .execute(keyed(consume("a", 1), "old", b"x"))
-        .await
-        .unwrap();
-    assert!(matches!(old, Executed::Fresh(Ok(_))));
-    let new = store
-        .execute(keyed(consume("a", 1), "new", b"x"))
-        .await
-        .unwrap();
-    assert!(matches!(new, Executed::Replayed(_)));
-}
-
-#[tokio::test]
-async fn one_corrupt_account_does_not_fail_the_rest_of_its_batch() {
-    let db = Db::new();
-    let store = Arc::new(db.open());
-    open_account(&store, "good", 10).await;
-    open_account(&store, "bad", 10).await;
-    let conn = rusqlite::Connection::open(&db.path).unwrap();
-    conn.execute(
-        "UPDATE lots SET source = 'bogus' WHERE account_id = 'bad'",
-        [],
-    )
-    .unwrap();
-    drop(conn);
-    let (bad, good) = tokio::join!(
-        store.execute(Command::new(consume("bad", 1))),
-        store.execute(Command::new(consume("good", 1))),
-    );
-    assert!(matches!(bad, Err(store::StoreError::Corrupt(_))), "{bad:?}");
-    assert!(matches!(good, Ok(Executed::Fresh(Ok(_)))), "{good:?}");
-    assert_eq!(available(&store, "good", START).await, c(9));
 }
 
 #[tokio::test]
@@ -566,43 +121,6 @@ async fn a_locked_database_is_unavailable_and_nothing_is_applied() {
     run(&store, consume("a", 1)).await.unwrap();
     assert_eq!(available(&store, "a", START).await, c(9));
     assert!(store.audit().await.unwrap().is_clean());
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 3)]
-async fn reads_see_whole_batches_only() {
-    let db = Db::new();
-    let store = Arc::new(db.open());
-    open_account(&store, "a", 100).await;
-    let writer = {
-        let store = store.clone();
-        tokio::spawn(async move {
-            for _ in 0..300 {
-                let hold = place_hold(&store, "a", 100).await;
-                run(&store, release(hold)).await.unwrap();
-            }
-        })
-    };
-    let mut reads = 0;
-    let mut audits = 0;
-    while !writer.is_finished() {
-        let book = store.book(id("a"), None).await.unwrap().unwrap();
-        let balance = book.balance(START);
-        // A hold moves credits from the lot to escrow in one batch: a read
-        // sees either side of it, never both or neither.
-        assert_eq!(
-            balance.available.checked_add(balance.held),
-            Some(c(100)),
-            "{balance:?}"
-        );
-        reads += 1;
-        if reads % 10 == 0 {
-            let report = store.audit().await.unwrap();
-            assert!(report.is_clean(), "{report:?}");
-            audits += 1;
-        }
-    }
-    writer.await.unwrap();
-    assert!(reads > 20 && audits > 0, "{reads} reads, {audits} audits");
 }
 
 /// How many lots in the database match `condition`.
@@ -631,27 +149,6 @@ async fn lots_read_afresh(db: &Db, account: &str) -> Vec<Amount> {
     let book = store.book(id(account), None).await.unwrap().unwrap();
     store.close();
     book.lots().iter().map(|l| l.remaining).collect()
-}
-
-#[tokio::test]
-async fn a_lot_is_live_while_credits_remain_in_it() {
-    let db = Db::new();
-    let store = db.open();
-    open_account(&store, "l", 10).await;
-    run(&store, consume("l", 4)).await.unwrap();
-    assert_eq!(lots_out_of_step(&db), 0);
-    // Emptied: the book no longer loads it.
-    run(&store, consume("l", 6)).await.unwrap();
-    assert_eq!(lots_out_of_step(&db), 0);
-    run(&store, grant("l", 5)).await.unwrap();
-    // A hold escrows everything from the new lot, emptying it...
-    let hold = place_hold(&store, "l", 5).await;
-    assert_eq!((lots_out_of_step(&db), live_lots(&db)), (0, 0));
-    // ...and releasing it refills the lot, which is live again.
-    run(&store, release(hold)).await.unwrap();
-    assert_eq!((lots_out_of_step(&db), live_lots(&db)), (0, 1));
-    store.close();
-    assert_eq!(lots_read_afresh(&db, "l").await, vec![c(5)]);
 }
 
 #[tokio::test]
@@ -687,33 +184,6 @@ async fn checked(store: &SqliteStore, account: &str, now: Timestamp) -> Amount {
     let standing = store.standing(id(account), now).await.unwrap().unwrap();
     assert!(standing.covers(now));
     standing.available
-}
-
-#[tokio::test]
-async fn a_standing_follows_every_write_and_the_clock() {
-    let db = Db::new();
-    let store = db.open();
-    open_account(&store, "a", 10).await;
-    let mut expiring = grant("a", 5);
-    if let Op::Grant { grant, .. } = &mut expiring {
-        grant.expires_at = Some(START.plus_secs(100));
-    }
-    run(&store, expiring).await.unwrap();
-    assert_eq!(checked(&store, "a", START).await, c(15));
-    // The writer records the standing before it answers.
-    run(&store, consume("a", 3)).await.unwrap();
-    assert_eq!(checked(&store, "a", START).await, c(12));
-    // The expiring lot went first; once it expires, the kept standing no
-    // longer covers the instant and the book answers.
-    assert_eq!(checked(&store, "a", START.plus_secs(100)).await, c(10));
-    assert!(store.standing(id("nobody"), START).await.unwrap().is_none());
-
-    // After a restart, reads fill the standings again, and writes replace them.
-    store.close();
-    let store = db.open();
-    assert_eq!(checked(&store, "a", START).await, c(12));
-    run(&store, consume("a", 2)).await.unwrap();
-    assert_eq!(checked(&store, "a", START).await, c(10));
 }
 
 #[tokio::test]

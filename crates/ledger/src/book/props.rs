@@ -238,6 +238,8 @@ proptest! {
         steps in prop::collection::vec(step(), 1..60),
     ) {
         let mut world = World::new(overdraft);
+        // The balance after the last step at each instant, for the replay below.
+        let mut seen: Vec<(Timestamp, Balance)> = Vec::new();
         for step in &steps {
             let settled_before = world.book.settled(world.now);
             let journal_before = world.journal.len();
@@ -340,6 +342,22 @@ proptest! {
                 i128::from(report.available.micros()) >= -i128::from(overdraft)
                     || report.debt.is_positive(),
             );
+            if seen.last().is_some_and(|(at, _)| *at == world.now) {
+                seen.pop();
+            }
+            seen.push((world.now, report));
+        }
+        // The book replayed from its rows as they stand at the end shows, at
+        // every instant passed through, the balance the book showed then.
+        for (at, balance) in seen {
+            let replayed = crate::book_at(
+                world.book.account.clone(),
+                world.book.lots().to_vec(),
+                world.book.holds().to_vec(),
+                &world.journal,
+                at,
+            );
+            prop_assert_eq!(replayed.map(|book| book.balance(at)), Ok(balance), "at {:?}", at);
         }
         // The audit finds nothing wrong with the whole journal.
         let violations = audit_account(

@@ -4,14 +4,13 @@ use std::collections::{HashMap, HashSet};
 
 use deadpool_postgres::GenericClient;
 use ledger::{
-    Account, AccountId, Amount, Book, Feature, FeatureId, Hold, HoldId, HoldStatus, LedgerAccount,
-    Lot, LotId, Timestamp, Transaction, TxId, audit_account,
+    Account, AccountId, Book, Feature, FeatureId, Hold, HoldId, Lot, LotId, Timestamp, Transaction,
+    TxId, audit_account,
 };
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
 use super::pg_error;
-use crate::codec::decode_postings;
 use crate::rows::{
     ACCOUNT_COLUMNS, HOLD_COLUMNS, LOT_COLUMNS, TX_COLUMNS, account_from_row, feature_from_row,
     hold_from_row, lot_from_row, tx_from_row,
@@ -292,66 +291,36 @@ pub async fn lots_by_id(c: &impl GenericClient, ids: &[i64]) -> Result<Vec<Lot>,
     map(rows(c, &sql, &[&ids]).await?, lot_from_row)
 }
 
+/// The account's book as it stood at `at`, rebuilt by the ledger from the
+/// account's lots, holds and journal up to then.
 async fn book_at(
     c: &impl GenericClient,
     id: &AccountId,
     at: Timestamp,
 ) -> Result<Option<Book>, StoreError> {
-    let Some(mut account) = account(c, id).await? else {
+    let Some(account) = account(c, id).await? else {
         return Ok(None);
     };
     let at_micros = at.micros();
-    let mut posted: HashMap<LedgerAccount, i64> = HashMap::new();
-    let journal = rows(
-        c,
-        "SELECT postings FROM transactions WHERE account_id = $1 AND created_at <= $2",
-        &[&id.as_str(), &at_micros],
-    )
-    .await?;
-    for row in journal {
-        let text: String = row
-            .try_get(0)
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        for posting in decode_postings(&text)? {
-            *posted.entry(posting.account).or_default() += posting.amount.micros();
-        }
-    }
+    let journal_sql =
+        format!("SELECT {TX_COLUMNS} FROM transactions WHERE account_id = $1 AND created_at <= $2");
+    let journal = map(
+        rows(c, &journal_sql, &[&id.as_str(), &at_micros]).await?,
+        tx_from_row,
+    )?;
     let lots_sql =
         format!("SELECT {LOT_COLUMNS} FROM lots WHERE account_id = $1 AND created_at <= $2");
     let lots = map(
         rows(c, &lots_sql, &[&id.as_str(), &at_micros]).await?,
         lot_from_row,
-    )?
-    .into_iter()
-    .map(|mut lot| {
-        lot.remaining = Amount::from_micros(
-            posted
-                .get(&LedgerAccount::Lot(lot.id))
-                .copied()
-                .unwrap_or(0),
-        );
-        lot.voided_at = lot.voided_at.filter(|v| *v <= at);
-        lot
-    })
-    .collect();
+    )?;
     let holds_sql =
         format!("SELECT {HOLD_COLUMNS} FROM holds WHERE account_id = $1 AND created_at <= $2");
     let holds = map(
         rows(c, &holds_sql, &[&id.as_str(), &at_micros]).await?,
         hold_from_row,
-    )?
-    .into_iter()
-    .map(|mut hold| {
-        if hold.resolved_at.is_none_or(|r| r > at) {
-            hold.status = HoldStatus::Pending;
-            hold.resolved_at = None;
-            hold.committed_amount = None;
-        }
-        hold
-    })
-    .collect();
-    account.debt = Amount::from_micros(-posted.get(&LedgerAccount::Debt).copied().unwrap_or(0));
-    Book::new(account, lots, holds)
+    )?;
+    ledger::book_at(account, lots, holds, &journal, at)
         .map(Some)
         .map_err(|reject| StoreError::Corrupt(reject.to_string()))
 }

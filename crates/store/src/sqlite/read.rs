@@ -3,8 +3,8 @@
 use std::collections::{HashMap, HashSet};
 
 use ledger::{
-    Account, AccountId, Amount, Book, Feature, FeatureId, Hold, HoldId, HoldStatus, LedgerAccount,
-    Lot, LotId, Timestamp, Transaction, TxId, audit_account,
+    Account, AccountId, Amount, Book, Feature, FeatureId, Hold, HoldId, LedgerAccount, Lot, LotId,
+    Timestamp, Transaction, TxId, audit_account,
 };
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -313,56 +313,30 @@ pub fn book(conn: &Connection, id: &AccountId) -> Result<Option<Book>, StoreErro
         .map_err(|reject| StoreError::Corrupt(reject.to_string()))
 }
 
-/// The account's book as it stood at `at`, rebuilt from the journal.
+/// The account's book as it stood at `at`, rebuilt by the ledger from the
+/// account's lots, holds and journal up to then.
 pub fn book_at(
     conn: &Connection,
     id: &AccountId,
     at: Timestamp,
 ) -> Result<Option<Book>, StoreError> {
-    let Some(mut account) = account(conn, id)? else {
+    let Some(account) = account(conn, id)? else {
         return Ok(None);
     };
-    let mut posted: HashMap<LedgerAccount, i64> = HashMap::new();
     let journal = journal_of(conn, id, |tx| tx.created_at <= at)?;
-    for posting in journal.iter().flat_map(|tx| &tx.postings) {
-        *posted.entry(posting.account).or_default() += posting.amount.micros();
-    }
     let lots = collect(
         conn,
         &format!("SELECT {LOT_COLUMNS} FROM lots WHERE account_id = ?1 AND created_at <= ?2"),
         params![id.as_str(), at.micros()],
         |row| lot_from_row(row),
-    )?
-    .into_iter()
-    .map(|mut lot| {
-        lot.remaining = Amount::from_micros(
-            posted
-                .get(&LedgerAccount::Lot(lot.id))
-                .copied()
-                .unwrap_or(0),
-        );
-        lot.voided_at = lot.voided_at.filter(|v| *v <= at);
-        lot
-    })
-    .collect();
+    )?;
     let holds = collect(
         conn,
         &format!("SELECT {HOLD_COLUMNS} FROM holds WHERE account_id = ?1 AND created_at <= ?2"),
         params![id.as_str(), at.micros()],
         |row| hold_from_row(row),
-    )?
-    .into_iter()
-    .map(|mut hold| {
-        if hold.resolved_at.is_none_or(|r| r > at) {
-            hold.status = HoldStatus::Pending;
-            hold.resolved_at = None;
-            hold.committed_amount = None;
-        }
-        hold
-    })
-    .collect();
-    account.debt = Amount::from_micros(-posted.get(&LedgerAccount::Debt).copied().unwrap_or(0));
-    Book::new(account, lots, holds)
+    )?;
+    ledger::book_at(account, lots, holds, &journal, at)
         .map(Some)
         .map_err(|reject| StoreError::Corrupt(reject.to_string()))
 }
