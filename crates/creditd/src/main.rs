@@ -17,11 +17,13 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use config::{Database, Settings};
-use ledger::{AccountId, Amount, Metadata, NewAccount, NewGrant, Reject, Source, Timestamp};
-use server::{AppState, JobsConfig};
+use ledger::{
+    AccountId, Amount, ExternalId, Metadata, NewAccount, NewGrant, Reject, Source, Timestamp,
+};
+use server::{AppState, JobsConfig, KeyHash, Keys};
 use store::postgres::{PostgresOptions, PostgresStore};
 use store::sqlite::{SqliteOptions, SqliteStore};
-use store::{Clock, Command, Executed, Op, Store, SystemClock};
+use store::{Clock, Command, Executed, Op, Refused, Store, SystemClock};
 
 #[derive(Parser)]
 #[command(
@@ -70,6 +72,10 @@ enum Cmd {
         /// When the credits expire (RFC 3339).
         #[arg(long, value_parser = parse_time)]
         expires_at: Option<Timestamp>,
+        /// What caused the grant, unique per account: granting again with
+        /// the same id applies nothing and prints the first grant.
+        #[arg(long, value_parser = parse_external_id)]
+        external_id: Option<ExternalId>,
     },
     /// Measure throughput and latency, against the usual design if asked.
     Bench(Box<bench::Options>),
@@ -162,6 +168,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 priority,
                 effective_at,
                 expires_at,
+                external_id,
             } => {
                 let grant = NewGrant {
                     amount,
@@ -170,6 +177,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     effective_at,
                     expires_at,
                     metadata: Metadata::empty(),
+                    external_id,
                 };
                 admin_write(&settings, Op::Grant { account, grant }).await
             }
@@ -319,16 +327,25 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         .with_context(|| format!("binding {}", settings.listen))?;
     let opened = open_store(&settings, true).await?;
     let store = opened.store();
-    let admin = server::auth::admin_key(store.as_ref(), settings.admin_key.as_ref()).await?;
-    if let Some(key) = &admin.generated {
+    let generated = server::auth::bootstrap(store.as_ref(), settings.admin_key.as_ref()).await?;
+    if let Some(key) = &generated {
         // Shown once: only its hash is kept.
         println!(
             "generated admin key (store it now, it is not shown again): {}",
             key.expose()
         );
     }
+    let keys = Keys::new(
+        settings
+            .admin_key
+            .as_ref()
+            .map(|key| KeyHash::of(key.expose())),
+    );
+    keys.refresh(store.as_ref())
+        .await
+        .context("reading the API keys")?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let state = Arc::new(AppState::new(store, clock, admin.hash));
+    let state = Arc::new(AppState::new(store, clock, keys));
     let jobs = server::jobs::spawn(
         state.clone(),
         JobsConfig {
@@ -339,11 +356,19 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     // Tests and scripts read the bound address from this line.
     println!("listening on {}", listener.local_addr()?);
     tracing::info!(addr = %listener.local_addr()?, "creditd serving");
-    server::serve(listener, state, shutdown_signal()).await?;
+    let app = server::router(state.clone(), capabilities());
+    server::serve(listener, app, shutdown_signal()).await?;
     jobs.abort();
     let _ = jobs.await;
     opened.close().await;
     Ok(())
+}
+
+/// The routes of every capability beyond the ledger, each in the table
+/// with the access it needs. A new capability (billing, the gateway) is one
+/// more entry here.
+fn capabilities() -> Vec<Vec<server::Route>> {
+    Vec::new()
 }
 
 async fn shutdown_signal() {
@@ -408,12 +433,12 @@ async fn admin_write(settings: &Settings, op: Op) -> anyhow::Result<()> {
     let opened = open_store(settings, false).await?;
     let executed = opened.store().execute(Command::new(op)).await?;
     opened.close().await;
-    let Executed::Fresh(result) = executed else {
-        bail!("unexpected replay");
+    let result = match executed {
+        Executed::Fresh(Err(Refused::Ledger(reject))) => return Err(rejected(&reject)),
+        Executed::Fresh(Err(refused)) => bail!("refused: {refused:?}"),
+        Executed::Fresh(Ok(outcome)) | Executed::Existing(outcome) => Ok(outcome),
+        Executed::Replayed(_) => bail!("unexpected replay"),
     };
-    if let Err(reject) = &result {
-        return Err(rejected(reject));
-    }
     let response = server::render::outcome(&result);
     println!("{}", String::from_utf8_lossy(&response.body));
     Ok(())
@@ -448,7 +473,16 @@ fn parse_account(text: &str) -> Result<AccountId, String> {
 }
 
 fn parse_amount(text: &str) -> Result<Amount, String> {
-    Amount::parse(text).map_err(|e| e.to_string())
+    Amount::parse_decimal(text).map_err(|e| e.to_string())
+}
+
+fn parse_external_id(text: &str) -> Result<ExternalId, String> {
+    ExternalId::parse(text).map_err(|_| {
+        format!(
+            "an external id is 1 to {} printable ASCII characters without spaces",
+            ledger::EXTERNAL_ID_LEN_MAX
+        )
+    })
 }
 
 fn parse_time(text: &str) -> Result<Timestamp, String> {

@@ -133,7 +133,7 @@ async fn three_nodes_never_spend_a_credit_twice() {
             }
             201 => {
                 hot_ok += 1;
-                holds.push(body["id"].as_str().unwrap().to_owned());
+                holds.push(body["hold"]["id"].as_str().unwrap().to_owned());
             }
             402 => {}
             other => panic!("unexpected {other}: {body}"),

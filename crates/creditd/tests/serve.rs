@@ -45,17 +45,22 @@ fn a_generated_admin_key_is_printed_once_and_keeps_working() {
     first.kill().unwrap();
     first.wait().unwrap();
 
-    // Only the hash is stored.
+    // Only the hash is stored, in the key's record.
     let conn = rusqlite::Connection::open(&db).unwrap();
     let stored: String = conn
         .query_row(
-            "SELECT value FROM settings WHERE key = 'admin_key_sha256'",
+            "SELECT body FROM records WHERE kind = 'api_key' AND id = 'key_initial'",
             [],
             |r| r.get(0),
         )
         .unwrap();
-    assert_eq!(stored.len(), 64);
-    assert!(!stored.contains(&key[9..]));
+    let stored: serde_json::Value = serde_json::from_str(&stored).unwrap();
+    assert_eq!(stored["kind"], "admin");
+    assert_eq!(stored["hash"].as_str().unwrap().len(), 64);
+    let everything: String = conn
+        .query_row("SELECT group_concat(body) FROM records", [], |r| r.get(0))
+        .unwrap();
+    assert!(!everything.contains(&key[9..]));
     drop(conn);
 
     let (lines, mut second) = start_without_key(&db, "127.0.0.1:0");

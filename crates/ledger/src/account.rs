@@ -35,23 +35,40 @@ pub struct NewAccount {
     pub overdraft_limit: Amount,
 }
 
+/// Checks an overdraft limit: never negative.
+fn check_overdraft_limit(limit: Amount) -> Result<(), Reject> {
+    if limit.is_negative() {
+        return Err(Reject::InvalidAmount(
+            "overdraft_limit must not be negative",
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a name: at most 256 bytes, no control characters.
+fn check_name(name: Option<&str>) -> Result<(), Reject> {
+    match name {
+        Some(n) if n.len() > NAME_LEN_MAX => {
+            Err(Reject::InvalidRequest("name is longer than 256 bytes"))
+        }
+        Some(n) if n.chars().any(char::is_control) => Err(Reject::InvalidRequest(
+            "name must not contain control characters",
+        )),
+        _ => Ok(()),
+    }
+}
+
 impl NewAccount {
-    /// Checks the fields: the name is at most 256 bytes and the overdraft
-    /// limit is not negative.
+    /// Checks the fields: the name is at most 256 bytes with no control
+    /// characters, and the overdraft limit is not negative.
     pub fn new(
         id: AccountId,
         name: Option<String>,
         metadata: Metadata,
         overdraft_limit: Amount,
     ) -> Result<NewAccount, Reject> {
-        if overdraft_limit.is_negative() {
-            return Err(Reject::InvalidAmount(
-                "overdraft_limit must not be negative",
-            ));
-        }
-        if name.as_ref().is_some_and(|n| n.len() > NAME_LEN_MAX) {
-            return Err(Reject::InvalidRequest("name is longer than 256 bytes"));
-        }
+        check_overdraft_limit(overdraft_limit)?;
+        check_name(name.as_deref())?;
         Ok(NewAccount {
             id,
             name,
@@ -69,6 +86,55 @@ impl NewAccount {
             overdraft_limit: self.overdraft_limit,
             debt: Amount::ZERO,
             created_at: now,
+        }
+    }
+}
+
+/// A change to an account's own fields; what is absent stays as it is.
+/// Debt and the account's credits are the ledger's, not a patch's.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AccountPatch {
+    /// A new name, or `Some(None)` to remove it.
+    pub name: Option<Option<String>>,
+    /// New metadata, replacing the old.
+    pub metadata: Option<Metadata>,
+    /// A new overdraft limit. Lowering it below what the account owes is
+    /// allowed: the debt stays, and consumes are refused until it is repaid.
+    pub overdraft_limit: Option<Amount>,
+}
+
+impl AccountPatch {
+    /// Checks the fields as [`NewAccount::new`] does.
+    pub fn new(
+        name: Option<Option<String>>,
+        metadata: Option<Metadata>,
+        overdraft_limit: Option<Amount>,
+    ) -> Result<AccountPatch, Reject> {
+        if let Some(limit) = overdraft_limit {
+            check_overdraft_limit(limit)?;
+        }
+        if let Some(name) = &name {
+            check_name(name.as_deref())?;
+        }
+        Ok(AccountPatch {
+            name,
+            metadata,
+            overdraft_limit,
+        })
+    }
+}
+
+impl Account {
+    /// Applies a checked patch.
+    pub fn apply(&mut self, patch: &AccountPatch) {
+        if let Some(name) = &patch.name {
+            self.name = name.clone();
+        }
+        if let Some(metadata) = &patch.metadata {
+            self.metadata = metadata.clone();
+        }
+        if let Some(limit) = patch.overdraft_limit {
+            self.overdraft_limit = limit;
         }
     }
 }
@@ -97,6 +163,47 @@ mod tests {
             Amount::ZERO,
         );
         assert!(matches!(result, Err(Reject::InvalidRequest(_))));
+    }
+
+    #[test]
+    fn a_name_with_a_control_character_is_rejected() {
+        for name in ["a\0b", "tab\there", "bell\u{7}", "c1\u{85}"] {
+            let result = NewAccount::new(
+                AccountId::parse("a").unwrap(),
+                Some(name.into()),
+                Metadata::empty(),
+                Amount::ZERO,
+            );
+            assert!(matches!(result, Err(Reject::InvalidRequest(_))), "{name:?}");
+        }
+    }
+
+    #[test]
+    fn a_patch_changes_only_what_it_names_and_is_checked_as_a_new_account() {
+        let mut account = NewAccount::new(
+            AccountId::parse("a").unwrap(),
+            Some("Acme".into()),
+            Metadata::empty(),
+            Amount::credits(5),
+        )
+        .unwrap()
+        .open(Timestamp::from_secs(10));
+        account.debt = Amount::credits(3);
+        let patch = AccountPatch::new(None, None, Some(Amount::ZERO)).unwrap();
+        account.apply(&patch);
+        assert_eq!(account.overdraft_limit, Amount::ZERO);
+        assert_eq!(account.name.as_deref(), Some("Acme"));
+        assert_eq!(account.debt, Amount::credits(3));
+        account.apply(&AccountPatch::new(Some(None), None, None).unwrap());
+        assert_eq!(account.name, None);
+        assert!(matches!(
+            AccountPatch::new(None, None, Some(Amount::credits(-1))),
+            Err(Reject::InvalidAmount(_))
+        ));
+        assert!(matches!(
+            AccountPatch::new(Some(Some("x".repeat(257))), None, None),
+            Err(Reject::InvalidRequest(_))
+        ));
     }
 
     #[test]

@@ -97,6 +97,15 @@ impl Amount {
             .try_fold(Amount::ZERO, |acc, a| acc.checked_add(a))
     }
 
+    /// Parses plain decimal notation only: `12.5`, `-3`, `0.000001`, never an
+    /// exponent. Money written as text takes this form.
+    pub fn parse_decimal(text: &str) -> Result<Amount, AmountError> {
+        if text.bytes().any(|b| b == b'e' || b == b'E') {
+            return Err(AmountError::Syntax);
+        }
+        Amount::parse(text)
+    }
+
     /// Parses exact decimal text: `12.5`, `-3`, `0.000001`, and JSON exponent
     /// forms such as `1e3` or `2.5E-1` when the value is exact in micro-credits.
     ///
@@ -236,6 +245,17 @@ mod tests {
         assert_eq!(Amount::parse("-3"), Ok(Amount::credits(-3)));
         assert_eq!(Amount::parse("100.000000"), Ok(Amount::credits(100)));
         assert_eq!(Amount::parse("0.1"), Ok(Amount::from_micros(100_000)));
+    }
+
+    #[test]
+    fn plain_decimal_refuses_exponents_that_parse_accepts() {
+        assert_eq!(Amount::parse("1e3"), Ok(Amount::credits(1000)));
+        assert_eq!(Amount::parse_decimal("1e3"), Err(AmountError::Syntax));
+        assert_eq!(Amount::parse_decimal("2.5E-1"), Err(AmountError::Syntax));
+        assert_eq!(
+            Amount::parse_decimal("12.5"),
+            Ok(Amount::from_micros(12_500_000))
+        );
     }
 
     #[test]

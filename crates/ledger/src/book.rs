@@ -7,9 +7,9 @@
 //! change is written as a [`Transaction`] appended to `out`.
 
 use crate::{
-    Account, Amount, FeatureId, Hold, HoldId, HoldStatus, HoldTtl, IdSource, LedgerAccount, Leg,
-    Lot, LotId, Metadata, NewGrant, Origin, PRIORITY_MAX, Posting, Reject, Share, Source, Standing,
-    Timestamp, Transaction, TxId, TxKind,
+    Account, Amount, ExternalId, FeatureId, Hold, HoldId, HoldStatus, HoldTtl, IdSource,
+    LedgerAccount, Leg, Lot, LotId, Metadata, NewGrant, Origin, PRIORITY_MAX, Posting, Reject,
+    Share, Source, Standing, Timestamp, Transaction, TxId, TxKind,
 };
 
 #[cfg(test)]
@@ -43,6 +43,31 @@ pub struct Check {
     pub required: Amount,
     /// The available balance.
     pub available: Amount,
+}
+
+/// A consume: how much, and what the journal keeps about it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Usage {
+    /// Credits to spend; must be positive.
+    pub amount: Amount,
+    /// The feature and quantity the amount was priced from.
+    pub feature: Option<(FeatureId, Amount)>,
+    /// Operator metadata.
+    pub metadata: Metadata,
+    /// What caused the consume, unique per account.
+    pub external_id: Option<ExternalId>,
+}
+
+impl Usage {
+    /// A plain consume of `amount`, with nothing else recorded.
+    pub fn of(amount: Amount) -> Usage {
+        Usage {
+            amount,
+            feature: None,
+            metadata: Metadata::empty(),
+            external_id: None,
+        }
+    }
 }
 
 /// What a refund did.
@@ -336,6 +361,7 @@ impl Book {
             voided_at: None,
             created_at: now,
             metadata: grant.metadata.clone(),
+            external_id: grant.external_id.clone(),
         });
         let postings = vec![
             posting(LedgerAccount::Issuance, neg(grant.amount)),
@@ -343,6 +369,7 @@ impl Book {
         ];
         let mut tx = self.record(ids, TxKind::Grant, postings, now, grant.metadata);
         tx.lot = Some(id);
+        tx.external_id = grant.external_id;
         out.push(tx);
         self.repay_debt(now, ids, out);
         Ok(id)
@@ -352,14 +379,18 @@ impl Book {
     /// limit, what the lots cannot cover becomes debt.
     pub fn consume(
         &mut self,
-        amount: Amount,
-        metadata: Metadata,
-        feature: Option<(crate::FeatureId, Amount)>,
+        usage: Usage,
         now: Timestamp,
         ids: &mut dyn IdSource,
         out: &mut Vec<Transaction>,
     ) -> Result<TxId, Reject> {
         self.settle(now, ids, out)?;
+        let Usage {
+            amount,
+            feature,
+            metadata,
+            external_id,
+        } = usage;
         if !amount.is_positive() {
             return Err(Reject::InvalidAmount("amount must be positive"));
         }
@@ -382,6 +413,7 @@ impl Book {
         let mut tx = self.record(ids, TxKind::Consume, postings, now, metadata);
         tx.sources = sources;
         tx.feature = feature;
+        tx.external_id = external_id;
         let id = tx.id;
         out.push(tx);
         Ok(id)
@@ -647,6 +679,7 @@ impl Book {
                             voided_at: None,
                             created_at: now,
                             metadata: Metadata::empty(),
+                            external_id: None,
                         });
                         postings.push(posting(LedgerAccount::Lot(id), rest));
                         new_lot = Some(id);
@@ -894,6 +927,7 @@ impl Book {
             hold: None,
             refund_of: None,
             feature: None::<(FeatureId, Amount)>,
+            external_id: None,
         }
     }
 }

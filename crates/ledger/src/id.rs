@@ -15,6 +15,9 @@ fn is_name_id(text: &str) -> bool {
         && text
             .bytes()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b':' | b'-'))
+        // `.` and `..` are path segments that clients resolve away, so an
+        // id made only of dots could never be named in a URL.
+        && !text.bytes().all(|c| c == b'.')
 }
 
 macro_rules! name_id {
@@ -27,7 +30,7 @@ macro_rules! name_id {
         pub struct $name(std::sync::Arc<str>);
 
         impl $name {
-            /// Accepts 1 to 128 characters of `A-Za-z0-9_.:-`.
+            /// Accepts 1 to 128 characters of `A-Za-z0-9_.:-`, not all of them dots.
             pub fn parse(text: &str) -> Result<Self, IdError> {
                 if is_name_id(text) {
                     Ok(Self(std::sync::Arc::from(text)))
@@ -64,6 +67,47 @@ name_id!(
     /// The id of a priced feature, such as `small-model-tokens`.
     FeatureId
 );
+
+/// The longest external id accepted.
+pub const EXTERNAL_ID_LEN_MAX: usize = 255;
+
+/// What caused a grant or a consume, in the caller's own terms (a payment's
+/// id, a subscription period, a day, a gateway call): unique per account and
+/// kept forever, so that the same cause is applied once however often it is
+/// sent. Shared, as an account id is.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ExternalId(std::sync::Arc<str>);
+
+impl ExternalId {
+    /// Accepts 1 to 255 printable ASCII characters other than space.
+    pub fn parse(text: &str) -> Result<ExternalId, IdError> {
+        if !text.is_empty()
+            && text.len() <= EXTERNAL_ID_LEN_MAX
+            && text.bytes().all(|c| c.is_ascii_graphic())
+        {
+            Ok(ExternalId(std::sync::Arc::from(text)))
+        } else {
+            Err(IdError)
+        }
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ExternalId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for ExternalId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ExternalId({:?})", self.0)
+    }
+}
 
 macro_rules! number_id {
     ($(#[$doc:meta])* $name:ident, $prefix:literal) => {
@@ -172,9 +216,19 @@ mod tests {
     fn account_ids_reject_empty_long_and_odd_characters() {
         assert_eq!(AccountId::parse(""), Err(IdError));
         assert_eq!(AccountId::parse(&"a".repeat(129)), Err(IdError));
-        for bad in ["a b", "a/b", "ü", "a?b", "a#", "%20"] {
+        for bad in ["a b", "a/b", "ü", "a?b", "a#", "%20", ".", "..", "..."] {
             assert_eq!(AccountId::parse(bad), Err(IdError), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn external_ids_take_printable_ascii_without_spaces() {
+        assert!(ExternalId::parse("cs_test_a1B2/period:2026-11-30").is_ok());
+        assert!(ExternalId::parse(&"x".repeat(255)).is_ok());
+        for bad in ["", "a b", "tab\t", "é", "nul\0"] {
+            assert_eq!(ExternalId::parse(bad), Err(IdError), "{bad:?}");
+        }
+        assert_eq!(ExternalId::parse(&"x".repeat(256)), Err(IdError));
     }
 
     #[test]

@@ -2,7 +2,9 @@
 
 use std::fmt;
 
-use crate::{AccountId, Amount, FeatureId, HoldId, LotId, Metadata, Reject, Timestamp, TxId};
+use crate::{
+    AccountId, Amount, ExternalId, FeatureId, HoldId, LotId, Metadata, Reject, Timestamp, TxId,
+};
 
 /// What a transaction did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -189,6 +191,8 @@ pub struct Transaction {
     pub refund_of: Option<TxId>,
     /// The feature and quantity it was priced from.
     pub feature: Option<(FeatureId, Amount)>,
+    /// What caused it (a grant or a consume), unique per account.
+    pub external_id: Option<ExternalId>,
 }
 
 impl Transaction {

@@ -20,14 +20,15 @@ mod replay;
 mod standing;
 mod time;
 
-pub use account::{Account, NewAccount};
+pub use account::{Account, AccountPatch, NewAccount};
 pub use amount::{AMOUNT_MAX_MICROS, Amount, AmountError, MICROS_PER_CREDIT};
 pub use audit::{Violation, audit_account};
-pub use book::{Balance, Book, Check, RefundDone};
+pub use book::{Balance, Book, Check, RefundDone, Usage};
 pub use feature::Feature;
 pub use hold::{HOLD_TTL_DEFAULT_SECS, HOLD_TTL_MAX_SECS, Hold, HoldStatus, HoldTtl, Leg};
 pub use id::{
-    AccountId, Counters, FeatureId, HoldId, IdError, IdSource, LotId, NAME_ID_LEN_MAX, TxId,
+    AccountId, Counters, EXTERNAL_ID_LEN_MAX, ExternalId, FeatureId, HoldId, IdError, IdSource,
+    LotId, NAME_ID_LEN_MAX, TxId,
 };
 pub use journal::{LedgerAccount, Origin, Posting, Share, Transaction, TxKind};
 pub use lot::{Lot, NewGrant, PRIORITY_MAX, Source};

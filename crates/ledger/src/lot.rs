@@ -1,6 +1,6 @@
 //! Credit lots: what a grant creates, with a source, a burn priority, and an optional expiry.
 
-use crate::{AccountId, Amount, LotId, Metadata, Timestamp};
+use crate::{AccountId, Amount, ExternalId, LotId, Metadata, Timestamp};
 
 /// The highest burn priority; lower numbers burn first.
 pub const PRIORITY_MAX: u8 = 100;
@@ -93,6 +93,9 @@ pub struct NewGrant {
     pub expires_at: Option<Timestamp>,
     /// Operator metadata.
     pub metadata: Metadata,
+    /// What caused the grant, unique per account; a second grant with the
+    /// same id is the first one again.
+    pub external_id: Option<ExternalId>,
 }
 
 /// A lot of credits held by one account.
@@ -120,6 +123,8 @@ pub struct Lot {
     pub created_at: Timestamp,
     /// Operator metadata.
     pub metadata: Metadata,
+    /// What caused the grant, if the caller named it.
+    pub external_id: Option<ExternalId>,
 }
 
 impl Lot {
@@ -168,6 +173,7 @@ mod tests {
             voided_at: None,
             created_at: Timestamp::from_secs(0),
             metadata: Metadata::empty(),
+            external_id: None,
         }
     }
 

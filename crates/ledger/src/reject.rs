@@ -52,6 +52,9 @@ pub enum Reject {
     },
     /// The idempotency key was used before with a different request.
     IdempotencyConflict,
+    /// The external id was used before on this account by a write with
+    /// different content.
+    ExternalIdConflict,
     /// The store handed the core state that breaks an invariant; a bug.
     Inconsistent(&'static str),
 }
@@ -76,6 +79,7 @@ impl Reject {
             Reject::NotRefundable => "not_refundable",
             Reject::RefundTooLarge { .. } => "refund_too_large",
             Reject::IdempotencyConflict => "idempotency_conflict",
+            Reject::ExternalIdConflict => "external_id_conflict",
             Reject::Inconsistent(_) => "internal_error",
         }
     }
@@ -114,6 +118,9 @@ impl fmt::Display for Reject {
             Reject::IdempotencyConflict => {
                 f.write_str("this Idempotency-Key was already used with a different request")
             }
+            Reject::ExternalIdConflict => f.write_str(
+                "this external_id was already used on this account by a write with different content",
+            ),
             Reject::Inconsistent(why) => write!(f, "internal inconsistency: {why}"),
         }
     }

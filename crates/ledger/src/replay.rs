@@ -81,6 +81,7 @@ mod tests {
     use super::*;
     use crate::{
         AccountId, Counters, HoldTtl, LotId, Metadata, NewAccount, NewGrant, Posting, Source, TxId,
+        Usage,
     };
 
     fn t(secs: i64) -> Timestamp {
@@ -124,6 +125,7 @@ mod tests {
                 effective_at: None,
                 expires_at,
                 metadata: Metadata::empty(),
+                external_id: None,
             };
             self.book
                 .grant(grant, now, &mut self.ids, &mut self.journal)
@@ -132,14 +134,7 @@ mod tests {
 
         fn consume(&mut self, credits: i64, now: Timestamp) {
             self.book
-                .consume(
-                    c(credits),
-                    Metadata::empty(),
-                    None,
-                    now,
-                    &mut self.ids,
-                    &mut self.journal,
-                )
+                .consume(Usage::of(c(credits)), now, &mut self.ids, &mut self.journal)
                 .unwrap();
         }
 

@@ -1,20 +1,24 @@
-//! API keys: the admin key, kept only as a SHA-256 hash, checked on every `/v1` request.
+//! API keys and who they speak for: admin, service and customer keys, kept
+//! as records under their SHA-256 hash, resolved from memory on every
+//! request and refreshed from the store every second.
 
+use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, RwLock};
 
-use axum::extract::{Request, State};
+use axum::extract::{FromRequestParts, Path, Request, State};
 use axum::http::header;
 use axum::middleware::Next;
 use axum::response::Response;
+use ledger::{AccountId, Timestamp};
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use store::records::{self, Doc, Expect, Kind, Lookup, RecordFilter, Written};
 use store::{Store, StoreError};
 
 use crate::AppState;
 use crate::error::ApiError;
-
-/// The settings key under which a generated admin key's hash is stored.
-const ADMIN_KEY_SETTING: &str = "admin_key_sha256";
 
 /// An API key as the operator holds it. Never printed by `Debug`.
 #[derive(Clone)]
@@ -40,7 +44,7 @@ impl fmt::Debug for Secret {
 
 /// The SHA-256 of an API key. Keys are long and random, so a plain hash is
 /// enough to make a leaked database useless for authenticating.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct KeyHash([u8; 32]);
 
 impl KeyHash {
@@ -49,7 +53,8 @@ impl KeyHash {
         KeyHash(Sha256::digest(key.as_bytes()).into())
     }
 
-    fn to_hex(self) -> String {
+    /// The hash as 64 lowercase hex digits, as records keep it.
+    pub fn to_hex(self) -> String {
         self.0.iter().map(|b| format!("{b:02x}")).collect()
     }
 
@@ -63,85 +68,472 @@ impl KeyHash {
         }
         Some(KeyHash(out))
     }
+}
 
-    /// Compares in constant time, so the comparison leaks nothing about the key.
-    fn matches(&self, other: &KeyHash) -> bool {
-        self.0
-            .iter()
-            .zip(other.0.iter())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
+/// What a key may do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyKind {
+    /// Everything.
+    Admin,
+    /// The operator's backend: accounts, grants, usage, holds, refunds and
+    /// customer keys; not settings, prices or other admin and service keys.
+    Service,
+    /// One customer: reads of its own account, and what later capabilities
+    /// give customers.
+    Customer,
+}
+
+impl KeyKind {
+    /// The name of the scope, as errors and the API write it.
+    pub const fn code(self) -> &'static str {
+        match self {
+            KeyKind::Admin => "admin",
+            KeyKind::Service => "service",
+            KeyKind::Customer => "customer",
+        }
+    }
+
+    /// The prefix of keys of this kind.
+    pub const fn prefix(self) -> &'static str {
+        match self {
+            KeyKind::Admin => "cd_admin_",
+            KeyKind::Service => "cd_svc_",
+            KeyKind::Customer => "cd_cust_",
+        }
     }
 }
 
-/// The admin key in force, and the key itself when it was generated just now
-/// (to be shown to the operator once).
-pub struct AdminKey {
-    /// The hash requests are checked against.
-    pub hash: KeyHash,
-    /// Set only on the start that generated the key.
-    pub generated: Option<Secret>,
+/// An API key as stored: a record of kind `api_key`, found by its hash.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiKey {
+    /// What it may do.
+    pub kind: KeyKind,
+    /// The operator's label for it.
+    pub name: String,
+    /// The account a customer key speaks for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    /// The SHA-256 of the key, as hex.
+    pub hash: String,
+    /// The key's last four characters, to tell keys apart in a list.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last4: Option<String>,
+    /// When it was revoked; a revoked key authenticates nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_at_micros: Option<i64>,
+    /// About when it was last used (written every minute or so).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_used_at_micros: Option<i64>,
 }
 
-/// Decides the admin key: the configured one if there is one; otherwise the
-/// one generated on an earlier start; otherwise a new random key, stored hashed.
-pub async fn admin_key(
+impl Kind for ApiKey {
+    const KIND: &'static str = "api_key";
+
+    fn lookups(&self) -> Vec<Lookup> {
+        let mut lookups = vec![
+            Lookup::unique("hash", self.hash.clone()),
+            Lookup::ordered("kind", self.kind.code()),
+        ];
+        match &self.account {
+            Some(account) => lookups.push(Lookup::ordered("account", account.clone())),
+            None => lookups.push(Lookup::ordered("scope", "operator")),
+        }
+        lookups
+    }
+}
+
+/// Who a request speaks for: the key that authenticated it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Principal {
+    /// The key's id; idempotency keys are kept per key id.
+    pub key_id: Arc<str>,
+    /// What the key may do.
+    pub kind: KeyKind,
+    /// The account of a customer key.
+    pub account: Option<AccountId>,
+}
+
+impl Principal {
+    /// True when the principal may see or act on `account`'s objects:
+    /// admin and service keys see every account, a customer key its own.
+    pub fn may_see(&self, account: &AccountId) -> bool {
+        match self.kind {
+            KeyKind::Admin | KeyKind::Service => true,
+            KeyKind::Customer => self.account.as_ref() == Some(account),
+        }
+    }
+}
+
+/// The id under which the key from the configuration authenticates.
+pub const CONFIGURED_KEY_ID: &str = "key_configured";
+
+/// The id of the admin key generated on first start.
+pub const INITIAL_KEY_ID: &str = "key_initial";
+
+/// A key in memory: who it speaks for, and when it was last used.
+struct Entry {
+    principal: Principal,
+    /// Micros of the last use seen by this node; 0 when none.
+    used_micros: AtomicI64,
+    /// Micros of the last use written to the store.
+    written_micros: AtomicI64,
+}
+
+/// The version of a key record taken in, and the hash it is usable under.
+type Known = (u64, Option<KeyHash>);
+
+/// Every usable key, by hash, kept in memory so that authenticating a
+/// request reads nothing from the database. [`Keys::refresh`] brings in what
+/// other nodes wrote; this node's own writes are applied at once.
+pub struct Keys {
+    configured: Option<KeyHash>,
+    by_hash: RwLock<HashMap<KeyHash, Arc<Entry>>>,
+    /// Every key record seen, by id: the version taken in, and the hash it
+    /// is in `by_hash` under while usable. An older version read late by a
+    /// refresh is ignored.
+    known: RwLock<HashMap<Arc<str>, Known>>,
+    /// The latest `updated_at` seen among key records.
+    seen_through: std::sync::Mutex<Timestamp>,
+}
+
+/// How far back a refresh looks before the latest change it has seen: a
+/// write committed late, or stamped by a node whose clock runs behind, is
+/// still found.
+const REFRESH_OVERLAP_SECS: i64 = 30;
+
+/// The most records one page of a refresh reads.
+const REFRESH_PAGE: usize = 1000;
+
+impl Keys {
+    /// Keys with the configured admin key, if any, and nothing else yet.
+    pub fn new(configured: Option<KeyHash>) -> Keys {
+        Keys {
+            configured,
+            by_hash: RwLock::new(HashMap::new()),
+            known: RwLock::new(HashMap::new()),
+            seen_through: std::sync::Mutex::new(Timestamp::from_micros(i64::MIN)),
+        }
+    }
+
+    /// The principal of a presented key, if it is known and not revoked.
+    /// Notes the use, for `last_used_at`.
+    pub fn resolve(&self, presented: &str, now: Timestamp) -> Option<Principal> {
+        let hash = KeyHash::of(presented);
+        if self.configured == Some(hash) {
+            return Some(Principal {
+                key_id: Arc::from(CONFIGURED_KEY_ID),
+                kind: KeyKind::Admin,
+                account: None,
+            });
+        }
+        let by_hash = self.by_hash.read().unwrap_or_else(|e| e.into_inner());
+        let entry = by_hash.get(&hash)?;
+        entry.used_micros.fetch_max(now.micros(), Ordering::Relaxed);
+        Some(entry.principal.clone())
+    }
+
+    /// Takes in one key record as it now stands.
+    pub fn apply(&self, doc: &Doc<ApiKey>) {
+        let id: Arc<str> = Arc::from(doc.id.as_str());
+        let mut by_hash = self.by_hash.write().unwrap_or_else(|e| e.into_inner());
+        let mut known = self.known.write().unwrap_or_else(|e| e.into_inner());
+        {
+            let mut seen = self.seen_through.lock().unwrap_or_else(|e| e.into_inner());
+            *seen = (*seen).max(doc.updated_at);
+        }
+        let previous = match known.get(&id) {
+            Some((version, _)) if *version >= doc.version => return,
+            Some((_, hash)) => hash.and_then(|hash| by_hash.remove(&hash)),
+            None => None,
+        };
+        known.insert(id.clone(), (doc.version, None));
+        let key = &doc.body;
+        let Some(hash) = KeyHash::from_hex(&key.hash) else {
+            tracing::warn!(key = %doc.id, "an API key record with a bad hash is ignored");
+            return;
+        };
+        let account = match &key.account {
+            Some(account) => match AccountId::parse(account) {
+                Ok(account) => Some(account),
+                Err(_) => {
+                    tracing::warn!(key = %doc.id, "an API key record with a bad account is ignored");
+                    return;
+                }
+            },
+            None => None,
+        };
+        if key.revoked_at_micros.is_some() || (key.kind == KeyKind::Customer) != account.is_some() {
+            return;
+        }
+        let written = key.last_used_at_micros.unwrap_or(0);
+        let used = previous
+            .as_ref()
+            .map_or(0, |p| p.used_micros.load(Ordering::Relaxed));
+        by_hash.insert(
+            hash,
+            Arc::new(Entry {
+                principal: Principal {
+                    key_id: id.clone(),
+                    kind: key.kind,
+                    account,
+                },
+                used_micros: AtomicI64::new(used.max(written)),
+                written_micros: AtomicI64::new(written),
+            }),
+        );
+        known.insert(id, (doc.version, Some(hash)));
+    }
+
+    /// Reads every key record changed since the last look (all of them the
+    /// first time); returns how many it read.
+    pub async fn refresh(&self, store: &dyn Store) -> Result<usize, StoreError> {
+        let since = {
+            let seen = *self.seen_through.lock().unwrap_or_else(|e| e.into_inner());
+            Timestamp::from_micros(
+                seen.micros()
+                    .saturating_sub(REFRESH_OVERLAP_SECS * ledger::MICROS_PER_SECOND),
+            )
+        };
+        let filter = RecordFilter::ChangedSince(since);
+        let mut after = None;
+        let mut read = 0;
+        loop {
+            let page = store
+                .records(store::RecordQuery {
+                    kind: ApiKey::KIND.to_owned(),
+                    filter: filter.clone(),
+                    after,
+                    limit: REFRESH_PAGE,
+                })
+                .await?;
+            read += page.len();
+            after = page.last().map(|r| r.cursor(&filter));
+            let full = page.len() == REFRESH_PAGE;
+            for record in page {
+                self.apply(&Doc::from_record(record)?);
+            }
+            if !full {
+                return Ok(read);
+            }
+        }
+    }
+
+    /// Writes `last_used_at` of every key used since it was last written,
+    /// when the use is at least `granularity_secs` newer; returns how many.
+    /// A key changed meanwhile (revoked, say) is left for the next round.
+    pub async fn write_usage(
+        &self,
+        store: &dyn Store,
+        granularity_secs: i64,
+    ) -> Result<usize, StoreError> {
+        let due: Vec<(Arc<str>, i64)> = {
+            let by_hash = self.by_hash.read().unwrap_or_else(|e| e.into_inner());
+            by_hash
+                .values()
+                .filter_map(|e| {
+                    let used = e.used_micros.load(Ordering::Relaxed);
+                    let written = e.written_micros.load(Ordering::Relaxed);
+                    (used - written >= granularity_secs * ledger::MICROS_PER_SECOND)
+                        .then(|| (e.principal.key_id.clone(), used))
+                })
+                .collect()
+        };
+        let mut wrote = 0;
+        for (id, used) in due {
+            let Some(mut doc) = records::get::<ApiKey>(store, &id).await? else {
+                continue;
+            };
+            if doc.body.revoked_at_micros.is_some()
+                || doc.body.last_used_at_micros.is_some_and(|u| u >= used)
+            {
+                continue;
+            }
+            doc.body.last_used_at_micros = Some(used);
+            let write = records::put(&doc.id, &doc.body, Expect::Version(doc.version));
+            if let Written::Stored(stored) = records::write::<ApiKey>(store, write).await? {
+                self.apply(&stored);
+                wrote += 1;
+            }
+        }
+        Ok(wrote)
+    }
+}
+
+/// A new random key of `kind` and a new key id: 192 random bits for the
+/// key, 64 for the id.
+pub fn generate(kind: KeyKind) -> Result<(String, Secret), StoreError> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| StoreError::Internal(e.to_string()))?;
+    let hex = |bytes: &[u8]| -> String { bytes.iter().map(|b| format!("{b:02x}")).collect() };
+    let id = format!("key_{}", hex(&bytes[..8]));
+    let key = format!("{}{}", kind.prefix(), hex(&bytes[8..]));
+    Ok((id, Secret::new(key)))
+}
+
+/// The record of a new key.
+pub fn new_key(kind: KeyKind, name: String, account: Option<&AccountId>, key: &Secret) -> ApiKey {
+    let text = key.expose();
+    ApiKey {
+        kind,
+        name,
+        account: account.map(|a| a.to_string()),
+        hash: KeyHash::of(text).to_hex(),
+        last4: Some(text[text.len().saturating_sub(4)..].to_owned()),
+        revoked_at_micros: None,
+        last_used_at_micros: None,
+    }
+}
+
+/// Makes sure the store can be administered: with no key configured and no
+/// admin key stored, generates one and stores it (hashed). Returns the key
+/// when it was generated now, to be shown to the operator once.
+pub async fn bootstrap(
     store: &dyn Store,
     configured: Option<&Secret>,
-) -> Result<AdminKey, StoreError> {
-    if let Some(key) = configured {
-        return Ok(AdminKey {
-            hash: KeyHash::of(key.expose()),
-            generated: None,
-        });
+) -> Result<Option<Secret>, StoreError> {
+    if configured.is_some() || has_admin_key(store).await? {
+        return Ok(None);
     }
-    if let Some(stored) = store.setting(ADMIN_KEY_SETTING).await? {
-        let hash = KeyHash::from_hex(&stored)
-            .ok_or_else(|| StoreError::Corrupt("bad admin key hash".to_owned()))?;
-        return Ok(AdminKey {
-            hash,
-            generated: None,
-        });
+    let (_, key) = generate(KeyKind::Admin)?;
+    let record = new_key(
+        KeyKind::Admin,
+        "generated at first start".to_owned(),
+        None,
+        &key,
+    );
+    // Another node starting at the same moment may store its own first;
+    // then that one is the initial key, and this one is never shown.
+    let write = records::put(INITIAL_KEY_ID, &record, Expect::Absent);
+    match records::write::<ApiKey>(store, write).await? {
+        Written::Stored(_) => Ok(Some(key)),
+        _ if has_admin_key(store).await? => Ok(None),
+        _ => Err(StoreError::Internal(
+            "every admin key is revoked: set CREDITD_ADMIN_KEY to regain access".to_owned(),
+        )),
     }
-    let mut bytes = [0u8; 24];
-    getrandom::fill(&mut bytes).map_err(|e| StoreError::Internal(e.to_string()))?;
-    let key: String = std::iter::once("cd_admin_".to_owned())
-        .chain(bytes.iter().map(|b| format!("{b:02x}")))
-        .collect();
-    let hash = KeyHash::of(&key);
-    // Another node may have generated one at the same moment; the first stored wins.
-    let stored = store.init_setting(ADMIN_KEY_SETTING, hash.to_hex()).await?;
-    if stored != hash.to_hex() {
-        let hash = KeyHash::from_hex(&stored)
-            .ok_or_else(|| StoreError::Corrupt("bad admin key hash".to_owned()))?;
-        return Ok(AdminKey {
-            hash,
-            generated: None,
-        });
-    }
-    Ok(AdminKey {
-        hash,
-        generated: Some(Secret::new(key)),
-    })
 }
 
-/// Lets a request through only with `Authorization: Bearer <admin key>`.
-pub async fn require_key(
-    State(state): State<Arc<AppState>>,
-    request: Request,
-    next: Next,
-) -> Result<Response, ApiError> {
-    let presented = request
-        .headers()
+/// Whether a usable admin key is stored.
+pub async fn has_admin_key(store: &dyn Store) -> Result<bool, StoreError> {
+    Ok(active_admin_keys(store).await?.into_iter().next().is_some())
+}
+
+/// Stored admin keys that are not revoked (at most two, enough to tell
+/// whether one may be revoked).
+pub async fn active_admin_keys(store: &dyn Store) -> Result<Vec<Doc<ApiKey>>, StoreError> {
+    let filter = RecordFilter::Equals {
+        name: "kind".to_owned(),
+        value: KeyKind::Admin.code().to_owned(),
+    };
+    let mut active = Vec::new();
+    let mut after = None;
+    loop {
+        let page = records::list::<ApiKey>(store, filter.clone(), after, REFRESH_PAGE).await?;
+        let full = page.len() == REFRESH_PAGE;
+        after = page.last().map(|d| store::records::RecordCursor {
+            key: d.id.clone(),
+            id: d.id.clone(),
+        });
+        active.extend(
+            page.into_iter()
+                .filter(|d| d.body.revoked_at_micros.is_none()),
+        );
+        if active.len() >= 2 || !full {
+            return Ok(active);
+        }
+    }
+}
+
+/// Who may call a route.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone, with no key.
+    Public,
+    /// Admin keys only.
+    Admin,
+    /// Admin and service keys.
+    Service,
+    /// Admin and service keys, and the customer key of the account the
+    /// path names as `{account_id}`; another account answers 404.
+    Account,
+    /// Admin and service keys, and customer keys, which the handler lets
+    /// see only their own account's objects (404 for any other).
+    Own,
+}
+
+impl Access {
+    /// Whether a key of `kind` passes, before any account is compared.
+    pub fn admits(self, kind: KeyKind) -> bool {
+        match self {
+            Access::Public | Access::Account | Access::Own => true,
+            Access::Service => kind != KeyKind::Customer,
+            Access::Admin => kind == KeyKind::Admin,
+        }
+    }
+
+    /// The scope a refused key lacks.
+    pub fn scope(self) -> &'static str {
+        match self {
+            Access::Admin => KeyKind::Admin.code(),
+            _ => KeyKind::Service.code(),
+        }
+    }
+}
+
+/// The presented bearer key: `Authorization: Bearer <key>`, or `x-api-key`
+/// as Anthropic's clients send it.
+fn presented(request: &Request) -> Option<&str> {
+    let headers = request.headers();
+    headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, key)| key.trim());
-    match presented {
-        Some(key) if KeyHash::of(key).matches(&state.admin_key) => Ok(next.run(request).await),
-        _ => Err(ApiError::Unauthorized),
+        .map(|(_, key)| key.trim())
+        .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()))
+}
+
+/// Lets a request through when its key may call the route, with the
+/// [`Principal`] in the request's extensions.
+pub async fn authorize(
+    State((state, access)): State<(Arc<AppState>, Access)>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    if access == Access::Public {
+        return Ok(next.run(request).await);
     }
+    let now = state.clock.now();
+    let principal = match presented(&request) {
+        Some(key) => match state.keys.resolve(key, now) {
+            Some(principal) => principal,
+            None => state
+                .keys_refreshed_for_unknown_key()
+                .await
+                .then(|| state.keys.resolve(key, now))
+                .flatten()
+                .ok_or(ApiError::Unauthorized)?,
+        },
+        None => return Err(ApiError::Unauthorized),
+    };
+    if !access.admits(principal.kind) {
+        return Err(ApiError::Forbidden {
+            scope: access.scope(),
+        });
+    }
+    let (mut parts, body) = request.into_parts();
+    if access == Access::Account && principal.kind == KeyKind::Customer {
+        let Path(params) = Path::<HashMap<String, String>>::from_request_parts(&mut parts, &())
+            .await
+            .map_err(|e| ApiError::InvalidId(e.body_text()))?;
+        let named = params.get("account_id").map(String::as_str);
+        if named != principal.account.as_ref().map(AccountId::as_str) {
+            return Err(ApiError::Rejected(ledger::Reject::AccountNotFound));
+        }
+    }
+    parts.extensions.insert(principal);
+    Ok(next.run(Request::from_parts(parts, body)).await)
 }
 
 #[cfg(test)]
@@ -149,15 +541,74 @@ mod tests {
     use super::*;
 
     #[test]
-    fn key_hash_round_trips_through_hex_and_matches_only_its_key() {
+    fn key_hash_round_trips_through_hex() {
         let hash = KeyHash::of("secret");
-        assert!(KeyHash::from_hex(&hash.to_hex()).unwrap().matches(&hash));
-        assert!(!KeyHash::of("Secret").matches(&hash));
+        assert!(KeyHash::from_hex(&hash.to_hex()) == Some(hash));
+        assert!(KeyHash::of("Secret") != hash);
         assert!(KeyHash::from_hex("zz").is_none());
     }
 
     #[test]
     fn secrets_do_not_print() {
         assert_eq!(format!("{:?}", Secret::new("k".into())), "Secret(***)");
+    }
+
+    #[test]
+    fn generated_keys_are_long_prefixed_and_distinct() {
+        let (id, key) = generate(KeyKind::Service).unwrap();
+        let (other_id, other) = generate(KeyKind::Service).unwrap();
+        assert!(key.expose().starts_with("cd_svc_"));
+        assert_eq!(key.expose().len(), "cd_svc_".len() + 48);
+        assert!(id.starts_with("key_"));
+        assert_ne!(key.expose(), other.expose());
+        assert_ne!(id, other_id);
+    }
+
+    fn doc(id: &str, key: ApiKey, at: i64) -> Doc<ApiKey> {
+        Doc {
+            id: id.into(),
+            version: at as u64,
+            created_at: Timestamp::from_secs(at),
+            updated_at: Timestamp::from_secs(at),
+            body: key,
+        }
+    }
+
+    #[test]
+    fn a_revoked_key_stops_resolving_and_a_customer_key_carries_its_account() {
+        let keys = Keys::new(Some(KeyHash::of("configured")));
+        let now = Timestamp::from_secs(100);
+        assert_eq!(
+            keys.resolve("configured", now).unwrap().kind,
+            KeyKind::Admin
+        );
+        let account = AccountId::parse("acme").unwrap();
+        let secret = Secret::new("cd_cust_1234".into());
+        let mut record = new_key(KeyKind::Customer, "app".into(), Some(&account), &secret);
+        assert_eq!(record.last4.as_deref(), Some("1234"));
+        keys.apply(&doc("key_1", record.clone(), 1));
+        let principal = keys.resolve("cd_cust_1234", now).unwrap();
+        assert_eq!(principal.account, Some(account.clone()));
+        assert!(principal.may_see(&account));
+        assert!(!principal.may_see(&AccountId::parse("other").unwrap()));
+        record.revoked_at_micros = Some(2);
+        keys.apply(&doc("key_1", record.clone(), 2));
+        assert!(keys.resolve("cd_cust_1234", now).is_none());
+        // The version before the revocation, read late, changes nothing.
+        record.revoked_at_micros = None;
+        keys.apply(&doc("key_1", record, 1));
+        assert!(keys.resolve("cd_cust_1234", now).is_none());
+        assert!(keys.resolve("unknown", now).is_none());
+    }
+
+    #[test]
+    fn access_admits_kinds_by_scope() {
+        assert!(Access::Admin.admits(KeyKind::Admin));
+        assert!(!Access::Admin.admits(KeyKind::Service));
+        assert!(Access::Service.admits(KeyKind::Service));
+        assert!(!Access::Service.admits(KeyKind::Customer));
+        assert!(Access::Account.admits(KeyKind::Customer));
+        assert_eq!(Access::Admin.scope(), "admin");
+        assert_eq!(Access::Service.scope(), "service");
     }
 }

@@ -4,7 +4,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use ledger::Reject;
 use serde::Serialize;
-use store::StoreError;
+use store::{Refused, StoreError};
 
 use crate::render::Decimal;
 
@@ -14,6 +14,19 @@ use crate::render::Decimal;
 pub enum ApiError {
     /// 401 `unauthorized`: no or a wrong bearer key.
     Unauthorized,
+    /// 403 `forbidden`: the key may not do this; names the scope it lacks.
+    Forbidden {
+        /// The scope the route needs.
+        scope: &'static str,
+    },
+    /// 404 `key_not_found`: no API key with this id.
+    KeyNotFound,
+    /// 409 `last_admin_key`: revoking it would leave no admin key.
+    LastAdminKey,
+    /// 409 `version_conflict`: the object changed since it was read.
+    VersionConflict,
+    /// 409 `conflict`: another object already holds a value that must be unique.
+    Conflict(String),
     /// 400 `malformed_json`: the body is not JSON.
     MalformedJson(String),
     /// 400 `invalid_request`: a field is missing, unknown or of the wrong type,
@@ -49,6 +62,11 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
+            ApiError::KeyNotFound => StatusCode::NOT_FOUND,
+            ApiError::VersionConflict | ApiError::Conflict(_) | ApiError::LastAdminKey => {
+                StatusCode::CONFLICT
+            }
             ApiError::MalformedJson(_)
             | ApiError::InvalidRequest(_)
             | ApiError::InvalidAmount(_)
@@ -69,6 +87,11 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         match self {
             ApiError::Unauthorized => "unauthorized",
+            ApiError::Forbidden { .. } => "forbidden",
+            ApiError::KeyNotFound => "key_not_found",
+            ApiError::LastAdminKey => "last_admin_key",
+            ApiError::VersionConflict => "version_conflict",
+            ApiError::Conflict(_) => "conflict",
             ApiError::MalformedJson(_) => "malformed_json",
             ApiError::InvalidRequest(_) => "invalid_request",
             ApiError::InvalidAmount(_) => "invalid_amount",
@@ -88,8 +111,19 @@ impl ApiError {
     fn message(&self) -> String {
         match self {
             ApiError::Unauthorized => {
-                "send the API key as `Authorization: Bearer <key>`".to_owned()
+                "send a valid API key as `Authorization: Bearer <key>`".to_owned()
             }
+            ApiError::Forbidden { scope } => {
+                format!("this key may not do this: it needs the `{scope}` scope")
+            }
+            ApiError::KeyNotFound => "no API key with this id".to_owned(),
+            ApiError::LastAdminKey => {
+                "this is the last admin key; create another before revoking it".to_owned()
+            }
+            ApiError::VersionConflict => {
+                "the object changed since it was read; read it again and retry".to_owned()
+            }
+            ApiError::Conflict(m) => m.clone(),
             ApiError::MalformedJson(m)
             | ApiError::InvalidRequest(m)
             | ApiError::InvalidAmount(m)
@@ -126,7 +160,13 @@ impl ApiError {
             available: Option<Decimal>,
             #[serde(skip_serializing_if = "Option::is_none")]
             refundable: Option<Decimal>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            required_scope: Option<&'a str>,
         }
+        let required_scope = match self {
+            ApiError::Forbidden { scope } => Some(*scope),
+            _ => None,
+        };
         let (required, available, refundable) = match self {
             ApiError::Rejected(Reject::InsufficientCredits {
                 required,
@@ -144,6 +184,7 @@ impl ApiError {
                 required,
                 available,
                 refundable,
+                required_scope,
             },
         })
         .expect("error bodies serialize")
@@ -168,7 +209,8 @@ pub fn reject_status(reject: &Reject) -> StatusCode {
         | Reject::GrantVoided
         | Reject::NotRefundable
         | Reject::RefundTooLarge { .. }
-        | Reject::IdempotencyConflict => StatusCode::CONFLICT,
+        | Reject::IdempotencyConflict
+        | Reject::ExternalIdConflict => StatusCode::CONFLICT,
         Reject::Inconsistent(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -176,6 +218,18 @@ pub fn reject_status(reject: &Reject) -> StatusCode {
 impl From<Reject> for ApiError {
     fn from(reject: Reject) -> Self {
         ApiError::Rejected(reject)
+    }
+}
+
+impl From<Refused> for ApiError {
+    fn from(refused: Refused) -> Self {
+        match refused {
+            Refused::Ledger(reject) => ApiError::Rejected(reject),
+            Refused::VersionConflict { .. } => ApiError::VersionConflict,
+            Refused::LookupTaken { kind, name } => {
+                ApiError::Conflict(format!("another {kind} already has this {name}"))
+            }
+        }
     }
 }
 
@@ -201,7 +255,14 @@ impl IntoResponse for ApiError {
             ApiError::StoreUnavailable(detail) => tracing::warn!(%detail, "store unavailable"),
             _ => {}
         }
-        crate::render::json_response(self.status(), self.body())
+        let mut response = crate::render::json_response(self.status(), self.body());
+        if matches!(self, ApiError::Unauthorized) {
+            response.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer realm=\"creditd\""),
+            );
+        }
+        response
     }
 }
 

@@ -38,6 +38,11 @@ impl<S: Send + Sync> FromRequest<S> for Write {
             |pq| pq.as_str().to_owned(),
         );
         let key = idempotency_header(request.headers())?;
+        // Keys are kept per API key, so that two keys never share one.
+        let scope = request
+            .extensions()
+            .get::<crate::Principal>()
+            .map_or_else(|| "anonymous".into(), |p| p.key_id.clone());
         let body = Bytes::from_request(request, state)
             .await
             .map_err(|rejection| {
@@ -55,8 +60,7 @@ impl<S: Send + Sync> FromRequest<S> for Write {
             digest.update([0]);
             digest.update(&body);
             IdempotencyKey {
-                // Keys are per API key; there is one, the admin key.
-                key: format!("admin:{key}"),
+                key: format!("{scope}:{key}"),
                 fingerprint: digest.finalize().to_vec(),
                 render: crate::render::outcome,
             }
@@ -84,6 +88,29 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
+/// Headers a request may send at most once: with two, which one counts
+/// would be a guess.
+const SINGLE_HEADERS: [header::HeaderName; 3] = [
+    header::HeaderName::from_static("idempotency-key"),
+    header::AUTHORIZATION,
+    header::CONTENT_TYPE,
+];
+
+/// Refuses a request that repeats a header it may send only once.
+pub async fn refuse_repeated_headers(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Result<axum::response::Response, ApiError> {
+    for name in &SINGLE_HEADERS {
+        if request.headers().get_all(name).iter().nth(1).is_some() {
+            return Err(ApiError::InvalidRequest(format!(
+                "send the {name} header at most once"
+            )));
+        }
+    }
+    Ok(next.run(request).await)
+}
+
 fn idempotency_header(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let Some(value) = headers.get("idempotency-key") else {
         return Ok(None);
@@ -106,9 +133,41 @@ fn idempotency_header(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
 /// Parses a JSON body into `T`, telling malformed JSON apart from JSON of the wrong shape.
 pub fn parse_json<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|e| match e.classify() {
-        serde_json::error::Category::Data => ApiError::InvalidRequest(e.to_string()),
+        serde_json::error::Category::Data => ApiError::InvalidRequest(plain_message(&e)),
         _ => ApiError::MalformedJson(format!("the body is not valid JSON: {e}")),
     })
+}
+
+/// A serde message in the API's words: serde names the Rust type it
+/// expected ("expected struct UsageBody"), which means nothing to a client.
+fn plain_message(error: &serde_json::Error) -> String {
+    let text = error.to_string();
+    match text.find("expected struct ") {
+        Some(at) => {
+            let rest = &text[at + "expected struct ".len()..];
+            let end = rest
+                .find(|c: char| !(c.is_alphanumeric() || c == '_'))
+                .unwrap_or(rest.len());
+            format!("{}expected a JSON object{}", &text[..at], &rest[end..])
+        }
+        None => text,
+    }
+}
+
+/// Reads a text field: at most `len_max` bytes, no control characters
+/// (a NUL would not even fit in PostgreSQL's text).
+pub fn text(value: String, field: &str, len_max: usize) -> Result<String, ApiError> {
+    if value.len() > len_max {
+        return Err(ApiError::InvalidRequest(format!(
+            "{field} is longer than {len_max} bytes"
+        )));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(ApiError::InvalidRequest(format!(
+            "{field} must not contain control characters"
+        )));
+    }
+    Ok(value)
 }
 
 /// Like [`parse_json`], but an empty body reads as `{}`.
@@ -141,7 +200,8 @@ pub fn amount(raw: &RawValue, field: &str, sign: Sign) -> Result<Amount, ApiErro
         let unquoted: String = serde_json::from_str(text).map_err(|_| {
             ApiError::InvalidAmount(format!("{field} must be a decimal string or number"))
         })?;
-        Amount::parse(&unquoted)
+        // As a string, money is written in plain decimal notation only.
+        Amount::parse_decimal(&unquoted)
     } else if text.starts_with(|c: char| c == '-' || c.is_ascii_digit()) {
         Amount::parse(text)
     } else {
@@ -177,7 +237,38 @@ pub fn required_amount(
     amount(raw, field, sign)
 }
 
-/// Reads metadata: a JSON object of at most 4 KiB; absent or null is `{}`.
+/// How deeply metadata may nest objects and arrays: deep enough for any
+/// real use, shallow enough for every common JSON parser.
+pub const METADATA_DEPTH_MAX: usize = 16;
+
+/// How deeply a JSON text nests objects and arrays.
+fn json_depth(text: &str) -> usize {
+    let (mut depth, mut deepest, mut in_string, mut escaped) = (0usize, 0usize, false, false);
+    for byte in text.bytes() {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
+}
+
+/// Reads metadata: a JSON object of at most 4 KiB nesting at most 16
+/// levels; absent or null is `{}`.
 pub fn metadata(raw: Option<&RawValue>) -> Result<Metadata, ApiError> {
     let Some(raw) = raw else {
         return Ok(Metadata::empty());
@@ -190,6 +281,11 @@ pub fn metadata(raw: Option<&RawValue>) -> Result<Metadata, ApiError> {
         return Err(ApiError::InvalidMetadata(
             "metadata must be a JSON object".to_owned(),
         ));
+    }
+    if json_depth(text) > METADATA_DEPTH_MAX {
+        return Err(ApiError::InvalidMetadata(format!(
+            "metadata must nest at most {METADATA_DEPTH_MAX} levels of objects and arrays"
+        )));
     }
     Metadata::from_json_object(text.to_owned()).ok_or_else(|| {
         ApiError::InvalidMetadata(format!(
@@ -214,8 +310,23 @@ pub fn timestamp(text: Option<&str>, field: &str) -> Result<Option<Timestamp>, A
 /// Reads an account id.
 pub fn account_id(text: &str) -> Result<AccountId, ApiError> {
     AccountId::parse(text).map_err(|_| {
-        ApiError::InvalidId("account ids are 1 to 128 characters of A-Za-z0-9_.:-".to_owned())
+        ApiError::InvalidId(
+            "account ids are 1 to 128 characters of A-Za-z0-9_.:-, not only dots".to_owned(),
+        )
     })
+}
+
+/// Reads an external id.
+pub fn external_id(text: Option<String>) -> Result<Option<ledger::ExternalId>, ApiError> {
+    text.map(|t| {
+        ledger::ExternalId::parse(&t).map_err(|_| {
+            ApiError::InvalidId(format!(
+                "external_id must be 1 to {} printable ASCII characters without spaces",
+                ledger::EXTERNAL_ID_LEN_MAX
+            ))
+        })
+    })
+    .transpose()
 }
 
 /// Reads a prefixed numeric id such as `lot_12`.
@@ -354,6 +465,53 @@ mod tests {
             metadata(Some(raw(&big))),
             Err(ApiError::InvalidMetadata(_))
         ));
+    }
+
+    #[test]
+    fn an_amount_string_in_exponent_notation_is_refused() {
+        for text in ["\"1e3\"", "\"1E3\"", "\"1.5e-2\""] {
+            assert!(
+                matches!(
+                    amount(raw(text), "a", Sign::Positive),
+                    Err(ApiError::InvalidAmount(_))
+                ),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn metadata_nested_too_deeply_is_refused_but_brackets_in_strings_do_not_count() {
+        let deep = format!("{{\"a\":{}1{}}}", "[".repeat(16), "]".repeat(16));
+        assert!(matches!(
+            metadata(Some(raw(&deep))),
+            Err(ApiError::InvalidMetadata(_))
+        ));
+        let fine = format!("{{\"a\":{}1{}}}", "[".repeat(15), "]".repeat(15));
+        assert!(metadata(Some(raw(&fine))).is_ok());
+        let strings = format!("{{\"a\":\"{}\\\"{}\"}}", "[".repeat(40), "{".repeat(40));
+        assert!(metadata(Some(raw(&strings))).is_ok(), "{strings}");
+    }
+
+    #[test]
+    fn a_wrong_shape_is_described_without_rust_type_names() {
+        #[derive(Debug, Deserialize)]
+        #[allow(dead_code)]
+        struct UsageBody {
+            amount: String,
+        }
+        let Err(ApiError::InvalidRequest(message)) = parse_json::<UsageBody>(b"\"x\"") else {
+            panic!("not refused");
+        };
+        assert!(!message.contains("UsageBody"), "{message}");
+        assert!(message.contains("expected a JSON object"), "{message}");
+    }
+
+    #[test]
+    fn text_with_a_control_character_is_refused() {
+        assert!(text("Ada".into(), "name", 10).is_ok());
+        assert!(text("A\0da".into(), "name", 10).is_err());
+        assert!(text("x".repeat(11), "name", 10).is_err());
     }
 
     #[test]

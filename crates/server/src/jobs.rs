@@ -1,5 +1,6 @@
 //! Background work: writing what time has done (hold and lot expiry, debt
-//! repayment) and forgetting old idempotency keys.
+//! repayment), forgetting old idempotency keys, reading API keys other
+//! nodes wrote, and writing when keys were last used.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,6 +16,11 @@ pub struct JobsConfig {
     pub sweep_interval: Duration,
     /// How long idempotency keys are kept; at least a day.
     pub idempotency_retention: Duration,
+    /// Pause between reads of API keys changed on other nodes: a key
+    /// revoked anywhere stops working everywhere within about this long.
+    pub key_refresh_interval: Duration,
+    /// How often keys' `last_used_at` is written, at most.
+    pub key_usage_interval: Duration,
 }
 
 impl Default for JobsConfig {
@@ -22,6 +28,8 @@ impl Default for JobsConfig {
         JobsConfig {
             sweep_interval: Duration::from_secs(1),
             idempotency_retention: Duration::from_secs(48 * 3600),
+            key_refresh_interval: Duration::from_secs(1),
+            key_usage_interval: Duration::from_secs(60),
         }
     }
 }
@@ -85,7 +93,10 @@ pub async fn sweep(state: &Arc<AppState>) -> Result<usize, StoreError> {
 
 /// Runs the jobs until the process ends.
 pub fn spawn(state: Arc<AppState>, config: JobsConfig) -> tokio::task::JoinHandle<()> {
+    let keys = tokio::spawn(keep_keys(state.clone(), config));
     tokio::spawn(async move {
+        // Ends with the other jobs.
+        let _keys = AbortOnDrop(keys);
         let mut ticker = tokio::time::interval(config.sweep_interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_prune = None::<tokio::time::Instant>;
@@ -113,4 +124,38 @@ pub fn spawn(state: Arc<AppState>, config: JobsConfig) -> tokio::task::JoinHandl
             }
         }
     })
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Reads keys changed on other nodes every `key_refresh_interval`, and
+/// writes when keys were last used every `key_usage_interval`.
+async fn keep_keys(state: Arc<AppState>, config: JobsConfig) {
+    let mut ticker = tokio::time::interval(config.key_refresh_interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_usage = tokio::time::Instant::now();
+    loop {
+        ticker.tick().await;
+        if let Err(error) = state.keys.refresh(state.store.as_ref()).await {
+            tracing::warn!(%error, "reading API keys failed");
+        }
+        if last_usage.elapsed() >= config.key_usage_interval {
+            last_usage = tokio::time::Instant::now();
+            let granularity = i64::try_from(config.key_usage_interval.as_secs()).unwrap_or(60);
+            if let Err(error) = state
+                .keys
+                .write_usage(state.store.as_ref(), granularity)
+                .await
+            {
+                tracing::warn!(%error, "writing when keys were last used failed");
+            }
+        }
+    }
 }

@@ -9,25 +9,20 @@ mod handlers;
 pub mod jobs;
 pub mod metrics;
 pub mod render;
+pub mod routes;
 
 use std::future::Future;
 use std::sync::Arc;
 
-use axum::Router;
-use axum::extract::DefaultBodyLimit;
-use axum::middleware::from_fn_with_state;
-use axum::routing::{get, post, put};
 use axum::serve::ListenerExt;
 use store::{Clock, Store};
 use tokio::net::TcpListener;
 
-pub use auth::{AdminKey, KeyHash, Secret};
+pub use auth::{Access, KeyHash, KeyKind, Keys, Principal, Secret};
 pub use handlers::system::OPENAPI;
 pub use jobs::JobsConfig;
 pub use metrics::Metrics;
-
-use error::ApiError;
-use handlers::{accounts, features, grants, holds, system, transactions, usage};
+pub use routes::{Route, router};
 
 /// What every handler shares.
 pub struct AppState {
@@ -35,66 +30,56 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     /// Where "now" comes from.
     pub clock: Arc<dyn Clock>,
-    /// The admin key's hash.
-    pub admin_key: KeyHash,
+    /// The API keys, in memory.
+    pub keys: Keys,
     /// Request counters.
     pub metrics: Metrics,
+    /// When an unknown key last made this node look for new keys.
+    unknown_key_refresh: tokio::sync::Mutex<Option<std::time::Instant>>,
 }
 
+/// How often at most an unknown key makes a node read new keys at once,
+/// rather than wait for the next refresh.
+const UNKNOWN_KEY_REFRESH_MIN: std::time::Duration = std::time::Duration::from_millis(250);
+
 impl AppState {
-    /// State around a store.
-    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, admin_key: KeyHash) -> AppState {
+    /// State around a store, with the keys it will authenticate.
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, keys: Keys) -> AppState {
         AppState {
             store,
             clock,
-            admin_key,
+            keys,
             metrics: Metrics::default(),
+            unknown_key_refresh: tokio::sync::Mutex::new(None),
         }
     }
-}
 
-/// Every route. `/v1` needs the admin key; health, metrics and the API
-/// description do not.
-pub fn router(state: Arc<AppState>) -> Router {
-    let v1 = Router::new()
-        .route("/v1/accounts", post(accounts::create).get(accounts::list))
-        .route("/v1/accounts/{id}", get(accounts::get))
-        .route("/v1/accounts/{id}/balance", get(accounts::balance))
-        .route(
-            "/v1/accounts/{id}/grants",
-            post(grants::create).get(grants::list),
-        )
-        .route("/v1/accounts/{id}/consume", post(usage::consume))
-        .route("/v1/accounts/{id}/check", post(usage::check))
-        .route("/v1/accounts/{id}/holds", post(holds::create))
-        .route("/v1/accounts/{id}/transactions", get(transactions::list))
-        .route("/v1/grants/{id}", get(grants::get))
-        .route("/v1/grants/{id}/void", post(grants::void))
-        .route("/v1/holds/{id}", get(holds::get))
-        .route("/v1/holds/{id}/commit", post(holds::commit))
-        .route("/v1/holds/{id}/release", post(holds::release))
-        .route("/v1/transactions/{id}", get(transactions::get))
-        .route("/v1/transactions/{id}/refund", post(transactions::refund))
-        .route("/v1/features", get(features::list))
-        .route("/v1/features/{id}", put(features::put).get(features::get))
-        .route_layer(from_fn_with_state(state.clone(), auth::require_key));
-    Router::new()
-        .merge(v1)
-        .route("/healthz", get(system::healthz))
-        .route("/metrics", get(system::metrics))
-        .route("/openapi.json", get(system::openapi))
-        .route_layer(from_fn_with_state(state.clone(), metrics::track))
-        .fallback(|| async { ApiError::RouteNotFound })
-        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
-        .layer(DefaultBodyLimit::max(extract::BODY_LEN_MAX))
-        .with_state(state)
+    /// Called when a request presents a key this node does not know: it may
+    /// have been created on another node a moment ago. Reads new keys,
+    /// unless that was done in the last quarter second (so that a flood of
+    /// bad keys costs the database at most four reads a second); true when
+    /// the keys are fresh enough to look again.
+    pub async fn keys_refreshed_for_unknown_key(&self) -> bool {
+        let mut last = self.unknown_key_refresh.lock().await;
+        if last.is_some_and(|at| at.elapsed() < UNKNOWN_KEY_REFRESH_MIN) {
+            return true;
+        }
+        *last = Some(std::time::Instant::now());
+        match self.keys.refresh(self.store.as_ref()).await {
+            Ok(_) => true,
+            Err(error) => {
+                tracing::warn!(%error, "reading API keys failed");
+                false
+            }
+        }
+    }
 }
 
 /// Serves the API on `listener` until `shutdown` resolves, then finishes the
 /// requests in flight.
 pub async fn serve(
     listener: TcpListener,
-    state: Arc<AppState>,
+    app: axum::Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     // Without TCP_NODELAY, small responses on a kept-alive connection can
@@ -102,7 +87,7 @@ pub async fn serve(
     let listener = listener.tap_io(|stream| {
         let _ = stream.set_nodelay(true);
     });
-    axum::serve(listener, router(state))
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
 }

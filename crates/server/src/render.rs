@@ -5,11 +5,11 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 use ledger::{
     Account, Amount, Balance, Feature, Hold, HoldStatus, LedgerAccount, Lot, Metadata, Origin,
-    Reject, Timestamp, Transaction,
+    Timestamp, Transaction,
 };
 use serde::{Serialize, Serializer};
 use serde_json::value::RawValue;
-use store::{Outcome, StoredResponse};
+use store::{Outcome, Refused, StoredResponse};
 
 use crate::error::ApiError;
 
@@ -89,6 +89,7 @@ pub struct GrantView<'a> {
     voided_at: Option<Instant>,
     created_at: Instant,
     metadata: Meta<'a>,
+    external_id: Option<&'a str>,
 }
 
 impl<'a> GrantView<'a> {
@@ -119,6 +120,7 @@ impl<'a> GrantView<'a> {
             voided_at: l.voided_at.map(Instant),
             created_at: Instant(l.created_at),
             metadata: Meta(&l.metadata),
+            external_id: l.external_id.as_ref().map(ledger::ExternalId::as_str),
         }
     }
 }
@@ -200,13 +202,15 @@ pub struct HoldView<'a> {
 }
 
 impl<'a> HoldView<'a> {
-    /// The hold as it stands at `now`: a pending hold past its expiry reads
-    /// as expired at its expiry instant, before the release is written.
+    /// The hold as it stands at `now`. An expired hold was resolved at its
+    /// expiry instant, whether or not the sweep has written its release
+    /// yet (the release transaction carries the instant it was written), so
+    /// that `resolved_at` never changes between reads.
     pub fn new(h: &'a Hold, now: Timestamp) -> Self {
         let status = h.status_at(now);
-        let resolved_at = match (status, h.resolved_at) {
-            (HoldStatus::Expired, None) => Some(h.expires_at),
-            (_, resolved) => resolved,
+        let resolved_at = match status {
+            HoldStatus::Expired => Some(h.expires_at),
+            _ => h.resolved_at,
         };
         HoldView {
             id: Text(h.id),
@@ -264,6 +268,8 @@ pub struct TransactionView<'a> {
     feature: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     quantity: Option<Decimal>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    external_id: Option<&'a str>,
 }
 
 impl<'a> TransactionView<'a> {
@@ -311,6 +317,7 @@ impl<'a> TransactionView<'a> {
             refund_of: tx.refund_of.map(Text),
             feature: tx.feature.as_ref().map(|(f, _)| f.as_str()),
             quantity: tx.feature.as_ref().map(|(_, q)| Decimal(*q)),
+            external_id: tx.external_id.as_ref().map(ledger::ExternalId::as_str),
         }
     }
 }
@@ -384,22 +391,33 @@ fn stored<T: Serialize>(status: StatusCode, view: &T) -> StoredResponse {
     }
 }
 
-fn rejected(reject: &Reject) -> StoredResponse {
-    let error = ApiError::Rejected(reject.clone());
+fn refused(refused: &Refused) -> StoredResponse {
+    let error = ApiError::from(refused.clone());
     StoredResponse {
         status: error.status().as_u16(),
         body: error.body(),
     }
 }
 
+/// A hold write's answer: the hold, the transaction that moved its
+/// credits, and the balance right after. Placing, committing and releasing
+/// a hold all answer in this shape.
+#[derive(Serialize)]
+struct HoldWritten<'a> {
+    hold: HoldView<'a>,
+    transaction: TransactionView<'a>,
+    balance: BalanceSummary,
+}
+
 /// Renders any write's outcome; used both for the first answer and for the
 /// copy an idempotency key keeps.
-pub fn outcome(result: &Result<Outcome, Reject>) -> StoredResponse {
+pub fn outcome(result: &Result<Outcome, Refused>) -> StoredResponse {
     let ok = StatusCode::OK;
     let created = StatusCode::CREATED;
     match result {
-        Err(reject) => rejected(reject),
+        Err(reason) => refused(reason),
         Ok(Outcome::AccountCreated(account)) => stored(created, &AccountView::new(account)),
+        Ok(Outcome::AccountUpdated(account)) => stored(ok, &AccountView::new(account)),
         Ok(Outcome::Granted { lot, tx }) => stored(created, &GrantView::new(lot, tx.created_at)),
         Ok(Outcome::Consumed { tx, balance }) => {
             #[derive(Serialize)]
@@ -415,46 +433,35 @@ pub fn outcome(result: &Result<Outcome, Reject>) -> StoredResponse {
                 },
             )
         }
-        Ok(Outcome::Held { hold, balance }) => {
-            #[derive(Serialize)]
-            struct Held<'a> {
-                #[serde(flatten)]
-                hold: HoldView<'a>,
-                balance: BalanceSummary,
-            }
-            stored(
-                created,
-                &Held {
-                    hold: HoldView::new(hold, hold.created_at),
-                    balance: BalanceSummary::new(*balance),
-                },
-            )
-        }
-        Ok(Outcome::Committed { hold, tx, balance }) => {
-            #[derive(Serialize)]
-            struct Committed<'a> {
-                hold: HoldView<'a>,
-                transaction: TransactionView<'a>,
-                balance: BalanceSummary,
-            }
-            stored(
-                ok,
-                &Committed {
-                    hold: HoldView::new(hold, tx.created_at),
-                    transaction: TransactionView::new(tx),
-                    balance: BalanceSummary::new(*balance),
-                },
-            )
-        }
-        Ok(Outcome::Released { hold }) => {
-            let resolved = hold.resolved_at.unwrap_or(hold.created_at);
-            stored(ok, &HoldView::new(hold, resolved))
-        }
+        Ok(Outcome::Held { hold, tx, balance }) => stored(
+            created,
+            &HoldWritten {
+                hold: HoldView::new(hold, hold.created_at),
+                transaction: TransactionView::new(tx),
+                balance: BalanceSummary::new(*balance),
+            },
+        ),
+        Ok(Outcome::Committed { hold, tx, balance })
+        | Ok(Outcome::Released { hold, tx, balance }) => stored(
+            ok,
+            &HoldWritten {
+                hold: HoldView::new(hold, tx.created_at),
+                transaction: TransactionView::new(tx),
+                balance: BalanceSummary::new(*balance),
+            },
+        ),
         Ok(Outcome::Voided { lot, tx }) => stored(ok, &GrantView::new(lot, tx.created_at)),
         Ok(Outcome::Refunded { tx }) => stored(created, &TransactionView::new(tx)),
         Ok(Outcome::FeatureSet(feature)) => stored(ok, &FeatureView::new(feature)),
         Ok(Outcome::Settled { transactions }) => {
             stored(ok, &serde_json::json!({ "transactions": transactions }))
         }
+        // Record writes are answered by the handlers of their kinds; this
+        // form is only what an idempotency key keeps when one is used.
+        Ok(Outcome::RecordPut(record)) => stored(
+            ok,
+            &serde_json::json!({ "kind": record.kind, "id": record.id, "version": record.version }),
+        ),
+        Ok(Outcome::RecordDeleted) => stored(ok, &serde_json::json!({ "deleted": true })),
     }
 }

@@ -5,11 +5,13 @@
 use std::collections::{HashMap, HashSet};
 
 use ledger::{
-    Account, AccountId, Amount, Book, Feature, FeatureId, Hold, HoldId, IdSource, LedgerAccount,
-    Lot, LotId, Origin, Reject, Timestamp, Transaction, TxId, TxKind,
+    Account, AccountId, Amount, Book, ExternalId, Feature, FeatureId, Hold, HoldId, IdSource,
+    LedgerAccount, Lot, LotId, Origin, Reject, Timestamp, Transaction, TxId, TxKind, Usage,
 };
+use sha2::{Digest, Sha256};
 
-use crate::{Charge, Command, Executed, Op, Outcome, StoreError, StoredResponse};
+use crate::records::{Record, RecordWrite, decide_write};
+use crate::{Charge, Command, Executed, Op, Outcome, Refused, StoreError, StoredResponse};
 
 /// Where a batch reads what it needs, inside the store's open transaction.
 pub trait Source {
@@ -31,13 +33,34 @@ pub trait Source {
         &mut self,
         key: &str,
     ) -> Result<Option<(Vec<u8>, StoredResponse)>, StoreError>;
+    /// The account's transaction carrying an external id, with the digest
+    /// of the write that made it.
+    fn external(
+        &mut self,
+        account: &AccountId,
+        id: &ExternalId,
+    ) -> Result<Option<(Transaction, String)>, StoreError>;
+    /// One record, with its lookups.
+    fn record(&mut self, kind: &str, id: &str) -> Result<Option<Record>, StoreError>;
+    /// The id of the record of `kind` holding `value` under the unique
+    /// lookup `name`.
+    fn lookup_owner(
+        &mut self,
+        kind: &str,
+        name: &str,
+        value: &str,
+    ) -> Result<Option<String>, StoreError>;
 }
+
+/// A record's kind and id.
+pub type RecordKey = (String, String);
 
 /// What a decided batch must write.
 pub struct Writes<'a> {
     /// Accounts opened in the batch.
     pub new_accounts: Vec<&'a Account>,
-    /// Existing accounts whose debt changed.
+    /// Existing accounts that changed (their debt, name, metadata or
+    /// overdraft limit).
     pub accounts: Vec<&'a Account>,
     /// Lots created or changed.
     pub lots: Vec<&'a Lot>,
@@ -53,6 +76,10 @@ pub struct Writes<'a> {
     pub features: &'a [Feature],
     /// Idempotency keys with the request fingerprint and the response to keep.
     pub idempotency: Vec<(&'a str, &'a [u8], &'a StoredResponse)>,
+    /// The digest of the write behind each new transaction with an external id.
+    pub external_digests: &'a HashMap<TxId, String>,
+    /// Records written, each as it now stands (`None`: deleted).
+    pub records: Vec<(&'a RecordKey, Option<&'a Record>)>,
 }
 
 impl Writes<'_> {
@@ -76,6 +103,11 @@ pub struct Batch {
     books: HashMap<AccountId, Book>,
     staged: Staged,
     features: HashMap<FeatureId, Option<Feature>>,
+    /// Every record the batch has read or written, as it now stands.
+    records: HashMap<RecordKey, Option<Record>>,
+    /// Who holds each unique lookup value the batch has looked at:
+    /// (kind, name, value) to record id.
+    owners: HashMap<(String, String, String), Option<String>>,
 }
 
 #[derive(Default)]
@@ -94,6 +126,10 @@ struct Staged {
     transactions: Vec<Transaction>,
     features: Vec<Feature>,
     idempotency: HashMap<String, (Vec<u8>, StoredResponse)>,
+    /// External ids used by the batch's new transactions.
+    externals: HashMap<(AccountId, ExternalId), (TxId, String)>,
+    external_digests: HashMap<TxId, String>,
+    records: HashSet<RecordKey>,
 }
 
 impl Staged {
@@ -171,21 +207,199 @@ impl Batch {
                 return Ok(if fingerprint == key.fingerprint {
                     Executed::Replayed(response)
                 } else {
-                    Executed::Fresh(Err(Reject::IdempotencyConflict))
+                    Executed::Fresh(Err(Reject::IdempotencyConflict.into()))
                 });
             }
         }
-        let result = self.decide(src, &command.op, now, ids)?;
+        let executed = self.decide_command(src, command, now, ids)?;
         if let Some(key) = &command.idempotency {
+            let result = match &executed {
+                Executed::Fresh(result) => Some(result.clone()),
+                Executed::Existing(outcome) => Some(Ok(outcome.clone())),
+                Executed::Replayed(_) => None,
+            };
             // A bug is not an answer worth replaying; everything else is.
-            if !matches!(result, Err(Reject::Inconsistent(_))) {
+            if let Some(result) = result
+                && !matches!(result, Err(Refused::Ledger(Reject::Inconsistent(_))))
+            {
                 let response = (key.render)(&result);
                 self.staged
                     .idempotency
                     .insert(key.key.clone(), (key.fingerprint.clone(), response));
             }
         }
+        Ok(executed)
+    }
+
+    /// Decides a command: its record writes are checked first, then its
+    /// external id, then its operation; the records are written only if the
+    /// operation applies now.
+    fn decide_command(
+        &mut self,
+        src: &mut dyn Source,
+        command: &Command,
+        now: Timestamp,
+        ids: &mut dyn IdSource,
+    ) -> Result<Executed, StoreError> {
+        let mut writes: Vec<&RecordWrite> = Vec::with_capacity(command.records.len() + 1);
+        if let Op::Record(write) = &command.op {
+            writes.push(write);
+        }
+        writes.extend(&command.records);
+        let plan = match self.plan_records(src, &writes, now)? {
+            Ok(plan) => plan,
+            Err(refused) => return Ok(Executed::Fresh(Err(refused))),
+        };
+        let external = external_of(&command.op);
+        if let Some((account, id, digest)) = &external {
+            let seen = match self.staged.externals.get(&(account.clone(), id.clone())) {
+                Some((tx, digest)) => Some((
+                    self.staged
+                        .transaction(*tx)
+                        .expect("a staged external id's transaction")
+                        .clone(),
+                    digest.clone(),
+                )),
+                None => src.external(account, id)?,
+            };
+            if let Some((tx, first)) = seen {
+                if &first != digest {
+                    return Ok(Executed::Fresh(Err(Reject::ExternalIdConflict.into())));
+                }
+                return Ok(Executed::Existing(self.outcome_of(src, tx, now)?));
+            }
+        }
+        let result = match &command.op {
+            Op::Record(write) => Ok(match plan.records.get(&key_of(write)) {
+                Some(Some(record)) => Outcome::RecordPut(record.clone()),
+                _ => Outcome::RecordDeleted,
+            }),
+            op => self.decide(src, op, now, ids)?.map_err(Refused::Ledger),
+        };
+        if let Ok(outcome) = &result {
+            if let Some((account, id, digest)) = external {
+                let tx = match outcome {
+                    Outcome::Granted { tx, .. } | Outcome::Consumed { tx, .. } => tx.id,
+                    _ => unreachable!("only grants and consumes carry external ids"),
+                };
+                self.staged.external_digests.insert(tx, digest.clone());
+                self.staged.externals.insert((account, id), (tx, digest));
+            }
+            self.staged.records.extend(plan.records.keys().cloned());
+            self.records.extend(plan.records);
+            self.owners.extend(plan.owners);
+        }
         Ok(Executed::Fresh(result))
+    }
+
+    /// Decides record writes in order against the records as the batch
+    /// sees them, without changing anything yet.
+    fn plan_records(
+        &mut self,
+        src: &mut dyn Source,
+        writes: &[&RecordWrite],
+        now: Timestamp,
+    ) -> Result<Result<RecordPlan, Refused>, StoreError> {
+        let mut plan = RecordPlan::default();
+        for write in writes {
+            write.check()?;
+            let key = key_of(write);
+            let current = match plan.records.get(&key) {
+                Some(current) => current.clone(),
+                None => self.record(src, &key)?,
+            };
+            let next = match decide_write(write, current.as_ref(), now) {
+                Ok(next) => next,
+                Err(refused) => return Ok(Err(refused)),
+            };
+            let (kind, id) = (&key.0, &key.1);
+            for lookup in next.iter().flat_map(|r| &r.lookups).filter(|l| l.unique) {
+                let owner_key = (kind.clone(), lookup.name.clone(), lookup.value.clone());
+                let owner = match plan.owners.get(&owner_key) {
+                    Some(owner) => owner.clone(),
+                    None => self.owner(src, &owner_key)?,
+                };
+                if owner.is_some_and(|owner| &owner != id) {
+                    return Ok(Err(Refused::LookupTaken {
+                        kind: kind.clone(),
+                        name: lookup.name.clone(),
+                    }));
+                }
+            }
+            for old in current.iter().flat_map(|r| &r.lookups).filter(|l| l.unique) {
+                plan.owners
+                    .insert((kind.clone(), old.name.clone(), old.value.clone()), None);
+            }
+            for new in next.iter().flat_map(|r| &r.lookups).filter(|l| l.unique) {
+                plan.owners.insert(
+                    (kind.clone(), new.name.clone(), new.value.clone()),
+                    Some(id.clone()),
+                );
+            }
+            plan.records.insert(key, next);
+        }
+        Ok(Ok(plan))
+    }
+
+    fn record(
+        &mut self,
+        src: &mut dyn Source,
+        key: &RecordKey,
+    ) -> Result<Option<Record>, StoreError> {
+        if let Some(record) = self.records.get(key) {
+            return Ok(record.clone());
+        }
+        let record = src.record(&key.0, &key.1)?;
+        self.records.insert(key.clone(), record.clone());
+        Ok(record)
+    }
+
+    fn owner(
+        &mut self,
+        src: &mut dyn Source,
+        key: &(String, String, String),
+    ) -> Result<Option<String>, StoreError> {
+        if let Some(owner) = self.owners.get(key) {
+            return Ok(owner.clone());
+        }
+        let owner = src.lookup_owner(&key.0, &key.1, &key.2)?;
+        self.owners.insert(key.clone(), owner.clone());
+        Ok(owner)
+    }
+
+    /// What a grant or consume answered when it was applied: its
+    /// transaction, with the lot or the balance as they stand now.
+    fn outcome_of(
+        &mut self,
+        src: &mut dyn Source,
+        tx: Transaction,
+        now: Timestamp,
+    ) -> Result<Outcome, StoreError> {
+        let account = tx.account.clone();
+        if !self.load(src, &account)? {
+            return Err(StoreError::Corrupt(format!(
+                "{} belongs to a missing account",
+                tx.id
+            )));
+        }
+        match (tx.kind, tx.lot) {
+            (TxKind::Grant, Some(lot)) => {
+                self.load_lot(src, lot)?;
+                let lot = self.books[&account]
+                    .lot(lot)
+                    .ok_or_else(|| StoreError::Corrupt(format!("{lot} of {} is missing", tx.id)))?
+                    .clone();
+                Ok(Outcome::Granted { lot, tx })
+            }
+            (TxKind::Consume, _) => Ok(Outcome::Consumed {
+                balance: self.books[&account].balance(now),
+                tx,
+            }),
+            _ => Err(StoreError::Corrupt(format!(
+                "{} carries an external id but is neither a grant nor a consume",
+                tx.id
+            ))),
+        }
     }
 
     /// Loads the account's book into the batch, once.
@@ -247,6 +461,18 @@ impl Batch {
                 self.staged.new_accounts.insert(account.id.clone());
                 Ok(Ok(Outcome::AccountCreated(account)))
             }
+            Op::UpdateAccount { account, patch } => {
+                if !self.load(src, account)? {
+                    return missing(Reject::AccountNotFound);
+                }
+                let book = self.books.get_mut(account).expect("book loaded");
+                book.account.apply(patch);
+                let updated = book.account.clone();
+                if !self.staged.new_accounts.contains(account) {
+                    self.staged.accounts.insert(account.clone());
+                }
+                Ok(Ok(Outcome::AccountUpdated(updated)))
+            }
             Op::Grant { account, grant } => {
                 if !self.load(src, account)? {
                     return missing(Reject::AccountNotFound);
@@ -265,6 +491,7 @@ impl Batch {
                 account,
                 charge,
                 metadata,
+                external_id,
             } => {
                 let (amount, feature) = match charge {
                     Charge::Amount(amount) => (*amount, None),
@@ -281,9 +508,14 @@ impl Batch {
                 if !self.load(src, account)? {
                     return missing(Reject::AccountNotFound);
                 }
-                let (result, book, written) = self.run(account, |book, out| {
-                    book.consume(amount, metadata.clone(), feature, now, ids, out)
-                });
+                let usage = Usage {
+                    amount,
+                    feature,
+                    metadata: metadata.clone(),
+                    external_id: external_id.clone(),
+                };
+                let (result, book, written) =
+                    self.run(account, |book, out| book.consume(usage, now, ids, out));
                 Ok(result.map(|id| Outcome::Consumed {
                     tx: find(written, |tx| tx.id == id),
                     balance: book.balance(now),
@@ -298,11 +530,12 @@ impl Batch {
                 if !self.load(src, account)? {
                     return missing(Reject::AccountNotFound);
                 }
-                let (result, book, _) = self.run(account, |book, out| {
+                let (result, book, written) = self.run(account, |book, out| {
                     book.place_hold(*amount, *ttl, metadata.clone(), now, ids, out)
                 });
                 Ok(result.map(|id| Outcome::Held {
                     hold: book.hold(id).expect("placed hold").clone(),
+                    tx: find(written, |tx| tx.kind == TxKind::Hold && tx.hold == Some(id)),
                     balance: book.balance(now),
                 }))
             }
@@ -327,11 +560,13 @@ impl Batch {
                 let Some(account) = self.load_hold(src, *hold)? else {
                     return missing(Reject::HoldNotFound);
                 };
-                let (result, book, _) = self.run(&account, |book, out| {
+                let (result, book, written) = self.run(&account, |book, out| {
                     book.release(*hold, metadata.clone(), now, ids, out)
                 });
-                Ok(result.map(|_| Outcome::Released {
+                Ok(result.map(|id| Outcome::Released {
                     hold: book.hold(*hold).expect("released hold").clone(),
+                    tx: find(written, |tx| tx.id == id),
+                    balance: book.balance(now),
                 }))
             }
             Op::Void { lot, metadata } => {
@@ -400,6 +635,7 @@ impl Batch {
                     transactions: written.len(),
                 }))
             }
+            Op::Record(_) => unreachable!("decided by decide_command"),
         }
     }
 
@@ -514,8 +750,69 @@ impl Batch {
                     (key.as_str(), fingerprint.as_slice(), response)
                 })
                 .collect(),
+            external_digests: &staged.external_digests,
+            records: staged
+                .records
+                .iter()
+                .map(|key| (key, self.records[key].as_ref()))
+                .collect(),
         }
     }
+}
+
+/// Record writes decided but not yet applied to the batch.
+#[derive(Default)]
+struct RecordPlan {
+    records: HashMap<RecordKey, Option<Record>>,
+    owners: HashMap<(String, String, String), Option<String>>,
+}
+
+fn key_of(write: &RecordWrite) -> RecordKey {
+    let (kind, id) = write.key();
+    (kind.to_owned(), id.to_owned())
+}
+
+/// The account, external id and content digest of a grant or consume that
+/// names an external id. Two writes with one external id are the same write
+/// when their digests agree: the digest covers every field the caller sent
+/// and nothing the store derived (an instant, a price).
+fn external_of(op: &Op) -> Option<(AccountId, ExternalId, String)> {
+    let (account, id, content) = match op {
+        Op::Grant { account, grant } => {
+            let id = grant.external_id.as_ref()?;
+            let content = format!(
+                "grant\n{}\n{}\n{}\n{}\n{}\n{}",
+                grant.amount,
+                grant.source.code(),
+                grant.priority.map_or(String::new(), |p| p.to_string()),
+                optional_instant(grant.effective_at),
+                optional_instant(grant.expires_at),
+                grant.metadata.as_str(),
+            );
+            (account, id, content)
+        }
+        Op::Consume {
+            account,
+            charge,
+            metadata,
+            external_id,
+        } => {
+            let charge = match charge {
+                Charge::Amount(amount) => format!("amount\n{amount}"),
+                Charge::Feature { feature, quantity } => format!("feature\n{feature}\n{quantity}"),
+            };
+            let content = format!("consume\n{charge}\n{}", metadata.as_str());
+            (account, external_id.as_ref()?, content)
+        }
+        _ => return None,
+    };
+    let digest = Sha256::digest(content.as_bytes());
+    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    Some((account.clone(), id.clone(), hex))
+}
+
+fn optional_instant(at: Option<Timestamp>) -> String {
+    at.map_or(String::new(), |t| t.micros().to_string())
 }
 
 fn find(written: &[Transaction], pred: impl Fn(&Transaction) -> bool) -> Transaction {

@@ -1,9 +1,11 @@
 //! Commands: the writes a store applies, and what each one answers.
 
 use ledger::{
-    Account, AccountId, Amount, Balance, Feature, FeatureId, Hold, HoldId, HoldTtl, Lot, LotId,
-    Metadata, NewAccount, NewGrant, Reject, Transaction, TxId,
+    Account, AccountId, AccountPatch, Amount, Balance, ExternalId, Feature, FeatureId, Hold,
+    HoldId, HoldTtl, Lot, LotId, Metadata, NewAccount, NewGrant, Reject, Transaction, TxId,
 };
+
+use crate::records::{Record, RecordWrite};
 
 /// What a consume charges: an amount, or a quantity of a priced feature.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -24,6 +26,13 @@ pub enum Charge {
 pub enum Op {
     /// Opens an account.
     CreateAccount(NewAccount),
+    /// Changes an account's name, metadata or overdraft limit.
+    UpdateAccount {
+        /// The account.
+        account: AccountId,
+        /// What changes.
+        patch: AccountPatch,
+    },
     /// Grants credits.
     Grant {
         /// The account.
@@ -39,6 +48,8 @@ pub enum Op {
         charge: Charge,
         /// Operator metadata.
         metadata: Metadata,
+        /// What caused it, unique per account.
+        external_id: Option<ExternalId>,
     },
     /// Reserves credits.
     Hold {
@@ -90,6 +101,8 @@ pub enum Op {
         /// The account.
         account: AccountId,
     },
+    /// Writes one record.
+    Record(RecordWrite),
 }
 
 /// What a successful write produced.
@@ -97,6 +110,8 @@ pub enum Op {
 pub enum Outcome {
     /// The account opened.
     AccountCreated(Account),
+    /// The account as changed.
+    AccountUpdated(Account),
     /// The grant's lot and its transaction.
     Granted {
         /// The lot, as it stands after the grant (debt repaid).
@@ -115,6 +130,8 @@ pub enum Outcome {
     Held {
         /// The hold.
         hold: Hold,
+        /// The transaction that moved the credits into escrow.
+        tx: Transaction,
         /// The balance right after.
         balance: Balance,
     },
@@ -131,6 +148,10 @@ pub enum Outcome {
     Released {
         /// The hold.
         hold: Hold,
+        /// The transaction that returned the escrow.
+        tx: Transaction,
+        /// The balance right after.
+        balance: Balance,
     },
     /// The grant voided.
     Voided {
@@ -151,6 +172,39 @@ pub enum Outcome {
         /// Their number.
         transactions: usize,
     },
+    /// The record as stored.
+    RecordPut(Record),
+    /// The record is gone.
+    RecordDeleted,
+}
+
+/// Why a command changed nothing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Refused {
+    /// The ledger refused the operation.
+    Ledger(Reject),
+    /// A record was not at the version the write expected.
+    VersionConflict {
+        /// The record's kind.
+        kind: String,
+        /// The record's id.
+        id: String,
+        /// Its version now; none when it does not exist.
+        current: Option<u64>,
+    },
+    /// Another record of the kind holds a value of a unique lookup.
+    LookupTaken {
+        /// The record's kind.
+        kind: String,
+        /// The lookup's name.
+        name: String,
+    },
+}
+
+impl From<Reject> for Refused {
+    fn from(reject: Reject) -> Self {
+        Refused::Ledger(reject)
+    }
 }
 
 /// A response as the client first received it, kept for idempotent replay.
@@ -165,7 +219,7 @@ pub struct StoredResponse {
 /// Turns a write's result into the response the client receives. The store
 /// calls it inside the batch, so the response is stored in the same database
 /// transaction as the write it describes.
-pub type Render = fn(&Result<Outcome, Reject>) -> StoredResponse;
+pub type Render = fn(&Result<Outcome, Refused>) -> StoredResponse;
 
 /// An idempotency key with the fingerprint of the request that carried it.
 #[derive(Clone, Debug)]
@@ -183,18 +237,30 @@ pub struct IdempotencyKey {
 pub struct Command {
     /// The write.
     pub op: Op,
+    /// Record writes committed in the same transaction as `op`, and only
+    /// if `op` applies now: when it is refused, or when its external id
+    /// shows it was applied before, none of them is written. When one of
+    /// them is not at its expected version, nothing is applied.
+    pub records: Vec<RecordWrite>,
     /// Makes retries safe: the same key with the same request replays the
     /// first response; with a different request, it is a conflict.
     pub idempotency: Option<IdempotencyKey>,
 }
 
 impl Command {
-    /// A command without an idempotency key.
+    /// A command without an idempotency key or record writes.
     pub fn new(op: Op) -> Command {
         Command {
             op,
+            records: Vec::new(),
             idempotency: None,
         }
+    }
+
+    /// The same command, with record writes joined to it.
+    pub fn with_records(mut self, records: Vec<RecordWrite>) -> Command {
+        self.records = records;
+        self
     }
 }
 
@@ -204,8 +270,11 @@ impl Command {
 #[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Executed {
-    /// Applied now (or rejected now, with nothing changed).
-    Fresh(Result<Outcome, Reject>),
+    /// Applied now (or refused now, with nothing changed).
+    Fresh(Result<Outcome, Refused>),
+    /// A grant or consume whose external id was applied before with the
+    /// same content: that first write's outcome, and nothing changed.
+    Existing(Outcome),
     /// The idempotency key was seen before with the same request: here is
     /// the first response, and nothing changed.
     Replayed(StoredResponse),

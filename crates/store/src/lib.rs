@@ -11,6 +11,7 @@ mod codec;
 mod command;
 mod error;
 pub mod postgres;
+pub mod records;
 mod rows;
 pub mod sqlite;
 
@@ -24,8 +25,11 @@ use ledger::{
 };
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use command::{Charge, Command, Executed, IdempotencyKey, Op, Outcome, Render, StoredResponse};
+pub use command::{
+    Charge, Command, Executed, IdempotencyKey, Op, Outcome, Refused, Render, StoredResponse,
+};
 pub use error::StoreError;
+pub use records::{Record, RecordQuery};
 
 /// Counters of the write path, for metrics.
 #[derive(Debug, Default)]
@@ -177,15 +181,12 @@ pub trait Store: Send + Sync + 'static {
     /// Forgets idempotency keys created before `before`; returns how many.
     fn prune_idempotency(&self, before: Timestamp) -> BoxFuture<'_, Result<u64, StoreError>>;
 
-    /// A stored setting, such as the admin key's hash.
-    fn setting(&self, key: &'static str) -> BoxFuture<'_, Result<Option<String>, StoreError>>;
+    /// One record, with its lookups.
+    fn record(&self, kind: String, id: String)
+    -> BoxFuture<'_, Result<Option<Record>, StoreError>>;
 
-    /// Stores a setting unless one is already stored; returns the value in force.
-    fn init_setting(
-        &self,
-        key: &'static str,
-        value: String,
-    ) -> BoxFuture<'_, Result<String, StoreError>>;
+    /// A page of records of one kind.
+    fn records(&self, query: RecordQuery) -> BoxFuture<'_, Result<Vec<Record>, StoreError>>;
 
     /// Checks the whole journal against every stored balance.
     fn audit(&self) -> BoxFuture<'_, Result<AuditReport, StoreError>>;

@@ -4,9 +4,11 @@
 use crate::StoreError;
 use crate::codec::{corrupt, decode_legs, decode_postings, decode_sources};
 use ledger::{
-    Account, AccountId, Amount, Feature, FeatureId, Hold, HoldId, HoldStatus, Lot, LotId, Metadata,
-    Source, Timestamp, Transaction, TxId, TxKind,
+    Account, AccountId, Amount, ExternalId, Feature, FeatureId, Hold, HoldId, HoldStatus, Lot,
+    LotId, Metadata, Source, Timestamp, Transaction, TxId, TxKind,
 };
+
+use crate::records::Record;
 
 /// Typed access to the columns of a result row.
 pub trait Columns {
@@ -48,7 +50,7 @@ pub fn account_from_row(row: &impl Columns) -> Result<Account, StoreError> {
 
 /// Column list matching [`lot_from_row`].
 pub const LOT_COLUMNS: &str = "id, account_id, source, priority, amount, remaining, effective_at, \
-                               expires_at, voided_at, created_at, metadata";
+                               expires_at, voided_at, created_at, metadata, external_id";
 
 pub fn lot_from_row(row: &impl Columns) -> Result<Lot, StoreError> {
     let source = row.text(2)?;
@@ -64,7 +66,13 @@ pub fn lot_from_row(row: &impl Columns) -> Result<Lot, StoreError> {
         voided_at: row.int_opt(8)?.map(ts),
         created_at: ts(row.int(9)?),
         metadata: metadata(row.text(10)?),
+        external_id: external_id(row.text_opt(11)?)?,
     })
+}
+
+fn external_id(text: Option<String>) -> Result<Option<ExternalId>, StoreError> {
+    text.map(|t| ExternalId::parse(&t).map_err(|_| corrupt("external id", &t)))
+        .transpose()
 }
 
 /// Column list matching [`hold_from_row`].
@@ -90,7 +98,8 @@ pub fn hold_from_row(row: &impl Columns) -> Result<Hold, StoreError> {
 
 /// Column list matching [`tx_from_row`].
 pub const TX_COLUMNS: &str = "id, account_id, kind, amount, balance_after, postings, sources, \
-                              created_at, metadata, lot_id, hold_id, refund_of, feature_id, quantity";
+                              created_at, metadata, lot_id, hold_id, refund_of, feature_id, quantity, \
+                              external_id";
 
 pub fn tx_from_row(row: &impl Columns) -> Result<Transaction, StoreError> {
     let kind = row.text(2)?;
@@ -117,6 +126,23 @@ pub fn tx_from_row(row: &impl Columns) -> Result<Transaction, StoreError> {
         hold: row.int_opt(10)?.map(HoldId),
         refund_of: row.int_opt(11)?.map(TxId),
         feature,
+        external_id: external_id(row.text_opt(14)?)?,
+    })
+}
+
+/// Column list matching [`record_from_row`].
+pub const RECORD_COLUMNS: &str = "kind, id, version, body, created_at, updated_at";
+
+/// A record without its lookups, which live in another table.
+pub fn record_from_row(row: &impl Columns) -> Result<Record, StoreError> {
+    Ok(Record {
+        kind: row.text(0)?,
+        id: row.text(1)?,
+        version: u64::try_from(row.int(2)?).map_err(|_| corrupt("record version", "negative"))?,
+        body: row.text(3)?,
+        lookups: Vec::new(),
+        created_at: ts(row.int(4)?),
+        updated_at: ts(row.int(5)?),
     })
 }
 

@@ -39,6 +39,7 @@ async fn one_idempotency_key_sent_to_two_nodes_applies_once() {
     run(&a, grant("u", 100)).await.unwrap();
     let keyed = || Command {
         op: consume("u", 7),
+        records: Vec::new(),
         idempotency: Some(store::IdempotencyKey {
             key: "pay-1".into(),
             fingerprint: b"same".to_vec(),
@@ -61,6 +62,7 @@ async fn one_idempotency_key_sent_to_two_nodes_applies_once() {
                 fresh += 1;
             }
             Executed::Replayed(response) => assert_eq!(response.status, 200),
+            other => panic!("{other:?}"),
         }
     }
     assert_eq!(fresh, 1);
@@ -154,6 +156,7 @@ async fn expiries_swept_by_several_nodes_are_written_once() {
                     effective_at: None,
                     expires_at: Some(START.plus_secs(60)),
                     metadata: Metadata::empty(),
+                    external_id: None,
                 },
             },
         )

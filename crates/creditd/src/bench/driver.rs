@@ -297,6 +297,7 @@ async fn open_with_credits(store: &dyn Store, id: AccountId) -> anyhow::Result<(
         effective_at: None,
         expires_at: None,
         metadata: Metadata::empty(),
+        external_id: None,
     };
     expect_ok(
         store
@@ -332,7 +333,9 @@ pub enum Client {
 fn from_store(result: Result<Executed, store::StoreError>) -> (Outcome, Option<StoreOutcome>) {
     match result {
         Ok(Executed::Fresh(Ok(outcome))) => (Outcome::Ok, Some(outcome)),
-        Ok(Executed::Fresh(Err(Reject::InsufficientCredits { .. }))) => (Outcome::Rejected, None),
+        Ok(Executed::Fresh(Err(store::Refused::Ledger(Reject::InsufficientCredits {
+            ..
+        })))) => (Outcome::Rejected, None),
         Ok(other) => (Outcome::Error(format!("{other:?}")), None),
         Err(error) => (Outcome::Error(error.to_string()), None),
     }
@@ -363,6 +366,7 @@ impl Client {
                     account,
                     charge: Charge::Amount(Amount::credits(1)),
                     metadata: Metadata::empty(),
+                    external_id: None,
                 };
                 from_store(store.execute(Command::new(op)).await).0
             }
@@ -483,7 +487,7 @@ impl Client {
     }
 }
 
-/// The hold id at the start of a hold's JSON (`{"id":"hold_7",…`).
+/// The first hold id in a hold write's JSON (`{"hold":{"id":"hold_7",…`).
 fn hold_id(body: &[u8]) -> Option<&str> {
     let text = std::str::from_utf8(body).ok()?;
     let start = text.find("\"hold_")? + 1;

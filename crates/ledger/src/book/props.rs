@@ -115,6 +115,7 @@ impl World {
                             effective_at,
                             expires_at,
                             metadata: Metadata::empty(),
+                            external_id: None,
                         },
                         now,
                         ids,
@@ -124,14 +125,7 @@ impl World {
             }
             Step::Consume { micros } => self
                 .book
-                .consume(
-                    Amount::from_micros(micros),
-                    Metadata::empty(),
-                    None,
-                    now,
-                    ids,
-                    out,
-                )
+                .consume(Usage::of(Amount::from_micros(micros)), now, ids, out)
                 .map(drop),
             Step::Hold { micros, ttl } => self
                 .book

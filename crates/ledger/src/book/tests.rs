@@ -60,15 +60,14 @@ impl Fixture {
             effective_at: None,
             expires_at: expires_in.map(|s| self.now.plus_secs(s)),
             metadata: Metadata::empty(),
+            external_id: None,
         })
         .unwrap()
     }
 
     fn consume(&mut self, credits: i64) -> Result<TxId, Reject> {
         self.book.consume(
-            c(credits),
-            Metadata::empty(),
-            None,
+            Usage::of(c(credits)),
             self.now,
             &mut self.ids,
             &mut self.journal,
@@ -238,6 +237,7 @@ fn future_grant_is_not_spendable_until_it_takes_effect() {
             effective_at: Some(f.now.plus_secs(DAY)),
             expires_at: None,
             metadata: Metadata::empty(),
+            external_id: None,
         })
         .unwrap();
     assert_eq!(f.available(), c(0));
@@ -411,6 +411,7 @@ fn grant_that_expires_before_it_takes_effect_or_in_the_past_is_rejected() {
         effective_at: Some(f.now.plus_secs(100)),
         expires_at: Some(f.now.plus_secs(100)),
         metadata: Metadata::empty(),
+        external_id: None,
     };
     assert!(matches!(
         f.grant_with(grant.clone()),
@@ -434,6 +435,7 @@ fn grant_needs_a_positive_amount_and_a_priority_up_to_100() {
         effective_at: None,
         expires_at: None,
         metadata: Metadata::empty(),
+        external_id: None,
     };
     let zero = NewGrant {
         amount: c(0),
@@ -463,6 +465,7 @@ fn grant_beyond_the_account_cap_is_an_overflow() {
         effective_at: None,
         expires_at: None,
         metadata: Metadata::empty(),
+        external_id: None,
     };
     f.grant_with(grant.clone()).unwrap();
     f.grant_with(grant.clone()).unwrap();
@@ -809,6 +812,7 @@ fn future_grant_repays_debt_when_it_takes_effect() {
         effective_at: Some(f.now.plus_secs(DAY)),
         expires_at: None,
         metadata: Metadata::empty(),
+        external_id: None,
     })
     .unwrap();
     assert_eq!(f.balance().debt, c(30));
@@ -852,18 +856,12 @@ fn refund_beyond_the_account_cap_is_an_overflow() {
         effective_at: None,
         expires_at: None,
         metadata: Metadata::empty(),
+        external_id: None,
     };
     f.grant_with(grant.clone()).unwrap();
     let spent = f
         .book
-        .consume(
-            max,
-            Metadata::empty(),
-            None,
-            f.now,
-            &mut f.ids,
-            &mut f.journal,
-        )
+        .consume(Usage::of(max), f.now, &mut f.ids, &mut f.journal)
         .unwrap();
     f.grant_with(grant.clone()).unwrap();
     f.grant_with(grant).unwrap();
@@ -897,6 +895,7 @@ fn a_standing_ends_where_a_lot_expires_or_takes_effect() {
         effective_at: Some(f.now.plus_secs(50)),
         expires_at: None,
         metadata: Metadata::empty(),
+        external_id: None,
     })
     .unwrap();
     let standing = f.book.standing(f.now);

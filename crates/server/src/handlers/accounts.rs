@@ -5,7 +5,7 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use ledger::NewAccount;
+use ledger::{AccountPatch, NewAccount};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use store::Op;
@@ -47,7 +47,52 @@ pub async fn create(
     super::execute(state.store.as_ref(), write, op).await
 }
 
-/// `GET /v1/accounts/{id}`
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateAccount<'a> {
+    #[serde(default, deserialize_with = "present")]
+    name: Option<Option<String>>,
+    #[serde(default, borrow, deserialize_with = "extract::raw")]
+    metadata: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "extract::raw")]
+    overdraft_limit: Option<&'a RawValue>,
+}
+
+/// Tells a field sent as `null` (`Some(None)`) from one not sent (`None`).
+fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// `PATCH /v1/accounts/{account_id}`: changes the name (`null` removes it),
+/// the metadata (replaced whole) or the overdraft limit; what is not sent
+/// stays as it is.
+pub async fn update(
+    State(state): State<Arc<AppState>>,
+    PathParam(id): PathParam,
+    write: Write,
+) -> Result<Response, ApiError> {
+    let account = extract::account_id(&id)?;
+    let body: UpdateAccount = extract::parse_json(&write.body)?;
+    let overdraft_limit = body
+        .overdraft_limit
+        .map(|raw| extract::amount(raw, "overdraft_limit", Sign::NotNegative))
+        .transpose()?;
+    let metadata = body
+        .metadata
+        .map(|raw| extract::metadata(Some(raw)))
+        .transpose()?;
+    let patch = AccountPatch::new(body.name, metadata, overdraft_limit)?;
+    super::execute(
+        state.store.as_ref(),
+        write,
+        Op::UpdateAccount { account, patch },
+    )
+    .await
+}
+
+/// `GET /v1/accounts/{account_id}`
 pub async fn get(
     State(state): State<Arc<AppState>>,
     PathParam(id): PathParam,
@@ -79,7 +124,7 @@ pub struct BalanceQuery {
     at: Option<String>,
 }
 
-/// `GET /v1/accounts/{id}/balance?at=`
+/// `GET /v1/accounts/{account_id}/balance?at=`
 pub async fn balance(
     State(state): State<Arc<AppState>>,
     PathParam(id): PathParam,

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use axum::Extension;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -10,10 +11,10 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use store::Op;
 
-use crate::AppState;
 use crate::error::ApiError;
 use crate::extract::{self, PageQuery, PathParam, Query, Sign, Write};
 use crate::render::{self, GrantView, Page};
+use crate::{AppState, Principal};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -29,9 +30,11 @@ struct CreateGrant<'a> {
     expires_at: Option<String>,
     #[serde(default, borrow, deserialize_with = "extract::raw")]
     metadata: Option<&'a RawValue>,
+    #[serde(default)]
+    external_id: Option<String>,
 }
 
-/// `POST /v1/accounts/{id}/grants`
+/// `POST /v1/accounts/{account_id}/grants`
 pub async fn create(
     State(state): State<Arc<AppState>>,
     PathParam(id): PathParam,
@@ -59,11 +62,12 @@ pub async fn create(
         effective_at: extract::timestamp(body.effective_at.as_deref(), "effective_at")?,
         expires_at: extract::timestamp(body.expires_at.as_deref(), "expires_at")?,
         metadata: extract::metadata(body.metadata)?,
+        external_id: extract::external_id(body.external_id)?,
     };
     super::execute(state.store.as_ref(), write, Op::Grant { account, grant }).await
 }
 
-/// `GET /v1/accounts/{id}/grants`, newest first.
+/// `GET /v1/accounts/{account_id}/grants`, newest first.
 pub async fn list(
     State(state): State<Arc<AppState>>,
     PathParam(id): PathParam,
@@ -82,6 +86,7 @@ pub async fn list(
 /// `GET /v1/grants/{grant_id}`
 pub async fn get(
     State(state): State<Arc<AppState>>,
+    Extension(principal): Extension<Principal>,
     PathParam(id): PathParam,
 ) -> Result<Response, ApiError> {
     let id = extract::numbered_id(&id, LotId::parse, "grant")?;
@@ -90,6 +95,7 @@ pub async fn get(
         .lot(id)
         .await?
         .ok_or(ApiError::Rejected(ledger::Reject::GrantNotFound))?;
+    super::require_visible(&principal, &lot.account, ledger::Reject::GrantNotFound)?;
     Ok(render::json(
         StatusCode::OK,
         &GrantView::new(&lot, state.clock.now()),

@@ -4,37 +4,58 @@ pub mod accounts;
 pub mod features;
 pub mod grants;
 pub mod holds;
+pub mod keys;
 pub mod system;
 pub mod transactions;
 pub mod usage;
 
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::Response;
-use store::{Command, Executed, Op, Store, StoredResponse};
+use store::{Command, Executed, Op, Refused, Store, StoredResponse};
 
 use crate::error::ApiError;
 use crate::extract::Write;
 use crate::render;
 
-/// Sends a write through the store and answers with its rendered outcome,
-/// or with the stored first answer when the idempotency key was seen before.
+/// Sends a write through the store and answers with its rendered outcome;
+/// with the stored first answer when the idempotency key was seen before;
+/// or with the first write's outcome when its external id was. A replay is
+/// marked `Idempotent-Replayed: true`.
 pub async fn execute(store: &dyn Store, write: Write, op: Op) -> Result<Response, ApiError> {
     let command = Command {
         op,
+        records: Vec::new(),
         idempotency: write.idempotency,
     };
     match store.execute(command).await? {
-        Executed::Fresh(Err(ledger::Reject::Inconsistent(detail))) => {
+        Executed::Fresh(Err(Refused::Ledger(ledger::Reject::Inconsistent(detail)))) => {
             Err(ApiError::Internal(detail.to_owned()))
         }
         Executed::Fresh(result) => Ok(stored_response(render::outcome(&result))),
-        Executed::Replayed(stored) => {
-            let mut response = stored_response(stored);
-            response
-                .headers_mut()
-                .insert("idempotent-replayed", HeaderValue::from_static("true"));
-            Ok(response)
-        }
+        Executed::Existing(outcome) => Ok(replayed(render::outcome(&Ok(outcome)))),
+        Executed::Replayed(stored) => Ok(replayed(stored)),
+    }
+}
+
+fn replayed(stored: StoredResponse) -> Response {
+    let mut response = stored_response(stored);
+    response
+        .headers_mut()
+        .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    response
+}
+
+/// Fails as `missing` unless the principal may see `account`'s objects:
+/// another account's object is answered as if it did not exist.
+pub fn require_visible(
+    principal: &crate::Principal,
+    account: &ledger::AccountId,
+    missing: ledger::Reject,
+) -> Result<(), ApiError> {
+    if principal.may_see(account) {
+        Ok(())
+    } else {
+        Err(ApiError::Rejected(missing))
     }
 }
 

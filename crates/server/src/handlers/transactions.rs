@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use axum::Extension;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -10,10 +11,10 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use store::{Op, TxFilter};
 
-use crate::AppState;
 use crate::error::ApiError;
 use crate::extract::{self, PathParam, Query, Sign, Write};
 use crate::render::{self, Page, TransactionView};
+use crate::{AppState, Principal};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -26,7 +27,7 @@ pub struct ListQuery {
     cursor: Option<String>,
 }
 
-/// `GET /v1/accounts/{id}/transactions?type=&from=&to=&limit=&cursor=`, newest first.
+/// `GET /v1/accounts/{account_id}/transactions?type=&from=&to=&limit=&cursor=`, newest first.
 pub async fn list(
     State(state): State<Arc<AppState>>,
     PathParam(id): PathParam,
@@ -66,6 +67,7 @@ fn tx_id(text: &str) -> Result<TxId, ApiError> {
 /// `GET /v1/transactions/{tx_id}`
 pub async fn get(
     State(state): State<Arc<AppState>>,
+    Extension(principal): Extension<Principal>,
     PathParam(id): PathParam,
 ) -> Result<Response, ApiError> {
     let tx = state
@@ -73,6 +75,7 @@ pub async fn get(
         .transaction(tx_id(&id)?)
         .await?
         .ok_or(ApiError::Rejected(ledger::Reject::TransactionNotFound))?;
+    super::require_visible(&principal, &tx.account, ledger::Reject::TransactionNotFound)?;
     Ok(render::json(StatusCode::OK, &TransactionView::new(&tx)))
 }
 

@@ -26,6 +26,8 @@ struct UsageBody<'a> {
     quantity: Option<&'a RawValue>,
     #[serde(default, borrow, deserialize_with = "extract::raw")]
     metadata: Option<&'a RawValue>,
+    #[serde(default)]
+    external_id: Option<String>,
 }
 
 /// Reads `{"amount"}` or `{"feature", "quantity"}`, never both.
@@ -49,7 +51,7 @@ fn charge(body: &UsageBody<'_>) -> Result<(Charge, Metadata), ApiError> {
     Ok((charge, extract::metadata(body.metadata)?))
 }
 
-/// `POST /v1/accounts/{id}/consume`
+/// `POST /v1/accounts/{account_id}/consume`
 pub async fn consume(
     State(state): State<Arc<AppState>>,
     PathParam(id): PathParam,
@@ -62,6 +64,7 @@ pub async fn consume(
         account,
         charge,
         metadata,
+        external_id: extract::external_id(body.external_id)?,
     };
     super::execute(state.store.as_ref(), write, op).await
 }
@@ -73,7 +76,7 @@ struct CheckView {
     available: Decimal,
 }
 
-/// `POST /v1/accounts/{id}/check`: would this consume succeed now? Changes nothing.
+/// `POST /v1/accounts/{account_id}/check`: would this consume succeed now? Changes nothing.
 pub async fn check(
     State(state): State<Arc<AppState>>,
     PathParam(id): PathParam,
@@ -81,6 +84,11 @@ pub async fn check(
 ) -> Result<Response, ApiError> {
     let account = extract::account_id(&id)?;
     let body: UsageBody = extract::parse_json(&write.body)?;
+    if body.external_id.is_some() {
+        return Err(ApiError::InvalidRequest(
+            "a check changes nothing, so it takes no external_id".into(),
+        ));
+    }
     let (charge, _) = charge(&body)?;
     let amount: Amount = match charge {
         Charge::Amount(amount) => amount,

@@ -67,8 +67,8 @@ store_test! {
             let reply = task.await.unwrap();
             match reply.status {
                 StatusCode::CREATED => {
-                    assert_eq!(reply.body["status"], "pending");
-                    pending.push(reply.body["id"].as_str().unwrap().to_owned());
+                    assert_eq!(reply.body["hold"]["status"], "pending");
+                    pending.push(reply.body["hold"]["id"].as_str().unwrap().to_owned());
                 }
                 StatusCode::PAYMENT_REQUIRED => refused += 1,
                 other => panic!("unexpected {other}"),
@@ -110,7 +110,7 @@ store_test! {
                                     json!({"amount": "3"}),
                                 )
                                 .await;
-                            if let Some(id) = hold.body["id"].as_str() {
+                            if let Some(id) = hold.body["hold"]["id"].as_str() {
                                 app.post(&format!("/v1/holds/{id}/commit"), json!({"amount": "4"}))
                                     .await;
                             }

@@ -14,10 +14,12 @@ store_test! {
             )
             .await;
         assert_eq!(hold.status, StatusCode::CREATED, "{hold:?}");
-        assert_eq!(hold.body["status"], "pending");
-        assert_eq!(hold.body["amount"], "30");
-        assert_eq!(hold.body["expires_at"], "2027-01-15T08:02:00.000000Z");
-        let id = hold.body["id"].as_str().unwrap().to_owned();
+        assert_eq!(hold.body["hold"]["status"], "pending");
+        assert_eq!(hold.body["hold"]["amount"], "30");
+        assert_eq!(hold.body["hold"]["expires_at"], "2027-01-15T08:02:00.000000Z");
+        assert_eq!(hold.body["transaction"]["type"], "hold");
+        assert_eq!(hold.body["balance"]["held"], "30");
+        let id = hold.body["hold"]["id"].as_str().unwrap().to_owned();
         let balance = app.balance("u").await;
         assert_eq!(
             (balance["available"].as_str(), balance["held"].as_str()),
@@ -62,7 +64,7 @@ store_test! {
         let hold = app
             .post("/v1/accounts/u/holds", json!({"amount": "30"}))
             .await;
-        let id = hold.body["id"].as_str().unwrap();
+        let id = hold.body["hold"]["id"].as_str().unwrap();
         let commit = app
             .post(&format!("/v1/holds/{id}/commit"), json!({"amount": "80"}))
             .await;
@@ -80,12 +82,14 @@ store_test! {
         let hold = app
             .post("/v1/accounts/u/holds", json!({"amount": "30"}))
             .await;
-        let id = hold.body["id"].as_str().unwrap();
+        let id = hold.body["hold"]["id"].as_str().unwrap();
         let released = app
             .post(&format!("/v1/holds/{id}/release"), json!({}))
             .await;
         assert_eq!(released.status, StatusCode::OK, "{released:?}");
-        assert_eq!(released.body["status"], "released");
+        assert_eq!(released.body["hold"]["status"], "released");
+        assert_eq!(released.body["transaction"]["type"], "hold_release");
+        assert_eq!(released.body["balance"]["available"], "50");
         assert_eq!(app.available("u").await, "50");
         let again = app
             .post(&format!("/v1/holds/{id}/release"), json!({}))
@@ -104,7 +108,7 @@ store_test! {
                 json!({"amount": "20", "ttl_seconds": 60}),
             )
             .await;
-        let id = hold.body["id"].as_str().unwrap();
+        let id = hold.body["hold"]["id"].as_str().unwrap();
         app.clock.advance_secs(60);
         // Before any job runs, it already reads as expired and released.
         let read = app.get(&format!("/v1/holds/{id}")).await;
@@ -151,11 +155,11 @@ store_test! {
             )
             .await;
         assert_eq!(max.status, StatusCode::CREATED);
-        assert_eq!(max.body["expires_at"], "2027-01-16T08:00:00.000000Z");
+        assert_eq!(max.body["hold"]["expires_at"], "2027-01-16T08:00:00.000000Z");
         let default = app
             .post("/v1/accounts/u/holds", json!({"amount": "1"}))
             .await;
-        assert_eq!(default.body["expires_at"], "2027-01-15T08:15:00.000000Z");
+        assert_eq!(default.body["hold"]["expires_at"], "2027-01-15T08:15:00.000000Z");
     }
 }
 

@@ -82,7 +82,7 @@ store_test! {
         let spent = twice(&app, "/v1/accounts/u/consume", "k-consume", json!({"amount": "1"})).await;
         let tx = spent.body["transaction"]["id"].as_str().unwrap();
         let hold = twice(&app, "/v1/accounts/u/holds", "k-hold", json!({"amount": "5"})).await;
-        let hold = hold.body["id"].as_str().unwrap();
+        let hold = hold.body["hold"]["id"].as_str().unwrap();
         twice(
             &app,
             &format!("/v1/holds/{hold}/commit"),
@@ -91,7 +91,7 @@ store_test! {
         )
         .await;
         let other = twice(&app, "/v1/accounts/u/holds", "k-hold-2", json!({"amount": "3"})).await;
-        let other = other.body["id"].as_str().unwrap();
+        let other = other.body["hold"]["id"].as_str().unwrap();
         twice(&app, &format!("/v1/holds/{other}/release"), "k-release", json!({})).await;
         twice(
             &app,

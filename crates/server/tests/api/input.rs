@@ -187,7 +187,7 @@ store_test! {
         let hold = app
             .post("/v1/accounts/u/holds", json!({"amount": "2"}))
             .await;
-        let id = hold.body["id"].as_str().unwrap();
+        let id = hold.body["hold"]["id"].as_str().unwrap();
         refused(
             &app,
             Method::POST,

@@ -123,7 +123,7 @@ store_test! {
         let metrics = app.get("/metrics").await.text;
         assert!(
             metrics.contains(
-                r#"creditd_http_requests_total{method="POST",route="/v1/accounts/{id}/consume",status="200"} 1"#
+                r#"creditd_http_requests_total{method="POST",route="/v1/accounts/{account_id}/consume",status="200"} 1"#
             ),
             "{metrics}"
         );

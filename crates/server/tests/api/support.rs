@@ -5,7 +5,7 @@ use std::sync::Arc;
 use ledger::Timestamp;
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{Value, json};
-use server::{AppState, KeyHash};
+use server::{AppState, KeyHash, Keys};
 use store::postgres::{PostgresOptions, PostgresStore};
 use store::sqlite::{SqliteOptions, SqliteStore};
 use store::{ManualClock, Store};
@@ -111,13 +111,13 @@ impl TestApp {
         let state = Arc::new(AppState::new(
             store,
             Arc::new(clock.clone()),
-            KeyHash::of(KEY),
+            Keys::new(Some(KeyHash::of(KEY))),
         ));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let server = tokio::spawn(server::serve(
             listener,
-            state.clone(),
+            server::router(state.clone(), Vec::new()),
             std::future::pending(),
         ));
         TestApp {

@@ -22,6 +22,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
 
+use crate::records::{Record, RecordQuery};
 use crate::{
     AuditReport, BoxFuture, Clock, Command, DueAccounts, Executed, Store, StoreError, StoreStats,
     TxFilter,
@@ -30,7 +31,13 @@ use writer::{Job, Writer};
 
 /// Migrations, in order; each runs once, under an advisory lock so that
 /// nodes starting together do not race.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("migrations/0001_ledger.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("migrations/0001_ledger.sql")),
+    (
+        2,
+        include_str!("migrations/0002_records_and_external_ids.sql"),
+    ),
+];
 
 /// The advisory lock key that serializes migrations across nodes.
 const MIGRATION_LOCK: i64 = 0x0063_7265_6469_7464; // "creditd" in ASCII
@@ -422,21 +429,28 @@ impl Store for PostgresStore {
         })
     }
 
-    fn setting(&self, key: &'static str) -> BoxFuture<'_, Result<Option<String>, StoreError>> {
+    fn record(
+        &self,
+        kind: String,
+        id: String,
+    ) -> BoxFuture<'_, Result<Option<Record>, StoreError>> {
         Box::pin(async move {
-            let c = self.client().await?;
-            read::setting(&c, key).await
+            let mut client = self.client().await?;
+            // The record and its lookups from one snapshot.
+            let tx = read::snapshot(&mut client).await?;
+            let record = read::record(&tx, &kind, &id).await?;
+            tx.commit().await.map_err(pg_error)?;
+            Ok(record)
         })
     }
 
-    fn init_setting(
-        &self,
-        key: &'static str,
-        value: String,
-    ) -> BoxFuture<'_, Result<String, StoreError>> {
+    fn records(&self, query: RecordQuery) -> BoxFuture<'_, Result<Vec<Record>, StoreError>> {
         Box::pin(async move {
-            let c = self.client().await?;
-            read::init_setting(&c, key, &value).await
+            let mut client = self.client().await?;
+            let tx = read::snapshot(&mut client).await?;
+            let records = read::records(&tx, &query).await?;
+            tx.commit().await.map_err(pg_error)?;
+            Ok(records)
         })
     }
 

@@ -7,13 +7,15 @@ use ledger::{
     Account, AccountId, Book, Feature, FeatureId, Hold, HoldId, Lot, LotId, Timestamp, Transaction,
     TxId, audit_account,
 };
+
+use crate::records::{Lookup, RECORD_PAGE_MAX, Record, RecordFilter, RecordQuery};
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
 use super::pg_error;
 use crate::rows::{
-    ACCOUNT_COLUMNS, HOLD_COLUMNS, LOT_COLUMNS, TX_COLUMNS, account_from_row, feature_from_row,
-    hold_from_row, lot_from_row, tx_from_row,
+    ACCOUNT_COLUMNS, HOLD_COLUMNS, LOT_COLUMNS, RECORD_COLUMNS, TX_COLUMNS, account_from_row,
+    feature_from_row, hold_from_row, lot_from_row, record_from_row, tx_from_row,
 };
 use crate::{AuditReport, StoreError, StoredResponse, TxFilter};
 
@@ -180,13 +182,7 @@ pub async fn book_snapshot(
     {
         return Ok(book);
     }
-    let tx = client
-        .build_transaction()
-        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-        .read_only(true)
-        .start()
-        .await
-        .map_err(pg_error)?;
+    let tx = snapshot(client).await?;
     let book = match at {
         None => book_now(&tx, id).await?,
         Some(at) => book_at(&tx, id, at).await?,
@@ -195,9 +191,22 @@ pub async fn book_snapshot(
     Ok(book)
 }
 
+/// A read-only transaction whose statements all see one snapshot.
+pub async fn snapshot(
+    client: &mut deadpool_postgres::Client,
+) -> Result<deadpool_postgres::Transaction<'_>, StoreError> {
+    client
+        .build_transaction()
+        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await
+        .map_err(pg_error)
+}
+
 /// The account, its live lots and its pending holds as one statement, so
 /// that they come from one snapshot with no transaction around them: a row's
-/// first column says which it is, and its columns start at 1, 7 or 18.
+/// first column says which it is, and its columns start at 1, 7 or 19.
 fn book_sql() -> &'static str {
     static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     SQL.get_or_init(|| {
@@ -205,7 +214,7 @@ fn book_sql() -> &'static str {
                                      NULL::int8";
         const LOT_NULLS: &str = "NULL::int8, NULL::text, NULL::text, NULL::int8, NULL::int8, \
                                  NULL::int8, NULL::int8, NULL::int8, NULL::int8, NULL::int8, \
-                                 NULL::text";
+                                 NULL::text, NULL::text";
         const HOLD_NULLS: &str = "NULL::int8, NULL::text, NULL::int8, NULL::text, NULL::text, \
                                   NULL::int8, NULL::int8, NULL::int8, NULL::int8, NULL::text";
         format!(
@@ -256,7 +265,7 @@ async fn book_in_one_round_trip(
         match kind {
             0 => account = Some(account_from_row(&Shifted { row: &row, by: 1 })?),
             1 => lots.push(lot_from_row(&Shifted { row: &row, by: 7 })?),
-            2 => holds.push(hold_from_row(&Shifted { row: &row, by: 18 })?),
+            2 => holds.push(hold_from_row(&Shifted { row: &row, by: 19 })?),
             other => return Err(StoreError::Corrupt(format!("book row of kind {other}"))),
         }
     }
@@ -375,39 +384,123 @@ pub async fn prune_idempotency(
     }
 }
 
-pub async fn setting(c: &impl GenericClient, key: &str) -> Result<Option<String>, StoreError> {
-    let rows = rows(c, "SELECT value FROM settings WHERE key = $1", &[&key]).await?;
-    rows.first()
-        .map(|r| r.try_get(0).map_err(|e| StoreError::Corrupt(e.to_string())))
-        .transpose()
-}
-
-pub async fn init_setting(
+/// Fills in the lookups of records read together.
+pub async fn with_lookups(
     c: &impl GenericClient,
-    key: &str,
-    value: &str,
-) -> Result<String, StoreError> {
-    rows(
+    mut records: Vec<Record>,
+) -> Result<Vec<Record>, StoreError> {
+    if records.is_empty() {
+        return Ok(records);
+    }
+    let kinds: Vec<&str> = records.iter().map(|r| r.kind.as_str()).collect();
+    let ids: Vec<&str> = records.iter().map(|r| r.id.as_str()).collect();
+    let found = rows(
         c,
-        "INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
-        &[&key, &value],
+        "SELECT l.kind, l.id, l.name, l.value, l.is_unique \
+         FROM UNNEST($1::text[], $2::text[]) AS r(kind, id) \
+         JOIN record_lookups l ON l.kind = r.kind AND l.id = r.id \
+         ORDER BY l.kind, l.id, l.name, l.value",
+        &[&kinds, &ids],
     )
     .await?;
-    setting(c, key)
-        .await?
-        .ok_or_else(|| StoreError::Internal(format!("setting {key} vanished")))
+    let mut by_record: HashMap<(String, String), Vec<Lookup>> = HashMap::new();
+    for row in &found {
+        let get = |i: usize| -> Result<String, StoreError> {
+            row.try_get(i)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))
+        };
+        by_record
+            .entry((get(0)?, get(1)?))
+            .or_default()
+            .push(Lookup {
+                name: get(2)?,
+                value: get(3)?,
+                unique: row
+                    .try_get(4)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            });
+    }
+    for record in &mut records {
+        if let Some(lookups) = by_record.remove(&(record.kind.clone(), record.id.clone())) {
+            record.lookups = lookups;
+        }
+    }
+    Ok(records)
+}
+
+pub async fn record(
+    c: &impl GenericClient,
+    kind: &str,
+    id: &str,
+) -> Result<Option<Record>, StoreError> {
+    let sql = format!("SELECT {RECORD_COLUMNS} FROM records WHERE kind = $1 AND id = $2");
+    let found = map(rows(c, &sql, &[&kind, &id]).await?, record_from_row)?;
+    Ok(with_lookups(c, found).await?.pop())
+}
+
+pub async fn records(
+    c: &impl GenericClient,
+    query: &RecordQuery,
+) -> Result<Vec<Record>, StoreError> {
+    let limit = query.limit.min(RECORD_PAGE_MAX) as i64;
+    let after = query.after.as_ref().map_or("", |c| c.id.as_str());
+    let key = query.after.as_ref().map(|c| c.key.as_str());
+    let kind = query.kind.as_str();
+    let columns = "r.kind, r.id, r.version, r.body, r.created_at, r.updated_at";
+    let found = match &query.filter {
+        RecordFilter::All => {
+            let sql = format!(
+                "SELECT {RECORD_COLUMNS} FROM records WHERE kind = $1 AND id > $2 \
+                 ORDER BY id LIMIT $3"
+            );
+            rows(c, &sql, &[&kind, &after, &limit]).await?
+        }
+        RecordFilter::Equals { name, value } => {
+            let sql = format!(
+                "SELECT {columns} FROM record_lookups l JOIN records r \
+                   ON r.kind = l.kind AND r.id = l.id \
+                 WHERE l.kind = $1 AND l.name = $2 AND l.value = $3 AND l.id > $4 \
+                 ORDER BY l.id LIMIT $5"
+            );
+            rows(c, &sql, &[&kind, name, value, &after, &limit]).await?
+        }
+        RecordFilter::Range { name, from, to } => {
+            // Past the cursor: a later value, or the same value and a later id.
+            let sql = format!(
+                "SELECT {columns} FROM record_lookups l JOIN records r \
+                   ON r.kind = l.kind AND r.id = l.id \
+                 WHERE l.kind = $1 AND l.name = $2 \
+                   AND ($3::text IS NULL OR l.value >= $3) AND ($4::text IS NULL OR l.value < $4) \
+                   AND ($5::text IS NULL OR l.value > $5 OR (l.value = $5 AND l.id > $6)) \
+                 ORDER BY l.value, l.id LIMIT $7"
+            );
+            rows(c, &sql, &[&kind, name, from, to, &key, &after, &limit]).await?
+        }
+        RecordFilter::ChangedSince(since) => {
+            let after_at: Option<i64> = key
+                .map(str::parse)
+                .transpose()
+                .map_err(|_| StoreError::Internal("a bad record cursor".into()))?;
+            let sql = format!(
+                "SELECT {RECORD_COLUMNS} FROM records WHERE kind = $1 AND updated_at >= $2 \
+                   AND ($3::int8 IS NULL OR updated_at > $3 OR (updated_at = $3 AND id > $4)) \
+                 ORDER BY updated_at, id LIMIT $5"
+            );
+            rows(
+                c,
+                &sql,
+                &[&kind, &since.micros(), &after_at, &after, &limit],
+            )
+            .await?
+        }
+    };
+    with_lookups(c, map(found, record_from_row)?).await
 }
 
 /// Checks every account against its whole journal, from one snapshot, one
 /// page of accounts at a time.
 pub async fn audit(client: &mut deadpool_postgres::Client) -> Result<AuditReport, StoreError> {
-    let tx = client
-        .build_transaction()
-        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-        .read_only(true)
-        .start()
-        .await
-        .map_err(pg_error)?;
+    let tx = snapshot(client).await?;
     let mut report = AuditReport::default();
     let mut after: Option<AccountId> = None;
     let lots_sql = format!("SELECT {LOT_COLUMNS} FROM lots WHERE account_id = ANY($1)");

@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 
 use deadpool_postgres::Pool;
 use ledger::{
-    Account, AccountId, Amount, Book, Feature, FeatureId, Hold, HoldId, IdSource, Lot, LotId,
-    Origin, Timestamp, Transaction, TxId,
+    Account, AccountId, Amount, Book, ExternalId, Feature, FeatureId, Hold, HoldId, IdSource, Lot,
+    LotId, Origin, Timestamp, Transaction, TxId,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::Client;
@@ -32,9 +32,10 @@ use super::read::{assemble_books, missing_leg_lots, stored_responses};
 use super::{pg_error, pool_error};
 use crate::batch::{Batch, Source, Writes};
 use crate::codec::{encode_legs, encode_postings, encode_sources, usage_of};
+use crate::records::{Lookup, Record, RecordWrite};
 use crate::rows::{
-    ACCOUNT_COLUMNS, HOLD_COLUMNS, LOT_COLUMNS, TX_COLUMNS, account_from_row, feature_from_row,
-    hold_from_row, lot_from_row, tx_from_row,
+    ACCOUNT_COLUMNS, HOLD_COLUMNS, LOT_COLUMNS, RECORD_COLUMNS, TX_COLUMNS, account_from_row,
+    feature_from_row, hold_from_row, lot_from_row, record_from_row, tx_from_row,
 };
 use crate::{Charge, Clock, Command, Executed, Op, StoreError, StoreStats, StoredResponse};
 
@@ -219,6 +220,12 @@ struct Named {
     keys: Vec<(String, Vec<u8>)>,
     lot_ids: usize,
     hold_ids: usize,
+    /// (account, external id) of grants and consumes that name one.
+    externals: BTreeSet<(String, String)>,
+    /// (kind, id) of records written.
+    records: BTreeSet<(String, String)>,
+    /// (kind, name, value) of unique lookups records are written with.
+    lookups: BTreeSet<(String, String, String)>,
 }
 
 impl Named {
@@ -229,20 +236,51 @@ impl Named {
             if let Some(key) = &command.idempotency {
                 keys.entry(&key.key).or_insert(&key.fingerprint);
             }
+            let own = match &command.op {
+                Op::Record(write) => Some(write),
+                _ => None,
+            };
+            for write in own.into_iter().chain(&command.records) {
+                let (kind, id) = write.key();
+                named.records.insert((kind.to_owned(), id.to_owned()));
+                if let RecordWrite::Put { lookups, .. } = write {
+                    for Lookup { name, value, .. } in lookups.iter().filter(|l| l.unique) {
+                        named
+                            .lookups
+                            .insert((kind.to_owned(), name.clone(), value.clone()));
+                    }
+                }
+            }
             match &command.op {
                 Op::CreateAccount(new) => {
                     named.accounts.insert(new.id.to_string());
                 }
-                Op::Grant { account, .. } => {
+                Op::UpdateAccount { account, .. } => {
+                    named.accounts.insert(account.to_string());
+                }
+                Op::Grant { account, grant } => {
                     named.accounts.insert(account.to_string());
                     named.lot_ids += 1;
+                    if let Some(external) = &grant.external_id {
+                        named
+                            .externals
+                            .insert((account.to_string(), external.to_string()));
+                    }
                 }
                 Op::Consume {
-                    account, charge, ..
+                    account,
+                    charge,
+                    external_id,
+                    ..
                 } => {
                     named.accounts.insert(account.to_string());
                     if let Charge::Feature { feature, .. } = charge {
                         named.features.insert(feature.to_string());
+                    }
+                    if let Some(external) = external_id {
+                        named
+                            .externals
+                            .insert((account.to_string(), external.to_string()));
                     }
                 }
                 Op::Hold { account, .. } => {
@@ -262,7 +300,7 @@ impl Named {
                     named.transactions.insert(tx.0);
                     named.lot_ids += 1;
                 }
-                Op::PutFeature(_) => {}
+                Op::PutFeature(_) | Op::Record(_) => {}
             }
         }
         let mut keys: Vec<(String, Vec<u8>)> = keys
@@ -293,7 +331,7 @@ struct Statements {
     allocate_ids: tokio_postgres::Statement,
     lots_by_id: tokio_postgres::Statement,
     insert_accounts: tokio_postgres::Statement,
-    update_debts: tokio_postgres::Statement,
+    update_accounts: tokio_postgres::Statement,
     insert_lots: tokio_postgres::Statement,
     update_lots: tokio_postgres::Statement,
     upsert_holds: tokio_postgres::Statement,
@@ -301,6 +339,24 @@ struct Statements {
     upsert_features: tokio_postgres::Statement,
     keep_responses: tokio_postgres::Statement,
     release_keys: tokio_postgres::Statement,
+    externals: tokio_postgres::Statement,
+    external_lots: tokio_postgres::Statement,
+    records: tokio_postgres::Statement,
+    record_lookups: tokio_postgres::Statement,
+    lookup_owners: tokio_postgres::Statement,
+    forget_lookups: tokio_postgres::Statement,
+    upsert_records: tokio_postgres::Statement,
+    delete_records: tokio_postgres::Statement,
+    insert_lookups: tokio_postgres::Statement,
+}
+
+/// A column list with every column prefixed by a table's alias.
+fn qualified(columns: &str, alias: &str) -> String {
+    columns
+        .split(',')
+        .map(|c| format!("{alias}.{}", c.trim()))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The SQL of the writers' statements, in the order of [`Statements`]'s fields.
@@ -357,15 +413,18 @@ pub(crate) fn writer_sql() -> &'static [String] {
             // insert_accounts
             "INSERT INTO accounts (id, name, metadata, overdraft_limit, debt, created_at) \
              SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int8[], $5::int8[], $6::int8[])".to_owned(),
-            // update_debts
-            "UPDATE accounts a SET debt = u.debt \
-             FROM UNNEST($1::text[], $2::int8[]) AS u(id, debt) WHERE a.id = u.id".to_owned(),
+            // update_accounts
+            "UPDATE accounts a SET name = u.name, metadata = u.metadata, \
+                 overdraft_limit = u.overdraft_limit, debt = u.debt \
+             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int8[], $5::int8[]) \
+                 AS u(id, name, metadata, overdraft_limit, debt) WHERE a.id = u.id".to_owned(),
             // insert_lots
             "INSERT INTO lots (id, account_id, source, priority, amount, remaining, effective_at, \
-                               expires_at, voided_at, created_at, metadata, live) \
+                               expires_at, voided_at, created_at, metadata, external_id, live) \
              SELECT *, r > 0 FROM UNNEST($1::int8[], $2::text[], $3::text[], $4::int8[], $5::int8[], \
-                                  $6::int8[], $7::int8[], $8::int8[], $9::int8[], $10::int8[], $11::text[]) \
-                        AS u(i, a, s, p, m, r, e, x, v, c, d)"
+                                  $6::int8[], $7::int8[], $8::int8[], $9::int8[], $10::int8[], $11::text[], \
+                                  $12::text[]) \
+                        AS u(i, a, s, p, m, r, e, x, v, c, d, ext)"
                 .to_owned(),
             // update_lots
             "UPDATE lots l SET remaining = u.r, voided_at = u.v, live = u.r > 0 \
@@ -381,10 +440,10 @@ pub(crate) fn writer_sql() -> &'static [String] {
             // insert_transactions
             "INSERT INTO transactions (id, account_id, kind, amount, usage, balance_after, \
                  postings, sources, created_at, metadata, lot_id, hold_id, refund_of, \
-                 feature_id, quantity) \
+                 feature_id, quantity, external_id, external_digest) \
              SELECT * FROM UNNEST($1::int8[], $2::text[], $3::text[], $4::int8[], $5::int8[], \
                  $6::int8[], $7::text[], $8::text[], $9::int8[], $10::text[], $11::int8[], \
-                 $12::int8[], $13::int8[], $14::text[], $15::int8[])".to_owned(),
+                 $12::int8[], $13::int8[], $14::text[], $15::int8[], $16::text[], $17::text[])".to_owned(),
             // upsert_features
             "INSERT INTO features (id, credits_per_unit, updated_at) \
              SELECT * FROM UNNEST($1::text[], $2::int8[], $3::int8[]) \
@@ -397,6 +456,58 @@ pub(crate) fn writer_sql() -> &'static [String] {
              WHERE k.key = u.key".to_owned(),
             // release_keys
             "DELETE FROM idempotency_keys WHERE key = ANY($1)".to_owned(),
+            // externals
+            format!(
+                "SELECT {}, t.external_digest \
+                 FROM UNNEST($1::text[], $2::text[]) AS u(a, e) \
+                 JOIN transactions t ON t.account_id = u.a AND t.external_id = u.e \
+                 WHERE t.external_id IS NOT NULL",
+                qualified(TX_COLUMNS, "t")
+            ),
+            // external_lots
+            format!(
+                "SELECT {} FROM UNNEST($1::text[], $2::text[]) AS u(a, e) \
+                 JOIN transactions t ON t.account_id = u.a AND t.external_id = u.e \
+                 JOIN lots l ON l.id = t.lot_id \
+                 WHERE t.external_id IS NOT NULL",
+                qualified(LOT_COLUMNS, "l")
+            ),
+            // records
+            format!(
+                "SELECT {} FROM UNNEST($1::text[], $2::text[]) AS u(k, i) \
+                 JOIN records r ON r.kind = u.k AND r.id = u.i",
+                qualified(RECORD_COLUMNS, "r")
+            ),
+            // record_lookups
+            "SELECT l.kind, l.id, l.name, l.value, l.is_unique \
+             FROM UNNEST($1::text[], $2::text[]) AS u(k, i) \
+             JOIN record_lookups l ON l.kind = u.k AND l.id = u.i"
+                .to_owned(),
+            // lookup_owners
+            "SELECT l.kind, l.name, l.value, l.id \
+             FROM UNNEST($1::text[], $2::text[], $3::text[]) AS u(k, n, v) \
+             JOIN record_lookups l ON l.kind = u.k AND l.name = u.n AND l.value = u.v \
+             WHERE l.is_unique"
+                .to_owned(),
+            // forget_lookups
+            "DELETE FROM record_lookups l USING UNNEST($1::text[], $2::text[]) AS u(k, i) \
+             WHERE l.kind = u.k AND l.id = u.i"
+                .to_owned(),
+            // upsert_records
+            "INSERT INTO records (kind, id, version, body, created_at, updated_at) \
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::int8[], $4::text[], $5::int8[], \
+                                  $6::int8[]) \
+             ON CONFLICT (kind, id) DO UPDATE SET version = EXCLUDED.version, \
+                 body = EXCLUDED.body, updated_at = EXCLUDED.updated_at"
+                .to_owned(),
+            // delete_records
+            "DELETE FROM records r USING UNNEST($1::text[], $2::text[]) AS u(k, i) \
+             WHERE r.kind = u.k AND r.id = u.i"
+                .to_owned(),
+            // insert_lookups
+            "INSERT INTO record_lookups (kind, name, value, id, is_unique) \
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bool[])"
+                .to_owned(),
         ]
     })
 }
@@ -424,7 +535,7 @@ async fn statements(client: &deadpool_postgres::Client) -> Result<Statements, Fa
         allocate_ids: next(),
         lots_by_id: next(),
         insert_accounts: next(),
-        update_debts: next(),
+        update_accounts: next(),
         insert_lots: next(),
         update_lots: next(),
         upsert_holds: next(),
@@ -432,6 +543,15 @@ async fn statements(client: &deadpool_postgres::Client) -> Result<Statements, Fa
         upsert_features: next(),
         keep_responses: next(),
         release_keys: next(),
+        externals: next(),
+        external_lots: next(),
+        records: next(),
+        record_lookups: next(),
+        lookup_owners: next(),
+        forget_lookups: next(),
+        upsert_records: next(),
+        delete_records: next(),
+        insert_lookups: next(),
     })
 }
 
@@ -539,7 +659,20 @@ async fn attempt_batch(
     // settling an account that has expiries due needs more, found out below.
     let tx_estimate = (commands.len() + named.lot_ids + accounts.len()) as i64;
     let (lot_ids, hold_ids) = (named.lot_ids as i64, named.hold_ids as i64);
-    let lock_keys = lock_keys(&accounts);
+    let lock_keys = lock_keys(&accounts, &named.records, &named.lookups);
+    let (ext_accounts, ext_ids): (Vec<&str>, Vec<&str>) = named
+        .externals
+        .iter()
+        .map(|(a, e)| (a.as_str(), e.as_str()))
+        .unzip();
+    let (record_kinds, record_ids): (Vec<&str>, Vec<&str>) = named
+        .records
+        .iter()
+        .map(|(k, i)| (k.as_str(), i.as_str()))
+        .unzip();
+    let lookup_kinds: Vec<&str> = named.lookups.iter().map(|l| l.0.as_str()).collect();
+    let lookup_names: Vec<&str> = named.lookups.iter().map(|l| l.1.as_str()).collect();
+    let lookup_values: Vec<&str> = named.lookups.iter().map(|l| l.2.as_str()).collect();
     let mut second = Pipeline::default();
     if !looks_up {
         second.begin(pg);
@@ -557,6 +690,31 @@ async fn attempt_batch(
         pg.query(&st.allocate_ids, &[&tx_estimate, &lot_ids, &hold_ids])
             .await
     });
+    let external_rows = (!ext_ids.is_empty())
+        .then(|| second.push(async { pg.query(&st.externals, &[&ext_accounts, &ext_ids]).await }));
+    let external_lot_rows = (!ext_ids.is_empty()).then(|| {
+        second.push(async {
+            pg.query(&st.external_lots, &[&ext_accounts, &ext_ids])
+                .await
+        })
+    });
+    let record_rows = (!record_ids.is_empty())
+        .then(|| second.push(async { pg.query(&st.records, &[&record_kinds, &record_ids]).await }));
+    let record_lookup_rows = (!record_ids.is_empty()).then(|| {
+        second.push(async {
+            pg.query(&st.record_lookups, &[&record_kinds, &record_ids])
+                .await
+        })
+    });
+    let owner_rows = (!lookup_values.is_empty()).then(|| {
+        second.push(async {
+            pg.query(
+                &st.lookup_owners,
+                &[&lookup_kinds, &lookup_names, &lookup_values],
+            )
+            .await
+        })
+    });
     let mut answers2 = second.run().await?;
     let (locked, lot_rows, hold_rows, id_rows) = (
         answers2.take(Some(locked)),
@@ -566,6 +724,11 @@ async fn attempt_batch(
     );
     let named_hold_rows = answers2.take(named_hold_rows);
     let refunded_rows = answers2.take(refunded_rows);
+    let external_rows = answers2.take(external_rows);
+    let external_lot_rows = answers2.take(external_lot_rows);
+    let record_rows = answers2.take(record_rows);
+    let record_lookup_rows = answers2.take(record_lookup_rows);
+    let owner_rows = answers2.take(owner_rows);
     let locked: Vec<Account> = locked
         .iter()
         .map(account_from_row)
@@ -584,11 +747,64 @@ async fn attempt_batch(
             lots.push(lot_from_row(&row)?);
         }
     }
-    let named_lots: HashMap<LotId, Lot> = lots
+    let mut named_lots: HashMap<LotId, Lot> = lots
         .iter()
         .filter(|l| named.lots.contains(&l.id.0) || extra_lots.contains(&l.id.0))
         .map(|l| (l.id, l.clone()))
         .collect();
+    for row in &external_lot_rows {
+        let lot = lot_from_row(row)?;
+        named_lots.insert(lot.id, lot);
+    }
+    // Past the transaction columns: the digest.
+    let digest_at = TX_COLUMNS.split(',').count();
+    let mut externals: HashMap<(AccountId, ExternalId), Option<(Transaction, String)>> = named
+        .externals
+        .iter()
+        .filter_map(|(a, e)| {
+            Some((
+                (AccountId::parse(a).ok()?, ExternalId::parse(e).ok()?),
+                None,
+            ))
+        })
+        .collect();
+    for row in &external_rows {
+        let tx = tx_from_row(row)?;
+        let digest: String = row.try_get(digest_at).map_err(corrupt)?;
+        let external = tx
+            .external_id
+            .clone()
+            .ok_or_else(|| StoreError::Corrupt(format!("{} lost its external id", tx.id)))?;
+        externals.insert((tx.account.clone(), external), Some((tx, digest)));
+    }
+    let mut records: HashMap<(String, String), Option<Record>> = named
+        .records
+        .iter()
+        .map(|key| (key.clone(), None))
+        .collect();
+    for row in &record_rows {
+        let record = record_from_row(row)?;
+        records.insert((record.kind.clone(), record.id.clone()), Some(record));
+    }
+    for row in &record_lookup_rows {
+        let text = |i: usize| -> Result<String, StoreError> { row.try_get(i).map_err(corrupt) };
+        if let Some(Some(record)) = records.get_mut(&(text(0)?, text(1)?)) {
+            record.lookups.push(Lookup {
+                name: text(2)?,
+                value: text(3)?,
+                unique: row.try_get(4).map_err(corrupt)?,
+            });
+        }
+    }
+    let mut owners: HashMap<(String, String, String), Option<String>> = named
+        .lookups
+        .iter()
+        .map(|key| (key.clone(), None))
+        .collect();
+    for row in &owner_rows {
+        let text = |i: usize| -> Result<String, StoreError> { row.try_get(i).map_err(corrupt) };
+        owners.insert((text(0)?, text(1)?, text(2)?), Some(text(3)?));
+    }
     let mut refunded: HashMap<TxId, Amount> =
         txs.iter().map(|t| (TxId(*t), Amount::ZERO)).collect();
     for row in &refunded_rows {
@@ -607,6 +823,9 @@ async fn attempt_batch(
         refunded,
         features,
         stored,
+        externals,
+        records,
+        owners,
     };
     for row in &named_hold_rows {
         let hold = hold_from_row(row)?;
@@ -700,6 +919,9 @@ struct Prefetched {
     refunded: HashMap<TxId, Amount>,
     features: HashMap<FeatureId, Option<Feature>>,
     stored: HashMap<String, (Vec<u8>, StoredResponse)>,
+    externals: HashMap<(AccountId, ExternalId), Option<(Transaction, String)>>,
+    records: HashMap<(String, String), Option<Record>>,
+    owners: HashMap<(String, String, String), Option<String>>,
 }
 
 fn not_prefetched(what: String) -> StoreError {
@@ -755,6 +977,33 @@ impl Source for Prefetched {
     ) -> Result<Option<(Vec<u8>, StoredResponse)>, StoreError> {
         Ok(self.stored.get(key).cloned())
     }
+    fn external(
+        &mut self,
+        account: &AccountId,
+        id: &ExternalId,
+    ) -> Result<Option<(Transaction, String)>, StoreError> {
+        self.externals
+            .get(&(account.clone(), id.clone()))
+            .cloned()
+            .ok_or_else(|| not_prefetched(format!("external id {id} of {account}")))
+    }
+    fn record(&mut self, kind: &str, id: &str) -> Result<Option<Record>, StoreError> {
+        self.records
+            .get(&(kind.to_owned(), id.to_owned()))
+            .cloned()
+            .ok_or_else(|| not_prefetched(format!("record {kind}/{id}")))
+    }
+    fn lookup_owner(
+        &mut self,
+        kind: &str,
+        name: &str,
+        value: &str,
+    ) -> Result<Option<String>, StoreError> {
+        self.owners
+            .get(&(kind.to_owned(), name.to_owned(), value.to_owned()))
+            .cloned()
+            .ok_or_else(|| not_prefetched(format!("lookup {kind}/{name}")))
+    }
 }
 
 /// Sends every write and `COMMIT` in one round trip. Each bulk write is one
@@ -780,6 +1029,17 @@ async fn write_and_commit(
     let a_created: Vec<i64> = new_accounts.iter().map(|a| a.created_at.micros()).collect();
 
     let d_ids: Vec<&str> = writes.accounts.iter().map(|a| a.id.as_str()).collect();
+    let d_names: Vec<Option<&str>> = writes.accounts.iter().map(|a| a.name.as_deref()).collect();
+    let d_meta: Vec<&str> = writes
+        .accounts
+        .iter()
+        .map(|a| a.metadata.as_str())
+        .collect();
+    let d_overdraft: Vec<i64> = writes
+        .accounts
+        .iter()
+        .map(|a| a.overdraft_limit.micros())
+        .collect();
     let d_debt: Vec<i64> = writes.accounts.iter().map(|a| a.debt.micros()).collect();
 
     let (new_lots, changed_lots): (Vec<&Lot>, Vec<&Lot>) = writes
@@ -804,6 +1064,10 @@ async fn write_and_commit(
         .collect();
     let l_created: Vec<i64> = l.iter().map(|x| x.created_at.micros()).collect();
     let l_meta: Vec<&str> = l.iter().map(|x| x.metadata.as_str()).collect();
+    let l_ext: Vec<Option<&str>> = l
+        .iter()
+        .map(|x| x.external_id.as_ref().map(ExternalId::as_str))
+        .collect();
     let u_id: Vec<i64> = changed_lots.iter().map(|x| x.id.0).collect();
     let u_remaining: Vec<i64> = changed_lots.iter().map(|x| x.remaining.micros()).collect();
     let u_voided: Vec<Option<i64>> = changed_lots
@@ -851,6 +1115,47 @@ async fn write_and_commit(
         .iter()
         .map(|x| x.feature.as_ref().map(|(_, q)| q.micros()))
         .collect();
+    let t_ext: Vec<Option<&str>> = t
+        .iter()
+        .map(|x| x.external_id.as_ref().map(ExternalId::as_str))
+        .collect();
+    let t_digest: Vec<Option<&str>> = t
+        .iter()
+        .map(|x| writes.external_digests.get(&x.id).map(String::as_str))
+        .collect();
+
+    let r_kind: Vec<&str> = writes
+        .records
+        .iter()
+        .map(|((k, _), _)| k.as_str())
+        .collect();
+    let r_id: Vec<&str> = writes
+        .records
+        .iter()
+        .map(|((_, i), _)| i.as_str())
+        .collect();
+    let stored: Vec<&Record> = writes.records.iter().filter_map(|(_, r)| *r).collect();
+    let s_kind: Vec<&str> = stored.iter().map(|r| r.kind.as_str()).collect();
+    let s_id: Vec<&str> = stored.iter().map(|r| r.id.as_str()).collect();
+    let s_version: Vec<i64> = stored.iter().map(|r| r.version as i64).collect();
+    let s_body: Vec<&str> = stored.iter().map(|r| r.body.as_str()).collect();
+    let s_created: Vec<i64> = stored.iter().map(|r| r.created_at.micros()).collect();
+    let s_updated: Vec<i64> = stored.iter().map(|r| r.updated_at.micros()).collect();
+    let (d_kind, d_id): (Vec<&str>, Vec<&str>) = writes
+        .records
+        .iter()
+        .filter(|(_, r)| r.is_none())
+        .map(|((k, i), _)| (k.as_str(), i.as_str()))
+        .unzip();
+    let indexed: Vec<(&Record, &Lookup)> = stored
+        .iter()
+        .flat_map(|r| r.lookups.iter().map(move |l| (*r, l)))
+        .collect();
+    let i_kind: Vec<&str> = indexed.iter().map(|(r, _)| r.kind.as_str()).collect();
+    let i_name: Vec<&str> = indexed.iter().map(|(_, l)| l.name.as_str()).collect();
+    let i_value: Vec<&str> = indexed.iter().map(|(_, l)| l.value.as_str()).collect();
+    let i_id: Vec<&str> = indexed.iter().map(|(r, _)| r.id.as_str()).collect();
+    let i_unique: Vec<bool> = indexed.iter().map(|(_, l)| l.unique).collect();
 
     let mut features: Vec<&Feature> = writes.features.iter().collect();
     features.sort_by(|a, b| a.id.cmp(&b.id));
@@ -902,7 +1207,13 @@ async fn write_and_commit(
         });
     }
     if !d_ids.is_empty() {
-        writes_out.push_execute(async { pg.execute(&st.update_debts, &[&d_ids, &d_debt]).await });
+        writes_out.push_execute(async {
+            pg.execute(
+                &st.update_accounts,
+                &[&d_ids, &d_names, &d_meta, &d_overdraft, &d_debt],
+            )
+            .await
+        });
     }
     if !l_id.is_empty() {
         writes_out.push_execute(async {
@@ -920,6 +1231,7 @@ async fn write_and_commit(
                     &l_voided,
                     &l_created,
                     &l_meta,
+                    &l_ext,
                 ],
             )
             .await
@@ -971,6 +1283,8 @@ async fn write_and_commit(
                     &t_refund,
                     &t_feature,
                     &t_quantity,
+                    &t_ext,
+                    &t_digest,
                 ],
             )
             .await
@@ -980,6 +1294,32 @@ async fn write_and_commit(
         writes_out.push_execute(async {
             pg.execute(&st.upsert_features, &[&f_id, &f_price, &f_updated])
                 .await
+        });
+    }
+    if !r_kind.is_empty() {
+        // Lookups go first, so that a unique value moving from one record to
+        // another in the batch is never held by both.
+        writes_out.push_execute(async { pg.execute(&st.forget_lookups, &[&r_kind, &r_id]).await });
+    }
+    if !s_kind.is_empty() {
+        writes_out.push_execute(async {
+            pg.execute(
+                &st.upsert_records,
+                &[&s_kind, &s_id, &s_version, &s_body, &s_created, &s_updated],
+            )
+            .await
+        });
+    }
+    if !d_kind.is_empty() {
+        writes_out.push_execute(async { pg.execute(&st.delete_records, &[&d_kind, &d_id]).await });
+    }
+    if !i_kind.is_empty() {
+        writes_out.push_execute(async {
+            pg.execute(
+                &st.insert_lookups,
+                &[&i_kind, &i_name, &i_value, &i_id, &i_unique],
+            )
+            .await
         });
     }
     if !k_key.is_empty() {
@@ -1076,6 +1416,7 @@ pub fn route(op: &Op) -> u64 {
     match op {
         Op::CreateAccount(new) => hash(new.id.as_str()),
         Op::Grant { account, .. }
+        | Op::UpdateAccount { account, .. }
         | Op::Consume { account, .. }
         | Op::Hold { account, .. }
         | Op::Settle { account } => hash(account.as_str()),
@@ -1083,6 +1424,10 @@ pub fn route(op: &Op) -> u64 {
         Op::Void { lot, .. } => lot.0 as u64,
         Op::Refund { tx, .. } => tx.0 as u64,
         Op::PutFeature(_) => 0,
+        Op::Record(write) => {
+            let (kind, id) = write.key();
+            fnv1a(kind.as_bytes()) ^ fnv1a(id.as_bytes())
+        }
     }
 }
 
@@ -1093,14 +1438,28 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     })
 }
 
-/// The advisory lock keys of accounts, in the one order every batch takes
-/// them, so that batches never deadlock. Keys are a fixed hash (FNV-1a) of
+/// The advisory lock keys of accounts, records and unique lookup values, in
+/// the one order every batch takes them, so that batches never deadlock. Keys are a fixed hash (FNV-1a) of
 /// the id, the same on every node; two ids sharing a key only wait for each
 /// other.
-fn lock_keys(accounts: &BTreeSet<String>) -> Vec<i64> {
+fn lock_keys(
+    accounts: &BTreeSet<String>,
+    records: &BTreeSet<(String, String)>,
+    lookups: &BTreeSet<(String, String, String)>,
+) -> Vec<i64> {
+    // Records and lookup values are hashed with a leading byte that no
+    // account id has, so their keys stay apart from accounts'.
     let mut keys: Vec<i64> = accounts
         .iter()
         .map(|id| fnv1a(id.as_bytes()) as i64)
+        .chain(
+            records
+                .iter()
+                .map(|(kind, id)| fnv1a(format!("\x01{kind}\x00{id}").as_bytes()) as i64),
+        )
+        .chain(lookups.iter().map(|(kind, name, value)| {
+            fnv1a(format!("\x02{kind}\x00{name}\x00{value}").as_bytes()) as i64
+        }))
         .collect();
     keys.sort_unstable();
     keys.dedup();

@@ -19,6 +19,7 @@ use ledger::{
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::records::{Record, RecordQuery};
 use crate::{
     AuditReport, BoxFuture, Clock, Command, DueAccounts, Executed, Store, StoreError, StoreStats,
     TxFilter,
@@ -32,6 +33,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (2, include_str!("migrations/0002_lots_live.sql")),
     (3, include_str!("migrations/0003_journal_by_block.sql")),
     (4, include_str!("migrations/0004_lots_synced.sql")),
+    (
+        5,
+        include_str!("migrations/0005_records_and_external_ids.sql"),
+    ),
 ];
 
 /// How the SQLite store is set up.
@@ -478,7 +483,7 @@ impl Store for SqliteStore {
         Box::pin(async move {
             let (reply, answer) = oneshot::channel();
             self.jobs
-                .send(Job { command, reply })
+                .send(Job::Command { command, reply })
                 .await
                 .map_err(|_| StoreError::Closed)?;
             answer.await.map_err(|_| StoreError::Closed)?
@@ -576,41 +581,40 @@ impl Store for SqliteStore {
     }
 
     fn prune_idempotency(&self, before: Timestamp) -> BoxFuture<'_, Result<u64, StoreError>> {
-        // Deletes in small chunks so the writer never waits long for the lock.
-        self.read(move |conn| {
+        // In small chunks through the writer, so that batches never wait
+        // long behind a prune.
+        const CHUNK: usize = 1000;
+        Box::pin(async move {
             let mut total = 0u64;
             loop {
-                let deleted = conn
-                    .prepare_cached(
-                        "DELETE FROM idempotency_keys WHERE key IN ( \
-                           SELECT key FROM idempotency_keys WHERE created_at < ?1 LIMIT 1000)",
-                    )?
-                    .execute([before.micros()])?;
-                total += deleted as u64;
-                if deleted < 1000 {
+                let (reply, answer) = oneshot::channel();
+                self.jobs
+                    .send(Job::Prune {
+                        before,
+                        limit: CHUNK,
+                        reply,
+                    })
+                    .await
+                    .map_err(|_| StoreError::Closed)?;
+                let deleted = answer.await.map_err(|_| StoreError::Closed)??;
+                total += deleted;
+                if deleted < CHUNK as u64 {
                     return Ok(total);
                 }
             }
         })
     }
 
-    fn setting(&self, key: &'static str) -> BoxFuture<'_, Result<Option<String>, StoreError>> {
-        self.read_point(move |conn| read::setting(conn, key))
+    fn record(
+        &self,
+        kind: String,
+        id: String,
+    ) -> BoxFuture<'_, Result<Option<Record>, StoreError>> {
+        self.read_point(move |conn| snapshot(conn, |conn| read::record(conn, &kind, &id)))
     }
 
-    fn init_setting(
-        &self,
-        key: &'static str,
-        value: String,
-    ) -> BoxFuture<'_, Result<String, StoreError>> {
-        self.read(move |conn| {
-            conn.prepare_cached(
-                "INSERT INTO settings (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO NOTHING",
-            )?
-            .execute([key, value.as_str()])?;
-            read::setting(conn, key)?
-                .ok_or_else(|| StoreError::Internal(format!("setting {key} vanished")))
-        })
+    fn records(&self, query: RecordQuery) -> BoxFuture<'_, Result<Vec<Record>, StoreError>> {
+        self.read(move |conn| snapshot(conn, |conn| read::records(conn, &query)))
     }
 
     fn audit(&self) -> BoxFuture<'_, Result<AuditReport, StoreError>> {

@@ -7,8 +7,8 @@
 //! the book that was packed.
 
 use ledger::{
-    Account, AccountId, Amount, Book, Hold, HoldId, HoldStatus, Leg, Lot, LotId, MICROS_PER_SECOND,
-    Metadata, Source, Standing, Timestamp,
+    Account, AccountId, Amount, Book, ExternalId, Hold, HoldId, HoldStatus, Leg, Lot, LotId,
+    MICROS_PER_SECOND, Metadata, Source, Standing, Timestamp,
 };
 
 /// Instants in the header are kept as whole seconds after this one
@@ -160,6 +160,7 @@ const HAS_EXPIRY: u8 = 4;
 const HAS_VOIDED: u8 = 8;
 const HAS_COMMITTED: u8 = 16;
 const HAS_RESOLVED: u8 = 32;
+const HAS_EXTERNAL_ID: u8 = 64;
 
 fn pack_body(book: &Book, out: &mut Vec<u8>) {
     let account = &book.account;
@@ -182,7 +183,8 @@ fn pack_body(book: &Book, out: &mut Vec<u8>) {
         out.push(
             flag(lot.expires_at.is_some(), HAS_EXPIRY)
                 | flag(lot.voided_at.is_some(), HAS_VOIDED)
-                | flag(metadata, HAS_METADATA),
+                | flag(metadata, HAS_METADATA)
+                | flag(lot.external_id.is_some(), HAS_EXTERNAL_ID),
         );
         put_int(out, lot.id.0);
         out.push(source_index(lot.source));
@@ -202,6 +204,9 @@ fn pack_body(book: &Book, out: &mut Vec<u8>) {
         }
         if metadata {
             put_text(out, lot.metadata.as_str());
+        }
+        if let Some(external_id) = &lot.external_id {
+            put_text(out, external_id.as_str());
         }
     }
 
@@ -281,6 +286,11 @@ fn unpack_body(r: &mut Reader<'_>, id: AccountId) -> Option<Book> {
             voided_at,
             created_at: Timestamp::from_micros(created),
             metadata: r.metadata(flags)?,
+            external_id: if flags & HAS_EXTERNAL_ID != 0 {
+                Some(ExternalId::parse(r.text()?).ok()?)
+            } else {
+                None
+            },
         });
     }
 
@@ -454,6 +464,7 @@ pub(crate) mod tests {
             voided_at: None,
             created_at: account.created_at,
             metadata: Metadata::empty(),
+            external_id: None,
         }
     }
 
@@ -543,10 +554,12 @@ pub(crate) mod tests {
             expires_at in proptest::option::of(instant()),
             voided_at in proptest::option::of(instant()),
             created_at in instant(), metadata in metadata(),
+            external_id in proptest::option::of("[!-~]{1,40}"),
         ) -> Lot {
             Lot {
                 id: LotId(lot_id), account: id.clone(), source: Source::ALL[source], priority,
                 amount, remaining, effective_at, expires_at, voided_at, created_at, metadata,
+                external_id: external_id.map(|e| ExternalId::parse(&e).unwrap()),
             }
         }
     }

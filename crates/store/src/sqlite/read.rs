@@ -3,15 +3,16 @@
 use std::collections::{HashMap, HashSet};
 
 use ledger::{
-    Account, AccountId, Amount, Book, Feature, FeatureId, Hold, HoldId, LedgerAccount, Lot, LotId,
-    Timestamp, Transaction, TxId, audit_account,
+    Account, AccountId, Amount, Book, ExternalId, Feature, FeatureId, Hold, HoldId, LedgerAccount,
+    Lot, LotId, Timestamp, Transaction, TxId, audit_account,
 };
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::codec::decode_postings;
+use crate::records::{Lookup, RECORD_PAGE_MAX, Record, RecordFilter, RecordQuery};
 use crate::rows::{
-    ACCOUNT_COLUMNS, HOLD_COLUMNS, LOT_COLUMNS, TX_COLUMNS, account_from_row, feature_from_row,
-    hold_from_row, lot_from_row, tx_from_row,
+    ACCOUNT_COLUMNS, HOLD_COLUMNS, LOT_COLUMNS, RECORD_COLUMNS, TX_COLUMNS, account_from_row,
+    feature_from_row, hold_from_row, lot_from_row, record_from_row, tx_from_row,
 };
 use crate::{AuditReport, StoreError, StoredResponse, TxFilter};
 
@@ -384,10 +385,142 @@ pub fn idempotent_response(
         .optional()?)
 }
 
-pub fn setting(conn: &Connection, key: &str) -> Result<Option<String>, StoreError> {
+/// The account's transaction carrying `external`, with its content digest.
+pub fn external(
+    conn: &Connection,
+    account: &AccountId,
+    external: &ExternalId,
+) -> Result<Option<(Transaction, String)>, StoreError> {
+    // external_digest follows the shared transaction columns.
+    static DIGEST_AT: std::sync::LazyLock<usize> =
+        std::sync::LazyLock::new(|| TX_COLUMNS.split(',').count());
+    first(
+        conn,
+        &format!(
+            "SELECT {TX_COLUMNS}, external_digest FROM transactions \
+             WHERE account_id = ?1 AND external_id = ?2"
+        ),
+        [account.as_str(), external.as_str()],
+        |row| Ok((tx_from_row(row)?, row.get(*DIGEST_AT)?)),
+    )
+}
+
+/// Fills in each record's lookups.
+fn with_lookups(conn: &Connection, mut records: Vec<Record>) -> Result<Vec<Record>, StoreError> {
+    for record in &mut records {
+        record.lookups = collect(
+            conn,
+            "SELECT name, value, is_unique FROM record_lookups WHERE kind = ?1 AND id = ?2 \
+             ORDER BY name, value",
+            [record.kind.as_str(), record.id.as_str()],
+            |row| {
+                Ok(Lookup {
+                    name: row.get(0)?,
+                    value: row.get(1)?,
+                    unique: row.get(2)?,
+                })
+            },
+        )?;
+    }
+    Ok(records)
+}
+
+pub fn record(conn: &Connection, kind: &str, id: &str) -> Result<Option<Record>, StoreError> {
+    let found = collect(
+        conn,
+        &format!("SELECT {RECORD_COLUMNS} FROM records WHERE kind = ?1 AND id = ?2"),
+        [kind, id],
+        |row| record_from_row(row),
+    )?;
+    Ok(with_lookups(conn, found)?.pop())
+}
+
+pub fn records(conn: &Connection, query: &RecordQuery) -> Result<Vec<Record>, StoreError> {
+    let limit = query.limit.min(RECORD_PAGE_MAX) as i64;
+    let (key, after) = query
+        .after
+        .as_ref()
+        .map_or(("", ""), |c| (c.key.as_str(), c.id.as_str()));
+    let columns = "r.kind, r.id, r.version, r.body, r.created_at, r.updated_at";
+    let found = match &query.filter {
+        RecordFilter::All => collect(
+            conn,
+            &format!(
+                "SELECT {RECORD_COLUMNS} FROM records WHERE kind = ?1 AND id > ?2 \
+                 ORDER BY id LIMIT ?3"
+            ),
+            params![query.kind, after, limit],
+            |row| record_from_row(row),
+        )?,
+        RecordFilter::Equals { name, value } => collect(
+            conn,
+            &format!(
+                "SELECT {columns} FROM record_lookups l JOIN records r \
+                   ON r.kind = l.kind AND r.id = l.id \
+                 WHERE l.kind = ?1 AND l.name = ?2 AND l.value = ?3 AND l.id > ?4 \
+                 ORDER BY l.id LIMIT ?5"
+            ),
+            params![query.kind, name, value, after, limit],
+            |row| record_from_row(row),
+        )?,
+        RecordFilter::Range { name, from, to } => {
+            // Past the cursor: a later value, or the same value and a later id.
+            collect(
+                conn,
+                &format!(
+                    "SELECT {columns} FROM record_lookups l JOIN records r \
+                       ON r.kind = l.kind AND r.id = l.id \
+                     WHERE l.kind = ?1 AND l.name = ?2 \
+                       AND (?3 IS NULL OR l.value >= ?3) AND (?4 IS NULL OR l.value < ?4) \
+                       AND (?5 IS NULL OR l.value > ?5 OR (l.value = ?5 AND l.id > ?6)) \
+                     ORDER BY l.value, l.id LIMIT ?7"
+                ),
+                params![
+                    query.kind,
+                    name,
+                    from,
+                    to,
+                    query.after.as_ref().map(|_| key),
+                    after,
+                    limit
+                ],
+                |row| record_from_row(row),
+            )?
+        }
+        RecordFilter::ChangedSince(since) => {
+            let after_at: Option<i64> = query
+                .after
+                .as_ref()
+                .map(|c| c.key.parse())
+                .transpose()
+                .map_err(|_| StoreError::Internal("a bad record cursor".into()))?;
+            collect(
+                conn,
+                &format!(
+                    "SELECT {RECORD_COLUMNS} FROM records WHERE kind = ?1 AND updated_at >= ?2 \
+                       AND (?3 IS NULL OR updated_at > ?3 OR (updated_at = ?3 AND id > ?4)) \
+                     ORDER BY updated_at, id LIMIT ?5"
+                ),
+                params![query.kind, since.micros(), after_at, after, limit],
+                |row| record_from_row(row),
+            )?
+        }
+    };
+    with_lookups(conn, found)
+}
+
+pub fn lookup_owner(
+    conn: &Connection,
+    kind: &str,
+    name: &str,
+    value: &str,
+) -> Result<Option<String>, StoreError> {
     Ok(conn
-        .prepare_cached("SELECT value FROM settings WHERE key = ?1")?
-        .query_row([key], |row| row.get(0))
+        .prepare_cached(
+            "SELECT id FROM record_lookups \
+             WHERE kind = ?1 AND name = ?2 AND value = ?3 AND is_unique",
+        )?
+        .query_row([kind, name, value], |row| row.get(0))
         .optional()?)
 }
 

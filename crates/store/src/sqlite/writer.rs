@@ -6,8 +6,8 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use ledger::{
-    AccountId, Amount, Book, Counters, Feature, FeatureId, Hold, HoldId, Lot, LotId, Timestamp,
-    Transaction, TxId,
+    AccountId, Amount, Book, Counters, ExternalId, Feature, FeatureId, Hold, HoldId, Lot, LotId,
+    Timestamp, Transaction, TxId,
 };
 use rusqlite::{Connection, params};
 use tokio::sync::{mpsc, oneshot};
@@ -17,15 +17,32 @@ use super::deferred::{Deferred, LotChange, Plan};
 use super::read;
 use crate::batch::{Batch, Source, Writes};
 use crate::codec::{decode_postings, encode_legs, usage_of, write_postings, write_sources};
+use crate::records::Record;
 use crate::{Clock, Command, Executed, StoreError, StoreStats, StoredResponse};
 
 /// How long an idle writer waits before looking for other processes' writes.
 const IDLE_CHECK: std::time::Duration = std::time::Duration::from_millis(500);
 
-/// A command waiting for its batch, with where to send the answer.
-pub struct Job {
-    pub command: Command,
-    pub reply: oneshot::Sender<Result<Executed, StoreError>>,
+/// Work for the writer, with where to send the answer.
+pub enum Job {
+    /// A command, decided and committed with its batch.
+    Command {
+        command: Command,
+        reply: oneshot::Sender<Result<Executed, StoreError>>,
+    },
+    /// Forgets up to `limit` idempotency keys created before `before`, in a
+    /// transaction of its own; answers how many.
+    Prune {
+        before: Timestamp,
+        limit: usize,
+        reply: oneshot::Sender<Result<u64, StoreError>>,
+    },
+}
+
+/// A command taken from the queue, waiting for its batch.
+struct Pending {
+    command: Command,
+    reply: oneshot::Sender<Result<Executed, StoreError>>,
 }
 
 pub struct Writer {
@@ -97,7 +114,15 @@ impl Writer {
             let first =
                 idle.block_on(async { tokio::time::timeout(IDLE_CHECK, jobs_rx.recv()).await });
             let job = match first {
-                Ok(Some(job)) => job,
+                Ok(Some(Job::Command { command, reply })) => Pending { command, reply },
+                Ok(Some(Job::Prune {
+                    before,
+                    limit,
+                    reply,
+                })) => {
+                    let _ = reply.send(self.prune(before, limit));
+                    continue;
+                }
                 Ok(None) => {
                     if let Err(error) = self.in_transaction(Writer::write_back_all) {
                         tracing::warn!(%error, "writing lots back at close failed");
@@ -112,14 +137,49 @@ impl Writer {
                 }
             };
             jobs.push(job);
+            let mut prunes = Vec::new();
             while jobs.len() < self.batch_size_max {
                 match jobs_rx.try_recv() {
-                    Ok(job) => jobs.push(job),
+                    Ok(Job::Command { command, reply }) => jobs.push(Pending { command, reply }),
+                    Ok(prune @ Job::Prune { .. }) => prunes.push(prune),
                     Err(_) => break,
                 }
             }
             self.run_batch(&mut jobs);
+            for prune in prunes {
+                if let Job::Prune {
+                    before,
+                    limit,
+                    reply,
+                } = prune
+                {
+                    let _ = reply.send(self.prune(before, limit));
+                }
+            }
         }
+    }
+
+    /// Deletes up to `limit` idempotency keys older than `before` in one
+    /// transaction. Through the writer, as every write is: a write on any
+    /// other connection would make the writer drop the books it keeps.
+    fn prune(&mut self, before: Timestamp, limit: usize) -> Result<u64, StoreError> {
+        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        let result = (|| {
+            self.catch_up_with_other_writers()?;
+            let deleted = self
+                .conn
+                .prepare_cached(
+                    "DELETE FROM idempotency_keys WHERE key IN ( \
+                       SELECT key FROM idempotency_keys WHERE created_at < ?1 LIMIT ?2)",
+                )?
+                .execute(params![before.micros(), limit as i64])?;
+            self.conn.execute_batch("COMMIT")?;
+            Ok(deleted as u64)
+        })();
+        if result.is_err() {
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+        result
     }
 
     /// Runs `f` in a write transaction, committed if it succeeds.
@@ -181,7 +241,7 @@ impl Writer {
         Ok(())
     }
 
-    fn run_batch(&mut self, jobs: &mut Vec<Job>) {
+    fn run_batch(&mut self, jobs: &mut Vec<Pending>) {
         let commands: Vec<&Command> = jobs.iter().map(|j| &j.command).collect();
         let started = Instant::now();
         let applied = self.apply(&commands);
@@ -323,6 +383,24 @@ impl Source for SqliteSource<'_> {
     ) -> Result<Option<(Vec<u8>, StoredResponse)>, StoreError> {
         read::idempotent_response(self.conn, key)
     }
+    fn external(
+        &mut self,
+        account: &AccountId,
+        id: &ExternalId,
+    ) -> Result<Option<(Transaction, String)>, StoreError> {
+        read::external(self.conn, account, id)
+    }
+    fn record(&mut self, kind: &str, id: &str) -> Result<Option<Record>, StoreError> {
+        read::record(self.conn, kind, id)
+    }
+    fn lookup_owner(
+        &mut self,
+        kind: &str,
+        name: &str,
+        value: &str,
+    ) -> Result<Option<String>, StoreError> {
+        read::lookup_owner(self.conn, kind, name, value)
+    }
 }
 
 /// Brings every lot's row up to date with the journal after the watermark,
@@ -425,17 +503,26 @@ fn write(
         }
     }
     if !writes.accounts.is_empty() {
-        let mut update = conn.prepare_cached("UPDATE accounts SET debt = ?2 WHERE id = ?1")?;
+        let mut update = conn.prepare_cached(
+            "UPDATE accounts SET name = ?2, metadata = ?3, overdraft_limit = ?4, debt = ?5 \
+             WHERE id = ?1",
+        )?;
         for a in &writes.accounts {
-            update.execute(params![a.id.as_str(), a.debt.micros()])?;
+            update.execute(params![
+                a.id.as_str(),
+                a.name,
+                a.metadata.as_str(),
+                a.overdraft_limit.micros(),
+                a.debt.micros()
+            ])?;
         }
     }
     if !writes.lots.is_empty() {
         let mut insert = conn.prepare_cached(
             "INSERT INTO lots (id, account_id, source, priority, amount, remaining, \
                                effective_at, expires_at, voided_at, created_at, metadata, live, \
-                               synced_tx) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?6 > 0, ?12)",
+                               synced_tx, external_id) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?6 > 0, ?12, ?13)",
         )?;
         // Spending from a lot sets only `remaining` (and `voided_at`), so
         // that no index is touched; `live` is set only when it changes.
@@ -472,6 +559,7 @@ fn write(
                     lot.created_at.micros(),
                     lot.metadata.as_str(),
                     synced,
+                    lot.external_id.as_ref().map(ExternalId::as_str),
                 ])?;
             } else if spend.execute(params![id, remaining, voided, synced])? == 0
                 && flip.execute(params![id, remaining, voided, synced])? != 1
@@ -514,8 +602,8 @@ fn write(
         let mut insert = conn.prepare_cached(
             "INSERT INTO transactions (id, account_id, kind, amount, usage, balance_after, \
                  postings, sources, created_at, metadata, lot_id, hold_id, refund_of, \
-                 feature_id, quantity) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                 feature_id, quantity, external_id, external_digest) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
         )?;
         let (mut postings, mut sources) = (String::new(), String::new());
         for tx in writes.transactions {
@@ -537,6 +625,8 @@ fn write(
                 tx.refund_of.map(|t| t.0),
                 tx.feature.as_ref().map(|(f, _)| f.as_str()),
                 tx.feature.as_ref().map(|(_, q)| q.micros()),
+                tx.external_id.as_ref().map(ExternalId::as_str),
+                writes.external_digests.get(&tx.id),
             ])?;
         }
     }
@@ -554,6 +644,9 @@ fn write(
             ])?;
         }
     }
+    if !writes.records.is_empty() {
+        write_records(conn, &writes.records)?;
+    }
     if !writes.idempotency.is_empty() {
         let mut insert = conn.prepare_cached(
             "INSERT INTO idempotency_keys (key, fingerprint, status, body, created_at) \
@@ -567,6 +660,52 @@ fn write(
                 response.body,
                 now.micros()
             ])?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes records as they now stand, with their lookups.
+fn write_records(
+    conn: &Connection,
+    records: &[(&crate::batch::RecordKey, Option<&Record>)],
+) -> Result<(), StoreError> {
+    let mut upsert = conn.prepare_cached(
+        "INSERT INTO records (kind, id, version, body, created_at, updated_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+         ON CONFLICT (kind, id) DO UPDATE SET version = excluded.version, \
+             body = excluded.body, updated_at = excluded.updated_at",
+    )?;
+    let mut delete = conn.prepare_cached("DELETE FROM records WHERE kind = ?1 AND id = ?2")?;
+    let mut forget =
+        conn.prepare_cached("DELETE FROM record_lookups WHERE kind = ?1 AND id = ?2")?;
+    let mut index = conn.prepare_cached(
+        "INSERT INTO record_lookups (kind, name, value, id, is_unique) \
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    // Lookups are removed first, so that a unique value moving from one
+    // record to another in the batch is never held by both.
+    for ((kind, id), _) in records {
+        forget.execute([kind, id])?;
+    }
+    for ((kind, id), record) in records {
+        match record {
+            Some(r) => {
+                upsert.execute(params![
+                    kind,
+                    id,
+                    r.version as i64,
+                    r.body,
+                    r.created_at.micros(),
+                    r.updated_at.micros()
+                ])?;
+                for lookup in &r.lookups {
+                    index.execute(params![kind, lookup.name, lookup.value, id, lookup.unique])?;
+                }
+            }
+            None => {
+                delete.execute([kind, id])?;
+            }
         }
     }
     Ok(())

@@ -10,7 +10,9 @@ use ledger::{
 };
 use store::postgres::PostgresStore;
 use store::sqlite::SqliteStore;
-use store::{Charge, Command, Executed, IdempotencyKey, Op, Outcome, Store, StoredResponse};
+use store::{
+    Charge, Command, Executed, IdempotencyKey, Op, Outcome, Refused, Store, StoredResponse,
+};
 
 /// What a test holds a store by, so that the helpers below take any of
 /// them: a store, an `Arc` of one, or the suite's store of either kind.
@@ -69,9 +71,17 @@ pub fn c(credits: i64) -> Amount {
 /// Runs `op` with no idempotency key and answers what the ledger decided.
 pub async fn run(store: &(impl Handle + ?Sized), op: Op) -> Result<Outcome, Reject> {
     match store.store().execute(Command::new(op)).await.unwrap() {
-        Executed::Fresh(result) => result,
-        Executed::Replayed(_) => panic!("not idempotent"),
+        Executed::Fresh(result) => result.map_err(|refused| match refused {
+            Refused::Ledger(reject) => reject,
+            other => panic!("refused {other:?}"),
+        }),
+        other => panic!("not applied now: {other:?}"),
     }
+}
+
+/// Runs a command and answers how it was executed.
+pub async fn execute(store: &(impl Handle + ?Sized), command: Command) -> Executed {
+    store.store().execute(command).await.unwrap()
 }
 
 pub fn create(account: &str) -> Op {
@@ -97,6 +107,7 @@ pub fn grant(account: &str, credits: i64) -> Op {
             effective_at: None,
             expires_at: None,
             metadata: Metadata::empty(),
+            external_id: None,
         },
     }
 }
@@ -106,6 +117,7 @@ pub fn consume(account: &str, credits: i64) -> Op {
         account: id(account),
         charge: Charge::Amount(c(credits)),
         metadata: Metadata::empty(),
+        external_id: None,
     }
 }
 
@@ -147,7 +159,7 @@ pub async fn available(store: &(impl Handle + ?Sized), account: &str, now: Times
 }
 
 /// How a test renders an answer to keep under an idempotency key.
-pub fn render(result: &Result<Outcome, Reject>) -> StoredResponse {
+pub fn render(result: &Result<Outcome, Refused>) -> StoredResponse {
     StoredResponse {
         status: if result.is_ok() { 200 } else { 402 },
         body: format!("{result:?}").into_bytes(),
@@ -158,6 +170,7 @@ pub fn render(result: &Result<Outcome, Reject>) -> StoredResponse {
 pub fn keyed(op: Op, key: &str, fingerprint: &[u8]) -> Command {
     Command {
         op,
+        records: Vec::new(),
         idempotency: Some(IdempotencyKey {
             key: key.into(),
             fingerprint: fingerprint.to_vec(),

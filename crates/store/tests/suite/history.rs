@@ -57,6 +57,7 @@ store_test! {
             effective_at: None,
             expires_at: Some(START.plus_secs(30)),
             metadata: Metadata::empty(),
+            external_id: None,
         };
         let reward = Op::Grant {
             account: id("a"),

@@ -1,7 +1,7 @@
 //! Idempotency keys: the first answer is replayed, a different request is refused, old keys go.
 
 use ledger::Reject;
-use store::{Executed, StoredResponse};
+use store::{Executed, Refused, StoredResponse};
 
 use crate::common::*;
 
@@ -25,7 +25,7 @@ store_test! {
             .execute(keyed(consume("a", 5), "k1", b"different"))
             .await
             .unwrap();
-        assert_eq!(other, Executed::Fresh(Err(Reject::IdempotencyConflict)));
+        assert_eq!(other, Executed::Fresh(Err(Refused::Ledger(Reject::IdempotencyConflict))));
         assert_eq!(available(&store, "a", START).await, c(6));
 
         // A rejection is an answer too, and is replayed.
@@ -35,7 +35,7 @@ store_test! {
             .unwrap();
         assert!(matches!(
             refused,
-            Executed::Fresh(Err(Reject::InsufficientCredits { .. }))
+            Executed::Fresh(Err(Refused::Ledger(Reject::InsufficientCredits { .. })))
         ));
         run(&store, grant("a", 100)).await.unwrap();
         let replayed = store

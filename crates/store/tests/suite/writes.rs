@@ -98,6 +98,7 @@ store_test! {
                 quantity: c(quantity),
             },
             metadata: Metadata::empty(),
+            external_id: None,
         };
         let missing = run(&store, by_feature(10)).await;
         assert_eq!(missing, Err(Reject::FeatureNotFound));
@@ -133,6 +134,7 @@ store_test! {
                     effective_at: None,
                     expires_at: Some(START.plus_secs(60)),
                     metadata: Metadata::empty(),
+                    external_id: None,
                 },
             },
         )
