@@ -83,9 +83,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", get(system::healthz))
         .route("/metrics", get(system::metrics))
         .route("/openapi.json", get(system::openapi))
-        .route_layer(from_fn_with_state(state.clone(), metrics::track))
         .fallback(|| async { ApiError::RouteNotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(from_fn_with_state(state.clone(), metrics::track))
         .layer(DefaultBodyLimit::max(extract::BODY_LEN_MAX))
         .with_state(state)
 }

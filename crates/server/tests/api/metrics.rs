@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 
 use crate::support::TestApp;
 
@@ -233,6 +233,38 @@ store_test! {
         for sample in &scrape.samples {
             for value in sample.labels.values() {
                 assert!(!value.contains("/u/") && !value.ends_with("/u"), "{sample:?}");
+            }
+        }
+    }
+}
+
+store_test! {
+    #[tokio::test]
+    async fn unrouted_paths_and_unserved_methods_are_counted_under_fixed_labels(app) {
+        let missing = app.get("/v1/acct_7f3a/no/such/route").await;
+        assert_eq!(missing.status, StatusCode::NOT_FOUND, "{missing:?}");
+        let unserved = app.send(Method::DELETE, "/v1/accounts", None).await;
+        assert_eq!(unserved.status, StatusCode::METHOD_NOT_ALLOWED, "{unserved:?}");
+        let unknown = Method::from_bytes(b"PURGE").unwrap();
+        let unknown = app.send(unknown, "/v1/accounts/acct_7f3a", None).await;
+        assert_eq!(unknown.status, StatusCode::METHOD_NOT_ALLOWED, "{unknown:?}");
+
+        let scrape = Scrape::of(&app).await;
+        let requests = "creditd_http_requests_total";
+        let counted = [
+            [("method", "GET"), ("route", "unmatched"), ("status", "404")],
+            [("method", "DELETE"), ("route", "/v1/accounts"), ("status", "405")],
+            [("method", "OTHER"), ("route", "/v1/accounts/{id}"), ("status", "405")],
+        ];
+        for labels in counted {
+            assert_eq!(scrape.value(requests, &labels), 1.0, "{labels:?}");
+            let route = &labels[..2];
+            let count = "creditd_http_request_duration_seconds_count";
+            assert_eq!(scrape.value(count, route), 1.0, "{route:?}");
+        }
+        for sample in &scrape.samples {
+            for value in sample.labels.values() {
+                assert!(!value.contains("acct_7f3a"), "{sample:?}");
             }
         }
     }
