@@ -269,3 +269,29 @@ store_test! {
         }
     }
 }
+
+#[cfg(target_os = "linux")]
+store_test! {
+    #[tokio::test]
+    async fn the_process_is_described_on_linux(app) {
+        let scrape = Scrape::of(&app).await;
+        let value = |name: &str| scrape.value(name, &[]);
+        let resident = value("process_resident_memory_bytes");
+        assert!(resident > 0.0);
+        assert!(value("process_virtual_memory_bytes") >= resident);
+        assert_eq!(value("creditd_process_resident_bytes"), resident);
+        let open = value("process_open_fds");
+        // At least the listening socket and the database are open.
+        assert!(open >= 2.0, "{open}");
+        assert!(value("process_max_fds") >= open);
+        assert!(value("process_cpu_seconds_total") >= 0.0);
+        // The server runs inside this test's process, which started
+        // within the last hour and not after now.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+        let started = value("process_start_time_seconds");
+        assert!(started <= now + 1.0 && started > now - 3600.0, "{started} {now}");
+    }
+}
