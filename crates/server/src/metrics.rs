@@ -3,7 +3,7 @@
 
 mod process;
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -54,22 +54,35 @@ struct RouteLabels {
     route: Arc<str>,
 }
 
+/// Handles to the count and the histogram that one method, route and
+/// status record into; each shares its value with its family.
+#[derive(Debug)]
+struct Series {
+    requests: Counter,
+    duration: Histogram,
+}
+
 /// Request counts and latencies by method and route template. The store's
 /// counters and the process's figures are read when the metrics are rendered.
 #[derive(Debug)]
 pub struct Metrics {
-    // Every route template seen, shared by the label sets, so that counting
-    // a request of a route already seen copies no text. A std RwLock:
-    // nothing awaits while it is held.
-    routes: RwLock<HashSet<Arc<str>>>,
+    // The series of each method and status, by route template. Counting a
+    // request already seen takes one read lock and one lookup by &str, and
+    // copies nothing; the families below are looked up only when a series
+    // is first seen, and read when rendering. A std RwLock: nothing awaits
+    // while it is held.
+    series: RwLock<HashMap<(&'static str, u16), Routes>>,
     requests: Family<RequestLabels, Counter>,
     durations: Family<RouteLabels, Histogram>,
 }
 
+/// The series of one method and status, by route template.
+type Routes = HashMap<Arc<str>, Series>;
+
 impl Default for Metrics {
     fn default() -> Metrics {
         Metrics {
-            routes: RwLock::default(),
+            series: RwLock::default(),
             requests: Family::default(),
             durations: Family::new_with_constructor(|| Histogram::new(DURATION_BUCKETS)),
         }
@@ -91,39 +104,43 @@ fn method_name(method: &axum::http::Method) -> &'static str {
     }
 }
 
+impl Series {
+    /// Counts one request that took `elapsed`.
+    fn record(&self, elapsed: Duration) {
+        self.requests.inc();
+        self.duration.observe(elapsed.as_secs_f64());
+    }
+}
+
 impl Metrics {
     /// Counts one answered request and its latency.
     fn record(&self, method: &'static str, route: &str, status: u16, elapsed: Duration) {
-        let route = self.route(route);
-        self.requests
-            .get_or_create(&RequestLabels {
+        let series = self.series.read().unwrap_or_else(|e| e.into_inner());
+        if let Some(found) = series.get(&(method, status)).and_then(|r| r.get(route)) {
+            found.record(elapsed);
+            return;
+        }
+        drop(series);
+        let mut series = self.series.write().unwrap_or_else(|e| e.into_inner());
+        let routes = series.entry((method, status)).or_default();
+        if let Some(found) = routes.get(route) {
+            found.record(elapsed);
+            return;
+        }
+        let route: Arc<str> = Arc::from(route);
+        let found = Series {
+            requests: self.requests.get_or_create_owned(&RequestLabels {
                 method,
                 route: route.clone(),
                 status,
-            })
-            .inc();
-        self.durations
-            .get_or_create(&RouteLabels { method, route })
-            .observe(elapsed.as_secs_f64());
-    }
-
-    /// The shared text of a route template, kept the first time it is seen.
-    fn route(&self, template: &str) -> Arc<str> {
-        if let Some(route) = self
-            .routes
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(template)
-        {
-            return route.clone();
-        }
-        let mut routes = self.routes.write().unwrap_or_else(|e| e.into_inner());
-        if let Some(route) = routes.get(template) {
-            return route.clone();
-        }
-        let route: Arc<str> = Arc::from(template);
-        routes.insert(route.clone());
-        route
+            }),
+            duration: self.durations.get_or_create_owned(&RouteLabels {
+                method,
+                route: route.clone(),
+            }),
+        };
+        found.record(elapsed);
+        routes.insert(route, found);
     }
 
     /// Every metric in the Prometheus text format (see [`CONTENT_TYPE`]),
@@ -209,12 +226,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_route_template_is_kept_once() {
+    fn a_series_counts_into_its_families() {
         let metrics = Metrics::default();
-        let first = metrics.route("/v1/accounts/{id}");
-        let again = metrics.route("/v1/accounts/{id}");
-        assert!(Arc::ptr_eq(&first, &again));
-        assert_eq!(metrics.routes.read().unwrap().len(), 1);
+        let route = "/v1/accounts/{id}/consume";
+        for _ in 0..3 {
+            metrics.record("POST", route, 200, Duration::from_micros(80));
+        }
+        metrics.record("POST", route, 402, Duration::from_micros(90));
+        let labels = RequestLabels {
+            method: "POST",
+            route: Arc::from(route),
+            status: 200,
+        };
+        assert_eq!(metrics.requests.get_or_create(&labels).get(), 3);
+        let refused = RequestLabels {
+            status: 402,
+            ..labels
+        };
+        assert_eq!(metrics.requests.get_or_create(&refused).get(), 1);
+        assert_eq!(metrics.series.read().unwrap().len(), 2);
     }
 
     #[test]
