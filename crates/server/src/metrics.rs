@@ -1,35 +1,93 @@
-//! Prometheus metrics: request counts and latencies by route, and the write path's batches.
+//! Prometheus metrics: requests and their latencies by route, the write path's batches, and the
+//! process.
 
-use std::collections::{BTreeMap, HashMap};
-use std::fmt::Write;
+mod process;
+
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
+use prometheus_client::encoding::{EncodeLabelSet, prometheus_text};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 use store::StoreStats;
 
 use crate::AppState;
 
-#[derive(Default, Clone, Copy)]
-struct Tally {
-    count: u64,
-    micros: u64,
+pub use process::{Process, resident_bytes};
+
+/// The `content-type` of [`Metrics::render`]'s text: the Prometheus text
+/// format, version 0.0.4.
+pub const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
+
+/// The route label of a request that matched no route, so that a path
+/// nobody routes never becomes a label value.
+pub const UNMATCHED: &str = "unmatched";
+
+/// Upper bounds, in seconds, of the latency histogram's buckets: a typical
+/// request takes 50 µs to 5 ms, so the buckets are dense there, and sparse
+/// up to the seconds a slow one takes.
+const DURATION_BUCKETS: [f64; 18] = [
+    0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1,
+    0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// The labels of a request count.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    method: &'static str,
+    route: Arc<str>,
+    status: u16,
 }
 
-/// Request counters, by method and status, then by route template.
-#[derive(Default)]
+/// The labels of a latency histogram.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    method: &'static str,
+    route: Arc<str>,
+}
+
+/// Handles to the count and the histogram that one method, route and
+/// status record into; each shares its value with its family.
+#[derive(Debug)]
+struct Series {
+    requests: Counter,
+    duration: Histogram,
+}
+
+/// Request counts and latencies by method and route template. The store's
+/// counters and the process's figures are read when the metrics are rendered.
+#[derive(Debug)]
 pub struct Metrics {
-    // A std Mutex: nothing awaits while it is held, and each hold is one map
-    // update. Routes are looked up by &str, so counting allocates nothing
-    // once a route has been seen.
-    requests: Mutex<BTreeMap<(&'static str, u16), Routes>>,
+    // The series of each method and status, by route template. Counting a
+    // request already seen takes one read lock and one lookup by &str, and
+    // copies nothing; the families below are looked up only when a series
+    // is first seen, and read when rendering. A std RwLock: nothing awaits
+    // while it is held.
+    series: RwLock<HashMap<(&'static str, u16), Routes>>,
+    requests: Family<RequestLabels, Counter>,
+    durations: Family<RouteLabels, Histogram>,
 }
 
-/// The tallies of one method and status, by route template.
-type Routes = HashMap<Box<str>, Tally>;
+/// The series of one method and status, by route template.
+type Routes = HashMap<Arc<str>, Series>;
+
+impl Default for Metrics {
+    fn default() -> Metrics {
+        Metrics {
+            series: RwLock::default(),
+            requests: Family::default(),
+            durations: Family::new_with_constructor(|| Histogram::new(DURATION_BUCKETS)),
+        }
+    }
+}
 
 /// The standard method names, so that counting never allocates one.
 fn method_name(method: &axum::http::Method) -> &'static str {
@@ -46,120 +104,151 @@ fn method_name(method: &axum::http::Method) -> &'static str {
     }
 }
 
+impl Series {
+    /// Counts one request that took `elapsed`.
+    fn record(&self, elapsed: Duration) {
+        self.requests.inc();
+        self.duration.observe(elapsed.as_secs_f64());
+    }
+}
+
 impl Metrics {
-    fn record(&self, method: &'static str, route: &str, status: u16, micros: u64) {
-        let mut requests = self.requests.lock().unwrap_or_else(|e| e.into_inner());
-        let routes = requests.entry((method, status)).or_default();
-        let tally = match routes.get_mut(route) {
-            Some(tally) => tally,
-            None => routes.entry(route.into()).or_default(),
+    /// Counts one answered request and its latency.
+    fn record(&self, method: &'static str, route: &str, status: u16, elapsed: Duration) {
+        let series = self.series.read().unwrap_or_else(|e| e.into_inner());
+        if let Some(found) = series.get(&(method, status)).and_then(|r| r.get(route)) {
+            found.record(elapsed);
+            return;
+        }
+        drop(series);
+        let mut series = self.series.write().unwrap_or_else(|e| e.into_inner());
+        let routes = series.entry((method, status)).or_default();
+        if let Some(found) = routes.get(route) {
+            found.record(elapsed);
+            return;
+        }
+        let route: Arc<str> = Arc::from(route);
+        let found = Series {
+            requests: self.requests.get_or_create_owned(&RequestLabels {
+                method,
+                route: route.clone(),
+                status,
+            }),
+            duration: self.durations.get_or_create_owned(&RouteLabels {
+                method,
+                route: route.clone(),
+            }),
         };
-        tally.count += 1;
-        tally.micros += micros;
+        found.record(elapsed);
+        routes.insert(route, found);
     }
 
-    /// Every tally, sorted, as (method, route, status).
-    fn snapshot(&self) -> Vec<((&'static str, String, u16), Tally)> {
-        let requests = self.requests.lock().unwrap_or_else(|e| e.into_inner());
-        let mut all: Vec<_> = requests
-            .iter()
-            .flat_map(|((method, status), routes)| {
-                routes
-                    .iter()
-                    .map(move |(route, tally)| ((*method, route.to_string(), *status), *tally))
-            })
-            .collect();
-        all.sort_by(|a, b| a.0.cmp(&b.0));
-        all
-    }
-
-    /// The Prometheus text exposition.
+    /// Every metric in the Prometheus text format (see [`CONTENT_TYPE`]),
+    /// with the store's counters as they are now.
     pub fn render(&self, store: &StoreStats) -> String {
-        let mut out = String::new();
-        let requests = self.snapshot();
-        out.push_str("# HELP creditd_http_requests_total HTTP requests answered.\n");
-        out.push_str("# TYPE creditd_http_requests_total counter\n");
-        for ((method, route, status), tally) in &requests {
-            let _ = writeln!(
-                out,
-                "creditd_http_requests_total{{method=\"{method}\",route=\"{route}\",status=\"{status}\"}} {}",
-                tally.count
-            );
-        }
-        out.push_str(
-            "# HELP creditd_http_request_seconds_total Time spent answering HTTP requests.\n",
+        // A registry per scrape: it holds handles to the request metrics,
+        // which keep counting between scrapes, and the values read now. The
+        // encoder ends each help text with a full stop.
+        let mut registry = Registry::default();
+        registry.register(
+            "creditd_http_requests",
+            "HTTP requests answered, by method, route template and status",
+            self.requests.clone(),
         );
-        out.push_str("# TYPE creditd_http_request_seconds_total counter\n");
-        for ((method, route, status), tally) in &requests {
-            let _ = writeln!(
-                out,
-                "creditd_http_request_seconds_total{{method=\"{method}\",route=\"{route}\",status=\"{status}\"}} {:.6}",
-                tally.micros as f64 / 1e6
-            );
-        }
+        registry.register(
+            "creditd_http_request_duration_seconds",
+            "Time from a request reaching the router to its handler's response, by method and route template",
+            self.durations.clone(),
+        );
         let counters = [
             (
-                "creditd_store_batches_total",
-                "Write batches committed.",
-                store.batches.load(Ordering::Relaxed),
+                "creditd_store_batches",
+                "Write batches committed",
+                &store.batches,
             ),
             (
-                "creditd_store_commands_total",
-                "Write commands answered by committed batches.",
-                store.commands.load(Ordering::Relaxed),
+                "creditd_store_commands",
+                "Write commands answered by committed batches",
+                &store.commands,
             ),
             (
-                "creditd_store_failed_batches_total",
-                "Write batches rolled back.",
-                store.failed_batches.load(Ordering::Relaxed),
+                "creditd_store_failed_batches",
+                "Write batches rolled back",
+                &store.failed_batches,
             ),
         ];
         for (name, help, value) in counters {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
-            );
+            registry.register(name, help, ConstCounter::new(value.load(Ordering::Relaxed)));
         }
-        if let Some(bytes) = resident_bytes() {
-            let _ = writeln!(
-                out,
-                "# HELP creditd_process_resident_bytes Resident memory of this process.\n\
-                 # TYPE creditd_process_resident_bytes gauge\n\
-                 creditd_process_resident_bytes {bytes}"
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP creditd_store_batch_seconds_total Time spent applying and committing batches.\n\
-             # TYPE creditd_store_batch_seconds_total counter\n\
-             creditd_store_batch_seconds_total {:.6}",
-            store.batch_micros.load(Ordering::Relaxed) as f64 / 1e6
+        registry.register(
+            "creditd_store_batch_seconds",
+            "Time spent applying and committing batches",
+            ConstCounter::new(store.batch_micros.load(Ordering::Relaxed) as f64 / 1e6),
         );
+        let process = Process::read();
+        process.register(&mut registry);
+        if let Some(bytes) = process.resident_bytes {
+            // The name this figure had before the standard one was exported;
+            // `creditd bench --http` reads it.
+            registry.register(
+                "creditd_process_resident_bytes",
+                "Resident memory of this process, the same as process_resident_memory_bytes",
+                ConstGauge::new(bytes),
+            );
+        }
+        let mut out = String::new();
+        // Writing to a String cannot fail, and every metric registered above
+        // has a text form.
+        prometheus_text::encode(&mut out, &registry).expect("metrics encode as text");
         out
     }
 }
 
-/// The resident memory of this process, where the platform tells (Linux).
-pub fn resident_bytes() -> Option<u64> {
-    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
-    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-    Some(pages * 4096)
-}
-
-/// Counts every request by its route template (not its concrete path, so
-/// account ids never become label values).
+/// Counts every request, routed or not, by its route template (not its
+/// concrete path, so account ids never become label values), and times it.
 pub async fn track(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = method_name(request.method());
     // A MatchedPath clone shares its text; nothing is copied per request.
     let route = request.extensions().get::<MatchedPath>().cloned();
     let response = next.run(request).await;
-    let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
     state.metrics.record(
         method,
-        route.as_ref().map_or("unmatched", MatchedPath::as_str),
+        route.as_ref().map_or(UNMATCHED, MatchedPath::as_str),
         response.status().as_u16(),
-        micros,
+        started.elapsed(),
     );
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_series_counts_into_its_families() {
+        let metrics = Metrics::default();
+        let route = "/v1/accounts/{id}/consume";
+        for _ in 0..3 {
+            metrics.record("POST", route, 200, Duration::from_micros(80));
+        }
+        metrics.record("POST", route, 402, Duration::from_micros(90));
+        let labels = RequestLabels {
+            method: "POST",
+            route: Arc::from(route),
+            status: 200,
+        };
+        assert_eq!(metrics.requests.get_or_create(&labels).get(), 3);
+        let refused = RequestLabels {
+            status: 402,
+            ..labels
+        };
+        assert_eq!(metrics.requests.get_or_create(&refused).get(), 1);
+        assert_eq!(metrics.series.read().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn duration_buckets_rise() {
+        assert!(DURATION_BUCKETS.windows(2).all(|w| w[0] < w[1]));
+    }
 }

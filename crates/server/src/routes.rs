@@ -208,9 +208,9 @@ pub fn router(state: Arc<AppState>, capabilities: Vec<Vec<Route>>) -> Router {
     for (path, handler) in paths {
         app = app.route(path, handler);
     }
-    app.route_layer(from_fn_with_state(state.clone(), crate::metrics::track))
-        .fallback(|| async { ApiError::RouteNotFound })
+    app.fallback(|| async { ApiError::RouteNotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(from_fn_with_state(state.clone(), crate::metrics::track))
         .layer(from_fn(extract::refuse_repeated_headers))
         .layer(DefaultBodyLimit::max(extract::BODY_LEN_MAX))
 }

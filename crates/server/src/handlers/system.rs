@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 
 use crate::AppState;
 use crate::error::ApiError;
-use crate::render;
+use crate::{metrics, render};
 
 /// The OpenAPI description of this API.
 pub const OPENAPI: &str = include_str!("../../openapi.json");
@@ -22,13 +22,13 @@ pub async fn healthz(State(state): State<Arc<AppState>>) -> Result<Response, Api
     ))
 }
 
-/// `GET /metrics`: Prometheus text.
+/// `GET /metrics`: every metric in the Prometheus text format.
 pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     let body = state.metrics.render(state.store.stats());
     let mut response = body.into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; version=0.0.4"),
+        HeaderValue::from_static(metrics::CONTENT_TYPE),
     );
     response
 }

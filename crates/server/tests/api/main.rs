@@ -10,6 +10,7 @@ mod grants;
 mod holds;
 mod idempotency;
 mod input;
+mod metrics;
 mod openapi;
 mod transactions;
 mod usage;
