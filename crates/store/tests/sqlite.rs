@@ -235,6 +235,47 @@ async fn standings_are_preloaded_after_a_restart() {
     assert_eq!(checked(&store, "acct0999", START).await, c(0));
 }
 
+/// Every write goes through the writer, so that the books it keeps in
+/// memory stay: a record write and the pruning of idempotency keys leave
+/// them in place, where a write on any other connection makes the writer
+/// drop them all.
+#[tokio::test]
+async fn a_record_write_and_pruning_leave_the_books_in_place() {
+    let db = Db::new();
+    let mut options = SqliteOptions::new(&db.path);
+    options.preload_books = false;
+    let store = SqliteStore::open(options, Arc::new(db.clock.clone())).unwrap();
+    open_account(&store, "a", 10).await;
+    open_account(&store, "b", 10).await;
+    assert_eq!(store.books_kept(), 2);
+
+    let put = store::records::RecordWrite::Put {
+        kind: "setting".into(),
+        id: "allow_free_user_purchase".into(),
+        body: "false".into(),
+        lookups: Vec::new(),
+        expect: store::records::Expect::Any,
+    };
+    store.execute(Command::new(Op::Record(put))).await.unwrap();
+    store.prune_idempotency(START.plus_secs(1)).await.unwrap();
+    // The next batch looks for writes by others before it decides.
+    run(&store, consume("a", 1)).await.unwrap();
+    assert_eq!(store.books_kept(), 2);
+
+    // A write behind the writer's back is one it must assume changed
+    // anything: the books go, and only what is read again comes back.
+    let other = rusqlite::Connection::open(&db.path).unwrap();
+    other
+        .execute(
+            "INSERT INTO records (kind, id, version, body, created_at, updated_at) \
+             VALUES ('setting', 'x', 1, '{}', 0, 0)",
+            [],
+        )
+        .unwrap();
+    run(&store, consume("a", 1)).await.unwrap();
+    assert_eq!(store.books_kept(), 1);
+}
+
 #[tokio::test]
 async fn a_store_for_one_command_preloads_nothing() {
     let db = Db::new();

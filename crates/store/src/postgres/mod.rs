@@ -502,6 +502,54 @@ mod tests {
         assert!(scans_a_whole_table("Hash Join\n  Hash Cond: (a = b)").is_some());
     }
 
+    /// A database that kept a generated admin key's hash as a setting
+    /// keeps it as an admin key record, found by its hash.
+    #[tokio::test]
+    async fn the_admin_key_setting_becomes_an_api_key_record() {
+        let Some(database) = testkit::TestDatabase::create().await else {
+            return;
+        };
+        let pool = build_pool(&PostgresOptions::new(&database.url), Role::Readers, 1).unwrap();
+        let client = pool.get().await.unwrap();
+        client
+            .batch_execute(
+                "CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
+            )
+            .await
+            .unwrap();
+        client.batch_execute(MIGRATIONS[0].1).await.unwrap();
+        client
+            .batch_execute("INSERT INTO schema_migrations VALUES (1, 0)")
+            .await
+            .unwrap();
+        let hash = "cd".repeat(32);
+        client
+            .execute(
+                "INSERT INTO settings (key, value) VALUES ('admin_key_sha256', $1)",
+                &[&hash],
+            )
+            .await
+            .unwrap();
+        drop(client);
+        assert_eq!(migrate_pool(&pool).await.unwrap(), MIGRATIONS.len() - 1);
+        let client = pool.get().await.unwrap();
+        let record = read::record(&client, "api_key", "key_initial")
+            .await
+            .unwrap()
+            .unwrap();
+        let body: serde_json::Value = serde_json::from_str(&record.body).unwrap();
+        assert_eq!(body["kind"], "admin");
+        assert_eq!(body["hash"], hash);
+        let names: Vec<String> = record.lookups.iter().map(|l| l.name.clone()).collect();
+        assert_eq!(names, ["hash", "kind", "scope"]);
+        let settings: Option<String> = client
+            .query_one("SELECT to_regclass('settings')::text", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(settings, None);
+    }
+
     /// On empty tables, where a scan of the whole table looks cheapest, every
     /// writer statement's generic plan still looks rows up by key.
     #[tokio::test]

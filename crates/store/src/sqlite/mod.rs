@@ -665,6 +665,46 @@ mod tests {
         );
     }
 
+    /// A database that kept a generated admin key's hash as a setting
+    /// keeps it as an admin key record, found by its hash.
+    #[test]
+    fn the_admin_key_setting_becomes_an_api_key_record() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(
+            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
+        )
+        .unwrap();
+        for (version, sql) in &MIGRATIONS[..4] {
+            conn.execute_batch(sql).unwrap();
+            conn.execute("INSERT INTO schema_migrations VALUES (?1, 0)", [version])
+                .unwrap();
+        }
+        let hash = "ab".repeat(32);
+        conn.execute(
+            "INSERT INTO settings (key, value) VALUES ('admin_key_sha256', ?1)",
+            [&hash],
+        )
+        .unwrap();
+        assert_eq!(migrate_conn(&mut conn).unwrap(), MIGRATIONS.len() - 4);
+        let record = read::record(&conn, "api_key", "key_initial")
+            .unwrap()
+            .unwrap();
+        let body: serde_json::Value = serde_json::from_str(&record.body).unwrap();
+        assert_eq!(body["kind"], "admin");
+        assert_eq!(body["hash"], hash);
+        assert_eq!(record.version, 1);
+        let owner = read::lookup_owner(&conn, "api_key", "hash", &hash).unwrap();
+        assert_eq!(owner.as_deref(), Some("key_initial"));
+        let tables: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE name = 'settings'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(tables, 0);
+    }
+
     #[test]
     fn a_snapshot_ends_its_transaction_whether_or_not_the_read_failed() {
         let conn = Connection::open_in_memory().unwrap();

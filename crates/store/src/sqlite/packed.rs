@@ -588,8 +588,10 @@ pub(crate) mod tests {
 
     fn book() -> impl Strategy<Value = Book> {
         (
+            // An id made only of dots is no id.
             proptest::string::string_regex(&format!("[A-Za-z0-9_.:-]{{1,{NAME_ID_LEN_MAX}}}"))
-                .unwrap(),
+                .unwrap()
+                .prop_filter("not only dots", |id| !id.bytes().all(|b| b == b'.')),
             proptest::option::of("[ -~]{0,30}"),
             metadata(),
             amount(),

@@ -14,7 +14,9 @@ mod support;
 
 mod audit;
 mod concurrency;
+mod external;
 mod history;
 mod idempotency;
 mod reads;
+mod records;
 mod writes;
