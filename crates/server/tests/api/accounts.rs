@@ -136,3 +136,60 @@ store_test! {
         assert_eq!(bad.code(), "invalid_timestamp");
     }
 }
+
+store_test! {
+    #[tokio::test]
+    async fn an_account_is_changed_field_by_field(app) {
+        app.post(
+            "/v1/accounts",
+            json!({"id": "u", "name": "Ada", "metadata": {"plan": "free"}}),
+        )
+        .await;
+        let patch = |body| app.send(reqwest::Method::PATCH, "/v1/accounts/u", Some(body));
+        let renamed = patch(json!({"name": "Ada L."})).await;
+        assert_eq!(renamed.status, StatusCode::OK, "{renamed:?}");
+        assert_eq!(renamed.body["name"], "Ada L.");
+        assert_eq!(renamed.body["metadata"], json!({"plan": "free"}));
+        let more = patch(json!({"metadata": {"plan": "pro"}, "overdraft_limit": "5"})).await;
+        assert_eq!(more.body["metadata"], json!({"plan": "pro"}));
+        assert_eq!(more.body["overdraft_limit"], "5");
+        assert_eq!(more.body["name"], "Ada L.");
+        let unnamed = patch(json!({"name": null})).await;
+        assert_eq!(unnamed.body["name"], serde_json::Value::Null);
+        let same = patch(json!({})).await;
+        assert_eq!(same.status, StatusCode::OK);
+        assert_eq!(app.get("/v1/accounts/u").await.body, same.body);
+
+        // The new overdraft limit is in force at once.
+        let spent = app.post("/v1/accounts/u/consume", json!({"amount": "5"})).await;
+        assert_eq!(spent.status, StatusCode::OK, "{spent:?}");
+        assert_eq!(app.balance("u").await["debt"], "5");
+        // Lowered below the debt: the debt stays, further spending is refused.
+        let lowered = patch(json!({"overdraft_limit": "0"})).await;
+        assert_eq!(lowered.status, StatusCode::OK);
+        let refused = app.post("/v1/accounts/u/consume", json!({"amount": "1"})).await;
+        assert_eq!(refused.code(), "insufficient_credits");
+        assert_eq!(app.balance("u").await["debt"], "5");
+
+        // Checked as on creation; nothing changes on a refusal.
+        for (body, code) in [
+            (json!({"overdraft_limit": "-1"}), "invalid_amount"),
+            (json!({"overdraft_limit": "1e3"}), "invalid_amount"),
+            (json!({"name": "x".repeat(257)}), "invalid_request"),
+            (json!({"name": "a\u{0}b"}), "invalid_request"),
+            (json!({"metadata": [1]}), "invalid_metadata"),
+            (json!({"debt": "0"}), "invalid_request"),
+            (json!({"id": "v"}), "invalid_request"),
+        ] {
+            let reply = patch(body.clone()).await;
+            assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{body}: {reply:?}");
+            assert_eq!(reply.code(), code, "{body}");
+        }
+        assert_eq!(app.get("/v1/accounts/u").await.body, lowered.body);
+        let ghost = app
+            .send(reqwest::Method::PATCH, "/v1/accounts/ghost", Some(json!({"name": "x"})))
+            .await;
+        assert_eq!(ghost.code(), "account_not_found");
+        app.assert_verified().await;
+    }
+}

@@ -5,11 +5,14 @@ mod support;
 
 mod accounts;
 mod concurrency;
+mod edges;
+mod external;
 mod features;
 mod grants;
 mod holds;
 mod idempotency;
 mod input;
+mod keys;
 mod metrics;
 mod openapi;
 mod transactions;

@@ -142,6 +142,50 @@ impl TestApp {
         reply(request.send().await.unwrap()).await
     }
 
+    /// Sends a request with `key` as the bearer key (none when `None`), and
+    /// `headers`; `body` is sent as JSON when given.
+    pub async fn send_as(
+        &self,
+        key: Option<&str>,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<Value>,
+    ) -> Reply {
+        let mut request = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        reply(request.send().await.unwrap()).await
+    }
+
+    /// Creates an admin or service key with the admin key; answers the key.
+    pub async fn create_key(&self, kind: &str, name: &str) -> Value {
+        let created = self
+            .post("/v1/keys", json!({ "kind": kind, "name": name }))
+            .await;
+        assert_eq!(created.status, StatusCode::CREATED, "{created:?}");
+        created.body
+    }
+
+    /// Creates a customer key of `account` with the admin key; answers the key.
+    pub async fn create_customer_key(&self, account: &str) -> Value {
+        let created = self
+            .post(
+                &format!("/v1/accounts/{account}/keys"),
+                json!({ "name": "app" }),
+            )
+            .await;
+        assert_eq!(created.status, StatusCode::CREATED, "{created:?}");
+        created.body
+    }
+
     /// Sends raw bytes with the given headers and the admin key.
     pub async fn raw(
         &self,

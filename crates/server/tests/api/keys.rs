@@ -1,0 +1,315 @@
+//! API keys and scopes: every route against every kind of key, and a key's life.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use server::{Access, Keys};
+
+use crate::support::{KEY, Reply, TestApp};
+
+/// The concrete path of a route template for one account's objects.
+fn concrete(template: &str, ids: &[(&str, String)]) -> String {
+    let mut path = template.to_owned();
+    while let Some(start) = path.find('{') {
+        let end = path[start..].find('}').unwrap() + start;
+        let name = &path[start + 1..end];
+        let value = ids
+            .iter()
+            .find(|(n, _)| *n == name)
+            .unwrap_or_else(|| panic!("the table test has no value for {{{name}}}: add one"))
+            .1
+            .clone();
+        path.replace_range(start..=end, &value);
+    }
+    path
+}
+
+/// An account with one object of each kind, and their ids by path parameter.
+async fn objects_of(app: &TestApp, account: &str) -> Vec<(&'static str, String)> {
+    app.account_with(account, "100").await;
+    let grants = app.get(&format!("/v1/accounts/{account}/grants")).await;
+    let grant = grants.body["data"][0]["id"].as_str().unwrap().to_owned();
+    let spent = app
+        .post(
+            &format!("/v1/accounts/{account}/consume"),
+            json!({"amount": "1"}),
+        )
+        .await;
+    let tx = spent.body["transaction"]["id"].as_str().unwrap().to_owned();
+    let held = app
+        .post(
+            &format!("/v1/accounts/{account}/holds"),
+            json!({"amount": "1"}),
+        )
+        .await;
+    let hold = held.body["hold"]["id"].as_str().unwrap().to_owned();
+    vec![
+        ("account_id", account.to_owned()),
+        ("grant_id", grant),
+        ("tx_id", tx),
+        ("hold_id", hold),
+        ("feature_id", "tokens".to_owned()),
+        ("key_id", "key_0000000000000000".to_owned()),
+    ]
+}
+
+fn assert_forbidden(reply: &Reply, access: Access, what: &str) {
+    assert_eq!(reply.status, StatusCode::FORBIDDEN, "{what}: {reply:?}");
+    assert_eq!(reply.code(), "forbidden", "{what}");
+    assert_eq!(
+        reply.body["error"]["required_scope"],
+        access.scope(),
+        "{what}"
+    );
+}
+
+fn assert_let_through(reply: &Reply, what: &str) {
+    assert!(
+        ![StatusCode::UNAUTHORIZED, StatusCode::FORBIDDEN].contains(&reply.status),
+        "{what}: {reply:?}"
+    );
+    assert_ne!(reply.code(), "not_found", "{what}: the route must exist");
+    assert_ne!(reply.code(), "method_not_allowed", "{what}");
+}
+
+store_test! {
+    /// Built from the route table, so that a new route cannot be left out.
+    #[tokio::test]
+    async fn every_route_admits_exactly_the_keys_its_access_names(app) {
+        let feature = app
+            .send(Method::PUT, "/v1/features/tokens", Some(json!({"credits_per_unit": "1"})))
+            .await;
+        assert_eq!(feature.status, StatusCode::OK);
+        let mine = objects_of(&app, "mine").await;
+        let theirs = objects_of(&app, "theirs").await;
+        let service = app.create_key("service", "backend").await["key"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let customer = app.create_customer_key("mine").await["key"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+
+        let table = server::routes::table(&app.state, Vec::new());
+        assert!(table.len() >= 29, "{}", table.len());
+        for (method, template, access) in table {
+            let path = concrete(template, &mine);
+            let other = concrete(template, &theirs);
+            let call = |key: Option<&str>, path: &str| {
+                let (method, path, key) = (method.clone(), path.to_owned(), key.map(str::to_owned));
+                let app = &app;
+                async move {
+                    let body = (method != Method::GET && method != Method::DELETE).then(|| json!({}));
+                    app.send_as(key.as_deref(), method, &path, &[], body).await
+                }
+            };
+            let what = |who: &str| format!("{method} {template} as {who}");
+
+            let none = call(None, &path).await;
+            let bad = call(Some("cd_admin_not_a_key"), &path).await;
+            if access == Access::Public {
+                assert_let_through(&none, &what("nobody"));
+                continue;
+            }
+            for reply in [&none, &bad] {
+                assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{}: {reply:?}", what("nobody"));
+                assert_eq!(reply.code(), "unauthorized");
+                assert!(reply.headers.get("www-authenticate").is_some(), "{}", what("nobody"));
+            }
+
+            assert_let_through(&call(Some(KEY), &path).await, &what("admin"));
+
+            let as_service = call(Some(&service), &path).await;
+            match access {
+                Access::Admin => assert_forbidden(&as_service, access, &what("service")),
+                _ => assert_let_through(&as_service, &what("service")),
+            }
+
+            let as_customer = call(Some(&customer), &path).await;
+            let at_others = call(Some(&customer), &other).await;
+            match access {
+                Access::Admin | Access::Service => {
+                    assert_forbidden(&as_customer, access, &what("customer"));
+                    assert_forbidden(&at_others, access, &what("customer elsewhere"));
+                }
+                Access::Account | Access::Own => {
+                    assert_eq!(as_customer.status, StatusCode::OK, "{}: {as_customer:?}", what("customer"));
+                    assert_eq!(at_others.status, StatusCode::NOT_FOUND, "{}: {at_others:?}", what("customer elsewhere"));
+                    assert!(at_others.code().ends_with("_not_found"), "{at_others:?}");
+                    assert!(!at_others.text.contains("theirs"), "{at_others:?}");
+                }
+                Access::Public => unreachable!(),
+            }
+        }
+    }
+}
+
+store_test! {
+    #[tokio::test]
+    async fn a_key_is_shown_once_listed_by_its_last_four_and_revoked(app) {
+        let created = app.create_key("service", "backend").await;
+        let key = created["key"].as_str().unwrap().to_owned();
+        let id = created["id"].as_str().unwrap().to_owned();
+        assert!(key.starts_with("cd_svc_") && key.len() >= 7 + 32, "{key}");
+        assert!(id.starts_with("key_"), "{id}");
+        assert_eq!(created["kind"], "service");
+        assert_eq!(created["name"], "backend");
+        assert_eq!(created["last4"], &key[key.len() - 4..]);
+        assert_eq!(created["created_at"], "2027-01-15T08:00:00.000000Z");
+        assert_eq!(created["last_used_at"], Value::Null);
+
+        let listed = app.get("/v1/keys").await;
+        assert_eq!(listed.status, StatusCode::OK);
+        let entry = &listed.body["data"][0];
+        assert_eq!(entry["id"], id.as_str());
+        assert!(entry.get("key").is_none(), "{entry}");
+        assert!(!listed.text.contains(&key[7..]), "{}", listed.text);
+        assert_eq!(listed.body["data"].as_array().unwrap().len(), 1);
+
+        // The service key works: it opens an account and gives it a key.
+        let opened = app
+            .send_as(Some(&key), Method::POST, "/v1/accounts", &[], Some(json!({"id": "u"})))
+            .await;
+        assert_eq!(opened.status, StatusCode::CREATED);
+        let customer = app
+            .send_as(Some(&key), Method::POST, "/v1/accounts/u/keys", &[], Some(json!({"name": "web"})))
+            .await;
+        assert_eq!(customer.status, StatusCode::CREATED, "{customer:?}");
+        let customer_key = customer.body["key"].as_str().unwrap().to_owned();
+        assert!(customer_key.starts_with("cd_cust_"));
+        assert_eq!(customer.body["account_id"], "u");
+        let of_account = app.get("/v1/accounts/u/keys").await;
+        assert_eq!(of_account.body["data"][0]["id"], customer.body["id"]);
+        // Customer keys are not among the operator's keys.
+        assert_eq!(app.get("/v1/keys").await.body["data"].as_array().unwrap().len(), 1);
+
+        // A customer key reads its own account, with Anthropic's header too.
+        let own = app.send_as(Some(&customer_key), Method::GET, "/v1/accounts/u/balance", &[], None).await;
+        assert_eq!(own.status, StatusCode::OK);
+        let by_header = app
+            .send_as(None, Method::GET, "/v1/accounts/u", &[("x-api-key", &customer_key)], None)
+            .await;
+        assert_eq!(by_header.status, StatusCode::OK, "{by_header:?}");
+
+        // Revoked by the service key, it stops working at once.
+        let revoked = app
+            .send_as(Some(&key), Method::DELETE, &format!("/v1/keys/{}", customer.body["id"].as_str().unwrap()), &[], None)
+            .await;
+        assert_eq!(revoked.status, StatusCode::OK, "{revoked:?}");
+        assert!(revoked.body["revoked_at"].is_string());
+        let after = app.send_as(Some(&customer_key), Method::GET, "/v1/accounts/u/balance", &[], None).await;
+        assert_eq!(after.status, StatusCode::UNAUTHORIZED);
+        assert!(app.get("/v1/accounts/u/keys").await.body["data"].as_array().unwrap().is_empty());
+
+        // A service key may not revoke an operator key.
+        let admin = app.create_key("admin", "ops").await;
+        let refused = app
+            .send_as(Some(&key), Method::DELETE, &format!("/v1/keys/{}", admin["id"].as_str().unwrap()), &[], None)
+            .await;
+        assert_eq!(refused.status, StatusCode::FORBIDDEN);
+        assert_eq!(refused.body["error"]["required_scope"], "admin");
+        let missing = app.send(Method::DELETE, "/v1/keys/key_0000000000000000", None).await;
+        assert_eq!(missing.code(), "key_not_found");
+    }
+}
+
+store_test! {
+    #[tokio::test]
+    async fn the_last_admin_key_cannot_be_revoked(app) {
+        let first = app.create_key("admin", "first").await;
+        let first_id = first["id"].as_str().unwrap();
+        let refused = app.send(Method::DELETE, &format!("/v1/keys/{first_id}"), None).await;
+        assert_eq!(refused.status, StatusCode::CONFLICT);
+        assert_eq!(refused.code(), "last_admin_key");
+        let second = app.create_key("admin", "second").await;
+        let second_key = second["key"].as_str().unwrap();
+        let revoked = app
+            .send_as(Some(second_key), Method::DELETE, &format!("/v1/keys/{first_id}"), &[], None)
+            .await;
+        assert_eq!(revoked.status, StatusCode::OK, "{revoked:?}");
+        let first_key = first["key"].as_str().unwrap();
+        let gone = app.send_as(Some(first_key), Method::GET, "/v1/keys", &[], None).await;
+        assert_eq!(gone.status, StatusCode::UNAUTHORIZED);
+    }
+}
+
+store_test! {
+    #[tokio::test]
+    async fn keys_are_created_without_idempotency_keys_and_with_clean_names(app) {
+        let keyed = app
+            .send_as(Some(KEY), Method::POST, "/v1/keys", &[("Idempotency-Key", "k1")], Some(json!({"kind": "service"})))
+            .await;
+        assert_eq!(keyed.code(), "invalid_request");
+        let customer = app.post("/v1/keys", json!({"kind": "customer"})).await;
+        assert_eq!(customer.code(), "invalid_request");
+        let control = app.post("/v1/keys", json!({"kind": "service", "name": "a\u{0}b"})).await;
+        assert_eq!(control.code(), "invalid_request");
+        let missing = app.post("/v1/accounts/nobody/keys", json!({})).await;
+        assert_eq!(missing.code(), "account_not_found");
+        assert!(app.get("/v1/keys").await.body["data"].as_array().unwrap().is_empty());
+    }
+}
+
+store_test! {
+    #[tokio::test]
+    async fn when_a_key_was_last_used_is_written_now_and_then(app) {
+        let created = app.create_key("service", "backend").await;
+        let key = created["key"].as_str().unwrap();
+        app.clock.advance_secs(30);
+        let used = app.send_as(Some(key), Method::GET, "/v1/accounts", &[], None).await;
+        assert_eq!(used.status, StatusCode::OK);
+        let store = app.state.store.as_ref();
+        // Never written before: written now, once.
+        assert_eq!(app.state.keys.write_usage(store, 60).await.unwrap(), 1);
+        assert_eq!(app.state.keys.write_usage(store, 60).await.unwrap(), 0);
+        let listed = app.get("/v1/keys").await;
+        assert_eq!(listed.body["data"][0]["last_used_at"], "2027-01-15T08:00:30.000000Z");
+        // A use less than a minute newer waits; one a minute newer is written.
+        app.clock.advance_secs(30);
+        app.send_as(Some(key), Method::GET, "/v1/accounts", &[], None).await;
+        assert_eq!(app.state.keys.write_usage(store, 60).await.unwrap(), 0);
+        app.clock.advance_secs(30);
+        app.send_as(Some(key), Method::GET, "/v1/accounts", &[], None).await;
+        assert_eq!(app.state.keys.write_usage(store, 60).await.unwrap(), 1);
+        let listed = app.get("/v1/keys").await;
+        assert_eq!(listed.body["data"][0]["last_used_at"], "2027-01-15T08:01:30.000000Z");
+    }
+}
+
+store_test! {
+    #[tokio::test]
+    async fn a_revocation_reaches_every_node_through_its_refresh(app) {
+        let created = app.create_key("service", "backend").await;
+        let key = created["key"].as_str().unwrap();
+        let id = created["id"].as_str().unwrap();
+        // Another node, with its own keys in memory, on the same database.
+        let other = Keys::new(None);
+        other.refresh(app.state.store.as_ref()).await.unwrap();
+        let now = ledger::Timestamp::from_secs(1_800_000_000);
+        assert!(other.resolve(key, now).is_some());
+        app.send(Method::DELETE, &format!("/v1/keys/{id}"), None).await;
+        assert!(other.resolve(key, now).is_some());
+        other.refresh(app.state.store.as_ref()).await.unwrap();
+        assert!(other.resolve(key, now).is_none());
+    }
+}
+
+store_test! {
+    #[tokio::test]
+    async fn idempotency_keys_are_kept_per_api_key(app) {
+        app.account_with("u", "10").await;
+        let service = app.create_key("service", "backend").await;
+        let service = service["key"].as_str().unwrap();
+        let headers = [("Idempotency-Key", "same")];
+        let by_admin = app
+            .send_as(Some(KEY), Method::POST, "/v1/accounts/u/consume", &headers, Some(json!({"amount": "1"})))
+            .await;
+        let by_service = app
+            .send_as(Some(service), Method::POST, "/v1/accounts/u/consume", &headers, Some(json!({"amount": "2"})))
+            .await;
+        assert_eq!(by_admin.status, StatusCode::OK);
+        assert_eq!(by_service.status, StatusCode::OK, "{by_service:?}");
+        assert!(by_service.headers.get("idempotent-replayed").is_none());
+        assert_eq!(app.available("u").await, "7");
+    }
+}
