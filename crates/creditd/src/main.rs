@@ -356,7 +356,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     // Tests and scripts read the bound address from this line.
     println!("listening on {}", listener.local_addr()?);
     tracing::info!(addr = %listener.local_addr()?, "creditd serving");
-    let app = server::router(state.clone(), capabilities());
+    let app = server::router(state.clone(), capabilities(&state));
     server::serve(listener, app, shutdown_signal()).await?;
     jobs.abort();
     let _ = jobs.await;
@@ -366,8 +366,8 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
 
 /// The routes of every capability beyond the ledger, each in the table
 /// with the access it needs. A new capability (billing, the gateway) is one
-/// more entry here.
-fn capabilities() -> Vec<Vec<server::Route>> {
+/// more entry here, built from the shared state.
+fn capabilities(_state: &Arc<AppState>) -> Vec<Vec<server::Route>> {
     Vec::new()
 }
 

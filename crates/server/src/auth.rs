@@ -187,7 +187,8 @@ type Known = (u64, Option<KeyHash>);
 /// request reads nothing from the database. [`Keys::refresh`] brings in what
 /// other nodes wrote; this node's own writes are applied at once.
 pub struct Keys {
-    configured: Option<KeyHash>,
+    /// The key from the configuration, and who it speaks for.
+    configured: Option<(KeyHash, Principal)>,
     by_hash: RwLock<HashMap<KeyHash, Arc<Entry>>>,
     /// Every key record seen, by id: the version taken in, and the hash it
     /// is in `by_hash` under while usable. An older version read late by a
@@ -209,7 +210,14 @@ impl Keys {
     /// Keys with the configured admin key, if any, and nothing else yet.
     pub fn new(configured: Option<KeyHash>) -> Keys {
         Keys {
-            configured,
+            configured: configured.map(|hash| {
+                let principal = Principal {
+                    key_id: Arc::from(CONFIGURED_KEY_ID),
+                    kind: KeyKind::Admin,
+                    account: None,
+                };
+                (hash, principal)
+            }),
             by_hash: RwLock::new(HashMap::new()),
             known: RwLock::new(HashMap::new()),
             seen_through: std::sync::Mutex::new(Timestamp::from_micros(i64::MIN)),
@@ -220,12 +228,10 @@ impl Keys {
     /// Notes the use, for `last_used_at`.
     pub fn resolve(&self, presented: &str, now: Timestamp) -> Option<Principal> {
         let hash = KeyHash::of(presented);
-        if self.configured == Some(hash) {
-            return Some(Principal {
-                key_id: Arc::from(CONFIGURED_KEY_ID),
-                kind: KeyKind::Admin,
-                account: None,
-            });
+        if let Some((configured, principal)) = &self.configured
+            && *configured == hash
+        {
+            return Some(principal.clone());
         }
         let by_hash = self.by_hash.read().unwrap_or_else(|e| e.into_inner());
         let entry = by_hash.get(&hash)?;
