@@ -10,6 +10,7 @@ use std::sync::{Arc, RwLock};
 use axum::extract::{FromRequestParts, Path, Request, State};
 use axum::http::header;
 use axum::middleware::Next;
+use futures_util::StreamExt;
 use axum::response::Response;
 use ledger::{AccountId, Timestamp};
 use serde::{Deserialize, Serialize};
@@ -201,7 +202,10 @@ pub struct Keys {
 /// How far back a refresh looks before the latest change it has seen: a
 /// write committed late, or stamped by a node whose clock runs behind, is
 /// still found.
-const REFRESH_OVERLAP_SECS: i64 = 30;
+const REFRESH_OVERLAP_SECS: i64 = 10;
+
+/// How many `last_used_at` writes are in flight at once.
+const USAGE_WRITES_AT_ONCE: usize = 32;
 
 /// The most records one page of a refresh reads.
 const REFRESH_PAGE: usize = 1000;
@@ -345,22 +349,33 @@ impl Keys {
                 })
                 .collect()
         };
-        let mut wrote = 0;
-        for (id, used) in due {
+        // Written a few at a time, so that they share the writer's batches.
+        let writes = due.into_iter().map(|(id, used)| async move {
             let Some(mut doc) = records::get::<ApiKey>(store, &id).await? else {
-                continue;
+                return Ok(false);
             };
             if doc.body.revoked_at_micros.is_some()
                 || doc.body.last_used_at_micros.is_some_and(|u| u >= used)
             {
-                continue;
+                return Ok(false);
             }
             doc.body.last_used_at_micros = Some(used);
             let write = records::put(&doc.id, &doc.body, Expect::Version(doc.version));
-            if let Written::Stored(stored) = records::write::<ApiKey>(store, write).await? {
-                self.apply(&stored);
-                wrote += 1;
+            match records::write::<ApiKey>(store, write).await? {
+                Written::Stored(stored) => {
+                    self.apply(&stored);
+                    Ok(true)
+                }
+                _ => Ok(false),
             }
+        });
+        let written: Vec<Result<bool, StoreError>> = futures_util::stream::iter(writes)
+            .buffer_unordered(USAGE_WRITES_AT_ONCE)
+            .collect()
+            .await;
+        let mut wrote = 0;
+        for result in written {
+            wrote += usize::from(result?);
         }
         Ok(wrote)
     }
