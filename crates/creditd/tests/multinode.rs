@@ -189,3 +189,80 @@ async fn three_nodes_never_spend_a_credit_twice() {
     assert!(verify.status.success(), "{report}");
     assert!(report.contains("checked 1001 accounts"), "{report}");
 }
+
+/// Asks `node` with `key` until it answers `want`, for at most `within`.
+async fn answers_within(
+    client: &reqwest::Client,
+    node: &str,
+    key: &str,
+    want: u16,
+    within: std::time::Duration,
+) -> bool {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let status = client
+            .get(format!("{node}/v1/accounts"))
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16();
+        if status == want {
+            return true;
+        }
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_made_or_revoked_on_one_node_is_known_to_the_other_within_two_seconds() {
+    let Some(database) = TestDatabase::create().await else {
+        return;
+    };
+    let (a, b) = (
+        Server::start_url(&database.url),
+        Server::start_url(&database.url),
+    );
+    let client = reqwest::Client::new();
+    let (status, created) = post(
+        &client,
+        format!("{}/v1/keys", a.base),
+        json!({"kind": "service", "name": "backend"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let key = created["key"].as_str().unwrap();
+    let id = created["id"].as_str().unwrap();
+    // B has never seen it: an unknown key makes it look at once.
+    let first = client
+        .get(format!("{}/v1/accounts", b.base))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(first.status().as_u16(), 200);
+
+    let revoked = client
+        .delete(format!("{}/v1/keys/{id}", a.base))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status().as_u16(), 200);
+    assert!(answers_within(&client, &a.base, key, 401, std::time::Duration::ZERO).await);
+    assert!(
+        answers_within(
+            &client,
+            &b.base,
+            key,
+            401,
+            std::time::Duration::from_secs(2)
+        )
+        .await,
+        "the other node still takes the revoked key"
+    );
+}
