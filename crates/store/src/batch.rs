@@ -231,9 +231,10 @@ impl Batch {
         Ok(executed)
     }
 
-    /// Decides a command: its record writes are checked first, then its
-    /// external id, then its operation; the records are written only if the
-    /// operation applies now.
+    /// Decides a command: its external id first (a write applied before is
+    /// answered as it was, and nothing of the command applies), then its
+    /// record writes (one at the wrong version refuses the command), then
+    /// its operation; the records are written only if the operation applies.
     fn decide_command(
         &mut self,
         src: &mut dyn Source,
@@ -241,15 +242,6 @@ impl Batch {
         now: Timestamp,
         ids: &mut dyn IdSource,
     ) -> Result<Executed, StoreError> {
-        let mut writes: Vec<&RecordWrite> = Vec::with_capacity(command.records.len() + 1);
-        if let Op::Record(write) = &command.op {
-            writes.push(write);
-        }
-        writes.extend(&command.records);
-        let plan = match self.plan_records(src, &writes, now)? {
-            Ok(plan) => plan,
-            Err(refused) => return Ok(Executed::Fresh(Err(refused))),
-        };
         let external = external_of(&command.op);
         if let Some((account, id, digest)) = &external {
             let seen = match self.staged.externals.get(&(account.clone(), id.clone())) {
@@ -269,6 +261,15 @@ impl Batch {
                 return Ok(Executed::Existing(self.outcome_of(src, tx, now)?));
             }
         }
+        let mut writes: Vec<&RecordWrite> = Vec::with_capacity(command.records.len() + 1);
+        if let Op::Record(write) = &command.op {
+            writes.push(write);
+        }
+        writes.extend(&command.records);
+        let plan = match self.plan_records(src, &writes, now)? {
+            Ok(plan) => plan,
+            Err(refused) => return Ok(Executed::Fresh(Err(refused))),
+        };
         let result = match &command.op {
             Op::Record(write) => Ok(match plan.records.get(&key_of(write)) {
                 Some(Some(record)) => Outcome::RecordPut(record.clone()),

@@ -238,9 +238,10 @@ pub struct Command {
     /// The write.
     pub op: Op,
     /// Record writes committed in the same transaction as `op`, and only
-    /// if `op` applies now: when it is refused, or when its external id
-    /// shows it was applied before, none of them is written. When one of
-    /// them is not at its expected version, nothing is applied.
+    /// if `op` applies now: when its external id shows it was applied
+    /// before (checked first), or when it is refused, none of them is
+    /// written; when one of them is not at its expected version, nothing is
+    /// applied.
     pub records: Vec<RecordWrite>,
     /// Makes retries safe: the same key with the same request replays the
     /// first response; with a different request, it is a conflict.

@@ -285,3 +285,28 @@ store_test! {
         assert!(store.audit().await.unwrap().is_clean());
     }
 }
+
+store_test! {
+    /// A payment event retried: the grant's external id answers first, so
+    /// the retry is the first grant again, not a conflict on the event.
+    #[tokio::test]
+    async fn a_retried_grant_with_its_event_record_is_the_first_grant_again(store) {
+        run(&store, create("a")).await.unwrap();
+        let grant = || {
+            let mut op = grant("a", 10);
+            if let Op::Grant { grant, .. } = &mut op {
+                grant.external_id = Some(ledger::ExternalId::parse("cs_1").unwrap());
+            }
+            Command::new(op).with_records(vec![put("evt_1", "{}", vec![], Expect::Absent)])
+        };
+        let first = store.execute(grant()).await.unwrap();
+        let Executed::Fresh(Ok(Outcome::Granted { tx, .. })) = first else { panic!("{first:?}") };
+        let again = store.execute(grant()).await.unwrap();
+        let Executed::Existing(Outcome::Granted { tx: same, .. }) = again else {
+            panic!("{again:?}")
+        };
+        assert_eq!(same.id, tx.id);
+        assert_eq!(store.record("plan".into(), "evt_1".into()).await.unwrap().unwrap().version, 1);
+        assert_eq!(available(&store, "a", START).await, c(10));
+    }
+}
