@@ -189,6 +189,76 @@ impl ApiError {
         })
         .expect("error bodies serialize")
     }
+
+    /// One error of every kind the API answers with, and one of every
+    /// ledger rejection: what the description's list of codes is made of.
+    pub fn every() -> Vec<ApiError> {
+        let text = String::new;
+        let mut every = vec![
+            ApiError::Unauthorized,
+            ApiError::Forbidden { scope: "admin" },
+            ApiError::KeyNotFound,
+            ApiError::LastAdminKey,
+            ApiError::VersionConflict,
+            ApiError::Conflict(text()),
+            ApiError::MalformedJson(text()),
+            ApiError::InvalidRequest(text()),
+            ApiError::InvalidAmount(text()),
+            ApiError::InvalidTimestamp(text()),
+            ApiError::InvalidId(text()),
+            ApiError::InvalidMetadata(text()),
+            ApiError::PayloadTooLarge,
+            ApiError::UnsupportedMediaType,
+            ApiError::RouteNotFound,
+            ApiError::MethodNotAllowed,
+            ApiError::StoreUnavailable(text()),
+            ApiError::Internal(text()),
+        ];
+        every.extend(every_reject().into_iter().map(ApiError::Rejected));
+        every
+    }
+
+    /// Every code the API answers with, and its status, in the order of
+    /// [`ApiError::every`], each once.
+    pub fn codes() -> Vec<(&'static str, StatusCode)> {
+        let mut codes: Vec<(&'static str, StatusCode)> = Vec::new();
+        for error in ApiError::every() {
+            if !codes.iter().any(|(code, _)| *code == error.code()) {
+                codes.push((error.code(), error.status()));
+            }
+        }
+        codes
+    }
+}
+
+/// One of every ledger rejection.
+fn every_reject() -> Vec<Reject> {
+    let zero = ledger::Amount::ZERO;
+    vec![
+        Reject::InvalidAmount(""),
+        Reject::InvalidTimestamp(""),
+        Reject::InvalidRequest(""),
+        Reject::Overflow,
+        Reject::InsufficientCredits {
+            required: zero,
+            available: zero,
+        },
+        Reject::AccountExists,
+        Reject::AccountNotFound,
+        Reject::GrantNotFound,
+        Reject::HoldNotFound,
+        Reject::TransactionNotFound,
+        Reject::FeatureNotFound,
+        Reject::HoldNotPending {
+            status: ledger::HoldStatus::Committed,
+        },
+        Reject::GrantVoided,
+        Reject::NotRefundable,
+        Reject::RefundTooLarge { refundable: zero },
+        Reject::IdempotencyConflict,
+        Reject::ExternalIdConflict,
+        Reject::Inconsistent(""),
+    ]
 }
 
 /// The HTTP status of each ledger rejection.
@@ -279,6 +349,77 @@ mod tests {
         assert_eq!(bug.status(), StatusCode::INTERNAL_SERVER_ERROR);
         let body = String::from_utf8(bug.body()).unwrap();
         assert!(!body.contains("column"), "{body}");
+    }
+
+    #[test]
+    fn every_lists_each_kind_of_error_and_of_rejection() {
+        // Each match names every variant without a wildcard, so a new kind
+        // of error fails to compile here until it is given the next number
+        // and the range below is raised to it; the assertions then fail
+        // until `every` lists it.
+        let kind = |error: &ApiError| match error {
+            ApiError::Unauthorized => 0,
+            ApiError::Forbidden { .. } => 1,
+            ApiError::KeyNotFound => 2,
+            ApiError::LastAdminKey => 3,
+            ApiError::VersionConflict => 4,
+            ApiError::Conflict(_) => 5,
+            ApiError::MalformedJson(_) => 6,
+            ApiError::InvalidRequest(_) => 7,
+            ApiError::InvalidAmount(_) => 8,
+            ApiError::InvalidTimestamp(_) => 9,
+            ApiError::InvalidId(_) => 10,
+            ApiError::InvalidMetadata(_) => 11,
+            ApiError::PayloadTooLarge => 12,
+            ApiError::UnsupportedMediaType => 13,
+            ApiError::RouteNotFound => 14,
+            ApiError::MethodNotAllowed => 15,
+            ApiError::Rejected(_) => 16,
+            ApiError::StoreUnavailable(_) => 17,
+            ApiError::Internal(_) => 18,
+        };
+        let rejection = |reject: &Reject| match reject {
+            Reject::InvalidAmount(_) => 0,
+            Reject::InvalidTimestamp(_) => 1,
+            Reject::InvalidRequest(_) => 2,
+            Reject::Overflow => 3,
+            Reject::InsufficientCredits { .. } => 4,
+            Reject::AccountExists => 5,
+            Reject::AccountNotFound => 6,
+            Reject::GrantNotFound => 7,
+            Reject::HoldNotFound => 8,
+            Reject::TransactionNotFound => 9,
+            Reject::FeatureNotFound => 10,
+            Reject::HoldNotPending { .. } => 11,
+            Reject::GrantVoided => 12,
+            Reject::NotRefundable => 13,
+            Reject::RefundTooLarge { .. } => 14,
+            Reject::IdempotencyConflict => 15,
+            Reject::ExternalIdConflict => 16,
+            Reject::Inconsistent(_) => 17,
+        };
+        let every = ApiError::every();
+        let kinds: std::collections::BTreeSet<usize> = every.iter().map(kind).collect();
+        assert_eq!(kinds, (0..=18).collect());
+        let rejections: std::collections::BTreeSet<usize> = every
+            .iter()
+            .filter_map(|e| match e {
+                ApiError::Rejected(reject) => Some(rejection(reject)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(rejections, (0..=17).collect());
+    }
+
+    #[test]
+    fn each_code_has_one_status() {
+        for error in ApiError::every() {
+            let listed = ApiError::codes()
+                .into_iter()
+                .find(|(code, _)| *code == error.code())
+                .map(|(_, status)| status);
+            assert_eq!(listed, Some(error.status()), "{}", error.code());
+        }
     }
 
     #[test]
