@@ -5,7 +5,9 @@ use axum::response::{IntoResponse, Response};
 use ledger::Reject;
 use serde::Serialize;
 use store::{Refused, StoreError};
+use utoipa::ToSchema;
 
+use crate::openapi::schema::ErrorCode;
 use crate::render::Decimal;
 
 /// Every way a request can fail. Each variant's doc names its HTTP status;
@@ -146,23 +148,6 @@ impl ApiError {
 
     /// The JSON body.
     pub fn body(&self) -> Vec<u8> {
-        #[derive(Serialize)]
-        struct Body<'a> {
-            error: Inner<'a>,
-        }
-        #[derive(Serialize)]
-        struct Inner<'a> {
-            code: &'a str,
-            message: String,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            required: Option<Decimal>,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            available: Option<Decimal>,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            refundable: Option<Decimal>,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            required_scope: Option<&'a str>,
-        }
         let required_scope = match self {
             ApiError::Forbidden { scope } => Some(*scope),
             _ => None,
@@ -177,8 +162,8 @@ impl ApiError {
             }
             _ => (None, None, None),
         };
-        serde_json::to_vec(&Body {
-            error: Inner {
+        serde_json::to_vec(&ErrorBody {
+            error: ErrorDetail {
                 code: self.code(),
                 message: self.message(),
                 required,
@@ -259,6 +244,39 @@ fn every_reject() -> Vec<Reject> {
         Reject::ExternalIdConflict,
         Reject::Inconsistent(""),
     ]
+}
+
+/// An error's JSON body: `{"error": {...}}`.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Error)]
+pub struct ErrorBody<'a> {
+    error: ErrorDetail<'a>,
+}
+
+/// What went wrong.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorDetail<'a> {
+    /// The stable, machine-readable code.
+    #[schema(value_type = ErrorCode)]
+    code: &'a str,
+    /// A human-readable explanation; not stable.
+    message: String,
+    /// Only with `insufficient_credits`: the credits the operation needs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    required: Option<Decimal>,
+    /// Only with `insufficient_credits`: the available balance before the operation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    available: Option<Decimal>,
+    /// Only with `refund_too_large`: what is left to refund.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    refundable: Option<Decimal>,
+    /// Only with `forbidden`: the kind of key the route needs (`admin` or `service`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    required_scope: Option<&'a str>,
 }
 
 /// The HTTP status of each ledger rejection.

@@ -8,6 +8,7 @@ pub mod extract;
 mod handlers;
 pub mod jobs;
 pub mod metrics;
+pub mod openapi;
 pub mod render;
 pub mod routes;
 
@@ -19,7 +20,6 @@ use store::{Clock, Store};
 use tokio::net::TcpListener;
 
 pub use auth::{Access, KeyHash, KeyKind, Keys, Principal, Secret};
-pub use handlers::system::OPENAPI;
 pub use jobs::JobsConfig;
 pub use metrics::Metrics;
 pub use routes::{Route, router};

@@ -10,8 +10,10 @@ use ledger::{
 use serde::{Serialize, Serializer};
 use serde_json::value::RawValue;
 use store::{Outcome, Refused, StoredResponse};
+use utoipa::ToSchema;
 
 use crate::error::ApiError;
+use crate::openapi::schema;
 
 /// An amount written as a decimal string.
 #[derive(Debug, Clone, Copy)]
@@ -54,12 +56,20 @@ impl Serialize for Meta<'_> {
     }
 }
 
-#[derive(Serialize)]
+/// An account: one of the operator's customers.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Account)]
 pub struct AccountView<'a> {
+    #[schema(value_type = schema::AccountId)]
     id: &'a str,
+    /// The display name; null when none was given.
+    #[schema(required = true)]
     name: Option<&'a str>,
     metadata: Meta<'a>,
+    /// How far below zero consumes and holds may take the available
+    /// balance; the shortfall is owed as debt.
     overdraft_limit: Decimal,
+    /// When the account was opened.
     created_at: Instant,
 }
 
@@ -75,20 +85,57 @@ impl<'a> AccountView<'a> {
     }
 }
 
-#[derive(Serialize)]
+/// Where a lot stands when it is read.
+#[derive(Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum GrantStatus {
+    /// Spendable now, with credits left.
+    Active,
+    /// Not yet effective.
+    Scheduled,
+    /// Effective, with nothing left.
+    Spent,
+    /// Past its expiry.
+    Expired,
+    /// Voided.
+    Voided,
+}
+
+/// A lot of credits created by a grant (or by a refund of debt-funded usage).
+#[derive(Serialize, ToSchema)]
+#[schema(as = Grant)]
 pub struct GrantView<'a> {
+    #[schema(value_type = schema::GrantId)]
     id: Text<ledger::LotId>,
+    #[schema(value_type = schema::AccountId)]
     account_id: &'a str,
-    status: &'static str,
+    /// Where the lot stands when it is read: `scheduled` before
+    /// `effective_at`, `expired` from `expires_at` on (with `remaining`
+    /// shown as 0 even before the expiry is written to the journal),
+    /// `voided` once voided, `spent` when nothing remains, otherwise `active`.
+    status: GrantStatus,
+    /// Credits granted.
     amount: Decimal,
+    /// Credits still in the lot, between 0 and `amount`; credits moved into
+    /// a hold's escrow are not counted, and an expired lot shows 0.
     remaining: Decimal,
+    #[schema(value_type = schema::GrantSource)]
     source: &'static str,
+    #[schema(value_type = schema::Priority)]
     priority: u8,
+    /// When the credits become spendable.
     effective_at: Instant,
+    /// The first instant the credits are no longer spendable; null for no expiry.
+    #[schema(required = true)]
     expires_at: Option<Instant>,
+    /// When the lot was voided; null if it was not.
+    #[schema(required = true)]
     voided_at: Option<Instant>,
+    /// When the grant was written.
     created_at: Instant,
     metadata: Meta<'a>,
+    /// What caused the grant, if the grant named it; null otherwise.
+    #[schema(required = true, value_type = Option<schema::ExternalId>)]
     external_id: Option<&'a str>,
 }
 
@@ -97,15 +144,15 @@ impl<'a> GrantView<'a> {
     /// remaining even before its expiry is written.
     pub fn new(l: &'a Lot, now: Timestamp) -> Self {
         let (status, remaining) = if l.voided_at.is_some() {
-            ("voided", l.remaining)
+            (GrantStatus::Voided, l.remaining)
         } else if l.is_expired_at(now) {
-            ("expired", Amount::ZERO)
+            (GrantStatus::Expired, Amount::ZERO)
         } else if l.effective_at > now {
-            ("scheduled", l.remaining)
+            (GrantStatus::Scheduled, l.remaining)
         } else if l.remaining.is_zero() {
-            ("spent", l.remaining)
+            (GrantStatus::Spent, l.remaining)
         } else {
-            ("active", l.remaining)
+            (GrantStatus::Active, l.remaining)
         };
         GrantView {
             id: Text(l.id),
@@ -125,23 +172,43 @@ impl<'a> GrantView<'a> {
     }
 }
 
-#[derive(Serialize)]
+/// A lot that still holds credits, as a balance lists it.
+#[derive(Serialize, ToSchema)]
+#[schema(as = LotShare)]
 pub struct LotShareView {
+    #[schema(value_type = schema::GrantId)]
     id: Text<ledger::LotId>,
+    #[schema(value_type = schema::GrantSource)]
     source: &'static str,
+    /// Credits left in the lot.
     remaining: Decimal,
+    #[schema(value_type = schema::Priority)]
     priority: u8,
+    /// When the credits become spendable.
     effective_at: Instant,
+    /// The first instant the credits are no longer spendable; null for no expiry.
+    #[schema(required = true)]
     expires_at: Option<Instant>,
 }
 
-#[derive(Serialize)]
+/// An account's balance at an instant, with the lots behind it.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Balance)]
 pub struct BalanceView<'a> {
+    #[schema(value_type = schema::AccountId)]
     account_id: &'a str,
+    /// Credits in spendable lots, minus debt, minus the part of pending
+    /// holds not covered by escrow; negative while in overdraft.
     available: Decimal,
+    /// Credits reserved by pending holds.
     held: Decimal,
+    /// Credits owed; zero or more.
     debt: Decimal,
+    /// The instant the balance is for.
     at: Instant,
+    /// Lots with credits left that are neither expired nor voided at `at`,
+    /// including lots not yet effective, in burn-down order (priority, then
+    /// earliest expiry, then oldest).
     lots: Vec<LotShareView>,
 }
 
@@ -171,10 +238,15 @@ impl<'a> BalanceView<'a> {
     }
 }
 
-#[derive(Serialize)]
+/// The balance right after a write.
+#[derive(Serialize, ToSchema)]
 pub struct BalanceSummary {
+    /// Credits that can be spent now: spendable lots minus debt minus the
+    /// part of pending holds not covered by escrow; negative while in overdraft.
     available: Decimal,
+    /// Credits reserved by pending holds.
     held: Decimal,
+    /// Credits owed; zero or more. New spendable credits repay it first.
     debt: Decimal,
 }
 
@@ -188,15 +260,30 @@ impl BalanceSummary {
     }
 }
 
-#[derive(Serialize)]
+/// A reservation of credits, committed or released later.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Hold)]
 pub struct HoldView<'a> {
+    #[schema(value_type = schema::HoldId)]
     id: Text<ledger::HoldId>,
+    #[schema(value_type = schema::AccountId)]
     account_id: &'a str,
+    /// Where the hold stands when it is read; a pending hold past its expiry
+    /// reads as `expired` even before its release is written.
+    #[schema(value_type = schema::HoldStatus)]
     status: &'static str,
+    /// Credits reserved.
     amount: Decimal,
+    /// The final amount, once committed; null otherwise.
+    #[schema(required = true)]
     committed_amount: Option<Decimal>,
+    /// When the hold was placed.
     created_at: Instant,
+    /// When a still pending hold releases by itself.
     expires_at: Instant,
+    /// When the hold was committed, released or expired (for a hold past its
+    /// expiry, its `expires_at`); null while pending.
+    #[schema(required = true)]
     resolved_at: Option<Instant>,
     metadata: Meta<'a>,
 }
@@ -226,49 +313,97 @@ impl<'a> HoldView<'a> {
     }
 }
 
-#[derive(Serialize)]
+/// One movement of the double entry.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Posting)]
 struct PostingView {
+    #[schema(value_type = schema::LedgerAccount)]
     account: Text<LedgerAccount>,
+    /// Signed: into (positive) or out of (negative) the ledger account.
     amount: Decimal,
 }
 
-#[derive(Serialize)]
+/// One movement into or out of a lot.
+#[derive(Serialize, ToSchema)]
+#[schema(as = LotMove)]
 struct LotMoveView {
+    #[schema(value_type = schema::GrantId)]
     lot_id: Text<ledger::LotId>,
+    /// Signed: positive into the lot, negative out of it.
     amount: Decimal,
 }
 
-#[derive(Serialize)]
+/// Where some of the credits a usage spent came from.
+#[derive(Serialize, ToSchema)]
+#[schema(as = UsageSource)]
 struct SourceView {
+    /// The lot the credits came from (directly or through a hold's escrow),
+    /// or `debt` for credits the account did not have.
+    #[schema(pattern = "^(lot_[1-9][0-9]*|debt)$")]
     from: String,
+    /// Positive.
     amount: Decimal,
 }
 
-#[derive(Serialize)]
+/// One journal entry. Its postings always sum to zero.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Transaction)]
 pub struct TransactionView<'a> {
+    #[schema(value_type = schema::TransactionId)]
     id: Text<ledger::TxId>,
+    #[schema(value_type = schema::AccountId)]
     account_id: &'a str,
     #[serde(rename = "type")]
+    #[schema(value_type = schema::TransactionType)]
     kind: &'static str,
+    /// The signed net change to the account's credits (its lots and hold
+    /// escrow, minus its debt): positive for grants and refunds, negative
+    /// for consumes, commits, expiries and voids. A hold and a debt
+    /// repayment only move credits within the account, so theirs is zero. A
+    /// hold release, a commit that returns unused escrow and a refund put
+    /// credits back into lots; credits that go back to a lot that has
+    /// expired or been voided meanwhile leave it again at once, and count
+    /// here as they leave: such a release is negative by that much, and
+    /// such a refund smaller.
     amount: Decimal,
+    /// The account's available balance right after the transaction.
     balance_after: Decimal,
+    /// When the transaction was written.
     created_at: Instant,
     metadata: Meta<'a>,
+    /// The postings on lots, in posting order; a lot can appear twice when
+    /// credits returned to an expired or voided lot leave it again.
     lots: Vec<LotMoveView>,
+    /// Only on usage (`consume`, `hold_commit`) that spent something: where
+    /// the credits came from, in the order spent. Refunds retrace these.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     sources: Vec<SourceView>,
+    /// The full double entry.
     postings: Vec<PostingView>,
+    /// The lot the transaction is about (`grant`, `expire`, `void`), or the
+    /// new `refund` lot a refund created.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<schema::GrantId>, nullable = false)]
     grant_id: Option<Text<ledger::LotId>>,
+    /// The hold the transaction is about (`hold`, `hold_commit`, `hold_release`).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<schema::HoldId>, nullable = false)]
     hold_id: Option<Text<ledger::HoldId>>,
+    /// On a refund: the usage transaction it refunds.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<schema::TransactionId>, nullable = false)]
     refund_of: Option<Text<ledger::TxId>>,
+    /// On a consume priced by a feature: the feature.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<schema::FeatureId>, nullable = false)]
     feature: Option<&'a str>,
+    /// On a consume priced by a feature: the units charged.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     quantity: Option<Decimal>,
+    /// On a grant or consume that named one: what caused it.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<schema::ExternalId>, nullable = false)]
     external_id: Option<&'a str>,
 }
 
@@ -322,10 +457,15 @@ impl<'a> TransactionView<'a> {
     }
 }
 
-#[derive(Serialize)]
+/// A priced feature.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Feature)]
 pub struct FeatureView<'a> {
+    #[schema(value_type = schema::FeatureId)]
     id: &'a str,
+    /// The price of one unit in credits; positive.
     credits_per_unit: Decimal,
+    /// When the price was last set.
     updated_at: Instant,
 }
 
@@ -339,12 +479,23 @@ impl<'a> FeatureView<'a> {
     }
 }
 
-/// A page of a list.
+/// A page of a list: `{"data": [...], "next_cursor"}`.
 #[derive(Serialize)]
 pub struct Page<T> {
+    /// The items, in the list's order.
     pub data: Vec<T>,
+    /// Where the next page starts, when this one is full.
     pub next_cursor: Option<String>,
 }
+
+/// A page of accounts.
+pub type AccountPage<'a> = Page<AccountView<'a>>;
+/// A page of grants.
+pub type GrantPage<'a> = Page<GrantView<'a>>;
+/// A page of transactions.
+pub type TransactionPage<'a> = Page<TransactionView<'a>>;
+/// A page of features.
+pub type FeaturePage<'a> = Page<FeatureView<'a>>;
 
 impl<T> Page<T> {
     /// Renders `items` with `view`. A full page points to the next one
@@ -402,9 +553,20 @@ fn refused(refused: &Refused) -> StoredResponse {
 /// A hold write's answer: the hold, the transaction that moved its
 /// credits, and the balance right after. Placing, committing and releasing
 /// a hold all answer in this shape.
-#[derive(Serialize)]
-struct HoldWritten<'a> {
+#[derive(Serialize, ToSchema)]
+#[schema(as = HoldWritten)]
+pub struct HoldWritten<'a> {
     hold: HoldView<'a>,
+    /// The `hold`, `hold_commit` or `hold_release` transaction.
+    transaction: TransactionView<'a>,
+    balance: BalanceSummary,
+}
+
+/// A consume's answer: the usage transaction and the balance right after it.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Consumed)]
+pub struct Consumed<'a> {
+    /// The `consume` transaction.
     transaction: TransactionView<'a>,
     balance: BalanceSummary,
 }
@@ -419,20 +581,13 @@ pub fn outcome(result: &Result<Outcome, Refused>) -> StoredResponse {
         Ok(Outcome::AccountCreated(account)) => stored(created, &AccountView::new(account)),
         Ok(Outcome::AccountUpdated(account)) => stored(ok, &AccountView::new(account)),
         Ok(Outcome::Granted { lot, tx }) => stored(created, &GrantView::new(lot, tx.created_at)),
-        Ok(Outcome::Consumed { tx, balance }) => {
-            #[derive(Serialize)]
-            struct Consumed<'a> {
-                transaction: TransactionView<'a>,
-                balance: BalanceSummary,
-            }
-            stored(
-                ok,
-                &Consumed {
-                    transaction: TransactionView::new(tx),
-                    balance: BalanceSummary::new(*balance),
-                },
-            )
-        }
+        Ok(Outcome::Consumed { tx, balance }) => stored(
+            ok,
+            &Consumed {
+                transaction: TransactionView::new(tx),
+                balance: BalanceSummary::new(*balance),
+            },
+        ),
         Ok(Outcome::Held { hold, tx, balance }) => stored(
             created,
             &HoldWritten {

@@ -1,24 +1,26 @@
-//! The route table: every route with the access it needs, in one place. The
-//! router is built from it, the authorization tests walk it, and a
-//! capability (billing, the gateway) adds its own routes to it.
+//! The route table: every route with the access it needs and its
+//! description, in one place. The router and the OpenAPI description are
+//! built from it, the authorization tests walk it, and a capability
+//! (billing, the gateway) adds its own routes to it.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::Method;
 use axum::middleware::{from_fn, from_fn_with_state};
 use axum::routing::{MethodRouter, delete, get, patch, post, put};
+use axum::{Extension, Router};
 
 use crate::AppState;
 use crate::auth::{self, Access};
 use crate::error::ApiError;
 use crate::extract;
 use crate::handlers::{accounts, features, grants, holds, keys, system, transactions, usage};
+use crate::openapi::{self, Doc};
 
-/// One route: a method on a path template, who may call it, and the
-/// handler, its state already given.
+/// One route: a method on a path template, who may call it, the handler,
+/// its state already given, and its description.
 pub struct Route {
     /// The HTTP method.
     pub method: Method,
@@ -28,6 +30,9 @@ pub struct Route {
     pub access: Access,
     /// What answers it.
     pub handler: MethodRouter,
+    /// What the OpenAPI description says of it: the `#[utoipa::path]` of
+    /// its handler, which must name the same method and path.
+    pub doc: Doc,
 }
 
 impl Route {
@@ -38,12 +43,14 @@ impl Route {
         path: &'static str,
         access: Access,
         handler: MethodRouter<Arc<AppState>>,
+        doc: Doc,
     ) -> Route {
         Route {
             method,
             path,
             access,
             handler: handler.with_state(state.clone()),
+            doc,
         }
     }
 }
@@ -51,149 +58,231 @@ impl Route {
 /// The routes of the core API: the ledger, keys, and the system routes.
 pub fn core_routes(state: &Arc<AppState>) -> Vec<Route> {
     use Access::{Account, Admin, Own, Public, Service};
-    let r = |method, path, access, handler| Route::core(state, method, path, access, handler);
+    let r =
+        |method, path, access, handler, doc| Route::core(state, method, path, access, handler, doc);
     vec![
         r(
             Method::POST,
             "/v1/accounts",
             Service,
             post(accounts::create),
+            Doc::of::<accounts::__path_create>(),
         ),
-        r(Method::GET, "/v1/accounts", Service, get(accounts::list)),
+        r(
+            Method::GET,
+            "/v1/accounts",
+            Service,
+            get(accounts::list),
+            Doc::of::<accounts::__path_list>(),
+        ),
         r(
             Method::GET,
             "/v1/accounts/{account_id}",
             Account,
             get(accounts::get),
+            Doc::of::<accounts::__path_get>(),
         ),
         r(
             Method::PATCH,
             "/v1/accounts/{account_id}",
             Service,
             patch(accounts::update),
+            Doc::of::<accounts::__path_update>(),
         ),
         r(
             Method::GET,
             "/v1/accounts/{account_id}/balance",
             Account,
             get(accounts::balance),
+            Doc::of::<accounts::__path_balance>(),
         ),
         r(
             Method::POST,
             "/v1/accounts/{account_id}/grants",
             Service,
             post(grants::create),
+            Doc::of::<grants::__path_create>(),
         ),
         r(
             Method::GET,
             "/v1/accounts/{account_id}/grants",
             Account,
             get(grants::list),
+            Doc::of::<grants::__path_list>(),
         ),
         r(
             Method::POST,
             "/v1/accounts/{account_id}/consume",
             Service,
             post(usage::consume),
+            Doc::of::<usage::__path_consume>(),
         ),
         r(
             Method::POST,
             "/v1/accounts/{account_id}/check",
             Service,
             post(usage::check),
+            Doc::of::<usage::__path_check>(),
         ),
         r(
             Method::POST,
             "/v1/accounts/{account_id}/holds",
             Service,
             post(holds::create),
+            Doc::of::<holds::__path_create>(),
         ),
         r(
             Method::GET,
             "/v1/accounts/{account_id}/transactions",
             Account,
             get(transactions::list),
+            Doc::of::<transactions::__path_list>(),
         ),
         r(
             Method::POST,
             "/v1/accounts/{account_id}/keys",
             Service,
             post(keys::create_for_account),
+            Doc::of::<keys::__path_create_for_account>(),
         ),
         r(
             Method::GET,
             "/v1/accounts/{account_id}/keys",
             Service,
             get(keys::list_for_account),
+            Doc::of::<keys::__path_list_for_account>(),
         ),
-        r(Method::GET, "/v1/grants/{grant_id}", Own, get(grants::get)),
+        r(
+            Method::GET,
+            "/v1/grants/{grant_id}",
+            Own,
+            get(grants::get),
+            Doc::of::<grants::__path_get>(),
+        ),
         r(
             Method::POST,
             "/v1/grants/{grant_id}/void",
             Service,
             post(grants::void),
+            Doc::of::<grants::__path_void>(),
         ),
-        r(Method::GET, "/v1/holds/{hold_id}", Service, get(holds::get)),
+        r(
+            Method::GET,
+            "/v1/holds/{hold_id}",
+            Service,
+            get(holds::get),
+            Doc::of::<holds::__path_get>(),
+        ),
         r(
             Method::POST,
             "/v1/holds/{hold_id}/commit",
             Service,
             post(holds::commit),
+            Doc::of::<holds::__path_commit>(),
         ),
         r(
             Method::POST,
             "/v1/holds/{hold_id}/release",
             Service,
             post(holds::release),
+            Doc::of::<holds::__path_release>(),
         ),
         r(
             Method::GET,
             "/v1/transactions/{tx_id}",
             Own,
             get(transactions::get),
+            Doc::of::<transactions::__path_get>(),
         ),
         r(
             Method::POST,
             "/v1/transactions/{tx_id}/refund",
             Service,
             post(transactions::refund),
+            Doc::of::<transactions::__path_refund>(),
         ),
-        r(Method::GET, "/v1/features", Admin, get(features::list)),
+        r(
+            Method::GET,
+            "/v1/features",
+            Admin,
+            get(features::list),
+            Doc::of::<features::__path_list>(),
+        ),
         r(
             Method::GET,
             "/v1/features/{feature_id}",
             Admin,
             get(features::get),
+            Doc::of::<features::__path_get>(),
         ),
         r(
             Method::PUT,
             "/v1/features/{feature_id}",
             Admin,
             put(features::put),
+            Doc::of::<features::__path_put>(),
         ),
-        r(Method::POST, "/v1/keys", Admin, post(keys::create)),
-        r(Method::GET, "/v1/keys", Admin, get(keys::list)),
+        r(
+            Method::POST,
+            "/v1/keys",
+            Admin,
+            post(keys::create),
+            Doc::of::<keys::__path_create>(),
+        ),
+        r(
+            Method::GET,
+            "/v1/keys",
+            Admin,
+            get(keys::list),
+            Doc::of::<keys::__path_list>(),
+        ),
         r(
             Method::DELETE,
             "/v1/keys/{key_id}",
             Service,
             delete(keys::revoke),
+            Doc::of::<keys::__path_revoke>(),
         ),
-        r(Method::GET, "/healthz", Public, get(system::healthz)),
-        r(Method::GET, "/metrics", Public, get(system::metrics)),
-        r(Method::GET, "/openapi.json", Public, get(system::openapi)),
+        r(
+            Method::GET,
+            "/healthz",
+            Public,
+            get(system::healthz),
+            Doc::of::<system::__path_healthz>(),
+        ),
+        r(
+            Method::GET,
+            "/metrics",
+            Public,
+            get(system::metrics),
+            Doc::of::<system::__path_metrics>(),
+        ),
+        r(
+            Method::GET,
+            "/openapi.json",
+            Public,
+            get(system::openapi),
+            Doc::of::<system::__path_openapi>(),
+        ),
     ]
 }
 
 /// The whole API: the core routes and each capability's, every one behind
 /// the access check its table entry names, under the shared metrics, error
-/// and body-size layers.
+/// and body-size layers, with the description of them all served at
+/// `GET /openapi.json`.
+///
+/// # Panics
+///
+/// When a route's description does not match it (see [`openapi::document`]).
 pub fn router(state: Arc<AppState>, capabilities: Vec<Vec<Route>>) -> Router {
-    let mut paths: BTreeMap<&'static str, MethodRouter> = BTreeMap::new();
-    for route in core_routes(&state)
+    let routes: Vec<Route> = core_routes(&state)
         .into_iter()
         .chain(capabilities.into_iter().flatten())
-    {
+        .collect();
+    let description = openapi::Served::of(&routes);
+    let mut paths: BTreeMap<&'static str, MethodRouter> = BTreeMap::new();
+    for route in routes {
         let guarded = route.handler.route_layer(from_fn_with_state(
             (state.clone(), route.access),
             auth::authorize,
@@ -210,6 +299,7 @@ pub fn router(state: Arc<AppState>, capabilities: Vec<Vec<Route>>) -> Router {
     }
     app.fallback(|| async { ApiError::RouteNotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(Extension(description))
         .layer(from_fn_with_state(state.clone(), crate::metrics::track))
         .layer(from_fn(extract::refuse_repeated_headers))
         .layer(DefaultBodyLimit::max(extract::BODY_LEN_MAX))

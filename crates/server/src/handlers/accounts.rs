@@ -9,25 +9,54 @@ use ledger::{AccountPatch, NewAccount};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use store::Op;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
 use crate::error::ApiError;
 use crate::extract::{self, PageQuery, PathParam, Query, Sign, Write};
-use crate::render::{self, AccountView, BalanceView, Page};
+use crate::openapi::schema::{self, AccountPath, IdempotencyKey};
+use crate::render::{self, AccountPage, AccountView, BalanceView, Page};
 
-#[derive(Deserialize)]
+/// A new account.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateAccount<'a> {
+    #[schema(value_type = schema::AccountId)]
     id: String,
+    /// The display name: at most 256 bytes of UTF-8 without control characters.
     #[serde(default)]
+    #[schema(max_length = 256)]
     name: Option<String>,
     #[serde(default, borrow, deserialize_with = "extract::raw")]
+    #[schema(value_type = schema::MetadataInput)]
     metadata: Option<&'a RawValue>,
+    /// How far below zero consumes and holds may take the available
+    /// balance; the shortfall becomes debt. Zero or more; 0 when absent.
     #[serde(default, borrow, deserialize_with = "extract::raw")]
+    #[schema(value_type = Option<schema::AmountInput>)]
     overdraft_limit: Option<&'a RawValue>,
 }
 
-/// `POST /v1/accounts`
+/// Open an account
+///
+/// Opens an account under an id chosen by the caller (for example the
+/// product's own user or organisation id). It starts with no credits and no
+/// debt.
+#[utoipa::path(
+    post,
+    path = "/v1/accounts",
+    tag = "accounts",
+    operation_id = "createAccount",
+    params(IdempotencyKey),
+    request_body = CreateAccount,
+    responses(
+        (status = 201, description = "The account was opened.", body = AccountView),
+        (status = 400, description = "`malformed_json`, `invalid_request` (missing `id`, \
+            unknown or mistyped field, `name` over 256 bytes or with control characters), \
+            `invalid_id`, `invalid_amount` (`overdraft_limit`), `invalid_metadata`."),
+        (status = 409, description = "`account_exists`: an account with this id already exists."),
+    ),
+)]
 pub async fn create(
     State(state): State<Arc<AppState>>,
     write: Write,
@@ -47,14 +76,24 @@ pub async fn create(
     super::execute(state.store.as_ref(), write, op).await
 }
 
-#[derive(Deserialize)]
+/// Changes to an account; what is not sent stays as it is.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct UpdateAccount<'a> {
+    /// A new display name (at most 256 bytes of UTF-8 without control
+    /// characters), or null to remove it.
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, max_length = 256)]
     name: Option<Option<String>>,
+    /// New metadata, replacing the old whole.
     #[serde(default, borrow, deserialize_with = "extract::raw")]
+    #[schema(value_type = schema::MetadataInput)]
     metadata: Option<&'a RawValue>,
+    /// A new overdraft limit, zero or more. Lowering it below what the
+    /// account owes is allowed: the debt stays, and consumes are refused
+    /// until it is repaid.
     #[serde(default, borrow, deserialize_with = "extract::raw")]
+    #[schema(value_type = Option<schema::AmountInput>)]
     overdraft_limit: Option<&'a RawValue>,
 }
 
@@ -65,9 +104,25 @@ fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
     Option::<T>::deserialize(d).map(Some)
 }
 
-/// `PATCH /v1/accounts/{account_id}`: changes the name (`null` removes it),
-/// the metadata (replaced whole) or the overdraft limit; what is not sent
-/// stays as it is.
+/// Change an account
+///
+/// Changes the name (`null` removes it), the metadata (replaced whole) or
+/// the overdraft limit; what is not sent stays as it is.
+#[utoipa::path(
+    patch,
+    path = "/v1/accounts/{account_id}",
+    tag = "accounts",
+    operation_id = "updateAccount",
+    params(AccountPath, IdempotencyKey),
+    request_body = UpdateAccount,
+    responses(
+        (status = 200, description = "The account as changed.", body = AccountView),
+        (status = 400, description = "`malformed_json`, `invalid_request` (unknown or \
+            mistyped field, `name` over 256 bytes or with control characters), `invalid_id`, \
+            `invalid_amount` (`overdraft_limit`), `invalid_metadata`."),
+        (status = 404, description = "`account_not_found`."),
+    ),
+)]
 pub async fn update(
     State(state): State<Arc<AppState>>,
     PathParam(id): PathParam,
@@ -92,7 +147,22 @@ pub async fn update(
     .await
 }
 
-/// `GET /v1/accounts/{account_id}`
+/// Get an account
+///
+/// Returns one account's settings. Its balance is served by
+/// `GET /v1/accounts/{account_id}/balance`.
+#[utoipa::path(
+    get,
+    path = "/v1/accounts/{account_id}",
+    tag = "accounts",
+    operation_id = "getAccount",
+    params(AccountPath),
+    responses(
+        (status = 200, description = "The account.", body = AccountView),
+        (status = 400, description = "`invalid_id`: not a well-formed account id."),
+        (status = 404, description = "`account_not_found`."),
+    ),
+)]
 pub async fn get(
     State(state): State<Arc<AppState>>,
     PathParam(id): PathParam,
@@ -106,7 +176,23 @@ pub async fn get(
     Ok(render::json(StatusCode::OK, &AccountView::new(&account)))
 }
 
-/// `GET /v1/accounts?limit&cursor`
+/// List accounts
+///
+/// Lists accounts in ascending id order, one page at a time. `next_cursor`
+/// is set whenever the page is full; pass it as `cursor` to get the
+/// accounts that sort after it.
+#[utoipa::path(
+    get,
+    path = "/v1/accounts",
+    tag = "accounts",
+    operation_id = "listAccounts",
+    params(PageQuery),
+    responses(
+        (status = 200, description = "A page of accounts.", body = AccountPage),
+        (status = 400, description = "`invalid_request`: a bad `limit` or `cursor`, or an \
+            unknown query parameter."),
+    ),
+)]
 pub async fn list(
     State(state): State<Arc<AppState>>,
     Query(query): Query<PageQuery>,
@@ -118,13 +204,37 @@ pub async fn list(
     Ok(render::json(StatusCode::OK, &page))
 }
 
-#[derive(Deserialize)]
+/// `?at=`, the query of a balance.
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct BalanceQuery {
+    /// An instant to compute the balance at; now when absent.
+    #[param(value_type = Option<schema::TimestampInput>)]
     at: Option<String>,
 }
 
-/// `GET /v1/accounts/{account_id}/balance?at=`
+/// Get the balance
+///
+/// Returns the balance now, with hold expiries, lot expiries and debt
+/// repayment that are due applied even if the background sweep has not
+/// written them yet. With `?at=` the balance is rebuilt from the journal as
+/// it stood at that instant (transactions, lots and holds created at or
+/// before it), then settled at that instant.
+#[utoipa::path(
+    get,
+    path = "/v1/accounts/{account_id}/balance",
+    tag = "accounts",
+    operation_id = "getBalance",
+    params(AccountPath, BalanceQuery),
+    responses(
+        (status = 200, description = "The balance and the lots that still hold credits, in \
+            burn-down order.", body = BalanceView),
+        (status = 400, description = "`invalid_id`, `invalid_timestamp` (`at`), \
+            `invalid_request` (unknown query parameter)."),
+        (status = 404, description = "`account_not_found`."),
+    ),
+)]
 pub async fn balance(
     State(state): State<Arc<AppState>>,
     PathParam(id): PathParam,

@@ -9,11 +9,13 @@ use ledger::{Feature, FeatureId};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use store::Op;
+use utoipa::ToSchema;
 
 use crate::AppState;
 use crate::error::ApiError;
 use crate::extract::{self, PathParam, Sign, Write};
-use crate::render::{self, FeatureView, Page};
+use crate::openapi::schema::{self, FeaturePath, IdempotencyKey};
+use crate::render::{self, FeaturePage, FeatureView, Page};
 
 fn feature_id(text: &str) -> Result<FeatureId, ApiError> {
     FeatureId::parse(text).map_err(|_| {
@@ -21,14 +23,34 @@ fn feature_id(text: &str) -> Result<FeatureId, ApiError> {
     })
 }
 
-#[derive(Deserialize)]
+/// A feature's price.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct PutFeature<'a> {
+    /// The price of one unit in credits; greater than zero.
     #[serde(default, borrow, deserialize_with = "extract::raw")]
+    #[schema(value_type = schema::AmountInput, required = true)]
     credits_per_unit: Option<&'a RawValue>,
 }
 
-/// `PUT /v1/features/{feature_id}`
+/// Set a feature's price
+///
+/// Creates the feature or replaces its price; consumes priced by the
+/// feature afterwards use the new price, while past transactions keep what
+/// they were charged. Answers 200 whether the feature is new or not.
+#[utoipa::path(
+    put,
+    path = "/v1/features/{feature_id}",
+    tag = "features",
+    operation_id = "putFeature",
+    params(FeaturePath, IdempotencyKey),
+    request_body = PutFeature,
+    responses(
+        (status = 200, description = "The feature as now priced.", body = FeatureView),
+        (status = 400, description = "`malformed_json`, `invalid_request` (missing \
+            `credits_per_unit`, unknown or mistyped field), `invalid_id`, `invalid_amount`."),
+    ),
+)]
 pub async fn put(
     State(state): State<Arc<AppState>>,
     PathParam(id): PathParam,
@@ -42,7 +64,21 @@ pub async fn put(
     super::execute(state.store.as_ref(), write, Op::PutFeature(feature)).await
 }
 
-/// `GET /v1/features/{feature_id}`
+/// Get a feature
+///
+/// Returns one feature's price.
+#[utoipa::path(
+    get,
+    path = "/v1/features/{feature_id}",
+    tag = "features",
+    operation_id = "getFeature",
+    params(FeaturePath),
+    responses(
+        (status = 200, description = "The feature.", body = FeatureView),
+        (status = 400, description = "`invalid_id`: not a well-formed feature id."),
+        (status = 404, description = "`feature_not_found`."),
+    ),
+)]
 pub async fn get(
     State(state): State<Arc<AppState>>,
     PathParam(id): PathParam,
@@ -55,7 +91,19 @@ pub async fn get(
     Ok(render::json(StatusCode::OK, &FeatureView::new(&feature)))
 }
 
-/// `GET /v1/features`
+/// List features
+///
+/// Lists every priced feature in id order, in a single page: `next_cursor`
+/// is always null and no paging parameters are read.
+#[utoipa::path(
+    get,
+    path = "/v1/features",
+    tag = "features",
+    operation_id = "listFeatures",
+    responses(
+        (status = 200, description = "Every feature.", body = FeaturePage),
+    ),
+)]
 pub async fn list(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
     let features = state.store.features().await?;
     Ok(render::json(

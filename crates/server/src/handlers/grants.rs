@@ -10,31 +10,73 @@ use ledger::{LotId, NewGrant, PRIORITY_MAX, Source};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use store::Op;
+use utoipa::ToSchema;
 
 use crate::error::ApiError;
 use crate::extract::{self, PageQuery, PathParam, Query, Sign, Write};
-use crate::render::{self, GrantView, Page};
+use crate::openapi::schema::{self, AccountPath, GrantPath, IdempotencyKey};
+use crate::render::{self, GrantPage, GrantView, Page};
 use crate::{AppState, Principal};
 
-#[derive(Deserialize)]
+/// Credits to grant.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateGrant<'a> {
+    /// Credits to grant; greater than zero.
     #[serde(default, borrow, deserialize_with = "extract::raw")]
+    #[schema(value_type = schema::AmountInput, required = true)]
     amount: Option<&'a RawValue>,
+    #[schema(value_type = schema::GrantSource)]
     source: String,
+    /// The burn priority; the source's default when absent.
     #[serde(default)]
+    #[schema(value_type = Option<schema::Priority>)]
     priority: Option<i64>,
+    /// When the credits become spendable; now when absent. May be in the future.
     #[serde(default)]
+    #[schema(value_type = Option<schema::TimestampInput>)]
     effective_at: Option<String>,
+    /// The first instant at which the credits can no longer be spent; must be
+    /// after both now and `effective_at`. Never expires when absent.
     #[serde(default)]
+    #[schema(value_type = Option<schema::TimestampInput>)]
     expires_at: Option<String>,
     #[serde(default, borrow, deserialize_with = "extract::raw")]
+    #[schema(value_type = schema::MetadataInput)]
     metadata: Option<&'a RawValue>,
     #[serde(default)]
+    #[schema(value_type = Option<schema::ExternalId>)]
     external_id: Option<String>,
 }
 
-/// `POST /v1/accounts/{account_id}/grants`
+/// Grant credits
+///
+/// Adds credits to an account as a new lot with a source, a burn priority,
+/// an optional start and an optional expiry. If the account owes debt,
+/// spendable credits repay it first, so the returned lot's `remaining` can
+/// be below its `amount`.
+#[utoipa::path(
+    post,
+    path = "/v1/accounts/{account_id}/grants",
+    tag = "grants",
+    operation_id = "createGrant",
+    params(AccountPath, IdempotencyKey),
+    request_body = CreateGrant,
+    responses(
+        (status = 201, description = "The lot the grant created, as it stands after any debt \
+            repayment; for an `external_id` already used with the same request, the lot the \
+            first grant created, as it stands now.", body = GrantView),
+        (status = 400, description = "`malformed_json`, `invalid_request` (missing field, \
+            unknown `source`, `priority` outside 0-100, unknown or mistyped field), \
+            `invalid_id` (account id or `external_id`), `invalid_amount`, `invalid_timestamp` \
+            (not RFC 3339, or `expires_at` not after now and `effective_at`), \
+            `invalid_metadata`, `amount_overflow` (the account would hold more credits than \
+            the ledger allows)."),
+        (status = 404, description = "`account_not_found`."),
+        (status = 409, description = "`external_id_conflict`: the account already used this \
+            `external_id` for a different write."),
+    ),
+)]
 pub async fn create(
     State(state): State<Arc<AppState>>,
     PathParam(id): PathParam,
@@ -67,7 +109,26 @@ pub async fn create(
     super::execute(state.store.as_ref(), write, Op::Grant { account, grant }).await
 }
 
-/// `GET /v1/accounts/{account_id}/grants`, newest first.
+/// List an account's grants
+///
+/// Lists the lots created by grants (and refund lots) of an account, newest
+/// first, including spent, expired and voided ones. Each lot reads as it
+/// stands now: one past its expiry is `expired` with 0 `remaining` even
+/// before the background sweep writes its expiry.
+#[utoipa::path(
+    get,
+    path = "/v1/accounts/{account_id}/grants",
+    tag = "grants",
+    operation_id = "listGrants",
+    params(AccountPath, PageQuery),
+    responses(
+        (status = 200, description = "A page of grants; `next_cursor` is a grant id, and \
+            older grants follow it.", body = GrantPage),
+        (status = 400, description = "`invalid_id`, `invalid_request` (a bad `limit` or \
+            `cursor`, or an unknown query parameter)."),
+        (status = 404, description = "`account_not_found`."),
+    ),
+)]
 pub async fn list(
     State(state): State<Arc<AppState>>,
     PathParam(id): PathParam,
@@ -83,7 +144,22 @@ pub async fn list(
     Ok(render::json(StatusCode::OK, &page))
 }
 
-/// `GET /v1/grants/{grant_id}`
+/// Get a grant
+///
+/// Returns one lot as it stands now: its status, amount, remaining credits,
+/// source, priority and validity window.
+#[utoipa::path(
+    get,
+    path = "/v1/grants/{grant_id}",
+    tag = "grants",
+    operation_id = "getGrant",
+    params(GrantPath),
+    responses(
+        (status = 200, description = "The grant.", body = GrantView),
+        (status = 400, description = "`invalid_id`: not an id of the form `lot_<n>`."),
+        (status = 404, description = "`grant_not_found`."),
+    ),
+)]
 pub async fn get(
     State(state): State<Arc<AppState>>,
     Extension(principal): Extension<Principal>,
@@ -102,14 +178,38 @@ pub async fn get(
     ))
 }
 
-#[derive(Deserialize)]
+/// A void's optional body.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = VoidGrant)]
 struct Annotate<'a> {
     #[serde(default, borrow, deserialize_with = "extract::raw")]
+    #[schema(value_type = schema::MetadataInput)]
     metadata: Option<&'a RawValue>,
 }
 
-/// `POST /v1/grants/{grant_id}/void`
+/// Void a grant
+///
+/// Removes the credits left in a lot (posted to the `void` ledger account)
+/// and marks it voided; credits already spent stay spent, and credits that
+/// later come back to the lot (a refund, a released hold) are voided at
+/// once.
+#[utoipa::path(
+    post,
+    path = "/v1/grants/{grant_id}/void",
+    tag = "grants",
+    operation_id = "voidGrant",
+    params(GrantPath, IdempotencyKey),
+    request_body(content = Annotate, description = "Optional; an empty body reads as `{}`. \
+        The metadata is attached to the `void` transaction."),
+    responses(
+        (status = 200, description = "The lot, now voided.", body = GrantView),
+        (status = 400, description = "`malformed_json`, `invalid_request` (unknown or \
+            mistyped field), `invalid_id`, `invalid_metadata`."),
+        (status = 404, description = "`grant_not_found`."),
+        (status = 409, description = "`grant_voided`: the lot was already voided."),
+    ),
+)]
 pub async fn void(
     State(state): State<Arc<AppState>>,
     PathParam(id): PathParam,

@@ -9,24 +9,57 @@ use ledger::{HoldId, HoldTtl};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use store::Op;
+use utoipa::ToSchema;
 
 use crate::AppState;
 use crate::error::ApiError;
 use crate::extract::{self, PathParam, Sign, Write};
-use crate::render::{self, HoldView};
+use crate::openapi::schema::{self, AccountPath, HoldPath, IdempotencyKey};
+use crate::render::{self, HoldView, HoldWritten};
 
-#[derive(Deserialize)]
+/// A hold to place.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateHold<'a> {
+    /// Credits to reserve; greater than zero.
     #[serde(default, borrow, deserialize_with = "extract::raw")]
+    #[schema(value_type = schema::AmountInput, required = true)]
     amount: Option<&'a RawValue>,
+    /// Seconds until the hold releases by itself, from 1 to 86400; 900 when
+    /// absent.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 86400, default = 900)]
     ttl_seconds: Option<i64>,
     #[serde(default, borrow, deserialize_with = "extract::raw")]
+    #[schema(value_type = schema::MetadataInput)]
     metadata: Option<&'a RawValue>,
 }
 
-/// `POST /v1/accounts/{id}/holds`
+/// Place a hold
+///
+/// Reserves credits for work whose final cost is not known yet. Spendable
+/// lots cover what they can, in burn-down order, and those credits move
+/// into the hold's escrow; any rest is allowed only by the overdraft limit.
+/// A pending hold releases by itself when its time-to-live runs out.
+#[utoipa::path(
+    post,
+    path = "/v1/accounts/{account_id}/holds",
+    tag = "holds",
+    operation_id = "createHold",
+    params(AccountPath, IdempotencyKey),
+    request_body = CreateHold,
+    responses(
+        (status = 201, description = "The hold, the `hold` transaction that moved credits \
+            into its escrow, and the balance right after.", body = HoldWritten),
+        (status = 400, description = "`malformed_json`, `invalid_request` (missing `amount`, \
+            `ttl_seconds` outside 1-86400, unknown or mistyped field), `invalid_id`, \
+            `invalid_amount`, `invalid_metadata`, `amount_overflow`."),
+        (status = 402, description = "`insufficient_credits`: the amount is more than the \
+            available balance plus the overdraft limit; the body carries `required` and \
+            `available`."),
+        (status = 404, description = "`account_not_found`."),
+    ),
+)]
 pub async fn create(
     State(state): State<Arc<AppState>>,
     PathParam(id): PathParam,
@@ -51,7 +84,22 @@ fn hold_id(text: &str) -> Result<HoldId, ApiError> {
     extract::numbered_id(text, HoldId::parse, "hold")
 }
 
-/// `GET /v1/holds/{hold_id}`
+/// Get a hold
+///
+/// Returns one hold. A pending hold whose expiry has passed reads as
+/// `expired` even before its release is written.
+#[utoipa::path(
+    get,
+    path = "/v1/holds/{hold_id}",
+    tag = "holds",
+    operation_id = "getHold",
+    params(HoldPath),
+    responses(
+        (status = 200, description = "The hold.", body = HoldView),
+        (status = 400, description = "`invalid_id`: not an id of the form `hold_<n>`."),
+        (status = 404, description = "`hold_not_found`."),
+    ),
+)]
 pub async fn get(
     State(state): State<Arc<AppState>>,
     PathParam(id): PathParam,
@@ -67,16 +115,47 @@ pub async fn get(
     ))
 }
 
-#[derive(Deserialize)]
+/// The final cost of a hold's work.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CommitHold<'a> {
+    /// The final cost; zero or more. It may differ from the held amount.
     #[serde(default, borrow, deserialize_with = "extract::raw")]
+    #[schema(value_type = schema::AmountInput, required = true)]
     amount: Option<&'a RawValue>,
     #[serde(default, borrow, deserialize_with = "extract::raw")]
+    #[schema(value_type = schema::MetadataInput)]
     metadata: Option<&'a RawValue>,
 }
 
-/// `POST /v1/holds/{hold_id}/commit`
+/// The responses of a write on a pending hold.
+const NOT_PENDING: &str = "`hold_not_pending`: the hold was already committed, released or \
+    expired.";
+
+/// Commit a hold
+///
+/// Turns a pending hold into usage of the final amount. Escrowed credits
+/// pay first and any unused escrow returns to its lots; an amount above the
+/// escrow is charged from available credits, and what they cannot cover
+/// becomes debt regardless of the overdraft limit, because the work has
+/// already been done.
+#[utoipa::path(
+    post,
+    path = "/v1/holds/{hold_id}/commit",
+    tag = "holds",
+    operation_id = "commitHold",
+    params(HoldPath, IdempotencyKey),
+    request_body = CommitHold,
+    responses(
+        (status = 200, description = "The committed hold, the `hold_commit` transaction and \
+            the balance right after.", body = HoldWritten),
+        (status = 400, description = "`malformed_json`, `invalid_request` (missing `amount`, \
+            unknown or mistyped field), `invalid_id`, `invalid_amount` (negative or \
+            malformed), `invalid_metadata`, `amount_overflow`."),
+        (status = 404, description = "`hold_not_found`."),
+        (status = 409, description = NOT_PENDING),
+    ),
+)]
 pub async fn commit(
     State(state): State<Arc<AppState>>,
     PathParam(id): PathParam,
@@ -92,14 +171,37 @@ pub async fn commit(
     super::execute(state.store.as_ref(), write, op).await
 }
 
-#[derive(Deserialize)]
+/// A release's optional body.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ReleaseHold<'a> {
     #[serde(default, borrow, deserialize_with = "extract::raw")]
+    #[schema(value_type = schema::MetadataInput)]
     metadata: Option<&'a RawValue>,
 }
 
-/// `POST /v1/holds/{hold_id}/release`
+/// Release a hold
+///
+/// Cancels a pending hold and returns its escrow to the lots it came from
+/// (credits whose lot has expired or been voided in the meantime leave
+/// again at once).
+#[utoipa::path(
+    post,
+    path = "/v1/holds/{hold_id}/release",
+    tag = "holds",
+    operation_id = "releaseHold",
+    params(HoldPath, IdempotencyKey),
+    request_body(content = ReleaseHold, description = "Optional; an empty body reads as `{}`. \
+        The metadata is attached to the `hold_release` transaction."),
+    responses(
+        (status = 200, description = "The released hold, the `hold_release` transaction and \
+            the balance right after.", body = HoldWritten),
+        (status = 400, description = "`malformed_json`, `invalid_request` (unknown or \
+            mistyped field), `invalid_id`, `invalid_metadata`."),
+        (status = 404, description = "`hold_not_found`."),
+        (status = 409, description = NOT_PENDING),
+    ),
+)]
 pub async fn release(
     State(state): State<Arc<AppState>>,
     PathParam(id): PathParam,

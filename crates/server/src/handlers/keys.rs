@@ -10,30 +10,51 @@ use axum::response::Response;
 use ledger::Timestamp;
 use serde::{Deserialize, Serialize};
 use store::records::{self, Doc, Expect, RecordCursor, RecordFilter, Written};
+use utoipa::ToSchema;
 
 use crate::AppState;
 use crate::auth::{self, ApiKey, KeyKind, Principal, Secret};
 use crate::error::ApiError;
 use crate::extract::{self, PageQuery, PathParam, Query, Write};
+use crate::openapi::schema::{self, AccountPath, KeyPath};
 use crate::render::{self, Instant, Page};
+
+/// A page of keys.
+pub type KeyPage<'a> = Page<KeyView<'a>>;
 
 /// The longest key name accepted, in bytes.
 pub const KEY_NAME_LEN_MAX: usize = 256;
 
 /// A key as the API shows it: never the key itself, except once, at creation.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = Key)]
 pub struct KeyView<'a> {
+    #[schema(value_type = schema::KeyId)]
     id: &'a str,
+    #[schema(value_type = KeyKind)]
     kind: &'static str,
+    /// The operator's label for it.
     name: &'a str,
+    /// The account a customer key speaks for; absent on other keys.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<schema::AccountId>, nullable = false)]
     account_id: Option<&'a str>,
+    /// The key's last four characters, to tell keys apart in a list.
+    #[schema(required = true)]
     last4: Option<&'a str>,
+    /// When the key was created.
     created_at: Instant,
+    /// About when the key was last used (written every minute or so); null
+    /// if it never was.
+    #[schema(required = true)]
     last_used_at: Option<Instant>,
+    /// When the key was revoked; absent while it is usable.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     revoked_at: Option<Instant>,
+    /// The key itself: only in the answer that created it, and never again.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     key: Option<&'a str>,
 }
 
@@ -54,18 +75,28 @@ impl<'a> KeyView<'a> {
     }
 }
 
-#[derive(Deserialize)]
+/// An admin or service key to create.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateKey {
+    /// `admin` or `service`; customer keys are created under their account.
+    #[schema(pattern = "^(admin|service)$")]
     kind: String,
+    /// A label for the key: at most 256 bytes without control characters;
+    /// empty when absent.
     #[serde(default)]
+    #[schema(max_length = 256)]
     name: Option<String>,
 }
 
-#[derive(Deserialize)]
+/// A customer key to create.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateCustomerKey {
+    /// A label for the key: at most 256 bytes without control characters;
+    /// empty when absent.
     #[serde(default)]
+    #[schema(max_length = 256)]
     name: Option<String>,
 }
 
@@ -107,7 +138,28 @@ async fn store_new(
     }
 }
 
-/// `POST /v1/keys`: an admin or service key.
+/// The 400 of a key's creation.
+const CREATE_400: &str = "`malformed_json`, `invalid_request` (an Idempotency-Key, which key \
+    creation refuses because the key is shown only once; a `kind` other than `admin` or \
+    `service`; a `name` over 256 bytes or with control characters; an unknown or mistyped \
+    field).";
+
+/// Create an admin or service key
+///
+/// Creates a key and answers it once, in `key`; only its hash is kept, so
+/// it cannot be shown again. Takes no Idempotency-Key: a replay would have
+/// to show the key again.
+#[utoipa::path(
+    post,
+    path = "/v1/keys",
+    tag = "keys",
+    operation_id = "createKey",
+    request_body = CreateKey,
+    responses(
+        (status = 201, description = "The new key, with the key itself.", body = KeyView),
+        (status = 400, description = CREATE_400),
+    ),
+)]
 pub async fn create(
     State(state): State<Arc<AppState>>,
     write: Write,
@@ -128,7 +180,25 @@ pub async fn create(
     store_new(&state, kind, key_name(body.name)?, None).await
 }
 
-/// `POST /v1/accounts/{account_id}/keys`: a customer key of one account.
+/// Create a customer key
+///
+/// Creates a key that speaks for one account and answers it once, in
+/// `key`; only its hash is kept. Takes no Idempotency-Key: a replay would
+/// have to show the key again.
+#[utoipa::path(
+    post,
+    path = "/v1/accounts/{account_id}/keys",
+    tag = "keys",
+    operation_id = "createCustomerKey",
+    params(AccountPath),
+    request_body(content = CreateCustomerKey, description = "Optional; an empty body reads \
+        as `{}`."),
+    responses(
+        (status = 201, description = "The new key, with the key itself.", body = KeyView),
+        (status = 400, description = CREATE_400),
+        (status = 404, description = "`account_not_found`."),
+    ),
+)]
 pub async fn create_for_account(
     State(state): State<Arc<AppState>>,
     PathParam(id): PathParam,
@@ -187,7 +257,24 @@ async fn list_by(
     Ok(render::json(StatusCode::OK, &page))
 }
 
-/// `GET /v1/keys`: admin and service keys not revoked.
+/// List admin and service keys
+///
+/// Lists the admin and service keys that are not revoked, in id order. The
+/// key from `CREDITD_ADMIN_KEY` is configured, not stored, and is not
+/// listed.
+#[utoipa::path(
+    get,
+    path = "/v1/keys",
+    tag = "keys",
+    operation_id = "listKeys",
+    params(PageQuery),
+    responses(
+        (status = 200, description = "A page of keys; `next_cursor` is a key id.",
+            body = KeyPage),
+        (status = 400, description = "`invalid_request`: a bad `limit`, or an unknown query \
+            parameter."),
+    ),
+)]
 pub async fn list(
     State(state): State<Arc<AppState>>,
     Query(query): Query<PageQuery>,
@@ -195,7 +282,23 @@ pub async fn list(
     list_by(&state, "scope", "operator", query).await
 }
 
-/// `GET /v1/accounts/{account_id}/keys`: the account's customer keys not revoked.
+/// List an account's customer keys
+///
+/// Lists the account's customer keys that are not revoked, in id order.
+#[utoipa::path(
+    get,
+    path = "/v1/accounts/{account_id}/keys",
+    tag = "keys",
+    operation_id = "listCustomerKeys",
+    params(AccountPath, PageQuery),
+    responses(
+        (status = 200, description = "A page of keys; `next_cursor` is a key id.",
+            body = KeyPage),
+        (status = 400, description = "`invalid_id`, `invalid_request` (a bad `limit`, or an \
+            unknown query parameter)."),
+        (status = 404, description = "`account_not_found`."),
+    ),
+)]
 pub async fn list_for_account(
     State(state): State<Arc<AppState>>,
     PathParam(id): PathParam,
@@ -206,8 +309,29 @@ pub async fn list_for_account(
     list_by(&state, "account", account.as_str(), query).await
 }
 
-/// `DELETE /v1/keys/{key_id}`: revokes a key. A service key may revoke
-/// customer keys only; the last admin key cannot be revoked.
+/// Revoke a key
+///
+/// Revokes a key at once on this node, and within about a second on
+/// others. A service key may revoke customer keys only; the last admin key
+/// cannot be revoked. Revoking a revoked key changes nothing and answers it
+/// again.
+#[utoipa::path(
+    delete,
+    path = "/v1/keys/{key_id}",
+    tag = "keys",
+    operation_id = "revokeKey",
+    params(KeyPath),
+    responses(
+        (status = 200, description = "The key, revoked.", body = KeyView),
+        (status = 403, description = "`forbidden`: a service key revoking an admin or \
+            service key."),
+        (status = 404, description = "`key_not_found`: no stored key has this id (the key \
+            from `CREDITD_ADMIN_KEY` is not stored and cannot be revoked)."),
+        (status = 409, description = "`last_admin_key`: it is the last admin key that is not \
+            revoked; create another first. Or `version_conflict`: the key changed while it \
+            was being revoked; retry."),
+    ),
+)]
 pub async fn revoke(
     State(state): State<Arc<AppState>>,
     Extension(principal): Extension<Principal>,

@@ -10,24 +10,56 @@ use ledger::{TxId, TxKind};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use store::{Op, TxFilter};
+use utoipa::{IntoParams, ToSchema};
 
 use crate::error::ApiError;
 use crate::extract::{self, PathParam, Query, Sign, Write};
-use crate::render::{self, Page, TransactionView};
+use crate::openapi::schema::{self, AccountPath, IdempotencyKey, TxPath};
+use crate::render::{self, Page, TransactionPage, TransactionView};
 use crate::{AppState, Principal};
 
-#[derive(Deserialize)]
+/// `?type=&from=&to=&limit=&cursor=`, the query of a journal page.
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Only transactions of this type.
     #[serde(rename = "type")]
+    #[param(value_type = Option<schema::TransactionType>)]
     kind: Option<String>,
+    /// Only transactions created at or after this instant.
+    #[param(value_type = Option<schema::TimestampInput>)]
     from: Option<String>,
+    /// Only transactions created before this instant.
+    #[param(value_type = Option<schema::TimestampInput>)]
     to: Option<String>,
+    /// The page size, a whole number from 1 to 100; 20 when absent.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100, default = 20)]
     limit: Option<String>,
+    /// The `next_cursor` of the previous page (a transaction id); older
+    /// transactions follow.
+    #[param(value_type = Option<schema::TransactionId>)]
     cursor: Option<String>,
 }
 
-/// `GET /v1/accounts/{account_id}/transactions?type=&from=&to=&limit=&cursor=`, newest first.
+/// List an account's transactions
+///
+/// Lists the account's journal, newest first, optionally filtered by type
+/// and by a creation-time window [`from`, `to`).
+#[utoipa::path(
+    get,
+    path = "/v1/accounts/{account_id}/transactions",
+    tag = "transactions",
+    operation_id = "listTransactions",
+    params(AccountPath, ListQuery),
+    responses(
+        (status = 200, description = "A page of transactions.", body = TransactionPage),
+        (status = 400, description = "`invalid_id`, `invalid_timestamp` (`from` or `to`), \
+            `invalid_request` (unknown `type`, a bad `limit` or `cursor`, an unknown query \
+            parameter)."),
+        (status = 404, description = "`account_not_found`."),
+    ),
+)]
 pub async fn list(
     State(state): State<Arc<AppState>>,
     PathParam(id): PathParam,
@@ -64,7 +96,21 @@ fn tx_id(text: &str) -> Result<TxId, ApiError> {
     extract::numbered_id(text, TxId::parse, "transaction")
 }
 
-/// `GET /v1/transactions/{tx_id}`
+/// Get a transaction
+///
+/// Returns one journal transaction with its double-entry postings.
+#[utoipa::path(
+    get,
+    path = "/v1/transactions/{tx_id}",
+    tag = "transactions",
+    operation_id = "getTransaction",
+    params(TxPath),
+    responses(
+        (status = 200, description = "The transaction.", body = TransactionView),
+        (status = 400, description = "`invalid_id`: not an id of the form `tx_<n>`."),
+        (status = 404, description = "`transaction_not_found`."),
+    ),
+)]
 pub async fn get(
     State(state): State<Arc<AppState>>,
     Extension(principal): Extension<Principal>,
@@ -79,16 +125,49 @@ pub async fn get(
     Ok(render::json(StatusCode::OK, &TransactionView::new(&tx)))
 }
 
-#[derive(Deserialize)]
+/// A refund's optional body.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = Refund)]
 struct RefundBody<'a> {
+    /// Credits to refund; greater than zero and at most what is left to
+    /// refund. Everything left when absent.
     #[serde(default, borrow, deserialize_with = "extract::raw")]
+    #[schema(value_type = Option<schema::AmountInput>)]
     amount: Option<&'a RawValue>,
     #[serde(default, borrow, deserialize_with = "extract::raw")]
+    #[schema(value_type = schema::MetadataInput)]
     metadata: Option<&'a RawValue>,
 }
 
-/// `POST /v1/transactions/{tx_id}/refund`
+/// Refund usage
+///
+/// Refunds all or part of a `consume` or `hold_commit` transaction,
+/// returning credits to the lots they came from, most recently drawn share
+/// first; credits whose lot has since expired or been voided expire or are
+/// voided again at once. A share that was debt reduces the debt, and what
+/// the debt no longer needs comes back as a new `refund` lot without
+/// expiry. Several partial refunds may be made until the usage is fully
+/// refunded.
+#[utoipa::path(
+    post,
+    path = "/v1/transactions/{tx_id}/refund",
+    tag = "transactions",
+    operation_id = "refundTransaction",
+    params(TxPath, IdempotencyKey),
+    request_body(content = RefundBody, description = "Optional; an empty body reads as `{}` \
+        and refunds everything left."),
+    responses(
+        (status = 201, description = "The `refund` transaction.", body = TransactionView),
+        (status = 400, description = "`malformed_json`, `invalid_request` (unknown or \
+            mistyped field), `invalid_id`, `invalid_amount` (zero, negative or malformed), \
+            `invalid_metadata`, `amount_overflow`."),
+        (status = 404, description = "`transaction_not_found`."),
+        (status = 409, description = "`not_refundable`: the transaction is not a `consume` or \
+            `hold_commit`; or `refund_too_large`: more than what is left to refund, or \
+            nothing is left (the body carries `refundable`)."),
+    ),
+)]
 pub async fn refund(
     State(state): State<Arc<AppState>>,
     PathParam(id): PathParam,

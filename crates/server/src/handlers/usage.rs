@@ -9,24 +9,39 @@ use ledger::{Amount, FeatureId, Metadata};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use store::{Charge, Op};
+use utoipa::ToSchema;
 
 use crate::AppState;
 use crate::error::ApiError;
 use crate::extract::{self, PathParam, Sign, Write};
-use crate::render::{self, Decimal};
+use crate::openapi::schema::{self, AccountPath, IdempotencyKey};
+use crate::render::{self, Consumed, Decimal};
 
-#[derive(Deserialize)]
+/// What to charge: either `amount`, or `feature` together with `quantity`;
+/// never both forms.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = Usage)]
 struct UsageBody<'a> {
+    /// Credits to charge; greater than zero.
     #[serde(default, borrow, deserialize_with = "extract::raw")]
+    #[schema(value_type = Option<schema::AmountInput>)]
     amount: Option<&'a RawValue>,
+    /// A priced feature; the charge is `quantity` times its
+    /// `credits_per_unit`, rounded up to the next 0.000001 credit.
     #[serde(default)]
+    #[schema(value_type = Option<schema::FeatureId>)]
     feature: Option<String>,
+    /// Units of `feature`; greater than zero.
     #[serde(default, borrow, deserialize_with = "extract::raw")]
+    #[schema(value_type = Option<schema::AmountInput>)]
     quantity: Option<&'a RawValue>,
     #[serde(default, borrow, deserialize_with = "extract::raw")]
+    #[schema(value_type = schema::MetadataInput)]
     metadata: Option<&'a RawValue>,
+    /// Only on a consume: a check takes none.
     #[serde(default)]
+    #[schema(value_type = Option<schema::ExternalId>)]
     external_id: Option<String>,
 }
 
@@ -51,7 +66,37 @@ fn charge(body: &UsageBody<'_>) -> Result<(Charge, Metadata), ApiError> {
     Ok((charge, extract::metadata(body.metadata)?))
 }
 
-/// `POST /v1/accounts/{account_id}/consume`
+/// Consume credits
+///
+/// Spends credits lot by lot in burn-down order: lowest priority number
+/// first, then earliest expiry (lots without expiry last), then oldest
+/// grant. Only lots that are effective, unexpired and not voided are spent,
+/// and what they cannot cover becomes debt, provided the amount stays
+/// within the available balance plus the account's overdraft limit; beyond
+/// that the consume is refused with 402 and nothing changes.
+#[utoipa::path(
+    post,
+    path = "/v1/accounts/{account_id}/consume",
+    tag = "usage",
+    operation_id = "consume",
+    params(AccountPath, IdempotencyKey),
+    request_body = UsageBody,
+    responses(
+        (status = 200, description = "The usage transaction and the balance right after it; \
+            for an `external_id` already used with the same request, the first consume's \
+            transaction and the balance now.", body = Consumed),
+        (status = 400, description = "`malformed_json`, `invalid_request` (neither or both of \
+            `amount` and `feature`/`quantity`, unknown or mistyped field), `invalid_id` \
+            (account id, feature id or `external_id`), `invalid_amount`, `invalid_metadata`, \
+            `amount_overflow` (the priced amount or the debt would exceed the ledger's range)."),
+        (status = 402, description = "`insufficient_credits`: the amount is more than the \
+            available balance plus the overdraft limit; the body carries `required` and \
+            `available`."),
+        (status = 404, description = "`feature_not_found` or `account_not_found`."),
+        (status = 409, description = "`external_id_conflict`: the account already used this \
+            `external_id` for a different write."),
+    ),
+)]
 pub async fn consume(
     State(state): State<Arc<AppState>>,
     PathParam(id): PathParam,
@@ -69,14 +114,44 @@ pub async fn consume(
     super::execute(state.store.as_ref(), write, op).await
 }
 
-#[derive(Serialize)]
+/// Whether a consume would succeed now.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Check)]
 struct CheckView {
+    /// Whether a consume of `required` would succeed now (it may use the
+    /// overdraft limit).
     allowed: bool,
+    /// The amount asked about; for a feature, the priced amount.
     required: Decimal,
+    /// The available balance, without the overdraft limit.
     available: Decimal,
 }
 
-/// `POST /v1/accounts/{account_id}/check`: would this consume succeed now? Changes nothing.
+/// Check whether a consume would succeed
+///
+/// Answers whether a consume with the same body would succeed now, without
+/// writing anything. `allowed` accounts for the overdraft limit, while
+/// `available` is the available balance alone.
+///
+/// A check writes nothing, so it takes no `external_id` (refused as
+/// `invalid_request`) and no Idempotency-Key: a key sent with it is neither
+/// stored nor replayed.
+#[utoipa::path(
+    post,
+    path = "/v1/accounts/{account_id}/check",
+    tag = "usage",
+    operation_id = "checkConsume",
+    params(AccountPath),
+    request_body(content = UsageBody, description = "The body a consume would send, without \
+        `external_id`."),
+    responses(
+        (status = 200, description = "The answer.", body = CheckView),
+        (status = 400, description = "`malformed_json`, `invalid_request` (neither or both \
+            forms, an `external_id`, unknown or mistyped field), `invalid_id`, \
+            `invalid_amount`, `invalid_metadata`, `amount_overflow`."),
+        (status = 404, description = "`feature_not_found` or `account_not_found`."),
+    ),
+)]
 pub async fn check(
     State(state): State<Arc<AppState>>,
     PathParam(id): PathParam,
