@@ -43,15 +43,7 @@ impl<S: Send + Sync> FromRequest<S> for Write {
             .extensions()
             .get::<crate::Principal>()
             .map_or_else(|| "anonymous".into(), |p| p.key_id.clone());
-        let body = Bytes::from_request(request, state)
-            .await
-            .map_err(|rejection| {
-                if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                    ApiError::PayloadTooLarge
-                } else {
-                    ApiError::InvalidRequest(format!("could not read the body: {rejection}"))
-                }
-            })?;
+        let body = read_body(request, state).await?;
         let idempotency = key.map(|key| {
             let mut digest = Sha256::new();
             digest.update(method.as_str());
@@ -67,6 +59,31 @@ impl<S: Send + Sync> FromRequest<S> for Write {
         });
         Ok(Write { body, idempotency })
     }
+}
+
+/// The body of a request that changes nothing, read as a write's is but
+/// without an idempotency key: there is nothing to replay.
+pub struct ReadBody(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for ReadBody {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        check_content_type(request.headers())?;
+        read_body(request, state).await.map(ReadBody)
+    }
+}
+
+async fn read_body<S: Send + Sync>(request: Request, state: &S) -> Result<Bytes, ApiError> {
+    Bytes::from_request(request, state)
+        .await
+        .map_err(|rejection| {
+            if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge
+            } else {
+                ApiError::InvalidRequest(format!("could not read the body: {rejection}"))
+            }
+        })
 }
 
 fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {

@@ -13,7 +13,7 @@ use utoipa::ToSchema;
 
 use crate::AppState;
 use crate::error::ApiError;
-use crate::extract::{self, PathParam, Sign, Write};
+use crate::extract::{self, PathParam, ReadBody, Sign, Write};
 use crate::openapi::schema::{self, AccountPath, IdempotencyKey};
 use crate::render::{self, Consumed, Decimal};
 
@@ -134,8 +134,7 @@ struct CheckView {
 /// `available` is the available balance alone.
 ///
 /// A check writes nothing, so it takes no `external_id` (refused as
-/// `invalid_request`) and no Idempotency-Key: a key sent with it is neither
-/// stored nor replayed.
+/// `invalid_request`) and no Idempotency-Key (the header is not read).
 #[utoipa::path(
     post,
     path = "/v1/accounts/{account_id}/check",
@@ -155,10 +154,10 @@ struct CheckView {
 pub async fn check(
     State(state): State<Arc<AppState>>,
     PathParam(id): PathParam,
-    write: Write,
+    ReadBody(body): ReadBody,
 ) -> Result<Response, ApiError> {
     let account = extract::account_id(&id)?;
-    let body: UsageBody = extract::parse_json(&write.body)?;
+    let body: UsageBody = extract::parse_json(&body)?;
     if body.external_id.is_some() {
         return Err(ApiError::InvalidRequest(
             "a check changes nothing, so it takes no external_id".into(),

@@ -375,6 +375,10 @@ store_test! {
             assert_eq!(check.body["required"], amount);
             assert!(check.headers.get("idempotent-replayed").is_none());
         }
+        let malformed = app
+            .post_keyed("/v1/accounts/u/check", "", json!({ "amount": "1" }))
+            .await;
+        assert_eq!(malformed.status, StatusCode::OK, "{malformed:?}");
 
         let spec = app.get("/openapi.json").await.body;
         let check = &spec["paths"]["/v1/accounts/{account_id}/check"]["post"];
