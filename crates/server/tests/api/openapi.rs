@@ -413,3 +413,39 @@ store_test! {
         assert!(batches >= 3, "{metrics}");
     }
 }
+
+#[test]
+fn the_operations_guide_lists_every_error_code_under_its_status() {
+    let guide = include_str!("../../../../docs/operations.md");
+    let table = guide
+        .split("## Errors")
+        .nth(1)
+        .expect("docs/operations.md has an errors section");
+    let mut listed = BTreeSet::new();
+    for row in table
+        .lines()
+        .filter(|l| l.starts_with("| 4") || l.starts_with("| 5"))
+    {
+        let mut cells = row.split('|').map(str::trim).skip(1);
+        let status: u16 = cells.next().unwrap().parse().unwrap();
+        // The codes are the quoted words outside parentheses.
+        let mut outside = String::new();
+        let mut depth = 0;
+        for c in cells.next().unwrap().chars() {
+            match c {
+                '(' => depth += 1,
+                ')' => depth -= 1,
+                _ if depth == 0 => outside.push(c),
+                _ => {}
+            }
+        }
+        for code in outside.split('`').skip(1).step_by(2) {
+            listed.insert((status, code.to_owned()));
+        }
+    }
+    let answered: BTreeSet<(u16, String)> = ApiError::codes()
+        .into_iter()
+        .map(|(code, status)| (status.as_u16(), code.to_owned()))
+        .collect();
+    assert_eq!(listed, answered);
+}
