@@ -261,14 +261,20 @@ impl Batch {
                 return Ok(Executed::Existing(self.outcome_of(src, tx, now)?));
             }
         }
-        let mut writes: Vec<&RecordWrite> = Vec::with_capacity(command.records.len() + 1);
-        if let Op::Record(write) = &command.op {
-            writes.push(write);
-        }
-        writes.extend(&command.records);
-        let plan = match self.plan_records(src, &writes, now)? {
-            Ok(plan) => plan,
-            Err(refused) => return Ok(Executed::Fresh(Err(refused))),
+        // Most commands write no record: they skip the planning, and its
+        // allocations, altogether.
+        let plan = if command.records.is_empty() && !matches!(command.op, Op::Record(_)) {
+            RecordPlan::default()
+        } else {
+            let own = match &command.op {
+                Op::Record(write) => Some(write),
+                _ => None,
+            };
+            let writes: Vec<&RecordWrite> = own.into_iter().chain(&command.records).collect();
+            match self.plan_records(src, &writes, now)? {
+                Ok(plan) => plan,
+                Err(refused) => return Ok(Executed::Fresh(Err(refused))),
+            }
         };
         let result = match &command.op {
             Op::Record(write) => Ok(match plan.records.get(&key_of(write)) {
@@ -798,12 +804,13 @@ fn external_of(op: &Op) -> Option<(AccountId, ExternalId, String)> {
             metadata,
             external_id,
         } => {
+            let id = external_id.as_ref()?;
             let charge = match charge {
                 Charge::Amount(amount) => format!("amount\n{amount}"),
                 Charge::Feature { feature, quantity } => format!("feature\n{feature}\n{quantity}"),
             };
             let content = format!("consume\n{charge}\n{}", metadata.as_str());
-            (account, external_id.as_ref()?, content)
+            (account, id, content)
         }
         _ => return None,
     };
