@@ -36,4 +36,6 @@ pub use metadata::{METADATA_LEN_MAX, Metadata};
 pub use reject::Reject;
 pub use replay::book_at;
 pub use standing::Standing;
-pub use time::{MICROS_PER_SECOND, Timestamp, TimestampError};
+pub use time::{
+    Civil, MICROS_PER_DAY, MICROS_PER_SECOND, Timestamp, TimestampError, days_in_month,
+};

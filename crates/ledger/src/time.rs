@@ -171,17 +171,71 @@ impl fmt::Debug for Timestamp {
     }
 }
 
-fn is_leap(year: i64) -> bool {
-    (year % 4 == 0 && year % 100 != 0) || year % 400 == 0
+/// An instant as a calendar date and a time of day, in UTC.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Civil {
+    /// The year, 1 to 9999 for instants RFC 3339 can write.
+    pub year: i64,
+    /// The month, 1 to 12.
+    pub month: i64,
+    /// The day of the month, 1 to 31.
+    pub day: i64,
+    /// Microseconds since midnight.
+    pub micros_of_day: i64,
 }
 
-fn days_in_month(year: i64, month: i64) -> i64 {
+/// Microseconds in one day.
+pub const MICROS_PER_DAY: i64 = 86_400 * MICROS_PER_SECOND;
+
+impl Timestamp {
+    /// This instant's date and time of day in UTC.
+    pub fn civil(self) -> Civil {
+        let days = self.0.div_euclid(MICROS_PER_DAY);
+        let (year, month, day) = civil_from_days(days);
+        Civil {
+            year,
+            month,
+            day,
+            micros_of_day: self.0.rem_euclid(MICROS_PER_DAY),
+        }
+    }
+
+    /// The instant of a date and time of day in UTC, or `None` for a date
+    /// that does not exist or an instant past the range RFC 3339 can write.
+    pub fn from_civil(civil: Civil) -> Option<Timestamp> {
+        let Civil {
+            year,
+            month,
+            day,
+            micros_of_day,
+        } = civil;
+        if !(1..=12).contains(&month)
+            || !(1..=days_in_month(year, month)).contains(&day)
+            || !(0..MICROS_PER_DAY).contains(&micros_of_day)
+            || !(1..=9999).contains(&year)
+        {
+            return None;
+        }
+        days_from_civil(year, month, day)
+            .checked_mul(MICROS_PER_DAY)?
+            .checked_add(micros_of_day)
+            .map(Timestamp)
+            .filter(|t| (MIN_MICROS..=MAX_MICROS).contains(&t.0))
+    }
+}
+
+/// The days in a month of a year (proleptic Gregorian).
+pub fn days_in_month(year: i64, month: i64) -> i64 {
     match month {
         2 if is_leap(year) => 29,
         2 => 28,
         4 | 6 | 9 | 11 => 30,
         _ => 31,
     }
+}
+
+fn is_leap(year: i64) -> bool {
+    (year % 4 == 0 && year % 100 != 0) || year % 400 == 0
 }
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
@@ -213,6 +267,20 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn an_instant_splits_into_its_date_and_time_of_day_and_back() {
+        let t = Timestamp::parse_rfc3339("2028-02-29T23:59:59.000001Z").unwrap();
+        let civil = t.civil();
+        assert_eq!((civil.year, civil.month, civil.day), (2028, 2, 29));
+        assert_eq!(civil.micros_of_day, MICROS_PER_DAY - 999_999);
+        assert_eq!(Timestamp::from_civil(civil), Some(t));
+        let mut missing = civil;
+        missing.year = 2027;
+        assert_eq!(Timestamp::from_civil(missing), None);
+        assert_eq!(days_in_month(2100, 2), 28);
+        assert_eq!(days_in_month(2000, 2), 29);
+    }
 
     #[test]
     fn utc_text_parses_to_epoch_micros() {
@@ -287,6 +355,12 @@ mod tests {
         fn display_then_parse_is_identity(micros in MIN_MICROS..=MAX_MICROS) {
             let t = Timestamp::from_micros(micros);
             prop_assert_eq!(Timestamp::parse_rfc3339(&t.to_string()), Ok(t));
+        }
+
+        #[test]
+        fn civil_then_back_is_identity(micros in MIN_MICROS..=MAX_MICROS) {
+            let t = Timestamp::from_micros(micros);
+            prop_assert_eq!(Timestamp::from_civil(t.civil()), Some(t));
         }
     }
 }
