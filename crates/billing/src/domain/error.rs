@@ -1,0 +1,74 @@
+//! Why a billing rule refuses its input: one enum of rejections, each with a stable code.
+
+use std::fmt;
+
+/// Why the billing domain refused a value or a computation. Nothing changes
+/// when one is returned.
+///
+/// The codes are part of the API: never rename or reuse one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DomainError {
+    /// A billing interval's unit is unknown or its count is out of range.
+    InvalidInterval(&'static str),
+}
+
+impl DomainError {
+    /// The stable, machine-readable code.
+    pub const fn code(&self) -> &'static str {
+        match self {
+            DomainError::InvalidInterval(_) => "invalid_interval",
+        }
+    }
+
+    /// One error of every kind, so that a list of codes (an API description,
+    /// a test) can be built from the enum and cannot miss one.
+    pub fn every() -> Vec<DomainError> {
+        vec![DomainError::InvalidInterval("")]
+    }
+}
+
+impl fmt::Display for DomainError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DomainError::InvalidInterval(why) => f.write_str(why),
+        }
+    }
+}
+
+impl std::error::Error for DomainError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_of_error_is_listed_once() {
+        // A new variant fails to compile here until it is numbered, and then
+        // fails the test until `every` lists it.
+        let kind = |error: &DomainError| match error {
+            DomainError::InvalidInterval(_) => 0,
+        };
+        let mut kinds: Vec<usize> = DomainError::every().iter().map(kind).collect();
+        kinds.sort_unstable();
+        assert_eq!(kinds, (0..kinds.len()).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn codes_are_distinct_snake_case_words() {
+        let every = DomainError::every();
+        for (i, error) in every.iter().enumerate() {
+            let code = error.code();
+            assert!(
+                !code.is_empty()
+                    && code.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+                    && !code.starts_with('_')
+                    && !code.ends_with('_'),
+                "{code:?}"
+            );
+            assert!(
+                every[..i].iter().all(|other| other.code() != code),
+                "{code} is used twice"
+            );
+        }
+    }
+}
