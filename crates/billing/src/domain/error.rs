@@ -10,6 +10,16 @@ use std::fmt;
 pub enum DomainError {
     /// A billing interval's unit is unknown or its count is out of range.
     InvalidInterval(&'static str),
+    /// A currency is not three lowercase ASCII letters.
+    InvalidCurrency,
+    /// A sum of money is negative where a price or a payment is meant.
+    InvalidMoney(&'static str),
+    /// A unit price is not plain decimal text of minor units, or is out of range.
+    InvalidPrice(&'static str),
+    /// An amount of credits is not allowed where it appears (negative overage).
+    InvalidAmount(&'static str),
+    /// A result would not fit in the integer that holds it.
+    AmountOverflow,
 }
 
 impl DomainError {
@@ -17,20 +27,39 @@ impl DomainError {
     pub const fn code(&self) -> &'static str {
         match self {
             DomainError::InvalidInterval(_) => "invalid_interval",
+            DomainError::InvalidCurrency => "invalid_currency",
+            DomainError::InvalidMoney(_) => "invalid_money",
+            DomainError::InvalidPrice(_) => "invalid_price",
+            DomainError::InvalidAmount(_) => "invalid_amount",
+            DomainError::AmountOverflow => "amount_overflow",
         }
     }
 
     /// One error of every kind, so that a list of codes (an API description,
     /// a test) can be built from the enum and cannot miss one.
     pub fn every() -> Vec<DomainError> {
-        vec![DomainError::InvalidInterval("")]
+        vec![
+            DomainError::InvalidInterval(""),
+            DomainError::InvalidCurrency,
+            DomainError::InvalidMoney(""),
+            DomainError::InvalidPrice(""),
+            DomainError::InvalidAmount(""),
+            DomainError::AmountOverflow,
+        ]
     }
 }
 
 impl fmt::Display for DomainError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            DomainError::InvalidInterval(why) => f.write_str(why),
+            DomainError::InvalidInterval(why)
+            | DomainError::InvalidMoney(why)
+            | DomainError::InvalidPrice(why)
+            | DomainError::InvalidAmount(why) => f.write_str(why),
+            DomainError::InvalidCurrency => {
+                f.write_str("currency must be three lowercase letters, such as usd")
+            }
+            DomainError::AmountOverflow => f.write_str("the result is too large to represent"),
         }
     }
 }
@@ -47,6 +76,11 @@ mod tests {
         // fails the test until `every` lists it.
         let kind = |error: &DomainError| match error {
             DomainError::InvalidInterval(_) => 0,
+            DomainError::InvalidCurrency => 1,
+            DomainError::InvalidMoney(_) => 2,
+            DomainError::InvalidPrice(_) => 3,
+            DomainError::InvalidAmount(_) => 4,
+            DomainError::AmountOverflow => 5,
         };
         let mut kinds: Vec<usize> = DomainError::every().iter().map(kind).collect();
         kinds.sort_unstable();

@@ -2,9 +2,14 @@
 //! arithmetic, localized text. No IO, no clock: time is passed in.
 
 mod error;
+mod money;
 mod period;
 
 pub use error::DomainError;
+pub use money::{
+    Currency, MICROS_PER_MINOR, Money, THREE_DECIMAL_CURRENCIES, UNIT_PRICE_MAX_MICROS, UnitPrice,
+    ZERO_DECIMAL_CURRENCIES, overage_due,
+};
 pub use period::{
     INTERVAL_YEARS_MAX, Interval, Period, Periods, Unit, period, period_at, periods_between,
 };
