@@ -20,6 +20,11 @@ pub enum DomainError {
     InvalidAmount(&'static str),
     /// A result would not fit in the integer that holds it.
     AmountOverflow,
+    /// A locale tag is malformed, or two differ only in case.
+    InvalidLocale(&'static str),
+    /// A text shown to customers is empty, too long, holds control
+    /// characters, or has no locale or too many.
+    InvalidText(&'static str),
 }
 
 impl DomainError {
@@ -32,6 +37,8 @@ impl DomainError {
             DomainError::InvalidPrice(_) => "invalid_price",
             DomainError::InvalidAmount(_) => "invalid_amount",
             DomainError::AmountOverflow => "amount_overflow",
+            DomainError::InvalidLocale(_) => "invalid_locale",
+            DomainError::InvalidText(_) => "invalid_text",
         }
     }
 
@@ -45,6 +52,8 @@ impl DomainError {
             DomainError::InvalidPrice(""),
             DomainError::InvalidAmount(""),
             DomainError::AmountOverflow,
+            DomainError::InvalidLocale(""),
+            DomainError::InvalidText(""),
         ]
     }
 }
@@ -55,7 +64,9 @@ impl fmt::Display for DomainError {
             DomainError::InvalidInterval(why)
             | DomainError::InvalidMoney(why)
             | DomainError::InvalidPrice(why)
-            | DomainError::InvalidAmount(why) => f.write_str(why),
+            | DomainError::InvalidAmount(why)
+            | DomainError::InvalidLocale(why)
+            | DomainError::InvalidText(why) => f.write_str(why),
             DomainError::InvalidCurrency => {
                 f.write_str("currency must be three lowercase letters, such as usd")
             }
@@ -81,6 +92,8 @@ mod tests {
             DomainError::InvalidPrice(_) => 3,
             DomainError::InvalidAmount(_) => 4,
             DomainError::AmountOverflow => 5,
+            DomainError::InvalidLocale(_) => 6,
+            DomainError::InvalidText(_) => 7,
         };
         let mut kinds: Vec<usize> = DomainError::every().iter().map(kind).collect();
         kinds.sort_unstable();

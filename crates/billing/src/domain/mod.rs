@@ -4,6 +4,7 @@
 mod error;
 mod money;
 mod period;
+mod text;
 
 pub use error::DomainError;
 pub use money::{
@@ -13,3 +14,4 @@ pub use money::{
 pub use period::{
     INTERVAL_YEARS_MAX, Interval, Period, Periods, Unit, period, period_at, periods_between,
 };
+pub use text::{FALLBACK_LOCALE, LOCALES_MAX, LocalizedText, TEXT_LEN_MAX, is_locale};
