@@ -178,6 +178,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     expires_at,
                     metadata: Metadata::empty(),
                     external_id,
+                    actor: None,
+                    reason: None,
                 };
                 admin_write(&settings, Op::Grant { account, grant }).await
             }
@@ -422,7 +424,14 @@ async fn admin_account(settings: &Settings, command: AccountCmd) -> anyhow::Resu
         } => {
             let new = NewAccount::new(id, name, Metadata::empty(), overdraft_limit)
                 .map_err(|reject| rejected(&reject))?;
-            admin_write(settings, Op::CreateAccount(new)).await
+            admin_write(
+                settings,
+                Op::CreateAccount {
+                    account: new,
+                    grants: Vec::new(),
+                },
+            )
+            .await
         }
     }
 }

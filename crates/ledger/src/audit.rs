@@ -170,8 +170,9 @@ pub fn audit_account(
             }
             *posted.entry(p.account).or_default() += i128::from(p.amount.micros());
         }
-        // A lot is created by its grant, or by a refund of debt already repaid.
-        if let (TxKind::Grant | TxKind::Refund, Some(lot)) = (tx.kind, tx.lot) {
+        // A lot is created by its grant, by a refund of debt already repaid,
+        // or by a rollover of a period's plan credits.
+        if let (TxKind::Grant | TxKind::Refund | TxKind::Rollover, Some(lot)) = (tx.kind, tx.lot) {
             let created = tx.posted_to(LedgerAccount::Lot(lot)).unwrap_or_default();
             *issued.entry(lot).or_default() += i128::from(created.micros());
         }

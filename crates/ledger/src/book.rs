@@ -70,6 +70,48 @@ impl Usage {
     }
 }
 
+/// What a renewal does with what is left of the ending period's plan credits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Carry {
+    /// They expire: the new period's credits replace them.
+    Reset,
+    /// They carry into the account's rollover credits, which hold at most
+    /// `cap` in all; what would exceed the cap expires.
+    Rollover {
+        /// The most rollover credits the account may hold.
+        cap: Amount,
+    },
+}
+
+/// A subscription period's renewal, decided by billing and applied as one
+/// operation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Renewal {
+    /// The ending period's plan lots.
+    pub close: Vec<LotId>,
+    /// What becomes of what they hold.
+    pub carry: Carry,
+    /// Whether the debt is first cleared to the receivable (a plan with
+    /// overage bills it as a charge).
+    pub settle_debt: bool,
+    /// The new period's credits, if any; its external id makes the
+    /// renewal happen once.
+    pub grant: Option<NewGrant>,
+}
+
+/// What a renewal did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Renewed {
+    /// The new period's lot.
+    pub lot: Option<LotId>,
+    /// Debt cleared to the receivable.
+    pub settled: Amount,
+    /// Credits carried into a rollover lot.
+    pub carried: Amount,
+    /// Credits of the ending period that expired.
+    pub expired: Amount,
+}
+
 /// What a refund did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RefundDone {
@@ -326,18 +368,25 @@ impl Book {
         out: &mut Vec<Transaction>,
     ) -> Result<LotId, Reject> {
         self.settle(now, ids, out)?;
+        if grant.expires_at.is_some_and(|e| e <= now) {
+            return Err(Reject::InvalidTimestamp(
+                "expires_at must be in the future and after effective_at",
+            ));
+        }
+        self.check_grant(&grant, now)?;
+        Ok(self.issue(grant, now, ids, out))
+    }
+
+    /// Checks what a grant can fail on, other than lying in the past.
+    fn check_grant(&self, grant: &NewGrant, now: Timestamp) -> Result<(), Reject> {
         if !grant.amount.is_positive() {
             return Err(Reject::InvalidAmount("amount must be positive"));
         }
-        let priority = grant.priority.unwrap_or(grant.source.default_priority());
-        if priority > PRIORITY_MAX {
+        if grant.priority.is_some_and(|p| p > PRIORITY_MAX) {
             return Err(Reject::InvalidRequest("priority must be between 0 and 100"));
         }
         let effective_at = grant.effective_at.unwrap_or(now);
-        if grant
-            .expires_at
-            .is_some_and(|e| e <= effective_at || e <= now)
-        {
+        if grant.expires_at.is_some_and(|e| e <= effective_at) {
             return Err(Reject::InvalidTimestamp(
                 "expires_at must be in the future and after effective_at",
             ));
@@ -347,7 +396,19 @@ impl Book {
         {
             return Err(Reject::Overflow);
         }
+        Ok(())
+    }
 
+    /// Creates a checked grant's lot and its transaction; the new credits
+    /// repay debt first.
+    fn issue(
+        &mut self,
+        grant: NewGrant,
+        now: Timestamp,
+        ids: &mut dyn IdSource,
+        out: &mut Vec<Transaction>,
+    ) -> LotId {
+        let priority = grant.priority.unwrap_or(grant.source.default_priority());
         let id = ids.next_lot();
         self.insert_lot(Lot {
             id,
@@ -356,7 +417,7 @@ impl Book {
             priority,
             amount: grant.amount,
             remaining: grant.amount,
-            effective_at,
+            effective_at: grant.effective_at.unwrap_or(now),
             expires_at: grant.expires_at,
             voided_at: None,
             created_at: now,
@@ -370,9 +431,167 @@ impl Book {
         let mut tx = self.record(ids, TxKind::Grant, postings, now, grant.metadata);
         tx.lot = Some(id);
         tx.external_id = grant.external_id;
+        tx.reason = grant.reason;
+        tx.actor = grant.actor;
         out.push(tx);
         self.repay_debt(now, ids, out);
-        Ok(id)
+        id
+    }
+
+    /// Clears the account's debt to the receivable account: what it owed is
+    /// billed as a charge instead (an overage settled at a period's end).
+    /// Answers what was cleared; nothing is written when there is no debt.
+    pub fn settle_debt(
+        &mut self,
+        now: Timestamp,
+        ids: &mut dyn IdSource,
+        out: &mut Vec<Transaction>,
+    ) -> Result<Amount, Reject> {
+        self.settle(now, ids, out)?;
+        Ok(self.clear_debt(now, ids, out))
+    }
+
+    fn clear_debt(
+        &mut self,
+        now: Timestamp,
+        ids: &mut dyn IdSource,
+        out: &mut Vec<Transaction>,
+    ) -> Amount {
+        let debt = self.account.debt;
+        if !debt.is_positive() {
+            return Amount::ZERO;
+        }
+        self.account.debt = Amount::ZERO;
+        let postings = vec![
+            posting(LedgerAccount::Debt, debt),
+            posting(LedgerAccount::Receivable, neg(debt)),
+        ];
+        out.push(self.record(
+            ids,
+            TxKind::DebtSettlement,
+            postings,
+            now,
+            Metadata::empty(),
+        ));
+        debt
+    }
+
+    /// Renews a subscription's period in one operation: settles the debt
+    /// (if asked), closes the ending period's plan lots (their credits expire,
+    /// or roll over up to the cap), and grants the new period's credits, which
+    /// may already lie in the past when a renewal catches up: a grant whose
+    /// expiry has passed expires at once.
+    pub fn renew(
+        &mut self,
+        renewal: Renewal,
+        now: Timestamp,
+        ids: &mut dyn IdSource,
+        out: &mut Vec<Transaction>,
+    ) -> Result<Renewed, Reject> {
+        self.settle(now, ids, out)?;
+        if let Some(grant) = &renewal.grant {
+            self.check_grant(grant, now)?;
+        }
+        if renewal.close.iter().any(|lot| self.lot(*lot).is_none()) {
+            return Err(Reject::Inconsistent("a lot to close is not loaded"));
+        }
+        let cap = match renewal.carry {
+            Carry::Reset => None,
+            Carry::Rollover { cap } if cap.is_negative() => {
+                return Err(Reject::InvalidAmount("rollover_cap must not be negative"));
+            }
+            Carry::Rollover { cap } => Some(cap),
+        };
+
+        let settled = if renewal.settle_debt {
+            self.clear_debt(now, ids, out)
+        } else {
+            Amount::ZERO
+        };
+        let closing: Vec<(LotId, Amount)> = renewal
+            .close
+            .iter()
+            .filter_map(|id| self.lot(*id).map(|l| (l.id, l.remaining)))
+            .filter(|(_, remaining)| remaining.is_positive())
+            .collect();
+        let left = sum_of(closing.iter().map(|(_, r)| *r));
+        let carried = match cap {
+            None => Amount::ZERO,
+            Some(cap) => {
+                let held: i128 = self
+                    .lots
+                    .iter()
+                    .filter(|l| l.source == Source::Rollover && l.is_live_at(now))
+                    .map(|l| i128::from(l.remaining.micros()))
+                    .sum();
+                let room = (i128::from(cap.micros()) - held).max(0);
+                Amount::from_micros(room.min(i128::from(left.micros())) as i64)
+            }
+        };
+        // Carried credits come from the closing lots in order; the rest of
+        // each expires.
+        let mut to_carry = carried;
+        let mut carry_postings = Vec::new();
+        for (id, remaining) in &closing {
+            let part = (*remaining).min(to_carry);
+            to_carry = sub(to_carry, part);
+            let index = self.lots.iter().position(|l| l.id == *id).expect("loaded");
+            self.lots[index].remaining = Amount::ZERO;
+            if part.is_positive() {
+                carry_postings.push(posting(LedgerAccount::Lot(*id), neg(part)));
+            }
+            let rest = sub(*remaining, part);
+            if rest.is_positive() {
+                let postings = vec![
+                    posting(LedgerAccount::Lot(*id), neg(rest)),
+                    posting(LedgerAccount::Expiry, rest),
+                ];
+                let mut tx = self.record(ids, TxKind::Expire, postings, now, Metadata::empty());
+                tx.lot = Some(*id);
+                out.push(tx);
+            }
+        }
+        if carried.is_positive() {
+            let id = ids.next_lot();
+            let effective_at = renewal
+                .grant
+                .as_ref()
+                .and_then(|g| g.effective_at)
+                .unwrap_or(now);
+            self.insert_lot(Lot {
+                id,
+                account: self.account.id.clone(),
+                source: Source::Rollover,
+                priority: Source::Rollover.default_priority(),
+                amount: carried,
+                remaining: carried,
+                effective_at,
+                expires_at: None,
+                voided_at: None,
+                created_at: now,
+                metadata: Metadata::empty(),
+                external_id: None,
+            });
+            carry_postings.push(posting(LedgerAccount::Lot(id), carried));
+            let mut tx = self.record(
+                ids,
+                TxKind::Rollover,
+                carry_postings,
+                now,
+                Metadata::empty(),
+            );
+            tx.lot = Some(id);
+            out.push(tx);
+        }
+        let lot = renewal.grant.map(|grant| self.issue(grant, now, ids, out));
+        // A grant for a period already over expires at once.
+        self.settle_now(now, ids, out);
+        Ok(Renewed {
+            lot,
+            settled,
+            carried,
+            expired: sub(left, carried),
+        })
     }
 
     /// Spends `amount`, lot by lot in burn-down order; with an overdraft
@@ -928,6 +1147,8 @@ impl Book {
             refund_of: None,
             feature: None::<(FeatureId, Amount)>,
             external_id: None,
+            reason: None,
+            actor: None,
         }
     }
 }

@@ -27,11 +27,15 @@ pub enum TxKind {
     Refund,
     /// Spendable credits used to pay off debt.
     DebtRepayment,
+    /// What was left of a period's plan credits carried into a rollover lot.
+    Rollover,
+    /// Debt cleared to the receivable account: billed as a charge instead.
+    DebtSettlement,
 }
 
 impl TxKind {
     /// Every kind, in a fixed order.
-    pub const ALL: [TxKind; 9] = [
+    pub const ALL: [TxKind; 11] = [
         TxKind::Grant,
         TxKind::Consume,
         TxKind::Hold,
@@ -41,6 +45,8 @@ impl TxKind {
         TxKind::Void,
         TxKind::Refund,
         TxKind::DebtRepayment,
+        TxKind::Rollover,
+        TxKind::DebtSettlement,
     ];
 
     /// The stable text code.
@@ -55,6 +61,8 @@ impl TxKind {
             TxKind::Void => "void",
             TxKind::Refund => "refund",
             TxKind::DebtRepayment => "debt_repayment",
+            TxKind::Rollover => "rollover",
+            TxKind::DebtSettlement => "debt_settlement",
         }
     }
 
@@ -91,6 +99,8 @@ pub enum LedgerAccount {
     Expiry,
     /// Where voided credits go.
     Void,
+    /// Where settled debt goes: what accounts owe, billed as charges.
+    Receivable,
 }
 
 impl LedgerAccount {
@@ -110,6 +120,7 @@ impl LedgerAccount {
             "usage" => LedgerAccount::Usage,
             "expiry" => LedgerAccount::Expiry,
             "void" => LedgerAccount::Void,
+            "receivable" => LedgerAccount::Receivable,
             _ => {
                 if let Ok(lot) = LotId::parse(text) {
                     LedgerAccount::Lot(lot)
@@ -131,6 +142,7 @@ impl fmt::Display for LedgerAccount {
             LedgerAccount::Usage => f.write_str("usage"),
             LedgerAccount::Expiry => f.write_str("expiry"),
             LedgerAccount::Void => f.write_str("void"),
+            LedgerAccount::Receivable => f.write_str("receivable"),
         }
     }
 }
@@ -193,6 +205,10 @@ pub struct Transaction {
     pub feature: Option<(FeatureId, Amount)>,
     /// What caused it (a grant or a consume), unique per account.
     pub external_id: Option<ExternalId>,
+    /// Why it was made (a grant's reason).
+    pub reason: Option<String>,
+    /// Who made it (the API key's id), for grants.
+    pub actor: Option<String>,
 }
 
 impl Transaction {
@@ -242,6 +258,7 @@ mod tests {
             LedgerAccount::Usage,
             LedgerAccount::Expiry,
             LedgerAccount::Void,
+            LedgerAccount::Receivable,
         ] {
             assert_eq!(LedgerAccount::parse(&account.to_string()), Some(account));
         }

@@ -19,11 +19,12 @@ mod reject;
 mod replay;
 mod standing;
 mod time;
+mod totals;
 
 pub use account::{Account, AccountPatch, NewAccount};
 pub use amount::{AMOUNT_MAX_MICROS, Amount, AmountError, MICROS_PER_CREDIT};
 pub use audit::{Violation, audit_account};
-pub use book::{Balance, Book, Check, RefundDone, Usage};
+pub use book::{Balance, Book, Carry, Check, RefundDone, Renewal, Renewed, Usage};
 pub use feature::Feature;
 pub use hold::{HOLD_TTL_DEFAULT_SECS, HOLD_TTL_MAX_SECS, Hold, HoldStatus, HoldTtl, Leg};
 pub use id::{
@@ -31,7 +32,7 @@ pub use id::{
     LotId, NAME_ID_LEN_MAX, TxId,
 };
 pub use journal::{LedgerAccount, Origin, Posting, Share, Transaction, TxKind};
-pub use lot::{Lot, NewGrant, PRIORITY_MAX, Source};
+pub use lot::{Lot, NewGrant, PRIORITY_MAX, REASON_LEN_MAX, Source};
 pub use metadata::{METADATA_LEN_MAX, Metadata};
 pub use reject::Reject;
 pub use replay::book_at;
@@ -39,3 +40,4 @@ pub use standing::Standing;
 pub use time::{
     Civil, MICROS_PER_DAY, MICROS_PER_SECOND, Timestamp, TimestampError, days_in_month,
 };
+pub use totals::{Totals, totals};

@@ -62,18 +62,15 @@ impl Source {
         Source::ALL.into_iter().find(|s| s.code() == code)
     }
 
-    /// The burn priority a grant gets when it names none: short-lived
-    /// rewards burn first, paid-for and permanent credits last.
+    /// The burn priority a grant gets when it names none. Daily rewards
+    /// burn first; every other source shares one priority, so that expiry
+    /// decides (credits that expire soonest burn first, credits that never
+    /// expire last) and then age. Operators may set other priorities per
+    /// source in their settings.
     pub const fn default_priority(self) -> u8 {
         match self {
             Source::DailyReward => 10,
-            Source::Promo => 20,
-            Source::SignupBonus => 30,
-            Source::Rollover => 40,
-            Source::Subscription => 50,
-            Source::Admin => 70,
-            Source::Purchase | Source::AutoTopup => 80,
-            Source::Refund => 90,
+            _ => 50,
         }
     }
 }
@@ -96,7 +93,15 @@ pub struct NewGrant {
     /// What caused the grant, unique per account; a second grant with the
     /// same id is the first one again.
     pub external_id: Option<ExternalId>,
+    /// Why it was granted (an admin or promo grant's reason), kept on its
+    /// transaction.
+    pub reason: Option<String>,
+    /// Who granted it (the API key's id), kept on its transaction.
+    pub actor: Option<String>,
 }
+
+/// The longest grant reason accepted, in bytes.
+pub const REASON_LEN_MAX: usize = 500;
 
 /// A lot of credits held by one account.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -186,10 +191,17 @@ mod tests {
     }
 
     #[test]
-    fn daily_rewards_burn_before_purchases_by_default() {
-        assert!(Source::DailyReward.default_priority() < Source::SignupBonus.default_priority());
-        assert!(Source::SignupBonus.default_priority() < Source::Subscription.default_priority());
-        assert!(Source::Subscription.default_priority() < Source::Purchase.default_priority());
+    fn daily_rewards_burn_first_and_every_other_source_leaves_it_to_expiry() {
+        for source in Source::ALL {
+            if source == Source::DailyReward {
+                continue;
+            }
+            assert!(Source::DailyReward.default_priority() < source.default_priority());
+            assert_eq!(
+                source.default_priority(),
+                Source::Purchase.default_priority()
+            );
+        }
         assert!(
             Source::ALL
                 .iter()

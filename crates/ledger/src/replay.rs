@@ -126,6 +126,8 @@ mod tests {
                 expires_at,
                 metadata: Metadata::empty(),
                 external_id: None,
+                actor: None,
+                reason: None,
             };
             self.book
                 .grant(grant, now, &mut self.ids, &mut self.journal)

@@ -9,6 +9,7 @@ mod handlers;
 pub mod jobs;
 pub mod metrics;
 pub mod openapi;
+pub mod policy;
 pub mod render;
 pub mod routes;
 
@@ -34,6 +35,8 @@ pub struct AppState {
     pub keys: Keys,
     /// Request counters.
     pub metrics: Metrics,
+    /// What capabilities decide inside the core's writes.
+    pub policy: Arc<dyn policy::Policy>,
     /// When an unknown key last made this node look for new keys.
     unknown_key_refresh: tokio::sync::Mutex<Option<std::time::Instant>>,
 }
@@ -50,8 +53,15 @@ impl AppState {
             clock,
             keys,
             metrics: Metrics::default(),
+            policy: Arc::new(policy::NoPolicy),
             unknown_key_refresh: tokio::sync::Mutex::new(None),
         }
+    }
+
+    /// The same state, with a capability's policy for the core's writes.
+    pub fn with_policy(mut self, policy: Arc<dyn policy::Policy>) -> AppState {
+        self.policy = policy;
+        self
     }
 
     /// Called when a request presents a key this node does not know: it may

@@ -210,6 +210,52 @@ pub struct BalanceView<'a> {
     /// including lots not yet effective, in burn-down order (priority, then
     /// earliest expiry, then oldest).
     lots: Vec<LotShareView>,
+    /// With `?include=totals`: what the account's whole journal adds up to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    totals: Option<TotalsView>,
+}
+
+/// An account's lifetime totals, added up from its whole journal.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Totals)]
+pub struct TotalsView {
+    /// Credits granted, by the source of their grant; sources never granted
+    /// are left out.
+    #[schema(value_type = std::collections::BTreeMap<String, Decimal>)]
+    granted: serde_json::Map<String, serde_json::Value>,
+    /// Credits spent by consumes and committed holds.
+    spent: Decimal,
+    /// Credits refunds handed back.
+    refunded: Decimal,
+    /// Credits that expired.
+    expired: Decimal,
+    /// Credits voided.
+    voided: Decimal,
+    /// Debt settled at a period's end and billed as an overage charge.
+    settled: Decimal,
+}
+
+impl TotalsView {
+    pub fn new(totals: &ledger::Totals) -> TotalsView {
+        TotalsView {
+            granted: totals
+                .granted
+                .iter()
+                .map(|(source, amount)| {
+                    (
+                        source.code().to_owned(),
+                        serde_json::Value::String(amount.to_string()),
+                    )
+                })
+                .collect(),
+            spent: Decimal(totals.spent),
+            refunded: Decimal(totals.refunded),
+            expired: Decimal(totals.expired),
+            voided: Decimal(totals.voided),
+            settled: Decimal(totals.settled),
+        }
+    }
 }
 
 impl<'a> BalanceView<'a> {
@@ -234,7 +280,14 @@ impl<'a> BalanceView<'a> {
                     expires_at: l.expires_at.map(Instant),
                 })
                 .collect(),
+            totals: None,
         }
+    }
+
+    /// The same balance, with the account's lifetime totals.
+    pub fn with_totals(mut self, totals: &ledger::Totals) -> Self {
+        self.totals = Some(TotalsView::new(totals));
+        self
     }
 }
 
@@ -405,6 +458,14 @@ pub struct TransactionView<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<schema::ExternalId>, nullable = false)]
     external_id: Option<&'a str>,
+    /// On a grant that gave one: why it was made.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    reason: Option<&'a str>,
+    /// On a grant made through the API: the id of the key that made it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    actor: Option<&'a str>,
 }
 
 impl<'a> TransactionView<'a> {
@@ -453,6 +514,8 @@ impl<'a> TransactionView<'a> {
             feature: tx.feature.as_ref().map(|(f, _)| f.as_str()),
             quantity: tx.feature.as_ref().map(|(_, q)| Decimal(*q)),
             external_id: tx.external_id.as_ref().map(ledger::ExternalId::as_str),
+            reason: tx.reason.as_deref(),
+            actor: tx.actor.as_deref(),
         }
     }
 }
@@ -562,6 +625,17 @@ pub struct HoldWritten<'a> {
     balance: BalanceSummary,
 }
 
+/// An account as opened, with the lots it opened with.
+#[derive(Serialize, ToSchema)]
+#[schema(as = AccountOpened)]
+pub struct AccountOpened<'a> {
+    #[serde(flatten)]
+    account: AccountView<'a>,
+    /// The lots the account opened with (a sign-up bonus, the first period
+    /// of a default plan), in the same transaction; empty when none.
+    grants: Vec<GrantView<'a>>,
+}
+
 /// A consume's answer: the usage transaction and the balance right after it.
 #[derive(Serialize, ToSchema)]
 #[schema(as = Consumed)]
@@ -578,7 +652,16 @@ pub fn outcome(result: &Result<Outcome, Refused>) -> StoredResponse {
     let created = StatusCode::CREATED;
     match result {
         Err(reason) => refused(reason),
-        Ok(Outcome::AccountCreated(account)) => stored(created, &AccountView::new(account)),
+        Ok(Outcome::AccountCreated { account, lots }) => stored(
+            created,
+            &AccountOpened {
+                account: AccountView::new(account),
+                grants: lots
+                    .iter()
+                    .map(|l| GrantView::new(l, account.created_at))
+                    .collect(),
+            },
+        ),
         Ok(Outcome::AccountUpdated(account)) => stored(ok, &AccountView::new(account)),
         Ok(Outcome::Granted { lot, tx }) => stored(created, &GrantView::new(lot, tx.created_at)),
         Ok(Outcome::Consumed { tx, balance }) => stored(
@@ -618,5 +701,16 @@ pub fn outcome(result: &Result<Outcome, Refused>) -> StoredResponse {
             &serde_json::json!({ "kind": record.kind, "id": record.id, "version": record.version }),
         ),
         Ok(Outcome::RecordDeleted) => stored(ok, &serde_json::json!({ "deleted": true })),
+        // Renewals are answered by billing; this form is what an
+        // idempotency key keeps.
+        Ok(Outcome::Renewed { renewed, lot, .. }) => stored(
+            ok,
+            &serde_json::json!({
+                "grant_id": lot.as_ref().map(|l| l.id.to_string()),
+                "settled": renewed.settled.to_string(),
+                "carried": renewed.carried.to_string(),
+                "expired": renewed.expired.to_string(),
+            }),
+        ),
     }
 }

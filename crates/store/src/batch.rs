@@ -157,8 +157,9 @@ impl Staged {
             if let Some(lot) = tx.lot {
                 self.lots.insert((tx.account.clone(), lot));
                 self.lot_accounts.insert(lot, tx.account.clone());
-                // A grant creates its lot; so does a refund that names one.
-                if matches!(tx.kind, TxKind::Grant | TxKind::Refund) {
+                // A grant creates its lot; so do a refund and a rollover
+                // that name one.
+                if matches!(tx.kind, TxKind::Grant | TxKind::Refund | TxKind::Rollover) {
                     self.new_lots.insert(lot);
                 }
             }
@@ -287,7 +288,8 @@ impl Batch {
             if let Some((account, id, digest)) = external {
                 let tx = match outcome {
                     Outcome::Granted { tx, .. } | Outcome::Consumed { tx, .. } => tx.id,
-                    _ => unreachable!("only grants and consumes carry external ids"),
+                    Outcome::Renewed { tx: Some(tx), .. } => tx.id,
+                    _ => unreachable!("only grants, consumes and renewals carry external ids"),
                 };
                 self.staged.external_digests.insert(tx, digest.clone());
                 self.staged.externals.insert((account, id), (tx, digest));
@@ -457,16 +459,74 @@ impl Batch {
     ) -> Result<Result<Outcome, Reject>, StoreError> {
         let missing = |what: Reject| Ok(Err(what));
         match op {
-            Op::CreateAccount(new) => {
+            Op::CreateAccount {
+                account: new,
+                grants,
+            } => {
                 if self.books.contains_key(&new.id) || src.book(&new.id)?.is_some() {
                     return missing(Reject::AccountExists);
                 }
                 let account = new.clone().open(now);
-                let book = Book::new(account.clone(), Vec::new(), Vec::new())
+                let mut book = Book::new(account.clone(), Vec::new(), Vec::new())
                     .map_err(|r| StoreError::Internal(r.to_string()))?;
+                // The opening grants apply to the new book before it is
+                // staged, so that a refused one leaves no account behind.
+                let mut out = Vec::new();
+                let mut lots = Vec::with_capacity(grants.len());
+                for grant in grants {
+                    match book.grant(grant.clone(), now, ids, &mut out) {
+                        Ok(lot) => lots.push(lot),
+                        Err(reject) => return Ok(Err(reject)),
+                    }
+                }
+                let lots: Vec<Lot> = lots
+                    .into_iter()
+                    .map(|id| book.lot(id).expect("granted lot").clone())
+                    .collect();
+                // An opening grant's external id is kept as a grant's would
+                // be, so that the same cause granted later is this grant.
+                for (grant, lot) in grants.iter().zip(&lots) {
+                    let (Some(external), Some(tx)) = (
+                        &grant.external_id,
+                        out.iter().find(|tx: &&Transaction| {
+                            tx.kind == TxKind::Grant && tx.lot == Some(lot.id)
+                        }),
+                    ) else {
+                        continue;
+                    };
+                    let digest = digest(&format!("grant\n{}", grant_content(grant)));
+                    self.staged.external_digests.insert(tx.id, digest.clone());
+                    self.staged
+                        .externals
+                        .insert((account.id.clone(), external.clone()), (tx.id, digest));
+                }
                 self.books.insert(account.id.clone(), book);
                 self.staged.new_accounts.insert(account.id.clone());
-                Ok(Ok(Outcome::AccountCreated(account)))
+                self.staged.record(out);
+                Ok(Ok(Outcome::AccountCreated { account, lots }))
+            }
+            Op::Renew { account, renewal } => {
+                if !self.load(src, account)? {
+                    return missing(Reject::AccountNotFound);
+                }
+                for lot in &renewal.close {
+                    if self.load_lot(src, *lot)?.as_ref() != Some(account) {
+                        return missing(Reject::GrantNotFound);
+                    }
+                }
+                let (result, book, written) = self.run(account, |book, out| {
+                    book.renew(renewal.clone(), now, ids, out)
+                });
+                Ok(result.map(|renewed| Outcome::Renewed {
+                    lot: renewed
+                        .lot
+                        .map(|id| book.lot(id).expect("renewed lot").clone()),
+                    tx: renewed.lot.map(|id| {
+                        find(written, |tx| tx.kind == TxKind::Grant && tx.lot == Some(id))
+                    }),
+                    balance: book.balance(now),
+                    renewed,
+                }))
             }
             Op::UpdateAccount { account, patch } => {
                 if !self.load(src, account)? {
@@ -787,16 +847,14 @@ fn external_of(op: &Op) -> Option<(AccountId, ExternalId, String)> {
     let (account, id, content) = match op {
         Op::Grant { account, grant } => {
             let id = grant.external_id.as_ref()?;
-            let content = format!(
-                "grant\n{}\n{}\n{}\n{}\n{}\n{}",
-                grant.amount,
-                grant.source.code(),
-                grant.priority.map_or(String::new(), |p| p.to_string()),
-                optional_instant(grant.effective_at),
-                optional_instant(grant.expires_at),
-                grant.metadata.as_str(),
-            );
-            (account, id, content)
+            (account, id, format!("grant\n{}", grant_content(grant)))
+        }
+        // A renewal is the period's grant: the same period renewed twice,
+        // by a job run twice or on two nodes, is one renewal.
+        Op::Renew { account, renewal } => {
+            let grant = renewal.grant.as_ref()?;
+            let id = grant.external_id.as_ref()?;
+            (account, id, format!("renew\n{}", grant_content(grant)))
         }
         Op::Consume {
             account,
@@ -814,9 +872,29 @@ fn external_of(op: &Op) -> Option<(AccountId, ExternalId, String)> {
         }
         _ => return None,
     };
+    Some((account.clone(), id.clone(), digest(&content)))
+}
+
+/// The digest a write's content is kept under: the first 128 bits of its
+/// SHA-256, as hex.
+fn digest(content: &str) -> String {
     let digest = Sha256::digest(content.as_bytes());
-    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
-    Some((account.clone(), id.clone(), hex))
+    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// What a caller sent in a grant, for its digest (who sent it is not part
+/// of it: the same cause sent by another key is the same grant).
+fn grant_content(grant: &ledger::NewGrant) -> String {
+    format!(
+        "{}\n{}\n{}\n{}\n{}\n{}\n{}",
+        grant.amount,
+        grant.source.code(),
+        grant.priority.map_or(String::new(), |p| p.to_string()),
+        optional_instant(grant.effective_at),
+        optional_instant(grant.expires_at),
+        grant.metadata.as_str(),
+        grant.reason.as_deref().unwrap_or(""),
+    )
 }
 
 fn optional_instant(at: Option<Timestamp>) -> String {

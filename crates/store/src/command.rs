@@ -2,7 +2,8 @@
 
 use ledger::{
     Account, AccountId, AccountPatch, Amount, Balance, ExternalId, Feature, FeatureId, Hold,
-    HoldId, HoldTtl, Lot, LotId, Metadata, NewAccount, NewGrant, Reject, Transaction, TxId,
+    HoldId, HoldTtl, Lot, LotId, Metadata, NewAccount, NewGrant, Reject, Renewal, Renewed,
+    Transaction, TxId,
 };
 
 use crate::records::{Record, RecordWrite};
@@ -24,8 +25,14 @@ pub enum Charge {
 /// One write.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Op {
-    /// Opens an account.
-    CreateAccount(NewAccount),
+    /// Opens an account, with the grants it opens with (a sign-up bonus,
+    /// a plan's first period): all of them or none.
+    CreateAccount {
+        /// The account.
+        account: NewAccount,
+        /// Its opening grants.
+        grants: Vec<NewGrant>,
+    },
     /// Changes an account's name, metadata or overdraft limit.
     UpdateAccount {
         /// The account.
@@ -103,13 +110,26 @@ pub enum Op {
     },
     /// Writes one record.
     Record(RecordWrite),
+    /// Renews a subscription's period: settles debt, closes the ending
+    /// period's plan lots, grants the new period's credits.
+    Renew {
+        /// The account.
+        account: AccountId,
+        /// What the renewal does.
+        renewal: Renewal,
+    },
 }
 
 /// What a successful write produced.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
-    /// The account opened.
-    AccountCreated(Account),
+    /// The account opened, and the lots of its opening grants.
+    AccountCreated {
+        /// The account.
+        account: Account,
+        /// One lot per opening grant, in their order.
+        lots: Vec<Lot>,
+    },
     /// The account as changed.
     AccountUpdated(Account),
     /// The grant's lot and its transaction.
@@ -171,6 +191,17 @@ pub enum Outcome {
     Settled {
         /// Their number.
         transactions: usize,
+    },
+    /// A period renewed.
+    Renewed {
+        /// What the renewal did.
+        renewed: Renewed,
+        /// The new period's lot, as it stands after the renewal.
+        lot: Option<Lot>,
+        /// The new period's grant.
+        tx: Option<Transaction>,
+        /// The balance right after.
+        balance: Balance,
     },
     /// The record as stored.
     RecordPut(Record),

@@ -181,6 +181,16 @@ pub trait Store: Send + Sync + 'static {
     /// Forgets idempotency keys created before `before`; returns how many.
     fn prune_idempotency(&self, before: Timestamp) -> BoxFuture<'_, Result<u64, StoreError>>;
 
+    /// The account's lifetime totals, read from its whole journal.
+    fn totals(&self, id: AccountId) -> BoxFuture<'_, Result<Option<ledger::Totals>, StoreError>>;
+
+    /// The account's transaction carrying an external id.
+    fn external(
+        &self,
+        id: AccountId,
+        external: ledger::ExternalId,
+    ) -> BoxFuture<'_, Result<Option<Transaction>, StoreError>>;
+
     /// One record, with its lookups.
     fn record(&self, kind: String, id: String)
     -> BoxFuture<'_, Result<Option<Record>, StoreError>>;

@@ -99,7 +99,7 @@ pub fn hold_from_row(row: &impl Columns) -> Result<Hold, StoreError> {
 /// Column list matching [`tx_from_row`].
 pub const TX_COLUMNS: &str = "id, account_id, kind, amount, balance_after, postings, sources, \
                               created_at, metadata, lot_id, hold_id, refund_of, feature_id, quantity, \
-                              external_id";
+                              external_id, reason, actor";
 
 pub fn tx_from_row(row: &impl Columns) -> Result<Transaction, StoreError> {
     let kind = row.text(2)?;
@@ -127,6 +127,8 @@ pub fn tx_from_row(row: &impl Columns) -> Result<Transaction, StoreError> {
         refund_of: row.int_opt(11)?.map(TxId),
         feature,
         external_id: external_id(row.text_opt(14)?)?,
+        reason: row.text_opt(15)?,
+        actor: row.text_opt(16)?,
     })
 }
 

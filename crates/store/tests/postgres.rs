@@ -157,6 +157,8 @@ async fn expiries_swept_by_several_nodes_are_written_once() {
                     expires_at: Some(START.plus_secs(60)),
                     metadata: Metadata::empty(),
                     external_id: None,
+                    actor: None,
+                    reason: None,
                 },
             },
         )

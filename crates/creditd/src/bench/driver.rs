@@ -289,7 +289,14 @@ fn metric(text: &str, name: &str) -> Option<f64> {
 async fn open_with_credits(store: &dyn Store, id: AccountId) -> anyhow::Result<()> {
     let new = NewAccount::new(id.clone(), None, Metadata::empty(), Amount::ZERO)
         .map_err(|r| anyhow::anyhow!("{r}"))?;
-    expect_ok(store.execute(Command::new(Op::CreateAccount(new))).await?)?;
+    expect_ok(
+        store
+            .execute(Command::new(Op::CreateAccount {
+                account: new,
+                grants: Vec::new(),
+            }))
+            .await?,
+    )?;
     let grant = NewGrant {
         amount: Amount::credits(START_CREDITS),
         source: Source::Purchase,
@@ -298,6 +305,8 @@ async fn open_with_credits(store: &dyn Store, id: AccountId) -> anyhow::Result<(
         expires_at: None,
         metadata: Metadata::empty(),
         external_id: None,
+        actor: None,
+        reason: None,
     };
     expect_ok(
         store

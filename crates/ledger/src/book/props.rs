@@ -38,6 +38,13 @@ enum Step {
     Advance {
         secs: i64,
     },
+    Renew {
+        rollover_cap: Option<i64>,
+        settle_debt: bool,
+        micros: Option<i64>,
+        expires_in: Option<i64>,
+    },
+    SettleDebt,
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -53,8 +60,14 @@ fn step() -> impl Strategy<Value = Step> {
         2 => (any::<usize>(), 0i64..250_000_000).prop_map(|(pick, micros)| Step::Commit { pick, micros }),
         1 => any::<usize>().prop_map(|pick| Step::Release { pick }),
         1 => any::<usize>().prop_map(|pick| Step::Void { pick }),
-        2 => (any::<usize>(), prop::option::of(micros)).prop_map(|(pick, micros)| Step::Refund { pick, micros }),
+        2 => (any::<usize>(), prop::option::of(micros.clone())).prop_map(|(pick, micros)| Step::Refund { pick, micros }),
         2 => (1i64..2_000).prop_map(|secs| Step::Advance { secs }),
+        2 => (prop::option::of(0i64..300_000_000), any::<bool>(), prop::option::of(micros.clone()),
+              prop::option::of(-3_000i64..3_000))
+            .prop_map(|(rollover_cap, settle_debt, micros, expires_in)| Step::Renew {
+                rollover_cap, settle_debt, micros, expires_in,
+            }),
+        1 => Just(Step::SettleDebt),
     ]
 }
 
@@ -116,6 +129,8 @@ impl World {
                             expires_at,
                             metadata: Metadata::empty(),
                             external_id: None,
+                            actor: None,
+                            reason: None,
                         },
                         now,
                         ids,
@@ -196,6 +211,53 @@ impl World {
                 self.now = self.now.plus_secs(secs);
                 Ok(())
             }
+            Step::Renew {
+                rollover_cap,
+                settle_debt,
+                micros,
+                expires_in,
+            } => {
+                // The plan's lots are this run's subscription lots; a grant
+                // that expires in the past is a period a renewal catches up on.
+                let close = self
+                    .book
+                    .lots()
+                    .iter()
+                    .filter(|l| l.source == Source::Subscription)
+                    .map(|l| l.id)
+                    .collect();
+                let grant = micros.map(|micros| NewGrant {
+                    amount: Amount::from_micros(micros),
+                    source: Source::Subscription,
+                    priority: None,
+                    effective_at: Some(now.plus_secs(-4_000)),
+                    expires_at: expires_in.map(|s| now.plus_secs(s)),
+                    metadata: Metadata::empty(),
+                    external_id: None,
+                    reason: None,
+                    actor: None,
+                });
+                let carry = match rollover_cap {
+                    Some(cap) => Carry::Rollover {
+                        cap: Amount::from_micros(cap),
+                    },
+                    None => Carry::Reset,
+                };
+                self.book
+                    .renew(
+                        Renewal {
+                            close,
+                            carry,
+                            settle_debt,
+                            grant,
+                        },
+                        now,
+                        ids,
+                        out,
+                    )
+                    .map(drop)
+            }
+            Step::SettleDebt => self.book.settle_debt(now, ids, out).map(drop),
         }
     }
 }
@@ -309,7 +371,7 @@ proptest! {
                 }
             }
 
-            // Balance = grants - spends + refunds - expiries - voids.
+            // Balance = grants - spends + refunds - expiries - voids + settled debt.
             let held_in_lots: i128 = world.book.lots().iter().map(|l| i128::from(l.remaining.micros())).sum();
             let escrow: i128 = world.book.holds().iter()
                 .filter(|h| h.status == HoldStatus::Pending)
@@ -320,7 +382,8 @@ proptest! {
             let refunds = -sum_posted(&world.journal, &[TxKind::Refund], LedgerAccount::Usage);
             let expiries = sum_posted(&world.journal, &TxKind::ALL, LedgerAccount::Expiry);
             let voids = sum_posted(&world.journal, &TxKind::ALL, LedgerAccount::Void);
-            prop_assert_eq!(balance, grants - spends + refunds - expiries - voids);
+            let settled_debt = -sum_posted(&world.journal, &TxKind::ALL, LedgerAccount::Receivable);
+            prop_assert_eq!(balance, grants - spends + refunds - expiries - voids + settled_debt);
 
             // The balance report agrees with the book.
             let report = world.book.balance(world.now);

@@ -61,6 +61,8 @@ impl Fixture {
             expires_at: expires_in.map(|s| self.now.plus_secs(s)),
             metadata: Metadata::empty(),
             external_id: None,
+            actor: None,
+            reason: None,
         })
         .unwrap()
     }
@@ -238,6 +240,8 @@ fn future_grant_is_not_spendable_until_it_takes_effect() {
             expires_at: None,
             metadata: Metadata::empty(),
             external_id: None,
+            actor: None,
+            reason: None,
         })
         .unwrap();
     assert_eq!(f.available(), c(0));
@@ -412,6 +416,8 @@ fn grant_that_expires_before_it_takes_effect_or_in_the_past_is_rejected() {
         expires_at: Some(f.now.plus_secs(100)),
         metadata: Metadata::empty(),
         external_id: None,
+        actor: None,
+        reason: None,
     };
     assert!(matches!(
         f.grant_with(grant.clone()),
@@ -436,6 +442,8 @@ fn grant_needs_a_positive_amount_and_a_priority_up_to_100() {
         expires_at: None,
         metadata: Metadata::empty(),
         external_id: None,
+        actor: None,
+        reason: None,
     };
     let zero = NewGrant {
         amount: c(0),
@@ -466,6 +474,8 @@ fn grant_beyond_the_account_cap_is_an_overflow() {
         expires_at: None,
         metadata: Metadata::empty(),
         external_id: None,
+        actor: None,
+        reason: None,
     };
     f.grant_with(grant.clone()).unwrap();
     f.grant_with(grant.clone()).unwrap();
@@ -813,6 +823,8 @@ fn future_grant_repays_debt_when_it_takes_effect() {
         expires_at: None,
         metadata: Metadata::empty(),
         external_id: None,
+        actor: None,
+        reason: None,
     })
     .unwrap();
     assert_eq!(f.balance().debt, c(30));
@@ -857,6 +869,8 @@ fn refund_beyond_the_account_cap_is_an_overflow() {
         expires_at: None,
         metadata: Metadata::empty(),
         external_id: None,
+        actor: None,
+        reason: None,
     };
     f.grant_with(grant.clone()).unwrap();
     let spent = f
@@ -896,6 +910,8 @@ fn a_standing_ends_where_a_lot_expires_or_takes_effect() {
         expires_at: None,
         metadata: Metadata::empty(),
         external_id: None,
+        actor: None,
+        reason: None,
     })
     .unwrap();
     let standing = f.book.standing(f.now);
@@ -942,4 +958,244 @@ fn a_standing_with_nothing_ahead_answers_until_the_end_of_time() {
         standing.check(c(0), f.now),
         Some(Err(Reject::InvalidAmount(_)))
     ));
+}
+
+fn sourced(amount: i64, source: Source, expires_at: Option<Timestamp>) -> NewGrant {
+    NewGrant {
+        amount: c(amount),
+        source,
+        priority: None,
+        effective_at: None,
+        expires_at,
+        metadata: Metadata::empty(),
+        external_id: None,
+        reason: None,
+        actor: None,
+    }
+}
+
+impl Fixture {
+    fn renew(&mut self, renewal: Renewal) -> Result<Renewed, Reject> {
+        self.book
+            .renew(renewal, self.now, &mut self.ids, &mut self.journal)
+    }
+}
+
+#[test]
+fn by_default_daily_rewards_burn_first_then_the_soonest_expiry_then_what_never_expires() {
+    let mut f = Fixture::new();
+    let admin = f.grant_with(sourced(10, Source::Admin, None)).unwrap();
+    let purchase = f
+        .grant_with(sourced(10, Source::Purchase, Some(t(90 * DAY))))
+        .unwrap();
+    let bonus = f
+        .grant_with(sourced(10, Source::SignupBonus, Some(t(30 * DAY))))
+        .unwrap();
+    let plan = f
+        .grant_with(sourced(10, Source::Subscription, Some(t(5 * DAY))))
+        .unwrap();
+    let daily = f
+        .grant_with(sourced(10, Source::DailyReward, Some(t(DAY))))
+        .unwrap();
+    let order: Vec<LotId> = f.book.lots().iter().map(|l| l.id).collect();
+    assert_eq!(order, vec![daily, plan, bonus, purchase, admin]);
+    f.consume(25).unwrap();
+    assert_eq!(f.remaining(daily), c(0));
+    assert_eq!(f.remaining(plan), c(0));
+    assert_eq!(f.remaining(bonus), c(5));
+    assert_eq!(f.remaining(admin), c(10));
+}
+
+#[test]
+fn a_reset_renewal_expires_what_is_left_of_the_plan_and_leaves_other_credits_alone() {
+    let mut f = Fixture::new();
+    let period = f
+        .grant_with(sourced(100, Source::Subscription, None))
+        .unwrap();
+    // Granted later, so the plan's credits burn first.
+    let purchase = f.grant_with(sourced(7, Source::Purchase, None)).unwrap();
+    f.consume(30).unwrap();
+    f.advance(30 * DAY);
+    let mut next = sourced(100, Source::Subscription, None);
+    next.effective_at = Some(f.now);
+    let renewed = f
+        .renew(Renewal {
+            close: vec![period],
+            carry: Carry::Reset,
+            settle_debt: false,
+            grant: Some(next),
+        })
+        .unwrap();
+    assert_eq!(renewed.expired, c(70));
+    assert_eq!(renewed.carried, c(0));
+    assert_eq!(f.remaining(period), c(0));
+    assert_eq!(f.remaining(purchase), c(7));
+    assert_eq!(f.remaining(renewed.lot.unwrap()), c(100));
+    assert_eq!(f.available(), c(107));
+    assert!(f.audit().is_empty());
+}
+
+#[test]
+fn a_rollover_renewal_carries_up_to_the_cap_and_the_rest_expires() {
+    let mut f = Fixture::new();
+    let first = f
+        .grant_with(sourced(100, Source::Subscription, None))
+        .unwrap();
+    let purchase = f.grant_with(sourced(5, Source::Purchase, None)).unwrap();
+    f.consume(40).unwrap();
+    let renew = |f: &mut Fixture, close: LotId| {
+        f.renew(Renewal {
+            close: vec![close],
+            carry: Carry::Rollover { cap: c(80) },
+            settle_debt: false,
+            grant: Some(sourced(100, Source::Subscription, None)),
+        })
+        .unwrap()
+    };
+    // 60 left, all carried.
+    f.advance(30 * DAY);
+    let second = renew(&mut f, first);
+    assert_eq!((second.carried, second.expired), (c(60), c(0)));
+    // Nothing spent: 100 left, 20 more fit under the cap of 80.
+    f.advance(30 * DAY);
+    let third = renew(&mut f, second.lot.unwrap());
+    assert_eq!((third.carried, third.expired), (c(20), c(80)));
+    let rollover: i64 = f
+        .book
+        .lots()
+        .iter()
+        .filter(|l| l.source == Source::Rollover)
+        .map(|l| l.remaining.micros())
+        .sum();
+    assert_eq!(rollover, c(80).micros());
+    assert_eq!(f.remaining(purchase), c(5));
+    assert_eq!(f.available(), c(185));
+    assert!(f.audit().is_empty());
+}
+
+#[test]
+fn settling_debt_clears_it_to_the_receivable_so_the_next_period_starts_full() {
+    let mut f = Fixture::with_overdraft(1_000);
+    let period = f
+        .grant_with(sourced(100, Source::Subscription, None))
+        .unwrap();
+    f.consume(150).unwrap();
+    assert_eq!(f.book.account.debt, c(50));
+    f.advance(30 * DAY);
+    let renewed = f
+        .renew(Renewal {
+            close: vec![period],
+            carry: Carry::Reset,
+            settle_debt: true,
+            grant: Some(sourced(100, Source::Subscription, None)),
+        })
+        .unwrap();
+    assert_eq!(renewed.settled, c(50));
+    assert_eq!(f.book.account.debt, c(0));
+    assert_eq!(f.available(), c(100));
+    let settlement = f
+        .journal
+        .iter()
+        .find(|tx| tx.kind == TxKind::DebtSettlement)
+        .unwrap();
+    assert_eq!(
+        settlement.posted_to(LedgerAccount::Receivable),
+        Some(c(-50))
+    );
+    assert_eq!(settlement.amount, c(50));
+    assert!(f.audit().is_empty());
+    // With no debt, settling writes nothing.
+    let before = f.journal.len();
+    assert_eq!(
+        f.book
+            .settle_debt(f.now, &mut f.ids, &mut f.journal)
+            .unwrap(),
+        c(0)
+    );
+    assert_eq!(f.journal.len(), before);
+}
+
+#[test]
+fn a_renewal_catching_up_grants_a_period_already_over_and_expires_it_at_once() {
+    let mut f = Fixture::new();
+    f.advance(90 * DAY);
+    let mut past = sourced(100, Source::Subscription, Some(t(60 * DAY)));
+    past.effective_at = Some(t(30 * DAY));
+    let renewed = f
+        .renew(Renewal {
+            close: Vec::new(),
+            carry: Carry::Reset,
+            settle_debt: false,
+            grant: Some(past),
+        })
+        .unwrap();
+    let lot = renewed.lot.unwrap();
+    assert_eq!(f.remaining(lot), c(0));
+    assert_eq!(f.available(), c(0));
+    let kinds: Vec<TxKind> = f.journal.iter().map(|tx| tx.kind).collect();
+    assert_eq!(kinds, vec![TxKind::Grant, TxKind::Expire]);
+    assert!(f.audit().is_empty());
+}
+
+#[test]
+fn a_renewal_that_cannot_be_applied_changes_nothing() {
+    let mut f = Fixture::new();
+    let period = f
+        .grant_with(sourced(100, Source::Subscription, None))
+        .unwrap();
+    let before = f.book.clone();
+    let journal = f.journal.len();
+    let mut bad = sourced(100, Source::Subscription, Some(t(DAY)));
+    bad.effective_at = Some(t(2 * DAY));
+    assert!(matches!(
+        f.renew(Renewal {
+            close: vec![period],
+            carry: Carry::Reset,
+            settle_debt: false,
+            grant: Some(bad),
+        }),
+        Err(Reject::InvalidTimestamp(_))
+    ));
+    assert!(matches!(
+        f.renew(Renewal {
+            close: vec![period],
+            carry: Carry::Rollover { cap: c(-1) },
+            settle_debt: false,
+            grant: None,
+        }),
+        Err(Reject::InvalidAmount(_))
+    ));
+    assert_eq!(f.book, before);
+    assert_eq!(f.journal.len(), journal);
+}
+
+#[test]
+fn lifetime_totals_add_up_what_the_journal_did() {
+    let mut f = Fixture::with_overdraft(100);
+    f.grant_with(sourced(50, Source::Purchase, None)).unwrap();
+    let bonus = f
+        .grant_with(sourced(20, Source::SignupBonus, Some(t(DAY))))
+        .unwrap();
+    f.grant_with(sourced(5, Source::Purchase, None)).unwrap();
+    let spent = f.consume(30).unwrap();
+    f.refund(spent, Some(4)).unwrap();
+    f.advance(2 * DAY);
+    f.consume(60).unwrap();
+    f.book
+        .settle_debt(f.now, &mut f.ids, &mut f.journal)
+        .unwrap();
+    f.audit();
+    let totals = crate::totals(&f.lots_seen, &f.journal).unwrap();
+    assert_eq!(
+        totals.granted,
+        vec![(Source::SignupBonus, c(20)), (Source::Purchase, c(55))]
+    );
+    assert_eq!(totals.spent, c(90));
+    assert_eq!(totals.refunded, c(4));
+    // The bonus had 0 left when it expired (it burnt first), so nothing expired.
+    assert_eq!(f.remaining(bonus), c(0));
+    assert_eq!(totals.expired, c(0));
+    assert_eq!(totals.voided, c(0));
+    // 55 + 20 - 90 + 4 = -11: eleven credits of debt, settled.
+    assert_eq!(totals.settled, c(11));
 }

@@ -50,7 +50,7 @@ struct CreateAccount<'a> {
     params(IdempotencyKey),
     request_body = CreateAccount,
     responses(
-        (status = 201, description = "The account was opened.", body = AccountView),
+        (status = 201, description = "The account was opened, with the lots it opened with.", body = render::AccountOpened),
         (status = 400, description = "`malformed_json`, `invalid_request` (missing `id`, \
             unknown or mistyped field, `name` over 256 bytes or with control characters), \
             `invalid_id`, `invalid_amount` (`overdraft_limit`), `invalid_metadata`."),
@@ -66,14 +66,19 @@ pub async fn create(
         Some(raw) => extract::amount(raw, "overdraft_limit", Sign::NotNegative)?,
         None => ledger::Amount::ZERO,
     };
+    let id = extract::account_id(&body.id)?;
+    let opening = state.policy.opening(&id, state.clock.now()).await?;
     let new = NewAccount::new(
-        extract::account_id(&body.id)?,
+        id,
         body.name,
         extract::metadata(body.metadata)?,
-        overdraft_limit,
+        opening.overdraft_limit.unwrap_or(overdraft_limit),
     )?;
-    let op = Op::CreateAccount(new);
-    super::execute(state.store.as_ref(), write, op).await
+    let op = Op::CreateAccount {
+        account: new,
+        grants: opening.grants,
+    };
+    super::execute_with(state.store.as_ref(), write, op, opening.records).await
 }
 
 /// Changes to an account; what is not sent stays as it is.
@@ -212,6 +217,10 @@ pub struct BalanceQuery {
     /// An instant to compute the balance at; now when absent.
     #[param(value_type = Option<schema::TimestampInput>)]
     at: Option<String>,
+    /// `totals` adds the account's lifetime totals, added up from its whole
+    /// journal (a read of every transaction of the account, where the
+    /// balance alone is answered from memory).
+    include: Option<String>,
 }
 
 /// Get the balance
@@ -249,10 +258,25 @@ pub async fn balance(
         .book(id, at)
         .await?
         .ok_or(ApiError::Rejected(ledger::Reject::AccountNotFound))?;
+    let with_totals = match query.include.as_deref() {
+        None => false,
+        Some("totals") => true,
+        Some(_) => {
+            return Err(ApiError::InvalidRequest(
+                "include takes one value: totals".into(),
+            ));
+        }
+    };
+    let totals = if with_totals {
+        state.store.totals(book.account.id.clone()).await?
+    } else {
+        None
+    };
     let settled = book.settled(when);
     let balance = settled.balance(when);
-    Ok(render::json(
-        StatusCode::OK,
-        &BalanceView::new(settled.account.id.as_str(), balance, settled.lots(), when),
-    ))
+    let mut view = BalanceView::new(settled.account.id.as_str(), balance, settled.lots(), when);
+    if let Some(totals) = &totals {
+        view = view.with_totals(totals);
+    }
+    Ok(render::json(StatusCode::OK, &view))
 }

@@ -47,6 +47,11 @@ struct CreateGrant<'a> {
     #[serde(default)]
     #[schema(value_type = Option<schema::ExternalId>)]
     external_id: Option<String>,
+    /// Why the credits are granted (an admin or promo grant's reason), at
+    /// most 500 bytes; kept on the grant's transaction, with the id of the
+    /// key that made it.
+    #[serde(default)]
+    reason: Option<String>,
 }
 
 /// Grant credits
@@ -79,6 +84,7 @@ struct CreateGrant<'a> {
 )]
 pub async fn create(
     State(state): State<Arc<AppState>>,
+    Extension(principal): Extension<Principal>,
     PathParam(id): PathParam,
     write: Write,
 ) -> Result<Response, ApiError> {
@@ -97,6 +103,14 @@ pub async fn create(
                 .ok_or_else(|| ApiError::InvalidRequest("priority must be from 0 to 100".into()))
         })
         .transpose()?;
+    let priority = match priority {
+        Some(priority) => Some(priority),
+        None => state.policy.priority(source).await?,
+    };
+    let reason = body
+        .reason
+        .map(|r| extract::text(r, "reason", ledger::REASON_LEN_MAX))
+        .transpose()?;
     let grant = NewGrant {
         amount: extract::required_amount(body.amount, "amount", Sign::Positive)?,
         source,
@@ -105,6 +119,8 @@ pub async fn create(
         expires_at: extract::timestamp(body.expires_at.as_deref(), "expires_at")?,
         metadata: extract::metadata(body.metadata)?,
         external_id: extract::external_id(body.external_id)?,
+        reason,
+        actor: Some(principal.key_id.to_string()),
     };
     super::execute(state.store.as_ref(), write, Op::Grant { account, grant }).await
 }

@@ -22,9 +22,19 @@ use crate::render;
 /// or with the first write's outcome when its external id was. A replay is
 /// marked `Idempotent-Replayed: true`.
 pub async fn execute(store: &dyn Store, write: Write, op: Op) -> Result<Response, ApiError> {
+    execute_with(store, write, op, Vec::new()).await
+}
+
+/// [`execute`], with record writes joined to the operation.
+pub async fn execute_with(
+    store: &dyn Store,
+    write: Write,
+    op: Op,
+    records: Vec<store::records::RecordWrite>,
+) -> Result<Response, ApiError> {
     let command = Command {
         op,
-        records: Vec::new(),
+        records,
         idempotency: write.idempotency,
     };
     match store.execute(command).await? {

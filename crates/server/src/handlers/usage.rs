@@ -125,6 +125,11 @@ struct CheckView {
     required: Decimal,
     /// The available balance, without the overdraft limit.
     available: Decimal,
+    /// What of `required` the consume would take beyond the available
+    /// balance: overage on a plan that allows it (the overdraft limit),
+    /// owed as debt until the period's end bills it; zero when the
+    /// balance covers it or when it is not allowed.
+    overage: Decimal,
 }
 
 /// Check whether a consume would succeed
@@ -188,6 +193,12 @@ pub async fn check(
             allowed: check.allowed,
             required: Decimal(check.required),
             available: Decimal(check.available),
+            overage: Decimal(if check.allowed {
+                let covered = check.available.max(Amount::ZERO).min(check.required);
+                Amount::from_micros(check.required.micros() - covered.micros())
+            } else {
+                Amount::ZERO
+            }),
         },
     ))
 }

@@ -246,6 +246,10 @@ fn tx_kind(kind: TxKind) -> &'static str {
         TxKind::Void => "a lot's remaining credits removed by an operator.",
         TxKind::Refund => "usage handed back.",
         TxKind::DebtRepayment => "spendable credits used to pay off debt.",
+        TxKind::Rollover => "what was left of a period's plan credits carried into a rollover lot.",
+        TxKind::DebtSettlement => {
+            "debt cleared to the receivable account, billed as an overage charge."
+        }
     }
 }
 

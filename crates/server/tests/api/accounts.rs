@@ -23,9 +23,13 @@ store_test! {
         assert_eq!(again.status, StatusCode::CONFLICT);
         assert_eq!(again.code(), "account_exists");
 
+        // Opened with no sign-up bonus or default plan: no grants.
+        assert_eq!(created.body["grants"], json!([]));
         let read = app.get("/v1/accounts/org:acme").await;
         assert_eq!(read.status, StatusCode::OK);
-        assert_eq!(read.body, created.body);
+        let mut opened = created.body.clone();
+        opened.as_object_mut().unwrap().remove("grants");
+        assert_eq!(read.body, opened);
     }
 }
 
@@ -106,7 +110,7 @@ store_test! {
         assert_eq!(lots.len(), 1);
         assert_eq!(lots[0]["source"], "purchase");
         assert_eq!(lots[0]["remaining"], "95");
-        assert_eq!(lots[0]["priority"], 80);
+        assert_eq!(lots[0]["priority"], 50);
     }
 }
 
@@ -191,5 +195,43 @@ store_test! {
             .await;
         assert_eq!(ghost.code(), "account_not_found");
         app.assert_verified().await;
+    }
+}
+
+store_test! {
+    #[tokio::test]
+    async fn lifetime_totals_come_with_the_balance_when_asked(app) {
+        app.account_with("u", "100").await;
+        app.post(
+            "/v1/accounts/u/grants",
+            json!({"amount": "10", "source": "promo", "reason": "launch week"}),
+        )
+        .await;
+        let spent = app.post("/v1/accounts/u/consume", json!({"amount": "30"})).await;
+        let tx = spent.body["transaction"]["id"].as_str().unwrap().to_owned();
+        app.post(&format!("/v1/transactions/{tx}/refund"), json!({"amount": "5"})).await;
+        let plain = app.balance("u").await;
+        assert!(plain.get("totals").is_none(), "{plain}");
+        let with = app.get("/v1/accounts/u/balance?include=totals").await;
+        assert_eq!(with.status, StatusCode::OK, "{with:?}");
+        assert_eq!(
+            with.body["totals"],
+            json!({
+                "granted": {"purchase": "100", "promo": "10"},
+                "spent": "30",
+                "refunded": "5",
+                "expired": "0",
+                "voided": "0",
+                "settled": "0"
+            })
+        );
+        assert_eq!(with.body["available"], "85");
+        let bad = app.get("/v1/accounts/u/balance?include=everything").await;
+        assert_eq!(bad.code(), "invalid_request");
+        // The promo grant's transaction keeps its reason and the key that made it.
+        let grants = app.get("/v1/accounts/u/transactions?type=grant").await;
+        let promo = &grants.body["data"][0];
+        assert_eq!(promo["reason"], "launch week");
+        assert_eq!(promo["actor"], "key_configured");
     }
 }

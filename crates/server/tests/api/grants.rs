@@ -18,7 +18,7 @@ store_test! {
         assert_eq!(grant.body["amount"], "12.5");
         assert_eq!(grant.body["remaining"], "12.5");
         assert_eq!(grant.body["source"], "signup_bonus");
-        assert_eq!(grant.body["priority"], 30);
+        assert_eq!(grant.body["priority"], 50);
         assert_eq!(grant.body["expires_at"], json!(null));
         assert_eq!(grant.body["effective_at"], grant.body["created_at"]);
         assert_eq!(grant.body["metadata"], json!({"campaign": "launch"}));

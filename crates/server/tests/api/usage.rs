@@ -28,10 +28,10 @@ store_test! {
         assert_eq!(tx["amount"], "-50");
         assert_eq!(tx["balance_after"], "10");
         assert_eq!(tx["metadata"], json!({"request": "r1"}));
-        // The promo lot (priority 20) burns before the purchase (80).
+        // Same priority, neither expires: the older purchase burns first.
         assert_eq!(
             tx["lots"],
-            json!([{"lot_id": promo, "amount": "-30"}, {"lot_id": purchase, "amount": "-20"}])
+            json!([{"lot_id": purchase, "amount": "-30"}, {"lot_id": promo, "amount": "-20"}])
         );
         assert_eq!(
             spent.body["balance"],
@@ -92,7 +92,7 @@ store_test! {
             .await;
         assert_eq!(
             check.body,
-            json!({"allowed": false, "required": "850.000001", "available": "850"})
+            json!({"allowed": false, "required": "850.000001", "available": "850", "overage": "0"})
         );
     }
 }
@@ -108,14 +108,14 @@ store_test! {
         assert_eq!(yes.status, StatusCode::OK);
         assert_eq!(
             yes.body,
-            json!({"allowed": true, "required": "10", "available": "10"})
+            json!({"allowed": true, "required": "10", "available": "10", "overage": "0"})
         );
         let no = app
             .post("/v1/accounts/u/check", json!({"amount": "11"}))
             .await;
         assert_eq!(
             no.body,
-            json!({"allowed": false, "required": "11", "available": "10"})
+            json!({"allowed": false, "required": "11", "available": "10", "overage": "0"})
         );
         assert_eq!(app.snapshot("u").await, before);
     }
@@ -126,6 +126,18 @@ store_test! {
     async fn overdraft_lets_consumes_run_into_debt_up_to_the_limit(app) {
         app.post("/v1/accounts", json!({"id": "u", "overdraft_limit": "5"}))
             .await;
+        app.post("/v1/accounts/u/grants", json!({"amount": "2", "source": "admin"})).await;
+        // A check says how much of a consume would run into the overdraft.
+        let check = app.post("/v1/accounts/u/check", json!({"amount": "4"})).await;
+        assert_eq!(
+            check.body,
+            json!({"allowed": true, "required": "4", "available": "2", "overage": "2"})
+        );
+        let within = app.post("/v1/accounts/u/check", json!({"amount": "1"})).await;
+        assert_eq!(within.body["overage"], "0");
+        let beyond = app.post("/v1/accounts/u/check", json!({"amount": "8"})).await;
+        assert_eq!((&beyond.body["allowed"], &beyond.body["overage"]), (&json!(false), &json!("0")));
+        app.post("/v1/accounts/u/consume", json!({"amount": "2"})).await;
         let ok = app
             .post("/v1/accounts/u/consume", json!({"amount": "5"}))
             .await;

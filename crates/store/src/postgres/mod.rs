@@ -37,6 +37,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         2,
         include_str!("migrations/0002_records_and_external_ids.sql"),
     ),
+    (
+        3,
+        include_str!("migrations/0003_grant_reason_and_actor.sql"),
+    ),
 ];
 
 /// The advisory lock key that serializes migrations across nodes.
@@ -426,6 +430,27 @@ impl Store for PostgresStore {
         Box::pin(async move {
             let c = self.client().await?;
             read::prune_idempotency(&c, before).await
+        })
+    }
+
+    fn totals(&self, id: AccountId) -> BoxFuture<'_, Result<Option<ledger::Totals>, StoreError>> {
+        Box::pin(async move {
+            let mut client = self.client().await?;
+            let tx = read::snapshot(&mut client).await?;
+            let totals = read::totals(&tx, &id).await?;
+            tx.commit().await.map_err(pg_error)?;
+            Ok(totals)
+        })
+    }
+
+    fn external(
+        &self,
+        id: AccountId,
+        external: ledger::ExternalId,
+    ) -> BoxFuture<'_, Result<Option<Transaction>, StoreError>> {
+        Box::pin(async move {
+            let c = self.client().await?;
+            read::external(&c, &id, &external).await
         })
     }
 

@@ -384,6 +384,38 @@ pub async fn prune_idempotency(
     }
 }
 
+/// The account's lifetime totals, from all its lots and its whole journal.
+pub async fn totals(
+    c: &impl GenericClient,
+    id: &AccountId,
+) -> Result<Option<ledger::Totals>, StoreError> {
+    if account(c, id).await?.is_none() {
+        return Ok(None);
+    }
+    let journal_sql = format!("SELECT {TX_COLUMNS} FROM transactions WHERE account_id = $1");
+    let journal = map(rows(c, &journal_sql, &[&id.as_str()]).await?, tx_from_row)?;
+    let lots_sql = format!("SELECT {LOT_COLUMNS} FROM lots WHERE account_id = $1");
+    let lots = map(rows(c, &lots_sql, &[&id.as_str()]).await?, lot_from_row)?;
+    ledger::totals(&lots, &journal)
+        .map(Some)
+        .map_err(|reject| StoreError::Corrupt(reject.to_string()))
+}
+
+/// The account's transaction carrying an external id.
+pub async fn external(
+    c: &impl GenericClient,
+    id: &AccountId,
+    external: &ledger::ExternalId,
+) -> Result<Option<Transaction>, StoreError> {
+    let sql =
+        format!("SELECT {TX_COLUMNS} FROM transactions WHERE account_id = $1 AND external_id = $2");
+    Ok(map(
+        rows(c, &sql, &[&id.as_str(), &external.as_str()]).await?,
+        tx_from_row,
+    )?
+    .pop())
+}
+
 /// Fills in the lookups of records read together.
 pub async fn with_lookups(
     c: &impl GenericClient,

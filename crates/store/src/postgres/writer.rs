@@ -252,8 +252,22 @@ impl Named {
                 }
             }
             match &command.op {
-                Op::CreateAccount(new) => {
-                    named.accounts.insert(new.id.to_string());
+                Op::CreateAccount { account, grants } => {
+                    named.accounts.insert(account.id.to_string());
+                    named.lot_ids += grants.len();
+                }
+                Op::Renew { account, renewal } => {
+                    named.accounts.insert(account.to_string());
+                    named.lots.extend(renewal.close.iter().map(|l| l.0));
+                    // The new period's lot and a rollover lot.
+                    named.lot_ids += 2;
+                    if let Some(external) =
+                        renewal.grant.as_ref().and_then(|g| g.external_id.as_ref())
+                    {
+                        named
+                            .externals
+                            .insert((account.to_string(), external.to_string()));
+                    }
                 }
                 Op::UpdateAccount { account, .. } => {
                     named.accounts.insert(account.to_string());
@@ -440,10 +454,11 @@ pub(crate) fn writer_sql() -> &'static [String] {
             // insert_transactions
             "INSERT INTO transactions (id, account_id, kind, amount, usage, balance_after, \
                  postings, sources, created_at, metadata, lot_id, hold_id, refund_of, \
-                 feature_id, quantity, external_id, external_digest) \
+                 feature_id, quantity, external_id, external_digest, reason, actor) \
              SELECT * FROM UNNEST($1::int8[], $2::text[], $3::text[], $4::int8[], $5::int8[], \
                  $6::int8[], $7::text[], $8::text[], $9::int8[], $10::text[], $11::int8[], \
-                 $12::int8[], $13::int8[], $14::text[], $15::int8[], $16::text[], $17::text[])".to_owned(),
+                 $12::int8[], $13::int8[], $14::text[], $15::int8[], $16::text[], $17::text[], \
+                 $18::text[], $19::text[])".to_owned(),
             // upsert_features
             "INSERT INTO features (id, credits_per_unit, updated_at) \
              SELECT * FROM UNNEST($1::text[], $2::int8[], $3::int8[]) \
@@ -1123,6 +1138,8 @@ async fn write_and_commit(
         .iter()
         .map(|x| writes.external_digests.get(&x.id).map(String::as_str))
         .collect();
+    let t_reason: Vec<Option<&str>> = t.iter().map(|x| x.reason.as_deref()).collect();
+    let t_actor: Vec<Option<&str>> = t.iter().map(|x| x.actor.as_deref()).collect();
 
     let r_kind: Vec<&str> = writes
         .records
@@ -1285,6 +1302,8 @@ async fn write_and_commit(
                     &t_quantity,
                     &t_ext,
                     &t_digest,
+                    &t_reason,
+                    &t_actor,
                 ],
             )
             .await
@@ -1414,8 +1433,9 @@ impl Answers {
 pub fn route(op: &Op) -> u64 {
     let hash = |text: &str| fnv1a(text.as_bytes());
     match op {
-        Op::CreateAccount(new) => hash(new.id.as_str()),
+        Op::CreateAccount { account, .. } => hash(account.id.as_str()),
         Op::Grant { account, .. }
+        | Op::Renew { account, .. }
         | Op::UpdateAccount { account, .. }
         | Op::Consume { account, .. }
         | Op::Hold { account, .. }

@@ -37,6 +37,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         5,
         include_str!("migrations/0005_records_and_external_ids.sql"),
     ),
+    (
+        6,
+        include_str!("migrations/0006_grant_reason_and_actor.sql"),
+    ),
 ];
 
 /// How the SQLite store is set up.
@@ -603,6 +607,18 @@ impl Store for SqliteStore {
                 }
             }
         })
+    }
+
+    fn totals(&self, id: AccountId) -> BoxFuture<'_, Result<Option<ledger::Totals>, StoreError>> {
+        self.read(move |conn| snapshot(conn, |conn| read::totals(conn, &id)))
+    }
+
+    fn external(
+        &self,
+        id: AccountId,
+        external: ledger::ExternalId,
+    ) -> BoxFuture<'_, Result<Option<Transaction>, StoreError>> {
+        self.read_point(move |conn| Ok(read::external(conn, &id, &external)?.map(|(tx, _)| tx)))
     }
 
     fn record(

@@ -385,6 +385,23 @@ pub fn idempotent_response(
         .optional()?)
 }
 
+/// The account's lifetime totals, from all its lots and its whole journal.
+pub fn totals(conn: &Connection, id: &AccountId) -> Result<Option<ledger::Totals>, StoreError> {
+    if account(conn, id)?.is_none() {
+        return Ok(None);
+    }
+    let journal = journal_of(conn, id, |_| true)?;
+    let lots = collect(
+        conn,
+        &format!("SELECT {LOT_COLUMNS} FROM lots WHERE account_id = ?1"),
+        [id.as_str()],
+        |row| lot_from_row(row),
+    )?;
+    ledger::totals(&lots, &journal)
+        .map(Some)
+        .map_err(|reject| StoreError::Corrupt(reject.to_string()))
+}
+
 /// The account's transaction carrying `external`, with its content digest.
 pub fn external(
     conn: &Connection,

@@ -85,7 +85,10 @@ pub async fn execute(store: &(impl Handle + ?Sized), command: Command) -> Execut
 }
 
 pub fn create(account: &str) -> Op {
-    Op::CreateAccount(NewAccount::new(id(account), None, Metadata::empty(), Amount::ZERO).unwrap())
+    Op::CreateAccount {
+        account: NewAccount::new(id(account), None, Metadata::empty(), Amount::ZERO).unwrap(),
+        grants: Vec::new(),
+    }
 }
 
 /// Opens `account` with no overdraft and, unless `credits` is 0, a purchase of `credits`.
@@ -108,6 +111,8 @@ pub fn grant(account: &str, credits: i64) -> Op {
             expires_at: None,
             metadata: Metadata::empty(),
             external_id: None,
+            actor: None,
+            reason: None,
         },
     }
 }

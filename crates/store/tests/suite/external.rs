@@ -20,6 +20,8 @@ fn grant_for(account: &str, credits: i64, external: &str) -> Op {
             expires_at: None,
             metadata: Metadata::empty(),
             external_id: ext(external),
+            actor: None,
+            reason: None,
         },
     }
 }

@@ -58,6 +58,8 @@ store_test! {
             expires_at: Some(START.plus_secs(30)),
             metadata: Metadata::empty(),
             external_id: None,
+            actor: None,
+            reason: None,
         };
         let reward = Op::Grant {
             account: id("a"),

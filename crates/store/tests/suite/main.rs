@@ -17,6 +17,7 @@ mod concurrency;
 mod external;
 mod history;
 mod idempotency;
+mod periods;
 mod reads;
 mod records;
 mod writes;

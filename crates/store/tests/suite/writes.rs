@@ -135,6 +135,8 @@ store_test! {
                     expires_at: Some(START.plus_secs(60)),
                     metadata: Metadata::empty(),
                     external_id: None,
+                    actor: None,
+                    reason: None,
                 },
             },
         )
