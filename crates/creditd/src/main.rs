@@ -369,7 +369,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
 /// The routes of every capability beyond the ledger, each in the table
 /// with the access it needs. A new capability (billing, the gateway) is one
 /// more entry here, built from the shared state.
-fn capabilities(_state: &Arc<AppState>) -> Vec<Vec<server::Route>> {
+fn capabilities(_state: &Arc<AppState>) -> Vec<server::Capability> {
     Vec::new()
 }
 

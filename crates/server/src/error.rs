@@ -57,6 +57,16 @@ pub enum ApiError {
     StoreUnavailable(String),
     /// 500 `internal_error`: a bug; the detail is logged, not shown.
     Internal(String),
+    /// A capability's own refusal (billing, the gateway): its status, its
+    /// stable code (listed in the capability's error codes) and a message.
+    Capability {
+        /// The HTTP status.
+        status: StatusCode,
+        /// The stable code.
+        code: &'static str,
+        /// What went wrong, for a person.
+        message: String,
+    },
 }
 
 impl ApiError {
@@ -82,6 +92,7 @@ impl ApiError {
             ApiError::Rejected(reject) => reject_status(reject),
             ApiError::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Capability { status, .. } => *status,
         }
     }
 
@@ -107,6 +118,7 @@ impl ApiError {
             ApiError::Rejected(reject) => reject.code(),
             ApiError::StoreUnavailable(_) => "store_unavailable",
             ApiError::Internal(_) => "internal_error",
+            ApiError::Capability { code, .. } => code,
         }
     }
 
@@ -143,6 +155,7 @@ impl ApiError {
             ApiError::StoreUnavailable(_) => {
                 "the database is unavailable; nothing was changed, retry later".to_owned()
             }
+            ApiError::Capability { message, .. } => message.clone(),
         }
     }
 
@@ -395,6 +408,8 @@ mod tests {
             ApiError::Rejected(_) => 16,
             ApiError::StoreUnavailable(_) => 17,
             ApiError::Internal(_) => 18,
+            // A capability lists its own codes (`routes::Capability`).
+            ApiError::Capability { .. } => 19,
         };
         let rejection = |reject: &Reject| match reject {
             Reject::InvalidAmount(_) => 0,

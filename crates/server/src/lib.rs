@@ -23,7 +23,7 @@ use tokio::net::TcpListener;
 pub use auth::{Access, KeyHash, KeyKind, Keys, Principal, Secret};
 pub use jobs::JobsConfig;
 pub use metrics::Metrics;
-pub use routes::{Route, router};
+pub use routes::{Capability, Route, router};
 
 /// What every handler shares.
 pub struct AppState {

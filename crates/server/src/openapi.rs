@@ -5,7 +5,7 @@
 pub mod schema;
 
 use axum::body::Bytes;
-use axum::http::Method;
+use axum::http::{Method, StatusCode};
 use utoipa::openapi::content::Content;
 use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::info::{InfoBuilder, LicenseBuilder};
@@ -63,8 +63,8 @@ pub struct Served(pub Bytes);
 
 impl Served {
     /// The JSON text of `routes`' description.
-    pub fn of(routes: &[Route]) -> Served {
-        let mut json = document(routes)
+    pub fn of(routes: &[Route], extra_codes: &[(&'static str, StatusCode)]) -> Served {
+        let mut json = document(routes, extra_codes)
             .to_pretty_json()
             .expect("the description serializes");
         json.push('\n');
@@ -79,7 +79,7 @@ impl Served {
 /// When a route's description names another method or path than the route,
 /// or two routes are the same, or two schemas of one name differ: each is a
 /// mistake in the code that the first router built shows.
-pub fn document(routes: &[Route]) -> OpenApi {
+pub fn document(routes: &[Route], extra_codes: &[(&'static str, StatusCode)]) -> OpenApi {
     let mut paths = Paths::new();
     let mut schemas: Schemas = schema::common();
     schemas.push((ErrorBody::name().into_owned(), ErrorBody::schema()));
@@ -107,6 +107,14 @@ pub fn document(routes: &[Route]) -> OpenApi {
         complete(&mut operation, route.access);
         *operation_mut(item, &method) = Some(operation);
         (route.doc.schemas)(&mut schemas);
+    }
+    // The codes capabilities answer with join the core's.
+    if !extra_codes.is_empty() {
+        schemas.retain(|(name, _)| name != &schema::ErrorCode::name());
+        schemas.push((
+            schema::ErrorCode::name().into_owned(),
+            schema::error_code(extra_codes).into(),
+        ));
     }
     let mut components = Components::new();
     for (name, schema) in schemas {
@@ -404,6 +412,10 @@ fn operation_mut<'a>(item: &'a mut PathItem, method: &HttpMethod) -> &'a mut Opt
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn document_of(routes: &[Route]) -> OpenApi {
+        document(routes, &[])
+    }
     use crate::handlers::system;
 
     fn route(method: Method, path: &'static str, access: Access) -> Route {
@@ -419,25 +431,25 @@ mod tests {
     #[test]
     #[should_panic(expected = "GET /health is described as")]
     fn a_route_described_under_another_path_is_refused() {
-        document(&[route(Method::GET, "/health", Access::Public)]);
+        document_of(&[route(Method::GET, "/health", Access::Public)]);
     }
 
     #[test]
     #[should_panic(expected = "POST /healthz is described as")]
     fn a_route_described_under_another_method_is_refused() {
-        document(&[route(Method::POST, "/healthz", Access::Public)]);
+        document_of(&[route(Method::POST, "/healthz", Access::Public)]);
     }
 
     #[test]
     #[should_panic(expected = "GET /healthz is in the route table twice")]
     fn a_route_in_the_table_twice_is_refused() {
         let twice = || route(Method::GET, "/healthz", Access::Public);
-        document(&[twice(), twice()]);
+        document_of(&[twice(), twice()]);
     }
 
     #[test]
     fn a_route_is_described_with_the_keys_its_access_admits() {
-        let described = document(&[route(Method::GET, "/healthz", Access::Service)]);
+        let described = document_of(&[route(Method::GET, "/healthz", Access::Service)]);
         let json = serde_json::to_value(&described).unwrap();
         let operation = &json["paths"]["/healthz"]["get"];
         assert_eq!(

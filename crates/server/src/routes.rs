@@ -55,6 +55,15 @@ impl Route {
     }
 }
 
+/// What a capability (billing, the gateway) adds to the API: its routes and
+/// the error codes they answer with beside the core's, each with its status.
+pub struct Capability {
+    /// Its routes, each with its access and description.
+    pub routes: Vec<Route>,
+    /// Its own error codes.
+    pub errors: Vec<(&'static str, axum::http::StatusCode)>,
+}
+
 /// The routes of the core API: the ledger, keys, and the system routes.
 pub fn core_routes(state: &Arc<AppState>) -> Vec<Route> {
     use Access::{Account, Admin, Own, Public, Service};
@@ -275,12 +284,14 @@ pub fn core_routes(state: &Arc<AppState>) -> Vec<Route> {
 /// # Panics
 ///
 /// When a route's description does not match it (see [`openapi::document`]).
-pub fn router(state: Arc<AppState>, capabilities: Vec<Vec<Route>>) -> Router {
-    let routes: Vec<Route> = core_routes(&state)
-        .into_iter()
-        .chain(capabilities.into_iter().flatten())
-        .collect();
-    let description = openapi::Served::of(&routes);
+pub fn router(state: Arc<AppState>, capabilities: Vec<Capability>) -> Router {
+    let mut routes: Vec<Route> = core_routes(&state);
+    let mut errors = Vec::new();
+    for capability in capabilities {
+        routes.extend(capability.routes);
+        errors.extend(capability.errors);
+    }
+    let description = openapi::Served::of(&routes, &errors);
     let mut paths: BTreeMap<&'static str, MethodRouter> = BTreeMap::new();
     for route in routes {
         let guarded = route.handler.route_layer(from_fn_with_state(
@@ -309,11 +320,11 @@ pub fn router(state: Arc<AppState>, capabilities: Vec<Vec<Route>>) -> Router {
 /// of the core API and the given capabilities, for tests and documentation.
 pub fn table(
     state: &Arc<AppState>,
-    capabilities: Vec<Vec<Route>>,
+    capabilities: Vec<Capability>,
 ) -> Vec<(Method, &'static str, Access)> {
     core_routes(state)
         .into_iter()
-        .chain(capabilities.into_iter().flatten())
+        .chain(capabilities.into_iter().flat_map(|c| c.routes))
         .map(|r| (r.method, r.path, r.access))
         .collect()
 }

@@ -221,10 +221,7 @@ schemas! {
     );
 
     /// An error code.
-    ErrorCode => codes(
-        ApiError::codes().into_iter().map(|(code, _)| code),
-        error_codes(),
-    );
+    ErrorCode => error_code(&[]);
 }
 
 /// Every status a hold can be in.
@@ -262,10 +259,20 @@ fn hold_status(status: ledger::HoldStatus) -> &'static str {
     }
 }
 
+/// The schema of error codes: the core's, and those `extra` capabilities
+/// answer with.
+pub fn error_code(extra: &[(&'static str, StatusCode)]) -> ObjectBuilder {
+    let all: Vec<(&'static str, StatusCode)> = ApiError::codes()
+        .into_iter()
+        .chain(extra.iter().copied())
+        .collect();
+    codes(all.iter().map(|(code, _)| *code), error_codes(&all))
+}
+
 /// The codes by status, as the description of [`ErrorCode`] lists them.
-fn error_codes() -> String {
+fn error_codes(all: &[(&'static str, StatusCode)]) -> String {
     let mut by_status: Vec<(StatusCode, Vec<&str>)> = Vec::new();
-    for (code, status) in ApiError::codes() {
+    for (code, status) in all.iter().copied() {
         match by_status.iter_mut().find(|(s, _)| *s == status) {
             Some((_, codes)) => codes.push(code),
             None => by_status.push((status, vec![code])),
