@@ -87,13 +87,18 @@ pub enum Carry {
 /// operation.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Renewal {
-    /// The ending period's plan lots.
-    pub close: Vec<LotId>,
+    /// Whether the ending period's plan credits close: every live lot of
+    /// source `subscription` with credits left (a plan's credits are what
+    /// reset and rollover touch, never purchased, bonus or admin credits).
+    pub close: bool,
     /// What becomes of what they hold.
     pub carry: Carry,
-    /// Whether the debt is first cleared to the receivable (a plan with
-    /// overage bills it as a charge).
-    pub settle_debt: bool,
+    /// Debt first cleared to the receivable, billed as a charge by a plan
+    /// with overage: exactly this much, which the account must owe.
+    pub settle_debt: Option<Amount>,
+    /// The account's overdraft limit from the renewal on (the new plan's
+    /// overage cap), if it changes.
+    pub overdraft_limit: Option<Amount>,
     /// The new period's credits, if any; its external id makes the
     /// renewal happen once.
     pub grant: Option<NewGrant>,
@@ -448,20 +453,23 @@ impl Book {
         out: &mut Vec<Transaction>,
     ) -> Result<Amount, Reject> {
         self.settle(now, ids, out)?;
-        Ok(self.clear_debt(now, ids, out))
+        let debt = self.account.debt;
+        self.clear_debt(debt, now, ids, out);
+        Ok(debt)
     }
 
+    /// Clears `debt` of what the account owes (never more than it owes).
     fn clear_debt(
         &mut self,
+        debt: Amount,
         now: Timestamp,
         ids: &mut dyn IdSource,
         out: &mut Vec<Transaction>,
-    ) -> Amount {
-        let debt = self.account.debt;
+    ) {
         if !debt.is_positive() {
-            return Amount::ZERO;
+            return;
         }
-        self.account.debt = Amount::ZERO;
+        self.account.debt = sub(self.account.debt, debt);
         let postings = vec![
             posting(LedgerAccount::Debt, debt),
             posting(LedgerAccount::Receivable, neg(debt)),
@@ -473,7 +481,6 @@ impl Book {
             now,
             Metadata::empty(),
         ));
-        debt
     }
 
     /// Renews a subscription's period in one operation: settles the debt
@@ -492,8 +499,16 @@ impl Book {
         if let Some(grant) = &renewal.grant {
             self.check_grant(grant, now)?;
         }
-        if renewal.close.iter().any(|lot| self.lot(*lot).is_none()) {
-            return Err(Reject::Inconsistent("a lot to close is not loaded"));
+        let settled = renewal.settle_debt.unwrap_or(Amount::ZERO);
+        if settled.is_negative() || settled > self.account.debt {
+            return Err(Reject::InvalidAmount(
+                "the debt to settle is not what the account owes",
+            ));
+        }
+        if renewal.overdraft_limit.is_some_and(|l| l.is_negative()) {
+            return Err(Reject::InvalidAmount(
+                "overdraft_limit must not be negative",
+            ));
         }
         let cap = match renewal.carry {
             Carry::Reset => None,
@@ -503,17 +518,23 @@ impl Book {
             Carry::Rollover { cap } => Some(cap),
         };
 
-        let settled = if renewal.settle_debt {
-            self.clear_debt(now, ids, out)
+        self.clear_debt(settled, now, ids, out);
+        if let Some(limit) = renewal.overdraft_limit {
+            self.account.overdraft_limit = limit;
+        }
+        let closing: Vec<(LotId, Amount)> = if renewal.close {
+            self.lots
+                .iter()
+                .filter(|l| {
+                    l.source == Source::Subscription
+                        && l.remaining.is_positive()
+                        && l.is_live_at(now)
+                })
+                .map(|l| (l.id, l.remaining))
+                .collect()
         } else {
-            Amount::ZERO
+            Vec::new()
         };
-        let closing: Vec<(LotId, Amount)> = renewal
-            .close
-            .iter()
-            .filter_map(|id| self.lot(*id).map(|l| (l.id, l.remaining)))
-            .filter(|(_, remaining)| remaining.is_positive())
-            .collect();
         let left = sum_of(closing.iter().map(|(_, r)| *r));
         let carried = match cap {
             None => Amount::ZERO,

@@ -24,7 +24,9 @@ mod totals;
 pub use account::{Account, AccountPatch, NewAccount};
 pub use amount::{AMOUNT_MAX_MICROS, Amount, AmountError, MICROS_PER_CREDIT};
 pub use audit::{Violation, audit_account};
-pub use book::{Balance, Book, Carry, Check, RefundDone, Renewal, Renewed, Usage};
+pub use book::{
+    ACCOUNT_CREDITS_MAX, Balance, Book, Carry, Check, RefundDone, Renewal, Renewed, Usage,
+};
 pub use feature::Feature;
 pub use hold::{HOLD_TTL_DEFAULT_SECS, HOLD_TTL_MAX_SECS, Hold, HoldStatus, HoldTtl, Leg};
 pub use id::{

@@ -509,11 +509,6 @@ impl Batch {
                 if !self.load(src, account)? {
                     return missing(Reject::AccountNotFound);
                 }
-                for lot in &renewal.close {
-                    if self.load_lot(src, *lot)?.as_ref() != Some(account) {
-                        return missing(Reject::GrantNotFound);
-                    }
-                }
                 let (result, book, written) = self.run(account, |book, out| {
                     book.renew(renewal.clone(), now, ids, out)
                 });

@@ -184,6 +184,15 @@ pub trait Store: Send + Sync + 'static {
     /// The account's lifetime totals, read from its whole journal.
     fn totals(&self, id: AccountId) -> BoxFuture<'_, Result<Option<ledger::Totals>, StoreError>>;
 
+    /// Credits the account spent (consumes and committed holds, less
+    /// refunds) in transactions written in `from..to`.
+    fn usage_between(
+        &self,
+        id: AccountId,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> BoxFuture<'_, Result<ledger::Amount, StoreError>>;
+
     /// The account's transaction carrying an external id.
     fn external(
         &self,

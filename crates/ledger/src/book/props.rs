@@ -219,13 +219,7 @@ impl World {
             } => {
                 // The plan's lots are this run's subscription lots; a grant
                 // that expires in the past is a period a renewal catches up on.
-                let close = self
-                    .book
-                    .lots()
-                    .iter()
-                    .filter(|l| l.source == Source::Subscription)
-                    .map(|l| l.id)
-                    .collect();
+                let close = true;
                 let grant = micros.map(|micros| NewGrant {
                     amount: Amount::from_micros(micros),
                     source: Source::Subscription,
@@ -243,6 +237,7 @@ impl World {
                     },
                     None => Carry::Reset,
                 };
+                let settle_debt = settle_debt.then_some(self.book.account.debt);
                 self.book
                     .renew(
                         Renewal {
@@ -250,6 +245,7 @@ impl World {
                             carry,
                             settle_debt,
                             grant,
+                            overdraft_limit: None,
                         },
                         now,
                         ids,

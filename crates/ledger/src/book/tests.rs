@@ -1020,9 +1020,10 @@ fn a_reset_renewal_expires_what_is_left_of_the_plan_and_leaves_other_credits_alo
     next.effective_at = Some(f.now);
     let renewed = f
         .renew(Renewal {
-            close: vec![period],
+            close: true,
             carry: Carry::Reset,
-            settle_debt: false,
+            settle_debt: None,
+            overdraft_limit: None,
             grant: Some(next),
         })
         .unwrap();
@@ -1038,27 +1039,27 @@ fn a_reset_renewal_expires_what_is_left_of_the_plan_and_leaves_other_credits_alo
 #[test]
 fn a_rollover_renewal_carries_up_to_the_cap_and_the_rest_expires() {
     let mut f = Fixture::new();
-    let first = f
-        .grant_with(sourced(100, Source::Subscription, None))
+    f.grant_with(sourced(100, Source::Subscription, None))
         .unwrap();
     let purchase = f.grant_with(sourced(5, Source::Purchase, None)).unwrap();
     f.consume(40).unwrap();
-    let renew = |f: &mut Fixture, close: LotId| {
+    let renew = |f: &mut Fixture| {
         f.renew(Renewal {
-            close: vec![close],
+            close: true,
             carry: Carry::Rollover { cap: c(80) },
-            settle_debt: false,
+            settle_debt: None,
+            overdraft_limit: None,
             grant: Some(sourced(100, Source::Subscription, None)),
         })
         .unwrap()
     };
     // 60 left, all carried.
     f.advance(30 * DAY);
-    let second = renew(&mut f, first);
+    let second = renew(&mut f);
     assert_eq!((second.carried, second.expired), (c(60), c(0)));
     // Nothing spent: 100 left, 20 more fit under the cap of 80.
     f.advance(30 * DAY);
-    let third = renew(&mut f, second.lot.unwrap());
+    let third = renew(&mut f);
     assert_eq!((third.carried, third.expired), (c(20), c(80)));
     let rollover: i64 = f
         .book
@@ -1076,17 +1077,17 @@ fn a_rollover_renewal_carries_up_to_the_cap_and_the_rest_expires() {
 #[test]
 fn settling_debt_clears_it_to_the_receivable_so_the_next_period_starts_full() {
     let mut f = Fixture::with_overdraft(1_000);
-    let period = f
-        .grant_with(sourced(100, Source::Subscription, None))
+    f.grant_with(sourced(100, Source::Subscription, None))
         .unwrap();
     f.consume(150).unwrap();
     assert_eq!(f.book.account.debt, c(50));
     f.advance(30 * DAY);
     let renewed = f
         .renew(Renewal {
-            close: vec![period],
+            close: true,
             carry: Carry::Reset,
-            settle_debt: true,
+            settle_debt: Some(c(50)),
+            overdraft_limit: None,
             grant: Some(sourced(100, Source::Subscription, None)),
         })
         .unwrap();
@@ -1123,9 +1124,10 @@ fn a_renewal_catching_up_grants_a_period_already_over_and_expires_it_at_once() {
     past.effective_at = Some(t(30 * DAY));
     let renewed = f
         .renew(Renewal {
-            close: Vec::new(),
+            close: false,
             carry: Carry::Reset,
-            settle_debt: false,
+            settle_debt: None,
+            overdraft_limit: None,
             grant: Some(past),
         })
         .unwrap();
@@ -1140,8 +1142,7 @@ fn a_renewal_catching_up_grants_a_period_already_over_and_expires_it_at_once() {
 #[test]
 fn a_renewal_that_cannot_be_applied_changes_nothing() {
     let mut f = Fixture::new();
-    let period = f
-        .grant_with(sourced(100, Source::Subscription, None))
+    f.grant_with(sourced(100, Source::Subscription, None))
         .unwrap();
     let before = f.book.clone();
     let journal = f.journal.len();
@@ -1149,18 +1150,20 @@ fn a_renewal_that_cannot_be_applied_changes_nothing() {
     bad.effective_at = Some(t(2 * DAY));
     assert!(matches!(
         f.renew(Renewal {
-            close: vec![period],
+            close: true,
             carry: Carry::Reset,
-            settle_debt: false,
+            settle_debt: None,
+            overdraft_limit: None,
             grant: Some(bad),
         }),
         Err(Reject::InvalidTimestamp(_))
     ));
     assert!(matches!(
         f.renew(Renewal {
-            close: vec![period],
+            close: true,
             carry: Carry::Rollover { cap: c(-1) },
-            settle_debt: false,
+            settle_debt: None,
+            overdraft_limit: None,
             grant: None,
         }),
         Err(Reject::InvalidAmount(_))

@@ -443,6 +443,18 @@ impl Store for PostgresStore {
         })
     }
 
+    fn usage_between(
+        &self,
+        id: AccountId,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> BoxFuture<'_, Result<ledger::Amount, StoreError>> {
+        Box::pin(async move {
+            let c = self.client().await?;
+            read::usage_between(&c, &id, from, to).await
+        })
+    }
+
     fn external(
         &self,
         id: AccountId,

@@ -401,6 +401,30 @@ pub async fn totals(
         .map_err(|reject| StoreError::Corrupt(reject.to_string()))
 }
 
+/// Credits spent (net of refunds) by the account's transactions written in
+/// `from..to`.
+pub async fn usage_between(
+    c: &impl GenericClient,
+    id: &AccountId,
+    from: Timestamp,
+    to: Timestamp,
+) -> Result<ledger::Amount, StoreError> {
+    let found = rows(
+        c,
+        "SELECT coalesce(sum(usage), 0)::int8 FROM transactions \
+         WHERE account_id = $1 AND created_at >= $2 AND created_at < $3",
+        &[&id.as_str(), &from.micros(), &to.micros()],
+    )
+    .await?;
+    let sum: i64 = found
+        .first()
+        .map(|r| r.try_get(0))
+        .transpose()
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?
+        .unwrap_or(0);
+    Ok(ledger::Amount::from_micros(sum))
+}
+
 /// The account's transaction carrying an external id.
 pub async fn external(
     c: &impl GenericClient,

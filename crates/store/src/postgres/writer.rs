@@ -258,7 +258,6 @@ impl Named {
                 }
                 Op::Renew { account, renewal } => {
                     named.accounts.insert(account.to_string());
-                    named.lots.extend(renewal.close.iter().map(|l| l.0));
                     // The new period's lot and a rollover lot.
                     named.lot_ids += 2;
                     if let Some(external) =

@@ -613,6 +613,15 @@ impl Store for SqliteStore {
         self.read(move |conn| snapshot(conn, |conn| read::totals(conn, &id)))
     }
 
+    fn usage_between(
+        &self,
+        id: AccountId,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> BoxFuture<'_, Result<ledger::Amount, StoreError>> {
+        self.read(move |conn| snapshot(conn, |conn| read::usage_between(conn, &id, from, to)))
+    }
+
     fn external(
         &self,
         id: AccountId,

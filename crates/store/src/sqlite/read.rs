@@ -402,6 +402,35 @@ pub fn totals(conn: &Connection, id: &AccountId) -> Result<Option<ledger::Totals
         .map_err(|reject| StoreError::Corrupt(reject.to_string()))
 }
 
+/// Credits spent (net of refunds) by the account's transactions written in
+/// `from..to`, block by block of the journal.
+pub fn usage_between(
+    conn: &Connection,
+    id: &AccountId,
+    from: Timestamp,
+    to: Timestamp,
+) -> Result<Amount, StoreError> {
+    let mut total: i64 = 0;
+    let Some(last) = last_journal_block(conn)? else {
+        return Ok(Amount::ZERO);
+    };
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT coalesce(sum(usage), 0) FROM transactions \
+         WHERE (id >> {JOURNAL_BLOCK_SHIFT}) = ?1 AND account_id = ?2 \
+           AND created_at >= ?3 AND created_at < ?4"
+    ))?;
+    for block in 0..=last {
+        let sum: i64 = stmt.query_row(
+            params![block, id.as_str(), from.micros(), to.micros()],
+            |row| row.get(0),
+        )?;
+        total = total
+            .checked_add(sum)
+            .ok_or_else(|| StoreError::Corrupt("usage overflows".into()))?;
+    }
+    Ok(Amount::from_micros(total))
+}
+
 /// The account's transaction carrying `external`, with its content digest.
 pub fn external(
     conn: &Connection,

@@ -60,14 +60,14 @@ store_test! {
     #[tokio::test]
     async fn a_period_renews_once_however_often_it_is_sent(store) {
         run(&store, open_with("a", vec![plan_grant(100, "sub:pro:0", None)])).await.unwrap();
-        let first_lot = store.lots(id("a"), None, 10).await.unwrap()[0].id;
         open_account(&store, "a2", 0).await;
         run(&store, consume("a", 30)).await.unwrap();
         store.clock.advance_secs(30 * 86_400);
         let renewal = Renewal {
-            close: vec![first_lot],
+            close: true,
             carry: Carry::Rollover { cap: c(50) },
-            settle_debt: false,
+            settle_debt: None,
+            overdraft_limit: None,
             grant: Some(plan_grant(100, "sub:pro:1", None)),
         };
         let renew = || Op::Renew { account: id("a"), renewal: renewal.clone() };
@@ -113,9 +113,10 @@ store_test! {
             Op::Renew {
                 account: id("a"),
                 renewal: Renewal {
-                    close: Vec::new(),
+                    close: false,
                     carry: Carry::Reset,
-                    settle_debt: true,
+                    settle_debt: Some(c(40)),
+            overdraft_limit: None,
                     grant: Some(plan_grant(100, "sub:pro:1", None)),
                 },
             },
