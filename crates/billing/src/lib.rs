@@ -1,5 +1,120 @@
 //! Where credits come from: plans and their periods, subscriptions,
 //! packages, the sign-up bonus, the daily reward and overage, built on the
 //! ledger's grants and their external ids.
+//!
+//! Every grant billing makes carries an external id derived from its cause
+//! (`signup_bonus`, `daily:2027-01-15`, `period:pro:<start>`), so that it
+//! happens once however often a request is retried, a renewal runs, or
+//! nodes race.
 
+pub mod api;
+pub mod daily;
 pub mod domain;
+pub mod error;
+pub mod package;
+pub mod plan;
+pub mod settings;
+pub mod subscription;
+
+use std::sync::Arc;
+
+use ledger::{AccountId, ExternalId, Metadata, NewGrant, Source, Timestamp};
+use server::error::ApiError;
+use server::policy::{Opening, Policy};
+use store::records;
+use store::{BoxFuture, Clock, Store, StoreError};
+
+pub use settings::EnvSettings;
+
+/// Billing's state: the store, the clock, and the environment's settings.
+pub struct Billing {
+    /// The ledger's storage, where billing's records live too.
+    pub store: Arc<dyn Store>,
+    /// Where "now" comes from.
+    pub clock: Arc<dyn Clock>,
+    /// The credit settings the environment gives.
+    pub env: EnvSettings,
+}
+
+/// The external id of the sign-up bonus.
+pub const SIGNUP_BONUS_ID: &str = "signup_bonus";
+
+impl Billing {
+    /// Billing over a store.
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, env: EnvSettings) -> Billing {
+        Billing { store, clock, env }
+    }
+
+    /// Billing's routes and error codes, to plug into the server.
+    pub fn capability(self: &Arc<Billing>) -> server::Capability {
+        server::Capability {
+            routes: api::routes(self),
+            errors: error::BillingError::codes(),
+        }
+    }
+
+    /// Whether the account is on a plan that costs money.
+    pub async fn has_paid_plan(&self, account: &AccountId) -> Result<bool, StoreError> {
+        let store = self.store.as_ref();
+        let Some(sub) = records::get::<subscription::Subscription>(store, account.as_str()).await?
+        else {
+            return Ok(false);
+        };
+        Ok(matches!(
+            subscription::plan(store, &sub.body.plan_id).await?,
+            Ok(plan) if plan.is_paid()
+        ))
+    }
+
+    async fn opening_of(&self, account: &AccountId, now: Timestamp) -> Result<Opening, ApiError> {
+        let store = self.store.as_ref();
+        let settings = settings::read(store, &self.env).await?;
+        let mut opening = Opening::default();
+        let bonus = settings.signup_bonus;
+        if bonus.enabled && bonus.amount.is_positive() {
+            opening.grants.push(NewGrant {
+                amount: bonus.amount,
+                source: Source::SignupBonus,
+                priority: Some(settings.priority(Source::SignupBonus)),
+                effective_at: None,
+                expires_at: bonus
+                    .expire_days
+                    .map(|days| now.plus_secs(i64::from(days) * 86_400)),
+                metadata: Metadata::empty(),
+                external_id: Some(ExternalId::parse(SIGNUP_BONUS_ID).expect("an external id")),
+                reason: None,
+                actor: None,
+            });
+        }
+        if let Some(plan_id) = &settings.default_plan {
+            match subscription::plan(store, plan_id).await? {
+                Ok(plan) => {
+                    let (grant, record) =
+                        subscription::opening(account, plan_id, &plan, &settings, now)?;
+                    opening.grants.extend(grant);
+                    opening.records.push(record);
+                    opening.overdraft_limit = Some(plan.overdraft_limit());
+                }
+                Err(_) => tracing::warn!(plan = %plan_id, "the default plan does not exist"),
+            }
+        }
+        Ok(opening)
+    }
+}
+
+impl Policy for Billing {
+    fn opening<'a>(
+        &'a self,
+        account: &'a AccountId,
+        now: Timestamp,
+    ) -> BoxFuture<'a, Result<Opening, ApiError>> {
+        Box::pin(self.opening_of(account, now))
+    }
+
+    fn priority<'a>(&'a self, source: Source) -> BoxFuture<'a, Result<Option<u8>, ApiError>> {
+        Box::pin(async move {
+            let settings = settings::read(self.store.as_ref(), &self.env).await?;
+            Ok(Some(settings.priority(source)))
+        })
+    }
+}

@@ -48,6 +48,11 @@ pub struct Settings {
     pub pg_pool_size: usize,
     /// `CREDITD_PG_WRITERS`, default 2: write batches one node runs at once.
     pub pg_writers: usize,
+    /// The credit settings' initial values: `CREDITD_SIGNUP_BONUS_ENABLED`,
+    /// `CREDITD_SIGNUP_BONUS_AMOUNT`, `CREDITD_SIGNUP_BONUS_EXPIRE_DAYS`,
+    /// `CREDITD_DAILY_ENABLED`, `CREDITD_DAILY_AMOUNT`,
+    /// `CREDITD_ALLOW_FREE_USER_PURCHASE`; the API's values win over them.
+    pub credits: billing::EnvSettings,
 }
 
 impl Settings {
@@ -116,8 +121,53 @@ impl Settings {
                 .clamp(100, 1_000_000) as i64,
             pg_pool_size: number("CREDITD_PG_POOL_SIZE", 16)?.clamp(2, 1024) as usize,
             pg_writers: number("CREDITD_PG_WRITERS", 2)?.clamp(1, 64) as usize,
+            credits: credit_settings(&get)?,
         })
     }
+}
+
+/// The credit settings the environment gives.
+fn credit_settings<'a>(
+    get: &impl Fn(&str) -> Option<&'a str>,
+) -> anyhow::Result<billing::EnvSettings> {
+    let flag = |key: &str| -> anyhow::Result<Option<bool>> {
+        get(key)
+            .map(|v| match v.to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" | "on" => Ok(true),
+                "false" | "0" | "no" | "off" => Ok(false),
+                _ => bail!("{key} must be true or false, got {v:?}"),
+            })
+            .transpose()
+    };
+    let amount = |key: &str| -> anyhow::Result<Option<ledger::Amount>> {
+        get(key)
+            .map(|v| {
+                ledger::Amount::parse_decimal(v)
+                    .ok()
+                    .filter(|a| !a.is_negative())
+                    .with_context(|| {
+                        format!("{key} must be a decimal amount of credits, got {v:?}")
+                    })
+            })
+            .transpose()
+    };
+    Ok(billing::EnvSettings {
+        signup_bonus_enabled: flag("CREDITD_SIGNUP_BONUS_ENABLED")?,
+        signup_bonus_amount: amount("CREDITD_SIGNUP_BONUS_AMOUNT")?,
+        signup_bonus_expire_days: get("CREDITD_SIGNUP_BONUS_EXPIRE_DAYS")
+            .map(|v| {
+                v.parse::<u32>()
+                    .ok()
+                    .filter(|d| (1..=36_500).contains(d))
+                    .with_context(|| {
+                        format!("CREDITD_SIGNUP_BONUS_EXPIRE_DAYS must be 1 to 36500, got {v:?}")
+                    })
+            })
+            .transpose()?,
+        daily_enabled: flag("CREDITD_DAILY_ENABLED")?,
+        daily_amount: amount("CREDITD_DAILY_AMOUNT")?,
+        allow_free_user_purchase: flag("CREDITD_ALLOW_FREE_USER_PURCHASE")?,
+    })
 }
 
 /// `HOST:PORT` with HOST an IP address (`[::1]:8080` for IPv6), or `:PORT`
@@ -193,6 +243,35 @@ mod tests {
         assert_eq!(s.sqlite_books_mib, 160);
         assert_eq!(s.sqlite_autocheckpoint_pages, 30_000);
         assert_eq!(s.sqlite_checkpoint_ms, 200);
+    }
+
+    #[test]
+    fn credit_settings_come_from_the_environment_and_bad_ones_are_refused() {
+        let values = HashMap::from([
+            ("CREDITD_SIGNUP_BONUS_ENABLED".to_owned(), "true".to_owned()),
+            ("CREDITD_SIGNUP_BONUS_AMOUNT".to_owned(), "50".to_owned()),
+            ("CREDITD_DAILY_AMOUNT".to_owned(), "2.5".to_owned()),
+        ]);
+        let s = Settings::from_values(&values).unwrap();
+        assert_eq!(s.credits.signup_bonus_enabled, Some(true));
+        assert_eq!(
+            s.credits.signup_bonus_amount,
+            Some(ledger::Amount::credits(50))
+        );
+        assert_eq!(
+            s.credits.daily_amount,
+            Some(ledger::Amount::from_micros(2_500_000))
+        );
+        assert_eq!(s.credits.daily_enabled, None);
+        for (key, bad) in [
+            ("CREDITD_SIGNUP_BONUS_ENABLED", "maybe"),
+            ("CREDITD_DAILY_AMOUNT", "-1"),
+            ("CREDITD_DAILY_AMOUNT", "1e3"),
+            ("CREDITD_SIGNUP_BONUS_EXPIRE_DAYS", "0"),
+        ] {
+            let values = HashMap::from([(key.to_owned(), bad.to_owned())]);
+            assert!(Settings::from_values(&values).is_err(), "{key}={bad}");
+        }
     }
 
     #[test]

@@ -347,7 +347,12 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         .await
         .context("reading the API keys")?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let state = Arc::new(AppState::new(store, clock, keys));
+    let billing = Arc::new(billing::Billing::new(
+        store.clone(),
+        clock.clone(),
+        settings.credits.clone(),
+    ));
+    let state = Arc::new(AppState::new(store, clock, keys).with_policy(billing.clone()));
     let jobs = server::jobs::spawn(
         state.clone(),
         JobsConfig {
@@ -358,19 +363,25 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     // Tests and scripts read the bound address from this line.
     println!("listening on {}", listener.local_addr()?);
     tracing::info!(addr = %listener.local_addr()?, "creditd serving");
-    let app = server::router(state.clone(), capabilities(&state));
+    let renewals = billing::subscription::spawn(billing.clone(), settings.sweep_interval);
+    let app = server::router(state.clone(), capabilities(&billing));
     server::serve(listener, app, shutdown_signal()).await?;
     jobs.abort();
+    renewals.abort();
     let _ = jobs.await;
+    let _ = renewals.await;
+    // The last holders of the store go, so that closing it can wait for
+    // its writer.
+    drop((billing, state));
     opened.close().await;
     Ok(())
 }
 
 /// The routes of every capability beyond the ledger, each in the table
-/// with the access it needs. A new capability (billing, the gateway) is one
-/// more entry here, built from the shared state.
-fn capabilities(_state: &Arc<AppState>) -> Vec<server::Capability> {
-    Vec::new()
+/// with the access it needs. A new capability (the gateway) is one more
+/// entry here.
+fn capabilities(billing: &Arc<billing::Billing>) -> Vec<server::Capability> {
+    vec![billing.capability()]
 }
 
 async fn shutdown_signal() {

@@ -5,7 +5,7 @@
 pub mod auth;
 pub mod error;
 pub mod extract;
-mod handlers;
+pub mod handlers;
 pub mod jobs;
 pub mod metrics;
 pub mod openapi;

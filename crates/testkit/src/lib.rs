@@ -5,6 +5,8 @@
 //! tests that need it are skipped with a notice, except under `CI=true`,
 //! where a missing PostgreSQL fails the test.
 
+pub mod app;
+
 use std::io::Write;
 use std::sync::Once;
 

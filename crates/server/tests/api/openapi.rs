@@ -289,7 +289,7 @@ const CHECKED_IN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/openap
 
 #[tokio::test]
 async fn the_checked_in_copy_is_the_served_description() {
-    let app = TestApp::spawn_sqlite().await;
+    let app = TestApp::spawn_sqlite(None).await;
     let served = app.get("/openapi.json").await.text;
     if std::env::var_os("CREDITD_UPDATE_OPENAPI").is_some() {
         std::fs::write(CHECKED_IN, &served).unwrap();

@@ -1,0 +1,168 @@
+//! Billing's refusals, each with a stable code and the HTTP status it answers with.
+
+use axum::http::StatusCode;
+use server::error::ApiError;
+
+use crate::domain::DomainError;
+
+/// Why billing refused a request. Codes are stable and never renamed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BillingError {
+    /// 400: a rule of the billing domain (interval, money, price, locale).
+    Domain(DomainError),
+    /// 400 `invalid_plan`: fields of a plan that do not go together.
+    InvalidPlan(String),
+    /// 400 `invalid_package`: a package that cannot be sold.
+    InvalidPackage(String),
+    /// 400 `invalid_settings`: a setting that does not exist or a bad value.
+    InvalidSettings(String),
+    /// 404 `plan_not_found`.
+    PlanNotFound,
+    /// 404 `package_not_found`.
+    PackageNotFound,
+    /// 404 `subscription_not_found`: the account has no plan.
+    SubscriptionNotFound,
+    /// 409 `default_plan_exists`: another plan is already the default.
+    DefaultPlanExists(String),
+    /// 409 `package_inactive`: the package is not for sale.
+    PackageInactive,
+    /// 409 `purchase_not_allowed`: the account has no paid plan and free
+    /// accounts may not buy packages.
+    PurchaseNotAllowed,
+    /// 409 `daily_reward_disabled`.
+    DailyRewardDisabled,
+}
+
+impl BillingError {
+    /// Every code billing answers with beside the core's, with its status.
+    pub fn codes() -> Vec<(&'static str, StatusCode)> {
+        let mut codes: Vec<(&'static str, StatusCode)> = DomainError::every()
+            .iter()
+            .map(|e| (e.code(), StatusCode::BAD_REQUEST))
+            // The ledger already answers amount_overflow, with the same status.
+            .filter(|(code, _)| *code != "amount_overflow")
+            .collect();
+        for error in [
+            BillingError::InvalidPlan(String::new()),
+            BillingError::InvalidPackage(String::new()),
+            BillingError::InvalidSettings(String::new()),
+            BillingError::PlanNotFound,
+            BillingError::PackageNotFound,
+            BillingError::SubscriptionNotFound,
+            BillingError::DefaultPlanExists(String::new()),
+            BillingError::PackageInactive,
+            BillingError::PurchaseNotAllowed,
+            BillingError::DailyRewardDisabled,
+        ] {
+            codes.push((error.code(), error.status()));
+        }
+        codes
+    }
+
+    /// The stable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            BillingError::Domain(e) => e.code(),
+            BillingError::InvalidPlan(_) => "invalid_plan",
+            BillingError::InvalidPackage(_) => "invalid_package",
+            BillingError::InvalidSettings(_) => "invalid_settings",
+            BillingError::PlanNotFound => "plan_not_found",
+            BillingError::PackageNotFound => "package_not_found",
+            BillingError::SubscriptionNotFound => "subscription_not_found",
+            BillingError::DefaultPlanExists(_) => "default_plan_exists",
+            BillingError::PackageInactive => "package_inactive",
+            BillingError::PurchaseNotAllowed => "purchase_not_allowed",
+            BillingError::DailyRewardDisabled => "daily_reward_disabled",
+        }
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            BillingError::Domain(_)
+            | BillingError::InvalidPlan(_)
+            | BillingError::InvalidPackage(_)
+            | BillingError::InvalidSettings(_) => StatusCode::BAD_REQUEST,
+            BillingError::PlanNotFound
+            | BillingError::PackageNotFound
+            | BillingError::SubscriptionNotFound => StatusCode::NOT_FOUND,
+            BillingError::DefaultPlanExists(_)
+            | BillingError::PackageInactive
+            | BillingError::PurchaseNotAllowed
+            | BillingError::DailyRewardDisabled => StatusCode::CONFLICT,
+        }
+    }
+
+    fn message(&self) -> String {
+        match self {
+            BillingError::Domain(e) => e.to_string(),
+            BillingError::InvalidPlan(m)
+            | BillingError::InvalidPackage(m)
+            | BillingError::InvalidSettings(m) => m.clone(),
+            BillingError::PlanNotFound => "no plan with this id".into(),
+            BillingError::PackageNotFound => "no package with this id".into(),
+            BillingError::SubscriptionNotFound => "the account has no plan".into(),
+            BillingError::DefaultPlanExists(plan) => format!(
+                "plan {plan} is the default plan: unset it there, or move the default with \
+                 PATCH /v1/settings/credits"
+            ),
+            BillingError::PackageInactive => "the package is not for sale".into(),
+            BillingError::PurchaseNotAllowed => {
+                "the account has no paid plan, and free accounts may not buy packages \
+                 (allow_free_user_purchase)"
+                    .into()
+            }
+            BillingError::DailyRewardDisabled => "the daily reward is turned off".into(),
+        }
+    }
+}
+
+impl From<DomainError> for BillingError {
+    fn from(error: DomainError) -> Self {
+        BillingError::Domain(error)
+    }
+}
+
+impl From<BillingError> for ApiError {
+    fn from(error: BillingError) -> Self {
+        // The ledger's own code for an overflow, so that one code keeps one meaning.
+        if let BillingError::Domain(DomainError::AmountOverflow) = error {
+            return ApiError::Rejected(ledger::Reject::Overflow);
+        }
+        ApiError::Capability {
+            status: error.status(),
+            code: error.code(),
+            message: error.message(),
+        }
+    }
+}
+
+impl From<DomainError> for ApiError {
+    fn from(error: DomainError) -> Self {
+        BillingError::Domain(error).into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_distinct_and_each_has_its_status() {
+        let codes = BillingError::codes();
+        let mut seen = std::collections::BTreeSet::new();
+        for (code, _) in &codes {
+            assert!(seen.insert(*code), "{code} twice");
+        }
+        assert!(codes.contains(&("plan_not_found", StatusCode::NOT_FOUND)));
+        assert!(codes.contains(&("invalid_interval", StatusCode::BAD_REQUEST)));
+    }
+
+    #[test]
+    fn no_code_of_billing_is_one_the_core_answers_with() {
+        let core: Vec<&str> = ApiError::codes().into_iter().map(|(c, _)| c).collect();
+        for (code, _) in BillingError::codes() {
+            assert!(!core.contains(&code), "{code} is the core's");
+        }
+    }
+}

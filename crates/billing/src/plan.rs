@@ -1,0 +1,289 @@
+//! Plans: credits granted every period, how a period's leftovers are treated, a price, and
+//! whether usage may run into billed overage.
+
+use ledger::{ACCOUNT_CREDITS_MAX, Amount, Carry};
+use serde::{Deserialize, Serialize};
+use store::records::Kind;
+
+use crate::domain::{Currency, Interval, Money, Unit, UnitPrice};
+use crate::error::BillingError;
+
+/// The longest plan, package or price id accepted, in bytes.
+pub const ID_LEN_MAX: usize = 128;
+/// The longest name or provider price id accepted, in bytes.
+pub const NAME_LEN_MAX: usize = 256;
+
+/// True for an id of a plan or package: 1 to 128 characters of
+/// `A-Za-z0-9_.:-`, not only dots.
+pub fn is_id(text: &str) -> bool {
+    ledger::FeatureId::parse(text).is_ok() && text.len() <= ID_LEN_MAX
+}
+
+/// Money as Stripe writes it: `{"amount": <minor units>, "currency": "usd"}`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MoneyJson {
+    /// Minor units (cents), zero or more.
+    pub amount: i64,
+    /// Three lowercase letters.
+    pub currency: CurrencyJson,
+}
+
+/// A currency code, kept as text in records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct CurrencyJson(pub Currency);
+
+impl TryFrom<String> for CurrencyJson {
+    type Error = crate::domain::DomainError;
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        Currency::parse(&text).map(CurrencyJson)
+    }
+}
+
+impl From<CurrencyJson> for String {
+    fn from(c: CurrencyJson) -> String {
+        c.0.as_str().to_owned()
+    }
+}
+
+impl MoneyJson {
+    /// Checks the amount.
+    pub fn money(self) -> Result<Money, BillingError> {
+        Ok(Money::new(self.amount, self.currency.0)?)
+    }
+}
+
+/// What usage beyond the credits costs: a price per credit, and how far it
+/// may go.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Overage {
+    /// Minor units per credit, as a plain decimal (`"1"`, `"0.25"`).
+    pub unit_price: String,
+    /// The currency of the price.
+    pub currency: CurrencyJson,
+    /// The most overage credits a period may run into; unlimited when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cap: Option<String>,
+}
+
+impl Overage {
+    /// The price per credit.
+    pub fn unit_price(&self) -> UnitPrice {
+        UnitPrice::parse(&self.unit_price).expect("a stored unit price")
+    }
+
+    /// The cap, if any.
+    pub fn cap(&self) -> Option<Amount> {
+        self.cap
+            .as_deref()
+            .map(|c| Amount::parse_decimal(c).expect("a stored cap"))
+    }
+}
+
+/// How a period's leftover plan credits are treated at its end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Allocation {
+    /// The new period's credits replace them.
+    Reset,
+    /// They carry into rollover credits, up to `rollover_cap` in all.
+    Rollover,
+}
+
+/// A plan, as stored: a record of kind `plan`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Plan {
+    /// A display name.
+    pub name: String,
+    /// Credits granted every period, as a plain decimal.
+    pub credits: String,
+    /// `day`, `week`, `month` or `year`.
+    pub interval: String,
+    /// How many of them a period lasts.
+    pub interval_count: u32,
+    /// What a period's leftover plan credits become.
+    pub allocation: Allocation,
+    /// The most rollover credits an account may hold; unlimited when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollover_cap: Option<String>,
+    /// Whether each period's credits expire at the period's end.
+    pub credits_expire_at_period_end: bool,
+    /// The price of a period; a free plan has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price: Option<MoneyJson>,
+    /// The payment provider's price for it (Stripe's `price_…`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider_price_id: Option<String>,
+    /// Usage beyond the credits, billed; none when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overage: Option<Overage>,
+}
+
+impl Kind for Plan {
+    const KIND: &'static str = "plan";
+}
+
+impl Plan {
+    /// Checks the fields together, as a plan is stored only when they hold.
+    pub fn check(&self) -> Result<(), BillingError> {
+        let bad = |why: &str| Err(BillingError::InvalidPlan(why.to_owned()));
+        if self.name.trim().is_empty()
+            || self.name.len() > NAME_LEN_MAX
+            || self.name.chars().any(char::is_control)
+        {
+            return bad("name must be 1 to 256 bytes with no control characters");
+        }
+        match Amount::parse_decimal(&self.credits) {
+            Ok(credits) if !credits.is_negative() => {}
+            _ => return bad("credits must be a decimal amount of credits, zero or more"),
+        }
+        Interval::new(Unit::parse(&self.interval)?, self.interval_count)?;
+        match (self.allocation, &self.rollover_cap) {
+            (Allocation::Reset, Some(_)) => return bad("rollover_cap needs allocation rollover"),
+            (Allocation::Rollover, Some(cap)) => match Amount::parse_decimal(cap) {
+                Ok(cap) if !cap.is_negative() => {}
+                _ => return bad("rollover_cap must be a decimal amount of credits, zero or more"),
+            },
+            _ => {}
+        }
+        if self.allocation == Allocation::Rollover && self.credits_expire_at_period_end {
+            return bad(
+                "credits_expire_at_period_end cannot go with rollover, which carries the \
+                 credits past the period's end",
+            );
+        }
+        if let Some(price) = self.price {
+            price.money()?;
+        }
+        if let Some(id) = &self.provider_price_id
+            && (id.is_empty() || id.len() > NAME_LEN_MAX || id.chars().any(char::is_control))
+        {
+            return bad("provider_price_id must be 1 to 256 bytes with no control characters");
+        }
+        if let Some(overage) = &self.overage {
+            UnitPrice::parse(&overage.unit_price)?;
+            if let Some(cap) = &overage.cap {
+                match Amount::parse_decimal(cap) {
+                    Ok(cap) if !cap.is_negative() => {}
+                    _ => {
+                        return bad("overage.cap must be a decimal amount of credits, zero or more");
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Credits granted every period.
+    pub fn credits(&self) -> Amount {
+        Amount::parse_decimal(&self.credits).expect("a stored plan's credits")
+    }
+
+    /// How long a period lasts.
+    pub fn interval(&self) -> Interval {
+        Interval::new(
+            Unit::parse(&self.interval).expect("a stored plan's interval"),
+            self.interval_count,
+        )
+        .expect("a stored plan's interval")
+    }
+
+    /// What the ledger does with a period's leftovers.
+    pub fn carry(&self) -> Carry {
+        match self.allocation {
+            Allocation::Reset => Carry::Reset,
+            Allocation::Rollover => Carry::Rollover {
+                cap: self
+                    .rollover_cap
+                    .as_deref()
+                    .map(|c| Amount::parse_decimal(c).expect("a stored cap"))
+                    .unwrap_or(ACCOUNT_CREDITS_MAX),
+            },
+        }
+    }
+
+    /// How far below zero an account on this plan may go: the overage cap,
+    /// unlimited overage as far as the ledger allows, or nothing.
+    pub fn overdraft_limit(&self) -> Amount {
+        match &self.overage {
+            None => Amount::ZERO,
+            Some(overage) => overage.cap().unwrap_or(ACCOUNT_CREDITS_MAX),
+        }
+    }
+
+    /// A plan that costs money.
+    pub fn is_paid(&self) -> bool {
+        self.price.is_some_and(|p| p.amount > 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan() -> Plan {
+        Plan {
+            name: "Pro".into(),
+            credits: "10000".into(),
+            interval: "month".into(),
+            interval_count: 1,
+            allocation: Allocation::Reset,
+            rollover_cap: None,
+            credits_expire_at_period_end: true,
+            price: Some(MoneyJson {
+                amount: 2000,
+                currency: CurrencyJson(Currency::parse("usd").unwrap()),
+            }),
+            provider_price_id: None,
+            overage: Some(Overage {
+                unit_price: "1".into(),
+                currency: CurrencyJson(Currency::parse("usd").unwrap()),
+                cap: None,
+            }),
+        }
+    }
+
+    #[test]
+    fn a_good_plan_passes_and_its_parts_read_back() {
+        let plan = plan();
+        plan.check().unwrap();
+        assert_eq!(plan.credits(), Amount::credits(10_000));
+        assert_eq!(plan.carry(), Carry::Reset);
+        assert_eq!(plan.overdraft_limit(), ACCOUNT_CREDITS_MAX);
+        assert!(plan.is_paid());
+    }
+
+    #[test]
+    fn fields_that_do_not_go_together_are_refused() {
+        let mut rollover = plan();
+        rollover.allocation = Allocation::Rollover;
+        assert!(matches!(
+            rollover.check(),
+            Err(BillingError::InvalidPlan(_))
+        ));
+        rollover.credits_expire_at_period_end = false;
+        rollover.rollover_cap = Some("5000".into());
+        rollover.check().unwrap();
+        assert_eq!(
+            rollover.carry(),
+            Carry::Rollover {
+                cap: Amount::credits(5000)
+            }
+        );
+        let mut reset_cap = plan();
+        reset_cap.rollover_cap = Some("1".into());
+        assert!(reset_cap.check().is_err());
+        let mut negative = plan();
+        negative.credits = "-1".into();
+        assert!(negative.check().is_err());
+        let mut interval = plan();
+        interval.interval = "fortnight".into();
+        assert!(matches!(interval.check(), Err(BillingError::Domain(_))));
+        let mut count = plan();
+        count.interval_count = 0;
+        assert!(matches!(count.check(), Err(BillingError::Domain(_))));
+        let mut price = plan();
+        price.overage.as_mut().unwrap().unit_price = "-1".into();
+        assert!(matches!(price.check(), Err(BillingError::Domain(_))));
+    }
+}

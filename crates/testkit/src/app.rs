@@ -1,0 +1,313 @@
+//! An app on a fresh database, driven over HTTP as a client would: the
+//! core API, and the capabilities a test plugs in beside it.
+
+use std::any::Any;
+use std::sync::Arc;
+
+use ledger::Timestamp;
+use reqwest::{Client, Method, StatusCode};
+use serde_json::{Value, json};
+use server::policy::Policy;
+use server::{AppState, Capability, KeyHash, Keys};
+use store::postgres::{PostgresOptions, PostgresStore};
+use store::sqlite::{SqliteOptions, SqliteStore};
+use store::{Clock, ManualClock, Store};
+
+use crate::TestDatabase;
+
+/// What a test plugs in beside the core API, made from the app's store and
+/// clock: a policy for the core's writes, capabilities, and a handle the
+/// test may reach again through [`TestApp::plugin`].
+pub struct Plugged {
+    /// The policy for the core's writes.
+    pub policy: Option<Arc<dyn Policy>>,
+    /// Routes beside the core's.
+    pub capabilities: Vec<Capability>,
+    /// What the test reaches again.
+    pub handle: Option<Arc<dyn Any + Send + Sync>>,
+}
+
+/// Makes what a test plugs in.
+pub type Plugins = fn(Arc<dyn Store>, Arc<dyn Clock>) -> Plugged;
+
+pub const KEY: &str = "test-admin-key";
+
+/// 2027-01-15T08:00:00Z: a fixed start, so tests control time.
+pub const START: Timestamp = Timestamp::from_secs(1_800_000_000);
+
+/// A running server with its own database, clock and client.
+pub struct TestApp {
+    /// The server's address, `http://127.0.0.1:<port>`.
+    pub base: String,
+    /// A client to it.
+    pub client: Client,
+    /// The clock everything reads.
+    pub clock: ManualClock,
+    /// The server's state.
+    pub state: Arc<AppState>,
+    handle: Option<Arc<dyn Any + Send + Sync>>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+    // Dropped last: the database outlives the server using it.
+    _database: Database,
+}
+
+/// What keeps a test's database alive.
+enum Database {
+    Sqlite(#[allow(dead_code)] tempfile::TempDir),
+    Postgres(#[allow(dead_code)] TestDatabase),
+}
+
+/// A response: status, body as JSON (or null), and headers.
+pub struct Reply {
+    pub status: StatusCode,
+    pub body: Value,
+    pub text: String,
+    pub headers: reqwest::header::HeaderMap,
+}
+
+impl Reply {
+    /// The error code of an error response.
+    pub fn code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or("")
+    }
+}
+
+impl std::fmt::Debug for Reply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.status, self.text)
+    }
+}
+
+impl TestApp {
+    /// A server on a fresh SQLite file.
+    pub async fn spawn_sqlite(plugins: Option<Plugins>) -> TestApp {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::new(START);
+        let store: Arc<dyn Store> = Arc::new(
+            SqliteStore::open(
+                SqliteOptions::new(dir.path().join("creditd.db")),
+                Arc::new(clock.clone()),
+            )
+            .unwrap(),
+        );
+        TestApp::serve(store, clock, Database::Sqlite(dir), plugins).await
+    }
+
+    /// A server on a fresh PostgreSQL database, or `None` when PostgreSQL
+    /// is unreachable outside CI.
+    pub async fn spawn_postgres(plugins: Option<Plugins>) -> Option<TestApp> {
+        let database = TestDatabase::create().await?;
+        let clock = ManualClock::new(START);
+        let store: Arc<dyn Store> = Arc::new(
+            PostgresStore::open(PostgresOptions::new(&database.url), Arc::new(clock.clone()))
+                .await
+                .unwrap(),
+        );
+        Some(TestApp::serve(store, clock, Database::Postgres(database), plugins).await)
+    }
+
+    async fn serve(
+        store: Arc<dyn Store>,
+        clock: ManualClock,
+        database: Database,
+        plugins: Option<Plugins>,
+    ) -> TestApp {
+        let shared: Arc<dyn Clock> = Arc::new(clock.clone());
+        let plugged = match plugins {
+            Some(plugins) => plugins(store.clone(), shared.clone()),
+            None => Plugged {
+                policy: None,
+                capabilities: Vec::new(),
+                handle: None,
+            },
+        };
+        let mut state = AppState::new(store, shared, Keys::new(Some(KeyHash::of(KEY))));
+        if let Some(policy) = plugged.policy {
+            state = state.with_policy(policy);
+        }
+        let state = Arc::new(state);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let server = tokio::spawn(server::serve(
+            listener,
+            server::router(state.clone(), plugged.capabilities),
+            std::future::pending(),
+        ));
+        TestApp {
+            base,
+            client: Client::new(),
+            clock,
+            state,
+            handle: plugged.handle,
+            server,
+            _database: database,
+        }
+    }
+
+    /// What the test's plugins handed back, as `T`.
+    pub fn plugin<T: Any + Send + Sync>(&self) -> Arc<T> {
+        self.handle
+            .clone()
+            .and_then(|h| h.downcast::<T>().ok())
+            .expect("the app was spawned with a plugin of this type")
+    }
+
+    /// Sends a request with the admin key; `body` is sent as JSON when given.
+    pub async fn send(&self, method: Method, path: &str, body: Option<Value>) -> Reply {
+        let mut request = self
+            .client
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(KEY);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        reply(request.send().await.unwrap()).await
+    }
+
+    /// Sends a request with `key` as the bearer key (none when `None`), and
+    /// `headers`; `body` is sent as JSON when given.
+    pub async fn send_as(
+        &self,
+        key: Option<&str>,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<Value>,
+    ) -> Reply {
+        let mut request = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        reply(request.send().await.unwrap()).await
+    }
+
+    /// Creates an admin or service key with the admin key; answers the key.
+    pub async fn create_key(&self, kind: &str, name: &str) -> Value {
+        let created = self
+            .post("/v1/keys", json!({ "kind": kind, "name": name }))
+            .await;
+        assert_eq!(created.status, StatusCode::CREATED, "{created:?}");
+        created.body
+    }
+
+    /// Creates a customer key of `account` with the admin key; answers the key.
+    pub async fn create_customer_key(&self, account: &str) -> Value {
+        let created = self
+            .post(
+                &format!("/v1/accounts/{account}/keys"),
+                json!({ "name": "app" }),
+            )
+            .await;
+        assert_eq!(created.status, StatusCode::CREATED, "{created:?}");
+        created.body
+    }
+
+    /// Sends raw bytes with the given headers and the admin key.
+    pub async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<reqwest::Body>,
+    ) -> Reply {
+        let mut request = self
+            .client
+            .request(method, format!("{}{path}", self.base))
+            .body(body);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        reply(request.send().await.unwrap()).await
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        self.send(Method::GET, path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Reply {
+        self.send(Method::POST, path, Some(body)).await
+    }
+
+    /// A POST with an Idempotency-Key.
+    pub async fn post_keyed(&self, path: &str, key: &str, body: Value) -> Reply {
+        let request = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(KEY)
+            .header("Idempotency-Key", key)
+            .json(&body);
+        reply(request.send().await.unwrap()).await
+    }
+
+    /// Opens an account and grants it `credits` (as a purchase) if positive.
+    pub async fn account_with(&self, id: &str, credits: &str) {
+        let created = self.post("/v1/accounts", json!({ "id": id })).await;
+        assert_eq!(created.status, StatusCode::CREATED, "{created:?}");
+        if credits != "0" {
+            let granted = self
+                .post(
+                    &format!("/v1/accounts/{id}/grants"),
+                    json!({ "amount": credits, "source": "purchase" }),
+                )
+                .await;
+            assert_eq!(granted.status, StatusCode::CREATED, "{granted:?}");
+        }
+    }
+
+    pub async fn balance(&self, id: &str) -> Value {
+        let reply = self.get(&format!("/v1/accounts/{id}/balance")).await;
+        assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+        reply.body
+    }
+
+    pub async fn available(&self, id: &str) -> String {
+        self.balance(id).await["available"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// Everything observable about an account: balance and every transaction.
+    pub async fn snapshot(&self, id: &str) -> (Value, Value) {
+        let balance = self.balance(id).await;
+        let txs = self
+            .get(&format!("/v1/accounts/{id}/transactions?limit=100"))
+            .await
+            .body;
+        (
+            json!({ "available": balance["available"], "held": balance["held"], "debt": balance["debt"], "lots": balance["lots"] }),
+            txs,
+        )
+    }
+
+    /// Runs the full journal audit; panics on any violation.
+    pub async fn assert_verified(&self) {
+        let report = self.state.store.audit().await.unwrap();
+        assert!(report.is_clean(), "{report:?}");
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+async fn reply(response: reqwest::Response) -> Reply {
+    let status = response.status();
+    let headers = response.headers().clone();
+    let text = response.text().await.unwrap();
+    let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+    Reply {
+        status,
+        body,
+        text,
+        headers,
+    }
+}
