@@ -34,13 +34,15 @@ pub enum BillingError {
 }
 
 impl BillingError {
-    /// Every code billing answers with beside the core's, with its status.
+    /// Every code billing answers with beside the core's, with its status;
+    /// a code the core answers too (`invalid_amount`) is the core's, with
+    /// the same status.
     pub fn codes() -> Vec<(&'static str, StatusCode)> {
+        let core: Vec<&str> = ApiError::codes().into_iter().map(|(c, _)| c).collect();
         let mut codes: Vec<(&'static str, StatusCode)> = DomainError::every()
             .iter()
             .map(|e| (e.code(), StatusCode::BAD_REQUEST))
-            // The ledger already answers amount_overflow, with the same status.
-            .filter(|(code, _)| *code != "amount_overflow")
+            .filter(|(code, _)| !core.contains(code))
             .collect();
         for error in [
             BillingError::InvalidPlan(String::new()),
@@ -159,10 +161,16 @@ mod tests {
     }
 
     #[test]
-    fn no_code_of_billing_is_one_the_core_answers_with() {
-        let core: Vec<&str> = ApiError::codes().into_iter().map(|(c, _)| c).collect();
+    fn a_code_billing_shares_with_the_core_has_the_cores_status() {
+        let core = ApiError::codes();
         for (code, _) in BillingError::codes() {
-            assert!(!core.contains(&code), "{code} is the core's");
+            assert!(core.iter().all(|(c, _)| *c != code), "{code} listed twice");
+        }
+        for error in DomainError::every() {
+            let api = ApiError::from(error);
+            if let Some((_, status)) = core.iter().find(|(c, _)| *c == api.code()) {
+                assert_eq!(*status, api.status(), "{}", api.code());
+            }
         }
     }
 }
