@@ -48,6 +48,10 @@ pub struct Settings {
     pub pg_pool_size: usize,
     /// `CREDITD_PG_WRITERS`, default 2: write batches one node runs at once.
     pub pg_writers: usize,
+    /// `CREDITD_TEST_CLOCK`, default false: run on the test clock, which an
+    /// admin key can move forward (`POST /v1/test-clock/advance`). Never on
+    /// a ledger of real customers.
+    pub test_clock: bool,
 }
 
 impl Settings {
@@ -84,6 +88,13 @@ impl Settings {
                 .map(String::as_str)
                 .filter(|v| !v.is_empty())
         };
+        let flag = |key: &str| -> anyhow::Result<bool> {
+            match get(key) {
+                None | Some("false") => Ok(false),
+                Some("true") => Ok(true),
+                Some(other) => bail!("{key} must be true or false, got {other:?}"),
+            }
+        };
         let number = |key: &str, default: u64| -> anyhow::Result<u64> {
             get(key).map_or(Ok(default), |v| {
                 v.parse()
@@ -116,6 +127,7 @@ impl Settings {
                 .clamp(100, 1_000_000) as i64,
             pg_pool_size: number("CREDITD_PG_POOL_SIZE", 16)?.clamp(2, 1024) as usize,
             pg_writers: number("CREDITD_PG_WRITERS", 2)?.clamp(1, 64) as usize,
+            test_clock: flag("CREDITD_TEST_CLOCK")?,
         })
     }
 }
@@ -193,6 +205,27 @@ mod tests {
         assert_eq!(s.sqlite_books_mib, 160);
         assert_eq!(s.sqlite_autocheckpoint_pages, 30_000);
         assert_eq!(s.sqlite_checkpoint_ms, 200);
+        assert!(!s.test_clock);
+    }
+
+    #[test]
+    fn the_test_clock_is_on_only_when_set_to_true() {
+        let set = |value: &str| {
+            Settings::from_values(&HashMap::from([(
+                "CREDITD_TEST_CLOCK".to_owned(),
+                value.to_owned(),
+            )]))
+        };
+        assert!(set("true").unwrap().test_clock);
+        assert!(!set("false").unwrap().test_clock);
+        assert!(!set("").unwrap().test_clock);
+        for bad in ["yes", "1", "TRUE", "on"] {
+            let error = set(bad).unwrap_err().to_string();
+            assert!(
+                error.contains("CREDITD_TEST_CLOCK") && error.contains(&format!("{bad:?}")),
+                "{error}"
+            );
+        }
     }
 
     #[test]

@@ -5,7 +5,8 @@ use std::sync::Arc;
 use ledger::Timestamp;
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{Value, json};
-use server::{AppState, KeyHash, Keys};
+use server::test_clock::TestClock;
+use server::{AppState, KeyHash, Keys, Route};
 use store::postgres::{PostgresOptions, PostgresStore};
 use store::sqlite::{SqliteOptions, SqliteStore};
 use store::{ManualClock, Store};
@@ -41,11 +42,15 @@ pub const KEY: &str = "test-admin-key";
 /// 2027-01-15T08:00:00Z: a fixed start, so tests control time.
 pub const START: Timestamp = Timestamp::from_secs(1_800_000_000);
 
-/// A running server with its own database, clock and client.
+/// A running server with its own database, clock and client. It runs as
+/// `creditd serve` does with `CREDITD_TEST_CLOCK=true`: everything reads the
+/// test clock, which stands on `clock` (so tests move time with either),
+/// and the test clock's routes are in the table.
 pub struct TestApp {
     pub base: String,
     pub client: Client,
     pub clock: ManualClock,
+    pub test_clock: Arc<TestClock>,
     pub state: Arc<AppState>,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
     // Dropped last: the database outlives the server using it.
@@ -84,14 +89,15 @@ impl TestApp {
     pub async fn spawn_sqlite() -> TestApp {
         let dir = tempfile::tempdir().unwrap();
         let clock = ManualClock::new(START);
+        let test_clock = TestClock::new(Arc::new(clock.clone()));
         let store: Arc<dyn Store> = Arc::new(
             SqliteStore::open(
                 SqliteOptions::new(dir.path().join("creditd.db")),
-                Arc::new(clock.clone()),
+                test_clock.clock(),
             )
             .unwrap(),
         );
-        TestApp::serve(store, clock, Database::Sqlite(dir)).await
+        TestApp::serve(store, clock, test_clock, Database::Sqlite(dir)).await
     }
 
     /// A server on a fresh PostgreSQL database, or `None` when PostgreSQL
@@ -99,35 +105,49 @@ impl TestApp {
     pub async fn spawn_postgres() -> Option<TestApp> {
         let database = TestDatabase::create().await?;
         let clock = ManualClock::new(START);
+        let test_clock = TestClock::new(Arc::new(clock.clone()));
         let store: Arc<dyn Store> = Arc::new(
-            PostgresStore::open(PostgresOptions::new(&database.url), Arc::new(clock.clone()))
+            PostgresStore::open(PostgresOptions::new(&database.url), test_clock.clock())
                 .await
                 .unwrap(),
         );
-        Some(TestApp::serve(store, clock, Database::Postgres(database)).await)
+        Some(TestApp::serve(store, clock, test_clock, Database::Postgres(database)).await)
     }
 
-    async fn serve(store: Arc<dyn Store>, clock: ManualClock, database: Database) -> TestApp {
+    async fn serve(
+        store: Arc<dyn Store>,
+        clock: ManualClock,
+        test_clock: Arc<TestClock>,
+        database: Database,
+    ) -> TestApp {
         let state = Arc::new(AppState::new(
             store,
-            Arc::new(clock.clone()),
+            test_clock.clock(),
             Keys::new(Some(KeyHash::of(KEY))),
         ));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
+        let capabilities = capabilities(&state, &test_clock);
         let server = tokio::spawn(server::serve(
             listener,
-            server::router(state.clone(), Vec::new()),
+            server::router(state.clone(), capabilities),
             std::future::pending(),
         ));
         TestApp {
             base,
             client: Client::new(),
             clock,
+            test_clock,
             state,
             server,
             _database: database,
         }
+    }
+
+    /// The routes beyond the core API that this server serves, for tests
+    /// that walk the route table.
+    pub fn capabilities(&self) -> Vec<Vec<Route>> {
+        capabilities(&self.state, &self.test_clock)
     }
 
     /// Sends a request with the admin key; `body` is sent as JSON when given.
@@ -269,6 +289,11 @@ impl TestApp {
         let report = self.state.store.audit().await.unwrap();
         assert!(report.is_clean(), "{report:?}");
     }
+}
+
+/// The capabilities a test server serves: the test clock's routes.
+fn capabilities(state: &Arc<AppState>, test_clock: &Arc<TestClock>) -> Vec<Vec<Route>> {
+    vec![server::test_clock::routes(state.store.clone(), test_clock)]
 }
 
 impl Drop for TestApp {
