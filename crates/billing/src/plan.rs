@@ -166,7 +166,9 @@ impl Plan {
                 match Amount::parse_decimal(cap) {
                     Ok(cap) if !cap.is_negative() => {}
                     _ => {
-                        return bad("overage.cap must be a decimal amount of credits, zero or more");
+                        return bad(
+                            "overage.cap must be a decimal amount of credits, zero or more",
+                        );
                     }
                 }
             }

@@ -53,6 +53,10 @@ pub struct Settings {
     /// `CREDITD_DAILY_ENABLED`, `CREDITD_DAILY_AMOUNT`,
     /// `CREDITD_ALLOW_FREE_USER_PURCHASE`; the API's values win over them.
     pub credits: billing::EnvSettings,
+    /// `CREDITD_TEST_CLOCK`, default false: run on the test clock, which an
+    /// admin key can move forward (`POST /v1/test-clock/advance`). Never on
+    /// a ledger of real customers.
+    pub test_clock: bool,
 }
 
 impl Settings {
@@ -89,6 +93,13 @@ impl Settings {
                 .map(String::as_str)
                 .filter(|v| !v.is_empty())
         };
+        let flag = |key: &str| -> anyhow::Result<bool> {
+            match get(key) {
+                None | Some("false") => Ok(false),
+                Some("true") => Ok(true),
+                Some(other) => bail!("{key} must be true or false, got {other:?}"),
+            }
+        };
         let number = |key: &str, default: u64| -> anyhow::Result<u64> {
             get(key).map_or(Ok(default), |v| {
                 v.parse()
@@ -122,6 +133,7 @@ impl Settings {
             pg_pool_size: number("CREDITD_PG_POOL_SIZE", 16)?.clamp(2, 1024) as usize,
             pg_writers: number("CREDITD_PG_WRITERS", 2)?.clamp(1, 64) as usize,
             credits: credit_settings(&get)?,
+            test_clock: flag("CREDITD_TEST_CLOCK")?,
         })
     }
 }
@@ -132,9 +144,9 @@ fn credit_settings<'a>(
 ) -> anyhow::Result<billing::EnvSettings> {
     let flag = |key: &str| -> anyhow::Result<Option<bool>> {
         get(key)
-            .map(|v| match v.to_ascii_lowercase().as_str() {
-                "true" | "1" | "yes" | "on" => Ok(true),
-                "false" | "0" | "no" | "off" => Ok(false),
+            .map(|v| match v {
+                "true" => Ok(true),
+                "false" => Ok(false),
                 _ => bail!("{key} must be true or false, got {v:?}"),
             })
             .transpose()
@@ -243,6 +255,27 @@ mod tests {
         assert_eq!(s.sqlite_books_mib, 160);
         assert_eq!(s.sqlite_autocheckpoint_pages, 30_000);
         assert_eq!(s.sqlite_checkpoint_ms, 200);
+        assert!(!s.test_clock);
+    }
+
+    #[test]
+    fn the_test_clock_is_on_only_when_set_to_true() {
+        let set = |value: &str| {
+            Settings::from_values(&HashMap::from([(
+                "CREDITD_TEST_CLOCK".to_owned(),
+                value.to_owned(),
+            )]))
+        };
+        assert!(set("true").unwrap().test_clock);
+        assert!(!set("false").unwrap().test_clock);
+        assert!(!set("").unwrap().test_clock);
+        for bad in ["yes", "1", "TRUE", "on"] {
+            let error = set(bad).unwrap_err().to_string();
+            assert!(
+                error.contains("CREDITD_TEST_CLOCK") && error.contains(&format!("{bad:?}")),
+                "{error}"
+            );
+        }
     }
 
     #[test]

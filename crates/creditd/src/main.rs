@@ -20,6 +20,7 @@ use config::{Database, Settings};
 use ledger::{
     AccountId, Amount, ExternalId, Metadata, NewAccount, NewGrant, Reject, Source, Timestamp,
 };
+use server::test_clock::TestClock;
 use server::{AppState, JobsConfig, KeyHash, Keys};
 use store::postgres::{PostgresOptions, PostgresStore};
 use store::sqlite::{SqliteOptions, SqliteStore};
@@ -220,10 +221,54 @@ impl Opened {
     }
 }
 
-/// Opens the configured store; `serving` for a process that answers
-/// requests (the server, the bench), not for a one-off command.
-async fn open_store(settings: &Settings, serving: bool) -> anyhow::Result<Opened> {
-    let clock = Arc::new(SystemClock);
+/// The clock a process runs on: the system's, or with `CREDITD_TEST_CLOCK`
+/// the test clock, which [`open_store`] sets to the offset the store keeps.
+struct Time {
+    clock: Arc<dyn Clock>,
+    test: Option<Arc<TestClock>>,
+}
+
+impl Time {
+    /// The system's clock.
+    fn system() -> Time {
+        Time {
+            clock: Arc::new(SystemClock),
+            test: None,
+        }
+    }
+
+    /// The clock the settings choose.
+    fn of(settings: &Settings) -> Time {
+        if !settings.test_clock {
+            return Time::system();
+        }
+        let test = TestClock::new(Arc::new(SystemClock));
+        Time {
+            clock: test.clock(),
+            test: Some(test),
+        }
+    }
+}
+
+/// Opens the configured store on `time`'s clock; `serving` for a process
+/// that answers requests (the server, the bench), not for a one-off command.
+async fn open_store(settings: &Settings, serving: bool, time: &Time) -> anyhow::Result<Opened> {
+    let opened = open_store_on(settings, serving, time.clock.clone()).await?;
+    if let Some(test) = &time.test {
+        // Before anything reads the clock, so that no write is stamped
+        // before the time the ledger has already reached.
+        test.refresh(opened.store().as_ref())
+            .await
+            .context("reading the test clock's offset")?;
+    }
+    Ok(opened)
+}
+
+async fn open_store_on(
+    settings: &Settings,
+    serving: bool,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<Opened> {
     Ok(match &settings.database {
         Database::Sqlite(path) => {
             let options = SqliteOptions {
@@ -327,8 +372,19 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("binding {}", settings.listen))?;
-    let opened = open_store(&settings, true).await?;
+    let time = Time::of(&settings);
+    if time.test.is_some() {
+        tracing::warn!(
+            "TEST CLOCK ON (CREDITD_TEST_CLOCK=true): any admin key can move this server's time \
+             forward for good, expiring credits and holds and renewing plans ahead of time; \
+             never run a ledger of real customers like this"
+        );
+    }
+    let opened = open_store(&settings, true, &time).await?;
     let store = opened.store();
+    if time.test.is_none() {
+        warn_of_a_past_test_clock(store.as_ref()).await;
+    }
     let generated = server::auth::bootstrap(store.as_ref(), settings.admin_key.as_ref()).await?;
     if let Some(key) = &generated {
         // Shown once: only its hash is kept.
@@ -346,7 +402,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     keys.refresh(store.as_ref())
         .await
         .context("reading the API keys")?;
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let clock = time.clock.clone();
     let billing = Arc::new(billing::Billing::new(
         store.clone(),
         clock.clone(),
@@ -364,12 +420,26 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     println!("listening on {}", listener.local_addr()?);
     tracing::info!(addr = %listener.local_addr()?, "creditd serving");
     let renewals = billing::subscription::spawn(billing.clone(), settings.sweep_interval);
-    let app = server::router(state.clone(), capabilities(&billing));
+    let mut capabilities = capabilities(&billing);
+    let mut test_clock_refresh = None;
+    if let Some(test) = &time.test {
+        capabilities.push(server::Capability {
+            routes: server::test_clock::routes(state.store.clone(), test),
+            errors: Vec::new(),
+        });
+        test_clock_refresh =
+            Some(test.spawn_refresh(state.store.clone(), server::test_clock::REFRESH_INTERVAL));
+    }
+    let app = server::router(state.clone(), capabilities);
     server::serve(listener, app, shutdown_signal()).await?;
     jobs.abort();
     renewals.abort();
     let _ = jobs.await;
     let _ = renewals.await;
+    if let Some(refresh) = test_clock_refresh {
+        refresh.abort();
+        let _ = refresh.await;
+    }
     // The last holders of the store go, so that closing it can wait for
     // its writer.
     drop((billing, state));
@@ -382,6 +452,20 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
 /// entry here.
 fn capabilities(billing: &Arc<billing::Billing>) -> Vec<server::Capability> {
     vec![billing.capability()]
+}
+
+/// Warns when the ledger was run on a test clock that this start leaves
+/// off: its time goes back by the offset, to before writes already made.
+async fn warn_of_a_past_test_clock(store: &dyn Store) {
+    match server::test_clock::stored_offset_micros(store).await {
+        Ok(0) => {}
+        Ok(offset) => tracing::warn!(
+            offset_seconds = offset / ledger::MICROS_PER_SECOND,
+            "this ledger ran on a test clock that far ahead, and CREDITD_TEST_CLOCK is off: \
+             time here is now behind the time of its latest writes"
+        ),
+        Err(error) => tracing::warn!(%error, "reading the test clock's offset failed"),
+    }
 }
 
 async fn shutdown_signal() {
@@ -403,7 +487,7 @@ async fn shutdown_signal() {
 /// Prints the audit's report; any violation fails the command.
 async fn verify(settings: &Settings) -> anyhow::Result<()> {
     ensure_ledger(&settings.database).await?;
-    let opened = open_store(settings, false).await?;
+    let opened = open_store(settings, false, &Time::of(settings)).await?;
     let report = opened.store().audit().await?;
     println!(
         "checked {} accounts, {} lots, {} transactions",
@@ -450,7 +534,7 @@ async fn admin_account(settings: &Settings, command: AccountCmd) -> anyhow::Resu
 /// Applies one write and prints the same JSON the API would answer; a
 /// rejection fails the command with its code.
 async fn admin_write(settings: &Settings, op: Op) -> anyhow::Result<()> {
-    let opened = open_store(settings, false).await?;
+    let opened = open_store(settings, false, &Time::of(settings)).await?;
     let executed = opened.store().execute(Command::new(op)).await?;
     opened.close().await;
     let result = match executed {
@@ -470,8 +554,9 @@ async fn balance(
     at: Option<Timestamp>,
 ) -> anyhow::Result<()> {
     ensure_ledger(&settings.database).await?;
-    let opened = open_store(settings, false).await?;
-    let when = at.unwrap_or_else(|| SystemClock.now());
+    let time = Time::of(settings);
+    let opened = open_store(settings, false, &time).await?;
+    let when = at.unwrap_or_else(|| time.clock.now());
     let book = opened.store().book(account.clone(), at).await?;
     opened.close().await;
     let book = book.ok_or_else(|| rejected(&Reject::AccountNotFound))?;

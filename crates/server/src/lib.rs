@@ -1,5 +1,5 @@
-//! creditd's HTTP API: the axum router, authentication, handlers, metrics and
-//! background jobs. Handlers parse requests into ledger types at the edge,
+//! creditd's HTTP API: the axum router, authentication, handlers, metrics,
+//! background jobs and the test clock. Handlers parse requests into ledger types at the edge,
 //! hand writes to the store's group commit, and render the outcome.
 
 pub mod auth;
@@ -12,6 +12,7 @@ pub mod openapi;
 pub mod policy;
 pub mod render;
 pub mod routes;
+pub mod test_clock;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -193,6 +193,11 @@ const TAGS: &[(&str, &str)] = &[
     ("features", "Prices per unit."),
     ("keys", "API keys: admin, service and customer."),
     (
+        "test-clock",
+        "Moving the server's time forward, to rehearse what months bring; only on a server \
+         started with `CREDITD_TEST_CLOCK=true`.",
+    ),
+    (
         "system",
         "Health, metrics and this description; no key needed.",
     ),

@@ -6,7 +6,7 @@
 //! one sync. A command is answered only after its batch is durable.
 
 mod batch;
-mod clock;
+pub mod clock;
 mod codec;
 mod command;
 mod error;
@@ -24,7 +24,7 @@ use ledger::{
     TxKind, Violation,
 };
 
-pub use clock::{Clock, ManualClock, SystemClock};
+pub use clock::{AdvanceError, Clock, ManualClock, OffsetClock, SystemClock};
 pub use command::{
     Charge, Command, Executed, IdempotencyKey, Op, Outcome, Refused, Render, StoredResponse,
 };

@@ -8,6 +8,7 @@ use ledger::Timestamp;
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{Value, json};
 use server::policy::Policy;
+use server::test_clock::TestClock;
 use server::{AppState, Capability, KeyHash, Keys};
 use store::postgres::{PostgresOptions, PostgresStore};
 use store::sqlite::{SqliteOptions, SqliteStore};
@@ -35,14 +36,20 @@ pub const KEY: &str = "test-admin-key";
 /// 2027-01-15T08:00:00Z: a fixed start, so tests control time.
 pub const START: Timestamp = Timestamp::from_secs(1_800_000_000);
 
-/// A running server with its own database, clock and client.
+/// A running server with its own database, clock and client. It runs as
+/// `creditd serve` does with `CREDITD_TEST_CLOCK=true`: everything reads the
+/// test clock, which stands on `clock` (so tests move time with either),
+/// and the test clock's routes are in the table.
 pub struct TestApp {
     /// The server's address, `http://127.0.0.1:<port>`.
     pub base: String,
     /// A client to it.
     pub client: Client,
-    /// The clock everything reads.
+    /// The clock the test clock stands on; tests move it.
     pub clock: ManualClock,
+    /// The test clock everything reads.
+    pub test_clock: Arc<TestClock>,
+    plugins: Option<Plugins>,
     /// The server's state.
     pub state: Arc<AppState>,
     handle: Option<Arc<dyn Any + Send + Sync>>,
@@ -83,14 +90,15 @@ impl TestApp {
     pub async fn spawn_sqlite(plugins: Option<Plugins>) -> TestApp {
         let dir = tempfile::tempdir().unwrap();
         let clock = ManualClock::new(START);
+        let test_clock = TestClock::new(Arc::new(clock.clone()));
         let store: Arc<dyn Store> = Arc::new(
             SqliteStore::open(
                 SqliteOptions::new(dir.path().join("creditd.db")),
-                Arc::new(clock.clone()),
+                test_clock.clock(),
             )
             .unwrap(),
         );
-        TestApp::serve(store, clock, Database::Sqlite(dir), plugins).await
+        TestApp::serve(store, clock, test_clock, Database::Sqlite(dir), plugins).await
     }
 
     /// A server on a fresh PostgreSQL database, or `None` when PostgreSQL
@@ -98,21 +106,32 @@ impl TestApp {
     pub async fn spawn_postgres(plugins: Option<Plugins>) -> Option<TestApp> {
         let database = TestDatabase::create().await?;
         let clock = ManualClock::new(START);
+        let test_clock = TestClock::new(Arc::new(clock.clone()));
         let store: Arc<dyn Store> = Arc::new(
-            PostgresStore::open(PostgresOptions::new(&database.url), Arc::new(clock.clone()))
+            PostgresStore::open(PostgresOptions::new(&database.url), test_clock.clock())
                 .await
                 .unwrap(),
         );
-        Some(TestApp::serve(store, clock, Database::Postgres(database), plugins).await)
+        Some(
+            TestApp::serve(
+                store,
+                clock,
+                test_clock,
+                Database::Postgres(database),
+                plugins,
+            )
+            .await,
+        )
     }
 
     async fn serve(
         store: Arc<dyn Store>,
         clock: ManualClock,
+        test_clock: Arc<TestClock>,
         database: Database,
         plugins: Option<Plugins>,
     ) -> TestApp {
-        let shared: Arc<dyn Clock> = Arc::new(clock.clone());
+        let shared: Arc<dyn Clock> = test_clock.clock();
         let plugged = match plugins {
             Some(plugins) => plugins(store.clone(), shared.clone()),
             None => Plugged {
@@ -130,18 +149,40 @@ impl TestApp {
         let base = format!("http://{}", listener.local_addr().unwrap());
         let server = tokio::spawn(server::serve(
             listener,
-            server::router(state.clone(), plugged.capabilities),
+            server::router(
+                state.clone(),
+                plugged
+                    .capabilities
+                    .into_iter()
+                    .chain([test_clock_capability(&state, &test_clock)])
+                    .collect(),
+            ),
             std::future::pending(),
         ));
         TestApp {
             base,
             client: Client::new(),
             clock,
+            test_clock,
+            plugins,
             state,
             handle: plugged.handle,
             server,
             _database: database,
         }
+    }
+
+    /// The capabilities this server serves beyond the core API (the test
+    /// clock's routes and the plugins'), for tests that walk the route table.
+    pub fn capabilities(&self) -> Vec<Capability> {
+        let mut capabilities = match self.plugins {
+            Some(plugins) => {
+                plugins(self.state.store.clone(), self.test_clock.clock()).capabilities
+            }
+            None => Vec::new(),
+        };
+        capabilities.push(test_clock_capability(&self.state, &self.test_clock));
+        capabilities
     }
 
     /// What the test's plugins handed back, as `T`.
@@ -309,5 +350,13 @@ async fn reply(response: reqwest::Response) -> Reply {
         body,
         text,
         headers,
+    }
+}
+
+/// The test clock's routes, as `creditd serve` adds them with the setting on.
+fn test_clock_capability(state: &Arc<AppState>, test_clock: &Arc<TestClock>) -> Capability {
+    Capability {
+        routes: server::test_clock::routes(state.store.clone(), test_clock),
+        errors: Vec::new(),
     }
 }

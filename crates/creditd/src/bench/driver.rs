@@ -99,7 +99,9 @@ impl Driver {
         };
         let mut settings = config::Settings::load(None)?;
         settings.database = database;
-        let opened = crate::open_store(&settings, true).await?;
+        // The bench measures the store on the system's time, whatever the
+        // settings say of the test clock.
+        let opened = crate::open_store(&settings, true, &crate::Time::system()).await?;
         if let Opened::Sqlite(store) = &opened {
             wait_for_preload(store).await;
         }

@@ -5,6 +5,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub const KEY: &str = "durability-key";
@@ -33,6 +34,9 @@ pub fn run_url(url: &str, args: &[&str]) -> Output {
 pub struct Server {
     pub child: Child,
     pub base: String,
+    /// What it has written to stderr so far, when started with
+    /// [`Server::start_with`].
+    log: Arc<Mutex<String>>,
 }
 
 impl Server {
@@ -44,14 +48,41 @@ impl Server {
 
     /// Starts `creditd serve` on the database at `url`.
     pub fn start_url(url: &str) -> Server {
-        let mut child = creditd()
+        Server::start_command(url, &[], Stdio::inherit())
+    }
+
+    /// Starts `creditd serve` on the database at `url` with `env` set too
+    /// (over the settings above, such as `CREDITD_LOG`), keeping what it
+    /// writes to stderr for [`Server::log`].
+    pub fn start_with(url: &str, env: &[(&str, &str)]) -> Server {
+        let mut server = Server::start_command(url, env, Stdio::piped());
+        let stderr = server.child.stderr.take().unwrap();
+        let log = server.log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                let mut log = log.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        server
+    }
+
+    fn start_command(url: &str, env: &[(&str, &str)], stderr: Stdio) -> Server {
+        let mut command = creditd();
+        command
             .arg("serve")
             .env("CREDITD_DATABASE_URL", url)
             .env("CREDITD_LISTEN", "127.0.0.1:0")
             .env("CREDITD_ADMIN_KEY", KEY)
-            .env("CREDITD_LOG", "error")
+            .env("CREDITD_LOG", "error");
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let mut child = command
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("starting creditd serve");
         let stdout = child.stdout.take().unwrap();
@@ -70,7 +101,29 @@ impl Server {
         Server {
             child,
             base: format!("http://{addr}"),
+            log: Arc::default(),
         }
+    }
+
+    /// Waits until the server's stderr holds `text`, for at most `within`;
+    /// answers the whole of it.
+    pub fn log_with(&self, text: &str, within: Duration) -> Result<String, String> {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            let log = self.log.lock().unwrap().clone();
+            if log.contains(text) {
+                return Ok(log);
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(log);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// What the server has written to stderr so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
     }
 
     /// Sends SIGKILL: no shutdown code runs.

@@ -90,8 +90,10 @@ store_test! {
             .unwrap()
             .to_owned();
 
-        let table = server::routes::table(&app.state, Vec::new());
-        assert!(table.len() >= 29, "{}", table.len());
+        let table = server::routes::table(&app.state, app.capabilities());
+        assert!(table.len() >= 31, "{}", table.len());
+        // The capabilities' routes are walked too.
+        assert!(table.iter().any(|(_, path, _)| *path == "/v1/test-clock/advance"));
         for (method, template, access) in table {
             let path = concrete(template, &mine);
             let other = concrete(template, &theirs);

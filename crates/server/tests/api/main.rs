@@ -15,5 +15,6 @@ mod input;
 mod keys;
 mod metrics;
 mod openapi;
+mod test_clock;
 mod transactions;
 mod usage;

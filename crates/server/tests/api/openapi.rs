@@ -124,7 +124,7 @@ store_test! {
             .iter()
             .map(|(method, path, _)| (method.to_string(), path.clone()))
             .collect();
-        let routed: BTreeSet<(String, String)> = server::routes::table(&app.state, Vec::new())
+        let routed: BTreeSet<(String, String)> = server::routes::table(&app.state, app.capabilities())
             .into_iter()
             .map(|(method, path, _)| (method.to_string(), path.to_owned()))
             .collect();
@@ -217,7 +217,7 @@ store_test! {
         app.account_with("cust", "0").await;
         let service = key(&app, "service").await;
         let customer = key(&app, "customer").await;
-        let table: Vec<(Method, &str, Access)> = server::routes::table(&app.state, Vec::new());
+        let table: Vec<(Method, &str, Access)> = server::routes::table(&app.state, app.capabilities());
         for (method, path, operation) in operations(&spec) {
             let (_, _, access) = table
                 .iter()
