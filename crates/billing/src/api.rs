@@ -874,8 +874,10 @@ async fn subscription_view(
         Some(tx) => tx.amount,
         None => Amount::ZERO,
     };
+    // Up to and including now: what was spent at this very instant counts.
+    let until = Timestamp::from_micros(now.micros().saturating_add(1)).min(period.end);
     let used = store
-        .usage_between(account.clone(), period.start, now.min(period.end))
+        .usage_between(account.clone(), period.start, until)
         .await?;
     let (overage_credits, overage_due_view) = match plan.as_ref().and_then(|p| p.overage.clone()) {
         Some(overage) => {

@@ -509,6 +509,11 @@ impl Batch {
                 if !self.load(src, account)? {
                     return missing(Reject::AccountNotFound);
                 }
+                // A changed overdraft limit is written with the account.
+                if renewal.overdraft_limit.is_some() && !self.staged.new_accounts.contains(account)
+                {
+                    self.staged.accounts.insert(account.clone());
+                }
                 let (result, book, written) = self.run(account, |book, out| {
                     book.renew(renewal.clone(), now, ids, out)
                 });

@@ -1,0 +1,13 @@
+//! Billing end to end over HTTP: a real server on port 0, with billing plugged in, over a fresh
+//! database per test, on SQLite and on PostgreSQL.
+
+#[macro_use]
+mod support;
+
+mod access;
+mod daily;
+mod packages;
+mod plans;
+mod renewals;
+mod settings;
+mod worked_example;
