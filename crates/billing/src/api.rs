@@ -646,6 +646,19 @@ async fn put_package(
     }
 }
 
+/// The locale a reader asks for, checked (`zh`, `pt-BR`; any case).
+fn reader_locale(locale: Option<&str>) -> Result<Option<&str>, ApiError> {
+    match locale {
+        Some(tag) if !crate::domain::is_locale(&tag.to_ascii_lowercase()) => {
+            Err(BillingError::from(crate::domain::DomainError::InvalidLocale(
+                "locale must be a tag such as en, zh or pt-BR",
+            ))
+            .into())
+        }
+        other => Ok(other),
+    }
+}
+
 /// `?locale=`
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -664,7 +677,7 @@ struct LocaleQuery {
     params(PackagePath, LocaleQuery),
     responses(
         (status = 200, description = "The package.", body = PackageView),
-        (status = 400, description = "`invalid_id`, `invalid_request`."),
+        (status = 400, description = "`invalid_id`, `invalid_request`, `invalid_locale`."),
         (status = 404, description = "`package_not_found`."),
     ),
 )]
@@ -674,12 +687,13 @@ async fn get_package(
     Query(query): Query<LocaleQuery>,
 ) -> Result<Response, ApiError> {
     let id = record_id(&id, "package")?;
+    reader_locale(query.locale.as_deref())?;
     let doc = records::get::<Package>(billing.store.as_ref(), &id)
         .await?
         .ok_or(BillingError::PackageNotFound)?;
     Ok(render::json(
         StatusCode::OK,
-        &PackageView::new(&doc, query.locale.as_deref()),
+        &PackageView::new(&doc, reader_locale(query.locale.as_deref())?),
     ))
 }
 
@@ -711,13 +725,14 @@ struct PackageList {
     params(PackageQuery),
     responses(
         (status = 200, description = "The packages.", body = PackageList),
-        (status = 400, description = "`invalid_request`."),
+        (status = 400, description = "`invalid_request`, `invalid_locale`."),
     ),
 )]
 async fn list_packages(
     State(billing): BillingState,
     Query(query): Query<PackageQuery>,
 ) -> Result<Response, ApiError> {
+    let locale = reader_locale(query.locale.as_deref())?;
     let filter = match query.active.as_deref() {
         None => RecordFilter::All,
         Some(value @ ("true" | "false")) => RecordFilter::Equals {
@@ -733,7 +748,7 @@ async fn list_packages(
     let packages = all::<Package>(billing.store.as_ref(), filter).await?;
     let data = packages
         .iter()
-        .map(|doc| PackageView::new(doc, query.locale.as_deref()))
+        .map(|doc| PackageView::new(doc, locale))
         .collect();
     Ok(render::json(StatusCode::OK, &PackageList { data }))
 }
@@ -1054,25 +1069,56 @@ async fn claim_daily_reward(
         return Err(BillingError::DailyRewardDisabled.into());
     }
     let now = billing.clock.now();
-    let grant = daily::grant(&settings, now);
-    let executed = store
-        .execute(Command::new(Op::Grant {
-            account: account.clone(),
-            grant,
-        }))
-        .await?;
-    let (status, granted, lot, at) = match executed {
-        Executed::Fresh(Ok(Outcome::Granted { lot, tx })) => {
-            (StatusCode::CREATED, true, lot, tx.created_at)
-        }
-        Executed::Existing(Outcome::Granted { lot, tx }) => {
-            (StatusCode::OK, false, lot, tx.created_at)
-        }
-        Executed::Fresh(Err(other)) => return Err(refused(other)),
-        other => {
-            return Err(ApiError::Internal(format!(
-                "a daily reward answered {other:?}"
-            )));
+    let (_, date) = daily::day_of(now);
+    let claimed = |tx: Option<ledger::Transaction>| async move {
+        let Some(tx) = tx else {
+            return Ok::<_, ApiError>(None);
+        };
+        let lot = match tx.lot {
+            Some(id) => store.lot(id).await?,
+            None => None,
+        };
+        let lot = lot.ok_or_else(|| {
+            ApiError::Internal(format!("the daily reward {} has no lot", tx.id))
+        })?;
+        Ok(Some((lot, tx.created_at)))
+    };
+    // Today's claim, when there is one, whatever the settings say now: a
+    // change to the amount during the day does not grant it again.
+    let first = claimed(store.external(account.clone(), daily::external_id(&date)).await?).await?;
+    let (status, granted, lot, at) = match first {
+        Some((lot, at)) => (StatusCode::OK, false, lot, at),
+        None => {
+            let executed = store
+                .execute(Command::new(Op::Grant {
+                    account: account.clone(),
+                    grant: daily::grant(&settings, now),
+                }))
+                .await?;
+            match executed {
+                Executed::Fresh(Ok(Outcome::Granted { lot, tx })) => {
+                    (StatusCode::CREATED, true, lot, tx.created_at)
+                }
+                Executed::Existing(Outcome::Granted { lot, tx }) => {
+                    (StatusCode::OK, false, lot, tx.created_at)
+                }
+                // A claim made meanwhile under other settings won.
+                Executed::Fresh(Err(Refused::Ledger(ledger::Reject::ExternalIdConflict))) => {
+                    let won = store
+                        .external(account.clone(), daily::external_id(&date))
+                        .await?;
+                    let (lot, at) = claimed(won).await?.ok_or_else(|| {
+                        ApiError::Internal("a daily reward conflicted with none".into())
+                    })?;
+                    (StatusCode::OK, false, lot, at)
+                }
+                Executed::Fresh(Err(other)) => return Err(refused(other)),
+                other => {
+                    return Err(ApiError::Internal(format!(
+                        "a daily reward answered {other:?}"
+                    )));
+                }
+            }
         }
     };
     let mut response = render::json(

@@ -327,6 +327,77 @@ impl TestApp {
         )
     }
 
+    /// Calls every route of `table` with no key, a wrong key, the admin key,
+    /// `service` (a service key) and `customer` (a customer key of the
+    /// account in `mine`), on the objects of `mine` and of `theirs` (another
+    /// account's, named by the same path parameters); asserts that each is
+    /// let through exactly when the route's access admits the key, and that
+    /// another account's objects are not found, without naming them.
+    pub async fn assert_route_access(
+        &self,
+        table: Vec<(Method, &'static str, server::Access)>,
+        mine: &[(&str, String)],
+        theirs: &[(&str, String)],
+        service: &str,
+        customer: &str,
+    ) {
+        use server::Access;
+        let their_account = &theirs
+            .iter()
+            .find(|(name, _)| *name == "account_id")
+            .expect("theirs names an account_id")
+            .1;
+    for (method, template, access) in table {
+        let path = concrete(template, mine);
+        let other = concrete(template, theirs);
+        let call = |key: Option<&str>, path: &str| {
+            let (method, path, key) = (method.clone(), path.to_owned(), key.map(str::to_owned));
+            let app = self;
+            async move {
+                let body = (method != Method::GET && method != Method::DELETE).then(|| json!({}));
+                app.send_as(key.as_deref(), method, &path, &[], body).await
+            }
+        };
+        let what = |who: &str| format!("{method} {template} as {who}");
+
+        let none = call(None, &path).await;
+        let bad = call(Some("cd_admin_not_a_key"), &path).await;
+        if access == Access::Public {
+            assert_let_through(&none, &what("nobody"));
+            continue;
+        }
+        for reply in [&none, &bad] {
+            assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{}: {reply:?}", what("nobody"));
+            assert_eq!(reply.code(), "unauthorized");
+            assert!(reply.headers.get("www-authenticate").is_some(), "{}", what("nobody"));
+        }
+
+        assert_let_through(&call(Some(KEY), &path).await, &what("admin"));
+
+        let as_service = call(Some(service), &path).await;
+        match access {
+            Access::Admin => assert_forbidden(&as_service, access, &what("service")),
+            _ => assert_let_through(&as_service, &what("service")),
+        }
+
+        let as_customer = call(Some(customer), &path).await;
+        let at_others = call(Some(customer), &other).await;
+        match access {
+            Access::Admin | Access::Service => {
+                assert_forbidden(&as_customer, access, &what("customer"));
+                assert_forbidden(&at_others, access, &what("customer elsewhere"));
+            }
+            Access::Account | Access::Own => {
+                assert!(as_customer.status.is_success(), "{}: {as_customer:?}", what("customer"));
+                assert_eq!(at_others.status, StatusCode::NOT_FOUND, "{}: {at_others:?}", what("customer elsewhere"));
+                assert!(at_others.code().ends_with("_not_found"), "{at_others:?}");
+                assert!(!at_others.text.contains(their_account.as_str()), "{at_others:?}");
+            }
+            Access::Public => unreachable!(),
+        }
+    }
+    }
+
     /// Runs the full journal audit; panics on any violation.
     pub async fn assert_verified(&self) {
         let report = self.state.store.audit().await.unwrap();
@@ -338,6 +409,47 @@ impl Drop for TestApp {
     fn drop(&mut self) {
         self.server.abort();
     }
+}
+
+/// The concrete path of a route template: each `{name}` replaced by its
+/// value in `ids`; panics on a parameter it has no value for, so that a table
+/// test over every route cannot skip a new one.
+fn concrete(template: &str, ids: &[(&str, String)]) -> String {
+    let mut path = template.to_owned();
+    while let Some(start) = path.find('{') {
+        let end = path[start..].find('}').unwrap() + start;
+        let name = &path[start + 1..end];
+        let value = ids
+            .iter()
+            .find(|(n, _)| *n == name)
+            .unwrap_or_else(|| panic!("the table test has no value for {{{name}}}: add one"))
+            .1
+            .clone();
+        path.replace_range(start..=end, &value);
+    }
+    path
+}
+
+/// Asserts that `reply` refuses a key without the scope `access` needs.
+fn assert_forbidden(reply: &Reply, access: server::Access, what: &str) {
+    assert_eq!(reply.status, StatusCode::FORBIDDEN, "{what}: {reply:?}");
+    assert_eq!(reply.code(), "forbidden", "{what}");
+    assert_eq!(
+        reply.body["error"]["required_scope"],
+        access.scope(),
+        "{what}"
+    );
+}
+
+/// Asserts that `reply` went past authentication and scopes to a route
+/// that exists.
+fn assert_let_through(reply: &Reply, what: &str) {
+    assert!(
+        ![StatusCode::UNAUTHORIZED, StatusCode::FORBIDDEN].contains(&reply.status),
+        "{what}: {reply:?}"
+    );
+    assert_ne!(reply.code(), "not_found", "{what}: the route must exist");
+    assert_ne!(reply.code(), "method_not_allowed", "{what}");
 }
 
 async fn reply(response: reqwest::Response) -> Reply {

@@ -1,1 +1,64 @@
-//! placeholder
+//! Billing's routes against every kind of key.
+
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+use crate::support::*;
+
+/// An account on the plan, and its ids by path parameter.
+async fn objects_of(app: &TestApp, account: &str) -> Vec<(&'static str, String)> {
+    app.account_with(account, "10").await;
+    subscribe(app, account, "basic").await;
+    vec![
+        ("account_id", account.to_owned()),
+        ("plan_id", "basic".to_owned()),
+        ("package_id", "p100".to_owned()),
+    ]
+}
+
+billing_test! {
+    /// Built from billing's route table, so that a new route cannot be left out.
+    #[tokio::test]
+    async fn every_billing_route_admits_exactly_the_keys_its_access_names(app) {
+        plan(&app, "basic", json!({"name": "Basic", "credits": "100", "interval": "month",
+                                   "price": {"amount": 900, "currency": "usd"}})).await;
+        let package = app
+            .send(
+                Method::PUT,
+                "/v1/packages/p100",
+                Some(json!({"name": "100 Credits", "credits": "100",
+                            "price": {"amount": 500, "currency": "usd"}, "active": true})),
+            )
+            .await;
+        assert_eq!(package.status, StatusCode::OK, "{package:?}");
+        let on = app
+            .send(Method::PATCH, "/v1/settings/credits",
+                  Some(json!({"daily_reward": {"enabled": true, "amount": "1"}})))
+            .await;
+        assert_eq!(on.status, StatusCode::OK, "{on:?}");
+        let mine = objects_of(&app, "mine").await;
+        let theirs = objects_of(&app, "theirs").await;
+        let service = app.create_key("service", "backend").await["key"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let customer = app.create_customer_key("mine").await["key"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+
+        let table: Vec<_> = billing(&app)
+            .capability()
+            .routes
+            .iter()
+            .map(|route| (route.method.clone(), route.path, route.access))
+            .collect();
+        assert_eq!(table.len(), 15);
+        // Every one of them is in the app's table.
+        let all = server::routes::table(&app.state, app.capabilities());
+        for route in &table {
+            assert!(all.contains(route), "{route:?}");
+        }
+        app.assert_route_access(table, &mine, &theirs, &service, &customer).await;
+    }
+}

@@ -1,1 +1,136 @@
-//! placeholder
+//! Credit packages: names by locale, what is for sale, and who may buy.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::support::*;
+
+async fn put_package(app: &TestApp, id: &str, body: Value) -> Reply {
+    app.send(Method::PUT, &format!("/v1/packages/{id}"), Some(body))
+        .await
+}
+
+fn p100(active: bool) -> Value {
+    json!({
+        "name": {"en": "100 Credits", "zh": "100 积分"},
+        "description": "A hundred credits",
+        "credits": "100",
+        "price": {"amount": 500, "currency": "usd"},
+        "provider_price_id": "price_100",
+        "active": active
+    })
+}
+
+async fn buy(app: &TestApp, account: &str, package: &str, body: Value) -> Reply {
+    app.post(&format!("/v1/accounts/{account}/packages/{package}/grant"), body)
+        .await
+}
+
+billing_test! {
+    #[tokio::test]
+    async fn a_package_names_itself_in_the_readers_locale(app) {
+        let stored = put_package(&app, "p100", p100(true)).await;
+        assert_eq!(stored.status, StatusCode::OK, "{stored:?}");
+        assert_eq!(stored.body["name"], json!({"en": "100 Credits", "zh": "100 积分"}));
+        let zh = app.get("/v1/packages/p100?locale=zh").await;
+        assert_eq!(zh.body["name"], "100 积分", "{zh:?}");
+        assert_eq!(zh.body["description"], "A hundred credits");
+        let region = app.get("/v1/packages/p100?locale=zh-TW").await;
+        assert_eq!(region.body["name"], "100 积分");
+        let fallback = app.get("/v1/packages/p100?locale=fr").await;
+        assert_eq!(fallback.body["name"], "100 Credits");
+        let bad = app.get("/v1/packages/p100?locale=not%20a%20locale").await;
+        assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{bad:?}");
+        assert_eq!(bad.code(), "invalid_locale");
+        let upper = app.get("/v1/packages/p100?locale=ZH").await;
+        assert_eq!(upper.body["name"], "100 积分", "{upper:?}");
+
+        put_package(&app, "old", p100(false)).await;
+        let all = app.get("/v1/packages").await.body["data"].as_array().unwrap().len();
+        let active = app.get("/v1/packages?active=true&locale=zh").await;
+        let active = active.body["data"].as_array().unwrap().clone();
+        let inactive = app.get("/v1/packages?active=false").await.body["data"].clone();
+        assert_eq!(all, 2);
+        assert_eq!(active.len(), 1);
+        assert_eq!((&active[0]["id"], &active[0]["name"]), (&json!("p100"), &json!("100 积分")));
+        assert_eq!(inactive[0]["id"], "old");
+        let missing = app.get("/v1/packages/ghost").await;
+        assert_eq!((missing.status, missing.code()), (StatusCode::NOT_FOUND, "package_not_found"));
+    }
+}
+
+billing_test! {
+    #[tokio::test]
+    async fn a_bad_package_is_refused_and_nothing_is_stored(app) {
+        let with = |field: &str, value: Value| {
+            let mut body = p100(true);
+            body[field] = value;
+            body
+        };
+        for (body, code) in [
+            (with("credits", json!("0")), "invalid_package"),
+            (with("credits", json!("-5")), "invalid_amount"),
+            (with("name", json!("")), "invalid_text"),
+            (with("name", json!({})), "invalid_text"),
+            (with("name", json!({"EN!": "x"})), "invalid_locale"),
+            (with("price", json!({"amount": -1, "currency": "usd"})), "invalid_money"),
+            (with("active", json!("yes")), "invalid_request"),
+            (with("surprise", json!(1)), "invalid_request"),
+        ] {
+            let refused = put_package(&app, "p", body.clone()).await;
+            assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{body}: {refused:?}");
+            assert_eq!(refused.code(), code, "{body}: {refused:?}");
+        }
+        assert_eq!(app.get("/v1/packages").await.body["data"], json!([]));
+    }
+}
+
+billing_test! {
+    #[tokio::test]
+    async fn a_free_account_may_buy_only_when_the_settings_allow_it(app) {
+        put_package(&app, "p100", p100(true)).await;
+        put_package(&app, "old", p100(false)).await;
+        plan(&app, "free", json!({"name": "Free", "credits": "5", "interval": "month"})).await;
+        plan(&app, "pro", json!({"name": "Pro", "credits": "50", "interval": "month",
+                                 "price": {"amount": 2000, "currency": "usd"}})).await;
+        app.account_with("u", "0").await;
+        subscribe(&app, "u", "free").await;
+
+        let refused = buy(&app, "u", "p100", json!({})).await;
+        assert_eq!((refused.status, refused.code()), (StatusCode::CONFLICT, "purchase_not_allowed"));
+        let inactive = buy(&app, "u", "old", json!({})).await;
+        assert_eq!((inactive.status, inactive.code()), (StatusCode::CONFLICT, "package_inactive"));
+        let missing = buy(&app, "u", "ghost", json!({})).await;
+        assert_eq!(missing.code(), "package_not_found");
+        let no_account = buy(&app, "ghost", "p100", json!({})).await;
+        assert_eq!(no_account.code(), "account_not_found");
+        assert_eq!(app.available("u").await, "5");
+
+        let allowed = app
+            .send(Method::PATCH, "/v1/settings/credits", Some(json!({"allow_free_user_purchase": true})))
+            .await;
+        assert_eq!(allowed.status, StatusCode::OK);
+        let bought = buy(&app, "u", "p100", json!({"external_id": "order_1"})).await;
+        assert_eq!(bought.status, StatusCode::CREATED, "{bought:?}");
+        assert_eq!(bought.body["source"], "purchase");
+        assert_eq!(bought.body["amount"], "100");
+        assert_eq!(bought.body["metadata"]["package_id"], "p100");
+        // The same order again grants nothing more.
+        let again = buy(&app, "u", "p100", json!({"external_id": "order_1"})).await;
+        assert_eq!(again.status, StatusCode::CREATED, "{again:?}");
+        assert_eq!(again.headers["idempotent-replayed"], "true");
+        assert_eq!(again.body["id"], bought.body["id"]);
+        assert_eq!(app.available("u").await, "105");
+
+        // A paid plan may always buy.
+        app.send(Method::PATCH, "/v1/settings/credits", Some(json!({"allow_free_user_purchase": false})))
+            .await;
+        app.account_with("v", "0").await;
+        subscribe(&app, "v", "pro").await;
+        // With no body at all.
+        let paid = app.send(Method::POST, "/v1/accounts/v/packages/p100/grant", None).await;
+        assert_eq!(paid.status, StatusCode::CREATED, "{paid:?}");
+        assert_eq!(app.available("v").await, "150");
+        app.assert_verified().await;
+    }
+}

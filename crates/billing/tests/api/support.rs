@@ -5,7 +5,7 @@ use std::sync::Arc;
 use billing::{Billing, EnvSettings};
 use serde_json::{Value, json};
 use store::{Clock, Store};
-pub use testkit::app::{KEY, Plugged, Reply, START, TestApp};
+pub use testkit::app::{Plugged, Reply, START, TestApp};
 
 /// Billing with no settings from the environment.
 pub fn plain(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Plugged {

@@ -2,26 +2,9 @@
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use server::{Access, Keys};
+use server::Keys;
 
-use crate::support::{KEY, Reply, TestApp};
-
-/// The concrete path of a route template for one account's objects.
-fn concrete(template: &str, ids: &[(&str, String)]) -> String {
-    let mut path = template.to_owned();
-    while let Some(start) = path.find('{') {
-        let end = path[start..].find('}').unwrap() + start;
-        let name = &path[start + 1..end];
-        let value = ids
-            .iter()
-            .find(|(n, _)| *n == name)
-            .unwrap_or_else(|| panic!("the table test has no value for {{{name}}}: add one"))
-            .1
-            .clone();
-        path.replace_range(start..=end, &value);
-    }
-    path
-}
+use crate::support::{KEY, TestApp};
 
 /// An account with one object of each kind, and their ids by path parameter.
 async fn objects_of(app: &TestApp, account: &str) -> Vec<(&'static str, String)> {
@@ -52,25 +35,6 @@ async fn objects_of(app: &TestApp, account: &str) -> Vec<(&'static str, String)>
     ]
 }
 
-fn assert_forbidden(reply: &Reply, access: Access, what: &str) {
-    assert_eq!(reply.status, StatusCode::FORBIDDEN, "{what}: {reply:?}");
-    assert_eq!(reply.code(), "forbidden", "{what}");
-    assert_eq!(
-        reply.body["error"]["required_scope"],
-        access.scope(),
-        "{what}"
-    );
-}
-
-fn assert_let_through(reply: &Reply, what: &str) {
-    assert!(
-        ![StatusCode::UNAUTHORIZED, StatusCode::FORBIDDEN].contains(&reply.status),
-        "{what}: {reply:?}"
-    );
-    assert_ne!(reply.code(), "not_found", "{what}: the route must exist");
-    assert_ne!(reply.code(), "method_not_allowed", "{what}");
-}
-
 store_test! {
     /// Built from the route table, so that a new route cannot be left out.
     #[tokio::test]
@@ -94,55 +58,7 @@ store_test! {
         assert!(table.len() >= 31, "{}", table.len());
         // The capabilities' routes are walked too.
         assert!(table.iter().any(|(_, path, _)| *path == "/v1/test-clock/advance"));
-        for (method, template, access) in table {
-            let path = concrete(template, &mine);
-            let other = concrete(template, &theirs);
-            let call = |key: Option<&str>, path: &str| {
-                let (method, path, key) = (method.clone(), path.to_owned(), key.map(str::to_owned));
-                let app = &app;
-                async move {
-                    let body = (method != Method::GET && method != Method::DELETE).then(|| json!({}));
-                    app.send_as(key.as_deref(), method, &path, &[], body).await
-                }
-            };
-            let what = |who: &str| format!("{method} {template} as {who}");
-
-            let none = call(None, &path).await;
-            let bad = call(Some("cd_admin_not_a_key"), &path).await;
-            if access == Access::Public {
-                assert_let_through(&none, &what("nobody"));
-                continue;
-            }
-            for reply in [&none, &bad] {
-                assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{}: {reply:?}", what("nobody"));
-                assert_eq!(reply.code(), "unauthorized");
-                assert!(reply.headers.get("www-authenticate").is_some(), "{}", what("nobody"));
-            }
-
-            assert_let_through(&call(Some(KEY), &path).await, &what("admin"));
-
-            let as_service = call(Some(&service), &path).await;
-            match access {
-                Access::Admin => assert_forbidden(&as_service, access, &what("service")),
-                _ => assert_let_through(&as_service, &what("service")),
-            }
-
-            let as_customer = call(Some(&customer), &path).await;
-            let at_others = call(Some(&customer), &other).await;
-            match access {
-                Access::Admin | Access::Service => {
-                    assert_forbidden(&as_customer, access, &what("customer"));
-                    assert_forbidden(&at_others, access, &what("customer elsewhere"));
-                }
-                Access::Account | Access::Own => {
-                    assert_eq!(as_customer.status, StatusCode::OK, "{}: {as_customer:?}", what("customer"));
-                    assert_eq!(at_others.status, StatusCode::NOT_FOUND, "{}: {at_others:?}", what("customer elsewhere"));
-                    assert!(at_others.code().ends_with("_not_found"), "{at_others:?}");
-                    assert!(!at_others.text.contains("theirs"), "{at_others:?}");
-                }
-                Access::Public => unreachable!(),
-            }
-        }
+        app.assert_route_access(table, &mine, &theirs, &service, &customer).await;
     }
 }
 
