@@ -5,30 +5,12 @@ mod support;
 use std::sync::Arc;
 
 use serde_json::{Value, json};
-use support::{KEY, Server, run_url};
+use support::{KEY, Server, get, post, run_url};
 use testkit::TestDatabase;
 use tokio::sync::Semaphore;
 
 /// Requests in flight at once, across all nodes.
 const IN_FLIGHT: usize = 48;
-
-async fn post(client: &reqwest::Client, url: String, body: Value) -> (u16, Value) {
-    let response = client
-        .post(url)
-        .bearer_auth(KEY)
-        .json(&body)
-        .send()
-        .await
-        .expect("the node answers");
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
-
-async fn get(client: &reqwest::Client, url: String) -> (u16, Value) {
-    let response = client.get(url).bearer_auth(KEY).send().await.unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
 
 /// Sends every request, spread round-robin over the nodes with a bound on
 /// concurrency, and returns each answer in order.

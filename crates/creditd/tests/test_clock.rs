@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use ledger::Timestamp;
 use serde_json::{Value, json};
-use support::{KEY, Server, creditd, fresh_db, run};
+use support::{Server, creditd, fresh_db, get, post, run, send};
 use testkit::TestDatabase;
 
 const DAY: i64 = 86_400;
@@ -18,29 +18,6 @@ const TEST_CLOCK: [(&str, &str); 2] = [
     ("CREDITD_TEST_CLOCK", "true"),
     ("CREDITD_SWEEP_INTERVAL_MS", "100"),
 ];
-
-async fn send(
-    client: &reqwest::Client,
-    method: reqwest::Method,
-    url: String,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut request = client.request(method, url).bearer_auth(KEY);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.expect("the server answers");
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
-
-async fn get(client: &reqwest::Client, url: String) -> (u16, Value) {
-    send(client, reqwest::Method::GET, url, None).await
-}
-
-async fn post(client: &reqwest::Client, url: String, body: Value) -> (u16, Value) {
-    send(client, reqwest::Method::POST, url, Some(body)).await
-}
 
 fn instant(value: &Value) -> Timestamp {
     Timestamp::parse_rfc3339(value.as_str().expect("an instant")).expect("an RFC 3339 instant")

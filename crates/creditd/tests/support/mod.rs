@@ -160,3 +160,53 @@ pub fn fresh_db() -> (tempfile::TempDir, PathBuf) {
     let db = dir.path().join("creditd.db");
     (dir, db)
 }
+
+/// Sends a request with the admin key, `body` as JSON when given; answers
+/// the status and the body (null when it is not JSON).
+pub async fn send(
+    client: &reqwest::Client,
+    method: reqwest::Method,
+    url: String,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let mut request = client.request(method, url).bearer_auth(KEY);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.expect("the server answers");
+    let status = response.status().as_u16();
+    (
+        status,
+        response.json().await.unwrap_or(serde_json::Value::Null),
+    )
+}
+
+pub async fn get(client: &reqwest::Client, url: String) -> (u16, serde_json::Value) {
+    send(client, reqwest::Method::GET, url, None).await
+}
+
+pub async fn post(
+    client: &reqwest::Client,
+    url: String,
+    body: serde_json::Value,
+) -> (u16, serde_json::Value) {
+    send(client, reqwest::Method::POST, url, Some(body)).await
+}
+
+/// Asks `probe` every 50 ms until it answers `Some`, for at most `within`:
+/// a background job of the server is awaited this way, never by a sleep of
+/// a guessed length.
+pub async fn until<T, F, Fut>(what: &str, within: Duration, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        if let Some(found) = probe().await {
+            return found;
+        }
+        assert!(std::time::Instant::now() < deadline, "waited in vain for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
