@@ -192,3 +192,72 @@ billing_test! {
         assert_eq!(got["allow_free_user_purchase"], true);
     }
 }
+
+billing_test! {
+    /// Daily rewards first, then what expires soonest, then what never
+    /// expires, whatever the source, with no priority set anywhere.
+    #[tokio::test]
+    async fn by_default_expiry_decides_the_burn_order(app) with bonus_env {
+        plan(&app, "weekly", json!({"name": "Weekly", "credits": "10", "interval": "week",
+                                    "credits_expire_at_period_end": true})).await;
+        patch(&app, json!({"daily_reward": {"enabled": true, "amount": "10"}})).await;
+        let opened = app.post("/v1/accounts", json!({"id": "u"})).await;
+        assert_eq!(opened.body["grants"][0]["amount"], "50", "{opened:?}");
+        // The week began two days ago: its credits expire in five.
+        let anchor = START.plus_secs(-2 * DAY).to_string();
+        let sub = app
+            .send(Method::PUT, "/v1/accounts/u/subscription",
+                  Some(json!({"plan_id": "weekly", "anchor": anchor})))
+            .await;
+        assert_eq!(sub.body["current_period"]["end"], at(5 * DAY), "{sub:?}");
+        for body in [
+            json!({"amount": "10", "source": "admin", "reason": "support"}),
+            json!({"amount": "10", "source": "purchase", "expires_at": at(60 * DAY)}),
+        ] {
+            let granted = app.post("/v1/accounts/u/grants", body).await;
+            assert_eq!(granted.status, StatusCode::CREATED, "{granted:?}");
+        }
+        let claimed = app.post("/v1/accounts/u/daily-reward", json!({})).await;
+        assert_eq!(claimed.status, StatusCode::CREATED, "{claimed:?}");
+
+        let remaining = |balance: Value| {
+            let mut by_source: Vec<(String, String)> = balance["lots"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|lot| (lot["source"].as_str().unwrap().to_owned(),
+                            lot["remaining"].as_str().unwrap().to_owned()))
+                .collect();
+            by_source.sort();
+            by_source
+        };
+        let steps = [
+            ("5", [("admin", "10"), ("daily_reward", "5"), ("purchase", "10"), ("signup_bonus", "50"), ("subscription", "10")]),
+            ("10", [("admin", "10"), ("daily_reward", "0"), ("purchase", "10"), ("signup_bonus", "50"), ("subscription", "5")]),
+            ("45", [("admin", "10"), ("daily_reward", "0"), ("purchase", "10"), ("signup_bonus", "10"), ("subscription", "0")]),
+            ("15", [("admin", "10"), ("daily_reward", "0"), ("purchase", "5"), ("signup_bonus", "0"), ("subscription", "0")]),
+            ("10", [("admin", "5"), ("daily_reward", "0"), ("purchase", "0"), ("signup_bonus", "0"), ("subscription", "0")]),
+        ];
+        for (amount, expected) in steps {
+            let spent = app.post("/v1/accounts/u/consume", json!({"amount": amount})).await;
+            assert_eq!(spent.status, StatusCode::OK, "{spent:?}");
+            // Spent lots leave the balance.
+            let expected: Vec<(String, String)> = expected
+                .iter()
+                .filter(|(_, r)| *r != "0")
+                .map(|(s, r)| (s.to_string(), r.to_string()))
+                .collect();
+            assert_eq!(remaining(app.balance("u").await), expected, "after {amount}");
+        }
+        let admin = app.get("/v1/accounts/u/transactions?type=grant&limit=10").await;
+        let admin = admin.body["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|tx| tx["reason"] == "support")
+            .cloned()
+            .expect("the admin grant keeps its reason");
+        assert!(admin["actor"].as_str().is_some_and(|a| a.starts_with("key_")), "{admin}");
+        app.assert_verified().await;
+    }
+}
