@@ -21,6 +21,9 @@ use server::render::{self, Decimal, GrantView, Instant};
 use server::{Access, Principal, Route};
 use store::records::{self, Doc as Record, Expect, RecordFilter, Written};
 use store::{Command, Executed, Op, Outcome, Refused};
+use utoipa::openapi::Required;
+use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
+use utoipa::openapi::schema::{ObjectBuilder, Type};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::Billing;
@@ -153,22 +156,40 @@ pub fn routes(billing: &Arc<Billing>) -> Vec<Route> {
     ]
 }
 
+/// A path parameter naming a plan or a package.
+fn id_parameter(name: &str, what: &str, example: &str) -> Parameter {
+    ParameterBuilder::new()
+        .name(name)
+        .parameter_in(ParameterIn::Path)
+        .required(Required::True)
+        .description(Some(format!(
+            "The {what}'s id: 1 to 128 characters of `A-Za-z0-9_.:-`, not only dots."
+        )))
+        .schema(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some("^(?!\\.+$)[A-Za-z0-9_.:-]{1,128}$"))
+                .examples([example]),
+        ))
+        .build()
+}
+
 /// `{plan_id}`
-#[derive(IntoParams)]
-#[into_params(parameter_in = Path)]
-#[allow(dead_code)]
-struct PlanPath {
-    /// The plan's id: 1 to 128 characters of `A-Za-z0-9_.:-`.
-    plan_id: String,
+enum PlanPath {}
+
+impl IntoParams for PlanPath {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![id_parameter("plan_id", "plan", "pro")]
+    }
 }
 
 /// `{package_id}`
-#[derive(IntoParams)]
-#[into_params(parameter_in = Path)]
-#[allow(dead_code)]
-struct PackagePath {
-    /// The package's id: 1 to 128 characters of `A-Za-z0-9_.:-`.
-    package_id: String,
+enum PackagePath {}
+
+impl IntoParams for PackagePath {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![id_parameter("package_id", "package", "credits-100")]
+    }
 }
 
 fn record_id(text: &str, what: &str) -> Result<String, ApiError> {
@@ -649,12 +670,12 @@ async fn put_package(
 /// The locale a reader asks for, checked (`zh`, `pt-BR`; any case).
 fn reader_locale(locale: Option<&str>) -> Result<Option<&str>, ApiError> {
     match locale {
-        Some(tag) if !crate::domain::is_locale(&tag.to_ascii_lowercase()) => {
-            Err(BillingError::from(crate::domain::DomainError::InvalidLocale(
+        Some(tag) if !crate::domain::is_locale(&tag.to_ascii_lowercase()) => Err(
+            BillingError::from(crate::domain::DomainError::InvalidLocale(
                 "locale must be a tag such as en, zh or pt-BR",
             ))
-            .into())
-        }
+            .into(),
+        ),
         other => Ok(other),
     }
 }
@@ -1078,14 +1099,18 @@ async fn claim_daily_reward(
             Some(id) => store.lot(id).await?,
             None => None,
         };
-        let lot = lot.ok_or_else(|| {
-            ApiError::Internal(format!("the daily reward {} has no lot", tx.id))
-        })?;
+        let lot = lot
+            .ok_or_else(|| ApiError::Internal(format!("the daily reward {} has no lot", tx.id)))?;
         Ok(Some((lot, tx.created_at)))
     };
     // Today's claim, when there is one, whatever the settings say now: a
     // change to the amount during the day does not grant it again.
-    let first = claimed(store.external(account.clone(), daily::external_id(&date)).await?).await?;
+    let first = claimed(
+        store
+            .external(account.clone(), daily::external_id(&date))
+            .await?,
+    )
+    .await?;
     let (status, granted, lot, at) = match first {
         Some((lot, at)) => (StatusCode::OK, false, lot, at),
         None => {

@@ -77,8 +77,10 @@ async fn a_month_of_a_plan_and_rewards_passes_in_seconds_and_the_settings_surviv
         &client,
         Method::PUT,
         format!("{base}/v1/plans/free"),
-        Some(json!({"name": "Free", "credits": "100", "interval": "month",
-                    "allocation": "rollover", "rollover_cap": "150", "default": true})),
+        Some(
+            json!({"name": "Free", "credits": "100", "interval": "month",
+                    "allocation": "rollover", "rollover_cap": "150", "default": true}),
+        ),
     )
     .await;
     assert_eq!(status, 200, "{plan}");
@@ -126,8 +128,14 @@ async fn a_month_of_a_plan_and_rewards_passes_in_seconds_and_the_settings_surviv
         .iter()
         .map(|lot| (lot["source"].clone(), lot["remaining"].clone()))
         .collect();
-    assert!(left.contains(&(json!("signup_bonus"), json!("35"))), "{balance}");
-    assert!(left.contains(&(json!("subscription"), json!("100"))), "{balance}");
+    assert!(
+        left.contains(&(json!("signup_bonus"), json!("35"))),
+        "{balance}"
+    );
+    assert!(
+        left.contains(&(json!("subscription"), json!("100"))),
+        "{balance}"
+    );
 
     let (status, changed) = send(
         &client,
@@ -167,7 +175,11 @@ async fn a_month_of_a_plan_and_rewards_passes_in_seconds_and_the_settings_surviv
     assert_eq!(clock["offset_seconds"], 32 * DAY);
     let daily = format!("{base}/v1/accounts/u/daily-reward");
     let (status, today) = post(&client, daily.clone(), json!({})).await;
-    assert_eq!((status, &today["grant"]["amount"]), (201, &json!("7")), "{today}");
+    assert_eq!(
+        (status, &today["grant"]["amount"]),
+        (201, &json!("7")),
+        "{today}"
+    );
     let (status, _) = post(&client, daily, json!({})).await;
     assert_eq!(status, 200);
     assert_eq!(available(&client, &base, "u").await, "207");
@@ -199,7 +211,12 @@ async fn two_nodes_renew_every_period_once_after_three_weeks_away() {
     const ACCOUNTS: usize = 100;
     let mut starts = Vec::new();
     for i in 0..ACCOUNTS {
-        let (status, _) = post(&client, format!("{}/v1/accounts", a.base), json!({"id": format!("u{i}")})).await;
+        let (status, _) = post(
+            &client,
+            format!("{}/v1/accounts", a.base),
+            json!({"id": format!("u{i}")}),
+        )
+        .await;
         assert_eq!(status, 201);
         let (status, sub) = send(
             &client,
@@ -225,13 +242,23 @@ async fn two_nodes_renew_every_period_once_after_three_weeks_away() {
     // Three weeks and an hour on, moved on one node: the other follows
     // within a second, and both renew, each period once.
     advance(&client, &a.base, 21 * DAY + 3_600).await;
-    until("the second node to follow the clock", Duration::from_secs(10), || async {
-        let (_, clock) = get(&client, format!("{}/v1/test-clock", b.base)).await;
-        (clock["offset_seconds"] == json!(21 * DAY + 3_600)).then_some(())
-    })
+    until(
+        "the second node to follow the clock",
+        Duration::from_secs(10),
+        || async {
+            let (_, clock) = get(&client, format!("{}/v1/test-clock", b.base)).await;
+            (clock["offset_seconds"] == json!(21 * DAY + 3_600)).then_some(())
+        },
+    )
     .await;
     for (i, start) in starts.iter().enumerate() {
-        period_starts(&client, &b.base, &format!("u{i}"), start.plus_secs(21 * DAY)).await;
+        period_starts(
+            &client,
+            &b.base,
+            &format!("u{i}"),
+            start.plus_secs(21 * DAY),
+        )
+        .await;
     }
     for (i, start) in starts.iter().enumerate() {
         let (_, grants) = get(

@@ -347,55 +347,77 @@ impl TestApp {
             .find(|(name, _)| *name == "account_id")
             .expect("theirs names an account_id")
             .1;
-    for (method, template, access) in table {
-        let path = concrete(template, mine);
-        let other = concrete(template, theirs);
-        let call = |key: Option<&str>, path: &str| {
-            let (method, path, key) = (method.clone(), path.to_owned(), key.map(str::to_owned));
-            let app = self;
-            async move {
-                let body = (method != Method::GET && method != Method::DELETE).then(|| json!({}));
-                app.send_as(key.as_deref(), method, &path, &[], body).await
+        for (method, template, access) in table {
+            let path = concrete(template, mine);
+            let other = concrete(template, theirs);
+            let call = |key: Option<&str>, path: &str| {
+                let (method, path, key) = (method.clone(), path.to_owned(), key.map(str::to_owned));
+                let app = self;
+                async move {
+                    let body =
+                        (method != Method::GET && method != Method::DELETE).then(|| json!({}));
+                    app.send_as(key.as_deref(), method, &path, &[], body).await
+                }
+            };
+            let what = |who: &str| format!("{method} {template} as {who}");
+
+            let none = call(None, &path).await;
+            let bad = call(Some("cd_admin_not_a_key"), &path).await;
+            if access == Access::Public {
+                assert_let_through(&none, &what("nobody"));
+                continue;
             }
-        };
-        let what = |who: &str| format!("{method} {template} as {who}");
-
-        let none = call(None, &path).await;
-        let bad = call(Some("cd_admin_not_a_key"), &path).await;
-        if access == Access::Public {
-            assert_let_through(&none, &what("nobody"));
-            continue;
-        }
-        for reply in [&none, &bad] {
-            assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{}: {reply:?}", what("nobody"));
-            assert_eq!(reply.code(), "unauthorized");
-            assert!(reply.headers.get("www-authenticate").is_some(), "{}", what("nobody"));
-        }
-
-        assert_let_through(&call(Some(KEY), &path).await, &what("admin"));
-
-        let as_service = call(Some(service), &path).await;
-        match access {
-            Access::Admin => assert_forbidden(&as_service, access, &what("service")),
-            _ => assert_let_through(&as_service, &what("service")),
-        }
-
-        let as_customer = call(Some(customer), &path).await;
-        let at_others = call(Some(customer), &other).await;
-        match access {
-            Access::Admin | Access::Service => {
-                assert_forbidden(&as_customer, access, &what("customer"));
-                assert_forbidden(&at_others, access, &what("customer elsewhere"));
+            for reply in [&none, &bad] {
+                assert_eq!(
+                    reply.status,
+                    StatusCode::UNAUTHORIZED,
+                    "{}: {reply:?}",
+                    what("nobody")
+                );
+                assert_eq!(reply.code(), "unauthorized");
+                assert!(
+                    reply.headers.get("www-authenticate").is_some(),
+                    "{}",
+                    what("nobody")
+                );
             }
-            Access::Account | Access::Own => {
-                assert!(as_customer.status.is_success(), "{}: {as_customer:?}", what("customer"));
-                assert_eq!(at_others.status, StatusCode::NOT_FOUND, "{}: {at_others:?}", what("customer elsewhere"));
-                assert!(at_others.code().ends_with("_not_found"), "{at_others:?}");
-                assert!(!at_others.text.contains(their_account.as_str()), "{at_others:?}");
+
+            assert_let_through(&call(Some(KEY), &path).await, &what("admin"));
+
+            let as_service = call(Some(service), &path).await;
+            match access {
+                Access::Admin => assert_forbidden(&as_service, access, &what("service")),
+                _ => assert_let_through(&as_service, &what("service")),
             }
-            Access::Public => unreachable!(),
+
+            let as_customer = call(Some(customer), &path).await;
+            let at_others = call(Some(customer), &other).await;
+            match access {
+                Access::Admin | Access::Service => {
+                    assert_forbidden(&as_customer, access, &what("customer"));
+                    assert_forbidden(&at_others, access, &what("customer elsewhere"));
+                }
+                Access::Account | Access::Own => {
+                    assert!(
+                        as_customer.status.is_success(),
+                        "{}: {as_customer:?}",
+                        what("customer")
+                    );
+                    assert_eq!(
+                        at_others.status,
+                        StatusCode::NOT_FOUND,
+                        "{}: {at_others:?}",
+                        what("customer elsewhere")
+                    );
+                    assert!(at_others.code().ends_with("_not_found"), "{at_others:?}");
+                    assert!(
+                        !at_others.text.contains(their_account.as_str()),
+                        "{at_others:?}"
+                    );
+                }
+                Access::Public => unreachable!(),
+            }
         }
-    }
     }
 
     /// Runs the full journal audit; panics on any violation.

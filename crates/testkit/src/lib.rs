@@ -6,6 +6,7 @@
 //! where a missing PostgreSQL fails the test.
 
 pub mod app;
+pub mod openapi;
 
 use std::io::Write;
 use std::sync::Once;

@@ -6,6 +6,7 @@ mod support;
 
 mod access;
 mod daily;
+mod openapi;
 mod packages;
 mod plans;
 mod renewals;

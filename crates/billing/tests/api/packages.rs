@@ -22,8 +22,11 @@ fn p100(active: bool) -> Value {
 }
 
 async fn buy(app: &TestApp, account: &str, package: &str, body: Value) -> Reply {
-    app.post(&format!("/v1/accounts/{account}/packages/{package}/grant"), body)
-        .await
+    app.post(
+        &format!("/v1/accounts/{account}/packages/{package}/grant"),
+        body,
+    )
+    .await
 }
 
 billing_test! {

@@ -206,7 +206,10 @@ where
         if let Some(found) = probe().await {
             return found;
         }
-        assert!(std::time::Instant::now() < deadline, "waited in vain for {what}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "waited in vain for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
