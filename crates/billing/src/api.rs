@@ -1051,11 +1051,11 @@ async fn cancel_subscription(
 
 /// A daily reward claim's answer.
 #[derive(Serialize, ToSchema)]
-struct DailyRewardView {
+struct DailyRewardView<'a> {
     /// True when this request granted it; false when it was claimed before today.
     granted: bool,
     /// The reward's lot.
-    grant: Value,
+    grant: GrantView<'a>,
     /// When the next reward can be claimed: the start of the next UTC day.
     next_claim_at: Instant,
 }
@@ -1150,7 +1150,7 @@ async fn claim_daily_reward(
         status,
         &DailyRewardView {
             granted,
-            grant: serde_json::to_value(GrantView::new(&lot, at)).unwrap_or(Value::Null),
+            grant: GrantView::new(&lot, at),
             next_claim_at: Instant(daily::next_claim(now)),
         },
     );
