@@ -434,19 +434,26 @@ async fn put_plan(
     for _ in 0..5 {
         let settings = settings::read(store, &billing.env).await?;
         let mut joined = Vec::new();
+        // The default plan once the put applies: the settings' write joins
+        // the put, so it holds exactly when the put does.
+        let mut default = settings.default_plan.clone();
         match (body.default, settings.default_plan.as_deref()) {
             (Some(true), Some(other)) if other != id => {
                 return Err(BillingError::DefaultPlanExists(other.to_owned()).into());
             }
-            (Some(true), None) => joined.push(settings.write_with(&BTreeMap::from([(
-                "default_plan".to_owned(),
-                Value::String(id.clone()),
-            )]))),
+            (Some(true), None) => {
+                joined.push(settings.write_with(&BTreeMap::from([(
+                    "default_plan".to_owned(),
+                    Value::String(id.clone()),
+                )])));
+                default = Some(id.clone());
+            }
             (Some(false), Some(current)) if current == id => {
                 joined.push(
                     settings
                         .write_with(&BTreeMap::from([("default_plan".to_owned(), Value::Null)])),
                 );
+                default = None;
             }
             _ => {}
         }
@@ -455,10 +462,9 @@ async fn put_plan(
         match store.execute(command).await? {
             Executed::Fresh(Ok(Outcome::RecordPut(record))) => {
                 let doc = Record::<Plan>::from_record(record)?;
-                let settings = settings::read(store, &billing.env).await?;
                 return Ok(render::json(
                     StatusCode::OK,
-                    &PlanView::new(&doc, settings.default_plan.as_deref()),
+                    &PlanView::new(&doc, default.as_deref()),
                 ));
             }
             // The settings moved meanwhile: look again.

@@ -370,6 +370,8 @@ const RUN_PAGE: usize = 100;
 pub async fn renew_due(billing: &Billing) -> Result<usize, StoreError> {
     let store = billing.store.as_ref();
     let now = billing.clock.now();
+    // One reading of the settings for the whole run.
+    let settings = settings::read(store, &billing.env).await?;
     let filter = RecordFilter::Range {
         name: "renews_at".to_owned(),
         from: None,
@@ -392,7 +394,7 @@ pub async fn renew_due(billing: &Billing) -> Result<usize, StoreError> {
         after = page.last().map(|r| r.cursor(&filter));
         for record in page {
             let doc = Doc::<Subscription>::from_record(record)?;
-            match renew_one(billing, doc, now).await {
+            match renew_one(billing, &settings, doc, now).await {
                 Ok(n) => renewed += n,
                 Err(error) => tracing::warn!(%error, "renewing a subscription failed"),
             }
@@ -406,6 +408,7 @@ pub async fn renew_due(billing: &Billing) -> Result<usize, StoreError> {
 /// Renews one subscription until its period covers `now`.
 async fn renew_one(
     billing: &Billing,
+    settings: &CreditSettings,
     mut doc: Doc<Subscription>,
     now: Timestamp,
 ) -> Result<usize, StoreError> {
@@ -422,7 +425,6 @@ async fn renew_one(
             tracing::warn!(account = %account, plan = %doc.body.plan_id, "a subscription's plan is gone");
             break;
         };
-        let settings = settings::read(store, &billing.env).await?;
         // What comes next: the same plan's next period, or on cancellation
         // the default plan from the boundary on (or no plan).
         let next: Option<(String, Plan, Timestamp, u32)> = if doc.body.cancel_at_period_end {
@@ -455,7 +457,7 @@ async fn renew_one(
                     Expect::Version(doc.version),
                 ));
                 (
-                    period_grant(plan_id, plan, period, &settings),
+                    period_grant(plan_id, plan, period, settings),
                     plan.overdraft_limit(),
                 )
             }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use ledger::Timestamp;
 use serde_json::{Value, json};
-use support::{Server, creditd, fresh_db, get, post, run, send};
+use support::{Server, creditd, fresh_db, get, post, run, send, until};
 use testkit::TestDatabase;
 
 const DAY: i64 = 86_400;
@@ -75,31 +75,28 @@ async fn two_days_of_expiries_pass_in_seconds_and_the_clock_survives_a_restart()
     assert!(advanced_to >= start.plus_secs(2 * DAY), "{advanced}");
 
     // The sweep, on the same clock, writes the release and the expiry.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let written = loop {
-        let (_, journal) = get(&client, format!("{base}/v1/accounts/u/transactions")).await;
-        let written: Vec<(String, String, Timestamp)> = journal["data"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|t| t["type"] == "expire" || t["type"] == "hold_release")
-            .map(|t| {
-                (
-                    t["type"].as_str().unwrap().to_owned(),
-                    t["amount"].as_str().unwrap().to_owned(),
-                    instant(&t["created_at"]),
-                )
-            })
-            .collect();
-        if written.len() == 2 {
-            break written;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the sweep wrote no expiry and release: {journal}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let written = until(
+        "the sweep to write the expiry and the release",
+        Duration::from_secs(10),
+        || async {
+            let (_, journal) = get(&client, format!("{base}/v1/accounts/u/transactions")).await;
+            let written: Vec<(String, String, Timestamp)> = journal["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|t| t["type"] == "expire" || t["type"] == "hold_release")
+                .map(|t| {
+                    (
+                        t["type"].as_str().unwrap().to_owned(),
+                        t["amount"].as_str().unwrap().to_owned(),
+                        instant(&t["created_at"]),
+                    )
+                })
+                .collect();
+            (written.len() == 2).then_some(written)
+        },
+    )
+    .await;
     let mut amounts: Vec<(&str, &str)> = written
         .iter()
         .map(|(kind, amount, _)| (kind.as_str(), amount.as_str()))
@@ -274,14 +271,12 @@ async fn every_node_follows_an_advance_made_on_another_within_about_a_second() {
     assert_eq!(status, 200, "{advanced}");
     assert_eq!(available(a.base.clone()).await, "0");
 
-    let deadline = std::time::Instant::now() + Duration::from_secs(3);
-    while available(b.base.clone()).await != "0" {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the other node did not follow the advance"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    until(
+        "the other node to follow the advance",
+        Duration::from_secs(3),
+        || async { (available(b.base.clone()).await == "0").then_some(()) },
+    )
+    .await;
     let (_, clock) = get(&client, format!("{}/v1/test-clock", b.base)).await;
     assert_eq!(clock["offset_seconds"], 7_200);
 }

@@ -328,8 +328,8 @@ impl TestApp {
     }
 
     /// Calls every route of `table` with no key, a wrong key, the admin key,
-    /// `service` (a service key) and `customer` (a customer key of the
-    /// account in `mine`), on the objects of `mine` and of `theirs` (another
+    /// a new service key and a new customer key of the account in `mine`,
+    /// on the objects of `mine` and of `theirs` (another
     /// account's, named by the same path parameters); asserts that each is
     /// let through exactly when the route's access admits the key, and that
     /// another account's objects are not found, without naming them.
@@ -338,15 +338,25 @@ impl TestApp {
         table: Vec<(Method, &'static str, server::Access)>,
         mine: &[(&str, String)],
         theirs: &[(&str, String)],
-        service: &str,
-        customer: &str,
     ) {
         use server::Access;
-        let their_account = &theirs
-            .iter()
-            .find(|(name, _)| *name == "account_id")
-            .expect("theirs names an account_id")
-            .1;
+        let account_of = |ids: &[(&str, String)]| {
+            ids.iter()
+                .find(|(name, _)| *name == "account_id")
+                .expect("the objects name an account_id")
+                .1
+                .clone()
+        };
+        let their_account = account_of(theirs);
+        let service = self.create_key("service", "backend").await["key"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let customer = self.create_customer_key(&account_of(mine)).await["key"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let (service, customer) = (service.as_str(), customer.as_str());
         for (method, template, access) in table {
             let path = concrete(template, mine);
             let other = concrete(template, theirs);
