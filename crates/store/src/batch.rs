@@ -74,6 +74,8 @@ pub struct Writes<'a> {
     pub transactions: &'a [Transaction],
     /// Features set.
     pub features: &'a [Feature],
+    /// Gateway calls recorded.
+    pub calls: &'a [crate::usage::Call],
     /// Idempotency keys with the request fingerprint and the response to keep.
     pub idempotency: Vec<(&'a str, &'a [u8], &'a StoredResponse)>,
     /// The digest of the write behind each new transaction with an external id.
@@ -125,6 +127,7 @@ struct Staged {
     hold_accounts: HashMap<HoldId, AccountId>,
     transactions: Vec<Transaction>,
     features: Vec<Feature>,
+    calls: Vec<crate::usage::Call>,
     idempotency: HashMap<String, (Vec<u8>, StoredResponse)>,
     /// External ids used by the batch's new transactions.
     externals: HashMap<(AccountId, ExternalId), (TxId, String)>,
@@ -293,6 +296,18 @@ impl Batch {
                 };
                 self.staged.external_digests.insert(tx, digest.clone());
                 self.staged.externals.insert((account, id), (tx, digest));
+            }
+            if let Some(call) = &command.call {
+                let mut call = (**call).clone();
+                call.at = now;
+                call.tx = match outcome {
+                    Outcome::Committed { tx, .. }
+                    | Outcome::Released { tx, .. }
+                    | Outcome::Consumed { tx, .. }
+                    | Outcome::Held { tx, .. } => Some(tx.id),
+                    _ => None,
+                };
+                self.staged.calls.push(call);
             }
             self.staged.records.extend(plan.records.keys().cloned());
             self.records.extend(plan.records);
@@ -809,6 +824,7 @@ impl Batch {
                 .map(|(account, id)| self.books[account].hold(*id).expect("staged hold"))
                 .collect(),
             transactions: &staged.transactions,
+            calls: &staged.calls,
             features: &staged.features,
             idempotency: staged
                 .idempotency

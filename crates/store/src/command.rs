@@ -274,6 +274,10 @@ pub struct Command {
     /// written; when one of them is not at its expected version, nothing is
     /// applied.
     pub records: Vec<RecordWrite>,
+    /// A gateway call recorded in the same transaction as `op`, and only if
+    /// `op` applies now; the store sets its instant and the transaction
+    /// `op` wrote.
+    pub call: Option<Box<crate::usage::Call>>,
     /// Makes retries safe: the same key with the same request replays the
     /// first response; with a different request, it is a conflict.
     pub idempotency: Option<IdempotencyKey>,
@@ -285,6 +289,7 @@ impl Command {
         Command {
             op,
             records: Vec::new(),
+            call: None,
             idempotency: None,
         }
     }
@@ -292,6 +297,12 @@ impl Command {
     /// The same command, with record writes joined to it.
     pub fn with_records(mut self, records: Vec<RecordWrite>) -> Command {
         self.records = records;
+        self
+    }
+
+    /// The same command, recording a gateway call when it applies.
+    pub fn with_call(mut self, call: crate::usage::Call) -> Command {
+        self.call = Some(Box::new(call));
         self
     }
 }

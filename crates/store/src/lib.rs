@@ -14,6 +14,7 @@ pub mod postgres;
 pub mod records;
 mod rows;
 pub mod sqlite;
+pub mod usage;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -192,6 +193,21 @@ pub trait Store: Send + Sync + 'static {
         from: Timestamp,
         to: Timestamp,
     ) -> BoxFuture<'_, Result<ledger::Amount, StoreError>>;
+
+    /// A page of an account's gateway calls, newest first.
+    fn calls(
+        &self,
+        query: usage::CallQuery,
+    ) -> BoxFuture<'_, Result<Vec<usage::Call>, StoreError>>;
+
+    /// The account's hourly usage buckets of hours `from_hour..to_hour`
+    /// (hours since the epoch).
+    fn usage_buckets(
+        &self,
+        id: AccountId,
+        from_hour: i64,
+        to_hour: i64,
+    ) -> BoxFuture<'_, Result<Vec<usage::Bucket>, StoreError>>;
 
     /// The account's transaction carrying an external id.
     fn external(

@@ -40,6 +40,7 @@ async fn one_idempotency_key_sent_to_two_nodes_applies_once() {
     let keyed = || Command {
         op: consume("u", 7),
         records: Vec::new(),
+        call: None,
         idempotency: Some(store::IdempotencyKey {
             key: "pay-1".into(),
             fingerprint: b"same".to_vec(),

@@ -35,6 +35,7 @@ pub async fn execute_with(
     let command = Command {
         op,
         records,
+        call: None,
         idempotency: write.idempotency,
     };
     match store.execute(command).await? {

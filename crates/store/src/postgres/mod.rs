@@ -41,6 +41,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         3,
         include_str!("migrations/0003_grant_reason_and_actor.sql"),
     ),
+    (4, include_str!("migrations/0004_gateway_calls.sql")),
 ];
 
 /// The advisory lock key that serializes migrations across nodes.
@@ -452,6 +453,28 @@ impl Store for PostgresStore {
         Box::pin(async move {
             let c = self.client().await?;
             read::usage_between(&c, &id, from, to).await
+        })
+    }
+
+    fn calls(
+        &self,
+        query: crate::usage::CallQuery,
+    ) -> BoxFuture<'_, Result<Vec<crate::usage::Call>, StoreError>> {
+        Box::pin(async move {
+            let c = self.client().await?;
+            read::calls(&c, &query).await
+        })
+    }
+
+    fn usage_buckets(
+        &self,
+        id: AccountId,
+        from_hour: i64,
+        to_hour: i64,
+    ) -> BoxFuture<'_, Result<Vec<crate::usage::Bucket>, StoreError>> {
+        Box::pin(async move {
+            let c = self.client().await?;
+            read::usage_buckets(&c, &id, from_hour, to_hour).await
         })
     }
 

@@ -425,6 +425,53 @@ pub async fn usage_between(
     Ok(ledger::Amount::from_micros(sum))
 }
 
+/// A page of an account's gateway calls, newest first.
+pub async fn calls(
+    c: &impl GenericClient,
+    query: &crate::usage::CallQuery,
+) -> Result<Vec<crate::usage::Call>, StoreError> {
+    use crate::usage::{CALL_COLUMNS, call_from_row};
+    let limit = query.limit.min(crate::PAGE_LIMIT_MAX) as i64;
+    let account = query.account.as_str();
+    let (from, to) = (query.from.micros(), query.to.micros());
+    let found = match &query.before {
+        None => {
+            let sql = format!(
+                "SELECT {CALL_COLUMNS} FROM gateway_calls \
+                 WHERE account_id = $1 AND at >= $2 AND at < $3 \
+                 ORDER BY at DESC, id DESC LIMIT $4"
+            );
+            rows(c, &sql, &[&account, &from, &to, &limit]).await?
+        }
+        Some((at, id)) => {
+            let sql = format!(
+                "SELECT {CALL_COLUMNS} FROM gateway_calls \
+                 WHERE account_id = $1 AND at >= $2 AND at < $3 AND (at, id) < ($4, $5) \
+                 ORDER BY at DESC, id DESC LIMIT $6"
+            );
+            let at = at.micros();
+            rows(c, &sql, &[&account, &from, &to, &at, id, &limit]).await?
+        }
+    };
+    map(found, |row| call_from_row(row))
+}
+
+/// The account's hourly usage buckets of hours `from..to`.
+pub async fn usage_buckets(
+    c: &impl GenericClient,
+    id: &AccountId,
+    from: i64,
+    to: i64,
+) -> Result<Vec<crate::usage::Bucket>, StoreError> {
+    use crate::usage::{BUCKET_COLUMNS, bucket_from_row};
+    let sql = format!(
+        "SELECT {BUCKET_COLUMNS} FROM gateway_usage_hourly \
+         WHERE account_id = $1 AND hour >= $2 AND hour < $3"
+    );
+    let found = rows(c, &sql, &[&id.as_str(), &from, &to]).await?;
+    map(found, |row| bucket_from_row(row))
+}
+
 /// The account's transaction carrying an external id.
 pub async fn external(
     c: &impl GenericClient,

@@ -361,6 +361,8 @@ struct Statements {
     upsert_records: tokio_postgres::Statement,
     delete_records: tokio_postgres::Statement,
     insert_lookups: tokio_postgres::Statement,
+    insert_calls: tokio_postgres::Statement,
+    add_buckets: tokio_postgres::Statement,
 }
 
 /// A column list with every column prefixed by a table's alias.
@@ -522,6 +524,28 @@ pub(crate) fn writer_sql() -> &'static [String] {
             "INSERT INTO record_lookups (kind, name, value, id, is_unique) \
              SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bool[])"
                 .to_owned(),
+            // insert_calls
+            "INSERT INTO gateway_calls (id, account_id, key_id, project, provider, model, mode, \
+                 input, cached, cache_write, output, reasoning, cost, list_cost, status, outcome, \
+                 latency_ms, tx_id, at) \
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], \
+                 $6::text[], $7::text[], $8::int8[], $9::int8[], $10::int8[], $11::int8[], \
+                 $12::int8[], $13::int8[], $14::int8[], $15::int8[], $16::text[], $17::int8[], \
+                 $18::int8[], $19::int8[])"
+                .to_owned(),
+            // add_buckets
+            "INSERT INTO gateway_usage_hourly AS h (account_id, hour, model, key_id, project, mode, \
+                 calls, input, cached, cache_write, output, reasoning, cost, list_cost) \
+             SELECT * FROM UNNEST($1::text[], $2::int8[], $3::text[], $4::text[], $5::text[], \
+                 $6::text[], $7::int8[], $8::int8[], $9::int8[], $10::int8[], $11::int8[], \
+                 $12::int8[], $13::int8[], $14::int8[]) \
+             ON CONFLICT (account_id, hour, model, key_id, project, mode) DO UPDATE SET \
+                 calls = h.calls + EXCLUDED.calls, input = h.input + EXCLUDED.input, \
+                 cached = h.cached + EXCLUDED.cached, \
+                 cache_write = h.cache_write + EXCLUDED.cache_write, \
+                 output = h.output + EXCLUDED.output, reasoning = h.reasoning + EXCLUDED.reasoning, \
+                 cost = h.cost + EXCLUDED.cost, list_cost = h.list_cost + EXCLUDED.list_cost"
+                .to_owned(),
         ]
     })
 }
@@ -566,6 +590,8 @@ async fn statements(client: &deadpool_postgres::Client) -> Result<Statements, Fa
         upsert_records: next(),
         delete_records: next(),
         insert_lookups: next(),
+        insert_calls: next(),
+        add_buckets: next(),
     })
 }
 
@@ -1212,6 +1238,45 @@ async fn write_and_commit(
         .collect();
     let now_micros = now.micros();
 
+    let calls = writes.calls;
+    let c_id: Vec<&str> = calls.iter().map(|c| c.id.as_str()).collect();
+    let c_account: Vec<&str> = calls.iter().map(|c| c.account.as_str()).collect();
+    let c_key: Vec<Option<&str>> = calls.iter().map(|c| c.key_id.as_deref()).collect();
+    let c_project: Vec<Option<&str>> = calls.iter().map(|c| c.project.as_deref()).collect();
+    let c_provider: Vec<&str> = calls.iter().map(|c| c.provider.as_str()).collect();
+    let c_model: Vec<&str> = calls.iter().map(|c| c.model.as_str()).collect();
+    let c_mode: Vec<&str> = calls.iter().map(|c| c.mode.as_str()).collect();
+    let c_tokens: [Vec<i64>; 5] = [
+        calls.iter().map(|c| c.tokens.input).collect(),
+        calls.iter().map(|c| c.tokens.cached).collect(),
+        calls.iter().map(|c| c.tokens.cache_write).collect(),
+        calls.iter().map(|c| c.tokens.output).collect(),
+        calls.iter().map(|c| c.tokens.reasoning).collect(),
+    ];
+    let c_cost: Vec<i64> = calls.iter().map(|c| c.cost.micros()).collect();
+    let c_list: Vec<i64> = calls.iter().map(|c| c.list_cost.micros()).collect();
+    let c_status: Vec<i64> = calls.iter().map(|c| i64::from(c.status)).collect();
+    let c_outcome: Vec<&str> = calls.iter().map(|c| c.outcome.as_str()).collect();
+    let c_latency: Vec<i64> = calls.iter().map(|c| c.latency_ms).collect();
+    let c_tx: Vec<Option<i64>> = calls.iter().map(|c| c.tx.map(|t| t.0)).collect();
+    let c_at: Vec<i64> = calls.iter().map(|c| c.at.micros()).collect();
+    let buckets = crate::usage::rollup(calls);
+    let b_account: Vec<&str> = buckets.iter().map(|(a, _)| a.as_str()).collect();
+    let b_hour: Vec<i64> = buckets.iter().map(|(_, b)| b.hour).collect();
+    let b_model: Vec<&str> = buckets.iter().map(|(_, b)| b.model.as_str()).collect();
+    let b_key: Vec<&str> = buckets.iter().map(|(_, b)| b.key_id.as_str()).collect();
+    let b_project: Vec<&str> = buckets.iter().map(|(_, b)| b.project.as_str()).collect();
+    let b_mode: Vec<&str> = buckets.iter().map(|(_, b)| b.mode.as_str()).collect();
+    let b_calls: Vec<i64> = buckets.iter().map(|(_, b)| b.calls).collect();
+    let b_tokens: [Vec<i64>; 5] = [
+        buckets.iter().map(|(_, b)| b.tokens.input).collect(),
+        buckets.iter().map(|(_, b)| b.tokens.cached).collect(),
+        buckets.iter().map(|(_, b)| b.tokens.cache_write).collect(),
+        buckets.iter().map(|(_, b)| b.tokens.output).collect(),
+        buckets.iter().map(|(_, b)| b.tokens.reasoning).collect(),
+    ];
+    let b_cost: Vec<i64> = buckets.iter().map(|(_, b)| b.cost.micros()).collect();
+    let b_list: Vec<i64> = buckets.iter().map(|(_, b)| b.list_cost.micros()).collect();
     let mut writes_out = Pipeline::default();
     if !a_ids.is_empty() {
         writes_out.push_execute(async {
@@ -1336,6 +1401,57 @@ async fn write_and_commit(
             pg.execute(
                 &st.insert_lookups,
                 &[&i_kind, &i_name, &i_value, &i_id, &i_unique],
+            )
+            .await
+        });
+    }
+    if !calls.is_empty() {
+        writes_out.push_execute(async {
+            pg.execute(
+                &st.insert_calls,
+                &[
+                    &c_id,
+                    &c_account,
+                    &c_key,
+                    &c_project,
+                    &c_provider,
+                    &c_model,
+                    &c_mode,
+                    &c_tokens[0],
+                    &c_tokens[1],
+                    &c_tokens[2],
+                    &c_tokens[3],
+                    &c_tokens[4],
+                    &c_cost,
+                    &c_list,
+                    &c_status,
+                    &c_outcome,
+                    &c_latency,
+                    &c_tx,
+                    &c_at,
+                ],
+            )
+            .await
+        });
+        writes_out.push_execute(async {
+            pg.execute(
+                &st.add_buckets,
+                &[
+                    &b_account,
+                    &b_hour,
+                    &b_model,
+                    &b_key,
+                    &b_project,
+                    &b_mode,
+                    &b_calls,
+                    &b_tokens[0],
+                    &b_tokens[1],
+                    &b_tokens[2],
+                    &b_tokens[3],
+                    &b_tokens[4],
+                    &b_cost,
+                    &b_list,
+                ],
             )
             .await
         });

@@ -41,6 +41,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         6,
         include_str!("migrations/0006_grant_reason_and_actor.sql"),
     ),
+    (7, include_str!("migrations/0007_gateway_calls.sql")),
 ];
 
 /// How the SQLite store is set up.
@@ -620,6 +621,24 @@ impl Store for SqliteStore {
         to: Timestamp,
     ) -> BoxFuture<'_, Result<ledger::Amount, StoreError>> {
         self.read(move |conn| snapshot(conn, |conn| read::usage_between(conn, &id, from, to)))
+    }
+
+    fn calls(
+        &self,
+        query: crate::usage::CallQuery,
+    ) -> BoxFuture<'_, Result<Vec<crate::usage::Call>, StoreError>> {
+        self.read(move |conn| snapshot(conn, |conn| read::calls(conn, &query)))
+    }
+
+    fn usage_buckets(
+        &self,
+        id: AccountId,
+        from_hour: i64,
+        to_hour: i64,
+    ) -> BoxFuture<'_, Result<Vec<crate::usage::Bucket>, StoreError>> {
+        self.read(move |conn| {
+            snapshot(conn, |conn| read::usage_buckets(conn, &id, from_hour, to_hour))
+        })
     }
 
     fn external(

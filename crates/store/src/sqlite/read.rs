@@ -431,6 +431,64 @@ pub fn usage_between(
     Ok(Amount::from_micros(total))
 }
 
+/// A page of an account's gateway calls, newest first.
+pub fn calls(
+    conn: &Connection,
+    query: &crate::usage::CallQuery,
+) -> Result<Vec<crate::usage::Call>, StoreError> {
+    use crate::usage::{CALL_COLUMNS, call_from_row};
+    let limit = query.limit.min(crate::PAGE_LIMIT_MAX) as i64;
+    let account = query.account.as_str();
+    match &query.before {
+        None => collect(
+            conn,
+            &format!(
+                "SELECT {CALL_COLUMNS} FROM gateway_calls \
+                 WHERE account_id = ?1 AND at >= ?2 AND at < ?3 \
+                 ORDER BY at DESC, id DESC LIMIT ?4"
+            ),
+            params![account, query.from.micros(), query.to.micros(), limit],
+            |row| call_from_row(row),
+        ),
+        Some((at, id)) => collect(
+            conn,
+            &format!(
+                "SELECT {CALL_COLUMNS} FROM gateway_calls \
+                 WHERE account_id = ?1 AND at >= ?2 AND at < ?3 AND (at, id) < (?4, ?5) \
+                 ORDER BY at DESC, id DESC LIMIT ?6"
+            ),
+            params![
+                account,
+                query.from.micros(),
+                query.to.micros(),
+                at.micros(),
+                id,
+                limit
+            ],
+            |row| call_from_row(row),
+        ),
+    }
+}
+
+/// The account's hourly usage buckets of hours `from..to`.
+pub fn usage_buckets(
+    conn: &Connection,
+    id: &AccountId,
+    from: i64,
+    to: i64,
+) -> Result<Vec<crate::usage::Bucket>, StoreError> {
+    use crate::usage::{BUCKET_COLUMNS, bucket_from_row};
+    collect(
+        conn,
+        &format!(
+            "SELECT {BUCKET_COLUMNS} FROM gateway_usage_hourly \
+             WHERE account_id = ?1 AND hour >= ?2 AND hour < ?3"
+        ),
+        params![id.as_str(), from, to],
+        |row| bucket_from_row(row),
+    )
+}
+
 /// The account's transaction carrying `external`, with its content digest.
 pub fn external(
     conn: &Connection,

@@ -653,6 +653,9 @@ fn write(
     if !writes.records.is_empty() {
         write_records(conn, &writes.records)?;
     }
+    if !writes.calls.is_empty() {
+        write_calls(conn, writes.calls)?;
+    }
     if !writes.idempotency.is_empty() {
         let mut insert = conn.prepare_cached(
             "INSERT INTO idempotency_keys (key, fingerprint, status, body, created_at) \
@@ -667,6 +670,69 @@ fn write(
                 now.micros()
             ])?;
         }
+    }
+    Ok(())
+}
+
+/// Writes gateway calls and adds them to their hourly buckets.
+fn write_calls(conn: &Connection, calls: &[crate::usage::Call]) -> Result<(), StoreError> {
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO gateway_calls (id, account_id, key_id, project, provider, model, mode, \
+             input, cached, cache_write, output, reasoning, cost, list_cost, status, outcome, \
+             latency_ms, tx_id, at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, \
+                 ?18, ?19)",
+    )?;
+    for c in calls {
+        insert.execute(params![
+            c.id,
+            c.account.as_str(),
+            c.key_id,
+            c.project,
+            c.provider,
+            c.model,
+            c.mode,
+            c.tokens.input,
+            c.tokens.cached,
+            c.tokens.cache_write,
+            c.tokens.output,
+            c.tokens.reasoning,
+            c.cost.micros(),
+            c.list_cost.micros(),
+            c.status,
+            c.outcome,
+            c.latency_ms,
+            c.tx.map(|t| t.0),
+            c.at.micros()
+        ])?;
+    }
+    let mut add = conn.prepare_cached(
+        "INSERT INTO gateway_usage_hourly (account_id, hour, model, key_id, project, mode, \
+             calls, input, cached, cache_write, output, reasoning, cost, list_cost) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) \
+         ON CONFLICT (account_id, hour, model, key_id, project, mode) DO UPDATE SET \
+             calls = calls + excluded.calls, input = input + excluded.input, \
+             cached = cached + excluded.cached, cache_write = cache_write + excluded.cache_write, \
+             output = output + excluded.output, reasoning = reasoning + excluded.reasoning, \
+             cost = cost + excluded.cost, list_cost = list_cost + excluded.list_cost",
+    )?;
+    for (account, b) in crate::usage::rollup(calls) {
+        add.execute(params![
+            account.as_str(),
+            b.hour,
+            b.model,
+            b.key_id,
+            b.project,
+            b.mode,
+            b.calls,
+            b.tokens.input,
+            b.tokens.cached,
+            b.tokens.cache_write,
+            b.tokens.output,
+            b.tokens.reasoning,
+            b.cost.micros(),
+            b.list_cost.micros()
+        ])?;
     }
     Ok(())
 }

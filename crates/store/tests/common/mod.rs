@@ -176,6 +176,7 @@ pub fn keyed(op: Op, key: &str, fingerprint: &[u8]) -> Command {
     Command {
         op,
         records: Vec::new(),
+        call: None,
         idempotency: Some(IdempotencyKey {
             key: key.into(),
             fingerprint: fingerprint.to_vec(),

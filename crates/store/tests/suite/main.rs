@@ -13,6 +13,7 @@ mod common;
 mod support;
 
 mod audit;
+mod calls;
 mod concurrency;
 mod external;
 mod history;
