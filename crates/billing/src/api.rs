@@ -46,6 +46,7 @@ pub fn routes(billing: &Arc<Billing>) -> Vec<Route> {
         access,
         handler: handler.with_state(billing.clone()),
         doc,
+        dialect: None,
     };
     vec![
         r(

@@ -57,6 +57,13 @@ pub struct Settings {
     /// admin key can move forward (`POST /v1/test-clock/advance`). Never on
     /// a ledger of real customers.
     pub test_clock: bool,
+    /// The gateway: `CREDITD_CREDITS_PER_USD` (default 100),
+    /// `CREDITD_MARKUP_PERCENT` (default 10), the upstreams
+    /// (`CREDITD_UPSTREAM_BASE_URL` / `CREDITD_UPSTREAM_API_KEY` for OpenAI's
+    /// format, `CREDITD_ANTHROPIC_BASE_URL` / `CREDITD_ANTHROPIC_API_KEY`,
+    /// and `CREDITD_UPSTREAM_<NAME>_BASE_URL` / `_API_KEY` / `_WIRE` for a
+    /// named one), `CREDITD_GATEWAY_HOLD_TTL_SECS` (default 900).
+    pub gateway: gateway::GatewayConfig,
 }
 
 impl Settings {
@@ -134,6 +141,7 @@ impl Settings {
             pg_writers: number("CREDITD_PG_WRITERS", 2)?.clamp(1, 64) as usize,
             credits: credit_settings(&get)?,
             test_clock: flag("CREDITD_TEST_CLOCK")?,
+            gateway: gateway_settings(values, &get)?,
         })
     }
 }
@@ -180,6 +188,98 @@ fn credit_settings<'a>(
         daily_amount: amount("CREDITD_DAILY_AMOUNT")?,
         allow_free_user_purchase: flag("CREDITD_ALLOW_FREE_USER_PURCHASE")?,
     })
+}
+
+/// The gateway's configuration from the environment.
+fn gateway_settings<'a>(
+    values: &'a HashMap<String, String>,
+    get: &impl Fn(&str) -> Option<&'a str>,
+) -> anyhow::Result<gateway::GatewayConfig> {
+    use gateway::domain::{CreditsPerUsd, Percent, Wire};
+    let mut config = gateway::GatewayConfig::default();
+    if let Some(rate) = get("CREDITD_CREDITS_PER_USD") {
+        config.rate.credits_per_usd = CreditsPerUsd::parse(rate).ok().with_context(|| {
+            format!("CREDITD_CREDITS_PER_USD must be a decimal above 0, got {rate:?}")
+        })?;
+    }
+    if let Some(markup) = get("CREDITD_MARKUP_PERCENT") {
+        config.rate.markup = Percent::parse(markup).ok().with_context(|| {
+            format!(
+                "CREDITD_MARKUP_PERCENT must be a percentage from 0 to 1000 with at most 4 \
+                 decimals, got {markup:?}"
+            )
+        })?;
+    }
+    if let Some(ttl) = get("CREDITD_GATEWAY_HOLD_TTL_SECS") {
+        config.hold_ttl_secs = ttl
+            .parse::<i64>()
+            .ok()
+            .filter(|t| (10..=86_400).contains(t))
+            .with_context(|| {
+                format!("CREDITD_GATEWAY_HOLD_TTL_SECS must be 10 to 86400, got {ttl:?}")
+            })?;
+    }
+    let mut set = |name: &str, wire: Wire, base: Option<&str>, key: Option<&str>| {
+        let upstream =
+            config
+                .upstreams
+                .entry(name.to_owned())
+                .or_insert_with(|| gateway::Upstream {
+                    wire,
+                    base_url: String::new(),
+                    api_key: None,
+                });
+        upstream.wire = wire;
+        if let Some(base) = base {
+            upstream.base_url = base.to_owned();
+        }
+        if let Some(key) = key {
+            upstream.api_key = Some(Secret::new(key.to_owned()));
+        }
+    };
+    set(
+        gateway::config::OPENAI_UPSTREAM,
+        Wire::Openai,
+        get("CREDITD_UPSTREAM_BASE_URL"),
+        get("CREDITD_UPSTREAM_API_KEY"),
+    );
+    set(
+        gateway::config::ANTHROPIC_UPSTREAM,
+        Wire::Anthropic,
+        get("CREDITD_ANTHROPIC_BASE_URL"),
+        get("CREDITD_ANTHROPIC_API_KEY"),
+    );
+    let mut named: Vec<&str> = values
+        .keys()
+        .filter_map(|k| {
+            k.strip_prefix("CREDITD_UPSTREAM_")?
+                .strip_suffix("_BASE_URL")
+        })
+        .filter(|name| !name.is_empty())
+        .collect();
+    named.sort_unstable();
+    for name in named {
+        let wire = match get(&format!("CREDITD_UPSTREAM_{name}_WIRE")) {
+            None | Some("openai") => Wire::Openai,
+            Some("anthropic") => Wire::Anthropic,
+            Some(other) => {
+                bail!("CREDITD_UPSTREAM_{name}_WIRE must be openai or anthropic, got {other:?}")
+            }
+        };
+        set(
+            &name.to_ascii_lowercase(),
+            wire,
+            get(&format!("CREDITD_UPSTREAM_{name}_BASE_URL")),
+            get(&format!("CREDITD_UPSTREAM_{name}_API_KEY")),
+        );
+    }
+    for (name, upstream) in &config.upstreams {
+        if !(upstream.base_url.starts_with("http://") || upstream.base_url.starts_with("https://"))
+        {
+            bail!("the upstream {name} needs a base URL starting with http:// or https://");
+        }
+    }
+    Ok(config)
 }
 
 /// `HOST:PORT` with HOST an IP address (`[::1]:8080` for IPv6), or `:PORT`

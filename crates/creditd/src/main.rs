@@ -78,6 +78,11 @@ enum Cmd {
         #[arg(long, value_parser = parse_external_id)]
         external_id: Option<ExternalId>,
     },
+    /// Manage the gateway's price catalog.
+    Prices {
+        #[command(subcommand)]
+        command: PricesCmd,
+    },
     /// Measure throughput and latency, against the usual design if asked.
     Bench(Box<bench::Options>),
     /// Print an account's balance.
@@ -88,6 +93,23 @@ enum Cmd {
         /// The instant to show the balance at (RFC 3339); now when absent.
         #[arg(long, value_parser = parse_time)]
         at: Option<Timestamp>,
+    },
+}
+
+#[derive(Subcommand)]
+enum PricesCmd {
+    /// Import a price list: LiteLLM's `model_prices_and_context_window.json`
+    /// or models.dev's `api.json` (`-` reads standard input, `starter` the
+    /// starter catalog shipped with creditd).
+    Import {
+        /// The list's file.
+        file: String,
+        /// `litellm` or `models_dev`; guessed from the list's shape when absent.
+        #[arg(long)]
+        format: Option<String>,
+        /// Only models of these providers, comma-separated (`openai,anthropic`).
+        #[arg(long)]
+        providers: Option<String>,
     },
 }
 
@@ -185,6 +207,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 admin_write(&settings, Op::Grant { account, grant }).await
             }
             Cmd::Balance { account, at } => balance(&settings, &account, at).await,
+            Cmd::Prices { command } => prices(&settings, command).await,
             Cmd::Bench(options) => bench::run(*options).await.map(drop),
         }
     })
@@ -420,7 +443,12 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     println!("listening on {}", listener.local_addr()?);
     tracing::info!(addr = %listener.local_addr()?, "creditd serving");
     let renewals = billing::subscription::spawn(billing.clone(), settings.sweep_interval);
-    let mut capabilities = capabilities(&billing);
+    let gateway = Arc::new(gateway::Gateway::new(
+        state.store.clone(),
+        state.clock.clone(),
+        settings.gateway.clone(),
+    ));
+    let mut capabilities = capabilities(&billing, &gateway);
     let mut test_clock_refresh = None;
     if let Some(test) = &time.test {
         capabilities.push(server::Capability {
@@ -442,7 +470,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     }
     // The last holders of the store go, so that closing it can wait for
     // its writer.
-    drop((billing, state));
+    drop((billing, gateway, state));
     opened.close().await;
     Ok(())
 }
@@ -450,8 +478,11 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
 /// The routes of every capability beyond the ledger, each in the table
 /// with the access it needs. A new capability (the gateway) is one more
 /// entry here.
-fn capabilities(billing: &Arc<billing::Billing>) -> Vec<server::Capability> {
-    vec![billing.capability()]
+fn capabilities(
+    billing: &Arc<billing::Billing>,
+    gateway: &Arc<gateway::Gateway>,
+) -> Vec<server::Capability> {
+    vec![billing.capability(), gateway.capability()]
 }
 
 /// Warns when the ledger was run on a test clock that this start leaves
@@ -564,6 +595,52 @@ async fn balance(
     let balance = settled.balance(when);
     let view = server::render::BalanceView::new(account.as_str(), balance, settled.lots(), when);
     println!("{}", serde_json::to_string_pretty(&view)?);
+    Ok(())
+}
+
+/// `creditd prices import`: writes a price list's prices, and prints what
+/// was written and what was left out.
+async fn prices(settings: &Settings, command: PricesCmd) -> anyhow::Result<()> {
+    let PricesCmd::Import {
+        file,
+        format,
+        providers,
+    } = command;
+    let text = match file.as_str() {
+        "starter" => gateway::catalog::STARTER.to_owned(),
+        "-" => std::io::read_to_string(std::io::stdin()).context("reading standard input")?,
+        path => std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?,
+    };
+    let format = match format.as_deref() {
+        None => None,
+        Some("litellm") => Some(gateway::domain::import::Format::Litellm),
+        Some("models_dev") => Some(gateway::domain::import::Format::ModelsDev),
+        Some(other) => anyhow::bail!("--format must be litellm or models_dev, got {other:?}"),
+    };
+    let providers: Option<std::collections::BTreeSet<String>> = providers.map(|p| {
+        p.split(',')
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .collect()
+    });
+    ensure_ledger(&settings.database).await?;
+    let time = Time::of(settings);
+    let opened = open_store(settings, false, &time).await?;
+    let catalog = gateway::catalog::Catalog::default();
+    let report = gateway::catalog::import(
+        opened.store().as_ref(),
+        &catalog,
+        &text,
+        format,
+        providers.as_ref(),
+    )
+    .await;
+    opened.close().await;
+    let report = report.map_err(|e| {
+        let e = server::error::ApiError::from(e);
+        anyhow::anyhow!("{}: {}", e.code(), e.message())
+    })?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())
 }
 

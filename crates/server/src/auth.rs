@@ -518,7 +518,22 @@ fn presented(request: &Request) -> Option<&str> {
 /// Lets a request through when its key may call the route, with the
 /// [`Principal`] in the request's extensions.
 pub async fn authorize(
-    State((state, access)): State<(Arc<AppState>, Access)>,
+    State((state, access, dialect)): State<(Arc<AppState>, Access, Option<crate::routes::Dialect>)>,
+    request: Request,
+    next: Next,
+) -> Response {
+    match admit(&state, access, request, next).await {
+        Ok(response) => response,
+        Err(error) => match dialect {
+            Some(dialect) => dialect(&error),
+            None => axum::response::IntoResponse::into_response(error),
+        },
+    }
+}
+
+async fn admit(
+    state: &Arc<AppState>,
+    access: Access,
     request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {

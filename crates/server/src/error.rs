@@ -122,7 +122,8 @@ impl ApiError {
         }
     }
 
-    fn message(&self) -> String {
+    /// What went wrong, for a person (a 500's detail stays hidden).
+    pub fn message(&self) -> String {
         match self {
             ApiError::Unauthorized => {
                 "send a valid API key as `Authorization: Bearer <key>`".to_owned()

@@ -430,6 +430,7 @@ mod tests {
             access,
             handler: axum::routing::get(|| async {}),
             doc: Doc::of::<system::__path_healthz>(),
+            dialect: None,
         }
     }
 

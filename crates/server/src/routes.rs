@@ -33,7 +33,15 @@ pub struct Route {
     /// What the OpenAPI description says of it: the `#[utoipa::path]` of
     /// its handler, which must name the same method and path.
     pub doc: Doc,
+    /// How its errors are written when not as the core API writes them:
+    /// the wire format its clients expect. The access check writes its
+    /// refusals this way too.
+    pub dialect: Option<Dialect>,
 }
+
+/// Writes an error in a route's own wire format (the gateway's OpenAI- and
+/// Anthropic-compatible endpoints).
+pub type Dialect = fn(&ApiError) -> axum::response::Response;
 
 impl Route {
     /// A route of the core API, answered with the shared state.
@@ -51,6 +59,7 @@ impl Route {
             access,
             handler: handler.with_state(state.clone()),
             doc,
+            dialect: None,
         }
     }
 }
@@ -295,7 +304,7 @@ pub fn router(state: Arc<AppState>, capabilities: Vec<Capability>) -> Router {
     let mut paths: BTreeMap<&'static str, MethodRouter> = BTreeMap::new();
     for route in routes {
         let guarded = route.handler.route_layer(from_fn_with_state(
-            (state.clone(), route.access),
+            (state.clone(), route.access, route.dialect),
             auth::authorize,
         ));
         let merged = match paths.remove(route.path) {

@@ -223,6 +223,7 @@ pub fn routes(store: Arc<dyn Store>, clock: &Arc<TestClock>) -> Vec<Route> {
             access: Access::Admin,
             handler: get(show).with_state(shared.clone()),
             doc: Doc::of::<__path_show>(),
+            dialect: None,
         },
         Route {
             method: Method::POST,
@@ -230,6 +231,7 @@ pub fn routes(store: Arc<dyn Store>, clock: &Arc<TestClock>) -> Vec<Route> {
             access: Access::Admin,
             handler: post(advance).with_state(shared),
             doc: Doc::of::<__path_advance>(),
+            dialect: None,
         },
     ]
 }

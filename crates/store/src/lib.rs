@@ -195,10 +195,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> BoxFuture<'_, Result<ledger::Amount, StoreError>>;
 
     /// A page of an account's gateway calls, newest first.
-    fn calls(
-        &self,
-        query: usage::CallQuery,
-    ) -> BoxFuture<'_, Result<Vec<usage::Call>, StoreError>>;
+    fn calls(&self, query: usage::CallQuery)
+    -> BoxFuture<'_, Result<Vec<usage::Call>, StoreError>>;
 
     /// The account's hourly usage buckets of hours `from_hour..to_hour`
     /// (hours since the epoch).

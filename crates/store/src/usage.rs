@@ -114,14 +114,17 @@ pub struct Bucket {
 
 /// The hour an instant falls in.
 pub fn hour_of(at: Timestamp) -> i64 {
-    at.micros().div_euclid(BUCKET_SECS * ledger::MICROS_PER_SECOND)
+    at.micros()
+        .div_euclid(BUCKET_SECS * ledger::MICROS_PER_SECOND)
 }
+
+/// What a bucket is keyed by: account, hour, model, key, project, mode.
+type BucketKey = (String, i64, String, String, String, String);
 
 /// The buckets calls add to, one per (account, hour, model, key, project,
 /// mode), in that order, so that writers touch rows in one order.
 pub fn rollup<'a>(calls: impl IntoIterator<Item = &'a Call>) -> Vec<(AccountId, Bucket)> {
-    let mut sums: BTreeMap<(String, i64, String, String, String, String), (AccountId, Bucket)> =
-        BTreeMap::new();
+    let mut sums: BTreeMap<BucketKey, (AccountId, Bucket)> = BTreeMap::new();
     for call in calls {
         let hour = hour_of(call.at);
         let key_id = call.key_id.clone().unwrap_or_default();
@@ -266,7 +269,10 @@ mod tests {
         let buckets = rollup(&calls);
         assert_eq!(buckets.len(), 3);
         let (_, first) = &buckets[0];
-        assert_eq!((first.hour, first.model.as_str(), first.calls), (2, "m1", 2));
+        assert_eq!(
+            (first.hour, first.model.as_str(), first.calls),
+            (2, "m1", 2)
+        );
         assert_eq!(first.cost, Amount::from_micros(30));
         assert_eq!(first.tokens.input, 20);
         assert_eq!(first.key_id, "key_1");

@@ -28,8 +28,9 @@ pub struct Plugged {
     pub handle: Option<Arc<dyn Any + Send + Sync>>,
 }
 
-/// Makes what a test plugs in.
-pub type Plugins = fn(Arc<dyn Store>, Arc<dyn Clock>) -> Plugged;
+/// Makes what a test plugs in: a function, or a closure holding what the
+/// test set up first (a fake upstream's address).
+pub type Plugins = Arc<dyn Fn(Arc<dyn Store>, Arc<dyn Clock>) -> Plugged + Send + Sync>;
 
 pub const KEY: &str = "test-admin-key";
 
@@ -132,7 +133,7 @@ impl TestApp {
         plugins: Option<Plugins>,
     ) -> TestApp {
         let shared: Arc<dyn Clock> = test_clock.clock();
-        let plugged = match plugins {
+        let plugged = match &plugins {
             Some(plugins) => plugins(store.clone(), shared.clone()),
             None => Plugged {
                 policy: None,
@@ -175,7 +176,7 @@ impl TestApp {
     /// The capabilities this server serves beyond the core API (the test
     /// clock's routes and the plugins'), for tests that walk the route table.
     pub fn capabilities(&self) -> Vec<Capability> {
-        let mut capabilities = match self.plugins {
+        let mut capabilities = match &self.plugins {
             Some(plugins) => {
                 plugins(self.state.store.clone(), self.test_clock.clock()).capabilities
             }

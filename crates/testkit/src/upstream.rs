@@ -39,7 +39,8 @@ pub enum Behaviour {
     /// normally; a client that goes away first just goes away.
     Stall,
     /// Sends this many content chunks of a stream, then drops the connection
-    /// so the client's read fails; a non-streaming body fails at once.
+    /// so the client's read fails; a non-streaming answer sends its status
+    /// and headers, then fails the same way.
     Cut {
         /// Content chunks sent before the cut.
         after_chunks: usize,
@@ -133,11 +134,8 @@ enum Format {
 /// A successful answer before the behaviour shapes its delivery.
 enum Reply {
     Json(Value),
-    Stream {
-        head: Vec<String>,
-        content: Vec<String>,
-        tail: Vec<String>,
-    },
+    /// The frames before, of and after the content.
+    Stream(Vec<String>, Vec<String>, Vec<String>),
 }
 
 impl FakeUpstream {
@@ -250,7 +248,7 @@ async fn handle(
     let mut signal = shared.signal.subscribe();
     let start = *signal.borrow_and_update();
     if start.closed {
-        return cut(Vec::new(), "application/json");
+        return aborted();
     }
     if let Behaviour::Stall = behaviour {
         let released = signal
@@ -258,7 +256,7 @@ async fn handle(
             .await
             .is_ok_and(|s| !s.closed);
         if !released {
-            return cut(Vec::new(), "application/json");
+            return aborted();
         }
     }
     if let Behaviour::Fail(status) = behaviour {
@@ -297,22 +295,15 @@ async fn handle(
     };
 
     match (reply, behaviour) {
-        (Reply::Json(_), Behaviour::Cut { .. }) => cut(Vec::new(), "application/json"),
+        (Reply::Json(_), Behaviour::Cut { .. }) => cut(Vec::new(), signal, "application/json"),
         (Reply::Json(body), _) => json_response(StatusCode::OK, &body),
-        (Reply::Stream { head, content, .. }, Behaviour::Cut { after_chunks }) => {
+        (Reply::Stream(head, content, _), Behaviour::Cut { after_chunks }) => {
             let frames = head
                 .into_iter()
                 .chain(content.into_iter().take(after_chunks));
-            cut(frames.collect(), "text/event-stream")
+            cut(frames.collect(), signal, "text/event-stream")
         }
-        (
-            Reply::Stream {
-                head,
-                content,
-                tail,
-            },
-            behaviour,
-        ) => {
+        (Reply::Stream(head, content, tail), behaviour) => {
             let delay = match behaviour {
                 Behaviour::SlowChunks { delay_ms } => Duration::from_millis(delay_ms),
                 _ => Duration::ZERO,
@@ -323,12 +314,21 @@ async fn handle(
     }
 }
 
+/// A response that fails before its head is written, as a dropped
+/// connection does.
+fn aborted() -> Response {
+    let failure = io::Error::other("the fake upstream was dropped");
+    Body::from_stream(futures_util::stream::once(async {
+        Err::<Bytes, _>(failure)
+    }))
+    .into_response()
+}
+
 /// A body that sends `frames` and then fails, so the connection is dropped
 /// before the body completes.
-fn cut(frames: Vec<String>, content_type: &str) -> Response {
+fn cut(frames: Vec<String>, signal: watch::Receiver<Signal>, content_type: &str) -> Response {
     let mut frames: VecDeque<_> = frames.into_iter().map(Ok).collect();
     frames.push_back(Err(io::Error::other("cut by the fake upstream")));
-    let (_, signal) = watch::channel(Signal::default());
     streamed(frames, Duration::ZERO, signal, content_type)
 }
 
@@ -346,6 +346,12 @@ fn streamed(
             let frame = frames.pop_front()?;
             if !first && !delay.is_zero() {
                 tokio::time::sleep(delay).await;
+            }
+            if frame.is_err() {
+                // The server drops what it has not yet written when a body
+                // fails, so pause first to let the frames before the cut
+                // reach the client.
+                tokio::time::sleep(Duration::from_millis(20)).await;
             }
             let frame = if signal.borrow().closed {
                 frames.clear();
@@ -412,19 +418,9 @@ fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// [`REPLY_TEXT`] in five pieces, each word after the first with its space.
+/// [`REPLY_TEXT`] in five pieces, one a word with the space after it.
 fn pieces() -> Vec<String> {
-    REPLY_TEXT
-        .split(' ')
-        .enumerate()
-        .map(|(i, word)| {
-            if i == 0 {
-                word.to_owned()
-            } else {
-                format!(" {word}")
-            }
-        })
-        .collect()
+    REPLY_TEXT.split_inclusive(' ').map(str::to_owned).collect()
 }
 
 fn openai_usage(usage: &FakeUsage) -> Value {
@@ -492,11 +488,7 @@ fn chat(request: &Value, n: usize, usage: &FakeUsage) -> Reply {
         tail.push(data(&last));
     }
     tail.push("data: [DONE]\n\n".to_owned());
-    Reply::Stream {
-        head,
-        content,
-        tail,
-    }
+    Reply::Stream(head, content, tail)
 }
 
 fn embeddings(request: &Value, usage: &FakeUsage) -> Option<Value> {
@@ -581,11 +573,7 @@ fn messages(request: &Value, n: usize, usage: &FakeUsage) -> Reply {
         })),
         event(json!({"type": "message_stop"})),
     ];
-    Reply::Stream {
-        head,
-        content,
-        tail,
-    }
+    Reply::Stream(head, content, tail)
 }
 
 const BASE64_ALPHABET: &[u8; 64] =
@@ -802,6 +790,18 @@ mod tests {
         let lines = data_lines(&text);
         assert_eq!(lines.len(), 1 + 2);
         assert!(!text.contains("[DONE]"));
+    }
+
+    #[tokio::test]
+    async fn slow_chunks_reach_the_client_before_the_stream_ends() {
+        let upstream = FakeUpstream::start().await;
+        upstream.push(Behaviour::SlowChunks { delay_ms: 300 });
+        let request = json!({"model": "claude-test", "stream": true, "messages": []});
+        let mut response = post(&upstream, "/v1/messages", request).await;
+        let first = tokio::time::timeout(Duration::from_millis(250), response.chunk()).await;
+        let first = first.expect("a chunk before the first pause ends");
+        let first = first.expect("a readable body").expect("a chunk");
+        assert!(first.starts_with(b"event: message_start\n"));
     }
 
     #[tokio::test]

@@ -36,13 +36,13 @@ macro_rules! billing_test {
 
             $(#[$attr])*
             async fn sqlite() {
-                let $app = testkit::app::TestApp::spawn_sqlite(Some($plugins)).await;
+                let $app = testkit::app::TestApp::spawn_sqlite(Some(std::sync::Arc::new($plugins))).await;
                 $body
             }
 
             $(#[$attr])*
             async fn postgres() {
-                let Some($app) = testkit::app::TestApp::spawn_postgres(Some($plugins)).await else {
+                let Some($app) = testkit::app::TestApp::spawn_postgres(Some(std::sync::Arc::new($plugins))).await else {
                     return;
                 };
                 $body

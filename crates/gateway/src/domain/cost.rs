@@ -2,7 +2,9 @@
 
 use ledger::{AMOUNT_MAX_MICROS, Amount};
 
-use super::price::{CreditsPerUsd, ModelPrice, PERCENT_SCALE, PRICE_SCALE, Percent, RATE_SCALE, UsdPerMtok};
+use super::price::{
+    CreditsPerUsd, ModelPrice, PERCENT_SCALE, PRICE_SCALE, Percent, RATE_SCALE, UsdPerMtok,
+};
 use super::tokens::Tokens;
 
 /// Why a cost cannot be computed: the numbers are beyond what an amount holds.
@@ -58,12 +60,20 @@ fn to_micros(sum: u128, rate: CreditsPerUsd, markup: Percent) -> Result<Amount, 
 /// default: what a call in credits mode is charged.
 pub fn cost(price: &ModelPrice, tokens: &Tokens, rate: Rate) -> Result<Amount, CostOverflow> {
     let sum = usd_picos_per_million(price, tokens).ok_or(CostOverflow)?;
-    to_micros(sum, rate.credits_per_usd, price.markup_percent.unwrap_or(rate.markup))
+    to_micros(
+        sum,
+        rate.credits_per_usd,
+        price.markup_percent.unwrap_or(rate.markup),
+    )
 }
 
 /// What `tokens` cost at the list price, without markup: what a BYOK call
 /// is recorded at, and what its platform fee is a share of.
-pub fn list_cost(price: &ModelPrice, tokens: &Tokens, rate: CreditsPerUsd) -> Result<Amount, CostOverflow> {
+pub fn list_cost(
+    price: &ModelPrice,
+    tokens: &Tokens,
+    rate: CreditsPerUsd,
+) -> Result<Amount, CostOverflow> {
     let sum = usd_picos_per_million(price, tokens).ok_or(CostOverflow)?;
     to_micros(sum, rate, Percent::ZERO)
 }
@@ -76,7 +86,9 @@ pub fn fee(amount: Amount, fee: Percent) -> Result<Amount, CostOverflow> {
         .checked_mul(u128::from(fee.units()))
         .ok_or(CostOverflow)?
         .div_ceil(hundred_percent);
-    i64::try_from(fee).map(Amount::from_micros).map_err(|_| CostOverflow)
+    i64::try_from(fee)
+        .map(Amount::from_micros)
+        .map_err(|_| CostOverflow)
 }
 
 /// The most a call may cost: every one of `input_max` input tokens at the
@@ -97,7 +109,11 @@ pub fn worst_case(
         .checked_mul(input.picos())
         .and_then(|i| i.checked_add(u128::from(output_max).checked_mul(output.picos())?))
         .ok_or(CostOverflow)?;
-    to_micros(sum, rate.credits_per_usd, price.markup_percent.unwrap_or(rate.markup))
+    to_micros(
+        sum,
+        rate.credits_per_usd,
+        price.markup_percent.unwrap_or(rate.markup),
+    )
 }
 
 #[cfg(test)]
@@ -135,8 +151,14 @@ mod tests {
             input: 1_000_000,
             ..Tokens::default()
         };
-        assert_eq!(cost(&price("1", "0"), &tokens, rate(0)), Ok(Amount::credits(100)));
-        assert_eq!(cost(&price("1", "0"), &tokens, rate(10)), Ok(Amount::credits(110)));
+        assert_eq!(
+            cost(&price("1", "0"), &tokens, rate(0)),
+            Ok(Amount::credits(100))
+        );
+        assert_eq!(
+            cost(&price("1", "0"), &tokens, rate(10)),
+            Ok(Amount::credits(110))
+        );
     }
 
     #[test]
@@ -175,7 +197,10 @@ mod tests {
         p.cache_write = Some(UsdPerMtok::parse("3.75").unwrap());
         let tokens = Tokens::anthropic(100, 10_000, 1_000, 200);
         // 100 × 3 + 10,000 × 0.3 + 1,000 × 3.75 + 200 × 15 = 10,050 → 1,005,000 µ
-        assert_eq!(cost(&p, &tokens, rate(0)), Ok(Amount::from_micros(1_005_000)));
+        assert_eq!(
+            cost(&p, &tokens, rate(0)),
+            Ok(Amount::from_micros(1_005_000))
+        );
         // OpenAI's way of counting the same cached tokens gives the same
         // cost: the cached ones are not billed twice.
         let q = {
@@ -205,7 +230,10 @@ mod tests {
             ..Tokens::default()
         };
         assert_eq!(cost(&p, &tokens, rate(10)), Ok(Amount::credits(100)));
-        assert_eq!(list_cost(&price("1", "0"), &tokens, CreditsPerUsd::whole(100)), Ok(Amount::credits(100)));
+        assert_eq!(
+            list_cost(&price("1", "0"), &tokens, CreditsPerUsd::whole(100)),
+            Ok(Amount::credits(100))
+        );
     }
 
     #[test]
@@ -225,9 +253,18 @@ mod tests {
 
     #[test]
     fn fees_are_a_share_rounded_up() {
-        assert_eq!(fee(Amount::from_micros(1000), Percent::whole(5)), Ok(Amount::from_micros(50)));
-        assert_eq!(fee(Amount::from_micros(1), Percent::whole(5)), Ok(Amount::from_micros(1)));
-        assert_eq!(fee(Amount::from_micros(1000), Percent::ZERO), Ok(Amount::ZERO));
+        assert_eq!(
+            fee(Amount::from_micros(1000), Percent::whole(5)),
+            Ok(Amount::from_micros(50))
+        );
+        assert_eq!(
+            fee(Amount::from_micros(1), Percent::whole(5)),
+            Ok(Amount::from_micros(1))
+        );
+        assert_eq!(
+            fee(Amount::from_micros(1000), Percent::ZERO),
+            Ok(Amount::ZERO)
+        );
     }
 
     #[test]

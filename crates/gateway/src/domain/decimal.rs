@@ -45,16 +45,17 @@ pub fn parse_scaled(text: &str, scale: u32, shift: i32) -> Result<u128, DecimalE
     };
     let (mantissa, exponent) = match text.find(['e', 'E']) {
         Some(at) => {
-            let exponent: i32 = text[at + 1..]
-                .parse()
-                .map_err(|_| DecimalError::Syntax)?;
+            let exponent: i32 = text[at + 1..].parse().map_err(|_| DecimalError::Syntax)?;
             (&text[..at], exponent)
         }
         None => (text, 0),
     };
     let (whole, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
     if whole.is_empty() && fraction.is_empty()
-        || !whole.bytes().chain(fraction.bytes()).all(|b| b.is_ascii_digit())
+        || !whole
+            .bytes()
+            .chain(fraction.bytes())
+            .all(|b| b.is_ascii_digit())
     {
         return Err(DecimalError::Syntax);
     }
@@ -151,9 +152,14 @@ mod tests {
         assert_eq!(parse_scaled("1e40", 12, 0), Err(DecimalError::TooLarge));
         assert_eq!(parse_scaled("1e999999", 12, 0), Err(DecimalError::TooLarge));
         assert_eq!(parse_scaled("0e999999", 12, 0), Ok(0));
-        assert_eq!(parse_scaled("1e-999999", 12, 0), Err(DecimalError::TooPrecise));
+        assert_eq!(
+            parse_scaled("1e-999999", 12, 0),
+            Err(DecimalError::TooPrecise)
+        );
         assert_eq!(parse_scaled("-1", 12, 0), Err(DecimalError::Negative));
-        for bad in ["", ".", "abc", "1.2.3", "--1", "1e", "1e1.5", "0x10", "1 2", "NaN"] {
+        for bad in [
+            "", ".", "abc", "1.2.3", "--1", "1e", "1e1.5", "0x10", "1 2", "NaN",
+        ] {
             assert_eq!(parse_scaled(bad, 12, 0), Err(DecimalError::Syntax), "{bad}");
         }
     }

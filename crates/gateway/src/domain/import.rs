@@ -154,9 +154,17 @@ fn litellm_price(entry: &LitellmEntry) -> Result<ModelPrice, String> {
         None => return Err("no mode".to_owned()),
     };
     let provider = string(&entry.litellm_provider).ok_or("no litellm_provider")?;
-    let input = price_of("input_cost_per_token", &entry.input_cost_per_token, UsdPerMtok::per_token)?
-        .ok_or("no input_cost_per_token")?;
-    let output = price_of("output_cost_per_token", &entry.output_cost_per_token, UsdPerMtok::per_token)?;
+    let input = price_of(
+        "input_cost_per_token",
+        &entry.input_cost_per_token,
+        UsdPerMtok::per_token,
+    )?
+    .ok_or("no input_cost_per_token")?;
+    let output = price_of(
+        "output_cost_per_token",
+        &entry.output_cost_per_token,
+        UsdPerMtok::per_token,
+    )?;
     let output = match (output, mode) {
         (Some(output), _) => output,
         (None, Mode::Embedding) => UsdPerMtok::ZERO,
@@ -228,8 +236,8 @@ fn dev_name(provider: &str, model: &str) -> String {
 }
 
 fn models_dev(text: &str) -> Result<Imported, ListError> {
-    let providers: BTreeMap<String, DevProvider> =
-        serde_json::from_str(text).map_err(|e| ListError(format!("not models.dev's api.json: {e}")))?;
+    let providers: BTreeMap<String, DevProvider> = serde_json::from_str(text)
+        .map_err(|e| ListError(format!("not models.dev's api.json: {e}")))?;
     let total: usize = providers.values().map(|p| p.models.len()).sum();
     if total > LIST_ENTRIES_MAX {
         return Err(ListError(format!("more than {LIST_ENTRIES_MAX} entries")));
@@ -245,7 +253,10 @@ fn models_dev(text: &str) -> Result<Imported, ListError> {
                 Ok(price) => {
                     out.prices.insert(name, price);
                 }
-                Err(reason) => out.skipped.push(Skipped { model: name, reason }),
+                Err(reason) => out.skipped.push(Skipped {
+                    model: name,
+                    reason,
+                }),
             }
         }
     }
@@ -311,12 +322,18 @@ mod tests {
         assert_eq!(gpt.input, UsdPerMtok::parse("2.5").unwrap());
         assert_eq!(gpt.output, UsdPerMtok::parse("10").unwrap());
         assert_eq!(gpt.cached_input, Some(UsdPerMtok::parse("1.25").unwrap()));
-        assert_eq!((gpt.context_window, gpt.max_output_tokens), (Some(128_000), Some(16_384)));
+        assert_eq!(
+            (gpt.context_window, gpt.max_output_tokens),
+            (Some(128_000), Some(16_384))
+        );
         let claude = &imported.prices["claude-x"];
         assert_eq!(claude.cache_write, Some(UsdPerMtok::parse("3.75").unwrap()));
         assert_eq!(claude.provider, "anthropic");
         let embedding = &imported.prices["text-embedding-3-small"];
-        assert_eq!((embedding.mode, embedding.output), (Mode::Embedding, UsdPerMtok::ZERO));
+        assert_eq!(
+            (embedding.mode, embedding.output),
+            (Mode::Embedding, UsdPerMtok::ZERO)
+        );
         assert_eq!(embedding.input, UsdPerMtok::parse("0.02").unwrap());
     }
 
@@ -359,8 +376,17 @@ mod tests {
         let llama = &imported.prices["groq/llama-3.1-8b"];
         assert_eq!(llama.upstream_model.as_deref(), Some("llama-3.1-8b"));
         assert_eq!(llama.reasoning, Some(UsdPerMtok::parse("0.1").unwrap()));
-        assert_eq!(imported.prices["claude-sonnet-4"].cache_write, Some(UsdPerMtok::parse("3.75").unwrap()));
-        assert_eq!(imported.skipped, vec![Skipped { model: "groq/free-thing".into(), reason: "no cost".into() }]);
+        assert_eq!(
+            imported.prices["claude-sonnet-4"].cache_write,
+            Some(UsdPerMtok::parse("3.75").unwrap())
+        );
+        assert_eq!(
+            imported.skipped,
+            vec![Skipped {
+                model: "groq/free-thing".into(),
+                reason: "no cost".into()
+            }]
+        );
     }
 
     #[test]
@@ -371,11 +397,17 @@ mod tests {
 
     #[test]
     fn the_shipped_litellm_list_is_read_in_full() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/litellm_model_prices.json");
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/data/litellm_model_prices.json"
+        );
         let text = std::fs::read_to_string(path).expect("the list in the test data");
         let imported = read(&text, detect(&text).unwrap()).unwrap();
         assert_eq!(imported.prices.len() + imported.skipped.len(), 4_878 - 1);
         assert!(imported.prices.len() > 3_000, "{}", imported.prices.len());
-        assert_eq!(imported.prices["gpt-4o"].input, UsdPerMtok::parse("2.5").unwrap());
+        assert_eq!(
+            imported.prices["gpt-4o"].input,
+            UsdPerMtok::parse("2.5").unwrap()
+        );
     }
 }

@@ -293,7 +293,9 @@ mod tests {
         assert_eq!(price.picos(), 100_000_000_000);
         // 0.1 + 0.2 as floats is 0.30000000000000004; as text it is exact.
         let sum = serde_json::from_str::<UsdPerMtok>("0.1").unwrap().picos()
-            + serde_json::from_str::<UsdPerMtok>("\"0.2\"").unwrap().picos();
+            + serde_json::from_str::<UsdPerMtok>("\"0.2\"")
+                .unwrap()
+                .picos();
         assert_eq!(sum, UsdPerMtok::parse("0.3").unwrap().picos());
         assert!(serde_json::from_str::<UsdPerMtok>("-1").is_err());
         assert!(serde_json::from_str::<UsdPerMtok>("true").is_err());
@@ -328,7 +330,10 @@ mod tests {
         assert_eq!(Percent::parse("12.5").unwrap().units(), 125_000);
         assert!(Percent::parse("1000.0001").is_err());
         assert!(Percent::parse("0.00001").is_err());
-        assert_eq!(CreditsPerUsd::parse("100").unwrap(), CreditsPerUsd::whole(100));
+        assert_eq!(
+            CreditsPerUsd::parse("100").unwrap(),
+            CreditsPerUsd::whole(100)
+        );
         assert!(CreditsPerUsd::parse("0").is_err());
         assert_eq!(CreditsPerUsd::default().to_string(), "100");
     }

@@ -453,7 +453,7 @@ pub async fn calls(
             rows(c, &sql, &[&account, &from, &to, &at, id, &limit]).await?
         }
     };
-    map(found, |row| call_from_row(row))
+    map(found, call_from_row)
 }
 
 /// The account's hourly usage buckets of hours `from..to`.
@@ -469,7 +469,7 @@ pub async fn usage_buckets(
          WHERE account_id = $1 AND hour >= $2 AND hour < $3"
     );
     let found = rows(c, &sql, &[&id.as_str(), &from, &to]).await?;
-    map(found, |row| bucket_from_row(row))
+    map(found, bucket_from_row)
 }
 
 /// The account's transaction carrying an external id.

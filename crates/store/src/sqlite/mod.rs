@@ -637,7 +637,9 @@ impl Store for SqliteStore {
         to_hour: i64,
     ) -> BoxFuture<'_, Result<Vec<crate::usage::Bucket>, StoreError>> {
         self.read(move |conn| {
-            snapshot(conn, |conn| read::usage_buckets(conn, &id, from_hour, to_hour))
+            snapshot(conn, |conn| {
+                read::usage_buckets(conn, &id, from_hour, to_hour)
+            })
         })
     }
 

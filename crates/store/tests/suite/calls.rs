@@ -39,10 +39,17 @@ async fn commit_with(store: &dyn Store, hold: ledger::HoldId, micros: i64, call:
         amount: ledger::Amount::from_micros(micros),
         metadata: Metadata::empty(),
     };
-    store.execute(Command::new(op).with_call(call)).await.unwrap()
+    store
+        .execute(Command::new(op).with_call(call))
+        .await
+        .unwrap()
 }
 
-async fn all_calls(store: &dyn Store, before: Option<(Timestamp, String)>, limit: usize) -> Vec<Call> {
+async fn all_calls(
+    store: &dyn Store,
+    before: Option<(Timestamp, String)>,
+    limit: usize,
+) -> Vec<Call> {
     store
         .calls(CallQuery {
             account: id("a"),

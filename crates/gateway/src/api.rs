@@ -1,0 +1,1049 @@
+//! The gateway's routes: the OpenAI- and Anthropic-compatible endpoints, the model list, the
+//! price catalog and its import, and an account's usage, each with its description and access.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{Method, StatusCode};
+use axum::response::Response;
+use axum::routing::{MethodRouter, delete, get, post, put};
+use ledger::{AccountId, Timestamp};
+use serde::{Deserialize, Serialize};
+use server::error::ApiError;
+use server::extract::{self, PathParam, Query};
+use server::openapi::Doc;
+use server::openapi::schema::AccountPath;
+use server::render::{self, Decimal, Instant};
+use server::{Access, Route};
+use store::records::{self, Doc as Record, Expect, Written};
+use store::usage::{Bucket, Call, CallQuery};
+use utoipa::openapi::Required;
+use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
+use utoipa::openapi::schema::{ObjectBuilder, Type};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::Gateway;
+use crate::catalog::{self, ImportReport, check_model, check_price};
+use crate::domain::import::Format;
+use crate::domain::{Mode, ModelPrice, Percent, UsdPerMtok};
+use crate::error::{GatewayError, anthropic_error, openai_error};
+use crate::proxy::{self, Endpoint};
+
+type GatewayState = State<Arc<Gateway>>;
+
+/// The gateway's routes, answered with its state.
+pub fn routes(gateway: &Arc<Gateway>) -> Vec<Route> {
+    use Access::{Account, Admin, Own};
+    let r = |method, path, access, handler: MethodRouter<Arc<Gateway>>, doc, dialect| Route {
+        method,
+        path,
+        access,
+        handler: handler.with_state(gateway.clone()),
+        doc,
+        dialect,
+    };
+    let openai: Option<server::routes::Dialect> = Some(openai_error);
+    let anthropic: Option<server::routes::Dialect> = Some(anthropic_error);
+    vec![
+        r(
+            Method::POST,
+            "/v1/chat/completions",
+            Own,
+            post(chat_completions),
+            Doc::of::<__path_chat_completions>(),
+            openai,
+        ),
+        r(
+            Method::POST,
+            "/v1/embeddings",
+            Own,
+            post(embeddings),
+            Doc::of::<__path_embeddings>(),
+            openai,
+        ),
+        r(
+            Method::POST,
+            "/v1/messages",
+            Own,
+            post(messages),
+            Doc::of::<__path_messages>(),
+            anthropic,
+        ),
+        r(
+            Method::GET,
+            "/v1/models",
+            Own,
+            get(models),
+            Doc::of::<__path_models>(),
+            openai,
+        ),
+        r(
+            Method::GET,
+            "/v1/prices",
+            Admin,
+            get(list_prices),
+            Doc::of::<__path_list_prices>(),
+            None,
+        ),
+        r(
+            Method::POST,
+            "/v1/prices/import",
+            Admin,
+            post(import_prices),
+            Doc::of::<__path_import_prices>(),
+            None,
+        ),
+        r(
+            Method::GET,
+            "/v1/prices/{model}",
+            Admin,
+            get(get_price),
+            Doc::of::<__path_get_price>(),
+            None,
+        ),
+        r(
+            Method::PUT,
+            "/v1/prices/{model}",
+            Admin,
+            put(put_price),
+            Doc::of::<__path_put_price>(),
+            None,
+        ),
+        r(
+            Method::DELETE,
+            "/v1/prices/{model}",
+            Admin,
+            delete(delete_price),
+            Doc::of::<__path_delete_price>(),
+            None,
+        ),
+        r(
+            Method::GET,
+            "/v1/accounts/{account_id}/usage",
+            Account,
+            get(usage_summary),
+            Doc::of::<__path_usage_summary>(),
+            None,
+        ),
+        r(
+            Method::GET,
+            "/v1/accounts/{account_id}/usage/calls",
+            Account,
+            get(usage_calls),
+            Doc::of::<__path_usage_calls>(),
+            None,
+        ),
+    ]
+}
+
+// ------------------------------------------------------------- the gateway
+
+/// Create a chat completion (OpenAI-compatible)
+///
+/// OpenAI's chat completions, streaming or not, for a model of the catalog,
+/// charged to the customer key's account: the call's worst case is held
+/// before it goes upstream, and the hold is settled from the usage the
+/// upstream reports. Errors are written as OpenAI writes them.
+#[utoipa::path(
+    post,
+    path = "/v1/chat/completions",
+    tag = "gateway",
+    operation_id = "createChatCompletion",
+    request_body(content = Object, description = "OpenAI's chat completion request."),
+    responses(
+        (status = 200, description = "OpenAI's chat completion, or its event stream."),
+        (status = 400, description = "`malformed_json`, `invalid_request`, `model_not_priced`, \
+            `model_not_supported`, or the upstream's own refusal."),
+        (status = 401, description = "`unauthorized`."),
+        (status = 402, description = "`insufficient_credits`: the account cannot cover the \
+            call's worst case; the upstream was not called."),
+        (status = 403, description = "`customer_key_required`."),
+        (status = 502, description = "`upstream_unavailable`: every upstream failed; nothing \
+            was charged."),
+        (status = 503, description = "`upstream_not_configured`."),
+    ),
+)]
+async fn chat_completions(State(gateway): GatewayState, request: Request) -> Response {
+    proxy::serve(gateway, Endpoint::Chat, request).await
+}
+
+/// Create embeddings (OpenAI-compatible)
+///
+/// OpenAI's embeddings for an embedding model of the catalog, charged as a
+/// chat completion is.
+#[utoipa::path(
+    post,
+    path = "/v1/embeddings",
+    tag = "gateway",
+    operation_id = "createEmbeddings",
+    request_body(content = Object, description = "OpenAI's embeddings request."),
+    responses(
+        (status = 200, description = "OpenAI's embeddings."),
+        (status = 400, description = "`malformed_json`, `invalid_request`, `model_not_priced`, \
+            `model_not_supported`."),
+        (status = 401, description = "`unauthorized`."),
+        (status = 402, description = "`insufficient_credits`."),
+        (status = 403, description = "`customer_key_required`."),
+        (status = 502, description = "`upstream_unavailable`."),
+        (status = 503, description = "`upstream_not_configured`."),
+    ),
+)]
+async fn embeddings(State(gateway): GatewayState, request: Request) -> Response {
+    proxy::serve(gateway, Endpoint::Embeddings, request).await
+}
+
+/// Create a message (Anthropic-compatible)
+///
+/// Anthropic's messages, streaming or not, charged as a chat completion is.
+/// The key goes in `x-api-key`, as Anthropic's clients send it; errors are
+/// written as Anthropic writes them.
+#[utoipa::path(
+    post,
+    path = "/v1/messages",
+    tag = "gateway",
+    operation_id = "createMessage",
+    request_body(content = Object, description = "Anthropic's messages request."),
+    responses(
+        (status = 200, description = "Anthropic's message, or its event stream."),
+        (status = 400, description = "`malformed_json`, `invalid_request`, `model_not_priced`, \
+            `model_not_supported`, or the upstream's own refusal."),
+        (status = 401, description = "`unauthorized`."),
+        (status = 402, description = "`insufficient_credits`."),
+        (status = 403, description = "`customer_key_required`."),
+        (status = 502, description = "`upstream_unavailable`."),
+        (status = 503, description = "`upstream_not_configured`."),
+    ),
+)]
+async fn messages(State(gateway): GatewayState, request: Request) -> Response {
+    proxy::serve(gateway, Endpoint::Messages, request).await
+}
+
+/// A model as OpenAI's model list writes it.
+#[derive(Serialize, ToSchema)]
+struct ModelView {
+    id: String,
+    object: &'static str,
+    created: i64,
+    owned_by: String,
+}
+
+/// OpenAI's model list.
+#[derive(Serialize, ToSchema)]
+struct ModelList {
+    object: &'static str,
+    data: Vec<ModelView>,
+}
+
+/// List the models (OpenAI-compatible)
+///
+/// The models of the catalog the caller can call: priced, with an upstream
+/// configured for them.
+#[utoipa::path(
+    get,
+    path = "/v1/models",
+    tag = "gateway",
+    operation_id = "listModels",
+    responses(
+        (status = 200, description = "OpenAI's model list.", body = ModelList),
+        (status = 401, description = "`unauthorized`."),
+    ),
+)]
+async fn models(State(gateway): GatewayState) -> Response {
+    match model_list(&gateway).await {
+        Ok(response) => response,
+        Err(error) => openai_error(&error),
+    }
+}
+
+async fn model_list(gateway: &Gateway) -> Result<Response, ApiError> {
+    let prices = catalog::all(gateway.store.as_ref(), None).await?;
+    let data = prices
+        .iter()
+        .filter(|doc| {
+            !gateway
+                .config
+                .route_of(&doc.body.upstreams, doc.body.wire())
+                .is_empty()
+        })
+        .map(|doc| ModelView {
+            id: doc.id.clone(),
+            object: "model",
+            created: doc.created_at.micros() / ledger::MICROS_PER_SECOND,
+            owned_by: doc.body.provider.clone(),
+        })
+        .collect();
+    Ok(render::json(
+        StatusCode::OK,
+        &ModelList {
+            object: "list",
+            data,
+        },
+    ))
+}
+
+// ---------------------------------------------------------------- prices
+
+/// `{model}`
+enum ModelPath {}
+
+impl IntoParams for ModelPath {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![
+            ParameterBuilder::new()
+                .name("model")
+                .parameter_in(ParameterIn::Path)
+                .required(Required::True)
+                .description(Some(
+                    "The model, as callers name it: 1 to 200 bytes without spaces (a `/` is \
+                     written `%2F`).",
+                ))
+                .schema(Some(
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .max_length(Some(200))
+                        .examples(["gpt-4o-mini"]),
+                ))
+                .build(),
+        ]
+    }
+}
+
+/// A catalog entry as written: prices in USD per million tokens, as decimal
+/// strings or numbers (read exactly, never through a float).
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct PriceBody {
+    /// Who serves it: `openai`, `anthropic`, or another provider of
+    /// OpenAI's wire format.
+    provider: String,
+    /// `chat` (the default) or `embedding`.
+    #[serde(default)]
+    mode: Mode,
+    /// Named upstreams to try in order; the provider's default when absent.
+    #[serde(default)]
+    upstreams: Vec<String>,
+    /// The model's name upstream, when it differs.
+    upstream_model: Option<String>,
+    /// USD per million fresh input tokens.
+    #[schema(value_type = String, example = "0.15")]
+    input: UsdPerMtok,
+    /// USD per million input tokens read from the prompt cache; the input
+    /// price when absent.
+    #[schema(value_type = Option<String>, example = "0.075")]
+    cached_input: Option<UsdPerMtok>,
+    /// USD per million input tokens written to the prompt cache; the input
+    /// price when absent.
+    #[schema(value_type = Option<String>)]
+    cache_write: Option<UsdPerMtok>,
+    /// USD per million output tokens.
+    #[schema(value_type = String, example = "0.6")]
+    output: UsdPerMtok,
+    /// USD per million reasoning tokens, when priced apart from output.
+    #[schema(value_type = Option<String>)]
+    reasoning: Option<UsdPerMtok>,
+    /// Tokens the model reads at most.
+    context_window: Option<u64>,
+    /// Tokens the model writes at most in one call: what a call that sets
+    /// no `max_tokens` is held for.
+    max_output_tokens: Option<u64>,
+    /// This model's markup in percent, instead of the default.
+    #[schema(value_type = Option<String>, example = "10")]
+    markup_percent: Option<Percent>,
+}
+
+/// A catalog entry.
+#[derive(Serialize, ToSchema)]
+struct PriceView {
+    model: String,
+    provider: String,
+    mode: Mode,
+    upstreams: Vec<String>,
+    upstream_model: Option<String>,
+    /// USD per million tokens.
+    #[schema(value_type = String)]
+    input: UsdPerMtok,
+    #[schema(value_type = Option<String>)]
+    cached_input: Option<UsdPerMtok>,
+    #[schema(value_type = Option<String>)]
+    cache_write: Option<UsdPerMtok>,
+    #[schema(value_type = String)]
+    output: UsdPerMtok,
+    #[schema(value_type = Option<String>)]
+    reasoning: Option<UsdPerMtok>,
+    context_window: Option<u64>,
+    max_output_tokens: Option<u64>,
+    #[schema(value_type = Option<String>)]
+    markup_percent: Option<Percent>,
+    #[schema(value_type = String)]
+    created_at: Instant,
+    #[schema(value_type = String)]
+    updated_at: Instant,
+}
+
+impl PriceView {
+    fn new(doc: &Record<ModelPrice>) -> PriceView {
+        let p = &doc.body;
+        PriceView {
+            model: doc.id.clone(),
+            provider: p.provider.clone(),
+            mode: p.mode,
+            upstreams: p.upstreams.clone(),
+            upstream_model: p.upstream_model.clone(),
+            input: p.input,
+            cached_input: p.cached_input,
+            cache_write: p.cache_write,
+            output: p.output,
+            reasoning: p.reasoning,
+            context_window: p.context_window,
+            max_output_tokens: p.max_output_tokens,
+            markup_percent: p.markup_percent,
+            created_at: Instant(doc.created_at),
+            updated_at: Instant(doc.updated_at),
+        }
+    }
+}
+
+/// A page of catalog entries.
+#[derive(Serialize, ToSchema)]
+struct PricePage {
+    data: Vec<PriceView>,
+    /// The model to pass as `cursor` for the next page, when this one is full.
+    next_cursor: Option<String>,
+}
+
+/// `?limit=&cursor=`
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+struct PriceQuery {
+    /// The page size, 1 to 100; 20 when absent.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100, default = 20)]
+    limit: Option<String>,
+    /// The `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+/// Set a model's price
+///
+/// Creates or replaces the model's entry in the catalog. Calls read it
+/// within a second on every node.
+#[utoipa::path(
+    put,
+    path = "/v1/prices/{model}",
+    tag = "gateway",
+    operation_id = "putPrice",
+    params(ModelPath),
+    request_body = PriceBody,
+    responses(
+        (status = 200, description = "The entry as stored.", body = PriceView),
+        (status = 400, description = "`malformed_json`, `invalid_request`, `invalid_price`."),
+    ),
+)]
+async fn put_price(
+    State(gateway): GatewayState,
+    PathParam(model): PathParam,
+    extract::ReadBody(body): extract::ReadBody,
+) -> Result<Response, ApiError> {
+    check_model(&model)?;
+    let body: PriceBody = serde_json::from_slice(&body).map_err(|e| {
+        if e.is_syntax() || e.is_eof() {
+            ApiError::MalformedJson(format!("the body is not JSON: {e}"))
+        } else {
+            ApiError::from(GatewayError::InvalidPrice(e.to_string()))
+        }
+    })?;
+    let price = ModelPrice {
+        provider: body.provider,
+        mode: body.mode,
+        upstreams: body.upstreams,
+        upstream_model: body.upstream_model,
+        input: body.input,
+        cached_input: body.cached_input,
+        cache_write: body.cache_write,
+        output: body.output,
+        reasoning: body.reasoning,
+        context_window: body.context_window,
+        max_output_tokens: body.max_output_tokens,
+        markup_percent: body.markup_percent,
+    };
+    check_price(&price)?;
+    let write = records::put(&model, &price, Expect::Any);
+    match records::write::<ModelPrice>(gateway.store.as_ref(), write).await? {
+        Written::Stored(doc) => {
+            gateway
+                .catalog
+                .note(&model, Some(Arc::new(doc.body.clone())));
+            Ok(render::json(StatusCode::OK, &PriceView::new(&doc)))
+        }
+        Written::Refused(refused) => Err(refused.into()),
+        Written::Deleted => Err(ApiError::Internal("a price put answered deleted".into())),
+    }
+}
+
+/// Get a model's price
+#[utoipa::path(
+    get,
+    path = "/v1/prices/{model}",
+    tag = "gateway",
+    operation_id = "getPrice",
+    params(ModelPath),
+    responses(
+        (status = 200, description = "The entry.", body = PriceView),
+        (status = 404, description = "`price_not_found`."),
+    ),
+)]
+async fn get_price(
+    State(gateway): GatewayState,
+    PathParam(model): PathParam,
+) -> Result<Response, ApiError> {
+    let doc = records::get::<ModelPrice>(gateway.store.as_ref(), &model)
+        .await?
+        .ok_or(GatewayError::PriceNotFound)?;
+    Ok(render::json(StatusCode::OK, &PriceView::new(&doc)))
+}
+
+/// Remove a model's price
+///
+/// The model is no longer served in credits: its calls answer
+/// `model_not_priced` within a second on every node.
+#[utoipa::path(
+    delete,
+    path = "/v1/prices/{model}",
+    tag = "gateway",
+    operation_id = "deletePrice",
+    params(ModelPath),
+    responses(
+        (status = 204, description = "Removed."),
+        (status = 404, description = "`price_not_found`."),
+    ),
+)]
+async fn delete_price(
+    State(gateway): GatewayState,
+    PathParam(model): PathParam,
+) -> Result<Response, ApiError> {
+    let store = gateway.store.as_ref();
+    let doc = records::get::<ModelPrice>(store, &model)
+        .await?
+        .ok_or(GatewayError::PriceNotFound)?;
+    let write = records::delete::<ModelPrice>(&model, Expect::Version(doc.version));
+    match records::write::<ModelPrice>(store, write).await? {
+        Written::Deleted => {
+            gateway.catalog.note(&model, None);
+            let mut response = Response::default();
+            *response.status_mut() = StatusCode::NO_CONTENT;
+            Ok(response)
+        }
+        Written::Refused(refused) => Err(refused.into()),
+        Written::Stored(_) => Err(ApiError::Internal("a price delete answered stored".into())),
+    }
+}
+
+/// List the catalog
+///
+/// Every model's entry, in model order, a page at a time.
+#[utoipa::path(
+    get,
+    path = "/v1/prices",
+    tag = "gateway",
+    operation_id = "listPrices",
+    params(PriceQuery),
+    responses(
+        (status = 200, description = "A page of entries.", body = PricePage),
+        (status = 400, description = "`invalid_request`: a bad `limit`."),
+    ),
+)]
+async fn list_prices(
+    State(gateway): GatewayState,
+    Query(query): Query<PriceQuery>,
+) -> Result<Response, ApiError> {
+    let limit = extract::limit(query.limit.as_deref())?;
+    let after = query.cursor.map(|c| records::RecordCursor {
+        key: c.clone(),
+        id: c,
+    });
+    let page = records::list::<ModelPrice>(
+        gateway.store.as_ref(),
+        records::RecordFilter::All,
+        after,
+        limit,
+    )
+    .await?;
+    let next_cursor = (page.len() == limit)
+        .then(|| page.last().map(|d| d.id.clone()))
+        .flatten();
+    Ok(render::json(
+        StatusCode::OK,
+        &PricePage {
+            data: page.iter().map(PriceView::new).collect(),
+            next_cursor,
+        },
+    ))
+}
+
+/// `?source=&format=&providers=`
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+struct ImportQuery {
+    /// `body` (the default): the list is the request body; `starter`: the
+    /// starter catalog shipped with creditd, and no body.
+    source: Option<String>,
+    /// `litellm` or `models_dev`; guessed from the list's shape when absent.
+    format: Option<String>,
+    /// Only models of these providers, comma-separated (`openai,anthropic`).
+    providers: Option<String>,
+}
+
+/// The largest price list accepted, in bytes.
+pub const PRICE_LIST_LEN_MAX: usize = 32 * 1024 * 1024;
+
+/// Import a price list
+///
+/// Reads LiteLLM's `model_prices_and_context_window.json` or models.dev's
+/// `api.json` from the body (or the starter catalog with
+/// `?source=starter`) and writes the price of every model it can use,
+/// keeping the upstreams, upstream model and markup an operator set on an
+/// existing entry. Entries it cannot use are listed with the reason, never
+/// guessed.
+#[utoipa::path(
+    post,
+    path = "/v1/prices/import",
+    tag = "gateway",
+    operation_id = "importPrices",
+    params(ImportQuery),
+    request_body(content = Object, description = "The price list, up to 32 MiB."),
+    responses(
+        (status = 200, description = "What was written, unchanged, filtered out and skipped.",
+            body = ImportReport),
+        (status = 400, description = "`invalid_request`, `invalid_price_list`."),
+        (status = 413, description = "`payload_too_large`."),
+    ),
+)]
+async fn import_prices(
+    State(gateway): GatewayState,
+    Query(query): Query<ImportQuery>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let format = match query.format.as_deref() {
+        None => None,
+        Some("litellm") => Some(Format::Litellm),
+        Some("models_dev") => Some(Format::ModelsDev),
+        Some(_) => {
+            return Err(ApiError::InvalidRequest(
+                "format must be litellm or models_dev".into(),
+            ));
+        }
+    };
+    let providers: Option<BTreeSet<String>> = query.providers.map(|p| {
+        p.split(',')
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .collect()
+    });
+    let text = match query.source.as_deref() {
+        None | Some("body") => {
+            let bytes = axum::body::to_bytes(request.into_body(), PRICE_LIST_LEN_MAX)
+                .await
+                .map_err(|_| ApiError::PayloadTooLarge)?;
+            String::from_utf8(bytes.to_vec())
+                .map_err(|_| GatewayError::InvalidPriceList("the list is not UTF-8".into()))?
+        }
+        Some("starter") => catalog::STARTER.to_owned(),
+        Some(_) => {
+            return Err(ApiError::InvalidRequest(
+                "source must be body or starter".into(),
+            ));
+        }
+    };
+    let report = catalog::import(
+        gateway.store.as_ref(),
+        &gateway.catalog,
+        &text,
+        format,
+        providers.as_ref(),
+    )
+    .await?;
+    Ok(render::json(StatusCode::OK, &report))
+}
+
+// ----------------------------------------------------------------- usage
+
+/// `?from=&to=&group_by=`
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+struct UsageQuery {
+    /// Calls settled at or after this instant; 30 days before `to` when absent.
+    #[param(value_type = Option<String>)]
+    from: Option<String>,
+    /// Calls settled before this instant; through now when absent.
+    #[param(value_type = Option<String>)]
+    to: Option<String>,
+    /// `model` (the default), `day` (UTC), `key` or `project`.
+    group_by: Option<String>,
+}
+
+/// What a group of calls adds up to.
+#[derive(Serialize, ToSchema, Default)]
+struct UsageGroup {
+    /// The model, the day (`2027-01-15`), the key id or the project; null
+    /// for calls without a project.
+    key: Option<String>,
+    calls: i64,
+    input_tokens: i64,
+    cached_tokens: i64,
+    cache_write_tokens: i64,
+    output_tokens: i64,
+    reasoning_tokens: i64,
+    /// Credits charged.
+    #[schema(value_type = String)]
+    cost: DecimalOf,
+    /// What the tokens cost at list price without markup, in credits.
+    #[schema(value_type = String)]
+    list_cost: DecimalOf,
+}
+
+/// An amount that starts at zero and adds up.
+#[derive(Default, Clone, Copy)]
+struct DecimalOf(i64);
+
+impl Serialize for DecimalOf {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        Decimal(ledger::Amount::from_micros(self.0)).serialize(s)
+    }
+}
+
+impl UsageGroup {
+    fn add(&mut self, b: &Bucket) {
+        self.calls += b.calls;
+        self.input_tokens += b.tokens.input;
+        self.cached_tokens += b.tokens.cached;
+        self.cache_write_tokens += b.tokens.cache_write;
+        self.output_tokens += b.tokens.output;
+        self.reasoning_tokens += b.tokens.reasoning;
+        self.cost.0 = self.cost.0.saturating_add(b.cost.micros());
+        self.list_cost.0 = self.list_cost.0.saturating_add(b.list_cost.micros());
+    }
+}
+
+/// An account's usage, summed.
+#[derive(Serialize, ToSchema)]
+struct UsageSummary {
+    #[schema(value_type = String)]
+    from: Instant,
+    #[schema(value_type = String)]
+    to: Instant,
+    group_by: &'static str,
+    data: Vec<UsageGroup>,
+    total: UsageGroup,
+}
+
+/// The most days one summary spans.
+pub const USAGE_RANGE_DAYS_MAX: i64 = 400;
+
+const HOUR_MICROS: i64 = 3600 * ledger::MICROS_PER_SECOND;
+
+/// Summarize an account's gateway usage
+///
+/// Calls settled in [`from`, `to`), summed per model, day (UTC), key or
+/// project: tokens by class, credits charged and list-price cost. Whole
+/// hours are read from the hourly rollup, the hours at either end from the
+/// calls themselves, so the sums are exact for any instants.
+#[utoipa::path(
+    get,
+    path = "/v1/accounts/{account_id}/usage",
+    tag = "gateway",
+    operation_id = "usageSummary",
+    params(AccountPath, UsageQuery),
+    responses(
+        (status = 200, description = "The sums.", body = UsageSummary),
+        (status = 400, description = "`invalid_id`, `invalid_timestamp`, `invalid_request`."),
+        (status = 404, description = "`account_not_found`."),
+    ),
+)]
+async fn usage_summary(
+    State(gateway): GatewayState,
+    PathParam(id): PathParam,
+    Query(query): Query<UsageQuery>,
+) -> Result<Response, ApiError> {
+    let account = extract::account_id(&id)?;
+    let (from, to) = window(&gateway, query.from.as_deref(), query.to.as_deref())?;
+    let group_by = match query.group_by.as_deref() {
+        None | Some("model") => "model",
+        Some("day") => "day",
+        Some("key") => "key",
+        Some("project") => "project",
+        Some(_) => {
+            return Err(ApiError::InvalidRequest(
+                "group_by must be model, day, key or project".into(),
+            ));
+        }
+    };
+    let store = gateway.store.as_ref();
+    if store.account(account.clone()).await?.is_none() {
+        return Err(ApiError::Rejected(ledger::Reject::AccountNotFound));
+    }
+    let first_whole = (from.micros() + HOUR_MICROS - 1).div_euclid(HOUR_MICROS);
+    let end_whole = to.micros().div_euclid(HOUR_MICROS);
+    let mut buckets = Vec::new();
+    if first_whole < end_whole {
+        buckets.extend(
+            store
+                .usage_buckets(account.clone(), first_whole, end_whole)
+                .await?,
+        );
+        let head_end = Timestamp::from_micros(first_whole * HOUR_MICROS);
+        let tail_start = Timestamp::from_micros(end_whole * HOUR_MICROS);
+        buckets.extend(calls_as_buckets(store, &account, from, head_end).await?);
+        buckets.extend(calls_as_buckets(store, &account, tail_start, to).await?);
+    } else {
+        buckets.extend(calls_as_buckets(store, &account, from, to).await?);
+    }
+    let mut groups: BTreeMap<Option<String>, UsageGroup> = BTreeMap::new();
+    let mut total = UsageGroup::default();
+    for bucket in &buckets {
+        let key = match group_by {
+            "model" => Some(bucket.model.clone()),
+            "day" => Some(day_of(bucket.hour)),
+            "key" => Some(bucket.key_id.clone()).filter(|k| !k.is_empty()),
+            _ => Some(bucket.project.clone()).filter(|p| !p.is_empty()),
+        };
+        let group = groups.entry(key.clone()).or_insert_with(|| UsageGroup {
+            key,
+            ..UsageGroup::default()
+        });
+        group.add(bucket);
+        total.add(bucket);
+    }
+    Ok(render::json(
+        StatusCode::OK,
+        &UsageSummary {
+            from: Instant(from),
+            to: Instant(to),
+            group_by,
+            data: groups.into_values().collect(),
+            total,
+        },
+    ))
+}
+
+/// The day (UTC) of an hour since the epoch.
+fn day_of(hour: i64) -> String {
+    let at = Timestamp::from_secs(hour.div_euclid(24) * 86_400);
+    at.to_string().chars().take(10).collect()
+}
+
+/// `from`..`to` of a usage query: through now when `to` is absent, `from`
+/// 30 days before `to`; at most 400 days.
+fn window(
+    gateway: &Gateway,
+    from: Option<&str>,
+    to: Option<&str>,
+) -> Result<(Timestamp, Timestamp), ApiError> {
+    // Absent, `to` includes what was written at this very microsecond.
+    let to = extract::timestamp(to, "to")?
+        .unwrap_or_else(|| Timestamp::from_micros(gateway.clock.now().micros().saturating_add(1)));
+    let from = extract::timestamp(from, "from")?.unwrap_or(to.plus_secs(-30 * 86_400));
+    if from > to {
+        return Err(ApiError::InvalidRequest("from must not be after to".into()));
+    }
+    if to.micros() - from.micros() > USAGE_RANGE_DAYS_MAX * 86_400 * ledger::MICROS_PER_SECOND {
+        return Err(ApiError::InvalidRequest(format!(
+            "a summary spans at most {USAGE_RANGE_DAYS_MAX} days"
+        )));
+    }
+    Ok((from, to))
+}
+
+/// The calls of `from..to` (less than an hour), as buckets.
+async fn calls_as_buckets(
+    store: &dyn store::Store,
+    account: &AccountId,
+    from: Timestamp,
+    to: Timestamp,
+) -> Result<Vec<Bucket>, ApiError> {
+    let mut out = Vec::new();
+    if from >= to {
+        return Ok(out);
+    }
+    let mut before = None;
+    loop {
+        let page = store
+            .calls(CallQuery {
+                account: account.clone(),
+                from,
+                to,
+                before,
+                limit: store::PAGE_LIMIT_MAX,
+            })
+            .await?;
+        let full = page.len() == store::PAGE_LIMIT_MAX;
+        before = page.last().map(|c| (c.at, c.id.clone()));
+        out.extend(store::usage::rollup(&page).into_iter().map(|(_, b)| b));
+        if !full {
+            return Ok(out);
+        }
+    }
+}
+
+/// One call as recorded.
+#[derive(Serialize, ToSchema)]
+struct CallView {
+    id: String,
+    key_id: Option<String>,
+    project: Option<String>,
+    provider: String,
+    model: String,
+    /// `credits` or `byok`.
+    billing_mode: String,
+    input_tokens: i64,
+    cached_tokens: i64,
+    cache_write_tokens: i64,
+    output_tokens: i64,
+    reasoning_tokens: i64,
+    #[schema(value_type = String)]
+    cost: Decimal,
+    #[schema(value_type = String)]
+    list_cost: Decimal,
+    /// The HTTP status the caller received.
+    status: u16,
+    /// `ok`, `usage_estimated`, `client_closed`, `upstream_cut`,
+    /// `upstream_refused` or `upstream_error`.
+    outcome: String,
+    latency_ms: i64,
+    /// The ledger transaction that settled it.
+    transaction_id: Option<String>,
+    #[schema(value_type = String)]
+    created_at: Instant,
+}
+
+impl CallView {
+    fn new(c: &Call) -> CallView {
+        CallView {
+            id: c.id.clone(),
+            key_id: c.key_id.clone(),
+            project: c.project.clone(),
+            provider: c.provider.clone(),
+            model: c.model.clone(),
+            billing_mode: c.mode.clone(),
+            input_tokens: c.tokens.input,
+            cached_tokens: c.tokens.cached,
+            cache_write_tokens: c.tokens.cache_write,
+            output_tokens: c.tokens.output,
+            reasoning_tokens: c.tokens.reasoning,
+            cost: Decimal(c.cost),
+            list_cost: Decimal(c.list_cost),
+            status: c.status,
+            outcome: c.outcome.clone(),
+            latency_ms: c.latency_ms,
+            transaction_id: c.tx.map(|t| t.to_string()),
+            created_at: Instant(c.at),
+        }
+    }
+}
+
+/// A page of calls.
+#[derive(Serialize, ToSchema)]
+struct CallPage {
+    data: Vec<CallView>,
+    /// Pass as `cursor` for the next (older) page, when this one is full.
+    next_cursor: Option<String>,
+}
+
+/// `?from=&to=&limit=&cursor=`
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+struct CallsQuery {
+    /// Calls settled at or after this instant; 30 days before `to` when absent.
+    #[param(value_type = Option<String>)]
+    from: Option<String>,
+    /// Calls settled before this instant; through now when absent.
+    #[param(value_type = Option<String>)]
+    to: Option<String>,
+    /// The page size, 1 to 100; 20 when absent.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100, default = 20)]
+    limit: Option<String>,
+    /// The `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+/// List an account's gateway calls
+///
+/// One record per call, newest first: key, project, model, tokens by
+/// class, credits charged, list-price cost, status, latency, and the
+/// ledger transaction that settled it.
+#[utoipa::path(
+    get,
+    path = "/v1/accounts/{account_id}/usage/calls",
+    tag = "gateway",
+    operation_id = "listUsageCalls",
+    params(AccountPath, CallsQuery),
+    responses(
+        (status = 200, description = "A page of calls.", body = CallPage),
+        (status = 400, description = "`invalid_id`, `invalid_timestamp`, `invalid_request`."),
+        (status = 404, description = "`account_not_found`."),
+    ),
+)]
+async fn usage_calls(
+    State(gateway): GatewayState,
+    PathParam(id): PathParam,
+    Query(query): Query<CallsQuery>,
+) -> Result<Response, ApiError> {
+    let account = extract::account_id(&id)?;
+    let (from, to) = window(&gateway, query.from.as_deref(), query.to.as_deref())?;
+    let limit = extract::limit(query.limit.as_deref())?;
+    let before = query
+        .cursor
+        .as_deref()
+        .map(|c| {
+            c.split_once(':')
+                .and_then(|(at, id)| {
+                    Some((Timestamp::from_micros(at.parse().ok()?), id.to_owned()))
+                })
+                .ok_or_else(|| {
+                    ApiError::InvalidRequest("cursor is not a page's next_cursor".into())
+                })
+        })
+        .transpose()?;
+    let store = gateway.store.as_ref();
+    if store.account(account.clone()).await?.is_none() {
+        return Err(ApiError::Rejected(ledger::Reject::AccountNotFound));
+    }
+    let page = store
+        .calls(CallQuery {
+            account,
+            from,
+            to,
+            before,
+            limit,
+        })
+        .await?;
+    let next_cursor = (page.len() == limit)
+        .then(|| page.last().map(|c| format!("{}:{}", c.at.micros(), c.id)))
+        .flatten();
+    Ok(render::json(
+        StatusCode::OK,
+        &CallPage {
+            data: page.iter().map(CallView::new).collect(),
+            next_cursor,
+        },
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hours_fall_on_their_utc_day() {
+        assert_eq!(
+            day_of(store::usage::hour_of(Timestamp::from_secs(1_800_000_000))),
+            "2027-01-15"
+        );
+        assert_eq!(day_of(0), "1970-01-01");
+        assert_eq!(day_of(23), "1970-01-01");
+        assert_eq!(day_of(24), "1970-01-02");
+    }
+}

@@ -1,0 +1,146 @@
+//! What the operator configures for the gateway: the credit rate and markup, and the upstreams.
+
+use std::collections::BTreeMap;
+
+use server::Secret;
+
+use crate::domain::{Percent, Rate, Wire};
+
+/// Where a model's calls go: a base URL speaking a wire format, with the
+/// operator's key.
+#[derive(Clone, Debug)]
+pub struct Upstream {
+    /// The wire format it speaks.
+    pub wire: Wire,
+    /// For OpenAI's format, the base including the version path, as the
+    /// OpenAI SDK takes it (`https://api.openai.com/v1`); for Anthropic's,
+    /// the base without it (`https://api.anthropic.com`), as Anthropic's does.
+    pub base_url: String,
+    /// The operator's key; never printed.
+    pub api_key: Option<Secret>,
+}
+
+impl Upstream {
+    /// The URL of an endpoint of this upstream: `chat/completions`,
+    /// `embeddings` (OpenAI) or `messages` (Anthropic).
+    pub fn url(&self, endpoint: &str) -> String {
+        let base = self.base_url.trim_end_matches('/');
+        match self.wire {
+            Wire::Openai => format!("{base}/{endpoint}"),
+            Wire::Anthropic => format!("{base}/v1/{endpoint}"),
+        }
+    }
+}
+
+/// The name of the upstream `CREDITD_UPSTREAM_BASE_URL` configures.
+pub const OPENAI_UPSTREAM: &str = "openai";
+
+/// The name of the upstream `CREDITD_ANTHROPIC_BASE_URL` configures.
+pub const ANTHROPIC_UPSTREAM: &str = "anthropic";
+
+/// The hold a call places lives this long at most (seconds): the backstop
+/// when a node stops before settling it.
+pub const HOLD_TTL_SECS_DEFAULT: i64 = 900;
+
+/// Everything the gateway is configured with.
+#[derive(Clone, Debug)]
+pub struct GatewayConfig {
+    /// Credits per USD and the default markup.
+    pub rate: Rate,
+    /// The upstreams by name: `openai`, `anthropic`, and those the operator
+    /// names for models in the catalog.
+    pub upstreams: BTreeMap<String, Upstream>,
+    /// How long a call's hold lives at most.
+    pub hold_ttl_secs: i64,
+    /// The platform fee on BYOK calls, a share of their list-price cost.
+    pub byok_fee: Percent,
+    /// Whether upstreams at private, loopback or link-local addresses are allowed.
+    pub allow_private_upstreams: bool,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        let mut upstreams = BTreeMap::new();
+        upstreams.insert(
+            OPENAI_UPSTREAM.to_owned(),
+            Upstream {
+                wire: Wire::Openai,
+                base_url: "https://api.openai.com/v1".to_owned(),
+                api_key: None,
+            },
+        );
+        upstreams.insert(
+            ANTHROPIC_UPSTREAM.to_owned(),
+            Upstream {
+                wire: Wire::Anthropic,
+                base_url: "https://api.anthropic.com".to_owned(),
+                api_key: None,
+            },
+        );
+        GatewayConfig {
+            rate: Rate {
+                credits_per_usd: crate::domain::CreditsPerUsd::default(),
+                markup: Percent::whole(10),
+            },
+            upstreams,
+            hold_ttl_secs: HOLD_TTL_SECS_DEFAULT,
+            byok_fee: Percent::ZERO,
+            allow_private_upstreams: false,
+        }
+    }
+}
+
+impl GatewayConfig {
+    /// The upstream names a model's calls try, in order: the catalog's list,
+    /// or the default upstream of the provider's wire format.
+    pub fn route_of<'a>(&'a self, names: &'a [String], wire: Wire) -> Vec<(&'a str, &'a Upstream)> {
+        if names.is_empty() {
+            let name = match wire {
+                Wire::Openai => OPENAI_UPSTREAM,
+                Wire::Anthropic => ANTHROPIC_UPSTREAM,
+            };
+            return self
+                .upstreams
+                .get(name)
+                .map(|u| (name, u))
+                .into_iter()
+                .collect();
+        }
+        names
+            .iter()
+            .filter_map(|n| self.upstreams.get(n).map(|u| (n.as_str(), u)))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoint_urls_follow_each_sdks_base_url_convention() {
+        let config = GatewayConfig::default();
+        assert_eq!(
+            config.upstreams[OPENAI_UPSTREAM].url("chat/completions"),
+            "https://api.openai.com/v1/chat/completions"
+        );
+        assert_eq!(
+            config.upstreams[ANTHROPIC_UPSTREAM].url("messages"),
+            "https://api.anthropic.com/v1/messages"
+        );
+    }
+
+    #[test]
+    fn a_model_without_upstreams_goes_to_its_wire_formats_default() {
+        let config = GatewayConfig::default();
+        let route = config.route_of(&[], Wire::Anthropic);
+        assert_eq!(route.len(), 1);
+        assert_eq!(route[0].0, ANTHROPIC_UPSTREAM);
+        let named = vec!["missing".to_owned(), OPENAI_UPSTREAM.to_owned()];
+        let route = config.route_of(&named, Wire::Openai);
+        assert_eq!(
+            route.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
+            [OPENAI_UPSTREAM]
+        );
+    }
+}

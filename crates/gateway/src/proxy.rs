@@ -1,0 +1,758 @@
+//! A call through the gateway: price it, hold its worst case, forward it to the model's
+//! upstreams in turn, pass the answer on (streamed as it arrives), and settle the hold from the
+//! usage the upstream reports, recording the call in the same write.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::Request;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::Response;
+use futures_util::StreamExt;
+use ledger::{AccountId, Amount, ExternalId, HoldId, HoldTtl, Metadata};
+use serde_json::Value;
+use server::error::ApiError;
+use server::{KeyKind, Principal};
+use store::usage::{Call, CallTokens};
+use store::{Charge, Command, Executed, Op, Outcome, Refused};
+use tokio::sync::mpsc;
+
+use crate::Gateway;
+use crate::config::Upstream;
+use crate::domain::{self, Mode, ModelPrice, Tokens, Wire};
+use crate::error::GatewayError;
+use crate::sse::{Event, Splitter};
+
+/// The largest request body a gateway call may send: prompts are large.
+pub const GATEWAY_BODY_LEN_MAX: usize = 16 * 1024 * 1024;
+
+/// Output tokens a call is held for when neither the request nor the
+/// catalog bounds them.
+pub const OUTPUT_BOUND_DEFAULT: u64 = 4096;
+
+/// Events a stream keeps between the upstream and a slow client.
+const STREAM_QUEUE: usize = 64;
+
+/// Bytes of prompt per token when a stream ends without reporting usage:
+/// the usual average of English text for the providers' tokenizers.
+pub const BYTES_PER_TOKEN_ESTIMATE: u64 = 4;
+
+/// The endpoints the gateway serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Endpoint {
+    /// OpenAI's `POST /v1/chat/completions`.
+    Chat,
+    /// OpenAI's `POST /v1/embeddings`.
+    Embeddings,
+    /// Anthropic's `POST /v1/messages`.
+    Messages,
+}
+
+impl Endpoint {
+    /// The wire format the caller speaks.
+    pub fn wire(self) -> Wire {
+        match self {
+            Endpoint::Chat | Endpoint::Embeddings => Wire::Openai,
+            Endpoint::Messages => Wire::Anthropic,
+        }
+    }
+
+    /// How the caller's errors are written.
+    pub fn dialect(self) -> fn(&ApiError) -> Response {
+        match self.wire() {
+            Wire::Openai => crate::error::openai_error,
+            Wire::Anthropic => crate::error::anthropic_error,
+        }
+    }
+
+    fn path(self) -> &'static str {
+        match self {
+            Endpoint::Chat => "chat/completions",
+            Endpoint::Embeddings => "embeddings",
+            Endpoint::Messages => "messages",
+        }
+    }
+
+    fn mode(self) -> Mode {
+        match self {
+            Endpoint::Embeddings => Mode::Embedding,
+            Endpoint::Chat | Endpoint::Messages => Mode::Chat,
+        }
+    }
+}
+
+/// A call between its hold and its settle.
+struct Pending {
+    request_id: String,
+    account: AccountId,
+    key_id: String,
+    project: Option<String>,
+    model: String,
+    price: Arc<ModelPrice>,
+    hold: HoldId,
+    held: Amount,
+    prompt_bytes: u64,
+    started: std::time::Instant,
+}
+
+/// Answers one gateway call, in the caller's wire format whatever happens.
+pub async fn serve(gateway: Arc<Gateway>, endpoint: Endpoint, request: Request) -> Response {
+    match handle(gateway, endpoint, request).await {
+        Ok(response) => response,
+        Err(error) => endpoint.dialect()(&error),
+    }
+}
+
+async fn handle(
+    gateway: Arc<Gateway>,
+    endpoint: Endpoint,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let started = std::time::Instant::now();
+    let principal = request
+        .extensions()
+        .get::<Principal>()
+        .cloned()
+        .ok_or(ApiError::Unauthorized)?;
+    let account = match (principal.kind, &principal.account) {
+        (KeyKind::Customer, Some(account)) => account.clone(),
+        _ => return Err(GatewayError::CustomerKeyRequired.into()),
+    };
+    let (parts, body) = request.into_parts();
+    let body = axum::body::to_bytes(body, GATEWAY_BODY_LEN_MAX)
+        .await
+        .map_err(|_| ApiError::PayloadTooLarge)?;
+    let mut json: Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::MalformedJson(format!("the body is not JSON: {e}")))?;
+    let Some(object) = json.as_object_mut() else {
+        return Err(ApiError::InvalidRequest(
+            "the body must be a JSON object".into(),
+        ));
+    };
+    let model = match object.get("model") {
+        Some(Value::String(model)) => model.clone(),
+        _ => return Err(ApiError::InvalidRequest("`model` is required".into())),
+    };
+    let stream =
+        endpoint != Endpoint::Embeddings && matches!(object.get("stream"), Some(Value::Bool(true)));
+    let price = gateway
+        .catalog
+        .price(gateway.store.as_ref(), &model)
+        .await?
+        .ok_or_else(|| GatewayError::ModelNotPriced(model.clone()))?;
+    if price.mode != endpoint.mode() {
+        return Err(GatewayError::ModelNotSupported(format!(
+            "the model {model:?} is not a {} model",
+            match endpoint.mode() {
+                Mode::Chat => "chat",
+                Mode::Embedding => "embedding",
+            }
+        ))
+        .into());
+    }
+    let upstreams: Vec<(String, Upstream)> = gateway
+        .config
+        .route_of(&price.upstreams, price.wire())
+        .into_iter()
+        .filter(|(_, u)| u.wire == endpoint.wire())
+        .map(|(name, u)| (name.to_owned(), u.clone()))
+        .collect();
+    if upstreams.is_empty() {
+        return Err(GatewayError::UpstreamNotConfigured(model).into());
+    }
+
+    // The hold: every byte of the body a prompt token, and every output
+    // token the call may write, each at the dearest price of its side.
+    let prompt_bytes = body.len() as u64;
+    let output_bound = match endpoint {
+        Endpoint::Embeddings => 0,
+        _ => ["max_completion_tokens", "max_tokens"]
+            .iter()
+            .find_map(|f| object.get(*f).and_then(Value::as_u64))
+            .or(price.max_output_tokens)
+            .unwrap_or(OUTPUT_BOUND_DEFAULT),
+    };
+    let held = domain::worst_case(&price, prompt_bytes, output_bound, gateway.config.rate)
+        .map_err(|_| ApiError::InvalidRequest("the call's worst case is too large".into()))?;
+    let request_id = request_id();
+    let metadata = call_metadata(&request_id, &model);
+    let ttl = HoldTtl::from_secs(gateway.config.hold_ttl_secs).map_err(ApiError::Rejected)?;
+    let hold = Op::Hold {
+        account: account.clone(),
+        amount: held,
+        ttl,
+        metadata: metadata.clone(),
+    };
+    let hold = match gateway.store.execute(Command::new(hold)).await? {
+        Executed::Fresh(Ok(Outcome::Held { hold, .. })) => hold.id,
+        Executed::Fresh(Err(refused)) => return Err(refused.into()),
+        other => return Err(ApiError::Internal(format!("a hold answered {other:?}"))),
+    };
+    let pending = Pending {
+        request_id,
+        account,
+        key_id: principal.key_id.to_string(),
+        project: None,
+        model: model.clone(),
+        price: price.clone(),
+        hold,
+        held,
+        prompt_bytes,
+        started,
+    };
+
+    // What goes upstream: the upstream's name for the model, and, for an
+    // OpenAI stream, a request for the usage chunk.
+    let client_wants_usage = object
+        .get("stream_options")
+        .and_then(|o| o.get("include_usage"))
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    if let Some(upstream_model) = &price.upstream_model {
+        object.insert("model".into(), Value::String(upstream_model.clone()));
+    }
+    if stream && endpoint == Endpoint::Chat {
+        let options = object
+            .entry("stream_options")
+            .or_insert_with(|| Value::Object(Default::default()));
+        if let Some(options) = options.as_object_mut() {
+            options.insert("include_usage".into(), Value::Bool(true));
+        }
+    }
+    let forwarded = Bytes::from(serde_json::to_vec(&json).unwrap_or_default());
+
+    let mut last_failure = String::new();
+    for (name, upstream) in &upstreams {
+        let sent = send(
+            &gateway,
+            upstream,
+            endpoint,
+            &parts.headers,
+            forwarded.clone(),
+        )
+        .await;
+        let response = match sent {
+            Ok(response) if response.status().is_server_error() => {
+                last_failure = format!("{name} answered {}", response.status());
+                tracing::warn!(upstream = %name, status = %response.status(), "upstream failed; trying the next");
+                continue;
+            }
+            Ok(response) => response,
+            Err(error) => {
+                last_failure = format!("{name} could not be reached");
+                tracing::warn!(upstream = %name, error = %without_url(&error), "upstream unreachable; trying the next");
+                continue;
+            }
+        };
+        let status = response.status();
+        if !status.is_success() {
+            // The upstream refused the request itself (a bad parameter, a
+            // prompt too long): the caller sees its answer, and pays nothing.
+            let bytes = response.bytes().await.unwrap_or_default();
+            release(&gateway, &pending, status.as_u16(), "upstream_refused").await;
+            return Ok(passthrough(
+                status,
+                "application/json",
+                bytes,
+                &pending.request_id,
+            ));
+        }
+        if stream {
+            return Ok(stream_through(
+                gateway,
+                endpoint,
+                pending,
+                response,
+                client_wants_usage,
+            ));
+        }
+        let bytes = match response.bytes().await {
+            Ok(bytes) => bytes,
+            Err(_) => {
+                last_failure = format!("{name} broke off its answer");
+                continue;
+            }
+        };
+        let tokens = serde_json::from_slice::<Value>(&bytes)
+            .ok()
+            .and_then(|v| usage_of(endpoint, v.get("usage")?));
+        let tokens = tokens.unwrap_or_else(|| estimate(&pending, 0));
+        let settle_gateway = gateway.clone();
+        let request_id = pending.request_id.clone();
+        // Settled after the answer is on its way: the hold was the one write
+        // on the path to the caller's first byte.
+        tokio::spawn(async move {
+            settle(&settle_gateway, &pending, tokens, 200, "ok").await;
+        });
+        return Ok(passthrough(status, "application/json", bytes, &request_id));
+    }
+    release(&gateway, &pending, 502, "upstream_error").await;
+    Err(GatewayError::UpstreamUnavailable(last_failure).into())
+}
+
+/// A request id: `gw_` and 24 hex digits.
+fn request_id() -> String {
+    let mut bytes = [0u8; 12];
+    let _ = getrandom::fill(&mut bytes);
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("gw_{hex}")
+}
+
+fn call_metadata(request_id: &str, model: &str) -> Metadata {
+    let text = serde_json::json!({"gateway_request": request_id, "model": model}).to_string();
+    Metadata::from_json_object(text).unwrap_or_default()
+}
+
+/// An error's text without the URL, which may name a customer's own upstream.
+fn without_url(error: &reqwest::Error) -> String {
+    let kind = if error.is_connect() {
+        "connection failed"
+    } else if error.is_timeout() {
+        "timed out"
+    } else {
+        "request failed"
+    };
+    kind.to_owned()
+}
+
+async fn send(
+    gateway: &Gateway,
+    upstream: &Upstream,
+    endpoint: Endpoint,
+    incoming: &HeaderMap,
+    body: Bytes,
+) -> Result<reqwest::Response, reqwest::Error> {
+    let mut request = gateway
+        .http
+        .post(upstream.url(endpoint.path()))
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(body);
+    match upstream.wire {
+        Wire::Openai => {
+            if let Some(key) = &upstream.api_key {
+                request = request.bearer_auth(key.expose());
+            }
+        }
+        Wire::Anthropic => {
+            if let Some(key) = &upstream.api_key {
+                request = request.header("x-api-key", key.expose());
+            }
+            let version = incoming
+                .get("anthropic-version")
+                .cloned()
+                .unwrap_or(HeaderValue::from_static("2023-06-01"));
+            request = request.header("anthropic-version", version);
+            if let Some(beta) = incoming.get("anthropic-beta") {
+                request = request.header("anthropic-beta", beta.clone());
+            }
+        }
+    }
+    request.send().await
+}
+
+fn passthrough(
+    status: StatusCode,
+    content_type: &'static str,
+    body: Bytes,
+    request_id: &str,
+) -> Response {
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if let Ok(id) = HeaderValue::from_str(request_id) {
+        headers.insert("x-request-id", id);
+    }
+    response
+}
+
+/// Tokens from a `usage` object of the endpoint's wire format.
+pub fn usage_of(endpoint: Endpoint, usage: &Value) -> Option<Tokens> {
+    let n = |v: &Value, path: &[&str]| -> u64 {
+        path.iter()
+            .try_fold(v, |v, key| v.get(key))
+            .and_then(Value::as_u64)
+            .unwrap_or(0)
+    };
+    if !usage.is_object() {
+        return None;
+    }
+    Some(match endpoint {
+        Endpoint::Chat | Endpoint::Embeddings => Tokens::openai(
+            n(usage, &["prompt_tokens"]),
+            n(usage, &["prompt_tokens_details", "cached_tokens"]),
+            n(usage, &["completion_tokens"]),
+            n(usage, &["completion_tokens_details", "reasoning_tokens"]),
+        ),
+        Endpoint::Messages => Tokens::anthropic(
+            n(usage, &["input_tokens"]),
+            n(usage, &["cache_read_input_tokens"]),
+            n(usage, &["cache_creation_input_tokens"]),
+            n(usage, &["output_tokens"]),
+        ),
+    })
+}
+
+/// What a call is billed when the upstream reported no usage: the prompt
+/// at one token per four bytes of the request body, rounded up, and one
+/// output token per content event streamed.
+fn estimate(pending: &Pending, content_events: u64) -> Tokens {
+    Tokens {
+        input: pending.prompt_bytes.div_ceil(BYTES_PER_TOKEN_ESTIMATE),
+        output: content_events,
+        ..Tokens::default()
+    }
+}
+
+/// What the stream pump learns from the events it passes on.
+#[derive(Default)]
+struct Meter {
+    /// Usage reported whole (OpenAI's last chunk).
+    usage: Option<Tokens>,
+    /// Anthropic's `message_start` usage: input, cache read, cache write, output so far.
+    started: Option<(u64, u64, u64, u64)>,
+    /// Anthropic's `message_delta` output tokens (cumulative).
+    output: Option<u64>,
+    /// Events that carried content.
+    content_events: u64,
+    /// Whether the stream ended as its format ends one.
+    finished: bool,
+}
+
+impl Meter {
+    /// Reads one event; answers whether the caller should receive it.
+    fn read(&mut self, endpoint: Endpoint, event: &Event, client_wants_usage: bool) -> bool {
+        if event.data == "[DONE]" {
+            self.finished = true;
+            return true;
+        }
+        let Ok(data) = serde_json::from_str::<Value>(&event.data) else {
+            return true;
+        };
+        match endpoint {
+            Endpoint::Chat | Endpoint::Embeddings => {
+                let choices = data.get("choices").and_then(Value::as_array);
+                if choices.is_some_and(|c| {
+                    c.iter().any(|choice| {
+                        let delta = choice.get("delta");
+                        delta
+                            .and_then(|d| d.get("content"))
+                            .and_then(Value::as_str)
+                            .is_some_and(|s| !s.is_empty())
+                            || delta.and_then(|d| d.get("tool_calls")).is_some()
+                    })
+                }) {
+                    self.content_events += 1;
+                }
+                if let Some(usage) = data.get("usage").and_then(|u| usage_of(endpoint, u)) {
+                    self.usage = Some(usage);
+                    // The usage chunk the gateway asked for: passed on only
+                    // when the caller asked for it too.
+                    if choices.is_some_and(|c| c.is_empty()) && !client_wants_usage {
+                        return false;
+                    }
+                }
+            }
+            Endpoint::Messages => match data.get("type").and_then(Value::as_str) {
+                Some("message_start") => {
+                    let u = data.get("message").and_then(|m| m.get("usage"));
+                    let n = |k: &str| {
+                        u.and_then(|u| u.get(k))
+                            .and_then(Value::as_u64)
+                            .unwrap_or(0)
+                    };
+                    self.started = Some((
+                        n("input_tokens"),
+                        n("cache_read_input_tokens"),
+                        n("cache_creation_input_tokens"),
+                        n("output_tokens"),
+                    ));
+                }
+                Some("content_block_delta") => self.content_events += 1,
+                Some("message_delta") => {
+                    if let Some(output) = data
+                        .get("usage")
+                        .and_then(|u| u.get("output_tokens"))
+                        .and_then(Value::as_u64)
+                    {
+                        self.output = Some(output);
+                    }
+                }
+                Some("message_stop") => self.finished = true,
+                _ => {}
+            },
+        }
+        true
+    }
+
+    /// The tokens to bill, and whether the upstream reported them all.
+    fn tokens(&self, pending: &Pending) -> (Tokens, bool) {
+        if let Some(usage) = self.usage {
+            return (usage, true);
+        }
+        match (self.started, self.output) {
+            (Some((input, read, write, _)), Some(output)) => {
+                (Tokens::anthropic(input, read, write, output), true)
+            }
+            (Some((input, read, write, so_far)), None) => (
+                Tokens::anthropic(input, read, write, so_far.max(self.content_events)),
+                false,
+            ),
+            _ => (estimate(pending, self.content_events), false),
+        }
+    }
+}
+
+/// Passes an upstream's event stream on as it arrives, and settles the
+/// call when the upstream ends it. A caller that goes away does not stop
+/// the reading: the upstream still reports the usage it bills.
+fn stream_through(
+    gateway: Arc<Gateway>,
+    endpoint: Endpoint,
+    pending: Pending,
+    upstream: reqwest::Response,
+    client_wants_usage: bool,
+) -> Response {
+    let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(STREAM_QUEUE);
+    let request_id = pending.request_id.clone();
+    tokio::spawn(async move {
+        let mut meter = Meter::default();
+        let mut splitter = Splitter::default();
+        let mut bytes = upstream.bytes_stream();
+        let mut caller_gone = false;
+        let mut broken = false;
+        let deadline = tokio::time::Instant::now()
+            + Duration::from_secs(gateway.config.hold_ttl_secs.max(1) as u64);
+        loop {
+            let next = tokio::time::timeout_at(deadline, bytes.next()).await;
+            let chunk = match next {
+                Ok(Some(Ok(chunk))) => chunk,
+                Ok(None) => break,
+                Ok(Some(Err(_))) | Err(_) => {
+                    broken = true;
+                    break;
+                }
+            };
+            for event in splitter.push(&chunk) {
+                let pass = meter.read(endpoint, &event, client_wants_usage);
+                if pass && !caller_gone && tx.send(Ok(Bytes::from(event.raw))).await.is_err() {
+                    caller_gone = true;
+                }
+            }
+        }
+        if let Some(event) = splitter.finish() {
+            let pass = meter.read(endpoint, &event, client_wants_usage);
+            if pass && !caller_gone {
+                let _ = tx.send(Ok(Bytes::from(event.raw))).await;
+            }
+        }
+        if broken && !caller_gone {
+            // The caller learns the stream broke, rather than seeing it end.
+            let _ = tx
+                .send(Err(std::io::Error::other(
+                    "the upstream broke off the stream",
+                )))
+                .await;
+        }
+        drop(tx);
+        let (tokens, reported) = meter.tokens(&pending);
+        let outcome = match (caller_gone, broken || !meter.finished) {
+            (true, _) => "client_closed",
+            (false, true) => "upstream_cut",
+            (false, false) if reported => "ok",
+            (false, false) => "usage_estimated",
+        };
+        settle(&gateway, &pending, tokens, 200, outcome).await;
+    });
+    let body = Body::from_stream(tokio_stream_of(rx));
+    let mut response = Response::new(body);
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    if let Ok(id) = HeaderValue::from_str(&request_id) {
+        headers.insert("x-request-id", id);
+    }
+    response
+}
+
+/// A receiver as a stream of its items.
+fn tokio_stream_of<T: Send + 'static>(
+    rx: mpsc::Receiver<T>,
+) -> impl futures_util::Stream<Item = T> + Send + 'static {
+    futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    })
+}
+
+fn record(
+    pending: &Pending,
+    tokens: &Tokens,
+    cost: Amount,
+    list_cost: Amount,
+    status: u16,
+    outcome: &str,
+) -> Call {
+    let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    Call {
+        id: pending.request_id.clone(),
+        account: pending.account.clone(),
+        key_id: Some(pending.key_id.clone()),
+        project: pending.project.clone(),
+        provider: pending.price.provider.clone(),
+        model: pending.model.clone(),
+        mode: "credits".to_owned(),
+        tokens: CallTokens {
+            input: count(tokens.input),
+            cached: count(tokens.cached),
+            cache_write: count(tokens.cache_write),
+            output: count(tokens.output),
+            reasoning: count(tokens.reasoning),
+        },
+        cost,
+        list_cost,
+        status,
+        outcome: outcome.to_owned(),
+        latency_ms: i64::try_from(pending.started.elapsed().as_millis()).unwrap_or(i64::MAX),
+        tx: None,
+        at: ledger::Timestamp::from_micros(0),
+    }
+}
+
+/// Turns the hold into the call's cost, recording the call in the same
+/// write. A hold that expired meanwhile is replaced by a consume under the
+/// call's request id, so the call is charged once either way.
+async fn settle(gateway: &Gateway, pending: &Pending, tokens: Tokens, status: u16, outcome: &str) {
+    let rate = gateway.config.rate;
+    // A cost beyond what an amount holds cannot come from a real call; the
+    // hold's worst case is charged instead.
+    let cost = domain::cost(&pending.price, &tokens, rate).unwrap_or(pending.held);
+    let list_cost =
+        domain::list_cost(&pending.price, &tokens, rate.credits_per_usd).unwrap_or(Amount::ZERO);
+    let call = record(pending, &tokens, cost, list_cost, status, outcome);
+    let metadata = call_metadata(&pending.request_id, &pending.model);
+    let commit = Op::Commit {
+        hold: pending.hold,
+        amount: cost,
+        metadata: metadata.clone(),
+    };
+    let result = gateway
+        .store
+        .execute(Command::new(commit).with_call(call.clone()))
+        .await;
+    match result {
+        Ok(Executed::Fresh(Ok(_))) => {}
+        Ok(Executed::Fresh(Err(Refused::Ledger(ledger::Reject::HoldNotPending { .. })))) => {
+            let consume = Op::Consume {
+                account: pending.account.clone(),
+                charge: Charge::Amount(cost),
+                metadata,
+                external_id: ExternalId::parse(&pending.request_id).ok(),
+            };
+            let consumed = gateway
+                .store
+                .execute(Command::new(consume).with_call(call))
+                .await;
+            if !matches!(consumed, Ok(Executed::Fresh(Ok(_)) | Executed::Existing(_))) {
+                tracing::error!(request = %pending.request_id, ?consumed, "charging a call whose hold expired failed");
+            }
+        }
+        other => {
+            tracing::error!(request = %pending.request_id, ?other, "settling a gateway call failed; its hold will expire");
+        }
+    }
+}
+
+/// Returns the hold: the call failed and is not charged. Recorded with its
+/// status, at no cost.
+async fn release(gateway: &Gateway, pending: &Pending, status: u16, outcome: &str) {
+    let call = record(
+        pending,
+        &Tokens::default(),
+        Amount::ZERO,
+        Amount::ZERO,
+        status,
+        outcome,
+    );
+    let op = Op::Release {
+        hold: pending.hold,
+        metadata: call_metadata(&pending.request_id, &pending.model),
+    };
+    let result = gateway
+        .store
+        .execute(Command::new(op).with_call(call))
+        .await;
+    if !matches!(result, Ok(Executed::Fresh(Ok(_)))) {
+        tracing::error!(request = %pending.request_id, ?result, "releasing a failed call's hold failed; it will expire");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(data: &str) -> Event {
+        Event {
+            raw: format!("data: {data}\n\n").into_bytes(),
+            name: String::new(),
+            data: data.to_owned(),
+        }
+    }
+
+    #[test]
+    fn the_openai_usage_chunk_is_read_and_passed_on_only_when_asked_for() {
+        let usage = r#"{"choices":[],"usage":{"prompt_tokens":10,"completion_tokens":4,"prompt_tokens_details":{"cached_tokens":6}}}"#;
+        let content = r#"{"choices":[{"index":0,"delta":{"content":"Hi"}}],"usage":null}"#;
+        for asked in [false, true] {
+            let mut meter = Meter::default();
+            assert!(meter.read(Endpoint::Chat, &event(content), asked));
+            assert_eq!(meter.read(Endpoint::Chat, &event(usage), asked), asked);
+            assert!(meter.read(Endpoint::Chat, &event("[DONE]"), asked));
+            assert!(meter.finished);
+            assert_eq!(meter.content_events, 1);
+            assert_eq!(meter.usage, Some(Tokens::openai(10, 6, 4, 0)));
+        }
+    }
+
+    #[test]
+    fn anthropic_usage_comes_from_message_start_and_message_delta() {
+        let mut meter = Meter::default();
+        let start = r#"{"type":"message_start","message":{"usage":{"input_tokens":12,"cache_read_input_tokens":100,"cache_creation_input_tokens":7,"output_tokens":1}}}"#;
+        let delta =
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"x"}}"#;
+        let end = r#"{"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":9}}"#;
+        for data in [start, delta, delta, end, r#"{"type":"message_stop"}"#] {
+            assert!(meter.read(Endpoint::Messages, &event(data), false));
+        }
+        assert!(meter.finished);
+        assert_eq!(meter.output, Some(9));
+        assert_eq!(meter.started, Some((12, 100, 7, 1)));
+        assert_eq!(meter.content_events, 2);
+    }
+
+    #[test]
+    fn usage_objects_of_each_format_become_token_classes() {
+        let openai = serde_json::json!({"prompt_tokens": 100, "completion_tokens": 20,
+            "prompt_tokens_details": {"cached_tokens": 80},
+            "completion_tokens_details": {"reasoning_tokens": 5}});
+        assert_eq!(
+            usage_of(Endpoint::Chat, &openai),
+            Some(Tokens::openai(100, 80, 20, 5))
+        );
+        let embeddings = serde_json::json!({"prompt_tokens": 8, "total_tokens": 8});
+        assert_eq!(
+            usage_of(Endpoint::Embeddings, &embeddings).unwrap().input,
+            8
+        );
+        let anthropic = serde_json::json!({"input_tokens": 3, "cache_read_input_tokens": 50,
+            "cache_creation_input_tokens": 10, "output_tokens": 7});
+        assert_eq!(
+            usage_of(Endpoint::Messages, &anthropic),
+            Some(Tokens::anthropic(3, 50, 10, 7))
+        );
+        assert_eq!(usage_of(Endpoint::Chat, &Value::Null), None);
+    }
+}

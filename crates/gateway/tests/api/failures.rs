@@ -1,0 +1,266 @@
+//! What is never charged, and what is charged once: refusals before the upstream, failed and
+//! retried attempts, fallbacks, streams the caller or the upstream breaks off, and concurrency.
+
+use std::sync::Arc;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::support::*;
+
+fn chat(model: &str, stream: bool) -> Value {
+    json!({
+        "model": model, "stream": stream, "max_tokens": 200,
+        "messages": [{"role": "user", "content": "Say hello"}]
+    })
+}
+
+fn micros(text: &Value) -> i64 {
+    ledger::Amount::parse_decimal(text.as_str().unwrap())
+        .unwrap()
+        .micros()
+}
+
+/// The default fake usage (12 prompt, 5 completion tokens) at 2 and 8 USD
+/// per million tokens with the markup: (24 + 40) × 110 micro-credits.
+const SMALL_CALL: i64 = 7_040;
+
+gateway_test! {
+    #[tokio::test]
+    async fn refusals_come_in_the_callers_wire_format_and_charge_nothing(app, upstream) {
+        price(&app, "gpt-test", "openai").await;
+        price(&app, "claude-test", "anthropic").await;
+        let key = customer(&app, "acme", "0.01").await;
+
+        let (status, text) = call(&app, &key, "/v1/chat/completions", chat("unknown", false)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        let error: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(error["error"]["code"], "model_not_priced");
+        assert_eq!(error["error"]["type"], "invalid_request_error");
+
+        // 0.01 credits cannot cover 200 output tokens at 8 USD per million.
+        let (status, text) = call(&app, &key, "/v1/chat/completions", chat("gpt-test", false)).await;
+        assert_eq!(status, StatusCode::PAYMENT_REQUIRED, "{text}");
+        let error: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(error["error"]["code"], "insufficient_credits");
+        let anthropic = json!({"model": "claude-test", "max_tokens": 200,
+            "messages": [{"role": "user", "content": "hi"}]});
+        let (status, text) = call(&app, &key, "/v1/messages", anthropic.clone()).await;
+        assert_eq!(status, StatusCode::PAYMENT_REQUIRED, "{text}");
+        let error: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!((error["type"].as_str(), error["error"]["type"].as_str()), (Some("error"), Some("billing_error")));
+
+        let (status, text) = call(&app, "cd_cust_wrong", "/v1/chat/completions", chat("gpt-test", false)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        let error: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(error["error"]["code"], "unauthorized");
+        let (status, text) = call(&app, "cd_cust_wrong", "/v1/messages", anthropic).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        let error: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(error["error"]["type"], "authentication_error");
+
+        // The operator's keys name no account to charge.
+        let (status, text) = call(&app, testkit::app::KEY, "/v1/chat/completions", chat("gpt-test", false)).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        assert!(text.contains("customer_key_required"), "{text}");
+
+        let (status, _) = call(&app, &key, "/v1/chat/completions", json!({"messages": []})).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+
+        assert!(upstream.requests().is_empty(), "the upstream was called");
+        let balance = app.balance("acme").await;
+        assert_eq!((balance["available"].as_str(), balance["held"].as_str()), (Some("0.01"), Some("0")));
+        assert!(calls(&app, "acme").await.is_empty());
+    }
+}
+
+gateway_test! {
+    #[tokio::test]
+    async fn a_failed_attempt_is_not_charged_and_its_retry_is_charged_once(app, upstream) {
+        price(&app, "gpt-test", "openai").await;
+        let key = customer(&app, "acme", "10").await;
+        upstream.push(Behaviour::Fail(500));
+        let (status, text) = call(&app, &key, "/v1/chat/completions", chat("gpt-test", false)).await;
+        assert_eq!(status, StatusCode::BAD_GATEWAY, "{text}");
+        let error: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(error["error"]["code"], "upstream_unavailable");
+        let balance = settled(&app, "acme").await;
+        assert_eq!(balance["available"], "10");
+
+        let (status, _) = call(&app, &key, "/v1/chat/completions", chat("gpt-test", false)).await;
+        assert_eq!(status, StatusCode::OK);
+        let balance = settled(&app, "acme").await;
+        assert_eq!(micros(&balance["available"]), 10_000_000 - SMALL_CALL);
+        let recorded = until_calls(&app, "acme", 2).await;
+        assert_eq!(recorded[1]["outcome"], "upstream_error");
+        assert_eq!(recorded[1]["cost"], "0");
+        assert_eq!(recorded[0]["outcome"], "ok");
+
+        // An upstream's refusal of the request itself is passed on, uncharged.
+        upstream.push(Behaviour::Fail(400));
+        let (status, text) = call(&app, &key, "/v1/chat/completions", chat("gpt-test", false)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+        let balance = settled(&app, "acme").await;
+        assert_eq!(micros(&balance["available"]), 10_000_000 - SMALL_CALL);
+        app.assert_verified().await;
+    }
+}
+
+/// Both stores' test apps before two upstreams: `openai` and `backup`.
+async fn with_backup(test: impl AsyncFn(TestApp, FakeUpstream, FakeUpstream)) {
+    for postgres in [false, true] {
+        let primary = FakeUpstream::start().await;
+        let backup = FakeUpstream::start().await;
+        let config = config(&primary.base_url(), Some(&backup.base_url()));
+        let app = if postgres {
+            match TestApp::spawn_postgres(Some(plugins(config))).await {
+                Some(app) => app,
+                None => return,
+            }
+        } else {
+            TestApp::spawn_sqlite(Some(plugins(config))).await
+        };
+        test(app, primary, backup).await;
+    }
+}
+
+#[tokio::test]
+async fn a_model_falls_back_to_its_next_upstream_and_is_charged_once() {
+    with_backup(async |app, primary, backup| {
+        let reply = app
+            .send(
+                reqwest::Method::PUT,
+                "/v1/prices/gpt-test",
+                Some(json!({"provider": "openai", "input": "2", "output": "8",
+                    "upstreams": ["openai", "backup"]})),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+        let key = customer(&app, "acme", "10").await;
+        primary.push(Behaviour::Fail(503));
+        let (status, text) =
+            call(&app, &key, "/v1/chat/completions", chat("gpt-test", false)).await;
+        assert_eq!(status, StatusCode::OK, "{text}");
+        primary.push(Behaviour::Fail(502));
+        let (status, text) = call(&app, &key, "/v1/chat/completions", chat("gpt-test", true)).await;
+        assert_eq!(status, StatusCode::OK, "{text}");
+        assert_eq!((primary.requests().len(), backup.requests().len()), (2, 2));
+        let balance = settled(&app, "acme").await;
+        assert_eq!(micros(&balance["available"]), 10_000_000 - 2 * SMALL_CALL);
+        assert_eq!(until_calls(&app, "acme", 2).await.len(), 2);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_unreachable_upstream_falls_back_too() {
+    with_backup(async |app, primary, backup| {
+        let reply = app
+            .send(
+                reqwest::Method::PUT,
+                "/v1/prices/gpt-test",
+                Some(json!({"provider": "openai", "input": "2", "output": "8",
+                    "upstreams": ["openai", "backup"]})),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+        let key = customer(&app, "acme", "10").await;
+        // The primary goes away: its port refuses connections.
+        drop(primary);
+        let (status, text) =
+            call(&app, &key, "/v1/chat/completions", chat("gpt-test", false)).await;
+        assert_eq!(status, StatusCode::OK, "{text}");
+        assert_eq!(backup.requests().len(), 1);
+        let balance = settled(&app, "acme").await;
+        assert_eq!(micros(&balance["available"]), 10_000_000 - SMALL_CALL);
+    })
+    .await;
+}
+
+gateway_test! {
+    #[tokio::test]
+    async fn a_caller_that_leaves_mid_stream_is_charged_what_the_upstream_reports(app, upstream) {
+        price(&app, "gpt-test", "openai").await;
+        let key = customer(&app, "acme", "10").await;
+        upstream.push(Behaviour::SlowChunks { delay_ms: 30 });
+        let response = app
+            .client
+            .post(format!("{}/v1/chat/completions", app.base))
+            .bearer_auth(&key)
+            .json(&chat("gpt-test", true))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let mut response = response;
+        let first = response.chunk().await.unwrap().unwrap();
+        assert!(first.starts_with(b"data: "));
+        drop(response);
+        let balance = settled(&app, "acme").await;
+        assert_eq!(micros(&balance["available"]), 10_000_000 - SMALL_CALL);
+        let recorded = until_calls(&app, "acme", 1).await;
+        assert_eq!(recorded[0]["outcome"], "client_closed");
+    }
+}
+
+gateway_test! {
+    #[tokio::test]
+    async fn a_stream_the_upstream_breaks_off_is_settled_from_what_was_streamed(app, upstream) {
+        price(&app, "gpt-test", "openai").await;
+        let key = customer(&app, "acme", "10").await;
+        upstream.push(Behaviour::Cut { after_chunks: 2 });
+        let response = app
+            .client
+            .post(format!("{}/v1/chat/completions", app.base))
+            .bearer_auth(&key)
+            .json(&chat("gpt-test", true))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert!(response.text().await.is_err(), "the caller must see the stream break");
+        let balance = settled(&app, "acme").await;
+        let recorded = until_calls(&app, "acme", 1).await;
+        let call = &recorded[0];
+        assert_eq!(call["outcome"], "upstream_cut");
+        // No usage arrived: the prompt at a token per four bytes of the
+        // request, and one output token per content chunk streamed.
+        assert!(call["input_tokens"].as_i64().unwrap() > 0);
+        assert!(call["output_tokens"].as_i64().unwrap() >= 1);
+        assert_eq!(micros(&balance["available"]), 10_000_000 - micros(&call["cost"]));
+        assert!(micros(&call["cost"]) > 0);
+    }
+}
+
+gateway_test! {
+    #[tokio::test]
+    async fn concurrent_calls_never_spend_more_than_the_account_holds(app, upstream) {
+        price(&app, "gpt-test", "openai").await;
+        // Each call holds its worst case: about 150 bytes of request at 2
+        // USD per million and 200 output tokens at 8, with the markup about
+        // 0.21 credits. Two credits cover about ten at once.
+        let key = Arc::new(customer(&app, "acme", "2").await);
+        let app = Arc::new(app);
+        let mut tasks = Vec::new();
+        for _ in 0..50 {
+            let (app, key) = (app.clone(), key.clone());
+            tasks.push(tokio::spawn(async move {
+                call(&app, &key, "/v1/chat/completions", chat("gpt-test", false)).await.0
+            }));
+        }
+        let mut served = 0;
+        for task in tasks {
+            match task.await.unwrap() {
+                StatusCode::OK => served += 1,
+                StatusCode::PAYMENT_REQUIRED => {}
+                other => panic!("{other}"),
+            }
+        }
+        assert!(served >= 9, "only {served} served");
+        assert_eq!(upstream.requests().len(), served as usize);
+        let balance = settled(&app, "acme").await;
+        assert_eq!(balance["debt"], "0");
+        assert_eq!(micros(&balance["available"]), 2_000_000 - served * SMALL_CALL);
+        app.assert_verified().await;
+    }
+}
