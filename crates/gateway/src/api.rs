@@ -437,7 +437,7 @@ struct PriceQuery {
     request_body = PriceBody,
     responses(
         (status = 200, description = "The entry as stored.", body = PriceView),
-        (status = 400, description = "`malformed_json`, `invalid_request`, `invalid_price`."),
+        (status = 400, description = "`malformed_json`, `invalid_request`, `invalid_model_price`."),
     ),
 )]
 async fn put_price(

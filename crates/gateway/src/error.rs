@@ -22,7 +22,7 @@ pub enum GatewayError {
     /// 502 `upstream_unavailable`: every upstream failed before answering;
     /// nothing was charged.
     UpstreamUnavailable(String),
-    /// 400 `invalid_price`: a catalog entry with a bad field.
+    /// 400 `invalid_model_price`: a catalog entry with a bad field.
     InvalidPrice(String),
     /// 404 `price_not_found`: no catalog entry for the model.
     PriceNotFound,
@@ -56,7 +56,7 @@ impl GatewayError {
             GatewayError::CustomerKeyRequired => "customer_key_required",
             GatewayError::UpstreamNotConfigured(_) => "upstream_not_configured",
             GatewayError::UpstreamUnavailable(_) => "upstream_unavailable",
-            GatewayError::InvalidPrice(_) => "invalid_price",
+            GatewayError::InvalidPrice(_) => "invalid_model_price",
             GatewayError::PriceNotFound => "price_not_found",
             GatewayError::InvalidPriceList(_) => "invalid_price_list",
         }
