@@ -62,7 +62,9 @@ pub struct Settings {
     /// (`CREDITD_UPSTREAM_BASE_URL` / `CREDITD_UPSTREAM_API_KEY` for OpenAI's
     /// format, `CREDITD_ANTHROPIC_BASE_URL` / `CREDITD_ANTHROPIC_API_KEY`,
     /// and `CREDITD_UPSTREAM_<NAME>_BASE_URL` / `_API_KEY` / `_WIRE` for a
-    /// named one), `CREDITD_GATEWAY_HOLD_TTL_SECS` (default 900).
+    /// named one), `CREDITD_GATEWAY_HOLD_TTL_SECS` (default 900), and BYOK:
+    /// `CREDITD_MASTER_KEY`, `CREDITD_MASTER_KEYS_RETIRED`,
+    /// `CREDITD_BYOK_FEE_PERCENT` (default 0), `CREDITD_ALLOW_PRIVATE_UPSTREAMS`.
     pub gateway: gateway::GatewayConfig,
 }
 
@@ -218,6 +220,39 @@ fn gateway_settings<'a>(
             .with_context(|| {
                 format!("CREDITD_GATEWAY_HOLD_TTL_SECS must be 10 to 86400, got {ttl:?}")
             })?;
+    }
+    if let Some(fee) = get("CREDITD_BYOK_FEE_PERCENT") {
+        config.byok_fee = Percent::parse(fee)
+            .ok()
+            .filter(|f| *f <= Percent::whole(100))
+            .with_context(|| {
+                format!("CREDITD_BYOK_FEE_PERCENT must be a percentage from 0 to 100, got {fee:?}")
+            })?;
+    }
+    config.allow_private_upstreams = match get("CREDITD_ALLOW_PRIVATE_UPSTREAMS") {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => {
+            bail!("CREDITD_ALLOW_PRIVATE_UPSTREAMS must be true or false, got {other:?}")
+        }
+    };
+    if let Some(current) = get("CREDITD_MASTER_KEY") {
+        // The key's text is never part of an error: only what is wrong with it.
+        let current = gateway::byok::MasterKey::parse(current)
+            .map_err(|e| anyhow::anyhow!("CREDITD_MASTER_KEY: {e}"))?;
+        let retired = get("CREDITD_MASTER_KEYS_RETIRED")
+            .unwrap_or("")
+            .split(',')
+            .filter(|k| !k.trim().is_empty())
+            .map(|k| {
+                gateway::byok::MasterKey::parse(k)
+                    .map_err(|e| anyhow::anyhow!("CREDITD_MASTER_KEYS_RETIRED: {e}"))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        if retired.iter().any(|k| k.version == current.version) {
+            bail!("CREDITD_MASTER_KEYS_RETIRED holds a key of the current key's version");
+        }
+        config.keyring = Some(gateway::byok::Keyring { current, retired });
     }
     let mut set = |name: &str, wire: Wire, base: Option<&str>, key: Option<&str>| {
         let upstream =

@@ -83,6 +83,11 @@ enum Cmd {
         #[command(subcommand)]
         command: PricesCmd,
     },
+    /// Manage the master key that seals customers' provider keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCmd,
+    },
     /// Measure throughput and latency, against the usual design if asked.
     Bench(Box<bench::Options>),
     /// Print an account's balance.
@@ -94,6 +99,14 @@ enum Cmd {
         #[arg(long, value_parser = parse_time)]
         at: Option<Timestamp>,
     },
+}
+
+#[derive(Subcommand)]
+enum KeysCmd {
+    /// Reseal every provider key under the current master key
+    /// (`CREDITD_MASTER_KEY`), opening old ones with the retired keys
+    /// (`CREDITD_MASTER_KEYS_RETIRED`); afterwards the retired keys can go.
+    RotateMaster,
 }
 
 #[derive(Subcommand)]
@@ -208,6 +221,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Cmd::Balance { account, at } => balance(&settings, &account, at).await,
             Cmd::Prices { command } => prices(&settings, command).await,
+            Cmd::Keys {
+                command: KeysCmd::RotateMaster,
+            } => rotate_master(&settings).await,
             Cmd::Bench(options) => bench::run(*options).await.map(drop),
         }
     })
@@ -595,6 +611,30 @@ async fn balance(
     let balance = settled.balance(when);
     let view = server::render::BalanceView::new(account.as_str(), balance, settled.lots(), when);
     println!("{}", serde_json::to_string_pretty(&view)?);
+    Ok(())
+}
+
+/// `creditd keys rotate-master`: reseals provider keys under the current
+/// master key; fails when any could not be opened.
+async fn rotate_master(settings: &Settings) -> anyhow::Result<()> {
+    let keyring = settings
+        .gateway
+        .keyring
+        .clone()
+        .context("set CREDITD_MASTER_KEY to the new master key, and the old ones in CREDITD_MASTER_KEYS_RETIRED")?;
+    ensure_ledger(&settings.database).await?;
+    let time = Time::of(settings);
+    let opened = open_store(settings, false, &time).await?;
+    let rotated = gateway::byok::rotate(opened.store().as_ref(), &keyring).await;
+    opened.close().await;
+    let rotated = rotated?;
+    println!("{}", serde_json::to_string_pretty(&rotated)?);
+    if !rotated.failed.is_empty() {
+        anyhow::bail!(
+            "{} provider key(s) could not be opened with the keys given",
+            rotated.failed.len()
+        );
+    }
     Ok(())
 }
 

@@ -119,6 +119,30 @@ pub fn routes(gateway: &Arc<Gateway>) -> Vec<Route> {
             None,
         ),
         r(
+            Method::PUT,
+            "/v1/accounts/{account_id}/provider-keys/{provider}",
+            Account,
+            put(put_provider_key),
+            Doc::of::<__path_put_provider_key>(),
+            None,
+        ),
+        r(
+            Method::DELETE,
+            "/v1/accounts/{account_id}/provider-keys/{provider}",
+            Account,
+            delete(delete_provider_key),
+            Doc::of::<__path_delete_provider_key>(),
+            None,
+        ),
+        r(
+            Method::GET,
+            "/v1/accounts/{account_id}/provider-keys",
+            Account,
+            get(list_provider_keys),
+            Doc::of::<__path_list_provider_keys>(),
+            None,
+        ),
+        r(
             Method::GET,
             "/v1/accounts/{account_id}/usage",
             Account,
@@ -375,9 +399,7 @@ struct PriceView {
     max_output_tokens: Option<u64>,
     #[schema(value_type = Option<String>)]
     markup_percent: Option<Percent>,
-    #[schema(value_type = String)]
     created_at: Instant,
-    #[schema(value_type = String)]
     updated_at: Instant,
 }
 
@@ -667,6 +689,226 @@ async fn import_prices(
     Ok(render::json(StatusCode::OK, &report))
 }
 
+// --------------------------------------------------------- provider keys
+
+/// `{provider}`
+enum ProviderPath {}
+
+impl IntoParams for ProviderPath {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![
+            ParameterBuilder::new()
+                .name("provider")
+                .parameter_in(ParameterIn::Path)
+                .required(Required::True)
+                .description(Some(
+                    "The provider, as the catalog names it: `openai`, `anthropic`, or another \
+                     (1 to 64 characters of `a-z0-9_.-`).",
+                ))
+                .schema(Some(
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .pattern(Some("^[a-z0-9_.-]{1,64}$"))
+                        .examples(["openai"]),
+                ))
+                .build(),
+        ]
+    }
+}
+
+fn provider_name(text: &str) -> Result<String, ApiError> {
+    if !text.is_empty()
+        && text.len() <= 64
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_.-".contains(&b))
+    {
+        Ok(text.to_owned())
+    } else {
+        Err(ApiError::InvalidId(
+            "a provider is 1 to 64 characters of a-z0-9_.-".into(),
+        ))
+    }
+}
+
+/// A provider key to store.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct ProviderKeyBody {
+    /// The provider's API key: kept sealed, never shown again.
+    api_key: String,
+    /// Where its calls go, when not the provider's own API: an OpenAI-format
+    /// base including `/v1`, or an Anthropic-format base without it.
+    base_url: Option<String>,
+}
+
+/// A provider key as shown: never the key.
+#[derive(Serialize, ToSchema)]
+struct ProviderKeyView {
+    provider: String,
+    /// The key's last four characters.
+    last4: String,
+    base_url: Option<String>,
+    created_at: Instant,
+    updated_at: Instant,
+}
+
+impl ProviderKeyView {
+    fn new(doc: &Record<crate::byok::ProviderKey>) -> ProviderKeyView {
+        ProviderKeyView {
+            provider: doc.body.provider.clone(),
+            last4: doc.body.last4.clone(),
+            base_url: doc.body.base_url.clone(),
+            created_at: Instant(doc.created_at),
+            updated_at: Instant(doc.updated_at),
+        }
+    }
+}
+
+/// The account's provider keys.
+#[derive(Serialize, ToSchema)]
+struct ProviderKeyList {
+    data: Vec<ProviderKeyView>,
+}
+
+/// The longest provider key accepted, in bytes.
+pub const PROVIDER_KEY_LEN_MAX: usize = 1024;
+
+/// Store a provider key
+///
+/// Stores the account's own key for a provider, for its calls in `byok`
+/// billing mode. The key is sealed with XChaCha20-Poly1305 under the
+/// operator's master key, bound to this account and provider, and never
+/// shown, logged or returned again. A `base_url` at a private, loopback or
+/// link-local address is refused unless the operator allows it.
+#[utoipa::path(
+    put,
+    path = "/v1/accounts/{account_id}/provider-keys/{provider}",
+    tag = "gateway",
+    operation_id = "putProviderKey",
+    params(AccountPath, ProviderPath),
+    request_body = ProviderKeyBody,
+    responses(
+        (status = 200, description = "The key as stored, without the key.", body = ProviderKeyView),
+        (status = 400, description = "`malformed_json`, `invalid_request`, `invalid_id`, \
+            `invalid_provider_key`."),
+        (status = 404, description = "`account_not_found`."),
+        (status = 503, description = "`byok_not_configured`: no master key is set."),
+    ),
+)]
+async fn put_provider_key(
+    State(gateway): GatewayState,
+    axum::extract::Path((account, provider)): axum::extract::Path<(String, String)>,
+    extract::ReadBody(body): extract::ReadBody,
+) -> Result<Response, ApiError> {
+    let account = extract::account_id(&account)?;
+    let provider = provider_name(&provider)?;
+    let keyring = gateway.keyring()?;
+    let body: ProviderKeyBody = extract::parse_json(&body)?;
+    if body.api_key.is_empty()
+        || body.api_key.len() > PROVIDER_KEY_LEN_MAX
+        || body
+            .api_key
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(GatewayError::InvalidProviderKey(format!(
+            "api_key is 1 to {PROVIDER_KEY_LEN_MAX} bytes without spaces"
+        ))
+        .into());
+    }
+    if let Some(url) = &body.base_url {
+        crate::byok::check_base_url(url, gateway.config.allow_private_upstreams)
+            .map_err(GatewayError::InvalidProviderKey)?;
+    }
+    let store = gateway.store.as_ref();
+    if store.account(account.clone()).await?.is_none() {
+        return Err(ApiError::Rejected(ledger::Reject::AccountNotFound));
+    }
+    let sealed = keyring.seal(&account, &provider, &body.api_key, body.base_url);
+    let id = crate::byok::record_id(&account, &provider);
+    match records::write::<crate::byok::ProviderKey>(store, records::put(&id, &sealed, Expect::Any))
+        .await?
+    {
+        Written::Stored(doc) => Ok(render::json(StatusCode::OK, &ProviderKeyView::new(&doc))),
+        Written::Refused(refused) => Err(refused.into()),
+        Written::Deleted => Err(ApiError::Internal(
+            "a provider key put answered deleted".into(),
+        )),
+    }
+}
+
+/// Remove a provider key
+#[utoipa::path(
+    delete,
+    path = "/v1/accounts/{account_id}/provider-keys/{provider}",
+    tag = "gateway",
+    operation_id = "deleteProviderKey",
+    params(AccountPath, ProviderPath),
+    responses(
+        (status = 204, description = "Removed."),
+        (status = 400, description = "`invalid_id`."),
+        (status = 404, description = "`provider_key_not_found`."),
+    ),
+)]
+async fn delete_provider_key(
+    State(gateway): GatewayState,
+    axum::extract::Path((account, provider)): axum::extract::Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let account = extract::account_id(&account)?;
+    let provider = provider_name(&provider)?;
+    let id = crate::byok::record_id(&account, &provider);
+    let store = gateway.store.as_ref();
+    let doc = records::get::<crate::byok::ProviderKey>(store, &id)
+        .await?
+        .ok_or(GatewayError::ProviderKeyNotFound)?;
+    let write = records::delete::<crate::byok::ProviderKey>(&id, Expect::Version(doc.version));
+    match records::write::<crate::byok::ProviderKey>(store, write).await? {
+        Written::Deleted => {
+            let mut response = Response::default();
+            *response.status_mut() = StatusCode::NO_CONTENT;
+            Ok(response)
+        }
+        Written::Refused(refused) => Err(refused.into()),
+        Written::Stored(_) => Err(ApiError::Internal("a delete answered stored".into())),
+    }
+}
+
+/// List an account's provider keys
+///
+/// The providers the account has a key for, with each key's last four
+/// characters and base URL; never the keys.
+#[utoipa::path(
+    get,
+    path = "/v1/accounts/{account_id}/provider-keys",
+    tag = "gateway",
+    operation_id = "listProviderKeys",
+    params(AccountPath),
+    responses(
+        (status = 200, description = "The keys, by provider.", body = ProviderKeyList),
+        (status = 400, description = "`invalid_id`."),
+        (status = 404, description = "`account_not_found`."),
+    ),
+)]
+async fn list_provider_keys(
+    State(gateway): GatewayState,
+    PathParam(id): PathParam,
+) -> Result<Response, ApiError> {
+    let account = extract::account_id(&id)?;
+    let store = gateway.store.as_ref();
+    if store.account(account.clone()).await?.is_none() {
+        return Err(ApiError::Rejected(ledger::Reject::AccountNotFound));
+    }
+    let filter = records::RecordFilter::Equals {
+        name: "account".into(),
+        value: account.as_str().to_owned(),
+    };
+    let keys = records::list::<crate::byok::ProviderKey>(store, filter, None, 100).await?;
+    let mut data: Vec<ProviderKeyView> = keys.iter().map(ProviderKeyView::new).collect();
+    data.sort_by(|a, b| a.provider.cmp(&b.provider));
+    Ok(render::json(StatusCode::OK, &ProviderKeyList { data }))
+}
+
 // ----------------------------------------------------------------- usage
 
 /// `?from=&to=&group_by=`
@@ -675,10 +917,10 @@ async fn import_prices(
 #[into_params(parameter_in = Query)]
 struct UsageQuery {
     /// Calls settled at or after this instant; 30 days before `to` when absent.
-    #[param(value_type = Option<String>)]
+    #[param(value_type = Option<server::openapi::schema::TimestampInput>)]
     from: Option<String>,
     /// Calls settled before this instant; through now when absent.
-    #[param(value_type = Option<String>)]
+    #[param(value_type = Option<server::openapi::schema::TimestampInput>)]
     to: Option<String>,
     /// `model` (the default), `day` (UTC), `key` or `project`.
     group_by: Option<String>,
@@ -697,10 +939,10 @@ struct UsageGroup {
     output_tokens: i64,
     reasoning_tokens: i64,
     /// Credits charged.
-    #[schema(value_type = String)]
+    #[schema(value_type = Decimal)]
     cost: DecimalOf,
     /// What the tokens cost at list price without markup, in credits.
-    #[schema(value_type = String)]
+    #[schema(value_type = Decimal)]
     list_cost: DecimalOf,
 }
 
@@ -730,9 +972,7 @@ impl UsageGroup {
 /// An account's usage, summed.
 #[derive(Serialize, ToSchema)]
 struct UsageSummary {
-    #[schema(value_type = String)]
     from: Instant,
-    #[schema(value_type = String)]
     to: Instant,
     group_by: &'static str,
     data: Vec<UsageGroup>,
@@ -902,9 +1142,7 @@ struct CallView {
     cache_write_tokens: i64,
     output_tokens: i64,
     reasoning_tokens: i64,
-    #[schema(value_type = String)]
     cost: Decimal,
-    #[schema(value_type = String)]
     list_cost: Decimal,
     /// The HTTP status the caller received.
     status: u16,
@@ -914,7 +1152,6 @@ struct CallView {
     latency_ms: i64,
     /// The ledger transaction that settled it.
     transaction_id: Option<String>,
-    #[schema(value_type = String)]
     created_at: Instant,
 }
 
@@ -957,10 +1194,10 @@ struct CallPage {
 #[into_params(parameter_in = Query)]
 struct CallsQuery {
     /// Calls settled at or after this instant; 30 days before `to` when absent.
-    #[param(value_type = Option<String>)]
+    #[param(value_type = Option<server::openapi::schema::TimestampInput>)]
     from: Option<String>,
     /// Calls settled before this instant; through now when absent.
-    #[param(value_type = Option<String>)]
+    #[param(value_type = Option<server::openapi::schema::TimestampInput>)]
     to: Option<String>,
     /// The page size, 1 to 100; 20 when absent.
     #[param(value_type = Option<u32>, minimum = 1, maximum = 100, default = 20)]

@@ -54,8 +54,11 @@ pub struct GatewayConfig {
     pub hold_ttl_secs: i64,
     /// The platform fee on BYOK calls, a share of their list-price cost.
     pub byok_fee: Percent,
-    /// Whether upstreams at private, loopback or link-local addresses are allowed.
+    /// Whether customers' upstreams at private, loopback or link-local
+    /// addresses are allowed.
     pub allow_private_upstreams: bool,
+    /// The master keys that seal provider keys; BYOK is off without them.
+    pub keyring: Option<crate::byok::Keyring>,
 }
 
 impl Default for GatewayConfig {
@@ -86,6 +89,7 @@ impl Default for GatewayConfig {
             hold_ttl_secs: HOLD_TTL_SECS_DEFAULT,
             byok_fee: Percent::ZERO,
             allow_private_upstreams: false,
+            keyring: None,
         }
     }
 }

@@ -28,6 +28,24 @@ pub enum GatewayError {
     PriceNotFound,
     /// 400 `invalid_price_list`: a price list that cannot be read.
     InvalidPriceList(String),
+    /// 402 `key_spend_limit`: the call would take the key past its spend
+    /// limit for the window; the upstream was not called.
+    KeySpendLimit {
+        /// The key's limit.
+        limit: ledger::Amount,
+        /// What the window has spent and holds.
+        spent: ledger::Amount,
+    },
+    /// 503 `byok_not_configured`: the operator has set no master key, so
+    /// provider keys cannot be stored or used.
+    ByokNotConfigured,
+    /// 400 `provider_key_missing`: a BYOK account has no key for the
+    /// model's provider.
+    ProviderKeyMissing(String),
+    /// 404 `provider_key_not_found`.
+    ProviderKeyNotFound,
+    /// 400 `invalid_provider_key`: a provider key or base URL that cannot be used.
+    InvalidProviderKey(String),
 }
 
 impl GatewayError {
@@ -42,6 +60,14 @@ impl GatewayError {
             GatewayError::InvalidPrice(String::new()),
             GatewayError::PriceNotFound,
             GatewayError::InvalidPriceList(String::new()),
+            GatewayError::KeySpendLimit {
+                limit: ledger::Amount::ZERO,
+                spent: ledger::Amount::ZERO,
+            },
+            GatewayError::ByokNotConfigured,
+            GatewayError::ProviderKeyMissing(String::new()),
+            GatewayError::ProviderKeyNotFound,
+            GatewayError::InvalidProviderKey(String::new()),
         ]
         .iter()
         .map(|e| (e.code(), e.status()))
@@ -59,6 +85,11 @@ impl GatewayError {
             GatewayError::InvalidPrice(_) => "invalid_model_price",
             GatewayError::PriceNotFound => "price_not_found",
             GatewayError::InvalidPriceList(_) => "invalid_price_list",
+            GatewayError::KeySpendLimit { .. } => "key_spend_limit",
+            GatewayError::ByokNotConfigured => "byok_not_configured",
+            GatewayError::ProviderKeyMissing(_) => "provider_key_missing",
+            GatewayError::ProviderKeyNotFound => "provider_key_not_found",
+            GatewayError::InvalidProviderKey(_) => "invalid_provider_key",
         }
     }
 
@@ -68,11 +99,18 @@ impl GatewayError {
             GatewayError::ModelNotPriced(_)
             | GatewayError::ModelNotSupported(_)
             | GatewayError::InvalidPrice(_)
-            | GatewayError::InvalidPriceList(_) => StatusCode::BAD_REQUEST,
+            | GatewayError::InvalidPriceList(_)
+            | GatewayError::ProviderKeyMissing(_)
+            | GatewayError::InvalidProviderKey(_) => StatusCode::BAD_REQUEST,
+            GatewayError::KeySpendLimit { .. } => StatusCode::PAYMENT_REQUIRED,
             GatewayError::CustomerKeyRequired => StatusCode::FORBIDDEN,
-            GatewayError::PriceNotFound => StatusCode::NOT_FOUND,
+            GatewayError::PriceNotFound | GatewayError::ProviderKeyNotFound => {
+                StatusCode::NOT_FOUND
+            }
             GatewayError::UpstreamUnavailable(_) => StatusCode::BAD_GATEWAY,
-            GatewayError::UpstreamNotConfigured(_) => StatusCode::SERVICE_UNAVAILABLE,
+            GatewayError::UpstreamNotConfigured(_) | GatewayError::ByokNotConfigured => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
         }
     }
 
@@ -95,6 +133,21 @@ impl GatewayError {
             }
             GatewayError::InvalidPrice(m) | GatewayError::InvalidPriceList(m) => m.clone(),
             GatewayError::PriceNotFound => "no price for this model in the catalog".to_owned(),
+            GatewayError::KeySpendLimit { limit, spent } => format!(
+                "this key may spend {limit} credits in its window and has spent or holds \
+                 {spent}; the call's worst case does not fit"
+            ),
+            GatewayError::ByokNotConfigured => {
+                "provider keys need a master key: set CREDITD_MASTER_KEY to 64 hex digits \
+                 (32 random bytes, e.g. from `openssl rand -hex 32`) and restart"
+                    .to_owned()
+            }
+            GatewayError::ProviderKeyMissing(provider) => format!(
+                "the account pays with its own keys and has none for {provider:?}; add one \
+                 with PUT /v1/accounts/{{account_id}}/provider-keys/{provider}"
+            ),
+            GatewayError::ProviderKeyNotFound => "no key for this provider".to_owned(),
+            GatewayError::InvalidProviderKey(m) => m.clone(),
         }
     }
 }

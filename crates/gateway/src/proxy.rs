@@ -20,9 +20,11 @@ use tokio::sync::mpsc;
 
 use crate::Gateway;
 use crate::config::Upstream;
-use crate::domain::{self, Mode, ModelPrice, Tokens, Wire};
+use crate::domain::{self, Mode, ModelPrice, Percent, Tokens, Wire};
 use crate::error::GatewayError;
+use crate::limit::{Adjusted, Window};
 use crate::sse::{Event, Splitter};
+use server::account_billing::BillingMode;
 
 /// The largest request body a gateway call may send: prompts are large.
 pub const GATEWAY_BODY_LEN_MAX: usize = 16 * 1024 * 1024;
@@ -82,6 +84,15 @@ impl Endpoint {
     }
 }
 
+/// How a call is paid for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Paid {
+    /// In credits, through the operator's upstreams.
+    Credits,
+    /// With the account's own key; a fee of this share of the list price.
+    Byok(Percent),
+}
+
 /// A call between its hold and its settle.
 struct Pending {
     request_id: String,
@@ -89,9 +100,14 @@ struct Pending {
     key_id: String,
     project: Option<String>,
     model: String,
-    price: Arc<ModelPrice>,
-    hold: HoldId,
+    provider: String,
+    price: Option<Arc<ModelPrice>>,
+    paid: Paid,
+    /// The hold, when the call may cost credits.
+    hold: Option<HoldId>,
     held: Amount,
+    /// The key's spend window the hold counts in.
+    window: Option<Window>,
     prompt_bytes: u64,
     started: std::time::Instant,
 }
@@ -102,6 +118,12 @@ pub async fn serve(gateway: Arc<Gateway>, endpoint: Endpoint, request: Request) 
         Ok(response) => response,
         Err(error) => endpoint.dialect()(&error),
     }
+}
+
+/// Where a call goes: the upstreams to try in order and the client to use.
+struct Route {
+    upstreams: Vec<(String, Upstream)>,
+    byok: bool,
 }
 
 async fn handle(
@@ -136,12 +158,30 @@ async fn handle(
     };
     let stream =
         endpoint != Endpoint::Embeddings && matches!(object.get("stream"), Some(Value::Bool(true)));
-    let price = gateway
-        .catalog
-        .price(gateway.store.as_ref(), &model)
-        .await?
-        .ok_or_else(|| GatewayError::ModelNotPriced(model.clone()))?;
-    if price.mode != endpoint.mode() {
+    let store = gateway.store.as_ref();
+    let billing = gateway.billing_of(&account).await?;
+    let price = gateway.catalog.price(store, &model).await?;
+    let paid = match billing.billing_mode {
+        BillingMode::Credits => Paid::Credits,
+        BillingMode::Byok => Paid::Byok(match &billing.byok_fee_percent {
+            Some(fee) => Percent::parse(fee).map_err(|_| {
+                ApiError::Internal(format!("the account's BYOK fee {fee:?} cannot be read"))
+            })?,
+            None => gateway.config.byok_fee,
+        }),
+    };
+    let needs_price = match paid {
+        Paid::Credits => true,
+        // A BYOK call with no fee costs nothing in credits: a model without
+        // a price is served, and recorded at no list price.
+        Paid::Byok(fee) => fee != Percent::ZERO,
+    };
+    if price.is_none() && needs_price {
+        return Err(GatewayError::ModelNotPriced(model.clone()).into());
+    }
+    if let Some(price) = &price
+        && price.mode != endpoint.mode()
+    {
         return Err(GatewayError::ModelNotSupported(format!(
             "the model {model:?} is not a {} model",
             match endpoint.mode() {
@@ -151,16 +191,51 @@ async fn handle(
         ))
         .into());
     }
-    let upstreams: Vec<(String, Upstream)> = gateway
-        .config
-        .route_of(&price.upstreams, price.wire())
-        .into_iter()
-        .filter(|(_, u)| u.wire == endpoint.wire())
-        .map(|(name, u)| (name.to_owned(), u.clone()))
-        .collect();
-    if upstreams.is_empty() {
-        return Err(GatewayError::UpstreamNotConfigured(model).into());
-    }
+    let provider = match &price {
+        Some(price) => price.provider.clone(),
+        None => match endpoint.wire() {
+            Wire::Openai => crate::config::OPENAI_UPSTREAM.to_owned(),
+            Wire::Anthropic => crate::config::ANTHROPIC_UPSTREAM.to_owned(),
+        },
+    };
+    let route = match paid {
+        Paid::Credits => {
+            let price = price.as_ref().expect("credits calls are priced");
+            let upstreams: Vec<(String, Upstream)> = gateway
+                .config
+                .route_of(&price.upstreams, price.wire())
+                .into_iter()
+                .filter(|(_, u)| u.wire == endpoint.wire())
+                .map(|(name, u)| (name.to_owned(), u.clone()))
+                .collect();
+            if upstreams.is_empty() {
+                return Err(GatewayError::UpstreamNotConfigured(model).into());
+            }
+            Route {
+                upstreams,
+                byok: false,
+            }
+        }
+        Paid::Byok(_) => {
+            if Wire::of_provider(&provider) != endpoint.wire() {
+                return Err(GatewayError::ModelNotSupported(format!(
+                    "the model {model:?} is served in {} wire format",
+                    match Wire::of_provider(&provider) {
+                        Wire::Openai => "OpenAI's",
+                        Wire::Anthropic => "Anthropic's",
+                    }
+                ))
+                .into());
+            }
+            Route {
+                upstreams: vec![(
+                    provider.clone(),
+                    gateway.byok_upstream(&account, &provider).await?,
+                )],
+                byok: true,
+            }
+        }
+    };
 
     // The hold: every byte of the body a prompt token, and every output
     // token the call may write, each at the dearest price of its side.
@@ -170,34 +245,80 @@ async fn handle(
         _ => ["max_completion_tokens", "max_tokens"]
             .iter()
             .find_map(|f| object.get(*f).and_then(Value::as_u64))
-            .or(price.max_output_tokens)
+            .or(price.as_ref().and_then(|p| p.max_output_tokens))
             .unwrap_or(OUTPUT_BOUND_DEFAULT),
     };
-    let held = domain::worst_case(&price, prompt_bytes, output_bound, gateway.config.rate)
-        .map_err(|_| ApiError::InvalidRequest("the call's worst case is too large".into()))?;
-    let request_id = request_id();
-    let metadata = call_metadata(&request_id, &model);
-    let ttl = HoldTtl::from_secs(gateway.config.hold_ttl_secs).map_err(ApiError::Rejected)?;
-    let hold = Op::Hold {
-        account: account.clone(),
-        amount: held,
-        ttl,
-        metadata: metadata.clone(),
+    let too_large = |_| ApiError::InvalidRequest("the call's worst case is too large".into());
+    let rate = gateway.config.rate;
+    let held = match (&price, paid) {
+        (Some(price), Paid::Credits) => {
+            domain::worst_case(price, prompt_bytes, output_bound, rate).map_err(too_large)?
+        }
+        (Some(price), Paid::Byok(fee)) => {
+            let list = domain::Rate {
+                credits_per_usd: rate.credits_per_usd,
+                markup: Percent::ZERO,
+            };
+            let mut list_price = (**price).clone();
+            list_price.markup_percent = None;
+            let worst = domain::worst_case(&list_price, prompt_bytes, output_bound, list)
+                .map_err(too_large)?;
+            domain::fee(worst, fee).map_err(too_large)?
+        }
+        (None, _) => Amount::ZERO,
     };
-    let hold = match gateway.store.execute(Command::new(hold)).await? {
-        Executed::Fresh(Ok(Outcome::Held { hold, .. })) => hold.id,
-        Executed::Fresh(Err(refused)) => return Err(refused.into()),
-        other => return Err(ApiError::Internal(format!("a hold answered {other:?}"))),
+    let request_id = request_id();
+    let window = principal
+        .spend_limit
+        .map(|limit| Window::of(&principal.key_id, limit, gateway.clock.now()));
+    let hold = if held.is_positive() {
+        let op = Op::Hold {
+            account: account.clone(),
+            amount: held,
+            ttl: HoldTtl::from_secs(gateway.config.hold_ttl_secs).map_err(ApiError::Rejected)?,
+            metadata: call_metadata(&request_id, &model),
+        };
+        let executed = match &window {
+            None => gateway.store.execute(Command::new(op)).await?,
+            Some(window) => {
+                match gateway
+                    .limiter
+                    .adjust(store, window, held.micros(), true, || {
+                        Command::new(op.clone())
+                    })
+                    .await?
+                {
+                    Adjusted::Ran(executed) => executed,
+                    Adjusted::OverLimit { spent } => {
+                        return Err(GatewayError::KeySpendLimit {
+                            limit: Amount::from_micros(window.limit.amount_micros),
+                            spent,
+                        }
+                        .into());
+                    }
+                }
+            }
+        };
+        match executed {
+            Executed::Fresh(Ok(Outcome::Held { hold, .. })) => Some(hold.id),
+            Executed::Fresh(Err(refused)) => return Err(refused.into()),
+            other => return Err(ApiError::Internal(format!("a hold answered {other:?}"))),
+        }
+    } else {
+        None
     };
     let pending = Pending {
         request_id,
         account,
         key_id: principal.key_id.to_string(),
-        project: None,
+        project: principal.project.as_deref().map(str::to_owned),
         model: model.clone(),
+        provider,
         price: price.clone(),
+        paid,
         hold,
         held,
+        window,
         prompt_bytes,
         started,
     };
@@ -209,7 +330,7 @@ async fn handle(
         .and_then(|o| o.get("include_usage"))
         .and_then(Value::as_bool)
         .unwrap_or(false);
-    if let Some(upstream_model) = &price.upstream_model {
+    if let Some(upstream_model) = price.as_ref().and_then(|p| p.upstream_model.as_ref()) {
         object.insert("model".into(), Value::String(upstream_model.clone()));
     }
     if stream && endpoint == Endpoint::Chat {
@@ -221,17 +342,15 @@ async fn handle(
         }
     }
     let forwarded = Bytes::from(serde_json::to_vec(&json).unwrap_or_default());
+    let http = if route.byok {
+        &gateway.byok_http
+    } else {
+        &gateway.http
+    };
 
     let mut last_failure = String::new();
-    for (name, upstream) in &upstreams {
-        let sent = send(
-            &gateway,
-            upstream,
-            endpoint,
-            &parts.headers,
-            forwarded.clone(),
-        )
-        .await;
+    for (name, upstream) in &route.upstreams {
+        let sent = send(http, upstream, endpoint, &parts.headers, forwarded.clone()).await;
         let response = match sent {
             Ok(response) if response.status().is_server_error() => {
                 last_failure = format!("{name} answered {}", response.status());
@@ -248,7 +367,8 @@ async fn handle(
         let status = response.status();
         if !status.is_success() {
             // The upstream refused the request itself (a bad parameter, a
-            // prompt too long): the caller sees its answer, and pays nothing.
+            // prompt too long, a customer's key it does not know): the
+            // caller sees its answer, and pays nothing.
             let bytes = response.bytes().await.unwrap_or_default();
             release(&gateway, &pending, status.as_u16(), "upstream_refused").await;
             return Ok(passthrough(
@@ -317,14 +437,13 @@ fn without_url(error: &reqwest::Error) -> String {
 }
 
 async fn send(
-    gateway: &Gateway,
+    http: &reqwest::Client,
     upstream: &Upstream,
     endpoint: Endpoint,
     incoming: &HeaderMap,
     body: Bytes,
 ) -> Result<reqwest::Response, reqwest::Error> {
-    let mut request = gateway
-        .http
+    let mut request = http
         .post(upstream.url(endpoint.path()))
         .header(header::CONTENT_TYPE, "application/json")
         .body(body);
@@ -602,9 +721,13 @@ fn record(
         account: pending.account.clone(),
         key_id: Some(pending.key_id.clone()),
         project: pending.project.clone(),
-        provider: pending.price.provider.clone(),
+        provider: pending.provider.clone(),
         model: pending.model.clone(),
-        mode: "credits".to_owned(),
+        mode: match pending.paid {
+            Paid::Credits => BillingMode::Credits.code(),
+            Paid::Byok(_) => BillingMode::Byok.code(),
+        }
+        .to_owned(),
         tokens: CallTokens {
             input: count(tokens.input),
             cached: count(tokens.cached),
@@ -622,40 +745,89 @@ fn record(
     }
 }
 
-/// Turns the hold into the call's cost, recording the call in the same
-/// write. A hold that expired meanwhile is replaced by a consume under the
-/// call's request id, so the call is charged once either way.
-async fn settle(gateway: &Gateway, pending: &Pending, tokens: Tokens, status: u16, outcome: &str) {
+/// What `tokens` cost the account, and what they cost at list price.
+fn costs(gateway: &Gateway, pending: &Pending, tokens: &Tokens) -> (Amount, Amount) {
     let rate = gateway.config.rate;
+    let Some(price) = &pending.price else {
+        return (Amount::ZERO, Amount::ZERO);
+    };
     // A cost beyond what an amount holds cannot come from a real call; the
     // hold's worst case is charged instead.
-    let cost = domain::cost(&pending.price, &tokens, rate).unwrap_or(pending.held);
-    let list_cost =
-        domain::list_cost(&pending.price, &tokens, rate.credits_per_usd).unwrap_or(Amount::ZERO);
+    let list = domain::list_cost(price, tokens, rate.credits_per_usd).unwrap_or(pending.held);
+    let cost = match pending.paid {
+        Paid::Credits => domain::cost(price, tokens, rate).unwrap_or(pending.held),
+        Paid::Byok(fee) => domain::fee(list, fee).unwrap_or(pending.held),
+    };
+    (cost, list)
+}
+
+/// Runs a settling command, with the key's window adjusted by `delta` in
+/// the same write when the key has a limit.
+async fn run_settling(
+    gateway: &Gateway,
+    pending: &Pending,
+    delta: i64,
+    command: impl Fn() -> Command,
+) -> Result<Executed, store::StoreError> {
+    match &pending.window {
+        None => gateway.store.execute(command()).await,
+        Some(window) => match gateway
+            .limiter
+            .adjust(gateway.store.as_ref(), window, delta, false, command)
+            .await?
+        {
+            Adjusted::Ran(executed) => Ok(executed),
+            Adjusted::OverLimit { .. } => unreachable!("a settle is never checked"),
+        },
+    }
+}
+
+/// Turns the hold into the call's cost, recording the call in the same
+/// write. A hold that expired meanwhile is replaced by a consume under the
+/// call's request id, so the call is charged once either way. A call with
+/// no hold (BYOK without a fee) is recorded beside a settle of its account.
+async fn settle(gateway: &Gateway, pending: &Pending, tokens: Tokens, status: u16, outcome: &str) {
+    let (cost, list_cost) = costs(gateway, pending, &tokens);
     let call = record(pending, &tokens, cost, list_cost, status, outcome);
     let metadata = call_metadata(&pending.request_id, &pending.model);
+    let delta = cost.micros() - pending.held.micros();
+    let Some(hold) = pending.hold else {
+        let op = Op::Settle {
+            account: pending.account.clone(),
+        };
+        let result = run_settling(gateway, pending, delta, || {
+            Command::new(op.clone()).with_call(call.clone())
+        })
+        .await;
+        if !matches!(result, Ok(Executed::Fresh(Ok(_)))) {
+            tracing::error!(request = %pending.request_id, ?result, "recording a gateway call failed");
+        }
+        return;
+    };
     let commit = Op::Commit {
-        hold: pending.hold,
+        hold,
         amount: cost,
         metadata: metadata.clone(),
     };
-    let result = gateway
-        .store
-        .execute(Command::new(commit).with_call(call.clone()))
-        .await;
+    let result = run_settling(gateway, pending, delta, || {
+        Command::new(commit.clone()).with_call(call.clone())
+    })
+    .await;
     match result {
         Ok(Executed::Fresh(Ok(_))) => {}
         Ok(Executed::Fresh(Err(Refused::Ledger(ledger::Reject::HoldNotPending { .. })))) => {
+            // The hold expired and was released: its reservation left the
+            // window with it, so the window takes the whole cost.
             let consume = Op::Consume {
                 account: pending.account.clone(),
                 charge: Charge::Amount(cost),
                 metadata,
                 external_id: ExternalId::parse(&pending.request_id).ok(),
             };
-            let consumed = gateway
-                .store
-                .execute(Command::new(consume).with_call(call))
-                .await;
+            let consumed = run_settling(gateway, pending, cost.micros(), || {
+                Command::new(consume.clone()).with_call(call.clone())
+            })
+            .await;
             if !matches!(consumed, Ok(Executed::Fresh(Ok(_)) | Executed::Existing(_))) {
                 tracing::error!(request = %pending.request_id, ?consumed, "charging a call whose hold expired failed");
             }
@@ -677,14 +849,19 @@ async fn release(gateway: &Gateway, pending: &Pending, status: u16, outcome: &st
         status,
         outcome,
     );
-    let op = Op::Release {
-        hold: pending.hold,
-        metadata: call_metadata(&pending.request_id, &pending.model),
+    let op = match pending.hold {
+        Some(hold) => Op::Release {
+            hold,
+            metadata: call_metadata(&pending.request_id, &pending.model),
+        },
+        None => Op::Settle {
+            account: pending.account.clone(),
+        },
     };
-    let result = gateway
-        .store
-        .execute(Command::new(op).with_call(call))
-        .await;
+    let result = run_settling(gateway, pending, -pending.held.micros(), || {
+        Command::new(op.clone()).with_call(call.clone())
+    })
+    .await;
     if !matches!(result, Ok(Executed::Fresh(Ok(_)))) {
         tracing::error!(request = %pending.request_id, ?result, "releasing a failed call's hold failed; it will expire");
     }

@@ -126,6 +126,46 @@ pub struct ApiKey {
     /// About when it was last used (written every minute or so).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_used_at_micros: Option<i64>,
+    /// The project a customer key's gateway usage is attributed to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
+    /// The most a customer key may spend through the gateway in a window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spend_limit: Option<SpendLimit>,
+}
+
+/// The window a key's spend limit counts over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SpendPeriod {
+    /// A UTC day.
+    Day,
+    /// A UTC calendar month.
+    Month,
+    /// The key's whole life.
+    Total,
+}
+
+impl SpendPeriod {
+    /// The name of the window `at` falls in: `2027-01-15`, `2027-01` or
+    /// `total`. A new window starts from nothing spent.
+    pub fn window(self, at: Timestamp) -> String {
+        let date = at.to_string();
+        match self {
+            SpendPeriod::Day => date.chars().take(10).collect(),
+            SpendPeriod::Month => date.chars().take(7).collect(),
+            SpendPeriod::Total => "total".to_owned(),
+        }
+    }
+}
+
+/// A cap on what one key may spend in a window, in credits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpendLimit {
+    /// Micro-credits.
+    pub amount_micros: i64,
+    /// The window.
+    pub period: SpendPeriod,
 }
 
 impl Kind for ApiKey {
@@ -153,6 +193,10 @@ pub struct Principal {
     pub kind: KeyKind,
     /// The account of a customer key.
     pub account: Option<AccountId>,
+    /// The project a customer key's usage is attributed to.
+    pub project: Option<Arc<str>>,
+    /// What a customer key may spend through the gateway in a window.
+    pub spend_limit: Option<SpendLimit>,
 }
 
 impl Principal {
@@ -219,6 +263,8 @@ impl Keys {
                     key_id: Arc::from(CONFIGURED_KEY_ID),
                     kind: KeyKind::Admin,
                     account: None,
+                    project: None,
+                    spend_limit: None,
                 };
                 (hash, principal)
             }),
@@ -287,6 +333,8 @@ impl Keys {
                     key_id: id.clone(),
                     kind: key.kind,
                     account,
+                    project: key.project.as_deref().map(Arc::from),
+                    spend_limit: key.spend_limit,
                 },
                 used_micros: AtomicI64::new(used.max(written)),
                 written_micros: AtomicI64::new(written),
@@ -403,6 +451,8 @@ pub fn new_key(kind: KeyKind, name: String, account: Option<&AccountId>, key: &S
         last4: Some(text[text.len().saturating_sub(4)..].to_owned()),
         revoked_at_micros: None,
         last_used_at_micros: None,
+        project: None,
+        spend_limit: None,
     }
 }
 

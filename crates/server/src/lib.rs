@@ -2,6 +2,7 @@
 //! background jobs and the test clock. Handlers parse requests into ledger types at the edge,
 //! hand writes to the store's group commit, and render the outcome.
 
+pub mod account_billing;
 pub mod auth;
 pub mod error;
 pub mod extract;
@@ -21,7 +22,7 @@ use axum::serve::ListenerExt;
 use store::{Clock, Store};
 use tokio::net::TcpListener;
 
-pub use auth::{Access, KeyHash, KeyKind, Keys, Principal, Secret};
+pub use auth::{Access, KeyHash, KeyKind, Keys, Principal, Secret, SpendLimit, SpendPeriod};
 pub use jobs::JobsConfig;
 pub use metrics::Metrics;
 pub use routes::{Capability, Route, router};

@@ -71,6 +71,16 @@ pub struct AccountView<'a> {
     overdraft_limit: Decimal,
     /// When the account was opened.
     created_at: Instant,
+    /// How its gateway calls are paid for: `credits` or `byok`. Shown when
+    /// one account is read or changed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    billing_mode: Option<crate::account_billing::BillingMode>,
+    /// Its own BYOK platform fee in percent; null when the operator's
+    /// default applies. Shown when one account is read or changed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    byok_fee_percent: Option<Option<String>>,
 }
 
 impl<'a> AccountView<'a> {
@@ -81,7 +91,16 @@ impl<'a> AccountView<'a> {
             metadata: Meta(&a.metadata),
             overdraft_limit: Decimal(a.overdraft_limit),
             created_at: Instant(a.created_at),
+            billing_mode: None,
+            byok_fee_percent: None,
         }
+    }
+
+    /// The same view, with the account's billing mode and fee.
+    pub fn with_billing(mut self, billing: &crate::account_billing::AccountBilling) -> Self {
+        self.billing_mode = Some(billing.billing_mode);
+        self.byok_fee_percent = Some(billing.byok_fee_percent.clone());
+        self
     }
 }
 

@@ -262,6 +262,13 @@ pub fn core_routes(state: &Arc<AppState>) -> Vec<Route> {
             Doc::of::<keys::__path_revoke>(),
         ),
         r(
+            Method::PATCH,
+            "/v1/keys/{key_id}",
+            Service,
+            patch(keys::update),
+            Doc::of::<keys::__path_update>(),
+        ),
+        r(
             Method::GET,
             "/healthz",
             Public,

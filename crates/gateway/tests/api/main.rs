@@ -5,5 +5,7 @@
 #[macro_use]
 mod support;
 
+mod byok;
 mod calls;
 mod failures;
+mod limits;

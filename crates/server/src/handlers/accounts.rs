@@ -12,10 +12,12 @@ use store::Op;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
+use crate::account_billing::{self, BillingMode};
 use crate::error::ApiError;
 use crate::extract::{self, PageQuery, PathParam, Query, Sign, Write};
 use crate::openapi::schema::{self, AccountPath, IdempotencyKey};
 use crate::render::{self, AccountPage, AccountView, BalanceView, Page};
+use store::records::{self, Expect};
 
 /// A new account.
 #[derive(Deserialize, ToSchema)]
@@ -100,6 +102,14 @@ struct UpdateAccount<'a> {
     #[serde(default, borrow, deserialize_with = "extract::raw")]
     #[schema(value_type = Option<schema::AmountInput>)]
     overdraft_limit: Option<&'a RawValue>,
+    /// How the account's gateway calls are paid for: `credits` (through
+    /// the operator's upstreams) or `byok` (its own provider keys).
+    billing_mode: Option<BillingMode>,
+    /// The account's own BYOK platform fee in percent (a decimal string
+    /// from 0 to 100), or null for the operator's default.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    byok_fee_percent: Option<Option<String>>,
 }
 
 /// Tells a field sent as `null` (`Some(None)`) from one not sent (`None`).
@@ -111,8 +121,9 @@ fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
 
 /// Change an account
 ///
-/// Changes the name (`null` removes it), the metadata (replaced whole) or
-/// the overdraft limit; what is not sent stays as it is.
+/// Changes the name (`null` removes it), the metadata (replaced whole),
+/// the overdraft limit, or how its gateway calls are paid for
+/// (`billing_mode`, `byok_fee_percent`); what is not sent stays as it is.
 #[utoipa::path(
     patch,
     path = "/v1/accounts/{account_id}",
@@ -124,8 +135,11 @@ fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
         (status = 200, description = "The account as changed.", body = AccountView),
         (status = 400, description = "`malformed_json`, `invalid_request` (unknown or \
             mistyped field, `name` over 256 bytes or with control characters), `invalid_id`, \
-            `invalid_amount` (`overdraft_limit`), `invalid_metadata`."),
+            `invalid_amount` (`overdraft_limit`), `invalid_metadata`; `invalid_request` for a \
+            bad `billing_mode` or `byok_fee_percent`."),
         (status = 404, description = "`account_not_found`."),
+        (status = 409, description = "`version_conflict`: its billing changed meanwhile; \
+            retry."),
     ),
 )]
 pub async fn update(
@@ -144,12 +158,69 @@ pub async fn update(
         .map(|raw| extract::metadata(Some(raw)))
         .transpose()?;
     let patch = AccountPatch::new(body.name, metadata, overdraft_limit)?;
-    super::execute(
-        state.store.as_ref(),
+    let store = state.store.as_ref();
+    let mut records = Vec::new();
+    if body.billing_mode.is_some() || body.byok_fee_percent.is_some() {
+        let (mut billing, version) = account_billing::read(store, &account).await?;
+        if let Some(mode) = body.billing_mode {
+            billing.billing_mode = mode;
+        }
+        if let Some(fee) = body.byok_fee_percent {
+            if fee
+                .as_deref()
+                .is_some_and(|f| !account_billing::is_fee_percent(f))
+            {
+                return Err(ApiError::InvalidRequest(
+                    "byok_fee_percent must be a decimal string from 0 to 100 with at most 4 \
+                     fractional digits"
+                        .into(),
+                ));
+            }
+            billing.byok_fee_percent = fee;
+        }
+        let expect = version.map_or(Expect::Absent, Expect::Version);
+        records.push(records::put(account.as_str(), &billing, expect));
+    }
+    let response = super::execute_with(
+        store,
         write,
-        Op::UpdateAccount { account, patch },
+        Op::UpdateAccount {
+            account: account.clone(),
+            patch,
+        },
+        records,
     )
-    .await
+    .await?;
+    with_billing(store, &account, response).await
+}
+
+/// An account's answer with its billing mode and fee beside its fields.
+async fn with_billing(
+    store: &dyn store::Store,
+    account: &ledger::AccountId,
+    response: Response,
+) -> Result<Response, ApiError> {
+    if response.status() != StatusCode::OK {
+        return Ok(response);
+    }
+    let (parts, body) = response.into_parts();
+    let bytes = axum::body::to_bytes(body, extract::BODY_LEN_MAX)
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let mut view: serde_json::Value =
+        serde_json::from_slice(&bytes).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let (billing, _) = account_billing::read(store, account).await?;
+    if let Some(object) = view.as_object_mut() {
+        object.insert("billing_mode".into(), billing.billing_mode.code().into());
+        object.insert(
+            "byok_fee_percent".into(),
+            billing
+                .byok_fee_percent
+                .map_or(serde_json::Value::Null, Into::into),
+        );
+    }
+    let body = serde_json::to_vec(&view).map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(Response::from_parts(parts, axum::body::Body::from(body)))
 }
 
 /// Get an account
@@ -178,7 +249,11 @@ pub async fn get(
         .account(id)
         .await?
         .ok_or(ApiError::Rejected(ledger::Reject::AccountNotFound))?;
-    Ok(render::json(StatusCode::OK, &AccountView::new(&account)))
+    let (billing, _) = account_billing::read(state.store.as_ref(), &account.id).await?;
+    Ok(render::json(
+        StatusCode::OK,
+        &AccountView::new(&account).with_billing(&billing),
+    ))
 }
 
 /// List accounts

@@ -9,13 +9,14 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use ledger::Timestamp;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use store::records::{self, Doc, Expect, RecordCursor, RecordFilter, Written};
 use utoipa::ToSchema;
 
 use crate::AppState;
-use crate::auth::{self, ApiKey, KeyKind, Principal, Secret};
+use crate::auth::{self, ApiKey, KeyKind, Principal, Secret, SpendLimit, SpendPeriod};
 use crate::error::ApiError;
-use crate::extract::{self, PageQuery, PathParam, Query, Write};
+use crate::extract::{self, PageQuery, PathParam, Query, Sign, Write};
 use crate::openapi::schema::{self, AccountPath, KeyPath};
 use crate::render::{self, Instant, Page};
 
@@ -52,6 +53,14 @@ pub struct KeyView<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
     revoked_at: Option<Instant>,
+    /// The project a customer key's gateway usage is attributed to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    project: Option<&'a str>,
+    /// What a customer key may spend through the gateway in a window.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    spend_limit: Option<SpendLimitView>,
     /// The key itself: only in the answer that created it, and never again.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
@@ -70,6 +79,11 @@ impl<'a> KeyView<'a> {
             created_at: Instant(doc.created_at),
             last_used_at: at(doc.body.last_used_at_micros),
             revoked_at: at(doc.body.revoked_at_micros),
+            project: doc.body.project.as_deref(),
+            spend_limit: doc.body.spend_limit.map(|l| SpendLimitView {
+                amount: render::Decimal(ledger::Amount::from_micros(l.amount_micros)),
+                period: l.period,
+            }),
             key: key.map(Secret::expose),
         }
     }
@@ -89,15 +103,70 @@ struct CreateKey {
     name: Option<String>,
 }
 
+/// A key's spend limit as shown.
+#[derive(Serialize, ToSchema)]
+#[schema(as = SpendLimit)]
+pub struct SpendLimitView {
+    /// Credits the key may spend in each window.
+    amount: render::Decimal,
+    /// `day` (UTC), `month` (UTC calendar month) or `total`.
+    period: SpendPeriod,
+}
+
+/// A key's spend limit as written.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct SpendLimitInput<'a> {
+    /// Credits the key may spend in each window, above zero.
+    #[serde(borrow, deserialize_with = "extract::raw")]
+    #[schema(value_type = schema::AmountInput)]
+    amount: Option<&'a RawValue>,
+    /// `day` (UTC), `month` (UTC calendar month) or `total`.
+    period: SpendPeriod,
+}
+
+impl SpendLimitInput<'_> {
+    fn parse(&self) -> Result<SpendLimit, ApiError> {
+        let raw = self
+            .amount
+            .ok_or_else(|| ApiError::InvalidRequest("spend_limit needs an amount".into()))?;
+        let amount = extract::amount(raw, "spend_limit.amount", Sign::Positive)?;
+        Ok(SpendLimit {
+            amount_micros: amount.micros(),
+            period: self.period,
+        })
+    }
+}
+
+/// The longest project name accepted, in bytes.
+pub const PROJECT_LEN_MAX: usize = 128;
+
+fn project(text: String) -> Result<String, ApiError> {
+    let text = extract::text(text, "project", PROJECT_LEN_MAX)?;
+    if text.is_empty() {
+        return Err(ApiError::InvalidRequest("project must not be empty".into()));
+    }
+    Ok(text)
+}
+
 /// A customer key to create.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CreateCustomerKey {
+struct CreateCustomerKey<'a> {
     /// A label for the key: at most 256 bytes without control characters;
     /// empty when absent.
     #[serde(default)]
     #[schema(max_length = 256)]
     name: Option<String>,
+    /// The project the key's gateway usage is attributed to (1 to 128
+    /// bytes): an account's balance is shared by all its projects, and its
+    /// usage can be summed per project.
+    #[serde(default)]
+    #[schema(max_length = 128)]
+    project: Option<String>,
+    /// The most the key may spend through the gateway in each window.
+    #[serde(default, borrow)]
+    spend_limit: Option<SpendLimitInput<'a>>,
 }
 
 /// A key is shown once: a replay of its creation would have to show it
@@ -121,9 +190,11 @@ async fn store_new(
     kind: KeyKind,
     name: String,
     account: Option<&ledger::AccountId>,
+    gateway: (Option<String>, Option<SpendLimit>),
 ) -> Result<Response, ApiError> {
     let (id, secret) = auth::generate(kind)?;
-    let record = auth::new_key(kind, name, account, &secret);
+    let mut record = auth::new_key(kind, name, account, &secret);
+    (record.project, record.spend_limit) = gateway;
     let write = records::put(&id, &record, Expect::Absent);
     match records::write::<ApiKey>(state.store.as_ref(), write).await? {
         Written::Stored(doc) => {
@@ -141,8 +212,8 @@ async fn store_new(
 /// The 400 of a key's creation.
 const CREATE_400: &str = "`malformed_json`, `invalid_request` (an Idempotency-Key, which key \
     creation refuses because the key is shown only once; a `kind` other than `admin` or \
-    `service`; a `name` over 256 bytes or with control characters; an unknown or mistyped \
-    field).";
+    `service`; a `name` over 256 bytes or with control characters; a bad `project`; an unknown \
+    or mistyped field), `invalid_amount` (`spend_limit.amount`).";
 
 /// Create an admin or service key
 ///
@@ -177,7 +248,7 @@ pub async fn create(
             ));
         }
     };
-    store_new(&state, kind, key_name(body.name)?, None).await
+    store_new(&state, kind, key_name(body.name)?, None, (None, None)).await
 }
 
 /// Create a customer key
@@ -208,8 +279,17 @@ pub async fn create_for_account(
     let account = extract::account_id(&id)?;
     let body: CreateCustomerKey = extract::parse_optional_json(&write.body)?;
     let name = key_name(body.name)?;
+    let project = body.project.map(project).transpose()?;
+    let spend_limit = body.spend_limit.map(|l| l.parse()).transpose()?;
     super::require_account(state.store.as_ref(), &account).await?;
-    store_new(&state, KeyKind::Customer, name, Some(&account)).await
+    store_new(
+        &state,
+        KeyKind::Customer,
+        name,
+        Some(&account),
+        (project, spend_limit),
+    )
+    .await
 }
 
 /// A page of usable keys holding `value` under lookup `name`, in id order.
@@ -356,6 +436,96 @@ pub async fn revoke(
         }
     }
     doc.body.revoked_at_micros = Some(state.clock.now().micros());
+    let write = records::put(&doc.id, &doc.body, Expect::Version(doc.version));
+    match records::write::<ApiKey>(store, write).await? {
+        Written::Stored(stored) => {
+            state.keys.apply(&stored);
+            Ok(render::json(StatusCode::OK, &KeyView::new(&stored, None)))
+        }
+        Written::Refused(refused) => Err(refused.into()),
+        Written::Deleted => Err(ApiError::Internal("a key put answered deleted".into())),
+    }
+}
+
+/// Changes to a key; what is not sent stays as it is.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct UpdateKey<'a> {
+    /// A new label: at most 256 bytes without control characters.
+    #[schema(max_length = 256)]
+    name: Option<String>,
+    /// A customer key's project, or null to remove it.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, max_length = 128)]
+    project: Option<Option<String>>,
+    /// A customer key's spend limit, or null to remove it.
+    #[serde(default, borrow, deserialize_with = "present")]
+    #[schema(value_type = Option<SpendLimitInput>)]
+    spend_limit: Option<Option<SpendLimitInput<'a>>>,
+}
+
+/// Tells a field sent as `null` (`Some(None)`) from one not sent (`None`).
+fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// Change a key
+///
+/// Changes a key's name, and a customer key's project and spend limit
+/// (`null` removes them). A service key may change customer keys only. The
+/// change takes effect at once on this node, and within about a second on
+/// others.
+#[utoipa::path(
+    patch,
+    path = "/v1/keys/{key_id}",
+    tag = "keys",
+    operation_id = "updateKey",
+    params(KeyPath),
+    request_body = UpdateKey,
+    responses(
+        (status = 200, description = "The key as changed.", body = KeyView),
+        (status = 400, description = "`malformed_json`, `invalid_request` (a bad `name` or \
+            `project`, a project or spend limit on an admin or service key, an unknown or \
+            mistyped field), `invalid_amount` (`spend_limit.amount`)."),
+        (status = 403, description = "`forbidden`: a service key changing an admin or \
+            service key."),
+        (status = 404, description = "`key_not_found`."),
+        (status = 409, description = "`version_conflict`: the key changed meanwhile; retry."),
+    ),
+)]
+pub async fn update(
+    State(state): State<Arc<AppState>>,
+    Extension(principal): Extension<Principal>,
+    PathParam(id): PathParam,
+    write: Write,
+) -> Result<Response, ApiError> {
+    let body: UpdateKey = extract::parse_json(&write.body)?;
+    let store = state.store.as_ref();
+    let Some(mut doc) = records::get::<ApiKey>(store, &id).await? else {
+        return Err(ApiError::KeyNotFound);
+    };
+    if principal.kind != KeyKind::Admin && doc.body.kind != KeyKind::Customer {
+        return Err(ApiError::Forbidden {
+            scope: KeyKind::Admin.code(),
+        });
+    }
+    let gateway_fields = body.project.is_some() || body.spend_limit.is_some();
+    if gateway_fields && doc.body.kind != KeyKind::Customer {
+        return Err(ApiError::InvalidRequest(
+            "only customer keys have a project and a spend limit".into(),
+        ));
+    }
+    if let Some(name) = body.name {
+        doc.body.name = key_name(Some(name))?;
+    }
+    if let Some(project_name) = body.project {
+        doc.body.project = project_name.map(project).transpose()?;
+    }
+    if let Some(limit) = body.spend_limit {
+        doc.body.spend_limit = limit.map(|l| l.parse()).transpose()?;
+    }
     let write = records::put(&doc.id, &doc.body, Expect::Version(doc.version));
     match records::write::<ApiKey>(store, write).await? {
         Written::Stored(stored) => {

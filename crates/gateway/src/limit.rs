@@ -1,0 +1,160 @@
+//! Key spend limits: what a customer key has spent in its window, kept as a record that every
+//! hold and settle of the key's calls adjusts in the same write as the ledger, so concurrent
+//! calls cannot overshoot it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use ledger::{Amount, Timestamp};
+use serde::{Deserialize, Serialize};
+use server::SpendLimit;
+use store::records::{self, Expect, Kind, Lookup, RecordWrite};
+use store::{Command, Executed, Refused, Store, StoreError};
+
+/// What a key has spent (and holds) in one window.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeySpend {
+    /// Micro-credits charged and held.
+    pub spent_micros: i64,
+}
+
+impl Kind for KeySpend {
+    const KIND: &'static str = "key_spend";
+
+    fn lookups(&self) -> Vec<Lookup> {
+        Vec::new()
+    }
+}
+
+/// A key's limit and the record of the window a call counts in.
+#[derive(Clone, Debug)]
+pub struct Window {
+    /// The key's limit.
+    pub limit: SpendLimit,
+    /// The record of the window: `key id:window`.
+    pub record: String,
+}
+
+impl Window {
+    /// The window `at` falls in for a key with `limit`.
+    pub fn of(key_id: &str, limit: SpendLimit, at: Timestamp) -> Window {
+        Window {
+            limit,
+            record: format!("{key_id}:{}", limit.period.window(at)),
+        }
+    }
+}
+
+/// How often a write retries when another node changed the window between
+/// its read and its write.
+const RETRIES_MAX: usize = 50;
+
+/// What adjusting a window decided.
+// Returned once per call, so the size difference costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
+pub enum Adjusted {
+    /// The command ran; here is how.
+    Ran(Executed),
+    /// The key's limit does not leave room for `delta`; nothing ran.
+    OverLimit {
+        /// What the window has spent and holds.
+        spent: Amount,
+    },
+}
+
+/// Serializes the writes of each limited key on this node, so that they do
+/// not race each other for the window record; other nodes are caught by
+/// its version.
+#[derive(Default)]
+pub struct Limiter {
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl Limiter {
+    fn lock_of(&self, record: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
+        // Locks nobody holds are dropped now and then, so the map stays
+        // as large as the keys in use.
+        if locks.len() > 10_000 {
+            locks.retain(|_, lock| Arc::strong_count(lock) > 1);
+        }
+        locks.entry(record.to_owned()).or_default().clone()
+    }
+
+    /// Runs `command` with the window adjusted by `delta` micro-credits in
+    /// the same write. When `check` is set and the window would go over the
+    /// limit, nothing runs. A change made meanwhile on another node makes
+    /// it read the window again and retry.
+    pub async fn adjust(
+        &self,
+        store: &dyn Store,
+        window: &Window,
+        delta: i64,
+        check: bool,
+        command: impl Fn() -> Command,
+    ) -> Result<Adjusted, StoreError> {
+        let lock = self.lock_of(&window.record);
+        let _held = lock.lock().await;
+        for _ in 0..RETRIES_MAX {
+            let (spent, expect) = match records::get::<KeySpend>(store, &window.record).await? {
+                Some(doc) => (doc.body.spent_micros, Expect::Version(doc.version)),
+                None => (0, Expect::Absent),
+            };
+            let after = spent.saturating_add(delta).max(0);
+            if check && after > window.limit.amount_micros {
+                return Ok(Adjusted::OverLimit {
+                    spent: Amount::from_micros(spent),
+                });
+            }
+            let write: RecordWrite = records::put(
+                &window.record,
+                &KeySpend {
+                    spent_micros: after,
+                },
+                expect,
+            );
+            let mut command = command();
+            command.records.push(write);
+            match store.execute(command).await? {
+                Executed::Fresh(Err(Refused::VersionConflict { kind, .. }))
+                    if kind == KeySpend::KIND => {}
+                executed => return Ok(Adjusted::Ran(executed)),
+            }
+        }
+        Err(StoreError::Internal(
+            "a key's spend window kept changing under its writes".into(),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use server::SpendPeriod;
+
+    #[test]
+    fn windows_are_named_by_the_period_they_fall_in() {
+        let limit = |period| SpendLimit {
+            amount_micros: 1,
+            period,
+        };
+        let at = Timestamp::from_secs(1_800_000_000);
+        assert_eq!(
+            Window::of("key_1", limit(SpendPeriod::Day), at).record,
+            "key_1:2027-01-15"
+        );
+        assert_eq!(
+            Window::of("key_1", limit(SpendPeriod::Month), at).record,
+            "key_1:2027-01"
+        );
+        assert_eq!(
+            Window::of("key_1", limit(SpendPeriod::Total), at).record,
+            "key_1:total"
+        );
+        let next_day = at.plus_secs(86_400);
+        assert_eq!(
+            Window::of("key_1", limit(SpendPeriod::Day), next_day).record,
+            "key_1:2027-01-16"
+        );
+    }
+}
