@@ -34,7 +34,7 @@ type GatewayState = State<Arc<Gateway>>;
 
 /// The gateway's routes, answered with its state.
 pub fn routes(gateway: &Arc<Gateway>) -> Vec<Route> {
-    use Access::{Account, Admin, Own};
+    use Access::{Account, Admin, Customer};
     let r = |method, path, access, handler: MethodRouter<Arc<Gateway>>, doc, dialect| Route {
         method,
         path,
@@ -49,7 +49,7 @@ pub fn routes(gateway: &Arc<Gateway>) -> Vec<Route> {
         r(
             Method::POST,
             "/v1/chat/completions",
-            Own,
+            Customer,
             post(chat_completions),
             Doc::of::<__path_chat_completions>(),
             openai,
@@ -57,7 +57,7 @@ pub fn routes(gateway: &Arc<Gateway>) -> Vec<Route> {
         r(
             Method::POST,
             "/v1/embeddings",
-            Own,
+            Customer,
             post(embeddings),
             Doc::of::<__path_embeddings>(),
             openai,
@@ -65,7 +65,7 @@ pub fn routes(gateway: &Arc<Gateway>) -> Vec<Route> {
         r(
             Method::POST,
             "/v1/messages",
-            Own,
+            Customer,
             post(messages),
             Doc::of::<__path_messages>(),
             anthropic,
@@ -73,7 +73,7 @@ pub fn routes(gateway: &Arc<Gateway>) -> Vec<Route> {
         r(
             Method::GET,
             "/v1/models",
-            Own,
+            Customer,
             get(models),
             Doc::of::<__path_models>(),
             openai,
@@ -182,7 +182,6 @@ pub fn routes(gateway: &Arc<Gateway>) -> Vec<Route> {
         (status = 401, description = "`unauthorized`."),
         (status = 402, description = "`insufficient_credits`: the account cannot cover the \
             call's worst case; the upstream was not called."),
-        (status = 403, description = "`customer_key_required`."),
         (status = 502, description = "`upstream_unavailable`: every upstream failed; nothing \
             was charged."),
         (status = 503, description = "`upstream_not_configured`."),
@@ -208,7 +207,6 @@ async fn chat_completions(State(gateway): GatewayState, request: Request) -> Res
             `model_not_supported`."),
         (status = 401, description = "`unauthorized`."),
         (status = 402, description = "`insufficient_credits`."),
-        (status = 403, description = "`customer_key_required`."),
         (status = 502, description = "`upstream_unavailable`."),
         (status = 503, description = "`upstream_not_configured`."),
     ),
@@ -234,7 +232,6 @@ async fn embeddings(State(gateway): GatewayState, request: Request) -> Response 
             `model_not_supported`, or the upstream's own refusal."),
         (status = 401, description = "`unauthorized`."),
         (status = 402, description = "`insufficient_credits`."),
-        (status = 403, description = "`customer_key_required`."),
         (status = 502, description = "`upstream_unavailable`."),
         (status = 503, description = "`upstream_not_configured`."),
     ),

@@ -14,9 +14,6 @@ pub enum GatewayError {
     /// 400 `model_not_supported`: the model is priced, but not for this
     /// endpoint (an embedding model asked for a chat completion).
     ModelNotSupported(String),
-    /// 403 `customer_key_required`: gateway calls are made with a customer
-    /// key, which names the account they are charged to.
-    CustomerKeyRequired,
     /// 503 `upstream_not_configured`: no upstream the model's calls could go to.
     UpstreamNotConfigured(String),
     /// 502 `upstream_unavailable`: every upstream failed before answering;
@@ -54,7 +51,6 @@ impl GatewayError {
         [
             GatewayError::ModelNotPriced(String::new()),
             GatewayError::ModelNotSupported(String::new()),
-            GatewayError::CustomerKeyRequired,
             GatewayError::UpstreamNotConfigured(String::new()),
             GatewayError::UpstreamUnavailable(String::new()),
             GatewayError::InvalidPrice(String::new()),
@@ -79,7 +75,6 @@ impl GatewayError {
         match self {
             GatewayError::ModelNotPriced(_) => "model_not_priced",
             GatewayError::ModelNotSupported(_) => "model_not_supported",
-            GatewayError::CustomerKeyRequired => "customer_key_required",
             GatewayError::UpstreamNotConfigured(_) => "upstream_not_configured",
             GatewayError::UpstreamUnavailable(_) => "upstream_unavailable",
             GatewayError::InvalidPrice(_) => "invalid_model_price",
@@ -103,7 +98,6 @@ impl GatewayError {
             | GatewayError::ProviderKeyMissing(_)
             | GatewayError::InvalidProviderKey(_) => StatusCode::BAD_REQUEST,
             GatewayError::KeySpendLimit { .. } => StatusCode::PAYMENT_REQUIRED,
-            GatewayError::CustomerKeyRequired => StatusCode::FORBIDDEN,
             GatewayError::PriceNotFound | GatewayError::ProviderKeyNotFound => {
                 StatusCode::NOT_FOUND
             }
@@ -121,10 +115,6 @@ impl GatewayError {
                  credits; an operator adds it with PUT /v1/prices/{{model}} or an import"
             ),
             GatewayError::ModelNotSupported(detail) => detail.clone(),
-            GatewayError::CustomerKeyRequired => {
-                "gateway calls are made with a customer key, which names the account charged"
-                    .to_owned()
-            }
             GatewayError::UpstreamNotConfigured(model) => {
                 format!("no upstream is configured for the model {model:?}")
             }
@@ -175,9 +165,12 @@ pub fn openai_error(error: &ApiError) -> Response {
         500.. => "server_error",
         _ => "invalid_request_error",
     };
-    let body = serde_json::json!({
+    let mut body = serde_json::json!({
         "error": {"message": error.message(), "type": kind, "param": null, "code": error.code()}
     });
+    if let ApiError::Forbidden { scope } = error {
+        body["error"]["required_scope"] = (*scope).into();
+    }
     respond(error, status, body)
 }
 
@@ -196,10 +189,13 @@ pub fn anthropic_error(error: &ApiError) -> Response {
         500.. => "api_error",
         _ => "invalid_request_error",
     };
-    let body = serde_json::json!({
+    let mut body = serde_json::json!({
         "type": "error",
         "error": {"type": kind, "message": error.message(), "code": error.code()}
     });
+    if let ApiError::Forbidden { scope } = error {
+        body["error"]["required_scope"] = (*scope).into();
+    }
     respond(error, status, body)
 }
 

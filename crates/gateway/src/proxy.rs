@@ -139,7 +139,11 @@ async fn handle(
         .ok_or(ApiError::Unauthorized)?;
     let account = match (principal.kind, &principal.account) {
         (KeyKind::Customer, Some(account)) => account.clone(),
-        _ => return Err(GatewayError::CustomerKeyRequired.into()),
+        _ => {
+            return Err(ApiError::Forbidden {
+                scope: KeyKind::Customer.code(),
+            });
+        }
     };
     let (parts, body) = request.into_parts();
     let body = axum::body::to_bytes(body, GATEWAY_BODY_LEN_MAX)

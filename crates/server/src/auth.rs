@@ -531,6 +531,9 @@ pub enum Access {
     /// Admin and service keys, and customer keys, which the handler lets
     /// see only their own account's objects (404 for any other).
     Own,
+    /// Customer keys only: the route acts for the key's own account (a
+    /// gateway call, charged to it); admin and service keys name no account.
+    Customer,
 }
 
 impl Access {
@@ -540,6 +543,7 @@ impl Access {
             Access::Public | Access::Account | Access::Own => true,
             Access::Service => kind != KeyKind::Customer,
             Access::Admin => kind == KeyKind::Admin,
+            Access::Customer => kind == KeyKind::Customer,
         }
     }
 
@@ -547,6 +551,7 @@ impl Access {
     pub fn scope(self) -> &'static str {
         match self {
             Access::Admin => KeyKind::Admin.code(),
+            Access::Customer => KeyKind::Customer.code(),
             _ => KeyKind::Service.code(),
         }
     }

@@ -253,6 +253,7 @@ fn roles(access: Access) -> &'static [&'static str] {
         Access::Admin => &["admin"],
         Access::Service => &["admin", "service"],
         Access::Account | Access::Own => &["admin", "service", "customer"],
+        Access::Customer => &["customer"],
     }
 }
 
@@ -269,6 +270,9 @@ fn who(access: Access) -> &'static str {
         Access::Own => {
             "Keys: admin, service, and customer keys, which see only their own account's \
              objects (another account's answers 404, as if it did not exist)."
+        }
+        Access::Customer => {
+            "Keys: customer; the call acts for, and is charged to, the key's own account."
         }
     }
 }
@@ -309,7 +313,7 @@ fn complete(operation: &mut Operation, access: Access) {
              the request can be retried.",
         );
     }
-    if matches!(access, Access::Admin | Access::Service) {
+    if matches!(access, Access::Admin | Access::Service | Access::Customer) {
         add_response(
             operation,
             403,

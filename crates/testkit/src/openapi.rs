@@ -246,7 +246,7 @@ pub async fn assert_access_documented(app: &TestApp) {
         assert_eq!(documented.contains(&401), !public, "{method} {path}");
         assert_eq!(
             documented.contains(&403),
-            matches!(access, Access::Admin | Access::Service),
+            matches!(access, Access::Admin | Access::Service | Access::Customer),
             "{method} {path}"
         );
         let roles = roles(operation);
@@ -257,6 +257,7 @@ pub async fn assert_access_documented(app: &TestApp) {
             Access::Account | Access::Own => {
                 ["admin", "service", "customer"].map(String::from).into()
             }
+            Access::Customer => ["customer"].map(String::from).into(),
         };
         assert_eq!(roles, expected, "{method} {path}");
 

@@ -62,7 +62,9 @@ gateway_test! {
         // The operator's keys name no account to charge.
         let (status, text) = call(&app, testkit::app::KEY, "/v1/chat/completions", chat("gpt-test", false)).await;
         assert_eq!(status, StatusCode::FORBIDDEN);
-        assert!(text.contains("customer_key_required"), "{text}");
+        let error: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(error["error"]["code"], "forbidden");
+        assert_eq!(error["error"]["required_scope"], "customer");
 
         let (status, _) = call(&app, &key, "/v1/chat/completions", json!({"messages": []})).await;
         assert_eq!(status, StatusCode::BAD_REQUEST);

@@ -5,7 +5,10 @@
 #[macro_use]
 mod support;
 
+mod access;
 mod byok;
 mod calls;
 mod failures;
 mod limits;
+mod prices;
+mod usage;

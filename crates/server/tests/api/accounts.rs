@@ -29,6 +29,9 @@ store_test! {
         assert_eq!(read.status, StatusCode::OK);
         let mut opened = created.body.clone();
         opened.as_object_mut().unwrap().remove("grants");
+        // Reading one account shows how its gateway calls are paid for too.
+        opened["billing_mode"] = json!("credits");
+        opened["byok_fee_percent"] = json!(null);
         assert_eq!(read.body, opened);
     }
 }
