@@ -202,6 +202,20 @@ async fn handle(
             Wire::Anthropic => crate::config::ANTHROPIC_UPSTREAM.to_owned(),
         },
     };
+    if Wire::of_provider(&provider) != endpoint.wire() {
+        return Err(GatewayError::ModelNotSupported(format!(
+            "the model {model:?} is served in {} wire format: call {}",
+            match Wire::of_provider(&provider) {
+                Wire::Openai => "OpenAI's",
+                Wire::Anthropic => "Anthropic's",
+            },
+            match Wire::of_provider(&provider) {
+                Wire::Openai => "/v1/chat/completions",
+                Wire::Anthropic => "/v1/messages",
+            }
+        ))
+        .into());
+    }
     let route = match paid {
         Paid::Credits => {
             let price = price.as_ref().expect("credits calls are priced");
@@ -220,25 +234,13 @@ async fn handle(
                 byok: false,
             }
         }
-        Paid::Byok(_) => {
-            if Wire::of_provider(&provider) != endpoint.wire() {
-                return Err(GatewayError::ModelNotSupported(format!(
-                    "the model {model:?} is served in {} wire format",
-                    match Wire::of_provider(&provider) {
-                        Wire::Openai => "OpenAI's",
-                        Wire::Anthropic => "Anthropic's",
-                    }
-                ))
-                .into());
-            }
-            Route {
-                upstreams: vec![(
-                    provider.clone(),
-                    gateway.byok_upstream(&account, &provider).await?,
-                )],
-                byok: true,
-            }
-        }
+        Paid::Byok(_) => Route {
+            upstreams: vec![(
+                provider.clone(),
+                gateway.byok_upstream(&account, &provider).await?,
+            )],
+            byok: true,
+        },
     };
 
     // The hold: every byte of the body a prompt token, and every output

@@ -208,6 +208,22 @@ gateway_test! {
 
 gateway_test! {
     #[tokio::test]
+    async fn a_model_of_the_other_wire_format_is_pointed_to_its_endpoint(app, upstream) {
+        price(&app, "claude-test", "anthropic").await;
+        let key = customer(&app, "acme", "1").await;
+        let (status, text) = call(&app, &key, "/v1/chat/completions", json!({
+            "model": "claude-test", "messages": [{"role": "user", "content": "hi"}]
+        })).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+        let error: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(error["error"]["code"], "model_not_supported");
+        assert!(error["error"]["message"].as_str().unwrap().contains("/v1/messages"));
+        assert!(upstream.requests().is_empty());
+    }
+}
+
+gateway_test! {
+    #[tokio::test]
     async fn the_model_list_holds_the_priced_models(app, upstream) {
         price(&app, "gpt-test", "openai").await;
         price(&app, "claude-test", "anthropic").await;
