@@ -348,6 +348,47 @@ async fn handle(
         }
     }
     let forwarded = Bytes::from(serde_json::to_vec(&json).unwrap_or_default());
+    // The rest runs as a task of its own: a caller that goes away while the
+    // upstream works does not stop the call, which the provider bills, and
+    // it is settled (or its hold released) all the same.
+    let call = Forward {
+        endpoint,
+        headers: parts.headers,
+        body: forwarded,
+        route,
+        stream,
+        client_wants_usage,
+    };
+    tokio::spawn(forward(gateway, pending, call))
+        .await
+        .map_err(|e| ApiError::Internal(format!("a gateway call's task failed: {e}")))?
+}
+
+/// What goes upstream, and how the answer comes back.
+struct Forward {
+    endpoint: Endpoint,
+    headers: HeaderMap,
+    body: Bytes,
+    route: Route,
+    stream: bool,
+    client_wants_usage: bool,
+}
+
+/// Tries the call's upstreams in turn and answers the caller; settles the
+/// call, or releases its hold when every upstream failed.
+async fn forward(
+    gateway: Arc<Gateway>,
+    pending: Pending,
+    call: Forward,
+) -> Result<Response, ApiError> {
+    let Forward {
+        endpoint,
+        headers,
+        body: forwarded,
+        route,
+        stream,
+        client_wants_usage,
+    } = call;
     let http = if route.byok {
         &gateway.byok_http
     } else {
@@ -356,7 +397,7 @@ async fn handle(
 
     let mut last_failure = String::new();
     for (name, upstream) in &route.upstreams {
-        let sent = send(http, upstream, endpoint, &parts.headers, forwarded.clone()).await;
+        let sent = send(http, upstream, endpoint, &headers, forwarded.clone()).await;
         let response = match sent {
             Ok(response) if response.status().is_server_error() => {
                 last_failure = format!("{name} answered {}", response.status());

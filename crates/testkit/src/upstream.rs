@@ -224,6 +224,10 @@ async fn handle(
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned)
     };
+    // Watched from before the request is recorded: a release that follows
+    // the moment a test sees the request is never missed.
+    let mut signal = shared.signal.subscribe();
+    let start = *signal.borrow_and_update();
     // One lock for recording and popping, so attempts and behaviours pair
     // up in arrival order even under concurrent requests.
     let (behaviour, usage, n) = {
@@ -245,8 +249,6 @@ async fn handle(
         Format::OpenAi
     };
 
-    let mut signal = shared.signal.subscribe();
-    let start = *signal.borrow_and_update();
     if start.closed {
         return aborted();
     }

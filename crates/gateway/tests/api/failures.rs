@@ -268,3 +268,38 @@ gateway_test! {
         app.assert_verified().await;
     }
 }
+
+gateway_test! {
+    #[tokio::test]
+    async fn a_caller_that_gives_up_on_a_slow_upstream_is_still_settled(app, upstream) {
+        price(&app, "gpt-test", "openai").await;
+        let key = customer(&app, "acme", "10").await;
+        upstream.push(Behaviour::Stall);
+        let impatient = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_millis(300))
+            .build()
+            .unwrap();
+        let gave_up = impatient
+            .post(format!("{}/v1/chat/completions", app.base))
+            .bearer_auth(&key)
+            .json(&chat("gpt-test", false))
+            .send()
+            .await;
+        assert!(gave_up.is_err(), "the caller was meant to time out");
+        // The upstream got the call and answers it after the caller left:
+        // the provider bills it, so the account is charged, and no hold is
+        // left pending.
+        for _ in 0..500 {
+            if !upstream.requests().is_empty() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert_eq!(upstream.requests().len(), 1);
+        upstream.release_stalled();
+        let balance = settled(&app, "acme").await;
+        assert_eq!(micros(&balance["available"]), 10_000_000 - SMALL_CALL);
+        let recorded = until_calls(&app, "acme", 1).await;
+        assert_eq!(recorded[0]["outcome"], "ok");
+    }
+}
