@@ -1,14 +1,14 @@
 //! The gateway's routes: the OpenAI- and Anthropic-compatible endpoints, the model list, the
 //! price catalog and its import, and an account's usage, each with its description and access.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
 use axum::http::{Method, StatusCode};
 use axum::response::Response;
 use axum::routing::{MethodRouter, delete, get, post, put};
-use ledger::{AccountId, Timestamp};
+use ledger::Timestamp;
 use serde::{Deserialize, Serialize};
 use server::error::ApiError;
 use server::extract::{self, PathParam, Query};
@@ -17,7 +17,7 @@ use server::openapi::schema::AccountPath;
 use server::render::{self, Decimal, Instant};
 use server::{Access, Route};
 use store::records::{self, Doc as Record, Expect, Written};
-use store::usage::{Bucket, Call, CallQuery};
+use store::usage::{Call, CallQuery};
 use utoipa::openapi::Required;
 use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
 use utoipa::openapi::schema::{ObjectBuilder, Type};
@@ -29,6 +29,7 @@ use crate::domain::import::Format;
 use crate::domain::{Mode, ModelPrice, Percent, UsdPerMtok};
 use crate::error::{GatewayError, anthropic_error, openai_error};
 use crate::proxy::{self, Endpoint};
+use crate::usage::{self, GroupBy};
 
 type GatewayState = State<Arc<Gateway>>;
 
@@ -954,15 +955,18 @@ impl Serialize for DecimalOf {
 }
 
 impl UsageGroup {
-    fn add(&mut self, b: &Bucket) {
-        self.calls += b.calls;
-        self.input_tokens += b.tokens.input;
-        self.cached_tokens += b.tokens.cached;
-        self.cache_write_tokens += b.tokens.cache_write;
-        self.output_tokens += b.tokens.output;
-        self.reasoning_tokens += b.tokens.reasoning;
-        self.cost.0 = self.cost.0.saturating_add(b.cost.micros());
-        self.list_cost.0 = self.list_cost.0.saturating_add(b.list_cost.micros());
+    fn of(g: &usage::Group) -> UsageGroup {
+        UsageGroup {
+            key: g.key.clone(),
+            calls: g.calls,
+            input_tokens: g.tokens.input,
+            cached_tokens: g.tokens.cached,
+            cache_write_tokens: g.tokens.cache_write,
+            output_tokens: g.tokens.output,
+            reasoning_tokens: g.tokens.reasoning,
+            cost: DecimalOf(g.cost_micros),
+            list_cost: DecimalOf(g.list_cost_micros),
+        }
     }
 }
 
@@ -978,8 +982,6 @@ struct UsageSummary {
 
 /// The most days one summary spans.
 pub const USAGE_RANGE_DAYS_MAX: i64 = 400;
-
-const HOUR_MICROS: i64 = 3600 * ledger::MICROS_PER_SECOND;
 
 /// Summarize an account's gateway usage
 ///
@@ -1007,68 +1009,27 @@ async fn usage_summary(
     let account = extract::account_id(&id)?;
     let (from, to) = window(&gateway, query.from.as_deref(), query.to.as_deref())?;
     let group_by = match query.group_by.as_deref() {
-        None | Some("model") => "model",
-        Some("day") => "day",
-        Some("key") => "key",
-        Some("project") => "project",
-        Some(_) => {
-            return Err(ApiError::InvalidRequest(
-                "group_by must be model, day, key or project".into(),
-            ));
-        }
+        None => GroupBy::Model,
+        Some(text) => GroupBy::parse(text).ok_or_else(|| {
+            ApiError::InvalidRequest("group_by must be model, day, key or project".into())
+        })?,
     };
     let store = gateway.store.as_ref();
     if store.account(account.clone()).await?.is_none() {
         return Err(ApiError::Rejected(ledger::Reject::AccountNotFound));
     }
-    let first_whole = (from.micros() + HOUR_MICROS - 1).div_euclid(HOUR_MICROS);
-    let end_whole = to.micros().div_euclid(HOUR_MICROS);
-    let mut buckets = Vec::new();
-    if first_whole < end_whole {
-        buckets.extend(
-            store
-                .usage_buckets(account.clone(), first_whole, end_whole)
-                .await?,
-        );
-        let head_end = Timestamp::from_micros(first_whole * HOUR_MICROS);
-        let tail_start = Timestamp::from_micros(end_whole * HOUR_MICROS);
-        buckets.extend(calls_as_buckets(store, &account, from, head_end).await?);
-        buckets.extend(calls_as_buckets(store, &account, tail_start, to).await?);
-    } else {
-        buckets.extend(calls_as_buckets(store, &account, from, to).await?);
-    }
-    let mut groups: BTreeMap<Option<String>, UsageGroup> = BTreeMap::new();
-    let mut total = UsageGroup::default();
-    for bucket in &buckets {
-        let key = match group_by {
-            "model" => Some(bucket.model.clone()),
-            "day" => Some(day_of(bucket.hour)),
-            "key" => Some(bucket.key_id.clone()).filter(|k| !k.is_empty()),
-            _ => Some(bucket.project.clone()).filter(|p| !p.is_empty()),
-        };
-        let group = groups.entry(key.clone()).or_insert_with(|| UsageGroup {
-            key,
-            ..UsageGroup::default()
-        });
-        group.add(bucket);
-        total.add(bucket);
-    }
+    let buckets = usage::buckets(store, &account, from, to).await?;
+    let (groups, total) = usage::group(&buckets, group_by);
     Ok(render::json(
         StatusCode::OK,
         &UsageSummary {
             from: Instant(from),
             to: Instant(to),
-            group_by,
-            data: groups.into_values().collect(),
-            total,
+            group_by: group_by.code(),
+            data: groups.iter().map(UsageGroup::of).collect(),
+            total: UsageGroup::of(&total),
         },
     ))
-}
-
-/// The day (UTC) of an hour since the epoch.
-fn day_of(hour: i64) -> String {
-    let at = Timestamp::from_secs(hour.div_euclid(24) * 86_400);
-    at.to_string().chars().take(10).collect()
 }
 
 /// `from`..`to` of a usage query: through now when `to` is absent, `from`
@@ -1091,37 +1052,6 @@ fn window(
         )));
     }
     Ok((from, to))
-}
-
-/// The calls of `from..to` (less than an hour), as buckets.
-async fn calls_as_buckets(
-    store: &dyn store::Store,
-    account: &AccountId,
-    from: Timestamp,
-    to: Timestamp,
-) -> Result<Vec<Bucket>, ApiError> {
-    let mut out = Vec::new();
-    if from >= to {
-        return Ok(out);
-    }
-    let mut before = None;
-    loop {
-        let page = store
-            .calls(CallQuery {
-                account: account.clone(),
-                from,
-                to,
-                before,
-                limit: store::PAGE_LIMIT_MAX,
-            })
-            .await?;
-        let full = page.len() == store::PAGE_LIMIT_MAX;
-        before = page.last().map(|c| (c.at, c.id.clone()));
-        out.extend(store::usage::rollup(&page).into_iter().map(|(_, b)| b));
-        if !full {
-            return Ok(out);
-        }
-    }
 }
 
 /// One call as recorded.
@@ -1264,20 +1194,4 @@ async fn usage_calls(
             next_cursor,
         },
     ))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hours_fall_on_their_utc_day() {
-        assert_eq!(
-            day_of(store::usage::hour_of(Timestamp::from_secs(1_800_000_000))),
-            "2027-01-15"
-        );
-        assert_eq!(day_of(0), "1970-01-01");
-        assert_eq!(day_of(23), "1970-01-01");
-        assert_eq!(day_of(24), "1970-01-02");
-    }
 }

@@ -14,6 +14,7 @@ pub mod error;
 pub mod limit;
 pub mod proxy;
 pub mod sse;
+pub mod usage;
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
