@@ -56,4 +56,29 @@ psql "$PG/creditd_http" -qc ANALYZE
 bench --http http://127.0.0.1:18182 --key $KEY --accounts 10000 --clients 32 --prefix pg-http- \
   --skip-setup --workload consume-hot,consume-spread --json "$OUT/postgres-http-32.json"
 kill %1; wait %1 2>/dev/null || true
+
+echo "== The gateway against its upstream, called directly"
+# The bench serves a fake OpenAI-format upstream on $UPSTREAM for the gateway
+# workloads and calls it directly and through creditd, side by side.
+UPSTREAM=127.0.0.1:18190
+gateway_serve() { # DATABASE_URL LISTEN LOG
+  CREDITD_DATABASE_URL="$1" CREDITD_LISTEN="$2" CREDITD_ADMIN_KEY=$KEY CREDITD_LOG=warn \
+    CREDITD_UPSTREAM_BASE_URL="http://$UPSTREAM/v1" CREDITD_UPSTREAM_API_KEY=bench-upstream-key \
+    "$BIN" serve >"$3" 2>&1 &
+  sleep 1
+}
+gateway_serve "sqlite://$work/gateway.db" 127.0.0.1:18183 "$work/serve-gateway.log"
+bench --http http://127.0.0.1:18183 --key $KEY --upstream-listen $UPSTREAM --clients 32 \
+  --workload gateway,gateway-stream --json "$OUT/gateway-sqlite.json"
+kill %1; wait %1 2>/dev/null || true
+fresh_pg creditd_gateway
+gateway_serve "$PG/creditd_gateway" 127.0.0.1:18184 "$work/serve-gateway-pg.log"
+bench --http http://127.0.0.1:18184 --key $KEY --upstream-listen $UPSTREAM --clients 32 \
+  --workload gateway,gateway-stream --json "$OUT/gateway-postgres.json"
+kill %1; wait %1 2>/dev/null || true
+
+echo "== The usage summary over a million gateway calls"
+bench --store "sqlite://$work/usage.db" --usage-summary-calls 1000000 --json "$OUT/usage-sqlite.json"
+fresh_pg creditd_usage
+bench --store "$PG/creditd_usage" --usage-summary-calls 1000000 --json "$OUT/usage-postgres.json"
 echo "results in $OUT"

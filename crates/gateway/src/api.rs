@@ -1018,7 +1018,7 @@ async fn usage_summary(
     if store.account(account.clone()).await?.is_none() {
         return Err(ApiError::Rejected(ledger::Reject::AccountNotFound));
     }
-    let buckets = usage::buckets(store, &account, from, to).await?;
+    let buckets = usage::buckets(store, &account, from, to, group_by).await?;
     let (groups, total) = usage::group(&buckets, group_by);
     Ok(render::json(
         StatusCode::OK,

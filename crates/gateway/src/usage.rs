@@ -23,6 +23,16 @@ pub enum GroupBy {
 }
 
 impl GroupBy {
+    /// How the database sums the rollup for this grouping.
+    pub fn sums(self) -> store::usage::SumBy {
+        match self {
+            GroupBy::Model => store::usage::SumBy::Model,
+            GroupBy::Day => store::usage::SumBy::Day,
+            GroupBy::Key => store::usage::SumBy::Key,
+            GroupBy::Project => store::usage::SumBy::Project,
+        }
+    }
+
     /// Reads `model`, `day`, `key` or `project`.
     pub fn parse(text: &str) -> Option<GroupBy> {
         Some(match text {
@@ -103,14 +113,16 @@ pub fn group(buckets: &[Bucket], by: GroupBy) -> (Vec<Group>, Group) {
     (groups.into_values().collect(), total)
 }
 
-/// The buckets of the account's calls settled in `from..to`: the rollup's
-/// for every whole hour inside it, and the calls of the part-hours at
-/// either end added up as buckets of their own.
+/// The buckets of the account's calls settled in `from..to`, for grouping
+/// by `by`: the rollup's for every whole hour inside it, summed per group
+/// by the database, and the calls of the part-hours at either end added up
+/// as buckets of their own.
 pub async fn buckets(
     store: &dyn Store,
     account: &AccountId,
     from: Timestamp,
     to: Timestamp,
+    by: GroupBy,
 ) -> Result<Vec<Bucket>, StoreError> {
     let first_whole = (from.micros() + HOUR_MICROS - 1).div_euclid(HOUR_MICROS);
     let end_whole = to.micros().div_euclid(HOUR_MICROS);
@@ -118,7 +130,7 @@ pub async fn buckets(
     if first_whole < end_whole {
         out.extend(
             store
-                .usage_buckets(account.clone(), first_whole, end_whole)
+                .usage_sums(account.clone(), first_whole, end_whole, by.sums())
                 .await?,
         );
         let head_end = Timestamp::from_micros(first_whole * HOUR_MICROS);

@@ -207,6 +207,17 @@ pub trait Store: Send + Sync + 'static {
         to_hour: i64,
     ) -> BoxFuture<'_, Result<Vec<usage::Bucket>, StoreError>>;
 
+    /// The account's hourly buckets of hours `from_hour..to_hour` summed
+    /// per model, day, key or project by the database: one bucket per
+    /// group, its other fields blank.
+    fn usage_sums(
+        &self,
+        id: AccountId,
+        from_hour: i64,
+        to_hour: i64,
+        by: usage::SumBy,
+    ) -> BoxFuture<'_, Result<Vec<usage::Bucket>, StoreError>>;
+
     /// The account's transaction carrying an external id.
     fn external(
         &self,

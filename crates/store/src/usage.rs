@@ -205,6 +205,43 @@ pub fn call_from_row(row: &impl Columns) -> Result<Call, StoreError> {
     })
 }
 
+/// What the rollup's buckets are summed by in the database, so that a
+/// summary reads a row per group rather than per hour.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SumBy {
+    /// The model.
+    Model,
+    /// The UTC day: the buckets' `hour` is the day's first hour.
+    Day,
+    /// The API key.
+    Key,
+    /// The key's project.
+    Project,
+}
+
+impl SumBy {
+    /// The SQL of the sums, the same in both dialects: `$1`/`?1` the account,
+    /// then the first and the end hour; columns as [`BUCKET_COLUMNS`].
+    pub fn sql(self, placeholders: [&str; 3]) -> String {
+        let (select, group) = match self {
+            SumBy::Model => ("CAST(0 AS BIGINT), model, '', '', ''", "model"),
+            SumBy::Day => ("hour - hour % 24, '', '', '', ''", "hour - hour % 24"),
+            SumBy::Key => ("CAST(0 AS BIGINT), '', key_id, '', ''", "key_id"),
+            SumBy::Project => ("CAST(0 AS BIGINT), '', '', project, ''", "project"),
+        };
+        let [account, from, to] = placeholders;
+        format!(
+            "SELECT {select}, CAST(sum(calls) AS BIGINT), CAST(sum(input) AS BIGINT), \
+                    CAST(sum(cached) AS BIGINT), CAST(sum(cache_write) AS BIGINT), \
+                    CAST(sum(output) AS BIGINT), CAST(sum(reasoning) AS BIGINT), \
+                    CAST(sum(cost) AS BIGINT), CAST(sum(list_cost) AS BIGINT) \
+             FROM gateway_usage_hourly \
+             WHERE account_id = {account} AND hour >= {from} AND hour < {to} \
+             GROUP BY {group}"
+        )
+    }
+}
+
 /// Column list matching [`bucket_from_row`].
 pub const BUCKET_COLUMNS: &str = "hour, model, key_id, project, mode, calls, input, cached, \
      cache_write, output, reasoning, cost, list_cost";

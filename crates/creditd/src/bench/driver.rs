@@ -1,8 +1,10 @@
 //! What the benchmark drives: creditd's store in-process, creditd over HTTP,
-//! or the baseline design on PostgreSQL, behind one interface.
+//! the baseline design on PostgreSQL, or the fake upstream the gateway
+//! forwards to, behind one interface.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 use ledger::{AccountId, Amount, HoldTtl, Metadata, NewAccount, NewGrant, Reject, Source};
 use store::{Charge, Clock, Command, Executed, Op, Outcome as StoreOutcome, Store, SystemClock};
@@ -14,6 +16,30 @@ use crate::{Opened, config};
 
 /// Credits every benchmark account starts with: enough never to run out.
 const START_CREDITS: i64 = 1_000_000_000;
+
+/// The model the gateway workloads call, priced by their setup.
+pub const BENCH_MODEL: &str = "bench-model";
+
+/// The price the gateway setup gives [`BENCH_MODEL`]: USD per million tokens.
+const BENCH_PRICE: &str =
+    r#"{"provider":"openai","input":"0.15","output":"0.6","max_output_tokens":1000}"#;
+
+/// The chat completion request of the gateway workloads, sent byte for byte
+/// the same to the gateway and to the upstream directly.
+const CHAT_REQUEST: &str = r#"{"model":"bench-model","messages":[{"role":"system","content":"You are a helpful assistant."},{"role":"user","content":"Say hello."}]}"#;
+
+/// The same request, streamed.
+const CHAT_STREAM_REQUEST: &str = r#"{"model":"bench-model","stream":true,"messages":[{"role":"system","content":"You are a helpful assistant."},{"role":"user","content":"Say hello."}]}"#;
+
+/// The bearer token the clients of the upstream direct send; the fake
+/// upstream reads none.
+const UPSTREAM_KEY: &str = "bench-upstream-key";
+
+/// The label of the fake upstream called directly.
+pub const DIRECT_LABEL: &str = "upstream direct";
+
+/// The label of creditd's gateway in front of the same upstream.
+pub const GATEWAY_LABEL: &str = "creditd gateway";
 
 /// How one operation ended.
 pub enum Outcome {
@@ -46,6 +72,14 @@ pub enum Driver {
     Http { base: String, key: String },
     /// The hand-written design on PostgreSQL.
     Baseline(Baseline),
+    /// The fake upstream, called directly: what the gateway adds is measured
+    /// against it.
+    Upstream { origin: String },
+}
+
+/// The account gateway client `index` calls for.
+fn gateway_account(prefix: &str, index: usize) -> String {
+    format!("{prefix}gw{index}")
 }
 
 fn account(prefix: &str, index: Option<usize>) -> String {
@@ -125,17 +159,33 @@ impl Driver {
         Ok(Driver::Baseline(Baseline::connect(url).await?))
     }
 
+    /// The fake upstream at `origin` (`http://host:port`), called directly.
+    pub fn upstream(origin: String) -> Driver {
+        Driver::Upstream { origin }
+    }
+
     /// A short name for tables.
     pub fn label(&self) -> String {
         match self {
             Driver::Store { label, .. } => label.clone(),
             Driver::Http { .. } => "creditd over HTTP".to_owned(),
             Driver::Baseline(_) => "baseline postgres".to_owned(),
+            Driver::Upstream { .. } => DIRECT_LABEL.to_owned(),
+        }
+    }
+
+    /// The name of this target in a workload's rows.
+    pub fn label_for(&self, workload: Workload) -> String {
+        match self {
+            Driver::Http { .. } if workload.is_gateway() => GATEWAY_LABEL.to_owned(),
+            _ => self.label(),
         }
     }
 
     /// The baseline has neither holds nor a check distinct from a read, so it
-    /// runs the consume workloads and a plain balance read as its check.
+    /// runs the consume workloads and a plain balance read as its check. The
+    /// gateway workloads run over HTTP and on the upstream directly; the
+    /// upstream runs nothing else.
     pub fn supports(&self, workload: Workload) -> bool {
         match self {
             Driver::Baseline(_) => matches!(
@@ -145,7 +195,9 @@ impl Driver {
                     | Workload::Check
                     | Workload::Balance
             ),
-            _ => true,
+            Driver::Store { .. } => !workload.is_gateway(),
+            Driver::Http { .. } => true,
+            Driver::Upstream { .. } => workload.is_gateway(),
         }
     }
 
@@ -208,18 +260,99 @@ impl Driver {
                 Ok(())
             }
             Driver::Baseline(baseline) => baseline.setup(&ids, START_CREDITS).await,
+            Driver::Upstream { .. } => Ok(()),
         }
     }
 
-    /// A client: its own connection where the target has connections.
-    pub async fn client(&self, prefix: &str) -> anyhow::Result<Client> {
+    /// Prepares the gateway workloads: prices [`BENCH_MODEL`] and opens one
+    /// account per client with plenty of credits (unless `reuse`, when a
+    /// run with the same prefix opened them), then makes each account a
+    /// customer key. Answers the keys, client by client; the upstream
+    /// directly needs none.
+    pub async fn setup_gateway(
+        &self,
+        prefix: &str,
+        clients: usize,
+        reuse: bool,
+    ) -> anyhow::Result<Vec<String>> {
+        let Driver::Http { base, key } = self else {
+            return Ok(Vec::new());
+        };
+        let mut conn = Conn::connect(base, key).await?;
+        if !reuse {
+            let (status, body) = conn
+                .put(&format!("/v1/prices/{BENCH_MODEL}"), BENCH_PRICE.to_owned())
+                .await?;
+            anyhow::ensure!(
+                status == 200,
+                "pricing {BENCH_MODEL}: {status} {}",
+                String::from_utf8_lossy(&body)
+            );
+        }
+        let mut tasks = tokio::task::JoinSet::new();
+        let workers = clients.clamp(1, 16);
+        for w in 0..workers {
+            let (base, key, prefix) = (base.clone(), key.clone(), prefix.to_owned());
+            tasks.spawn(async move {
+                let mut conn = Conn::connect(&base, &key).await?;
+                let mut keys = Vec::new();
+                for c in (w..clients).step_by(workers) {
+                    let id = gateway_account(&prefix, c);
+                    if !reuse {
+                        let created = conn
+                            .post("/v1/accounts", format!(r#"{{"id":"{id}"}}"#))
+                            .await?;
+                        anyhow::ensure!(created.0 == 201, "creating {id}: {}", created.0);
+                        let granted = conn
+                            .post(
+                                &format!("/v1/accounts/{id}/grants"),
+                                format!(r#"{{"amount":"{START_CREDITS}","source":"purchase"}}"#),
+                            )
+                            .await?;
+                        anyhow::ensure!(granted.0 == 201, "granting {id}: {}", granted.0);
+                    }
+                    let (status, body) = conn
+                        .post(&format!("/v1/accounts/{id}/keys"), "{}".to_owned())
+                        .await?;
+                    anyhow::ensure!(
+                        status == 201,
+                        "making a customer key for {id}: {status} {}",
+                        String::from_utf8_lossy(&body)
+                    );
+                    let answer: serde_json::Value = serde_json::from_slice(&body)?;
+                    let customer_key = answer
+                        .get("key")
+                        .and_then(serde_json::Value::as_str)
+                        .ok_or_else(|| anyhow::anyhow!("no key in the answer for {id}"))?;
+                    keys.push((c, customer_key.to_owned()));
+                }
+                Ok::<_, anyhow::Error>(keys)
+            });
+        }
+        let mut keys = vec![String::new(); clients];
+        while let Some(done) = tasks.join_next().await {
+            for (c, key) in done?? {
+                keys[c] = key;
+            }
+        }
+        Ok(keys)
+    }
+
+    /// A client: its own connection where the target has connections. Over
+    /// HTTP it sends `customer_key` when given (the gateway workloads), the
+    /// admin key otherwise.
+    pub async fn client(&self, prefix: &str, customer_key: Option<&str>) -> anyhow::Result<Client> {
         Ok(match self {
             Driver::Store { opened, .. } => Client::Store {
                 store: opened.store(),
                 prefix: prefix.to_owned(),
             },
             Driver::Http { base, key } => Client::Http {
-                conn: Conn::connect(base, key).await?,
+                conn: Conn::connect(base, customer_key.unwrap_or(key)).await?,
+                prefix: prefix.to_owned(),
+            },
+            Driver::Upstream { origin } => Client::Http {
+                conn: Conn::connect(origin, UPSTREAM_KEY).await?,
                 prefix: prefix.to_owned(),
             },
             Driver::Baseline(baseline) => Client::Baseline {
@@ -250,7 +383,7 @@ impl Driver {
                     seconds: metric(&text, "creditd_store_batch_seconds_total")?,
                 })
             }
-            Driver::Baseline(_) => None,
+            Driver::Baseline(_) | Driver::Upstream { .. } => None,
         }
     }
 
@@ -262,7 +395,7 @@ impl Driver {
                 let text = metrics(base, key).await?;
                 metric(&text, "creditd_process_resident_bytes").map(|bytes| bytes as u64)
             }
-            Driver::Baseline(_) => None,
+            Driver::Baseline(_) | Driver::Upstream { .. } => None,
         }
     }
 
@@ -325,7 +458,7 @@ fn expect_ok(executed: Executed) -> anyhow::Result<StoreOutcome> {
     }
 }
 
-/// One client of a target.
+/// One client of a target. The upstream's clients are HTTP clients too.
 pub enum Client {
     Store {
         store: Arc<dyn Store>,
@@ -495,6 +628,44 @@ impl Client {
             }
             Client::Baseline { .. } => Outcome::Error("the baseline has no holds".into()),
         }
+    }
+}
+
+impl Client {
+    /// Makes one chat completion call, streamed or not. Answers, for a
+    /// stream, when its first body byte arrived; the stream is read to its
+    /// end either way.
+    pub async fn chat(&mut self, stream: bool) -> (Outcome, Option<Instant>) {
+        let Client::Http { conn, .. } = self else {
+            return (Outcome::Error("chat calls go over HTTP".into()), None);
+        };
+        let body = if stream {
+            CHAT_STREAM_REQUEST
+        } else {
+            CHAT_REQUEST
+        };
+        let answer = match conn
+            .exchange("POST", "/v1/chat/completions", Some(body))
+            .await
+        {
+            Ok(answer) => answer,
+            Err(error) => return (Outcome::Error(error.to_string()), None),
+        };
+        let outcome = match answer.status {
+            200 if stream && !answer.body.ends_with(b"data: [DONE]\n\n") => {
+                Outcome::Error("the event stream did not end with [DONE]".into())
+            }
+            200 if stream && answer.first_byte.is_none() => {
+                Outcome::Error("a stream answered without chunks".into())
+            }
+            200 => Outcome::Ok,
+            402 => Outcome::Rejected,
+            status => Outcome::Error(format!(
+                "{status} {}",
+                String::from_utf8_lossy(&answer.body)
+            )),
+        };
+        (outcome, answer.first_byte)
     }
 }
 

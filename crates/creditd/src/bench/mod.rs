@@ -1,11 +1,14 @@
 //! `creditd bench`: drives creditd (over HTTP, or its store in-process) and,
-//! side by side, the usual hand-written credits design on PostgreSQL, and
-//! reports throughput and latency for each workload.
+//! side by side, the usual hand-written credits design on PostgreSQL, or
+//! creditd's gateway beside the fake upstream it forwards to, and reports
+//! throughput and latency for each workload.
 
 mod baseline;
 mod driver;
 mod http;
 mod report;
+mod upstream;
+mod usage;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -34,9 +37,17 @@ pub enum Workload {
     Balance,
     /// 80% check, 15% consume, 5% hold + commit, on accounts chosen at random.
     Mixed,
+    /// A chat completion through the gateway (or the upstream directly),
+    /// each client on its own account and customer key.
+    Gateway,
+    /// The same, streamed: latency is the time to the first body byte, and
+    /// the client reads the stream to its end before its next call.
+    GatewayStream,
 }
 
 impl Workload {
+    /// The workloads run when none is named: the ledger's. The gateway's
+    /// run only when named, as they need a creditd with an upstream set.
     const ALL: [Workload; 6] = [
         Workload::ConsumeHot,
         Workload::ConsumeSpread,
@@ -54,7 +65,15 @@ impl Workload {
             Workload::Check => "check",
             Workload::Balance => "balance",
             Workload::Mixed => "mixed",
+            Workload::Gateway => "gateway",
+            Workload::GatewayStream => "gateway-stream",
         }
+    }
+
+    /// Whether this is a gateway workload, run on the fake upstream and
+    /// through the gateway rather than on the ledger.
+    fn is_gateway(self) -> bool {
+        matches!(self, Workload::Gateway | Workload::GatewayStream)
     }
 }
 
@@ -73,7 +92,8 @@ pub struct Options {
     /// A PostgreSQL database to run the baseline design on, for comparison.
     #[arg(long)]
     pub baseline: Option<String>,
-    /// Workloads to run (default: all of them).
+    /// Workloads to run (default: all the ledger's; `gateway` and
+    /// `gateway-stream` only when named).
     #[arg(long, value_enum, value_delimiter = ',')]
     pub workload: Vec<Workload>,
     /// Concurrent clients (one connection each over HTTP and for the baseline).
@@ -103,21 +123,67 @@ pub struct Options {
     /// Use the accounts a run with the same --prefix already opened.
     #[arg(long, requires = "prefix")]
     pub skip_setup: bool,
+    /// Where the fake upstream of the gateway workloads listens; the creditd
+    /// under test forwards to it (CREDITD_UPSTREAM_BASE_URL=http://ADDR/v1).
+    #[arg(long, default_value = "127.0.0.1:18190")]
+    pub upstream_listen: String,
+    /// Instead of the workloads: seed one account of --store with this many
+    /// gateway calls over 30 days, and time its 30-day usage summary by model.
+    #[arg(long, requires = "store")]
+    pub usage_summary_calls: Option<usize>,
 }
 
 /// Runs every requested workload on every requested target and prints the table.
 pub async fn run(options: Options) -> anyhow::Result<Report> {
-    if options.http.is_none() && options.store.is_none() && options.baseline.is_none() {
-        bail!(
-            "name at least one target: --http URL, --store DATABASE_URL or --baseline POSTGRES_URL"
+    if let (Some(calls), Some(url)) = (options.usage_summary_calls, &options.store) {
+        let figures = usage::measure(url, calls, USAGE_SUMMARY_RUNS).await?;
+        println!(
+            "usage summary, 30 days by model, {} calls ({} buckets read): p50 {:.2} ms, \
+             p99 {:.2} ms, max {:.2} ms over {} runs (seeded in {:.1} s)",
+            figures.calls,
+            figures.buckets,
+            figures.p50_ms,
+            figures.p99_ms,
+            figures.max_ms,
+            figures.runs,
+            figures.seed_seconds
         );
+        let mut report = Report::new(&options);
+        report.usage_summary = Some(figures);
+        if let Some(path) = &options.json {
+            std::fs::write(path, serde_json::to_vec_pretty(&report)?)
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
+        return Ok(report);
     }
     let workloads = if options.workload.is_empty() {
         Workload::ALL.to_vec()
     } else {
         options.workload.clone()
     };
+    let gateway = workloads.iter().any(|w| w.is_gateway());
+    if options.http.is_none() && options.store.is_none() && options.baseline.is_none() && !gateway {
+        bail!(
+            "name at least one target: --http URL, --store DATABASE_URL or --baseline POSTGRES_URL"
+        );
+    }
     let mut drivers = Vec::new();
+    // The fake upstream serves for as long as the run lasts. Its direct
+    // target comes first, so each gateway row follows the row it is
+    // measured against.
+    let upstream = if gateway {
+        let upstream = upstream::FakeUpstream::start(&options.upstream_listen).await?;
+        eprintln!(
+            "fake upstream listening on {}; creditd forwards to it with \
+             CREDITD_UPSTREAM_BASE_URL={}/v1",
+            upstream.addr,
+            upstream.origin()
+        );
+        drivers.push(Driver::upstream(upstream.origin()));
+        Some(upstream)
+    } else {
+        None
+    };
     if let Some(url) = &options.store {
         drivers.push(Driver::store(url).await?);
     }
@@ -140,7 +206,12 @@ pub async fn run(options: Options) -> anyhow::Result<Report> {
             _ => options.clients,
         };
         let prefix = options.prefix.clone().unwrap_or_else(run_prefix);
-        if !options.skip_setup {
+        let runs = |gateway: bool| {
+            workloads
+                .iter()
+                .any(|&w| w.is_gateway() == gateway && driver.supports(w))
+        };
+        if !options.skip_setup && runs(false) {
             eprintln!(
                 "setting up {} accounts on {} ...",
                 options.accounts + 1,
@@ -151,11 +222,24 @@ pub async fn run(options: Options) -> anyhow::Result<Report> {
                 .await
                 .with_context(|| format!("setting up {}", driver.label()))?;
         }
+        let customer_keys = if runs(true) {
+            driver
+                .setup_gateway(&prefix, clients, options.skip_setup)
+                .await
+                .with_context(|| format!("setting up the gateway on {}", driver.label()))?
+        } else {
+            Vec::new()
+        };
         for &workload in &workloads {
             if !driver.supports(workload) {
                 continue;
             }
-            let result = measure(driver, &prefix, workload, clients, &options).await?;
+            let keys = if workload.is_gateway() {
+                &customer_keys[..]
+            } else {
+                &[]
+            };
+            let result = measure(driver, &prefix, workload, clients, keys, &options).await?;
             report.push(result);
         }
         report
@@ -165,6 +249,7 @@ pub async fn run(options: Options) -> anyhow::Result<Report> {
     for driver in drivers {
         driver.close().await;
     }
+    drop(upstream);
     report.print();
     if let Some(path) = &options.json {
         std::fs::write(path, serde_json::to_vec_pretty(&report)?)
@@ -172,6 +257,9 @@ pub async fn run(options: Options) -> anyhow::Result<Report> {
     }
     Ok(report)
 }
+
+/// How many usage summaries `--usage-summary-calls` times.
+const USAGE_SUMMARY_RUNS: usize = 50;
 
 /// A prefix that keeps this run's accounts apart from anything already there.
 fn run_prefix() -> String {
@@ -207,11 +295,14 @@ impl Rng {
     }
 }
 
+/// Runs one workload on one target. `customer_keys` holds each client's
+/// key when the clients call the gateway.
 async fn measure(
     driver: &Driver,
     prefix: &str,
     workload: Workload,
     clients: usize,
+    customer_keys: &[String],
     options: &Options,
 ) -> anyhow::Result<RunResult> {
     let warmup = Duration::from_secs_f64(options.warmup.max(0.0));
@@ -228,7 +319,7 @@ async fn measure(
     let mut tasks = Vec::with_capacity(clients);
     for c in 0..clients {
         let mut client = driver
-            .client(prefix)
+            .client(prefix, customer_keys.get(c).map(String::as_str))
             .await
             .with_context(|| format!("connecting client {c} to {}", driver.label()))?;
         let done = done.clone();
@@ -262,17 +353,20 @@ async fn measure(
                 }
                 let account = rng.below(accounts);
                 let roll = rng.below(100);
-                let outcome = match workload {
-                    Workload::ConsumeHot => client.consume(None).await,
-                    Workload::ConsumeSpread => client.consume(Some(account)).await,
-                    Workload::HoldCommit => client.hold_commit(account).await,
-                    Workload::Check => client.check(account).await,
-                    Workload::Balance => client.balance(account).await,
-                    Workload::Mixed if roll < 80 => client.check(account).await,
-                    Workload::Mixed if roll < 95 => client.consume(Some(account)).await,
-                    Workload::Mixed => client.hold_commit(account).await,
+                let (outcome, first_byte) = match workload {
+                    Workload::ConsumeHot => (client.consume(None).await, None),
+                    Workload::ConsumeSpread => (client.consume(Some(account)).await, None),
+                    Workload::HoldCommit => (client.hold_commit(account).await, None),
+                    Workload::Check => (client.check(account).await, None),
+                    Workload::Balance => (client.balance(account).await, None),
+                    Workload::Mixed if roll < 80 => (client.check(account).await, None),
+                    Workload::Mixed if roll < 95 => (client.consume(Some(account)).await, None),
+                    Workload::Mixed => (client.hold_commit(account).await, None),
+                    Workload::Gateway => client.chat(false).await,
+                    Workload::GatewayStream => client.chat(true).await,
                 };
-                let finished = Instant::now();
+                // A stream's latency ends at its first body byte.
+                let finished = first_byte.unwrap_or_else(Instant::now);
                 // Latency counts from when the request should have gone out,
                 // so a stalled server is not hidden by a stalled client.
                 if intended >= measure_from {
@@ -298,7 +392,7 @@ async fn measure(
     let label = format!(
         "{:<14} {:<28} {:>4} clients",
         workload.name(),
-        driver.label(),
+        driver.label_for(workload),
         clients
     );
     let progress = tokio::spawn(report::progress(
@@ -319,7 +413,7 @@ async fn measure(
     stop.store(true, Ordering::Relaxed);
     let _ = progress.await;
     let mut result = RunResult::from_samples(
-        driver.label(),
+        driver.label_for(workload),
         workload,
         clients,
         measured,

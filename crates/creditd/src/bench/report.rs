@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::driver::BatchCounters;
+use super::driver::{BatchCounters, DIRECT_LABEL, GATEWAY_LABEL};
 use super::{Options, Sample, Workload};
 
 /// One workload on one target.
@@ -112,6 +112,23 @@ pub struct Ratio {
     pub ratio: f64,
 }
 
+/// What the gateway adds to a call: its latency minus the upstream's called
+/// directly, per gateway workload and client count.
+#[derive(Debug, Serialize)]
+pub struct Added {
+    pub workload: Workload,
+    pub clients: usize,
+    /// Calls a second on the upstream directly.
+    pub direct_throughput: f64,
+    /// Calls a second through the gateway.
+    pub gateway_throughput: f64,
+    /// Gateway p50 minus direct p50, in microseconds (negative if the
+    /// gateway measured faster).
+    pub p50_us: i64,
+    /// Gateway p99 minus direct p99, in microseconds.
+    pub p99_us: i64,
+}
+
 /// Everything a `creditd bench` run measured.
 #[derive(Debug, Serialize)]
 pub struct Report {
@@ -119,8 +136,12 @@ pub struct Report {
     pub durability: &'static str,
     pub runs: Vec<RunResult>,
     pub ratios: Vec<Ratio>,
+    /// The gateway's added latency, for the gateway workloads.
+    pub added_latency: Vec<Added>,
     /// Resident memory of the process holding creditd's state, per target.
     pub memory: Vec<(String, Option<u64>)>,
+    /// The usage summary's timing, when measured.
+    pub usage_summary: Option<super::usage::UsageFigures>,
 }
 
 /// Where the numbers were taken.
@@ -150,13 +171,38 @@ impl Report {
             durability: "on: SQLite WAL with synchronous=FULL; PostgreSQL with synchronous_commit as configured (checked not off for the baseline)",
             runs: Vec::new(),
             ratios: Vec::new(),
+            added_latency: Vec::new(),
             memory: Vec::new(),
+            usage_summary: None,
         }
     }
 
     pub(super) fn push(&mut self, run: RunResult) {
         self.runs.push(run);
         self.ratios = self.compute_ratios();
+        self.added_latency = self.compute_added();
+    }
+
+    fn compute_added(&self) -> Vec<Added> {
+        let mut added = Vec::new();
+        for gateway in self.runs.iter().filter(|r| r.target == GATEWAY_LABEL) {
+            let Some(direct) = self.runs.iter().find(|r| {
+                r.target == DIRECT_LABEL
+                    && r.workload == gateway.workload
+                    && r.clients == gateway.clients
+            }) else {
+                continue;
+            };
+            added.push(Added {
+                workload: gateway.workload,
+                clients: gateway.clients,
+                direct_throughput: direct.throughput,
+                gateway_throughput: gateway.throughput,
+                p50_us: i64::from(gateway.p50_us) - i64::from(direct.p50_us),
+                p99_us: i64::from(gateway.p99_us) - i64::from(direct.p99_us),
+            });
+        }
+        added
     }
 
     fn compute_ratios(&self) -> Vec<Ratio> {
@@ -231,6 +277,20 @@ impl Report {
                 );
             }
         }
+        if !self.added_latency.is_empty() {
+            println!("\nthe gateway against the upstream directly:");
+            for a in &self.added_latency {
+                println!(
+                    "  {:<15} added latency: p50 {} ms, p99 {} ms  ({} clients; {} calls/s direct, {} through creditd)",
+                    a.workload.name(),
+                    millis(a.p50_us),
+                    millis(a.p99_us),
+                    a.clients,
+                    thousands(a.direct_throughput),
+                    thousands(a.gateway_throughput)
+                );
+            }
+        }
         for (target, bytes) in &self.memory {
             if let Some(bytes) = bytes {
                 println!(
@@ -253,6 +313,11 @@ fn thousands(value: f64) -> String {
         out.push(c);
     }
     out
+}
+
+/// Signed microseconds as milliseconds with two decimals.
+fn millis(us: i64) -> String {
+    format!("{:.2}", us as f64 / 1000.0)
 }
 
 fn micros(us: u32) -> String {

@@ -478,6 +478,19 @@ impl Store for PostgresStore {
         })
     }
 
+    fn usage_sums(
+        &self,
+        id: AccountId,
+        from_hour: i64,
+        to_hour: i64,
+        by: crate::usage::SumBy,
+    ) -> BoxFuture<'_, Result<Vec<crate::usage::Bucket>, StoreError>> {
+        Box::pin(async move {
+            let c = self.client().await?;
+            read::usage_sums(&c, &id, from_hour, to_hour, by).await
+        })
+    }
+
     fn external(
         &self,
         id: AccountId,

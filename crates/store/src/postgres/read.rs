@@ -472,6 +472,18 @@ pub async fn usage_buckets(
     map(found, bucket_from_row)
 }
 
+/// The account's hourly buckets of hours `from..to`, summed per `by`.
+pub async fn usage_sums(
+    c: &impl GenericClient,
+    id: &AccountId,
+    from: i64,
+    to: i64,
+    by: crate::usage::SumBy,
+) -> Result<Vec<crate::usage::Bucket>, StoreError> {
+    let found = rows(c, &by.sql(["$1", "$2", "$3"]), &[&id.as_str(), &from, &to]).await?;
+    map(found, crate::usage::bucket_from_row)
+}
+
 /// The account's transaction carrying an external id.
 pub async fn external(
     c: &impl GenericClient,

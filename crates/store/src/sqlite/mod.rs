@@ -643,6 +643,20 @@ impl Store for SqliteStore {
         })
     }
 
+    fn usage_sums(
+        &self,
+        id: AccountId,
+        from_hour: i64,
+        to_hour: i64,
+        by: crate::usage::SumBy,
+    ) -> BoxFuture<'_, Result<Vec<crate::usage::Bucket>, StoreError>> {
+        self.read(move |conn| {
+            snapshot(conn, |conn| {
+                read::usage_sums(conn, &id, from_hour, to_hour, by)
+            })
+        })
+    }
+
     fn external(
         &self,
         id: AccountId,

@@ -489,6 +489,22 @@ pub fn usage_buckets(
     )
 }
 
+/// The account's hourly buckets of hours `from..to`, summed per `by`.
+pub fn usage_sums(
+    conn: &Connection,
+    id: &AccountId,
+    from: i64,
+    to: i64,
+    by: crate::usage::SumBy,
+) -> Result<Vec<crate::usage::Bucket>, StoreError> {
+    collect(
+        conn,
+        &by.sql(["?1", "?2", "?3"]),
+        params![id.as_str(), from, to],
+        |row| crate::usage::bucket_from_row(row),
+    )
+}
+
 /// The account's transaction carrying `external`, with its content digest.
 pub fn external(
     conn: &Connection,
