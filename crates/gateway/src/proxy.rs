@@ -458,12 +458,23 @@ async fn forward(
     Err(GatewayError::UpstreamUnavailable(last_failure).into())
 }
 
-/// A request id: `gw_` and 24 hex digits.
+/// A request id: `gw_`, 16 hex digits drawn at random once per process
+/// (so that nodes do not collide), and 16 of a counter (so that drawing an
+/// id costs no system call).
 fn request_id() -> String {
-    let mut bytes = [0u8; 12];
-    let _ = getrandom::fill(&mut bytes);
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!("gw_{hex}")
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static PROCESS: OnceLock<u64> = OnceLock::new();
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let process = *PROCESS.get_or_init(|| {
+        let mut bytes = [0u8; 8];
+        getrandom::fill(&mut bytes).expect("random bytes for the process's request ids");
+        u64::from_le_bytes(bytes)
+    });
+    format!(
+        "gw_{process:016x}{:016x}",
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 fn call_metadata(request_id: &str, model: &str) -> Metadata {
@@ -700,11 +711,17 @@ fn stream_through(
                     break;
                 }
             };
+            // The events of one read go on together: one write to the
+            // caller, not one per event.
+            let mut passed: Vec<u8> = Vec::new();
             for event in splitter.push(&chunk) {
-                let pass = meter.read(endpoint, &event, client_wants_usage);
-                if pass && !caller_gone && tx.send(Ok(Bytes::from(event.raw))).await.is_err() {
-                    caller_gone = true;
+                if meter.read(endpoint, &event, client_wants_usage) {
+                    passed.extend_from_slice(&event.raw);
                 }
+            }
+            if !passed.is_empty() && !caller_gone && tx.send(Ok(Bytes::from(passed))).await.is_err()
+            {
+                caller_gone = true;
             }
         }
         if let Some(event) = splitter.finish() {

@@ -42,6 +42,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("migrations/0006_grant_reason_and_actor.sql"),
     ),
     (7, include_str!("migrations/0007_gateway_calls.sql")),
+    (8, include_str!("migrations/0008_holds_status_check.sql")),
 ];
 
 /// How the SQLite store is set up.
