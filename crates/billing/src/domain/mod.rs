@@ -1,9 +1,11 @@
 //! The pure rules of billing: periods and anchors, money and overage
-//! arithmetic, localized text. No IO, no clock: time is passed in.
+//! arithmetic, localized text, payment webhooks' signatures. No IO, no
+//! clock: time is passed in.
 
 mod error;
 mod money;
 mod period;
+pub mod signature;
 mod text;
 
 pub use error::DomainError;
