@@ -31,6 +31,14 @@ pub enum BillingError {
     PurchaseNotAllowed,
     /// 409 `daily_reward_disabled`.
     DailyRewardDisabled,
+    /// 503 `payments_not_configured`: no payment provider is configured.
+    PaymentsNotConfigured,
+    /// 502 `payment_provider_error`: the payment provider failed or refused.
+    PaymentProvider(String),
+    /// 400 `invalid_checkout`: a checkout that cannot be made.
+    InvalidCheckout(String),
+    /// 400 `invalid_signature`: a webhook whose signature does not hold.
+    InvalidSignature(String),
 }
 
 impl BillingError {
@@ -55,6 +63,10 @@ impl BillingError {
             BillingError::PackageInactive,
             BillingError::PurchaseNotAllowed,
             BillingError::DailyRewardDisabled,
+            BillingError::PaymentsNotConfigured,
+            BillingError::PaymentProvider(String::new()),
+            BillingError::InvalidCheckout(String::new()),
+            BillingError::InvalidSignature(String::new()),
         ] {
             codes.push((error.code(), error.status()));
         }
@@ -75,6 +87,10 @@ impl BillingError {
             BillingError::PackageInactive => "package_inactive",
             BillingError::PurchaseNotAllowed => "purchase_not_allowed",
             BillingError::DailyRewardDisabled => "daily_reward_disabled",
+            BillingError::PaymentsNotConfigured => "payments_not_configured",
+            BillingError::PaymentProvider(_) => "payment_provider_error",
+            BillingError::InvalidCheckout(_) => "invalid_checkout",
+            BillingError::InvalidSignature(_) => "invalid_signature",
         }
     }
 
@@ -84,7 +100,11 @@ impl BillingError {
             BillingError::Domain(_)
             | BillingError::InvalidPlan(_)
             | BillingError::InvalidPackage(_)
-            | BillingError::InvalidSettings(_) => StatusCode::BAD_REQUEST,
+            | BillingError::InvalidSettings(_)
+            | BillingError::InvalidCheckout(_)
+            | BillingError::InvalidSignature(_) => StatusCode::BAD_REQUEST,
+            BillingError::PaymentsNotConfigured => StatusCode::SERVICE_UNAVAILABLE,
+            BillingError::PaymentProvider(_) => StatusCode::BAD_GATEWAY,
             BillingError::PlanNotFound
             | BillingError::PackageNotFound
             | BillingError::SubscriptionNotFound => StatusCode::NOT_FOUND,
@@ -100,7 +120,14 @@ impl BillingError {
             BillingError::Domain(e) => e.to_string(),
             BillingError::InvalidPlan(m)
             | BillingError::InvalidPackage(m)
-            | BillingError::InvalidSettings(m) => m.clone(),
+            | BillingError::InvalidSettings(m)
+            | BillingError::InvalidCheckout(m)
+            | BillingError::InvalidSignature(m) => m.clone(),
+            BillingError::PaymentsNotConfigured => {
+                "payments need STRIPE_SECRET_KEY, STRIPE_WEBHOOK_SECRET and CREDITD_PUBLIC_URL"
+                    .into()
+            }
+            BillingError::PaymentProvider(m) => m.clone(),
             BillingError::PlanNotFound => "no plan with this id".into(),
             BillingError::PackageNotFound => "no package with this id".into(),
             BillingError::SubscriptionNotFound => "the account has no plan".into(),

@@ -12,6 +12,7 @@ pub mod daily;
 pub mod domain;
 pub mod error;
 pub mod package;
+pub mod payments;
 pub mod plan;
 pub mod settings;
 pub mod subscription;
@@ -34,6 +35,10 @@ pub struct Billing {
     pub clock: Arc<dyn Clock>,
     /// The credit settings the environment gives.
     pub env: EnvSettings,
+    /// The payment provider, when one is configured.
+    pub payments: Option<payments::Payments>,
+    /// Credits a US dollar buys, for custom top-ups (100: a credit is a cent).
+    pub credits_per_usd: ledger::Amount,
 }
 
 /// The external id of the sign-up bonus.
@@ -42,13 +47,34 @@ pub const SIGNUP_BONUS_ID: &str = "signup_bonus";
 impl Billing {
     /// Billing over a store.
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, env: EnvSettings) -> Billing {
-        Billing { store, clock, env }
+        Billing {
+            store,
+            clock,
+            env,
+            payments: None,
+            credits_per_usd: ledger::Amount::credits(100),
+        }
+    }
+
+    /// The same billing, taking payments through `payments`, with custom
+    /// top-ups at `credits_per_usd`.
+    pub fn with_payments(
+        mut self,
+        payments: Option<payments::Payments>,
+        credits_per_usd: ledger::Amount,
+    ) -> Billing {
+        self.payments = payments;
+        self.credits_per_usd = credits_per_usd;
+        self
     }
 
     /// Billing's routes and error codes, to plug into the server.
     pub fn capability(self: &Arc<Billing>) -> server::Capability {
         server::Capability {
-            routes: api::routes(self),
+            routes: api::routes(self)
+                .into_iter()
+                .chain(payments::api::routes(self))
+                .collect(),
             errors: error::BillingError::codes(),
         }
     }

@@ -66,6 +66,10 @@ pub struct Settings {
     /// `CREDITD_MASTER_KEY`, `CREDITD_MASTER_KEYS_RETIRED`,
     /// `CREDITD_BYOK_FEE_PERCENT` (default 0), `CREDITD_ALLOW_PRIVATE_UPSTREAMS`.
     pub gateway: gateway::GatewayConfig,
+    /// Payments through Stripe, when `STRIPE_SECRET_KEY` and
+    /// `STRIPE_WEBHOOK_SECRET` are set (with `CREDITD_PUBLIC_URL`, and
+    /// `STRIPE_API_BASE` to point at another server).
+    pub payments: Option<billing::payments::PaymentsConfig>,
 }
 
 impl Settings {
@@ -88,7 +92,7 @@ impl Settings {
             }
         }
         for (key, value) in std::env::vars() {
-            if key.starts_with("CREDITD_") {
+            if key.starts_with("CREDITD_") || key.starts_with("STRIPE_") {
                 values.insert(key, value);
             }
         }
@@ -144,6 +148,7 @@ impl Settings {
             credits: credit_settings(&get)?,
             test_clock: flag("CREDITD_TEST_CLOCK")?,
             gateway: gateway_settings(values, &get)?,
+            payments: payment_settings(&get)?,
         })
     }
 }
@@ -190,6 +195,31 @@ fn credit_settings<'a>(
         daily_amount: amount("CREDITD_DAILY_AMOUNT")?,
         allow_free_user_purchase: flag("CREDITD_ALLOW_FREE_USER_PURCHASE")?,
     })
+}
+
+/// Stripe's configuration from the environment, when it is there.
+fn payment_settings<'a>(
+    get: &impl Fn(&str) -> Option<&'a str>,
+) -> anyhow::Result<Option<billing::payments::PaymentsConfig>> {
+    let (secret, webhook) = match (get("STRIPE_SECRET_KEY"), get("STRIPE_WEBHOOK_SECRET")) {
+        (None, None) => return Ok(None),
+        (Some(secret), Some(webhook)) => (secret, webhook),
+        _ => bail!("payments need both STRIPE_SECRET_KEY and STRIPE_WEBHOOK_SECRET"),
+    };
+    let public_url = get("CREDITD_PUBLIC_URL")
+        .filter(|u| u.starts_with("https://") || u.starts_with("http://"))
+        .context(
+            "payments need CREDITD_PUBLIC_URL, the address customers return to after a checkout \
+             (https://…)",
+        )?;
+    Ok(Some(billing::payments::PaymentsConfig {
+        secret_key: Secret::new(secret.to_owned()),
+        webhook_secret: Secret::new(webhook.to_owned()),
+        public_url: public_url.to_owned(),
+        api_base: get("STRIPE_API_BASE")
+            .unwrap_or(billing::payments::STRIPE_API_BASE)
+            .to_owned(),
+    }))
 }
 
 /// The gateway's configuration from the environment.

@@ -459,11 +459,16 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         .await
         .context("reading the API keys")?;
     let clock = time.clock.clone();
-    let billing = Arc::new(billing::Billing::new(
-        store.clone(),
-        clock.clone(),
-        settings.credits.clone(),
-    ));
+    let billing = Arc::new(
+        billing::Billing::new(store.clone(), clock.clone(), settings.credits.clone())
+            .with_payments(
+                settings
+                    .payments
+                    .clone()
+                    .map(billing::payments::Payments::stripe),
+                Amount::from_micros(settings.gateway.rate.credits_per_usd.units() as i64),
+            ),
+    );
     let state = Arc::new(AppState::new(store, clock, keys).with_policy(billing.clone()));
     let jobs = server::jobs::spawn(
         state.clone(),

@@ -7,6 +7,7 @@
 
 pub mod app;
 pub mod openapi;
+pub mod stripe;
 pub mod upstream;
 
 use std::io::Write;

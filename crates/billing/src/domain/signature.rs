@@ -62,7 +62,10 @@ pub fn verify(
     let mut timestamp = None;
     let mut signatures = Vec::new();
     for part in header.split(',') {
-        let (name, value) = part.trim().split_once('=').ok_or(SignatureError::Malformed)?;
+        let (name, value) = part
+            .trim()
+            .split_once('=')
+            .ok_or(SignatureError::Malformed)?;
         match name {
             "t" => {
                 let t: i64 = value.parse().map_err(|_| SignatureError::Malformed)?;
@@ -134,16 +137,47 @@ mod tests {
         let wrong = format!("t={NOW},v1={}", "0".repeat(64));
         let mut changed = BODY.to_vec();
         changed[5] ^= 1;
-        assert_eq!(verify(None, BODY, SECRET, NOW), Err(SignatureError::Missing));
-        assert_eq!(verify(Some(&wrong), BODY, SECRET, NOW), Err(SignatureError::Mismatch));
-        assert_eq!(verify(Some(&good), &changed, SECRET, NOW), Err(SignatureError::Mismatch));
-        assert_eq!(verify(Some(&good), BODY, b"other", NOW), Err(SignatureError::Mismatch));
-        assert_eq!(verify(Some(&good), BODY, SECRET, NOW + 301), Err(SignatureError::TooOld));
-        assert_eq!(verify(Some(&good), BODY, SECRET, NOW - 301), Err(SignatureError::TooNew));
+        assert_eq!(
+            verify(None, BODY, SECRET, NOW),
+            Err(SignatureError::Missing)
+        );
+        assert_eq!(
+            verify(Some(&wrong), BODY, SECRET, NOW),
+            Err(SignatureError::Mismatch)
+        );
+        assert_eq!(
+            verify(Some(&good), &changed, SECRET, NOW),
+            Err(SignatureError::Mismatch)
+        );
+        assert_eq!(
+            verify(Some(&good), BODY, b"other", NOW),
+            Err(SignatureError::Mismatch)
+        );
+        assert_eq!(
+            verify(Some(&good), BODY, SECRET, NOW + 301),
+            Err(SignatureError::TooOld)
+        );
+        assert_eq!(
+            verify(Some(&good), BODY, SECRET, NOW - 301),
+            Err(SignatureError::TooNew)
+        );
         let only_v0 = format!("t={NOW},v0={v1}");
-        assert_eq!(verify(Some(&only_v0), BODY, SECRET, NOW), Err(SignatureError::NoV1));
-        for malformed in ["", "garbage", "v1=ab", "t=abc,v1=ab", &format!("t=1,t=2,v1={v1}")] {
-            assert_eq!(verify(Some(malformed), BODY, SECRET, NOW), Err(SignatureError::Malformed), "{malformed}");
+        assert_eq!(
+            verify(Some(&only_v0), BODY, SECRET, NOW),
+            Err(SignatureError::NoV1)
+        );
+        for malformed in [
+            "",
+            "garbage",
+            "v1=ab",
+            "t=abc,v1=ab",
+            &format!("t=1,t=2,v1={v1}"),
+        ] {
+            assert_eq!(
+                verify(Some(malformed), BODY, SECRET, NOW),
+                Err(SignatureError::Malformed),
+                "{malformed}"
+            );
         }
         // One good v1 among bad ones is enough.
         let among = format!("t={NOW},v1={},v1={v1},v0=zz,v1=nothex", "1".repeat(64));

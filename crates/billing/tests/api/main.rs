@@ -8,6 +8,7 @@ mod access;
 mod daily;
 mod openapi;
 mod packages;
+mod payments;
 mod plans;
 mod renewals;
 mod settings;

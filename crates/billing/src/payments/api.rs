@@ -1,0 +1,291 @@
+//! Payments' routes: checkout, the provider's webhook, and the events received.
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{Method, StatusCode};
+use axum::response::Response;
+use axum::routing::{MethodRouter, get, post};
+use serde::{Deserialize, Serialize};
+use server::error::ApiError;
+use server::extract::{self, PathParam, Query};
+use server::openapi::Doc;
+use server::openapi::schema::AccountPath;
+use server::render::{self, Instant};
+use server::{Access, Route};
+use store::records::{self, RecordCursor, RecordFilter};
+use utoipa::{IntoParams, ToSchema};
+
+use super::Payments;
+use super::checkout;
+use super::webhook::{self, PaymentEvent};
+use crate::Billing;
+use crate::error::BillingError;
+use crate::plan::MoneyJson;
+
+type BillingState = State<Arc<Billing>>;
+
+/// Payments' routes, answered with billing's state.
+pub fn routes(billing: &Arc<Billing>) -> Vec<Route> {
+    let r = |method, path, access, handler: MethodRouter<Arc<Billing>>, doc| Route {
+        method,
+        path,
+        access,
+        handler: handler.with_state(billing.clone()),
+        doc,
+        dialect: None,
+    };
+    vec![
+        r(
+            Method::POST,
+            "/v1/accounts/{account_id}/checkout",
+            Access::Account,
+            post(create_checkout),
+            Doc::of::<__path_create_checkout>(),
+        ),
+        r(
+            Method::POST,
+            "/webhooks/stripe",
+            Access::Public,
+            post(stripe_webhook),
+            Doc::of::<__path_stripe_webhook>(),
+        ),
+        r(
+            Method::GET,
+            "/v1/payments/events",
+            Access::Service,
+            get(list_events),
+            Doc::of::<__path_list_events>(),
+        ),
+    ]
+}
+
+fn payments(billing: &Billing) -> Result<&Payments, ApiError> {
+    billing
+        .payments
+        .as_ref()
+        .ok_or_else(|| BillingError::PaymentsNotConfigured.into())
+}
+
+/// What to buy: a package, or credits for a custom amount.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct CheckoutBody {
+    /// A package for sale.
+    package_id: Option<String>,
+    /// A custom amount, at least 5 USD (`{"amount": 500, "currency": "usd"}`);
+    /// its credits at the configured rate.
+    #[schema(value_type = Option<Object>)]
+    amount: Option<MoneyJson>,
+}
+
+/// A checkout to send the customer to.
+#[derive(Serialize, ToSchema)]
+struct CheckoutView {
+    /// Where the customer pays.
+    checkout_url: String,
+    /// The provider's session id.
+    session_id: String,
+}
+
+/// Start a checkout
+///
+/// Creates a payment provider checkout session for a package or a custom
+/// amount, for the account's provider customer (created once). Its credits
+/// are granted, once, when the provider's webhook says it was paid. The
+/// same Idempotency-Key answers the same session.
+#[utoipa::path(
+    post,
+    path = "/v1/accounts/{account_id}/checkout",
+    tag = "payments",
+    operation_id = "createCheckout",
+    params(AccountPath, server::openapi::schema::IdempotencyKey),
+    request_body = CheckoutBody,
+    responses(
+        (status = 200, description = "The session.", body = CheckoutView),
+        (status = 400, description = "`malformed_json`, `invalid_request`, `invalid_id`, \
+            `invalid_checkout`, `invalid_currency`, `invalid_money`."),
+        (status = 404, description = "`account_not_found`, `package_not_found`."),
+        (status = 409, description = "`package_inactive`, `purchase_not_allowed`."),
+        (status = 502, description = "`payment_provider_error`."),
+        (status = 503, description = "`payments_not_configured`."),
+    ),
+)]
+async fn create_checkout(
+    State(billing): BillingState,
+    PathParam(id): PathParam,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let account = extract::account_id(&id)?;
+    let payments = payments(&billing)?;
+    let request_key = request
+        .headers()
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .filter(|k| !k.is_empty() && k.len() <= 255)
+        .map(str::to_owned);
+    let body = axum::body::to_bytes(request.into_body(), extract::BODY_LEN_MAX)
+        .await
+        .map_err(|_| ApiError::PayloadTooLarge)?;
+    let body: CheckoutBody = extract::parse_json(&body)?;
+    server::handlers::require_account(billing.store.as_ref(), &account).await?;
+    let sale = match (body.package_id, body.amount) {
+        (Some(package), None) => checkout::package_sale(&billing, &account, &package).await?,
+        (None, Some(amount)) => checkout::topup_sale(&account, amount, billing.credits_per_usd)?,
+        _ => {
+            return Err(BillingError::InvalidCheckout(
+                "name exactly one of package_id and amount".into(),
+            )
+            .into());
+        }
+    };
+    let request_key = match request_key {
+        Some(key) => key,
+        None => {
+            let mut bytes = [0u8; 12];
+            getrandom::fill(&mut bytes).map_err(|e| ApiError::Internal(e.to_string()))?;
+            bytes.iter().map(|b| format!("{b:02x}")).collect()
+        }
+    };
+    let (session_id, checkout_url) =
+        checkout::create_session(&billing, payments, &account, sale, &request_key).await?;
+    Ok(render::json(
+        StatusCode::OK,
+        &CheckoutView {
+            checkout_url,
+            session_id,
+        },
+    ))
+}
+
+/// What a webhook delivery did.
+#[derive(Serialize, ToSchema)]
+struct WebhookView {
+    /// `granted`, `duplicate`, `awaiting_payment`, `payment_failed`,
+    /// `unknown_session` or `ignored`.
+    outcome: String,
+}
+
+/// Receive a Stripe event
+///
+/// Stripe's webhook endpoint. The `Stripe-Signature` header must be valid
+/// for the raw body under `STRIPE_WEBHOOK_SECRET`, within 300 s of now;
+/// otherwise 400 and nothing is done. A paid checkout session that creditd
+/// created grants its credits once, however often and in whatever order the
+/// event arrives; every event is kept with what was done.
+#[utoipa::path(
+    post,
+    path = "/webhooks/stripe",
+    tag = "payments",
+    operation_id = "stripeWebhook",
+    request_body(content = Object, description = "A Stripe event, signed."),
+    responses(
+        (status = 200, description = "Handled, known already, or of a type creditd does not \
+            handle.", body = WebhookView),
+        (status = 400, description = "`invalid_signature`, `malformed_json`, `invalid_request`."),
+        (status = 500, description = "`internal_error`: nothing was applied; Stripe sends the \
+            event again."),
+        (status = 503, description = "`payments_not_configured`, `store_unavailable`: nothing \
+            was applied; Stripe sends the event again."),
+    ),
+)]
+async fn stripe_webhook(
+    State(billing): BillingState,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let payments = payments(&billing)?;
+    let (parts, body) = request.into_parts();
+    let body = axum::body::to_bytes(body, WEBHOOK_BODY_LEN_MAX)
+        .await
+        .map_err(|_| ApiError::PayloadTooLarge)?;
+    let outcome = webhook::receive(&billing, payments, &parts.headers, &body).await?;
+    Ok(render::json(StatusCode::OK, &WebhookView { outcome }))
+}
+
+/// The largest webhook body accepted: Stripe's events are far smaller.
+pub const WEBHOOK_BODY_LEN_MAX: usize = 1024 * 1024;
+
+/// An event as listed.
+#[derive(Serialize, ToSchema)]
+struct EventView {
+    id: String,
+    #[serde(rename = "type")]
+    event_type: String,
+    account_id: Option<String>,
+    object_id: Option<String>,
+    outcome: String,
+    received_at: Instant,
+}
+
+/// A page of events.
+#[derive(Serialize, ToSchema)]
+struct EventPage {
+    data: Vec<EventView>,
+    next_cursor: Option<String>,
+}
+
+/// `?account=&limit=&cursor=`
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+struct EventQuery {
+    /// Only the events about this account.
+    account: Option<String>,
+    /// The page size, 1 to 100; 20 when absent.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100, default = 20)]
+    limit: Option<String>,
+    /// The `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+/// List payment events
+///
+/// Every event the provider sent, with what creditd did with it, oldest
+/// first; for support.
+#[utoipa::path(
+    get,
+    path = "/v1/payments/events",
+    tag = "payments",
+    operation_id = "listPaymentEvents",
+    params(EventQuery),
+    responses(
+        (status = 200, description = "A page of events.", body = EventPage),
+        (status = 400, description = "`invalid_request`, `invalid_id`."),
+    ),
+)]
+async fn list_events(
+    State(billing): BillingState,
+    Query(query): Query<EventQuery>,
+) -> Result<Response, ApiError> {
+    let limit = extract::limit(query.limit.as_deref())?;
+    let filter = match query.account {
+        Some(account) => RecordFilter::Equals {
+            name: "account".into(),
+            value: extract::account_id(&account)?.as_str().to_owned(),
+        },
+        None => RecordFilter::All,
+    };
+    let after = query.cursor.map(|c| RecordCursor {
+        key: c.clone(),
+        id: c,
+    });
+    let page = records::list::<PaymentEvent>(billing.store.as_ref(), filter, after, limit).await?;
+    let next_cursor = (page.len() == limit)
+        .then(|| page.last().map(|d| d.id.clone()))
+        .flatten();
+    let data = page
+        .into_iter()
+        .map(|d| EventView {
+            id: d.id,
+            event_type: d.body.event_type,
+            account_id: d.body.account,
+            object_id: d.body.object_id,
+            outcome: d.body.outcome,
+            received_at: Instant(ledger::Timestamp::from_micros(d.body.received_at_micros)),
+        })
+        .collect();
+    Ok(render::json(
+        StatusCode::OK,
+        &EventPage { data, next_cursor },
+    ))
+}

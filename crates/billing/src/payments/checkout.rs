@@ -1,0 +1,291 @@
+//! Checkout: one provider customer per account, and checkout sessions that creditd creates and
+//! remembers, so that a webhook grants only what a session of its own was paid for.
+
+use ledger::{AccountId, Amount};
+use serde::{Deserialize, Serialize};
+use server::error::ApiError;
+use store::records::{self, Expect, Kind, Lookup, Written};
+
+use super::Payments;
+use super::provider::{Form, PaymentError};
+use crate::Billing;
+use crate::error::BillingError;
+use crate::package::Package;
+use crate::plan::MoneyJson;
+use crate::settings;
+
+/// An account's customer at the payment provider: a record of kind
+/// `payment_customer` under the account's id.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentCustomer {
+    /// The provider's customer id (`cus_…`).
+    pub customer_id: String,
+}
+
+impl Kind for PaymentCustomer {
+    const KIND: &'static str = "payment_customer";
+
+    fn lookups(&self) -> Vec<Lookup> {
+        vec![Lookup::unique("customer", self.customer_id.clone())]
+    }
+}
+
+/// What a checkout buys.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Purchase {
+    /// A credit package.
+    Package,
+    /// Credits for a custom amount of money.
+    Topup,
+}
+
+impl Purchase {
+    /// The name in the session's metadata (`creditd_kind`).
+    pub fn code(self) -> &'static str {
+        match self {
+            Purchase::Package => "package",
+            Purchase::Topup => "topup",
+        }
+    }
+}
+
+/// A checkout session creditd created: a record of kind `checkout_session`
+/// under the session's id. A webhook about a session with no such record
+/// grants nothing: metadata alone is not proof.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckoutSession {
+    /// The account buying.
+    pub account: String,
+    /// What it buys.
+    pub purchase: Purchase,
+    /// The package, for a package.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub package: Option<String>,
+    /// The credits it grants once paid, as a plain decimal.
+    pub credits: String,
+    /// What it costs.
+    pub price: MoneyJson,
+}
+
+impl Kind for CheckoutSession {
+    const KIND: &'static str = "checkout_session";
+
+    fn lookups(&self) -> Vec<Lookup> {
+        vec![Lookup::ordered("account", self.account.clone())]
+    }
+}
+
+/// The least a custom top-up may cost, in US cents.
+pub const TOPUP_MIN_CENTS: i64 = 500;
+
+/// A provider error as the API answers it.
+pub fn provider_error(error: PaymentError) -> ApiError {
+    tracing::warn!(%error, "a payment provider call failed");
+    BillingError::PaymentProvider(error.to_string()).into()
+}
+
+/// The account's provider customer, created once: concurrent first
+/// checkouts send one idempotency key, so the provider creates one
+/// customer, and the record is written once.
+pub async fn customer_of(
+    billing: &Billing,
+    payments: &Payments,
+    account: &AccountId,
+) -> Result<String, ApiError> {
+    let store = billing.store.as_ref();
+    if let Some(doc) = records::get::<PaymentCustomer>(store, account.as_str()).await? {
+        return Ok(doc.body.customer_id);
+    }
+    let form: Form = vec![
+        (
+            "metadata[creditd_account]".into(),
+            account.as_str().to_owned(),
+        ),
+        ("description".into(), format!("creditd account {account}")),
+    ];
+    let key = format!("creditd:customer:{account}");
+    let customer = payments
+        .provider
+        .post("/v1/customers", form, &key)
+        .await
+        .map_err(provider_error)?;
+    let id = customer["id"]
+        .as_str()
+        .ok_or_else(|| ApiError::Internal("a customer without an id".into()))?
+        .to_owned();
+    let record = PaymentCustomer {
+        customer_id: id.clone(),
+    };
+    match records::write::<PaymentCustomer>(
+        store,
+        records::put(account.as_str(), &record, Expect::Absent),
+    )
+    .await?
+    {
+        Written::Stored(_) => Ok(id),
+        // Written first by a concurrent checkout: that one stands.
+        _ => records::get::<PaymentCustomer>(store, account.as_str())
+            .await?
+            .map(|d| d.body.customer_id)
+            .ok_or_else(|| ApiError::Internal("a payment customer vanished".into())),
+    }
+}
+
+/// What a checkout is for, checked: the record to keep and the line to sell.
+pub struct Sale {
+    /// The record of the session, once created.
+    pub session: CheckoutSession,
+    /// The line item's name.
+    pub name: String,
+}
+
+/// A package's sale, refused when it is not for sale or the account may
+/// not buy it.
+pub async fn package_sale(
+    billing: &Billing,
+    account: &AccountId,
+    package_id: &str,
+) -> Result<Sale, ApiError> {
+    let store = billing.store.as_ref();
+    let package = records::get::<Package>(store, package_id)
+        .await?
+        .ok_or(BillingError::PackageNotFound)?
+        .body;
+    if !package.active {
+        return Err(BillingError::PackageInactive.into());
+    }
+    let settings = settings::read(store, &billing.env).await?;
+    if !settings.allow_free_user_purchase && !billing.has_paid_plan(account).await? {
+        return Err(BillingError::PurchaseNotAllowed.into());
+    }
+    Ok(Sale {
+        name: package
+            .name
+            .localized()
+            .map_or_else(|_| package_id.to_owned(), |text| text.pick(None).to_owned()),
+        session: CheckoutSession {
+            account: account.as_str().to_owned(),
+            purchase: Purchase::Package,
+            package: Some(package_id.to_owned()),
+            credits: package.credits.clone(),
+            price: package.price,
+        },
+    })
+}
+
+/// A custom top-up's sale: at least 5 USD, its credits at the rate.
+pub fn topup_sale(
+    account: &AccountId,
+    price: MoneyJson,
+    credits_per_usd: Amount,
+) -> Result<Sale, ApiError> {
+    if price.currency.0.as_str() != "usd" {
+        return Err(BillingError::InvalidCheckout("a custom amount is in usd".into()).into());
+    }
+    if price.amount < TOPUP_MIN_CENTS {
+        return Err(BillingError::InvalidCheckout(
+            "a custom amount is at least 5 usd (500)".into(),
+        )
+        .into());
+    }
+    let credits = i128::from(price.amount) * i128::from(credits_per_usd.micros()) / 100;
+    let credits = i64::try_from(credits)
+        .ok()
+        .filter(|c| *c <= ledger::AMOUNT_MAX_MICROS)
+        .map(Amount::from_micros)
+        .ok_or(BillingError::InvalidCheckout(
+            "the amount is too large".into(),
+        ))?;
+    Ok(Sale {
+        name: format!("{credits} credits"),
+        session: CheckoutSession {
+            account: account.as_str().to_owned(),
+            purchase: Purchase::Topup,
+            package: None,
+            credits: credits.to_string(),
+            price,
+        },
+    })
+}
+
+/// Creates a checkout session for `sale` and keeps its record; answers the
+/// session's id and URL. `request_key` names the request (its
+/// Idempotency-Key), so that a retry gets the same session.
+pub async fn create_session(
+    billing: &Billing,
+    payments: &Payments,
+    account: &AccountId,
+    sale: Sale,
+    request_key: &str,
+) -> Result<(String, String), ApiError> {
+    let customer = customer_of(billing, payments, account).await?;
+    let public = payments.config.public_url.trim_end_matches('/');
+    let session = &sale.session;
+    let mut form: Form = vec![
+        ("mode".into(), "payment".into()),
+        ("customer".into(), customer),
+        ("client_reference_id".into(), account.as_str().to_owned()),
+        (
+            "metadata[creditd_account]".into(),
+            account.as_str().to_owned(),
+        ),
+        (
+            "metadata[creditd_kind]".into(),
+            session.purchase.code().into(),
+        ),
+        ("metadata[creditd_credits]".into(), session.credits.clone()),
+        ("line_items[0][quantity]".into(), "1".into()),
+        (
+            "line_items[0][price_data][currency]".into(),
+            session.price.currency.0.as_str().to_owned(),
+        ),
+        (
+            "line_items[0][price_data][unit_amount]".into(),
+            session.price.amount.to_string(),
+        ),
+        (
+            "line_items[0][price_data][product_data][name]".into(),
+            sale.name.clone(),
+        ),
+        ("invoice_creation[enabled]".into(), "true".into()),
+        ("tax_id_collection[enabled]".into(), "true".into()),
+        ("billing_address_collection".into(), "required".into()),
+        ("customer_update[address]".into(), "auto".into()),
+        ("customer_update[name]".into(), "auto".into()),
+        (
+            "payment_intent_data[setup_future_usage]".into(),
+            "off_session".into(),
+        ),
+        (
+            "success_url".into(),
+            format!("{public}/checkout/success?session_id={{CHECKOUT_SESSION_ID}}"),
+        ),
+        ("cancel_url".into(), format!("{public}/checkout/cancel")),
+    ];
+    if let Some(package) = &session.package {
+        form.push(("metadata[creditd_package]".into(), package.clone()));
+    }
+    let key = format!("creditd:checkout:{account}:{request_key}");
+    let created = payments
+        .provider
+        .post("/v1/checkout/sessions", form, &key)
+        .await
+        .map_err(provider_error)?;
+    let (Some(id), Some(url)) = (created["id"].as_str(), created["url"].as_str()) else {
+        return Err(ApiError::Internal(
+            "a checkout session without an id or url".into(),
+        ));
+    };
+    // Kept before the URL is given out: a session's webhook always finds it.
+    match records::write::<CheckoutSession>(
+        billing.store.as_ref(),
+        records::put(id, session, Expect::Any),
+    )
+    .await?
+    {
+        Written::Stored(_) => Ok((id.to_owned(), url.to_owned())),
+        Written::Refused(refused) => Err(refused.into()),
+        Written::Deleted => Err(ApiError::Internal("a session put answered deleted".into())),
+    }
+}

@@ -1,0 +1,51 @@
+//! Payments: the payment-provider trait and its Stripe client, checkout, and the signed
+//! webhook that grants what was paid for, exactly once however the provider delivers its events.
+
+pub mod api;
+pub mod checkout;
+pub mod provider;
+pub mod stripe;
+pub mod webhook;
+
+use std::sync::Arc;
+
+use server::Secret;
+
+pub use provider::{PaymentError, PaymentProvider};
+
+/// Where Stripe's API is, unless `STRIPE_API_BASE` says otherwise.
+pub const STRIPE_API_BASE: &str = "https://api.stripe.com";
+
+/// What the operator configures for payments.
+#[derive(Clone, Debug)]
+pub struct PaymentsConfig {
+    /// `STRIPE_SECRET_KEY`.
+    pub secret_key: Secret,
+    /// `STRIPE_WEBHOOK_SECRET`: the webhook endpoint's signing secret.
+    pub webhook_secret: Secret,
+    /// `CREDITD_PUBLIC_URL`: where customers come back to after a checkout.
+    pub public_url: String,
+    /// `STRIPE_API_BASE`: Stripe's API, or a local server in tests.
+    pub api_base: String,
+}
+
+/// Payments as the server runs them: the provider and its webhook secret.
+pub struct Payments {
+    /// The provider's API.
+    pub provider: Arc<dyn PaymentProvider>,
+    /// The configuration.
+    pub config: PaymentsConfig,
+}
+
+impl Payments {
+    /// Payments through Stripe with `config`.
+    pub fn stripe(config: PaymentsConfig) -> Payments {
+        Payments {
+            provider: Arc::new(stripe::Stripe::new(
+                &config.api_base,
+                config.secret_key.clone(),
+            )),
+            config,
+        }
+    }
+}

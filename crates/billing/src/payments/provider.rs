@@ -1,0 +1,67 @@
+//! What creditd asks of a payment provider, whatever the provider.
+
+use serde_json::Value;
+use store::BoxFuture;
+
+/// Why a call to the payment provider failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PaymentError {
+    /// The provider could not be reached, or kept failing (5xx, 429) after
+    /// the retries; nothing may be assumed done.
+    Unavailable(String),
+    /// The provider refused the request (a 4xx), with its error type, code
+    /// and message.
+    Refused {
+        /// The HTTP status.
+        status: u16,
+        /// The provider's error type (`card_error`, `invalid_request_error`).
+        kind: String,
+        /// Its code (`card_declined`, `authentication_required`), if any.
+        code: Option<String>,
+        /// Its message.
+        message: String,
+        /// The object the error is about (a payment intent), if given.
+        object: Option<Value>,
+    },
+}
+
+impl std::fmt::Display for PaymentError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PaymentError::Unavailable(detail) => {
+                write!(f, "the payment provider is unavailable: {detail}")
+            }
+            PaymentError::Refused {
+                status,
+                kind,
+                code,
+                message,
+                ..
+            } => write!(
+                f,
+                "the payment provider refused ({status} {kind}{}): {message}",
+                code.as_deref().map(|c| format!(" {c}")).unwrap_or_default()
+            ),
+        }
+    }
+}
+
+/// A form of key and value pairs, bracketed keys written as Stripe reads
+/// them (`metadata[creditd_account]`, `line_items[0][quantity]`).
+pub type Form = Vec<(String, String)>;
+
+/// A payment provider's API, as creditd uses it. Every POST carries an
+/// idempotency key derived from what it is for, so a retry — after a
+/// timeout, or after a crash — creates nothing twice.
+pub trait PaymentProvider: Send + Sync + 'static {
+    /// POSTs `form` to `path` (`/v1/customers`) under `idempotency_key`.
+    fn post<'a>(
+        &'a self,
+        path: &'a str,
+        form: Form,
+        idempotency_key: &'a str,
+    ) -> BoxFuture<'a, Result<Value, PaymentError>>;
+
+    /// GETs `path` (`/v1/checkout/sessions/cs_…`).
+    fn get<'a>(&'a self, path: &'a str) -> BoxFuture<'a, Result<Value, PaymentError>>;
+}

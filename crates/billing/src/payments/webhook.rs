@@ -1,0 +1,224 @@
+//! The payment provider's webhook: a signed event, matched to what creditd itself created, made
+//! exactly once by the object it settles, and kept for support whatever it was.
+
+use axum::http::HeaderMap;
+use ledger::{AccountId, Amount, ExternalId, Metadata, NewGrant, Source};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use server::error::ApiError;
+use store::records::{self, Expect, Kind, Lookup, Written};
+use store::{Command, Executed, Op, Refused};
+
+use super::Payments;
+use super::checkout::CheckoutSession;
+use crate::Billing;
+use crate::domain::signature;
+use crate::error::BillingError;
+use crate::settings;
+
+/// An event received from the provider: a record of kind `payment_event`
+/// under the event's id.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentEvent {
+    /// The event's type (`checkout.session.completed`).
+    pub event_type: String,
+    /// The account it was about, when creditd could tell.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    /// The id of the object it was about.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object_id: Option<String>,
+    /// What creditd did: `granted`, `duplicate`, `awaiting_payment`,
+    /// `payment_failed`, `unknown_session`, `ignored`.
+    pub outcome: String,
+    /// When it arrived, in micros.
+    pub received_at_micros: i64,
+}
+
+impl Kind for PaymentEvent {
+    const KIND: &'static str = "payment_event";
+
+    fn lookups(&self) -> Vec<Lookup> {
+        let mut lookups = vec![Lookup::instant(
+            "received",
+            ledger::Timestamp::from_micros(self.received_at_micros),
+        )];
+        if let Some(account) = &self.account {
+            lookups.push(Lookup::ordered("account", account.clone()));
+        }
+        lookups
+    }
+}
+
+/// Seconds since the epoch on the machine's own clock: a signature's
+/// freshness is about when the provider sent it, whatever the ledger's clock.
+fn wall_clock_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Answers a webhook delivery: 400 and nothing done when its signature
+/// fails; 200 once the event is handled (or known, or of a type creditd
+/// does not handle); 5xx when handling it failed, so that the provider
+/// sends it again, with nothing half-applied.
+pub async fn receive(
+    billing: &Billing,
+    payments: &Payments,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<String, ApiError> {
+    let header = headers
+        .get("stripe-signature")
+        .and_then(|v| v.to_str().ok());
+    signature::verify(
+        header,
+        body,
+        payments.config.webhook_secret.expose().as_bytes(),
+        wall_clock_secs(),
+    )
+    .map_err(|e| BillingError::InvalidSignature(e.message().to_owned()))?;
+    let event: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::MalformedJson(format!("the event is not JSON: {e}")))?;
+    let (Some(id), Some(kind)) = (event["id"].as_str(), event["type"].as_str()) else {
+        return Err(ApiError::InvalidRequest(
+            "an event has an id and a type".into(),
+        ));
+    };
+    let object = &event["data"]["object"];
+    let now = billing.clock.now().micros();
+    let outcome = match kind {
+        "checkout.session.completed" | "checkout.session.async_payment_succeeded" => {
+            checkout_paid(billing, id, kind, object, now).await?
+        }
+        "checkout.session.async_payment_failed" => "payment_failed".to_owned(),
+        _ => {
+            tracing::info!(
+                event = id,
+                kind,
+                "a payment event of a type creditd does not handle"
+            );
+            "ignored".to_owned()
+        }
+    };
+    Ok(outcome)
+}
+
+/// The event's record, with what was done.
+fn event_record(
+    id: &str,
+    kind: &str,
+    account: Option<&str>,
+    object: &Value,
+    outcome: &str,
+    now: i64,
+) -> (String, PaymentEvent) {
+    (
+        id.to_owned(),
+        PaymentEvent {
+            event_type: kind.to_owned(),
+            account: account.map(str::to_owned),
+            object_id: object["id"].as_str().map(str::to_owned),
+            outcome: outcome.to_owned(),
+            received_at_micros: now,
+        },
+    )
+}
+
+/// Keeps an event's record unless one is kept already: a redelivery does
+/// not overwrite what the first delivery did.
+async fn keep(billing: &Billing, id: &str, event: &PaymentEvent) -> Result<(), ApiError> {
+    match records::write::<PaymentEvent>(
+        billing.store.as_ref(),
+        records::put(id, event, Expect::Absent),
+    )
+    .await?
+    {
+        Written::Stored(_) | Written::Refused(Refused::VersionConflict { .. }) => Ok(()),
+        Written::Refused(refused) => Err(refused.into()),
+        Written::Deleted => Ok(()),
+    }
+}
+
+/// A checkout session paid: its credits granted once, by the session's id,
+/// with the event's record written in the same transaction.
+async fn checkout_paid(
+    billing: &Billing,
+    id: &str,
+    kind: &str,
+    session: &Value,
+    now: i64,
+) -> Result<String, ApiError> {
+    let store = billing.store.as_ref();
+    let Some(session_id) = session["id"].as_str() else {
+        return Err(ApiError::InvalidRequest(
+            "the event holds no session id".into(),
+        ));
+    };
+    let Some(ours) = records::get::<CheckoutSession>(store, session_id).await? else {
+        // Not a session creditd created: whatever its metadata says, it
+        // grants nothing.
+        let (id, event) = event_record(id, kind, None, session, "unknown_session", now);
+        keep(billing, &id, &event).await?;
+        return Ok(event.outcome);
+    };
+    let ours = ours.body;
+    let account = AccountId::parse(&ours.account)
+        .map_err(|_| ApiError::Internal("a checkout session of a bad account".into()))?;
+    if session["payment_status"].as_str() != Some("paid") {
+        let (id, event) = event_record(
+            id,
+            kind,
+            Some(&ours.account),
+            session,
+            "awaiting_payment",
+            now,
+        );
+        keep(billing, &id, &event).await?;
+        return Ok(event.outcome);
+    }
+    let credits = Amount::parse_decimal(&ours.credits)
+        .map_err(|_| ApiError::Internal("a checkout session's credits do not read".into()))?;
+    let settings = settings::read(store, &billing.env).await?;
+    // What was paid is what creditd asked for; the link to the invoice is
+    // the provider's.
+    let metadata = serde_json::json!({
+        "amount_paid": ours.price.amount,
+        "currency": ours.price.currency.0.as_str(),
+        "checkout_session": session_id,
+        "invoice": session["invoice"].as_str(),
+        "package_id": ours.package,
+    });
+    let grant = NewGrant {
+        amount: credits,
+        source: Source::Purchase,
+        priority: Some(settings.priority(Source::Purchase)),
+        effective_at: None,
+        expires_at: None,
+        metadata: Metadata::from_json_object(metadata.to_string()).unwrap_or_default(),
+        external_id: Some(
+            ExternalId::parse(&format!("checkout:{session_id}"))
+                .map_err(|_| ApiError::Internal("a session id that is no external id".into()))?,
+        ),
+        reason: None,
+        actor: None,
+    };
+    let (event_id, granted) = event_record(id, kind, Some(&ours.account), session, "granted", now);
+    let command = Command::new(Op::Grant { account, grant }).with_records(vec![records::put(
+        &event_id,
+        &granted,
+        Expect::Any,
+    )]);
+    let outcome = match store.execute(command).await? {
+        Executed::Fresh(Ok(_)) => return Ok("granted".to_owned()),
+        // Granted before, by this event delivered again or by another event
+        // of the same session.
+        Executed::Existing(_)
+        | Executed::Fresh(Err(Refused::Ledger(ledger::Reject::ExternalIdConflict))) => "duplicate",
+        Executed::Fresh(Err(refused)) => return Err(refused.into()),
+        Executed::Replayed(_) => "duplicate",
+    };
+    let (id, event) = event_record(id, kind, Some(&ours.account), session, outcome, now);
+    keep(billing, &id, &event).await?;
+    Ok(event.outcome)
+}

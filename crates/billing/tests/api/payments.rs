@@ -1,0 +1,480 @@
+//! Payments through a fake Stripe: checkout sessions made as Stripe's libraries make them, and
+//! signed webhooks that grant what was paid exactly once, however they are delivered.
+
+use std::sync::Arc;
+
+use billing::payments::{Payments, PaymentsConfig};
+use billing::{Billing, EnvSettings};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use server::Secret;
+use testkit::stripe::FakeStripe;
+
+use crate::support::*;
+
+const WEBHOOK_SECRET: &str = "whsec_test_creditd";
+
+/// Billing taking payments through the fake Stripe at `base`, and allowing
+/// free accounts to buy.
+fn with_stripe(base: String) -> testkit::app::Plugins {
+    Arc::new(move |store, clock| {
+        let env = EnvSettings {
+            allow_free_user_purchase: Some(true),
+            ..EnvSettings::default()
+        };
+        let payments = Payments::stripe(PaymentsConfig {
+            secret_key: Secret::new("sk_test_creditd".into()),
+            webhook_secret: Secret::new(WEBHOOK_SECRET.into()),
+            public_url: "https://app.example.com".into(),
+            api_base: base.clone(),
+        });
+        let billing = Arc::new(
+            Billing::new(store, clock, env)
+                .with_payments(Some(payments), ledger::Amount::credits(100)),
+        );
+        Plugged {
+            policy: Some(billing.clone()),
+            capabilities: vec![billing.capability()],
+            handle: Some(billing),
+        }
+    })
+}
+
+/// Runs `test` on each store, with a fresh fake Stripe.
+async fn each_store(test: impl AsyncFn(TestApp, FakeStripe)) {
+    for postgres in [false, true] {
+        let stripe = FakeStripe::start().await;
+        let plugins = with_stripe(stripe.base_url());
+        let app = if postgres {
+            match TestApp::spawn_postgres(Some(plugins)).await {
+                Some(app) => app,
+                None => return,
+            }
+        } else {
+            TestApp::spawn_sqlite(Some(plugins)).await
+        };
+        test(app, stripe).await;
+    }
+}
+
+async fn package(app: &TestApp) {
+    let reply = app
+        .send(
+            Method::PUT,
+            "/v1/packages/p100",
+            Some(json!({"name": "100 Credits", "credits": "100",
+                        "price": {"amount": 500, "currency": "usd"}, "active": true})),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+}
+
+async fn checkout(app: &TestApp, account: &str, body: Value) -> Value {
+    let reply = app
+        .send(
+            Method::POST,
+            &format!("/v1/accounts/{account}/checkout"),
+            Some(body),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+    reply.body
+}
+
+fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// An event of `kind` about `object`, as Stripe wraps one.
+fn event(id: &str, kind: &str, object: Value) -> String {
+    json!({
+        "id": id, "object": "event", "api_version": "2024-06-20", "created": now_secs(),
+        "livemode": false, "pending_webhooks": 1,
+        "request": {"id": null, "idempotency_key": null},
+        "type": kind, "data": {"object": object}
+    })
+    .to_string()
+}
+
+/// Delivers `body` signed with the endpoint's secret at `at` (or now).
+async fn deliver(app: &TestApp, body: &str, signature: Option<String>) -> (StatusCode, Value) {
+    let signature = signature.unwrap_or_else(|| {
+        billing::domain::signature::sign(body.as_bytes(), WEBHOOK_SECRET.as_bytes(), now_secs())
+    });
+    let reply = app
+        .raw(
+            Method::POST,
+            "/webhooks/stripe",
+            &[
+                ("stripe-signature", &signature),
+                ("content-type", "application/json"),
+            ],
+            body.to_owned(),
+        )
+        .await;
+    (reply.status, reply.body)
+}
+
+/// The session as Stripe holds it once paid.
+fn paid(stripe: &FakeStripe, session: &str) -> Value {
+    stripe.set(
+        session,
+        json!({"status": "complete", "payment_status": "paid", "invoice": "in_test_1"}),
+    );
+    stripe.object(session).expect("the session")
+}
+
+async fn purchases(app: &TestApp, account: &str) -> Vec<Value> {
+    let grants = app
+        .get(&format!("/v1/accounts/{account}/grants?limit=100"))
+        .await;
+    grants.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|g| g["source"] == "purchase")
+        .cloned()
+        .collect()
+}
+
+#[tokio::test]
+async fn a_package_checkout_is_made_as_stripes_libraries_make_it() {
+    each_store(async |app, stripe| {
+        package(&app).await;
+        app.account_with("acme", "0").await;
+        let first = checkout(&app, "acme", json!({"package_id": "p100"})).await;
+        let session = first["session_id"].as_str().unwrap();
+        assert!(
+            first["checkout_url"]
+                .as_str()
+                .unwrap()
+                .starts_with("https://")
+        );
+        let second = checkout(&app, "acme", json!({"package_id": "p100"})).await;
+        assert_ne!(second["session_id"], first["session_id"]);
+
+        let requests = stripe.requests();
+        let customers: Vec<_> = requests
+            .iter()
+            .filter(|r| r.path == "/v1/customers")
+            .collect();
+        assert_eq!(customers.len(), 1, "one customer per account, reused");
+        let created = requests
+            .iter()
+            .find(|r| r.path == "/v1/checkout/sessions")
+            .unwrap();
+        for request in &requests {
+            assert_eq!(
+                request.stripe_version.as_deref(),
+                Some(billing::payments::stripe::STRIPE_VERSION)
+            );
+            assert_eq!(
+                request.authorization.as_deref(),
+                Some("Bearer sk_test_creditd")
+            );
+            if request.method == "POST" {
+                assert!(request.idempotency_key.is_some(), "{request:?}");
+                assert_eq!(
+                    request.content_type.as_deref(),
+                    Some("application/x-www-form-urlencoded")
+                );
+            }
+        }
+        assert_eq!(created.get("mode"), Some("payment"));
+        assert_eq!(created.get("client_reference_id"), Some("acme"));
+        assert_eq!(created.get("metadata[creditd_account]"), Some("acme"));
+        assert_eq!(created.get("metadata[creditd_kind]"), Some("package"));
+        assert_eq!(created.get("metadata[creditd_package]"), Some("p100"));
+        assert_eq!(
+            created.get("line_items[0][price_data][unit_amount]"),
+            Some("500")
+        );
+        assert_eq!(created.get("invoice_creation[enabled]"), Some("true"));
+        assert_eq!(created.get("tax_id_collection[enabled]"), Some("true"));
+        assert_eq!(
+            created.get("payment_intent_data[setup_future_usage]"),
+            Some("off_session")
+        );
+        let held = stripe.object(session).unwrap();
+        assert_eq!(held["amount_total"], 500);
+        assert_eq!(
+            held["customer"],
+            stripe.object(held["customer"].as_str().unwrap()).unwrap()["id"]
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn concurrent_first_checkouts_make_one_customer() {
+    each_store(async |app, stripe| {
+        package(&app).await;
+        app.account_with("acme", "0").await;
+        let app = Arc::new(app);
+        let mut tasks = Vec::new();
+        for _ in 0..5 {
+            let app = app.clone();
+            tasks.push(tokio::spawn(async move {
+                checkout(&app, "acme", json!({"package_id": "p100"})).await
+            }));
+        }
+        for task in tasks {
+            task.await.unwrap();
+        }
+        let sessions: Vec<Value> = stripe
+            .requests()
+            .iter()
+            .filter(|r| r.path == "/v1/checkout/sessions")
+            .map(|r| json!(r.get("customer")))
+            .collect();
+        assert_eq!(sessions.len(), 5);
+        assert!(sessions.iter().all(|c| *c == sessions[0]), "{sessions:?}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_paid_session_grants_once_however_often_its_events_arrive() {
+    each_store(async |app, stripe| {
+        package(&app).await;
+        app.account_with("acme", "0").await;
+        let session = checkout(&app, "acme", json!({"package_id": "p100"})).await["session_id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let object = paid(&stripe, &session);
+        let body = event("evt_1", "checkout.session.completed", object.clone());
+        // Three times in a row, then three at once.
+        for expected in ["granted", "duplicate", "duplicate"] {
+            let (status, answer) = deliver(&app, &body, None).await;
+            assert_eq!(status, StatusCode::OK, "{answer}");
+            assert_eq!(answer["outcome"], expected);
+        }
+        let app = Arc::new(app);
+        let mut tasks = Vec::new();
+        for i in 0..3 {
+            let (app, body) = (
+                app.clone(),
+                event(
+                    &format!("evt_again_{i}"),
+                    "checkout.session.completed",
+                    object.clone(),
+                ),
+            );
+            tasks.push(tokio::spawn(
+                async move { deliver(&app, &body, None).await },
+            ));
+        }
+        for task in tasks {
+            let (status, answer) = task.await.unwrap();
+            assert_eq!(
+                (status, answer["outcome"].as_str()),
+                (StatusCode::OK, Some("duplicate"))
+            );
+        }
+        let bought = purchases(&app, "acme").await;
+        assert_eq!(bought.len(), 1, "{bought:?}");
+        assert_eq!(bought[0]["amount"], "100");
+        assert_eq!(bought[0]["metadata"]["amount_paid"], 500);
+        assert_eq!(bought[0]["metadata"]["currency"], "usd");
+        assert_eq!(bought[0]["metadata"]["invoice"], "in_test_1");
+        assert_eq!(app.available("acme").await, "100");
+
+        let events = app.get("/v1/payments/events?account=acme").await;
+        assert_eq!(events.status, StatusCode::OK, "{events:?}");
+        let outcomes: Vec<&str> = events.body["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["outcome"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            outcomes.iter().filter(|o| **o == "granted").count(),
+            1,
+            "{outcomes:?}"
+        );
+        assert_eq!(outcomes.len(), 4, "{outcomes:?}");
+        app.assert_verified().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_session_creditd_never_created_grants_nothing() {
+    each_store(async |app, _stripe| {
+        app.account_with("acme", "0").await;
+        let mut forged = FakeStripe::fixture("checkout.session");
+        forged["id"] = json!("cs_test_forged");
+        forged["payment_status"] = json!("paid");
+        forged["client_reference_id"] = json!("acme");
+        forged["metadata"] = json!({"creditd_account": "acme", "creditd_kind": "topup", "creditd_credits": "1000000"});
+        let (status, answer) = deliver(&app, &event("evt_forged", "checkout.session.completed", forged), None).await;
+        assert_eq!((status, answer["outcome"].as_str()), (StatusCode::OK, Some("unknown_session")));
+        assert!(purchases(&app, "acme").await.is_empty());
+        assert_eq!(app.available("acme").await, "0");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_bad_signature_is_refused_and_changes_nothing() {
+    each_store(async |app, stripe| {
+        package(&app).await;
+        app.account_with("acme", "0").await;
+        let session = checkout(&app, "acme", json!({"package_id": "p100"})).await["session_id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let body = event(
+            "evt_1",
+            "checkout.session.completed",
+            paid(&stripe, &session),
+        );
+        let good = billing::domain::signature::sign(
+            body.as_bytes(),
+            WEBHOOK_SECRET.as_bytes(),
+            now_secs(),
+        );
+        let v1 = good.split_once(",v1=").unwrap().1.to_owned();
+        let changed = body.replacen("evt_1", "evt_2", 1);
+        for (what, body, header) in [
+            ("no header", body.clone(), String::new()),
+            (
+                "wrong v1",
+                body.clone(),
+                format!("t={},v1={}", now_secs(), "0".repeat(64)),
+            ),
+            ("body changed", changed, good.clone()),
+            (
+                "too old",
+                body.clone(),
+                billing::domain::signature::sign(
+                    body.as_bytes(),
+                    WEBHOOK_SECRET.as_bytes(),
+                    now_secs() - 400,
+                ),
+            ),
+            (
+                "future",
+                body.clone(),
+                billing::domain::signature::sign(
+                    body.as_bytes(),
+                    WEBHOOK_SECRET.as_bytes(),
+                    now_secs() + 400,
+                ),
+            ),
+            ("only v0", body.clone(), format!("t={},v0={v1}", now_secs())),
+        ] {
+            let mut request = app
+                .client
+                .post(format!("{}/webhooks/stripe", app.base))
+                .body(body);
+            if !header.is_empty() {
+                request = request.header("stripe-signature", header);
+            }
+            let reply = request.send().await.unwrap();
+            assert_eq!(reply.status(), StatusCode::BAD_REQUEST, "{what}");
+            let answer: Value = reply.json().await.unwrap();
+            assert_eq!(answer["error"]["code"], "invalid_signature", "{what}");
+        }
+        assert!(purchases(&app, "acme").await.is_empty());
+        let events = app.get("/v1/payments/events").await;
+        assert_eq!(events.body["data"], json!([]));
+        // One good v1 among bad ones is accepted.
+        let among = format!(
+            "t={},v1={},v1={v1}",
+            good.split_once(',').unwrap().0.trim_start_matches("t="),
+            "1".repeat(64)
+        );
+        let (status, answer) = deliver(&app, &body, Some(among)).await;
+        assert_eq!(
+            (status, answer["outcome"].as_str()),
+            (StatusCode::OK, Some("granted"))
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_async_payment_grants_when_it_succeeds() {
+    each_store(async |app, stripe| {
+        app.account_with("acme", "0").await;
+        let created = checkout(
+            &app,
+            "acme",
+            json!({"amount": {"amount": 1250, "currency": "usd"}}),
+        )
+        .await;
+        let session = created["session_id"].as_str().unwrap();
+        stripe.set(
+            session,
+            json!({"status": "complete", "payment_status": "unpaid"}),
+        );
+        let unpaid = stripe.object(session).unwrap();
+        let (_, answer) = deliver(
+            &app,
+            &event("evt_1", "checkout.session.completed", unpaid),
+            None,
+        )
+        .await;
+        assert_eq!(answer["outcome"], "awaiting_payment");
+        assert!(purchases(&app, "acme").await.is_empty());
+        let (_, answer) = deliver(
+            &app,
+            &event(
+                "evt_2",
+                "checkout.session.async_payment_succeeded",
+                paid(&stripe, session),
+            ),
+            None,
+        )
+        .await;
+        assert_eq!(answer["outcome"], "granted");
+        // 12.50 USD at 100 credits a dollar.
+        assert_eq!(app.available("acme").await, "1250");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_custom_amount_is_at_least_five_dollars() {
+    each_store(async |app, stripe| {
+        app.account_with("acme", "0").await;
+        for body in [
+            json!({"amount": {"amount": 499, "currency": "usd"}}),
+            json!({"amount": {"amount": 5000, "currency": "eur"}}),
+            json!({}),
+            json!({"package_id": "p100", "amount": {"amount": 500, "currency": "usd"}}),
+        ] {
+            let reply = app
+                .send(
+                    Method::POST,
+                    "/v1/accounts/acme/checkout",
+                    Some(body.clone()),
+                )
+                .await;
+            assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{body}: {reply:?}");
+            assert_eq!(reply.code(), "invalid_checkout", "{body}");
+        }
+        assert!(stripe.requests().is_empty());
+    })
+    .await;
+}
+
+billing_test! {
+    #[tokio::test]
+    async fn without_stripe_configured_payments_answer_503_and_the_rest_works(app) {
+        app.account_with("acme", "5").await;
+        let reply = app
+            .send(Method::POST, "/v1/accounts/acme/checkout", Some(json!({"package_id": "p100"})))
+            .await;
+        assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE, "{reply:?}");
+        assert_eq!(reply.code(), "payments_not_configured");
+        let hook = app.raw(Method::POST, "/webhooks/stripe", &[], "{}").await;
+        assert_eq!(hook.code(), "payments_not_configured");
+        assert_eq!(app.available("acme").await, "5");
+    }
+}
