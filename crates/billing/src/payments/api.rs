@@ -45,6 +45,20 @@ pub fn routes(billing: &Arc<Billing>) -> Vec<Route> {
         ),
         r(
             Method::POST,
+            "/v1/accounts/{account_id}/payment-method/setup",
+            Access::Account,
+            post(setup_payment_method),
+            Doc::of::<__path_setup_payment_method>(),
+        ),
+        r(
+            Method::GET,
+            "/v1/accounts/{account_id}/payment-method",
+            Access::Account,
+            get(get_payment_method),
+            Doc::of::<__path_get_payment_method>(),
+        ),
+        r(
+            Method::POST,
             "/webhooks/stripe",
             Access::Public,
             post(stripe_webhook),
@@ -118,12 +132,7 @@ async fn create_checkout(
 ) -> Result<Response, ApiError> {
     let account = extract::account_id(&id)?;
     let payments = payments(&billing)?;
-    let request_key = request
-        .headers()
-        .get("idempotency-key")
-        .and_then(|v| v.to_str().ok())
-        .filter(|k| !k.is_empty() && k.len() <= 255)
-        .map(str::to_owned);
+    let request_key = request_key(request.headers())?;
     let body = axum::body::to_bytes(request.into_body(), extract::BODY_LEN_MAX)
         .await
         .map_err(|_| ApiError::PayloadTooLarge)?;
@@ -139,14 +148,6 @@ async fn create_checkout(
             .into());
         }
     };
-    let request_key = match request_key {
-        Some(key) => key,
-        None => {
-            let mut bytes = [0u8; 12];
-            getrandom::fill(&mut bytes).map_err(|e| ApiError::Internal(e.to_string()))?;
-            bytes.iter().map(|b| format!("{b:02x}")).collect()
-        }
-    };
     let (session_id, checkout_url) =
         checkout::create_session(&billing, payments, &account, sale, &request_key).await?;
     Ok(render::json(
@@ -158,11 +159,114 @@ async fn create_checkout(
     ))
 }
 
+/// The request's Idempotency-Key, or a fresh random one.
+fn request_key(headers: &axum::http::HeaderMap) -> Result<String, ApiError> {
+    if let Some(key) = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .filter(|k| !k.is_empty() && k.len() <= 255)
+    {
+        return Ok(key.to_owned());
+    }
+    let mut bytes = [0u8; 12];
+    getrandom::fill(&mut bytes).map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Save a card
+///
+/// Creates a checkout session in setup mode: the customer adds or replaces
+/// the card later payments (auto top-up) are made with, paying nothing now.
+/// The card is saved when the provider's webhook says the session completed.
+#[utoipa::path(
+    post,
+    path = "/v1/accounts/{account_id}/payment-method/setup",
+    tag = "payments",
+    operation_id = "setupPaymentMethod",
+    params(AccountPath, server::openapi::schema::IdempotencyKey),
+    responses(
+        (status = 200, description = "The session.", body = CheckoutView),
+        (status = 400, description = "`invalid_id`."),
+        (status = 404, description = "`account_not_found`."),
+        (status = 502, description = "`payment_provider_error`."),
+        (status = 503, description = "`payments_not_configured`."),
+    ),
+)]
+async fn setup_payment_method(
+    State(billing): BillingState,
+    PathParam(id): PathParam,
+    headers: axum::http::HeaderMap,
+) -> Result<Response, ApiError> {
+    let account = extract::account_id(&id)?;
+    let payments = payments(&billing)?;
+    server::handlers::require_account(billing.store.as_ref(), &account).await?;
+    let key = request_key(&headers)?;
+    let (session_id, checkout_url) =
+        checkout::create_setup_session(&billing, payments, &account, &key).await?;
+    Ok(render::json(
+        StatusCode::OK,
+        &CheckoutView {
+            checkout_url,
+            session_id,
+        },
+    ))
+}
+
+/// The saved card, or none.
+#[derive(Serialize, ToSchema)]
+struct PaymentMethodView {
+    /// Null when no card is saved.
+    card: Option<CardView>,
+}
+
+/// A saved card, without its number.
+#[derive(Serialize, ToSchema)]
+struct CardView {
+    brand: String,
+    last4: String,
+    exp_month: u32,
+    exp_year: u32,
+}
+
+/// Get the saved card
+///
+/// The card auto top-ups are paid with: brand, last four digits and
+/// expiry, or `card: null`.
+#[utoipa::path(
+    get,
+    path = "/v1/accounts/{account_id}/payment-method",
+    tag = "payments",
+    operation_id = "getPaymentMethod",
+    params(AccountPath),
+    responses(
+        (status = 200, description = "The card, or none.", body = PaymentMethodView),
+        (status = 400, description = "`invalid_id`."),
+        (status = 404, description = "`account_not_found`."),
+    ),
+)]
+async fn get_payment_method(
+    State(billing): BillingState,
+    PathParam(id): PathParam,
+) -> Result<Response, ApiError> {
+    let account = extract::account_id(&id)?;
+    let store = billing.store.as_ref();
+    server::handlers::require_account(store, &account).await?;
+    let card = records::get::<checkout::SavedCard>(store, account.as_str())
+        .await?
+        .map(|d| CardView {
+            brand: d.body.brand,
+            last4: d.body.last4,
+            exp_month: d.body.exp_month,
+            exp_year: d.body.exp_year,
+        });
+    Ok(render::json(StatusCode::OK, &PaymentMethodView { card }))
+}
+
 /// What a webhook delivery did.
 #[derive(Serialize, ToSchema)]
 struct WebhookView {
     /// `granted`, `duplicate`, `awaiting_payment`, `payment_failed`,
-    /// `unknown_session` or `ignored`.
+    /// `card_saved`, `unknown_session` or `ignored`.
     outcome: String,
 }
 

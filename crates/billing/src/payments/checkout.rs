@@ -38,6 +38,8 @@ pub enum Purchase {
     Package,
     /// Credits for a custom amount of money.
     Topup,
+    /// A card saved for later payments, nothing bought.
+    Setup,
 }
 
 impl Purchase {
@@ -46,6 +48,7 @@ impl Purchase {
         match self {
             Purchase::Package => "package",
             Purchase::Topup => "topup",
+            Purchase::Setup => "setup",
         }
     }
 }
@@ -73,6 +76,154 @@ impl Kind for CheckoutSession {
 
     fn lookups(&self) -> Vec<Lookup> {
         vec![Lookup::ordered("account", self.account.clone())]
+    }
+}
+
+/// The card an account saved for off-session payments: a record of kind
+/// `payment_method` under the account's id.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SavedCard {
+    /// The provider's payment method id (`pm_…`).
+    pub payment_method: String,
+    /// The card's brand (`visa`).
+    pub brand: String,
+    /// Its last four digits.
+    pub last4: String,
+    /// Its expiry month.
+    pub exp_month: u32,
+    /// Its expiry year.
+    pub exp_year: u32,
+}
+
+impl Kind for SavedCard {
+    const KIND: &'static str = "payment_method";
+
+    fn lookups(&self) -> Vec<Lookup> {
+        Vec::new()
+    }
+}
+
+/// Creates a setup session, which saves (or replaces) the account's card
+/// without a payment; answers its id and URL.
+pub async fn create_setup_session(
+    billing: &Billing,
+    payments: &Payments,
+    account: &AccountId,
+    request_key: &str,
+) -> Result<(String, String), ApiError> {
+    let customer = customer_of(billing, payments, account).await?;
+    let public = payments.config.public_url.trim_end_matches('/');
+    let form: Form = vec![
+        ("mode".into(), "setup".into()),
+        ("customer".into(), customer),
+        ("client_reference_id".into(), account.as_str().to_owned()),
+        ("currency".into(), "usd".into()),
+        ("payment_method_types[0]".into(), "card".into()),
+        (
+            "metadata[creditd_account]".into(),
+            account.as_str().to_owned(),
+        ),
+        (
+            "metadata[creditd_kind]".into(),
+            Purchase::Setup.code().into(),
+        ),
+        (
+            "setup_intent_data[metadata][creditd_account]".into(),
+            account.as_str().to_owned(),
+        ),
+        (
+            "success_url".into(),
+            format!("{public}/checkout/success?session_id={{CHECKOUT_SESSION_ID}}"),
+        ),
+        ("cancel_url".into(), format!("{public}/checkout/cancel")),
+    ];
+    let key = format!("creditd:setup:{account}:{request_key}");
+    let created = payments
+        .provider
+        .post("/v1/checkout/sessions", form, &key)
+        .await
+        .map_err(provider_error)?;
+    let (Some(id), Some(url)) = (created["id"].as_str(), created["url"].as_str()) else {
+        return Err(ApiError::Internal(
+            "a setup session without an id or url".into(),
+        ));
+    };
+    let session = CheckoutSession {
+        account: account.as_str().to_owned(),
+        purchase: Purchase::Setup,
+        package: None,
+        credits: "0".into(),
+        price: MoneyJson {
+            amount: 0,
+            currency: crate::plan::CurrencyJson(
+                crate::domain::Currency::parse("usd").expect("usd is a currency"),
+            ),
+        },
+    };
+    match records::write::<CheckoutSession>(
+        billing.store.as_ref(),
+        records::put(id, &session, Expect::Any),
+    )
+    .await?
+    {
+        Written::Stored(_) => Ok((id.to_owned(), url.to_owned())),
+        Written::Refused(refused) => Err(refused.into()),
+        Written::Deleted => Err(ApiError::Internal("a session put answered deleted".into())),
+    }
+}
+
+/// Saves the card a completed setup session collected: reads it from the
+/// provider, makes it the customer's default for invoices, and keeps it.
+/// Saving the same card again changes nothing.
+pub async fn save_card(
+    billing: &Billing,
+    payments: &Payments,
+    account: &AccountId,
+    setup_intent: &str,
+) -> Result<SavedCard, ApiError> {
+    let provider = &payments.provider;
+    let intent = provider
+        .get(&format!("/v1/setup_intents/{setup_intent}"))
+        .await
+        .map_err(provider_error)?;
+    let Some(method) = intent["payment_method"].as_str() else {
+        return Err(ApiError::Internal(
+            "a setup intent without a payment method".into(),
+        ));
+    };
+    let method = provider
+        .get(&format!("/v1/payment_methods/{method}"))
+        .await
+        .map_err(provider_error)?;
+    let card = &method["card"];
+    let saved = SavedCard {
+        payment_method: method["id"].as_str().unwrap_or_default().to_owned(),
+        brand: card["brand"].as_str().unwrap_or("card").to_owned(),
+        last4: card["last4"].as_str().unwrap_or("").to_owned(),
+        exp_month: card["exp_month"].as_u64().unwrap_or(0) as u32,
+        exp_year: card["exp_year"].as_u64().unwrap_or(0) as u32,
+    };
+    let customer = customer_of(billing, payments, account).await?;
+    provider
+        .post(
+            &format!("/v1/customers/{customer}"),
+            vec![(
+                "invoice_settings[default_payment_method]".into(),
+                saved.payment_method.clone(),
+            )],
+            &format!("creditd:default-card:{account}:{}", saved.payment_method),
+        )
+        .await
+        .map_err(provider_error)?;
+    match records::write::<SavedCard>(
+        billing.store.as_ref(),
+        records::put(account.as_str(), &saved, Expect::Any),
+    )
+    .await?
+    {
+        Written::Stored(_) => Ok(saved),
+        Written::Refused(refused) => Err(refused.into()),
+        Written::Deleted => Err(ApiError::Internal("a card put answered deleted".into())),
     }
 }
 

@@ -29,7 +29,7 @@ pub struct PaymentEvent {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub object_id: Option<String>,
     /// What creditd did: `granted`, `duplicate`, `awaiting_payment`,
-    /// `payment_failed`, `unknown_session`, `ignored`.
+    /// `payment_failed`, `card_saved`, `unknown_session`, `ignored`.
     pub outcome: String,
     /// When it arrived, in micros.
     pub received_at_micros: i64,
@@ -89,7 +89,7 @@ pub async fn receive(
     let now = billing.clock.now().micros();
     let outcome = match kind {
         "checkout.session.completed" | "checkout.session.async_payment_succeeded" => {
-            checkout_paid(billing, id, kind, object, now).await?
+            checkout_paid(billing, payments, id, kind, object, now).await?
         }
         "checkout.session.async_payment_failed" => "payment_failed".to_owned(),
         _ => {
@@ -144,6 +144,7 @@ async fn keep(billing: &Billing, id: &str, event: &PaymentEvent) -> Result<(), A
 /// with the event's record written in the same transaction.
 async fn checkout_paid(
     billing: &Billing,
+    payments: &Payments,
     id: &str,
     kind: &str,
     session: &Value,
@@ -165,6 +166,17 @@ async fn checkout_paid(
     let ours = ours.body;
     let account = AccountId::parse(&ours.account)
         .map_err(|_| ApiError::Internal("a checkout session of a bad account".into()))?;
+    if ours.purchase == super::checkout::Purchase::Setup {
+        let Some(intent) = session["setup_intent"].as_str() else {
+            let (id, event) = event_record(id, kind, Some(&ours.account), session, "ignored", now);
+            keep(billing, &id, &event).await?;
+            return Ok(event.outcome);
+        };
+        super::checkout::save_card(billing, payments, &account, intent).await?;
+        let (id, event) = event_record(id, kind, Some(&ours.account), session, "card_saved", now);
+        keep(billing, &id, &event).await?;
+        return Ok(event.outcome);
+    }
     if session["payment_status"].as_str() != Some("paid") {
         let (id, event) = event_record(
             id,

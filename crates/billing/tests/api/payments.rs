@@ -440,6 +440,67 @@ async fn an_async_payment_grants_when_it_succeeds() {
 }
 
 #[tokio::test]
+async fn a_setup_session_saves_the_card_for_later_payments() {
+    each_store(async |app, stripe| {
+        app.account_with("acme", "0").await;
+        let none = app.get("/v1/accounts/acme/payment-method").await;
+        assert_eq!(none.body, json!({"card": null}));
+        let reply = app
+            .send(Method::POST, "/v1/accounts/acme/payment-method/setup", None)
+            .await;
+        assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+        let session = reply.body["session_id"].as_str().unwrap().to_owned();
+        let created = stripe
+            .requests()
+            .into_iter()
+            .find(|r| r.path == "/v1/checkout/sessions")
+            .unwrap();
+        assert_eq!(created.get("mode"), Some("setup"));
+        stripe.set(
+            "pm_test_saved",
+            json!({"card": {"brand": "visa", "last4": "4242",
+                                                    "exp_month": 8, "exp_year": 2030}}),
+        );
+        stripe.set(
+            "seti_test_saved",
+            json!({"payment_method": "pm_test_saved", "status": "succeeded"}),
+        );
+        stripe.set(
+            &session,
+            json!({"status": "complete", "setup_intent": "seti_test_saved"}),
+        );
+        let object = stripe.object(&session).unwrap();
+        let (status, answer) = deliver(
+            &app,
+            &event("evt_setup", "checkout.session.completed", object),
+            None,
+        )
+        .await;
+        assert_eq!(
+            (status, answer["outcome"].as_str()),
+            (StatusCode::OK, Some("card_saved")),
+            "{answer}"
+        );
+        let card = app.get("/v1/accounts/acme/payment-method").await;
+        assert_eq!(
+            card.body,
+            json!({"card": {"brand": "visa", "last4": "4242", "exp_month": 8, "exp_year": 2030}})
+        );
+        let default = stripe
+            .requests()
+            .into_iter()
+            .find(|r| r.path.starts_with("/v1/customers/cus_"))
+            .expect("the card made the customer's default");
+        assert_eq!(
+            default.get("invoice_settings[default_payment_method]"),
+            Some("pm_test_saved")
+        );
+        assert!(purchases(&app, "acme").await.is_empty());
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn a_custom_amount_is_at_least_five_dollars() {
     each_store(async |app, stripe| {
         app.account_with("acme", "0").await;
