@@ -39,6 +39,10 @@ pub enum BillingError {
     InvalidCheckout(String),
     /// 400 `invalid_signature`: a webhook whose signature does not hold.
     InvalidSignature(String),
+    /// 409 `payment_method_required`: auto top-up needs a saved card.
+    PaymentMethodRequired,
+    /// 400 `invalid_auto_topup`: auto top-up settings that cannot be used.
+    InvalidAutoTopup(String),
 }
 
 impl BillingError {
@@ -67,6 +71,8 @@ impl BillingError {
             BillingError::PaymentProvider(String::new()),
             BillingError::InvalidCheckout(String::new()),
             BillingError::InvalidSignature(String::new()),
+            BillingError::PaymentMethodRequired,
+            BillingError::InvalidAutoTopup(String::new()),
         ] {
             codes.push((error.code(), error.status()));
         }
@@ -91,6 +97,8 @@ impl BillingError {
             BillingError::PaymentProvider(_) => "payment_provider_error",
             BillingError::InvalidCheckout(_) => "invalid_checkout",
             BillingError::InvalidSignature(_) => "invalid_signature",
+            BillingError::PaymentMethodRequired => "payment_method_required",
+            BillingError::InvalidAutoTopup(_) => "invalid_auto_topup",
         }
     }
 
@@ -102,7 +110,9 @@ impl BillingError {
             | BillingError::InvalidPackage(_)
             | BillingError::InvalidSettings(_)
             | BillingError::InvalidCheckout(_)
-            | BillingError::InvalidSignature(_) => StatusCode::BAD_REQUEST,
+            | BillingError::InvalidSignature(_)
+            | BillingError::InvalidAutoTopup(_) => StatusCode::BAD_REQUEST,
+            BillingError::PaymentMethodRequired => StatusCode::CONFLICT,
             BillingError::PaymentsNotConfigured => StatusCode::SERVICE_UNAVAILABLE,
             BillingError::PaymentProvider(_) => StatusCode::BAD_GATEWAY,
             BillingError::PlanNotFound
@@ -122,7 +132,12 @@ impl BillingError {
             | BillingError::InvalidPackage(m)
             | BillingError::InvalidSettings(m)
             | BillingError::InvalidCheckout(m)
-            | BillingError::InvalidSignature(m) => m.clone(),
+            | BillingError::InvalidSignature(m)
+            | BillingError::InvalidAutoTopup(m) => m.clone(),
+            BillingError::PaymentMethodRequired => {
+                "auto top-up needs a saved card: POST /v1/accounts/{account_id}/payment-method/setup"
+                    .into()
+            }
             BillingError::PaymentsNotConfigured => {
                 "payments need STRIPE_SECRET_KEY, STRIPE_WEBHOOK_SECRET and CREDITD_PUBLIC_URL"
                     .into()

@@ -481,6 +481,12 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     println!("listening on {}", listener.local_addr()?);
     tracing::info!(addr = %listener.local_addr()?, "creditd serving");
     let renewals = billing::subscription::spawn(billing.clone(), settings.sweep_interval);
+    // Auto top-ups are looked at as often as expiries: an account that fell
+    // below its threshold starts its top-up within that interval.
+    let topups = billing
+        .payments
+        .is_some()
+        .then(|| billing::payments::topup::spawn(billing.clone(), settings.sweep_interval));
     let gateway = Arc::new(gateway::Gateway::new(
         state.store.clone(),
         state.clock.clone(),
@@ -502,6 +508,10 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     renewals.abort();
     let _ = jobs.await;
     let _ = renewals.await;
+    if let Some(topups) = topups {
+        topups.abort();
+        let _ = topups.await;
+    }
     if let Some(refresh) = test_clock_refresh {
         refresh.abort();
         let _ = refresh.await;

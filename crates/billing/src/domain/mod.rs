@@ -7,6 +7,7 @@ mod money;
 mod period;
 pub mod signature;
 mod text;
+pub mod topup;
 
 pub use error::DomainError;
 pub use money::{

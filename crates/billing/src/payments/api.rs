@@ -58,6 +58,20 @@ pub fn routes(billing: &Arc<Billing>) -> Vec<Route> {
             Doc::of::<__path_get_payment_method>(),
         ),
         r(
+            Method::GET,
+            "/v1/accounts/{account_id}/auto-topup",
+            Access::Account,
+            get(get_auto_topup),
+            Doc::of::<__path_get_auto_topup>(),
+        ),
+        r(
+            Method::PUT,
+            "/v1/accounts/{account_id}/auto-topup",
+            Access::Account,
+            axum::routing::put(put_auto_topup),
+            Doc::of::<__path_put_auto_topup>(),
+        ),
+        r(
             Method::POST,
             "/webhooks/stripe",
             Access::Public,
@@ -260,6 +274,227 @@ async fn get_payment_method(
             exp_year: d.body.exp_year,
         });
     Ok(render::json(StatusCode::OK, &PaymentMethodView { card }))
+}
+
+/// An account's auto top-up settings as written.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct AutoTopupBody {
+    /// Whether it runs; enabling it needs a saved card.
+    enabled: bool,
+    /// Top up when the available balance falls below this many credits.
+    #[schema(value_type = String, example = "50")]
+    threshold: String,
+    /// What one top-up charges: at least 5 USD (`{"amount": 2000, "currency": "usd"}`).
+    #[schema(value_type = Object)]
+    amount: MoneyJson,
+    /// The most top-ups may charge in a calendar month (UTC), at least `amount`.
+    #[schema(value_type = Object)]
+    monthly_cap: MoneyJson,
+}
+
+/// An account's auto top-up.
+#[derive(Serialize, ToSchema)]
+struct AutoTopupView {
+    enabled: bool,
+    #[schema(value_type = String)]
+    threshold: server::render::Decimal,
+    #[schema(value_type = Object)]
+    amount: MoneyJson,
+    #[schema(value_type = Object)]
+    monthly_cap: MoneyJson,
+    /// Credits one top-up grants.
+    #[schema(value_type = String)]
+    credits: server::render::Decimal,
+    /// `idle`, `pending` or `backing_off`.
+    state: &'static str,
+    /// Why the last top-up failed, while backing off.
+    last_failure: Option<String>,
+    /// When the next may start, while backing off.
+    retry_at: Option<Instant>,
+    /// What top-ups charged this month, in cents.
+    charged_this_month: i64,
+}
+
+/// An auto top-up never set: disabled, nothing in it.
+fn unset_topup() -> crate::domain::topup::AutoTopup {
+    crate::domain::topup::AutoTopup {
+        enabled: false,
+        threshold_micros: 0,
+        amount_cents: 0,
+        monthly_cap_cents: 0,
+        state: Default::default(),
+        attempts: 0,
+        month: String::new(),
+        charged_cents: 0,
+        failures: 0,
+    }
+}
+
+fn usd(cents: i64) -> MoneyJson {
+    MoneyJson {
+        amount: cents,
+        currency: crate::plan::CurrencyJson(
+            crate::domain::Currency::parse("usd").expect("usd is a currency"),
+        ),
+    }
+}
+
+fn auto_topup_view(billing: &Billing, topup: &crate::domain::topup::AutoTopup) -> AutoTopupView {
+    use crate::domain::topup::TopupState;
+    let now = billing.clock.now();
+    let month: String = now.to_string().chars().take(7).collect();
+    let (state, last_failure, retry_at) = match &topup.state {
+        TopupState::Idle => ("idle", None, None),
+        TopupState::Pending { .. } => ("pending", None, None),
+        TopupState::BackingOff {
+            reason,
+            retry_at_micros,
+            ..
+        } => (
+            "backing_off",
+            Some(reason.clone()),
+            Some(Instant(ledger::Timestamp::from_micros(*retry_at_micros))),
+        ),
+    };
+    AutoTopupView {
+        enabled: topup.enabled,
+        threshold: server::render::Decimal(ledger::Amount::from_micros(topup.threshold_micros)),
+        amount: usd(topup.amount_cents),
+        monthly_cap: usd(topup.monthly_cap_cents),
+        credits: server::render::Decimal(
+            super::topup::credits_of(topup.amount_cents, billing.credits_per_usd)
+                .unwrap_or(ledger::Amount::ZERO),
+        ),
+        state,
+        last_failure,
+        retry_at,
+        charged_this_month: if topup.month == month {
+            topup.charged_cents
+        } else {
+            0
+        },
+    }
+}
+
+/// Get the auto top-up
+///
+/// The account's auto top-up settings and where it stands; disabled, with
+/// nothing set, until it is set.
+#[utoipa::path(
+    get,
+    path = "/v1/accounts/{account_id}/auto-topup",
+    tag = "payments",
+    operation_id = "getAutoTopup",
+    params(AccountPath),
+    responses(
+        (status = 200, description = "The settings and state.", body = AutoTopupView),
+        (status = 400, description = "`invalid_id`."),
+        (status = 404, description = "`account_not_found`."),
+    ),
+)]
+async fn get_auto_topup(
+    State(billing): BillingState,
+    PathParam(id): PathParam,
+) -> Result<Response, ApiError> {
+    let account = extract::account_id(&id)?;
+    let store = billing.store.as_ref();
+    server::handlers::require_account(store, &account).await?;
+    let topup = records::get::<crate::domain::topup::AutoTopup>(store, account.as_str())
+        .await?
+        .map_or_else(unset_topup, |doc| doc.body);
+    Ok(render::json(
+        StatusCode::OK,
+        &auto_topup_view(&billing, &topup),
+    ))
+}
+
+/// Set the auto top-up
+///
+/// "Top up 20 USD when below 50 credits, at most 100 USD a month": when a
+/// consume, a commit or a gateway call takes the available balance below
+/// the threshold, one top-up starts — one in flight per account across all
+/// nodes — as an off-session payment with the saved card. Its credits are
+/// granted once, when the payment succeeds. A decline backs off (an hour,
+/// doubling, at most a day). Enabling needs a saved card.
+#[utoipa::path(
+    put,
+    path = "/v1/accounts/{account_id}/auto-topup",
+    tag = "payments",
+    operation_id = "putAutoTopup",
+    params(AccountPath),
+    request_body = AutoTopupBody,
+    responses(
+        (status = 200, description = "The settings and state.", body = AutoTopupView),
+        (status = 400, description = "`malformed_json`, `invalid_request`, `invalid_id`, \
+            `invalid_auto_topup`, `invalid_currency`."),
+        (status = 404, description = "`account_not_found`."),
+        (status = 409, description = "`payment_method_required`: no card is saved; or \
+            `version_conflict`: it changed meanwhile, retry."),
+        (status = 503, description = "`payments_not_configured`."),
+    ),
+)]
+async fn put_auto_topup(
+    State(billing): BillingState,
+    PathParam(id): PathParam,
+    extract::ReadBody(body): extract::ReadBody,
+) -> Result<Response, ApiError> {
+    use crate::domain::topup::{AutoTopup, TOPUP_MIN_CENTS};
+    let account = extract::account_id(&id)?;
+    payments(&billing)?;
+    let body: AutoTopupBody = extract::parse_json(&body)?;
+    let threshold = ledger::Amount::parse_decimal(&body.threshold)
+        .ok()
+        .filter(|t| !t.is_negative())
+        .ok_or(BillingError::InvalidAutoTopup(
+            "threshold is a decimal number of credits, zero or more".into(),
+        ))?;
+    if body.amount.currency.0.as_str() != "usd" || body.monthly_cap.currency.0.as_str() != "usd" {
+        return Err(BillingError::InvalidAutoTopup("top-ups are in usd".into()).into());
+    }
+    if body.amount.amount < TOPUP_MIN_CENTS {
+        return Err(
+            BillingError::InvalidAutoTopup("a top-up is at least 5 usd (500)".into()).into(),
+        );
+    }
+    if body.monthly_cap.amount < body.amount.amount {
+        return Err(BillingError::InvalidAutoTopup(
+            "monthly_cap is at least one top-up's amount".into(),
+        )
+        .into());
+    }
+    if super::topup::credits_of(body.amount.amount, billing.credits_per_usd).is_none() {
+        return Err(BillingError::InvalidAutoTopup("the amount is too large".into()).into());
+    }
+    let store = billing.store.as_ref();
+    server::handlers::require_account(store, &account).await?;
+    if body.enabled
+        && records::get::<checkout::SavedCard>(store, account.as_str())
+            .await?
+            .is_none()
+    {
+        return Err(BillingError::PaymentMethodRequired.into());
+    }
+    let existing = records::get::<AutoTopup>(store, account.as_str()).await?;
+    let (mut topup, expect) = match existing {
+        Some(doc) => (doc.body, store::records::Expect::Version(doc.version)),
+        None => (unset_topup(), store::records::Expect::Absent),
+    };
+    topup.enabled = body.enabled;
+    topup.threshold_micros = threshold.micros();
+    topup.amount_cents = body.amount.amount;
+    topup.monthly_cap_cents = body.monthly_cap.amount;
+    match records::write::<AutoTopup>(store, records::put(account.as_str(), &topup, expect)).await?
+    {
+        store::records::Written::Stored(doc) => Ok(render::json(
+            StatusCode::OK,
+            &auto_topup_view(&billing, &doc.body),
+        )),
+        store::records::Written::Refused(refused) => Err(refused.into()),
+        store::records::Written::Deleted => {
+            Err(ApiError::Internal("a top-up put answered deleted".into()))
+        }
+    }
 }
 
 /// What a webhook delivery did.

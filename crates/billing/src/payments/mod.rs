@@ -5,6 +5,7 @@ pub mod api;
 pub mod checkout;
 pub mod provider;
 pub mod stripe;
+pub mod topup;
 pub mod webhook;
 
 use std::sync::Arc;

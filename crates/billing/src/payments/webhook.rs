@@ -29,7 +29,8 @@ pub struct PaymentEvent {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub object_id: Option<String>,
     /// What creditd did: `granted`, `duplicate`, `awaiting_payment`,
-    /// `payment_failed`, `card_saved`, `unknown_session`, `ignored`.
+    /// `payment_failed`, `card_saved`, `unknown_session`, `unknown_payment`,
+    /// `ignored`.
     pub outcome: String,
     /// When it arrived, in micros.
     pub received_at_micros: i64,
@@ -92,6 +93,9 @@ pub async fn receive(
             checkout_paid(billing, payments, id, kind, object, now).await?
         }
         "checkout.session.async_payment_failed" => "payment_failed".to_owned(),
+        "payment_intent.succeeded" | "payment_intent.payment_failed" => {
+            topup_event(billing, id, kind, object, now).await?
+        }
         _ => {
             tracing::info!(
                 event = id,
@@ -102,6 +106,59 @@ pub async fn receive(
         }
     };
     Ok(outcome)
+}
+
+/// An auto top-up's payment intent settled: granted (once, whoever comes
+/// first) or failed. Only an attempt creditd started counts: its record
+/// must have reached that attempt, for that account, at that amount.
+async fn topup_event(
+    billing: &Billing,
+    id: &str,
+    kind: &str,
+    intent: &Value,
+    now: i64,
+) -> Result<String, ApiError> {
+    let metadata = &intent["metadata"];
+    let account = metadata["creditd_account"].as_str();
+    let attempt = metadata["creditd_attempt"]
+        .as_str()
+        .and_then(|a| a.parse::<u64>().ok());
+    let ours = match (metadata["creditd_kind"].as_str(), account, attempt) {
+        (Some("auto_topup"), Some(account), Some(attempt)) => match AccountId::parse(account) {
+            Ok(account) => records::get::<crate::domain::topup::AutoTopup>(
+                billing.store.as_ref(),
+                account.as_str(),
+            )
+            .await?
+            .filter(|d| {
+                d.body.attempts >= attempt && intent["amount"].as_i64() == Some(d.body.amount_cents)
+            })
+            .map(|_| (account, attempt)),
+            Err(_) => None,
+        },
+        _ => None,
+    };
+    let Some((account, attempt)) = ours else {
+        let (id, event) = event_record(id, kind, account, intent, "unknown_payment", now);
+        keep(billing, &id, &event).await?;
+        return Ok(event.outcome);
+    };
+    let outcome = if kind == "payment_intent.succeeded" {
+        if super::topup::succeeded(billing, &account, attempt, intent).await? {
+            "granted"
+        } else {
+            "duplicate"
+        }
+    } else {
+        let reason = intent["last_payment_error"]["code"]
+            .as_str()
+            .unwrap_or("payment_failed");
+        super::topup::failed(billing, &account, attempt, reason).await?;
+        "payment_failed"
+    };
+    let (id, event) = event_record(id, kind, Some(account.as_str()), intent, outcome, now);
+    keep(billing, &id, &event).await?;
+    Ok(event.outcome)
 }
 
 /// The event's record, with what was done.

@@ -45,7 +45,7 @@ billing_test! {
             .iter()
             .map(|route| (route.method.clone(), route.path, route.access))
             .collect();
-        assert_eq!(table.len(), 20);
+        assert_eq!(table.len(), 22);
         // Every one of them is in the app's table.
         let all = server::routes::table(&app.state, app.capabilities());
         for route in &table {

@@ -500,6 +500,219 @@ async fn a_setup_session_saves_the_card_for_later_payments() {
     .await;
 }
 
+/// Saves a visa card for `account` through a setup session.
+async fn save_card(app: &TestApp, stripe: &FakeStripe, account: &str) {
+    let reply = app
+        .send(
+            Method::POST,
+            &format!("/v1/accounts/{account}/payment-method/setup"),
+            None,
+        )
+        .await;
+    let session = reply.body["session_id"].as_str().unwrap().to_owned();
+    stripe.set(
+        "pm_test_topup",
+        json!({"card": {"brand": "visa", "last4": "4242",
+                                                 "exp_month": 8, "exp_year": 2030}}),
+    );
+    stripe.set(
+        "seti_test_topup",
+        json!({"payment_method": "pm_test_topup", "status": "succeeded"}),
+    );
+    stripe.set(
+        &session,
+        json!({"status": "complete", "setup_intent": "seti_test_topup"}),
+    );
+    let object = stripe.object(&session).unwrap();
+    let (_, answer) = deliver(
+        app,
+        &event(
+            &format!("evt_setup_{account}"),
+            "checkout.session.completed",
+            object,
+        ),
+        None,
+    )
+    .await;
+    assert_eq!(answer["outcome"], "card_saved");
+}
+
+/// Auto top-up of 20 USD below 50 credits, at most 50 USD a month.
+async fn enable_topup(app: &TestApp, account: &str) -> reqwest::StatusCode {
+    let reply = app
+        .send(
+            Method::PUT,
+            &format!("/v1/accounts/{account}/auto-topup"),
+            Some(json!({"enabled": true, "threshold": "50",
+                        "amount": {"amount": 2000, "currency": "usd"},
+                        "monthly_cap": {"amount": 5000, "currency": "usd"}})),
+        )
+        .await;
+    reply.status
+}
+
+async fn run_topups(app: &TestApp) {
+    billing::payments::topup::run_due(&billing(app))
+        .await
+        .unwrap();
+}
+
+fn intents(stripe: &FakeStripe) -> Vec<testkit::stripe::StripeRequest> {
+    stripe
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == "/v1/payment_intents")
+        .collect()
+}
+
+async fn topups(app: &TestApp, account: &str) -> Vec<Value> {
+    let grants = app
+        .get(&format!("/v1/accounts/{account}/grants?limit=100"))
+        .await;
+    grants.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|g| g["source"] == "auto_topup")
+        .cloned()
+        .collect()
+}
+
+#[tokio::test]
+async fn an_account_below_its_threshold_is_topped_up_once() {
+    each_store(async |app, stripe| {
+        app.account_with("acme", "10").await;
+        assert_eq!(enable_topup(&app, "acme").await, StatusCode::CONFLICT);
+        save_card(&app, &stripe, "acme").await;
+        assert_eq!(enable_topup(&app, "acme").await, StatusCode::OK);
+        // Several nodes' jobs at once start one payment.
+        let app = Arc::new(app);
+        let mut jobs = Vec::new();
+        for _ in 0..5 {
+            let app = app.clone();
+            jobs.push(tokio::spawn(async move { run_topups(&app).await }));
+        }
+        for job in jobs {
+            job.await.unwrap();
+        }
+        let made = intents(&stripe);
+        assert_eq!(made.len(), 1, "{made:?}");
+        let intent = &made[0];
+        assert_eq!(intent.get("amount"), Some("2000"));
+        assert_eq!(intent.get("off_session"), Some("true"));
+        assert_eq!(intent.get("confirm"), Some("true"));
+        assert_eq!(intent.get("payment_method"), Some("pm_test_topup"));
+        assert_eq!(
+            intent.idempotency_key.as_deref(),
+            Some("creditd:auto_topup:acme:1")
+        );
+        let granted = topups(&app, "acme").await;
+        assert_eq!(granted.len(), 1);
+        // 20 USD at 100 credits a dollar.
+        assert_eq!(granted[0]["amount"], "2000");
+        assert_eq!(granted[0]["metadata"]["amount_paid"], 2000);
+        assert_eq!(app.available("acme").await, "2010");
+        // Above the threshold now: nothing more.
+        run_topups(&app).await;
+        assert_eq!(intents(&stripe).len(), 1);
+        let state = app.get("/v1/accounts/acme/auto-topup").await.body;
+        assert_eq!(
+            (
+                state["state"].as_str(),
+                state["charged_this_month"].as_i64()
+            ),
+            (Some("idle"), Some(2000))
+        );
+
+        // The webhook of the same payment, arriving after the answer, grants nothing more.
+        let paid = stripe.object(&intent_id(&stripe)).unwrap();
+        let (_, answer) = deliver(
+            &app,
+            &event("evt_pi", "payment_intent.succeeded", paid),
+            None,
+        )
+        .await;
+        assert_eq!(answer["outcome"], "duplicate");
+        assert_eq!(topups(&app, "acme").await.len(), 1);
+        app.assert_verified().await;
+    })
+    .await;
+}
+
+fn intent_id(stripe: &FakeStripe) -> String {
+    (1..200)
+        .map(|n| format!("pi_{n}"))
+        .find(|id| stripe.object(id).is_some())
+        .expect("a payment intent")
+}
+
+#[tokio::test]
+async fn a_decline_backs_off_and_the_monthly_cap_holds() {
+    each_store(async |app, stripe| {
+        app.account_with("acme", "0").await;
+        save_card(&app, &stripe, "acme").await;
+        assert_eq!(enable_topup(&app, "acme").await, StatusCode::OK);
+        stripe.push_failure(testkit::stripe::Failure::Decline);
+        run_topups(&app).await;
+        assert!(topups(&app, "acme").await.is_empty());
+        let state = app.get("/v1/accounts/acme/auto-topup").await.body;
+        assert_eq!(state["state"], "backing_off");
+        assert_eq!(state["last_failure"], "card_declined");
+        // Not again in a loop: only after the hour's wait.
+        run_topups(&app).await;
+        assert_eq!(intents(&stripe).len(), 1);
+        app.clock.advance_secs(3601);
+        run_topups(&app).await;
+        assert_eq!(intents(&stripe).len(), 2);
+        assert_eq!(topups(&app, "acme").await.len(), 1);
+        // Spent down twice more: the second would pass the 50 USD cap.
+        for _ in 0..2 {
+            let spent = app
+                .post("/v1/accounts/acme/consume", json!({"amount": "1990"}))
+                .await;
+            assert_eq!(spent.status, StatusCode::OK, "{spent:?}");
+            run_topups(&app).await;
+        }
+        assert_eq!(
+            topups(&app, "acme").await.len(),
+            2,
+            "20 + 20 USD; a third would make 60"
+        );
+        let state = app.get("/v1/accounts/acme/auto-topup").await.body;
+        assert_eq!(state["charged_this_month"], 4000);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn stripe_unreachable_then_back_makes_one_payment_and_one_grant() {
+    each_store(async |app, stripe| {
+        app.account_with("acme", "0").await;
+        save_card(&app, &stripe, "acme").await;
+        assert_eq!(enable_topup(&app, "acme").await, StatusCode::OK);
+        for _ in 0..4 {
+            stripe.push_failure(testkit::stripe::Failure::Drop);
+        }
+        run_topups(&app).await;
+        assert!(topups(&app, "acme").await.is_empty());
+        assert_eq!(
+            app.get("/v1/accounts/acme/auto-topup").await.body["state"],
+            "pending"
+        );
+        // Asked about again after a minute, under the same key.
+        app.clock.advance_secs(61);
+        run_topups(&app).await;
+        assert_eq!(topups(&app, "acme").await.len(), 1);
+        let keys: std::collections::BTreeSet<_> = intents(&stripe)
+            .into_iter()
+            .map(|r| r.idempotency_key.unwrap())
+            .collect();
+        assert_eq!(keys.len(), 1, "{keys:?}");
+        assert_eq!(app.available("acme").await, "2000");
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn a_custom_amount_is_at_least_five_dollars() {
     each_store(async |app, stripe| {

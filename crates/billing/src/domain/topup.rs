@@ -1,0 +1,302 @@
+//! Auto top-up as a small state machine: idle → pending → succeeded (idle again) or failed
+//! (backing off 1 hour, doubling, at most a day), never more than the monthly cap, one payment in
+//! flight at a time.
+
+use ledger::{Amount, Timestamp};
+use serde::{Deserialize, Serialize};
+
+/// The first wait after a failed top-up, in seconds.
+pub const BACKOFF_FIRST_SECS: i64 = 3600;
+
+/// The longest wait after failed top-ups, in seconds.
+pub const BACKOFF_MAX_SECS: i64 = 86_400;
+
+/// The least a top-up may charge, in US cents.
+pub const TOPUP_MIN_CENTS: i64 = 500;
+
+/// Where an account's auto top-up stands.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum TopupState {
+    /// Nothing in flight.
+    #[default]
+    Idle,
+    /// Payment `attempt` was started and its outcome is not known yet.
+    Pending {
+        /// The attempt's number: the payment's idempotency key names it.
+        attempt: u64,
+        /// When it started, in micros.
+        started_at_micros: i64,
+    },
+    /// The last attempts failed; none starts before `retry_at_micros`.
+    BackingOff {
+        /// Failures in a row.
+        failures: u32,
+        /// When one may start again, in micros.
+        retry_at_micros: i64,
+        /// Why the last one failed (`card_declined`, `authentication_required`).
+        reason: String,
+    },
+}
+
+/// An account's auto top-up: its settings and where it stands.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AutoTopup {
+    /// Whether it runs.
+    pub enabled: bool,
+    /// Top up when the available balance falls below this.
+    pub threshold_micros: i64,
+    /// What one top-up charges, in US cents.
+    pub amount_cents: i64,
+    /// The most top-ups may charge in a calendar month (UTC), in US cents.
+    pub monthly_cap_cents: i64,
+    /// Where it stands.
+    #[serde(default)]
+    pub state: TopupState,
+    /// Attempts made so far, over its life.
+    #[serde(default)]
+    pub attempts: u64,
+    /// The month `charged_cents` counts (`2027-01`).
+    #[serde(default)]
+    pub month: String,
+    /// What succeeded top-ups charged in `month`, in US cents.
+    #[serde(default)]
+    pub charged_cents: i64,
+    /// Attempts failed in a row since the last success.
+    #[serde(default)]
+    pub failures: u32,
+}
+
+/// What the state machine decides for an account now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// Start payment `attempt` of the top-up's amount.
+    Start {
+        /// Its number.
+        attempt: u64,
+    },
+    /// Resume the pending attempt: its outcome was never learnt (the
+    /// provider was unreachable), and the same idempotency key finds it.
+    Resume {
+        /// Its number.
+        attempt: u64,
+    },
+    /// Nothing to do, and why.
+    Wait(&'static str),
+}
+
+/// How long an attempt may stay pending before it is asked about again.
+pub const PENDING_RETRY_SECS: i64 = 60;
+
+fn month_of(at: Timestamp) -> String {
+    at.to_string().chars().take(7).collect()
+}
+
+impl AutoTopup {
+    /// What charged this month so far, as of `now`.
+    fn charged_in(&self, now: Timestamp) -> i64 {
+        if self.month == month_of(now) {
+            self.charged_cents
+        } else {
+            0
+        }
+    }
+
+    /// What to do with `available` credits at `now`.
+    pub fn decide(&self, available: Amount, now: Timestamp) -> Decision {
+        if !self.enabled {
+            return Decision::Wait("disabled");
+        }
+        match &self.state {
+            TopupState::Pending {
+                attempt,
+                started_at_micros,
+            } => {
+                return if now.micros() - started_at_micros
+                    >= PENDING_RETRY_SECS * ledger::MICROS_PER_SECOND
+                {
+                    Decision::Resume { attempt: *attempt }
+                } else {
+                    Decision::Wait("a top-up is in flight")
+                };
+            }
+            TopupState::BackingOff {
+                retry_at_micros, ..
+            } if now.micros() < *retry_at_micros => return Decision::Wait("backing off"),
+            _ => {}
+        }
+        if available.micros() >= self.threshold_micros {
+            return Decision::Wait("above the threshold");
+        }
+        if self.charged_in(now).saturating_add(self.amount_cents) > self.monthly_cap_cents {
+            return Decision::Wait("the monthly cap is reached");
+        }
+        Decision::Start {
+            attempt: self.attempts + 1,
+        }
+    }
+
+    /// The same top-up with `attempt` started at `now`.
+    pub fn started(&self, attempt: u64, now: Timestamp) -> AutoTopup {
+        AutoTopup {
+            state: TopupState::Pending {
+                attempt,
+                started_at_micros: now.micros(),
+            },
+            attempts: self.attempts.max(attempt),
+            ..self.clone()
+        }
+    }
+
+    /// The same top-up after `attempt` succeeded at `now`: idle, its amount
+    /// counted in the month. An attempt other than the pending one changes
+    /// nothing.
+    pub fn succeeded(&self, attempt: u64, now: Timestamp) -> AutoTopup {
+        if !matches!(self.state, TopupState::Pending { attempt: a, .. } if a == attempt) {
+            return self.clone();
+        }
+        let month = month_of(now);
+        AutoTopup {
+            charged_cents: self.charged_in(now).saturating_add(self.amount_cents),
+            month,
+            state: TopupState::Idle,
+            failures: 0,
+            ..self.clone()
+        }
+    }
+
+    /// The same top-up after `attempt` failed at `now` for `reason`: backing
+    /// off an hour after the first failure, doubling, at most a day.
+    pub fn failed(&self, attempt: u64, reason: &str, now: Timestamp) -> AutoTopup {
+        if !matches!(self.state, TopupState::Pending { attempt: a, .. } if a == attempt) {
+            return self.clone();
+        }
+        let failures = self.failures.saturating_add(1);
+        let wait = BACKOFF_FIRST_SECS
+            .saturating_mul(1i64 << (failures - 1).min(30))
+            .min(BACKOFF_MAX_SECS);
+        AutoTopup {
+            state: TopupState::BackingOff {
+                failures,
+                retry_at_micros: now.micros() + wait * ledger::MICROS_PER_SECOND,
+                reason: reason.to_owned(),
+            },
+            failures,
+            ..self.clone()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T0: Timestamp = Timestamp::from_secs(1_800_000_000);
+
+    fn topup() -> AutoTopup {
+        AutoTopup {
+            enabled: true,
+            threshold_micros: Amount::credits(50).micros(),
+            amount_cents: 2000,
+            monthly_cap_cents: 5000,
+            state: TopupState::Idle,
+            attempts: 0,
+            month: String::new(),
+            charged_cents: 0,
+            failures: 0,
+        }
+    }
+
+    #[test]
+    fn a_top_up_starts_only_below_the_threshold_and_one_at_a_time() {
+        let t = topup();
+        assert_eq!(
+            t.decide(Amount::credits(50), T0),
+            Decision::Wait("above the threshold")
+        );
+        assert_eq!(
+            t.decide(Amount::credits(49), T0),
+            Decision::Start { attempt: 1 }
+        );
+        let pending = t.started(1, T0);
+        assert_eq!(
+            pending.decide(Amount::ZERO, T0.plus_secs(1)),
+            Decision::Wait("a top-up is in flight")
+        );
+        // An attempt whose outcome was never learnt is asked about again,
+        // under the same number.
+        assert_eq!(
+            pending.decide(Amount::ZERO, T0.plus_secs(61)),
+            Decision::Resume { attempt: 1 }
+        );
+        let mut off = t.clone();
+        off.enabled = false;
+        assert_eq!(off.decide(Amount::ZERO, T0), Decision::Wait("disabled"));
+    }
+
+    #[test]
+    fn the_monthly_cap_is_never_passed_and_resets_with_the_month() {
+        let mut t = topup();
+        for attempt in 1..=2 {
+            assert_eq!(t.decide(Amount::ZERO, T0), Decision::Start { attempt });
+            t = t.started(attempt, T0).succeeded(attempt, T0);
+        }
+        assert_eq!(t.charged_cents, 4000);
+        // A third 20 USD would make 60 against a cap of 50.
+        assert_eq!(
+            t.decide(Amount::ZERO, T0),
+            Decision::Wait("the monthly cap is reached")
+        );
+        let next_month = T0.plus_secs(31 * 86_400);
+        assert_eq!(
+            t.decide(Amount::ZERO, next_month),
+            Decision::Start { attempt: 3 }
+        );
+        assert_eq!(
+            t.started(3, next_month)
+                .succeeded(3, next_month)
+                .charged_cents,
+            2000
+        );
+    }
+
+    #[test]
+    fn failures_back_off_an_hour_doubling_to_a_day() {
+        let mut t = topup();
+        let mut now = T0;
+        let mut waits = Vec::new();
+        for attempt in 1..=7 {
+            assert_eq!(t.decide(Amount::ZERO, now), Decision::Start { attempt });
+            t = t
+                .started(attempt, now)
+                .failed(attempt, "card_declined", now);
+            let TopupState::BackingOff {
+                retry_at_micros,
+                failures,
+                ..
+            } = &t.state
+            else {
+                panic!("{t:?}");
+            };
+            assert_eq!(*failures, attempt as u32);
+            waits.push((retry_at_micros - now.micros()) / 1_000_000);
+            assert_eq!(
+                t.decide(Amount::ZERO, now.plus_secs(1)),
+                Decision::Wait("backing off")
+            );
+            now = Timestamp::from_micros(*retry_at_micros);
+        }
+        assert_eq!(waits, [3600, 7200, 14_400, 28_800, 57_600, 86_400, 86_400]);
+        // A success resets the count.
+        t = t.started(8, now).succeeded(8, now);
+        assert_eq!(t.failures, 0);
+        assert_eq!(t.state, TopupState::Idle);
+    }
+
+    #[test]
+    fn an_outcome_for_another_attempt_changes_nothing() {
+        let t = topup().started(2, T0);
+        assert_eq!(t.succeeded(1, T0), t);
+        assert_eq!(t.failed(3, "card_declined", T0), t);
+    }
+}
