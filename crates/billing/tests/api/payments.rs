@@ -623,6 +623,21 @@ async fn an_account_below_its_threshold_is_topped_up_once() {
             ),
             (Some("idle"), Some(2000))
         );
+        // A Credits page lists what was paid for: the opening purchase and the top-up.
+        let paid_for = app
+            .get("/v1/accounts/acme/grants?source=purchase,auto_topup")
+            .await;
+        let sources: Vec<&str> = paid_for.body["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| g["source"].as_str().unwrap())
+            .collect();
+        assert_eq!(sources, ["auto_topup", "purchase"]);
+        let none = app.get("/v1/accounts/acme/grants?source=admin").await;
+        assert_eq!(none.body["data"], json!([]));
+        let bad = app.get("/v1/accounts/acme/grants?source=gift").await;
+        assert_eq!(bad.status, StatusCode::BAD_REQUEST);
 
         // The webhook of the same payment, arriving after the answer, grants nothing more.
         let paid = stripe.object(&intent_id(&stripe)).unwrap();

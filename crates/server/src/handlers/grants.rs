@@ -13,7 +13,7 @@ use store::Op;
 use utoipa::ToSchema;
 
 use crate::error::ApiError;
-use crate::extract::{self, PageQuery, PathParam, Query, Sign, Write};
+use crate::extract::{self, PathParam, Query, Sign, Write};
 use crate::openapi::schema::{self, AccountPath, GrantPath, IdempotencyKey};
 use crate::render::{self, GrantPage, GrantView, Page};
 use crate::{AppState, Principal};
@@ -125,36 +125,92 @@ pub async fn create(
     super::execute(state.store.as_ref(), write, Op::Grant { account, grant }).await
 }
 
+/// `?source=&limit=&cursor=`, the query of a page of grants.
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct GrantQuery {
+    /// Only grants of these sources, comma-separated (`purchase,auto_topup`:
+    /// what customers paid for, as a Credits page lists it).
+    source: Option<String>,
+    /// The page size, a whole number from 1 to 100; 20 when absent.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100, default = 20)]
+    limit: Option<String>,
+    /// The `next_cursor` of the previous page; older grants follow.
+    cursor: Option<String>,
+}
+
 /// List an account's grants
 ///
 /// Lists the lots created by grants (and refund lots) of an account, newest
-/// first, including spent, expired and voided ones. Each lot reads as it
-/// stands now: one past its expiry is `expired` with 0 `remaining` even
-/// before the background sweep writes its expiry.
+/// first, including spent, expired and voided ones, optionally only those of
+/// some sources. Each lot reads as it stands now: one past its expiry is
+/// `expired` with 0 `remaining` even before the background sweep writes its
+/// expiry. Purchases and auto top-ups carry what was paid (`amount_paid`,
+/// `currency`) and the provider's invoice or receipt in their metadata.
 #[utoipa::path(
     get,
     path = "/v1/accounts/{account_id}/grants",
     tag = "grants",
     operation_id = "listGrants",
-    params(AccountPath, PageQuery),
+    params(AccountPath, GrantQuery),
     responses(
         (status = 200, description = "A page of grants; `next_cursor` is a grant id, and \
             older grants follow it.", body = GrantPage),
-        (status = 400, description = "`invalid_id`, `invalid_request` (a bad `limit` or \
-            `cursor`, or an unknown query parameter)."),
+        (status = 400, description = "`invalid_id`, `invalid_request` (a bad `limit`, \
+            `cursor` or `source`, or an unknown query parameter)."),
         (status = 404, description = "`account_not_found`."),
     ),
 )]
 pub async fn list(
     State(state): State<Arc<AppState>>,
     PathParam(id): PathParam,
-    Query(query): Query<PageQuery>,
+    Query(query): Query<GrantQuery>,
 ) -> Result<Response, ApiError> {
     let account = extract::account_id(&id)?;
     let limit = extract::limit(query.limit.as_deref())?;
-    let before = extract::cursor(query.cursor.as_deref(), LotId::parse)?;
+    let mut before = extract::cursor(query.cursor.as_deref(), LotId::parse)?;
+    let sources = query
+        .source
+        .as_deref()
+        .map(|list| {
+            list.split(',')
+                .map(|code| {
+                    ledger::Source::parse(code.trim()).ok_or_else(|| {
+                        ApiError::InvalidRequest(format!("source {code:?} is not a source"))
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .transpose()?;
     super::require_account(state.store.as_ref(), &account).await?;
-    let lots = state.store.lots(account, before, limit).await?;
+    let lots = match sources {
+        None => state.store.lots(account, before, limit).await?,
+        Some(sources) => {
+            // Read a store page at a time until the page is full or the
+            // account has no older lots.
+            let mut found = Vec::with_capacity(limit);
+            loop {
+                let page = state
+                    .store
+                    .lots(account.clone(), before, store::PAGE_LIMIT_MAX)
+                    .await?;
+                let more = page.len() == store::PAGE_LIMIT_MAX;
+                for lot in page {
+                    before = Some(lot.id);
+                    if sources.contains(&lot.source) {
+                        found.push(lot);
+                        if found.len() == limit {
+                            break;
+                        }
+                    }
+                }
+                if found.len() == limit || !more {
+                    break found;
+                }
+            }
+        }
+    };
     let now = state.clock.now();
     let page = Page::new(&lots, limit, |l| l.id, |l| GrantView::new(l, now));
     Ok(render::json(StatusCode::OK, &page))
