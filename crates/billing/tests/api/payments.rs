@@ -662,6 +662,40 @@ fn intent_id(stripe: &FakeStripe) -> String {
 }
 
 #[tokio::test]
+async fn twenty_concurrent_consumes_crossing_the_threshold_start_one_top_up() {
+    each_store(async |app, stripe| {
+        app.account_with("acme", "100").await;
+        save_card(&app, &stripe, "acme").await;
+        assert_eq!(enable_topup(&app, "acme").await, StatusCode::OK);
+        let app = Arc::new(app);
+        // 20 consumes of 4 credits take 100 down to 20, past the threshold
+        // of 50, while every node's job looks at the account.
+        let mut tasks = Vec::new();
+        for i in 0..20 {
+            let app = app.clone();
+            tasks.push(tokio::spawn(async move {
+                let spent = app
+                    .post("/v1/accounts/acme/consume", json!({"amount": "4"}))
+                    .await;
+                assert_eq!(spent.status, StatusCode::OK, "{spent:?}");
+                if i % 4 == 0 {
+                    run_topups(&app).await;
+                }
+            }));
+        }
+        for task in tasks {
+            task.await.unwrap();
+        }
+        run_topups(&app).await;
+        run_topups(&app).await;
+        assert_eq!(intents(&stripe).len(), 1);
+        assert_eq!(topups(&app, "acme").await.len(), 1);
+        assert_eq!(app.available("acme").await, "2020");
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn a_decline_backs_off_and_the_monthly_cap_holds() {
     each_store(async |app, stripe| {
         app.account_with("acme", "0").await;
