@@ -1245,6 +1245,9 @@ struct ChargeView {
     /// What is due: credits × unit price, rounded half up to a minor unit.
     #[schema(value_type = Object)]
     amount_due: Value,
+    /// The payment provider's invoice item it became; null until it is
+    /// invoiced (with Stripe configured, within a second or so).
+    invoice_item: Option<String>,
     created_at: Instant,
 }
 
@@ -1296,6 +1299,7 @@ async fn list_overage_charges(
             ),
             unit_price: charge.unit_price.clone(),
             amount_due: money_view(Money::new(charge.amount_due, charge.currency.0)?),
+            invoice_item: charge.invoice_item.clone(),
             created_at: Instant(doc.created_at),
         });
     }

@@ -94,13 +94,26 @@ pub struct OverageCharge {
     pub currency: CurrencyJson,
     /// What is due, in minor units, rounded half up.
     pub amount_due: i64,
+    /// The payment provider's invoice item it became, once it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invoice_item: Option<String>,
 }
 
 impl Kind for OverageCharge {
     const KIND: &'static str = "overage_charge";
 
     fn lookups(&self) -> Vec<Lookup> {
-        vec![Lookup::ordered("account", self.account.clone())]
+        vec![
+            Lookup::ordered("account", self.account.clone()),
+            Lookup::ordered(
+                "invoiced",
+                if self.invoice_item.is_some() {
+                    "true"
+                } else {
+                    "false"
+                },
+            ),
+        ]
     }
 }
 
@@ -209,6 +222,7 @@ async fn overage_to_settle(
         unit_price: overage.unit_price.clone(),
         currency: overage.currency,
         amount_due: due,
+        invoice_item: None,
     };
     Ok(Some((
         debt,

@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod checkout;
+pub mod overage;
 pub mod provider;
 pub mod stripe;
 pub mod topup;

@@ -262,7 +262,8 @@ pub async fn failed(
     ))
 }
 
-/// Runs [`run_due`] every `every` until the task is aborted.
+/// Runs [`run_due`], and invoices overage charges
+/// ([`super::overage::invoice_due`]), every `every` until the task is aborted.
 pub fn spawn(billing: Arc<Billing>, every: std::time::Duration) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut interval = tokio::time::interval(every);
@@ -271,6 +272,13 @@ pub fn spawn(billing: Arc<Billing>, every: std::time::Duration) -> tokio::task::
             interval.tick().await;
             if let Err(error) = run_due(&billing).await {
                 tracing::warn!(%error, "the auto top-up job failed");
+            }
+            if let Err(error) = super::overage::invoice_due(&billing).await {
+                tracing::warn!(
+                    code = error.code(),
+                    message = %error.message(),
+                    "invoicing overage charges failed"
+                );
             }
         }
     })

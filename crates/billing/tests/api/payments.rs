@@ -763,6 +763,72 @@ async fn stripe_unreachable_then_back_makes_one_payment_and_one_grant() {
 }
 
 #[tokio::test]
+async fn an_overage_charge_becomes_one_invoice_item() {
+    each_store(async |app, stripe| {
+        app.account_with("acme", "0").await;
+        let billing = billing(&app);
+        let charge = billing::subscription::OverageCharge {
+            account: "acme".into(),
+            plan_id: "pro".into(),
+            period_start_micros: 1_800_000_000_000_000,
+            period_end_micros: 1_802_592_000_000_000,
+            credits: "1250".into(),
+            unit_price: "0.2".into(),
+            currency: serde_json::from_value(json!("usd")).unwrap(),
+            amount_due: 250,
+            invoice_item: None,
+        };
+        let id = "acme:overage:1";
+        let write = store::records::put(id, &charge, store::records::Expect::Absent);
+        store::records::write::<billing::subscription::OverageCharge>(
+            billing.store.as_ref(),
+            write,
+        )
+        .await
+        .unwrap();
+        // Run on two nodes at once, then again: one item.
+        let (a, b) = tokio::join!(
+            billing::payments::overage::invoice_due(&billing),
+            billing::payments::overage::invoice_due(&billing)
+        );
+        assert_eq!(a.unwrap() + b.unwrap(), 1);
+        assert_eq!(
+            billing::payments::overage::invoice_due(&billing)
+                .await
+                .unwrap(),
+            0
+        );
+        let items: Vec<_> = stripe
+            .requests()
+            .into_iter()
+            .filter(|r| r.path == "/v1/invoiceitems")
+            .collect();
+        assert!(!items.is_empty());
+        let keys: std::collections::BTreeSet<_> = items
+            .iter()
+            .map(|r| r.idempotency_key.clone().unwrap())
+            .collect();
+        assert_eq!(keys.len(), 1, "{keys:?}");
+        assert_eq!(items[0].get("amount"), Some("250"));
+        assert_eq!(items[0].get("currency"), Some("usd"));
+        assert_eq!(items[0].get("metadata[creditd_overage]"), Some(id));
+        let stored =
+            store::records::get::<billing::subscription::OverageCharge>(billing.store.as_ref(), id)
+                .await
+                .unwrap()
+                .unwrap();
+        assert!(
+            stored
+                .body
+                .invoice_item
+                .as_deref()
+                .is_some_and(|i| i.starts_with("ii_"))
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn a_custom_amount_is_at_least_five_dollars() {
     each_store(async |app, stripe| {
         app.account_with("acme", "0").await;
