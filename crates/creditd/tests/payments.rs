@@ -13,10 +13,11 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use billing::domain::signature;
 use serde_json::{Value, json};
-use support::{Server, fresh_db, get, post, send};
+use support::{Server, fresh_db, get, post, send, until};
 use testkit::TestDatabase;
 use testkit::stripe::FakeStripe;
 use tokio::sync::Barrier;
@@ -448,4 +449,119 @@ async fn one_paid_checkout_delivered_three_times_in_a_row_on_sqlite_grants_once(
         );
     }
     assert_granted_once(&client, &server.base, &paid).await;
+}
+
+/// The auto top-up job of the real binary: a consume takes the account
+/// below its threshold, and within the sweep interval one off-session
+/// payment is made and its credits granted once.
+#[tokio::test]
+async fn the_servers_own_job_tops_up_an_account_that_fell_below_its_threshold() {
+    let stripe = FakeStripe::start().await;
+    let (_dir, db) = fresh_db();
+    let api_base = stripe.base_url();
+    let server = Server::start_with(
+        &sqlite(&db),
+        &[
+            ("CREDITD_LOG", "warn"),
+            ("CREDITD_SWEEP_INTERVAL_MS", "100"),
+            ("STRIPE_SECRET_KEY", "sk_test_creditd_binary"),
+            ("STRIPE_WEBHOOK_SECRET", WEBHOOK_SECRET),
+            ("CREDITD_PUBLIC_URL", "https://app.example.com"),
+            ("STRIPE_API_BASE", &api_base),
+        ],
+    );
+    let client = reqwest::Client::new();
+    let base = server.base.clone();
+    let (status, body) = post(
+        &client,
+        format!("{base}/v1/accounts"),
+        json!({"id": ACCOUNT}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = post(
+        &client,
+        format!("{base}/v1/accounts/{ACCOUNT}/grants"),
+        json!({"amount": "60", "source": "purchase"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+
+    // A card saved through a setup session and its webhook.
+    let (status, body) = post(
+        &client,
+        format!("{base}/v1/accounts/{ACCOUNT}/payment-method/setup"),
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let session = body["session_id"].as_str().unwrap().to_owned();
+    stripe.set(
+        "pm_test_binary",
+        json!({"card": {"brand": "visa", "last4": "4242",
+                                                  "exp_month": 8, "exp_year": 2030}}),
+    );
+    stripe.set(
+        "seti_test_binary",
+        json!({"payment_method": "pm_test_binary", "status": "succeeded"}),
+    );
+    stripe.set(
+        &session,
+        json!({"status": "complete", "setup_intent": "seti_test_binary"}),
+    );
+    let body = event(
+        "evt_setup_binary",
+        "checkout.session.completed",
+        stripe.object(&session).unwrap(),
+    );
+    let (status, answer) = deliver(&client, &base, &body, &sign_now(&body)).await;
+    assert_eq!(
+        (status, answer["outcome"].as_str()),
+        (200, Some("card_saved")),
+        "{answer}"
+    );
+
+    let (status, body) = send(
+        &client,
+        reqwest::Method::PUT,
+        format!("{base}/v1/accounts/{ACCOUNT}/auto-topup"),
+        Some(json!({"enabled": true, "threshold": "50",
+                    "amount": {"amount": 1000, "currency": "usd"},
+                    "monthly_cap": {"amount": 3000, "currency": "usd"}})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    // Above the threshold: no payment.
+    let (status, body) = post(
+        &client,
+        format!("{base}/v1/accounts/{ACCOUNT}/consume"),
+        json!({"amount": "5"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = post(
+        &client,
+        format!("{base}/v1/accounts/{ACCOUNT}/consume"),
+        json!({"amount": "20"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    // 35 left, below 50: the job tops up 10 USD, 1,000 credits.
+    let granted = until("the auto top-up", Duration::from_secs(20), || async {
+        let url = format!("{base}/v1/accounts/{ACCOUNT}/grants?source=auto_topup");
+        let (_, grants) = get(&client, url).await;
+        let grants = grants["data"].as_array().cloned().unwrap_or_default();
+        (!grants.is_empty()).then_some(grants)
+    })
+    .await;
+    assert_eq!(granted.len(), 1);
+    assert_eq!(granted[0]["amount"], "1000");
+    assert_eq!(available(&client, &base).await, "1035");
+    let intents = stripe
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == "/v1/payment_intents")
+        .count();
+    assert_eq!(intents, 1);
+    server.stop();
 }
