@@ -527,39 +527,12 @@ struct PlanList {
 async fn list_plans(State(billing): BillingState) -> Result<Response, ApiError> {
     let store = billing.store.as_ref();
     let settings = settings::read(store, &billing.env).await?;
-    let plans = all::<Plan>(store, RecordFilter::All).await?;
+    let plans = records::list_all::<Plan>(store, RecordFilter::All).await?;
     let data = plans
         .iter()
         .map(|doc| PlanView::new(doc, settings.default_plan.as_deref()))
         .collect();
     Ok(render::json(StatusCode::OK, &PlanList { data }))
-}
-
-/// Every record of a kind a filter selects (plans and packages are few).
-async fn all<T: records::Kind>(
-    store: &dyn store::Store,
-    filter: RecordFilter,
-) -> Result<Vec<Record<T>>, ApiError> {
-    let mut found = Vec::new();
-    let mut after = None;
-    loop {
-        let page = records::list::<T>(
-            store,
-            filter.clone(),
-            after,
-            store::records::RECORD_PAGE_MAX,
-        )
-        .await?;
-        let full = page.len() == store::records::RECORD_PAGE_MAX;
-        after = page.last().map(|d| records::RecordCursor {
-            key: d.id.clone(),
-            id: d.id.clone(),
-        });
-        found.extend(page);
-        if !full {
-            return Ok(found);
-        }
-    }
 }
 
 // --------------------------------------------------------------- packages
@@ -773,7 +746,7 @@ async fn list_packages(
             ));
         }
     };
-    let packages = all::<Package>(billing.store.as_ref(), filter).await?;
+    let packages = records::list_all::<Package>(billing.store.as_ref(), filter).await?;
     let data = packages
         .iter()
         .map(|doc| PackageView::new(doc, locale))
@@ -1283,7 +1256,7 @@ async fn list_overage_charges(
         name: "account".to_owned(),
         value: account.to_string(),
     };
-    let charges = all::<OverageCharge>(store, filter).await?;
+    let charges = records::list_all::<OverageCharge>(store, filter).await?;
     let mut data = Vec::with_capacity(charges.len());
     for doc in charges {
         let charge = &doc.body;

@@ -9,7 +9,6 @@
 
 mod support;
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -65,11 +64,9 @@ fn micros(value: &Value) -> i64 {
     let text = value
         .as_str()
         .unwrap_or_else(|| panic!("a decimal string, not {value}"));
-    let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
-    assert!(fraction.len() <= 6, "{text} has more than 6 decimals");
-    let whole: i64 = whole.parse().expect("whole credits");
-    let fraction: i64 = format!("{fraction:0<6}").parse().expect("a fraction");
-    whole * 1_000_000 + fraction
+    ledger::Amount::parse_decimal(text)
+        .unwrap_or_else(|e| panic!("{text}: {e}"))
+        .micros()
 }
 
 /// The Python that runs the clients, or `None` outside CI when there is
@@ -80,36 +77,11 @@ fn python() -> Option<&'static Path> {
 }
 
 fn find_python() -> Option<PathBuf> {
-    let python = std::env::var_os("CREDITD_TEST_PYTHON")
-        .map_or_else(|| PathBuf::from("python3"), PathBuf::from);
-    let problem = match Command::new(&python)
-        .args(["-c", "import openai, anthropic"])
-        .output()
-    {
-        Ok(output) if output.status.success() => return Some(python),
-        Ok(output) => String::from_utf8_lossy(&output.stderr)
-            .lines()
-            .last()
-            .unwrap_or("no message")
-            .to_owned(),
-        Err(error) => error.to_string(),
-    };
-    let python = python.display();
-    if testkit::in_ci() {
-        panic!(
-            "the gateway's client tests need a Python that can `import openai, anthropic` under \
-             CI, but {python} cannot ({problem}); set CREDITD_TEST_PYTHON to one that can"
-        );
-    }
-    // Written to the terminal directly: the test harness captures print
-    // macros of passing tests.
-    let _ = writeln!(
-        std::io::stderr(),
-        "\nSKIPPED: the gateway's tests with the official openai and anthropic clients, because \
-         {python} cannot import them ({problem}).\nInstall them (`pip install openai anthropic`), \
-         or set CREDITD_TEST_PYTHON to a Python that has them, and run the tests again.\n"
-    );
-    None
+    support::python_with(
+        "openai, anthropic",
+        "the gateway's tests with the official openai and anthropic clients",
+        "pip install openai anthropic",
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -52,34 +52,11 @@ fn python() -> Option<&'static Path> {
 }
 
 fn find_python() -> Option<PathBuf> {
-    let python = std::env::var_os("CREDITD_TEST_PYTHON")
-        .map_or_else(|| PathBuf::from("python3"), PathBuf::from);
-    let problem = match Command::new(&python).args(["-c", "import stripe"]).output() {
-        Ok(output) if output.status.success() => return Some(python),
-        Ok(output) => String::from_utf8_lossy(&output.stderr)
-            .lines()
-            .last()
-            .unwrap_or("no message")
-            .to_owned(),
-        Err(error) => error.to_string(),
-    };
-    let python = python.display();
-    if testkit::in_ci() {
-        panic!(
-            "the webhook tests with the official stripe package need a Python that can `import \
-             stripe` under CI, but {python} cannot ({problem}); set CREDITD_TEST_PYTHON to one \
-             that can"
-        );
-    }
-    // Written to the terminal directly: the test harness captures print
-    // macros of passing tests.
-    let _ = writeln!(
-        std::io::stderr(),
-        "\nSKIPPED: the webhook tests with the official stripe package, because {python} cannot \
-         import it ({problem}).\nInstall it (`pip install 'stripe>=16,<17'`), or set \
-         CREDITD_TEST_PYTHON to a Python that has it, and run the tests again.\n"
-    );
-    None
+    support::python_with(
+        "stripe",
+        "the webhook tests with the official stripe package",
+        "pip install 'stripe>=16,<17'",
+    )
 }
 
 /// Runs the script's `scenario` on `payload` under `secret`, with

@@ -197,47 +197,34 @@ pub async fn rotate(
     store: &dyn store::Store,
     keyring: &Keyring,
 ) -> Result<Rotated, store::StoreError> {
-    use store::records::{self, Expect, RecordCursor, RecordFilter, Written};
+    use store::records::{self, Expect, RecordFilter, Written};
     let mut out = Rotated::default();
-    let mut after: Option<RecordCursor> = None;
-    loop {
-        let page =
-            records::list::<ProviderKey>(store, RecordFilter::All, after, records::RECORD_PAGE_MAX)
-                .await?;
-        let full = page.len() == records::RECORD_PAGE_MAX;
-        after = page.last().map(|d| RecordCursor {
-            key: d.id.clone(),
-            id: d.id.clone(),
-        });
-        for doc in page {
-            if doc.body.key_version == keyring.current.version {
-                out.current += 1;
-                continue;
-            }
-            let Ok(account) = AccountId::parse(&doc.body.account) else {
-                out.failed.push(doc.id);
-                continue;
-            };
-            let Ok(key) = keyring.open(&account, &doc.body.provider, &doc.body) else {
-                out.failed.push(doc.id);
-                continue;
-            };
-            let resealed = keyring.seal(
-                &account,
-                &doc.body.provider,
-                &key,
-                doc.body.base_url.clone(),
-            );
-            let write = records::put(&doc.id, &resealed, Expect::Version(doc.version));
-            match records::write::<ProviderKey>(store, write).await? {
-                Written::Stored(_) => out.resealed += 1,
-                _ => out.failed.push(doc.id),
-            }
+    for doc in records::list_all::<ProviderKey>(store, RecordFilter::All).await? {
+        if doc.body.key_version == keyring.current.version {
+            out.current += 1;
+            continue;
         }
-        if !full {
-            return Ok(out);
+        let Ok(account) = AccountId::parse(&doc.body.account) else {
+            out.failed.push(doc.id);
+            continue;
+        };
+        let Ok(key) = keyring.open(&account, &doc.body.provider, &doc.body) else {
+            out.failed.push(doc.id);
+            continue;
+        };
+        let resealed = keyring.seal(
+            &account,
+            &doc.body.provider,
+            &key,
+            doc.body.base_url.clone(),
+        );
+        let write = records::put(&doc.id, &resealed, Expect::Version(doc.version));
+        match records::write::<ProviderKey>(store, write).await? {
+            Written::Stored(_) => out.resealed += 1,
+            _ => out.failed.push(doc.id),
         }
     }
+    Ok(out)
 }
 
 fn to_hex(bytes: &[u8]) -> String {

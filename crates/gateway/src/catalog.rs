@@ -6,7 +6,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use store::records::{self, Doc, Expect, Kind, Lookup, RecordCursor, RecordFilter, Written};
+use store::records::{self, Doc, Expect, Kind, Lookup, RecordFilter, Written};
 use store::{Store, StoreError};
 
 use crate::domain::import::{self, Format, Skipped};
@@ -208,25 +208,9 @@ pub async fn all(
     store: &dyn Store,
     mode: Option<Mode>,
 ) -> Result<Vec<Doc<ModelPrice>>, StoreError> {
-    let mut out = Vec::new();
-    let mut after: Option<RecordCursor> = None;
-    loop {
-        let page =
-            records::list::<ModelPrice>(store, RecordFilter::All, after, records::RECORD_PAGE_MAX)
-                .await?;
-        let full = page.len() == records::RECORD_PAGE_MAX;
-        after = page.last().map(|d| RecordCursor {
-            key: d.id.clone(),
-            id: d.id.clone(),
-        });
-        out.extend(
-            page.into_iter()
-                .filter(|d| mode.is_none_or(|m| d.body.mode == m)),
-        );
-        if !full {
-            return Ok(out);
-        }
-    }
+    let mut entries = records::list_all::<ModelPrice>(store, RecordFilter::All).await?;
+    entries.retain(|d| mode.is_none_or(|m| d.body.mode == m));
+    Ok(entries)
 }
 
 #[cfg(test)]

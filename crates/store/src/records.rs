@@ -369,6 +369,34 @@ pub async fn find<T: Kind>(
     Ok(page.into_iter().next())
 }
 
+/// Every record of kind `T` that `filter` selects, read a page at a time:
+/// for kinds that stay few (plans, prices), or a job that visits each.
+pub async fn list_all<T: Kind>(
+    store: &dyn Store,
+    filter: RecordFilter,
+) -> Result<Vec<Doc<T>>, StoreError> {
+    let mut found = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store
+            .records(RecordQuery {
+                kind: T::KIND.to_owned(),
+                filter: filter.clone(),
+                after,
+                limit: RECORD_PAGE_MAX,
+            })
+            .await?;
+        let full = page.len() == RECORD_PAGE_MAX;
+        after = page.last().map(|r| r.cursor(&filter));
+        for record in page {
+            found.push(Doc::from_record(record)?);
+        }
+        if !full {
+            return Ok(found);
+        }
+    }
+}
+
 /// A page of records of kind `T`.
 pub async fn list<T: Kind>(
     store: &dyn Store,

@@ -14,6 +14,16 @@ pub const BACKOFF_MAX_SECS: i64 = 86_400;
 /// The least a top-up may charge, in US cents.
 pub const TOPUP_MIN_CENTS: i64 = 500;
 
+/// The credits `cents` US cents buy at `credits_per_usd`, rounded down to
+/// the micro-credit; none when zero or beyond what an amount holds.
+pub fn credits_of(cents: i64, credits_per_usd: Amount) -> Option<Amount> {
+    let micros = i128::from(cents) * i128::from(credits_per_usd.micros()) / 100;
+    i64::try_from(micros)
+        .ok()
+        .filter(|m| *m > 0 && *m <= ledger::AMOUNT_MAX_MICROS)
+        .map(Amount::from_micros)
+}
+
 /// Where an account's auto top-up stands.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
@@ -39,8 +49,9 @@ pub enum TopupState {
     },
 }
 
-/// An account's auto top-up: its settings and where it stands.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// An account's auto top-up: its settings and where it stands. The default
+/// is one never set: disabled, nothing in it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AutoTopup {
     /// Whether it runs.
     pub enabled: bool,

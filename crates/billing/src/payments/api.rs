@@ -316,30 +316,6 @@ struct AutoTopupView {
     charged_this_month: i64,
 }
 
-/// An auto top-up never set: disabled, nothing in it.
-fn unset_topup() -> crate::domain::topup::AutoTopup {
-    crate::domain::topup::AutoTopup {
-        enabled: false,
-        threshold_micros: 0,
-        amount_cents: 0,
-        monthly_cap_cents: 0,
-        state: Default::default(),
-        attempts: 0,
-        month: String::new(),
-        charged_cents: 0,
-        failures: 0,
-    }
-}
-
-fn usd(cents: i64) -> MoneyJson {
-    MoneyJson {
-        amount: cents,
-        currency: crate::plan::CurrencyJson(
-            crate::domain::Currency::parse("usd").expect("usd is a currency"),
-        ),
-    }
-}
-
 fn auto_topup_view(billing: &Billing, topup: &crate::domain::topup::AutoTopup) -> AutoTopupView {
     use crate::domain::topup::TopupState;
     let now = billing.clock.now();
@@ -360,10 +336,10 @@ fn auto_topup_view(billing: &Billing, topup: &crate::domain::topup::AutoTopup) -
     AutoTopupView {
         enabled: topup.enabled,
         threshold: server::render::Decimal(ledger::Amount::from_micros(topup.threshold_micros)),
-        amount: usd(topup.amount_cents),
-        monthly_cap: usd(topup.monthly_cap_cents),
+        amount: checkout::usd(topup.amount_cents),
+        monthly_cap: checkout::usd(topup.monthly_cap_cents),
         credits: server::render::Decimal(
-            super::topup::credits_of(topup.amount_cents, billing.credits_per_usd)
+            crate::domain::topup::credits_of(topup.amount_cents, billing.credits_per_usd)
                 .unwrap_or(ledger::Amount::ZERO),
         ),
         state,
@@ -402,7 +378,8 @@ async fn get_auto_topup(
     server::handlers::require_account(store, &account).await?;
     let topup = records::get::<crate::domain::topup::AutoTopup>(store, account.as_str())
         .await?
-        .map_or_else(unset_topup, |doc| doc.body);
+        .map(|doc| doc.body)
+        .unwrap_or_default();
     Ok(render::json(
         StatusCode::OK,
         &auto_topup_view(&billing, &topup),
@@ -463,7 +440,7 @@ async fn put_auto_topup(
         )
         .into());
     }
-    if super::topup::credits_of(body.amount.amount, billing.credits_per_usd).is_none() {
+    if crate::domain::topup::credits_of(body.amount.amount, billing.credits_per_usd).is_none() {
         return Err(BillingError::InvalidAutoTopup("the amount is too large".into()).into());
     }
     let store = billing.store.as_ref();
@@ -478,7 +455,7 @@ async fn put_auto_topup(
     let existing = records::get::<AutoTopup>(store, account.as_str()).await?;
     let (mut topup, expect) = match existing {
         Some(doc) => (doc.body, store::records::Expect::Version(doc.version)),
-        None => (unset_topup(), store::records::Expect::Absent),
+        None => (AutoTopup::default(), store::records::Expect::Absent),
     };
     topup.enabled = body.enabled;
     topup.threshold_micros = threshold.micros();

@@ -9,6 +9,7 @@ use store::records::{self, Expect, Kind, Lookup, Written};
 use super::Payments;
 use super::provider::{Form, PaymentError};
 use crate::Billing;
+use crate::domain::topup::{TOPUP_MIN_CENTS, credits_of};
 use crate::error::BillingError;
 use crate::package::Package;
 use crate::plan::MoneyJson;
@@ -153,12 +154,7 @@ pub async fn create_setup_session(
         purchase: Purchase::Setup,
         package: None,
         credits: "0".into(),
-        price: MoneyJson {
-            amount: 0,
-            currency: crate::plan::CurrencyJson(
-                crate::domain::Currency::parse("usd").expect("usd is a currency"),
-            ),
-        },
+        price: usd(0),
     };
     match records::write::<CheckoutSession>(
         billing.store.as_ref(),
@@ -227,8 +223,15 @@ pub async fn save_card(
     }
 }
 
-/// The least a custom top-up may cost, in US cents.
-pub const TOPUP_MIN_CENTS: i64 = 500;
+/// `cents` US cents, as money is written.
+pub fn usd(cents: i64) -> MoneyJson {
+    MoneyJson {
+        amount: cents,
+        currency: crate::plan::CurrencyJson(
+            crate::domain::Currency::parse("usd").expect("usd is a currency"),
+        ),
+    }
+}
 
 /// A provider error as the API answers it.
 pub fn provider_error(error: PaymentError) -> ApiError {
@@ -340,14 +343,9 @@ pub fn topup_sale(
         )
         .into());
     }
-    let credits = i128::from(price.amount) * i128::from(credits_per_usd.micros()) / 100;
-    let credits = i64::try_from(credits)
-        .ok()
-        .filter(|c| *c <= ledger::AMOUNT_MAX_MICROS)
-        .map(Amount::from_micros)
-        .ok_or(BillingError::InvalidCheckout(
-            "the amount is too large".into(),
-        ))?;
+    let credits = credits_of(price.amount, credits_per_usd).ok_or(
+        BillingError::InvalidCheckout("the amount is too large".into()),
+    )?;
     Ok(Sale {
         name: format!("{credits} credits"),
         session: CheckoutSession {

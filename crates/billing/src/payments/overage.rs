@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use ledger::{AccountId, Timestamp};
 use server::error::ApiError;
-use store::records::{self, Expect, RecordCursor, RecordFilter, Written};
+use store::records::{self, Expect, RecordFilter, Written};
 
 use super::Payments;
 use super::checkout::{customer_of, provider_error};
@@ -24,44 +24,29 @@ pub async fn invoice_due(billing: &Arc<Billing>) -> Result<usize, ApiError> {
         name: "invoiced".into(),
         value: "false".into(),
     };
-    let mut after: Option<RecordCursor> = None;
     let mut made = 0;
-    loop {
-        let page =
-            records::list::<OverageCharge>(store, filter.clone(), after, records::RECORD_PAGE_MAX)
-                .await?;
-        let full = page.len() == records::RECORD_PAGE_MAX;
-        after = page.last().map(|d| RecordCursor {
-            key: d.id.clone(),
-            id: d.id.clone(),
-        });
-        for doc in page {
-            if doc.body.amount_due <= 0 {
-                continue;
-            }
-            match invoice(billing, payments, &doc.id, &doc.body).await {
-                Ok(item) => {
-                    let mut charge = doc.body.clone();
-                    charge.invoice_item = Some(item);
-                    let write = records::put(&doc.id, &charge, Expect::Version(doc.version));
-                    if let Written::Stored(_) =
-                        records::write::<OverageCharge>(store, write).await?
-                    {
-                        made += 1;
-                    }
-                }
-                Err(error) => tracing::warn!(
-                    charge = %doc.id,
-                    code = error.code(),
-                    message = %error.message(),
-                    "an overage charge could not be invoiced; it is tried again"
-                ),
-            }
+    for doc in records::list_all::<OverageCharge>(store, filter).await? {
+        if doc.body.amount_due <= 0 {
+            continue;
         }
-        if !full {
-            return Ok(made);
+        match invoice(billing, payments, &doc.id, &doc.body).await {
+            Ok(item) => {
+                let mut charge = doc.body.clone();
+                charge.invoice_item = Some(item);
+                let write = records::put(&doc.id, &charge, Expect::Version(doc.version));
+                if let Written::Stored(_) = records::write::<OverageCharge>(store, write).await? {
+                    made += 1;
+                }
+            }
+            Err(error) => tracing::warn!(
+                charge = %doc.id,
+                code = error.code(),
+                message = %error.message(),
+                "an overage charge could not be invoiced; it is tried again"
+            ),
         }
     }
+    Ok(made)
 }
 
 async fn invoice(

@@ -5,17 +5,17 @@
 
 use std::sync::Arc;
 
-use ledger::{AccountId, Amount, ExternalId, Metadata, NewGrant, Source};
+use ledger::{AccountId, ExternalId, Metadata, NewGrant, Source};
 use serde_json::Value;
 use server::error::ApiError;
-use store::records::{self, Doc, Expect, Kind, Lookup, RecordCursor, RecordFilter, Written};
+use store::records::{self, Doc, Expect, Kind, Lookup, RecordFilter, Written};
 use store::{Command, Executed, Op, Refused, StoreError};
 
 use super::Payments;
 use super::checkout::{SavedCard, provider_error};
 use super::provider::PaymentError;
 use crate::Billing;
-use crate::domain::topup::{AutoTopup, Decision};
+use crate::domain::topup::{AutoTopup, Decision, credits_of};
 use crate::settings;
 
 impl Kind for AutoTopup {
@@ -33,15 +33,6 @@ impl Kind for AutoTopup {
 /// the read and the write.
 const RETRIES_MAX: usize = 20;
 
-/// The credits a top-up of `cents` grants, at `credits_per_usd`.
-pub fn credits_of(cents: i64, credits_per_usd: Amount) -> Option<Amount> {
-    let micros = i128::from(cents) * i128::from(credits_per_usd.micros()) / 100;
-    i64::try_from(micros)
-        .ok()
-        .filter(|m| *m > 0 && *m <= ledger::AMOUNT_MAX_MICROS)
-        .map(Amount::from_micros)
-}
-
 /// The external id of top-up `attempt`: unique per account, kept forever.
 fn external_id(attempt: u64) -> ExternalId {
     ExternalId::parse(&format!("auto_topup:{attempt}")).expect("an external id")
@@ -55,35 +46,23 @@ pub async fn run_due(billing: &Arc<Billing>) -> Result<usize, StoreError> {
     let Some(payments) = &billing.payments else {
         return Ok(0);
     };
-    let store = billing.store.as_ref();
     let filter = RecordFilter::Equals {
         name: "enabled".into(),
         value: "true".into(),
     };
-    let mut after: Option<RecordCursor> = None;
     let mut started = 0;
-    loop {
-        let page =
-            records::list::<AutoTopup>(store, filter.clone(), after, records::RECORD_PAGE_MAX)
-                .await?;
-        let full = page.len() == records::RECORD_PAGE_MAX;
-        after = page.last().map(|d| RecordCursor {
-            key: d.id.clone(),
-            id: d.id.clone(),
-        });
-        for doc in page {
-            match run_one(billing, payments, doc).await {
-                Ok(true) => started += 1,
-                Ok(false) => {}
-                Err(error) => {
-                    tracing::warn!(code = error.code(), message = %error.message(), "an auto top-up could not run")
-                }
-            }
-        }
-        if !full {
-            return Ok(started);
+    for doc in records::list_all::<AutoTopup>(billing.store.as_ref(), filter).await? {
+        match run_one(billing, payments, doc).await {
+            Ok(true) => started += 1,
+            Ok(false) => {}
+            Err(error) => tracing::warn!(
+                code = error.code(),
+                message = %error.message(),
+                "an auto top-up could not run"
+            ),
         }
     }
+    Ok(started)
 }
 
 async fn run_one(

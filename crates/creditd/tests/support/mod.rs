@@ -213,3 +213,42 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// The Python the official client packages run in: `CREDITD_TEST_PYTHON`,
+/// or `python3`, when it can run `import {packages}`. Without one, outside
+/// CI the tests of `what` are skipped with a notice saying how to install
+/// the packages (`install`); under CI that is a failure.
+pub fn python_with(packages: &str, what: &str, install: &str) -> Option<PathBuf> {
+    let python = std::env::var_os("CREDITD_TEST_PYTHON")
+        .map_or_else(|| PathBuf::from("python3"), PathBuf::from);
+    let problem = match Command::new(&python)
+        .args(["-c", &format!("import {packages}")])
+        .output()
+    {
+        Ok(output) if output.status.success() => return Some(python),
+        Ok(output) => String::from_utf8_lossy(&output.stderr)
+            .lines()
+            .last()
+            .unwrap_or("no message")
+            .to_owned(),
+        Err(error) => error.to_string(),
+    };
+    let python = python.display();
+    if testkit::in_ci() {
+        panic!(
+            "{what} need a Python that can `import {packages}` under CI, but {python} cannot \
+             ({problem}); set CREDITD_TEST_PYTHON to one that can"
+        );
+    }
+    // Written to the terminal directly: the test harness captures print
+    // macros of passing tests.
+    let _ = std::io::Write::write_fmt(
+        &mut std::io::stderr(),
+        format_args!(
+            "\nSKIPPED: {what}, because {python} cannot import {packages} ({problem}).\nInstall \
+             them (`{install}`), or set CREDITD_TEST_PYTHON to a Python that has them, and run \
+             the tests again.\n"
+        ),
+    );
+    None
+}

@@ -28,38 +28,33 @@ async fn objects_of(app: &TestApp, account: &str) -> Vec<(&'static str, String)>
 
 #[tokio::test]
 async fn every_gateway_route_admits_exactly_the_keys_its_access_names() {
-    for postgres in [false, true] {
-        let upstream = FakeUpstream::start().await;
-        let mut config = config(&upstream.base_url(), None);
-        config.keyring = Some(Keyring {
-            current: MasterKey::parse(&"11".repeat(32)).unwrap(),
-            retired: Vec::new(),
-        });
-        let app = if postgres {
-            match TestApp::spawn_postgres(Some(plugins(config))).await {
-                Some(app) => app,
-                None => return,
+    each_store(
+        |config| {
+            config.keyring = Some(Keyring {
+                current: MasterKey::parse(&"11".repeat(32)).unwrap(),
+                retired: Vec::new(),
+            })
+        },
+        async |app, _upstream| {
+            price(&app, "gpt-test", "openai").await;
+            let mine = objects_of(&app, "mine").await;
+            let theirs = objects_of(&app, "theirs").await;
+            let table: Vec<_> = app
+                .plugin::<Gateway>()
+                .capability()
+                .routes
+                .iter()
+                .map(|route| (route.method.clone(), route.path, route.access))
+                .collect();
+            assert_eq!(table.len(), 14);
+            let all = server::routes::table(&app.state, app.capabilities());
+            for route in &table {
+                assert!(all.contains(route), "{route:?}");
             }
-        } else {
-            TestApp::spawn_sqlite(Some(plugins(config))).await
-        };
-        price(&app, "gpt-test", "openai").await;
-        let mine = objects_of(&app, "mine").await;
-        let theirs = objects_of(&app, "theirs").await;
-        let table: Vec<_> = app
-            .plugin::<Gateway>()
-            .capability()
-            .routes
-            .iter()
-            .map(|route| (route.method.clone(), route.path, route.access))
-            .collect();
-        assert_eq!(table.len(), 14);
-        let all = server::routes::table(&app.state, app.capabilities());
-        for route in &table {
-            assert!(all.contains(route), "{route:?}");
-        }
-        app.assert_route_access(table, &mine, &theirs).await;
-    }
+            app.assert_route_access(table, &mine, &theirs).await;
+        },
+    )
+    .await;
 }
 
 gateway_test! {

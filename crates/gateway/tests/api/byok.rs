@@ -25,21 +25,14 @@ fn keyring() -> Keyring {
 /// Both stores' apps before `upstream`, with a master key, and customers'
 /// upstreams at loopback addresses allowed (the fake upstream is one).
 async fn with_byok(allow_private: bool, test: impl AsyncFn(TestApp, FakeUpstream)) {
-    for postgres in [false, true] {
-        let upstream = FakeUpstream::start().await;
-        let mut config = config(&upstream.base_url(), None);
-        config.keyring = Some(keyring());
-        config.allow_private_upstreams = allow_private;
-        let app = if postgres {
-            match TestApp::spawn_postgres(Some(plugins(config))).await {
-                Some(app) => app,
-                None => return,
-            }
-        } else {
-            TestApp::spawn_sqlite(Some(plugins(config))).await
-        };
-        test(app, upstream).await;
-    }
+    each_store(
+        |config| {
+            config.keyring = Some(keyring());
+            config.allow_private_upstreams = allow_private;
+        },
+        test,
+    )
+    .await;
 }
 
 async fn byok_account(app: &TestApp, account: &str, upstream: &FakeUpstream) -> String {

@@ -59,6 +59,28 @@ pub fn plugins(config: GatewayConfig) -> testkit::app::Plugins {
     })
 }
 
+/// Runs `test` on each store with a fresh fake upstream, the gateway's
+/// configuration in front of it changed by `configure`.
+pub async fn each_store(
+    configure: impl Fn(&mut GatewayConfig),
+    test: impl AsyncFn(TestApp, FakeUpstream),
+) {
+    for postgres in [false, true] {
+        let upstream = FakeUpstream::start().await;
+        let mut config = config(&upstream.base_url(), None);
+        configure(&mut config);
+        let app = if postgres {
+            match TestApp::spawn_postgres(Some(plugins(config))).await {
+                Some(app) => app,
+                None => return,
+            }
+        } else {
+            TestApp::spawn_sqlite(Some(plugins(config))).await
+        };
+        test(app, upstream).await;
+    }
+}
+
 /// Declares a test that runs once on each store, as `name::sqlite` and
 /// `name::postgres`, with `app` a fresh [`TestApp`] with the gateway in
 /// front of `upstream`, a fresh [`FakeUpstream`].
