@@ -31,6 +31,7 @@ use crate::daily;
 use crate::domain::{Money, overage_due};
 use crate::error::BillingError;
 use crate::package::{Package, TextJson};
+use crate::payments::subscriptions as provider_subscriptions;
 use crate::plan::{Allocation, CurrencyJson, MoneyJson, Overage, Plan, is_id};
 use crate::settings::{self, SettingsPatch};
 use crate::subscription::{self, Changed, OverageCharge, Subscription};
@@ -193,7 +194,7 @@ impl IntoParams for PackagePath {
     }
 }
 
-fn record_id(text: &str, what: &str) -> Result<String, ApiError> {
+pub(crate) fn record_id(text: &str, what: &str) -> Result<String, ApiError> {
     if is_id(text) {
         Ok(text.to_owned())
     } else {
@@ -859,9 +860,13 @@ struct PeriodView {
 struct SubscriptionView {
     account_id: String,
     plan_id: String,
-    /// `active`, or `canceling`: it ends at the period's end.
+    /// `active`; `canceling`: it ends at the period's end; `past_due`: the
+    /// payment provider could not collect its last invoice.
     status: &'static str,
     cancel_at_period_end: bool,
+    /// The payment provider's subscription that bills it and whose paid
+    /// invoices renew it; null for a plan creditd renews itself.
+    provider_subscription: Option<String>,
     anchor: Instant,
     current_period: PeriodView,
 }
@@ -910,12 +915,13 @@ async fn subscription_view(
     Ok(SubscriptionView {
         account_id: account.to_string(),
         plan_id: sub.plan_id.clone(),
-        status: if sub.cancel_at_period_end {
-            "canceling"
-        } else {
-            "active"
+        status: match &sub.provider {
+            Some(link) if matches!(link.status.as_str(), "past_due" | "unpaid") => "past_due",
+            _ if sub.cancel_at_period_end => "canceling",
+            _ => "active",
         },
         cancel_at_period_end: sub.cancel_at_period_end,
+        provider_subscription: sub.provider.as_ref().map(|p| p.subscription.clone()),
         anchor: Instant(sub.anchor()),
         current_period: PeriodView {
             start: Instant(period.start),
@@ -928,6 +934,26 @@ async fn subscription_view(
     })
 }
 
+/// The account's subscription when the payment provider bills it, with the
+/// payments that reach the provider (503 without them).
+async fn provider_billed<'a>(
+    billing: &'a Billing,
+    account: &AccountId,
+) -> Result<Option<(Record<Subscription>, &'a crate::payments::Payments)>, ApiError> {
+    let Some(doc) = records::get::<Subscription>(billing.store.as_ref(), account.as_str()).await?
+    else {
+        return Ok(None);
+    };
+    if doc.body.provider.is_none() {
+        return Ok(None);
+    }
+    let payments = billing
+        .payments
+        .as_ref()
+        .ok_or(BillingError::PaymentsNotConfigured)?;
+    Ok(Some((doc, payments)))
+}
+
 /// Move an account to a plan
 ///
 /// Moves the account to the plan now: what is left of the old plan's credits
@@ -935,7 +961,9 @@ async fn subscription_view(
 /// as a charge, and the new plan's first period starts with its full grant,
 /// all in one transaction. Purchased, bonus and admin credits are never
 /// touched. Subscribing again to the plan the account is on changes nothing,
-/// or takes back a cancellation.
+/// or takes back a cancellation. On a plan the payment provider bills, the
+/// change is made there first (to the new plan's `provider_price_id`,
+/// prorated by the provider) and the account follows within the period.
 #[utoipa::path(
     put,
     path = "/v1/accounts/{account_id}/subscription",
@@ -948,6 +976,8 @@ async fn subscription_view(
         (status = 400, description = "`malformed_json`, `invalid_request`, `invalid_id`, \
             `invalid_timestamp`, `invalid_plan` (an anchor in the future)."),
         (status = 404, description = "`account_not_found`, `plan_not_found`."),
+        (status = 502, description = "`payment_provider_error` (a plan the provider bills)."),
+        (status = 503, description = "`payments_not_configured` (a plan the provider bills)."),
     ),
 )]
 async fn put_subscription(
@@ -959,6 +989,32 @@ async fn put_subscription(
     let body: SubscriptionBody = extract::parse_json(&body)?;
     let plan_id = record_id(&body.plan_id, "plan")?;
     let anchor = extract::timestamp(body.anchor.as_deref(), "anchor")?;
+    let store = billing.store.as_ref();
+    if let Some((doc, payments)) = provider_billed(&billing, &account).await? {
+        // The provider bills this plan: the change is made there, and the
+        // account's subscription follows it.
+        if anchor.is_some() {
+            return Err(BillingError::InvalidPlan(
+                "the payment provider sets the periods of the plan it bills: no anchor".into(),
+            )
+            .into());
+        }
+        if doc.body.plan_id == plan_id {
+            if doc.body.cancel_at_period_end {
+                provider_subscriptions::cancel_at_period_end(&billing, payments, &doc, false)
+                    .await?;
+            }
+        } else {
+            provider_subscriptions::change_plan(&billing, payments, &doc, &plan_id).await?;
+        }
+        let doc = records::get::<Subscription>(store, account.as_str())
+            .await?
+            .ok_or(BillingError::SubscriptionNotFound)?;
+        return Ok(render::json(
+            StatusCode::OK,
+            &subscription_view(&billing, &account, &doc).await?,
+        ));
+    }
     match subscription::change(&billing, &account, &plan_id, anchor).await? {
         Changed::Done(doc) => Ok(render::json(
             StatusCode::OK,
@@ -1002,7 +1058,9 @@ async fn get_subscription(
 /// Cancel a subscription at the period's end
 ///
 /// The account stays on the plan until the current period ends, then moves
-/// to the default plan (or to none).
+/// to the default plan (or to none). On a plan the payment provider bills,
+/// the provider's subscription is set to cancel at its period's end, and
+/// ends the plan when it says it ended.
 #[utoipa::path(
     delete,
     path = "/v1/accounts/{account_id}/subscription",
@@ -1013,6 +1071,8 @@ async fn get_subscription(
         (status = 200, description = "The subscription, canceling.", body = SubscriptionView),
         (status = 400, description = "`invalid_id`."),
         (status = 404, description = "`subscription_not_found`."),
+        (status = 502, description = "`payment_provider_error` (a plan the provider bills)."),
+        (status = 503, description = "`payments_not_configured` (a plan the provider bills)."),
     ),
 )]
 async fn cancel_subscription(
@@ -1020,7 +1080,11 @@ async fn cancel_subscription(
     PathParam(id): PathParam,
 ) -> Result<Response, ApiError> {
     let account = extract::account_id(&id)?;
-    let doc = subscription::cancel(billing.store.as_ref(), &account).await??;
+    let store = billing.store.as_ref();
+    if let Some((doc, payments)) = provider_billed(&billing, &account).await? {
+        provider_subscriptions::cancel_at_period_end(&billing, payments, &doc, true).await?;
+    }
+    let doc = subscription::cancel(store, &account).await??;
     Ok(render::json(
         StatusCode::OK,
         &subscription_view(&billing, &account, &doc).await?,

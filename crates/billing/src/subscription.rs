@@ -33,16 +33,35 @@ pub struct Subscription {
     /// Whether it ends at the period's end (back to the default plan).
     #[serde(default)]
     pub cancel_at_period_end: bool,
+    /// The payment provider's subscription that bills it, when one does:
+    /// then the provider's paid invoices renew it, not creditd's renewals.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<ProviderLink>,
+}
+
+/// The provider's subscription behind a subscription, and its status there.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProviderLink {
+    /// The provider's id (`sub_…`).
+    pub subscription: String,
+    /// Its status there: `active`, `past_due`, `trialing`, `unpaid`, ….
+    pub status: String,
 }
 
 impl Kind for Subscription {
     const KIND: &'static str = "subscription";
 
     fn lookups(&self) -> Vec<Lookup> {
-        vec![
-            Lookup::instant("renews_at", Timestamp::from_micros(self.period_end_micros)),
-            Lookup::ordered("plan", self.plan_id.clone()),
-        ]
+        let mut lookups = vec![Lookup::ordered("plan", self.plan_id.clone())];
+        // A subscription the provider bills renews when its invoice is paid,
+        // so creditd's renewals never find it.
+        if self.provider.is_none() {
+            lookups.push(Lookup::instant(
+                "renews_at",
+                Timestamp::from_micros(self.period_end_micros),
+            ));
+        }
+        lookups
     }
 }
 
@@ -56,6 +75,7 @@ impl Subscription {
             period_start_micros: period.start.micros(),
             period_end_micros: period.end.micros(),
             cancel_at_period_end: false,
+            provider: None,
         }
     }
 
@@ -230,6 +250,73 @@ async fn overage_to_settle(
     )))
 }
 
+/// Writes a subscription's move in one transaction: the current period (if
+/// any) closed — its plan's leftovers carried or expired, its overage from
+/// the period's start to `settle_to` billed as a charge — and the next one
+/// (if any) opened with its plan's grant; the record moves at the version it
+/// was read at, so a concurrent move makes this one refused or existing.
+/// `with` joins other records to the same transaction.
+pub async fn transition(
+    billing: &Billing,
+    settings: &CreditSettings,
+    account: &AccountId,
+    current: Option<&Doc<Subscription>>,
+    next: Option<(&Subscription, &Plan)>,
+    settle_to: Timestamp,
+    with: Vec<RecordWrite>,
+) -> Result<Executed, StoreError> {
+    let store = billing.store.as_ref();
+    let now = billing.clock.now();
+    let mut records = vec![match (next, current) {
+        (Some((sub, _)), Some(doc)) => records::put(&doc.id, sub, Expect::Version(doc.version)),
+        (Some((sub, _)), None) => records::put(account.as_str(), sub, Expect::Absent),
+        (None, Some(doc)) => records::delete::<Subscription>(&doc.id, Expect::Version(doc.version)),
+        (None, None) => {
+            return Err(StoreError::Internal(
+                "a move from nothing to nothing".into(),
+            ));
+        }
+    }];
+    records.extend(with);
+    let old_plan = match current {
+        Some(doc) => plan(store, &doc.body.plan_id).await?.ok(),
+        None => None,
+    };
+    let settle = match (current, &old_plan) {
+        (Some(doc), Some(old)) => {
+            overage_to_settle(
+                store,
+                account,
+                &doc.body.plan_id,
+                old,
+                doc.body.period().start,
+                settle_to,
+                now,
+            )
+            .await?
+        }
+        _ => None,
+    };
+    let settle_debt = settle.map(|(debt, charge)| {
+        records.push(charge);
+        debt
+    });
+    let renewal = Renewal {
+        close: current.is_some(),
+        carry: old_plan.as_ref().map_or(ledger::Carry::Reset, Plan::carry),
+        settle_debt,
+        overdraft_limit: Some(next.map_or(Amount::ZERO, |(_, plan)| plan.overdraft_limit())),
+        grant: next
+            .and_then(|(sub, plan)| period_grant(&sub.plan_id, plan, sub.period(), settings)),
+    };
+    let command = Command::new(Op::Renew {
+        account: account.clone(),
+        renewal,
+    })
+    .with_records(records);
+    store.execute(command).await
+}
+
 /// Moves an account to a plan now: the old plan's leftover credits expire or
 /// roll over, its overage so far is billed, and the new plan's period starts
 /// with its full grant, all in one transaction. Subscribing again to the
@@ -276,51 +363,17 @@ pub async fn change(
             )));
         };
         let subscription = Subscription::new(plan_id, anchor, first);
-        let mut records = vec![match &current {
-            Some(doc) => records::put(
-                account.as_str(),
-                &subscription,
-                Expect::Version(doc.version),
-            ),
-            None => records::put(account.as_str(), &subscription, Expect::Absent),
-        }];
-        // The old plan's leftovers and its overage so far.
-        let (carry, settle) = match &current {
-            Some(doc) => match plan(store, &doc.body.plan_id).await? {
-                Ok(old) => {
-                    let settle = overage_to_settle(
-                        store,
-                        account,
-                        &doc.body.plan_id,
-                        &old,
-                        doc.body.period().start,
-                        now,
-                        now,
-                    )
-                    .await?;
-                    (old.carry(), settle)
-                }
-                Err(_) => (ledger::Carry::Reset, None),
-            },
-            None => (ledger::Carry::Reset, None),
-        };
-        let settle_debt = settle.map(|(debt, charge)| {
-            records.push(charge);
-            debt
-        });
-        let renewal = Renewal {
-            close: current.is_some(),
-            carry,
-            settle_debt,
-            overdraft_limit: Some(new_plan.overdraft_limit()),
-            grant: period_grant(plan_id, &new_plan, first, &settings),
-        };
-        let command = Command::new(Op::Renew {
-            account: account.clone(),
-            renewal,
-        })
-        .with_records(records);
-        match store.execute(command).await? {
+        let executed = transition(
+            billing,
+            &settings,
+            account,
+            current.as_ref(),
+            Some((&subscription, &new_plan)),
+            now,
+            Vec::new(),
+        )
+        .await?;
+        match executed {
             Executed::Fresh(Ok(_)) | Executed::Existing(_) => {
                 let doc = records::get::<Subscription>(store, account.as_str())
                     .await?
@@ -419,6 +472,40 @@ pub async fn renew_due(billing: &Billing) -> Result<usize, StoreError> {
     }
 }
 
+/// What follows a subscription's ending period: the same plan's next
+/// period, or on cancellation the default plan from the boundary on (or no
+/// plan).
+pub async fn successor(
+    store: &dyn Store,
+    settings: &CreditSettings,
+    current: &Subscription,
+    old_plan: &Plan,
+    from: Timestamp,
+) -> Result<Option<(Subscription, Plan)>, StoreError> {
+    if !current.cancel_at_period_end {
+        let Some(period) = period(
+            current.anchor(),
+            old_plan.interval(),
+            current.period_index + 1,
+        ) else {
+            return Err(StoreError::Internal("a period past the end of time".into()));
+        };
+        let mut next = Subscription::new(&current.plan_id, current.anchor(), period);
+        next.provider.clone_from(&current.provider);
+        return Ok(Some((next, old_plan.clone())));
+    }
+    let Some(id) = &settings.default_plan else {
+        return Ok(None);
+    };
+    let Ok(default) = plan(store, id).await? else {
+        return Ok(None);
+    };
+    let Some(first) = period(from, default.interval(), 0) else {
+        return Err(StoreError::Internal("a period past the end of time".into()));
+    };
+    Ok(Some((Subscription::new(id, from, first), default)))
+}
+
 /// Renews one subscription until its period covers `now`.
 async fn renew_one(
     billing: &Billing,
@@ -432,83 +519,25 @@ async fn renew_one(
     let mut renewed = 0;
     for _ in 0..PERIODS_PER_RUN {
         let ending = doc.body.period();
-        if ending.end > now {
+        if ending.end > now || doc.body.provider.is_some() {
             break;
         }
         let Ok(old_plan) = plan(store, &doc.body.plan_id).await? else {
             tracing::warn!(account = %account, plan = %doc.body.plan_id, "a subscription's plan is gone");
             break;
         };
-        // What comes next: the same plan's next period, or on cancellation
-        // the default plan from the boundary on (or no plan).
-        let next: Option<(String, Plan, Timestamp, u32)> = if doc.body.cancel_at_period_end {
-            match &settings.default_plan {
-                Some(id) => match plan(store, id).await? {
-                    Ok(default) => Some((id.clone(), default, ending.end, 0)),
-                    Err(_) => None,
-                },
-                None => None,
-            }
-        } else {
-            Some((
-                doc.body.plan_id.clone(),
-                old_plan.clone(),
-                doc.body.anchor(),
-                doc.body.period_index + 1,
-            ))
-        };
-        let mut records = Vec::new();
-        let (grant, overdraft_limit) = match &next {
-            Some((plan_id, plan, anchor, index)) => {
-                let Some(period) = period(*anchor, plan.interval(), *index) else {
-                    tracing::warn!(account = %account, "a period past the end of time");
-                    break;
-                };
-                let subscription = Subscription::new(plan_id, *anchor, period);
-                records.push(records::put(
-                    &doc.id,
-                    &subscription,
-                    Expect::Version(doc.version),
-                ));
-                (
-                    period_grant(plan_id, plan, period, settings),
-                    plan.overdraft_limit(),
-                )
-            }
-            None => {
-                records.push(records::delete::<Subscription>(
-                    &doc.id,
-                    Expect::Version(doc.version),
-                ));
-                (None, Amount::ZERO)
-            }
-        };
-        let settle = overage_to_settle(
-            store,
+        let next = successor(store, settings, &doc.body, &old_plan, ending.end).await?;
+        let executed = transition(
+            billing,
+            settings,
             &account,
-            &doc.body.plan_id,
-            &old_plan,
-            ending.start,
+            Some(&doc),
+            next.as_ref().map(|(sub, plan)| (sub, plan)),
             ending.end,
-            now,
+            Vec::new(),
         )
         .await?;
-        let settle_debt = settle.map(|(debt, charge)| {
-            records.push(charge);
-            debt
-        });
-        let command = Command::new(Op::Renew {
-            account: account.clone(),
-            renewal: Renewal {
-                close: true,
-                carry: old_plan.carry(),
-                settle_debt,
-                overdraft_limit: Some(overdraft_limit),
-                grant,
-            },
-        })
-        .with_records(records);
-        match store.execute(command).await? {
+        match executed {
             Executed::Fresh(Ok(Outcome::Renewed { .. })) => renewed += 1,
             // Renewed by another run (another node): read what it left.
             Executed::Existing(_) | Executed::Fresh(Err(Refused::VersionConflict { .. })) => {}

@@ -165,10 +165,8 @@ struct Paid {
     body: String,
 }
 
-/// Sells the package, opens the account, starts its checkout through the
-/// server at `base`, and marks the session paid in the fake; answers the
-/// `checkout.session.completed` event Stripe would then send.
-async fn paid_checkout(client: &reqwest::Client, base: &str, stripe: &FakeStripe) -> Paid {
+/// Puts the package `p100` on sale: 100 credits for 5 USD.
+async fn sell_package(client: &reqwest::Client, base: &str) {
     let (status, body) = send(
         client,
         reqwest::Method::PUT,
@@ -178,6 +176,13 @@ async fn paid_checkout(client: &reqwest::Client, base: &str, stripe: &FakeStripe
     )
     .await;
     assert_eq!(status, 200, "{body}");
+}
+
+/// Sells the package, opens the account, starts its checkout through the
+/// server at `base`, and marks the session paid in the fake; answers the
+/// `checkout.session.completed` event Stripe would then send.
+async fn paid_checkout(client: &reqwest::Client, base: &str, stripe: &FakeStripe) -> Paid {
+    sell_package(client, base).await;
     let (status, body) = post(
         client,
         format!("{base}/v1/accounts"),
@@ -220,6 +225,39 @@ async fn deliver(client: &reqwest::Client, base: &str, body: &str, header: &str)
         .expect("the server answers");
     let status = response.status().as_u16();
     (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// Delivers `body` to each of two nodes `DELIVERIES_PER_NODE` times, every
+/// delivery released at once, as Stripe's retries of a delivery it thinks
+/// lost can overlap the first; answers each delivery's outcome, once all
+/// answered 200.
+async fn deliver_at_once(client: &reqwest::Client, nodes: &[Server; 2], body: &str) -> Vec<String> {
+    let body = Arc::new(body.to_owned());
+    let deliveries = nodes.len() * DELIVERIES_PER_NODE;
+    let start_line = Arc::new(Barrier::new(deliveries));
+    let mut tasks = Vec::with_capacity(deliveries);
+    for i in 0..deliveries {
+        let base = nodes[i % nodes.len()].base.clone();
+        let (client, body, start_line) = (client.clone(), body.clone(), start_line.clone());
+        tasks.push(tokio::spawn(async move {
+            let header = sign_now(&body);
+            start_line.wait().await;
+            deliver(&client, &base, &body, &header).await
+        }));
+    }
+    let mut outcomes = Vec::with_capacity(deliveries);
+    for task in tasks {
+        let (status, answer) = task.await.expect("a delivery");
+        assert_eq!(
+            status,
+            200,
+            "{answer}\nthe first node's log:\n{}\nthe second node's log:\n{}",
+            nodes[0].log(),
+            nodes[1].log()
+        );
+        outcomes.push(answer["outcome"].as_str().unwrap_or("none").to_owned());
+    }
+    outcomes
 }
 
 /// The account's grants of source `purchase`.
@@ -369,37 +407,16 @@ async fn one_paid_checkout_delivered_to_two_nodes_at_once_on_postgres_grants_onc
     let stripe = FakeStripe::start().await;
     let nodes = [start(&database.url, &stripe), start(&database.url, &stripe)];
     let client = reqwest::Client::new();
-    let paid = Arc::new(paid_checkout(&client, &nodes[0].base, &stripe).await);
+    let paid = paid_checkout(&client, &nodes[0].base, &stripe).await;
 
-    // Every delivery is released at once, on both nodes, as Stripe's
-    // retries of a delivery it thinks lost can overlap the first.
-    let deliveries = nodes.len() * DELIVERIES_PER_NODE;
-    let start_line = Arc::new(Barrier::new(deliveries));
-    let mut tasks = Vec::with_capacity(deliveries);
-    for i in 0..deliveries {
-        let base = nodes[i % nodes.len()].base.clone();
-        let (client, paid, start_line) = (client.clone(), paid.clone(), start_line.clone());
-        tasks.push(tokio::spawn(async move {
-            let header = sign_now(&paid.body);
-            start_line.wait().await;
-            deliver(&client, &base, &paid.body, &header).await
-        }));
-    }
-    let mut outcomes = Vec::with_capacity(deliveries);
-    for task in tasks {
-        let (status, answer) = task.await.expect("a delivery");
-        assert_eq!(
-            status,
-            200,
-            "{answer}\nthe first node's log:\n{}\nthe second node's log:\n{}",
-            nodes[0].log(),
-            nodes[1].log()
-        );
-        outcomes.push(answer["outcome"].as_str().unwrap_or("none").to_owned());
-    }
+    let outcomes = deliver_at_once(&client, &nodes, &paid.body).await;
     let granted = outcomes.iter().filter(|o| *o == "granted").count();
     let duplicate = outcomes.iter().filter(|o| *o == "duplicate").count();
-    assert_eq!((granted, duplicate), (1, deliveries - 1), "{outcomes:?}");
+    assert_eq!(
+        (granted, duplicate),
+        (1, outcomes.len() - 1),
+        "{outcomes:?}"
+    );
 
     for node in &nodes {
         assert_granted_once(&client, &node.base, &paid).await;
@@ -541,4 +558,219 @@ async fn the_servers_own_job_tops_up_an_account_that_fell_below_its_threshold() 
         .count();
     assert_eq!(intents, 1);
     server.stop();
+}
+
+const DAY: i64 = 86_400;
+
+/// The invoice Stripe sends when `sub` is paid for `start..end`.
+fn plan_invoice(id: &str, sub: &str, reason: &str, (start, end): (i64, i64)) -> Value {
+    json!({
+        "id": id, "object": "invoice", "subscription": sub, "billing_reason": reason,
+        "status": "paid", "amount_paid": 2000, "currency": "usd",
+        "lines": {"object": "list", "data": [{
+            "id": format!("il_{id}"), "object": "line_item", "type": "subscription",
+            "period": {"start": start, "end": end}, "price": {"id": "price_basic"},
+            "amount": 2000, "currency": "usd"
+        }]}
+    })
+}
+
+/// Sells the plan `basic` through the server at `base`, and has the fake
+/// hold the paid session and the active subscription `sub_bin` whose first
+/// period is `first`; answers the session's completion event.
+async fn plan_bought(
+    client: &reqwest::Client,
+    base: &str,
+    stripe: &FakeStripe,
+    first: (i64, i64),
+) -> String {
+    let (status, body) = send(
+        client,
+        reqwest::Method::PUT,
+        format!("{base}/v1/plans/basic"),
+        Some(
+            json!({"name": "Basic", "credits": "1000", "interval": "month",
+                    "price": {"amount": 2000, "currency": "usd"},
+                    "provider_price_id": "price_basic"}),
+        ),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = post(
+        client,
+        format!("{base}/v1/accounts"),
+        json!({"id": ACCOUNT}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = post(
+        client,
+        format!("{base}/v1/accounts/{ACCOUNT}/checkout"),
+        json!({"plan_id": "basic"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let session = body["session_id"]
+        .as_str()
+        .expect("a session id")
+        .to_owned();
+    stripe.set(
+        "sub_bin",
+        json!({"status": "active", "cancel_at_period_end": false,
+               "current_period_start": first.0, "current_period_end": first.1,
+               "items": {"data": [{"id": "si_bin", "price": {"id": "price_basic"}}]}}),
+    );
+    stripe.set(
+        &session,
+        json!({"status": "complete", "payment_status": "paid", "subscription": "sub_bin"}),
+    );
+    event(
+        "evt_plan_checkout",
+        "checkout.session.completed",
+        stripe.object(&session).expect("the session"),
+    )
+}
+
+async fn subscription_of(client: &reqwest::Client, base: &str) -> Value {
+    let (status, body) = get(client, format!("{base}/v1/accounts/{ACCOUNT}/subscription")).await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+/// A plan bought through Stripe on two nodes of one PostgreSQL: its first
+/// period granted by the checkout, and a renewal's paid invoice delivered
+/// to both nodes at once renews it once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plans_renewal_delivered_to_two_nodes_at_once_on_postgres_renews_once() {
+    let Some(database) = TestDatabase::create().await else {
+        return;
+    };
+    let stripe = FakeStripe::start().await;
+    let nodes = [start(&database.url, &stripe), start(&database.url, &stripe)];
+    let client = reqwest::Client::new();
+    let now = now_secs();
+    let first = (now - 40 * DAY, now - 10 * DAY);
+    let completed = plan_bought(&client, &nodes[0].base, &stripe, first).await;
+    let (status, answer) =
+        deliver(&client, &nodes[1].base, &completed, &sign_now(&completed)).await;
+    assert_eq!(
+        (status, answer["outcome"].as_str()),
+        (200, Some("subscribed")),
+        "{answer}"
+    );
+    assert_eq!(available(&client, &nodes[0].base).await, "1000");
+    let (status, body) = post(
+        &client,
+        format!("{}/v1/accounts/{ACCOUNT}/consume", nodes[0].base),
+        json!({"amount": "250"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+
+    let second = (first.1, first.1 + 30 * DAY);
+    let renewal = event(
+        "evt_plan_renewal",
+        "invoice.paid",
+        plan_invoice("in_bin_2", "sub_bin", "subscription_cycle", second),
+    );
+    let outcomes = deliver_at_once(&client, &nodes, &renewal).await;
+    let renewed = outcomes.iter().filter(|o| *o == "renewed").count();
+    assert_eq!(renewed, 1, "{outcomes:?}");
+    for node in &nodes {
+        // Reset: the 750 left of the first period expired, 1000 arrived.
+        assert_eq!(available(&client, &node.base).await, "1000");
+        let sub = subscription_of(&client, &node.base).await;
+        assert_eq!(sub["provider_subscription"], "sub_bin", "{sub}");
+        assert_eq!(sub["current_period"]["granted"], "1000", "{sub}");
+    }
+}
+
+/// On SQLite: a plan's invoice arriving before its checkout's event ends
+/// as in order, and a refunded package purchase is taken back into debt
+/// once, through the real binary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plan_paid_out_of_order_and_a_refund_into_debt_on_sqlite() {
+    let (_dir, db) = fresh_db();
+    let stripe = FakeStripe::start().await;
+    let server = start(&sqlite(&db), &stripe);
+    let client = reqwest::Client::new();
+    let base = server.base.clone();
+    let now = now_secs();
+    let first = (now - DAY, now + 29 * DAY);
+    let completed = plan_bought(&client, &base, &stripe, first).await;
+    let invoice = event(
+        "evt_plan_invoice",
+        "invoice.paid",
+        plan_invoice("in_bin_1", "sub_bin", "subscription_create", first),
+    );
+    for (body, expected) in [(&invoice, "subscribed"), (&completed, "duplicate")] {
+        let (status, answer) = deliver(&client, &base, body, &sign_now(body)).await;
+        assert_eq!(
+            (status, answer["outcome"].as_str()),
+            (200, Some(expected)),
+            "{answer}\n{}",
+            server.log()
+        );
+    }
+    assert_eq!(available(&client, &base).await, "1000");
+
+    // A package bought, 1050 spent, then refunded in full: its 100 credits
+    // are taken back, all of them as debt.
+    sell_package(&client, &base).await;
+    let (status, body) = post(
+        &client,
+        format!("{base}/v1/accounts/{ACCOUNT}/checkout"),
+        json!({"package_id": PACKAGE}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let session = body["session_id"]
+        .as_str()
+        .expect("a session id")
+        .to_owned();
+    stripe.set("pi_bin", json!({"metadata": {}, "amount": 500}));
+    stripe.set(
+        &session,
+        json!({"status": "complete", "payment_status": "paid", "payment_intent": "pi_bin"}),
+    );
+    let paid = event(
+        "evt_package",
+        "checkout.session.completed",
+        stripe.object(&session).expect("the session"),
+    );
+    let (status, answer) = deliver(&client, &base, &paid, &sign_now(&paid)).await;
+    assert_eq!(
+        (status, answer["outcome"].as_str()),
+        (200, Some("granted")),
+        "{answer}"
+    );
+    let (status, body) = post(
+        &client,
+        format!("{base}/v1/accounts/{ACCOUNT}/consume"),
+        json!({"amount": "1050"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let refunded = event(
+        "evt_refund",
+        "charge.refunded",
+        json!({"id": "ch_bin", "object": "charge", "amount": 500, "amount_refunded": 500,
+               "currency": "usd", "refunded": true, "payment_intent": "pi_bin"}),
+    );
+    for expected in ["refunded", "duplicate"] {
+        let (status, answer) = deliver(&client, &base, &refunded, &sign_now(&refunded)).await;
+        assert_eq!(
+            (status, answer["outcome"].as_str()),
+            (200, Some(expected)),
+            "{answer}"
+        );
+    }
+    let (status, balance) = get(&client, format!("{base}/v1/accounts/{ACCOUNT}/balance")).await;
+    assert_eq!(status, 200, "{balance}");
+    // 50 of the purchase were left and go back; the other 50 become debt.
+    assert_eq!(
+        (balance["available"].as_str(), balance["debt"].as_str()),
+        (Some("-50"), Some("50")),
+        "{balance}"
+    );
 }

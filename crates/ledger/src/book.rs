@@ -129,8 +129,8 @@ pub struct RefundDone {
 /// One account with the lots and holds the store loaded for it.
 ///
 /// The store loads every lot with credits left, every pending hold, and any
-/// other lot an operation names (a lot to void, the lots a refund returns to),
-/// including every lot a pending hold's escrow came from.
+/// other lot an operation names (a lot to void or claw back, the lots a
+/// refund returns to), including every lot a pending hold's escrow came from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Book {
     /// The account.
@@ -187,8 +187,9 @@ impl Book {
         self.holds.iter().find(|h| h.id == id)
     }
 
-    /// Adds a lot the store loaded late (for a refund or a void), keeping the
-    /// burn-down order. A lot already present is left as it is.
+    /// Adds a lot the store loaded late (for a refund, a void or a
+    /// claw-back), keeping the burn-down order. A lot already present is
+    /// left as it is.
     pub fn load_lot(&mut self, lot: Lot) -> Result<(), Reject> {
         if lot.account != self.account.id {
             return Err(Reject::Inconsistent("a lot of another account"));
@@ -641,14 +642,7 @@ impl Book {
         let mut postings = Vec::with_capacity(plan.len() + 2);
         let mut sources = Vec::with_capacity(plan.len() + 1);
         self.draw(&plan, &mut postings, &mut sources);
-        if uncovered.is_positive() {
-            postings.push(posting(LedgerAccount::Debt, neg(uncovered)));
-            sources.push(Share {
-                origin: Origin::Debt,
-                amount: uncovered,
-            });
-            self.account.debt = debt;
-        }
+        self.owe(uncovered, debt, &mut postings, &mut sources);
         postings.push(posting(LedgerAccount::Usage, amount));
         let mut tx = self.record(ids, TxKind::Consume, postings, now, metadata);
         tx.sources = sources;
@@ -754,14 +748,7 @@ impl Book {
             }
         }
         self.draw(&plan, &mut postings, &mut sources);
-        if uncovered.is_positive() {
-            postings.push(posting(LedgerAccount::Debt, neg(uncovered)));
-            sources.push(Share {
-                origin: Origin::Debt,
-                amount: uncovered,
-            });
-            self.account.debt = debt;
-        }
+        self.owe(uncovered, debt, &mut postings, &mut sources);
         if amount.is_positive() {
             postings.push(posting(LedgerAccount::Usage, amount));
         }
@@ -824,6 +811,53 @@ impl Book {
         }
         let mut tx = self.record(ids, TxKind::Void, postings, now, metadata);
         tx.lot = Some(lot);
+        let id = tx.id;
+        out.push(tx);
+        Ok(id)
+    }
+
+    /// Takes back `amount` of the credits a grant gave, because the payment
+    /// for them was returned: first from the grant's own lot, then from the
+    /// account's other spendable credits in burn-down order (never from a
+    /// hold's escrow), and what they cannot cover becomes debt whatever the
+    /// overdraft limit. The credits leave to `void`. A voided or expired lot
+    /// has nothing left to give, so all of it comes from elsewhere.
+    #[allow(clippy::too_many_arguments)]
+    pub fn claw_back(
+        &mut self,
+        lot: LotId,
+        amount: Amount,
+        metadata: Metadata,
+        external_id: Option<ExternalId>,
+        now: Timestamp,
+        ids: &mut dyn IdSource,
+        out: &mut Vec<Transaction>,
+    ) -> Result<TxId, Reject> {
+        self.settle(now, ids, out)?;
+        let index = self
+            .lots
+            .iter()
+            .position(|l| l.id == lot)
+            .ok_or(Reject::GrantNotFound)?;
+        if !amount.is_positive() {
+            return Err(Reject::InvalidAmount("amount must be positive"));
+        }
+        let from_lot = self.lots[index].remaining.min(amount);
+        let (plan, uncovered) = self.plan_draw_except(sub(amount, from_lot), now, Some(index));
+        let debt = self.debt_after(uncovered)?;
+
+        let mut postings = Vec::with_capacity(plan.len() + 3);
+        let mut sources = Vec::with_capacity(plan.len() + 2);
+        if from_lot.is_positive() {
+            self.draw(&[(index, from_lot)], &mut postings, &mut sources);
+        }
+        self.draw(&plan, &mut postings, &mut sources);
+        self.owe(uncovered, debt, &mut postings, &mut sources);
+        postings.push(posting(LedgerAccount::Void, amount));
+        let mut tx = self.record(ids, TxKind::ClawBack, postings, now, metadata);
+        tx.lot = Some(lot);
+        tx.sources = sources;
+        tx.external_id = external_id;
         let id = tx.id;
         out.push(tx);
         Ok(id)
@@ -1025,16 +1059,45 @@ impl Book {
         }
     }
 
+    /// Posts `uncovered` (when positive) as owed: a debt leg and its share,
+    /// the account's debt becoming `debt` (what `debt_after` answered).
+    fn owe(
+        &mut self,
+        uncovered: Amount,
+        debt: Amount,
+        postings: &mut Vec<Posting>,
+        sources: &mut Vec<Share>,
+    ) {
+        if uncovered.is_positive() {
+            postings.push(posting(LedgerAccount::Debt, neg(uncovered)));
+            sources.push(Share {
+                origin: Origin::Debt,
+                amount: uncovered,
+            });
+            self.account.debt = debt;
+        }
+    }
+
     /// Which lots would give what towards `amount`, in burn-down order, and
     /// the part they cannot cover. Changes nothing.
     fn plan_draw(&self, amount: Amount, now: Timestamp) -> (Vec<(usize, Amount)>, Amount) {
+        self.plan_draw_except(amount, now, None)
+    }
+
+    /// As [`Book::plan_draw`], leaving out the lot at index `except`.
+    fn plan_draw_except(
+        &self,
+        amount: Amount,
+        now: Timestamp,
+        except: Option<usize>,
+    ) -> (Vec<(usize, Amount)>, Amount) {
         let mut left = amount;
         let mut plan = Vec::new();
         for (i, lot) in self.lots.iter().enumerate() {
             if !left.is_positive() {
                 break;
             }
-            if lot.remaining.is_positive() && lot.is_spendable_at(now) {
+            if Some(i) != except && lot.remaining.is_positive() && lot.is_spendable_at(now) {
                 let take = lot.remaining.min(left);
                 left = sub(left, take);
                 plan.push((i, take));

@@ -71,10 +71,10 @@ name_id!(
 /// The longest external id accepted.
 pub const EXTERNAL_ID_LEN_MAX: usize = 255;
 
-/// What caused a grant or a consume, in the caller's own terms (a payment's
-/// id, a subscription period, a day, a gateway call): unique per account and
-/// kept forever, so that the same cause is applied once however often it is
-/// sent. Shared, as an account id is.
+/// What caused a grant, a consume or a claw-back, in the caller's own terms
+/// (a payment's id, a subscription period, a day, a gateway call, a refund):
+/// unique per account and kept forever, so that the same cause is applied
+/// once however often it is sent. Shared, as an account id is.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ExternalId(std::sync::Arc<str>);
 

@@ -31,11 +31,14 @@ pub enum TxKind {
     Rollover,
     /// Debt cleared to the receivable account: billed as a charge instead.
     DebtSettlement,
+    /// Credits of a refunded purchase taken back: from the grant's lot, then
+    /// from other lots, and the rest as debt.
+    ClawBack,
 }
 
 impl TxKind {
     /// Every kind, in a fixed order.
-    pub const ALL: [TxKind; 11] = [
+    pub const ALL: [TxKind; 12] = [
         TxKind::Grant,
         TxKind::Consume,
         TxKind::Hold,
@@ -47,6 +50,7 @@ impl TxKind {
         TxKind::DebtRepayment,
         TxKind::Rollover,
         TxKind::DebtSettlement,
+        TxKind::ClawBack,
     ];
 
     /// The stable text code.
@@ -63,6 +67,7 @@ impl TxKind {
             TxKind::DebtRepayment => "debt_repayment",
             TxKind::Rollover => "rollover",
             TxKind::DebtSettlement => "debt_settlement",
+            TxKind::ClawBack => "claw_back",
         }
     }
 
@@ -97,7 +102,7 @@ pub enum LedgerAccount {
     Usage,
     /// Where expired credits go.
     Expiry,
-    /// Where voided credits go.
+    /// Where voided and clawed-back credits go.
     Void,
     /// Where settled debt goes: what accounts owe, billed as charges.
     Receivable,
@@ -165,7 +170,8 @@ pub enum Origin {
     Debt,
 }
 
-/// One origin's share of a usage transaction; refunds retrace these.
+/// One origin's share of a usage transaction (refunds retrace these) or of
+/// a claw-back.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Share {
     /// Where the credits came from.
@@ -185,7 +191,8 @@ pub struct Transaction {
     pub kind: TxKind,
     /// The double entry; sums to zero.
     pub postings: Vec<Posting>,
-    /// For usage: where the spent credits came from, in the order spent.
+    /// For usage and claw-backs: where the credits came from, in the order
+    /// taken.
     pub sources: Vec<Share>,
     /// Signed change to the account's credits (lots plus escrow minus debt).
     pub amount: Amount,
@@ -195,7 +202,7 @@ pub struct Transaction {
     pub created_at: Timestamp,
     /// Operator metadata.
     pub metadata: Metadata,
-    /// The lot it is about (grant, expire, void).
+    /// The lot it is about (grant, expire, void, claw-back).
     pub lot: Option<LotId>,
     /// The hold it is about (hold, commit, release).
     pub hold: Option<HoldId>,
@@ -203,7 +210,7 @@ pub struct Transaction {
     pub refund_of: Option<TxId>,
     /// The feature and quantity it was priced from.
     pub feature: Option<(FeatureId, Amount)>,
-    /// What caused it (a grant or a consume), unique per account.
+    /// What caused it (a grant, a consume or a claw-back), unique per account.
     pub external_id: Option<ExternalId>,
     /// Why it was made (a grant's reason).
     pub reason: Option<String>,

@@ -17,7 +17,8 @@ pub struct Totals {
     pub refunded: Amount,
     /// Credits that expired.
     pub expired: Amount,
-    /// Credits voided.
+    /// Credits voided, including those clawed back when the payment for
+    /// them was returned (both leave to the `void` ledger account).
     pub voided: Amount,
     /// Debt settled to the receivable, billed as charges.
     pub settled: Amount,

@@ -249,7 +249,8 @@ pub struct TotalsView {
     refunded: Decimal,
     /// Credits that expired.
     expired: Decimal,
-    /// Credits voided.
+    /// Credits voided, including those clawed back when the payment for
+    /// them was returned.
     voided: Decimal,
     /// Debt settled at a period's end and billed as an overage charge.
     settled: Decimal,
@@ -405,7 +406,7 @@ struct LotMoveView {
     amount: Decimal,
 }
 
-/// Where some of the credits a usage spent came from.
+/// Where some of the credits a usage spent, or a claw-back took, came from.
 #[derive(Serialize, ToSchema)]
 #[schema(as = UsageSource)]
 struct SourceView {
@@ -430,7 +431,7 @@ pub struct TransactionView<'a> {
     kind: &'static str,
     /// The signed net change to the account's credits (its lots and hold
     /// escrow, minus its debt): positive for grants and refunds, negative
-    /// for consumes, commits, expiries and voids. A hold and a debt
+    /// for consumes, commits, expiries, voids and claw-backs. A hold and a debt
     /// repayment only move credits within the account, so theirs is zero. A
     /// hold release, a commit that returns unused escrow and a refund put
     /// credits back into lots; credits that go back to a lot that has
@@ -446,14 +447,16 @@ pub struct TransactionView<'a> {
     /// The postings on lots, in posting order; a lot can appear twice when
     /// credits returned to an expired or voided lot leave it again.
     lots: Vec<LotMoveView>,
-    /// Only on usage (`consume`, `hold_commit`) that spent something: where
-    /// the credits came from, in the order spent. Refunds retrace these.
+    /// Only on usage (`consume`, `hold_commit`) that spent something and on
+    /// a `claw_back`: where the credits came from, in the order taken.
+    /// Refunds of usage retrace these.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     sources: Vec<SourceView>,
     /// The full double entry.
     postings: Vec<PostingView>,
-    /// The lot the transaction is about (`grant`, `expire`, `void`), or the
-    /// new `refund` lot a refund created.
+    /// The lot the transaction is about (`grant`, `expire`, `void`, the
+    /// grant a `claw_back` takes back), or the new `refund` lot a refund
+    /// created.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<schema::GrantId>, nullable = false)]
     grant_id: Option<Text<ledger::LotId>>,
@@ -473,7 +476,7 @@ pub struct TransactionView<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
     quantity: Option<Decimal>,
-    /// On a grant or consume that named one: what caused it.
+    /// On a grant, consume or claw-back that named one: what caused it.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<schema::ExternalId>, nullable = false)]
     external_id: Option<&'a str>,
@@ -709,6 +712,15 @@ pub fn outcome(result: &Result<Outcome, Refused>) -> StoredResponse {
         ),
         Ok(Outcome::Voided { lot, tx }) => stored(ok, &GrantView::new(lot, tx.created_at)),
         Ok(Outcome::Refunded { tx }) => stored(created, &TransactionView::new(tx)),
+        // Claw-backs are made by billing; this form is what an idempotency
+        // key keeps.
+        Ok(Outcome::ClawedBack { tx, balance }) => stored(
+            ok,
+            &serde_json::json!({
+                "transaction": TransactionView::new(tx),
+                "balance": BalanceSummary::new(*balance),
+            }),
+        ),
         Ok(Outcome::FeatureSet(feature)) => stored(ok, &FeatureView::new(feature)),
         Ok(Outcome::Settled { transactions }) => {
             stored(ok, &serde_json::json!({ "transactions": transactions }))

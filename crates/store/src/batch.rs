@@ -290,9 +290,13 @@ impl Batch {
         if let Ok(outcome) = &result {
             if let Some((account, id, digest)) = external {
                 let tx = match outcome {
-                    Outcome::Granted { tx, .. } | Outcome::Consumed { tx, .. } => tx.id,
+                    Outcome::Granted { tx, .. }
+                    | Outcome::Consumed { tx, .. }
+                    | Outcome::ClawedBack { tx, .. } => tx.id,
                     Outcome::Renewed { tx: Some(tx), .. } => tx.id,
-                    _ => unreachable!("only grants, consumes and renewals carry external ids"),
+                    _ => unreachable!(
+                        "only grants, consumes, claw-backs and renewals carry external ids"
+                    ),
                 };
                 self.staged.external_digests.insert(tx, digest.clone());
                 self.staged.externals.insert((account, id), (tx, digest));
@@ -391,7 +395,7 @@ impl Batch {
         Ok(owner)
     }
 
-    /// What a grant or consume answered when it was applied: its
+    /// What a grant, consume or claw-back answered when it was applied: its
     /// transaction, with the lot or the balance as they stand now.
     fn outcome_of(
         &mut self,
@@ -419,8 +423,12 @@ impl Batch {
                 balance: self.books[&account].balance(now),
                 tx,
             }),
+            (TxKind::ClawBack, _) => Ok(Outcome::ClawedBack {
+                balance: self.books[&account].balance(now),
+                tx,
+            }),
             _ => Err(StoreError::Corrupt(format!(
-                "{} carries an external id but is neither a grant nor a consume",
+                "{} carries an external id but is not a grant, a consume or a claw-back",
                 tx.id
             ))),
         }
@@ -663,6 +671,49 @@ impl Batch {
                     tx: find(written, |tx| tx.id == id),
                 }))
             }
+            Op::ClawBack {
+                account,
+                grant,
+                amount,
+                metadata,
+                external_id,
+            } => {
+                if !self.load(src, account)? {
+                    return missing(Reject::AccountNotFound);
+                }
+                // The grant is found by its external id, as the batch sees
+                // them: one granted earlier in this batch included.
+                let granted = match self.staged.externals.get(&(account.clone(), grant.clone())) {
+                    Some((tx, _)) => self.staged.transaction(*tx).cloned(),
+                    None => src.external(account, grant)?.map(|(tx, _)| tx),
+                };
+                let Some(lot) = granted
+                    .filter(|tx| tx.kind == TxKind::Grant)
+                    .and_then(|tx| tx.lot)
+                else {
+                    return missing(Reject::GrantNotFound);
+                };
+                if self.load_lot(src, lot)?.as_ref() != Some(account) {
+                    return Err(StoreError::Corrupt(format!(
+                        "the lot {lot} of grant {grant} is not one of {account}'s"
+                    )));
+                }
+                let (result, book, written) = self.run(account, |book, out| {
+                    book.claw_back(
+                        lot,
+                        *amount,
+                        metadata.clone(),
+                        external_id.clone(),
+                        now,
+                        ids,
+                        out,
+                    )
+                });
+                Ok(result.map(|id| Outcome::ClawedBack {
+                    tx: find(written, |tx| tx.id == id),
+                    balance: book.balance(now),
+                }))
+            }
             Op::Refund {
                 tx,
                 amount,
@@ -855,10 +906,10 @@ fn key_of(write: &RecordWrite) -> RecordKey {
     (kind.to_owned(), id.to_owned())
 }
 
-/// The account, external id and content digest of a grant or consume that
-/// names an external id. Two writes with one external id are the same write
-/// when their digests agree: the digest covers every field the caller sent
-/// and nothing the store derived (an instant, a price).
+/// The account, external id and content digest of a grant, consume or
+/// claw-back that names an external id. Two writes with one external id are
+/// the same write when their digests agree: the digest covers every field
+/// the caller sent and nothing the store derived (an instant, a price).
 fn external_of(op: &Op) -> Option<(AccountId, ExternalId, String)> {
     let (account, id, content) = match op {
         Op::Grant { account, grant } => {
@@ -884,6 +935,17 @@ fn external_of(op: &Op) -> Option<(AccountId, ExternalId, String)> {
                 Charge::Feature { feature, quantity } => format!("feature\n{feature}\n{quantity}"),
             };
             let content = format!("consume\n{charge}\n{}", metadata.as_str());
+            (account, id, content)
+        }
+        Op::ClawBack {
+            account,
+            grant,
+            amount,
+            metadata,
+            external_id,
+        } => {
+            let id = external_id.as_ref()?;
+            let content = format!("claw_back\n{grant}\n{amount}\n{}", metadata.as_str());
             (account, id, content)
         }
         _ => return None,

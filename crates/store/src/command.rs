@@ -92,6 +92,23 @@ pub enum Op {
         /// Operator metadata.
         metadata: Metadata,
     },
+    /// Takes back credits a grant gave: from the grant's own lot first, then
+    /// the account's other available credits in burn-down order, and what
+    /// they cannot cover becomes debt whatever the overdraft limit (the
+    /// credits were paid for and the payment was returned).
+    ClawBack {
+        /// The account.
+        account: AccountId,
+        /// The external id the grant was made with (e.g. "checkout:cs_123").
+        grant: ExternalId,
+        /// How many credits to take back; positive.
+        amount: Amount,
+        /// Operator metadata.
+        metadata: Metadata,
+        /// What caused it, unique per account (makes a retried claw-back the
+        /// same write).
+        external_id: Option<ExternalId>,
+    },
     /// Refunds usage.
     Refund {
         /// The usage transaction.
@@ -179,6 +196,13 @@ pub enum Outcome {
         lot: Lot,
         /// The void transaction.
         tx: Transaction,
+    },
+    /// Credits of a grant taken back.
+    ClawedBack {
+        /// The claw-back transaction.
+        tx: Transaction,
+        /// The balance right after.
+        balance: Balance,
     },
     /// The refund transaction.
     Refunded {
@@ -315,8 +339,9 @@ impl Command {
 pub enum Executed {
     /// Applied now (or refused now, with nothing changed).
     Fresh(Result<Outcome, Refused>),
-    /// A grant or consume whose external id was applied before with the
-    /// same content: that first write's outcome, and nothing changed.
+    /// A grant, consume or claw-back whose external id was applied before
+    /// with the same content: that first write's outcome, and nothing
+    /// changed.
     Existing(Outcome),
     /// The idempotency key was seen before with the same request: here is
     /// the first response, and nothing changed.

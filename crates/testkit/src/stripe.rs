@@ -383,7 +383,10 @@ impl Inner {
             ("POST", ["customers", id]) => self.update_customer(id, form)?,
             ("GET", ["customers", id]) => self.held(id, "customer")?,
             ("POST", ["checkout", "sessions"]) => self.create_checkout_session(form)?,
+            ("GET", ["checkout", "sessions"]) => self.list_checkout_sessions(&request.query),
             ("GET", ["checkout", "sessions", id]) => self.held(id, "checkout.session")?,
+            ("GET", ["subscriptions", id]) => self.held(id, "subscription")?,
+            ("POST", ["subscriptions", id]) => self.update_subscription(id, form)?,
             ("POST", ["payment_intents"]) => return self.create_payment_intent(form, card),
             ("GET", ["payment_intents", id]) => self.held(id, "payment_intent")?,
             ("POST", ["invoiceitems"]) => self.create_invoice_item(form)?,
@@ -516,6 +519,73 @@ impl Inner {
         apply_metadata(&mut session, form);
         self.hold(id, &session);
         Ok(session)
+    }
+
+    /// Checkout Sessions, newest first, filtered as Stripe filters them by
+    /// `subscription`, `payment_intent` and `customer`, at most `limit`.
+    fn list_checkout_sessions(&self, query: &[(String, String)]) -> Value {
+        let limit = get(query, "limit")
+            .and_then(|l| l.parse::<usize>().ok())
+            .unwrap_or(10);
+        let filters: Vec<(&str, &str)> = ["subscription", "payment_intent", "customer"]
+            .into_iter()
+            .filter_map(|field| get(query, field).map(|value| (field, value)))
+            .collect();
+        let mut sessions: Vec<&Value> = self
+            .objects
+            .values()
+            .filter(|o| o["object"] == "checkout.session")
+            .filter(|o| filters.iter().all(|(field, value)| o[*field] == *value))
+            .collect();
+        sessions.sort_by(|a, b| b["created"].as_u64().cmp(&a["created"].as_u64()));
+        let has_more = sessions.len() > limit;
+        json!({
+            "object": "list",
+            "url": "/v1/checkout/sessions",
+            "has_more": has_more,
+            "data": sessions.into_iter().take(limit).cloned().collect::<Vec<_>>(),
+        })
+    }
+
+    /// Updates a subscription as Stripe does for a plan change
+    /// (`items[0][id]` with `items[0][price]`), `cancel_at_period_end` and
+    /// `metadata`.
+    fn update_subscription(
+        &mut self,
+        id: &str,
+        form: &[(String, String)],
+    ) -> Result<Value, Answer> {
+        let mut subscription = self.held(id, "subscription")?;
+        if let Some(price) = get(form, "items[0][price]") {
+            let item = get(form, "items[0][id]");
+            let current = subscription["items"]["data"][0]["id"].as_str();
+            if item.is_some() && item != current {
+                let message = format!("No such subscription item: '{}'", item.unwrap_or(""));
+                return Err(invalid_param("resource_missing", "items[0][id]", &message));
+            }
+            subscription["items"]["data"][0]["price"]["id"] = json!(price);
+            if let Some(held) = self.objects.get(price)
+                && held["object"] == "price"
+            {
+                subscription["items"]["data"][0]["price"] = held.clone();
+            }
+        }
+        match get(form, "cancel_at_period_end") {
+            Some("true") => subscription["cancel_at_period_end"] = json!(true),
+            Some("false") => subscription["cancel_at_period_end"] = json!(false),
+            Some(other) => {
+                let message = format!("Invalid boolean: {other}");
+                return Err(invalid_param(
+                    "parameter_invalid_boolean",
+                    "cancel_at_period_end",
+                    &message,
+                ));
+            }
+            None => {}
+        }
+        apply_metadata(&mut subscription, form);
+        self.hold(id.to_owned(), &subscription);
+        Ok(subscription)
     }
 
     fn create_payment_intent(

@@ -5,6 +5,7 @@
 mod error;
 mod money;
 mod period;
+pub mod refund;
 pub mod signature;
 mod text;
 pub mod topup;

@@ -101,6 +101,9 @@ fn payments(billing: &Billing) -> Result<&Payments, ApiError> {
 struct CheckoutBody {
     /// A package for sale.
     package_id: Option<String>,
+    /// A plan with a price: the checkout starts a subscription the provider
+    /// bills every period.
+    plan_id: Option<String>,
     /// A custom amount, at least 5 USD (`{"amount": 500, "currency": "usd"}`);
     /// its credits at the configured rate.
     #[schema(value_type = Option<Object>)]
@@ -118,10 +121,12 @@ struct CheckoutView {
 
 /// Start a checkout
 ///
-/// Creates a payment provider checkout session for a package or a custom
-/// amount, for the account's provider customer (created once). Its credits
-/// are granted, once, when the provider's webhook says it was paid. The
-/// same Idempotency-Key answers the same session.
+/// Creates a payment provider checkout session for a package, a custom
+/// amount or a plan, for the account's provider customer (created once).
+/// Its credits are granted, once, when the provider's webhook says it was
+/// paid; a plan's checkout starts a subscription the provider bills every
+/// period, whose paid invoices renew the plan. The same Idempotency-Key
+/// answers the same session.
 #[utoipa::path(
     post,
     path = "/v1/accounts/{account_id}/checkout",
@@ -133,7 +138,8 @@ struct CheckoutView {
         (status = 200, description = "The session.", body = CheckoutView),
         (status = 400, description = "`malformed_json`, `invalid_request`, `invalid_id`, \
             `invalid_checkout`, `invalid_currency`, `invalid_money`."),
-        (status = 404, description = "`account_not_found`, `package_not_found`."),
+        (status = 404, description = "`account_not_found`, `package_not_found`, \
+            `plan_not_found`."),
         (status = 409, description = "`package_inactive`, `purchase_not_allowed`."),
         (status = 502, description = "`payment_provider_error`."),
         (status = 503, description = "`payments_not_configured`."),
@@ -152,12 +158,18 @@ async fn create_checkout(
         .map_err(|_| ApiError::PayloadTooLarge)?;
     let body: CheckoutBody = extract::parse_json(&body)?;
     server::handlers::require_account(billing.store.as_ref(), &account).await?;
-    let sale = match (body.package_id, body.amount) {
-        (Some(package), None) => checkout::package_sale(&billing, &account, &package).await?,
-        (None, Some(amount)) => checkout::topup_sale(&account, amount, billing.credits_per_usd)?,
+    let sale = match (body.package_id, body.plan_id, body.amount) {
+        (Some(package), None, None) => checkout::package_sale(&billing, &account, &package).await?,
+        (None, Some(plan), None) => {
+            let plan = crate::api::record_id(&plan, "plan")?;
+            checkout::plan_sale(&billing, &account, &plan).await?
+        }
+        (None, None, Some(amount)) => {
+            checkout::topup_sale(&account, amount, billing.credits_per_usd)?
+        }
         _ => {
             return Err(BillingError::InvalidCheckout(
-                "name exactly one of package_id and amount".into(),
+                "name exactly one of package_id, plan_id and amount".into(),
             )
             .into());
         }
@@ -478,7 +490,10 @@ async fn put_auto_topup(
 #[derive(Serialize, ToSchema)]
 struct WebhookView {
     /// `granted`, `duplicate`, `awaiting_payment`, `payment_failed`,
-    /// `card_saved`, `unknown_session` or `ignored`.
+    /// `card_saved`, `subscribed`, `renewed`, `plan_changed`, `updated`,
+    /// `past_due`, `ended`, `refunded`, `unknown_session`,
+    /// `unknown_payment`, `unknown_subscription`, `unknown_plan` or
+    /// `ignored`.
     outcome: String,
 }
 
@@ -488,7 +503,10 @@ struct WebhookView {
 /// for the raw body under `STRIPE_WEBHOOK_SECRET`, within 300 s of now;
 /// otherwise 400 and nothing is done. A paid checkout session that creditd
 /// created grants its credits once, however often and in whatever order the
-/// event arrives; every event is kept with what was done.
+/// event arrives; a paid invoice of a subscription it sold grants the
+/// period once; subscription updates change, cancel or end the plan; a
+/// refunded charge takes back its share of the credits, into debt if they
+/// were spent. Every event is kept with what was done.
 #[utoipa::path(
     post,
     path = "/webhooks/stripe",
@@ -499,8 +517,12 @@ struct WebhookView {
         (status = 200, description = "Handled, known already, or of a type creditd does not \
             handle.", body = WebhookView),
         (status = 400, description = "`invalid_signature`, `malformed_json`, `invalid_request`."),
+        (status = 409, description = "`refund_before_grant`: a refund of credits not granted \
+            yet; nothing was applied; Stripe sends the event again."),
         (status = 500, description = "`internal_error`: nothing was applied; Stripe sends the \
             event again."),
+        (status = 502, description = "`payment_provider_error`: Stripe could not be asked \
+            about the event's object; nothing was applied; Stripe sends the event again."),
         (status = 503, description = "`payments_not_configured`, `store_unavailable`: nothing \
             was applied; Stripe sends the event again."),
     ),

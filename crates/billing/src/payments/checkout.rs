@@ -39,6 +39,8 @@ pub enum Purchase {
     Package,
     /// Credits for a custom amount of money.
     Topup,
+    /// A plan, paid every period by a provider subscription.
+    Plan,
     /// A card saved for later payments, nothing bought.
     Setup,
 }
@@ -49,6 +51,7 @@ impl Purchase {
         match self {
             Purchase::Package => "package",
             Purchase::Topup => "topup",
+            Purchase::Plan => "plan",
             Purchase::Setup => "setup",
         }
     }
@@ -66,7 +69,11 @@ pub struct CheckoutSession {
     /// The package, for a package.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub package: Option<String>,
-    /// The credits it grants once paid, as a plain decimal.
+    /// The plan, for a plan.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<String>,
+    /// The credits it grants once paid (a plan's: each period), as a plain
+    /// decimal.
     pub credits: String,
     /// What it costs.
     pub price: MoneyJson,
@@ -153,6 +160,7 @@ pub async fn create_setup_session(
         account: account.as_str().to_owned(),
         purchase: Purchase::Setup,
         package: None,
+        plan: None,
         credits: "0".into(),
         price: usd(0),
     };
@@ -292,6 +300,8 @@ pub struct Sale {
     pub session: CheckoutSession,
     /// The line item's name.
     pub name: String,
+    /// The plan, for a plan: its line recurs every period.
+    pub plan: Option<crate::plan::Plan>,
 }
 
 /// A package's sale, refused when it is not for sale or the account may
@@ -322,9 +332,54 @@ pub async fn package_sale(
             account: account.as_str().to_owned(),
             purchase: Purchase::Package,
             package: Some(package_id.to_owned()),
+            plan: None,
             credits: package.credits.clone(),
             price: package.price,
         },
+        plan: None,
+    })
+}
+
+/// A plan's sale: a plan with a price, which the account is not already
+/// paying for through the provider.
+pub async fn plan_sale(
+    billing: &Billing,
+    account: &AccountId,
+    plan_id: &str,
+) -> Result<Sale, ApiError> {
+    let store = billing.store.as_ref();
+    let plan = crate::subscription::plan(store, plan_id).await??;
+    let Some(price) = plan.price else {
+        return Err(BillingError::InvalidCheckout(
+            "the plan has no price: subscribe to a free plan with PUT /subscription".into(),
+        )
+        .into());
+    };
+    if price.amount <= 0 {
+        return Err(BillingError::InvalidCheckout("the plan's price is zero".into()).into());
+    }
+    if let Some(current) =
+        records::get::<crate::subscription::Subscription>(store, account.as_str()).await?
+        && current.body.provider.is_some()
+    {
+        return Err(BillingError::InvalidCheckout(
+            "the account already pays for a plan through the provider: change it with PUT \
+             /subscription"
+                .into(),
+        )
+        .into());
+    }
+    Ok(Sale {
+        name: plan.name.clone(),
+        session: CheckoutSession {
+            account: account.as_str().to_owned(),
+            purchase: Purchase::Plan,
+            package: None,
+            plan: Some(plan_id.to_owned()),
+            credits: plan.credits.clone(),
+            price,
+        },
+        plan: Some(plan),
     })
 }
 
@@ -352,9 +407,11 @@ pub fn topup_sale(
             account: account.as_str().to_owned(),
             purchase: Purchase::Topup,
             package: None,
+            plan: None,
             credits: credits.to_string(),
             price,
         },
+        plan: None,
     })
 }
 
@@ -372,7 +429,6 @@ pub async fn create_session(
     let public = payments.config.public_url.trim_end_matches('/');
     let session = &sale.session;
     let mut form: Form = vec![
-        ("mode".into(), "payment".into()),
         ("customer".into(), customer),
         ("client_reference_id".into(), account.as_str().to_owned()),
         (
@@ -385,33 +441,77 @@ pub async fn create_session(
         ),
         ("metadata[creditd_credits]".into(), session.credits.clone()),
         ("line_items[0][quantity]".into(), "1".into()),
-        (
-            "line_items[0][price_data][currency]".into(),
-            session.price.currency.0.as_str().to_owned(),
-        ),
-        (
-            "line_items[0][price_data][unit_amount]".into(),
-            session.price.amount.to_string(),
-        ),
-        (
-            "line_items[0][price_data][product_data][name]".into(),
-            sale.name.clone(),
-        ),
-        ("invoice_creation[enabled]".into(), "true".into()),
         ("tax_id_collection[enabled]".into(), "true".into()),
         ("billing_address_collection".into(), "required".into()),
         ("customer_update[address]".into(), "auto".into()),
         ("customer_update[name]".into(), "auto".into()),
-        (
-            "payment_intent_data[setup_future_usage]".into(),
-            "off_session".into(),
-        ),
         (
             "success_url".into(),
             format!("{public}/checkout/success?session_id={{CHECKOUT_SESSION_ID}}"),
         ),
         ("cancel_url".into(), format!("{public}/checkout/cancel")),
     ];
+    let price_data = |form: &mut Form| {
+        form.extend([
+            (
+                "line_items[0][price_data][currency]".into(),
+                session.price.currency.0.as_str().to_owned(),
+            ),
+            (
+                "line_items[0][price_data][unit_amount]".into(),
+                session.price.amount.to_string(),
+            ),
+            (
+                "line_items[0][price_data][product_data][name]".into(),
+                sale.name.clone(),
+            ),
+        ]);
+    };
+    match (&sale.plan, &session.plan) {
+        (Some(plan), Some(plan_id)) => {
+            // A subscription: the provider bills every period and its paid
+            // invoices renew the plan.
+            form.push(("mode".into(), "subscription".into()));
+            form.push(("metadata[creditd_plan]".into(), plan_id.clone()));
+            for (key, value) in [
+                (
+                    "subscription_data[metadata][creditd_account]",
+                    account.as_str(),
+                ),
+                (
+                    "subscription_data[metadata][creditd_plan]",
+                    plan_id.as_str(),
+                ),
+            ] {
+                form.push((key.into(), value.to_owned()));
+            }
+            match &plan.provider_price_id {
+                Some(price) => form.push(("line_items[0][price]".into(), price.clone())),
+                None => {
+                    price_data(&mut form);
+                    form.push((
+                        "line_items[0][price_data][recurring][interval]".into(),
+                        plan.interval.clone(),
+                    ));
+                    form.push((
+                        "line_items[0][price_data][recurring][interval_count]".into(),
+                        plan.interval_count.to_string(),
+                    ));
+                }
+            }
+        }
+        _ => {
+            form.push(("mode".into(), "payment".into()));
+            price_data(&mut form);
+            form.extend([
+                ("invoice_creation[enabled]".into(), "true".into()),
+                (
+                    "payment_intent_data[setup_future_usage]".into(),
+                    "off_session".into(),
+                ),
+            ]);
+        }
+    }
     if let Some(package) = &session.package {
         form.push(("metadata[creditd_package]".into(), package.clone()));
     }

@@ -5,7 +5,9 @@ pub mod api;
 pub mod checkout;
 pub mod overage;
 pub mod provider;
+pub mod refund;
 pub mod stripe;
+pub mod subscriptions;
 pub mod topup;
 pub mod webhook;
 
@@ -50,4 +52,10 @@ impl Payments {
             config,
         }
     }
+}
+
+/// True for an id as the provider writes them (`sub_1Pgc…`, `pi_3M…`):
+/// safe to put in a path or a query.
+pub fn is_provider_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 255 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }

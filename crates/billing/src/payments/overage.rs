@@ -1,5 +1,6 @@
 //! Overage charges invoiced: each becomes one invoice item on the account's provider customer,
-//! made once by the charge's own id, and picked up by the customer's next invoice.
+//! made once by the charge's own id, and picked up by the customer's next invoice (on a plan the
+//! provider bills, that subscription's next invoice).
 
 use std::sync::Arc;
 
@@ -10,7 +11,7 @@ use store::records::{self, Expect, RecordFilter, Written};
 use super::Payments;
 use super::checkout::{customer_of, provider_error};
 use crate::Billing;
-use crate::subscription::OverageCharge;
+use crate::subscription::{OverageCharge, Subscription};
 
 /// Makes an invoice item of every overage charge not yet invoiced; answers
 /// how many it made. Safe on every node at once: the item's idempotency key
@@ -82,6 +83,15 @@ async fn invoice(
         ("metadata[creditd_account]".into(), charge.account.clone()),
         ("metadata[creditd_overage]".into(), id.to_owned()),
     ];
+    // On a plan the provider bills, the charge joins that subscription's
+    // next invoice.
+    let mut form = form;
+    if let Some(doc) =
+        records::get::<Subscription>(billing.store.as_ref(), account.as_str()).await?
+        && let Some(link) = doc.body.provider
+    {
+        form.push(("subscription".into(), link.subscription));
+    }
     let item = payments
         .provider
         .post("/v1/invoiceitems", form, &format!("creditd:overage:{id}"))

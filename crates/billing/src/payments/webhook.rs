@@ -29,8 +29,10 @@ pub struct PaymentEvent {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub object_id: Option<String>,
     /// What creditd did: `granted`, `duplicate`, `awaiting_payment`,
-    /// `payment_failed`, `card_saved`, `unknown_session`, `unknown_payment`,
-    /// `ignored`.
+    /// `payment_failed`, `card_saved`, `subscribed`, `renewed`,
+    /// `plan_changed`, `updated`, `past_due`, `ended`, `refunded`,
+    /// `unknown_session`, `unknown_payment`, `unknown_subscription`,
+    /// `unknown_plan`, `ignored`.
     pub outcome: String,
     /// When it arrived, in micros.
     pub received_at_micros: i64,
@@ -88,6 +90,11 @@ pub async fn receive(
     };
     let object = &event["data"]["object"];
     let now = billing.clock.now().micros();
+    // The event's record with an outcome, to join the write that settles it.
+    let with = |account: &str, outcome: &str| {
+        let (event_id, event) = event_record(id, kind, Some(account), object, outcome, now);
+        vec![records::put(&event_id, &event, Expect::Any)]
+    };
     let outcome = match kind {
         "checkout.session.completed" | "checkout.session.async_payment_succeeded" => {
             checkout_paid(billing, payments, id, kind, object, now).await?
@@ -95,6 +102,28 @@ pub async fn receive(
         "checkout.session.async_payment_failed" => "payment_failed".to_owned(),
         "payment_intent.succeeded" | "payment_intent.payment_failed" => {
             topup_event(billing, id, kind, object, now).await?
+        }
+        "invoice.paid" => {
+            let (account, outcome) =
+                super::subscriptions::invoice_paid(billing, payments, object, with).await?;
+            kept(billing, id, kind, account.as_deref(), object, outcome, now).await?
+        }
+        "charge.refunded" => {
+            let (account, outcome) =
+                super::refund::charge_refunded(billing, payments, object, with).await?;
+            kept(billing, id, kind, account.as_deref(), object, outcome, now).await?
+        }
+        "invoice.payment_failed" => {
+            let (account, outcome) =
+                super::subscriptions::invoice_failed(billing, payments, object).await?;
+            kept(billing, id, kind, account.as_deref(), object, outcome, now).await?
+        }
+        "customer.subscription.created"
+        | "customer.subscription.updated"
+        | "customer.subscription.deleted" => {
+            let (account, outcome) =
+                super::subscriptions::subscription_event(billing, payments, object).await?;
+            kept(billing, id, kind, account.as_deref(), object, outcome, now).await?
         }
         _ => {
             tracing::info!(
@@ -182,6 +211,21 @@ fn event_record(
     )
 }
 
+/// Keeps the record of an event with what was done, and answers the outcome.
+async fn kept(
+    billing: &Billing,
+    id: &str,
+    kind: &str,
+    account: Option<&str>,
+    object: &Value,
+    outcome: &str,
+    now: i64,
+) -> Result<String, ApiError> {
+    let (id, event) = event_record(id, kind, account, object, outcome, now);
+    keep(billing, &id, &event).await?;
+    Ok(event.outcome)
+}
+
 /// Keeps an event's record unless one is kept already: a redelivery does
 /// not overwrite what the first delivery did.
 async fn keep(billing: &Billing, id: &str, event: &PaymentEvent) -> Result<(), ApiError> {
@@ -233,6 +277,21 @@ async fn checkout_paid(
         let (id, event) = event_record(id, kind, Some(&ours.account), session, "card_saved", now);
         keep(billing, &id, &event).await?;
         return Ok(event.outcome);
+    }
+    if ours.purchase == super::checkout::Purchase::Plan {
+        let outcome =
+            super::subscriptions::checkout_completed(billing, payments, session_id, session)
+                .await?;
+        return kept(
+            billing,
+            id,
+            kind,
+            Some(&ours.account),
+            session,
+            outcome,
+            now,
+        )
+        .await;
     }
     if session["payment_status"].as_str() != Some("paid") {
         let (id, event) = event_record(

@@ -10,6 +10,7 @@ mod openapi;
 mod packages;
 mod payments;
 mod plans;
+mod provider_plans;
 mod renewals;
 mod settings;
 mod worked_example;

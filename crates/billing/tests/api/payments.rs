@@ -16,7 +16,7 @@ const WEBHOOK_SECRET: &str = "whsec_test_creditd";
 
 /// Billing taking payments through the fake Stripe at `base`, and allowing
 /// free accounts to buy.
-fn with_stripe(base: String) -> testkit::app::Plugins {
+pub(crate) fn with_stripe(base: String) -> testkit::app::Plugins {
     Arc::new(move |store, clock| {
         let env = EnvSettings {
             allow_free_user_purchase: Some(true),
@@ -41,7 +41,7 @@ fn with_stripe(base: String) -> testkit::app::Plugins {
 }
 
 /// Runs `test` on each store, with a fresh fake Stripe.
-async fn each_store(test: impl AsyncFn(TestApp, FakeStripe)) {
+pub(crate) async fn each_store(test: impl AsyncFn(TestApp, FakeStripe)) {
     for postgres in [false, true] {
         let stripe = FakeStripe::start().await;
         let plugins = with_stripe(stripe.base_url());
@@ -57,7 +57,7 @@ async fn each_store(test: impl AsyncFn(TestApp, FakeStripe)) {
     }
 }
 
-async fn package(app: &TestApp) {
+pub(crate) async fn package(app: &TestApp) {
     let reply = app
         .send(
             Method::PUT,
@@ -69,7 +69,7 @@ async fn package(app: &TestApp) {
     assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
 }
 
-async fn checkout(app: &TestApp, account: &str, body: Value) -> Value {
+pub(crate) async fn checkout(app: &TestApp, account: &str, body: Value) -> Value {
     let reply = app
         .send(
             Method::POST,
@@ -81,7 +81,7 @@ async fn checkout(app: &TestApp, account: &str, body: Value) -> Value {
     reply.body
 }
 
-fn now_secs() -> i64 {
+pub(crate) fn now_secs() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -89,7 +89,7 @@ fn now_secs() -> i64 {
 }
 
 /// An event of `kind` about `object`, as Stripe wraps one.
-fn event(id: &str, kind: &str, object: Value) -> String {
+pub(crate) fn event(id: &str, kind: &str, object: Value) -> String {
     json!({
         "id": id, "object": "event", "api_version": "2024-06-20", "created": now_secs(),
         "livemode": false, "pending_webhooks": 1,
@@ -100,7 +100,11 @@ fn event(id: &str, kind: &str, object: Value) -> String {
 }
 
 /// Delivers `body` signed with the endpoint's secret at `at` (or now).
-async fn deliver(app: &TestApp, body: &str, signature: Option<String>) -> (StatusCode, Value) {
+pub(crate) async fn deliver(
+    app: &TestApp,
+    body: &str,
+    signature: Option<String>,
+) -> (StatusCode, Value) {
     let signature = signature.unwrap_or_else(|| {
         billing::domain::signature::sign(body.as_bytes(), WEBHOOK_SECRET.as_bytes(), now_secs())
     });
@@ -119,7 +123,7 @@ async fn deliver(app: &TestApp, body: &str, signature: Option<String>) -> (Statu
 }
 
 /// The session as Stripe holds it once paid.
-fn paid(stripe: &FakeStripe, session: &str) -> Value {
+pub(crate) fn paid(stripe: &FakeStripe, session: &str) -> Value {
     stripe.set(
         session,
         json!({"status": "complete", "payment_status": "paid", "invoice": "in_test_1"}),
@@ -127,7 +131,7 @@ fn paid(stripe: &FakeStripe, session: &str) -> Value {
     stripe.object(session).expect("the session")
 }
 
-async fn purchases(app: &TestApp, account: &str) -> Vec<Value> {
+pub(crate) async fn purchases(app: &TestApp, account: &str) -> Vec<Value> {
     let grants = app
         .get(&format!("/v1/accounts/{account}/grants?limit=100"))
         .await;

@@ -31,6 +31,10 @@ enum Step {
     Void {
         pick: usize,
     },
+    ClawBack {
+        pick: usize,
+        micros: i64,
+    },
     Refund {
         pick: usize,
         micros: Option<i64>,
@@ -60,6 +64,7 @@ fn step() -> impl Strategy<Value = Step> {
         2 => (any::<usize>(), 0i64..250_000_000).prop_map(|(pick, micros)| Step::Commit { pick, micros }),
         1 => any::<usize>().prop_map(|pick| Step::Release { pick }),
         1 => any::<usize>().prop_map(|pick| Step::Void { pick }),
+        2 => (any::<usize>(), micros.clone()).prop_map(|(pick, micros)| Step::ClawBack { pick, micros }),
         2 => (any::<usize>(), prop::option::of(micros.clone())).prop_map(|(pick, micros)| Step::Refund { pick, micros }),
         2 => (1i64..2_000).prop_map(|secs| Step::Advance { secs }),
         2 => (prop::option::of(0i64..300_000_000), any::<bool>(), prop::option::of(micros.clone()),
@@ -182,6 +187,22 @@ impl World {
                 };
                 self.book
                     .void(lot, Metadata::empty(), now, ids, out)
+                    .map(drop)
+            }
+            Step::ClawBack { pick, micros } => {
+                let Some(lot) = pick_from(self.book.lots(), pick).map(|l| l.id) else {
+                    return Ok(());
+                };
+                self.book
+                    .claw_back(
+                        lot,
+                        Amount::from_micros(micros),
+                        Metadata::empty(),
+                        None,
+                        now,
+                        ids,
+                        out,
+                    )
                     .map(drop)
             }
             Step::Refund { pick, micros } => {
@@ -334,6 +355,47 @@ proptest! {
                         prop_assert!(spendable(&world.book, world.now).is_empty());
                     }
                 }
+                // A claw-back takes what it can from its lot, then burns
+                // down the other lots in order, and only runs into debt once
+                // every spendable lot is empty. (With no lot to pick, the step
+                // does nothing.)
+                Ok(()) if matches!(step, Step::ClawBack { .. }) && !world.book.lots().is_empty() => {
+                    let &Step::ClawBack { micros, .. } = step else { unreachable!() };
+                    let amount = Amount::from_micros(micros);
+                    let tx = new_txs.last().unwrap();
+                    prop_assert_eq!(tx.kind, TxKind::ClawBack);
+                    prop_assert_eq!(tx.amount, Amount::from_micros(-micros));
+                    prop_assert_eq!(tx.posted_to(LedgerAccount::Void), Some(amount));
+                    prop_assert_eq!(tx.usage_amount(), Some(amount));
+                    let lot = tx.lot.unwrap();
+                    let had = settled_before.lot(lot).unwrap().remaining;
+                    let mut shares = tx.sources.iter().copied();
+                    if had.is_positive() {
+                        prop_assert_eq!(
+                            shares.next(),
+                            Some(Share { origin: Origin::Lot(lot), amount: had.min(amount) })
+                        );
+                    }
+                    let order: Vec<(LotId, Amount)> = spendable(&settled_before, world.now)
+                        .into_iter()
+                        .filter(|(id, _)| *id != lot)
+                        .collect();
+                    let rest: Vec<Share> = shares.collect();
+                    let lots: Vec<(LotId, Amount)> = rest.iter().filter_map(|s| match s.origin {
+                        Origin::Lot(id) => Some((id, s.amount)),
+                        Origin::Debt => None,
+                    }).collect();
+                    prop_assert!(lots.len() <= order.len());
+                    for (i, (id, amount)) in lots.iter().enumerate() {
+                        prop_assert_eq!(*id, order[i].0);
+                        if i + 1 < lots.len() {
+                            prop_assert_eq!(*amount, order[i].1);
+                        }
+                    }
+                    if rest.iter().any(|s| s.origin == Origin::Debt) {
+                        prop_assert!(spendable(&world.book, world.now).is_empty());
+                    }
+                }
                 Ok(()) => {}
             }
 
@@ -367,7 +429,8 @@ proptest! {
                 }
             }
 
-            // Balance = grants - spends + refunds - expiries - voids + settled debt.
+            // Balance = grants - spends + refunds - expiries - voids (claw-backs
+            // included) + settled debt.
             let held_in_lots: i128 = world.book.lots().iter().map(|l| i128::from(l.remaining.micros())).sum();
             let escrow: i128 = world.book.holds().iter()
                 .filter(|h| h.status == HoldStatus::Pending)

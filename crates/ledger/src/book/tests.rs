@@ -1202,3 +1202,250 @@ fn lifetime_totals_add_up_what_the_journal_did() {
     // 55 + 20 - 90 + 4 = -11: eleven credits of debt, settled.
     assert_eq!(totals.settled, c(11));
 }
+
+// Claw-backs.
+
+impl Fixture {
+    fn claw_back(&mut self, lot: LotId, credits: i64) -> Result<TxId, Reject> {
+        self.book.claw_back(
+            lot,
+            c(credits),
+            Metadata::empty(),
+            None,
+            self.now,
+            &mut self.ids,
+            &mut self.journal,
+        )
+    }
+}
+
+#[test]
+fn a_claw_back_takes_from_the_grants_own_lot_before_any_other() {
+    let mut f = Fixture::new();
+    let first = f.grant(100, 1, None);
+    let purchase = f.grant(100, 2, None);
+    let external = ExternalId::parse("refund:re_1").unwrap();
+    let tx = f
+        .book
+        .claw_back(
+            purchase,
+            c(30),
+            Metadata::empty(),
+            Some(external.clone()),
+            f.now,
+            &mut f.ids,
+            &mut f.journal,
+        )
+        .unwrap();
+    // The lot that burns first is left alone.
+    assert_eq!(f.remaining(first), c(100));
+    assert_eq!(f.remaining(purchase), c(70));
+    let tx = f.tx(tx).clone();
+    assert_eq!(tx.kind, TxKind::ClawBack);
+    assert_eq!(tx.kind.code(), "claw_back");
+    assert_eq!(tx.lot, Some(purchase));
+    assert_eq!(tx.external_id, Some(external));
+    assert_eq!(
+        tx.postings,
+        vec![
+            posting(LedgerAccount::Lot(purchase), c(-30)),
+            posting(LedgerAccount::Void, c(30)),
+        ]
+    );
+    assert_eq!(
+        tx.sources,
+        vec![Share {
+            origin: Origin::Lot(purchase),
+            amount: c(30)
+        }]
+    );
+    assert_eq!((tx.amount, tx.balance_after), (c(-30), c(170)));
+    assert_eq!(f.balance().debt, c(0));
+    assert!(f.audit().is_empty());
+}
+
+#[test]
+fn a_claw_back_of_a_partly_spent_lot_takes_the_rest_from_other_lots_in_burn_down_order() {
+    let mut f = Fixture::new();
+    let purchase = f.grant(100, 1, None);
+    let later = f.grant(50, 5, None);
+    let earlier = f.grant(50, 3, None);
+    f.consume(80).unwrap();
+    assert_eq!(f.remaining(purchase), c(20));
+    let tx = f.claw_back(purchase, 100).unwrap();
+    assert_eq!(f.remaining(purchase), c(0));
+    assert_eq!(f.remaining(earlier), c(0));
+    assert_eq!(f.remaining(later), c(20));
+    let share = |lot, credits| Share {
+        origin: Origin::Lot(lot),
+        amount: c(credits),
+    };
+    assert_eq!(
+        f.tx(tx).sources,
+        vec![share(purchase, 20), share(earlier, 50), share(later, 30)]
+    );
+    assert_eq!(f.tx(tx).posted_to(LedgerAccount::Void), Some(c(100)));
+    assert_eq!(f.balance().debt, c(0));
+    assert_eq!(f.available(), c(20));
+    assert!(f.audit().is_empty());
+}
+
+#[test]
+fn a_claw_back_of_spent_credits_runs_into_debt_beyond_a_zero_overdraft_limit() {
+    let mut f = Fixture::new();
+    let purchase = f.grant(100, 1, None);
+    f.consume(100).unwrap();
+    let tx = f.claw_back(purchase, 60).unwrap();
+    let tx = f.tx(tx).clone();
+    assert_eq!(
+        tx.sources,
+        vec![Share {
+            origin: Origin::Debt,
+            amount: c(60)
+        }]
+    );
+    assert_eq!(tx.posted_to(LedgerAccount::Debt), Some(c(-60)));
+    assert_eq!(tx.posted_to(LedgerAccount::Void), Some(c(60)));
+    assert_eq!((tx.amount, tx.balance_after), (c(-60), c(-60)));
+    assert_eq!(
+        f.balance(),
+        Balance {
+            available: c(-60),
+            held: c(0),
+            debt: c(60)
+        }
+    );
+    // The overdraft limit of zero still holds for spending.
+    assert!(matches!(
+        f.consume(1),
+        Err(Reject::InsufficientCredits { .. })
+    ));
+    assert!(f.audit().is_empty());
+
+    // A later grant repays the debt first.
+    let next = f.grant(100, 1, None);
+    assert_eq!(f.journal.last().unwrap().kind, TxKind::DebtRepayment);
+    assert_eq!(f.remaining(next), c(40));
+    assert_eq!(f.balance().debt, c(0));
+    assert_eq!(f.available(), c(40));
+    assert!(f.audit().is_empty());
+}
+
+#[test]
+fn a_claw_back_leaves_a_holds_escrow_alone() {
+    let mut f = Fixture::new();
+    let purchase = f.grant(50, 1, None);
+    let other = f.grant(50, 2, None);
+    let hold = f.hold(60, 60).unwrap();
+    assert_eq!((f.remaining(purchase), f.remaining(other)), (c(0), c(40)));
+    f.claw_back(purchase, 50).unwrap();
+    assert_eq!(f.remaining(other), c(0));
+    assert_eq!(f.book.hold(hold).unwrap().funded(), c(60));
+    assert_eq!(
+        f.balance(),
+        Balance {
+            available: c(-10),
+            held: c(60),
+            debt: c(10)
+        }
+    );
+    // Released, the escrow goes back to its lots and repays the debt.
+    f.release(hold).unwrap();
+    f.settle();
+    assert_eq!(f.balance().debt, c(0));
+    assert_eq!(f.available(), c(50));
+    assert!(f.audit().is_empty());
+}
+
+#[test]
+fn a_claw_back_of_a_voided_lot_takes_everything_from_elsewhere() {
+    let mut f = Fixture::new();
+    let purchase = f.grant(30, 1, None);
+    let other = f.grant(100, 2, None);
+    f.void(purchase).unwrap();
+    let tx = f.claw_back(purchase, 30).unwrap();
+    assert_eq!(f.remaining(other), c(70));
+    assert_eq!(
+        f.tx(tx).sources,
+        vec![Share {
+            origin: Origin::Lot(other),
+            amount: c(30)
+        }]
+    );
+    assert_eq!(f.tx(tx).lot, Some(purchase));
+    assert!(f.audit().is_empty());
+}
+
+#[test]
+fn a_claw_back_needs_a_positive_amount_and_a_known_lot() {
+    let mut f = Fixture::new();
+    let purchase = f.grant(10, 1, None);
+    let before = f.book.clone();
+    let journal = f.journal.len();
+    assert!(matches!(
+        f.claw_back(purchase, 0),
+        Err(Reject::InvalidAmount(_))
+    ));
+    assert!(matches!(
+        f.claw_back(purchase, -1),
+        Err(Reject::InvalidAmount(_))
+    ));
+    assert_eq!(f.claw_back(LotId(99), 1), Err(Reject::GrantNotFound));
+    assert_eq!(f.book, before);
+    assert_eq!(f.journal.len(), journal);
+}
+
+#[test]
+fn a_claw_back_beyond_the_account_cap_is_an_overflow() {
+    let mut f = Fixture::new();
+    let max = Amount::from_micros(crate::AMOUNT_MAX_MICROS);
+    let lot = f.grant(1, 1, None);
+    let claw_back = |f: &mut Fixture| {
+        f.book.claw_back(
+            lot,
+            max,
+            Metadata::empty(),
+            None,
+            f.now,
+            &mut f.ids,
+            &mut f.journal,
+        )
+    };
+    claw_back(&mut f).unwrap();
+    claw_back(&mut f).unwrap();
+    let before = f.book.clone();
+    assert_eq!(claw_back(&mut f), Err(Reject::Overflow));
+    assert_eq!(f.book, before);
+}
+
+#[test]
+fn the_balance_before_a_claw_back_is_rebuilt_unchanged_and_totals_count_it_as_voided() {
+    let mut f = Fixture::new();
+    let purchase = f.grant(100, 1, None);
+    f.advance(10);
+    f.consume(30).unwrap();
+    f.advance(10);
+    f.claw_back(purchase, 100).unwrap();
+    assert!(f.audit().is_empty());
+    let at = |f: &Fixture, secs: i64| {
+        crate::book_at(
+            f.book.account.clone(),
+            f.lots_seen.clone(),
+            f.holds_seen.clone(),
+            &f.journal,
+            t(secs),
+        )
+        .unwrap()
+        .balance(t(secs))
+    };
+    let before = at(&f, 15);
+    assert_eq!((before.available, before.debt), (c(70), c(0)));
+    let after = at(&f, 20);
+    assert_eq!((after.available, after.debt), (c(-30), c(30)));
+    assert_eq!(after, f.balance());
+    let totals = crate::totals(&f.lots_seen, &f.journal).unwrap();
+    assert_eq!(
+        (totals.spent, totals.voided, totals.expired),
+        (c(30), c(100), c(0))
+    );
+}

@@ -247,6 +247,9 @@ fn tx_kind(kind: TxKind) -> &'static str {
         TxKind::DebtSettlement => {
             "debt cleared to the receivable account, billed as an overage charge."
         }
+        TxKind::ClawBack => {
+            "credits of a refunded purchase taken back: from its lot, then other lots, the rest as debt."
+        }
     }
 }
 

@@ -220,7 +220,8 @@ struct Named {
     keys: Vec<(String, Vec<u8>)>,
     lot_ids: usize,
     hold_ids: usize,
-    /// (account, external id) of grants and consumes that name one.
+    /// (account, external id) of grants, consumes and claw-backs that name
+    /// one, and of the grants claw-backs take back.
     externals: BTreeSet<(String, String)>,
     /// (kind, id) of records written.
     records: BTreeSet<(String, String)>,
@@ -308,6 +309,21 @@ impl Named {
                 }
                 Op::Void { lot, .. } => {
                     named.lots.insert(lot.0);
+                }
+                Op::ClawBack {
+                    account,
+                    grant,
+                    external_id,
+                    ..
+                } => {
+                    // The grant's transaction and lot are read by the
+                    // grant's external id, as is the claw-back's own.
+                    named.accounts.insert(account.to_string());
+                    for external in std::iter::once(grant).chain(external_id) {
+                        named
+                            .externals
+                            .insert((account.to_string(), external.to_string()));
+                    }
                 }
                 Op::Refund { tx, .. } => {
                     named.transactions.insert(tx.0);
@@ -1553,6 +1569,7 @@ pub fn route(op: &Op) -> u64 {
         | Op::Renew { account, .. }
         | Op::UpdateAccount { account, .. }
         | Op::Consume { account, .. }
+        | Op::ClawBack { account, .. }
         | Op::Hold { account, .. }
         | Op::Settle { account } => hash(account.as_str()),
         Op::Commit { hold, .. } | Op::Release { hold, .. } => hold.0 as u64,

@@ -14,6 +14,7 @@ mod support;
 
 mod audit;
 mod calls;
+mod claw_backs;
 mod concurrency;
 mod external;
 mod history;

@@ -1,0 +1,736 @@
+//! Plans the payment provider bills: a subscription started by a checkout creditd created,
+//! renewed when the provider's invoice for a period is paid, changed, canceled and ended as the
+//! provider says, each period granted once however its events arrive.
+
+use ledger::{AccountId, Reject, Timestamp};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use server::error::ApiError;
+use store::records::{self, Doc, Expect, Kind, Lookup, RecordFilter, RecordWrite, Written};
+use store::{Executed, Refused, StoreError};
+
+use super::checkout::{CheckoutSession, Purchase, provider_error};
+use super::{Payments, is_provider_id};
+use crate::Billing;
+use crate::domain::{Period, period};
+use crate::error::BillingError;
+use crate::plan::Plan;
+use crate::settings;
+use crate::subscription::{self, ProviderLink, Subscription, transition};
+
+/// A provider subscription started by a checkout creditd created: a record
+/// of kind `payment_subscription` under the provider's id. The provider's
+/// events about a subscription with no such record change nothing.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentSubscription {
+    /// The account it pays for.
+    pub account: String,
+    /// The plan it was bought for.
+    pub plan_id: String,
+    /// The checkout session that started it.
+    pub checkout_session: String,
+}
+
+impl Kind for PaymentSubscription {
+    const KIND: &'static str = "payment_subscription";
+
+    fn lookups(&self) -> Vec<Lookup> {
+        vec![Lookup::ordered("account", self.account.clone())]
+    }
+}
+
+/// The provider's subscription, as creditd reads it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Remote {
+    /// Its id (`sub_…`).
+    pub id: String,
+    /// `active`, `past_due`, `canceled`, ….
+    pub status: String,
+    /// The current period, in seconds since the epoch.
+    pub period: Option<(i64, i64)>,
+    /// The price of its item.
+    pub price: Option<String>,
+    /// Its item's id (`si_…`), which a plan change names.
+    pub item: Option<String>,
+    /// Whether it ends at the period's end.
+    pub cancel_at_period_end: bool,
+}
+
+impl Remote {
+    /// Reads a subscription object; its period is on the subscription in
+    /// the pinned API version and on its item in later ones.
+    pub fn read(object: &Value) -> Option<Remote> {
+        let item = &object["items"]["data"][0];
+        let bound = |name: &str| object[name].as_i64().or_else(|| item[name].as_i64());
+        Some(Remote {
+            id: object["id"].as_str()?.to_owned(),
+            status: object["status"].as_str().unwrap_or("active").to_owned(),
+            period: bound("current_period_start").zip(bound("current_period_end")),
+            price: item["price"]["id"].as_str().map(str::to_owned),
+            item: item["id"].as_str().map(str::to_owned),
+            cancel_at_period_end: object["cancel_at_period_end"].as_bool().unwrap_or(false),
+        })
+    }
+
+    /// True once it has ended for good.
+    fn ended(&self) -> bool {
+        matches!(self.status.as_str(), "canceled" | "incomplete_expired")
+    }
+
+    /// True when its first payment went through (or a trial stands in).
+    fn started(&self) -> bool {
+        matches!(self.status.as_str(), "active" | "trialing")
+    }
+}
+
+/// The subscription's link to an account, if creditd made it: its record,
+/// or the checkout session the provider says started it, when that session
+/// is one of creditd's, for a plan (an invoice may arrive before the
+/// session's own event).
+pub async fn link_of(
+    billing: &Billing,
+    payments: &Payments,
+    subscription_id: &str,
+) -> Result<Option<PaymentSubscription>, ApiError> {
+    if !is_provider_id(subscription_id) {
+        return Ok(None);
+    }
+    let store = billing.store.as_ref();
+    if let Some(doc) = records::get::<PaymentSubscription>(store, subscription_id).await? {
+        return Ok(Some(doc.body));
+    }
+    let sessions = payments
+        .provider
+        .get(&format!(
+            "/v1/checkout/sessions?subscription={subscription_id}&limit=1"
+        ))
+        .await
+        .map_err(provider_error)?;
+    match sessions["data"][0]["id"].as_str() {
+        Some(session) => link_session(billing, subscription_id, session).await,
+        None => Ok(None),
+    }
+}
+
+/// Links a subscription to the account whose plan checkout started it,
+/// when `session_id` is creditd's own session for a plan.
+pub async fn link_session(
+    billing: &Billing,
+    subscription_id: &str,
+    session_id: &str,
+) -> Result<Option<PaymentSubscription>, ApiError> {
+    let store = billing.store.as_ref();
+    let Some(ours) = records::get::<CheckoutSession>(store, session_id).await? else {
+        return Ok(None);
+    };
+    let (Purchase::Plan, Some(plan_id)) = (ours.body.purchase, ours.body.plan.clone()) else {
+        return Ok(None);
+    };
+    let link = PaymentSubscription {
+        account: ours.body.account,
+        plan_id,
+        checkout_session: session_id.to_owned(),
+    };
+    // The same link from every event and node: whichever writes first, the
+    // content is the same.
+    match records::write::<PaymentSubscription>(
+        store,
+        records::put(subscription_id, &link, Expect::Any),
+    )
+    .await?
+    {
+        Written::Stored(_) | Written::Refused(Refused::VersionConflict { .. }) => Ok(Some(link)),
+        Written::Refused(refused) => Err(refused.into()),
+        Written::Deleted => Err(ApiError::Internal("a link put answered deleted".into())),
+    }
+}
+
+/// Reads the provider's subscription as it is now: an event's copy may be
+/// older than one that came before it.
+pub async fn fetch(payments: &Payments, subscription_id: &str) -> Result<Remote, ApiError> {
+    if !is_provider_id(subscription_id) {
+        return Err(ApiError::InvalidRequest(
+            "a malformed subscription id".into(),
+        ));
+    }
+    let object = payments
+        .provider
+        .get(&format!("/v1/subscriptions/{subscription_id}"))
+        .await
+        .map_err(provider_error)?;
+    Remote::read(&object)
+        .ok_or_else(|| ApiError::Internal("a provider subscription without an id".into()))
+}
+
+/// The plan a provider price is for, else `fallback`.
+async fn plan_for(
+    billing: &Billing,
+    price: Option<&str>,
+    fallback: &str,
+) -> Result<Option<(String, Plan)>, ApiError> {
+    let store = billing.store.as_ref();
+    if let Some(price) = price {
+        for doc in records::list_all::<Plan>(store, RecordFilter::All).await? {
+            if doc.body.provider_price_id.as_deref() == Some(price) {
+                return Ok(Some((doc.id, doc.body)));
+            }
+        }
+    }
+    Ok(subscription::plan(store, fallback)
+        .await?
+        .ok()
+        .map(|plan| (fallback.to_owned(), plan)))
+}
+
+/// The account's subscription, when the provider's `subscription_id` bills it.
+fn linked<'a>(
+    current: &'a Option<Doc<Subscription>>,
+    subscription_id: &str,
+) -> Option<&'a Doc<Subscription>> {
+    current.as_ref().filter(|doc| {
+        doc.body
+            .provider
+            .as_ref()
+            .is_some_and(|p| p.subscription == subscription_id)
+    })
+}
+
+/// How often a move is tried again when another one got in first.
+const ATTEMPTS: usize = 8;
+
+/// Brings the account onto `plan_id` for the provider's period
+/// `start..end`: opens the subscription (closing whatever plan the account
+/// was on), renews it into a later period, or changes its plan within the
+/// period, granting the plan's credits for the period once. A period at or
+/// before the one the subscription is in, on the same plan, was granted
+/// already. `with` joins the event's record to the same transaction.
+#[allow(clippy::too_many_arguments)]
+async fn enter(
+    billing: &Billing,
+    account: &AccountId,
+    subscription_id: &str,
+    plan_id: &str,
+    plan: &Plan,
+    (start, end): (Timestamp, Timestamp),
+    status: &str,
+    with: impl Fn(&str) -> Vec<RecordWrite>,
+) -> Result<&'static str, ApiError> {
+    let store = billing.store.as_ref();
+    if end <= start {
+        return Err(ApiError::InvalidRequest(
+            "a period that ends before it starts".into(),
+        ));
+    }
+    for _ in 0..ATTEMPTS {
+        let settings = settings::read(store, &billing.env).await?;
+        let current = records::get::<Subscription>(store, account.as_str()).await?;
+        let now = billing.clock.now();
+        let link = Some(ProviderLink {
+            subscription: subscription_id.to_owned(),
+            status: status.to_owned(),
+        });
+        let (next, settle_to, outcome) = match linked(&current, subscription_id) {
+            Some(doc) => {
+                let at = doc.body.period();
+                if start < at.start || (start == at.start && plan_id == doc.body.plan_id) {
+                    return Ok("duplicate");
+                }
+                let renewing = start > at.start;
+                let next = Subscription {
+                    plan_id: plan_id.to_owned(),
+                    anchor_micros: doc.body.anchor_micros,
+                    period_index: doc.body.period_index + u32::from(renewing),
+                    period_start_micros: start.micros(),
+                    period_end_micros: end.micros(),
+                    cancel_at_period_end: doc.body.cancel_at_period_end,
+                    provider: link,
+                };
+                if renewing {
+                    (next, at.end.min(start), "renewed")
+                } else {
+                    (next, now, "plan_changed")
+                }
+            }
+            None => {
+                let mut next = Subscription::new(
+                    plan_id,
+                    start,
+                    Period {
+                        index: 0,
+                        start,
+                        end,
+                    },
+                );
+                next.provider = link;
+                (next, now, "subscribed")
+            }
+        };
+        let executed = transition(
+            billing,
+            &settings,
+            account,
+            current.as_ref(),
+            Some((&next, plan)),
+            settle_to,
+            with(outcome),
+        )
+        .await?;
+        match executed {
+            Executed::Fresh(Ok(_)) => return Ok(outcome),
+            Executed::Existing(_) | Executed::Replayed(_) => return Ok("duplicate"),
+            Executed::Fresh(Err(Refused::Ledger(Reject::ExternalIdConflict))) => {
+                return Ok("duplicate");
+            }
+            Executed::Fresh(Err(Refused::VersionConflict { .. })) => continue,
+            Executed::Fresh(Err(refused)) => return Err(refused.into()),
+        }
+    }
+    Err(StoreError::Unavailable("the subscription kept changing; retry".into()).into())
+}
+
+/// Changes the account's subscription record where the provider's
+/// `subscription_id` bills it; answers false when it does not (or no
+/// longer does), or `change` changes nothing.
+async fn amend(
+    billing: &Billing,
+    account: &AccountId,
+    subscription_id: &str,
+    change: impl Fn(&mut Subscription),
+) -> Result<bool, ApiError> {
+    let store = billing.store.as_ref();
+    for _ in 0..ATTEMPTS {
+        let current = records::get::<Subscription>(store, account.as_str()).await?;
+        let Some(doc) = linked(&current, subscription_id) else {
+            return Ok(false);
+        };
+        let mut changed = doc.body.clone();
+        change(&mut changed);
+        if changed == doc.body {
+            return Ok(false);
+        }
+        let write = records::put(&doc.id, &changed, Expect::Version(doc.version));
+        match records::write::<Subscription>(store, write).await? {
+            Written::Stored(_) => return Ok(true),
+            Written::Refused(Refused::VersionConflict { .. }) => continue,
+            Written::Refused(refused) => return Err(refused.into()),
+            Written::Deleted => return Ok(false),
+        }
+    }
+    Err(StoreError::Unavailable("the subscription kept changing; retry".into()).into())
+}
+
+/// Ends the account's subscription now, as the provider ended it: the
+/// plan's period closes and the account moves to the default plan (or to
+/// none).
+async fn end(
+    billing: &Billing,
+    account: &AccountId,
+    subscription_id: &str,
+) -> Result<&'static str, ApiError> {
+    let store = billing.store.as_ref();
+    for _ in 0..ATTEMPTS {
+        let settings = settings::read(store, &billing.env).await?;
+        let current = records::get::<Subscription>(store, account.as_str()).await?;
+        let Some(doc) = linked(&current, subscription_id) else {
+            return Ok("duplicate");
+        };
+        let now = billing.clock.now();
+        let next = match &settings.default_plan {
+            Some(id) => match subscription::plan(store, id).await? {
+                Ok(default) => period(now, default.interval(), 0)
+                    .map(|first| (Subscription::new(id, now, first), default)),
+                Err(_) => None,
+            },
+            None => None,
+        };
+        let executed = transition(
+            billing,
+            &settings,
+            account,
+            Some(doc),
+            next.as_ref().map(|(sub, plan)| (sub, plan)),
+            now,
+            Vec::new(),
+        )
+        .await?;
+        match executed {
+            Executed::Fresh(Ok(_)) => return Ok("ended"),
+            Executed::Existing(_) | Executed::Replayed(_) => return Ok("duplicate"),
+            Executed::Fresh(Err(Refused::VersionConflict { .. })) => continue,
+            Executed::Fresh(Err(refused)) => return Err(refused.into()),
+        }
+    }
+    Err(StoreError::Unavailable("the subscription kept changing; retry".into()).into())
+}
+
+/// The account a link is for.
+fn account_of(link: &PaymentSubscription) -> Result<AccountId, ApiError> {
+    AccountId::parse(&link.account)
+        .map_err(|_| ApiError::Internal("a subscription link of a bad account".into()))
+}
+
+/// Brings the account's subscription to the provider's as it is now: opens
+/// it once its first payment went through, follows a plan change, a
+/// cancellation at the period's end (or its taking back) and the status,
+/// and ends it when the provider ended it.
+pub async fn sync(
+    billing: &Billing,
+    link: &PaymentSubscription,
+    remote: &Remote,
+) -> Result<&'static str, ApiError> {
+    let account = account_of(link)?;
+    if remote.ended() {
+        return end(billing, &account, &remote.id).await;
+    }
+    let store = billing.store.as_ref();
+    let current = records::get::<Subscription>(store, account.as_str()).await?;
+    let fallback = linked(&current, &remote.id)
+        .map_or(link.plan_id.as_str(), |doc| doc.body.plan_id.as_str())
+        .to_owned();
+    let Some((plan_id, plan)) = plan_for(billing, remote.price.as_deref(), &fallback).await? else {
+        tracing::warn!(subscription = %remote.id, "a provider subscription's plan is gone");
+        return Ok("unknown_plan");
+    };
+    let mut outcome = "duplicate";
+    match linked(&current, &remote.id) {
+        None => {
+            let Some((start, end)) = remote.period.filter(|_| remote.started()) else {
+                return Ok("awaiting_payment");
+            };
+            let period = (Timestamp::from_secs(start), Timestamp::from_secs(end));
+            outcome = enter(
+                billing,
+                &account,
+                &remote.id,
+                &plan_id,
+                &plan,
+                period,
+                &remote.status,
+                |_| Vec::new(),
+            )
+            .await?;
+        }
+        // A plan changed at the provider: the new plan from now, for the
+        // period the subscription is in.
+        Some(doc) if doc.body.plan_id != plan_id => {
+            let at = doc.body.period();
+            let status = doc
+                .body
+                .provider
+                .as_ref()
+                .map_or("active", |p| p.status.as_str());
+            outcome = enter(
+                billing,
+                &account,
+                &remote.id,
+                &plan_id,
+                &plan,
+                (at.start, at.end),
+                status,
+                |_| Vec::new(),
+            )
+            .await?;
+        }
+        Some(_) => {}
+    }
+    let amended = amend(billing, &account, &remote.id, |sub| {
+        sub.cancel_at_period_end = remote.cancel_at_period_end;
+        if let Some(link) = &mut sub.provider {
+            link.status.clone_from(&remote.status);
+        }
+    })
+    .await?;
+    Ok(match outcome {
+        "duplicate" if amended => "updated",
+        other => other,
+    })
+}
+
+/// The provider's subscription an invoice bills, in the pinned API version
+/// and later ones.
+pub fn invoice_subscription(invoice: &Value) -> Option<&str> {
+    invoice["subscription"]
+        .as_str()
+        .or_else(|| invoice["parent"]["subscription_details"]["subscription"].as_str())
+}
+
+/// The invoice line that bills the subscription's period: its period and
+/// its price.
+fn period_line(invoice: &Value) -> Option<((i64, i64), Option<&str>)> {
+    let lines = invoice["lines"]["data"].as_array()?;
+    let line = lines
+        .iter()
+        .find(|l| {
+            l["type"] == "subscription"
+                || l["parent"]["type"] == "subscription_item_details"
+                || l["subscription_item"].is_string()
+        })
+        .or_else(|| lines.first())?;
+    let period = (
+        line["period"]["start"].as_i64()?,
+        line["period"]["end"].as_i64()?,
+    );
+    let price = line["price"]["id"]
+        .as_str()
+        .or_else(|| line["pricing"]["price_details"]["price"].as_str());
+    Some((period, price))
+}
+
+/// An invoice paid: a subscription's first or next period, granted once.
+/// `with` is the event's record for an outcome, written with the grant.
+pub async fn invoice_paid(
+    billing: &Billing,
+    payments: &Payments,
+    invoice: &Value,
+    with: impl Fn(&str, &str) -> Vec<RecordWrite>,
+) -> Result<(Option<String>, &'static str), ApiError> {
+    // A one-off purchase's invoice: the checkout session granted it.
+    let Some(subscription_id) = invoice_subscription(invoice) else {
+        return Ok((None, "ignored"));
+    };
+    let Some(link) = link_of(billing, payments, subscription_id).await? else {
+        return Ok((None, "unknown_subscription"));
+    };
+    let account = account_of(&link)?;
+    let cycle = matches!(
+        invoice["billing_reason"].as_str(),
+        Some("subscription_create" | "subscription_cycle")
+    );
+    let line = period_line(invoice);
+    let (Some(((start, end), price)), true) = (line, cycle) else {
+        // A proration or a manual invoice opens no period: the subscription
+        // follows the provider's as it is.
+        let remote = fetch(payments, subscription_id).await?;
+        return Ok((
+            Some(link.account.clone()),
+            sync(billing, &link, &remote).await?,
+        ));
+    };
+    let store = billing.store.as_ref();
+    let current = records::get::<Subscription>(store, account.as_str()).await?;
+    let fallback = linked(&current, subscription_id)
+        .map_or(link.plan_id.as_str(), |doc| doc.body.plan_id.as_str())
+        .to_owned();
+    let Some((plan_id, plan)) = plan_for(billing, price, &fallback).await? else {
+        return Ok((Some(link.account.clone()), "unknown_plan"));
+    };
+    let period = (Timestamp::from_secs(start), Timestamp::from_secs(end));
+    let outcome = enter(
+        billing,
+        &account,
+        subscription_id,
+        &plan_id,
+        &plan,
+        period,
+        "active",
+        |outcome| with(&link.account, outcome),
+    )
+    .await?;
+    if outcome == "duplicate" {
+        // Paid again after a failure, for the period it is in: active again.
+        amend(billing, &account, subscription_id, |sub| {
+            if sub.period_start_micros == period.0.micros()
+                && let Some(link) = &mut sub.provider
+            {
+                link.status = "active".into();
+            }
+        })
+        .await?;
+    }
+    Ok((Some(link.account.clone()), outcome))
+}
+
+/// An invoice's payment failed: the subscription is past due and nothing is
+/// granted.
+pub async fn invoice_failed(
+    billing: &Billing,
+    payments: &Payments,
+    invoice: &Value,
+) -> Result<(Option<String>, &'static str), ApiError> {
+    let Some(subscription_id) = invoice_subscription(invoice) else {
+        return Ok((None, "ignored"));
+    };
+    let Some(link) = link_of(billing, payments, subscription_id).await? else {
+        return Ok((None, "unknown_subscription"));
+    };
+    let account = account_of(&link)?;
+    amend(billing, &account, subscription_id, |sub| {
+        if let Some(link) = &mut sub.provider {
+            link.status = "past_due".into();
+        }
+    })
+    .await?;
+    Ok((Some(link.account), "past_due"))
+}
+
+/// A subscription created, updated or deleted at the provider: the account's
+/// follows it as it is now.
+pub async fn subscription_event(
+    billing: &Billing,
+    payments: &Payments,
+    object: &Value,
+) -> Result<(Option<String>, &'static str), ApiError> {
+    let Some(subscription_id) = object["id"].as_str() else {
+        return Err(ApiError::InvalidRequest(
+            "the event holds no subscription id".into(),
+        ));
+    };
+    let Some(link) = link_of(billing, payments, subscription_id).await? else {
+        return Ok((None, "unknown_subscription"));
+    };
+    let remote = fetch(payments, subscription_id).await?;
+    Ok((
+        Some(link.account.clone()),
+        sync(billing, &link, &remote).await?,
+    ))
+}
+
+/// A plan checkout's session completed: the subscription it started is
+/// linked and followed.
+pub async fn checkout_completed(
+    billing: &Billing,
+    payments: &Payments,
+    session_id: &str,
+    session: &Value,
+) -> Result<&'static str, ApiError> {
+    let Some(subscription_id) = session["subscription"].as_str() else {
+        return Ok("awaiting_payment");
+    };
+    let Some(link) = link_session(billing, subscription_id, session_id).await? else {
+        return Ok("unknown_session");
+    };
+    let remote = fetch(payments, subscription_id).await?;
+    sync(billing, &link, &remote).await
+}
+
+/// Changes the plan of a subscription the provider bills: the provider's
+/// subscription moves to the plan's price (prorated as the provider does),
+/// then the account's follows it.
+pub async fn change_plan(
+    billing: &Billing,
+    payments: &Payments,
+    doc: &Doc<Subscription>,
+    plan_id: &str,
+) -> Result<(), ApiError> {
+    let store = billing.store.as_ref();
+    let plan = subscription::plan(store, plan_id).await??;
+    let Some(price) = plan.provider_price_id else {
+        return Err(BillingError::InvalidPlan(
+            "the account's plan is billed by the payment provider: it moves only to a plan with \
+             a provider_price_id"
+                .into(),
+        )
+        .into());
+    };
+    let remote = fetch(payments, provider_of(doc)?).await?;
+    let mut form = vec![
+        ("items[0][price]".to_owned(), price),
+        (
+            "proration_behavior".to_owned(),
+            "create_prorations".to_owned(),
+        ),
+        ("metadata[creditd_plan]".to_owned(), plan_id.to_owned()),
+    ];
+    if let Some(item) = &remote.item {
+        form.push(("items[0][id]".to_owned(), item.clone()));
+    }
+    update(billing, payments, doc, form, &format!("plan:{plan_id}")).await
+}
+
+/// Cancels a subscription the provider bills at its period's end, or takes
+/// the cancellation back; the provider ends it then, and says so.
+pub async fn cancel_at_period_end(
+    billing: &Billing,
+    payments: &Payments,
+    doc: &Doc<Subscription>,
+    cancel: bool,
+) -> Result<(), ApiError> {
+    let form = vec![("cancel_at_period_end".to_owned(), cancel.to_string())];
+    update(billing, payments, doc, form, &format!("cancel:{cancel}")).await
+}
+
+/// Updates the provider's subscription behind `doc` with `form`, under a
+/// key naming the change and the record's version (a retry of the same
+/// request sends the same key), and has the account's follow the answer.
+async fn update(
+    billing: &Billing,
+    payments: &Payments,
+    doc: &Doc<Subscription>,
+    form: super::provider::Form,
+    change: &str,
+) -> Result<(), ApiError> {
+    let subscription_id = provider_of(doc)?;
+    let link = link_of(billing, payments, subscription_id)
+        .await?
+        .ok_or_else(|| ApiError::Internal("a provider subscription without a link".into()))?;
+    let key = format!(
+        "creditd:subscription:{subscription_id}:{change}:{}",
+        doc.version
+    );
+    let updated = payments
+        .provider
+        .post(&format!("/v1/subscriptions/{subscription_id}"), form, &key)
+        .await
+        .map_err(provider_error)?;
+    let remote = Remote::read(&updated)
+        .ok_or_else(|| ApiError::Internal("a provider subscription without an id".into()))?;
+    sync(billing, &link, &remote).await?;
+    Ok(())
+}
+
+fn provider_of(doc: &Doc<Subscription>) -> Result<&str, ApiError> {
+    doc.body
+        .provider
+        .as_ref()
+        .map(|p| p.subscription.as_str())
+        .ok_or_else(|| ApiError::Internal("not a provider subscription".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_subscription_reads_its_period_from_itself_or_its_item() {
+        let old = json!({"id": "sub_1", "status": "past_due", "current_period_start": 10,
+            "current_period_end": 20, "cancel_at_period_end": true,
+            "items": {"data": [{"id": "si_1", "price": {"id": "price_1"}}]}});
+        let remote = Remote::read(&old).unwrap();
+        assert_eq!(remote.period, Some((10, 20)));
+        assert_eq!(remote.price.as_deref(), Some("price_1"));
+        assert_eq!(remote.item.as_deref(), Some("si_1"));
+        assert!(remote.cancel_at_period_end && !remote.started() && !remote.ended());
+        let new = json!({"id": "sub_1", "status": "canceled", "items": {"data": [
+            {"id": "si_1", "current_period_start": 30, "current_period_end": 40}]}});
+        let remote = Remote::read(&new).unwrap();
+        assert_eq!(remote.period, Some((30, 40)));
+        assert!(remote.ended());
+    }
+
+    #[test]
+    fn an_invoice_names_its_subscription_and_period_line_in_either_shape() {
+        let old = json!({"subscription": "sub_1", "lines": {"data": [
+            {"type": "invoiceitem", "period": {"start": 1, "end": 1}},
+            {"type": "subscription", "period": {"start": 5, "end": 9},
+             "price": {"id": "price_a"}}]}});
+        assert_eq!(invoice_subscription(&old), Some("sub_1"));
+        assert_eq!(period_line(&old), Some(((5, 9), Some("price_a"))));
+        let new = json!({"subscription": null,
+            "parent": {"subscription_details": {"subscription": "sub_2"}},
+            "lines": {"data": [{"parent": {"type": "subscription_item_details"},
+                "period": {"start": 7, "end": 8},
+                "pricing": {"price_details": {"price": "price_b"}}}]}});
+        assert_eq!(invoice_subscription(&new), Some("sub_2"));
+        assert_eq!(period_line(&new), Some(((7, 8), Some("price_b"))));
+        assert_eq!(invoice_subscription(&json!({"subscription": null})), None);
+    }
+
+    #[test]
+    fn only_provider_shaped_ids_reach_a_path() {
+        assert!(is_provider_id("sub_1Pgc6rB7WZ01zgkWNy0Cn5nw"));
+        assert!(!is_provider_id("sub_1&limit=100"));
+        assert!(!is_provider_id("../customers"));
+        assert!(!is_provider_id(""));
+    }
+}

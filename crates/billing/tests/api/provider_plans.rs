@@ -1,0 +1,460 @@
+//! Plans paid through Stripe, and refunds: a subscription's life from its checkout to its end,
+//! driven by signed webhooks in any order, and refunded payments taken back into debt.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use testkit::app::{START, TestApp};
+use testkit::stripe::FakeStripe;
+
+use crate::payments::{checkout, deliver, each_store, event, package, paid};
+use crate::support::*;
+
+const DAY: i64 = 86_400;
+/// The provider's periods in these tests: 30 days from the test's start.
+const PERIOD: i64 = 30 * DAY;
+
+fn bound(n: i64) -> i64 {
+    START.micros() / 1_000_000 + n * PERIOD
+}
+
+async fn plans(app: &TestApp) {
+    plan(
+        app,
+        "basic",
+        json!({"name": "Basic", "credits": "1000", "interval": "month",
+               "price": {"amount": 2000, "currency": "usd"}, "provider_price_id": "price_basic"}),
+    )
+    .await;
+    plan(
+        app,
+        "pro",
+        json!({"name": "Pro", "credits": "5000", "interval": "month", "allocation": "rollover",
+               "price": {"amount": 5000, "currency": "usd"}, "provider_price_id": "price_pro"}),
+    )
+    .await;
+}
+
+/// Checks out `plan` for `account` and has the fake hold what Stripe holds
+/// once it is paid: the session complete, and an active subscription `sub`
+/// in its first period.
+async fn bought(app: &TestApp, stripe: &FakeStripe, account: &str, plan: &str, sub: &str) -> Value {
+    let session = checkout(app, account, json!({"plan_id": plan})).await["session_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    stripe.set(
+        sub,
+        json!({"status": "active", "customer": null, "cancel_at_period_end": false,
+               "current_period_start": bound(0), "current_period_end": bound(1),
+               "items": {"data": [{"id": format!("si_{sub}"),
+                                   "price": {"id": format!("price_{plan}")}}]}}),
+    );
+    stripe.set(
+        &session,
+        json!({"status": "complete", "payment_status": "paid", "subscription": sub}),
+    );
+    stripe.object(&session).unwrap()
+}
+
+/// The invoice Stripe sends for `sub`'s period `n` on `price`.
+fn invoice(id: &str, sub: &str, reason: &str, n: i64, price: &str) -> Value {
+    json!({
+        "id": id, "object": "invoice", "subscription": sub, "billing_reason": reason,
+        "status": "paid", "amount_paid": 2000, "currency": "usd",
+        "lines": {"object": "list", "data": [{
+            "id": format!("il_{id}"), "object": "line_item", "type": "subscription",
+            "period": {"start": bound(n), "end": bound(n + 1)},
+            "price": {"id": price}, "amount": 2000, "currency": "usd"
+        }]}
+    })
+}
+
+async fn outcome(app: &TestApp, id: &str, kind: &str, object: Value) -> String {
+    let (status, answer) = deliver(app, &event(id, kind, object), None).await;
+    assert_eq!(status, StatusCode::OK, "{kind}: {answer}");
+    answer["outcome"].as_str().unwrap().to_owned()
+}
+
+async fn subscription(app: &TestApp, account: &str) -> Value {
+    let reply = app
+        .get(&format!("/v1/accounts/{account}/subscription"))
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+    reply.body
+}
+
+#[tokio::test]
+async fn a_subscriptions_life_through_stripe() {
+    each_store(async |app, stripe| {
+        plans(&app).await;
+        app.account_with("acme", "0").await;
+
+        // Checkout: a subscription-mode session for the plan's price.
+        let session = bought(&app, &stripe, "acme", "basic", "sub_acme").await;
+        let made = stripe
+            .requests()
+            .into_iter()
+            .rfind(|r| r.path == "/v1/checkout/sessions")
+            .unwrap();
+        assert_eq!(made.get("mode"), Some("subscription"));
+        assert_eq!(made.get("line_items[0][price]"), Some("price_basic"));
+        assert_eq!(made.get("metadata[creditd_kind]"), Some("plan"));
+        assert_eq!(made.get("metadata[creditd_plan]"), Some("basic"));
+        assert_eq!(
+            made.get("subscription_data[metadata][creditd_account]"),
+            Some("acme")
+        );
+        assert_eq!(made.get("invoice_creation[enabled]"), None);
+
+        // The first period, granted once by whichever event comes.
+        let completed = "checkout.session.completed";
+        assert_eq!(
+            outcome(&app, "evt_c", completed, session.clone()).await,
+            "subscribed"
+        );
+        assert_eq!(
+            outcome(&app, "evt_c", completed, session).await,
+            "duplicate"
+        );
+        let first = invoice("in_1", "sub_acme", "subscription_create", 0, "price_basic");
+        assert_eq!(
+            outcome(&app, "evt_i1", "invoice.paid", first).await,
+            "duplicate"
+        );
+        assert_eq!(app.available("acme").await, "1000");
+        let sub = subscription(&app, "acme").await;
+        assert_eq!(sub["plan_id"], "basic");
+        assert_eq!(sub["provider_subscription"], "sub_acme");
+        assert_eq!(sub["current_period"]["start"], at(0));
+        assert_eq!(sub["current_period"]["end"], at(PERIOD));
+
+        // creditd's own renewals leave a plan the provider bills alone.
+        app.clock.advance_secs(PERIOD + 60);
+        assert_eq!(renew(&app).await, 0);
+        assert_eq!(app.available("acme").await, "1000");
+
+        // First renewal, by the paid invoice (reset): 300 spent, 700 left
+        // expire, the new 1000 arrive.
+        app.post("/v1/accounts/acme/consume", json!({"amount": "300"}))
+            .await;
+        let cycle = invoice("in_2", "sub_acme", "subscription_cycle", 1, "price_basic");
+        assert_eq!(
+            outcome(&app, "evt_i2", "invoice.paid", cycle.clone()).await,
+            "renewed"
+        );
+        assert_eq!(
+            outcome(&app, "evt_i2b", "invoice.paid", cycle).await,
+            "duplicate"
+        );
+        assert_eq!(app.available("acme").await, "1000");
+        let sub = subscription(&app, "acme").await;
+        assert_eq!(sub["current_period"]["start"], at(PERIOD));
+        assert_eq!(sub["current_period"]["granted"], "1000");
+
+        // A failed renewal: past due, nothing granted; paid on a retry.
+        app.clock.advance_secs(PERIOD);
+        let failed = invoice("in_3", "sub_acme", "subscription_cycle", 2, "price_basic");
+        assert_eq!(
+            outcome(&app, "evt_f3", "invoice.payment_failed", failed.clone()).await,
+            "past_due"
+        );
+        assert_eq!(subscription(&app, "acme").await["status"], "past_due");
+        assert_eq!(app.available("acme").await, "1000");
+        assert_eq!(
+            outcome(&app, "evt_i3", "invoice.paid", failed).await,
+            "renewed"
+        );
+        let sub = subscription(&app, "acme").await;
+        assert_eq!(sub["status"], "active");
+        assert_eq!(sub["current_period"]["start"], at(2 * PERIOD));
+
+        // An upgrade: made at Stripe, the account follows at once with the
+        // new plan's credits for the period; Stripe's own event changes
+        // nothing more.
+        let upgraded = app
+            .send(
+                Method::PUT,
+                "/v1/accounts/acme/subscription",
+                Some(json!({"plan_id": "pro"})),
+            )
+            .await;
+        assert_eq!(upgraded.status, StatusCode::OK, "{upgraded:?}");
+        assert_eq!(upgraded.body["plan_id"], "pro");
+        let update = stripe
+            .requests()
+            .into_iter()
+            .rfind(|r| r.path == "/v1/subscriptions/sub_acme" && r.method == "POST")
+            .unwrap();
+        assert_eq!(update.get("items[0][price]"), Some("price_pro"));
+        assert_eq!(update.get("items[0][id]"), Some("si_sub_acme"));
+        assert!(update.idempotency_key.is_some());
+        assert_eq!(app.available("acme").await, "5000");
+        let remote = stripe.object("sub_acme").unwrap();
+        assert_eq!(
+            outcome(&app, "evt_u1", "customer.subscription.updated", remote).await,
+            "duplicate"
+        );
+        assert_eq!(app.available("acme").await, "5000");
+
+        // A renewal of the rollover plan: 1200 spent, 3800 roll over.
+        app.post("/v1/accounts/acme/consume", json!({"amount": "1200"}))
+            .await;
+        app.clock.advance_secs(PERIOD);
+        let cycle = invoice("in_4", "sub_acme", "subscription_cycle", 3, "price_pro");
+        assert_eq!(
+            outcome(&app, "evt_i4", "invoice.paid", cycle).await,
+            "renewed"
+        );
+        assert_eq!(app.available("acme").await, "8800");
+
+        // Cancel at the period's end: made at Stripe; the account keeps its
+        // plan until Stripe ends the subscription.
+        let canceled = app
+            .send(Method::DELETE, "/v1/accounts/acme/subscription", None)
+            .await;
+        assert_eq!(canceled.status, StatusCode::OK, "{canceled:?}");
+        assert_eq!(canceled.body["status"], "canceling");
+        assert_eq!(
+            stripe.object("sub_acme").unwrap()["cancel_at_period_end"],
+            true
+        );
+        app.clock.advance_secs(PERIOD);
+        stripe.set("sub_acme", json!({"status": "canceled"}));
+        let ended = stripe.object("sub_acme").unwrap();
+        assert_eq!(
+            outcome(
+                &app,
+                "evt_d",
+                "customer.subscription.deleted",
+                ended.clone()
+            )
+            .await,
+            "ended"
+        );
+        assert_eq!(
+            outcome(&app, "evt_d2", "customer.subscription.deleted", ended).await,
+            "duplicate"
+        );
+        let gone = app.get("/v1/accounts/acme/subscription").await;
+        assert_eq!(gone.code(), "subscription_not_found", "{gone:?}");
+        // The rolled-over credits stay (rollover is the customer's); the
+        // plan's period credits closed with the plan.
+        let events = app.get("/v1/payments/events?account=acme").await;
+        assert!(events.body["data"].as_array().unwrap().len() >= 10);
+        app.assert_verified().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_invoice_before_its_checkout_ends_as_in_order() {
+    each_store(async |app, stripe| {
+        plans(&app).await;
+        for account in ["first", "second"] {
+            app.account_with(account, "0").await;
+        }
+        // In order: the session, then its invoice.
+        let session = bought(&app, &stripe, "first", "basic", "sub_first").await;
+        let invoice_1 = invoice("in_f", "sub_first", "subscription_create", 0, "price_basic");
+        outcome(&app, "evt_1", "checkout.session.completed", session).await;
+        outcome(&app, "evt_2", "invoice.paid", invoice_1).await;
+        // Reversed: the invoice first, matched to creditd's own session
+        // through Stripe.
+        let session = bought(&app, &stripe, "second", "basic", "sub_second").await;
+        let invoice_2 = invoice(
+            "in_s",
+            "sub_second",
+            "subscription_create",
+            0,
+            "price_basic",
+        );
+        assert_eq!(
+            outcome(&app, "evt_3", "invoice.paid", invoice_2).await,
+            "subscribed"
+        );
+        assert_eq!(
+            outcome(&app, "evt_4", "checkout.session.completed", session).await,
+            "duplicate"
+        );
+        let (a, b) = (
+            subscription(&app, "first").await,
+            subscription(&app, "second").await,
+        );
+        for field in ["plan_id", "status", "current_period", "anchor"] {
+            assert_eq!(a[field], b[field], "{field}");
+        }
+        let lots = |mut balance: Value| {
+            for lot in balance["lots"].as_array_mut().unwrap() {
+                lot["id"] = Value::Null;
+            }
+            (
+                balance["available"].clone(),
+                balance["debt"].clone(),
+                balance["lots"].clone(),
+            )
+        };
+        assert_eq!(
+            lots(app.balance("first").await),
+            lots(app.balance("second").await)
+        );
+        assert_eq!(app.available("second").await, "1000");
+        app.assert_verified().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_subscription_creditd_never_sold_grants_nothing() {
+    each_store(async |app, stripe| {
+        plans(&app).await;
+        app.account_with("acme", "0").await;
+        // A subscription made elsewhere, whose metadata names the account.
+        stripe.set(
+            "sub_other",
+            json!({"status": "active", "current_period_start": bound(0),
+                   "current_period_end": bound(1),
+                   "metadata": {"creditd_account": "acme", "creditd_plan": "pro"},
+                   "items": {"data": [{"id": "si_o", "price": {"id": "price_pro"}}]}}),
+        );
+        let paid = invoice("in_o", "sub_other", "subscription_create", 0, "price_pro");
+        assert_eq!(
+            outcome(&app, "evt_o", "invoice.paid", paid).await,
+            "unknown_subscription"
+        );
+        let updated = stripe.object("sub_other").unwrap();
+        assert_eq!(
+            outcome(&app, "evt_u", "customer.subscription.updated", updated).await,
+            "unknown_subscription"
+        );
+        assert_eq!(app.available("acme").await, "0");
+        // A one-off purchase's invoice is the session's to grant.
+        let one_off = json!({"id": "in_p", "object": "invoice", "subscription": null,
+                             "billing_reason": "manual", "lines": {"data": []}});
+        assert_eq!(
+            outcome(&app, "evt_p", "invoice.paid", one_off).await,
+            "ignored"
+        );
+    })
+    .await;
+}
+
+/// Opens `acme` and checks out the package `p100` (100 credits for 5 USD),
+/// its session paid by the payment intent `intent` once it is paid;
+/// answers the session's id.
+async fn package_checkout(app: &TestApp, stripe: &FakeStripe, intent: &str) -> String {
+    package(app).await;
+    app.account_with("acme", "0").await;
+    let session = checkout(app, "acme", json!({"package_id": "p100"})).await["session_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    stripe.set(intent, json!({"metadata": {}, "amount": 500}));
+    stripe.set(&session, json!({"payment_intent": intent}));
+    session
+}
+
+#[tokio::test]
+async fn a_refund_takes_back_its_share_into_debt_once() {
+    each_store(async |app, stripe| {
+        let session = package_checkout(&app, &stripe, "pi_acme").await;
+        let charge = |refunded: i64| {
+            json!({"id": "ch_acme", "object": "charge", "amount": 500, "currency": "usd",
+                   "amount_refunded": refunded, "refunded": refunded == 500,
+                   "payment_intent": "pi_acme"})
+        };
+        // Refunded before its credits were granted: refused, Stripe retries.
+        let (status, answer) =
+            deliver(&app, &event("evt_r0", "charge.refunded", charge(250)), None).await;
+        assert_eq!(status, StatusCode::CONFLICT, "{answer}");
+        assert_eq!(answer["error"]["code"], "refund_before_grant");
+
+        let object = paid(&stripe, &session);
+        outcome(&app, "evt_c", "checkout.session.completed", object).await;
+        app.post("/v1/accounts/acme/consume", json!({"amount": "80"}))
+            .await;
+        // Half refunded: 50 credits back, 20 left in the purchase, 30 as
+        // debt.
+        assert_eq!(
+            outcome(&app, "evt_r1", "charge.refunded", charge(250)).await,
+            "refunded"
+        );
+        assert_eq!(
+            outcome(&app, "evt_r1", "charge.refunded", charge(250)).await,
+            "duplicate"
+        );
+        let balance = app.balance("acme").await;
+        assert_eq!(
+            (balance["available"].as_str(), balance["debt"].as_str()),
+            (Some("-30"), Some("30"))
+        );
+        // The rest refunded, then the first event delivered late.
+        assert_eq!(
+            outcome(&app, "evt_r2", "charge.refunded", charge(500)).await,
+            "refunded"
+        );
+        assert_eq!(
+            outcome(&app, "evt_r1", "charge.refunded", charge(250)).await,
+            "duplicate"
+        );
+        let balance = app.balance("acme").await;
+        assert_eq!(balance["debt"], "80", "{balance}");
+        let clawed = app
+            .get("/v1/accounts/acme/transactions?type=claw_back")
+            .await;
+        assert_eq!(clawed.status, StatusCode::OK, "{clawed:?}");
+        assert_eq!(
+            clawed.body["data"].as_array().unwrap().len(),
+            2,
+            "{clawed:?}"
+        );
+        // A later purchase pays the debt off first.
+        app.post(
+            "/v1/accounts/acme/grants",
+            json!({"amount": "100", "source": "admin"}),
+        )
+        .await;
+        assert_eq!(app.available("acme").await, "20");
+        app.assert_verified().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn concurrent_refund_events_take_back_once() {
+    each_store(async |app, stripe| {
+        let session = package_checkout(&app, &stripe, "pi_c").await;
+        let object = paid(&stripe, &session);
+        outcome(&app, "evt_c", "checkout.session.completed", object).await;
+        let charge = json!({"id": "ch_c", "object": "charge", "amount": 500, "currency": "usd",
+                            "amount_refunded": 500, "refunded": true, "payment_intent": "pi_c"});
+        let app = std::sync::Arc::new(app);
+        let mut tasks = Vec::new();
+        for i in 0..4 {
+            let (app, body) = (
+                app.clone(),
+                event(&format!("evt_{i}"), "charge.refunded", charge.clone()),
+            );
+            tasks.push(tokio::spawn(
+                async move { deliver(&app, &body, None).await },
+            ));
+        }
+        let mut outcomes = Vec::new();
+        for task in tasks {
+            let (status, answer) = task.await.unwrap();
+            assert_eq!(status, StatusCode::OK, "{answer}");
+            outcomes.push(answer["outcome"].as_str().unwrap().to_owned());
+        }
+        assert_eq!(
+            outcomes.iter().filter(|o| *o == "refunded").count(),
+            1,
+            "{outcomes:?}"
+        );
+        let balance = app.balance("acme").await;
+        assert_eq!(
+            (balance["available"].as_str(), balance["debt"].as_str()),
+            (Some("0"), Some("0"))
+        );
+        app.assert_verified().await;
+    })
+    .await;
+}
