@@ -962,8 +962,9 @@ async fn provider_billed<'a>(
 /// all in one transaction. Purchased, bonus and admin credits are never
 /// touched. Subscribing again to the plan the account is on changes nothing,
 /// or takes back a cancellation. On a plan the payment provider bills, the
-/// change is made there first (to the new plan's `provider_price_id`,
-/// prorated by the provider) and the account follows within the period.
+/// change is made there first (to the new plan's `provider_price_id`, the
+/// prorated difference paid at once) and the account follows from now to
+/// the period's end.
 #[utoipa::path(
     put,
     path = "/v1/accounts/{account_id}/subscription",

@@ -46,7 +46,18 @@ pub struct ProviderLink {
     pub subscription: String,
     /// Its status there: `active`, `past_due`, `trialing`, `unpaid`, ….
     pub status: String,
+    /// When creditd last asked the provider about it because its period had
+    /// ended with no word, in micros.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checked_at_micros: Option<i64>,
 }
+
+/// How long after its period's end a subscription the provider bills waits
+/// for the provider's word before creditd asks the provider itself.
+pub const PROVIDER_GRACE_SECS: i64 = 86_400;
+
+/// How long creditd waits between two such questions about one subscription.
+pub const PROVIDER_RECHECK_SECS: i64 = 6 * 3600;
 
 impl Kind for Subscription {
     const KIND: &'static str = "subscription";
@@ -54,12 +65,25 @@ impl Kind for Subscription {
     fn lookups(&self) -> Vec<Lookup> {
         let mut lookups = vec![Lookup::ordered("plan", self.plan_id.clone())];
         // A subscription the provider bills renews when its invoice is paid,
-        // so creditd's renewals never find it.
-        if self.provider.is_none() {
-            lookups.push(Lookup::instant(
+        // so creditd's renewals never find it; when the provider's word is
+        // late, creditd asks the provider (`payments::subscriptions`).
+        match &self.provider {
+            None => lookups.push(Lookup::instant(
                 "renews_at",
                 Timestamp::from_micros(self.period_end_micros),
-            ));
+            )),
+            Some(link) => {
+                let micros = ledger::MICROS_PER_SECOND;
+                let due = self
+                    .period_end_micros
+                    .saturating_add(PROVIDER_GRACE_SECS * micros)
+                    .max(
+                        link.checked_at_micros
+                            .unwrap_or(i64::MIN)
+                            .saturating_add(PROVIDER_RECHECK_SECS * micros),
+                    );
+                lookups.push(Lookup::instant("provider_due", Timestamp::from_micros(due)));
+            }
         }
         lookups
     }

@@ -389,6 +389,8 @@ impl Inner {
             ("POST", ["subscriptions", id]) => self.update_subscription(id, form)?,
             ("POST", ["payment_intents"]) => return self.create_payment_intent(form, card),
             ("GET", ["payment_intents", id]) => self.held(id, "payment_intent")?,
+            ("GET", ["invoices", id]) => self.held(id, "invoice")?,
+            ("GET", ["charges", id]) => self.held(id, "charge")?,
             ("POST", ["invoiceitems"]) => self.create_invoice_item(form)?,
             ("GET", ["payment_methods", id]) => self.held(id, "payment_method")?,
             ("GET", ["setup_intents", id]) => self.held(id, "setup_intent")?,

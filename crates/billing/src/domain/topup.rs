@@ -37,6 +37,18 @@ pub enum TopupState {
         attempt: u64,
         /// When it started, in micros.
         started_at_micros: i64,
+        /// What it charges, in US cents, fixed when it started: asking
+        /// again under its key sends the same payment whatever the settings
+        /// became since.
+        #[serde(default)]
+        amount_cents: i64,
+        /// The card it charges, fixed when it started.
+        #[serde(default)]
+        payment_method: String,
+        /// The provider's payment, once an answer named it: asked about by
+        /// its id from then on.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        intent: Option<String>,
     },
     /// The last attempts failed; none starts before `retry_at_micros`.
     BackingOff {
@@ -87,8 +99,17 @@ pub enum Decision {
         attempt: u64,
     },
     /// Resume the pending attempt: its outcome was never learnt (the
-    /// provider was unreachable), and the same idempotency key finds it.
+    /// provider was unreachable, or the payment was still processing); the
+    /// same idempotency key, or the payment's id, finds it.
     Resume {
+        /// Its number.
+        attempt: u64,
+    },
+    /// Give the pending attempt up as failed: no answer ever named its
+    /// payment, and asking again under its key this late could make a new
+    /// one once the provider has forgotten the key. A success that arrives
+    /// later by webhook is still granted.
+    GiveUp {
         /// Its number.
         attempt: u64,
     },
@@ -98,6 +119,10 @@ pub enum Decision {
 
 /// How long an attempt may stay pending before it is asked about again.
 pub const PENDING_RETRY_SECS: i64 = 60;
+
+/// How long an attempt whose payment no answer named is asked about under
+/// its key: well inside the day the provider keeps an idempotency key.
+pub const PENDING_GIVE_UP_SECS: i64 = 12 * 3600;
 
 fn month_of(at: Timestamp) -> String {
     at.to_string().chars().take(7).collect()
@@ -122,10 +147,14 @@ impl AutoTopup {
             TopupState::Pending {
                 attempt,
                 started_at_micros,
+                intent,
+                ..
             } => {
-                return if now.micros() - started_at_micros
-                    >= PENDING_RETRY_SECS * ledger::MICROS_PER_SECOND
-                {
+                let waited = now.micros() - started_at_micros;
+                let secs = ledger::MICROS_PER_SECOND;
+                return if intent.is_none() && waited >= PENDING_GIVE_UP_SECS * secs {
+                    Decision::GiveUp { attempt: *attempt }
+                } else if waited >= PENDING_RETRY_SECS * secs {
                     Decision::Resume { attempt: *attempt }
                 } else {
                     Decision::Wait("a top-up is in flight")
@@ -147,31 +176,79 @@ impl AutoTopup {
         }
     }
 
-    /// The same top-up with `attempt` started at `now`.
-    pub fn started(&self, attempt: u64, now: Timestamp) -> AutoTopup {
+    /// The same top-up with `attempt` started at `now`, charging its
+    /// amount to `payment_method`.
+    pub fn started(&self, attempt: u64, now: Timestamp, payment_method: &str) -> AutoTopup {
         AutoTopup {
             state: TopupState::Pending {
                 attempt,
                 started_at_micros: now.micros(),
+                amount_cents: self.amount_cents,
+                payment_method: payment_method.to_owned(),
+                intent: None,
             },
             attempts: self.attempts.max(attempt),
             ..self.clone()
         }
     }
 
-    /// The same top-up after `attempt` succeeded at `now`: idle, its amount
-    /// counted in the month. An attempt other than the pending one changes
-    /// nothing.
-    pub fn succeeded(&self, attempt: u64, now: Timestamp) -> AutoTopup {
-        if !matches!(self.state, TopupState::Pending { attempt: a, .. } if a == attempt) {
-            return self.clone();
+    /// The pending attempt's payment: its number, amount, card and, once
+    /// known, the provider's id for it. An attempt kept before the amount
+    /// was fixed in it charges the settings' amount.
+    pub fn pending(&self) -> Option<(u64, i64, &str, Option<&str>)> {
+        match &self.state {
+            TopupState::Pending {
+                attempt,
+                amount_cents,
+                payment_method,
+                intent,
+                ..
+            } => Some((
+                *attempt,
+                if *amount_cents > 0 {
+                    *amount_cents
+                } else {
+                    self.amount_cents
+                },
+                payment_method,
+                intent.as_deref(),
+            )),
+            _ => None,
         }
-        let month = month_of(now);
+    }
+
+    /// The same top-up with the pending `attempt`'s payment named `intent`.
+    pub fn named(&self, attempt: u64, id: &str) -> AutoTopup {
+        let mut next = self.clone();
+        if let TopupState::Pending {
+            attempt: a, intent, ..
+        } = &mut next.state
+            && *a == attempt
+        {
+            *intent = Some(id.to_owned());
+        }
+        next
+    }
+
+    /// The same top-up after `attempt` succeeded at `now`, charging
+    /// `amount_cents`: the amount counted in the month whichever attempt it
+    /// was (its credits were granted), and idle again when it was the
+    /// pending attempt or the last one, failed too early.
+    pub fn succeeded(&self, attempt: u64, amount_cents: i64, now: Timestamp) -> AutoTopup {
+        let settles = match &self.state {
+            TopupState::Pending { attempt: a, .. } => *a == attempt,
+            TopupState::BackingOff { .. } => attempt == self.attempts,
+            TopupState::Idle => false,
+        };
         AutoTopup {
-            charged_cents: self.charged_in(now).saturating_add(self.amount_cents),
-            month,
-            state: TopupState::Idle,
-            failures: 0,
+            charged_cents: self.charged_in(now).saturating_add(amount_cents),
+            month: month_of(now),
+            state: if settles {
+                TopupState::Idle
+            } else {
+                self.state.clone()
+            },
+            failures: if settles { 0 } else { self.failures },
             ..self.clone()
         }
     }
@@ -229,15 +306,26 @@ mod tests {
             t.decide(Amount::credits(49), T0),
             Decision::Start { attempt: 1 }
         );
-        let pending = t.started(1, T0);
+        let pending = t.started(1, T0, "pm_1");
         assert_eq!(
             pending.decide(Amount::ZERO, T0.plus_secs(1)),
             Decision::Wait("a top-up is in flight")
         );
         // An attempt whose outcome was never learnt is asked about again,
-        // under the same number.
+        // under the same number, for twelve hours; then given up, unless an
+        // answer named its payment, which can always be looked up.
         assert_eq!(
             pending.decide(Amount::ZERO, T0.plus_secs(61)),
+            Decision::Resume { attempt: 1 }
+        );
+        assert_eq!(
+            pending.decide(Amount::ZERO, T0.plus_secs(12 * 3600)),
+            Decision::GiveUp { attempt: 1 }
+        );
+        assert_eq!(
+            pending
+                .named(1, "pi_1")
+                .decide(Amount::ZERO, T0.plus_secs(12 * 3600)),
             Decision::Resume { attempt: 1 }
         );
         let mut off = t.clone();
@@ -250,7 +338,7 @@ mod tests {
         let mut t = topup();
         for attempt in 1..=2 {
             assert_eq!(t.decide(Amount::ZERO, T0), Decision::Start { attempt });
-            t = t.started(attempt, T0).succeeded(attempt, T0);
+            t = t.started(attempt, T0, "pm_1").succeeded(attempt, 2000, T0);
         }
         assert_eq!(t.charged_cents, 4000);
         // A third 20 USD would make 60 against a cap of 50.
@@ -264,8 +352,8 @@ mod tests {
             Decision::Start { attempt: 3 }
         );
         assert_eq!(
-            t.started(3, next_month)
-                .succeeded(3, next_month)
+            t.started(3, next_month, "pm_1")
+                .succeeded(3, 2000, next_month)
                 .charged_cents,
             2000
         );
@@ -279,7 +367,7 @@ mod tests {
         for attempt in 1..=7 {
             assert_eq!(t.decide(Amount::ZERO, now), Decision::Start { attempt });
             t = t
-                .started(attempt, now)
+                .started(attempt, now, "pm_1")
                 .failed(attempt, "card_declined", now);
             let TopupState::BackingOff {
                 retry_at_micros,
@@ -299,15 +387,38 @@ mod tests {
         }
         assert_eq!(waits, [3600, 7200, 14_400, 28_800, 57_600, 86_400, 86_400]);
         // A success resets the count.
-        t = t.started(8, now).succeeded(8, now);
+        t = t.started(8, now, "pm_1").succeeded(8, 2000, now);
         assert_eq!(t.failures, 0);
         assert_eq!(t.state, TopupState::Idle);
     }
 
     #[test]
-    fn an_outcome_for_another_attempt_changes_nothing() {
-        let t = topup().started(2, T0);
-        assert_eq!(t.succeeded(1, T0), t);
+    fn an_outcome_for_another_attempt_leaves_the_pending_one() {
+        let t = topup().started(2, T0, "pm_1");
         assert_eq!(t.failed(3, "card_declined", T0), t);
+        // A late success of an earlier attempt was granted: it counts in
+        // the month, and the pending attempt stays pending.
+        let late = t.succeeded(1, 2000, T0);
+        assert_eq!(late.state, t.state);
+        assert_eq!(late.charged_cents, 2000);
+    }
+
+    #[test]
+    fn a_pending_attempt_keeps_the_amount_and_card_it_started_with() {
+        let mut t = topup().started(1, T0, "pm_1");
+        t.amount_cents = 9900;
+        assert_eq!(t.pending(), Some((1, 2000, "pm_1", None)));
+        let t = t.named(1, "pi_9").named(2, "pi_other");
+        assert_eq!(t.pending(), Some((1, 2000, "pm_1", Some("pi_9"))));
+    }
+
+    #[test]
+    fn a_late_success_of_the_last_attempt_ends_its_backing_off() {
+        let t = topup()
+            .started(1, T0, "pm_1")
+            .failed(1, "outcome_unknown", T0);
+        let t = t.succeeded(1, 2000, T0.plus_secs(60));
+        assert_eq!(t.state, TopupState::Idle);
+        assert_eq!((t.failures, t.charged_cents), (0, 2000));
     }
 }

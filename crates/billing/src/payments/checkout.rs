@@ -185,14 +185,62 @@ pub async fn save_card(
     account: &AccountId,
     setup_intent: &str,
 ) -> Result<SavedCard, ApiError> {
+    save_method_of(billing, payments, account, "setup_intents", setup_intent).await
+}
+
+/// Saves the card a paid checkout's payment used, when the account has none
+/// saved yet (the session asked to keep it for off-session payments): auto
+/// top-up then needs no separate setup. Best effort: a failure is logged,
+/// and the purchase stands.
+pub async fn keep_card_of_payment(
+    billing: &Billing,
+    payments: &Payments,
+    account: &AccountId,
+    payment_intent: Option<&str>,
+) {
+    let Some(intent) = payment_intent else {
+        return;
+    };
+    match records::get::<SavedCard>(billing.store.as_ref(), account.as_str()).await {
+        Ok(None) => {}
+        Ok(Some(_)) => return,
+        Err(error) => {
+            tracing::warn!(%error, %account, "reading a saved card failed");
+            return;
+        }
+    }
+    if let Err(error) = save_method_of(billing, payments, account, "payment_intents", intent).await
+    {
+        tracing::info!(
+            %account,
+            code = error.code(),
+            "the card of a paid checkout was not kept"
+        );
+    }
+}
+
+/// Saves the card of a setup or payment intent (`collection` names which).
+async fn save_method_of(
+    billing: &Billing,
+    payments: &Payments,
+    account: &AccountId,
+    collection: &str,
+    intent_id: &str,
+) -> Result<SavedCard, ApiError> {
     let provider = &payments.provider;
+    if !super::is_provider_id(intent_id) {
+        return Err(ApiError::InvalidRequest("a malformed intent id".into()));
+    }
     let intent = provider
-        .get(&format!("/v1/setup_intents/{setup_intent}"))
+        .get(&format!("/v1/{collection}/{intent_id}"))
         .await
         .map_err(provider_error)?;
-    let Some(method) = intent["payment_method"].as_str() else {
+    let Some(method) = intent["payment_method"]
+        .as_str()
+        .filter(|m| super::is_provider_id(m))
+    else {
         return Err(ApiError::Internal(
-            "a setup intent without a payment method".into(),
+            "an intent without a payment method".into(),
         ));
     };
     let method = provider
@@ -238,6 +286,30 @@ pub fn usd(cents: i64) -> MoneyJson {
         currency: crate::plan::CurrencyJson(
             crate::domain::Currency::parse("usd").expect("usd is a currency"),
         ),
+    }
+}
+
+/// The address a customer opens for a provider object (an invoice's
+/// `hosted_invoice_url`, a charge's `receipt_url`), read from the provider;
+/// none when the id is missing or the provider does not answer: a link is
+/// for the customer's history, and its absence never holds up a grant.
+pub async fn customer_link(
+    payments: &Payments,
+    collection: &str,
+    id: Option<&str>,
+    field: &str,
+) -> Option<String> {
+    let id = id.filter(|id| super::is_provider_id(id))?;
+    match payments
+        .provider
+        .get(&format!("/v1/{collection}/{id}"))
+        .await
+    {
+        Ok(object) => object[field].as_str().map(str::to_owned),
+        Err(error) => {
+            tracing::info!(%error, collection, "a customer link could not be read");
+            None
+        }
     }
 }
 

@@ -6,7 +6,7 @@ use store::BoxFuture;
 /// Why a call to the payment provider failed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PaymentError {
-    /// The provider could not be reached, or kept failing (5xx, 429) after
+    /// The provider could not be reached, or kept failing (409, 429, 5xx) after
     /// the retries; nothing may be assumed done.
     Unavailable(String),
     /// The provider refused the request (a 4xx), with its error type, code

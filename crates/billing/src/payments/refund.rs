@@ -12,7 +12,6 @@ use super::checkout::{CheckoutSession, Purchase, provider_error};
 use super::{Payments, is_provider_id};
 use crate::Billing;
 use crate::domain::refund::{refunded_share, still_to_take};
-use crate::domain::topup::AutoTopup;
 
 /// What was taken back for a refunded charge so far: a record of kind
 /// `payment_refund` under the charge's id.
@@ -37,7 +36,7 @@ impl Kind for PaymentRefund {
 }
 
 /// The account and the grant a payment intent paid for, when creditd made
-/// the payment: an auto top-up's attempt (its record reached it), or a
+/// the payment: an auto top-up's attempt (see `topup::attempt_of`), or a
 /// checkout session of its own (the provider says which session the
 /// intent belongs to).
 async fn grant_of(
@@ -54,22 +53,13 @@ async fn grant_of(
         .get(&format!("/v1/payment_intents/{intent_id}"))
         .await
         .map_err(provider_error)?;
-    let metadata = &intent["metadata"];
-    if metadata["creditd_kind"] == "auto_topup" {
-        let account = metadata["creditd_account"].as_str().map(AccountId::parse);
-        let attempt = metadata["creditd_attempt"]
-            .as_str()
-            .and_then(|a| a.parse::<u64>().ok());
-        if let (Some(Ok(account)), Some(attempt)) = (account, attempt)
-            && records::get::<AutoTopup>(store, account.as_str())
-                .await?
-                .is_some_and(|doc| doc.body.attempts >= attempt)
-        {
-            let grant = ExternalId::parse(&format!("auto_topup:{attempt}"))
-                .map_err(|_| ApiError::Internal("an attempt that is no external id".into()))?;
-            return Ok(Some((account, grant)));
-        }
-        return Ok(None);
+    if intent["metadata"]["creditd_kind"] == "auto_topup" {
+        let Some((account, attempt)) = super::topup::attempt_of(billing, &intent).await? else {
+            return Ok(None);
+        };
+        let grant = ExternalId::parse(&format!("auto_topup:{attempt}"))
+            .map_err(|_| ApiError::Internal("an attempt that is no external id".into()))?;
+        return Ok(Some((account, grant)));
     }
     let sessions = payments
         .provider

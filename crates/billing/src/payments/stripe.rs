@@ -1,6 +1,6 @@
 //! Stripe's REST API as Stripe's own libraries call it: form-encoded bodies with bracketed keys,
 //! a pinned `Stripe-Version`, an `Idempotency-Key` on every POST, and retries with backoff on
-//! 429, 5xx and connection errors, under the same key.
+//! 409, 429, 5xx and connection errors (or as `Stripe-Should-Retry` says), under the same key.
 
 use std::time::Duration;
 
@@ -81,6 +81,13 @@ impl Stripe {
                 }
             };
             let status = response.status().as_u16();
+            // Stripe says when a request is worth sending again (a 409 for a
+            // concurrent request under the same idempotency key, say).
+            let should_retry = response
+                .headers()
+                .get("stripe-should-retry")
+                .and_then(|v| v.to_str().ok())
+                .map(|v| v == "true");
             let value: Value = match response.json().await {
                 Ok(value) => value,
                 Err(_) => {
@@ -91,7 +98,9 @@ impl Stripe {
             if (200..300).contains(&status) {
                 return Ok(value);
             }
-            if status == 429 || status >= 500 {
+            if should_retry == Some(true)
+                || (should_retry.is_none() && (status == 429 || status >= 500 || status == 409))
+            {
                 last = format!("{status}");
                 continue;
             }

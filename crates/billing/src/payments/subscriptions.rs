@@ -54,6 +54,8 @@ pub struct Remote {
     pub item: Option<String>,
     /// Whether it ends at the period's end.
     pub cancel_at_period_end: bool,
+    /// Its latest invoice (`in_…`).
+    pub latest_invoice: Option<String>,
 }
 
 impl Remote {
@@ -69,6 +71,7 @@ impl Remote {
             price: item["price"]["id"].as_str().map(str::to_owned),
             item: item["id"].as_str().map(str::to_owned),
             cancel_at_period_end: object["cancel_at_period_end"].as_bool().unwrap_or(false),
+            latest_invoice: object["latest_invoice"].as_str().map(str::to_owned),
         })
     }
 
@@ -198,12 +201,23 @@ fn linked<'a>(
 /// How often a move is tried again when another one got in first.
 const ATTEMPTS: usize = 8;
 
-/// Brings the account onto `plan_id` for the provider's period
-/// `start..end`: opens the subscription (closing whatever plan the account
-/// was on), renews it into a later period, or changes its plan within the
-/// period, granting the plan's credits for the period once. A period at or
-/// before the one the subscription is in, on the same plan, was granted
-/// already. `with` joins the event's record to the same transaction.
+/// Where a subscription enters.
+#[derive(Clone, Copy, Debug)]
+enum Entry {
+    /// A period the provider was paid for, `start..end`: the subscription
+    /// opens in it or renews into it.
+    Period(Timestamp, Timestamp),
+    /// Another plan from now to the end of the period the subscription is
+    /// in.
+    Change,
+}
+
+/// Brings the account onto `plan_id`: opens the subscription in a paid
+/// period (closing whatever plan the account was on), renews it into a
+/// later one, or changes its plan from now on within the period it is in,
+/// granting the plan's credits once. A period at or before the one the
+/// subscription is in was granted already, and so was a change to the plan
+/// it is on. `with` joins the event's record to the same transaction.
 #[allow(clippy::too_many_arguments)]
 async fn enter(
     billing: &Billing,
@@ -211,12 +225,14 @@ async fn enter(
     subscription_id: &str,
     plan_id: &str,
     plan: &Plan,
-    (start, end): (Timestamp, Timestamp),
+    entry: Entry,
     status: &str,
     with: impl Fn(&str) -> Vec<RecordWrite>,
 ) -> Result<&'static str, ApiError> {
     let store = billing.store.as_ref();
-    if end <= start {
+    if let Entry::Period(start, end) = entry
+        && end <= start
+    {
         return Err(ApiError::InvalidRequest(
             "a period that ends before it starts".into(),
         ));
@@ -228,30 +244,59 @@ async fn enter(
         let link = Some(ProviderLink {
             subscription: subscription_id.to_owned(),
             status: status.to_owned(),
+            checked_at_micros: None,
         });
-        let (next, settle_to, outcome) = match linked(&current, subscription_id) {
-            Some(doc) => {
+        let (next, settle_to, outcome) = match (linked(&current, subscription_id), entry) {
+            (Some(doc), Entry::Period(start, end)) => {
                 let at = doc.body.period();
-                if start < at.start || (start == at.start && plan_id == doc.body.plan_id) {
+                if start <= at.start {
                     return Ok("duplicate");
                 }
-                let renewing = start > at.start;
                 let next = Subscription {
                     plan_id: plan_id.to_owned(),
                     anchor_micros: doc.body.anchor_micros,
-                    period_index: doc.body.period_index + u32::from(renewing),
+                    period_index: doc.body.period_index.saturating_add(1),
                     period_start_micros: start.micros(),
                     period_end_micros: end.micros(),
                     cancel_at_period_end: doc.body.cancel_at_period_end,
                     provider: link,
                 };
-                if renewing {
-                    (next, at.end.min(start), "renewed")
-                } else {
-                    (next, now, "plan_changed")
-                }
+                (next, at.end.min(start), "renewed")
             }
-            None => {
+            (Some(doc), Entry::Change) => {
+                if doc.body.plan_id == plan_id {
+                    return Ok("duplicate");
+                }
+                // The new plan's credits start now: its grant is named by
+                // the instant of the change, so moving back and forth within
+                // a period grants each move once.
+                let end = doc.body.period().end.max(now.plus_secs(1));
+                let next = Subscription {
+                    plan_id: plan_id.to_owned(),
+                    anchor_micros: doc.body.anchor_micros,
+                    period_index: doc.body.period_index,
+                    period_start_micros: now.micros(),
+                    period_end_micros: end.micros(),
+                    cancel_at_period_end: doc.body.cancel_at_period_end,
+                    provider: link,
+                };
+                (next, now, "plan_changed")
+            }
+            (None, Entry::Change) => return Ok("duplicate"),
+            (None, Entry::Period(start, end)) => {
+                if let Some(other) = current.as_ref().and_then(|d| d.body.provider.as_ref())
+                    && other.status != "canceled"
+                {
+                    // The account already pays for a plan through another
+                    // subscription: this one does not take it over.
+                    tracing::warn!(
+                        %account,
+                        subscription = subscription_id,
+                        current = %other.subscription,
+                        "a second provider subscription for one account is not followed"
+                    );
+                    return Ok("conflicting_subscription");
+                }
                 let mut next = Subscription::new(
                     plan_id,
                     start,
@@ -372,11 +417,13 @@ fn account_of(link: &PaymentSubscription) -> Result<AccountId, ApiError> {
 /// Brings the account's subscription to the provider's as it is now: opens
 /// it once its first payment went through, follows a plan change, a
 /// cancellation at the period's end (or its taking back) and the status,
-/// and ends it when the provider ended it.
+/// and ends it when the provider ended it. `with` is the event's record for
+/// an account and an outcome, written with the grant when there is one.
 pub async fn sync(
     billing: &Billing,
     link: &PaymentSubscription,
     remote: &Remote,
+    with: impl Fn(&str, &str) -> Vec<RecordWrite>,
 ) -> Result<&'static str, ApiError> {
     let account = account_of(link)?;
     if remote.ended() {
@@ -397,7 +444,7 @@ pub async fn sync(
             let Some((start, end)) = remote.period.filter(|_| remote.started()) else {
                 return Ok("awaiting_payment");
             };
-            let period = (Timestamp::from_secs(start), Timestamp::from_secs(end));
+            let period = Entry::Period(Timestamp::from_secs(start), Timestamp::from_secs(end));
             outcome = enter(
                 billing,
                 &account,
@@ -406,14 +453,13 @@ pub async fn sync(
                 &plan,
                 period,
                 &remote.status,
-                |_| Vec::new(),
+                |outcome| with(&link.account, outcome),
             )
             .await?;
         }
-        // A plan changed at the provider: the new plan from now, for the
-        // period the subscription is in.
+        // A plan changed at the provider: the new plan from now, to the end
+        // of the period the subscription is in.
         Some(doc) if doc.body.plan_id != plan_id => {
-            let at = doc.body.period();
             let status = doc
                 .body
                 .provider
@@ -425,9 +471,9 @@ pub async fn sync(
                 &remote.id,
                 &plan_id,
                 &plan,
-                (at.start, at.end),
+                Entry::Change,
                 status,
-                |_| Vec::new(),
+                |outcome| with(&link.account, outcome),
             )
             .await?;
         }
@@ -455,17 +501,18 @@ pub fn invoice_subscription(invoice: &Value) -> Option<&str> {
 }
 
 /// The invoice line that bills the subscription's period: its period and
-/// its price.
+/// its price. Proration lines (unused time, a plan change's remainder) and
+/// one-off items bill no period, and a line of neither shape is not
+/// guessed at.
 fn period_line(invoice: &Value) -> Option<((i64, i64), Option<&str>)> {
     let lines = invoice["lines"]["data"].as_array()?;
-    let line = lines
-        .iter()
-        .find(|l| {
-            l["type"] == "subscription"
-                || l["parent"]["type"] == "subscription_item_details"
-                || l["subscription_item"].is_string()
-        })
-        .or_else(|| lines.first())?;
+    let line = lines.iter().find(|l| {
+        let pinned = l["type"] == "subscription" && l["proration"] != true;
+        let details = &l["parent"]["subscription_item_details"];
+        let later =
+            l["parent"]["type"] == "subscription_item_details" && details["proration"] != true;
+        pinned || later
+    })?;
     let period = (
         line["period"]["start"].as_i64()?,
         line["period"]["end"].as_i64()?,
@@ -503,7 +550,7 @@ pub async fn invoice_paid(
         let remote = fetch(payments, subscription_id).await?;
         return Ok((
             Some(link.account.clone()),
-            sync(billing, &link, &remote).await?,
+            sync(billing, &link, &remote, with).await?,
         ));
     };
     let store = billing.store.as_ref();
@@ -514,7 +561,7 @@ pub async fn invoice_paid(
     let Some((plan_id, plan)) = plan_for(billing, price, &fallback).await? else {
         return Ok((Some(link.account.clone()), "unknown_plan"));
     };
-    let period = (Timestamp::from_secs(start), Timestamp::from_secs(end));
+    let period = Entry::Period(Timestamp::from_secs(start), Timestamp::from_secs(end));
     let outcome = enter(
         billing,
         &account,
@@ -528,8 +575,9 @@ pub async fn invoice_paid(
     .await?;
     if outcome == "duplicate" {
         // Paid again after a failure, for the period it is in: active again.
+        let end = Timestamp::from_secs(end).micros();
         amend(billing, &account, subscription_id, |sub| {
-            if sub.period_start_micros == period.0.micros()
+            if sub.period_end_micros == end
                 && let Some(link) = &mut sub.provider
             {
                 link.status = "active".into();
@@ -554,13 +602,24 @@ pub async fn invoice_failed(
         return Ok((None, "unknown_subscription"));
     };
     let account = account_of(&link)?;
-    amend(billing, &account, subscription_id, |sub| {
+    // A failed invoice for a period already paid for (a late delivery after
+    // the retry's success) changes nothing.
+    let starts = period_line(invoice).map(|((start, _), _)| Timestamp::from_secs(start).micros());
+    let amended = amend(billing, &account, subscription_id, |sub| {
+        if starts.is_some_and(|start| start <= sub.period_start_micros) {
+            return;
+        }
         if let Some(link) = &mut sub.provider {
             link.status = "past_due".into();
         }
     })
     .await?;
-    Ok((Some(link.account), "past_due"))
+    let outcome = if amended || starts.is_none() {
+        "past_due"
+    } else {
+        "duplicate"
+    };
+    Ok((Some(link.account), outcome))
 }
 
 /// A subscription created, updated or deleted at the provider: the account's
@@ -569,6 +628,7 @@ pub async fn subscription_event(
     billing: &Billing,
     payments: &Payments,
     object: &Value,
+    with: impl Fn(&str, &str) -> Vec<RecordWrite>,
 ) -> Result<(Option<String>, &'static str), ApiError> {
     let Some(subscription_id) = object["id"].as_str() else {
         return Err(ApiError::InvalidRequest(
@@ -581,7 +641,7 @@ pub async fn subscription_event(
     let remote = fetch(payments, subscription_id).await?;
     Ok((
         Some(link.account.clone()),
-        sync(billing, &link, &remote).await?,
+        sync(billing, &link, &remote, with).await?,
     ))
 }
 
@@ -592,20 +652,25 @@ pub async fn checkout_completed(
     payments: &Payments,
     session_id: &str,
     session: &Value,
+    with: impl Fn(&str, &str) -> Vec<RecordWrite>,
 ) -> Result<&'static str, ApiError> {
-    let Some(subscription_id) = session["subscription"].as_str() else {
+    let Some(subscription_id) = session["subscription"]
+        .as_str()
+        .filter(|id| is_provider_id(id))
+    else {
         return Ok("awaiting_payment");
     };
     let Some(link) = link_session(billing, subscription_id, session_id).await? else {
         return Ok("unknown_session");
     };
     let remote = fetch(payments, subscription_id).await?;
-    sync(billing, &link, &remote).await
+    sync(billing, &link, &remote, with).await
 }
 
 /// Changes the plan of a subscription the provider bills: the provider's
-/// subscription moves to the plan's price (prorated as the provider does),
-/// then the account's follows it.
+/// subscription moves to the plan's price, its prorated difference invoiced
+/// and paid at once (a payment that fails refuses the change), then the
+/// account's follows it.
 pub async fn change_plan(
     billing: &Billing,
     payments: &Payments,
@@ -625,9 +690,12 @@ pub async fn change_plan(
     let remote = fetch(payments, provider_of(doc)?).await?;
     let mut form = vec![
         ("items[0][price]".to_owned(), price),
+        // The prorated difference is invoiced and paid now, or the change
+        // is refused: the new plan's credits are never granted unpaid.
+        ("proration_behavior".to_owned(), "always_invoice".to_owned()),
         (
-            "proration_behavior".to_owned(),
-            "create_prorations".to_owned(),
+            "payment_behavior".to_owned(),
+            "error_if_incomplete".to_owned(),
         ),
         ("metadata[creditd_plan]".to_owned(), plan_id.to_owned()),
     ];
@@ -674,8 +742,90 @@ async fn update(
         .map_err(provider_error)?;
     let remote = Remote::read(&updated)
         .ok_or_else(|| ApiError::Internal("a provider subscription without an id".into()))?;
-    sync(billing, &link, &remote).await?;
+    sync(billing, &link, &remote, |_, _| Vec::new()).await?;
     Ok(())
+}
+
+/// Asks the provider about every subscription it bills whose period ended
+/// a day ago with no word (a webhook lost, or an endpoint that was down
+/// longer than the provider retries): a paid latest invoice renews it, an
+/// ended subscription ends, a changed one is followed. Each is asked about
+/// at most every six hours. Safe on every node at once: what it applies is
+/// what the webhooks would have, made once the same way. Answers how many
+/// it asked about.
+pub async fn reconcile_due(billing: &Billing) -> Result<usize, ApiError> {
+    let Some(payments) = &billing.payments else {
+        return Ok(0);
+    };
+    let store = billing.store.as_ref();
+    let now = billing.clock.now();
+    let filter = RecordFilter::Range {
+        name: "provider_due".to_owned(),
+        from: None,
+        to: Some(records::sortable_instant(Timestamp::from_micros(
+            now.micros().saturating_add(1),
+        ))),
+    };
+    let due = records::list_all::<Subscription>(store, filter).await?;
+    let mut asked = 0;
+    for doc in due {
+        let Some(subscription_id) = doc.body.provider.as_ref().map(|p| p.subscription.clone())
+        else {
+            continue;
+        };
+        match reconcile_one(billing, payments, &subscription_id).await {
+            Ok(outcome) => {
+                asked += 1;
+                tracing::info!(subscription = %subscription_id, outcome, "asked the provider about a late subscription");
+            }
+            Err(error) => tracing::warn!(
+                subscription = %subscription_id,
+                code = error.code(),
+                message = %error.message(),
+                "asking the provider about a late subscription failed"
+            ),
+        }
+        let Ok(account) = AccountId::parse(&doc.id) else {
+            continue;
+        };
+        amend(billing, &account, &subscription_id, |sub| {
+            if let Some(link) = &mut sub.provider {
+                link.checked_at_micros = Some(now.micros());
+            }
+        })
+        .await?;
+    }
+    Ok(asked)
+}
+
+async fn reconcile_one(
+    billing: &Billing,
+    payments: &Payments,
+    subscription_id: &str,
+) -> Result<&'static str, ApiError> {
+    let Some(link) = link_of(billing, payments, subscription_id).await? else {
+        return Ok("unknown_subscription");
+    };
+    let remote = fetch(payments, subscription_id).await?;
+    if !remote.ended()
+        && let Some(id) = remote
+            .latest_invoice
+            .as_deref()
+            .filter(|id| is_provider_id(id))
+    {
+        let invoice = payments
+            .provider
+            .get(&format!("/v1/invoices/{id}"))
+            .await
+            .map_err(provider_error)?;
+        if invoice["status"] == "paid" {
+            let (_, outcome) = invoice_paid(billing, payments, &invoice, |_, _| Vec::new()).await?;
+            if outcome != "duplicate" {
+                return Ok(outcome);
+            }
+        }
+    }
+    sync(billing, &link, &remote, |_, _| Vec::new()).await
 }
 
 fn provider_of(doc: &Doc<Subscription>) -> Result<&str, ApiError> {
@@ -712,8 +862,10 @@ mod tests {
     fn an_invoice_names_its_subscription_and_period_line_in_either_shape() {
         let old = json!({"subscription": "sub_1", "lines": {"data": [
             {"type": "invoiceitem", "period": {"start": 1, "end": 1}},
-            {"type": "subscription", "period": {"start": 5, "end": 9},
-             "price": {"id": "price_a"}}]}});
+            {"type": "subscription", "proration": true, "period": {"start": 3, "end": 5},
+             "subscription_item": "si_1", "price": {"id": "price_old"}},
+            {"type": "subscription", "proration": false, "period": {"start": 5, "end": 9},
+             "subscription_item": "si_1", "price": {"id": "price_a"}}]}});
         assert_eq!(invoice_subscription(&old), Some("sub_1"));
         assert_eq!(period_line(&old), Some(((5, 9), Some("price_a"))));
         let new = json!({"subscription": null,
@@ -724,6 +876,10 @@ mod tests {
         assert_eq!(invoice_subscription(&new), Some("sub_2"));
         assert_eq!(period_line(&new), Some(((7, 8), Some("price_b"))));
         assert_eq!(invoice_subscription(&json!({"subscription": null})), None);
+        let prorations_only = json!({"lines": {"data": [
+            {"type": "invoiceitem", "proration": true, "subscription_item": "si_1",
+             "period": {"start": 3, "end": 5}}]}});
+        assert_eq!(period_line(&prorations_only), None);
     }
 
     #[test]

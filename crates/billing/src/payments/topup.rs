@@ -78,68 +78,98 @@ async fn run_one(
         Some(standing) => standing.available,
         None => return Ok(false),
     };
-    let attempt = match doc.body.decide(available, now) {
+    let store = billing.store.as_ref();
+    let topup = match doc.body.decide(available, now) {
         Decision::Wait(_) => return Ok(false),
-        Decision::Resume { attempt } => attempt,
+        Decision::GiveUp { attempt } => {
+            tracing::warn!(%account, attempt, "an auto top-up's outcome was never learnt; given up");
+            failed(billing, &account, attempt, "outcome_unknown").await?;
+            return Ok(true);
+        }
+        Decision::Resume { .. } => doc.body,
         Decision::Start { attempt } => {
-            let pending = doc.body.started(attempt, now);
+            let card = records::get::<SavedCard>(store, account.as_str()).await?;
+            let method = card.map(|c| c.body.payment_method).unwrap_or_default();
+            let pending = doc.body.started(attempt, now, &method);
             let write = records::put(&doc.id, &pending, Expect::Version(doc.version));
-            match records::write::<AutoTopup>(billing.store.as_ref(), write).await? {
-                Written::Stored(_) => attempt,
+            match records::write::<AutoTopup>(store, write).await? {
+                Written::Stored(_) => pending,
                 // Another node started it, or the settings changed.
                 _ => return Ok(false),
             }
         }
     };
-    pay(billing, payments, &account, &doc.body, attempt).await?;
+    pay(billing, payments, &account, &topup).await?;
     Ok(true)
 }
 
-/// Makes payment `attempt` off-session with the saved card, under a key
-/// naming the attempt, and settles what it answers.
+/// Makes the pending attempt's payment off-session with the card and the
+/// amount it started with, under a key naming the attempt — or, once an
+/// answer named the payment, looks it up — and settles what it answers.
 async fn pay(
     billing: &Billing,
     payments: &Payments,
     account: &AccountId,
     topup: &AutoTopup,
-    attempt: u64,
 ) -> Result<(), ApiError> {
-    let store = billing.store.as_ref();
-    let Some(card) = records::get::<SavedCard>(store, account.as_str()).await? else {
-        return failed(billing, account, attempt, "payment_method_required").await;
+    let Some((attempt, amount_cents, method, intent)) = topup.pending() else {
+        return Ok(());
     };
-    let customer = super::checkout::customer_of(billing, payments, account).await?;
-    let form = vec![
-        ("amount".into(), topup.amount_cents.to_string()),
-        ("currency".into(), "usd".into()),
-        ("customer".into(), customer),
-        ("payment_method".into(), card.body.payment_method.clone()),
-        ("confirm".into(), "true".into()),
-        ("off_session".into(), "true".into()),
-        (
-            "metadata[creditd_account]".into(),
-            account.as_str().to_owned(),
-        ),
-        ("metadata[creditd_kind]".into(), "auto_topup".into()),
-        ("metadata[creditd_attempt]".into(), attempt.to_string()),
-        ("description".into(), "creditd auto top-up".into()),
-    ];
-    let key = format!("creditd:auto_topup:{account}:{attempt}");
-    match payments
-        .provider
-        .post("/v1/payment_intents", form, &key)
-        .await
-    {
-        Ok(intent) if intent["status"].as_str() == Some("succeeded") => {
-            succeeded(billing, account, attempt, &intent)
+    let answer = match intent {
+        Some(id) if super::is_provider_id(id) => {
+            payments
+                .provider
+                .get(&format!("/v1/payment_intents/{id}"))
                 .await
-                .map(drop)
         }
-        Ok(intent) => {
-            // Still processing: its webhook settles it.
-            tracing::info!(%account, attempt, status = ?intent["status"], "an auto top-up is processing");
-            Ok(())
+        _ if method.is_empty() => {
+            return failed(billing, account, attempt, "payment_method_required").await;
         }
+        _ => {
+            let customer = super::checkout::customer_of(billing, payments, account).await?;
+            let form = vec![
+                ("amount".into(), amount_cents.to_string()),
+                ("currency".into(), "usd".into()),
+                ("customer".into(), customer),
+                ("payment_method".into(), method.to_owned()),
+                ("confirm".into(), "true".into()),
+                ("off_session".into(), "true".into()),
+                (
+                    "metadata[creditd_account]".into(),
+                    account.as_str().to_owned(),
+                ),
+                ("metadata[creditd_kind]".into(), "auto_topup".into()),
+                ("metadata[creditd_attempt]".into(), attempt.to_string()),
+                ("description".into(), "creditd auto top-up".into()),
+            ];
+            let key = format!("creditd:auto_topup:{account}:{attempt}");
+            payments
+                .provider
+                .post("/v1/payment_intents", form, &key)
+                .await
+        }
+    };
+    match answer {
+        Ok(intent) => match intent["status"].as_str() {
+            Some("succeeded") => succeeded(billing, payments, account, attempt, &intent)
+                .await
+                .map(drop),
+            Some("requires_payment_method" | "canceled") => {
+                let reason = intent["last_payment_error"]["code"]
+                    .as_str()
+                    .unwrap_or("payment_failed");
+                failed(billing, account, attempt, reason).await
+            }
+            _ => {
+                // Still processing: its webhook settles it, or a later run
+                // looks it up by its id.
+                tracing::info!(%account, attempt, status = ?intent["status"], "an auto top-up is processing");
+                match intent["id"].as_str() {
+                    Some(id) => name(billing, account, attempt, id).await,
+                    None => Ok(()),
+                }
+            }
+        },
         Err(PaymentError::Refused { code, .. }) => {
             let reason = code.unwrap_or_else(|| "refused".into());
             tracing::warn!(%account, attempt, %reason, "an auto top-up was declined");
@@ -151,29 +181,101 @@ async fn pay(
     }
 }
 
+/// Keeps the provider's id of the pending `attempt`'s payment.
+async fn name(
+    billing: &Billing,
+    account: &AccountId,
+    attempt: u64,
+    intent: &str,
+) -> Result<(), ApiError> {
+    let store = billing.store.as_ref();
+    for _ in 0..RETRIES_MAX {
+        let Some(doc) = records::get::<AutoTopup>(store, account.as_str()).await? else {
+            return Ok(());
+        };
+        let next = doc.body.named(attempt, intent);
+        if next == doc.body {
+            return Ok(());
+        }
+        let write = records::put(&doc.id, &next, Expect::Version(doc.version));
+        match records::write::<AutoTopup>(store, write).await? {
+            Written::Stored(_) | Written::Deleted => return Ok(()),
+            Written::Refused(Refused::VersionConflict { .. }) => continue,
+            Written::Refused(refused) => return Err(refused.into()),
+        }
+    }
+    Err(ApiError::Internal(
+        "an auto top-up record kept changing under its payment".into(),
+    ))
+}
+
+/// The account and attempt of an auto top-up payment creditd made: its
+/// metadata names them, the account's record has reached that attempt, and
+/// the payment is the account's own customer's. Anything else is not
+/// creditd's, whatever its metadata says.
+pub async fn attempt_of(
+    billing: &Billing,
+    intent: &Value,
+) -> Result<Option<(AccountId, u64)>, ApiError> {
+    let metadata = &intent["metadata"];
+    let (Some("auto_topup"), Some(account), Some(attempt)) = (
+        metadata["creditd_kind"].as_str(),
+        metadata["creditd_account"]
+            .as_str()
+            .and_then(|a| AccountId::parse(a).ok()),
+        metadata["creditd_attempt"]
+            .as_str()
+            .and_then(|a| a.parse::<u64>().ok()),
+    ) else {
+        return Ok(None);
+    };
+    let store = billing.store.as_ref();
+    let reached = records::get::<AutoTopup>(store, account.as_str())
+        .await?
+        .is_some_and(|doc| doc.body.attempts >= attempt);
+    let customer = records::get::<super::checkout::PaymentCustomer>(store, account.as_str())
+        .await?
+        .map(|doc| doc.body.customer_id);
+    let same_customer = customer.is_some() && intent["customer"].as_str() == customer.as_deref();
+    Ok((reached && same_customer).then_some((account, attempt)))
+}
+
 /// Grants top-up `attempt`'s credits once and marks it succeeded, in one
 /// write; whichever of the payment's answer and its webhook comes first
 /// grants, the other finds it granted. Answers whether this call granted.
 pub async fn succeeded(
     billing: &Billing,
+    payments: &Payments,
     account: &AccountId,
     attempt: u64,
     intent: &Value,
 ) -> Result<bool, ApiError> {
     let store = billing.store.as_ref();
     let settings = settings::read(store, &billing.env).await?;
+    let receipt = intent["latest_charge"].as_str();
+    let receipt_url =
+        super::checkout::customer_link(payments, "charges", receipt, "receipt_url").await;
     for _ in 0..RETRIES_MAX {
         let Some(doc) = records::get::<AutoTopup>(store, account.as_str()).await? else {
             return Ok(false);
         };
         let now = billing.clock.now();
-        let credits = credits_of(doc.body.amount_cents, billing.credits_per_usd)
+        // What the payment charged: the provider's word for this attempt,
+        // else what the attempt started with.
+        let paid = intent["amount_received"]
+            .as_i64()
+            .filter(|a| *a > 0)
+            .or(intent["amount"].as_i64())
+            .or(doc.body.pending().map(|(_, amount, _, _)| amount))
+            .unwrap_or(doc.body.amount_cents);
+        let credits = credits_of(paid, billing.credits_per_usd)
             .ok_or_else(|| ApiError::Internal("a top-up's credits overflow".into()))?;
         let metadata = serde_json::json!({
             "amount_paid": intent["amount_received"].as_i64().or(intent["amount"].as_i64()),
             "currency": intent["currency"].as_str(),
             "payment_intent": intent["id"].as_str(),
-            "receipt": intent["latest_charge"].as_str(),
+            "receipt": receipt,
+            "receipt_url": receipt_url,
         });
         let grant = NewGrant {
             amount: credits,
@@ -186,7 +288,7 @@ pub async fn succeeded(
             reason: None,
             actor: None,
         };
-        let next = doc.body.succeeded(attempt, now);
+        let next = doc.body.succeeded(attempt, paid, now);
         let command = Command::new(Op::Grant {
             account: account.clone(),
             grant,
@@ -241,8 +343,10 @@ pub async fn failed(
     ))
 }
 
-/// Runs [`run_due`], and invoices overage charges
-/// ([`super::overage::invoice_due`]), every `every` until the task is aborted.
+/// Runs [`run_due`], asks the provider about late subscriptions
+/// ([`super::subscriptions::reconcile_due`]) and invoices overage charges
+/// ([`super::overage::invoice_due`]), every `every` until the task is
+/// aborted.
 pub fn spawn(billing: Arc<Billing>, every: std::time::Duration) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut interval = tokio::time::interval(every);
@@ -251,6 +355,13 @@ pub fn spawn(billing: Arc<Billing>, every: std::time::Duration) -> tokio::task::
             interval.tick().await;
             if let Err(error) = run_due(&billing).await {
                 tracing::warn!(%error, "the auto top-up job failed");
+            }
+            if let Err(error) = super::subscriptions::reconcile_due(&billing).await {
+                tracing::warn!(
+                    code = error.code(),
+                    message = %error.message(),
+                    "asking about late subscriptions failed"
+                );
             }
             if let Err(error) = super::overage::invoice_due(&billing).await {
                 tracing::warn!(

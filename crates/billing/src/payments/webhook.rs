@@ -6,7 +6,7 @@ use ledger::{AccountId, Amount, ExternalId, Metadata, NewGrant, Source};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use server::error::ApiError;
-use store::records::{self, Expect, Kind, Lookup, Written};
+use store::records::{self, Expect, Kind, Lookup, RecordWrite, Written};
 use store::{Command, Executed, Op, Refused};
 
 use super::Payments;
@@ -97,11 +97,24 @@ pub async fn receive(
     };
     let outcome = match kind {
         "checkout.session.completed" | "checkout.session.async_payment_succeeded" => {
-            checkout_paid(billing, payments, id, kind, object, now).await?
+            checkout_paid(billing, payments, id, kind, object, now, with).await?
         }
-        "checkout.session.async_payment_failed" => "payment_failed".to_owned(),
+        "checkout.session.async_payment_failed" => {
+            let account = match object["id"].as_str() {
+                Some(session) => records::get::<CheckoutSession>(billing.store.as_ref(), session)
+                    .await?
+                    .map(|doc| doc.body.account),
+                None => None,
+            };
+            let outcome = if account.is_some() {
+                "payment_failed"
+            } else {
+                "unknown_session"
+            };
+            kept(billing, id, kind, account.as_deref(), object, outcome, now).await?
+        }
         "payment_intent.succeeded" | "payment_intent.payment_failed" => {
-            topup_event(billing, id, kind, object, now).await?
+            topup_event(billing, payments, id, kind, object, now).await?
         }
         "invoice.paid" => {
             let (account, outcome) =
@@ -122,7 +135,7 @@ pub async fn receive(
         | "customer.subscription.updated"
         | "customer.subscription.deleted" => {
             let (account, outcome) =
-                super::subscriptions::subscription_event(billing, payments, object).await?;
+                super::subscriptions::subscription_event(billing, payments, object, with).await?;
             kept(billing, id, kind, account.as_deref(), object, outcome, now).await?
         }
         _ => {
@@ -131,7 +144,7 @@ pub async fn receive(
                 kind,
                 "a payment event of a type creditd does not handle"
             );
-            "ignored".to_owned()
+            kept(billing, id, kind, None, object, "ignored", now).await?
         }
     };
     Ok(outcome)
@@ -139,41 +152,23 @@ pub async fn receive(
 
 /// An auto top-up's payment intent settled: granted (once, whoever comes
 /// first) or failed. Only an attempt creditd started counts: its record
-/// must have reached that attempt, for that account, at that amount.
+/// must have reached that attempt, for the account's own customer.
 async fn topup_event(
     billing: &Billing,
+    payments: &Payments,
     id: &str,
     kind: &str,
     intent: &Value,
     now: i64,
 ) -> Result<String, ApiError> {
-    let metadata = &intent["metadata"];
-    let account = metadata["creditd_account"].as_str();
-    let attempt = metadata["creditd_attempt"]
-        .as_str()
-        .and_then(|a| a.parse::<u64>().ok());
-    let ours = match (metadata["creditd_kind"].as_str(), account, attempt) {
-        (Some("auto_topup"), Some(account), Some(attempt)) => match AccountId::parse(account) {
-            Ok(account) => records::get::<crate::domain::topup::AutoTopup>(
-                billing.store.as_ref(),
-                account.as_str(),
-            )
-            .await?
-            .filter(|d| {
-                d.body.attempts >= attempt && intent["amount"].as_i64() == Some(d.body.amount_cents)
-            })
-            .map(|_| (account, attempt)),
-            Err(_) => None,
-        },
-        _ => None,
-    };
+    let ours = super::topup::attempt_of(billing, intent).await?;
     let Some((account, attempt)) = ours else {
-        let (id, event) = event_record(id, kind, account, intent, "unknown_payment", now);
+        let (id, event) = event_record(id, kind, None, intent, "unknown_payment", now);
         keep(billing, &id, &event).await?;
         return Ok(event.outcome);
     };
     let outcome = if kind == "payment_intent.succeeded" {
-        if super::topup::succeeded(billing, &account, attempt, intent).await? {
+        if super::topup::succeeded(billing, payments, &account, attempt, intent).await? {
             "granted"
         } else {
             "duplicate"
@@ -250,6 +245,7 @@ async fn checkout_paid(
     kind: &str,
     session: &Value,
     now: i64,
+    with: impl Fn(&str, &str) -> Vec<RecordWrite>,
 ) -> Result<String, ApiError> {
     let store = billing.store.as_ref();
     let Some(session_id) = session["id"].as_str() else {
@@ -267,6 +263,7 @@ async fn checkout_paid(
     let ours = ours.body;
     let account = AccountId::parse(&ours.account)
         .map_err(|_| ApiError::Internal("a checkout session of a bad account".into()))?;
+    let ours_account = account.clone();
     if ours.purchase == super::checkout::Purchase::Setup {
         let Some(intent) = session["setup_intent"].as_str() else {
             let (id, event) = event_record(id, kind, Some(&ours.account), session, "ignored", now);
@@ -280,7 +277,7 @@ async fn checkout_paid(
     }
     if ours.purchase == super::checkout::Purchase::Plan {
         let outcome =
-            super::subscriptions::checkout_completed(billing, payments, session_id, session)
+            super::subscriptions::checkout_completed(billing, payments, session_id, session, with)
                 .await?;
         return kept(
             billing,
@@ -308,13 +305,17 @@ async fn checkout_paid(
     let credits = Amount::parse_decimal(&ours.credits)
         .map_err(|_| ApiError::Internal("a checkout session's credits do not read".into()))?;
     let settings = settings::read(store, &billing.env).await?;
-    // What was paid is what creditd asked for; the link to the invoice is
+    // What was paid is what creditd asked for; the invoice and its link are
     // the provider's.
+    let invoice = session["invoice"].as_str();
+    let invoice_url =
+        super::checkout::customer_link(payments, "invoices", invoice, "hosted_invoice_url").await;
     let metadata = serde_json::json!({
         "amount_paid": ours.price.amount,
         "currency": ours.price.currency.0.as_str(),
         "checkout_session": session_id,
-        "invoice": session["invoice"].as_str(),
+        "invoice": invoice,
+        "invoice_url": invoice_url,
         "package_id": ours.package,
     });
     let grant = NewGrant {
@@ -331,14 +332,19 @@ async fn checkout_paid(
         reason: None,
         actor: None,
     };
-    let (event_id, granted) = event_record(id, kind, Some(&ours.account), session, "granted", now);
-    let command = Command::new(Op::Grant { account, grant }).with_records(vec![records::put(
-        &event_id,
-        &granted,
-        Expect::Any,
-    )]);
+    let command =
+        Command::new(Op::Grant { account, grant }).with_records(with(&ours.account, "granted"));
     let outcome = match store.execute(command).await? {
-        Executed::Fresh(Ok(_)) => return Ok("granted".to_owned()),
+        Executed::Fresh(Ok(_)) => {
+            super::checkout::keep_card_of_payment(
+                billing,
+                payments,
+                &ours_account,
+                session["payment_intent"].as_str(),
+            )
+            .await;
+            return Ok("granted".to_owned());
+        }
         // Granted before, by this event delivered again or by another event
         // of the same session.
         Executed::Existing(_)

@@ -125,6 +125,10 @@ pub(crate) async fn deliver(
 /// The session as Stripe holds it once paid.
 pub(crate) fn paid(stripe: &FakeStripe, session: &str) -> Value {
     stripe.set(
+        "in_test_1",
+        json!({"hosted_invoice_url": "https://invoice.stripe.com/i/acct_test/in_test_1"}),
+    );
+    stripe.set(
         session,
         json!({"status": "complete", "payment_status": "paid", "invoice": "in_test_1"}),
     );
@@ -285,6 +289,10 @@ async fn a_paid_session_grants_once_however_often_its_events_arrive() {
         assert_eq!(bought[0]["metadata"]["amount_paid"], 500);
         assert_eq!(bought[0]["metadata"]["currency"], "usd");
         assert_eq!(bought[0]["metadata"]["invoice"], "in_test_1");
+        assert_eq!(
+            bought[0]["metadata"]["invoice_url"],
+            "https://invoice.stripe.com/i/acct_test/in_test_1"
+        );
         assert_eq!(app.available("acme").await, "100");
 
         let events = app.get("/v1/payments/events?account=acme").await;
@@ -505,7 +513,7 @@ async fn a_setup_session_saves_the_card_for_later_payments() {
 }
 
 /// Saves a visa card for `account` through a setup session.
-async fn save_card(app: &TestApp, stripe: &FakeStripe, account: &str) {
+pub(crate) async fn save_card(app: &TestApp, stripe: &FakeStripe, account: &str) {
     let reply = app
         .send(
             Method::POST,
@@ -542,7 +550,7 @@ async fn save_card(app: &TestApp, stripe: &FakeStripe, account: &str) {
 }
 
 /// Auto top-up of 20 USD below 50 credits, at most 50 USD a month.
-async fn enable_topup(app: &TestApp, account: &str) -> reqwest::StatusCode {
+pub(crate) async fn enable_topup(app: &TestApp, account: &str) -> reqwest::StatusCode {
     let reply = app
         .send(
             Method::PUT,
@@ -555,7 +563,7 @@ async fn enable_topup(app: &TestApp, account: &str) -> reqwest::StatusCode {
     reply.status
 }
 
-async fn run_topups(app: &TestApp) {
+pub(crate) async fn run_topups(app: &TestApp) {
     billing::payments::topup::run_due(&billing(app))
         .await
         .unwrap();
@@ -569,7 +577,7 @@ fn intents(stripe: &FakeStripe) -> Vec<testkit::stripe::StripeRequest> {
         .collect()
 }
 
-async fn topups(app: &TestApp, account: &str) -> Vec<Value> {
+pub(crate) async fn topups(app: &TestApp, account: &str) -> Vec<Value> {
     let grants = app
         .get(&format!("/v1/accounts/{account}/grants?limit=100"))
         .await;
@@ -737,16 +745,22 @@ async fn a_decline_backs_off_and_the_monthly_cap_holds() {
     .await;
 }
 
+/// Opens `acme` with a saved card and auto top-up, and runs the top-up job
+/// while Stripe drops every connection: the attempt is left pending.
+async fn top_up_while_stripe_is_unreachable(app: &TestApp, stripe: &FakeStripe) {
+    app.account_with("acme", "0").await;
+    save_card(app, stripe, "acme").await;
+    assert_eq!(enable_topup(app, "acme").await, StatusCode::OK);
+    for _ in 0..4 {
+        stripe.push_failure(testkit::stripe::Failure::Drop);
+    }
+    run_topups(app).await;
+}
+
 #[tokio::test]
 async fn stripe_unreachable_then_back_makes_one_payment_and_one_grant() {
     each_store(async |app, stripe| {
-        app.account_with("acme", "0").await;
-        save_card(&app, &stripe, "acme").await;
-        assert_eq!(enable_topup(&app, "acme").await, StatusCode::OK);
-        for _ in 0..4 {
-            stripe.push_failure(testkit::stripe::Failure::Drop);
-        }
-        run_topups(&app).await;
+        top_up_while_stripe_is_unreachable(&app, &stripe).await;
         assert!(topups(&app, "acme").await.is_empty());
         assert_eq!(
             app.get("/v1/accounts/acme/auto-topup").await.body["state"],
@@ -762,6 +776,143 @@ async fn stripe_unreachable_then_back_makes_one_payment_and_one_grant() {
             .collect();
         assert_eq!(keys.len(), 1, "{keys:?}");
         assert_eq!(app.available("acme").await, "2000");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_pending_top_up_is_asked_about_with_the_amount_it_started_with() {
+    each_store(async |app, stripe| {
+        top_up_while_stripe_is_unreachable(&app, &stripe).await;
+        // The customer changes the amount while the attempt is pending: the
+        // attempt is asked about with what it started with, so Stripe finds
+        // it under its key instead of refusing a changed request.
+        let changed = app
+            .send(
+                Method::PUT,
+                "/v1/accounts/acme/auto-topup",
+                Some(json!({"enabled": true, "threshold": "50",
+                            "amount": {"amount": 9900, "currency": "usd"},
+                            "monthly_cap": {"amount": 50000, "currency": "usd"}})),
+            )
+            .await;
+        assert_eq!(changed.status, StatusCode::OK, "{changed:?}");
+        app.clock.advance_secs(61);
+        run_topups(&app).await;
+        let granted = topups(&app, "acme").await;
+        assert_eq!(granted.len(), 1, "{granted:?}");
+        assert_eq!(granted[0]["metadata"]["amount_paid"], 2000);
+        assert_eq!(app.available("acme").await, "2000");
+        let amounts: std::collections::BTreeSet<_> = intents(&stripe)
+            .iter()
+            .map(|r| r.get("amount").unwrap().to_owned())
+            .collect();
+        assert_eq!(amounts, ["2000".to_owned()].into(), "{amounts:?}");
+        let state = app.get("/v1/accounts/acme/auto-topup").await.body;
+        assert_eq!(state["charged_this_month"], 2000);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_paid_checkout_keeps_its_card_for_auto_top_up() {
+    each_store(async |app, stripe| {
+        package(&app).await;
+        app.account_with("acme", "0").await;
+        assert_eq!(enable_topup(&app, "acme").await, StatusCode::CONFLICT);
+        let session = checkout(&app, "acme", json!({"package_id": "p100"})).await["session_id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        stripe.set(
+            "pm_bought_with",
+            json!({"card": {"brand": "mastercard", "last4": "4444",
+                            "exp_month": 1, "exp_year": 2031}}),
+        );
+        stripe.set("pi_bought", json!({"payment_method": "pm_bought_with"}));
+        stripe.set(&session, json!({"payment_intent": "pi_bought"}));
+        let object = paid(&stripe, &session);
+        let (_, answer) = deliver(
+            &app,
+            &event("evt_bought", "checkout.session.completed", object),
+            None,
+        )
+        .await;
+        assert_eq!(answer["outcome"], "granted");
+        let card = app.get("/v1/accounts/acme/payment-method").await;
+        assert_eq!(card.body["card"]["last4"], "4444", "{card:?}");
+        assert_eq!(enable_topup(&app, "acme").await, StatusCode::OK);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_conflict_from_stripe_is_sent_again_under_the_same_key() {
+    each_store(async |app, stripe| {
+        package(&app).await;
+        app.account_with("acme", "0").await;
+        // Stripe answers 409 to a request while another under the same key
+        // is in flight; sent again, it is answered.
+        stripe.push_failure(testkit::stripe::Failure::Status(409));
+        let session = checkout(&app, "acme", json!({"package_id": "p100"})).await;
+        assert!(session["session_id"].is_string(), "{session}");
+        let customers: Vec<_> = stripe
+            .requests()
+            .into_iter()
+            .filter(|r| r.path == "/v1/customers")
+            .collect();
+        assert_eq!(customers.len(), 2, "{customers:?}");
+        assert_eq!(customers[0].idempotency_key, customers[1].idempotency_key);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_top_up_intent_creditd_did_not_make_grants_nothing() {
+    each_store(async |app, stripe| {
+        app.account_with("acme", "0").await;
+        save_card(&app, &stripe, "acme").await;
+        assert_eq!(enable_topup(&app, "acme").await, StatusCode::OK);
+        run_topups(&app).await;
+        assert_eq!(topups(&app, "acme").await.len(), 1);
+        // A payment made elsewhere in the Stripe account, with metadata
+        // copied from creditd's, for an attempt the account reached, but
+        // not the account's customer.
+        stripe.set(
+            "pi_forged",
+            json!({"status": "succeeded", "amount": 2000, "amount_received": 2000,
+                   "currency": "usd", "customer": "cus_someone_else",
+                   "metadata": {"creditd_kind": "auto_topup", "creditd_account": "acme",
+                                "creditd_attempt": "1"}}),
+        );
+        let forged = stripe.object("pi_forged").unwrap();
+        let (status, answer) = deliver(
+            &app,
+            &event("evt_forged", "payment_intent.succeeded", forged),
+            None,
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        assert_eq!(answer["outcome"], "unknown_payment");
+        assert_eq!(topups(&app, "acme").await.len(), 1);
+        assert_eq!(app.available("acme").await, "2000");
+        // An event of a type creditd does not handle is kept too.
+        let (_, answer) = deliver(
+            &app,
+            &event("evt_other", "customer.created", json!({"id": "cus_x"})),
+            None,
+        )
+        .await;
+        assert_eq!(answer["outcome"], "ignored");
+        let events = app.get("/v1/payments/events").await;
+        assert!(
+            events.body["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["id"] == "evt_other" && e["outcome"] == "ignored"),
+            "{events:?}"
+        );
     })
     .await;
 }

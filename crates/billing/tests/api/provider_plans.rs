@@ -6,7 +6,10 @@ use serde_json::{Value, json};
 use testkit::app::{START, TestApp};
 use testkit::stripe::FakeStripe;
 
-use crate::payments::{checkout, deliver, each_store, event, package, paid};
+use crate::payments::{
+    checkout, deliver, each_store, enable_topup, event, package, paid, run_topups, save_card,
+    topups,
+};
 use crate::support::*;
 
 const DAY: i64 = 86_400;
@@ -161,12 +164,18 @@ async fn a_subscriptions_life_through_stripe() {
         assert_eq!(subscription(&app, "acme").await["status"], "past_due");
         assert_eq!(app.available("acme").await, "1000");
         assert_eq!(
-            outcome(&app, "evt_i3", "invoice.paid", failed).await,
+            outcome(&app, "evt_i3", "invoice.paid", failed.clone()).await,
             "renewed"
         );
         let sub = subscription(&app, "acme").await;
         assert_eq!(sub["status"], "active");
         assert_eq!(sub["current_period"]["start"], at(2 * PERIOD));
+        // The failure delivered again after the retry was paid: nothing.
+        assert_eq!(
+            outcome(&app, "evt_f3b", "invoice.payment_failed", failed).await,
+            "duplicate"
+        );
+        assert_eq!(subscription(&app, "acme").await["status"], "active");
 
         // An upgrade: made at Stripe, the account follows at once with the
         // new plan's credits for the period; Stripe's own event changes
@@ -186,6 +195,8 @@ async fn a_subscriptions_life_through_stripe() {
             .rfind(|r| r.path == "/v1/subscriptions/sub_acme" && r.method == "POST")
             .unwrap();
         assert_eq!(update.get("items[0][price]"), Some("price_pro"));
+        assert_eq!(update.get("proration_behavior"), Some("always_invoice"));
+        assert_eq!(update.get("payment_behavior"), Some("error_if_incomplete"));
         assert_eq!(update.get("items[0][id]"), Some("si_sub_acme"));
         assert!(update.idempotency_key.is_some());
         assert_eq!(app.available("acme").await, "5000");
@@ -200,7 +211,16 @@ async fn a_subscriptions_life_through_stripe() {
         app.post("/v1/accounts/acme/consume", json!({"amount": "1200"}))
             .await;
         app.clock.advance_secs(PERIOD);
-        let cycle = invoice("in_4", "sub_acme", "subscription_cycle", 3, "price_pro");
+        let mut cycle = invoice("in_4", "sub_acme", "subscription_cycle", 3, "price_pro");
+        // The upgrade's proration lines come first on the next invoice: they
+        // name no period.
+        let proration = json!({"id": "il_p", "object": "line_item", "type": "subscription",
+            "proration": true, "period": {"start": bound(2) + DAY, "end": bound(3)},
+            "price": {"id": "price_basic"}, "amount": -500, "currency": "usd"});
+        cycle["lines"]["data"]
+            .as_array_mut()
+            .unwrap()
+            .insert(0, proration);
         assert_eq!(
             outcome(&app, "evt_i4", "invoice.paid", cycle).await,
             "renewed"
@@ -241,6 +261,134 @@ async fn a_subscriptions_life_through_stripe() {
         // plan's period credits closed with the plan.
         let events = app.get("/v1/payments/events?account=acme").await;
         assert!(events.body["data"].as_array().unwrap().len() >= 10);
+        app.assert_verified().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn moving_back_and_forth_within_a_period_grants_each_move_once() {
+    each_store(async |app, stripe| {
+        plans(&app).await;
+        app.account_with("acme", "0").await;
+        let session = bought(&app, &stripe, "acme", "basic", "sub_acme").await;
+        outcome(&app, "evt_c", "checkout.session.completed", session).await;
+        plan(
+            &app,
+            "team",
+            json!({"name": "Team", "credits": "3000", "interval": "month",
+                   "price": {"amount": 3000, "currency": "usd"}, "provider_price_id": "price_team"}),
+        )
+        .await;
+        let mut expected = 1000;
+        for (step, plan) in ["team", "basic", "team"].into_iter().enumerate() {
+            app.clock.advance_secs(DAY);
+            let moved = app
+                .send(
+                    Method::PUT,
+                    "/v1/accounts/acme/subscription",
+                    Some(json!({"plan_id": plan})),
+                )
+                .await;
+            assert_eq!(moved.status, StatusCode::OK, "{moved:?}");
+            assert_eq!(moved.body["plan_id"], plan, "step {step}");
+            // Reset plans: the leftovers close, the new plan's credits come.
+            expected = if plan == "team" { 3000 } else { 1000 };
+            assert_eq!(app.available("acme").await, expected.to_string(), "step {step}");
+            // Stripe's event for the move changes nothing more.
+            let remote = stripe.object("sub_acme").unwrap();
+            let id = format!("evt_u{step}");
+            assert_eq!(
+                outcome(&app, &id, "customer.subscription.updated", remote).await,
+                "duplicate"
+            );
+        }
+        assert_eq!(app.available("acme").await, expected.to_string());
+        app.assert_verified().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_second_subscription_for_one_account_is_not_followed() {
+    each_store(async |app, stripe| {
+        plans(&app).await;
+        app.account_with("acme", "0").await;
+        // Two plan checkouts opened before either was paid.
+        let first = bought(&app, &stripe, "acme", "basic", "sub_one").await;
+        let second = bought(&app, &stripe, "acme", "pro", "sub_two").await;
+        let completed = "checkout.session.completed";
+        assert_eq!(outcome(&app, "evt_1", completed, first).await, "subscribed");
+        assert_eq!(
+            outcome(&app, "evt_2", completed, second).await,
+            "conflicting_subscription"
+        );
+        let paid = invoice("in_two", "sub_two", "subscription_create", 0, "price_pro");
+        assert_eq!(
+            outcome(&app, "evt_3", "invoice.paid", paid).await,
+            "conflicting_subscription"
+        );
+        let sub = subscription(&app, "acme").await;
+        assert_eq!(sub["provider_subscription"], "sub_one");
+        assert_eq!(app.available("acme").await, "1000");
+        // A third checkout while one is followed is refused.
+        let refused = app
+            .post("/v1/accounts/acme/checkout", json!({"plan_id": "pro"}))
+            .await;
+        assert_eq!(refused.code(), "invalid_checkout", "{refused:?}");
+    })
+    .await;
+}
+
+async fn reconcile(app: &TestApp) -> usize {
+    billing::payments::subscriptions::reconcile_due(&billing(app))
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_late_subscription_is_asked_about_when_its_events_never_come() {
+    each_store(async |app, stripe| {
+        plans(&app).await;
+        app.account_with("acme", "0").await;
+        let session = bought(&app, &stripe, "acme", "basic", "sub_acme").await;
+        outcome(&app, "evt_c", "checkout.session.completed", session).await;
+        app.post("/v1/accounts/acme/consume", json!({"amount": "400"}))
+            .await;
+        // The period ends and its renewal is paid, but the webhook is lost.
+        let mut renewal = invoice(
+            "in_lost",
+            "sub_acme",
+            "subscription_cycle",
+            1,
+            "price_basic",
+        );
+        renewal["object"] = json!("invoice");
+        stripe.set("in_lost", renewal);
+        stripe.set(
+            "sub_acme",
+            json!({"latest_invoice": "in_lost", "current_period_start": bound(1),
+                   "current_period_end": bound(2)}),
+        );
+        app.clock.advance_secs(PERIOD + 3600);
+        assert_eq!(reconcile(&app).await, 0, "within the grace, nobody asks");
+        app.clock.advance_secs(DAY);
+        assert_eq!(reconcile(&app).await, 1);
+        let sub = subscription(&app, "acme").await;
+        assert_eq!(sub["current_period"]["start"], at(PERIOD));
+        assert_eq!(app.available("acme").await, "1000");
+        assert_eq!(
+            reconcile(&app).await,
+            0,
+            "renewed: not due before its next end"
+        );
+        // The next period is never paid and Stripe ends the subscription;
+        // that event is lost too.
+        stripe.set("sub_acme", json!({"status": "canceled"}));
+        app.clock.advance_secs(PERIOD + DAY);
+        assert_eq!(reconcile(&app).await, 1);
+        let gone = app.get("/v1/accounts/acme/subscription").await;
+        assert_eq!(gone.code(), "subscription_not_found", "{gone:?}");
         app.assert_verified().await;
     })
     .await;
@@ -454,6 +602,41 @@ async fn concurrent_refund_events_take_back_once() {
             (balance["available"].as_str(), balance["debt"].as_str()),
             (Some("0"), Some("0"))
         );
+        app.assert_verified().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_refunded_auto_top_up_is_taken_back() {
+    each_store(async |app, stripe| {
+        app.account_with("acme", "0").await;
+        save_card(&app, &stripe, "acme").await;
+        assert_eq!(enable_topup(&app, "acme").await, StatusCode::OK);
+        run_topups(&app).await;
+        let granted = topups(&app, "acme").await;
+        assert_eq!(granted.len(), 1, "{granted:?}");
+        let intent = granted[0]["metadata"]["payment_intent"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        app.post("/v1/accounts/acme/consume", json!({"amount": "1500"}))
+            .await;
+        // Half of the 20 USD refunded: 1000 of its 2000 credits back, 500
+        // of them left, 500 as debt.
+        let charge = json!({"id": "ch_topup", "object": "charge", "amount": 2000,
+                            "amount_refunded": 1000, "currency": "usd",
+                            "payment_intent": intent});
+        assert_eq!(
+            outcome(&app, "evt_r", "charge.refunded", charge.clone()).await,
+            "refunded"
+        );
+        assert_eq!(
+            outcome(&app, "evt_r", "charge.refunded", charge).await,
+            "duplicate"
+        );
+        let balance = app.balance("acme").await;
+        assert_eq!(balance["debt"], "500", "{balance}");
         app.assert_verified().await;
     })
     .await;
