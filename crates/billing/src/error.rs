@@ -43,9 +43,6 @@ pub enum BillingError {
     PaymentMethodRequired,
     /// 400 `invalid_auto_topup`: auto top-up settings that cannot be used.
     InvalidAutoTopup(String),
-    /// 409 `refund_before_grant`: a refund's webhook arrived before the
-    /// credits it takes back were granted; the provider delivers it again.
-    RefundBeforeGrant,
 }
 
 impl BillingError {
@@ -76,7 +73,6 @@ impl BillingError {
             BillingError::InvalidSignature(String::new()),
             BillingError::PaymentMethodRequired,
             BillingError::InvalidAutoTopup(String::new()),
-            BillingError::RefundBeforeGrant,
         ] {
             codes.push((error.code(), error.status()));
         }
@@ -103,7 +99,6 @@ impl BillingError {
             BillingError::InvalidSignature(_) => "invalid_signature",
             BillingError::PaymentMethodRequired => "payment_method_required",
             BillingError::InvalidAutoTopup(_) => "invalid_auto_topup",
-            BillingError::RefundBeforeGrant => "refund_before_grant",
         }
     }
 
@@ -117,9 +112,7 @@ impl BillingError {
             | BillingError::InvalidCheckout(_)
             | BillingError::InvalidSignature(_)
             | BillingError::InvalidAutoTopup(_) => StatusCode::BAD_REQUEST,
-            BillingError::PaymentMethodRequired | BillingError::RefundBeforeGrant => {
-                StatusCode::CONFLICT
-            }
+            BillingError::PaymentMethodRequired => StatusCode::CONFLICT,
             BillingError::PaymentsNotConfigured => StatusCode::SERVICE_UNAVAILABLE,
             BillingError::PaymentProvider(_) => StatusCode::BAD_GATEWAY,
             BillingError::PlanNotFound
@@ -141,10 +134,6 @@ impl BillingError {
             | BillingError::InvalidCheckout(m)
             | BillingError::InvalidSignature(m)
             | BillingError::InvalidAutoTopup(m) => m.clone(),
-            BillingError::RefundBeforeGrant => {
-                "the refunded payment's credits are not granted yet; deliver the event again later"
-                    .into()
-            }
             BillingError::PaymentMethodRequired => {
                 "auto top-up needs a saved card: POST /v1/accounts/{account_id}/payment-method/setup"
                     .into()

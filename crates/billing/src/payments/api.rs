@@ -491,7 +491,8 @@ async fn put_auto_topup(
 struct WebhookView {
     /// `granted`, `duplicate`, `awaiting_payment`, `payment_failed`,
     /// `card_saved`, `subscribed`, `renewed`, `plan_changed`, `updated`,
-    /// `past_due`, `ended`, `refunded`, `unknown_session`,
+    /// `past_due`, `ended`, `refunded`, `refund_pending`,
+    /// `conflicting_subscription`, `unknown_session`,
     /// `unknown_payment`, `unknown_subscription`, `unknown_plan` or
     /// `ignored`.
     outcome: String,
@@ -517,8 +518,6 @@ struct WebhookView {
         (status = 200, description = "Handled, known already, or of a type creditd does not \
             handle.", body = WebhookView),
         (status = 400, description = "`invalid_signature`, `malformed_json`, `invalid_request`."),
-        (status = 409, description = "`refund_before_grant`: a refund of credits not granted \
-            yet; nothing was applied; Stripe sends the event again."),
         (status = 500, description = "`internal_error`: nothing was applied; Stripe sends the \
             event again."),
         (status = 502, description = "`payment_provider_error`: Stripe could not be asked \

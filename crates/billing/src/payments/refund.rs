@@ -5,7 +5,7 @@ use ledger::{AccountId, Amount, ExternalId, Metadata, Reject};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use server::error::ApiError;
-use store::records::{self, Expect, Kind, Lookup, RecordWrite};
+use store::records::{self, Expect, Kind, Lookup, RecordFilter, RecordWrite, Written};
 use store::{Command, Executed, Op, Refused, StoreError};
 
 use super::checkout::{CheckoutSession, Purchase, provider_error};
@@ -14,7 +14,9 @@ use crate::Billing;
 use crate::domain::refund::{refunded_share, still_to_take};
 
 /// What was taken back for a refunded charge so far: a record of kind
-/// `payment_refund` under the charge's id.
+/// `payment_refund` under the charge's id. A refund that arrives before the
+/// credits it takes back were granted is kept `pending`, and taken back by
+/// the payments job once they are.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PaymentRefund {
     /// The account.
@@ -25,13 +27,29 @@ pub struct PaymentRefund {
     pub refunded: i64,
     /// The credits taken back so far, in micro-credits.
     pub taken_micros: i64,
+    /// What the charge was for, in minor units.
+    #[serde(default)]
+    pub paid: i64,
+    /// The charge's currency.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub currency: Option<String>,
+    /// The payment intent the charge belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payment_intent: Option<String>,
+    /// Whether `refunded` waits for its grant to be taken back.
+    #[serde(default)]
+    pub pending: bool,
 }
 
 impl Kind for PaymentRefund {
     const KIND: &'static str = "payment_refund";
 
     fn lookups(&self) -> Vec<Lookup> {
-        vec![Lookup::ordered("account", self.account.clone())]
+        let mut lookups = vec![Lookup::ordered("account", self.account.clone())];
+        if self.pending {
+            lookups.push(Lookup::ordered("pending", "true"));
+        }
+        lookups
     }
 }
 
@@ -84,6 +102,18 @@ async fn grant_of(
     Ok(Some((account, grant)))
 }
 
+/// A refund as the provider said it last: what the charge was for and what
+/// of it was refunded in all.
+struct Refund<'a> {
+    charge: &'a str,
+    account: AccountId,
+    grant: ExternalId,
+    paid: i64,
+    refunded: i64,
+    currency: Option<String>,
+    payment_intent: Option<String>,
+}
+
 /// A charge refunded, in part or in full: the refunded share of its grant's
 /// credits taken back. The provider says how much was refunded in all; what
 /// was taken back before is kept per charge and moves at its version in the
@@ -95,7 +125,6 @@ pub async fn charge_refunded(
     charge: &Value,
     with: impl Fn(&str, &str) -> Vec<RecordWrite>,
 ) -> Result<(Option<String>, &'static str), ApiError> {
-    let store = billing.store.as_ref();
     let (Some(charge_id), Some(intent_id)) =
         (charge["id"].as_str(), charge["payment_intent"].as_str())
     else {
@@ -104,58 +133,139 @@ pub async fn charge_refunded(
     let Some((account, grant)) = grant_of(billing, payments, intent_id).await? else {
         return Ok((None, "unknown_payment"));
     };
-    let Some(granted) = store.external(account.clone(), grant.clone()).await? else {
-        // Paid but not granted yet: there is nothing to take back, and the
-        // grant, when it comes, is for a payment that was refunded. The
-        // provider delivers this event again.
-        return Err(crate::error::BillingError::RefundBeforeGrant.into());
+    let refund = Refund {
+        charge: charge_id,
+        account,
+        grant,
+        paid: charge["amount"].as_i64().unwrap_or(0),
+        refunded: charge["amount_refunded"].as_i64().unwrap_or(0),
+        currency: charge["currency"].as_str().map(str::to_owned),
+        payment_intent: Some(intent_id.to_owned()),
     };
-    let paid = charge["amount"].as_i64().unwrap_or(0);
-    let refunded = charge["amount_refunded"].as_i64().unwrap_or(0);
-    let Some(share) = refunded_share(granted.amount.micros(), paid, refunded) else {
-        return Ok((Some(account.to_string()), "ignored"));
+    let outcome = take_back(billing, &refund, with).await?;
+    Ok((Some(refund.account.to_string()), outcome))
+}
+
+/// Takes back the refunds kept pending whose grants have landed since;
+/// answers how many it took back. Safe on every node at once.
+pub async fn settle_pending(billing: &Billing) -> Result<usize, ApiError> {
+    let store = billing.store.as_ref();
+    let filter = RecordFilter::Equals {
+        name: "pending".into(),
+        value: "true".into(),
     };
+    let mut settled = 0;
+    for doc in records::list_all::<PaymentRefund>(store, filter).await? {
+        let (Ok(account), Ok(grant)) = (
+            AccountId::parse(&doc.body.account),
+            ExternalId::parse(&doc.body.grant),
+        ) else {
+            continue;
+        };
+        let refund = Refund {
+            charge: &doc.id,
+            account,
+            grant,
+            paid: doc.body.paid,
+            refunded: doc.body.refunded,
+            currency: doc.body.currency.clone(),
+            payment_intent: doc.body.payment_intent.clone(),
+        };
+        if take_back(billing, &refund, |_, _| Vec::new()).await? == "refunded" {
+            settled += 1;
+        }
+    }
+    Ok(settled)
+}
+
+/// Takes back what `refund` still owes, once; keeps it pending while its
+/// grant has not landed.
+async fn take_back(
+    billing: &Billing,
+    refund: &Refund<'_>,
+    with: impl Fn(&str, &str) -> Vec<RecordWrite>,
+) -> Result<&'static str, ApiError> {
+    let store = billing.store.as_ref();
+    let account = &refund.account;
     for _ in 0..8 {
-        let before = records::get::<PaymentRefund>(store, charge_id).await?;
+        let before = records::get::<PaymentRefund>(store, refund.charge).await?;
         let taken = before.as_ref().map_or(0, |doc| doc.body.taken_micros);
+        // The most the provider ever said was refunded.
+        let refunded = before.as_ref().map_or(refund.refunded, |doc| {
+            doc.body.refunded.max(refund.refunded)
+        });
+        let mut after = PaymentRefund {
+            account: account.to_string(),
+            grant: refund.grant.to_string(),
+            refunded,
+            taken_micros: taken,
+            paid: refund.paid,
+            currency: refund.currency.clone(),
+            payment_intent: refund.payment_intent.clone(),
+            pending: false,
+        };
+        let put = |after: &PaymentRefund| match &before {
+            Some(doc) => records::put(refund.charge, after, Expect::Version(doc.version)),
+            None => records::put(refund.charge, after, Expect::Absent),
+        };
+        let Some(granted) = store
+            .external(account.clone(), refund.grant.clone())
+            .await?
+        else {
+            // Refunded before its credits were granted: kept, and taken
+            // back by the payments job once the grant lands.
+            if before
+                .as_ref()
+                .is_some_and(|doc| doc.body.pending && doc.body.refunded >= refunded)
+            {
+                return Ok("duplicate");
+            }
+            after.pending = true;
+            match records::write::<PaymentRefund>(store, put(&after)).await? {
+                Written::Stored(_) => return Ok("refund_pending"),
+                Written::Refused(Refused::VersionConflict { .. }) => continue,
+                Written::Refused(refused) => return Err(refused.into()),
+                Written::Deleted => return Ok("duplicate"),
+            }
+        };
+        let Some(share) = refunded_share(granted.amount.micros(), refund.paid, refunded) else {
+            return Ok("ignored");
+        };
         let take = still_to_take(share, taken);
         if take == 0 {
-            return Ok((Some(account.to_string()), "duplicate"));
+            if before.as_ref().is_some_and(|doc| doc.body.pending) {
+                match records::write::<PaymentRefund>(store, put(&after)).await? {
+                    Written::Refused(Refused::VersionConflict { .. }) => continue,
+                    Written::Refused(refused) => return Err(refused.into()),
+                    _ => {}
+                }
+            }
+            return Ok("duplicate");
         }
-        let after = PaymentRefund {
-            account: account.to_string(),
-            grant: grant.to_string(),
-            refunded,
-            taken_micros: taken + take,
-        };
-        let mut records = vec![match &before {
-            Some(doc) => records::put(charge_id, &after, Expect::Version(doc.version)),
-            None => records::put(charge_id, &after, Expect::Absent),
-        }];
+        after.taken_micros = taken + take;
+        let mut records = vec![put(&after)];
         records.extend(with(account.as_str(), "refunded"));
         let metadata = serde_json::json!({
-            "charge": charge_id,
-            "payment_intent": intent_id,
+            "charge": refund.charge,
+            "payment_intent": refund.payment_intent,
             "amount_refunded": refunded,
-            "currency": charge["currency"].as_str(),
+            "currency": refund.currency,
         });
-        let external_id = ExternalId::parse(&format!("refund:{charge_id}:{}", taken + take))
+        let external_id = ExternalId::parse(&format!("refund:{}:{}", refund.charge, taken + take))
             .map_err(|_| ApiError::Internal("a charge id that is no external id".into()))?;
         let command = Command::new(Op::ClawBack {
             account: account.clone(),
-            grant: grant.clone(),
+            grant: refund.grant.clone(),
             amount: Amount::from_micros(take),
             metadata: Metadata::from_json_object(metadata.to_string()).unwrap_or_default(),
             external_id: Some(external_id),
         })
         .with_records(records);
         match store.execute(command).await? {
-            Executed::Fresh(Ok(_)) => return Ok((Some(account.to_string()), "refunded")),
-            Executed::Existing(_) | Executed::Replayed(_) => {
-                return Ok((Some(account.to_string()), "duplicate"));
-            }
+            Executed::Fresh(Ok(_)) => return Ok("refunded"),
+            Executed::Existing(_) | Executed::Replayed(_) => return Ok("duplicate"),
             Executed::Fresh(Err(Refused::Ledger(Reject::ExternalIdConflict))) => {
-                return Ok((Some(account.to_string()), "duplicate"));
+                return Ok("duplicate");
             }
             // Another delivery took its share first: look again.
             Executed::Fresh(Err(Refused::VersionConflict { .. })) => continue,

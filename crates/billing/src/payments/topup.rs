@@ -344,7 +344,9 @@ pub async fn failed(
 }
 
 /// Runs [`run_due`], asks the provider about late subscriptions
-/// ([`super::subscriptions::reconcile_due`]) and invoices overage charges
+/// ([`super::subscriptions::reconcile_due`]), takes back refunds whose
+/// grants landed ([`super::refund::settle_pending`]) and invoices overage
+/// charges
 /// ([`super::overage::invoice_due`]), every `every` until the task is
 /// aborted.
 pub fn spawn(billing: Arc<Billing>, every: std::time::Duration) -> tokio::task::JoinHandle<()> {
@@ -361,6 +363,13 @@ pub fn spawn(billing: Arc<Billing>, every: std::time::Duration) -> tokio::task::
                     code = error.code(),
                     message = %error.message(),
                     "asking about late subscriptions failed"
+                );
+            }
+            if let Err(error) = super::refund::settle_pending(&billing).await {
+                tracing::warn!(
+                    code = error.code(),
+                    message = %error.message(),
+                    "taking back pending refunds failed"
                 );
             }
             if let Err(error) = super::overage::invoice_due(&billing).await {

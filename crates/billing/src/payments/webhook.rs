@@ -31,8 +31,8 @@ pub struct PaymentEvent {
     /// What creditd did: `granted`, `duplicate`, `awaiting_payment`,
     /// `payment_failed`, `card_saved`, `subscribed`, `renewed`,
     /// `plan_changed`, `updated`, `past_due`, `ended`, `refunded`,
-    /// `unknown_session`, `unknown_payment`, `unknown_subscription`,
-    /// `unknown_plan`, `ignored`.
+    /// `refund_pending`, `conflicting_subscription`, `unknown_session`,
+    /// `unknown_payment`, `unknown_subscription`, `unknown_plan`, `ignored`.
     pub outcome: String,
     /// When it arrived, in micros.
     pub received_at_micros: i64,

@@ -510,12 +510,6 @@ async fn a_refund_takes_back_its_share_into_debt_once() {
                    "amount_refunded": refunded, "refunded": refunded == 500,
                    "payment_intent": "pi_acme"})
         };
-        // Refunded before its credits were granted: refused, Stripe retries.
-        let (status, answer) =
-            deliver(&app, &event("evt_r0", "charge.refunded", charge(250)), None).await;
-        assert_eq!(status, StatusCode::CONFLICT, "{answer}");
-        assert_eq!(answer["error"]["code"], "refund_before_grant");
-
         let object = paid(&stripe, &session);
         outcome(&app, "evt_c", "checkout.session.completed", object).await;
         app.post("/v1/accounts/acme/consume", json!({"amount": "80"}))
@@ -562,6 +556,44 @@ async fn a_refund_takes_back_its_share_into_debt_once() {
         )
         .await;
         assert_eq!(app.available("acme").await, "20");
+        app.assert_verified().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_refund_before_its_grant_is_taken_back_when_the_grant_lands() {
+    each_store(async |app, stripe| {
+        let session = package_checkout(&app, &stripe, "pi_early").await;
+        let charge = |refunded: i64| {
+            json!({"id": "ch_early", "object": "charge", "amount": 500, "currency": "usd",
+                   "amount_refunded": refunded, "payment_intent": "pi_early"})
+        };
+        let settle = async || {
+            billing::payments::refund::settle_pending(&billing(&app))
+                .await
+                .unwrap()
+        };
+        assert_eq!(
+            outcome(&app, "evt_r1", "charge.refunded", charge(250)).await,
+            "refund_pending"
+        );
+        assert_eq!(
+            outcome(&app, "evt_r1", "charge.refunded", charge(250)).await,
+            "duplicate"
+        );
+        assert_eq!(settle().await, 0, "nothing granted yet");
+        let object = paid(&stripe, &session);
+        outcome(&app, "evt_c", "checkout.session.completed", object).await;
+        assert_eq!(app.available("acme").await, "100");
+        assert_eq!(settle().await, 1);
+        assert_eq!(settle().await, 0);
+        assert_eq!(app.available("acme").await, "50");
+        assert_eq!(
+            outcome(&app, "evt_r2", "charge.refunded", charge(500)).await,
+            "refunded"
+        );
+        assert_eq!(app.available("acme").await, "0");
         app.assert_verified().await;
     })
     .await;
