@@ -888,7 +888,7 @@ async fn subscription_view(
     let granted = match store
         .external(
             account.clone(),
-            subscription::period_external_id(&sub.plan_id, period.start),
+            subscription::period_external_id(&sub.plan_id, sub.grant_start()),
         )
         .await?
     {
@@ -970,7 +970,7 @@ async fn provider_billed<'a>(
     path = "/v1/accounts/{account_id}/subscription",
     tag = "billing",
     operation_id = "putSubscription",
-    params(AccountPath),
+    params(AccountPath, server::openapi::schema::IdempotencyKey),
     request_body = SubscriptionBody,
     responses(
         (status = 200, description = "The subscription now.", body = SubscriptionView),
@@ -984,6 +984,7 @@ async fn provider_billed<'a>(
 async fn put_subscription(
     State(billing): BillingState,
     PathParam(id): PathParam,
+    headers: axum::http::HeaderMap,
     ReadBody(body): ReadBody,
 ) -> Result<Response, ApiError> {
     let account = extract::account_id(&id)?;
@@ -1002,11 +1003,13 @@ async fn put_subscription(
         }
         if doc.body.plan_id == plan_id {
             if doc.body.cancel_at_period_end {
-                provider_subscriptions::cancel_at_period_end(&billing, payments, &doc, false)
+                let key = crate::payments::api::request_key(&headers)?;
+                provider_subscriptions::cancel_at_period_end(&billing, payments, &doc, false, &key)
                     .await?;
             }
         } else {
-            provider_subscriptions::change_plan(&billing, payments, &doc, &plan_id).await?;
+            let key = crate::payments::api::request_key(&headers)?;
+            provider_subscriptions::change_plan(&billing, payments, &doc, &plan_id, &key).await?;
         }
         let doc = records::get::<Subscription>(store, account.as_str())
             .await?
@@ -1067,7 +1070,7 @@ async fn get_subscription(
     path = "/v1/accounts/{account_id}/subscription",
     tag = "billing",
     operation_id = "cancelSubscription",
-    params(AccountPath),
+    params(AccountPath, server::openapi::schema::IdempotencyKey),
     responses(
         (status = 200, description = "The subscription, canceling.", body = SubscriptionView),
         (status = 400, description = "`invalid_id`."),
@@ -1079,11 +1082,13 @@ async fn get_subscription(
 async fn cancel_subscription(
     State(billing): BillingState,
     PathParam(id): PathParam,
+    headers: axum::http::HeaderMap,
 ) -> Result<Response, ApiError> {
     let account = extract::account_id(&id)?;
     let store = billing.store.as_ref();
     if let Some((doc, payments)) = provider_billed(&billing, &account).await? {
-        provider_subscriptions::cancel_at_period_end(&billing, payments, &doc, true).await?;
+        let key = crate::payments::api::request_key(&headers)?;
+        provider_subscriptions::cancel_at_period_end(&billing, payments, &doc, true, &key).await?;
     }
     let doc = subscription::cancel(store, &account).await??;
     Ok(render::json(

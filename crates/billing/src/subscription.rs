@@ -50,6 +50,11 @@ pub struct ProviderLink {
     /// ended with no word, in micros.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checked_at_micros: Option<i64>,
+    /// The start of the provider's billing period the plan's credits are
+    /// for, in micros; a plan change within it keeps it, so each plan is
+    /// granted once per billing period however often the account moves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub billing_start_micros: Option<i64>,
 }
 
 /// How long after its period's end a subscription the provider bills waits
@@ -115,6 +120,18 @@ impl Subscription {
     /// The anchor.
     pub fn anchor(&self) -> Timestamp {
         Timestamp::from_micros(self.anchor_micros)
+    }
+
+    /// The instant the plan's grant for the current period is named by:
+    /// the period's start, or for a plan the provider bills, the start of
+    /// the provider's billing period.
+    pub fn grant_start(&self) -> Timestamp {
+        Timestamp::from_micros(
+            self.provider
+                .as_ref()
+                .and_then(|p| p.billing_start_micros)
+                .unwrap_or(self.period_start_micros),
+        )
     }
 }
 
@@ -279,7 +296,9 @@ async fn overage_to_settle(
 /// the period's start to `settle_to` billed as a charge — and the next one
 /// (if any) opened with its plan's grant; the record moves at the version it
 /// was read at, so a concurrent move makes this one refused or existing.
-/// `with` joins other records to the same transaction.
+/// `with` joins other records to the same transaction; without `grant` the
+/// next plan's credits are not granted (they were, for this period).
+#[allow(clippy::too_many_arguments)]
 pub async fn transition(
     billing: &Billing,
     settings: &CreditSettings,
@@ -288,6 +307,7 @@ pub async fn transition(
     next: Option<(&Subscription, &Plan)>,
     settle_to: Timestamp,
     with: Vec<RecordWrite>,
+    grant: bool,
 ) -> Result<Executed, StoreError> {
     let store = billing.store.as_ref();
     let now = billing.clock.now();
@@ -330,8 +350,12 @@ pub async fn transition(
         carry: old_plan.as_ref().map_or(ledger::Carry::Reset, Plan::carry),
         settle_debt,
         overdraft_limit: Some(next.map_or(Amount::ZERO, |(_, plan)| plan.overdraft_limit())),
-        grant: next
-            .and_then(|(sub, plan)| period_grant(&sub.plan_id, plan, sub.period(), settings)),
+        grant: next.filter(|_| grant).and_then(|(sub, plan)| {
+            period_grant(&sub.plan_id, plan, sub.period(), settings).map(|mut g| {
+                g.external_id = Some(period_external_id(&sub.plan_id, sub.grant_start()));
+                g
+            })
+        }),
     };
     let command = Command::new(Op::Renew {
         account: account.clone(),
@@ -395,6 +419,7 @@ pub async fn change(
             Some((&subscription, &new_plan)),
             now,
             Vec::new(),
+            true,
         )
         .await?;
         match executed {
@@ -559,6 +584,7 @@ async fn renew_one(
             next.as_ref().map(|(sub, plan)| (sub, plan)),
             ending.end,
             Vec::new(),
+            true,
         )
         .await?;
         match executed {

@@ -49,6 +49,12 @@ pub enum TopupState {
         /// its id from then on.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         intent: Option<String>,
+        /// How often it was asked about without an outcome.
+        #[serde(default)]
+        checks: u32,
+        /// When it was last asked about, in micros (0: never).
+        #[serde(default)]
+        checked_at_micros: i64,
     },
     /// The last attempts failed; none starts before `retry_at_micros`.
     BackingOff {
@@ -124,6 +130,14 @@ pub const PENDING_RETRY_SECS: i64 = 60;
 /// its key: well inside the day the provider keeps an idempotency key.
 pub const PENDING_GIVE_UP_SECS: i64 = 12 * 3600;
 
+/// How long an attempt whose payment is named (still processing) is looked
+/// up before it is given up.
+pub const NAMED_GIVE_UP_SECS: i64 = 3 * 86_400;
+
+/// The longest wait between two questions about one pending attempt; the
+/// waits double from [`PENDING_RETRY_SECS`] up to it.
+pub const PENDING_CHECK_MAX_SECS: i64 = 3600;
+
 fn month_of(at: Timestamp) -> String {
     at.to_string().chars().take(7).collect()
 }
@@ -138,32 +152,49 @@ impl AutoTopup {
         }
     }
 
-    /// What to do with `available` credits at `now`.
+    /// What to do with `available` credits at `now`. A pending attempt is
+    /// settled even when the top-up was disabled since it started.
     pub fn decide(&self, available: Amount, now: Timestamp) -> Decision {
+        if let TopupState::Pending {
+            attempt,
+            started_at_micros,
+            intent,
+            checks,
+            checked_at_micros,
+            ..
+        } = &self.state
+        {
+            let secs = ledger::MICROS_PER_SECOND;
+            let waited = now.micros() - started_at_micros;
+            let give_up = if intent.is_none() {
+                PENDING_GIVE_UP_SECS
+            } else {
+                NAMED_GIVE_UP_SECS
+            };
+            if waited >= give_up * secs {
+                return Decision::GiveUp { attempt: *attempt };
+            }
+            // The first question is the payment itself; each later one
+            // waits twice as long as the one before.
+            let wait = PENDING_RETRY_SECS
+                .saturating_mul(1i64 << checks.saturating_sub(1).min(20))
+                .min(PENDING_CHECK_MAX_SECS);
+            let since = now.micros() - (*checked_at_micros).max(*started_at_micros);
+            return if since >= wait * secs {
+                Decision::Resume { attempt: *attempt }
+            } else {
+                Decision::Wait("a top-up is in flight")
+            };
+        }
         if !self.enabled {
             return Decision::Wait("disabled");
         }
-        match &self.state {
-            TopupState::Pending {
-                attempt,
-                started_at_micros,
-                intent,
-                ..
-            } => {
-                let waited = now.micros() - started_at_micros;
-                let secs = ledger::MICROS_PER_SECOND;
-                return if intent.is_none() && waited >= PENDING_GIVE_UP_SECS * secs {
-                    Decision::GiveUp { attempt: *attempt }
-                } else if waited >= PENDING_RETRY_SECS * secs {
-                    Decision::Resume { attempt: *attempt }
-                } else {
-                    Decision::Wait("a top-up is in flight")
-                };
-            }
-            TopupState::BackingOff {
-                retry_at_micros, ..
-            } if now.micros() < *retry_at_micros => return Decision::Wait("backing off"),
-            _ => {}
+        if let TopupState::BackingOff {
+            retry_at_micros, ..
+        } = &self.state
+            && now.micros() < *retry_at_micros
+        {
+            return Decision::Wait("backing off");
         }
         if available.micros() >= self.threshold_micros {
             return Decision::Wait("above the threshold");
@@ -186,6 +217,8 @@ impl AutoTopup {
                 amount_cents: self.amount_cents,
                 payment_method: payment_method.to_owned(),
                 intent: None,
+                checks: 0,
+                checked_at_micros: 0,
             },
             attempts: self.attempts.max(attempt),
             ..self.clone()
@@ -226,6 +259,24 @@ impl AutoTopup {
             && *a == attempt
         {
             *intent = Some(id.to_owned());
+        }
+        next
+    }
+
+    /// The same top-up after the pending `attempt` was asked about at `now`
+    /// with no outcome: the next question waits twice as long.
+    pub fn checked(&self, attempt: u64, now: Timestamp) -> AutoTopup {
+        let mut next = self.clone();
+        if let TopupState::Pending {
+            attempt: a,
+            checks,
+            checked_at_micros,
+            ..
+        } = &mut next.state
+            && *a == attempt
+        {
+            *checks = checks.saturating_add(1);
+            *checked_at_micros = now.micros();
         }
         next
     }
@@ -328,6 +379,12 @@ mod tests {
                 .decide(Amount::ZERO, T0.plus_secs(12 * 3600)),
             Decision::Resume { attempt: 1 }
         );
+        assert_eq!(
+            pending
+                .named(1, "pi_1")
+                .decide(Amount::ZERO, T0.plus_secs(3 * 86_400)),
+            Decision::GiveUp { attempt: 1 }
+        );
         let mut off = t.clone();
         off.enabled = false;
         assert_eq!(off.decide(Amount::ZERO, T0), Decision::Wait("disabled"));
@@ -410,6 +467,35 @@ mod tests {
         assert_eq!(t.pending(), Some((1, 2000, "pm_1", None)));
         let t = t.named(1, "pi_9").named(2, "pi_other");
         assert_eq!(t.pending(), Some((1, 2000, "pm_1", Some("pi_9"))));
+    }
+
+    #[test]
+    fn a_pending_attempt_is_asked_about_less_and_less_often() {
+        let mut t = topup().started(1, T0, "pm_1");
+        let mut now = T0;
+        let mut waits = Vec::new();
+        for _ in 0..8 {
+            let mut waited = 0;
+            while t.decide(Amount::ZERO, now) != (Decision::Resume { attempt: 1 }) {
+                now = now.plus_secs(1);
+                waited += 1;
+            }
+            waits.push(waited);
+            t = t.checked(1, now);
+        }
+        assert_eq!(waits, [60, 60, 120, 240, 480, 960, 1920, 3600]);
+    }
+
+    #[test]
+    fn a_pending_attempt_is_settled_after_the_top_up_was_disabled() {
+        let mut t = topup().started(1, T0, "pm_1");
+        t.enabled = false;
+        assert_eq!(
+            t.decide(Amount::ZERO, T0.plus_secs(61)),
+            Decision::Resume { attempt: 1 }
+        );
+        t.state = TopupState::Idle;
+        assert_eq!(t.decide(Amount::ZERO, T0), Decision::Wait("disabled"));
     }
 
     #[test]

@@ -186,7 +186,7 @@ async fn create_checkout(
 }
 
 /// The request's Idempotency-Key, or a fresh random one.
-fn request_key(headers: &axum::http::HeaderMap) -> Result<String, ApiError> {
+pub(crate) fn request_key(headers: &axum::http::HeaderMap) -> Result<String, ApiError> {
     if let Some(key) = headers
         .get("idempotency-key")
         .and_then(|v| v.to_str().ok())
@@ -491,7 +491,7 @@ async fn put_auto_topup(
 struct WebhookView {
     /// `granted`, `duplicate`, `awaiting_payment`, `payment_failed`,
     /// `card_saved`, `subscribed`, `renewed`, `plan_changed`, `updated`,
-    /// `past_due`, `ended`, `refunded`, `refund_pending`,
+    /// `past_due`, `ended`, `refunded`, `refund_pending`, `not_taken_back`,
     /// `conflicting_subscription`, `unknown_session`,
     /// `unknown_payment`, `unknown_subscription`, `unknown_plan` or
     /// `ignored`.

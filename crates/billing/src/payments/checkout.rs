@@ -267,6 +267,29 @@ async fn save_method_of(
         )
         .await
         .map_err(provider_error)?;
+    // A subscription made by a checkout pays with its own card: the new one
+    // pays its next invoices too.
+    if let Some(doc) =
+        records::get::<crate::subscription::Subscription>(billing.store.as_ref(), account.as_str())
+            .await?
+        && let Some(link) = doc.body.provider
+        && super::is_provider_id(&link.subscription)
+    {
+        provider
+            .post(
+                &format!("/v1/subscriptions/{}", link.subscription),
+                vec![(
+                    "default_payment_method".into(),
+                    saved.payment_method.clone(),
+                )],
+                &format!(
+                    "creditd:default-card:{}:{}",
+                    link.subscription, saved.payment_method
+                ),
+            )
+            .await
+            .map_err(provider_error)?;
+    }
     match records::write::<SavedCard>(
         billing.store.as_ref(),
         records::put(account.as_str(), &saved, Expect::Any),

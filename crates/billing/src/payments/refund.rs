@@ -131,7 +131,14 @@ pub async fn charge_refunded(
         return Ok((None, "unknown_payment"));
     };
     let Some((account, grant)) = grant_of(billing, payments, intent_id).await? else {
-        return Ok((None, "unknown_payment"));
+        // A plan's invoice (its period's credits stay until the period
+        // ends), or a payment creditd did not make.
+        let outcome = if charge["invoice"].is_string() {
+            "not_taken_back"
+        } else {
+            "unknown_payment"
+        };
+        return Ok((None, outcome));
     };
     let refund = Refund {
         charge: charge_id,
@@ -171,8 +178,16 @@ pub async fn settle_pending(billing: &Billing) -> Result<usize, ApiError> {
             currency: doc.body.currency.clone(),
             payment_intent: doc.body.payment_intent.clone(),
         };
-        if take_back(billing, &refund, |_, _| Vec::new()).await? == "refunded" {
-            settled += 1;
+        match take_back(billing, &refund, |_, _| Vec::new()).await {
+            Ok("refunded") => settled += 1,
+            Ok(_) => {}
+            // One refund that cannot be taken back now holds up no other.
+            Err(error) => tracing::warn!(
+                charge = %doc.id,
+                code = error.code(),
+                message = %error.message(),
+                "a pending refund could not be taken back; it is tried again"
+            ),
         }
     }
     Ok(settled)

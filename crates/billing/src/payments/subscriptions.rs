@@ -241,17 +241,21 @@ async fn enter(
         let settings = settings::read(store, &billing.env).await?;
         let current = records::get::<Subscription>(store, account.as_str()).await?;
         let now = billing.clock.now();
-        let link = Some(ProviderLink {
-            subscription: subscription_id.to_owned(),
-            status: status.to_owned(),
-            checked_at_micros: None,
-        });
+        let link = |billing_start: Timestamp| {
+            Some(ProviderLink {
+                subscription: subscription_id.to_owned(),
+                status: status.to_owned(),
+                checked_at_micros: None,
+                billing_start_micros: Some(billing_start.micros()),
+            })
+        };
+        let mut grant = true;
         let (next, settle_to, outcome) = match (linked(&current, subscription_id), entry) {
             (Some(doc), Entry::Period(start, end)) => {
-                let at = doc.body.period();
-                if start <= at.start {
+                if start <= doc.body.grant_start() {
                     return Ok("duplicate");
                 }
+                let at = doc.body.period();
                 let next = Subscription {
                     plan_id: plan_id.to_owned(),
                     anchor_micros: doc.body.anchor_micros,
@@ -259,7 +263,7 @@ async fn enter(
                     period_start_micros: start.micros(),
                     period_end_micros: end.micros(),
                     cancel_at_period_end: doc.body.cancel_at_period_end,
-                    provider: link,
+                    provider: link(start),
                 };
                 (next, at.end.min(start), "renewed")
             }
@@ -267,9 +271,11 @@ async fn enter(
                 if doc.body.plan_id == plan_id {
                     return Ok("duplicate");
                 }
-                // The new plan's credits start now: its grant is named by
-                // the instant of the change, so moving back and forth within
-                // a period grants each move once.
+                // The new plan from now to the end of the period, within the
+                // same billing period: its credits are granted once per
+                // billing period, so moving back to a plan granted in it
+                // grants nothing more.
+                let billed = doc.body.grant_start();
                 let end = doc.body.period().end.max(now.plus_secs(1));
                 let next = Subscription {
                     plan_id: plan_id.to_owned(),
@@ -278,8 +284,15 @@ async fn enter(
                     period_start_micros: now.micros(),
                     period_end_micros: end.micros(),
                     cancel_at_period_end: doc.body.cancel_at_period_end,
-                    provider: link,
+                    provider: link(billed),
                 };
+                grant = store
+                    .external(
+                        account.clone(),
+                        subscription::period_external_id(plan_id, billed),
+                    )
+                    .await?
+                    .is_none();
                 (next, now, "plan_changed")
             }
             (None, Entry::Change) => return Ok("duplicate"),
@@ -306,7 +319,7 @@ async fn enter(
                         end,
                     },
                 );
-                next.provider = link;
+                next.provider = link(start);
                 (next, now, "subscribed")
             }
         };
@@ -318,6 +331,7 @@ async fn enter(
             Some((&next, plan)),
             settle_to,
             with(outcome),
+            grant,
         )
         .await?;
         match executed {
@@ -396,6 +410,7 @@ async fn end(
             next.as_ref().map(|(sub, plan)| (sub, plan)),
             now,
             Vec::new(),
+            true,
         )
         .await?;
         match executed {
@@ -555,10 +570,23 @@ pub async fn invoice_paid(
     };
     let store = billing.store.as_ref();
     let current = records::get::<Subscription>(store, account.as_str()).await?;
-    let fallback = linked(&current, subscription_id)
-        .map_or(link.plan_id.as_str(), |doc| doc.body.plan_id.as_str())
-        .to_owned();
-    let Some((plan_id, plan)) = plan_for(billing, price, &fallback).await? else {
+    let found = match linked(&current, subscription_id) {
+        // A renewal stays on the plan the account is on: a change made after
+        // the invoice was drafted was paid for by its own proration.
+        Some(doc) => subscription::plan(store, &doc.body.plan_id)
+            .await?
+            .ok()
+            .map(|plan| (doc.body.plan_id.clone(), plan)),
+        None => {
+            // An invoice that would open the subscription after it ended (a
+            // late redelivery) opens nothing.
+            if fetch(payments, subscription_id).await?.ended() {
+                return Ok((Some(link.account.clone()), "ended"));
+            }
+            plan_for(billing, price, &link.plan_id).await?
+        }
+    };
+    let Some((plan_id, plan)) = found else {
         return Ok((Some(link.account.clone()), "unknown_plan"));
     };
     let period = Entry::Period(Timestamp::from_secs(start), Timestamp::from_secs(end));
@@ -575,9 +603,9 @@ pub async fn invoice_paid(
     .await?;
     if outcome == "duplicate" {
         // Paid again after a failure, for the period it is in: active again.
-        let end = Timestamp::from_secs(end).micros();
+        let start = Timestamp::from_secs(start);
         amend(billing, &account, subscription_id, |sub| {
-            if sub.period_end_micros == end
+            if sub.grant_start() == start
                 && let Some(link) = &mut sub.provider
             {
                 link.status = "active".into();
@@ -585,7 +613,28 @@ pub async fn invoice_paid(
         })
         .await?;
     }
+    refuse_second(payments, subscription_id, outcome).await;
     Ok((Some(link.account.clone()), outcome))
+}
+
+/// A second subscription for an account that already pays for a plan is
+/// told to end at its period's end, so that it is not charged again; what it
+/// was paid is for the operator to refund (its event is kept as
+/// `conflicting_subscription`). Best effort: a failure is logged, and the
+/// next event about it tries again.
+async fn refuse_second(payments: &Payments, subscription_id: &str, outcome: &str) {
+    if outcome != "conflicting_subscription" || !is_provider_id(subscription_id) {
+        return;
+    }
+    let form = vec![("cancel_at_period_end".to_owned(), "true".to_owned())];
+    let key = format!("creditd:conflicting:{subscription_id}");
+    if let Err(error) = payments
+        .provider
+        .post(&format!("/v1/subscriptions/{subscription_id}"), form, &key)
+        .await
+    {
+        tracing::warn!(%error, subscription = subscription_id, "a second subscription could not be told to end");
+    }
 }
 
 /// An invoice's payment failed: the subscription is past due and nothing is
@@ -639,10 +688,9 @@ pub async fn subscription_event(
         return Ok((None, "unknown_subscription"));
     };
     let remote = fetch(payments, subscription_id).await?;
-    Ok((
-        Some(link.account.clone()),
-        sync(billing, &link, &remote, with).await?,
-    ))
+    let outcome = sync(billing, &link, &remote, with).await?;
+    refuse_second(payments, subscription_id, outcome).await;
+    Ok((Some(link.account.clone()), outcome))
 }
 
 /// A plan checkout's session completed: the subscription it started is
@@ -664,7 +712,9 @@ pub async fn checkout_completed(
         return Ok("unknown_session");
     };
     let remote = fetch(payments, subscription_id).await?;
-    sync(billing, &link, &remote, with).await
+    let outcome = sync(billing, &link, &remote, with).await?;
+    refuse_second(payments, subscription_id, outcome).await;
+    Ok(outcome)
 }
 
 /// Changes the plan of a subscription the provider bills: the provider's
@@ -676,6 +726,7 @@ pub async fn change_plan(
     payments: &Payments,
     doc: &Doc<Subscription>,
     plan_id: &str,
+    request_key: &str,
 ) -> Result<(), ApiError> {
     let store = billing.store.as_ref();
     let plan = subscription::plan(store, plan_id).await??;
@@ -702,7 +753,14 @@ pub async fn change_plan(
     if let Some(item) = &remote.item {
         form.push(("items[0][id]".to_owned(), item.clone()));
     }
-    update(billing, payments, doc, form, &format!("plan:{plan_id}")).await
+    update(
+        billing,
+        payments,
+        doc,
+        form,
+        &format!("plan:{plan_id}:{request_key}"),
+    )
+    .await
 }
 
 /// Cancels a subscription the provider bills at its period's end, or takes
@@ -712,14 +770,23 @@ pub async fn cancel_at_period_end(
     payments: &Payments,
     doc: &Doc<Subscription>,
     cancel: bool,
+    request_key: &str,
 ) -> Result<(), ApiError> {
     let form = vec![("cancel_at_period_end".to_owned(), cancel.to_string())];
-    update(billing, payments, doc, form, &format!("cancel:{cancel}")).await
+    update(
+        billing,
+        payments,
+        doc,
+        form,
+        &format!("cancel:{cancel}:{request_key}"),
+    )
+    .await
 }
 
 /// Updates the provider's subscription behind `doc` with `form`, under a
-/// key naming the change and the record's version (a retry of the same
-/// request sends the same key), and has the account's follow the answer.
+/// key naming the change and the request (its Idempotency-Key, so a retry
+/// of the same request sends the same key, and a new request after a
+/// refusal is asked afresh), and has the account's follow the answer.
 async fn update(
     billing: &Billing,
     payments: &Payments,
@@ -731,10 +798,7 @@ async fn update(
     let link = link_of(billing, payments, subscription_id)
         .await?
         .ok_or_else(|| ApiError::Internal("a provider subscription without a link".into()))?;
-    let key = format!(
-        "creditd:subscription:{subscription_id}:{change}:{}",
-        doc.version
-    );
+    let key = format!("creditd:subscription:{subscription_id}:{change}");
     let updated = payments
         .provider
         .post(&format!("/v1/subscriptions/{subscription_id}"), form, &key)
@@ -788,12 +852,15 @@ pub async fn reconcile_due(billing: &Billing) -> Result<usize, ApiError> {
         let Ok(account) = AccountId::parse(&doc.id) else {
             continue;
         };
-        amend(billing, &account, &subscription_id, |sub| {
+        if let Err(error) = amend(billing, &account, &subscription_id, |sub| {
             if let Some(link) = &mut sub.provider {
                 link.checked_at_micros = Some(now.micros());
             }
         })
-        .await?;
+        .await
+        {
+            tracing::warn!(subscription = %subscription_id, code = error.code(), "a late subscription's check could not be kept");
+        }
     }
     Ok(asked)
 }

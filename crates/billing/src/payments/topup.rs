@@ -21,10 +21,13 @@ use crate::settings;
 impl Kind for AutoTopup {
     const KIND: &'static str = "auto_topup";
 
+    /// `enabled` is what the job looks at: an enabled top-up, or one with
+    /// an attempt still pending (disabled since it started).
     fn lookups(&self) -> Vec<Lookup> {
+        let looked_at = self.enabled || self.pending().is_some();
         vec![Lookup::ordered(
             "enabled",
-            if self.enabled { "true" } else { "false" },
+            if looked_at { "true" } else { "false" },
         )]
     }
 }
@@ -160,14 +163,15 @@ async fn pay(
                     .unwrap_or("payment_failed");
                 failed(billing, account, attempt, reason).await
             }
+            // Off-session, nobody is there to confirm or authenticate it.
+            Some("requires_action" | "requires_confirmation") => {
+                failed(billing, account, attempt, "authentication_required").await
+            }
             _ => {
                 // Still processing: its webhook settles it, or a later run
-                // looks it up by its id.
+                // looks it up by its id, less and less often.
                 tracing::info!(%account, attempt, status = ?intent["status"], "an auto top-up is processing");
-                match intent["id"].as_str() {
-                    Some(id) => name(billing, account, attempt, id).await,
-                    None => Ok(()),
-                }
+                keep_pending(billing, account, attempt, intent["id"].as_str()).await
             }
         },
         Err(PaymentError::Refused { code, .. }) => {
@@ -177,23 +181,32 @@ async fn pay(
         }
         // Not known: the attempt stays pending, asked about again later
         // under the same key, which finds the payment if it was made.
-        Err(error @ PaymentError::Unavailable(_)) => Err(provider_error(error)),
+        Err(error @ PaymentError::Unavailable(_)) => {
+            keep_pending(billing, account, attempt, None).await?;
+            Err(provider_error(error))
+        }
     }
 }
 
-/// Keeps the provider's id of the pending `attempt`'s payment.
-async fn name(
+/// Keeps the pending `attempt` pending: asked about once more, and, when an
+/// answer named it, with the provider's id of its payment.
+async fn keep_pending(
     billing: &Billing,
     account: &AccountId,
     attempt: u64,
-    intent: &str,
+    intent: Option<&str>,
 ) -> Result<(), ApiError> {
     let store = billing.store.as_ref();
     for _ in 0..RETRIES_MAX {
         let Some(doc) = records::get::<AutoTopup>(store, account.as_str()).await? else {
             return Ok(());
         };
-        let next = doc.body.named(attempt, intent);
+        let now = billing.clock.now();
+        let asked = doc.body.checked(attempt, now);
+        let next = match intent {
+            Some(id) => asked.named(attempt, id),
+            None => asked,
+        };
         if next == doc.body {
             return Ok(());
         }

@@ -31,7 +31,7 @@ pub struct PaymentEvent {
     /// What creditd did: `granted`, `duplicate`, `awaiting_payment`,
     /// `payment_failed`, `card_saved`, `subscribed`, `renewed`,
     /// `plan_changed`, `updated`, `past_due`, `ended`, `refunded`,
-    /// `refund_pending`, `conflicting_subscription`, `unknown_session`,
+    /// `refund_pending`, `not_taken_back`, `conflicting_subscription`, `unknown_session`,
     /// `unknown_payment`, `unknown_subscription`, `unknown_plan`, `ignored`.
     pub outcome: String,
     /// When it arrived, in micros.

@@ -35,6 +35,13 @@ async fn plans(app: &TestApp) {
                "price": {"amount": 5000, "currency": "usd"}, "provider_price_id": "price_pro"}),
     )
     .await;
+    plan(
+        app,
+        "team",
+        json!({"name": "Team", "credits": "3000", "interval": "month",
+               "price": {"amount": 3000, "currency": "usd"}, "provider_price_id": "price_team"}),
+    )
+    .await;
 }
 
 /// Checks out `plan` for `account` and has the fake hold what Stripe holds
@@ -267,21 +274,17 @@ async fn a_subscriptions_life_through_stripe() {
 }
 
 #[tokio::test]
-async fn moving_back_and_forth_within_a_period_grants_each_move_once() {
+async fn moving_back_and_forth_within_a_period_grants_each_plan_once() {
     each_store(async |app, stripe| {
         plans(&app).await;
         app.account_with("acme", "0").await;
         let session = bought(&app, &stripe, "acme", "basic", "sub_acme").await;
         outcome(&app, "evt_c", "checkout.session.completed", session).await;
-        plan(
-            &app,
-            "team",
-            json!({"name": "Team", "credits": "3000", "interval": "month",
-                   "price": {"amount": 3000, "currency": "usd"}, "provider_price_id": "price_team"}),
-        )
-        .await;
-        let mut expected = 1000;
-        for (step, plan) in ["team", "basic", "team"].into_iter().enumerate() {
+        // Each plan is granted once per billing period: moving back to a
+        // plan granted in it grants nothing more, and the plan left closes
+        // (reset: its leftovers expire).
+        let moves = [("team", "3000"), ("basic", "0"), ("team", "0")];
+        for (step, (plan, expected)) in moves.into_iter().enumerate() {
             app.clock.advance_secs(DAY);
             let moved = app
                 .send(
@@ -292,9 +295,7 @@ async fn moving_back_and_forth_within_a_period_grants_each_move_once() {
                 .await;
             assert_eq!(moved.status, StatusCode::OK, "{moved:?}");
             assert_eq!(moved.body["plan_id"], plan, "step {step}");
-            // Reset plans: the leftovers close, the new plan's credits come.
-            expected = if plan == "team" { 3000 } else { 1000 };
-            assert_eq!(app.available("acme").await, expected.to_string(), "step {step}");
+            assert_eq!(app.available("acme").await, expected, "step {step}");
             // Stripe's event for the move changes nothing more.
             let remote = stripe.object("sub_acme").unwrap();
             let id = format!("evt_u{step}");
@@ -303,7 +304,6 @@ async fn moving_back_and_forth_within_a_period_grants_each_move_once() {
                 "duplicate"
             );
         }
-        assert_eq!(app.available("acme").await, expected.to_string());
         app.assert_verified().await;
     })
     .await;
@@ -387,6 +387,62 @@ async fn a_late_subscription_is_asked_about_when_its_events_never_come() {
         stripe.set("sub_acme", json!({"status": "canceled"}));
         app.clock.advance_secs(PERIOD + DAY);
         assert_eq!(reconcile(&app).await, 1);
+        let gone = app.get("/v1/accounts/acme/subscription").await;
+        assert_eq!(gone.code(), "subscription_not_found", "{gone:?}");
+        app.assert_verified().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_change_before_the_renewal_is_paid_and_late_events_keep_the_periods_right() {
+    each_store(async |app, stripe| {
+        plans(&app).await;
+        app.account_with("acme", "0").await;
+        let session = bought(&app, &stripe, "acme", "basic", "sub_acme").await;
+        outcome(&app, "evt_c", "checkout.session.completed", session).await;
+        // The next period has begun; its invoice is not paid yet.
+        app.clock.advance_secs(PERIOD + 60);
+        // A change Stripe refuses (the proration could not be paid) changes
+        // nothing, and may be asked again.
+        stripe.push_failure(testkit::stripe::Failure::Decline);
+        let change = || {
+            app.send(
+                Method::PUT,
+                "/v1/accounts/acme/subscription",
+                Some(json!({"plan_id": "team"})),
+            )
+        };
+        let refused = change().await;
+        assert_eq!(refused.code(), "payment_provider_error", "{refused:?}");
+        assert_eq!(subscription(&app, "acme").await["plan_id"], "basic");
+        let moved = change().await;
+        assert_eq!(moved.status, StatusCode::OK, "{moved:?}");
+        assert_eq!(app.available("acme").await, "3000");
+        // The renewal drafted before the change is paid: the new period is
+        // granted, on the plan the account is on now.
+        let renewal = invoice("in_2", "sub_acme", "subscription_cycle", 1, "price_basic");
+        assert_eq!(
+            outcome(&app, "evt_i2", "invoice.paid", renewal).await,
+            "renewed"
+        );
+        let sub = subscription(&app, "acme").await;
+        assert_eq!(sub["plan_id"], "team");
+        assert_eq!(sub["current_period"]["start"], at(PERIOD));
+        assert_eq!(sub["current_period"]["granted"], "3000");
+        // Stripe ends the subscription; its first invoice delivered again
+        // afterwards opens nothing.
+        stripe.set("sub_acme", json!({"status": "canceled"}));
+        let ended = stripe.object("sub_acme").unwrap();
+        assert_eq!(
+            outcome(&app, "evt_d", "customer.subscription.deleted", ended).await,
+            "ended"
+        );
+        let first = invoice("in_1", "sub_acme", "subscription_create", 0, "price_basic");
+        assert_eq!(
+            outcome(&app, "evt_i1", "invoice.paid", first).await,
+            "ended"
+        );
         let gone = app.get("/v1/accounts/acme/subscription").await;
         assert_eq!(gone.code(), "subscription_not_found", "{gone:?}");
         app.assert_verified().await;
