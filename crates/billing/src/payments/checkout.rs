@@ -275,7 +275,9 @@ async fn save_method_of(
         && let Some(link) = doc.body.provider
         && super::is_provider_id(&link.subscription)
     {
-        provider
+        // Best effort: a subscription the provider has ended refuses it,
+        // and the card is saved all the same.
+        if let Err(error) = provider
             .post(
                 &format!("/v1/subscriptions/{}", link.subscription),
                 vec![(
@@ -288,7 +290,9 @@ async fn save_method_of(
                 ),
             )
             .await
-            .map_err(provider_error)?;
+        {
+            tracing::info!(%error, "a saved card could not be made the subscription's");
+        }
     }
     match records::write::<SavedCard>(
         billing.store.as_ref(),

@@ -286,13 +286,18 @@ async fn enter(
                     cancel_at_period_end: doc.body.cancel_at_period_end,
                     provider: link(billed),
                 };
-                grant = store
-                    .external(
-                        account.clone(),
-                        subscription::period_external_id(plan_id, billed),
-                    )
-                    .await?
-                    .is_none();
+                // Once the provider's period has rolled over, the renewal on
+                // its way grants the plan the account is on then: a grant now
+                // would pay for the same period twice.
+                let rolled = now >= doc.body.period().end;
+                grant = !rolled
+                    && store
+                        .external(
+                            account.clone(),
+                            subscription::period_external_id(plan_id, billed),
+                        )
+                        .await?
+                        .is_none();
                 (next, now, "plan_changed")
             }
             (None, Entry::Change) => return Ok("duplicate"),
@@ -571,12 +576,20 @@ pub async fn invoice_paid(
     let store = billing.store.as_ref();
     let current = records::get::<Subscription>(store, account.as_str()).await?;
     let found = match linked(&current, subscription_id) {
-        // A renewal stays on the plan the account is on: a change made after
-        // the invoice was drafted was paid for by its own proration.
-        Some(doc) => subscription::plan(store, &doc.body.plan_id)
-            .await?
-            .ok()
-            .map(|plan| (doc.body.plan_id.clone(), plan)),
+        // A renewal is for the plan the subscription is on at the provider
+        // now: a change made after the invoice was drafted was paid for by
+        // its own proration, and one made at the period's turn is billed by
+        // this invoice.
+        Some(doc) => {
+            let on = &doc.body.plan_id;
+            match plan_for(billing, price, on).await? {
+                Some((id, plan)) if id == *on => Some((id, plan)),
+                _ => {
+                    let remote = fetch(payments, subscription_id).await?;
+                    plan_for(billing, remote.price.as_deref(), on).await?
+                }
+            }
+        }
         None => {
             // An invoice that would open the subscription after it ended (a
             // late redelivery) opens nothing.
@@ -655,7 +668,7 @@ pub async fn invoice_failed(
     // the retry's success) changes nothing.
     let starts = period_line(invoice).map(|((start, _), _)| Timestamp::from_secs(start).micros());
     let amended = amend(billing, &account, subscription_id, |sub| {
-        if starts.is_some_and(|start| start <= sub.period_start_micros) {
+        if starts.is_some_and(|start| start <= sub.grant_start().micros()) {
             return;
         }
         if let Some(link) = &mut sub.provider {

@@ -119,6 +119,12 @@ async fn pay(
         return Ok(());
     };
     let answer = match intent {
+        // Disabled since the attempt started, and never answered: no new
+        // payment is made for it (a late webhook still grants one Stripe did
+        // make).
+        None if !topup.enabled => {
+            return failed(billing, account, attempt, "disabled").await;
+        }
         Some(id) if super::is_provider_id(id) => {
             payments
                 .provider

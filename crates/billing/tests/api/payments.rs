@@ -868,6 +868,35 @@ async fn a_conflict_from_stripe_is_sent_again_under_the_same_key() {
 }
 
 #[tokio::test]
+async fn a_pending_top_up_disabled_before_any_answer_makes_no_new_payment() {
+    each_store(async |app, stripe| {
+        top_up_while_stripe_is_unreachable(&app, &stripe).await;
+        let before = intents(&stripe).len();
+        let disabled = app
+            .send(
+                Method::PUT,
+                "/v1/accounts/acme/auto-topup",
+                Some(json!({"enabled": false, "threshold": "50",
+                            "amount": {"amount": 2000, "currency": "usd"},
+                            "monthly_cap": {"amount": 5000, "currency": "usd"}})),
+            )
+            .await;
+        assert_eq!(disabled.status, StatusCode::OK, "{disabled:?}");
+        app.clock.advance_secs(61);
+        run_topups(&app).await;
+        assert_eq!(
+            intents(&stripe).len(),
+            before,
+            "no payment made after disabling"
+        );
+        let state = app.get("/v1/accounts/acme/auto-topup").await.body;
+        assert_ne!(state["state"], "pending", "{state}");
+        assert!(topups(&app, "acme").await.is_empty());
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn a_top_up_intent_creditd_did_not_make_grants_nothing() {
     each_store(async |app, stripe| {
         app.account_with("acme", "0").await;

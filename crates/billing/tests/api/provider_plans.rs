@@ -418,9 +418,12 @@ async fn a_change_before_the_renewal_is_paid_and_late_events_keep_the_periods_ri
         assert_eq!(subscription(&app, "acme").await["plan_id"], "basic");
         let moved = change().await;
         assert_eq!(moved.status, StatusCode::OK, "{moved:?}");
-        assert_eq!(app.available("acme").await, "3000");
+        // Stripe's period has rolled over: the renewal on its way grants the
+        // new plan, not the change (that would pay for one period twice).
+        assert_eq!(moved.body["plan_id"], "team");
+        assert_eq!(app.available("acme").await, "0");
         // The renewal drafted before the change is paid: the new period is
-        // granted, on the plan the account is on now.
+        // granted, on the plan the subscription is on at Stripe now.
         let renewal = invoice("in_2", "sub_acme", "subscription_cycle", 1, "price_basic");
         assert_eq!(
             outcome(&app, "evt_i2", "invoice.paid", renewal).await,
@@ -445,6 +448,39 @@ async fn a_change_before_the_renewal_is_paid_and_late_events_keep_the_periods_ri
         );
         let gone = app.get("/v1/accounts/acme/subscription").await;
         assert_eq!(gone.code(), "subscription_not_found", "{gone:?}");
+        app.assert_verified().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_change_made_at_stripe_for_the_next_period_is_renewed_on_the_new_plan() {
+    each_store(async |app, stripe| {
+        plans(&app).await;
+        app.account_with("acme", "0").await;
+        let session = bought(&app, &stripe, "acme", "basic", "sub_acme").await;
+        outcome(&app, "evt_c", "checkout.session.completed", session).await;
+        // A downgrade scheduled in Stripe's portal for the period's turn: the
+        // next invoice bills the new plan, and arrives before the update.
+        stripe.set(
+            "sub_acme",
+            json!({"items": {"data": [{"id": "si_sub_acme", "price": {"id": "price_team"}}]},
+                   "current_period_start": bound(1), "current_period_end": bound(2)}),
+        );
+        app.clock.advance_secs(PERIOD + 60);
+        let renewal = invoice("in_2", "sub_acme", "subscription_cycle", 1, "price_team");
+        assert_eq!(
+            outcome(&app, "evt_i2", "invoice.paid", renewal).await,
+            "renewed"
+        );
+        assert_eq!(app.available("acme").await, "3000");
+        let updated = stripe.object("sub_acme").unwrap();
+        assert_eq!(
+            outcome(&app, "evt_u", "customer.subscription.updated", updated).await,
+            "duplicate"
+        );
+        assert_eq!(app.available("acme").await, "3000");
+        assert_eq!(subscription(&app, "acme").await["plan_id"], "team");
         app.assert_verified().await;
     })
     .await;
