@@ -1,7 +1,8 @@
 //! Stripe's webhook through the real binary, a fake Stripe behind it: a delivery signed by the
 //! official `stripe` Python package is accepted, a signature creditd makes passes the package's
 //! own check, and one paid checkout delivered again and again — in a row on SQLite, all at once
-//! to two nodes on one PostgreSQL — grants its credits once.
+//! to two nodes on one PostgreSQL — grants its credits once; a plan bought through Stripe renews,
+//! changes and ends once however its events are delivered; a refund is taken back into debt.
 //!
 //! The package runs in the Python given by `CREDITD_TEST_PYTHON` (default `python3`). When it
 //! cannot import `stripe` the tests that need it are skipped with a notice, except under
@@ -638,10 +639,12 @@ async fn subscription_of(client: &reqwest::Client, base: &str) -> Value {
 }
 
 /// A plan bought through Stripe on two nodes of one PostgreSQL: its first
-/// period granted by the checkout, and a renewal's paid invoice delivered
-/// to both nodes at once renews it once.
+/// period granted by the checkout, a renewal's paid invoice delivered to
+/// both nodes at once renews it once, an upgrade and a cancellation made
+/// through the nodes reach Stripe, and Stripe's end, delivered to both at
+/// once, ends it once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_plans_renewal_delivered_to_two_nodes_at_once_on_postgres_renews_once() {
+async fn a_plan_on_two_postgres_nodes_renews_changes_and_ends_once() {
     let Some(database) = TestDatabase::create().await else {
         return;
     };
@@ -683,6 +686,68 @@ async fn a_plans_renewal_delivered_to_two_nodes_at_once_on_postgres_renews_once(
         assert_eq!(sub["provider_subscription"], "sub_bin", "{sub}");
         assert_eq!(sub["current_period"]["granted"], "1000", "{sub}");
     }
+
+    // An upgrade through one node is made at Stripe and followed; a cancel
+    // at the period's end through the other; Stripe's end ends the plan.
+    let (status, body) = send(
+        &client,
+        reqwest::Method::PUT,
+        format!("{}/v1/plans/pro", nodes[0].base),
+        Some(
+            json!({"name": "Pro", "credits": "5000", "interval": "month",
+                    "price": {"amount": 5000, "currency": "usd"},
+                    "provider_price_id": "price_pro"}),
+        ),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = send(
+        &client,
+        reqwest::Method::PUT,
+        format!("{}/v1/accounts/{ACCOUNT}/subscription", nodes[0].base),
+        Some(json!({"plan_id": "pro"})),
+    )
+    .await;
+    assert_eq!(
+        (status, body["plan_id"].as_str()),
+        (200, Some("pro")),
+        "{body}"
+    );
+    assert_eq!(
+        stripe.object("sub_bin").expect("the subscription")["items"]["data"][0]["price"]["id"],
+        "price_pro"
+    );
+    assert_eq!(available(&client, &nodes[1].base).await, "5000");
+    let (status, body) = send(
+        &client,
+        reqwest::Method::DELETE,
+        format!("{}/v1/accounts/{ACCOUNT}/subscription", nodes[1].base),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (200, Some("canceling")),
+        "{body}"
+    );
+    stripe.set("sub_bin", json!({"status": "canceled"}));
+    let ended = event(
+        "evt_plan_ended",
+        "customer.subscription.deleted",
+        stripe.object("sub_bin").expect("the subscription"),
+    );
+    let outcomes = deliver_at_once(&client, &nodes, &ended).await;
+    assert_eq!(
+        outcomes.iter().filter(|o| *o == "ended").count(),
+        1,
+        "{outcomes:?}"
+    );
+    let (status, body) = get(
+        &client,
+        format!("{}/v1/accounts/{ACCOUNT}/subscription", nodes[0].base),
+    )
+    .await;
+    assert_eq!(status, 404, "{body}");
 }
 
 /// On SQLite: a plan's invoice arriving before its checkout's event ends
