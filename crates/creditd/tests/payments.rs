@@ -166,6 +166,33 @@ struct Paid {
     body: String,
 }
 
+/// Opens the account through the server at `base`.
+async fn open_account(client: &reqwest::Client, base: &str) {
+    let (status, body) = post(
+        client,
+        format!("{base}/v1/accounts"),
+        json!({"id": ACCOUNT}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+}
+
+/// Starts the account's checkout of `what` through the server at `base`;
+/// answers the session's id.
+async fn check_out(client: &reqwest::Client, base: &str, what: Value) -> String {
+    let (status, body) = post(
+        client,
+        format!("{base}/v1/accounts/{ACCOUNT}/checkout"),
+        what,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    body["session_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("a session id in {body}"))
+        .to_owned()
+}
+
 /// Puts the package `p100` on sale: 100 credits for 5 USD.
 async fn sell_package(client: &reqwest::Client, base: &str) {
     let (status, body) = send(
@@ -184,24 +211,8 @@ async fn sell_package(client: &reqwest::Client, base: &str) {
 /// `checkout.session.completed` event Stripe would then send.
 async fn paid_checkout(client: &reqwest::Client, base: &str, stripe: &FakeStripe) -> Paid {
     sell_package(client, base).await;
-    let (status, body) = post(
-        client,
-        format!("{base}/v1/accounts"),
-        json!({"id": ACCOUNT}),
-    )
-    .await;
-    assert_eq!(status, 201, "{body}");
-    let (status, body) = post(
-        client,
-        format!("{base}/v1/accounts/{ACCOUNT}/checkout"),
-        json!({"package_id": PACKAGE}),
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-    let session = body["session_id"]
-        .as_str()
-        .unwrap_or_else(|| panic!("a session id in {body}"))
-        .to_owned();
+    open_account(client, base).await;
+    let session = check_out(client, base, json!({"package_id": PACKAGE})).await;
     stripe.set(
         &session,
         json!({"status": "complete", "payment_status": "paid", "invoice": INVOICE}),
@@ -467,13 +478,7 @@ async fn the_servers_own_job_tops_up_an_account_that_fell_below_its_threshold() 
     );
     let client = reqwest::Client::new();
     let base = server.base.clone();
-    let (status, body) = post(
-        &client,
-        format!("{base}/v1/accounts"),
-        json!({"id": ACCOUNT}),
-    )
-    .await;
-    assert_eq!(status, 201, "{body}");
+    open_account(&client, &base).await;
     let (status, body) = post(
         &client,
         format!("{base}/v1/accounts/{ACCOUNT}/grants"),
@@ -597,24 +602,8 @@ async fn plan_bought(
     )
     .await;
     assert_eq!(status, 200, "{body}");
-    let (status, body) = post(
-        client,
-        format!("{base}/v1/accounts"),
-        json!({"id": ACCOUNT}),
-    )
-    .await;
-    assert_eq!(status, 201, "{body}");
-    let (status, body) = post(
-        client,
-        format!("{base}/v1/accounts/{ACCOUNT}/checkout"),
-        json!({"plan_id": "basic"}),
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-    let session = body["session_id"]
-        .as_str()
-        .expect("a session id")
-        .to_owned();
+    open_account(client, base).await;
+    let session = check_out(client, base, json!({"plan_id": "basic"})).await;
     stripe.set(
         "sub_bin",
         json!({"status": "active", "cancel_at_period_end": false,
@@ -782,17 +771,7 @@ async fn a_plan_paid_out_of_order_and_a_refund_into_debt_on_sqlite() {
     // A package bought, 1050 spent, then refunded in full: its 100 credits
     // are taken back, all of them as debt.
     sell_package(&client, &base).await;
-    let (status, body) = post(
-        &client,
-        format!("{base}/v1/accounts/{ACCOUNT}/checkout"),
-        json!({"package_id": PACKAGE}),
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-    let session = body["session_id"]
-        .as_str()
-        .expect("a session id")
-        .to_owned();
+    let session = check_out(&client, &base, json!({"package_id": PACKAGE})).await;
     stripe.set("pi_bin", json!({"metadata": {}, "amount": 500}));
     stripe.set(
         &session,

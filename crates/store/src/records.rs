@@ -446,6 +446,48 @@ pub async fn write<T: Kind>(
     }
 }
 
+/// How [`update`] ended.
+#[derive(Debug)]
+pub enum Updated<T> {
+    /// Changed: the record as written.
+    Changed(Doc<T>),
+    /// Left as it was: absent, or the change changed nothing.
+    Unchanged,
+    /// Refused for another reason than a concurrent write (a unique lookup
+    /// value another record holds).
+    Refused(Refused),
+}
+
+/// Changes the record `id` by `change`, written at the version it was read
+/// at and read again when another write got in first, at most `attempts`
+/// times: a read-modify-write safe between nodes. `change` answers the new
+/// body, or none to leave the record as it is.
+pub async fn update<T: Kind>(
+    store: &dyn Store,
+    id: &str,
+    attempts: usize,
+    mut change: impl FnMut(&T) -> Option<T>,
+) -> Result<Updated<T>, StoreError> {
+    for _ in 0..attempts {
+        let Some(doc) = get::<T>(store, id).await? else {
+            return Ok(Updated::Unchanged);
+        };
+        let Some(next) = change(&doc.body) else {
+            return Ok(Updated::Unchanged);
+        };
+        match write::<T>(store, put(id, &next, Expect::Version(doc.version))).await? {
+            Written::Stored(doc) => return Ok(Updated::Changed(doc)),
+            Written::Refused(Refused::VersionConflict { .. }) => continue,
+            Written::Refused(refused) => return Ok(Updated::Refused(refused)),
+            Written::Deleted => return Ok(Updated::Unchanged),
+        }
+    }
+    Err(StoreError::Unavailable(format!(
+        "the {} record {id} kept changing; retry",
+        T::KIND
+    )))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

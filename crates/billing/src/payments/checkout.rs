@@ -340,6 +340,22 @@ pub async fn customer_link(
     }
 }
 
+/// The id of the checkout session the provider says made an object: the
+/// session whose `field` (`subscription`, `payment_intent`) is `id`.
+/// Whether that session is creditd's own is for its record to say.
+pub async fn session_that_made(
+    payments: &Payments,
+    field: &str,
+    id: &str,
+) -> Result<Option<String>, ApiError> {
+    let sessions = payments
+        .provider
+        .get(&format!("/v1/checkout/sessions?{field}={id}&limit=1"))
+        .await
+        .map_err(provider_error)?;
+    Ok(sessions["data"][0]["id"].as_str().map(str::to_owned))
+}
+
 /// A provider error as the API answers it.
 pub fn provider_error(error: PaymentError) -> ApiError {
     tracing::warn!(%error, "a payment provider call failed");

@@ -79,17 +79,12 @@ async fn grant_of(
             .map_err(|_| ApiError::Internal("an attempt that is no external id".into()))?;
         return Ok(Some((account, grant)));
     }
-    let sessions = payments
-        .provider
-        .get(&format!(
-            "/v1/checkout/sessions?payment_intent={intent_id}&limit=1"
-        ))
-        .await
-        .map_err(provider_error)?;
-    let Some(session_id) = sessions["data"][0]["id"].as_str() else {
+    let Some(session_id) =
+        super::checkout::session_that_made(payments, "payment_intent", intent_id).await?
+    else {
         return Ok(None);
     };
-    let Some(ours) = records::get::<CheckoutSession>(store, session_id).await? else {
+    let Some(ours) = records::get::<CheckoutSession>(store, &session_id).await? else {
         return Ok(None);
     };
     if !matches!(ours.body.purchase, Purchase::Package | Purchase::Topup) {

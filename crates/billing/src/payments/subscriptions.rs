@@ -102,15 +102,8 @@ pub async fn link_of(
     if let Some(doc) = records::get::<PaymentSubscription>(store, subscription_id).await? {
         return Ok(Some(doc.body));
     }
-    let sessions = payments
-        .provider
-        .get(&format!(
-            "/v1/checkout/sessions?subscription={subscription_id}&limit=1"
-        ))
-        .await
-        .map_err(provider_error)?;
-    match sessions["data"][0]["id"].as_str() {
-        Some(session) => link_session(billing, subscription_id, session).await,
+    match super::checkout::session_that_made(payments, "subscription", subscription_id).await? {
+        Some(session) => link_session(billing, subscription_id, &session).await,
         None => Ok(None),
     }
 }
@@ -361,26 +354,20 @@ async fn amend(
     subscription_id: &str,
     change: impl Fn(&mut Subscription),
 ) -> Result<bool, ApiError> {
-    let store = billing.store.as_ref();
-    for _ in 0..ATTEMPTS {
-        let current = records::get::<Subscription>(store, account.as_str()).await?;
-        let Some(doc) = linked(&current, subscription_id) else {
-            return Ok(false);
-        };
-        let mut changed = doc.body.clone();
+    let next = |sub: &Subscription| {
+        let billed_by = sub.provider.as_ref().map(|p| p.subscription.as_str());
+        if billed_by != Some(subscription_id) {
+            return None;
+        }
+        let mut changed = sub.clone();
         change(&mut changed);
-        if changed == doc.body {
-            return Ok(false);
-        }
-        let write = records::put(&doc.id, &changed, Expect::Version(doc.version));
-        match records::write::<Subscription>(store, write).await? {
-            Written::Stored(_) => return Ok(true),
-            Written::Refused(Refused::VersionConflict { .. }) => continue,
-            Written::Refused(refused) => return Err(refused.into()),
-            Written::Deleted => return Ok(false),
-        }
+        (changed != *sub).then_some(changed)
+    };
+    match records::update(billing.store.as_ref(), account.as_str(), ATTEMPTS, next).await? {
+        records::Updated::Changed(_) => Ok(true),
+        records::Updated::Unchanged => Ok(false),
+        records::Updated::Refused(refused) => Err(refused.into()),
     }
-    Err(StoreError::Unavailable("the subscription kept changing; retry".into()).into())
 }
 
 /// Ends the account's subscription now, as the provider ended it: the

@@ -202,30 +202,30 @@ async fn keep_pending(
     attempt: u64,
     intent: Option<&str>,
 ) -> Result<(), ApiError> {
-    let store = billing.store.as_ref();
-    for _ in 0..RETRIES_MAX {
-        let Some(doc) = records::get::<AutoTopup>(store, account.as_str()).await? else {
-            return Ok(());
-        };
-        let now = billing.clock.now();
-        let asked = doc.body.checked(attempt, now);
-        let next = match intent {
+    let now = billing.clock.now();
+    change(billing, account, |topup| {
+        let asked = topup.checked(attempt, now);
+        match intent {
             Some(id) => asked.named(attempt, id),
             None => asked,
-        };
-        if next == doc.body {
-            return Ok(());
         }
-        let write = records::put(&doc.id, &next, Expect::Version(doc.version));
-        match records::write::<AutoTopup>(store, write).await? {
-            Written::Stored(_) | Written::Deleted => return Ok(()),
-            Written::Refused(Refused::VersionConflict { .. }) => continue,
-            Written::Refused(refused) => return Err(refused.into()),
-        }
+    })
+    .await
+}
+
+/// Changes the account's top-up record by `step` (a step of its state
+/// machine) at the version it was read at; a step that changes nothing
+/// writes nothing.
+async fn change(
+    billing: &Billing,
+    account: &AccountId,
+    step: impl Fn(&AutoTopup) -> AutoTopup,
+) -> Result<(), ApiError> {
+    let next = |topup: &AutoTopup| Some(step(topup)).filter(|next| next != topup);
+    match records::update(billing.store.as_ref(), account.as_str(), RETRIES_MAX, next).await? {
+        records::Updated::Refused(refused) => Err(refused.into()),
+        records::Updated::Changed(_) | records::Updated::Unchanged => Ok(()),
     }
-    Err(ApiError::Internal(
-        "an auto top-up record kept changing under its payment".into(),
-    ))
 }
 
 /// The account and attempt of an auto top-up payment creditd made: its
@@ -340,26 +340,8 @@ pub async fn failed(
     attempt: u64,
     reason: &str,
 ) -> Result<(), ApiError> {
-    let store = billing.store.as_ref();
-    for _ in 0..RETRIES_MAX {
-        let Some(doc) = records::get::<AutoTopup>(store, account.as_str()).await? else {
-            return Ok(());
-        };
-        let next = doc.body.failed(attempt, reason, billing.clock.now());
-        if next == doc.body {
-            return Ok(());
-        }
-        let write = records::put(&doc.id, &next, Expect::Version(doc.version));
-        match records::write::<AutoTopup>(store, write).await? {
-            Written::Stored(_) => return Ok(()),
-            Written::Refused(Refused::VersionConflict { .. }) => continue,
-            Written::Refused(refused) => return Err(refused.into()),
-            Written::Deleted => return Ok(()),
-        }
-    }
-    Err(ApiError::Internal(
-        "an auto top-up record kept changing under its failure".into(),
-    ))
+    let now = billing.clock.now();
+    change(billing, account, |topup| topup.failed(attempt, reason, now)).await
 }
 
 /// Runs [`run_due`], asks the provider about late subscriptions

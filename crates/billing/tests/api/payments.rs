@@ -135,17 +135,18 @@ pub(crate) fn paid(stripe: &FakeStripe, session: &str) -> Value {
     stripe.object(session).expect("the session")
 }
 
-pub(crate) async fn purchases(app: &TestApp, account: &str) -> Vec<Value> {
+/// The account's grants of `source`, as the history lists them.
+async fn grants_from(app: &TestApp, account: &str, source: &str) -> Vec<Value> {
     let grants = app
-        .get(&format!("/v1/accounts/{account}/grants?limit=100"))
+        .get(&format!(
+            "/v1/accounts/{account}/grants?source={source}&limit=100"
+        ))
         .await;
-    grants.body["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|g| g["source"] == "purchase")
-        .cloned()
-        .collect()
+    grants.body["data"].as_array().unwrap().clone()
+}
+
+pub(crate) async fn purchases(app: &TestApp, account: &str) -> Vec<Value> {
+    grants_from(app, account, "purchase").await
 }
 
 #[tokio::test]
@@ -578,16 +579,7 @@ fn intents(stripe: &FakeStripe) -> Vec<testkit::stripe::StripeRequest> {
 }
 
 pub(crate) async fn topups(app: &TestApp, account: &str) -> Vec<Value> {
-    let grants = app
-        .get(&format!("/v1/accounts/{account}/grants?limit=100"))
-        .await;
-    grants.body["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|g| g["source"] == "auto_topup")
-        .cloned()
-        .collect()
+    grants_from(app, account, "auto_topup").await
 }
 
 #[tokio::test]
