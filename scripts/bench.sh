@@ -10,7 +10,7 @@ BIN=${BIN:-target/release/creditd}
 PG=${PG:-postgres://postgres@127.0.0.1:5432}
 OUT=${OUT:-bench-results}
 SECONDS_PER_RUN=${SECONDS_PER_RUN:-10}
-KEY=bench-key
+KEY=cd_admin_bench0123456789abcdef0123456789abcdef
 mkdir -p "$OUT"
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT

@@ -28,7 +28,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::Billing;
 use crate::daily;
-use crate::domain::{Money, overage_due};
+use crate::domain::{Money, overage_due, period_overage};
 use crate::error::BillingError;
 use crate::package::{Package, TextJson};
 use crate::payments::subscriptions as provider_subscriptions;
@@ -845,9 +845,12 @@ struct PeriodView {
     end: Instant,
     /// The plan's credits granted for it.
     granted: Decimal,
-    /// Credits spent in it so far (all sources, less refunds).
+    /// Credits spent in it so far (all sources, less refunds), from its
+    /// start or, when the account moved onto the plan later, from the move.
     used: Decimal,
-    /// Credits owed beyond the balance so far, billed at the period's end.
+    /// Credits owed beyond the balance so far, billed at the period's end:
+    /// the debt, but never more than `used` (what was spent before the
+    /// period is not its overage).
     overage_credits: Decimal,
     /// What that overage costs so far; null on a plan without overage.
     #[schema(value_type = Option<Object>)]
@@ -895,11 +898,13 @@ async fn subscription_view(
         Some(tx) => tx.amount,
         None => Amount::ZERO,
     };
-    // Up to and including now: what was spent at this very instant counts.
-    let until = Timestamp::from_micros(now.micros().saturating_add(1)).min(period.end);
-    let used = store
-        .usage_between(account.clone(), period.start, until)
-        .await?;
+    // Up to and including now: what was spent at this very instant counts;
+    // what was spent before the account moved onto the plan does not.
+    let from = sub.usage_start();
+    let until = Timestamp::from_micros(now.micros().saturating_add(1))
+        .min(period.end)
+        .max(from);
+    let used = store.usage_between(account.clone(), from, until).await?;
     let (overage_credits, overage_due_view) = match plan.as_ref().and_then(|p| p.overage.clone()) {
         Some(overage) => {
             let debt = store
@@ -907,6 +912,7 @@ async fn subscription_view(
                 .await?
                 .map(|b| b.settled(now).account.debt)
                 .unwrap_or(Amount::ZERO);
+            let debt = period_overage(debt, used);
             let due = overage_due(debt, overage.unit_price())?;
             (debt, Some(money_view(Money::new(due, overage.currency.0)?)))
         }

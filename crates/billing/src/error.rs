@@ -43,6 +43,13 @@ pub enum BillingError {
     PaymentMethodRequired,
     /// 400 `invalid_auto_topup`: auto top-up settings that cannot be used.
     InvalidAutoTopup(String),
+    /// 400 `invalid_return_url`: a checkout's `success_url` or `cancel_url`
+    /// that is malformed, or neither under `CREDITD_PUBLIC_URL` nor on an
+    /// origin of `CREDITD_CHECKOUT_RETURN_ORIGINS`.
+    InvalidReturnUrl(String),
+    /// 404 `checkout_session_not_found`: no checkout session of the
+    /// account has this id.
+    CheckoutSessionNotFound,
 }
 
 impl BillingError {
@@ -73,6 +80,8 @@ impl BillingError {
             BillingError::InvalidSignature(String::new()),
             BillingError::PaymentMethodRequired,
             BillingError::InvalidAutoTopup(String::new()),
+            BillingError::InvalidReturnUrl(String::new()),
+            BillingError::CheckoutSessionNotFound,
         ] {
             codes.push((error.code(), error.status()));
         }
@@ -99,6 +108,8 @@ impl BillingError {
             BillingError::InvalidSignature(_) => "invalid_signature",
             BillingError::PaymentMethodRequired => "payment_method_required",
             BillingError::InvalidAutoTopup(_) => "invalid_auto_topup",
+            BillingError::InvalidReturnUrl(_) => "invalid_return_url",
+            BillingError::CheckoutSessionNotFound => "checkout_session_not_found",
         }
     }
 
@@ -111,13 +122,15 @@ impl BillingError {
             | BillingError::InvalidSettings(_)
             | BillingError::InvalidCheckout(_)
             | BillingError::InvalidSignature(_)
-            | BillingError::InvalidAutoTopup(_) => StatusCode::BAD_REQUEST,
+            | BillingError::InvalidAutoTopup(_)
+            | BillingError::InvalidReturnUrl(_) => StatusCode::BAD_REQUEST,
             BillingError::PaymentMethodRequired => StatusCode::CONFLICT,
             BillingError::PaymentsNotConfigured => StatusCode::SERVICE_UNAVAILABLE,
             BillingError::PaymentProvider(_) => StatusCode::BAD_GATEWAY,
             BillingError::PlanNotFound
             | BillingError::PackageNotFound
-            | BillingError::SubscriptionNotFound => StatusCode::NOT_FOUND,
+            | BillingError::SubscriptionNotFound
+            | BillingError::CheckoutSessionNotFound => StatusCode::NOT_FOUND,
             BillingError::DefaultPlanExists(_)
             | BillingError::PackageInactive
             | BillingError::PurchaseNotAllowed
@@ -133,7 +146,11 @@ impl BillingError {
             | BillingError::InvalidSettings(m)
             | BillingError::InvalidCheckout(m)
             | BillingError::InvalidSignature(m)
-            | BillingError::InvalidAutoTopup(m) => m.clone(),
+            | BillingError::InvalidAutoTopup(m)
+            | BillingError::InvalidReturnUrl(m) => m.clone(),
+            BillingError::CheckoutSessionNotFound => {
+                "no checkout session of this account has this id".into()
+            }
             BillingError::PaymentMethodRequired => {
                 "auto top-up needs a saved card: POST /v1/accounts/{account_id}/payment-method/setup"
                     .into()

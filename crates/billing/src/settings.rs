@@ -27,6 +27,8 @@ pub struct EnvSettings {
     pub daily_enabled: Option<bool>,
     /// `CREDITD_DAILY_AMOUNT`.
     pub daily_amount: Option<Amount>,
+    /// `CREDITD_DAILY_EXPIRE_DAYS`.
+    pub daily_expire_days: Option<u32>,
     /// `CREDITD_ALLOW_FREE_USER_PURCHASE`.
     pub allow_free_user_purchase: Option<bool>,
 }
@@ -57,6 +59,10 @@ impl EnvSettings {
         put(
             "daily_reward.amount",
             self.daily_amount.map(|a| Value::String(a.to_string())),
+        );
+        put(
+            "daily_reward.expire_days",
+            self.daily_expire_days.map(|d| json!(d)),
         );
         put(
             "allow_free_user_purchase",
@@ -145,7 +151,7 @@ fn defaults() -> Vec<(String, Value)> {
         ("signup_bonus.expire_days".to_owned(), Value::Null),
         ("daily_reward.enabled".to_owned(), json!(false)),
         ("daily_reward.amount".to_owned(), json!("0")),
-        ("daily_reward.expire_days".to_owned(), json!(1)),
+        ("daily_reward.expire_days".to_owned(), Value::Null),
         ("allow_free_user_purchase".to_owned(), json!(false)),
         ("default_plan".to_owned(), Value::Null),
     ];
@@ -406,11 +412,19 @@ mod tests {
         assert!(settings.signup_bonus.enabled);
         assert_eq!(settings.signup_bonus.amount, Amount::credits(75));
         assert_eq!(settings.signup_bonus.expire_days, None);
-        assert_eq!(settings.daily_reward.expire_days, Some(1));
+        // Daily rewards accumulate unless set to expire.
+        assert_eq!(settings.daily_reward.expire_days, None);
         assert_eq!(settings.origins["signup_bonus.enabled"], Origin::Env);
         assert_eq!(settings.origins["signup_bonus.amount"], Origin::Api);
         assert_eq!(settings.origins["daily_reward.amount"], Origin::Default);
         assert_eq!(settings.priority(Source::DailyReward), 10);
+        let env = EnvSettings {
+            daily_expire_days: Some(2),
+            ..EnvSettings::default()
+        };
+        let settings = CreditSettings::resolve(&env, Stored::default(), 0);
+        assert_eq!(settings.daily_reward.expire_days, Some(2));
+        assert_eq!(settings.origins["daily_reward.expire_days"], Origin::Env);
     }
 
     #[test]

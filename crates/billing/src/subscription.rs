@@ -11,7 +11,7 @@ use store::records::{self, Doc, Expect, Kind, Lookup, RecordFilter, RecordWrite}
 use store::{Command, Executed, Op, Outcome, Refused, Store, StoreError};
 
 use crate::Billing;
-use crate::domain::{Period, overage_due, period, period_at};
+use crate::domain::{Period, overage_due, period, period_at, period_overage};
 use crate::error::BillingError;
 use crate::plan::{CurrencyJson, Plan};
 use crate::settings::{self, CreditSettings};
@@ -37,6 +37,11 @@ pub struct Subscription {
     /// then the provider's paid invoices renew it, not creditd's renewals.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provider: Option<ProviderLink>,
+    /// When the account moved onto the plan, in micros, when that was after
+    /// the current period's start (a period counted from an earlier anchor):
+    /// what it spent before, on another plan, is not this period's usage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entered_micros: Option<i64>,
 }
 
 /// The provider's subscription behind a subscription, and its status there.
@@ -105,7 +110,23 @@ impl Subscription {
             period_end_micros: period.end.micros(),
             cancel_at_period_end: false,
             provider: None,
+            entered_micros: None,
         }
+    }
+
+    /// The same subscription, entered at `at`: its usage counts from then
+    /// when that is after its period's start.
+    pub fn entered_at(mut self, at: Timestamp) -> Subscription {
+        self.entered_micros = (at.micros() > self.period_start_micros).then_some(at.micros());
+        self
+    }
+
+    /// Where the current period's usage is counted from: the period's start,
+    /// or when the account moved onto the plan within it, that instant.
+    pub fn usage_start(&self) -> Timestamp {
+        Timestamp::from_micros(self.entered_micros.map_or(self.period_start_micros, |e| {
+            e.max(self.period_start_micros)
+        }))
     }
 
     /// The current period.
@@ -253,12 +274,14 @@ pub enum Changed {
 
 /// What an account owes that a plan with overage bills at the end of a
 /// period, and the charge that bills it.
+#[allow(clippy::too_many_arguments)]
 async fn overage_to_settle(
     store: &dyn Store,
     account: &AccountId,
     plan_id: &str,
     plan: &Plan,
     from: Timestamp,
+    usage_start: Timestamp,
     to: Timestamp,
     now: Timestamp,
 ) -> Result<Option<(Amount, RecordWrite)>, StoreError> {
@@ -268,7 +291,10 @@ async fn overage_to_settle(
     let Some(book) = store.book(account.clone(), None).await? else {
         return Ok(None);
     };
-    let debt = book.settled(now).account.debt;
+    let used = store
+        .usage_between(account.clone(), usage_start, to.max(usage_start))
+        .await?;
+    let debt = period_overage(book.settled(now).account.debt, used);
     if !debt.is_positive() {
         return Ok(None);
     }
@@ -334,6 +360,7 @@ pub async fn transition(
                 &doc.body.plan_id,
                 old,
                 doc.body.period().start,
+                doc.body.usage_start(),
                 settle_to,
                 now,
             )
@@ -410,7 +437,7 @@ pub async fn change(
                 "the anchor gives no period around now".into(),
             )));
         };
-        let subscription = Subscription::new(plan_id, anchor, first);
+        let subscription = Subscription::new(plan_id, anchor, first).entered_at(now);
         let executed = transition(
             billing,
             &settings,

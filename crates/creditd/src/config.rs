@@ -50,7 +50,7 @@ pub struct Settings {
     pub pg_writers: usize,
     /// The credit settings' initial values: `CREDITD_SIGNUP_BONUS_ENABLED`,
     /// `CREDITD_SIGNUP_BONUS_AMOUNT`, `CREDITD_SIGNUP_BONUS_EXPIRE_DAYS`,
-    /// `CREDITD_DAILY_ENABLED`, `CREDITD_DAILY_AMOUNT`,
+    /// `CREDITD_DAILY_ENABLED`, `CREDITD_DAILY_AMOUNT`, `CREDITD_DAILY_EXPIRE_DAYS`,
     /// `CREDITD_ALLOW_FREE_USER_PURCHASE`; the API's values win over them.
     pub credits: billing::EnvSettings,
     /// `CREDITD_TEST_CLOCK`, default false: run on the test clock, which an
@@ -62,7 +62,9 @@ pub struct Settings {
     /// (`CREDITD_UPSTREAM_BASE_URL` / `CREDITD_UPSTREAM_API_KEY` for OpenAI's
     /// format, `CREDITD_ANTHROPIC_BASE_URL` / `CREDITD_ANTHROPIC_API_KEY`,
     /// and `CREDITD_UPSTREAM_<NAME>_BASE_URL` / `_API_KEY` / `_WIRE` for a
-    /// named one), `CREDITD_GATEWAY_HOLD_TTL_SECS` (default 900), and BYOK:
+    /// named one; `CREDITD_UPSTREAM_KEYLESS`, `CREDITD_ANTHROPIC_KEYLESS`
+    /// and `CREDITD_UPSTREAM_<NAME>_KEYLESS` declare one that needs no key),
+    /// `CREDITD_GATEWAY_HOLD_TTL_SECS` (default 900), and BYOK:
     /// `CREDITD_MASTER_KEY`, `CREDITD_MASTER_KEYS_RETIRED`,
     /// `CREDITD_BYOK_FEE_PERCENT` (default 0), `CREDITD_ALLOW_PRIVATE_UPSTREAMS`.
     pub gateway: gateway::GatewayConfig,
@@ -88,7 +90,16 @@ impl Settings {
                 let (key, value) = line.split_once('=').with_context(|| {
                     format!("{}:{}: expected NAME=value", file.display(), number + 1)
                 })?;
-                values.insert(key.trim().to_owned(), value.trim().to_owned());
+                let key = key.trim();
+                if !is_known(key) {
+                    bail!(
+                        "{}:{}: {key} is not a setting creditd knows (did you mean {}?)",
+                        file.display(),
+                        number + 1,
+                        nearest_known(key)
+                    );
+                }
+                values.insert(key.to_owned(), value.trim().to_owned());
             }
         }
         for (key, value) in std::env::vars() {
@@ -124,7 +135,9 @@ impl Settings {
                 get("CREDITD_DATABASE_URL").unwrap_or("sqlite://creditd.db"),
             )?,
             listen: parse_listen(get("CREDITD_LISTEN").unwrap_or("127.0.0.1:8080"))?,
-            admin_key: get("CREDITD_ADMIN_KEY").map(|k| Secret::new(k.to_owned())),
+            admin_key: get("CREDITD_ADMIN_KEY")
+                .map(|key| check_admin_key(key).map(|()| Secret::new(key.to_owned())))
+                .transpose()?,
             log: get("CREDITD_LOG")
                 .map(|level| {
                     level.parse().with_context(|| {
@@ -153,6 +166,113 @@ impl Settings {
     }
 }
 
+/// Every setting the binary reads, so that a configuration file naming
+/// another (a typo) is refused rather than silently ignored.
+const KNOWN: &[&str] = &[
+    "CREDITD_DATABASE_URL",
+    "CREDITD_LISTEN",
+    "CREDITD_ADMIN_KEY",
+    "CREDITD_LOG",
+    "CREDITD_SWEEP_INTERVAL_MS",
+    "CREDITD_BATCH_SIZE_MAX",
+    "CREDITD_SQLITE_READERS",
+    "CREDITD_SQLITE_BOOKS_MIB",
+    "CREDITD_SQLITE_CHECKPOINT_MS",
+    "CREDITD_SQLITE_AUTOCHECKPOINT_PAGES",
+    "CREDITD_PG_POOL_SIZE",
+    "CREDITD_PG_WRITERS",
+    "CREDITD_SIGNUP_BONUS_ENABLED",
+    "CREDITD_SIGNUP_BONUS_AMOUNT",
+    "CREDITD_SIGNUP_BONUS_EXPIRE_DAYS",
+    "CREDITD_DAILY_ENABLED",
+    "CREDITD_DAILY_AMOUNT",
+    "CREDITD_DAILY_EXPIRE_DAYS",
+    "CREDITD_ALLOW_FREE_USER_PURCHASE",
+    "CREDITD_TEST_CLOCK",
+    "CREDITD_CREDITS_PER_USD",
+    "CREDITD_MARKUP_PERCENT",
+    "CREDITD_GATEWAY_HOLD_TTL_SECS",
+    "CREDITD_BYOK_FEE_PERCENT",
+    "CREDITD_ALLOW_PRIVATE_UPSTREAMS",
+    "CREDITD_MASTER_KEY",
+    "CREDITD_MASTER_KEYS_RETIRED",
+    "CREDITD_UPSTREAM_BASE_URL",
+    "CREDITD_UPSTREAM_API_KEY",
+    "CREDITD_ANTHROPIC_BASE_URL",
+    "CREDITD_ANTHROPIC_API_KEY",
+    "CREDITD_UPSTREAM_KEYLESS",
+    "CREDITD_ANTHROPIC_KEYLESS",
+    "CREDITD_PUBLIC_URL",
+    "CREDITD_CHECKOUT_RETURN_ORIGINS",
+    "STRIPE_SECRET_KEY",
+    "STRIPE_WEBHOOK_SECRET",
+    "STRIPE_API_BASE",
+];
+
+/// What follows `CREDITD_UPSTREAM_<NAME>` in a named upstream's settings.
+const UPSTREAM_SUFFIXES: [&str; 4] = ["_BASE_URL", "_API_KEY", "_WIRE", "_KEYLESS"];
+
+/// Whether the binary reads a setting of this name.
+fn is_known(key: &str) -> bool {
+    KNOWN.contains(&key)
+        || key.strip_prefix("CREDITD_UPSTREAM_").is_some_and(|rest| {
+            UPSTREAM_SUFFIXES.iter().any(|suffix| {
+                rest.strip_suffix(suffix)
+                    .is_some_and(|name| !name.is_empty())
+            })
+        })
+}
+
+/// The known setting nearest to `key` in edits (insertions, deletions,
+/// substitutions of one character), for the message refusing it.
+fn nearest_known(key: &str) -> &'static str {
+    let distance = |a: &str, b: &str| -> usize {
+        let b: Vec<char> = b.chars().collect();
+        let mut row: Vec<usize> = (0..=b.len()).collect();
+        for (i, ca) in a.chars().enumerate() {
+            let mut diagonal = row[0];
+            row[0] = i + 1;
+            for (j, cb) in b.iter().enumerate() {
+                let above = row[j + 1];
+                row[j + 1] = (above + 1)
+                    .min(row[j] + 1)
+                    .min(diagonal + usize::from(ca != *cb));
+                diagonal = above;
+            }
+        }
+        row[b.len()]
+    };
+    KNOWN
+        .iter()
+        .min_by_key(|known| distance(key, known))
+        .copied()
+        .unwrap_or("CREDITD_LISTEN")
+}
+
+/// The fewest characters after `cd_admin_` an admin key set by the
+/// operator has: 32 hex digits hold 128 random bits.
+const ADMIN_KEY_LEN_MIN: usize = 32;
+
+/// Refuses an admin key a guess could find: fewer than 32 characters after
+/// the optional `cd_admin_` prefix, or as few different characters as a
+/// word or a repeated one has. The key itself is never part of the error.
+fn check_admin_key(key: &str) -> anyhow::Result<()> {
+    let secret = key.strip_prefix("cd_admin_").unwrap_or(key);
+    let mut distinct: Vec<char> = secret.chars().collect();
+    distinct.sort_unstable();
+    distinct.dedup();
+    let printable = secret.chars().all(|c| c.is_ascii_graphic());
+    if secret.chars().count() < ADMIN_KEY_LEN_MIN || distinct.len() < 8 || !printable {
+        bail!(
+            "CREDITD_ADMIN_KEY is too easy to guess: it needs at least {ADMIN_KEY_LEN_MIN} random \
+             printable characters after the optional cd_admin_ prefix (128 bits); make one with \
+             `echo cd_admin_$(openssl rand -hex 24)`, or leave it unset and the first start \
+             generates one"
+        );
+    }
+    Ok(())
+}
+
 /// The credit settings the environment gives.
 fn credit_settings<'a>(
     get: &impl Fn(&str) -> Option<&'a str>,
@@ -178,21 +298,23 @@ fn credit_settings<'a>(
             })
             .transpose()
     };
-    Ok(billing::EnvSettings {
-        signup_bonus_enabled: flag("CREDITD_SIGNUP_BONUS_ENABLED")?,
-        signup_bonus_amount: amount("CREDITD_SIGNUP_BONUS_AMOUNT")?,
-        signup_bonus_expire_days: get("CREDITD_SIGNUP_BONUS_EXPIRE_DAYS")
+    let days = |key: &str| -> anyhow::Result<Option<u32>> {
+        get(key)
             .map(|v| {
                 v.parse::<u32>()
                     .ok()
                     .filter(|d| (1..=36_500).contains(d))
-                    .with_context(|| {
-                        format!("CREDITD_SIGNUP_BONUS_EXPIRE_DAYS must be 1 to 36500, got {v:?}")
-                    })
+                    .with_context(|| format!("{key} must be 1 to 36500, got {v:?}"))
             })
-            .transpose()?,
+            .transpose()
+    };
+    Ok(billing::EnvSettings {
+        signup_bonus_enabled: flag("CREDITD_SIGNUP_BONUS_ENABLED")?,
+        signup_bonus_amount: amount("CREDITD_SIGNUP_BONUS_AMOUNT")?,
+        signup_bonus_expire_days: days("CREDITD_SIGNUP_BONUS_EXPIRE_DAYS")?,
         daily_enabled: flag("CREDITD_DAILY_ENABLED")?,
         daily_amount: amount("CREDITD_DAILY_AMOUNT")?,
+        daily_expire_days: days("CREDITD_DAILY_EXPIRE_DAYS")?,
         allow_free_user_purchase: flag("CREDITD_ALLOW_FREE_USER_PURCHASE")?,
     })
 }
@@ -212,6 +334,22 @@ fn payment_settings<'a>(
             "payments need CREDITD_PUBLIC_URL, the address customers return to after a checkout \
              (https://…)",
         )?;
+    let return_origins = get("CREDITD_CHECKOUT_RETURN_ORIGINS")
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|o| !o.is_empty())
+        .map(|origin| {
+            if billing::domain::returns::is_origin(origin) {
+                Ok(origin.trim_end_matches('/').to_owned())
+            } else {
+                bail!(
+                    "CREDITD_CHECKOUT_RETURN_ORIGINS holds {origin:?}: each origin is \
+                     scheme://host[:port], such as https://shop.example.com"
+                )
+            }
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
     Ok(Some(billing::payments::PaymentsConfig {
         secret_key: Secret::new(secret.to_owned()),
         webhook_secret: Secret::new(webhook.to_owned()),
@@ -219,6 +357,7 @@ fn payment_settings<'a>(
         api_base: get("STRIPE_API_BASE")
             .unwrap_or(billing::payments::STRIPE_API_BASE)
             .to_owned(),
+        return_origins,
     }))
 }
 
@@ -293,6 +432,7 @@ fn gateway_settings<'a>(
                     wire,
                     base_url: String::new(),
                     api_key: None,
+                    keyless: false,
                 });
         upstream.wire = wire;
         if let Some(base) = base {
@@ -338,11 +478,17 @@ fn gateway_settings<'a>(
             get(&format!("CREDITD_UPSTREAM_{name}_API_KEY")),
         );
     }
-    for (name, upstream) in &config.upstreams {
+    for (name, upstream) in config.upstreams.iter_mut() {
         if !(upstream.base_url.starts_with("http://") || upstream.base_url.starts_with("https://"))
         {
             bail!("the upstream {name} needs a base URL starting with http:// or https://");
         }
+        let setting = gateway::config::keyless_setting(name);
+        upstream.keyless = match get(&setting) {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(other) => bail!("{setting} must be true or false, got {other:?}"),
+        };
     }
     Ok(config)
 }
@@ -449,6 +595,7 @@ mod tests {
             ("CREDITD_SIGNUP_BONUS_ENABLED".to_owned(), "true".to_owned()),
             ("CREDITD_SIGNUP_BONUS_AMOUNT".to_owned(), "50".to_owned()),
             ("CREDITD_DAILY_AMOUNT".to_owned(), "2.5".to_owned()),
+            ("CREDITD_DAILY_EXPIRE_DAYS".to_owned(), "3".to_owned()),
         ]);
         let s = Settings::from_values(&values).unwrap();
         assert_eq!(s.credits.signup_bonus_enabled, Some(true));
@@ -461,14 +608,155 @@ mod tests {
             Some(ledger::Amount::from_micros(2_500_000))
         );
         assert_eq!(s.credits.daily_enabled, None);
+        assert_eq!(s.credits.daily_expire_days, Some(3));
+        assert_eq!(s.credits.signup_bonus_expire_days, None);
         for (key, bad) in [
             ("CREDITD_SIGNUP_BONUS_ENABLED", "maybe"),
             ("CREDITD_DAILY_AMOUNT", "-1"),
             ("CREDITD_DAILY_AMOUNT", "1e3"),
             ("CREDITD_SIGNUP_BONUS_EXPIRE_DAYS", "0"),
+            ("CREDITD_DAILY_EXPIRE_DAYS", "0"),
+            ("CREDITD_DAILY_EXPIRE_DAYS", "36501"),
         ] {
             let values = HashMap::from([(key.to_owned(), bad.to_owned())]);
             assert!(Settings::from_values(&values).is_err(), "{key}={bad}");
+        }
+    }
+
+    #[test]
+    fn checkout_return_origins_are_origins_or_the_start_is_refused() {
+        let with = |origins: &str| {
+            Settings::from_values(&HashMap::from([
+                ("STRIPE_SECRET_KEY".to_owned(), "sk_test_x".to_owned()),
+                ("STRIPE_WEBHOOK_SECRET".to_owned(), "whsec_x".to_owned()),
+                (
+                    "CREDITD_PUBLIC_URL".to_owned(),
+                    "https://app.example.com".to_owned(),
+                ),
+                (
+                    "CREDITD_CHECKOUT_RETURN_ORIGINS".to_owned(),
+                    origins.to_owned(),
+                ),
+            ]))
+        };
+        let payments = with("https://shop.example.com, http://localhost:3000/")
+            .unwrap()
+            .payments
+            .unwrap();
+        assert_eq!(
+            payments.return_origins,
+            vec!["https://shop.example.com", "http://localhost:3000"]
+        );
+        for bad in [
+            "shop.example.com",
+            "https://shop.example.com/path",
+            "ftp://x.org",
+        ] {
+            let error = with(bad).unwrap_err().to_string();
+            assert!(
+                error.contains("CREDITD_CHECKOUT_RETURN_ORIGINS") && error.contains(bad),
+                "{error}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_unknown_setting_in_a_file_is_refused_with_the_nearest_known_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("creditd.env");
+        std::fs::write(
+            &file,
+            "# settings\nCREDITD_LISTEN=:0\nCREDITD_TYPO_SETTING=1\n",
+        )
+        .unwrap();
+        let error = Settings::load(Some(&file)).unwrap_err().to_string();
+        assert!(error.contains("CREDITD_TYPO_SETTING"), "{error}");
+        assert!(error.contains(":3:"), "{error}");
+        std::fs::write(&file, "CREDITD_SIGNUP_BONUS_AMUONT=5\n").unwrap();
+        let error = Settings::load(Some(&file)).unwrap_err().to_string();
+        assert!(
+            error.contains("did you mean CREDITD_SIGNUP_BONUS_AMOUNT?"),
+            "{error}"
+        );
+        std::fs::write(
+            &file,
+            "CREDITD_UPSTREAM_GROQ_BASE_URL=https://api.groq.com/openai/v1\n\
+             CREDITD_UPSTREAM_GROQ_API_KEY=gsk\nCREDITD_DAILY_EXPIRE_DAYS=3\n",
+        )
+        .unwrap();
+        let settings = Settings::load(Some(&file)).unwrap();
+        assert!(settings.gateway.upstreams.contains_key("groq"));
+    }
+
+    #[test]
+    fn every_setting_read_here_is_known() {
+        let source = include_str!("config.rs");
+        for piece in source.split('"').skip(1).step_by(2) {
+            let named = piece.starts_with("CREDITD_") || piece.starts_with("STRIPE_");
+            if named && piece.ends_with(|c: char| c.is_ascii_uppercase()) && !piece.contains('{') {
+                assert!(
+                    is_known(piece)
+                        || piece.ends_with("_UPSTREAM_")
+                        || piece == "CREDITD_TYPO_SETTING",
+                    "{piece} is read but not in KNOWN"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn an_upstream_is_declared_keyless_or_has_a_key() {
+        let values = HashMap::from([
+            (
+                "CREDITD_UPSTREAM_LOCAL_BASE_URL".to_owned(),
+                "http://127.0.0.1:11434/v1".to_owned(),
+            ),
+            (
+                "CREDITD_UPSTREAM_LOCAL_KEYLESS".to_owned(),
+                "true".to_owned(),
+            ),
+            ("CREDITD_UPSTREAM_API_KEY".to_owned(), "sk-x".to_owned()),
+        ]);
+        let s = Settings::from_values(&values).unwrap();
+        let local = &s.gateway.upstreams["local"];
+        assert!(local.keyless && local.usable());
+        assert!(s.gateway.upstreams["openai"].usable());
+        assert!(!s.gateway.upstreams["anthropic"].usable());
+        let values = HashMap::from([("CREDITD_ANTHROPIC_KEYLESS".to_owned(), "yes".to_owned())]);
+        let error = Settings::from_values(&values).unwrap_err().to_string();
+        assert!(error.contains("CREDITD_ANTHROPIC_KEYLESS"), "{error}");
+    }
+
+    #[test]
+    fn a_weak_admin_key_is_refused_without_being_quoted() {
+        let with = |key: &str| {
+            Settings::from_values(&HashMap::from([(
+                "CREDITD_ADMIN_KEY".to_owned(),
+                key.to_owned(),
+            )]))
+        };
+        for weak in [
+            "x",
+            "cd_admin_short",
+            "hunter2hunter2hunter2hunter2hunter2",
+            "cd_admin_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+            "cd_admin_0123456789abcdef0123456789abcde",
+            "cd_admin_0123456789abcdef 0123456789abcdef",
+        ] {
+            let error = with(weak).unwrap_err().to_string();
+            assert!(error.contains("CREDITD_ADMIN_KEY"), "{error}");
+            assert!(error.contains("openssl rand"), "{error}");
+            assert!(
+                weak.len() < 8 || !error.contains(weak),
+                "the key was quoted: {error}"
+            );
+        }
+        for strong in [
+            "cd_admin_0123456789abcdef0123456789abcdef",
+            "3f9a1c0d5e7b2a64c8e1f0b2d4a6c8e0",
+        ] {
+            let settings = with(strong).unwrap();
+            assert_eq!(settings.admin_key.unwrap().expose(), strong);
         }
     }
 

@@ -492,6 +492,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         state.clock.clone(),
         settings.gateway.clone(),
     ));
+    warn_of_upstreams_without_a_key(&gateway).await;
     let mut capabilities = capabilities(&billing, &gateway);
     let mut test_clock_refresh = None;
     if let Some(test) = &time.test {
@@ -521,6 +522,33 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     drop((billing, gateway, state));
     opened.close().await;
     Ok(())
+}
+
+/// Warns of each upstream the price catalog routes models to that has no
+/// key and is not declared keyless: its calls answer `503
+/// upstream_not_configured` rather than going out without a key.
+async fn warn_of_upstreams_without_a_key(gateway: &gateway::Gateway) {
+    let prices = match gateway::catalog::all(gateway.store.as_ref(), None).await {
+        Ok(prices) => prices,
+        Err(error) => {
+            tracing::warn!(%error, "reading the price catalog to check the upstreams failed");
+            return;
+        }
+    };
+    let config = &gateway.config;
+    let routes = prices
+        .iter()
+        .map(|doc| (doc.body.upstreams.as_slice(), doc.body.wire()));
+    for name in config.keyless_in_use(routes) {
+        tracing::warn!(
+            upstream = name,
+            "the price catalog routes models to the upstream {name}, which has no API key: \
+             their calls answer 503 upstream_not_configured until {} is set, or {}=true \
+             declares it keyless",
+            gateway::config::key_setting(name),
+            gateway::config::keyless_setting(name),
+        );
+    }
 }
 
 /// The routes of every capability beyond the ledger, each in the table

@@ -602,6 +602,11 @@ async fn plan_bought(
     )
     .await;
     assert_eq!(status, 200, "{body}");
+    stripe.set(
+        "price_basic",
+        json!({"unit_amount": 2000, "currency": "usd", "type": "recurring",
+               "recurring": {"interval": "month", "interval_count": 1}}),
+    );
     open_account(client, base).await;
     let session = check_out(client, base, json!({"plan_id": "basic"})).await;
     stripe.set(

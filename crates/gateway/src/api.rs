@@ -920,7 +920,10 @@ struct UsageQuery {
     /// Calls settled before this instant; through now when absent.
     #[param(value_type = Option<server::openapi::schema::TimestampInput>)]
     to: Option<String>,
-    /// `model` (the default), `day` (UTC), `key` or `project`.
+    /// `model` (the default), `day` (UTC), `key` or `project` for gateway
+    /// calls; `feature` for the account's consumes by feature (`quantity`
+    /// units, `cost` credits), free features included.
+    #[param(pattern = "^(model|day|key|project|feature)$")]
     group_by: Option<String>,
 }
 
@@ -942,6 +945,10 @@ struct UsageGroup {
     /// What the tokens cost at list price without markup, in credits.
     #[schema(value_type = Decimal)]
     list_cost: DecimalOf,
+    /// Units consumed, when grouped by `feature`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Decimal>)]
+    quantity: Option<DecimalOf>,
 }
 
 /// An amount that starts at zero and adds up.
@@ -966,8 +973,35 @@ impl UsageGroup {
             reasoning_tokens: g.tokens.reasoning,
             cost: DecimalOf(g.cost_micros),
             list_cost: DecimalOf(g.list_cost_micros),
+            quantity: None,
         }
     }
+
+    fn of_feature(f: &store::usage::FeatureUse) -> UsageGroup {
+        UsageGroup {
+            key: Some(f.feature.clone()),
+            calls: f.uses,
+            cost: DecimalOf(f.credits.micros()),
+            quantity: Some(DecimalOf(f.quantity.micros())),
+            ..UsageGroup::default()
+        }
+    }
+}
+
+/// Features' uses per feature, and their total.
+fn feature_groups(uses: &[store::usage::FeatureUse]) -> (Vec<UsageGroup>, UsageGroup) {
+    let mut total = UsageGroup {
+        quantity: Some(DecimalOf(0)),
+        ..UsageGroup::default()
+    };
+    for f in uses {
+        total.calls = total.calls.saturating_add(f.uses);
+        total.cost.0 = total.cost.0.saturating_add(f.credits.micros());
+        if let Some(q) = &mut total.quantity {
+            q.0 = q.0.saturating_add(f.quantity.micros());
+        }
+    }
+    (uses.iter().map(UsageGroup::of_feature).collect(), total)
 }
 
 /// An account's usage, summed.
@@ -988,7 +1022,10 @@ pub const USAGE_RANGE_DAYS_MAX: i64 = 400;
 /// Calls settled in [`from`, `to`), summed per model, day (UTC), key or
 /// project: tokens by class, credits charged and list-price cost. Whole
 /// hours are read from the hourly rollup, the hours at either end from the
-/// calls themselves, so the sums are exact for any instants.
+/// calls themselves, so the sums are exact for any instants. With
+/// `group_by=feature`, the account's consumes by feature in the window
+/// instead, per feature: `calls` the consumes, `quantity` the units,
+/// `cost` the credits (zero for a free feature).
 #[utoipa::path(
     get,
     path = "/v1/accounts/{account_id}/usage",
@@ -1011,23 +1048,32 @@ async fn usage_summary(
     let group_by = match query.group_by.as_deref() {
         None => GroupBy::Model,
         Some(text) => GroupBy::parse(text).ok_or_else(|| {
-            ApiError::InvalidRequest("group_by must be model, day, key or project".into())
+            ApiError::InvalidRequest("group_by must be model, day, key, project or feature".into())
         })?,
     };
     let store = gateway.store.as_ref();
     if store.account(account.clone()).await?.is_none() {
         return Err(ApiError::Rejected(ledger::Reject::AccountNotFound));
     }
-    let buckets = usage::buckets(store, &account, from, to, group_by).await?;
-    let (groups, total) = usage::group(&buckets, group_by);
+    let (data, total) = match group_by.sums() {
+        Some(sums) => {
+            let buckets = usage::buckets(store, &account, from, to, sums).await?;
+            let (groups, total) = usage::group(&buckets, group_by);
+            (
+                groups.iter().map(UsageGroup::of).collect(),
+                UsageGroup::of(&total),
+            )
+        }
+        None => feature_groups(&store.feature_usage(account.clone(), from, to).await?),
+    };
     Ok(render::json(
         StatusCode::OK,
         &UsageSummary {
             from: Instant(from),
             to: Instant(to),
             group_by: group_by.code(),
-            data: groups.iter().map(UsageGroup::of).collect(),
-            total: UsageGroup::of(&total),
+            data,
+            total,
         },
     ))
 }

@@ -18,9 +18,17 @@ pub struct Upstream {
     pub base_url: String,
     /// The operator's key; never printed.
     pub api_key: Option<Secret>,
+    /// Declared to need no key (a local model server): called without one.
+    /// An upstream with neither a key nor this is never called.
+    pub keyless: bool,
 }
 
 impl Upstream {
+    /// Whether calls may go to it: it has a key, or is declared keyless.
+    pub fn usable(&self) -> bool {
+        self.api_key.is_some() || self.keyless
+    }
+
     /// The URL of an endpoint of this upstream: `chat/completions`,
     /// `embeddings` (OpenAI) or `messages` (Anthropic).
     pub fn url(&self, endpoint: &str) -> String {
@@ -37,6 +45,44 @@ pub const OPENAI_UPSTREAM: &str = "openai";
 
 /// The name of the upstream `CREDITD_ANTHROPIC_BASE_URL` configures.
 pub const ANTHROPIC_UPSTREAM: &str = "anthropic";
+
+/// The setting that holds the operator's key for the upstream `name`.
+pub fn key_setting(name: &str) -> String {
+    match name {
+        OPENAI_UPSTREAM => "CREDITD_UPSTREAM_API_KEY".to_owned(),
+        ANTHROPIC_UPSTREAM => "CREDITD_ANTHROPIC_API_KEY".to_owned(),
+        other => format!("CREDITD_UPSTREAM_{}_API_KEY", other.to_ascii_uppercase()),
+    }
+}
+
+/// The setting that declares the upstream `name` keyless.
+pub fn keyless_setting(name: &str) -> String {
+    match name {
+        OPENAI_UPSTREAM => "CREDITD_UPSTREAM_KEYLESS".to_owned(),
+        ANTHROPIC_UPSTREAM => "CREDITD_ANTHROPIC_KEYLESS".to_owned(),
+        other => format!("CREDITD_UPSTREAM_{}_KEYLESS", other.to_ascii_uppercase()),
+    }
+}
+
+impl GatewayConfig {
+    /// The upstreams `prices` route to that have no key and are not
+    /// declared keyless: their calls answer `503 upstream_not_configured`,
+    /// which an operator should hear of at start.
+    pub fn keyless_in_use<'a>(
+        &'a self,
+        prices: impl IntoIterator<Item = (&'a [String], Wire)>,
+    ) -> Vec<&'a str> {
+        let mut names: Vec<&str> = prices
+            .into_iter()
+            .flat_map(|(upstreams, wire)| self.route_of(upstreams, wire))
+            .filter(|(_, u)| !u.usable())
+            .map(|(name, _)| name)
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        names
+    }
+}
 
 /// The hold a call places lives this long at most (seconds): the backstop
 /// when a node stops before settling it.
@@ -70,6 +116,7 @@ impl Default for GatewayConfig {
                 wire: Wire::Openai,
                 base_url: "https://api.openai.com/v1".to_owned(),
                 api_key: None,
+                keyless: false,
             },
         );
         upstreams.insert(
@@ -78,6 +125,7 @@ impl Default for GatewayConfig {
                 wire: Wire::Anthropic,
                 base_url: "https://api.anthropic.com".to_owned(),
                 api_key: None,
+                keyless: false,
             },
         );
         GatewayConfig {

@@ -14,7 +14,8 @@ pub enum GatewayError {
     /// 400 `model_not_supported`: the model is priced, but not for this
     /// endpoint (an embedding model asked for a chat completion).
     ModelNotSupported(String),
-    /// 503 `upstream_not_configured`: no upstream the model's calls could go to.
+    /// 503 `upstream_not_configured`: no upstream the model's calls could go
+    /// to, or none with the operator's key; the message says which.
     UpstreamNotConfigured(String),
     /// 502 `upstream_unavailable`: every upstream failed before answering;
     /// nothing was charged.
@@ -115,9 +116,7 @@ impl GatewayError {
                  credits; an operator adds it with PUT /v1/prices/{{model}} or an import"
             ),
             GatewayError::ModelNotSupported(detail) => detail.clone(),
-            GatewayError::UpstreamNotConfigured(model) => {
-                format!("no upstream is configured for the model {model:?}")
-            }
+            GatewayError::UpstreamNotConfigured(message) => message.clone(),
             GatewayError::UpstreamUnavailable(detail) => {
                 format!("the model's upstreams failed; nothing was charged: {detail}")
             }

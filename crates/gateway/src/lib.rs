@@ -150,6 +150,7 @@ impl Gateway {
             wire,
             base_url,
             api_key: Some(Secret::new(key)),
+            keyless: false,
         })
     }
 

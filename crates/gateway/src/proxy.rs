@@ -219,15 +219,36 @@ async fn handle(
     let route = match paid {
         Paid::Credits => {
             let price = price.as_ref().expect("credits calls are priced");
-            let upstreams: Vec<(String, Upstream)> = gateway
+            let routed: Vec<(String, Upstream)> = gateway
                 .config
                 .route_of(&price.upstreams, price.wire())
                 .into_iter()
                 .filter(|(_, u)| u.wire == endpoint.wire())
                 .map(|(name, u)| (name.to_owned(), u.clone()))
                 .collect();
+            if routed.is_empty() {
+                return Err(GatewayError::UpstreamNotConfigured(format!(
+                    "no upstream is configured for the model {model:?}"
+                ))
+                .into());
+            }
+            // An upstream without the operator's key is never called: the
+            // provider would refuse it, or a keyless server answer in its place.
+            let (upstreams, keyless): (Vec<_>, Vec<_>) =
+                routed.into_iter().partition(|(_, u)| u.usable());
             if upstreams.is_empty() {
-                return Err(GatewayError::UpstreamNotConfigured(model).into());
+                let names: Vec<&str> = keyless.iter().map(|(n, _)| n.as_str()).collect();
+                return Err(GatewayError::UpstreamNotConfigured(format!(
+                    "the model {model:?} goes to the upstream {} which has no API key: the \
+                     operator sets one ({}), or declares it keyless",
+                    names.join(", "),
+                    names
+                        .iter()
+                        .map(|n| crate::config::key_setting(n))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+                .into());
             }
             Route {
                 upstreams,

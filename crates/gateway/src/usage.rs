@@ -20,26 +20,32 @@ pub enum GroupBy {
     Key,
     /// The key's project.
     Project,
+    /// The priced (or free) feature a consume named: not gateway calls, but
+    /// the account's `consume`s by `feature` and `quantity`.
+    Feature,
 }
 
 impl GroupBy {
-    /// How the database sums the rollup for this grouping.
-    pub fn sums(self) -> store::usage::SumBy {
+    /// How the database sums the rollup of gateway calls for this grouping;
+    /// none for features, which are summed from the journal.
+    pub fn sums(self) -> Option<store::usage::SumBy> {
         match self {
-            GroupBy::Model => store::usage::SumBy::Model,
-            GroupBy::Day => store::usage::SumBy::Day,
-            GroupBy::Key => store::usage::SumBy::Key,
-            GroupBy::Project => store::usage::SumBy::Project,
+            GroupBy::Model => Some(store::usage::SumBy::Model),
+            GroupBy::Day => Some(store::usage::SumBy::Day),
+            GroupBy::Key => Some(store::usage::SumBy::Key),
+            GroupBy::Project => Some(store::usage::SumBy::Project),
+            GroupBy::Feature => None,
         }
     }
 
-    /// Reads `model`, `day`, `key` or `project`.
+    /// Reads `model`, `day`, `key`, `project` or `feature`.
     pub fn parse(text: &str) -> Option<GroupBy> {
         Some(match text {
             "model" => GroupBy::Model,
             "day" => GroupBy::Day,
             "key" => GroupBy::Key,
             "project" => GroupBy::Project,
+            "feature" => GroupBy::Feature,
             _ => return None,
         })
     }
@@ -51,6 +57,7 @@ impl GroupBy {
             GroupBy::Day => "day",
             GroupBy::Key => "key",
             GroupBy::Project => "project",
+            GroupBy::Feature => "feature",
         }
     }
 }
@@ -100,6 +107,7 @@ pub fn group(buckets: &[Bucket], by: GroupBy) -> (Vec<Group>, Group) {
             GroupBy::Day => Some(day_of(bucket.hour)),
             GroupBy::Key => Some(bucket.key_id.clone()).filter(|k| !k.is_empty()),
             GroupBy::Project => Some(bucket.project.clone()).filter(|p| !p.is_empty()),
+            GroupBy::Feature => None,
         };
         groups
             .entry(key.clone())
@@ -122,7 +130,7 @@ pub async fn buckets(
     account: &AccountId,
     from: Timestamp,
     to: Timestamp,
-    by: GroupBy,
+    by: store::usage::SumBy,
 ) -> Result<Vec<Bucket>, StoreError> {
     let first_whole = (from.micros() + HOUR_MICROS - 1).div_euclid(HOUR_MICROS);
     let end_whole = to.micros().div_euclid(HOUR_MICROS);
@@ -130,7 +138,7 @@ pub async fn buckets(
     if first_whole < end_whole {
         out.extend(
             store
-                .usage_sums(account.clone(), first_whole, end_whole, by.sums())
+                .usage_sums(account.clone(), first_whole, end_whole, by)
                 .await?,
         );
         let head_end = Timestamp::from_micros(first_whole * HOUR_MICROS);

@@ -78,7 +78,11 @@ impl fmt::Display for Violation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Violation::Unbalanced { tx, sum } => {
-                write!(f, "{tx}: postings sum to {sum} micro-credits, not zero")
+                write!(
+                    f,
+                    "{tx}: postings sum to {} credits, not zero",
+                    Credits(*sum)
+                )
             }
             Violation::ForeignPosting { tx } => {
                 write!(f, "{tx}: posts to a lot or hold of another account")
@@ -89,7 +93,8 @@ impl fmt::Display for Violation {
                 posted,
             } => write!(
                 f,
-                "{lot}: remaining {remaining} but postings sum to {posted} micro-credits"
+                "{lot}: remaining {remaining} credits but postings sum to {} credits",
+                Credits(*posted)
             ),
             Violation::LotOutOfRange { lot } => {
                 write!(f, "{lot}: remaining is below zero or above its amount")
@@ -103,11 +108,13 @@ impl fmt::Display for Violation {
                 posted,
             } => write!(
                 f,
-                "{hold}: escrow should be {expected} but postings sum to {posted} micro-credits"
+                "{hold}: escrow should be {expected} credits but postings sum to {} credits",
+                Credits(*posted)
             ),
             Violation::DebtMismatch { debt, posted } => write!(
                 f,
-                "debt is {debt} but debt postings sum to -{posted} micro-credits"
+                "debt is {debt} credits but debt postings sum to {} credits",
+                Credits(-*posted)
             ),
             Violation::OverRefunded { tx } => {
                 write!(f, "{tx}: refunded more than it spent")
@@ -121,6 +128,26 @@ impl fmt::Display for Violation {
             Violation::UnknownLedgerAccount { tx, account } => {
                 write!(f, "{tx}: posts to {account}, which is not stored")
             }
+        }
+    }
+}
+
+/// A sum of micro-credits written as credits, as amounts are (`-12.5`): a
+/// sum of postings may lie outside an amount's range, so it is an `i128`.
+struct Credits(i128);
+
+impl fmt::Display for Credits {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let micros_per_credit = i128::from(crate::MICROS_PER_CREDIT);
+        let sign = if self.0 < 0 { "-" } else { "" };
+        let magnitude = self.0.unsigned_abs();
+        let whole = magnitude / micros_per_credit.unsigned_abs();
+        let fraction = magnitude % micros_per_credit.unsigned_abs();
+        if fraction == 0 {
+            write!(f, "{sign}{whole}")
+        } else {
+            let digits = format!("{fraction:06}");
+            write!(f, "{sign}{whole}.{}", digits.trim_end_matches('0'))
         }
     }
 }
@@ -249,4 +276,54 @@ pub fn audit_account(
         }
     }
     violations
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_message_speaks_of_credits_only() {
+        let lot = crate::LotId(1);
+        let messages = [
+            Violation::Unbalanced {
+                tx: TxId(7),
+                sum: 1_500_000,
+            }
+            .to_string(),
+            Violation::LotMismatch {
+                lot,
+                remaining: Amount::credits(1),
+                posted: 0,
+            }
+            .to_string(),
+            Violation::EscrowMismatch {
+                hold: crate::HoldId(3),
+                expected: Amount::from_micros(2_500_000),
+                posted: -1,
+            }
+            .to_string(),
+            Violation::DebtMismatch {
+                debt: Amount::credits(4),
+                posted: 3_000_000,
+            }
+            .to_string(),
+        ];
+        assert_eq!(messages[0], "tx_7: postings sum to 1.5 credits, not zero");
+        assert_eq!(
+            messages[1],
+            "lot_1: remaining 1 credits but postings sum to 0 credits"
+        );
+        assert_eq!(
+            messages[2],
+            "hold_3: escrow should be 2.5 credits but postings sum to -0.000001 credits"
+        );
+        assert_eq!(
+            messages[3],
+            "debt is 4 credits but debt postings sum to -3 credits"
+        );
+        for message in &messages {
+            assert!(!message.contains("micro"), "{message}");
+        }
+    }
 }

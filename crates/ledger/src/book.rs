@@ -278,12 +278,13 @@ impl Book {
 
     /// Whether `amount` could be consumed at `now`. Changes nothing.
     pub fn check(&self, amount: Amount, now: Timestamp) -> Result<Check, Reject> {
-        if !amount.is_positive() {
-            return Err(Reject::InvalidAmount("amount must be positive"));
+        if amount.is_negative() {
+            return Err(Reject::InvalidAmount("amount must not be negative"));
         }
         let settled = self.settled_view(now);
+        // Zero is a free feature's use, which spends nothing and is always allowed.
         Ok(Check {
-            allowed: i128::from(amount.micros()) <= settled.headroom(now),
+            allowed: amount == Amount::ZERO || i128::from(amount.micros()) <= settled.headroom(now),
             required: amount,
             available: settled.available(now),
         })
@@ -632,8 +633,17 @@ impl Book {
             metadata,
             external_id,
         } = usage;
-        if !amount.is_positive() {
+        if amount.is_negative() || (amount == Amount::ZERO && feature.is_none()) {
             return Err(Reject::InvalidAmount("amount must be positive"));
+        }
+        if amount == Amount::ZERO {
+            // A free feature's use: recorded, with no posting, moving nothing.
+            let mut tx = self.record(ids, TxKind::Consume, Vec::new(), now, metadata);
+            tx.feature = feature;
+            tx.external_id = external_id;
+            let id = tx.id;
+            out.push(tx);
+            return Ok(id);
         }
         self.ensure_headroom(amount, now)?;
         let (plan, uncovered) = self.plan_draw(amount, now);

@@ -2,26 +2,30 @@
 
 use crate::{AMOUNT_MAX_MICROS, Amount, FeatureId, MICROS_PER_CREDIT, Reject, Timestamp};
 
-/// A priced feature, such as `small-model-tokens` at 0.1 credits per unit.
+/// A priced feature, such as `small-model-tokens` at 0.1 credits per unit,
+/// or a free one (0 per unit) whose use is recorded and costs nothing.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Feature {
     /// The feature's id.
     pub id: FeatureId,
-    /// Credits per unit; positive.
+    /// Credits per unit; zero or more.
     pub credits_per_unit: Amount,
     /// When the price was last set.
     pub updated_at: Timestamp,
 }
 
 impl Feature {
-    /// Checks the price: it must be positive.
+    /// Checks the price: it must not be negative. Zero makes a free
+    /// feature, tracked without moving credits.
     pub fn new(
         id: FeatureId,
         credits_per_unit: Amount,
         updated_at: Timestamp,
     ) -> Result<Feature, Reject> {
-        if !credits_per_unit.is_positive() {
-            return Err(Reject::InvalidAmount("credits_per_unit must be positive"));
+        if credits_per_unit.is_negative() {
+            return Err(Reject::InvalidAmount(
+                "credits_per_unit must not be negative",
+            ));
         }
         Ok(Feature {
             id,
@@ -86,12 +90,18 @@ mod tests {
     }
 
     #[test]
-    fn zero_or_negative_price_and_quantity_are_rejected() {
+    fn a_negative_price_and_a_zero_or_negative_quantity_are_rejected() {
         let id = FeatureId::parse("x").unwrap();
-        assert!(Feature::new(id.clone(), Amount::ZERO, Timestamp::EPOCH).is_err());
         assert!(Feature::new(id, Amount::credits(-1), Timestamp::EPOCH).is_err());
         assert!(feature("1").price(Amount::ZERO).is_err());
         assert!(feature("1").price(Amount::credits(-2)).is_err());
+    }
+
+    #[test]
+    fn a_free_feature_prices_any_quantity_at_zero() {
+        let free = feature("0");
+        assert_eq!(free.price(Amount::credits(1_000_000)), Ok(Amount::ZERO));
+        assert!(free.price(Amount::ZERO).is_err());
     }
 
     #[test]

@@ -63,13 +63,17 @@ impl Source {
     }
 
     /// The burn priority a grant gets when it names none. Daily rewards
-    /// burn first; every other source shares one priority, so that expiry
-    /// decides (credits that expire soonest burn first, credits that never
-    /// expire last) and then age. Operators may set other priorities per
-    /// source in their settings.
+    /// burn first; purchased and auto top-up credits, the customer's own
+    /// money, burn last, whatever their expiry, so that a plan's credits
+    /// are never left to expire or pass a rollover cap while paid ones are
+    /// spent. Every other source shares one priority, so that expiry decides
+    /// between them (credits that expire soonest burn first, credits that
+    /// never expire last) and then age. Operators may set other priorities
+    /// per source in their settings.
     pub const fn default_priority(self) -> u8 {
         match self {
             Source::DailyReward => 10,
+            Source::Purchase | Source::AutoTopup => 90,
             _ => 50,
         }
     }
@@ -191,16 +195,19 @@ mod tests {
     }
 
     #[test]
-    fn daily_rewards_burn_first_and_every_other_source_leaves_it_to_expiry() {
+    fn daily_rewards_burn_first_purchases_last_and_the_rest_leave_it_to_expiry() {
+        let paid = [Source::Purchase, Source::AutoTopup];
         for source in Source::ALL {
             if source == Source::DailyReward {
                 continue;
             }
             assert!(Source::DailyReward.default_priority() < source.default_priority());
-            assert_eq!(
-                source.default_priority(),
-                Source::Purchase.default_priority()
-            );
+            if paid.contains(&source) {
+                assert_eq!(source.default_priority(), 90);
+            } else {
+                assert_eq!(source.default_priority(), Source::Admin.default_priority());
+                assert!(source.default_priority() < Source::Purchase.default_priority());
+            }
         }
         assert!(
             Source::ALL

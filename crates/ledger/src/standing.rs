@@ -34,11 +34,12 @@ impl Standing {
         if !self.covers(now) {
             return None;
         }
-        if !amount.is_positive() {
-            return Some(Err(Reject::InvalidAmount("amount must be positive")));
+        if amount.is_negative() {
+            return Some(Err(Reject::InvalidAmount("amount must not be negative")));
         }
+        // Zero is a free feature's use, which spends nothing and is always allowed.
         Some(Ok(Check {
-            allowed: amount.micros() <= self.headroom_micros,
+            allowed: amount == Amount::ZERO || amount.micros() <= self.headroom_micros,
             required: amount,
             available: self.available,
         }))

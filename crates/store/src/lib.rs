@@ -194,6 +194,15 @@ pub trait Store: Send + Sync + 'static {
         to: Timestamp,
     ) -> BoxFuture<'_, Result<ledger::Amount, StoreError>>;
 
+    /// The account's consumes of features in transactions written in
+    /// `from..to`, summed per feature, in feature order.
+    fn feature_usage(
+        &self,
+        id: AccountId,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> BoxFuture<'_, Result<Vec<usage::FeatureUse>, StoreError>>;
+
     /// A page of an account's gateway calls, newest first.
     fn calls(&self, query: usage::CallQuery)
     -> BoxFuture<'_, Result<Vec<usage::Call>, StoreError>>;

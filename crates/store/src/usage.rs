@@ -8,6 +8,44 @@ use ledger::{AccountId, Amount, Timestamp, TxId};
 use crate::StoreError;
 use crate::rows::Columns;
 
+/// What an account's consumes of one feature add up to over a window.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FeatureUse {
+    /// The feature's id.
+    pub feature: String,
+    /// How many consumes named it.
+    pub uses: i64,
+    /// The units they consumed.
+    pub quantity: Amount,
+    /// The credits they were charged (zero for a free feature).
+    pub credits: Amount,
+}
+
+/// Adds `part` to the uses of its feature in `into`, kept in feature order:
+/// the SQLite store sums block by block.
+pub fn add_feature_use(
+    into: &mut BTreeMap<String, FeatureUse>,
+    part: FeatureUse,
+) -> Result<(), StoreError> {
+    let overflow = || StoreError::Corrupt("feature usage overflows".into());
+    let entry = into
+        .entry(part.feature.clone())
+        .or_insert_with(|| FeatureUse {
+            feature: part.feature.clone(),
+            ..FeatureUse::default()
+        });
+    entry.uses = entry.uses.checked_add(part.uses).ok_or_else(overflow)?;
+    entry.quantity = entry
+        .quantity
+        .checked_add(part.quantity)
+        .ok_or_else(overflow)?;
+    entry.credits = entry
+        .credits
+        .checked_add(part.credits)
+        .ok_or_else(overflow)?;
+    Ok(())
+}
+
 /// Seconds in one rollup bucket.
 pub const BUCKET_SECS: i64 = 3600;
 

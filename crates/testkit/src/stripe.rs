@@ -80,6 +80,10 @@ pub enum Failure {
     AuthenticationRequired,
     /// Closes the connection without answering.
     Drop,
+    /// Answers this status with this body as it is, as a JSON answer,
+    /// before the request is looked at: a body the client may not be able
+    /// to read.
+    Raw(u16, &'static str),
 }
 
 /// A request as the fake received it.
@@ -294,6 +298,15 @@ async fn handle(
     }
     let (answer, replayed) = match inner.failures.pop_front() {
         Some(Failure::Drop) => return aborted(),
+        Some(Failure::Raw(status, body)) => {
+            drop(inner);
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+            let mut response = (status, [(CONTENT_TYPE, "application/json")], body).into_response();
+            if let Ok(value) = HeaderValue::from_str(&request_id) {
+                response.headers_mut().insert("request-id", value);
+            }
+            return response;
+        }
         Some(Failure::Status(status)) => {
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             let message = format!("A failure of status {} was pushed.", status.as_u16());
@@ -480,9 +493,22 @@ impl Inner {
             return Err(invalid_param("parameter_invalid_string", "mode", message));
         }
         let mut amount_total: i64 = 0;
+        let mut price_currency = None;
         for index in line_item_indexes(form) {
             let unit_amount_key = format!("line_items[{index}][price_data][unit_amount]");
-            let unit_amount = integer(form, &unit_amount_key)?.unwrap_or(0);
+            let price_key = format!("line_items[{index}][price]");
+            let unit_amount = match get(form, &price_key) {
+                // A Price made at Stripe beforehand: its amount and currency.
+                Some(price) => {
+                    let held = self.held(price, "price").map_err(|_| {
+                        let message = format!("No such price: '{price}'");
+                        invalid_param("resource_missing", &price_key, &message)
+                    })?;
+                    price_currency = held["currency"].as_str().map(str::to_owned);
+                    held["unit_amount"].as_i64().unwrap_or(0)
+                }
+                None => integer(form, &unit_amount_key)?.unwrap_or(0),
+            };
             let quantity = integer(form, &format!("line_items[{index}][quantity]"))?.unwrap_or(1);
             amount_total = unit_amount
                 .checked_mul(quantity)
@@ -494,6 +520,7 @@ impl Inner {
         }
         let currency = get(form, "currency")
             .or_else(|| get(form, "line_items[0][price_data][currency]"))
+            .or(price_currency.as_deref())
             .map_or(Value::Null, |c| json!(c.to_ascii_lowercase()));
 
         let (id, mut session) = self.new_object("checkout.session", "cs_test_");
@@ -509,6 +536,7 @@ impl Inner {
             "currency": currency,
             "status": "open",
             "payment_status": if mode == "setup" { "no_payment_required" } else { "unpaid" },
+            "locale": optional(form, "locale"),
             "success_url": optional(form, "success_url"),
             "cancel_url": optional(form, "cancel_url"),
             "expires_at": unix_now() + CHECKOUT_TTL_S,

@@ -2,10 +2,12 @@
 //! arithmetic, localized text, payment webhooks' signatures. No IO, no
 //! clock: time is passed in.
 
+pub mod checkout;
 mod error;
 mod money;
 mod period;
 pub mod refund;
+pub mod returns;
 pub mod signature;
 mod text;
 pub mod topup;
@@ -13,9 +15,12 @@ pub mod topup;
 pub use error::DomainError;
 pub use money::{
     Currency, MICROS_PER_MINOR, Money, THREE_DECIMAL_CURRENCIES, UNIT_PRICE_MAX_MICROS, UnitPrice,
-    ZERO_DECIMAL_CURRENCIES, overage_due,
+    ZERO_DECIMAL_CURRENCIES, overage_due, period_overage,
 };
 pub use period::{
     INTERVAL_YEARS_MAX, Interval, Period, Periods, Unit, period, period_at, periods_between,
 };
-pub use text::{FALLBACK_LOCALE, LOCALES_MAX, LocalizedText, TEXT_LEN_MAX, is_locale};
+pub use text::{
+    FALLBACK_LOCALE, LOCALES_MAX, LocalizedText, TEXT_LEN_MAX, checkout_locale, is_locale,
+    preferred_locale,
+};

@@ -245,9 +245,30 @@ pub fn overage_due(credits: Amount, price: UnitPrice) -> Result<i64, DomainError
     i64::try_from(due).map_err(|_| DomainError::AmountOverflow)
 }
 
+/// The overage of a period: what the account owes beyond its balance,
+/// but never more than it spent in the period, so that debt from before
+/// the period (another plan's) is not billed as this one's.
+pub fn period_overage(debt: Amount, used_in_period: Amount) -> Amount {
+    if debt.is_positive() {
+        debt.min(used_in_period.max(Amount::ZERO))
+    } else {
+        Amount::ZERO
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_periods_overage_is_its_debt_up_to_what_it_spent() {
+        let c = Amount::credits;
+        assert_eq!(period_overage(c(50), c(150)), c(50));
+        assert_eq!(period_overage(c(50), c(20)), c(20));
+        assert_eq!(period_overage(c(50), Amount::ZERO), Amount::ZERO);
+        assert_eq!(period_overage(Amount::ZERO, c(150)), Amount::ZERO);
+        assert_eq!(period_overage(c(50), c(-5)), Amount::ZERO);
+    }
     use proptest::prelude::*;
 
     fn usd() -> Currency {

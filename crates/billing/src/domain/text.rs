@@ -135,6 +135,86 @@ pub fn is_locale(tag: &str) -> bool {
         })
 }
 
+/// The locale an `Accept-Language` header prefers: of the tags it lists
+/// that are locales (see [`is_locale`]; the language's case ignored), the
+/// one of highest weight, the first of equal ones. `None` when it lists
+/// none, or only with `q=0`.
+///
+/// `zh-CN,zh;q=0.9,en;q=0.8` prefers `zh-CN`; `*` and malformed entries are
+/// skipped; weights are read as thousandths, so no float is involved.
+pub fn preferred_locale(header: &str) -> Option<String> {
+    let mut best: Option<(u16, String)> = None;
+    for entry in header.split(',').take(ACCEPT_LANGUAGE_ENTRIES_MAX) {
+        let mut parts = entry.split(';');
+        let tag = parts.next().unwrap_or("").trim();
+        let (language, rest) = match tag.split_once('-') {
+            Some((language, rest)) => (language, Some(rest)),
+            None => (tag, None),
+        };
+        let tag = match rest {
+            Some(rest) => format!("{}-{rest}", language.to_ascii_lowercase()),
+            None => language.to_ascii_lowercase(),
+        };
+        if !is_locale(&tag) {
+            continue;
+        }
+        let mut weight = Some(1000);
+        for parameter in parts {
+            if let Some(q) = parameter.trim().strip_prefix("q=") {
+                weight = quality(q);
+            }
+        }
+        let Some(weight) = weight.filter(|w| *w > 0) else {
+            continue;
+        };
+        if best.as_ref().is_none_or(|(top, _)| weight > *top) {
+            best = Some((weight, tag));
+        }
+    }
+    best.map(|(_, tag)| tag)
+}
+
+/// The most entries of an `Accept-Language` header looked at.
+const ACCEPT_LANGUAGE_ENTRIES_MAX: usize = 32;
+
+/// A weight of `Accept-Language` (`1`, `0.8`, `0.125`) in thousandths.
+fn quality(text: &str) -> Option<u16> {
+    let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
+    if fraction.len() > 3 || !fraction.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let thousandths = format!("{fraction:0<3}").parse::<u16>().ok()?;
+    match whole {
+        "0" => Some(thousandths),
+        "1" if thousandths == 0 => Some(1000),
+        _ => None,
+    }
+}
+
+/// The locales Stripe's hosted Checkout page is shown in (its `locale`
+/// parameter), besides `auto`.
+const CHECKOUT_LOCALES: [&str; 40] = [
+    "bg", "cs", "da", "de", "el", "en", "en-GB", "es", "es-419", "et", "fi", "fil", "fr", "fr-CA",
+    "hr", "hu", "id", "it", "ja", "ko", "lt", "lv", "ms", "mt", "nb", "nl", "pl", "pt", "pt-BR",
+    "ro", "ru", "sk", "sl", "sv", "th", "tr", "vi", "zh", "zh-HK", "zh-TW",
+];
+
+/// The hosted checkout page's locale for a reader's `locale`: the same
+/// tag when the page speaks it (ignoring case), else its language when the
+/// page speaks that, else `None` (the page then picks by the browser).
+pub fn checkout_locale(locale: &str) -> Option<&'static str> {
+    CHECKOUT_LOCALES
+        .iter()
+        .find(|tag| tag.eq_ignore_ascii_case(locale))
+        .or_else(|| {
+            let language = language_of(locale);
+            CHECKOUT_LOCALES
+                .iter()
+                .find(|tag| tag.eq_ignore_ascii_case(language))
+        })
+        .copied()
+}
+
 /// The language part of a tag: what comes before the first `-`.
 fn language_of(tag: &str) -> &str {
     tag.split('-').next().unwrap_or(tag)
@@ -309,6 +389,38 @@ mod tests {
             code(LocalizedText::by_locale(texts(LOCALES_MAX + 1))),
             Some("invalid_text")
         );
+    }
+
+    #[test]
+    fn accept_language_prefers_its_heaviest_locale() {
+        assert_eq!(
+            preferred_locale("zh-CN,zh;q=0.9,en;q=0.8").as_deref(),
+            Some("zh-CN")
+        );
+        assert_eq!(
+            preferred_locale("en;q=0.5, de;q=0.7, fr;q=0.7").as_deref(),
+            Some("de")
+        );
+        assert_eq!(preferred_locale("ZH").as_deref(), Some("zh"));
+        assert_eq!(preferred_locale("*, pt-BR;q=0.1").as_deref(), Some("pt-BR"));
+        assert_eq!(preferred_locale("en;q=0, *").as_deref(), None);
+        assert_eq!(preferred_locale("").as_deref(), None);
+        assert_eq!(preferred_locale("en_US, x").as_deref(), None);
+        // A malformed weight makes its entry unusable, not the header.
+        assert_eq!(preferred_locale("ja;q=2, ko;q=0.3").as_deref(), Some("ko"));
+        assert_eq!(
+            preferred_locale("ja;q=0.1234, ko;q=0.001").as_deref(),
+            Some("ko")
+        );
+    }
+
+    #[test]
+    fn the_checkout_page_speaks_the_locale_or_its_language() {
+        assert_eq!(checkout_locale("zh"), Some("zh"));
+        assert_eq!(checkout_locale("zh-tw"), Some("zh-TW"));
+        assert_eq!(checkout_locale("zh-CN"), Some("zh"));
+        assert_eq!(checkout_locale("pt-PT"), Some("pt"));
+        assert_eq!(checkout_locale("xx"), None);
     }
 
     fn tags() -> impl Strategy<Value = String> {

@@ -7,6 +7,7 @@ use axum::http::{Method, StatusCode};
 use axum::response::Response;
 use axum::routing::{MethodRouter, get, post};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use server::error::ApiError;
 use server::extract::{self, PathParam, Query};
 use server::openapi::Doc;
@@ -42,6 +43,13 @@ pub fn routes(billing: &Arc<Billing>) -> Vec<Route> {
             Access::Account,
             post(create_checkout),
             Doc::of::<__path_create_checkout>(),
+        ),
+        r(
+            Method::GET,
+            "/v1/accounts/{account_id}/checkout/{session_id}",
+            Access::Account,
+            get(get_checkout),
+            Doc::of::<__path_get_checkout>(),
         ),
         r(
             Method::POST,
@@ -95,7 +103,7 @@ fn payments(billing: &Billing) -> Result<&Payments, ApiError> {
         .ok_or_else(|| BillingError::PaymentsNotConfigured.into())
 }
 
-/// What to buy: a package, or credits for a custom amount.
+/// What to buy: a package, a plan, or credits for a custom amount.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CheckoutBody {
@@ -108,6 +116,61 @@ struct CheckoutBody {
     /// its credits at the configured rate.
     #[schema(value_type = Option<Object>)]
     amount: Option<MoneyJson>,
+    /// The checkout's locale (`zh`, `pt-BR`): the package's name and
+    /// description in it, and the provider's page in it when the provider
+    /// speaks it. Else the request's `Accept-Language`, else `en`.
+    locale: Option<String>,
+    /// Where the customer lands after paying; `{CHECKOUT_SESSION_ID}` is
+    /// replaced by the session's id. Under `CREDITD_PUBLIC_URL` or on an
+    /// origin of `CREDITD_CHECKOUT_RETURN_ORIGINS`; the public URL's
+    /// `/checkout/success?session_id={CHECKOUT_SESSION_ID}` when absent.
+    success_url: Option<String>,
+    /// Where the customer lands after giving up, allowed as `success_url`
+    /// is; the public URL's `/checkout/cancel` when absent.
+    cancel_url: Option<String>,
+}
+
+/// Where a setup session sends the customer back to.
+#[derive(Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct SetupBody {
+    /// As a checkout's `locale`.
+    locale: Option<String>,
+    /// As a checkout's `success_url`.
+    success_url: Option<String>,
+    /// As a checkout's `cancel_url`.
+    cancel_url: Option<String>,
+}
+
+/// The checkout's locale: the one the body names (checked), else the
+/// request's `Accept-Language`, else `en`.
+fn checkout_locale(
+    named: Option<String>,
+    headers: &axum::http::HeaderMap,
+) -> Result<String, ApiError> {
+    use crate::domain::{FALLBACK_LOCALE, is_locale, preferred_locale};
+    if let Some(named) = named {
+        let (language, rest) = named.split_once('-').unwrap_or((&named, ""));
+        let normal = if rest.is_empty() {
+            language.to_ascii_lowercase()
+        } else {
+            format!("{}-{rest}", language.to_ascii_lowercase())
+        };
+        if !is_locale(&normal) {
+            return Err(
+                BillingError::from(crate::domain::DomainError::InvalidLocale(
+                    "locale must be a tag such as en, zh or pt-BR",
+                ))
+                .into(),
+            );
+        }
+        return Ok(normal);
+    }
+    Ok(headers
+        .get(axum::http::header::ACCEPT_LANGUAGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(preferred_locale)
+        .unwrap_or_else(|| FALLBACK_LOCALE.to_owned()))
 }
 
 /// A checkout to send the customer to.
@@ -125,8 +188,11 @@ struct CheckoutView {
 /// amount or a plan, for the account's provider customer (created once).
 /// Its credits are granted, once, when the provider's webhook says it was
 /// paid; a plan's checkout starts a subscription the provider bills every
-/// period, whose paid invoices renew the plan. The same Idempotency-Key
-/// answers the same session.
+/// period, whose paid invoices renew the plan. A package or plan with a
+/// `provider_price_id` is sold as that price; otherwise the line is made
+/// from its price and named in the checkout's locale. The same
+/// Idempotency-Key answers the same session; `GET
+/// /v1/accounts/{account_id}/checkout/{session_id}` says what became of it.
 #[utoipa::path(
     post,
     path = "/v1/accounts/{account_id}/checkout",
@@ -137,7 +203,8 @@ struct CheckoutView {
     responses(
         (status = 200, description = "The session.", body = CheckoutView),
         (status = 400, description = "`malformed_json`, `invalid_request`, `invalid_id`, \
-            `invalid_checkout`, `invalid_currency`, `invalid_money`."),
+            `invalid_checkout`, `invalid_currency`, `invalid_money`, `invalid_locale`, \
+            `invalid_return_url`."),
         (status = 404, description = "`account_not_found`, `package_not_found`, \
             `plan_not_found`."),
         (status = 409, description = "`package_inactive`, `purchase_not_allowed`."),
@@ -153,13 +220,18 @@ async fn create_checkout(
     let account = extract::account_id(&id)?;
     let payments = payments(&billing)?;
     let request_key = request_key(request.headers())?;
+    let headers = request.headers().clone();
     let body = axum::body::to_bytes(request.into_body(), extract::BODY_LEN_MAX)
         .await
         .map_err(|_| ApiError::PayloadTooLarge)?;
     let body: CheckoutBody = extract::parse_json(&body)?;
+    let locale = checkout_locale(body.locale, &headers)?;
+    let returns = checkout::Returns::of(&payments.config, body.success_url, body.cancel_url)?;
     server::handlers::require_account(billing.store.as_ref(), &account).await?;
     let sale = match (body.package_id, body.plan_id, body.amount) {
-        (Some(package), None, None) => checkout::package_sale(&billing, &account, &package).await?,
+        (Some(package), None, None) => {
+            checkout::package_sale(&billing, &account, &package, &locale).await?
+        }
         (None, Some(plan), None) => {
             let plan = crate::api::record_id(&plan, "plan")?;
             checkout::plan_sale(&billing, &account, &plan).await?
@@ -174,13 +246,131 @@ async fn create_checkout(
             .into());
         }
     };
-    let (session_id, checkout_url) =
-        checkout::create_session(&billing, payments, &account, sale, &request_key).await?;
+    let (session_id, checkout_url) = checkout::create_session(
+        &billing,
+        payments,
+        &account,
+        sale,
+        &request_key,
+        &returns,
+        &locale,
+    )
+    .await?;
     Ok(render::json(
         StatusCode::OK,
         &CheckoutView {
             checkout_url,
             session_id,
+        },
+    ))
+}
+
+/// `{session_id}`
+enum SessionPath {}
+
+impl IntoParams for SessionPath {
+    fn into_params(
+        _: impl Fn() -> Option<utoipa::openapi::path::ParameterIn>,
+    ) -> Vec<utoipa::openapi::path::Parameter> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        vec![
+            utoipa::openapi::path::ParameterBuilder::new()
+                .name("session_id")
+                .parameter_in(utoipa::openapi::path::ParameterIn::Path)
+                .required(utoipa::openapi::Required::True)
+                .description(Some(
+                    "The checkout session's id, as `POST …/checkout` answered it.",
+                ))
+                .schema(Some(
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .pattern(Some("^[A-Za-z0-9_]{1,255}$"))
+                        .examples(["cs_test_a1b2c3"]),
+                ))
+                .build(),
+        ]
+    }
+}
+
+/// What became of a checkout session.
+#[derive(Serialize, ToSchema)]
+struct CheckoutStatusView {
+    /// The provider's session id.
+    session_id: String,
+    /// `package`, `topup`, `plan` or `setup`.
+    purchase: &'static str,
+    /// `open`: not paid yet; `processing`: completed, its payment not yet
+    /// confirmed (a bank debit); `paid_pending`: paid, its credits (or its
+    /// card) not yet in creditd, until the provider's webhook lands;
+    /// `granted`: its credits are in the balance (`transaction`);
+    /// `card_saved`: a setup session's card is saved; `payment_failed`: a
+    /// delayed payment failed; `expired`: closed unpaid.
+    status: &'static str,
+    /// Credits it grants once paid (a plan's: each period).
+    #[schema(value_type = String)]
+    credits: String,
+    /// What it costs.
+    #[schema(value_type = Object)]
+    price: MoneyJson,
+    /// The package, for a package.
+    package_id: Option<String>,
+    /// The plan, for a plan.
+    plan_id: Option<String>,
+    /// The grant's transaction, once granted (a plan's first period).
+    #[schema(value_type = Option<Object>)]
+    transaction: Option<Value>,
+}
+
+/// Get a checkout session's status
+///
+/// What became of a checkout session the account started: `open`,
+/// `processing`, `paid_pending` (paid, until the provider's webhook lands),
+/// `granted` with the grant's transaction, `card_saved`, `payment_failed`
+/// or `expired`; so a success page shows the outcome without polling
+/// grants or matching metadata.
+#[utoipa::path(
+    get,
+    path = "/v1/accounts/{account_id}/checkout/{session_id}",
+    tag = "payments",
+    operation_id = "getCheckout",
+    params(AccountPath, SessionPath),
+    responses(
+        (status = 200, description = "Where the session stands.", body = CheckoutStatusView),
+        (status = 400, description = "`invalid_id`."),
+        (status = 404, description = "`account_not_found`, `checkout_session_not_found`."),
+        (status = 502, description = "`payment_provider_error`."),
+        (status = 503, description = "`payments_not_configured`."),
+    ),
+)]
+async fn get_checkout(
+    State(billing): BillingState,
+    axum::extract::Path((account, session)): axum::extract::Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let account = extract::account_id(&account)?;
+    let payments = payments(&billing)?;
+    if !super::is_provider_id(&session) {
+        return Err(ApiError::InvalidId(
+            "a checkout session id is 1 to 255 letters, digits and underscores".into(),
+        ));
+    }
+    server::handlers::require_account(billing.store.as_ref(), &account).await?;
+    let status = checkout::status(&billing, payments, &account, &session).await?;
+    let ours = status.session;
+    Ok(render::json(
+        StatusCode::OK,
+        &CheckoutStatusView {
+            session_id: session,
+            purchase: ours.purchase.code(),
+            status: status.status.code(),
+            credits: ours.credits,
+            price: ours.price,
+            package_id: ours.package,
+            plan_id: ours.plan,
+            transaction: status
+                .transaction
+                .map(|tx| serde_json::to_value(render::TransactionView::new(&tx)))
+                .transpose()
+                .map_err(|e| ApiError::Internal(e.to_string()))?,
         },
     ))
 }
@@ -204,15 +394,18 @@ pub(crate) fn request_key(headers: &axum::http::HeaderMap) -> Result<String, Api
 /// Creates a checkout session in setup mode: the customer adds or replaces
 /// the card later payments (auto top-up) are made with, paying nothing now.
 /// The card is saved when the provider's webhook says the session completed.
+/// The body, optional, names where the customer comes back to.
 #[utoipa::path(
     post,
     path = "/v1/accounts/{account_id}/payment-method/setup",
     tag = "payments",
     operation_id = "setupPaymentMethod",
     params(AccountPath, server::openapi::schema::IdempotencyKey),
+    request_body(content = Option<SetupBody>),
     responses(
         (status = 200, description = "The session.", body = CheckoutView),
-        (status = 400, description = "`invalid_id`."),
+        (status = 400, description = "`malformed_json`, `invalid_request`, `invalid_id`, \
+            `invalid_locale`, `invalid_return_url`."),
         (status = 404, description = "`account_not_found`."),
         (status = 502, description = "`payment_provider_error`."),
         (status = 503, description = "`payments_not_configured`."),
@@ -222,13 +415,18 @@ async fn setup_payment_method(
     State(billing): BillingState,
     PathParam(id): PathParam,
     headers: axum::http::HeaderMap,
+    extract::ReadBody(body): extract::ReadBody,
 ) -> Result<Response, ApiError> {
     let account = extract::account_id(&id)?;
     let payments = payments(&billing)?;
+    let body: SetupBody = extract::parse_optional_json(&body)?;
+    let locale = checkout_locale(body.locale, &headers)?;
+    let returns = checkout::Returns::of(&payments.config, body.success_url, body.cancel_url)?;
     server::handlers::require_account(billing.store.as_ref(), &account).await?;
     let key = request_key(&headers)?;
     let (session_id, checkout_url) =
-        checkout::create_setup_session(&billing, payments, &account, &key).await?;
+        checkout::create_setup_session(&billing, payments, &account, &key, &returns, &locale)
+            .await?;
     Ok(render::json(
         StatusCode::OK,
         &CheckoutView {

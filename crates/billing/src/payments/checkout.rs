@@ -7,7 +7,7 @@ use server::error::ApiError;
 use store::records::{self, Expect, Kind, Lookup, Written};
 
 use super::Payments;
-use super::provider::{Form, PaymentError};
+use super::provider::{Form, PaymentError, Reply};
 use crate::Billing;
 use crate::domain::topup::{TOPUP_MIN_CENTS, credits_of};
 use crate::error::BillingError;
@@ -77,6 +77,20 @@ pub struct CheckoutSession {
     pub credits: String,
     /// What it costs.
     pub price: MoneyJson,
+    /// What became of it that the ledger does not show, once the provider's
+    /// webhook said so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settled: Option<Settled>,
+}
+
+/// What became of a checkout session beside a grant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Settled {
+    /// A setup session's card was saved.
+    CardSaved,
+    /// A delayed payment (a bank debit) failed after the session completed.
+    PaymentFailed,
 }
 
 impl Kind for CheckoutSession {
@@ -111,6 +125,57 @@ impl Kind for SavedCard {
     }
 }
 
+/// Where the customer comes back to from the provider's page.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Returns {
+    /// After paying (or saving a card); `{CHECKOUT_SESSION_ID}` in it is
+    /// replaced by the session's id.
+    pub success_url: String,
+    /// After giving up.
+    pub cancel_url: String,
+}
+
+impl Returns {
+    /// The URLs a request names, each checked to be under the public URL or
+    /// on a listed origin; the public URL's `/checkout/success` and
+    /// `/checkout/cancel` for those it leaves out.
+    pub fn of(
+        config: &super::PaymentsConfig,
+        success_url: Option<String>,
+        cancel_url: Option<String>,
+    ) -> Result<Returns, ApiError> {
+        use crate::domain::returns::{ReturnRefused, check_return_url};
+        let public = config.public_url.trim_end_matches('/');
+        let checked = |url: Option<String>, field: &str, default: String| match url {
+            None => Ok(default),
+            Some(url) => match check_return_url(&url, &config.public_url, &config.return_origins) {
+                Ok(()) => Ok(url),
+                Err(ReturnRefused::Malformed) => Err(BillingError::InvalidReturnUrl(format!(
+                    "{field} must be an absolute http or https URL of at most {} bytes, \
+                     without credentials or a fragment",
+                    crate::domain::returns::RETURN_URL_LEN_MAX
+                ))),
+                Err(ReturnRefused::NotAllowed) => Err(BillingError::InvalidReturnUrl(format!(
+                    "{field} must be under CREDITD_PUBLIC_URL ({public}) or on an origin \
+                     listed in CREDITD_CHECKOUT_RETURN_ORIGINS"
+                ))),
+            },
+        };
+        Ok(Returns {
+            success_url: checked(
+                success_url,
+                "success_url",
+                format!("{public}/checkout/success?session_id={{CHECKOUT_SESSION_ID}}"),
+            )?,
+            cancel_url: checked(
+                cancel_url,
+                "cancel_url",
+                format!("{public}/checkout/cancel"),
+            )?,
+        })
+    }
+}
+
 /// Creates a setup session, which saves (or replaces) the account's card
 /// without a payment; answers its id and URL.
 pub async fn create_setup_session(
@@ -118,10 +183,11 @@ pub async fn create_setup_session(
     payments: &Payments,
     account: &AccountId,
     request_key: &str,
+    returns: &Returns,
+    locale: &str,
 ) -> Result<(String, String), ApiError> {
     let customer = customer_of(billing, payments, account).await?;
-    let public = payments.config.public_url.trim_end_matches('/');
-    let form: Form = vec![
+    let mut form: Form = vec![
         ("mode".into(), "setup".into()),
         ("customer".into(), customer),
         ("client_reference_id".into(), account.as_str().to_owned()),
@@ -139,23 +205,19 @@ pub async fn create_setup_session(
             "setup_intent_data[metadata][creditd_account]".into(),
             account.as_str().to_owned(),
         ),
-        (
-            "success_url".into(),
-            format!("{public}/checkout/success?session_id={{CHECKOUT_SESSION_ID}}"),
-        ),
-        ("cancel_url".into(), format!("{public}/checkout/cancel")),
+        ("success_url".into(), returns.success_url.clone()),
+        ("cancel_url".into(), returns.cancel_url.clone()),
     ];
+    if let Some(locale) = crate::domain::checkout_locale(locale) {
+        form.push(("locale".into(), locale.to_owned()));
+    }
     let key = format!("creditd:setup:{account}:{request_key}");
     let created = payments
         .provider
         .post("/v1/checkout/sessions", form, &key)
         .await
         .map_err(provider_error)?;
-    let (Some(id), Some(url)) = (created["id"].as_str(), created["url"].as_str()) else {
-        return Err(ApiError::Internal(
-            "a setup session without an id or url".into(),
-        ));
-    };
+    let (id, url) = session_of(&created)?;
     let session = CheckoutSession {
         account: account.as_str().to_owned(),
         purchase: Purchase::Setup,
@@ -163,16 +225,33 @@ pub async fn create_setup_session(
         plan: None,
         credits: "0".into(),
         price: usd(0),
+        settled: None,
     };
     match records::write::<CheckoutSession>(
         billing.store.as_ref(),
-        records::put(id, &session, Expect::Any),
+        records::put(&id, &session, Expect::Any),
     )
     .await?
     {
-        Written::Stored(_) => Ok((id.to_owned(), url.to_owned())),
+        Written::Stored(_) => Ok((id, url)),
         Written::Refused(refused) => Err(refused.into()),
         Written::Deleted => Err(ApiError::Internal("a session put answered deleted".into())),
+    }
+}
+
+/// The id and URL of a checkout session the provider created; a body
+/// without them is the provider's failure, not creditd's.
+fn session_of(created: &Reply) -> Result<(String, String), ApiError> {
+    match (
+        created["id"]
+            .as_str()
+            .filter(|id| super::is_provider_id(id)),
+        created["url"].as_str(),
+    ) {
+        (Some(id), Some(url)) => Ok((id.to_owned(), url.to_owned())),
+        _ => Err(provider_error(
+            created.unreadable("a checkout session without an id or a url"),
+        )),
     }
 }
 
@@ -413,18 +492,24 @@ pub async fn customer_of(
 pub struct Sale {
     /// The record of the session, once created.
     pub session: CheckoutSession,
-    /// The line item's name.
+    /// The line item's name, in the checkout's locale.
     pub name: String,
+    /// The line item's description, in the checkout's locale.
+    pub description: Option<String>,
+    /// The provider's price to sell, when the package or plan names one:
+    /// the line item is then that price, not one made from the sale.
+    pub provider_price_id: Option<String>,
     /// The plan, for a plan: its line recurs every period.
     pub plan: Option<crate::plan::Plan>,
 }
 
-/// A package's sale, refused when it is not for sale or the account may
-/// not buy it.
+/// A package's sale, named in `locale`, refused when it is not for sale or
+/// the account may not buy it.
 pub async fn package_sale(
     billing: &Billing,
     account: &AccountId,
     package_id: &str,
+    locale: &str,
 ) -> Result<Sale, ApiError> {
     let store = billing.store.as_ref();
     let package = records::get::<Package>(store, package_id)
@@ -439,10 +524,16 @@ pub async fn package_sale(
         return Err(BillingError::PurchaseNotAllowed.into());
     }
     Ok(Sale {
-        name: package
-            .name
-            .localized()
-            .map_or_else(|_| package_id.to_owned(), |text| text.pick(None).to_owned()),
+        name: package.name.localized().map_or_else(
+            |_| package_id.to_owned(),
+            |text| text.pick(Some(locale)).to_owned(),
+        ),
+        description: package
+            .description
+            .as_ref()
+            .and_then(|d| d.localized().ok())
+            .map(|text| text.pick(Some(locale)).to_owned()),
+        provider_price_id: package.provider_price_id.clone(),
         session: CheckoutSession {
             account: account.as_str().to_owned(),
             purchase: Purchase::Package,
@@ -450,6 +541,7 @@ pub async fn package_sale(
             plan: None,
             credits: package.credits.clone(),
             price: package.price,
+            settled: None,
         },
         plan: None,
     })
@@ -486,6 +578,8 @@ pub async fn plan_sale(
     }
     Ok(Sale {
         name: plan.name.clone(),
+        description: None,
+        provider_price_id: plan.provider_price_id.clone(),
         session: CheckoutSession {
             account: account.as_str().to_owned(),
             purchase: Purchase::Plan,
@@ -493,6 +587,7 @@ pub async fn plan_sale(
             plan: Some(plan_id.to_owned()),
             credits: plan.credits.clone(),
             price,
+            settled: None,
         },
         plan: Some(plan),
     })
@@ -518,6 +613,8 @@ pub fn topup_sale(
     )?;
     Ok(Sale {
         name: format!("{credits} credits"),
+        description: None,
+        provider_price_id: None,
         session: CheckoutSession {
             account: account.as_str().to_owned(),
             purchase: Purchase::Topup,
@@ -525,6 +622,7 @@ pub fn topup_sale(
             plan: None,
             credits: credits.to_string(),
             price,
+            settled: None,
         },
         plan: None,
     })
@@ -532,16 +630,18 @@ pub fn topup_sale(
 
 /// Creates a checkout session for `sale` and keeps its record; answers the
 /// session's id and URL. `request_key` names the request (its
-/// Idempotency-Key), so that a retry gets the same session.
+/// Idempotency-Key), so that a retry gets the same session; the provider's
+/// page is shown in `locale` when it speaks it.
 pub async fn create_session(
     billing: &Billing,
     payments: &Payments,
     account: &AccountId,
     sale: Sale,
     request_key: &str,
+    returns: &Returns,
+    locale: &str,
 ) -> Result<(String, String), ApiError> {
     let customer = customer_of(billing, payments, account).await?;
-    let public = payments.config.public_url.trim_end_matches('/');
     let session = &sale.session;
     let mut form: Form = vec![
         ("customer".into(), customer),
@@ -560,13 +660,19 @@ pub async fn create_session(
         ("billing_address_collection".into(), "required".into()),
         ("customer_update[address]".into(), "auto".into()),
         ("customer_update[name]".into(), "auto".into()),
-        (
-            "success_url".into(),
-            format!("{public}/checkout/success?session_id={{CHECKOUT_SESSION_ID}}"),
-        ),
-        ("cancel_url".into(), format!("{public}/checkout/cancel")),
+        ("success_url".into(), returns.success_url.clone()),
+        ("cancel_url".into(), returns.cancel_url.clone()),
     ];
+    if let Some(locale) = crate::domain::checkout_locale(locale) {
+        form.push(("locale".into(), locale.to_owned()));
+    }
     let price_data = |form: &mut Form| {
+        if let Some(description) = &sale.description {
+            form.push((
+                "line_items[0][price_data][product_data][description]".into(),
+                description.clone(),
+            ));
+        }
         form.extend([
             (
                 "line_items[0][price_data][currency]".into(),
@@ -600,7 +706,7 @@ pub async fn create_session(
             ] {
                 form.push((key.into(), value.to_owned()));
             }
-            match &plan.provider_price_id {
+            match &sale.provider_price_id {
                 Some(price) => form.push(("line_items[0][price]".into(), price.clone())),
                 None => {
                     price_data(&mut form);
@@ -617,7 +723,10 @@ pub async fn create_session(
         }
         _ => {
             form.push(("mode".into(), "payment".into()));
-            price_data(&mut form);
+            match &sale.provider_price_id {
+                Some(price) => form.push(("line_items[0][price]".into(), price.clone())),
+                None => price_data(&mut form),
+            }
             form.extend([
                 ("invoice_creation[enabled]".into(), "true".into()),
                 (
@@ -636,20 +745,126 @@ pub async fn create_session(
         .post("/v1/checkout/sessions", form, &key)
         .await
         .map_err(provider_error)?;
-    let (Some(id), Some(url)) = (created["id"].as_str(), created["url"].as_str()) else {
-        return Err(ApiError::Internal(
-            "a checkout session without an id or url".into(),
-        ));
-    };
+    let (id, url) = session_of(&created)?;
     // Kept before the URL is given out: a session's webhook always finds it.
     match records::write::<CheckoutSession>(
         billing.store.as_ref(),
-        records::put(id, session, Expect::Any),
+        records::put(&id, session, Expect::Any),
     )
     .await?
     {
-        Written::Stored(_) => Ok((id.to_owned(), url.to_owned())),
+        Written::Stored(_) => Ok((id, url)),
         Written::Refused(refused) => Err(refused.into()),
         Written::Deleted => Err(ApiError::Internal("a session put answered deleted".into())),
+    }
+}
+
+/// A checkout session of the account and where it stands.
+pub struct SessionState {
+    /// The session as creditd created it.
+    pub session: CheckoutSession,
+    /// Where it stands.
+    pub status: crate::domain::checkout::SessionStatus,
+    /// Its grant's transaction, once granted.
+    pub transaction: Option<ledger::Transaction>,
+}
+
+/// Where the account's checkout session `session_id` stands: what creditd
+/// applied of it, else what the provider says of it.
+pub async fn status(
+    billing: &Billing,
+    payments: &Payments,
+    account: &AccountId,
+    session_id: &str,
+) -> Result<SessionState, ApiError> {
+    use crate::domain::checkout::{AtProvider, Held, settled, unsettled};
+    let store = billing.store.as_ref();
+    let session = records::get::<CheckoutSession>(store, session_id)
+        .await?
+        .filter(|doc| doc.body.account == account.as_str())
+        .ok_or(BillingError::CheckoutSessionNotFound)?
+        .body;
+    let transaction = granted(billing, account, session_id, &session).await?;
+    let held = Held {
+        granted: transaction.is_some(),
+        card_saved: session.settled == Some(Settled::CardSaved),
+        payment_failed: session.settled == Some(Settled::PaymentFailed),
+    };
+    let status = match settled(held) {
+        Some(status) => status,
+        None => {
+            let remote = payments
+                .provider
+                .get(&format!("/v1/checkout/sessions/{session_id}"))
+                .await
+                .map_err(provider_error)?;
+            let at_provider = AtProvider::read(
+                remote["status"].as_str().unwrap_or(""),
+                remote["payment_status"].as_str().unwrap_or(""),
+            )
+            .ok_or_else(|| provider_error(remote.unreadable("a checkout session's status")))?;
+            unsettled(at_provider)
+        }
+    };
+    Ok(SessionState {
+        session,
+        status,
+        transaction: transaction.flatten(),
+    })
+}
+
+/// The grant a session made, when it made one: `Some(Some(tx))` with its
+/// transaction, `Some(None)` for a plan whose subscription opened but whose
+/// first grant is no longer to be found (the plan changed since), `None`
+/// before.
+async fn granted(
+    billing: &Billing,
+    account: &AccountId,
+    session_id: &str,
+    session: &CheckoutSession,
+) -> Result<Option<Option<ledger::Transaction>>, ApiError> {
+    let store = billing.store.as_ref();
+    match session.purchase {
+        Purchase::Setup => Ok(None),
+        Purchase::Package | Purchase::Topup => {
+            let external = ledger::ExternalId::parse(&format!("checkout:{session_id}"))
+                .map_err(|_| ApiError::Internal("a session id that is no external id".into()))?;
+            Ok(store.external(account.clone(), external).await?.map(Some))
+        }
+        Purchase::Plan => {
+            let filter = records::RecordFilter::Equals {
+                name: "account".into(),
+                value: account.as_str().to_owned(),
+            };
+            let links =
+                records::list_all::<super::subscriptions::PaymentSubscription>(store, filter)
+                    .await?;
+            let Some(link) = links
+                .into_iter()
+                .find(|doc| doc.body.checkout_session == session_id)
+            else {
+                return Ok(None);
+            };
+            let Some(current) =
+                records::get::<crate::subscription::Subscription>(store, account.as_str()).await?
+            else {
+                return Ok(None);
+            };
+            let Some(provider) = current
+                .body
+                .provider
+                .as_ref()
+                .filter(|p| p.subscription == link.id)
+            else {
+                return Ok(None);
+            };
+            let start = ledger::Timestamp::from_micros(
+                provider
+                    .billing_start_micros
+                    .unwrap_or(current.body.period_start_micros),
+            );
+            let external = crate::subscription::period_external_id(&link.body.plan_id, start);
+            Ok(Some(store.external(account.clone(), external).await?))
+        }
     }
 }

@@ -31,6 +31,10 @@ pub struct PaymentsConfig {
     pub public_url: String,
     /// `STRIPE_API_BASE`: Stripe's API, or a local server in tests.
     pub api_base: String,
+    /// `CREDITD_CHECKOUT_RETURN_ORIGINS`: origins besides the public URL's
+    /// that a checkout request may name as its return URLs
+    /// (`https://shop.example.com`).
+    pub return_origins: Vec<String>,
 }
 
 /// Payments as the server runs them: the provider and its webhook secret.

@@ -23,6 +23,9 @@ pub enum PaymentError {
         /// The object the error is about (a payment intent), if given.
         object: Option<Value>,
     },
+    /// The provider answered success with a body creditd cannot read (not
+    /// JSON, or without a field it must hold); what it did is unknown.
+    Unreadable(String),
 }
 
 impl std::fmt::Display for PaymentError {
@@ -30,6 +33,12 @@ impl std::fmt::Display for PaymentError {
         match self {
             PaymentError::Unavailable(detail) => {
                 write!(f, "the payment provider is unavailable: {detail}")
+            }
+            PaymentError::Unreadable(detail) => {
+                write!(
+                    f,
+                    "the payment provider's answer could not be read: {detail}"
+                )
             }
             PaymentError::Refused {
                 status,
@@ -43,6 +52,46 @@ impl std::fmt::Display for PaymentError {
                 code.as_deref().map(|c| format!(" {c}")).unwrap_or_default()
             ),
         }
+    }
+}
+
+/// A provider's successful answer: its JSON body, and the provider's id of
+/// the request (Stripe's `Request-Id`), which support asks for when an
+/// answer cannot be read. Reads as the body.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Reply {
+    /// The body.
+    pub body: Value,
+    /// The provider's id of the request, when it sent one.
+    pub request_id: Option<String>,
+}
+
+impl Reply {
+    /// A reply of `body` with no request id.
+    pub fn of(body: Value) -> Reply {
+        Reply {
+            body,
+            request_id: None,
+        }
+    }
+
+    /// The error for a reply missing what it must hold (`what`), logged
+    /// with the provider's request id.
+    pub fn unreadable(&self, what: &str) -> PaymentError {
+        tracing::warn!(
+            request_id = self.request_id.as_deref().unwrap_or("none"),
+            what,
+            "the payment provider answered success with a body creditd cannot read"
+        );
+        PaymentError::Unreadable(what.to_owned())
+    }
+}
+
+impl std::ops::Deref for Reply {
+    type Target = Value;
+
+    fn deref(&self) -> &Value {
+        &self.body
     }
 }
 
@@ -60,8 +109,8 @@ pub trait PaymentProvider: Send + Sync + 'static {
         path: &'a str,
         form: Form,
         idempotency_key: &'a str,
-    ) -> BoxFuture<'a, Result<Value, PaymentError>>;
+    ) -> BoxFuture<'a, Result<Reply, PaymentError>>;
 
     /// GETs `path` (`/v1/checkout/sessions/cs_…`).
-    fn get<'a>(&'a self, path: &'a str) -> BoxFuture<'a, Result<Value, PaymentError>>;
+    fn get<'a>(&'a self, path: &'a str) -> BoxFuture<'a, Result<Reply, PaymentError>>;
 }

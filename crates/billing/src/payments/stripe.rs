@@ -8,7 +8,7 @@ use serde_json::Value;
 use server::Secret;
 use store::BoxFuture;
 
-use super::provider::{Form, PaymentError, PaymentProvider};
+use super::provider::{Form, PaymentError, PaymentProvider, Reply};
 
 /// The API version every request pins, so that Stripe's answers keep the
 /// shape this code reads.
@@ -47,7 +47,7 @@ impl Stripe {
         path: &str,
         form: Option<&Form>,
         idempotency_key: Option<&str>,
-    ) -> Result<Value, PaymentError> {
+    ) -> Result<Reply, PaymentError> {
         let url = format!("{}{path}", self.base);
         let body = form.map(|f| serde_urlencoded::to_string(f).unwrap_or_default());
         let mut last = String::new();
@@ -88,15 +88,39 @@ impl Stripe {
                 .get("stripe-should-retry")
                 .and_then(|v| v.to_str().ok())
                 .map(|v| v == "true");
+            let request_id = response
+                .headers()
+                .get("request-id")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
             let value: Value = match response.json().await {
                 Ok(value) => value,
+                // A success creditd cannot read may have done something at
+                // Stripe: sending it again would only repeat the answer.
+                Err(_) if (200..300).contains(&status) => {
+                    return Err(Reply {
+                        body: Value::Null,
+                        request_id,
+                    }
+                    .unreadable("a body that is not JSON"));
+                }
                 Err(_) => {
                     last = format!("{status} with a body that is not JSON");
                     continue;
                 }
             };
             if (200..300).contains(&status) {
-                return Ok(value);
+                if !value.is_object() {
+                    return Err(Reply {
+                        body: value,
+                        request_id,
+                    }
+                    .unreadable("a body that is not a JSON object"));
+                }
+                return Ok(Reply {
+                    body: value,
+                    request_id,
+                });
             }
             if should_retry == Some(true)
                 || (should_retry.is_none() && (status == 429 || status >= 500 || status == 409))
@@ -123,7 +147,7 @@ impl PaymentProvider for Stripe {
         path: &'a str,
         form: Form,
         idempotency_key: &'a str,
-    ) -> BoxFuture<'a, Result<Value, PaymentError>> {
+    ) -> BoxFuture<'a, Result<Reply, PaymentError>> {
         Box::pin(async move {
             self.call(
                 reqwest::Method::POST,
@@ -135,7 +159,7 @@ impl PaymentProvider for Stripe {
         })
     }
 
-    fn get<'a>(&'a self, path: &'a str) -> BoxFuture<'a, Result<Value, PaymentError>> {
+    fn get<'a>(&'a self, path: &'a str) -> BoxFuture<'a, Result<Reply, PaymentError>> {
         Box::pin(async move { self.call(reqwest::Method::GET, path, None, None).await })
     }
 }

@@ -257,6 +257,7 @@ async fn enter(
                     period_end_micros: end.micros(),
                     cancel_at_period_end: doc.body.cancel_at_period_end,
                     provider: link(start),
+                    entered_micros: None,
                 };
                 (next, at.end.min(start), "renewed")
             }
@@ -278,6 +279,7 @@ async fn enter(
                     period_end_micros: end.micros(),
                     cancel_at_period_end: doc.body.cancel_at_period_end,
                     provider: link(billed),
+                    entered_micros: None,
                 };
                 // Once the provider's period has rolled over, the renewal on
                 // its way grants the plan the account is on then: a grant now
@@ -316,7 +318,8 @@ async fn enter(
                         start,
                         end,
                     },
-                );
+                )
+                .entered_at(now);
                 next.provider = link(start);
                 (next, now, "subscribed")
             }

@@ -187,7 +187,7 @@ async fn pay(
         }
         // Not known: the attempt stays pending, asked about again later
         // under the same key, which finds the payment if it was made.
-        Err(error @ PaymentError::Unavailable(_)) => {
+        Err(error @ (PaymentError::Unavailable(_) | PaymentError::Unreadable(_))) => {
             keep_pending(billing, account, attempt, None).await?;
             Err(provider_error(error))
         }

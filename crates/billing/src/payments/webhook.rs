@@ -10,7 +10,7 @@ use store::records::{self, Expect, Kind, Lookup, RecordWrite, Written};
 use store::{Command, Executed, Op, Refused};
 
 use super::Payments;
-use super::checkout::CheckoutSession;
+use super::checkout::{CheckoutSession, Settled};
 use crate::Billing;
 use crate::domain::signature;
 use crate::error::BillingError;
@@ -106,6 +106,11 @@ pub async fn receive(
                     .map(|doc| doc.body.account),
                 None => None,
             };
+            if account.is_some()
+                && let Some(session) = object["id"].as_str()
+            {
+                settle(billing, session, Settled::PaymentFailed).await?;
+            }
             let outcome = if account.is_some() {
                 "payment_failed"
             } else {
@@ -236,6 +241,25 @@ async fn keep(billing: &Billing, id: &str, event: &PaymentEvent) -> Result<(), A
     }
 }
 
+/// Notes on a session's record what became of it, for its status; once is
+/// enough, and a later word does not undo a card saved.
+async fn settle(billing: &Billing, session_id: &str, settled: Settled) -> Result<(), ApiError> {
+    let next = |session: &CheckoutSession| {
+        (session.settled.is_none()).then(|| CheckoutSession {
+            settled: Some(settled),
+            ..session.clone()
+        })
+    };
+    match records::update(billing.store.as_ref(), session_id, UPDATE_ATTEMPTS, next).await? {
+        records::Updated::Refused(refused) => Err(refused.into()),
+        records::Updated::Changed(_) | records::Updated::Unchanged => Ok(()),
+    }
+}
+
+/// How often a session's record is read and written again when another
+/// write got in first.
+const UPDATE_ATTEMPTS: usize = 8;
+
 /// A checkout session paid: its credits granted once, by the session's id,
 /// with the event's record written in the same transaction.
 async fn checkout_paid(
@@ -271,6 +295,7 @@ async fn checkout_paid(
             return Ok(event.outcome);
         };
         super::checkout::save_card(billing, payments, &account, intent).await?;
+        settle(billing, session_id, Settled::CardSaved).await?;
         let (id, event) = event_record(id, kind, Some(&ours.account), session, "card_saved", now);
         keep(billing, &id, &event).await?;
         return Ok(event.outcome);

@@ -13,6 +13,7 @@ async fn objects_of(app: &TestApp, account: &str) -> Vec<(&'static str, String)>
         ("account_id", account.to_owned()),
         ("plan_id", "basic".to_owned()),
         ("package_id", "p100".to_owned()),
+        ("session_id", "cs_test_none".to_owned()),
     ]
 }
 
@@ -45,7 +46,7 @@ billing_test! {
             .iter()
             .map(|route| (route.method.clone(), route.path, route.access))
             .collect();
-        assert_eq!(table.len(), 22);
+        assert_eq!(table.len(), 23);
         // Every one of them is in the app's table.
         let all = server::routes::table(&app.state, app.capabilities());
         for route in &table {

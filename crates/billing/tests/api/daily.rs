@@ -1,7 +1,7 @@
 //! The daily reward: once a UTC day, however often and however concurrently it is claimed.
 
 use reqwest::{Method, StatusCode};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::support::*;
 
@@ -58,8 +58,8 @@ billing_test! {
         assert_eq!(first.body["granted"], true);
         assert_eq!(first.body["grant"]["amount"], "5");
         assert_eq!(first.body["grant"]["source"], "daily_reward");
-        // A day's reward lasts until the end of the day it was claimed.
-        assert_eq!(first.body["grant"]["expires_at"], at(TO_MIDNIGHT));
+        // By default a day's reward never expires: the balance accumulates.
+        assert_eq!(first.body["grant"]["expires_at"], Value::Null);
         assert_eq!(first.body["next_claim_at"], at(TO_MIDNIGHT));
         assert!(first.headers.get("idempotent-replayed").is_none());
 
@@ -126,20 +126,44 @@ billing_test! {
         let status = app.get("/v1/accounts/u/daily-reward").await;
         assert_eq!(status.body["claimed"], false, "{status:?}");
         assert_eq!(status.body["next_claim_at"], at(TO_MIDNIGHT));
-        // Yesterday's 5 expired at midnight.
-        assert_eq!(app.available("u").await, "0");
+        // Yesterday's 5 are still there: rewards accumulate.
+        assert_eq!(app.available("u").await, "5");
         let next = claim(&app, "u").await;
         assert_eq!(next.status, StatusCode::CREATED, "{next:?}");
-        assert_eq!(app.available("u").await, "5");
-        // Three days away, then back: one reward, not three.
+        assert_eq!(app.available("u").await, "10");
+        // Three days away, then back: one more reward, not three.
         app.clock.advance_secs(3 * 24 * HOUR + 2 * HOUR);
         assert_eq!(claim(&app, "u").await.status, StatusCode::CREATED);
         assert_eq!(claim(&app, "u").await.status, StatusCode::OK);
-        assert_eq!(app.available("u").await, "5");
+        assert_eq!(app.available("u").await, "15");
         let grants = app
             .get("/v1/accounts/u/transactions?type=grant&limit=10")
             .await;
         assert_eq!(grants.body["data"].as_array().unwrap().len(), 3);
+        app.assert_verified().await;
+    }
+}
+
+billing_test! {
+    #[tokio::test]
+    async fn a_reward_set_to_expire_after_a_day_is_gone_at_midnight(app) {
+        let set = app
+            .send(
+                Method::PATCH,
+                "/v1/settings/credits",
+                Some(json!({"daily_reward": {"enabled": true, "amount": "5", "expire_days": 1}})),
+            )
+            .await;
+        assert_eq!(set.status, StatusCode::OK, "{set:?}");
+        app.account_with("u", "0").await;
+        let first = claim(&app, "u").await;
+        assert_eq!(first.body["grant"]["expires_at"], at(TO_MIDNIGHT));
+        app.clock.advance_secs(TO_MIDNIGHT - 1);
+        assert_eq!(app.available("u").await, "5");
+        app.clock.advance_secs(1);
+        assert_eq!(app.available("u").await, "0");
+        assert_eq!(claim(&app, "u").await.status, StatusCode::CREATED);
+        assert_eq!(app.available("u").await, "5");
         app.assert_verified().await;
     }
 }

@@ -5,6 +5,7 @@
 mod support;
 
 mod access;
+mod checkout;
 mod daily;
 mod openapi;
 mod packages;

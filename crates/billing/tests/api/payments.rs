@@ -27,6 +27,7 @@ pub(crate) fn with_stripe(base: String) -> testkit::app::Plugins {
             webhook_secret: Secret::new(WEBHOOK_SECRET.into()),
             public_url: "https://app.example.com".into(),
             api_base: base.clone(),
+            return_origins: vec!["https://shop.example.org".into()],
         });
         let billing = Arc::new(
             Billing::new(store, clock, env)
@@ -523,6 +524,17 @@ pub(crate) async fn save_card(app: &TestApp, stripe: &FakeStripe, account: &str)
         )
         .await;
     let session = reply.body["session_id"].as_str().unwrap().to_owned();
+    complete_setup(app, stripe, account, &session).await;
+}
+
+/// Completes the setup `session` at Stripe with a visa card, and delivers
+/// its event.
+pub(crate) async fn complete_setup(
+    app: &TestApp,
+    stripe: &FakeStripe,
+    account: &str,
+    session: &str,
+) {
     stripe.set(
         "pm_test_topup",
         json!({"card": {"brand": "visa", "last4": "4242",
@@ -533,10 +545,10 @@ pub(crate) async fn save_card(app: &TestApp, stripe: &FakeStripe, account: &str)
         json!({"payment_method": "pm_test_topup", "status": "succeeded"}),
     );
     stripe.set(
-        &session,
+        session,
         json!({"status": "complete", "setup_intent": "seti_test_topup"}),
     );
-    let object = stripe.object(&session).unwrap();
+    let object = stripe.object(session).unwrap();
     let (_, answer) = deliver(
         app,
         &event(

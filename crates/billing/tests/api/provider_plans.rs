@@ -20,7 +20,18 @@ fn bound(n: i64) -> i64 {
     START.micros() / 1_000_000 + n * PERIOD
 }
 
-async fn plans(app: &TestApp) {
+async fn plans(app: &TestApp, stripe: &FakeStripe) {
+    for (price, amount) in [
+        ("price_basic", 2000),
+        ("price_pro", 5000),
+        ("price_team", 3000),
+    ] {
+        stripe.set(
+            price,
+            json!({"unit_amount": amount, "currency": "usd", "type": "recurring",
+                   "recurring": {"interval": "month", "interval_count": 1}}),
+        );
+    }
     plan(
         app,
         "basic",
@@ -96,7 +107,7 @@ async fn subscription(app: &TestApp, account: &str) -> Value {
 #[tokio::test]
 async fn a_subscriptions_life_through_stripe() {
     each_store(async |app, stripe| {
-        plans(&app).await;
+        plans(&app, &stripe).await;
         app.account_with("acme", "0").await;
 
         // Checkout: a subscription-mode session for the plan's price.
@@ -276,7 +287,7 @@ async fn a_subscriptions_life_through_stripe() {
 #[tokio::test]
 async fn moving_back_and_forth_within_a_period_grants_each_plan_once() {
     each_store(async |app, stripe| {
-        plans(&app).await;
+        plans(&app, &stripe).await;
         app.account_with("acme", "0").await;
         let session = bought(&app, &stripe, "acme", "basic", "sub_acme").await;
         outcome(&app, "evt_c", "checkout.session.completed", session).await;
@@ -312,7 +323,7 @@ async fn moving_back_and_forth_within_a_period_grants_each_plan_once() {
 #[tokio::test]
 async fn a_second_subscription_for_one_account_is_not_followed() {
     each_store(async |app, stripe| {
-        plans(&app).await;
+        plans(&app, &stripe).await;
         app.account_with("acme", "0").await;
         // Two plan checkouts opened before either was paid.
         let first = bought(&app, &stripe, "acme", "basic", "sub_one").await;
@@ -349,7 +360,7 @@ async fn reconcile(app: &TestApp) -> usize {
 #[tokio::test]
 async fn a_late_subscription_is_asked_about_when_its_events_never_come() {
     each_store(async |app, stripe| {
-        plans(&app).await;
+        plans(&app, &stripe).await;
         app.account_with("acme", "0").await;
         let session = bought(&app, &stripe, "acme", "basic", "sub_acme").await;
         outcome(&app, "evt_c", "checkout.session.completed", session).await;
@@ -397,7 +408,7 @@ async fn a_late_subscription_is_asked_about_when_its_events_never_come() {
 #[tokio::test]
 async fn a_change_before_the_renewal_is_paid_and_late_events_keep_the_periods_right() {
     each_store(async |app, stripe| {
-        plans(&app).await;
+        plans(&app, &stripe).await;
         app.account_with("acme", "0").await;
         let session = bought(&app, &stripe, "acme", "basic", "sub_acme").await;
         outcome(&app, "evt_c", "checkout.session.completed", session).await;
@@ -456,7 +467,7 @@ async fn a_change_before_the_renewal_is_paid_and_late_events_keep_the_periods_ri
 #[tokio::test]
 async fn a_change_made_at_stripe_for_the_next_period_is_renewed_on_the_new_plan() {
     each_store(async |app, stripe| {
-        plans(&app).await;
+        plans(&app, &stripe).await;
         app.account_with("acme", "0").await;
         let session = bought(&app, &stripe, "acme", "basic", "sub_acme").await;
         outcome(&app, "evt_c", "checkout.session.completed", session).await;
@@ -489,7 +500,7 @@ async fn a_change_made_at_stripe_for_the_next_period_is_renewed_on_the_new_plan(
 #[tokio::test]
 async fn an_invoice_before_its_checkout_ends_as_in_order() {
     each_store(async |app, stripe| {
-        plans(&app).await;
+        plans(&app, &stripe).await;
         for account in ["first", "second"] {
             app.account_with(account, "0").await;
         }
@@ -546,7 +557,7 @@ async fn an_invoice_before_its_checkout_ends_as_in_order() {
 #[tokio::test]
 async fn a_subscription_creditd_never_sold_grants_nothing() {
     each_store(async |app, stripe| {
-        plans(&app).await;
+        plans(&app, &stripe).await;
         app.account_with("acme", "0").await;
         // A subscription made elsewhere, whose metadata names the account.
         stripe.set(

@@ -208,16 +208,20 @@ billing_test! {
         subscribe(&app, "u", "small").await;
         app.clock.advance_secs(10 * DAY);
         app.post("/v1/accounts/u/consume", json!({"amount": "30"})).await;
+        app.clock.advance_secs(1);
         let moved = subscribe(&app, "u", "big").await;
-        assert_eq!(moved["current_period"]["start"], at(10 * DAY));
+        assert_eq!(moved["current_period"]["start"], at(10 * DAY + 1));
         assert_eq!(moved["current_period"]["granted"], "1000");
+        // What was spent on the small plan is not the big plan's usage.
+        assert_eq!(moved["current_period"]["used"], "0");
         assert_eq!(held_by(&app, "u", "subscription").await, "1000");
-        // The purchase of 7 burnt first (older), then 23 of the small plan's.
-        assert_eq!(held_by(&app, "u", "purchase").await, "0");
+        // The 30 came from the small plan's credits; the purchase of 7, older,
+        // burns after the plan's and is still there.
+        assert_eq!(held_by(&app, "u", "purchase").await, "7");
         // Subscribing again to the same plan changes nothing.
         let again = subscribe(&app, "u", "big").await;
         assert_eq!(again, moved);
-        assert_eq!(app.available("u").await, "1000");
+        assert_eq!(app.available("u").await, "1007");
         app.assert_verified().await;
     }
 }
@@ -250,6 +254,88 @@ billing_test! {
             "subscription_not_found"
         );
         assert_eq!(app.available("u").await, "0");
+        app.assert_verified().await;
+    }
+}
+
+billing_test! {
+    #[tokio::test]
+    async fn a_move_onto_a_plan_counts_only_what_is_spent_after_it(app) {
+        plan(&app, "free", json!({"name": "Free", "credits": "1000", "interval": "month"})).await;
+        plan(
+            &app,
+            "pro",
+            json!({"name": "Pro", "credits": "5000", "interval": "month",
+                   "price": {"amount": 2000, "currency": "usd"},
+                   "overage": {"unit_price": "1", "currency": "usd"}}),
+        )
+        .await;
+        app.account_with("u", "0").await;
+        subscribe(&app, "u", "free").await;
+        app.clock.advance_secs(10 * DAY);
+        let spent = app.post("/v1/accounts/u/consume", json!({"amount": "500"})).await;
+        assert_eq!(spent.status, StatusCode::OK, "{spent:?}");
+        app.clock.advance_secs(60);
+        // Pro, keeping the billing day the account opened with: its period
+        // began ten days ago, but the account moved onto it only now.
+        let moved = app
+            .send(
+                Method::PUT,
+                "/v1/accounts/u/subscription",
+                Some(json!({"plan_id": "pro", "anchor": at(0)})),
+            )
+            .await;
+        assert_eq!(moved.status, StatusCode::OK, "{moved:?}");
+        let period = &moved.body["current_period"];
+        assert_eq!(period["start"], at(0));
+        assert_eq!(period["used"], "0", "{period}");
+        assert_eq!(period["overage_credits"], "0", "{period}");
+        assert_eq!(period["overage_due"], json!({"amount": 0, "currency": "usd"}));
+
+        // What it spends now is Pro's.
+        app.clock.advance_secs(60);
+        app.post("/v1/accounts/u/consume", json!({"amount": "5200"})).await;
+        let sub = app.get("/v1/accounts/u/subscription").await;
+        let period = &sub.body["current_period"];
+        assert_eq!(period["used"], "5200", "{period}");
+        assert_eq!(period["overage_credits"], "200", "{period}");
+        assert_eq!(period["overage_due"], json!({"amount": 200, "currency": "usd"}));
+        app.assert_verified().await;
+    }
+}
+
+billing_test! {
+    /// Bought credits are the customer's own money: a plan's credits burn
+    /// before them, so nothing bought is spent while a plan's credits wait
+    /// to expire or to pass a rollover cap.
+    #[tokio::test]
+    async fn purchased_credits_burn_after_the_plans_on_rollover_and_reset(app) {
+        plan(
+            &app,
+            "daily_rollover",
+            json!({"name": "Rollover", "credits": "100", "interval": "day",
+                   "allocation": "rollover", "rollover_cap": "150"}),
+        )
+        .await;
+        plan(&app, "daily_reset", json!({"name": "Reset", "credits": "100", "interval": "day"}))
+            .await;
+        for (account, plan_id, due) in [("r", "daily_rollover", "290"), ("s", "daily_reset", "150")] {
+            // 50 bought before the plan, then 30 spent a day.
+            app.account_with(account, "50").await;
+            app.clock.advance_secs(1);
+            subscribe(&app, account, plan_id).await;
+            for day in 0..2 {
+                let spent = app
+                    .post(&format!("/v1/accounts/{account}/consume"), json!({"amount": "30"}))
+                    .await;
+                assert_eq!(spent.status, StatusCode::OK, "{spent:?}");
+                assert_eq!(held_by(&app, account, "purchase").await, "50", "day {day}");
+                app.clock.advance_secs(DAY);
+                assert!(renew(&app).await >= 1, "day {day}");
+            }
+            assert_eq!(held_by(&app, account, "purchase").await, "50", "{plan_id}");
+            assert_eq!(app.available(account).await, due, "{plan_id}");
+        }
         app.assert_verified().await;
     }
 }

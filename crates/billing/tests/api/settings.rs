@@ -12,8 +12,8 @@ use store::{Clock, Store};
 use crate::support::*;
 
 /// Billing as a server started with `CREDITD_SIGNUP_BONUS_ENABLED=true`,
-/// `CREDITD_SIGNUP_BONUS_AMOUNT=50`, `CREDITD_SIGNUP_BONUS_EXPIRE_DAYS=30`
-/// and `CREDITD_ALLOW_FREE_USER_PURCHASE=true`.
+/// `CREDITD_SIGNUP_BONUS_AMOUNT=50`, `CREDITD_SIGNUP_BONUS_EXPIRE_DAYS=30`,
+/// `CREDITD_DAILY_EXPIRE_DAYS=2` and `CREDITD_ALLOW_FREE_USER_PURCHASE=true`.
 fn bonus_env(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Plugged {
     with_env(
         store,
@@ -22,6 +22,7 @@ fn bonus_env(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Plugged {
             signup_bonus_enabled: Some(true),
             signup_bonus_amount: Some(Amount::credits(50)),
             signup_bonus_expire_days: Some(30),
+            daily_expire_days: Some(2),
             allow_free_user_purchase: Some(true),
             ..EnvSettings::default()
         },
@@ -42,11 +43,13 @@ billing_test! {
         assert_eq!(got.status, StatusCode::OK, "{got:?}");
         let body = got.body;
         assert_eq!(body["signup_bonus"], json!({"enabled": false, "amount": "0", "expire_days": null}));
-        assert_eq!(body["daily_reward"], json!({"enabled": false, "amount": "0", "expire_days": 1}));
+        assert_eq!(body["daily_reward"], json!({"enabled": false, "amount": "0", "expire_days": null}));
         assert_eq!(body["allow_free_user_purchase"], false);
         assert_eq!(body["default_plan"], Value::Null);
         assert_eq!(body["priorities"]["daily_reward"], 10);
-        assert_eq!(body["priorities"]["purchase"], 50);
+        assert_eq!(body["priorities"]["purchase"], 90);
+        assert_eq!(body["priorities"]["auto_topup"], 90);
+        assert_eq!(body["priorities"]["admin"], 50);
         let sources = body["sources"].as_object().unwrap();
         assert!(sources.values().all(|s| s == "default"), "{sources:?}");
         // No bonus: a new account opens empty.
@@ -64,6 +67,8 @@ billing_test! {
         assert_eq!(got["sources"]["signup_bonus.amount"], "env");
         assert_eq!(got["sources"]["signup_bonus.expire_days"], "env");
         assert_eq!(got["sources"]["daily_reward.amount"], "default");
+        assert_eq!(got["daily_reward"]["expire_days"], 2);
+        assert_eq!(got["sources"]["daily_reward.expire_days"], "env");
 
         let opened = app.post("/v1/accounts", json!({"id": "first"})).await;
         assert_eq!(opened.status, StatusCode::CREATED, "{opened:?}");
@@ -197,7 +202,7 @@ billing_test! {
     /// Daily rewards first, then what expires soonest, then what never
     /// expires, whatever the source, with no priority set anywhere.
     #[tokio::test]
-    async fn by_default_expiry_decides_the_burn_order(app) with bonus_env {
+    async fn by_default_expiry_decides_the_burn_order_and_purchases_burn_last(app) with bonus_env {
         plan(&app, "weekly", json!({"name": "Weekly", "credits": "10", "interval": "week",
                                     "credits_expire_at_period_end": true})).await;
         patch(&app, json!({"daily_reward": {"enabled": true, "amount": "10"}})).await;
@@ -235,8 +240,10 @@ billing_test! {
             ("5", [("admin", "10"), ("daily_reward", "5"), ("purchase", "10"), ("signup_bonus", "50"), ("subscription", "10")]),
             ("10", [("admin", "10"), ("daily_reward", "0"), ("purchase", "10"), ("signup_bonus", "50"), ("subscription", "5")]),
             ("45", [("admin", "10"), ("daily_reward", "0"), ("purchase", "10"), ("signup_bonus", "10"), ("subscription", "0")]),
-            ("15", [("admin", "10"), ("daily_reward", "0"), ("purchase", "5"), ("signup_bonus", "0"), ("subscription", "0")]),
-            ("10", [("admin", "5"), ("daily_reward", "0"), ("purchase", "0"), ("signup_bonus", "0"), ("subscription", "0")]),
+            // The purchase expires, the admin credits never do; the
+            // purchase, the customer's own money, burns last all the same.
+            ("15", [("admin", "5"), ("daily_reward", "0"), ("purchase", "10"), ("signup_bonus", "0"), ("subscription", "0")]),
+            ("10", [("admin", "0"), ("daily_reward", "0"), ("purchase", "5"), ("signup_bonus", "0"), ("subscription", "0")]),
         ];
         for (amount, expected) in steps {
             let spent = app.post("/v1/accounts/u/consume", json!({"amount": amount})).await;

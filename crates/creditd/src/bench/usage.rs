@@ -140,8 +140,14 @@ pub async fn measure(url: &str, calls: usize, runs: usize) -> anyhow::Result<Usa
     let mut buckets = 0;
     for _ in 0..runs {
         let began = Instant::now();
-        let read =
-            gateway::usage::buckets(store.as_ref(), &account, start, to, GroupBy::Model).await?;
+        let read = gateway::usage::buckets(
+            store.as_ref(),
+            &account,
+            start,
+            to,
+            store::usage::SumBy::Model,
+        )
+        .await?;
         let (groups, total) = gateway::usage::group(&read, GroupBy::Model);
         took.push(began.elapsed());
         anyhow::ensure!(

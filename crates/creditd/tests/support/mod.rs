@@ -8,7 +8,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-pub const KEY: &str = "durability-key";
+pub const KEY: &str = "cd_admin_durability0123456789abcdef0123456789";
 
 /// The binary under test.
 pub fn creditd() -> Command {

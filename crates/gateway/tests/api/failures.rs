@@ -303,3 +303,46 @@ gateway_test! {
         assert_eq!(recorded[0]["outcome"], "ok");
     }
 }
+
+#[tokio::test]
+async fn an_upstream_without_a_key_is_never_called_unless_declared_keyless() {
+    let without_keys = |config: &mut gateway::GatewayConfig| {
+        for upstream in config.upstreams.values_mut() {
+            upstream.api_key = None;
+        }
+    };
+    each_store(without_keys, async |app, upstream| {
+        price(&app, "gpt-test", "openai").await;
+        let key = customer(&app, "acme", "10").await;
+        let (status, text) =
+            call(&app, &key, "/v1/chat/completions", chat("gpt-test", false)).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{text}");
+        let error: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(error["error"]["code"], "upstream_not_configured");
+        let message = error["error"]["message"].as_str().unwrap();
+        assert!(message.contains("CREDITD_UPSTREAM_API_KEY"), "{message}");
+        assert!(
+            upstream.requests().is_empty(),
+            "the upstream was called without a key"
+        );
+        assert_eq!(app.available("acme").await, "10");
+        assert!(calls(&app, "acme").await.is_empty());
+    })
+    .await;
+    // A local model server needs none: declared keyless, it is called without one.
+    let keyless = |config: &mut gateway::GatewayConfig| {
+        without_keys(config);
+        config.upstreams.get_mut("openai").unwrap().keyless = true;
+    };
+    each_store(keyless, async |app, upstream| {
+        price(&app, "gpt-test", "openai").await;
+        let key = customer(&app, "acme", "10").await;
+        let (status, text) =
+            call(&app, &key, "/v1/chat/completions", chat("gpt-test", false)).await;
+        assert_eq!(status, StatusCode::OK, "{text}");
+        let seen = upstream.requests();
+        assert_eq!(seen.len(), 1);
+        assert_eq!(seen[0].authorization, None);
+    })
+    .await;
+}

@@ -24,6 +24,7 @@ pub fn config(upstream: &str, backup: Option<&str>) -> GatewayConfig {
             wire: gateway::domain::Wire::Openai,
             base_url: format!("{upstream}/v1"),
             api_key: Some(Secret::new(UPSTREAM_KEY.into())),
+            keyless: false,
         },
     );
     config.upstreams.insert(
@@ -32,6 +33,7 @@ pub fn config(upstream: &str, backup: Option<&str>) -> GatewayConfig {
             wire: gateway::domain::Wire::Anthropic,
             base_url: upstream.to_owned(),
             api_key: Some(Secret::new(UPSTREAM_KEY.into())),
+            keyless: false,
         },
     );
     if let Some(backup) = backup {
@@ -41,6 +43,7 @@ pub fn config(upstream: &str, backup: Option<&str>) -> GatewayConfig {
                 wire: gateway::domain::Wire::Openai,
                 base_url: format!("{backup}/v1"),
                 api_key: Some(Secret::new(UPSTREAM_KEY.into())),
+                keyless: false,
             },
         );
     }

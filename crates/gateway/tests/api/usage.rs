@@ -111,3 +111,58 @@ gateway_test! {
         assert_eq!(ghost.code(), "account_not_found");
     }
 }
+
+gateway_test! {
+    /// Autumn's users track features that cost nothing to see their usage:
+    /// `group_by=feature` sums the account's consumes per feature, free or not.
+    #[tokio::test]
+    async fn usage_is_grouped_by_feature_free_ones_included(app, _upstream) {
+        for (feature, price) in [("search", "0"), ("export", "2.5")] {
+            let put = app
+                .send(Method::PUT, &format!("/v1/features/{feature}"),
+                      Some(json!({"credits_per_unit": price})))
+                .await;
+            assert_eq!(put.status, StatusCode::OK, "{put:?}");
+        }
+        app.account_with("acme", "10").await;
+        for (feature, quantity) in [("search", "5"), ("export", "2"), ("search", "5"), ("search", "1.5")] {
+            let used = app
+                .post("/v1/accounts/acme/consume", json!({"feature": feature, "quantity": quantity}))
+                .await;
+            assert_eq!(used.status, StatusCode::OK, "{used:?}");
+            app.clock.advance_secs(60);
+        }
+        assert_eq!(app.available("acme").await, "5");
+        let summary = app.get("/v1/accounts/acme/usage?group_by=feature").await;
+        assert_eq!(summary.status, StatusCode::OK, "{summary:?}");
+        assert_eq!(summary.body["group_by"], "feature");
+        let groups: Vec<(String, i64, String, String)> = summary.body["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| (
+                g["key"].as_str().unwrap().to_owned(),
+                g["calls"].as_i64().unwrap(),
+                g["quantity"].as_str().unwrap().to_owned(),
+                g["cost"].as_str().unwrap().to_owned(),
+            ))
+            .collect();
+        assert_eq!(groups, vec![
+            ("export".to_owned(), 1, "2".to_owned(), "5".to_owned()),
+            ("search".to_owned(), 3, "11.5".to_owned(), "0".to_owned()),
+        ]);
+        let total = &summary.body["total"];
+        assert_eq!((total["calls"].as_i64(), total["cost"].as_str(), total["quantity"].as_str()),
+                   (Some(4), Some("5"), Some("13.5")), "{total}");
+        // A window before the uses holds none.
+        let before = app
+            .get(&format!(
+                "/v1/accounts/acme/usage?group_by=feature&to={}",
+                testkit::app::START.to_string().replace('+', "%2B")
+            ))
+            .await;
+        assert_eq!(before.body["data"], json!([]), "{before:?}");
+        let bad = app.get("/v1/accounts/acme/usage?group_by=colour").await;
+        assert_eq!(bad.code(), "invalid_request", "{bad:?}");
+    }
+}

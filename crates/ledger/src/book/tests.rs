@@ -955,9 +955,11 @@ fn a_standing_with_nothing_ahead_answers_until_the_end_of_time() {
     assert!(answer.allowed);
     assert!(!standing.check(c(6), t(10 * DAY)).unwrap().unwrap().allowed);
     assert!(matches!(
-        standing.check(c(0), f.now),
+        standing.check(c(-1), f.now),
         Some(Err(Reject::InvalidAmount(_)))
     ));
+    // Zero, a free feature's use, is always allowed.
+    assert!(standing.check(c(0), f.now).unwrap().unwrap().allowed);
 }
 
 fn sourced(amount: i64, source: Source, expires_at: Option<Timestamp>) -> NewGrant {
@@ -982,7 +984,8 @@ impl Fixture {
 }
 
 #[test]
-fn by_default_daily_rewards_burn_first_then_the_soonest_expiry_then_what_never_expires() {
+fn by_default_daily_rewards_burn_first_then_the_soonest_expiry_then_what_never_expires_then_purchases()
+ {
     let mut f = Fixture::new();
     let admin = f.grant_with(sourced(10, Source::Admin, None)).unwrap();
     let purchase = f
@@ -998,12 +1001,17 @@ fn by_default_daily_rewards_burn_first_then_the_soonest_expiry_then_what_never_e
         .grant_with(sourced(10, Source::DailyReward, Some(t(DAY))))
         .unwrap();
     let order: Vec<LotId> = f.book.lots().iter().map(|l| l.id).collect();
-    assert_eq!(order, vec![daily, plan, bonus, purchase, admin]);
+    // The purchase, though it expires, burns after the admin credits that
+    // never do: it is the customer's own money.
+    assert_eq!(order, vec![daily, plan, bonus, admin, purchase]);
     f.consume(25).unwrap();
     assert_eq!(f.remaining(daily), c(0));
     assert_eq!(f.remaining(plan), c(0));
     assert_eq!(f.remaining(bonus), c(5));
     assert_eq!(f.remaining(admin), c(10));
+    f.consume(10).unwrap();
+    assert_eq!(f.remaining(admin), c(5));
+    assert_eq!(f.remaining(purchase), c(10));
 }
 
 #[test]
@@ -1448,4 +1456,24 @@ fn the_balance_before_a_claw_back_is_rebuilt_unchanged_and_totals_count_it_as_vo
         (totals.spent, totals.voided, totals.expired),
         (c(30), c(100), c(0))
     );
+}
+
+#[test]
+fn a_free_features_use_is_recorded_and_moves_nothing_even_in_debt() {
+    let mut f = Fixture::with_overdraft(5);
+    f.consume(5).unwrap();
+    let before = f.book.balance(f.now);
+    let mut usage = Usage::of(Amount::ZERO);
+    usage.feature = Some((crate::FeatureId::parse("search").unwrap(), c(3)));
+    let id = f
+        .book
+        .consume(usage, f.now, &mut f.ids, &mut f.journal)
+        .unwrap();
+    let tx = f.journal.iter().find(|tx| tx.id == id).unwrap();
+    assert_eq!(tx.kind, TxKind::Consume);
+    assert!(tx.postings.is_empty());
+    assert_eq!(tx.amount, Amount::ZERO);
+    assert_eq!(f.book.balance(f.now), before);
+    // Without a feature, nothing is free.
+    assert!(matches!(f.consume(0), Err(Reject::InvalidAmount(_))));
 }

@@ -27,7 +27,8 @@ fn feature_id(text: &str) -> Result<FeatureId, ApiError> {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct PutFeature<'a> {
-    /// The price of one unit in credits; greater than zero.
+    /// The price of one unit in credits; zero or more. At 0 the feature is
+    /// free: its consumes record the use and move no credits.
     #[serde(default, borrow, deserialize_with = "extract::raw")]
     #[schema(value_type = schema::AmountInput, required = true)]
     credits_per_unit: Option<&'a RawValue>,
@@ -37,7 +38,9 @@ struct PutFeature<'a> {
 ///
 /// Creates the feature or replaces its price; consumes priced by the
 /// feature afterwards use the new price, while past transactions keep what
-/// they were charged. Answers 200 whether the feature is new or not.
+/// they were charged. A price of 0 makes a free feature: its use is
+/// recorded (and summed with `GET /v1/accounts/{account_id}/usage?group_by=feature`)
+/// without spending credits. Answers 200 whether the feature is new or not.
 #[utoipa::path(
     put,
     path = "/v1/features/{feature_id}",
@@ -59,7 +62,7 @@ pub async fn put(
     let id = feature_id(&id)?;
     let body: PutFeature = extract::parse_json(&write.body)?;
     let price =
-        extract::required_amount(body.credits_per_unit, "credits_per_unit", Sign::Positive)?;
+        extract::required_amount(body.credits_per_unit, "credits_per_unit", Sign::NotNegative)?;
     let feature = Feature::new(id, price, state.clock.now())?;
     super::execute(state.store.as_ref(), write, Op::PutFeature(feature)).await
 }

@@ -113,7 +113,7 @@ store_test! {
         assert_eq!(lots.len(), 1);
         assert_eq!(lots[0]["source"], "purchase");
         assert_eq!(lots[0]["remaining"], "95");
-        assert_eq!(lots[0]["priority"], 50);
+        assert_eq!(lots[0]["priority"], 90);
     }
 }
 

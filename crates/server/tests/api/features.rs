@@ -50,7 +50,7 @@ store_test! {
     #[tokio::test]
     async fn bad_prices_are_refused(app) {
         for price in [
-            json!("0"),
+            json!("-0.5"),
             json!("-1"),
             json!("x"),
             json!(true),
@@ -79,5 +79,56 @@ store_test! {
             .await;
         assert_eq!(bad_id.code(), "invalid_id");
         assert_eq!(app.get("/v1/features").await.body["data"], json!([]));
+    }
+}
+
+store_test! {
+    /// A feature that costs nothing, tracked to see its usage: its consumes
+    /// record the use and move no credits, even on an empty account.
+    #[tokio::test]
+    async fn a_free_feature_records_its_use_and_moves_no_credits(app) {
+        let put = app
+            .send(Method::PUT, "/v1/features/search", Some(json!({"credits_per_unit": "0"})))
+            .await;
+        assert_eq!(put.status, StatusCode::OK, "{put:?}");
+        assert_eq!(put.body["credits_per_unit"], "0");
+        app.account_with("u", "0").await;
+        let check = app
+            .post("/v1/accounts/u/check", json!({"feature": "search", "quantity": "3"}))
+            .await;
+        assert_eq!(check.status, StatusCode::OK, "{check:?}");
+        assert_eq!(check.body["allowed"], true);
+        assert_eq!(check.body["required"], "0");
+        let used = app
+            .post(
+                "/v1/accounts/u/consume",
+                json!({"feature": "search", "quantity": "3", "external_id": "search-1"}),
+            )
+            .await;
+        assert_eq!(used.status, StatusCode::OK, "{used:?}");
+        let tx = &used.body["transaction"];
+        assert_eq!(tx["type"], "consume");
+        assert_eq!(tx["amount"], "0");
+        assert_eq!(tx["feature"], "search", "{tx}");
+        assert_eq!(tx["quantity"], "3", "{tx}");
+        assert_eq!(tx["lots"], json!([]));
+        assert_eq!(
+            used.body["balance"],
+            json!({"available": "0", "held": "0", "debt": "0"})
+        );
+        // Sent again, it is the same use.
+        let again = app
+            .post(
+                "/v1/accounts/u/consume",
+                json!({"feature": "search", "quantity": "3", "external_id": "search-1"}),
+            )
+            .await;
+        assert_eq!(again.body["transaction"]["id"], tx["id"]);
+        let history = app.get("/v1/accounts/u/transactions?type=consume").await;
+        assert_eq!(history.body["data"].as_array().unwrap().len(), 1, "{history:?}");
+        // An amount of zero is still refused: only a feature may be free.
+        let zero = app.post("/v1/accounts/u/consume", json!({"amount": "0"})).await;
+        assert_eq!(zero.code(), "invalid_amount", "{zero:?}");
+        app.assert_verified().await;
     }
 }

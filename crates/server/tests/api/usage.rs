@@ -28,10 +28,11 @@ store_test! {
         assert_eq!(tx["amount"], "-50");
         assert_eq!(tx["balance_after"], "10");
         assert_eq!(tx["metadata"], json!({"request": "r1"}));
-        // Same priority, neither expires: the older purchase burns first.
+        // The promo burns first though it is newer: purchased credits, the
+        // customer's own money, burn last.
         assert_eq!(
             tx["lots"],
-            json!([{"lot_id": purchase, "amount": "-30"}, {"lot_id": promo, "amount": "-20"}])
+            json!([{"lot_id": promo, "amount": "-30"}, {"lot_id": purchase, "amount": "-20"}])
         );
         assert_eq!(
             spent.body["balance"],

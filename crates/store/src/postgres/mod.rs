@@ -42,6 +42,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("migrations/0003_grant_reason_and_actor.sql"),
     ),
     (4, include_str!("migrations/0004_gateway_calls.sql")),
+    (5, include_str!("migrations/0005_free_features.sql")),
 ];
 
 /// The advisory lock key that serializes migrations across nodes.
@@ -453,6 +454,18 @@ impl Store for PostgresStore {
         Box::pin(async move {
             let c = self.client().await?;
             read::usage_between(&c, &id, from, to).await
+        })
+    }
+
+    fn feature_usage(
+        &self,
+        id: AccountId,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> BoxFuture<'_, Result<Vec<crate::usage::FeatureUse>, StoreError>> {
+        Box::pin(async move {
+            let c = self.client().await?;
+            read::feature_usage(&c, &id, from, to).await
         })
     }
 

@@ -425,6 +425,38 @@ pub async fn usage_between(
     Ok(ledger::Amount::from_micros(sum))
 }
 
+/// The account's feature consumes written in `from..to`, per feature.
+pub async fn feature_usage(
+    c: &impl GenericClient,
+    id: &AccountId,
+    from: Timestamp,
+    to: Timestamp,
+) -> Result<Vec<crate::usage::FeatureUse>, StoreError> {
+    let found = rows(
+        c,
+        "SELECT feature_id, count(*)::int8, coalesce(sum(quantity), 0)::int8, \
+                coalesce(sum(usage), 0)::int8 \
+         FROM transactions \
+         WHERE account_id = $1 AND created_at >= $2 AND created_at < $3 \
+           AND feature_id IS NOT NULL \
+         GROUP BY feature_id ORDER BY feature_id",
+        &[&id.as_str(), &from.micros(), &to.micros()],
+    )
+    .await?;
+    found
+        .iter()
+        .map(|row| {
+            let corrupt = |e: tokio_postgres::Error| StoreError::Corrupt(e.to_string());
+            Ok(crate::usage::FeatureUse {
+                feature: row.try_get(0).map_err(corrupt)?,
+                uses: row.try_get(1).map_err(corrupt)?,
+                quantity: ledger::Amount::from_micros(row.try_get(2).map_err(corrupt)?),
+                credits: ledger::Amount::from_micros(row.try_get(3).map_err(corrupt)?),
+            })
+        })
+        .collect()
+}
+
 /// A page of an account's gateway calls, newest first.
 pub async fn calls(
     c: &impl GenericClient,

@@ -43,6 +43,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     ),
     (7, include_str!("migrations/0007_gateway_calls.sql")),
     (8, include_str!("migrations/0008_holds_status_check.sql")),
+    (9, include_str!("migrations/0009_free_features.sql")),
 ];
 
 /// How the SQLite store is set up.
@@ -622,6 +623,15 @@ impl Store for SqliteStore {
         to: Timestamp,
     ) -> BoxFuture<'_, Result<ledger::Amount, StoreError>> {
         self.read(move |conn| snapshot(conn, |conn| read::usage_between(conn, &id, from, to)))
+    }
+
+    fn feature_usage(
+        &self,
+        id: AccountId,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> BoxFuture<'_, Result<Vec<crate::usage::FeatureUse>, StoreError>> {
+        self.read(move |conn| snapshot(conn, |conn| read::feature_usage(conn, &id, from, to)))
     }
 
     fn calls(

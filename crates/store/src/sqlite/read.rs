@@ -431,6 +431,43 @@ pub fn usage_between(
     Ok(Amount::from_micros(total))
 }
 
+/// The account's feature consumes written in `from..to`, per feature.
+pub fn feature_usage(
+    conn: &Connection,
+    id: &AccountId,
+    from: Timestamp,
+    to: Timestamp,
+) -> Result<Vec<crate::usage::FeatureUse>, StoreError> {
+    let mut sums = std::collections::BTreeMap::new();
+    let Some(last) = last_journal_block(conn)? else {
+        return Ok(Vec::new());
+    };
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT feature_id, count(*), coalesce(sum(quantity), 0), coalesce(sum(usage), 0) \
+         FROM transactions \
+         WHERE (id >> {JOURNAL_BLOCK_SHIFT}) = ?1 AND account_id = ?2 \
+           AND created_at >= ?3 AND created_at < ?4 AND feature_id IS NOT NULL \
+         GROUP BY feature_id"
+    ))?;
+    for block in 0..=last {
+        let rows = stmt.query_map(
+            params![block, id.as_str(), from.micros(), to.micros()],
+            |row| {
+                Ok(crate::usage::FeatureUse {
+                    feature: row.get(0)?,
+                    uses: row.get(1)?,
+                    quantity: Amount::from_micros(row.get(2)?),
+                    credits: Amount::from_micros(row.get(3)?),
+                })
+            },
+        )?;
+        for part in rows {
+            crate::usage::add_feature_use(&mut sums, part?)?;
+        }
+    }
+    Ok(sums.into_values().collect())
+}
+
 /// A page of an account's gateway calls, newest first.
 pub fn calls(
     conn: &Connection,
