@@ -129,9 +129,12 @@ impl Plan {
         let bad = |why: &str| Err(BillingError::InvalidPlan(why.to_owned()));
         if self.name.trim().is_empty()
             || self.name.len() > NAME_LEN_MAX
-            || self.name.chars().any(char::is_control)
+            || ledger::has_hidden_or_control(&self.name)
         {
-            return bad("name must be 1 to 256 bytes with no control characters");
+            return bad(
+                "name must be 1 to 256 bytes with no control, bidirectional or zero-width \
+                 characters",
+            );
         }
         match Amount::parse_decimal(&self.credits) {
             Ok(credits) if !credits.is_negative() => {}
@@ -156,7 +159,7 @@ impl Plan {
             price.money()?;
         }
         if let Some(id) = &self.provider_price_id
-            && (id.is_empty() || id.len() > NAME_LEN_MAX || id.chars().any(char::is_control))
+            && (id.is_empty() || id.len() > NAME_LEN_MAX || ledger::has_hidden_or_control(id))
         {
             return bad("provider_price_id must be 1 to 256 bytes with no control characters");
         }

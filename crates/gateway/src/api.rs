@@ -663,9 +663,13 @@ async fn import_prices(
     });
     let text = match query.source.as_deref() {
         None | Some("body") => {
+            let headers = request.headers().clone();
             let bytes = axum::body::to_bytes(request.into_body(), PRICE_LIST_LEN_MAX)
                 .await
-                .map_err(|_| ApiError::PayloadTooLarge)?;
+                .map_err(|_| ApiError::PayloadTooLarge {
+                    limit_bytes: PRICE_LIST_LEN_MAX,
+                })?;
+            extract::check_content_type(&headers, &bytes)?;
             String::from_utf8(bytes.to_vec())
                 .map_err(|_| GatewayError::InvalidPriceList("the list is not UTF-8".into()))?
         }

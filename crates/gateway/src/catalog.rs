@@ -28,7 +28,9 @@ pub const MODEL_LEN_MAX: usize = 200;
 pub fn check_model(model: &str) -> Result<(), GatewayError> {
     if model.is_empty()
         || model.len() > MODEL_LEN_MAX
-        || model.chars().any(|c| c.is_whitespace() || c.is_control())
+        || model
+            .chars()
+            .any(|c| c.is_whitespace() || ledger::is_hidden_or_control(c))
     {
         return Err(GatewayError::InvalidPrice(format!(
             "a model name is 1 to {MODEL_LEN_MAX} bytes without spaces or control characters"

@@ -148,7 +148,10 @@ async fn handle(
     let (parts, body) = request.into_parts();
     let body = axum::body::to_bytes(body, GATEWAY_BODY_LEN_MAX)
         .await
-        .map_err(|_| ApiError::PayloadTooLarge)?;
+        .map_err(|_| ApiError::PayloadTooLarge {
+            limit_bytes: GATEWAY_BODY_LEN_MAX,
+        })?;
+    server::extract::check_content_type(&parts.headers, &body)?;
     let mut json: Value = serde_json::from_slice(&body)
         .map_err(|e| ApiError::MalformedJson(format!("the body is not JSON: {e}")))?;
     let Some(object) = json.as_object_mut() else {

@@ -18,6 +18,7 @@ mod metadata;
 mod reject;
 mod replay;
 mod standing;
+mod text;
 mod time;
 mod totals;
 
@@ -39,6 +40,7 @@ pub use metadata::{METADATA_LEN_MAX, Metadata};
 pub use reject::Reject;
 pub use replay::book_at;
 pub use standing::Standing;
+pub use text::{has_hidden_or_control, is_hidden_or_control};
 pub use time::{
     Civil, MICROS_PER_DAY, MICROS_PER_SECOND, Timestamp, TimestampError, days_in_month,
 };

@@ -10,6 +10,19 @@ use utoipa::ToSchema;
 use crate::openapi::schema::ErrorCode;
 use crate::render::Decimal;
 
+/// A size in bytes as people read it: `64 KiB`, `16 MiB`, `1000 bytes`.
+fn size(bytes: usize) -> String {
+    const KIB: usize = 1024;
+    const MIB: usize = 1024 * 1024;
+    if bytes >= MIB && bytes.is_multiple_of(MIB) {
+        format!("{} MiB", bytes / MIB)
+    } else if bytes >= KIB && bytes.is_multiple_of(KIB) {
+        format!("{} KiB", bytes / KIB)
+    } else {
+        format!("{bytes} bytes")
+    }
+}
+
 /// Every way a request can fail. Each variant's doc names its HTTP status;
 /// codes are stable and never renamed.
 #[derive(Debug)]
@@ -43,8 +56,12 @@ pub enum ApiError {
     InvalidId(String),
     /// 400 `invalid_metadata`: metadata that is not a JSON object of at most 4 KiB.
     InvalidMetadata(String),
-    /// 413 `payload_too_large`.
-    PayloadTooLarge,
+    /// 413 `payload_too_large`: the body is larger than the route's limit,
+    /// which the message names.
+    PayloadTooLarge {
+        /// The route's limit, in bytes.
+        limit_bytes: usize,
+    },
     /// 415 `unsupported_media_type`: a body that says it is not JSON.
     UnsupportedMediaType,
     /// 404 `not_found`: no such route.
@@ -85,7 +102,7 @@ impl ApiError {
             | ApiError::InvalidTimestamp(_)
             | ApiError::InvalidId(_)
             | ApiError::InvalidMetadata(_) => StatusCode::BAD_REQUEST,
-            ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::RouteNotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -111,7 +128,7 @@ impl ApiError {
             ApiError::InvalidTimestamp(_) => "invalid_timestamp",
             ApiError::InvalidId(_) => "invalid_id",
             ApiError::InvalidMetadata(_) => "invalid_metadata",
-            ApiError::PayloadTooLarge => "payload_too_large",
+            ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::UnsupportedMediaType => "unsupported_media_type",
             ApiError::RouteNotFound => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
@@ -145,7 +162,10 @@ impl ApiError {
             | ApiError::InvalidTimestamp(m)
             | ApiError::InvalidId(m)
             | ApiError::InvalidMetadata(m) => m.clone(),
-            ApiError::PayloadTooLarge => "the request body is larger than 64 KiB".to_owned(),
+            ApiError::PayloadTooLarge { limit_bytes } => format!(
+                "the request body is larger than this route's limit of {}",
+                size(*limit_bytes)
+            ),
             ApiError::UnsupportedMediaType => "send the body as application/json".to_owned(),
             ApiError::RouteNotFound => "no such route".to_owned(),
             ApiError::MethodNotAllowed => "method not allowed on this route".to_owned(),
@@ -206,7 +226,9 @@ impl ApiError {
             ApiError::InvalidTimestamp(text()),
             ApiError::InvalidId(text()),
             ApiError::InvalidMetadata(text()),
-            ApiError::PayloadTooLarge,
+            ApiError::PayloadTooLarge {
+                limit_bytes: crate::extract::BODY_LEN_MAX,
+            },
             ApiError::UnsupportedMediaType,
             ApiError::RouteNotFound,
             ApiError::MethodNotAllowed,
@@ -373,6 +395,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_body_too_large_names_its_routes_limit() {
+        for (limit, named) in [
+            (64 * 1024, "64 KiB"),
+            (16 * 1024 * 1024, "16 MiB"),
+            (1000, "1000 bytes"),
+        ] {
+            let error = ApiError::PayloadTooLarge { limit_bytes: limit };
+            assert_eq!(error.status(), StatusCode::PAYLOAD_TOO_LARGE);
+            assert_eq!(
+                error.message(),
+                format!("the request body is larger than this route's limit of {named}")
+            );
+        }
+    }
+
+    #[test]
     fn an_unavailable_store_is_503_and_a_bug_hides_its_detail() {
         let down = ApiError::from(StoreError::Unavailable("disk full".into()));
         assert_eq!(down.status(), StatusCode::SERVICE_UNAVAILABLE);
@@ -402,7 +440,7 @@ mod tests {
             ApiError::InvalidTimestamp(_) => 9,
             ApiError::InvalidId(_) => 10,
             ApiError::InvalidMetadata(_) => 11,
-            ApiError::PayloadTooLarge => 12,
+            ApiError::PayloadTooLarge { .. } => 12,
             ApiError::UnsupportedMediaType => 13,
             ApiError::RouteNotFound => 14,
             ApiError::MethodNotAllowed => 15,

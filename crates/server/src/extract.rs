@@ -31,7 +31,6 @@ impl<S: Send + Sync> FromRequest<S> for Write {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
-        check_content_type(request.headers())?;
         let method = request.method().clone();
         let target = request.uri().path_and_query().map_or_else(
             || request.uri().path().to_owned(),
@@ -43,7 +42,9 @@ impl<S: Send + Sync> FromRequest<S> for Write {
             .extensions()
             .get::<crate::Principal>()
             .map_or_else(|| "anonymous".into(), |p| p.key_id.clone());
+        let headers = request.headers().clone();
         let body = read_body(request, state).await?;
+        check_content_type(&headers, &body)?;
         let idempotency = key.map(|key| {
             let mut digest = Sha256::new();
             digest.update(method.as_str());
@@ -69,8 +70,10 @@ impl<S: Send + Sync> FromRequest<S> for ReadBody {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
-        check_content_type(request.headers())?;
-        read_body(request, state).await.map(ReadBody)
+        let headers = request.headers().clone();
+        let body = read_body(request, state).await?;
+        check_content_type(&headers, &body)?;
+        Ok(ReadBody(body))
     }
 }
 
@@ -79,51 +82,86 @@ async fn read_body<S: Send + Sync>(request: Request, state: &S) -> Result<Bytes,
         .await
         .map_err(|rejection| {
             if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::PayloadTooLarge
+                ApiError::PayloadTooLarge {
+                    limit_bytes: BODY_LEN_MAX,
+                }
             } else {
                 ApiError::InvalidRequest(format!("could not read the body: {rejection}"))
             }
         })
 }
 
-fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
+/// The one rule of every JSON route: a body is sent as `application/json`,
+/// with `charset=utf-8` or no charset; anything else, or a body without a
+/// content type, is 415. A request without a body needs none.
+pub fn check_content_type(headers: &HeaderMap, body: &[u8]) -> Result<(), ApiError> {
     let Some(value) = headers.get(header::CONTENT_TYPE) else {
-        return Ok(());
+        return if body.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::UnsupportedMediaType)
+        };
     };
-    let essence = value
-        .to_str()
-        .unwrap_or("")
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    if essence == "application/json" || essence.ends_with("+json") {
+    if is_json_content_type(value.to_str().unwrap_or("")) {
         Ok(())
     } else {
         Err(ApiError::UnsupportedMediaType)
     }
 }
 
+/// `application/json`, optionally with `charset=utf-8` (any case, quoted
+/// or not) and no other parameter.
+fn is_json_content_type(value: &str) -> bool {
+    let mut parts = value.split(';');
+    let essence = parts.next().unwrap_or("").trim();
+    if !essence.eq_ignore_ascii_case("application/json") {
+        return false;
+    }
+    parts.all(|parameter| {
+        let Some((name, value)) = parameter.split_once('=') else {
+            return parameter.trim().is_empty();
+        };
+        name.trim().eq_ignore_ascii_case("charset")
+            && value.trim().trim_matches('"').eq_ignore_ascii_case("utf-8")
+    })
+}
+
 /// Headers a request may send at most once: with two, which one counts
 /// would be a guess.
-const SINGLE_HEADERS: [header::HeaderName; 3] = [
+const SINGLE_HEADERS: [header::HeaderName; 4] = [
     header::HeaderName::from_static("idempotency-key"),
     header::AUTHORIZATION,
+    header::HeaderName::from_static("x-api-key"),
     header::CONTENT_TYPE,
 ];
 
-/// Refuses a request that repeats a header it may send only once.
+/// Refuses a request that repeats a header it may send only once, or names
+/// two different keys, one in `Authorization` and one in `x-api-key`.
 pub async fn refuse_repeated_headers(
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Result<axum::response::Response, ApiError> {
+    let headers = request.headers();
     for name in &SINGLE_HEADERS {
-        if request.headers().get_all(name).iter().nth(1).is_some() {
+        if headers.get_all(name).iter().nth(1).is_some() {
             return Err(ApiError::InvalidRequest(format!(
                 "send the {name} header at most once"
             )));
         }
+    }
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, key)| key.trim().as_bytes());
+    let api_key = headers.get("x-api-key").map(|v| v.as_bytes());
+    if let (Some(bearer), Some(api_key)) = (bearer, api_key)
+        && bearer != api_key
+    {
+        return Err(ApiError::InvalidRequest(
+            "send one API key: Authorization and x-api-key name different keys".into(),
+        ));
     }
     Ok(next.run(request).await)
 }
@@ -171,17 +209,19 @@ fn plain_message(error: &serde_json::Error) -> String {
     }
 }
 
-/// Reads a text field: at most `len_max` bytes, no control characters
-/// (a NUL would not even fit in PostgreSQL's text).
+/// Reads a text field: at most `len_max` bytes, no control characters (a
+/// NUL would not even fit in PostgreSQL's text), and no invisible
+/// formatting ones that would make a panel show it as something else.
 pub fn text(value: String, field: &str, len_max: usize) -> Result<String, ApiError> {
     if value.len() > len_max {
         return Err(ApiError::InvalidRequest(format!(
             "{field} is longer than {len_max} bytes"
         )));
     }
-    if value.chars().any(char::is_control) {
+    if ledger::has_hidden_or_control(&value) {
         return Err(ApiError::InvalidRequest(format!(
-            "{field} must not contain control characters"
+            "{field} must not contain control characters, bidirectional controls or zero-width \
+             characters"
         )));
     }
     Ok(value)
@@ -531,6 +571,36 @@ mod tests {
         assert!(text("Ada".into(), "name", 10).is_ok());
         assert!(text("A\0da".into(), "name", 10).is_err());
         assert!(text("x".repeat(11), "name", 10).is_err());
+    }
+
+    #[test]
+    fn json_is_application_json_in_utf_8_or_nothing() {
+        for good in [
+            "application/json",
+            "Application/JSON",
+            "application/json; charset=utf-8",
+            "application/json;charset=UTF-8",
+            "application/json; charset=\"utf-8\"",
+        ] {
+            assert!(is_json_content_type(good), "{good}");
+        }
+        for bad in [
+            "text/plain",
+            "application/x-www-form-urlencoded",
+            "application/json; charset=utf-16",
+            "application/json; charset=latin1",
+            "application/merge-patch+json",
+            "application/json; boundary=x",
+            "",
+        ] {
+            assert!(!is_json_content_type(bad), "{bad}");
+        }
+        let none = HeaderMap::new();
+        assert!(check_content_type(&none, b"").is_ok());
+        assert!(matches!(
+            check_content_type(&none, b"{}"),
+            Err(ApiError::UnsupportedMediaType)
+        ));
     }
 
     #[test]

@@ -229,9 +229,10 @@ fn check_text(text: &str) -> Result<(), DomainError> {
             "a text is at most 1024 bytes of UTF-8",
         ));
     }
-    if text.chars().any(char::is_control) {
+    if ledger::has_hidden_or_control(text) {
         return Err(DomainError::InvalidText(
-            "a text must not contain control characters",
+            "a text must not contain control characters, bidirectional controls or zero-width \
+             characters",
         ));
     }
     Ok(())
@@ -363,6 +364,8 @@ mod tests {
             "bell\u{7}".to_owned(),
             "del\u{7f}".to_owned(),
             "c1\u{85}".to_owned(),
+            "rtl \u{202e} gnp.exe".to_owned(),
+            "zero\u{200b}width".to_owned(),
         ] {
             assert_eq!(code(LocalizedText::one(text.clone())), Some("invalid_text"));
             assert_eq!(code(by_locale(&[("en", &text)])), Some("invalid_text"));

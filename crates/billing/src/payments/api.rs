@@ -223,7 +223,10 @@ async fn create_checkout(
     let headers = request.headers().clone();
     let body = axum::body::to_bytes(request.into_body(), extract::BODY_LEN_MAX)
         .await
-        .map_err(|_| ApiError::PayloadTooLarge)?;
+        .map_err(|_| ApiError::PayloadTooLarge {
+            limit_bytes: extract::BODY_LEN_MAX,
+        })?;
+    extract::check_content_type(&headers, &body)?;
     let body: CheckoutBody = extract::parse_json(&body)?;
     let locale = checkout_locale(body.locale, &headers)?;
     let returns = checkout::Returns::of(&payments.config, body.success_url, body.cancel_url)?;
@@ -732,7 +735,9 @@ async fn stripe_webhook(
     let (parts, body) = request.into_parts();
     let body = axum::body::to_bytes(body, WEBHOOK_BODY_LEN_MAX)
         .await
-        .map_err(|_| ApiError::PayloadTooLarge)?;
+        .map_err(|_| ApiError::PayloadTooLarge {
+            limit_bytes: WEBHOOK_BODY_LEN_MAX,
+        })?;
     let outcome = webhook::receive(&billing, payments, &parts.headers, &body).await?;
     Ok(render::json(StatusCode::OK, &WebhookView { outcome }))
 }

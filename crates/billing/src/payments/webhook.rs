@@ -81,6 +81,7 @@ pub async fn receive(
         wall_clock_secs(),
     )
     .map_err(|e| BillingError::InvalidSignature(e.message().to_owned()))?;
+    server::extract::check_content_type(headers, body)?;
     let event: Value = serde_json::from_slice(body)
         .map_err(|e| ApiError::MalformedJson(format!("the event is not JSON: {e}")))?;
     let (Some(id), Some(kind)) = (event["id"].as_str(), event["type"].as_str()) else {

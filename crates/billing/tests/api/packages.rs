@@ -137,3 +137,24 @@ billing_test! {
         app.assert_verified().await;
     }
 }
+
+billing_test! {
+    #[tokio::test]
+    async fn a_name_with_a_bidi_override_or_a_zero_width_character_is_refused(app) {
+        for name in ["rtl \u{202e} gnp.exe", "Pro\u{200b}"] {
+            let package = app
+                .send(Method::PUT, "/v1/packages/p1",
+                      Some(json!({"name": {"en": name}, "credits": "1",
+                                  "price": {"amount": 500, "currency": "usd"}})))
+                .await;
+            assert_eq!(package.status, StatusCode::BAD_REQUEST, "{name:?}: {package:?}");
+            assert_eq!(package.code(), "invalid_text");
+            let plan = app
+                .send(Method::PUT, "/v1/plans/p1",
+                      Some(json!({"name": name, "credits": "1", "interval": "month"})))
+                .await;
+            assert_eq!(plan.code(), "invalid_plan", "{name:?}: {plan:?}");
+        }
+        assert_eq!(app.get("/v1/packages").await.body["data"], json!([]));
+    }
+}

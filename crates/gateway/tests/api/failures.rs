@@ -346,3 +346,72 @@ async fn an_upstream_without_a_key_is_never_called_unless_declared_keyless() {
     })
     .await;
 }
+
+gateway_test! {
+    /// Each 413 names the limit of its own route: a chat body may be far
+    /// larger than a ledger write.
+    #[tokio::test]
+    async fn a_body_too_large_is_refused_with_its_routes_limit(app, upstream) {
+        price(&app, "gpt-test", "openai").await;
+        let key = customer(&app, "acme", "1000").await;
+        let huge = "x".repeat(17 * 1024 * 1024);
+        let (status, text) = call(
+            &app,
+            &key,
+            "/v1/chat/completions",
+            json!({"model": "gpt-test", "messages": [{"role": "user", "content": huge}]}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{}", &text[..text.len().min(300)]);
+        let error: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(error["error"]["code"], "payload_too_large");
+        let message = error["error"]["message"].as_str().unwrap();
+        assert!(message.contains("16 MiB"), "{message}");
+        // A chat body of 100 KiB is well within its route's limit.
+        let (status, _) = call(
+            &app,
+            &key,
+            "/v1/chat/completions",
+            json!({"model": "gpt-test", "max_tokens": 10,
+                   "messages": [{"role": "user", "content": "y".repeat(100 * 1024)}]}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        // A ledger write's limit is 64 KiB.
+        let grant = app
+            .post(
+                "/v1/accounts/acme/grants",
+                json!({"amount": "1", "source": "admin", "reason": "z".repeat(70 * 1024)}),
+            )
+            .await;
+        assert_eq!(grant.status, StatusCode::PAYLOAD_TOO_LARGE, "{grant:?}");
+        assert!(grant.body["error"]["message"].as_str().unwrap().contains("64 KiB"), "{grant:?}");
+        assert_eq!(upstream.requests().len(), 1);
+    }
+}
+
+gateway_test! {
+    #[tokio::test]
+    async fn a_call_not_sent_as_application_json_is_415_in_the_callers_format(app, upstream) {
+        price(&app, "gpt-test", "openai").await;
+        let key = customer(&app, "acme", "10").await;
+        let body = json!({"model": "gpt-test", "messages": [{"role": "user", "content": "hi"}]}).to_string();
+        for content_type in [None, Some("text/plain")] {
+            let mut request = app
+                .client
+                .post(format!("{}/v1/chat/completions", app.base))
+                .bearer_auth(&key)
+                .body(body.clone());
+            if let Some(value) = content_type {
+                request = request.header("content-type", value);
+            }
+            let reply = request.send().await.unwrap();
+            assert_eq!(reply.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE, "{content_type:?}");
+            let error: Value = reply.json().await.unwrap();
+            assert_eq!(error["error"]["code"], "unsupported_media_type", "{error}");
+            assert_eq!(error["error"]["type"], "invalid_request_error", "{error}");
+        }
+        assert!(upstream.requests().is_empty());
+        assert_eq!(app.available("acme").await, "10");
+    }
+}

@@ -12,7 +12,10 @@ async fn import(app: &TestApp, query: &str, body: &str) -> Value {
         .raw(
             Method::POST,
             &format!("/v1/prices/import{query}"),
-            &[("authorization", &format!("Bearer {}", testkit::app::KEY))],
+            &[
+                ("authorization", &format!("Bearer {}", testkit::app::KEY)),
+                ("content-type", "application/json"),
+            ],
             body.to_owned(),
         )
         .await;
@@ -93,7 +96,8 @@ gateway_test! {
 
         let bad = app
             .raw(Method::POST, "/v1/prices/import",
-                 &[("authorization", &format!("Bearer {}", testkit::app::KEY))], "[1, 2]")
+                 &[("authorization", &format!("Bearer {}", testkit::app::KEY)),
+                   ("content-type", "application/json")], "[1, 2]")
             .await;
         assert_eq!(bad.status, StatusCode::BAD_REQUEST);
         assert_eq!(bad.code(), "invalid_price_list");

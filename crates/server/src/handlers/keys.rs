@@ -393,8 +393,8 @@ pub async fn list_for_account(
 ///
 /// Revokes a key at once on this node, and within about a second on
 /// others. A service key may revoke customer keys only; the last admin key
-/// cannot be revoked. Revoking a revoked key changes nothing and answers it
-/// again.
+/// cannot be revoked. A revoked key is gone: revoking it again changes
+/// nothing and answers 404, as every other route that names it does.
 #[utoipa::path(
     delete,
     path = "/v1/keys/{key_id}",
@@ -405,8 +405,9 @@ pub async fn list_for_account(
         (status = 200, description = "The key, revoked.", body = KeyView),
         (status = 403, description = "`forbidden`: a service key revoking an admin or \
             service key."),
-        (status = 404, description = "`key_not_found`: no stored key has this id (the key \
-            from `CREDITD_ADMIN_KEY` is not stored and cannot be revoked)."),
+        (status = 404, description = "`key_not_found`: no stored key has this id, or it \
+            is revoked already (the key from `CREDITD_ADMIN_KEY` is not stored and cannot be \
+            revoked)."),
         (status = 409, description = "`last_admin_key`: it is the last admin key that is not \
             revoked; create another first. Or `version_conflict`: the key changed while it \
             was being revoked; retry."),
@@ -418,16 +419,11 @@ pub async fn revoke(
     PathParam(id): PathParam,
 ) -> Result<Response, ApiError> {
     let store = state.store.as_ref();
-    let Some(mut doc) = records::get::<ApiKey>(store, &id).await? else {
-        return Err(ApiError::KeyNotFound);
-    };
+    let mut doc = live_key(store, &id).await?;
     if principal.kind != KeyKind::Admin && doc.body.kind != KeyKind::Customer {
         return Err(ApiError::Forbidden {
             scope: KeyKind::Admin.code(),
         });
-    }
-    if doc.body.revoked_at_micros.is_some() {
-        return Ok(render::json(StatusCode::OK, &KeyView::new(&doc, None)));
     }
     if doc.body.kind == KeyKind::Admin {
         let active = auth::active_admin_keys(store).await?;
@@ -442,8 +438,23 @@ pub async fn revoke(
             state.keys.apply(&stored);
             Ok(render::json(StatusCode::OK, &KeyView::new(&stored, None)))
         }
+        // Revoked by a request at the same moment: gone now, as for a
+        // second DELETE; changed otherwise, for the caller to retry.
+        Written::Refused(refused @ store::Refused::VersionConflict { .. }) => {
+            live_key(store, &id).await?;
+            Err(refused.into())
+        }
         Written::Refused(refused) => Err(refused.into()),
         Written::Deleted => Err(ApiError::Internal("a key put answered deleted".into())),
+    }
+}
+
+/// The stored key `id`, unless it is revoked: a revoked key is 404 to
+/// every route that names it.
+async fn live_key(store: &dyn store::Store, id: &str) -> Result<records::Doc<ApiKey>, ApiError> {
+    match records::get::<ApiKey>(store, id).await? {
+        Some(doc) if doc.body.revoked_at_micros.is_none() => Ok(doc),
+        _ => Err(ApiError::KeyNotFound),
     }
 }
 
@@ -491,7 +502,8 @@ fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
             mistyped field), `invalid_amount` (`spend_limit.amount`)."),
         (status = 403, description = "`forbidden`: a service key changing an admin or \
             service key."),
-        (status = 404, description = "`key_not_found`."),
+        (status = 404, description = "`key_not_found`: no stored key has this id, or it is \
+            revoked."),
         (status = 409, description = "`version_conflict`: the key changed meanwhile; retry."),
     ),
 )]
@@ -503,9 +515,7 @@ pub async fn update(
 ) -> Result<Response, ApiError> {
     let body: UpdateKey = extract::parse_json(&write.body)?;
     let store = state.store.as_ref();
-    let Some(mut doc) = records::get::<ApiKey>(store, &id).await? else {
-        return Err(ApiError::KeyNotFound);
-    };
+    let mut doc = live_key(store, &id).await?;
     if principal.kind != KeyKind::Admin && doc.body.kind != KeyKind::Customer {
         return Err(ApiError::Forbidden {
             scope: KeyKind::Admin.code(),

@@ -76,6 +76,40 @@ store_test! {
 }
 
 store_test! {
+    /// Two credentials are a guess at which one counts: an admin key first
+    /// and a customer key second must not make the request an admin's.
+    #[tokio::test]
+    async fn a_credential_sent_twice_or_two_different_ones_are_refused(app) {
+        app.account_with("u", "10").await;
+        let customer = app.create_customer_key("u").await["key"].as_str().unwrap().to_owned();
+        let path = "/v1/accounts";
+        for headers in [
+            vec![("x-api-key", KEY), ("x-api-key", customer.as_str())],
+            vec![("x-api-key", customer.as_str()), ("x-api-key", KEY)],
+            vec![("x-api-key", KEY), ("x-api-key", KEY)],
+        ] {
+            let reply = app.send_as(None, Method::GET, path, &headers, None).await;
+            assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{headers:?}: {reply:?}");
+            assert_eq!(reply.code(), "invalid_request");
+            assert!(reply.body["error"]["message"].as_str().unwrap().contains("x-api-key"));
+        }
+        let bearer = format!("Bearer {customer}");
+        let mixed = app
+            .send_as(None, Method::GET, path, &[("authorization", &bearer), ("x-api-key", KEY)], None)
+            .await;
+        assert_eq!(mixed.status, StatusCode::BAD_REQUEST, "{mixed:?}");
+        // The same key in both is one credential.
+        let admin = format!("Bearer {KEY}");
+        let same = app
+            .send_as(None, Method::GET, path, &[("authorization", &admin), ("x-api-key", KEY)], None)
+            .await;
+        assert_eq!(same.status, StatusCode::OK, "{same:?}");
+        let once = app.send_as(None, Method::GET, path, &[("x-api-key", KEY)], None).await;
+        assert_eq!(once.status, StatusCode::OK, "{once:?}");
+    }
+}
+
+store_test! {
     #[tokio::test]
     async fn errors_speak_json_not_rust_and_401_names_the_scheme(app) {
         app.account_with("u", "10").await;
@@ -104,5 +138,70 @@ store_test! {
             .await;
         assert_eq!(nested.code(), "invalid_metadata");
         assert_eq!(app.available("u").await, "10");
+    }
+}
+
+store_test! {
+    /// One rule for every JSON route: `application/json`, in UTF-8 or with
+    /// no charset; anything else is 415 and nothing applies.
+    #[tokio::test]
+    async fn a_body_that_is_not_application_json_in_utf_8_is_415(app) {
+        app.account_with("u", "10").await;
+        let auth = format!("Bearer {KEY}");
+        let body = r#"{"amount": "1"}"#;
+        for content_type in [
+            None,
+            Some("text/plain"),
+            Some("application/json; charset=utf-16"),
+            Some("application/x-www-form-urlencoded"),
+        ] {
+            let mut headers = vec![("authorization", auth.as_str())];
+            if let Some(value) = content_type {
+                headers.push(("content-type", value));
+            }
+            let reply = app.raw(Method::POST, "/v1/accounts/u/consume", &headers, body).await;
+            assert_eq!(reply.status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{content_type:?}: {reply:?}");
+            assert_eq!(reply.code(), "unsupported_media_type");
+        }
+        assert_eq!(app.available("u").await, "10");
+        let utf8 = app
+            .raw(
+                Method::POST,
+                "/v1/accounts/u/consume",
+                &[("authorization", &auth), ("content-type", "application/json; charset=UTF-8")],
+                body,
+            )
+            .await;
+        assert_eq!(utf8.status, StatusCode::OK, "{utf8:?}");
+        // A write without a body needs no content type.
+        let hold = app.post("/v1/accounts/u/holds", json!({"amount": "1"})).await;
+        let hold_id = hold.body["hold"]["id"].as_str().unwrap().to_owned();
+        let released = app
+            .raw(Method::POST, &format!("/v1/holds/{hold_id}/release"), &[("authorization", &auth)], "")
+            .await;
+        assert_eq!(released.status, StatusCode::OK, "{released:?}");
+    }
+}
+
+store_test! {
+    /// What an admin panel shows must read as what it is: a bidirectional
+    /// override or a zero-width character in a name is refused.
+    #[tokio::test]
+    async fn names_with_bidi_controls_or_zero_width_characters_are_refused(app) {
+        app.account_with("u", "1").await;
+        for name in ["rtl \u{202e} gnp.exe", "ad\u{200b}min", "\u{2066}isolate\u{2069}", "bom\u{feff}"] {
+            let opened = app.post("/v1/accounts", json!({"id": "v", "name": name})).await;
+            assert_eq!((opened.status, opened.code()), (StatusCode::BAD_REQUEST, "invalid_request"), "{name:?}");
+            let renamed = app.send(Method::PATCH, "/v1/accounts/u", Some(json!({"name": name}))).await;
+            assert_eq!(renamed.code(), "invalid_request", "{name:?}");
+            let key = app.post("/v1/accounts/u/keys", json!({"name": name})).await;
+            assert_eq!(key.code(), "invalid_request", "{name:?}");
+            let project = app.post("/v1/accounts/u/keys", json!({"project": name})).await;
+            assert_eq!(project.code(), "invalid_request", "{name:?}");
+        }
+        assert_eq!(app.get("/v1/accounts/v").await.status, StatusCode::NOT_FOUND);
+        // Any script is welcome.
+        let named = app.post("/v1/accounts", json!({"id": "w", "name": "李小龙 — Créditos"})).await;
+        assert_eq!(named.status, StatusCode::CREATED, "{named:?}");
     }
 }

@@ -110,6 +110,17 @@ store_test! {
         let after = app.send_as(Some(&customer_key), Method::GET, "/v1/accounts/u/balance", &[], None).await;
         assert_eq!(after.status, StatusCode::UNAUTHORIZED);
         assert!(app.get("/v1/accounts/u/keys").await.body["data"].as_array().unwrap().is_empty());
+        // A revoked key is gone: revoking it again and changing it are 404,
+        // and nothing about it changes.
+        let revoked_path = format!("/v1/keys/{}", customer.body["id"].as_str().unwrap());
+        let again = app.send_as(Some(&key), Method::DELETE, &revoked_path, &[], None).await;
+        assert_eq!((again.status, again.code()), (StatusCode::NOT_FOUND, "key_not_found"), "{again:?}");
+        let renamed = app
+            .send(Method::PATCH, &revoked_path, Some(json!({"name": "back again", "project": "p"})))
+            .await;
+        assert_eq!((renamed.status, renamed.code()), (StatusCode::NOT_FOUND, "key_not_found"), "{renamed:?}");
+        let after = app.send_as(Some(&customer_key), Method::GET, "/v1/accounts/u/balance", &[], None).await;
+        assert_eq!(after.status, StatusCode::UNAUTHORIZED);
 
         // A service key may not revoke an operator key.
         let admin = app.create_key("admin", "ops").await;
