@@ -557,12 +557,22 @@ async fn the_servers_own_job_tops_up_an_account_that_fell_below_its_threshold() 
     assert_eq!(granted.len(), 1);
     assert_eq!(granted[0]["amount"], "1000");
     assert_eq!(available(&client, &base).await, "1035");
-    let intents = stripe
+    // Paid as Stripe invoices every credit purchase: one invoice, paid once,
+    // linked from the grant.
+    let pays: Vec<_> = stripe
         .requests()
         .into_iter()
-        .filter(|r| r.path == "/v1/payment_intents")
-        .count();
-    assert_eq!(intents, 1);
+        .filter(|r| r.method == "POST" && r.path.ends_with("/pay"))
+        .collect();
+    assert_eq!(pays.len(), 1, "{pays:?}");
+    let invoice = granted[0]["metadata"]["invoice"].as_str().unwrap();
+    assert_eq!(pays[0].path, format!("/v1/invoices/{invoice}/pay"));
+    assert!(
+        granted[0]["metadata"]["invoice_url"]
+            .as_str()
+            .unwrap()
+            .contains(invoice)
+    );
     server.stop();
 }
 

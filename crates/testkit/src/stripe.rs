@@ -125,6 +125,9 @@ struct Shared {
 struct Inner {
     requests: Vec<StripeRequest>,
     failures: VecDeque<Failure>,
+    /// Declines the next payment made (a payment intent confirmed, an
+    /// invoice paid), whatever requests come before it.
+    decline_next_payment: bool,
     objects: HashMap<String, Value>,
     idempotency: HashMap<String, Kept>,
     ids_issued: u64,
@@ -164,6 +167,7 @@ impl FakeStripe {
             inner: Mutex::new(Inner {
                 requests: Vec::new(),
                 failures: VecDeque::new(),
+                decline_next_payment: false,
                 objects: HashMap::new(),
                 idempotency: HashMap::new(),
                 ids_issued: 0,
@@ -196,6 +200,13 @@ impl FakeStripe {
     /// one, and an empty queue answers normally.
     pub fn push_failure(&self, failure: Failure) {
         self.shared.lock().failures.push_back(failure);
+    }
+
+    /// Declines the next payment made — a payment intent created, or an
+    /// invoice paid — as [`Failure::Decline`] does, letting the requests
+    /// before it (a customer, an invoice, its line) through.
+    pub fn decline_next_payment(&self) {
+        self.shared.lock().decline_next_payment = true;
     }
 
     /// The object with this id as the fake holds it now, if it holds one.
@@ -316,7 +327,15 @@ async fn handle(
         Some(Failure::AuthenticationRequired) => {
             inner.answer(&request, Some(CardFailure::AuthenticationRequired))
         }
-        None => inner.answer(&request, None),
+        None => {
+            let pays = request.method == "POST"
+                && (request.path == "/v1/payment_intents"
+                    || (request.path.starts_with("/v1/invoices/")
+                        && request.path.ends_with("/pay")));
+            let card = (pays && std::mem::take(&mut inner.decline_next_payment))
+                .then_some(CardFailure::Declined);
+            inner.answer(&request, card)
+        }
     };
     drop(inner);
     respond(answer, &request_id, replayed)
@@ -340,7 +359,11 @@ impl Inner {
                 false,
             );
         }
-        let creates_intent = post && request.path == "/v1/payment_intents";
+        // Creating a payment intent, or paying an invoice (which makes one),
+        // takes a card failure as a failed payment.
+        let creates_intent = post
+            && (request.path == "/v1/payment_intents"
+                || (request.path.starts_with("/v1/invoices/") && request.path.ends_with("/pay")));
         if let Some(card) = card
             && !creates_intent
         {
@@ -403,6 +426,9 @@ impl Inner {
             ("POST", ["payment_intents"]) => return self.create_payment_intent(form, card),
             ("GET", ["payment_intents", id]) => self.held(id, "payment_intent")?,
             ("GET", ["invoices", id]) => self.held(id, "invoice")?,
+            ("POST", ["invoices"]) => self.create_invoice(form)?,
+            ("POST", ["invoices", id, "pay"]) => return self.pay_invoice(id, form, card),
+            ("POST", ["invoices", id, "void"]) => self.void_invoice(id)?,
             ("GET", ["charges", id]) => self.held(id, "charge")?,
             ("POST", ["invoiceitems"]) => self.create_invoice_item(form)?,
             ("GET", ["payment_methods", id]) => self.held(id, "payment_method")?,
@@ -677,6 +703,135 @@ impl Inner {
         })
     }
 
+    /// A draft invoice for a customer, as Stripe makes one for a one-off
+    /// charge: `pending_invoice_items_behavior=exclude` leaves the
+    /// customer's pending items for their own invoices.
+    fn create_invoice(&mut self, form: &[(String, String)]) -> Result<Value, Answer> {
+        let customer = required(form, "customer")?.to_owned();
+        self.held(&customer, "customer").map_err(|_| {
+            let message = format!("No such customer: '{customer}'");
+            invalid_param("resource_missing", "customer", &message)
+        })?;
+        let (id, mut invoice) = self.new_object("invoice", "in_");
+        let fields = json!({
+            "customer": customer,
+            "status": "draft",
+            "collection_method": get(form, "collection_method").unwrap_or("charge_automatically"),
+            "auto_advance": get(form, "auto_advance") != Some("false"),
+            "default_payment_method": optional(form, "default_payment_method"),
+            "description": optional(form, "description"),
+            "currency": get(form, "currency").unwrap_or("usd"),
+            "billing_reason": "manual",
+            "subscription": null,
+            "parent": null,
+            "amount_due": 0, "amount_paid": 0, "amount_remaining": 0,
+            "subtotal": 0, "total": 0, "subtotal_excluding_tax": 0, "total_excluding_tax": 0,
+            "attempted": false, "attempt_count": 0,
+            "hosted_invoice_url": null, "invoice_pdf": null, "number": null,
+            "payment_intent": null, "charge": null, "paid": false,
+        });
+        merge(&mut invoice, fields);
+        invoice["lines"] = json!({"object": "list", "data": [], "has_more": false,
+                                  "url": format!("/v1/invoices/{id}/lines")});
+        apply_metadata(&mut invoice, form);
+        self.hold(id, &invoice);
+        Ok(invoice)
+    }
+
+    /// Pays an invoice off-session as Stripe does: a draft is finalized
+    /// first; a payment intent and its charge are made for what is due; a
+    /// card failure leaves it open and answers the failed intent.
+    fn pay_invoice(
+        &mut self,
+        id: &str,
+        form: &[(String, String)],
+        card: Option<CardFailure>,
+    ) -> Result<Answer, Answer> {
+        let mut invoice = self.held(id, "invoice")?;
+        match invoice["status"].as_str() {
+            Some("paid") => {
+                let message = "Invoice is already paid";
+                return Err(invalid_param("invoice_already_paid", "invoice", message));
+            }
+            Some("void" | "uncollectible") => {
+                let message = "This invoice can no longer be paid";
+                return Err(invalid_param("invoice_not_payable", "invoice", message));
+            }
+            _ => {}
+        }
+        let due = invoice["amount_due"].as_i64().unwrap_or(0);
+        if invoice["status"] == "draft" {
+            invoice["status"] = json!("open");
+            invoice["number"] = json!(format!("CD-{:04}", self.ids_issued));
+            invoice["hosted_invoice_url"] =
+                json!(format!("https://invoice.stripe.com/i/acct_test/{id}"));
+            invoice["invoice_pdf"] =
+                json!(format!("https://pay.stripe.com/invoice/acct_test/{id}/pdf"));
+        }
+        invoice["attempted"] = json!(true);
+        invoice["attempt_count"] = json!(invoice["attempt_count"].as_i64().unwrap_or(0) + 1);
+        let (intent_id, mut intent) = self.new_object("payment_intent", "pi_");
+        merge(
+            &mut intent,
+            json!({"amount": due, "amount_received": 0, "currency": invoice["currency"],
+                   "customer": invoice["customer"], "invoice": id,
+                   "payment_method": get(form, "payment_method")
+                       .map_or(invoice["default_payment_method"].clone(), |m| json!(m)),
+                   "last_payment_error": null, "latest_charge": null}),
+        );
+        invoice["payment_intent"] = json!(intent_id);
+        if let Some(card) = card {
+            intent["status"] = json!("requires_payment_method");
+            intent["last_payment_error"] = card_error(card, None).body["error"].take();
+            intent["payment_method"] = Value::Null;
+            self.hold(intent_id, &intent);
+            self.hold(id.to_owned(), &invoice);
+            return Ok(card_error(card, Some(intent)));
+        }
+        let (charge_id, mut charge) = self.new_object("charge", "ch_");
+        merge(
+            &mut charge,
+            json!({"amount": due, "amount_captured": due, "amount_refunded": 0,
+                   "currency": invoice["currency"], "customer": invoice["customer"],
+                   "payment_intent": intent_id, "paid": true, "status": "succeeded",
+                   "refunded": false,
+                   "receipt_url": format!("https://pay.stripe.com/receipts/acct_test/{charge_id}")}),
+        );
+        self.hold(charge_id.clone(), &charge);
+        merge(
+            &mut intent,
+            json!({"status": "succeeded", "amount_received": due, "latest_charge": charge_id}),
+        );
+        self.hold(intent_id, &intent);
+        merge(
+            &mut invoice,
+            json!({"status": "paid", "paid": true, "amount_paid": due, "amount_remaining": 0,
+                   "charge": charge_id, "status_transitions": {"paid_at": unix_now()}}),
+        );
+        self.hold(id.to_owned(), &invoice);
+        Ok(Answer {
+            status: StatusCode::OK,
+            body: invoice,
+        })
+    }
+
+    /// Voids an open invoice, as Stripe does; a draft, paid or void one
+    /// cannot be.
+    fn void_invoice(&mut self, id: &str) -> Result<Value, Answer> {
+        let mut invoice = self.held(id, "invoice")?;
+        if invoice["status"] != "open" {
+            let message = format!(
+                "You can only void an open invoice; this one is {}.",
+                invoice["status"].as_str().unwrap_or("unknown")
+            );
+            return Err(invalid_param("invoice_not_open", "invoice", &message));
+        }
+        invoice["status"] = json!("void");
+        invoice["amount_remaining"] = json!(0);
+        self.hold(id.to_owned(), &invoice);
+        Ok(invoice)
+    }
+
     fn create_invoice_item(&mut self, form: &[(String, String)]) -> Result<Value, Answer> {
         let customer = required(form, "customer")?;
         let amount = integer(form, "amount")?.unwrap_or(0);
@@ -710,6 +865,38 @@ impl Inner {
         merge(&mut item, fields);
         item["parent"] = parent;
         apply_metadata(&mut item, form);
+        // An item made for a draft invoice is one of its lines at once.
+        if let Some(invoice_id) = get(form, "invoice") {
+            let mut invoice = self.held(invoice_id, "invoice").map_err(|_| {
+                let message = format!("No such invoice: '{invoice_id}'");
+                invalid_param("resource_missing", "invoice", &message)
+            })?;
+            if invoice["status"] != "draft" {
+                let message = "You can only add invoice items to draft invoices.";
+                return Err(invalid_param("invoice_not_editable", "invoice", message));
+            }
+            let line = json!({
+                "id": format!("il_{}", id.trim_start_matches("ii_")), "object": "line_item",
+                "amount": amount, "currency": item["currency"], "description": item["description"],
+                "invoice": invoice_id, "quantity": 1, "type": "invoiceitem", "proration": false,
+                "invoice_item": id, "metadata": item["metadata"], "subscription": null,
+                "period": {"start": now, "end": now},
+            });
+            if let Some(lines) = invoice["lines"]["data"].as_array_mut() {
+                lines.push(line);
+            }
+            for field in [
+                "amount_due",
+                "amount_remaining",
+                "subtotal",
+                "total",
+                "subtotal_excluding_tax",
+                "total_excluding_tax",
+            ] {
+                invoice[field] = json!(invoice[field].as_i64().unwrap_or(0) + amount);
+            }
+            self.hold(invoice_id.to_owned(), &invoice);
+        }
         self.hold(id, &item);
         Ok(item)
     }

@@ -24,6 +24,30 @@ pub fn credits_of(cents: i64, credits_per_usd: Amount) -> Option<Amount> {
         .map(Amount::from_micros)
 }
 
+/// A top-up threshold as the customer gives it: credits, or money ("top up
+/// when I have less than $50 left").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Threshold {
+    /// A number of credits.
+    Credits(Amount),
+    /// US cents, worth their credits at the rate.
+    UsdCents(i64),
+}
+
+impl Threshold {
+    /// The credits it stands for at `credits_per_usd`: a money threshold's
+    /// rounded down to the micro-credit. `None` when negative or beyond
+    /// what an amount holds.
+    pub fn credits(self, credits_per_usd: Amount) -> Option<Amount> {
+        match self {
+            Threshold::Credits(credits) => Some(credits).filter(|c| !c.is_negative()),
+            Threshold::UsdCents(0) => Some(Amount::ZERO),
+            Threshold::UsdCents(cents) if cents > 0 => credits_of(cents, credits_per_usd),
+            Threshold::UsdCents(_) => None,
+        }
+    }
+}
+
 /// Where an account's auto top-up stands.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
@@ -45,8 +69,9 @@ pub enum TopupState {
         /// The card it charges, fixed when it started.
         #[serde(default)]
         payment_method: String,
-        /// The provider's payment, once an answer named it: asked about by
-        /// its id from then on.
+        /// The provider's payment, once an answer named it — its invoice
+        /// (`in_…`), or for an attempt made before top-ups were invoiced
+        /// its payment intent (`pi_…`): carried on by its id from then on.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         intent: Option<String>,
         /// How often it was asked about without an outcome.
@@ -75,10 +100,17 @@ pub struct AutoTopup {
     pub enabled: bool,
     /// Top up when the available balance falls below this.
     pub threshold_micros: i64,
+    /// The threshold as money, in US cents, when it was given so ("top up
+    /// below $50"): shown back as given; `threshold_micros` is its credits
+    /// at the rate of the day it was set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold_cents: Option<i64>,
     /// What one top-up charges, in US cents.
     pub amount_cents: i64,
-    /// The most top-ups may charge in a calendar month (UTC), in US cents.
-    pub monthly_cap_cents: i64,
+    /// The most top-ups may charge in a calendar month (UTC), in US cents;
+    /// no cap when `None`.
+    #[serde(default)]
+    pub monthly_cap_cents: Option<i64>,
     /// Where it stands.
     #[serde(default)]
     pub state: TopupState,
@@ -199,7 +231,9 @@ impl AutoTopup {
         if available.micros() >= self.threshold_micros {
             return Decision::Wait("above the threshold");
         }
-        if self.charged_in(now).saturating_add(self.amount_cents) > self.monthly_cap_cents {
+        if let Some(cap) = self.monthly_cap_cents
+            && self.charged_in(now).saturating_add(self.amount_cents) > cap
+        {
             return Decision::Wait("the monthly cap is reached");
         }
         Decision::Start {
@@ -336,8 +370,9 @@ mod tests {
         AutoTopup {
             enabled: true,
             threshold_micros: Amount::credits(50).micros(),
+            threshold_cents: None,
             amount_cents: 2000,
-            monthly_cap_cents: 5000,
+            monthly_cap_cents: Some(5000),
             state: TopupState::Idle,
             attempts: 0,
             month: String::new(),
@@ -414,6 +449,48 @@ mod tests {
                 .charged_cents,
             2000
         );
+    }
+
+    #[test]
+    fn without_a_monthly_cap_every_crossing_tops_up() {
+        let mut t = AutoTopup {
+            monthly_cap_cents: None,
+            ..topup()
+        };
+        for attempt in 1..=10 {
+            assert_eq!(t.decide(Amount::ZERO, T0), Decision::Start { attempt });
+            t = t.started(attempt, T0, "pm_1").succeeded(attempt, 2000, T0);
+        }
+        assert_eq!(t.charged_cents, 20_000);
+    }
+
+    #[test]
+    fn a_threshold_in_money_is_its_credits_at_the_rate() {
+        let rate = Amount::credits(100);
+        assert_eq!(
+            Threshold::UsdCents(5000).credits(rate),
+            Some(Amount::credits(5000))
+        );
+        assert_eq!(
+            Threshold::UsdCents(5000).credits(Amount::credits(1000)),
+            Some(Amount::credits(50_000))
+        );
+        assert_eq!(Threshold::UsdCents(0).credits(rate), Some(Amount::ZERO));
+        assert_eq!(Threshold::UsdCents(-1).credits(rate), None);
+        assert_eq!(
+            Threshold::Credits(Amount::credits(50)).credits(rate),
+            Some(Amount::credits(50))
+        );
+        assert_eq!(Threshold::Credits(Amount::credits(-1)).credits(rate), None);
+    }
+
+    #[test]
+    fn a_record_kept_with_a_cap_as_a_number_reads_as_that_cap() {
+        let old = r#"{"enabled": true, "threshold_micros": 50000000, "amount_cents": 2000,
+                      "monthly_cap_cents": 5000}"#;
+        let read: AutoTopup = serde_json::from_str(old).unwrap();
+        assert_eq!(read.monthly_cap_cents, Some(5000));
+        assert_eq!(read.threshold_cents, None);
     }
 
     #[test]

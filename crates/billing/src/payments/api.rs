@@ -8,8 +8,9 @@ use axum::response::Response;
 use axum::routing::{MethodRouter, get, post};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use serde_json::value::RawValue;
 use server::error::ApiError;
-use server::extract::{self, PathParam, Query};
+use server::extract::{self, PathParam, Query, Sign};
 use server::openapi::Doc;
 use server::openapi::schema::AccountPath;
 use server::render::{self, Instant};
@@ -492,30 +493,63 @@ async fn get_payment_method(
 /// An account's auto top-up settings as written.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct AutoTopupBody {
+struct AutoTopupBody<'a> {
     /// Whether it runs; enabling it needs a saved card.
     enabled: bool,
-    /// Top up when the available balance falls below this many credits.
-    #[schema(value_type = String, example = "50")]
-    threshold: String,
+    /// Top up when the available balance falls below this: credits (`"50"`),
+    /// or money (`{"amount": 5000, "currency": "usd"}`: below 50 USD worth
+    /// of credits at `CREDITD_CREDITS_PER_USD`), shown back as given.
+    #[serde(borrow)]
+    #[schema(value_type = ThresholdInput)]
+    threshold: &'a RawValue,
     /// What one top-up charges: at least 5 USD (`{"amount": 2000, "currency": "usd"}`).
-    #[schema(value_type = Object)]
+    #[schema(value_type = MoneyInput)]
     amount: MoneyJson,
-    /// The most top-ups may charge in a calendar month (UTC), at least `amount`.
-    #[schema(value_type = Object)]
-    monthly_cap: MoneyJson,
+    /// The most top-ups may charge in a calendar month (UTC), at least
+    /// `amount`; absent or null: no cap.
+    #[serde(default)]
+    #[schema(value_type = Option<MoneyInput>)]
+    monthly_cap: Option<MoneyJson>,
+}
+
+/// Money as Stripe writes it: minor units and a currency.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct MoneyInput {
+    /// Minor units (cents), zero or more.
+    #[schema(minimum = 0)]
+    amount: i64,
+    /// Three lowercase letters; `usd` here.
+    #[schema(pattern = "^[a-z]{3}$", example = "usd")]
+    currency: String,
+}
+
+/// A threshold: a decimal number of credits, or money.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+enum ThresholdInput {
+    /// Credits, as a decimal string or number, zero or more.
+    Credits(server::openapi::schema::AmountInput),
+    /// Money in US cents, worth its credits at the rate.
+    Money(MoneyInput),
 }
 
 /// An account's auto top-up.
 #[derive(Serialize, ToSchema)]
 struct AutoTopupView {
     enabled: bool,
+    /// The threshold as it was given: credits (`"50"`) or money
+    /// (`{"amount": 5000, "currency": "usd"}`).
+    #[schema(value_type = Object)]
+    threshold: Value,
+    /// The threshold in credits, whichever way it was given.
     #[schema(value_type = String)]
-    threshold: server::render::Decimal,
+    threshold_credits: server::render::Decimal,
     #[schema(value_type = Object)]
     amount: MoneyJson,
-    #[schema(value_type = Object)]
-    monthly_cap: MoneyJson,
+    /// Null: no cap.
+    #[schema(value_type = Option<Object>)]
+    monthly_cap: Option<MoneyJson>,
     /// Credits one top-up grants.
     #[schema(value_type = String)]
     credits: server::render::Decimal,
@@ -546,11 +580,16 @@ fn auto_topup_view(billing: &Billing, topup: &crate::domain::topup::AutoTopup) -
             Some(Instant(ledger::Timestamp::from_micros(*retry_at_micros))),
         ),
     };
+    let threshold_credits = ledger::Amount::from_micros(topup.threshold_micros);
     AutoTopupView {
         enabled: topup.enabled,
-        threshold: server::render::Decimal(ledger::Amount::from_micros(topup.threshold_micros)),
+        threshold: match topup.threshold_cents {
+            Some(cents) => serde_json::to_value(checkout::usd(cents)).unwrap_or(Value::Null),
+            None => Value::String(threshold_credits.to_string()),
+        },
+        threshold_credits: server::render::Decimal(threshold_credits),
         amount: checkout::usd(topup.amount_cents),
-        monthly_cap: checkout::usd(topup.monthly_cap_cents),
+        monthly_cap: topup.monthly_cap_cents.map(checkout::usd),
         credits: server::render::Decimal(
             crate::domain::topup::credits_of(topup.amount_cents, billing.credits_per_usd)
                 .unwrap_or(ledger::Amount::ZERO),
@@ -601,7 +640,8 @@ async fn get_auto_topup(
 
 /// Set the auto top-up
 ///
-/// "Top up 20 USD when below 50 credits, at most 100 USD a month": when a
+/// "Top up 20 USD when below 50 credits (or below 5 USD worth of credits),
+/// at most 100 USD a month" (or with no monthly cap): when a
 /// consume, a commit or a gateway call takes the available balance below
 /// the threshold, one top-up starts — one in flight per account across all
 /// nodes — as an off-session payment with the saved card. Its credits are
@@ -629,32 +669,45 @@ async fn put_auto_topup(
     PathParam(id): PathParam,
     extract::ReadBody(body): extract::ReadBody,
 ) -> Result<Response, ApiError> {
-    use crate::domain::topup::{AutoTopup, TOPUP_MIN_CENTS};
+    use crate::domain::topup::{AutoTopup, TOPUP_MIN_CENTS, Threshold};
     let account = extract::account_id(&id)?;
     payments(&billing)?;
     let body: AutoTopupBody = extract::parse_json(&body)?;
-    let threshold = ledger::Amount::parse_decimal(&body.threshold)
-        .ok()
-        .filter(|t| !t.is_negative())
-        .ok_or(BillingError::InvalidAutoTopup(
-            "threshold is a decimal number of credits, zero or more".into(),
-        ))?;
-    if body.amount.currency.0.as_str() != "usd" || body.monthly_cap.currency.0.as_str() != "usd" {
-        return Err(BillingError::InvalidAutoTopup("top-ups are in usd".into()).into());
+    let bad = |message: &str| -> ApiError { BillingError::InvalidAutoTopup(message.into()).into() };
+    let threshold = if body.threshold.get().starts_with('{') {
+        let money: MoneyJson = serde_json::from_str(body.threshold.get()).map_err(|_| {
+            bad("threshold is credits (\"50\") or money ({\"amount\": 5000, \"currency\": \"usd\"})")
+        })?;
+        if money.currency.0.as_str() != "usd" {
+            return Err(bad("a threshold in money is in usd"));
+        }
+        Threshold::UsdCents(money.amount)
+    } else {
+        Threshold::Credits(
+            extract::amount(body.threshold, "threshold", Sign::NotNegative)
+                .map_err(|_| bad("threshold is a decimal number of credits, zero or more"))?,
+        )
+    };
+    let threshold_credits = threshold
+        .credits(billing.credits_per_usd)
+        .ok_or_else(|| bad("threshold is zero or more, and not beyond what an amount holds"))?;
+    let cap_currency_ok = body
+        .monthly_cap
+        .is_none_or(|cap| cap.currency.0.as_str() == "usd");
+    if body.amount.currency.0.as_str() != "usd" || !cap_currency_ok {
+        return Err(bad("top-ups are in usd"));
     }
     if body.amount.amount < TOPUP_MIN_CENTS {
-        return Err(
-            BillingError::InvalidAutoTopup("a top-up is at least 5 usd (500)".into()).into(),
-        );
+        return Err(bad("a top-up is at least 5 usd (500)"));
     }
-    if body.monthly_cap.amount < body.amount.amount {
-        return Err(BillingError::InvalidAutoTopup(
-            "monthly_cap is at least one top-up's amount".into(),
-        )
-        .into());
+    if body
+        .monthly_cap
+        .is_some_and(|cap| cap.amount < body.amount.amount)
+    {
+        return Err(bad("monthly_cap is at least one top-up's amount"));
     }
     if crate::domain::topup::credits_of(body.amount.amount, billing.credits_per_usd).is_none() {
-        return Err(BillingError::InvalidAutoTopup("the amount is too large".into()).into());
+        return Err(bad("the amount is too large"));
     }
     let store = billing.store.as_ref();
     server::handlers::require_account(store, &account).await?;
@@ -671,9 +724,13 @@ async fn put_auto_topup(
         None => (AutoTopup::default(), store::records::Expect::Absent),
     };
     topup.enabled = body.enabled;
-    topup.threshold_micros = threshold.micros();
+    topup.threshold_micros = threshold_credits.micros();
+    topup.threshold_cents = match threshold {
+        Threshold::UsdCents(cents) => Some(cents),
+        Threshold::Credits(_) => None,
+    };
     topup.amount_cents = body.amount.amount;
-    topup.monthly_cap_cents = body.monthly_cap.amount;
+    topup.monthly_cap_cents = body.monthly_cap.map(|cap| cap.amount);
     match records::write::<AutoTopup>(store, records::put(account.as_str(), &topup, expect)).await?
     {
         store::records::Written::Stored(doc) => Ok(render::json(

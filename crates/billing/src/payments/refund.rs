@@ -71,8 +71,25 @@ async fn grant_of(
         .get(&format!("/v1/payment_intents/{intent_id}"))
         .await
         .map_err(provider_error)?;
-    if intent["metadata"]["creditd_kind"] == "auto_topup" {
-        let Some((account, attempt)) = super::topup::attempt_of(billing, &intent).await? else {
+    // An auto top-up's payment: its invoice names the attempt, or, for one
+    // made before top-ups were invoiced, the payment itself does.
+    let invoice = match intent["invoice"].as_str().filter(|id| is_provider_id(id)) {
+        Some(id) => Some(
+            payments
+                .provider
+                .get(&format!("/v1/invoices/{id}"))
+                .await
+                .map_err(provider_error)?,
+        ),
+        None => None,
+    };
+    let topup = match &invoice {
+        Some(invoice) if invoice["metadata"]["creditd_kind"] == "auto_topup" => Some(&invoice.body),
+        _ if intent["metadata"]["creditd_kind"] == "auto_topup" => Some(&intent.body),
+        _ => None,
+    };
+    if let Some(paid_by) = topup {
+        let Some((account, attempt)) = super::topup::attempt_of(billing, paid_by).await? else {
             return Ok(None);
         };
         let grant = ExternalId::parse(&format!("auto_topup:{attempt}"))

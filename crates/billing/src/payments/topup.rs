@@ -107,62 +107,250 @@ async fn run_one(
 }
 
 /// Makes the pending attempt's payment off-session with the card and the
-/// amount it started with, under a key naming the attempt — or, once an
-/// answer named the payment, looks it up — and settles what it answers.
+/// amount it started with — an invoice for the customer with the top-up as
+/// its one line, paid with the saved card, each step under a key naming
+/// the attempt — or, once an answer named the invoice, carries it on from
+/// where it stands; and settles what it answers.
 async fn pay(
     billing: &Billing,
     payments: &Payments,
     account: &AccountId,
     topup: &AutoTopup,
 ) -> Result<(), ApiError> {
-    let Some((attempt, amount_cents, method, intent)) = topup.pending() else {
+    let Some((attempt, amount_cents, method, named)) = topup.pending() else {
         return Ok(());
     };
-    let answer = match intent {
+    let answer = match named {
         // Disabled since the attempt started, and never answered: no new
         // payment is made for it (a late webhook still grants one Stripe did
         // make).
         None if !topup.enabled => {
             return failed(billing, account, attempt, "disabled").await;
         }
-        Some(id) if super::is_provider_id(id) => {
-            payments
+        // An attempt started before top-ups were invoiced: its payment
+        // intent is looked up.
+        Some(id) if id.starts_with("pi_") && super::is_provider_id(id) => {
+            let intent = payments
                 .provider
                 .get(&format!("/v1/payment_intents/{id}"))
-                .await
+                .await;
+            return settle_intent(billing, payments, account, attempt, intent).await;
         }
         _ if method.is_empty() => {
             return failed(billing, account, attempt, "payment_method_required").await;
         }
         _ => {
-            let customer = super::checkout::customer_of(billing, payments, account).await?;
-            let form = vec![
-                ("amount".into(), amount_cents.to_string()),
-                ("currency".into(), "usd".into()),
-                ("customer".into(), customer),
-                ("payment_method".into(), method.to_owned()),
-                ("confirm".into(), "true".into()),
-                ("off_session".into(), "true".into()),
-                (
-                    "metadata[creditd_account]".into(),
-                    account.as_str().to_owned(),
-                ),
-                ("metadata[creditd_kind]".into(), "auto_topup".into()),
-                ("metadata[creditd_attempt]".into(), attempt.to_string()),
-                ("description".into(), "creditd auto top-up".into()),
-            ];
-            let key = format!("creditd:auto_topup:{account}:{attempt}");
-            payments
-                .provider
-                .post("/v1/payment_intents", form, &key)
-                .await
+            invoice_and_pay(
+                billing,
+                payments,
+                account,
+                attempt,
+                amount_cents,
+                method,
+                named,
+            )
+            .await
         }
     };
     match answer {
-        Ok(intent) => match intent["status"].as_str() {
-            Some("succeeded") => succeeded(billing, payments, account, attempt, &intent)
+        Ok(invoice) => match invoice.status.as_str() {
+            "paid" => succeeded(
+                billing,
+                account,
+                attempt,
+                &Paid::of_invoice(billing, &invoice),
+            )
+            .await
+            .map(drop),
+            "void" | "uncollectible" => failed(billing, account, attempt, "payment_failed").await,
+            _ => {
+                // Neither paid nor refused: its webhook settles it, or a
+                // later run carries it on, less and less often.
+                tracing::info!(%account, attempt, status = %invoice.status, "an auto top-up is processing");
+                keep_pending(billing, account, attempt, Some(&invoice.id)).await
+            }
+        },
+        Err(PaymentError::Refused { code, .. }) => {
+            let reason = code.unwrap_or_else(|| "refused".into());
+            tracing::warn!(%account, attempt, %reason, "an auto top-up was declined");
+            failed(billing, account, attempt, &reason).await
+        }
+        // Not known: the attempt stays pending, carried on later under the
+        // same keys, which find what was made.
+        Err(error @ (PaymentError::Unavailable(_) | PaymentError::Unreadable(_))) => {
+            keep_pending(billing, account, attempt, None).await?;
+            Err(provider_error(error))
+        }
+    }
+}
+
+/// What creditd reads of an auto top-up's invoice.
+#[derive(Clone, Debug, serde::Deserialize)]
+pub struct TopupInvoice {
+    /// `in_…`.
+    pub id: String,
+    /// `draft`, `open`, `paid`, `void` or `uncollectible`.
+    #[serde(default)]
+    pub status: String,
+    /// What is due, in cents: zero until its line is on it.
+    #[serde(default)]
+    pub amount_due: i64,
+    /// What was paid, in cents.
+    #[serde(default)]
+    pub amount_paid: i64,
+    /// Its currency.
+    #[serde(default)]
+    pub currency: Option<String>,
+    /// The page the customer opens for it.
+    #[serde(default)]
+    pub hosted_invoice_url: Option<String>,
+    /// The payment intent that paid it.
+    #[serde(default)]
+    pub payment_intent: Option<String>,
+    /// The charge that paid it.
+    #[serde(default)]
+    pub charge: Option<String>,
+}
+
+impl TopupInvoice {
+    fn read(reply: &super::provider::Reply) -> Result<TopupInvoice, PaymentError> {
+        serde_json::from_value(reply.body.clone())
+            .ok()
+            .filter(|i: &TopupInvoice| super::is_provider_id(&i.id))
+            .ok_or_else(|| reply.unreadable("an invoice"))
+    }
+}
+
+/// Makes (or finds, once named) top-up `attempt`'s invoice, puts its one
+/// line on it unless it is there, and pays it off-session with `method`.
+/// Each step is keyed by the attempt, so a retry makes nothing twice; a
+/// line is never added to an invoice that already has what is due.
+async fn invoice_and_pay(
+    billing: &Billing,
+    payments: &Payments,
+    account: &AccountId,
+    attempt: u64,
+    amount_cents: i64,
+    method: &str,
+    named: Option<&str>,
+) -> Result<TopupInvoice, PaymentError> {
+    let provider = &payments.provider;
+    let key = format!("creditd:auto_topup:{account}:{attempt}");
+    let metadata = [
+        ("metadata[creditd_account]", account.as_str().to_owned()),
+        ("metadata[creditd_kind]", "auto_topup".to_owned()),
+        ("metadata[creditd_attempt]", attempt.to_string()),
+    ];
+    let credits = credits_of(amount_cents, billing.credits_per_usd).unwrap_or(ledger::Amount::ZERO);
+    let mut invoice = match named.filter(|id| super::is_provider_id(id)) {
+        Some(id) => TopupInvoice::read(&provider.get(&format!("/v1/invoices/{id}")).await?)?,
+        None => {
+            let customer = super::checkout::customer_of(billing, payments, account)
                 .await
-                .map(drop),
+                .map_err(|e| PaymentError::Unavailable(e.message()))?;
+            let mut form: super::provider::Form = vec![
+                ("customer".into(), customer),
+                ("collection_method".into(), "charge_automatically".into()),
+                ("auto_advance".into(), "false".into()),
+                ("pending_invoice_items_behavior".into(), "exclude".into()),
+                ("default_payment_method".into(), method.to_owned()),
+                ("currency".into(), "usd".into()),
+                ("description".into(), "Credits: auto top-up".into()),
+            ];
+            form.extend(metadata.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
+            let created = TopupInvoice::read(
+                &provider
+                    .post("/v1/invoices", form, &format!("{key}:invoice"))
+                    .await?,
+            )?;
+            // Named before anything is charged: a retry carries this one on.
+            let id = created.id.clone();
+            if let Err(error) = change(billing, account, |t| t.named(attempt, &id)).await {
+                tracing::warn!(%account, attempt, code = error.code(), "naming a top-up's invoice failed");
+            }
+            created
+        }
+    };
+    if matches!(invoice.status.as_str(), "paid" | "void" | "uncollectible") {
+        return Ok(invoice);
+    }
+    if invoice.status == "draft" && invoice.amount_due == 0 {
+        let customer = super::checkout::customer_of(billing, payments, account)
+            .await
+            .map_err(|e| PaymentError::Unavailable(e.message()))?;
+        let mut form: super::provider::Form = vec![
+            ("customer".into(), customer),
+            ("invoice".into(), invoice.id.clone()),
+            ("amount".into(), amount_cents.to_string()),
+            ("currency".into(), "usd".into()),
+            (
+                "description".into(),
+                format!("{credits} credits (auto top-up)"),
+            ),
+        ];
+        form.extend(metadata.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
+        provider
+            .post("/v1/invoiceitems", form, &format!("{key}:item"))
+            .await?;
+    }
+    let paid = provider
+        .post(
+            &format!("/v1/invoices/{}/pay", invoice.id),
+            vec![
+                ("off_session".into(), "true".into()),
+                ("payment_method".into(), method.to_owned()),
+            ],
+            &format!("{key}:pay"),
+        )
+        .await;
+    match paid {
+        Ok(reply) => invoice = TopupInvoice::read(&reply)?,
+        // Paid meanwhile (by Stripe's own retry, or another node): the
+        // invoice as it is now says so.
+        Err(PaymentError::Refused {
+            code: Some(code), ..
+        }) if code == "invoice_already_paid" => {
+            invoice = TopupInvoice::read(
+                &provider
+                    .get(&format!("/v1/invoices/{}", invoice.id))
+                    .await?,
+            )?;
+        }
+        // Declined: the attempt fails, and its invoice is voided so that the
+        // customer is not left an unpaid invoice; a later attempt makes its own.
+        Err(error @ PaymentError::Refused { .. }) => {
+            let void = provider
+                .post(
+                    &format!("/v1/invoices/{}/void", invoice.id),
+                    Vec::new(),
+                    &format!("{key}:void"),
+                )
+                .await;
+            if let Err(void_error) = void {
+                tracing::warn!(%account, attempt, %void_error, "a declined top-up's invoice was not voided");
+            }
+            return Err(error);
+        }
+        Err(error) => return Err(error),
+    }
+    Ok(invoice)
+}
+
+/// Settles an attempt made as a bare payment intent, before top-ups were
+/// invoiced, from what Stripe says of it.
+async fn settle_intent(
+    billing: &Billing,
+    payments: &Payments,
+    account: &AccountId,
+    attempt: u64,
+    answer: Result<super::provider::Reply, PaymentError>,
+) -> Result<(), ApiError> {
+    match answer {
+        Ok(intent) => match intent["status"].as_str() {
+            Some("succeeded") => {
+                let paid = Paid::of_intent(payments, &intent).await;
+                succeeded(billing, account, attempt, &paid).await.map(drop)
+            }
             Some("requires_payment_method" | "canceled") => {
                 let reason = intent["last_payment_error"]["code"]
                     .as_str()
@@ -173,23 +361,72 @@ async fn pay(
             Some("requires_action" | "requires_confirmation") => {
                 failed(billing, account, attempt, "authentication_required").await
             }
-            _ => {
-                // Still processing: its webhook settles it, or a later run
-                // looks it up by its id, less and less often.
-                tracing::info!(%account, attempt, status = ?intent["status"], "an auto top-up is processing");
-                keep_pending(billing, account, attempt, intent["id"].as_str()).await
-            }
+            _ => keep_pending(billing, account, attempt, intent["id"].as_str()).await,
         },
         Err(PaymentError::Refused { code, .. }) => {
             let reason = code.unwrap_or_else(|| "refused".into());
-            tracing::warn!(%account, attempt, %reason, "an auto top-up was declined");
             failed(billing, account, attempt, &reason).await
         }
-        // Not known: the attempt stays pending, asked about again later
-        // under the same key, which finds the payment if it was made.
         Err(error @ (PaymentError::Unavailable(_) | PaymentError::Unreadable(_))) => {
             keep_pending(billing, account, attempt, None).await?;
             Err(provider_error(error))
+        }
+    }
+}
+
+/// What a top-up's payment paid, as its grant records it.
+#[derive(Clone, Debug, Default)]
+pub struct Paid {
+    /// What was charged, in cents, when the provider said.
+    pub amount_cents: Option<i64>,
+    /// Its currency.
+    pub currency: Option<String>,
+    /// The invoice, and the page the customer opens for it.
+    pub invoice: Option<String>,
+    /// The invoice's page.
+    pub invoice_url: Option<String>,
+    /// The payment intent.
+    pub payment_intent: Option<String>,
+    /// The charge, the receipt of a payment without an invoice.
+    pub receipt: Option<String>,
+    /// The charge's receipt page.
+    pub receipt_url: Option<String>,
+}
+
+impl Paid {
+    /// What a paid invoice says.
+    pub fn of_invoice(_billing: &Billing, invoice: &TopupInvoice) -> Paid {
+        Paid {
+            amount_cents: Some(invoice.amount_paid).filter(|a| *a > 0),
+            currency: invoice.currency.clone(),
+            invoice: Some(invoice.id.clone()),
+            invoice_url: invoice.hosted_invoice_url.clone(),
+            payment_intent: invoice.payment_intent.clone(),
+            receipt: invoice.charge.clone(),
+            receipt_url: None,
+        }
+    }
+
+    /// What a succeeded payment intent says, with its charge's receipt page.
+    pub async fn of_intent(payments: &Payments, intent: &Value) -> Paid {
+        let receipt = intent["latest_charge"].as_str();
+        Paid {
+            amount_cents: intent["amount_received"]
+                .as_i64()
+                .filter(|a| *a > 0)
+                .or(intent["amount"].as_i64()),
+            currency: intent["currency"].as_str().map(str::to_owned),
+            invoice: None,
+            invoice_url: None,
+            payment_intent: intent["id"].as_str().map(str::to_owned),
+            receipt: receipt.map(str::to_owned),
+            receipt_url: super::checkout::customer_link(
+                payments,
+                "charges",
+                receipt,
+                "receipt_url",
+            )
+            .await,
         }
     }
 }
@@ -264,16 +501,12 @@ pub async fn attempt_of(
 /// grants, the other finds it granted. Answers whether this call granted.
 pub async fn succeeded(
     billing: &Billing,
-    payments: &Payments,
     account: &AccountId,
     attempt: u64,
-    intent: &Value,
+    payment: &Paid,
 ) -> Result<bool, ApiError> {
     let store = billing.store.as_ref();
     let settings = settings::read(store, &billing.env).await?;
-    let receipt = intent["latest_charge"].as_str();
-    let receipt_url =
-        super::checkout::customer_link(payments, "charges", receipt, "receipt_url").await;
     for _ in 0..RETRIES_MAX {
         let Some(doc) = records::get::<AutoTopup>(store, account.as_str()).await? else {
             return Ok(false);
@@ -281,20 +514,20 @@ pub async fn succeeded(
         let now = billing.clock.now();
         // What the payment charged: the provider's word for this attempt,
         // else what the attempt started with.
-        let paid = intent["amount_received"]
-            .as_i64()
-            .filter(|a| *a > 0)
-            .or(intent["amount"].as_i64())
+        let paid = payment
+            .amount_cents
             .or(doc.body.pending().map(|(_, amount, _, _)| amount))
             .unwrap_or(doc.body.amount_cents);
         let credits = credits_of(paid, billing.credits_per_usd)
             .ok_or_else(|| ApiError::Internal("a top-up's credits overflow".into()))?;
         let metadata = serde_json::json!({
-            "amount_paid": intent["amount_received"].as_i64().or(intent["amount"].as_i64()),
-            "currency": intent["currency"].as_str(),
-            "payment_intent": intent["id"].as_str(),
-            "receipt": receipt,
-            "receipt_url": receipt_url,
+            "amount_paid": payment.amount_cents,
+            "currency": payment.currency,
+            "invoice": payment.invoice,
+            "invoice_url": payment.invoice_url,
+            "payment_intent": payment.payment_intent,
+            "receipt": payment.receipt,
+            "receipt_url": payment.receipt_url,
         });
         let grant = NewGrant {
             amount: credits,

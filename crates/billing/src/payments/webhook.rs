@@ -122,6 +122,9 @@ pub async fn receive(
         "payment_intent.succeeded" | "payment_intent.payment_failed" => {
             topup_event(billing, payments, id, kind, object, now).await?
         }
+        "invoice.paid" | "invoice.payment_failed" if is_topup(object) => {
+            topup_invoice_event(billing, payments, id, kind, object, now).await?
+        }
         "invoice.paid" => {
             let (account, outcome) =
                 super::subscriptions::invoice_paid(billing, payments, object, with).await?;
@@ -174,7 +177,8 @@ async fn topup_event(
         return Ok(event.outcome);
     };
     let outcome = if kind == "payment_intent.succeeded" {
-        if super::topup::succeeded(billing, payments, &account, attempt, intent).await? {
+        let paid = super::topup::Paid::of_intent(payments, intent).await;
+        if super::topup::succeeded(billing, &account, attempt, &paid).await? {
             "granted"
         } else {
             "duplicate"
@@ -187,6 +191,66 @@ async fn topup_event(
         "payment_failed"
     };
     let (id, event) = event_record(id, kind, Some(account.as_str()), intent, outcome, now);
+    keep(billing, &id, &event).await?;
+    Ok(event.outcome)
+}
+
+/// Whether an invoice is an auto top-up's: its metadata says so (whether
+/// creditd made it is for [`super::topup::attempt_of`] to say).
+fn is_topup(invoice: &Value) -> bool {
+    invoice["metadata"]["creditd_kind"] == "auto_topup"
+}
+
+/// An auto top-up's invoice paid or failed: granted (once, whoever comes
+/// first) or backing off. Only an attempt creditd started counts: its
+/// record must have reached that attempt, for the account's own customer;
+/// never mistaken for a plan's invoice.
+async fn topup_invoice_event(
+    billing: &Billing,
+    payments: &Payments,
+    id: &str,
+    kind: &str,
+    object: &Value,
+    now: i64,
+) -> Result<String, ApiError> {
+    let ours = super::topup::attempt_of(billing, object).await?;
+    let invoice: Option<super::topup::TopupInvoice> = serde_json::from_value(object.clone()).ok();
+    let (Some((account, attempt)), Some(invoice)) = (ours, invoice) else {
+        let (id, event) = event_record(id, kind, None, object, "unknown_payment", now);
+        keep(billing, &id, &event).await?;
+        return Ok(event.outcome);
+    };
+    let outcome = if kind == "invoice.paid" {
+        let paid = super::topup::Paid::of_invoice(billing, &invoice);
+        if super::topup::succeeded(billing, &account, attempt, &paid).await? {
+            "granted"
+        } else {
+            "duplicate"
+        }
+    } else {
+        // Why it failed is on its payment, when Stripe answers for it.
+        let reason = match invoice
+            .payment_intent
+            .as_deref()
+            .filter(|pi| super::is_provider_id(pi))
+        {
+            Some(pi) => payments
+                .provider
+                .get(&format!("/v1/payment_intents/{pi}"))
+                .await
+                .ok()
+                .and_then(|intent| {
+                    intent["last_payment_error"]["code"]
+                        .as_str()
+                        .map(str::to_owned)
+                }),
+            None => None,
+        };
+        let reason = reason.unwrap_or_else(|| "payment_failed".to_owned());
+        super::topup::failed(billing, &account, attempt, &reason).await?;
+        "payment_failed"
+    };
+    let (id, event) = event_record(id, kind, Some(account.as_str()), object, outcome, now);
     keep(billing, &id, &event).await?;
     Ok(event.outcome)
 }

@@ -582,11 +582,23 @@ pub(crate) async fn run_topups(app: &TestApp) {
         .unwrap();
 }
 
-fn intents(stripe: &FakeStripe) -> Vec<testkit::stripe::StripeRequest> {
+/// The top-up payments creditd asked Stripe for: each an invoice paid.
+fn pays(stripe: &FakeStripe) -> Vec<testkit::stripe::StripeRequest> {
     stripe
         .requests()
         .into_iter()
-        .filter(|r| r.path == "/v1/payment_intents")
+        .filter(|r| {
+            r.method == "POST" && r.path.starts_with("/v1/invoices/") && r.path.ends_with("/pay")
+        })
+        .collect()
+}
+
+/// The requests creditd made to create top-up invoices, and their lines.
+fn posts_to(stripe: &FakeStripe, path: &str) -> Vec<testkit::stripe::StripeRequest> {
+    stripe
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "POST" && r.path == path)
         .collect()
 }
 
@@ -611,26 +623,66 @@ async fn an_account_below_its_threshold_is_topped_up_once() {
         for job in jobs {
             job.await.unwrap();
         }
-        let made = intents(&stripe);
-        assert_eq!(made.len(), 1, "{made:?}");
-        let intent = &made[0];
-        assert_eq!(intent.get("amount"), Some("2000"));
-        assert_eq!(intent.get("off_session"), Some("true"));
-        assert_eq!(intent.get("confirm"), Some("true"));
-        assert_eq!(intent.get("payment_method"), Some("pm_test_topup"));
-        assert_eq!(
-            intent.idempotency_key.as_deref(),
-            Some("creditd:auto_topup:acme:1")
+        // Every credit purchase has an invoice: one for the customer with
+        // the top-up as its only line, paid off-session with the saved card.
+        let invoices = posts_to(&stripe, "/v1/invoices");
+        assert_eq!(invoices.len(), 1, "{invoices:?}");
+        let created = &invoices[0];
+        assert!(
+            created
+                .get("customer")
+                .is_some_and(|c| c.starts_with("cus_")),
+            "{created:?}"
         );
+        assert_eq!(
+            created.get("pending_invoice_items_behavior"),
+            Some("exclude")
+        );
+        assert_eq!(
+            created.get("collection_method"),
+            Some("charge_automatically")
+        );
+        assert_eq!(created.get("metadata[creditd_kind]"), Some("auto_topup"));
+        assert_eq!(created.get("metadata[creditd_attempt]"), Some("1"));
+        assert_eq!(
+            created.idempotency_key.as_deref(),
+            Some("creditd:auto_topup:acme:1:invoice")
+        );
+        let items = posts_to(&stripe, "/v1/invoiceitems");
+        assert_eq!(items.len(), 1, "{items:?}");
+        assert_eq!(items[0].get("amount"), Some("2000"));
+        assert!(
+            items[0]
+                .get("invoice")
+                .is_some_and(|i| i.starts_with("in_"))
+        );
+        assert_eq!(
+            items[0].idempotency_key.as_deref(),
+            Some("creditd:auto_topup:acme:1:item")
+        );
+        let made = pays(&stripe);
+        assert_eq!(made.len(), 1, "{made:?}");
+        assert_eq!(made[0].get("off_session"), Some("true"));
+        assert_eq!(made[0].get("payment_method"), Some("pm_test_topup"));
+        assert_eq!(
+            made[0].idempotency_key.as_deref(),
+            Some("creditd:auto_topup:acme:1:pay")
+        );
+        let invoice_id = items[0].get("invoice").unwrap().to_owned();
         let granted = topups(&app, "acme").await;
         assert_eq!(granted.len(), 1);
-        // 20 USD at 100 credits a dollar.
+        // 20 USD at 100 credits a dollar, with its invoice linked.
         assert_eq!(granted[0]["amount"], "2000");
         assert_eq!(granted[0]["metadata"]["amount_paid"], 2000);
+        assert_eq!(granted[0]["metadata"]["invoice"], invoice_id.as_str());
+        assert_eq!(
+            granted[0]["metadata"]["invoice_url"],
+            format!("https://invoice.stripe.com/i/acct_test/{invoice_id}")
+        );
         assert_eq!(app.available("acme").await, "2010");
         // Above the threshold now: nothing more.
         run_topups(&app).await;
-        assert_eq!(intents(&stripe).len(), 1);
+        assert_eq!(pays(&stripe).len(), 1);
         let state = app.get("/v1/accounts/acme/auto-topup").await.body;
         assert_eq!(
             (
@@ -655,26 +707,36 @@ async fn an_account_below_its_threshold_is_topped_up_once() {
         let bad = app.get("/v1/accounts/acme/grants?source=gift").await;
         assert_eq!(bad.status, StatusCode::BAD_REQUEST);
 
-        // The webhook of the same payment, arriving after the answer, grants nothing more.
-        let paid = stripe.object(&intent_id(&stripe)).unwrap();
+        // The invoice's webhook, arriving after the answer, grants nothing
+        // more; its payment intent's, which names no attempt, grants nothing.
+        let paid = stripe.object(&invoice_id).unwrap();
+        assert_eq!(paid["status"], "paid");
+        let (_, answer) = deliver(&app, &event("evt_in", "invoice.paid", paid.clone()), None).await;
+        assert_eq!(answer["outcome"], "duplicate");
+        let intent = stripe
+            .object(paid["payment_intent"].as_str().unwrap())
+            .unwrap();
         let (_, answer) = deliver(
             &app,
-            &event("evt_pi", "payment_intent.succeeded", paid),
+            &event("evt_pi", "payment_intent.succeeded", intent),
             None,
         )
         .await;
-        assert_eq!(answer["outcome"], "duplicate");
+        assert_eq!(answer["outcome"], "unknown_payment");
         assert_eq!(topups(&app, "acme").await.len(), 1);
+        // A top-up's invoice is never mistaken for a plan's: its failure
+        // changes no subscription.
+        let (_, answer) = deliver(
+            &app,
+            &event("evt_fail", "invoice.payment_failed", paid),
+            None,
+        )
+        .await;
+        assert_eq!(answer["outcome"], "payment_failed");
+        assert!(app.get("/v1/accounts/acme/subscription").await.status == StatusCode::NOT_FOUND);
         app.assert_verified().await;
     })
     .await;
-}
-
-fn intent_id(stripe: &FakeStripe) -> String {
-    (1..200)
-        .map(|n| format!("pi_{n}"))
-        .find(|id| stripe.object(id).is_some())
-        .expect("a payment intent")
 }
 
 #[tokio::test]
@@ -704,7 +766,7 @@ async fn twenty_concurrent_consumes_crossing_the_threshold_start_one_top_up() {
         }
         run_topups(&app).await;
         run_topups(&app).await;
-        assert_eq!(intents(&stripe).len(), 1);
+        assert_eq!(pays(&stripe).len(), 1);
         assert_eq!(topups(&app, "acme").await.len(), 1);
         assert_eq!(app.available("acme").await, "2020");
     })
@@ -717,18 +779,24 @@ async fn a_decline_backs_off_and_the_monthly_cap_holds() {
         app.account_with("acme", "0").await;
         save_card(&app, &stripe, "acme").await;
         assert_eq!(enable_topup(&app, "acme").await, StatusCode::OK);
-        stripe.push_failure(testkit::stripe::Failure::Decline);
+        stripe.decline_next_payment();
         run_topups(&app).await;
         assert!(topups(&app, "acme").await.is_empty());
+        // The declined attempt's invoice is voided: no unpaid invoice is left.
+        let declined = posts_to(&stripe, "/v1/invoiceitems")[0]
+            .get("invoice")
+            .unwrap()
+            .to_owned();
+        assert_eq!(stripe.object(&declined).unwrap()["status"], "void");
         let state = app.get("/v1/accounts/acme/auto-topup").await.body;
         assert_eq!(state["state"], "backing_off");
         assert_eq!(state["last_failure"], "card_declined");
         // Not again in a loop: only after the hour's wait.
         run_topups(&app).await;
-        assert_eq!(intents(&stripe).len(), 1);
+        assert_eq!(pays(&stripe).len(), 1);
         app.clock.advance_secs(3601);
         run_topups(&app).await;
-        assert_eq!(intents(&stripe).len(), 2);
+        assert_eq!(pays(&stripe).len(), 2);
         assert_eq!(topups(&app, "acme").await.len(), 1);
         // Spent down twice more: the second would pass the 50 USD cap.
         for _ in 0..2 {
@@ -774,11 +842,15 @@ async fn stripe_unreachable_then_back_makes_one_payment_and_one_grant() {
         app.clock.advance_secs(61);
         run_topups(&app).await;
         assert_eq!(topups(&app, "acme").await.len(), 1);
-        let keys: std::collections::BTreeSet<_> = intents(&stripe)
-            .into_iter()
-            .map(|r| r.idempotency_key.unwrap())
-            .collect();
-        assert_eq!(keys.len(), 1, "{keys:?}");
+        // Each step was asked under one key, however often it was sent.
+        for path in ["/v1/invoices", "/v1/invoiceitems"] {
+            let keys: std::collections::BTreeSet<_> = posts_to(&stripe, path)
+                .into_iter()
+                .map(|r| r.idempotency_key.unwrap())
+                .collect();
+            assert_eq!(keys.len(), 1, "{path}: {keys:?}");
+        }
+        assert_eq!(pays(&stripe).len(), 1);
         assert_eq!(app.available("acme").await, "2000");
     })
     .await;
@@ -807,7 +879,7 @@ async fn a_pending_top_up_is_asked_about_with_the_amount_it_started_with() {
         assert_eq!(granted.len(), 1, "{granted:?}");
         assert_eq!(granted[0]["metadata"]["amount_paid"], 2000);
         assert_eq!(app.available("acme").await, "2000");
-        let amounts: std::collections::BTreeSet<_> = intents(&stripe)
+        let amounts: std::collections::BTreeSet<_> = posts_to(&stripe, "/v1/invoiceitems")
             .iter()
             .map(|r| r.get("amount").unwrap().to_owned())
             .collect();
@@ -875,7 +947,7 @@ async fn a_conflict_from_stripe_is_sent_again_under_the_same_key() {
 async fn a_pending_top_up_disabled_before_any_answer_makes_no_new_payment() {
     each_store(async |app, stripe| {
         top_up_while_stripe_is_unreachable(&app, &stripe).await;
-        let before = intents(&stripe).len();
+        let before = pays(&stripe).len();
         let disabled = app
             .send(
                 Method::PUT,
@@ -889,7 +961,7 @@ async fn a_pending_top_up_disabled_before_any_answer_makes_no_new_payment() {
         app.clock.advance_secs(61);
         run_topups(&app).await;
         assert_eq!(
-            intents(&stripe).len(),
+            pays(&stripe).len(),
             before,
             "no payment made after disabling"
         );
@@ -1054,4 +1126,118 @@ billing_test! {
         assert_eq!(hook.code(), "payments_not_configured");
         assert_eq!(app.available("acme").await, "5");
     }
+}
+
+#[tokio::test]
+async fn a_threshold_in_money_and_no_monthly_cap_are_taken_as_a_credits_page_sets_them() {
+    each_store(async |app, stripe| {
+        app.account_with("acme", "10").await;
+        save_card(&app, &stripe, "acme").await;
+        // "Top up $200 when below $50", no monthly cap.
+        let set = app
+            .send(
+                Method::PUT,
+                "/v1/accounts/acme/auto-topup",
+                Some(json!({"enabled": true,
+                            "threshold": {"amount": 5000, "currency": "usd"},
+                            "amount": {"amount": 20000, "currency": "usd"}})),
+            )
+            .await;
+        assert_eq!(set.status, StatusCode::OK, "{set:?}");
+        assert_eq!(set.body["threshold"], json!({"amount": 5000, "currency": "usd"}));
+        // 50 USD at 100 credits a dollar.
+        assert_eq!(set.body["threshold_credits"], "5000");
+        assert_eq!(set.body["monthly_cap"], Value::Null);
+        assert_eq!(app.get("/v1/accounts/acme/auto-topup").await.body, set.body);
+        // Below 5000 credits: a top-up of 20000 credits, then, spent below
+        // again, another, with no cap to stop them.
+        run_topups(&app).await;
+        assert_eq!(app.available("acme").await, "20010");
+        let spent = app.post("/v1/accounts/acme/consume", json!({"amount": "15020"})).await;
+        assert_eq!(spent.status, StatusCode::OK, "{spent:?}");
+        run_topups(&app).await;
+        assert_eq!(app.available("acme").await, "24990");
+        assert_eq!(topups(&app, "acme").await.len(), 2);
+        // The same settings in credits, with a cap given as null.
+        let set = app
+            .send(
+                Method::PUT,
+                "/v1/accounts/acme/auto-topup",
+                Some(json!({"enabled": true, "threshold": "50",
+                            "amount": {"amount": 2000, "currency": "usd"}, "monthly_cap": null})),
+            )
+            .await;
+        assert_eq!(set.status, StatusCode::OK, "{set:?}");
+        assert_eq!((set.body["threshold"].as_str(), set.body["threshold_credits"].as_str()),
+                   (Some("50"), Some("50")));
+        for bad in [
+            json!({"enabled": true, "threshold": {"amount": 5000, "currency": "eur"},
+                   "amount": {"amount": 2000, "currency": "usd"}}),
+            json!({"enabled": true, "threshold": {"amount": -1, "currency": "usd"},
+                   "amount": {"amount": 2000, "currency": "usd"}}),
+            json!({"enabled": true, "threshold": "-5",
+                   "amount": {"amount": 2000, "currency": "usd"}}),
+            json!({"enabled": true, "threshold": [50],
+                   "amount": {"amount": 2000, "currency": "usd"}}),
+            json!({"enabled": true, "threshold": "50", "amount": {"amount": 2000, "currency": "usd"},
+                   "monthly_cap": {"amount": 1000, "currency": "usd"}}),
+        ] {
+            let refused = app.send(Method::PUT, "/v1/accounts/acme/auto-topup", Some(bad.clone())).await;
+            assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{bad}: {refused:?}");
+        }
+        assert_eq!(app.get("/v1/accounts/acme/auto-topup").await.body, set.body);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_invoiced_top_up_refunded_is_taken_back_and_a_forged_invoice_grants_nothing() {
+    each_store(async |app, stripe| {
+        app.account_with("acme", "10").await;
+        save_card(&app, &stripe, "acme").await;
+        assert_eq!(enable_topup(&app, "acme").await, StatusCode::OK);
+        run_topups(&app).await;
+        assert_eq!(app.available("acme").await, "2010");
+        let grant = &topups(&app, "acme").await[0];
+        let invoice = stripe
+            .object(grant["metadata"]["invoice"].as_str().unwrap())
+            .unwrap();
+        // An invoice made elsewhere with creditd's metadata, of another
+        // customer, grants nothing, paid or failed.
+        let mut forged = invoice.clone();
+        forged["id"] = json!("in_forged");
+        forged["customer"] = json!("cus_someone_else");
+        for kind in ["invoice.paid", "invoice.payment_failed"] {
+            let (_, answer) = deliver(
+                &app,
+                &event(&format!("evt_{kind}"), kind, forged.clone()),
+                None,
+            )
+            .await;
+            assert_eq!(answer["outcome"], "unknown_payment", "{kind}");
+        }
+        assert_eq!(app.available("acme").await, "2010");
+        // Its charge refunded in full: the top-up's credits are taken back.
+        let mut charge = stripe.object(invoice["charge"].as_str().unwrap()).unwrap();
+        charge["amount_refunded"] = json!(2000);
+        charge["refunded"] = json!(true);
+        let (_, answer) = deliver(
+            &app,
+            &event("evt_refund", "charge.refunded", charge.clone()),
+            None,
+        )
+        .await;
+        assert_eq!(answer["outcome"], "refunded", "{answer}");
+        assert_eq!(app.available("acme").await, "10");
+        let (_, answer) = deliver(
+            &app,
+            &event("evt_refund_again", "charge.refunded", charge),
+            None,
+        )
+        .await;
+        assert_eq!(answer["outcome"], "duplicate", "{answer}");
+        assert_eq!(app.available("acme").await, "10");
+        app.assert_verified().await;
+    })
+    .await;
 }
