@@ -40,7 +40,7 @@ type BillingState = State<Arc<Billing>>;
 
 /// Billing's routes, answered with its state.
 pub fn routes(billing: &Arc<Billing>) -> Vec<Route> {
-    use Access::{Account, Admin, Service};
+    use Access::{Account, Admin, Catalog, Service};
     let r = |method, path, access, handler: MethodRouter<Arc<Billing>>, doc| Route {
         method,
         path,
@@ -74,14 +74,14 @@ pub fn routes(billing: &Arc<Billing>) -> Vec<Route> {
         r(
             Method::GET,
             "/v1/plans/{plan_id}",
-            Admin,
+            Catalog,
             get(get_plan),
             Doc::of::<__path_get_plan>(),
         ),
         r(
             Method::GET,
             "/v1/plans",
-            Admin,
+            Catalog,
             get(list_plans),
             Doc::of::<__path_list_plans>(),
         ),
@@ -95,14 +95,14 @@ pub fn routes(billing: &Arc<Billing>) -> Vec<Route> {
         r(
             Method::GET,
             "/v1/packages/{package_id}",
-            Admin,
+            Catalog,
             get(get_package),
             Doc::of::<__path_get_package>(),
         ),
         r(
             Method::GET,
             "/v1/packages",
-            Admin,
+            Catalog,
             get(list_packages),
             Doc::of::<__path_list_packages>(),
         ),
@@ -260,6 +260,43 @@ async fn patch_settings(
     }
     let settings = settings::patch(billing.store.as_ref(), &billing.env, &changes).await??;
     Ok(render::json(StatusCode::OK, &settings.view()))
+}
+
+/// What a key may read of the catalogue: admin keys everything; service
+/// and customer keys what is for sale; customer keys without the fields
+/// that are the operator's (the payment provider's price ids).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Reader {
+    Admin,
+    Service,
+    Customer,
+}
+
+impl Reader {
+    fn of(principal: &Principal) -> Reader {
+        match principal.kind {
+            server::KeyKind::Admin => Reader::Admin,
+            server::KeyKind::Service => Reader::Service,
+            server::KeyKind::Customer => Reader::Customer,
+        }
+    }
+
+    /// Whether it sees packages not for sale.
+    fn sees_inactive(self) -> bool {
+        self == Reader::Admin
+    }
+
+    /// `view` as this reader may see it.
+    fn shown<T: Serialize>(self, view: &T) -> Result<Value, ApiError> {
+        let mut value =
+            serde_json::to_value(view).map_err(|e| ApiError::Internal(e.to_string()))?;
+        if self == Reader::Customer
+            && let Some(object) = value.as_object_mut()
+        {
+            object.remove("provider_price_id");
+        }
+        Ok(value)
+    }
 }
 
 // ------------------------------------------------------------------ plans
@@ -481,6 +518,9 @@ async fn put_plan(
 }
 
 /// Get a plan
+///
+/// Any key may read the plans; a customer key sees them without the
+/// payment provider's price id.
 #[utoipa::path(
     get,
     path = "/v1/plans/{plan_id}",
@@ -495,6 +535,7 @@ async fn put_plan(
 )]
 async fn get_plan(
     State(billing): BillingState,
+    Extension(principal): Extension<Principal>,
     PathParam(id): PathParam,
 ) -> Result<Response, ApiError> {
     let id = record_id(&id, "plan")?;
@@ -503,9 +544,10 @@ async fn get_plan(
         .await?
         .ok_or(BillingError::PlanNotFound)?;
     let settings = settings::read(store, &billing.env).await?;
+    let view = PlanView::new(&doc, settings.default_plan.as_deref());
     Ok(render::json(
         StatusCode::OK,
-        &PlanView::new(&doc, settings.default_plan.as_deref()),
+        &Reader::of(&principal).shown(&view)?,
     ))
 }
 
@@ -517,7 +559,8 @@ struct PlanList {
 
 /// List plans
 ///
-/// Every plan, in id order.
+/// Every plan, in id order: what a pricing page lists. Any key may read
+/// them; a customer key sees them without the payment provider's price id.
 #[utoipa::path(
     get,
     path = "/v1/plans",
@@ -525,15 +568,22 @@ struct PlanList {
     operation_id = "listPlans",
     responses((status = 200, description = "Every plan.", body = PlanList)),
 )]
-async fn list_plans(State(billing): BillingState) -> Result<Response, ApiError> {
+async fn list_plans(
+    State(billing): BillingState,
+    Extension(principal): Extension<Principal>,
+) -> Result<Response, ApiError> {
     let store = billing.store.as_ref();
+    let reader = Reader::of(&principal);
     let settings = settings::read(store, &billing.env).await?;
     let plans = records::list_all::<Plan>(store, RecordFilter::All).await?;
     let data = plans
         .iter()
-        .map(|doc| PlanView::new(doc, settings.default_plan.as_deref()))
-        .collect();
-    Ok(render::json(StatusCode::OK, &PlanList { data }))
+        .map(|doc| reader.shown(&PlanView::new(doc, settings.default_plan.as_deref())))
+        .collect::<Result<Vec<Value>, ApiError>>()?;
+    Ok(render::json(
+        StatusCode::OK,
+        &serde_json::json!({ "data": data }),
+    ))
 }
 
 // --------------------------------------------------------------- packages
@@ -671,6 +721,10 @@ struct LocaleQuery {
 }
 
 /// Get a package
+///
+/// Any key may read a package for sale; only admin keys one that is not
+/// (404 `package_not_found` for the others). A customer key sees it
+/// without the payment provider's price id.
 #[utoipa::path(
     get,
     path = "/v1/packages/{package_id}",
@@ -685,17 +739,20 @@ struct LocaleQuery {
 )]
 async fn get_package(
     State(billing): BillingState,
+    Extension(principal): Extension<Principal>,
     PathParam(id): PathParam,
     Query(query): Query<LocaleQuery>,
 ) -> Result<Response, ApiError> {
     let id = record_id(&id, "package")?;
-    reader_locale(query.locale.as_deref())?;
+    let reader = Reader::of(&principal);
+    let locale = reader_locale(query.locale.as_deref())?;
     let doc = records::get::<Package>(billing.store.as_ref(), &id)
         .await?
+        .filter(|doc| doc.body.active || reader.sees_inactive())
         .ok_or(BillingError::PackageNotFound)?;
     Ok(render::json(
         StatusCode::OK,
-        &PackageView::new(&doc, reader_locale(query.locale.as_deref())?),
+        &reader.shown(&PackageView::new(&doc, locale))?,
     ))
 }
 
@@ -718,7 +775,10 @@ struct PackageList {
 
 /// List packages
 ///
-/// Every package, in id order; `?active=true` only those for sale.
+/// Every package, in id order; `?active=true` only those for sale. Service
+/// and customer keys see only those for sale, whatever `active` says; a
+/// customer key sees them without the payment provider's price id: what a
+/// store page lists, with `?locale=` for its language.
 #[utoipa::path(
     get,
     path = "/v1/packages",
@@ -732,27 +792,48 @@ struct PackageList {
 )]
 async fn list_packages(
     State(billing): BillingState,
+    Extension(principal): Extension<Principal>,
     Query(query): Query<PackageQuery>,
 ) -> Result<Response, ApiError> {
+    let reader = Reader::of(&principal);
     let locale = reader_locale(query.locale.as_deref())?;
-    let filter = match query.active.as_deref() {
-        None => RecordFilter::All,
-        Some(value @ ("true" | "false")) => RecordFilter::Equals {
-            name: "active".to_owned(),
-            value: value.to_owned(),
-        },
+    let active = match query.active.as_deref() {
+        None => None,
+        Some("true") => Some(true),
+        Some("false") => Some(false),
         Some(_) => {
             return Err(ApiError::InvalidRequest(
                 "active must be true or false".into(),
             ));
         }
     };
+    // Only admin keys see what is not for sale.
+    let active = if reader.sees_inactive() {
+        active
+    } else if active == Some(false) {
+        return Ok(render::json(
+            StatusCode::OK,
+            &serde_json::json!({ "data": [] }),
+        ));
+    } else {
+        Some(true)
+    };
+    let filter = match active {
+        None => RecordFilter::All,
+        Some(active) => RecordFilter::Equals {
+            name: "active".to_owned(),
+            value: active.to_string(),
+        },
+    };
     let packages = records::list_all::<Package>(billing.store.as_ref(), filter).await?;
     let data = packages
         .iter()
-        .map(|doc| PackageView::new(doc, locale))
-        .collect();
-    Ok(render::json(StatusCode::OK, &PackageList { data }))
+        .map(|doc| reader.shown(&PackageView::new(doc, locale)))
+        .collect::<Result<Vec<Value>, ApiError>>()?;
+    Ok(render::json(
+        StatusCode::OK,
+        &serde_json::json!({ "data": data }),
+    ))
 }
 
 /// A package grant's optional body.

@@ -132,6 +132,38 @@ pub struct ApiKey {
     /// The most a customer key may spend through the gateway in a window.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spend_limit: Option<SpendLimit>,
+    /// What a customer key may do with its account: everything a customer
+    /// may (the default), or only read it.
+    #[serde(default, skip_serializing_if = "KeyAccess::is_full")]
+    pub access: KeyAccess,
+}
+
+/// What a customer key may do with its account.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyAccess {
+    /// Everything a customer may: spend through the gateway, buy, claim,
+    /// change its auto top-up and provider keys.
+    #[default]
+    Full,
+    /// Only reads: the balance, the history, usage, the catalogue; nothing
+    /// that spends, pays or changes settings. For a browser that only
+    /// shows the balance.
+    Read,
+}
+
+impl KeyAccess {
+    /// The name the API writes.
+    pub const fn code(self) -> &'static str {
+        match self {
+            KeyAccess::Full => "full",
+            KeyAccess::Read => "read",
+        }
+    }
+
+    fn is_full(&self) -> bool {
+        *self == KeyAccess::Full
+    }
 }
 
 /// The window a key's spend limit counts over.
@@ -197,6 +229,8 @@ pub struct Principal {
     pub project: Option<Arc<str>>,
     /// What a customer key may spend through the gateway in a window.
     pub spend_limit: Option<SpendLimit>,
+    /// Whether the key may only read ([`KeyAccess::Read`]).
+    pub read_only: bool,
 }
 
 impl Principal {
@@ -265,6 +299,7 @@ impl Keys {
                     account: None,
                     project: None,
                     spend_limit: None,
+                    read_only: false,
                 };
                 (hash, principal)
             }),
@@ -335,6 +370,7 @@ impl Keys {
                     account,
                     project: key.project.as_deref().map(Arc::from),
                     spend_limit: key.spend_limit,
+                    read_only: key.kind == KeyKind::Customer && key.access == KeyAccess::Read,
                 },
                 used_micros: AtomicI64::new(used.max(written)),
                 written_micros: AtomicI64::new(written),
@@ -453,6 +489,7 @@ pub fn new_key(kind: KeyKind, name: String, account: Option<&AccountId>, key: &S
         last_used_at_micros: None,
         project: None,
         spend_limit: None,
+        access: KeyAccess::Full,
     }
 }
 
@@ -534,13 +571,17 @@ pub enum Access {
     /// Customer keys only: the route acts for the key's own account (a
     /// gateway call, charged to it); admin and service keys name no account.
     Customer,
+    /// Every key: the catalogue (packages and plans), which the handler
+    /// shows customer keys only what is for sale, without operator-only
+    /// fields.
+    Catalog,
 }
 
 impl Access {
     /// Whether a key of `kind` passes, before any account is compared.
     pub fn admits(self, kind: KeyKind) -> bool {
         match self {
-            Access::Public | Access::Account | Access::Own => true,
+            Access::Public | Access::Account | Access::Own | Access::Catalog => true,
             Access::Service => kind != KeyKind::Customer,
             Access::Admin => kind == KeyKind::Admin,
             Access::Customer => kind == KeyKind::Customer,
@@ -570,14 +611,22 @@ fn presented(request: &Request) -> Option<&str> {
         .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()))
 }
 
+/// What the access check of one route knows of it: the shared state, who
+/// may call it, whether it changes anything (read-only keys may call only
+/// routes that do not), and the wire format of its errors.
+pub type Guard = (Arc<AppState>, Access, bool, Option<crate::routes::Dialect>);
+
+/// The scope a read-only key lacks on a route that changes something.
+pub const WRITE_SCOPE: &str = "write";
+
 /// Lets a request through when its key may call the route, with the
 /// [`Principal`] in the request's extensions.
 pub async fn authorize(
-    State((state, access, dialect)): State<(Arc<AppState>, Access, Option<crate::routes::Dialect>)>,
+    State((state, access, writes, dialect)): State<Guard>,
     request: Request,
     next: Next,
 ) -> Response {
-    match admit(&state, access, request, next).await {
+    match admit(&state, access, writes, request, next).await {
         Ok(response) => response,
         Err(error) => match dialect {
             Some(dialect) => dialect(&error),
@@ -589,6 +638,7 @@ pub async fn authorize(
 async fn admit(
     state: &Arc<AppState>,
     access: Access,
+    writes: bool,
     request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
@@ -612,6 +662,9 @@ async fn admit(
         return Err(ApiError::Forbidden {
             scope: access.scope(),
         });
+    }
+    if writes && principal.read_only {
+        return Err(ApiError::Forbidden { scope: WRITE_SCOPE });
     }
     let (mut parts, body) = request.into_parts();
     if access == Access::Account && principal.kind == KeyKind::Customer {

@@ -104,7 +104,7 @@ pub fn document(routes: &[Route], extra_codes: &[(&'static str, StatusCode)]) ->
         let mut operation = (route.doc.operation)();
         let tags = operation.tags.get_or_insert_with(Vec::new);
         tags.extend((route.doc.tags)().into_iter().map(str::to_owned));
-        complete(&mut operation, route.access);
+        complete(&mut operation, route.access, route.writes());
         *operation_mut(item, &method) = Some(operation);
         (route.doc.schemas)(&mut schemas);
     }
@@ -241,8 +241,8 @@ fn bearer_scheme() -> SecurityScheme {
 fn header_scheme() -> SecurityScheme {
     SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
         "x-api-key",
-        "The same API key in an `x-api-key` header, as some clients send it; a bearer key \
-         in `Authorization` wins when both are sent.",
+        "The same API key in an `x-api-key` header, as some clients send it; sent with a \
+         different key in `Authorization`, or twice, it is 400 `invalid_request`.",
     )))
 }
 
@@ -252,7 +252,7 @@ fn roles(access: Access) -> &'static [&'static str] {
         Access::Public => &[],
         Access::Admin => &["admin"],
         Access::Service => &["admin", "service"],
-        Access::Account | Access::Own => &["admin", "service", "customer"],
+        Access::Account | Access::Own | Access::Catalog => &["admin", "service", "customer"],
         Access::Customer => &["customer"],
     }
 }
@@ -274,6 +274,10 @@ fn who(access: Access) -> &'static str {
         Access::Customer => {
             "Keys: customer; the call acts for, and is charged to, the key's own account."
         }
+        Access::Catalog => {
+            "Keys: admin, service and customer; a customer key sees only what is for sale, \
+             without operator-only fields."
+        }
     }
 }
 
@@ -281,12 +285,21 @@ fn who(access: Access) -> &'static str {
 /// it, the errors of authentication, of request bodies, of idempotency keys
 /// and of the store; and makes each error response without a body of its
 /// own refer to the shared error response, keeping its description.
-fn complete(operation: &mut Operation, access: Access) {
+fn complete(operation: &mut Operation, access: Access, writes: bool) {
     let description = operation.description.get_or_insert_with(String::new);
     if !description.is_empty() {
         description.push_str("\n\n");
     }
     description.push_str(who(access));
+    let customers = matches!(
+        access,
+        Access::Account | Access::Own | Access::Customer | Access::Catalog
+    );
+    if customers && writes {
+        description.push_str(
+            " Not a read-only customer key (`access: read`): 403 `forbidden`, scope `write`.",
+        );
+    }
     operation.security = Some(if access == Access::Public {
         Vec::new()
     } else {

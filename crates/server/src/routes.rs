@@ -44,6 +44,12 @@ pub struct Route {
 pub type Dialect = fn(&ApiError) -> axum::response::Response;
 
 impl Route {
+    /// Whether the route changes anything: every method but `GET` and
+    /// `HEAD`. A read-only customer key may call only routes that do not.
+    pub fn writes(&self) -> bool {
+        writes(&self.method)
+    }
+
     /// A route of the core API, answered with the shared state.
     fn core(
         state: &Arc<AppState>,
@@ -310,8 +316,9 @@ pub fn router(state: Arc<AppState>, capabilities: Vec<Capability>) -> Router {
     let description = openapi::Served::of(&routes, &errors);
     let mut paths: BTreeMap<&'static str, MethodRouter> = BTreeMap::new();
     for route in routes {
+        let writes = route.writes();
         let guarded = route.handler.route_layer(from_fn_with_state(
-            (state.clone(), route.access, route.dialect),
+            (state.clone(), route.access, writes, route.dialect),
             auth::authorize,
         ));
         let merged = match paths.remove(route.path) {
@@ -330,6 +337,12 @@ pub fn router(state: Arc<AppState>, capabilities: Vec<Capability>) -> Router {
         .layer(from_fn_with_state(state.clone(), crate::metrics::track))
         .layer(from_fn(extract::refuse_repeated_headers))
         .layer(DefaultBodyLimit::max(extract::BODY_LEN_MAX))
+}
+
+/// Whether a route of `method` changes anything: every method but `GET`
+/// and `HEAD`.
+pub fn writes(method: &Method) -> bool {
+    !matches!(*method, Method::GET | Method::HEAD)
 }
 
 /// The table without the handlers: (method, path, access) of every route

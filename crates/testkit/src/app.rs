@@ -357,7 +357,15 @@ impl TestApp {
             .as_str()
             .unwrap()
             .to_owned();
-        let (service, customer) = (service.as_str(), customer.as_str());
+        let reader = self
+            .post(
+                &format!("/v1/accounts/{}/keys", account_of(mine)),
+                json!({"name": "browser", "access": "read"}),
+            )
+            .await;
+        assert_eq!(reader.status, StatusCode::CREATED, "{reader:?}");
+        let reader = reader.body["key"].as_str().unwrap().to_owned();
+        let (service, customer, reader) = (service.as_str(), customer.as_str(), reader.as_str());
         for (method, template, access) in table {
             let path = concrete(template, mine);
             let other = concrete(template, theirs);
@@ -407,6 +415,27 @@ impl TestApp {
                 _ => assert_let_through(&as_service, &what("service")),
             }
 
+            // A read-only customer key is a customer key on the routes
+            // that change nothing, and refused on every other; it is asked
+            // first, so a write it was wrongly let through would show.
+            if matches!(
+                access,
+                Access::Account | Access::Own | Access::Customer | Access::Catalog
+            ) {
+                let as_reader = call(Some(reader), &path).await;
+                if server::routes::writes(&method) {
+                    assert_eq!(
+                        (as_reader.status, as_reader.code()),
+                        (StatusCode::FORBIDDEN, "forbidden"),
+                        "{}: {as_reader:?}",
+                        what("read-only customer")
+                    );
+                    assert_eq!(as_reader.body["error"]["required_scope"], "write");
+                } else {
+                    assert_let_through(&as_reader, &what("read-only customer"));
+                }
+            }
+
             let as_customer = call(Some(customer), &path).await;
             let at_others = call(Some(customer), &other).await;
             match access {
@@ -447,6 +476,8 @@ impl TestApp {
                 }
                 // The route names no account: the key's own is the one acted for.
                 Access::Customer => assert_let_through(&as_customer, &what("customer")),
+                // The catalogue is every key's.
+                Access::Catalog => assert_let_through(&as_customer, &what("customer")),
                 Access::Public => unreachable!(),
             }
         }

@@ -254,7 +254,7 @@ pub async fn assert_access_documented(app: &TestApp) {
             Access::Public => BTreeSet::new(),
             Access::Admin => ["admin"].map(String::from).into(),
             Access::Service => ["admin", "service"].map(String::from).into(),
-            Access::Account | Access::Own => {
+            Access::Account | Access::Own | Access::Catalog => {
                 ["admin", "service", "customer"].map(String::from).into()
             }
             Access::Customer => ["customer"].map(String::from).into(),

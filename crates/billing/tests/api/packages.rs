@@ -158,3 +158,111 @@ billing_test! {
         assert_eq!(app.get("/v1/packages").await.body["data"], json!([]));
     }
 }
+
+billing_test! {
+    /// A store page reads the catalogue with the keys it holds: service and
+    /// customer keys see what is for sale, in the locale, and a customer key
+    /// nothing of the operator's own.
+    #[tokio::test]
+    async fn service_and_customer_keys_read_the_packages_and_plans_for_sale(app) {
+        for (id, active) in [("p100", true), ("retired", false)] {
+            let put = app
+                .send(Method::PUT, &format!("/v1/packages/{id}"),
+                      Some(json!({"name": {"en": "100 Credits", "zh": "100 积分"}, "credits": "100",
+                                  "price": {"amount": 500, "currency": "usd"},
+                                  "provider_price_id": "price_secret", "active": active})))
+                .await;
+            assert_eq!(put.status, StatusCode::OK, "{put:?}");
+        }
+        plan(&app, "pro", json!({"name": "Pro", "credits": "5000", "interval": "month",
+                                  "price": {"amount": 2000, "currency": "usd"},
+                                  "provider_price_id": "price_pro_secret"})).await;
+        app.account_with("u", "0").await;
+        let service = app.create_key("service", "backend").await["key"].as_str().unwrap().to_owned();
+        let customer = app.create_customer_key("u").await["key"].as_str().unwrap().to_owned();
+        let read = |key: String, path: &'static str| {
+            let app = &app;
+            async move { app.send_as(Some(&key), Method::GET, path, &[], None).await }
+        };
+
+        for key in [service.clone(), customer.clone()] {
+            let listed = read(key.clone(), "/v1/packages?active=true&locale=zh").await;
+            assert_eq!(listed.status, StatusCode::OK, "{listed:?}");
+            let data = listed.body["data"].as_array().unwrap();
+            assert_eq!(data.len(), 1, "{listed:?}");
+            assert_eq!(data[0]["id"], "p100");
+            assert_eq!(data[0]["name"], "100 积分");
+            assert_eq!(data[0]["price"], json!({"amount": 500, "currency": "usd"}));
+            // What is not for sale is not there, however it is asked for.
+            let all = read(key.clone(), "/v1/packages").await;
+            assert_eq!(all.body["data"].as_array().unwrap().len(), 1, "{all:?}");
+            let inactive = read(key.clone(), "/v1/packages?active=false").await;
+            assert_eq!(inactive.body["data"], json!([]));
+            let retired = read(key.clone(), "/v1/packages/retired").await;
+            assert_eq!(retired.code(), "package_not_found", "{retired:?}");
+            let plans = read(key.clone(), "/v1/plans").await;
+            assert_eq!(plans.status, StatusCode::OK, "{plans:?}");
+            assert_eq!(plans.body["data"][0]["id"], "pro");
+            assert_eq!(read(key, "/v1/plans/pro").await.body["price"]["amount"], 2000);
+        }
+        // The payment provider's price ids are the operator's.
+        let by_service = read(service, "/v1/packages/p100").await;
+        assert_eq!(by_service.body["provider_price_id"], "price_secret");
+        let by_customer = read(customer.clone(), "/v1/packages/p100").await;
+        assert!(by_customer.body.get("provider_price_id").is_none(), "{by_customer:?}");
+        assert!(!by_customer.text.contains("secret"), "{by_customer:?}");
+        let plans = read(customer.clone(), "/v1/plans").await;
+        assert!(!plans.text.contains("secret"), "{plans:?}");
+        // The admin key still sees everything.
+        assert_eq!(app.get("/v1/packages").await.body["data"].as_array().unwrap().len(), 2);
+        // Writing the catalogue is still the admin's.
+        let write = app
+            .send_as(Some(&customer), Method::PUT, "/v1/plans/free",
+                     &[], Some(json!({"name": "Free", "credits": "1", "interval": "month"})))
+            .await;
+        assert_eq!(write.status, StatusCode::FORBIDDEN, "{write:?}");
+    }
+}
+
+billing_test! {
+    /// A browser that only shows the balance holds a read-only key: it
+    /// reads, and nothing it sends spends, pays or changes a setting.
+    #[tokio::test]
+    async fn a_read_only_customer_key_reads_and_changes_nothing(app) {
+        plan(&app, "free", json!({"name": "Free", "credits": "100", "interval": "month"})).await;
+        app.send(Method::PATCH, "/v1/settings/credits",
+                 Some(json!({"daily_reward": {"enabled": true, "amount": "5"}}))).await;
+        app.account_with("u", "10").await;
+        subscribe(&app, "u", "free").await;
+        let created = app.post("/v1/accounts/u/keys", json!({"name": "widget", "access": "read"})).await;
+        assert_eq!(created.status, StatusCode::CREATED, "{created:?}");
+        assert_eq!(created.body["access"], "read");
+        let key = created.body["key"].as_str().unwrap().to_owned();
+        for path in ["/v1/accounts/u/balance", "/v1/accounts/u/transactions", "/v1/accounts/u/subscription",
+                     "/v1/accounts/u/daily-reward", "/v1/packages", "/v1/plans"] {
+            let reply = app.send_as(Some(&key), Method::GET, path, &[], None).await;
+            assert_eq!(reply.status, StatusCode::OK, "{path}: {reply:?}");
+        }
+        for (method, path, body) in [
+            (Method::POST, "/v1/accounts/u/daily-reward", json!({})),
+            (Method::PUT, "/v1/accounts/u/auto-topup", json!({"enabled": false, "threshold": "1",
+                "amount": {"amount": 500, "currency": "usd"}})),
+            (Method::POST, "/v1/accounts/u/checkout", json!({"amount": {"amount": 500, "currency": "usd"}})),
+        ] {
+            let reply = app.send_as(Some(&key), method, path, &[], Some(body)).await;
+            assert_eq!(reply.status, StatusCode::FORBIDDEN, "{path}: {reply:?}");
+            assert_eq!(reply.body["error"]["required_scope"], "write");
+        }
+        assert_eq!(app.available("u").await, "110");
+        let with_limit = app
+            .post("/v1/accounts/u/keys", json!({"access": "read",
+                                                 "spend_limit": {"amount": "5", "period": "day"}}))
+            .await;
+        assert_eq!(with_limit.code(), "invalid_request", "{with_limit:?}");
+        let bad = app.post("/v1/accounts/u/keys", json!({"access": "admin"})).await;
+        assert_eq!(bad.code(), "invalid_request", "{bad:?}");
+        // A full key, the default, says so.
+        let full = app.post("/v1/accounts/u/keys", json!({})).await;
+        assert_eq!(full.body["access"], "full");
+    }
+}

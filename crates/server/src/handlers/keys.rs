@@ -61,6 +61,11 @@ pub struct KeyView<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
     spend_limit: Option<SpendLimitView>,
+    /// A customer key's access: `full`, or `read` (only the routes that
+    /// change nothing); absent on other keys.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<auth::KeyAccess>, nullable = false)]
+    access: Option<&'static str>,
     /// The key itself: only in the answer that created it, and never again.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
@@ -84,6 +89,7 @@ impl<'a> KeyView<'a> {
                 amount: render::Decimal(ledger::Amount::from_micros(l.amount_micros)),
                 period: l.period,
             }),
+            access: (doc.body.kind == KeyKind::Customer).then(|| doc.body.access.code()),
             key: key.map(Secret::expose),
         }
     }
@@ -167,6 +173,12 @@ struct CreateCustomerKey<'a> {
     /// The most the key may spend through the gateway in each window.
     #[serde(default, borrow)]
     spend_limit: Option<SpendLimitInput<'a>>,
+    /// `full` (the default): everything a customer may do with its account;
+    /// `read`: only the routes that change nothing — the balance, history,
+    /// usage and catalogue; nothing that spends, pays or changes settings.
+    #[serde(default)]
+    #[schema(value_type = Option<auth::KeyAccess>)]
+    access: Option<auth::KeyAccess>,
 }
 
 /// A key is shown once: a replay of its creation would have to show it
@@ -190,11 +202,11 @@ async fn store_new(
     kind: KeyKind,
     name: String,
     account: Option<&ledger::AccountId>,
-    gateway: (Option<String>, Option<SpendLimit>),
+    customer: (Option<String>, Option<SpendLimit>, auth::KeyAccess),
 ) -> Result<Response, ApiError> {
     let (id, secret) = auth::generate(kind)?;
     let mut record = auth::new_key(kind, name, account, &secret);
-    (record.project, record.spend_limit) = gateway;
+    (record.project, record.spend_limit, record.access) = customer;
     let write = records::put(&id, &record, Expect::Absent);
     match records::write::<ApiKey>(state.store.as_ref(), write).await? {
         Written::Stored(doc) => {
@@ -248,7 +260,14 @@ pub async fn create(
             ));
         }
     };
-    store_new(&state, kind, key_name(body.name)?, None, (None, None)).await
+    store_new(
+        &state,
+        kind,
+        key_name(body.name)?,
+        None,
+        (None, None, auth::KeyAccess::Full),
+    )
+    .await
 }
 
 /// Create a customer key
@@ -281,13 +300,19 @@ pub async fn create_for_account(
     let name = key_name(body.name)?;
     let project = body.project.map(project).transpose()?;
     let spend_limit = body.spend_limit.map(|l| l.parse()).transpose()?;
+    let access = body.access.unwrap_or_default();
+    if access == auth::KeyAccess::Read && spend_limit.is_some() {
+        return Err(ApiError::InvalidRequest(
+            "a read-only key spends nothing, so it takes no spend_limit".into(),
+        ));
+    }
     super::require_account(state.store.as_ref(), &account).await?;
     store_new(
         &state,
         KeyKind::Customer,
         name,
         Some(&account),
-        (project, spend_limit),
+        (project, spend_limit, access),
     )
     .await
 }
@@ -525,6 +550,11 @@ pub async fn update(
     if gateway_fields && doc.body.kind != KeyKind::Customer {
         return Err(ApiError::InvalidRequest(
             "only customer keys have a project and a spend limit".into(),
+        ));
+    }
+    if matches!(body.spend_limit, Some(Some(_))) && doc.body.access == auth::KeyAccess::Read {
+        return Err(ApiError::InvalidRequest(
+            "a read-only key spends nothing, so it takes no spend_limit".into(),
         ));
     }
     if let Some(name) = body.name {
