@@ -68,6 +68,10 @@ pub struct Settings {
     /// `CREDITD_MASTER_KEY`, `CREDITD_MASTER_KEYS_RETIRED`,
     /// `CREDITD_BYOK_FEE_PERCENT` (default 0), `CREDITD_ALLOW_PRIVATE_UPSTREAMS`.
     pub gateway: gateway::GatewayConfig,
+    /// `CREDITD_CORS_ORIGINS`: origins (`https://app.example.com`,
+    /// comma-separated) whose browsers may call the routes customer keys
+    /// may; none by default.
+    pub cors_origins: Vec<String>,
     /// Payments through Stripe, when `STRIPE_SECRET_KEY` and
     /// `STRIPE_WEBHOOK_SECRET` are set (with `CREDITD_PUBLIC_URL`, and
     /// `STRIPE_API_BASE` to point at another server).
@@ -161,6 +165,7 @@ impl Settings {
             credits: credit_settings(&get)?,
             test_clock: flag("CREDITD_TEST_CLOCK")?,
             gateway: gateway_settings(values, &get)?,
+            cors_origins: origins(&get, "CREDITD_CORS_ORIGINS")?,
             payments: payment_settings(&get)?,
         })
     }
@@ -204,6 +209,7 @@ const KNOWN: &[&str] = &[
     "CREDITD_ANTHROPIC_KEYLESS",
     "CREDITD_PUBLIC_URL",
     "CREDITD_CHECKOUT_RETURN_ORIGINS",
+    "CREDITD_CORS_ORIGINS",
     "STRIPE_SECRET_KEY",
     "STRIPE_WEBHOOK_SECRET",
     "STRIPE_API_BASE",
@@ -319,6 +325,27 @@ fn credit_settings<'a>(
     })
 }
 
+/// A comma-separated list of origins (`https://shop.example.com`), each
+/// checked.
+fn origins<'a>(get: &impl Fn(&str) -> Option<&'a str>, key: &str) -> anyhow::Result<Vec<String>> {
+    get(key)
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|o| !o.is_empty())
+        .map(|origin| {
+            if billing::domain::returns::is_origin(origin) {
+                Ok(origin.trim_end_matches('/').to_owned())
+            } else {
+                bail!(
+                    "{key} holds {origin:?}: each origin is scheme://host[:port], such as \
+                     https://shop.example.com"
+                )
+            }
+        })
+        .collect()
+}
+
 /// Stripe's configuration from the environment, when it is there.
 fn payment_settings<'a>(
     get: &impl Fn(&str) -> Option<&'a str>,
@@ -334,22 +361,7 @@ fn payment_settings<'a>(
             "payments need CREDITD_PUBLIC_URL, the address customers return to after a checkout \
              (https://…)",
         )?;
-    let return_origins = get("CREDITD_CHECKOUT_RETURN_ORIGINS")
-        .unwrap_or("")
-        .split(',')
-        .map(str::trim)
-        .filter(|o| !o.is_empty())
-        .map(|origin| {
-            if billing::domain::returns::is_origin(origin) {
-                Ok(origin.trim_end_matches('/').to_owned())
-            } else {
-                bail!(
-                    "CREDITD_CHECKOUT_RETURN_ORIGINS holds {origin:?}: each origin is \
-                     scheme://host[:port], such as https://shop.example.com"
-                )
-            }
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let return_origins = origins(get, "CREDITD_CHECKOUT_RETURN_ORIGINS")?;
     Ok(Some(billing::payments::PaymentsConfig {
         secret_key: Secret::new(secret.to_owned()),
         webhook_secret: Secret::new(webhook.to_owned()),
@@ -758,6 +770,25 @@ mod tests {
             let settings = with(strong).unwrap();
             assert_eq!(settings.admin_key.unwrap().expose(), strong);
         }
+    }
+
+    #[test]
+    fn cors_origins_are_origins_or_the_start_is_refused() {
+        let with = |origins: &str| {
+            Settings::from_values(&HashMap::from([(
+                "CREDITD_CORS_ORIGINS".to_owned(),
+                origins.to_owned(),
+            )]))
+        };
+        assert_eq!(
+            with("https://app.example.com/, http://localhost:3000")
+                .unwrap()
+                .cors_origins,
+            vec!["https://app.example.com", "http://localhost:3000"]
+        );
+        assert!(with("").unwrap().cors_origins.is_empty());
+        let error = with("*").unwrap_err().to_string();
+        assert!(error.contains("CREDITD_CORS_ORIGINS"), "{error}");
     }
 
     #[test]

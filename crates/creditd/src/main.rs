@@ -469,7 +469,13 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
                 Amount::from_micros(settings.gateway.rate.credits_per_usd.units() as i64),
             ),
     );
-    let state = Arc::new(AppState::new(store, clock, keys).with_policy(billing.clone()));
+    let state = Arc::new(
+        AppState::new(store, clock, keys)
+            .with_policy(billing.clone())
+            .with_cors(server::cors::CorsOrigins::new(
+                settings.cors_origins.clone(),
+            )),
+    );
     let jobs = server::jobs::spawn(
         state.clone(),
         JobsConfig {

@@ -588,6 +588,15 @@ impl Access {
         }
     }
 
+    /// Whether customer keys may call a route of this access: the routes a
+    /// browser may be let call (`CREDITD_CORS_ORIGINS`).
+    pub fn admits_customers(self) -> bool {
+        matches!(
+            self,
+            Access::Account | Access::Own | Access::Customer | Access::Catalog
+        )
+    }
+
     /// The scope a refused key lacks.
     pub fn scope(self) -> &'static str {
         match self {
@@ -626,19 +635,30 @@ pub async fn authorize(
     request: Request,
     next: Next,
 ) -> Response {
-    match admit(&state, access, writes, request, next).await {
+    // A browser on an allowed origin may call the routes customer keys may,
+    // and read their answers, errors included; no other route is opened to it.
+    let origin = access
+        .admits_customers()
+        .then(|| state.cors.allowed(request.headers()).cloned())
+        .flatten();
+    let mut response = match admit(&state, access, writes, origin.is_some(), request, next).await {
         Ok(response) => response,
         Err(error) => match dialect {
             Some(dialect) => dialect(&error),
             None => axum::response::IntoResponse::into_response(error),
         },
+    };
+    if let Some(origin) = origin {
+        crate::cors::allow(&mut response, origin);
     }
+    response
 }
 
 async fn admit(
     state: &Arc<AppState>,
     access: Access,
     writes: bool,
+    from_browser: bool,
     request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
@@ -665,6 +685,12 @@ async fn admit(
     }
     if writes && principal.read_only {
         return Err(ApiError::Forbidden { scope: WRITE_SCOPE });
+    }
+    // An operator's key has no business in a browser on another origin.
+    if from_browser && principal.kind != KeyKind::Customer {
+        return Err(ApiError::Forbidden {
+            scope: KeyKind::Customer.code(),
+        });
     }
     let (mut parts, body) = request.into_parts();
     if access == Access::Account && principal.kind == KeyKind::Customer {

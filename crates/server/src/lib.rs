@@ -4,6 +4,7 @@
 
 pub mod account_billing;
 pub mod auth;
+pub mod cors;
 pub mod error;
 pub mod extract;
 pub mod handlers;
@@ -39,6 +40,8 @@ pub struct AppState {
     pub metrics: Metrics,
     /// What capabilities decide inside the core's writes.
     pub policy: Arc<dyn policy::Policy>,
+    /// The origins whose browsers may call the routes customer keys may.
+    pub cors: cors::CorsOrigins,
     /// When an unknown key last made this node look for new keys.
     unknown_key_refresh: tokio::sync::Mutex<Option<std::time::Instant>>,
 }
@@ -56,8 +59,16 @@ impl AppState {
             keys,
             metrics: Metrics::default(),
             policy: Arc::new(policy::NoPolicy),
+            cors: cors::CorsOrigins::default(),
             unknown_key_refresh: tokio::sync::Mutex::new(None),
         }
+    }
+
+    /// The same state, letting browsers on `origins` call the routes
+    /// customer keys may (`CREDITD_CORS_ORIGINS`).
+    pub fn with_cors(mut self, origins: cors::CorsOrigins) -> AppState {
+        self.cors = origins;
+        self
     }
 
     /// The same state, with a capability's policy for the core's writes.

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use axum::extract::DefaultBodyLimit;
 use axum::http::Method;
 use axum::middleware::{from_fn, from_fn_with_state};
-use axum::routing::{MethodRouter, delete, get, patch, post, put};
+use axum::routing::{MethodRouter, delete, get, options, patch, post, put};
 use axum::{Extension, Router};
 
 use crate::AppState;
@@ -315,6 +315,15 @@ pub fn router(state: Arc<AppState>, capabilities: Vec<Capability>) -> Router {
     }
     let description = openapi::Served::of(&routes, &errors);
     let mut paths: BTreeMap<&'static str, MethodRouter> = BTreeMap::new();
+    // The methods customer keys may call on each path: what a browser's
+    // preflight may ask for, when CORS is on.
+    let mut browser_methods: BTreeMap<&'static str, Vec<Method>> = BTreeMap::new();
+    for route in routes.iter().filter(|r| r.access.admits_customers()) {
+        browser_methods
+            .entry(route.path)
+            .or_default()
+            .push(route.method.clone());
+    }
     for route in routes {
         let writes = route.writes();
         let guarded = route.handler.route_layer(from_fn_with_state(
@@ -328,7 +337,14 @@ pub fn router(state: Arc<AppState>, capabilities: Vec<Capability>) -> Router {
         paths.insert(route.path, merged);
     }
     let mut app = Router::new();
-    for (path, handler) in paths {
+    for (path, mut handler) in paths {
+        if state.cors.is_on()
+            && let Some(methods) = browser_methods.remove(path)
+        {
+            let preflight =
+                options(crate::cors::preflight).with_state((state.cors.clone(), methods.into()));
+            handler = handler.merge(preflight);
+        }
         app = app.route(path, handler);
     }
     app.fallback(|| async { ApiError::RouteNotFound })
