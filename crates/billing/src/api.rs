@@ -42,6 +42,7 @@ type BillingState = State<Arc<Billing>>;
 pub fn routes(billing: &Arc<Billing>) -> Vec<Route> {
     use Access::{Account, Admin, Catalog, Service};
     let r = |method, path, access, handler: MethodRouter<Arc<Billing>>, doc| Route {
+        idempotency: server::routes::Idempotency::of(&method),
         method,
         path,
         access,
@@ -112,7 +113,8 @@ pub fn routes(billing: &Arc<Billing>) -> Vec<Route> {
             Service,
             post(grant_package),
             Doc::of::<__path_grant_package>(),
-        ),
+        )
+        .with_idempotency(server::routes::Idempotency::Ledger),
         r(
             Method::PUT,
             "/v1/accounts/{account_id}/subscription",
@@ -1071,7 +1073,7 @@ async fn provider_billed<'a>(
 async fn put_subscription(
     State(billing): BillingState,
     PathParam(id): PathParam,
-    headers: axum::http::HeaderMap,
+    kept: Option<Extension<server::idempotency::KeptKey>>,
     ReadBody(body): ReadBody,
 ) -> Result<Response, ApiError> {
     let account = extract::account_id(&id)?;
@@ -1090,12 +1092,12 @@ async fn put_subscription(
         }
         if doc.body.plan_id == plan_id {
             if doc.body.cancel_at_period_end {
-                let key = crate::payments::api::request_key(&headers)?;
+                let key = crate::payments::api::request_key(kept.as_ref().map(|k| &k.0))?;
                 provider_subscriptions::cancel_at_period_end(&billing, payments, &doc, false, &key)
                     .await?;
             }
         } else {
-            let key = crate::payments::api::request_key(&headers)?;
+            let key = crate::payments::api::request_key(kept.as_ref().map(|k| &k.0))?;
             provider_subscriptions::change_plan(&billing, payments, &doc, &plan_id, &key).await?;
         }
         let doc = records::get::<Subscription>(store, account.as_str())
@@ -1169,12 +1171,12 @@ async fn get_subscription(
 async fn cancel_subscription(
     State(billing): BillingState,
     PathParam(id): PathParam,
-    headers: axum::http::HeaderMap,
+    kept: Option<Extension<server::idempotency::KeptKey>>,
 ) -> Result<Response, ApiError> {
     let account = extract::account_id(&id)?;
     let store = billing.store.as_ref();
     if let Some((doc, payments)) = provider_billed(&billing, &account).await? {
-        let key = crate::payments::api::request_key(&headers)?;
+        let key = crate::payments::api::request_key(kept.as_ref().map(|k| &k.0))?;
         provider_subscriptions::cancel_at_period_end(&billing, payments, &doc, true, &key).await?;
     }
     let doc = subscription::cancel(store, &account).await??;

@@ -15,6 +15,7 @@ use server::extract::{self, PathParam, Query};
 use server::openapi::Doc;
 use server::openapi::schema::AccountPath;
 use server::render::{self, Decimal, Instant};
+use server::routes::Idempotency;
 use server::{Access, Route};
 use store::records::{self, Doc as Record, Expect, Written};
 use store::usage::{Call, CallQuery};
@@ -36,13 +37,24 @@ type GatewayState = State<Arc<Gateway>>;
 /// The gateway's routes, answered with its state.
 pub fn routes(gateway: &Arc<Gateway>) -> Vec<Route> {
     use Access::{Account, Admin, Customer};
-    let r = |method, path, access, handler: MethodRouter<Arc<Gateway>>, doc, dialect| Route {
-        method,
-        path,
-        access,
-        handler: handler.with_state(gateway.clone()),
-        doc,
-        dialect,
+    // A call to a model is metered once per call by its own request id and
+    // may stream its answer, which is not kept: the OpenAI and Anthropic
+    // SDKs send a key on every request, which is checked and let through.
+    let calls = Idempotency::NotKept("a model's answer is streamed and metered per call");
+    let r = |method: Method, path, access, handler: MethodRouter<Arc<Gateway>>, doc, dialect| {
+        let idempotency = match access {
+            Customer if method == Method::POST => calls,
+            _ => Idempotency::of(&method),
+        };
+        Route {
+            idempotency,
+            method,
+            path,
+            access,
+            handler: handler.with_state(gateway.clone()),
+            doc,
+            dialect,
+        }
     };
     let openai: Option<server::routes::Dialect> = Some(openai_error);
     let anthropic: Option<server::routes::Dialect> = Some(anthropic_error);

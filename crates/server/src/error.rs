@@ -40,6 +40,9 @@ pub enum ApiError {
     LastAdminKey,
     /// 409 `version_conflict`: the object changed since it was read.
     VersionConflict,
+    /// 409 `idempotency_in_progress`: the first request under this
+    /// Idempotency-Key is still running; retry it shortly.
+    IdempotencyInProgress,
     /// 409 `conflict`: another object already holds a value that must be unique.
     Conflict(String),
     /// 400 `malformed_json`: the body is not JSON.
@@ -93,9 +96,10 @@ impl ApiError {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
             ApiError::KeyNotFound => StatusCode::NOT_FOUND,
-            ApiError::VersionConflict | ApiError::Conflict(_) | ApiError::LastAdminKey => {
-                StatusCode::CONFLICT
-            }
+            ApiError::VersionConflict
+            | ApiError::Conflict(_)
+            | ApiError::LastAdminKey
+            | ApiError::IdempotencyInProgress => StatusCode::CONFLICT,
             ApiError::MalformedJson(_)
             | ApiError::InvalidRequest(_)
             | ApiError::InvalidAmount(_)
@@ -121,6 +125,7 @@ impl ApiError {
             ApiError::KeyNotFound => "key_not_found",
             ApiError::LastAdminKey => "last_admin_key",
             ApiError::VersionConflict => "version_conflict",
+            ApiError::IdempotencyInProgress => "idempotency_in_progress",
             ApiError::Conflict(_) => "conflict",
             ApiError::MalformedJson(_) => "malformed_json",
             ApiError::InvalidRequest(_) => "invalid_request",
@@ -154,6 +159,10 @@ impl ApiError {
             }
             ApiError::VersionConflict => {
                 "the object changed since it was read; read it again and retry".to_owned()
+            }
+            ApiError::IdempotencyInProgress => {
+                "the first request with this Idempotency-Key is still running; retry it shortly"
+                    .to_owned()
             }
             ApiError::Conflict(m) => m.clone(),
             ApiError::MalformedJson(m)
@@ -219,6 +228,7 @@ impl ApiError {
             ApiError::KeyNotFound,
             ApiError::LastAdminKey,
             ApiError::VersionConflict,
+            ApiError::IdempotencyInProgress,
             ApiError::Conflict(text()),
             ApiError::MalformedJson(text()),
             ApiError::InvalidRequest(text()),
@@ -449,6 +459,7 @@ mod tests {
             ApiError::Internal(_) => 18,
             // A capability lists its own codes (`routes::Capability`).
             ApiError::Capability { .. } => 19,
+            ApiError::IdempotencyInProgress => 20,
         };
         let rejection = |reject: &Reject| match reject {
             Reject::InvalidAmount(_) => 0,
@@ -472,7 +483,7 @@ mod tests {
         };
         let every = ApiError::every();
         let kinds: std::collections::BTreeSet<usize> = every.iter().map(kind).collect();
-        assert_eq!(kinds, (0..=18).collect());
+        assert_eq!(kinds, (0..=18).chain([20]).collect());
         let rejections: std::collections::BTreeSet<usize> = every
             .iter()
             .filter_map(|e| match e {

@@ -166,7 +166,9 @@ pub async fn refuse_repeated_headers(
     Ok(next.run(request).await)
 }
 
-fn idempotency_header(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+/// The request's `Idempotency-Key`: 1 to 255 printable ASCII characters,
+/// or 400.
+pub fn idempotency_header(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let Some(value) = headers.get("idempotency-key") else {
         return Ok(None);
     };

@@ -121,6 +121,11 @@ pub fn spawn(state: Arc<AppState>, config: JobsConfig) -> tokio::task::JoinHandl
                     Ok(n) => tracing::info!(keys = n, "forgot old idempotency keys"),
                     Err(error) => tracing::warn!(%error, "idempotency pruning failed"),
                 }
+                match crate::idempotency::prune(state.store.as_ref(), before).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(answers = n, "forgot old kept answers"),
+                    Err(error) => tracing::warn!(%error, "pruning kept answers failed"),
+                }
             }
         }
     })

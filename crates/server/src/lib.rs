@@ -8,6 +8,7 @@ pub mod cors;
 pub mod error;
 pub mod extract;
 pub mod handlers;
+pub mod idempotency;
 pub mod jobs;
 pub mod metrics;
 pub mod openapi;

@@ -104,7 +104,12 @@ pub fn document(routes: &[Route], extra_codes: &[(&'static str, StatusCode)]) ->
         let mut operation = (route.doc.operation)();
         let tags = operation.tags.get_or_insert_with(Vec::new);
         tags.extend((route.doc.tags)().into_iter().map(str::to_owned));
-        complete(&mut operation, route.access, route.writes());
+        complete(
+            &mut operation,
+            route.access,
+            route.writes(),
+            route.idempotency,
+        );
         *operation_mut(item, &method) = Some(operation);
         (route.doc.schemas)(&mut schemas);
     }
@@ -246,6 +251,35 @@ fn header_scheme() -> SecurityScheme {
     )))
 }
 
+/// Describes the `Idempotency-Key` header as the route table says the
+/// route honours it, in place of whatever its handler declared.
+fn describe_idempotency(operation: &mut Operation, idempotency: crate::idempotency::Idempotency) {
+    use crate::idempotency::Idempotency;
+    let declared = operation.parameters.get_or_insert_with(Vec::new);
+    let ledger = declared.iter().find_map(|p| match p {
+        RefOr::T(p) if p.name == schema::IDEMPOTENCY_KEY => p.description.clone(),
+        _ => None,
+    });
+    declared.retain(|p| !matches!(p, RefOr::T(p) if p.name == schema::IDEMPOTENCY_KEY));
+    let description = match idempotency {
+        Idempotency::NotRead => return,
+        Idempotency::Ledger => ledger.unwrap_or_else(|| {
+            <schema::IdempotencyKey as utoipa::IntoParams>::into_params(|| None)
+                .into_iter()
+                .find_map(|p| p.description)
+                .unwrap_or_default()
+        }),
+        Idempotency::Kept => schema::kept_idempotency_description(),
+        Idempotency::Refused => "Refused: this answer shows a secret once, which a replay \
+            would show again, so any key is 400 `invalid_request`."
+            .to_owned(),
+        Idempotency::NotKept(why) => {
+            format!("Checked (a malformed key is 400 `invalid_request`) and not replayed: {why}.")
+        }
+    };
+    declared.push(RefOr::T(schema::idempotency_parameter(description)));
+}
+
 /// The kinds of key a route admits, as its security requirements' roles.
 fn roles(access: Access) -> &'static [&'static str] {
     match access {
@@ -285,7 +319,13 @@ fn who(access: Access) -> &'static str {
 /// it, the errors of authentication, of request bodies, of idempotency keys
 /// and of the store; and makes each error response without a body of its
 /// own refer to the shared error response, keeping its description.
-fn complete(operation: &mut Operation, access: Access, writes: bool) {
+fn complete(
+    operation: &mut Operation,
+    access: Access,
+    writes: bool,
+    idempotency: crate::idempotency::Idempotency,
+) {
+    describe_idempotency(operation, idempotency);
     let description = operation.description.get_or_insert_with(String::new);
     if !description.is_empty() {
         description.push_str("\n\n");
@@ -338,20 +378,32 @@ fn complete(operation: &mut Operation, access: Access, writes: bool) {
         add_response(
             operation,
             413,
-            "`payload_too_large`: the body is larger than 64 KiB.",
+            "`payload_too_large`: the body is larger than the route's limit, which the message \
+             names (64 KiB for most routes).",
         );
         add_response(
             operation,
             415,
-            "`unsupported_media_type`: a Content-Type other than `application/json` (or \
-             another `+json` type).",
+            "`unsupported_media_type`: a body with a Content-Type other than `application/json` \
+             (in UTF-8 or with no charset), or with none.",
         );
     }
     let idempotent = operation.parameters.iter().flatten().any(|p| {
         matches!(p, RefOr::T(p) if p.name == schema::IDEMPOTENCY_KEY
             && p.parameter_in == ParameterIn::Header)
     });
+    let replayed = matches!(
+        idempotency,
+        crate::idempotency::Idempotency::Ledger | crate::idempotency::Idempotency::Kept
+    );
     if idempotent {
+        add_response(
+            operation,
+            400,
+            "`invalid_request`: among other causes, a malformed Idempotency-Key.",
+        );
+    }
+    if idempotent && replayed {
         add_response(
             operation,
             409,
@@ -359,6 +411,15 @@ fn complete(operation: &mut Operation, access: Access, writes: bool) {
              request (method, path with query string, or body bytes).",
         );
     }
+    if idempotency == crate::idempotency::Idempotency::Kept {
+        add_response(
+            operation,
+            409,
+            "`idempotency_in_progress`: the first request under this Idempotency-Key still \
+             runs; retry it shortly.",
+        );
+    }
+    let idempotent = idempotent && replayed;
     for (status, response) in &mut operation.responses.responses {
         let RefOr::T(answer) = response else {
             continue;
@@ -442,6 +503,7 @@ mod tests {
 
     fn route(method: Method, path: &'static str, access: Access) -> Route {
         Route {
+            idempotency: crate::idempotency::Idempotency::of(&method),
             method,
             path,
             access,

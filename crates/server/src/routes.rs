@@ -17,6 +17,7 @@ use crate::auth::{self, Access};
 use crate::error::ApiError;
 use crate::extract;
 use crate::handlers::{accounts, features, grants, holds, keys, system, transactions, usage};
+pub use crate::idempotency::Idempotency;
 use crate::openapi::{self, Doc};
 
 /// One route: a method on a path template, who may call it, the handler,
@@ -37,6 +38,9 @@ pub struct Route {
     /// the wire format its clients expect. The access check writes its
     /// refusals this way too.
     pub dialect: Option<Dialect>,
+    /// How it honours an `Idempotency-Key`: by default a `GET` reads none
+    /// and every write keeps its first answer ([`Idempotency::of`]).
+    pub idempotency: Idempotency,
 }
 
 /// Writes an error in a route's own wire format (the gateway's OpenAI- and
@@ -50,6 +54,12 @@ impl Route {
         writes(&self.method)
     }
 
+    /// The same route, honouring an `Idempotency-Key` as `idempotency` says.
+    pub fn with_idempotency(mut self, idempotency: Idempotency) -> Route {
+        self.idempotency = idempotency;
+        self
+    }
+
     /// A route of the core API, answered with the shared state.
     fn core(
         state: &Arc<AppState>,
@@ -60,6 +70,7 @@ impl Route {
         doc: Doc,
     ) -> Route {
         Route {
+            idempotency: Idempotency::of(&method),
             method,
             path,
             access,
@@ -67,6 +78,31 @@ impl Route {
             doc,
             dialect: None,
         }
+    }
+}
+
+/// How each core route honours an `Idempotency-Key`: the ledger's writes
+/// keep their answers in their own transactions; a check changes nothing;
+/// a new key is shown once; every other write keeps its first answer.
+fn core_idempotency(method: &Method, path: &str) -> Idempotency {
+    const LEDGER: [(Method, &str); 9] = [
+        (Method::POST, "/v1/accounts"),
+        (Method::POST, "/v1/accounts/{account_id}/grants"),
+        (Method::POST, "/v1/accounts/{account_id}/consume"),
+        (Method::POST, "/v1/accounts/{account_id}/holds"),
+        (Method::POST, "/v1/grants/{grant_id}/void"),
+        (Method::POST, "/v1/holds/{hold_id}/commit"),
+        (Method::POST, "/v1/holds/{hold_id}/release"),
+        (Method::POST, "/v1/transactions/{tx_id}/refund"),
+        (Method::PUT, "/v1/features/{feature_id}"),
+    ];
+    if LEDGER.iter().any(|(m, p)| m == method && *p == path) {
+        return Idempotency::Ledger;
+    }
+    match (method, path) {
+        (&Method::POST, "/v1/accounts/{account_id}/check") => Idempotency::NotRead,
+        (&Method::POST, "/v1/keys" | "/v1/accounts/{account_id}/keys") => Idempotency::Refused,
+        _ => Idempotency::of(method),
     }
 }
 
@@ -84,7 +120,7 @@ pub fn core_routes(state: &Arc<AppState>) -> Vec<Route> {
     use Access::{Account, Admin, Own, Public, Service};
     let r =
         |method, path, access, handler, doc| Route::core(state, method, path, access, handler, doc);
-    vec![
+    [
         r(
             Method::POST,
             "/v1/accounts",
@@ -296,6 +332,12 @@ pub fn core_routes(state: &Arc<AppState>) -> Vec<Route> {
             Doc::of::<system::__path_openapi>(),
         ),
     ]
+    .into_iter()
+    .map(|route| {
+        let idempotency = core_idempotency(&route.method, route.path);
+        route.with_idempotency(idempotency)
+    })
+    .collect()
 }
 
 /// The whole API: the core routes and each capability's, every one behind
@@ -326,10 +368,17 @@ pub fn router(state: Arc<AppState>, capabilities: Vec<Capability>) -> Router {
     }
     for route in routes {
         let writes = route.writes();
-        let guarded = route.handler.route_layer(from_fn_with_state(
-            (state.clone(), route.access, writes, route.dialect),
-            auth::authorize,
-        ));
+        // The access check runs first, then the key is honoured, per route.
+        let guarded = route
+            .handler
+            .route_layer(from_fn_with_state(
+                (state.clone(), route.idempotency, route.dialect),
+                crate::idempotency::layer,
+            ))
+            .route_layer(from_fn_with_state(
+                (state.clone(), route.access, writes, route.dialect),
+                auth::authorize,
+            ));
         let merged = match paths.remove(route.path) {
             Some(existing) => existing.merge(guarded),
             None => guarded,
@@ -359,6 +408,19 @@ pub fn router(state: Arc<AppState>, capabilities: Vec<Capability>) -> Router {
 /// and `HEAD`.
 pub fn writes(method: &Method) -> bool {
     !matches!(*method, Method::GET | Method::HEAD)
+}
+
+/// How every route of the core API and the given capabilities honours an
+/// `Idempotency-Key`, for the test that walks them.
+pub fn idempotency_table(
+    state: &Arc<AppState>,
+    capabilities: Vec<Capability>,
+) -> Vec<(Method, &'static str, Access, Idempotency)> {
+    core_routes(state)
+        .into_iter()
+        .chain(capabilities.into_iter().flat_map(|c| c.routes))
+        .map(|r| (r.method, r.path, r.access, r.idempotency))
+        .collect()
 }
 
 /// The table without the handlers: (method, path, access) of every route

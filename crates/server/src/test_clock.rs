@@ -224,6 +224,7 @@ pub fn routes(store: Arc<dyn Store>, clock: &Arc<TestClock>) -> Vec<Route> {
             handler: get(show).with_state(shared.clone()),
             doc: Doc::of::<__path_show>(),
             dialect: None,
+            idempotency: crate::idempotency::Idempotency::NotRead,
         },
         Route {
             method: Method::POST,
@@ -232,6 +233,7 @@ pub fn routes(store: Arc<dyn Store>, clock: &Arc<TestClock>) -> Vec<Route> {
             handler: post(advance).with_state(shared),
             doc: Doc::of::<__path_advance>(),
             dialect: None,
+            idempotency: crate::idempotency::Idempotency::Kept,
         },
     ]
 }

@@ -483,6 +483,110 @@ impl TestApp {
         }
     }
 
+    /// Walks every write route of the server's table with an
+    /// `Idempotency-Key`, as `mine` names its objects, asserting what its
+    /// declared [`server::routes::Idempotency`] promises: a malformed key
+    /// is 400 wherever one is read; a route that shows a secret once
+    /// refuses any key; a route that keeps its answers replays the first
+    /// (below 500) and refuses the key with another request; the ledger's
+    /// writes answer a retry as they answered the first.
+    pub async fn assert_idempotency(
+        &self,
+        table: Vec<(
+            Method,
+            &'static str,
+            server::Access,
+            server::routes::Idempotency,
+        )>,
+        mine: &[(&str, String)],
+    ) {
+        use server::routes::Idempotency;
+        let account = mine
+            .iter()
+            .find(|(name, _)| *name == "account_id")
+            .map(|(_, id)| id.clone())
+            .expect("the objects name an account_id");
+        let customer = self.create_customer_key(&account).await["key"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        for (n, (method, template, access, mode)) in table.into_iter().enumerate() {
+            if mode == Idempotency::NotRead {
+                continue;
+            }
+            let path = concrete(template, mine);
+            let what = format!("{method} {template}");
+            // Each route is asked with a key it admits.
+            let key_of_caller = if access == server::Access::Customer {
+                customer.clone()
+            } else {
+                KEY.to_owned()
+            };
+            let send = |key: String, body: Option<Value>| {
+                let (method, path, caller) = (method.clone(), path.clone(), key_of_caller.clone());
+                async move {
+                    let headers = [("idempotency-key", key.as_str())];
+                    self.send_as(Some(&caller), method, &path, &headers, body)
+                        .await
+                }
+            };
+            let body = (method != Method::DELETE).then(|| json!({}));
+            let malformed = send("x".repeat(300), body.clone()).await;
+            assert_eq!(
+                (malformed.status, malformed.code()),
+                (StatusCode::BAD_REQUEST, "invalid_request"),
+                "{what} with a malformed key: {malformed:?}"
+            );
+            let key = format!("walk-{n}");
+            match mode {
+                Idempotency::NotRead => unreachable!(),
+                Idempotency::Refused => {
+                    let refused = send(key, body).await;
+                    assert_eq!(refused.code(), "invalid_request", "{what}: {refused:?}");
+                }
+                Idempotency::NotKept(_) => {
+                    let reply = send(key, body).await;
+                    assert!(reply.headers.get("idempotent-replayed").is_none(), "{what}");
+                }
+                Idempotency::Ledger => {
+                    let first = send(key.clone(), body.clone()).await;
+                    let again = send(key, body).await;
+                    assert_eq!(
+                        first.status, again.status,
+                        "{what}: {first:?} then {again:?}"
+                    );
+                }
+                Idempotency::Kept => {
+                    let first = send(key.clone(), body.clone()).await;
+                    let again = send(key.clone(), body).await;
+                    if first.status.is_server_error() {
+                        assert!(again.headers.get("idempotent-replayed").is_none(), "{what}");
+                        continue;
+                    }
+                    assert_eq!(
+                        again
+                            .headers
+                            .get("idempotent-replayed")
+                            .map(|v| v.as_bytes()),
+                        Some(&b"true"[..]),
+                        "{what}: {first:?} then {again:?}"
+                    );
+                    assert_eq!(
+                        (again.status, &again.text),
+                        (first.status, &first.text),
+                        "{what}"
+                    );
+                    let other = send(key, Some(json!({"another": "request"}))).await;
+                    assert_eq!(
+                        (other.status, other.code()),
+                        (StatusCode::CONFLICT, "idempotency_conflict"),
+                        "{what} with another request: {other:?}"
+                    );
+                }
+            }
+        }
+    }
+
     /// Runs the full journal audit; panics on any violation.
     pub async fn assert_verified(&self) {
         let report = self.state.store.audit().await.unwrap();

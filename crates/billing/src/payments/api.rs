@@ -11,6 +11,7 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 use server::error::ApiError;
 use server::extract::{self, PathParam, Query, Sign};
+use server::idempotency::KeptKey;
 use server::openapi::Doc;
 use server::openapi::schema::AccountPath;
 use server::render::{self, Instant};
@@ -30,6 +31,7 @@ type BillingState = State<Arc<Billing>>;
 /// Payments' routes, answered with billing's state.
 pub fn routes(billing: &Arc<Billing>) -> Vec<Route> {
     let r = |method, path, access, handler: MethodRouter<Arc<Billing>>, doc| Route {
+        idempotency: server::routes::Idempotency::of(&method),
         method,
         path,
         access,
@@ -86,7 +88,10 @@ pub fn routes(billing: &Arc<Billing>) -> Vec<Route> {
             Access::Public,
             post(stripe_webhook),
             Doc::of::<__path_stripe_webhook>(),
-        ),
+        )
+        .with_idempotency(server::routes::Idempotency::NotKept(
+            "each event is applied once by its own id",
+        )),
         r(
             Method::GET,
             "/v1/payments/events",
@@ -220,7 +225,7 @@ async fn create_checkout(
 ) -> Result<Response, ApiError> {
     let account = extract::account_id(&id)?;
     let payments = payments(&billing)?;
-    let request_key = request_key(request.headers())?;
+    let request_key = request_key(request.extensions().get::<KeptKey>())?;
     let headers = request.headers().clone();
     let body = axum::body::to_bytes(request.into_body(), extract::BODY_LEN_MAX)
         .await
@@ -379,14 +384,12 @@ async fn get_checkout(
     ))
 }
 
-/// The request's Idempotency-Key, or a fresh random one.
-pub(crate) fn request_key(headers: &axum::http::HeaderMap) -> Result<String, ApiError> {
-    if let Some(key) = headers
-        .get("idempotency-key")
-        .and_then(|v| v.to_str().ok())
-        .filter(|k| !k.is_empty() && k.len() <= 255)
-    {
-        return Ok(key.to_owned());
+/// The request's Idempotency-Key (which the route's layer hands over as
+/// [`KeptKey`]), or a fresh random one: what the payment provider's own
+/// idempotency key for the request is made of.
+pub(crate) fn request_key(kept: Option<&KeptKey>) -> Result<String, ApiError> {
+    if let Some(KeptKey(key)) = kept {
+        return Ok(key.clone());
     }
     let mut bytes = [0u8; 12];
     getrandom::fill(&mut bytes).map_err(|e| ApiError::Internal(e.to_string()))?;
@@ -419,6 +422,7 @@ async fn setup_payment_method(
     State(billing): BillingState,
     PathParam(id): PathParam,
     headers: axum::http::HeaderMap,
+    kept: Option<axum::Extension<KeptKey>>,
     extract::ReadBody(body): extract::ReadBody,
 ) -> Result<Response, ApiError> {
     let account = extract::account_id(&id)?;
@@ -427,7 +431,7 @@ async fn setup_payment_method(
     let locale = checkout_locale(body.locale, &headers)?;
     let returns = checkout::Returns::of(&payments.config, body.success_url, body.cancel_url)?;
     server::handlers::require_account(billing.store.as_ref(), &account).await?;
-    let key = request_key(&headers)?;
+    let key = request_key(kept.as_ref().map(|k| &k.0))?;
     let (session_id, checkout_url) =
         checkout::create_setup_session(&billing, payments, &account, &key, &returns, &locale)
             .await?;

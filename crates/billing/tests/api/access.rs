@@ -55,3 +55,20 @@ billing_test! {
         app.assert_route_access(table, &mine, &theirs).await;
     }
 }
+
+billing_test! {
+    /// Built from the route table: every write route honours an
+    /// Idempotency-Key as its entry says.
+    #[tokio::test]
+    async fn every_billing_write_route_honours_an_idempotency_key_as_the_table_says(app) {
+        plan(&app, "basic", json!({"name": "Basic", "credits": "100", "interval": "month"})).await;
+        let mine = objects_of(&app, "mine").await;
+        let table = billing(&app)
+            .capability()
+            .routes
+            .into_iter()
+            .map(|route| (route.method, route.path, route.access, route.idempotency))
+            .collect();
+        app.assert_idempotency(table, &mine).await;
+    }
+}

@@ -170,3 +170,55 @@ billing_test! {
         app.assert_verified().await;
     }
 }
+
+billing_test! {
+    /// The fuzzer's find: one key, `free` then `other` then `free` again,
+    /// applied all three and granted the free plan twice.
+    #[tokio::test]
+    async fn a_subscription_change_under_one_idempotency_key_happens_once(app) {
+        plan(&app, "free", json!({"name": "Free", "credits": "100", "interval": "month"})).await;
+        plan(&app, "other", json!({"name": "Other", "credits": "300", "interval": "month"})).await;
+        app.account_with("u", "0").await;
+        let put = |plan: &'static str, key: &'static str| {
+            let app = &app;
+            async move {
+                app.send_as(Some(testkit::app::KEY), Method::PUT, "/v1/accounts/u/subscription",
+                            &[("idempotency-key", key)], Some(json!({"plan_id": plan})))
+                    .await
+            }
+        };
+        let first = put("free", "change-1").await;
+        assert_eq!(first.status, StatusCode::OK, "{first:?}");
+        assert_eq!(app.available("u").await, "100");
+        app.clock.advance_secs(60);
+        let other = put("other", "change-1").await;
+        assert_eq!((other.status, other.code()), (StatusCode::CONFLICT, "idempotency_conflict"), "{other:?}");
+        let again = put("free", "change-1").await;
+        assert_eq!(again.status, StatusCode::OK, "{again:?}");
+        assert_eq!(again.headers["idempotent-replayed"], "true");
+        assert_eq!(again.body, first.body);
+        // Nothing moved: still on free, its credits granted once.
+        assert_eq!(app.get("/v1/accounts/u/subscription").await.body["plan_id"], "free");
+        assert_eq!(app.available("u").await, "100");
+
+        let cancel = |key: &'static str| {
+            let app = &app;
+            async move {
+                app.send_as(Some(testkit::app::KEY), Method::DELETE, "/v1/accounts/u/subscription",
+                            &[("idempotency-key", key)], None)
+                    .await
+            }
+        };
+        let malformed = cancel("two words").await;
+        assert_eq!(malformed.code(), "invalid_request", "{malformed:?}");
+        assert_eq!(app.get("/v1/accounts/u/subscription").await.body["cancel_at_period_end"], false);
+        let canceled = cancel("cancel-1").await;
+        assert_eq!(canceled.body["cancel_at_period_end"], true, "{canceled:?}");
+        // Taken back, then the same cancel retried: the first answer, nothing done.
+        put("free", "keep-1").await;
+        let retried = cancel("cancel-1").await;
+        assert_eq!(retried.headers["idempotent-replayed"], "true");
+        assert_eq!(app.get("/v1/accounts/u/subscription").await.body["cancel_at_period_end"], false);
+        app.assert_verified().await;
+    }
+}

@@ -268,3 +268,41 @@ billing_test! {
         app.assert_verified().await;
     }
 }
+
+billing_test! {
+    /// Sent at once under one key, a change runs once: every other answer
+    /// is the first one replayed, or says the first still runs.
+    #[tokio::test]
+    async fn one_change_sent_at_once_under_one_key_runs_once(app) {
+        let sends = (0..8).map(|_| {
+            app.send_as(
+                Some(testkit::app::KEY),
+                Method::PATCH,
+                "/v1/settings/credits",
+                &[("idempotency-key", "bonus-on")],
+                Some(json!({"signup_bonus": {"enabled": true, "amount": "5"}})),
+            )
+        });
+        let replies = futures_util::future::join_all(sends).await;
+        let fresh = replies
+            .iter()
+            .filter(|r| r.status == StatusCode::OK && r.headers.get("idempotent-replayed").is_none())
+            .count();
+        assert_eq!(fresh, 1, "{replies:?}");
+        for reply in &replies {
+            let replayed = reply.headers.get("idempotent-replayed").is_some();
+            let running = reply.code() == "idempotency_in_progress";
+            assert!(
+                reply.status == StatusCode::OK || (running && reply.status == StatusCode::CONFLICT),
+                "{reply:?}"
+            );
+            assert!(!(replayed && running));
+        }
+        let again = app
+            .send_as(Some(testkit::app::KEY), Method::PATCH, "/v1/settings/credits",
+                     &[("idempotency-key", "bonus-on")],
+                     Some(json!({"signup_bonus": {"enabled": true, "amount": "5"}})))
+            .await;
+        assert_eq!(again.headers["idempotent-replayed"], "true");
+    }
+}

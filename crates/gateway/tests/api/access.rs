@@ -57,6 +57,31 @@ async fn every_gateway_route_admits_exactly_the_keys_its_access_names() {
     .await;
 }
 
+#[tokio::test]
+async fn every_gateway_write_route_honours_an_idempotency_key_as_the_table_says() {
+    each_store(
+        |config| {
+            config.keyring = Some(Keyring {
+                current: MasterKey::parse(&"11".repeat(32)).unwrap(),
+                retired: Vec::new(),
+            })
+        },
+        async |app, _upstream| {
+            price(&app, "gpt-test", "openai").await;
+            let mine = objects_of(&app, "mine").await;
+            let table = app
+                .plugin::<Gateway>()
+                .capability()
+                .routes
+                .into_iter()
+                .map(|route| (route.method, route.path, route.access, route.idempotency))
+                .collect();
+            app.assert_idempotency(table, &mine).await;
+        },
+    )
+    .await;
+}
+
 gateway_test! {
     #[tokio::test]
     async fn the_description_lists_the_gateways_routes_and_each_answers(app, upstream) {

@@ -445,22 +445,41 @@ impl IntoParams for IdempotencyKey {
              example an `expires_at` already in the past). Keys are kept per API key and \
              shared by all routes, for at least 24 hours (48 hours by default)."
         );
-        let schema = ObjectBuilder::new()
-            .schema_type(Type::String)
-            .min_length(Some(1))
-            .max_length(Some(IDEMPOTENCY_KEY_LEN_MAX))
-            .pattern(Some("^[!-~]+$"));
-        vec![
-            ParameterBuilder::new()
-                .name(IDEMPOTENCY_KEY)
-                .parameter_in(ParameterIn::Header)
-                .required(Required::False)
-                .description(Some(description))
-                .schema(Some(schema))
-                .example(Some(json!("req-7f3a")))
-                .build(),
-        ]
+        vec![idempotency_parameter(description)]
     }
+}
+
+/// The `Idempotency-Key` header described as `description` says a route
+/// honours it.
+pub fn idempotency_parameter(description: String) -> Parameter {
+    let schema = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .min_length(Some(1))
+        .max_length(Some(IDEMPOTENCY_KEY_LEN_MAX))
+        .pattern(Some("^[!-~]+$"));
+    ParameterBuilder::new()
+        .name(IDEMPOTENCY_KEY)
+        .parameter_in(ParameterIn::Header)
+        .required(Required::False)
+        .description(Some(description))
+        .schema(Some(schema))
+        .example(Some(json!("req-7f3a")))
+        .build()
+}
+
+/// How a route that keeps its answers honours an `Idempotency-Key`.
+pub fn kept_idempotency_description() -> String {
+    format!(
+        "Makes a write safe to retry: 1 to {IDEMPOTENCY_KEY_LEN_MAX} printable ASCII characters \
+         (anything else is 400 `invalid_request`). The first answer under a key, whatever its \
+         status below 500, is kept; a repeat with the same key and the same request (method, \
+         path with query string, and byte-identical body) does not run again: it returns that \
+         answer's status and body with the header `Idempotent-Replayed: true`. The same key \
+         with a different request is 409 `idempotency_conflict`; while the first request still \
+         runs, 409 `idempotency_in_progress` (retry shortly). A 5xx is not kept, so the request \
+         can be retried under the same key. Keys are kept per API key for at least 24 hours \
+         (48 hours by default)."
+    )
 }
 
 /// The name of the idempotency header, as the description writes it.

@@ -234,3 +234,18 @@ store_test! {
         assert_eq!(app.available("u").await, "7");
     }
 }
+
+store_test! {
+    /// Built from the route table: every write route honours an
+    /// Idempotency-Key as its entry says.
+    #[tokio::test]
+    async fn every_write_route_honours_an_idempotency_key_as_the_table_says(app) {
+        let feature = app
+            .send(Method::PUT, "/v1/features/tokens", Some(json!({"credits_per_unit": "1"})))
+            .await;
+        assert_eq!(feature.status, StatusCode::OK);
+        let mine = objects_of(&app, "mine").await;
+        let table = server::routes::idempotency_table(&app.state, app.capabilities());
+        app.assert_idempotency(table, &mine).await;
+    }
+}
