@@ -308,26 +308,30 @@ impl Reader {
 #[serde(deny_unknown_fields)]
 struct PlanBody<'a> {
     /// A display name.
+    #[schema(value_type = server::openapi::schema::RequiredName)]
     name: String,
     /// Credits granted each period; zero or more.
     #[serde(borrow, deserialize_with = "extract::raw", default)]
-    #[schema(value_type = server::openapi::schema::AmountInput, required = true)]
+    #[schema(value_type = server::openapi::schema::NonNegativeAmount, required = true)]
     credits: Option<&'a RawValue>,
     /// `day`, `week`, `month` or `year`.
+    #[schema(pattern = "^(day|week|month|year)$")]
     interval: String,
-    /// How many of them a period lasts; 1 when absent; at most ten years.
-    #[serde(default)]
+    /// How many of them a period lasts; 1 when absent; at most ten years
+    /// (3650 days, 520 weeks, 120 months or 10 years).
+    #[serde(default, deserialize_with = "extract::whole_opt")]
+    #[schema(minimum = 1, maximum = 3650)]
     interval_count: Option<u32>,
     /// `reset` (default): the new period's credits replace what is left of
     /// the last period's; `rollover`: what is left carries into rollover
     /// credits, which hold at most `rollover_cap` in all.
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, pattern = "^(reset|rollover)$")]
     allocation: Option<Allocation>,
     /// With `rollover`: the most rollover credits an account may hold;
     /// unlimited when absent.
     #[serde(borrow, deserialize_with = "extract::raw", default)]
-    #[schema(value_type = Option<server::openapi::schema::AmountInput>)]
+    #[schema(value_type = Option<server::openapi::schema::NonNegativeAmount>)]
     rollover_cap: Option<&'a RawValue>,
     /// Whether each period's credits expire at the period's end (not with
     /// `rollover`).
@@ -335,17 +339,17 @@ struct PlanBody<'a> {
     credits_expire_at_period_end: bool,
     /// The price of a period, as Stripe writes money; a free plan has none.
     #[serde(default)]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<crate::plan::MoneyInput>)]
     price: Option<MoneyJson>,
     /// The payment provider's price for the plan.
     #[serde(default)]
+    #[schema(value_type = Option<server::openapi::schema::RequiredName>)]
     provider_price_id: Option<String>,
     /// Usage beyond the credits: `{"unit_price": "1", "currency": "usd",
     /// "cap"?: credits}`: consumes may take the balance below zero down to
     /// the cap (no cap: unlimited), and each period's overage is billed at
     /// its end; null for none.
     #[serde(default)]
-    #[schema(value_type = Option<Object>)]
     overage: Option<OverageBody>,
     /// Makes it the plan every new account is subscribed to (at most one);
     /// false takes that away from it.
@@ -354,12 +358,19 @@ struct PlanBody<'a> {
 }
 
 /// Overage as `PUT` takes it.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct OverageBody {
+    /// Minor units per credit, a plain decimal (`"1"`, `"0.25"`).
+    #[schema(pattern = "^(0|[1-9][0-9]*)(\\.[0-9]+)?$")]
     unit_price: String,
+    /// Three lowercase letters.
+    #[schema(value_type = String, pattern = "^[a-z]{3}$")]
     currency: CurrencyJson,
+    /// The most overage credits a period may run into; unlimited when
+    /// absent or null.
     #[serde(default)]
+    #[schema(value_type = Option<server::openapi::schema::NonNegativeAmount>)]
     cap: Option<Value>,
 }
 
@@ -595,21 +606,22 @@ async fn list_plans(
 #[serde(deny_unknown_fields)]
 struct PackageBody<'a> {
     /// A name, or names by locale (`{"en": "100 Credits", "zh": "100 积分"}`).
-    #[schema(value_type = Object)]
+    #[schema(value_type = crate::plan::TextInput)]
     name: TextJson,
     /// A description, one or by locale.
     #[serde(default)]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<crate::plan::TextInput>)]
     description: Option<TextJson>,
     /// Credits it grants; above zero.
     #[serde(borrow, deserialize_with = "extract::raw", default)]
-    #[schema(value_type = server::openapi::schema::AmountInput, required = true)]
+    #[schema(value_type = server::openapi::schema::PositiveAmount, required = true)]
     credits: Option<&'a RawValue>,
     /// Its price, as Stripe writes money.
-    #[schema(value_type = Object)]
+    #[schema(value_type = crate::plan::MoneyInput)]
     price: MoneyJson,
     /// The payment provider's price for it.
     #[serde(default)]
+    #[schema(value_type = Option<server::openapi::schema::RequiredName>)]
     provider_price_id: Option<String>,
     /// Whether it is for sale; true when absent.
     #[serde(default)]
@@ -622,13 +634,14 @@ struct PackageBody<'a> {
 struct PackageView {
     id: String,
     /// The name; picked for `?locale=` (falling back to `en`), else as stored.
-    #[schema(value_type = Object)]
+    #[schema(value_type = crate::plan::TextInput)]
     name: Value,
-    #[schema(value_type = Option<Object>)]
+    /// The description, picked like the name.
+    #[schema(value_type = Option<crate::plan::TextInput>)]
     description: Option<Value>,
     #[schema(value_type = String)]
     credits: String,
-    #[schema(value_type = Object)]
+    #[schema(value_type = crate::plan::MoneyInput)]
     price: MoneyJson,
     provider_price_id: Option<String>,
     active: bool,
@@ -719,6 +732,7 @@ fn reader_locale(locale: Option<&str>) -> Result<Option<&str>, ApiError> {
 #[into_params(parameter_in = Query)]
 struct LocaleQuery {
     /// A locale tag (`zh`): names and descriptions in it, falling back to `en`.
+    #[param(pattern = "^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})?$")]
     locale: Option<String>,
 }
 
@@ -764,8 +778,10 @@ async fn get_package(
 #[into_params(parameter_in = Query)]
 struct PackageQuery {
     /// `true` or `false`: only packages that are, or are not, for sale.
+    #[param(pattern = "^(true|false)$")]
     active: Option<String>,
     /// A locale tag (`zh`): names and descriptions in it, falling back to `en`.
+    #[param(pattern = "^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})?$")]
     locale: Option<String>,
 }
 
@@ -860,7 +876,7 @@ struct PackageGrantBody {
     tag = "billing",
     operation_id = "grantPackage",
     params(AccountPath, PackagePath, IdempotencyKey),
-    request_body = PackageGrantBody,
+    request_body(content = Option<PackageGrantBody>, description = "Optional; an empty body or \n        `null` reads as `{}`."),
     responses(
         (status = 201, description = "The grant's lot.", body = GrantView),
         (status = 400, description = "`malformed_json`, `invalid_request`, `invalid_id`."),
@@ -913,6 +929,7 @@ async fn grant_package(
 #[serde(deny_unknown_fields)]
 struct SubscriptionBody {
     /// The plan.
+    #[schema(pattern = "^(?!\\.+$)[A-Za-z0-9_.:-]{1,128}$")]
     plan_id: String,
     /// The instant periods are counted from (monthly periods keep its day,
     /// clamped to each month's last); now when absent; not in the future.

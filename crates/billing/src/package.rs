@@ -77,7 +77,9 @@ impl Package {
         }
         self.price.money()?;
         if let Some(id) = &self.provider_price_id
-            && (id.is_empty() || id.len() > NAME_LEN_MAX || ledger::has_hidden_or_control(id))
+            && (id.is_empty()
+                || id.chars().count() > NAME_LEN_MAX
+                || ledger::has_hidden_or_control(id))
         {
             return Err(BillingError::InvalidPackage(
                 "provider_price_id must be 1 to 256 bytes with no control characters".into(),

@@ -23,10 +23,60 @@ pub fn is_id(text: &str) -> bool {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MoneyJson {
     /// Minor units (cents), zero or more.
+    #[serde(deserialize_with = "server::extract::whole")]
     pub amount: i64,
     /// Three lowercase letters.
     pub currency: CurrencyJson,
 }
+
+/// Money as a request writes it, for the description: minor units and a
+/// currency.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct MoneyInput {
+    /// Minor units (cents), zero or more.
+    #[schema(minimum = 0)]
+    amount: i64,
+    /// Three lowercase letters (`usd`).
+    #[schema(pattern = "^[a-z]{3}$", example = "usd")]
+    currency: String,
+}
+
+/// Text shown to customers, for the description: one text, or texts by
+/// locale (`{"en": "100 Credits", "zh": "100 积分"}`).
+pub enum TextInput {}
+
+impl utoipa::PartialSchema for TextInput {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use server::openapi::schema::shown_text;
+        use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, OneOfBuilder, Type};
+        let text = || shown_text(1, crate::domain::TEXT_LEN_MAX);
+        OneOfBuilder::new()
+            .item(text())
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::Object)
+                    .property_names(Some(
+                        ObjectBuilder::new()
+                            .schema_type(Type::String)
+                            .pattern(Some("^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$")),
+                    ))
+                    .additional_properties(Some(AdditionalProperties::RefOr(
+                        utoipa::openapi::RefOr::T(text().build().into()),
+                    )))
+                    .min_properties(Some(1))
+                    .max_properties(Some(crate::domain::LOCALES_MAX)),
+            )
+            .description(Some(
+                "One text, or texts by locale tag (`en`, `zh`, `pt-BR`; two tags may not differ \
+                 only in case): each 1 to 1024 characters, none a control, bidirectional or \
+                 zero-width character.",
+            ))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for TextInput {}
 
 /// A currency code, kept as text in records.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -128,7 +178,7 @@ impl Plan {
     pub fn check(&self) -> Result<(), BillingError> {
         let bad = |why: &str| Err(BillingError::InvalidPlan(why.to_owned()));
         if self.name.trim().is_empty()
-            || self.name.len() > NAME_LEN_MAX
+            || self.name.chars().count() > NAME_LEN_MAX
             || ledger::has_hidden_or_control(&self.name)
         {
             return bad(
@@ -159,7 +209,9 @@ impl Plan {
             price.money()?;
         }
         if let Some(id) = &self.provider_price_id
-            && (id.is_empty() || id.len() > NAME_LEN_MAX || ledger::has_hidden_or_control(id))
+            && (id.is_empty()
+                || id.chars().count() > NAME_LEN_MAX
+                || ledger::has_hidden_or_control(id))
         {
             return bad("provider_price_id must be 1 to 256 bytes with no control characters");
         }

@@ -322,22 +322,78 @@ pub async fn read(
 /// A change to the credit settings, as `PATCH /v1/settings/credits` takes
 /// it: any of the settings, nested as `GET` shows them. Values not sent stay
 /// as they are.
-#[derive(ToSchema)]
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub struct SettingsPatch {
-    /// `enabled`, `amount` (decimal credits), `expire_days` (whole days, or
-    /// null: never).
-    signup_bonus: Option<Value>,
-    /// `enabled`, `amount`, `expire_days` (default 1: the credits expire a day
-    /// after the start of the day they were claimed).
-    daily_reward: Option<Value>,
+    /// The sign-up bonus.
+    #[schema(nullable = false)]
+    signup_bonus: Option<RewardPatch>,
+    /// The daily reward.
+    #[schema(nullable = false)]
+    daily_reward: Option<RewardPatch>,
     /// Whether accounts without a paid plan may buy packages.
+    #[schema(nullable = false)]
     allow_free_user_purchase: Option<bool>,
     /// Burn priorities by source, 0 to 100: grants that name no priority
     /// take their source's.
-    priorities: Option<BTreeMap<String, u8>>,
+    #[schema(nullable = false)]
+    priorities: Option<PrioritiesPatch>,
     /// The plan new accounts are subscribed to; null for none.
+    #[schema(pattern = "^(?!\\.+$)[A-Za-z0-9_.:-]{1,128}$")]
     default_plan: Option<String>,
+}
+
+/// A reward's settings to change.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct RewardPatch {
+    /// Whether it is granted.
+    #[schema(nullable = false)]
+    enabled: Option<bool>,
+    /// Its credits, zero or more.
+    #[schema(value_type = Option<server::openapi::schema::NonNegativeAmount>, nullable = false)]
+    amount: Option<String>,
+    /// Days until its credits expire, 1 to 36500; null: never.
+    #[schema(minimum = 1, maximum = 36500)]
+    expire_days: Option<u32>,
+}
+
+/// Burn priorities to change, by source.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct PrioritiesPatch {
+    #[schema(maximum = 100, nullable = false)]
+    signup_bonus: Option<u8>,
+    #[schema(maximum = 100, nullable = false)]
+    daily_reward: Option<u8>,
+    #[schema(maximum = 100, nullable = false)]
+    subscription: Option<u8>,
+    #[schema(maximum = 100, nullable = false)]
+    purchase: Option<u8>,
+    #[schema(maximum = 100, nullable = false)]
+    auto_topup: Option<u8>,
+    #[schema(maximum = 100, nullable = false)]
+    admin: Option<u8>,
+    #[schema(maximum = 100, nullable = false)]
+    promo: Option<u8>,
+    #[schema(maximum = 100, nullable = false)]
+    rollover: Option<u8>,
+    #[schema(maximum = 100, nullable = false)]
+    refund: Option<u8>,
+}
+
+/// A JSON number written whole with a zero fraction (`8.0`) as the whole
+/// number it is; anything else as it is.
+fn whole_number(value: &Value) -> Value {
+    match value {
+        Value::Number(n) if !n.is_i64() && !n.is_u64() => {
+            server::extract::whole_of(n).map_or_else(|| value.clone(), Value::from)
+        }
+        _ => value.clone(),
+    }
 }
 
 /// Flattens a patch into setting paths, checking each value.
@@ -352,7 +408,7 @@ pub fn parse_patch(body: &Value) -> Result<BTreeMap<String, Value>, BillingError
         match (key.as_str(), value) {
             ("signup_bonus" | "daily_reward" | "priorities", Value::Object(inner)) => {
                 for (name, value) in inner {
-                    changes.insert(format!("{key}.{name}"), value.clone());
+                    changes.insert(format!("{key}.{name}"), whole_number(value));
                 }
             }
             ("signup_bonus" | "daily_reward" | "priorities", _) => {

@@ -64,7 +64,7 @@ pub fn routes(gateway: &Arc<Gateway>) -> Vec<Route> {
             "/v1/chat/completions",
             Customer,
             post(chat_completions),
-            Doc::of::<__path_chat_completions>(),
+            Doc::of::<__path_chat_completions>().passing_upstream_errors(),
             openai,
         ),
         r(
@@ -72,7 +72,7 @@ pub fn routes(gateway: &Arc<Gateway>) -> Vec<Route> {
             "/v1/embeddings",
             Customer,
             post(embeddings),
-            Doc::of::<__path_embeddings>(),
+            Doc::of::<__path_embeddings>().passing_upstream_errors(),
             openai,
         ),
         r(
@@ -80,7 +80,7 @@ pub fn routes(gateway: &Arc<Gateway>) -> Vec<Route> {
             "/v1/messages",
             Customer,
             post(messages),
-            Doc::of::<__path_messages>(),
+            Doc::of::<__path_messages>().passing_upstream_errors(),
             anthropic,
         ),
         r(
@@ -187,7 +187,7 @@ pub fn routes(gateway: &Arc<Gateway>) -> Vec<Route> {
     path = "/v1/chat/completions",
     tag = "gateway",
     operation_id = "createChatCompletion",
-    request_body(content = Object, description = "OpenAI's chat completion request."),
+    request_body(content = ChatCall, description = "OpenAI's chat completion request."),
     responses(
         (status = 200, description = "OpenAI's chat completion, or its event stream."),
         (status = 400, description = "`malformed_json`, `invalid_request`, `model_not_priced`, \
@@ -213,11 +213,11 @@ async fn chat_completions(State(gateway): GatewayState, request: Request) -> Res
     path = "/v1/embeddings",
     tag = "gateway",
     operation_id = "createEmbeddings",
-    request_body(content = Object, description = "OpenAI's embeddings request."),
+    request_body(content = EmbeddingCall, description = "OpenAI's embeddings request."),
     responses(
         (status = 200, description = "OpenAI's embeddings."),
         (status = 400, description = "`malformed_json`, `invalid_request`, `model_not_priced`, \
-            `model_not_supported`."),
+            `model_not_supported`, or the upstream's own refusal."),
         (status = 401, description = "`unauthorized`."),
         (status = 402, description = "`insufficient_credits`."),
         (status = 502, description = "`upstream_unavailable`."),
@@ -238,7 +238,7 @@ async fn embeddings(State(gateway): GatewayState, request: Request) -> Response 
     path = "/v1/messages",
     tag = "gateway",
     operation_id = "createMessage",
-    request_body(content = Object, description = "Anthropic's messages request."),
+    request_body(content = MessageCall, description = "Anthropic's messages request."),
     responses(
         (status = 200, description = "Anthropic's message, or its event stream."),
         (status = 400, description = "`malformed_json`, `invalid_request`, `model_not_priced`, \
@@ -329,13 +329,15 @@ impl IntoParams for ModelPath {
                 .parameter_in(ParameterIn::Path)
                 .required(Required::True)
                 .description(Some(
-                    "The model, as callers name it: 1 to 200 bytes without spaces (a `/` is \
-                     written `%2F`).",
+                    "The model, as callers name it: 1 to 200 printable ASCII characters without \
+                     spaces, not only dots (a `/` is written `%2F`).",
                 ))
                 .schema(Some(
                     ObjectBuilder::new()
                         .schema_type(Type::String)
-                        .max_length(Some(200))
+                        .pattern(Some(crate::catalog::plain_name_pattern(
+                            crate::catalog::MODEL_LEN_MAX,
+                        )))
                         .examples(["gpt-4o-mini"]),
                 ))
                 .build(),
@@ -343,46 +345,223 @@ impl IntoParams for ModelPath {
     }
 }
 
+/// A call to a model, as the description states it: the provider's own
+/// request, of which creditd reads the model (and the output bound), and
+/// the fields the provider requires for `endpoint`; everything else is
+/// passed on as sent.
+fn call_schema(endpoint: Endpoint) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    use utoipa::openapi::schema::{ArrayBuilder, OneOfBuilder};
+    let objects = || {
+        ArrayBuilder::new()
+            .items(ObjectBuilder::new().schema_type(Type::Object))
+            .min_items(Some(1))
+    };
+    let call = ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .property("model", <ModelName as utoipa::PartialSchema>::schema())
+        .required("model");
+    let (call, description) = match endpoint {
+        Endpoint::Chat => (
+            call.property("messages", objects()).required("messages"),
+            "OpenAI's chat completion request, passed on; creditd reads `model` (a chat model of \
+             the price catalog) and the output bound (`max_completion_tokens`, `max_tokens`).",
+        ),
+        Endpoint::Embeddings => (
+            call.property(
+                "input",
+                OneOfBuilder::new()
+                    .item(ObjectBuilder::new().schema_type(Type::String))
+                    .item(ArrayBuilder::new().min_items(Some(1))),
+            )
+            .required("input"),
+            "OpenAI's embeddings request, passed on; creditd reads `model` (an embedding model \
+             of the price catalog).",
+        ),
+        Endpoint::Messages => (
+            call.property("messages", objects())
+                .required("messages")
+                .property(
+                    "max_tokens",
+                    ObjectBuilder::new()
+                        .schema_type(Type::Integer)
+                        .minimum(Some(1)),
+                )
+                .required("max_tokens"),
+            "Anthropic's messages request, passed on; creditd reads `model` (a model of the \
+             price catalog served in Anthropic's format) and `max_tokens`.",
+        ),
+    };
+    call.description(Some(description)).into()
+}
+
+/// OpenAI's chat completion request, for the description.
+enum ChatCall {}
+
+impl utoipa::PartialSchema for ChatCall {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        call_schema(Endpoint::Chat)
+    }
+}
+
+impl ToSchema for ChatCall {}
+
+/// OpenAI's embeddings request, for the description.
+enum EmbeddingCall {}
+
+impl utoipa::PartialSchema for EmbeddingCall {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        call_schema(Endpoint::Embeddings)
+    }
+}
+
+impl ToSchema for EmbeddingCall {}
+
+/// Anthropic's messages request, for the description.
+enum MessageCall {}
+
+impl utoipa::PartialSchema for MessageCall {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        call_schema(Endpoint::Messages)
+    }
+}
+
+impl ToSchema for MessageCall {}
+
+/// A price in USD per million tokens as a request writes it.
+enum PriceInput {}
+
+impl utoipa::PartialSchema for PriceInput {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        decimal_input(
+            "^((0|[1-9][0-9]{0,5})(\\.[0-9]{1,12}0*)?|1000000(\\.0+)?)$",
+            1_000_000.0,
+            1e-12,
+            "USD per million tokens: a decimal string such as \"2.5\" (plain notation) or a \
+             JSON number, from 0 to 1,000,000 with at most 12 fractional digits that are not \
+             zero.",
+        )
+    }
+}
+
+impl ToSchema for PriceInput {}
+
+/// A markup in percent as a request writes it.
+enum PercentInput {}
+
+impl utoipa::PartialSchema for PercentInput {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        decimal_input(
+            "^((0|[1-9][0-9]{0,2})(\\.[0-9]{1,4}0*)?|1000(\\.0+)?)$",
+            1_000.0,
+            0.0001,
+            "A percentage: a decimal string such as \"12.5\" (plain notation) or a JSON number, \
+             from 0 to 1,000 with at most 4 fractional digits that are not zero.",
+        )
+    }
+}
+
+impl ToSchema for PercentInput {}
+
+/// A decimal as a string of `pattern`, or a number from 0 to `max` in steps
+/// of `step`.
+fn decimal_input(
+    pattern: &str,
+    max: f64,
+    step: f64,
+    description: &str,
+) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    utoipa::openapi::schema::OneOfBuilder::new()
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some(pattern)),
+        )
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::Number)
+                .minimum(Some(0.0))
+                .maximum(Some(max))
+                .multiple_of(Some(step)),
+        )
+        .description(Some(description))
+        .into()
+}
+
+/// A model's name.
+enum ModelName {}
+
+impl utoipa::PartialSchema for ModelName {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some(crate::catalog::plain_name_pattern(
+                crate::catalog::MODEL_LEN_MAX,
+            )))
+            .into()
+    }
+}
+
+impl ToSchema for ModelName {}
+
+/// An upstream's name.
+enum PlainName {}
+
+impl utoipa::PartialSchema for PlainName {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some(crate::catalog::plain_name_pattern(64)))
+            .into()
+    }
+}
+
+impl ToSchema for PlainName {}
+
 /// A catalog entry as written: prices in USD per million tokens, as decimal
 /// strings or numbers (read exactly, never through a float).
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct PriceBody {
     /// Who serves it: `openai`, `anthropic`, or another provider of
-    /// OpenAI's wire format.
+    /// OpenAI's wire format; 1 to 64 printable ASCII characters.
+    #[schema(pattern = "^(?!\\.+$)[!-~]{1,64}$")]
     provider: String,
     /// `chat` (the default) or `embedding`.
     #[serde(default)]
     mode: Mode,
     /// Named upstreams to try in order; the provider's default when absent.
     #[serde(default)]
+    #[schema(max_items = 8, value_type = Vec<PlainName>)]
     upstreams: Vec<String>,
     /// The model's name upstream, when it differs.
+    #[schema(value_type = Option<ModelName>)]
     upstream_model: Option<String>,
     /// USD per million fresh input tokens.
-    #[schema(value_type = String, example = "0.15")]
+    #[schema(value_type = PriceInput, example = "0.15")]
     input: UsdPerMtok,
     /// USD per million input tokens read from the prompt cache; the input
     /// price when absent.
-    #[schema(value_type = Option<String>, example = "0.075")]
+    #[schema(value_type = Option<PriceInput>, example = "0.075")]
     cached_input: Option<UsdPerMtok>,
     /// USD per million input tokens written to the prompt cache; the input
     /// price when absent.
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<PriceInput>)]
     cache_write: Option<UsdPerMtok>,
     /// USD per million output tokens.
-    #[schema(value_type = String, example = "0.6")]
+    #[schema(value_type = PriceInput, example = "0.6")]
     output: UsdPerMtok,
     /// USD per million reasoning tokens, when priced apart from output.
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<PriceInput>)]
     reasoning: Option<UsdPerMtok>,
     /// Tokens the model reads at most.
+    #[serde(default, deserialize_with = "server::extract::whole_opt")]
     context_window: Option<u64>,
     /// Tokens the model writes at most in one call: what a call that sets
     /// no `max_tokens` is held for.
+    #[serde(default, deserialize_with = "server::extract::whole_opt")]
     max_output_tokens: Option<u64>,
     /// This model's markup in percent, instead of the default.
-    #[schema(value_type = Option<String>, example = "10")]
+    #[schema(value_type = Option<PercentInput>, example = "10")]
     markup_percent: Option<Percent>,
 }
 
@@ -453,6 +632,7 @@ struct PriceQuery {
     #[param(value_type = Option<u32>, minimum = 1, maximum = 100, default = 20)]
     limit: Option<String>,
     /// The `next_cursor` of the previous page.
+    #[param(min_length = 1)]
     cursor: Option<String>,
 }
 
@@ -478,8 +658,9 @@ async fn put_price(
     extract::ReadBody(body): extract::ReadBody,
 ) -> Result<Response, ApiError> {
     check_model(&model)?;
-    let body: PriceBody = serde_json::from_slice(&body).map_err(|e| {
-        if e.is_syntax() || e.is_eof() {
+    let body: PriceBody = extract::read_json(&body).map_err(|e| {
+        let not_json = || serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_err();
+        if e.is_syntax() || e.is_eof() || not_json() {
             ApiError::MalformedJson(format!("the body is not JSON: {e}"))
         } else {
             ApiError::from(GatewayError::InvalidPrice(e.to_string()))
@@ -582,7 +763,7 @@ async fn delete_price(
     params(PriceQuery),
     responses(
         (status = 200, description = "A page of entries.", body = PricePage),
-        (status = 400, description = "`invalid_request`: a bad `limit`."),
+        (status = 400, description = "`invalid_request`: a bad `limit` or `cursor`."),
     ),
 )]
 async fn list_prices(
@@ -590,10 +771,7 @@ async fn list_prices(
     Query(query): Query<PriceQuery>,
 ) -> Result<Response, ApiError> {
     let limit = extract::limit(query.limit.as_deref())?;
-    let after = query.cursor.map(|c| records::RecordCursor {
-        key: c.clone(),
-        id: c,
-    });
+    let after = extract::id_cursor(query.cursor)?;
     let page = records::list::<ModelPrice>(
         gateway.store.as_ref(),
         records::RecordFilter::All,
@@ -620,8 +798,10 @@ async fn list_prices(
 struct ImportQuery {
     /// `body` (the default): the list is the request body; `starter`: the
     /// starter catalog shipped with creditd, and no body.
+    #[param(pattern = "^(body|starter)$")]
     source: Option<String>,
     /// `litellm` or `models_dev`; guessed from the list's shape when absent.
+    #[param(pattern = "^(litellm|models_dev)$")]
     format: Option<String>,
     /// Only models of these providers, comma-separated (`openai,anthropic`).
     providers: Option<String>,
@@ -722,7 +902,7 @@ impl IntoParams for ProviderPath {
                 .schema(Some(
                     ObjectBuilder::new()
                         .schema_type(Type::String)
-                        .pattern(Some("^[a-z0-9_.-]{1,64}$"))
+                        .pattern(Some("^(?!\\.+$)[a-z0-9_.-]{1,64}$"))
                         .examples(["openai"]),
                 ))
                 .build(),
@@ -733,6 +913,7 @@ impl IntoParams for ProviderPath {
 fn provider_name(text: &str) -> Result<String, ApiError> {
     if !text.is_empty()
         && text.len() <= 64
+        && !text.bytes().all(|b| b == b'.')
         && text
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_.-".contains(&b))
@@ -749,10 +930,20 @@ fn provider_name(text: &str) -> Result<String, ApiError> {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ProviderKeyBody {
-    /// The provider's API key: kept sealed, never shown again.
+    /// The provider's API key: kept sealed, never shown again; 1 to 1024
+    /// printable ASCII characters without spaces.
+    #[schema(pattern = "^[!-~]{1,1024}$")]
     api_key: String,
     /// Where its calls go, when not the provider's own API: an OpenAI-format
-    /// base including `/v1`, or an Anthropic-format base without it.
+    /// base including `/v1`, or an Anthropic-format base without it. An
+    /// `https://` or `http://` URL of at most 2048 characters, without
+    /// credentials, at a public host name (an address written as digits
+    /// also works when public; private ones, single-label names and
+    /// `localhost` only when the operator allows private upstreams).
+    #[schema(
+        pattern = "^https?://([A-Za-z0-9]+(-[A-Za-z0-9]+)*\\.)+[A-Za-z]+(-[A-Za-z0-9]+)*\\.?(:[0-9]{1,4})?([/?#][!-~]*)?$",
+        max_length = 2048
+    )]
     base_url: Option<String>,
 }
 
@@ -821,13 +1012,10 @@ async fn put_provider_key(
     let body: ProviderKeyBody = extract::parse_json(&body)?;
     if body.api_key.is_empty()
         || body.api_key.len() > PROVIDER_KEY_LEN_MAX
-        || body
-            .api_key
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control())
+        || !body.api_key.bytes().all(|b| b.is_ascii_graphic())
     {
         return Err(GatewayError::InvalidProviderKey(format!(
-            "api_key is 1 to {PROVIDER_KEY_LEN_MAX} bytes without spaces"
+            "api_key is 1 to {PROVIDER_KEY_LEN_MAX} printable ASCII characters without spaces"
         ))
         .into());
     }
@@ -1030,9 +1218,6 @@ struct UsageSummary {
     total: UsageGroup,
 }
 
-/// The most days one summary spans.
-pub const USAGE_RANGE_DAYS_MAX: i64 = 400;
-
 /// Summarize an account's gateway usage
 ///
 /// Calls settled in [`from`, `to`), summed per model, day (UTC), key or
@@ -1095,7 +1280,9 @@ async fn usage_summary(
 }
 
 /// `from`..`to` of a usage query: through now when `to` is absent, `from`
-/// 30 days before `to`; at most 400 days.
+/// 30 days before `to`. A window that ends before it starts holds nothing;
+/// any length is read at the cost of what it holds (the hourly rollup, and
+/// the calls of the hours at its ends).
 fn window(
     gateway: &Gateway,
     from: Option<&str>,
@@ -1105,15 +1292,7 @@ fn window(
     let to = extract::timestamp(to, "to")?
         .unwrap_or_else(|| Timestamp::from_micros(gateway.clock.now().micros().saturating_add(1)));
     let from = extract::timestamp(from, "from")?.unwrap_or(to.plus_secs(-30 * 86_400));
-    if from > to {
-        return Err(ApiError::InvalidRequest("from must not be after to".into()));
-    }
-    if to.micros() - from.micros() > USAGE_RANGE_DAYS_MAX * 86_400 * ledger::MICROS_PER_SECOND {
-        return Err(ApiError::InvalidRequest(format!(
-            "a summary spans at most {USAGE_RANGE_DAYS_MAX} days"
-        )));
-    }
-    Ok((from, to))
+    Ok((from, to.max(from)))
 }
 
 /// One call as recorded.
@@ -1192,6 +1371,7 @@ struct CallsQuery {
     #[param(value_type = Option<u32>, minimum = 1, maximum = 100, default = 20)]
     limit: Option<String>,
     /// The `next_cursor` of the previous page.
+    #[param(pattern = "^-?[0-9]{1,18}:.*$")]
     cursor: Option<String>,
 }
 

@@ -272,10 +272,21 @@ pub fn is_private(ip: IpAddr) -> bool {
     }
 }
 
-/// Checks a provider's base URL: `https://` (or `http://`) with a host;
-/// an address written in it may not be private unless allowed. Host names
+/// The longest base URL accepted, in characters.
+pub const BASE_URL_LEN_MAX: usize = 2048;
+
+/// Checks a provider's base URL: `https://` (or `http://`) with a host, at
+/// most [`BASE_URL_LEN_MAX`] characters; a private address written in it,
+/// or a name of one label (`localhost`, or any name the resolver completes
+/// with its search domains inside the operator's network), only when
+/// private upstreams are allowed. Host names
 /// are checked when they are resolved, by [`PublicOnly`].
 pub fn check_base_url(url: &str, allow_private: bool) -> Result<(), String> {
+    if url.chars().count() > BASE_URL_LEN_MAX {
+        return Err(format!(
+            "base_url is longer than {BASE_URL_LEN_MAX} characters"
+        ));
+    }
     let parsed = reqwest::Url::parse(url).map_err(|_| "base_url is not a URL".to_owned())?;
     if !matches!(parsed.scheme(), "https" | "http") {
         return Err("base_url must start with https:// or http://".into());
@@ -287,12 +298,12 @@ pub fn check_base_url(url: &str, allow_private: bool) -> Result<(), String> {
         None => return Err("base_url has no host".into()),
         Some(url::Host::Ipv4(ip)) => is_private(IpAddr::V4(ip)),
         Some(url::Host::Ipv6(ip)) => is_private(IpAddr::V6(ip)),
-        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Domain(name)) => !name.trim_end_matches('.').contains('.'),
     };
     if private && !allow_private {
         return Err(
-            "base_url points to a private, loopback or link-local address, which the operator \
-             does not allow (CREDITD_ALLOW_PRIVATE_UPSTREAMS)"
+            "base_url points to a private, loopback or link-local address or to a name of one \
+             label, which the operator does not allow (CREDITD_ALLOW_PRIVATE_UPSTREAMS)"
                 .into(),
         );
     }
@@ -432,6 +443,11 @@ mod tests {
         assert!(check_base_url("http://169.254.169.254/latest", false).is_err());
         assert!(check_base_url("http://[::1]:8080", false).is_err());
         assert!(check_base_url("http://localhost:8080", false).is_err());
+        assert!(check_base_url("http://proxy.:8080", false).is_err());
+        assert!(check_base_url("http://proxy:8080", true).is_ok());
+        assert!(check_base_url("https://llm.example.com.:8443/v1", false).is_ok());
+        let long = format!("https://example.com/{}", "a".repeat(BASE_URL_LEN_MAX));
+        assert!(check_base_url(&long, false).is_err());
         assert!(check_base_url("http://127.0.0.1:8080", true).is_ok());
         assert!(check_base_url("ftp://example.com", false).is_err());
         assert!(check_base_url("https://user:pw@example.com", false).is_err());

@@ -24,16 +24,25 @@ impl Kind for ModelPrice {
 /// The longest model name, in bytes.
 pub const MODEL_LEN_MAX: usize = 200;
 
-/// Checks a model name: 1 to 200 bytes, no whitespace or control characters.
+/// Whether `text` is 1 to `len_max` printable ASCII characters without
+/// spaces, and not only dots (a path segment of dots is resolved away):
+/// what model, provider and upstream names are.
+pub fn is_plain_name(text: &str, len_max: usize) -> bool {
+    (1..=len_max).contains(&text.len())
+        && text.bytes().all(|b| b.is_ascii_graphic())
+        && !text.bytes().all(|b| b == b'.')
+}
+
+/// The description's pattern of [`is_plain_name`] for `len_max`.
+pub fn plain_name_pattern(len_max: usize) -> String {
+    format!("^(?!\\.+$)[!-~]{{1,{len_max}}}$")
+}
+
+/// Checks a model name: 1 to 200 printable ASCII characters without spaces.
 pub fn check_model(model: &str) -> Result<(), GatewayError> {
-    if model.is_empty()
-        || model.len() > MODEL_LEN_MAX
-        || model
-            .chars()
-            .any(|c| c.is_whitespace() || ledger::is_hidden_or_control(c))
-    {
+    if !is_plain_name(model, MODEL_LEN_MAX) {
         return Err(GatewayError::InvalidPrice(format!(
-            "a model name is 1 to {MODEL_LEN_MAX} bytes without spaces or control characters"
+            "a model name is 1 to {MODEL_LEN_MAX} printable ASCII characters without spaces"
         )));
     }
     Ok(())
@@ -41,14 +50,14 @@ pub fn check_model(model: &str) -> Result<(), GatewayError> {
 
 /// Checks what a price says beyond its numbers.
 pub fn check_price(price: &ModelPrice) -> Result<(), GatewayError> {
-    if price.provider.is_empty() || price.provider.len() > 64 {
+    if !is_plain_name(&price.provider, 64) {
         return Err(GatewayError::InvalidPrice(
-            "provider is 1 to 64 characters".into(),
+            "provider is 1 to 64 printable ASCII characters without spaces".into(),
         ));
     }
-    if price.upstreams.len() > 8 || price.upstreams.iter().any(|u| u.is_empty() || u.len() > 64) {
+    if price.upstreams.len() > 8 || price.upstreams.iter().any(|u| !is_plain_name(u, 64)) {
         return Err(GatewayError::InvalidPrice(
-            "upstreams is a list of at most 8 names of 1 to 64 characters".into(),
+            "upstreams is a list of at most 8 names of 1 to 64 printable ASCII characters".into(),
         ));
     }
     if let Some(model) = &price.upstream_model {
@@ -157,10 +166,10 @@ pub async fn import(
     for (model, price) in list.prices {
         if providers.is_some_and(|p| !p.contains(&price.provider)) {
             report.filtered += 1;
-        } else if check_model(&model).is_err() {
+        } else if let Err(refused) = check_model(&model).and_then(|()| check_price(&price)) {
             report.skipped.push(Skipped {
                 model,
-                reason: "the name has spaces or control characters, or is too long".into(),
+                reason: refused.message(),
             });
         } else {
             wanted.push((model, price));

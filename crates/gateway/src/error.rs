@@ -109,7 +109,8 @@ impl GatewayError {
         }
     }
 
-    fn message(&self) -> String {
+    /// What went wrong, for a person.
+    pub fn message(&self) -> String {
         match self {
             GatewayError::ModelNotPriced(model) => format!(
                 "the model {model:?} has no price in the catalog, so it cannot be called in \

@@ -190,10 +190,10 @@ async fn handle(
         && price.mode != endpoint.mode()
     {
         return Err(GatewayError::ModelNotSupported(format!(
-            "the model {model:?} is not a {} model",
+            "the model {model:?} is not {} model",
             match endpoint.mode() {
-                Mode::Chat => "chat",
-                Mode::Embedding => "embedding",
+                Mode::Chat => "a chat",
+                Mode::Embedding => "an embedding",
             }
         ))
         .into());

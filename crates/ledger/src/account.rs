@@ -49,8 +49,8 @@ fn check_overdraft_limit(limit: Amount) -> Result<(), Reject> {
 /// invisible formatting ones (bidirectional overrides, zero-width spaces).
 fn check_name(name: Option<&str>) -> Result<(), Reject> {
     match name {
-        Some(n) if n.len() > NAME_LEN_MAX => {
-            Err(Reject::InvalidRequest("name is longer than 256 bytes"))
+        Some(n) if n.chars().count() > NAME_LEN_MAX => {
+            Err(Reject::InvalidRequest("name is longer than 256 characters"))
         }
         Some(n) if crate::has_hidden_or_control(n) => Err(Reject::InvalidRequest(
             "name must not contain control characters, bidirectional controls or zero-width \

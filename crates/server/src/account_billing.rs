@@ -69,6 +69,10 @@ pub fn is_fee_percent(text: &str) -> bool {
     if whole.is_empty() || whole.len() > 3 || !digits(whole) || !digits(fraction) {
         return false;
     }
+    // No leading zeros, as the description's pattern says.
+    if whole.len() > 1 && whole.starts_with('0') {
+        return false;
+    }
     if text.contains('.') && fraction.is_empty() || fraction.len() > 4 {
         return false;
     }

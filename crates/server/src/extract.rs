@@ -189,10 +189,29 @@ pub fn idempotency_header(headers: &HeaderMap) -> Result<Option<String>, ApiErro
 
 /// Parses a JSON body into `T`, telling malformed JSON apart from JSON of the wrong shape.
 pub fn parse_json<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| match e.classify() {
-        serde_json::error::Category::Data => ApiError::InvalidRequest(plain_message(&e)),
+    read_json(body).map_err(|e| match e.classify() {
+        serde_json::error::Category::Data => {
+            // A wrong type may be found before the end of text that is not
+            // JSON at all (`[` where an object belongs): that is malformed.
+            match serde_json::from_slice::<serde::de::IgnoredAny>(body) {
+                Ok(_) => ApiError::InvalidRequest(plain_message(&e)),
+                Err(syntax) => {
+                    ApiError::MalformedJson(format!("the body is not valid JSON: {syntax}"))
+                }
+            }
+        }
         _ => ApiError::MalformedJson(format!("the body is not valid JSON: {e}")),
     })
+}
+
+/// Reads JSON into `T` as `serde_json::from_slice` does, except that
+/// structs are read from JSON objects only, at any depth
+/// ([`Objects`](crate::json_objects::Objects)).
+pub fn read_json<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, serde_json::Error> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let value = T::deserialize(crate::json_objects::Objects(&mut de))?;
+    de.end()?;
+    Ok(value)
 }
 
 /// A serde message in the API's words: serde names the Rust type it
@@ -211,13 +230,46 @@ fn plain_message(error: &serde_json::Error) -> String {
     }
 }
 
-/// Reads a text field: at most `len_max` bytes, no control characters (a
+/// Deserializes a whole number however JSON writes it: `8` or `8.0` (JSON
+/// has one number type, and JSON Schema calls both integers); a fraction or
+/// a value out of `T`'s range is refused.
+pub fn whole<'de, D: Deserializer<'de>, T: TryFrom<i64>>(d: D) -> Result<T, D::Error> {
+    let number = serde_json::Number::deserialize(d)?;
+    whole_of(&number)
+        .and_then(|n| T::try_from(n).ok())
+        .ok_or_else(|| serde::de::Error::custom(format!("expected a whole number, got {number}")))
+}
+
+/// Like [`whole`], for an optional field (absent or null is `None`).
+pub fn whole_opt<'de, D: Deserializer<'de>, T: TryFrom<i64>>(d: D) -> Result<Option<T>, D::Error> {
+    match Option::<serde_json::Number>::deserialize(d)? {
+        None => Ok(None),
+        Some(number) => whole_of(&number)
+            .and_then(|n| T::try_from(n).ok())
+            .map(Some)
+            .ok_or_else(|| {
+                serde::de::Error::custom(format!("expected a whole number, got {number}"))
+            }),
+    }
+}
+
+/// A JSON number's value when it is whole: `8` and `8.0` alike.
+pub fn whole_of(number: &serde_json::Number) -> Option<i64> {
+    if let Some(n) = number.as_i64() {
+        return Some(n);
+    }
+    let float = number.as_f64()?;
+    // Within ±2^53 every whole f64 is exact, and so is the cast.
+    (float.fract() == 0.0 && float.abs() <= 9_007_199_254_740_992.0).then_some(float as i64)
+}
+
+/// Reads a text field: at most `len_max` characters, no control characters (a
 /// NUL would not even fit in PostgreSQL's text), and no invisible
 /// formatting ones that would make a panel show it as something else.
 pub fn text(value: String, field: &str, len_max: usize) -> Result<String, ApiError> {
-    if value.len() > len_max {
+    if value.chars().count() > len_max {
         return Err(ApiError::InvalidRequest(format!(
-            "{field} is longer than {len_max} bytes"
+            "{field} is longer than {len_max} characters"
         )));
     }
     if ledger::has_hidden_or_control(&value) {
@@ -229,9 +281,10 @@ pub fn text(value: String, field: &str, len_max: usize) -> Result<String, ApiErr
     Ok(value)
 }
 
-/// Like [`parse_json`], but an empty body reads as `{}`.
+/// Like [`parse_json`], but an empty body, or `null`, reads as `{}`.
 pub fn parse_optional_json<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
+    let text = body.trim_ascii();
+    if text.is_empty() || text == b"null" {
         parse_json(b"{}")
     } else {
         parse_json(body)
@@ -425,7 +478,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
     }
 }
 
-/// `?limit=&cursor=`, the query of a plain list.
+/// `?limit=&cursor=`, the query of the list of accounts.
 #[derive(serde::Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
@@ -433,7 +486,23 @@ pub struct PageQuery {
     /// The page size, a whole number from 1 to 100; 20 when absent.
     #[param(value_type = Option<u32>, minimum = 1, maximum = 100, default = 20)]
     pub limit: Option<String>,
-    /// The `next_cursor` of the previous page; the items after it follow.
+    /// The `next_cursor` of the previous page, an account id; the accounts
+    /// after it follow.
+    #[param(value_type = Option<crate::openapi::schema::AccountId>)]
+    pub cursor: Option<String>,
+}
+
+/// `?limit=&cursor=`, the query of a list of keys.
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct KeyPageQuery {
+    /// The page size, a whole number from 1 to 100; 20 when absent.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100, default = 20)]
+    pub limit: Option<String>,
+    /// The `next_cursor` of the previous page, a key id; the keys after it
+    /// follow.
+    #[param(value_type = Option<crate::openapi::schema::KeyId>)]
     pub cursor: Option<String>,
 }
 
@@ -446,6 +515,21 @@ pub fn cursor<T>(
         parse(c).map_err(|_| ApiError::InvalidRequest("cursor is not one this API returned".into()))
     })
     .transpose()
+}
+
+/// Reads the cursor of a list of records in id order: the id of the last
+/// record of the previous page. An empty one is refused, not read as none.
+pub fn id_cursor(text: Option<String>) -> Result<Option<store::records::RecordCursor>, ApiError> {
+    match text {
+        Some(c) if c.is_empty() => Err(ApiError::InvalidRequest(
+            "cursor is empty; leave it out for the first page".into(),
+        )),
+        Some(c) => Ok(Some(store::records::RecordCursor {
+            key: c.clone(),
+            id: c,
+        })),
+        None => Ok(None),
+    }
 }
 
 /// The page size from `?limit=`: 1 to 100, 20 when absent.
@@ -603,6 +687,30 @@ mod tests {
             check_content_type(&none, b"{}"),
             Err(ApiError::UnsupportedMediaType)
         ));
+    }
+
+    #[test]
+    fn a_whole_number_may_be_written_with_a_zero_fraction() {
+        #[derive(Debug, Deserialize)]
+        struct Body {
+            #[serde(deserialize_with = "whole")]
+            n: u8,
+            #[serde(default, deserialize_with = "whole_opt")]
+            m: Option<i64>,
+        }
+        let read = |text: &str| serde_json::from_str::<Body>(text);
+        assert_eq!(read(r#"{"n": 8}"#).unwrap().n, 8);
+        assert_eq!(read(r#"{"n": 8.0, "m": 3.0}"#).unwrap().m, Some(3));
+        assert_eq!(read(r#"{"n": 1, "m": null}"#).unwrap().m, None);
+        for bad in [
+            r#"{"n": 8.5}"#,
+            r#"{"n": 256}"#,
+            r#"{"n": -1}"#,
+            r#"{"n": "8"}"#,
+            r#"{"n": 1e300}"#,
+        ] {
+            assert!(read(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

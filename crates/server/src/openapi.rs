@@ -11,7 +11,7 @@ use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::info::{InfoBuilder, LicenseBuilder};
 use utoipa::openapi::path::{HttpMethod, Operation, ParameterIn, PathItem, Paths};
 use utoipa::openapi::response::Response;
-use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+use utoipa::openapi::schema::{AnyOfBuilder, ObjectBuilder, Schema, Type};
 use utoipa::openapi::security::{
     ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
 };
@@ -35,6 +35,7 @@ pub struct Doc {
     operation: fn() -> Operation,
     tags: fn() -> Vec<&'static str>,
     schemas: fn(&mut Schemas),
+    upstream_errors: bool,
 }
 
 impl Doc {
@@ -52,7 +53,16 @@ impl Doc {
             operation: P::operation,
             tags: P::tags,
             schemas: P::schemas,
+            upstream_errors: false,
         }
+    }
+
+    /// For a route that passes an upstream's refusal on as the upstream
+    /// wrote it (a model call): its 4xx answers are creditd's errors or the
+    /// upstream's, in the upstream's shape.
+    pub const fn passing_upstream_errors(mut self) -> Doc {
+        self.upstream_errors = true;
+        self
     }
 }
 
@@ -110,6 +120,9 @@ pub fn document(routes: &[Route], extra_codes: &[(&'static str, StatusCode)]) ->
             route.writes(),
             route.idempotency,
         );
+        if route.doc.upstream_errors {
+            pass_upstream_errors(&mut operation);
+        }
         *operation_mut(item, &method) = Some(operation);
         (route.doc.schemas)(&mut schemas);
     }
@@ -140,6 +153,26 @@ pub fn document(routes: &[Route], extra_codes: &[(&'static str, StatusCode)]) ->
         .content
         .insert("application/json".to_owned(), error.into());
     components.responses.insert(ERROR.to_owned(), errors.into());
+    if routes.iter().any(|r| r.doc.upstream_errors) {
+        components.schemas.insert(
+            UPSTREAM_ERROR.to_owned(),
+            schema::upstream_error_body().into(),
+        );
+        let either = AnyOfBuilder::new()
+            .item(Ref::from_schema_name(ErrorBody::name()))
+            .item(Ref::from_schema_name(UPSTREAM_ERROR));
+        let mut errors = Response::new(
+            "An error: creditd's own (see `ErrorCode`), or the upstream's refusal passed on as \
+             the upstream wrote it (see `UpstreamError`).",
+        );
+        errors.content.insert(
+            "application/json".to_owned(),
+            Content::new(Some(either)).into(),
+        );
+        components
+            .responses
+            .insert(CALL_ERROR.to_owned(), errors.into());
+    }
     components
         .security_schemes
         .insert(BEARER.to_owned(), bearer_scheme().into());
@@ -211,6 +244,11 @@ const TAGS: &[(&str, &str)] = &[
 /// The response every error status of every operation refers to.
 const ERROR: &str = "Error";
 
+/// The response of 4xx statuses of routes that pass an upstream's refusal on.
+const CALL_ERROR: &str = "CallError";
+/// The schema of an upstream's error body.
+const UPSTREAM_ERROR: &str = "UpstreamError";
+
 /// The security scheme of `Authorization: Bearer`.
 const BEARER: &str = "bearer";
 /// The security scheme of the `x-api-key` header.
@@ -270,9 +308,15 @@ fn describe_idempotency(operation: &mut Operation, idempotency: crate::idempoten
                 .unwrap_or_default()
         }),
         Idempotency::Kept => schema::kept_idempotency_description(),
-        Idempotency::Refused => "Refused: this answer shows a secret once, which a replay \
-            would show again, so any key is 400 `invalid_request`."
-            .to_owned(),
+        // Not a parameter of the route: the description says it is refused.
+        Idempotency::Refused => {
+            let description = operation.description.get_or_insert_with(String::new);
+            description.push_str(
+                "\n\nTakes no `Idempotency-Key`: the answer shows a secret once, which a replay \
+                 would show again, so a key is 400 `invalid_request`.",
+            );
+            return;
+        }
         Idempotency::NotKept(why) => {
             format!("Checked (a malformed key is 400 `invalid_request`) and not replayed: {why}.")
         }
@@ -446,6 +490,27 @@ fn complete(
             );
         }
     }
+}
+
+/// Makes an operation's 4xx answers creditd's errors or the upstream's,
+/// and adds the statuses only an upstream answers with.
+fn pass_upstream_errors(operation: &mut Operation) {
+    for (status, response) in &mut operation.responses.responses {
+        if let RefOr::Ref(error) = response
+            && status.starts_with('4')
+        {
+            error.ref_location = Ref::from_response_name(CALL_ERROR).ref_location;
+        }
+    }
+    let mut other = Ref::from_response_name(CALL_ERROR);
+    other.description = "The upstream's own refusal at a status creditd does not answer with \
+        itself (404 for a model it does not know, 422, 429, …), passed on as it wrote it; \
+        nothing is charged."
+        .to_owned();
+    operation
+        .responses
+        .responses
+        .insert("4XX".to_owned(), RefOr::Ref(other));
 }
 
 /// Adds an error response, or one more reason to the one the route

@@ -7,7 +7,7 @@ use super::DomainError;
 /// The most locales one text may have.
 pub const LOCALES_MAX: usize = 32;
 
-/// The longest text of one locale, in bytes of UTF-8.
+/// The longest text of one locale, in characters.
 pub const TEXT_LEN_MAX: usize = 1024;
 
 /// The locale picked when the reader's own is missing.
@@ -17,7 +17,7 @@ pub const FALLBACK_LOCALE: &str = "en";
 /// locale such as `{"en": "100 Credits", "zh": "100 积分"}`.
 ///
 /// Always valid: at least one text, each non-empty, at most
-/// [`TEXT_LEN_MAX`] bytes and free of control characters, under at most
+/// [`TEXT_LEN_MAX`] characters and free of control characters, under at most
 /// [`LOCALES_MAX`] distinct locale tags.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LocalizedText(Texts);
@@ -224,9 +224,9 @@ fn check_text(text: &str) -> Result<(), DomainError> {
     if text.is_empty() {
         return Err(DomainError::InvalidText("a text must not be empty"));
     }
-    if text.len() > TEXT_LEN_MAX {
+    if text.chars().count() > TEXT_LEN_MAX {
         return Err(DomainError::InvalidText(
-            "a text is at most 1024 bytes of UTF-8",
+            "a text is at most 1024 characters",
         ));
     }
     if ledger::has_hidden_or_control(text) {
@@ -353,8 +353,8 @@ mod tests {
 
     #[test]
     fn empty_long_or_control_character_texts_are_refused() {
-        let longest = "积".repeat(TEXT_LEN_MAX / 3) + "a";
-        assert_eq!(longest.len(), TEXT_LEN_MAX);
+        let longest = "积".repeat(TEXT_LEN_MAX - 1) + "a";
+        assert_eq!(longest.chars().count(), TEXT_LEN_MAX);
         assert!(LocalizedText::one(longest.clone()).is_ok());
         for text in [
             String::new(),

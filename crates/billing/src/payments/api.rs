@@ -16,7 +16,7 @@ use server::openapi::Doc;
 use server::openapi::schema::AccountPath;
 use server::render::{self, Instant};
 use server::{Access, Route};
-use store::records::{self, RecordCursor, RecordFilter};
+use store::records::{self, RecordFilter};
 use utoipa::{IntoParams, ToSchema};
 
 use super::Payments;
@@ -24,7 +24,7 @@ use super::checkout;
 use super::webhook::{self, PaymentEvent};
 use crate::Billing;
 use crate::error::BillingError;
-use crate::plan::MoneyJson;
+use crate::plan::{MoneyInput, MoneyJson};
 
 type BillingState = State<Arc<Billing>>;
 
@@ -125,6 +125,7 @@ struct CheckoutBody {
     /// The checkout's locale (`zh`, `pt-BR`): the package's name and
     /// description in it, and the provider's page in it when the provider
     /// speaks it. Else the request's `Accept-Language`, else `en`.
+    #[schema(pattern = "^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})?$")]
     locale: Option<String>,
     /// Where the customer lands after paying; `{CHECKOUT_SESSION_ID}` is
     /// replaced by the session's id. Under `CREDITD_PUBLIC_URL` or on an
@@ -141,6 +142,7 @@ struct CheckoutBody {
 #[serde(deny_unknown_fields)]
 struct SetupBody {
     /// As a checkout's `locale`.
+    #[schema(pattern = "^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})?$")]
     locale: Option<String>,
     /// As a checkout's `success_url`.
     success_url: Option<String>,
@@ -516,26 +518,41 @@ struct AutoTopupBody<'a> {
     monthly_cap: Option<MoneyJson>,
 }
 
-/// Money as Stripe writes it: minor units and a currency.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-struct MoneyInput {
-    /// Minor units (cents), zero or more.
-    #[schema(minimum = 0)]
-    amount: i64,
-    /// Three lowercase letters; `usd` here.
-    #[schema(pattern = "^[a-z]{3}$", example = "usd")]
-    currency: String,
+/// A threshold, for the description: a decimal number of credits, or money.
+enum ThresholdInput {}
+
+impl utoipa::PartialSchema for ThresholdInput {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::OneOfBuilder;
+        OneOfBuilder::new()
+            .item(utoipa::openapi::Ref::from_schema_name("NonNegativeAmount"))
+            .item(utoipa::openapi::Ref::from_schema_name("MoneyInput"))
+            .description(Some(
+                "Credits, as a decimal string or number, zero or more; or money in US cents, \
+                 worth its credits at the rate.",
+            ))
+            .into()
+    }
 }
 
-/// A threshold: a decimal number of credits, or money.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-enum ThresholdInput {
-    /// Credits, as a decimal string or number, zero or more.
-    Credits(server::openapi::schema::AmountInput),
-    /// Money in US cents, worth its credits at the rate.
-    Money(MoneyInput),
+impl ToSchema for ThresholdInput {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "ThresholdInput".into()
+    }
+
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        use utoipa::PartialSchema;
+        schemas.push((
+            "NonNegativeAmount".into(),
+            server::openapi::schema::NonNegativeAmount::schema(),
+        ));
+        schemas.push(("MoneyInput".into(), MoneyInput::schema()));
+    }
 }
 
 /// An account's auto top-up.
@@ -544,7 +561,7 @@ struct AutoTopupView {
     enabled: bool,
     /// The threshold as it was given: credits (`"50"`) or money
     /// (`{"amount": 5000, "currency": "usd"}`).
-    #[schema(value_type = Object)]
+    #[schema(value_type = ThresholdInput)]
     threshold: Value,
     /// The threshold in credits, whichever way it was given.
     #[schema(value_type = String)]
@@ -831,11 +848,13 @@ struct EventPage {
 #[into_params(parameter_in = Query)]
 struct EventQuery {
     /// Only the events about this account.
+    #[param(value_type = Option<server::openapi::schema::AccountId>)]
     account: Option<String>,
     /// The page size, 1 to 100; 20 when absent.
     #[param(value_type = Option<u32>, minimum = 1, maximum = 100, default = 20)]
     limit: Option<String>,
     /// The `next_cursor` of the previous page.
+    #[param(min_length = 1)]
     cursor: Option<String>,
 }
 
@@ -866,10 +885,7 @@ async fn list_events(
         },
         None => RecordFilter::All,
     };
-    let after = query.cursor.map(|c| RecordCursor {
-        key: c.clone(),
-        id: c,
-    });
+    let after = extract::id_cursor(query.cursor)?;
     let page = records::list::<PaymentEvent>(billing.store.as_ref(), filter, after, limit).await?;
     let next_cursor = (page.len() == limit)
         .then(|| page.last().map(|d| d.id.clone()))

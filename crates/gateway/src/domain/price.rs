@@ -71,17 +71,35 @@ impl<'de> Deserialize<'de> for UsdPerMtok {
 }
 
 /// The text of a JSON number or string, as written: a number is read from
-/// its raw text, so no float ever holds it.
+/// its raw text, so no float ever holds it. A string is plain decimal
+/// notation (`12.5`: no sign, exponent, whitespace or leading zeros), as
+/// the API's description says.
 pub fn exact_text<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
     let raw = Box::<serde_json::value::RawValue>::deserialize(deserializer)?;
     let text = raw.get();
     if text.starts_with('"') {
-        serde_json::from_str::<String>(text).map_err(D::Error::custom)
+        let text = serde_json::from_str::<String>(text).map_err(D::Error::custom)?;
+        if !is_plain_decimal(&text) {
+            return Err(D::Error::custom(
+                "expected plain decimal notation such as \"12.5\"",
+            ));
+        }
+        Ok(text)
     } else if text.starts_with(|c: char| c == '-' || c.is_ascii_digit()) {
         Ok(text.to_owned())
     } else {
         Err(D::Error::custom("expected a decimal number or string"))
     }
+}
+
+/// Digits without leading zeros, then optionally `.` and digits.
+pub fn is_plain_decimal(text: &str) -> bool {
+    let (whole, fraction) = match text.split_once('.') {
+        Some((whole, fraction)) => (whole, Some(fraction)),
+        None => (text, None),
+    };
+    let digits = |part: &str| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit());
+    digits(whole) && (whole == "0" || !whole.starts_with('0')) && fraction.is_none_or(digits)
 }
 
 /// Fractional digits of a percentage.
@@ -279,6 +297,16 @@ impl ModelPrice {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_price_written_as_text_is_plain_decimal() {
+        for good in ["0", "2.5", "10", "0.000001"] {
+            assert!(is_plain_decimal(good), "{good}");
+        }
+        for bad in ["", " 1", "+1", "01", "1.", ".5", "1e3", "-1", "1,5"] {
+            assert!(!is_plain_decimal(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn prices_read_per_token_and_per_million_agree() {

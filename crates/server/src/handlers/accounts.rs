@@ -25,9 +25,9 @@ use store::records::{self, Expect};
 struct CreateAccount<'a> {
     #[schema(value_type = schema::AccountId)]
     id: String,
-    /// The display name: at most 256 bytes of UTF-8 without control characters.
+    /// The display name: at most 256 characters without control characters.
     #[serde(default)]
-    #[schema(max_length = 256)]
+    #[schema(value_type = Option<schema::Name>)]
     name: Option<String>,
     #[serde(default, borrow, deserialize_with = "extract::raw")]
     #[schema(value_type = schema::MetadataInput)]
@@ -35,7 +35,7 @@ struct CreateAccount<'a> {
     /// How far below zero consumes and holds may take the available
     /// balance; the shortfall becomes debt. Zero or more; 0 when absent.
     #[serde(default, borrow, deserialize_with = "extract::raw")]
-    #[schema(value_type = Option<schema::AmountInput>)]
+    #[schema(value_type = Option<schema::NonNegativeAmount>)]
     overdraft_limit: Option<&'a RawValue>,
 }
 
@@ -87,10 +87,10 @@ pub async fn create(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct UpdateAccount<'a> {
-    /// A new display name (at most 256 bytes of UTF-8 without control
+    /// A new display name (at most 256 characters without control
     /// characters), or null to remove it.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>, max_length = 256)]
+    #[schema(value_type = Option<schema::Name>)]
     name: Option<Option<String>>,
     /// New metadata, replacing the old whole.
     #[serde(default, borrow, deserialize_with = "extract::raw")]
@@ -100,15 +100,16 @@ struct UpdateAccount<'a> {
     /// account owes is allowed: the debt stays, and consumes are refused
     /// until it is repaid.
     #[serde(default, borrow, deserialize_with = "extract::raw")]
-    #[schema(value_type = Option<schema::AmountInput>)]
+    #[schema(value_type = Option<schema::NonNegativeAmount>)]
     overdraft_limit: Option<&'a RawValue>,
     /// How the account's gateway calls are paid for: `credits` (through
     /// the operator's upstreams) or `byok` (its own provider keys).
     billing_mode: Option<BillingMode>,
     /// The account's own BYOK platform fee in percent (a decimal string
-    /// from 0 to 100), or null for the operator's default.
+    /// from 0 to 100 with at most 4 fractional digits), or null for the
+    /// operator's default.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, pattern = "^(100(\\.0{1,4})?|(0|[1-9][0-9]?)(\\.[0-9]{1,4})?)$")]
     byok_fee_percent: Option<Option<String>>,
 }
 
@@ -295,6 +296,7 @@ pub struct BalanceQuery {
     /// `totals` adds the account's lifetime totals, added up from its whole
     /// journal (a read of every transaction of the account, where the
     /// balance alone is answered from memory).
+    #[param(pattern = "^totals$")]
     include: Option<String>,
 }
 

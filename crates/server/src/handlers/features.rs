@@ -30,7 +30,7 @@ struct PutFeature<'a> {
     /// The price of one unit in credits; zero or more. At 0 the feature is
     /// free: its consumes record the use and move no credits.
     #[serde(default, borrow, deserialize_with = "extract::raw")]
-    #[schema(value_type = schema::AmountInput, required = true)]
+    #[schema(value_type = schema::NonNegativeAmount, required = true)]
     credits_per_unit: Option<&'a RawValue>,
 }
 

@@ -24,12 +24,12 @@ use crate::{AppState, Principal};
 struct CreateGrant<'a> {
     /// Credits to grant; greater than zero.
     #[serde(default, borrow, deserialize_with = "extract::raw")]
-    #[schema(value_type = schema::AmountInput, required = true)]
+    #[schema(value_type = schema::PositiveAmount, required = true)]
     amount: Option<&'a RawValue>,
     #[schema(value_type = schema::GrantSource)]
     source: String,
     /// The burn priority; the source's default when absent.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "extract::whole_opt")]
     #[schema(value_type = Option<schema::Priority>)]
     priority: Option<i64>,
     /// When the credits become spendable; now when absent. May be in the future.
@@ -48,9 +48,10 @@ struct CreateGrant<'a> {
     #[schema(value_type = Option<schema::ExternalId>)]
     external_id: Option<String>,
     /// Why the credits are granted (an admin or promo grant's reason), at
-    /// most 500 bytes; kept on the grant's transaction, with the id of the
-    /// key that made it.
+    /// most 500 characters; kept on the grant's transaction, with the id of
+    /// the key that made it.
     #[serde(default)]
+    #[schema(value_type = Option<schema::Reason>)]
     reason: Option<String>,
 }
 
@@ -132,11 +133,15 @@ pub async fn create(
 pub struct GrantQuery {
     /// Only grants of these sources, comma-separated (`purchase,auto_topup`:
     /// what customers paid for, as a Credits page lists it).
+    #[param(
+        pattern = "^(signup_bonus|daily_reward|subscription|purchase|auto_topup|admin|promo|rollover|refund)(,(signup_bonus|daily_reward|subscription|purchase|auto_topup|admin|promo|rollover|refund))*$"
+    )]
     source: Option<String>,
     /// The page size, a whole number from 1 to 100; 20 when absent.
     #[param(value_type = Option<u32>, minimum = 1, maximum = 100, default = 20)]
     limit: Option<String>,
     /// The `next_cursor` of the previous page; older grants follow.
+    #[param(value_type = Option<schema::GrantId>)]
     cursor: Option<String>,
 }
 
@@ -176,7 +181,7 @@ pub async fn list(
         .map(|list| {
             list.split(',')
                 .map(|code| {
-                    ledger::Source::parse(code.trim()).ok_or_else(|| {
+                    ledger::Source::parse(code).ok_or_else(|| {
                         ApiError::InvalidRequest(format!("source {code:?} is not a source"))
                     })
                 })
@@ -272,7 +277,7 @@ struct Annotate<'a> {
     tag = "grants",
     operation_id = "voidGrant",
     params(GrantPath, IdempotencyKey),
-    request_body(content = Annotate, description = "Optional; an empty body reads as `{}`. \
+    request_body(content = Option<Annotate>, description = "Optional; an empty body, or `null`, reads as `{}`. \
         The metadata is attached to the `void` transaction."),
     responses(
         (status = 200, description = "The lot, now voided.", body = GrantView),

@@ -23,11 +23,11 @@ use crate::render::{self, HoldView, HoldWritten};
 struct CreateHold<'a> {
     /// Credits to reserve; greater than zero.
     #[serde(default, borrow, deserialize_with = "extract::raw")]
-    #[schema(value_type = schema::AmountInput, required = true)]
+    #[schema(value_type = schema::PositiveAmount, required = true)]
     amount: Option<&'a RawValue>,
     /// Seconds until the hold releases by itself, from 1 to 86400; 900 when
     /// absent.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "extract::whole_opt")]
     #[schema(minimum = 1, maximum = 86400, default = 900)]
     ttl_seconds: Option<i64>,
     #[serde(default, borrow, deserialize_with = "extract::raw")]
@@ -121,7 +121,7 @@ pub async fn get(
 struct CommitHold<'a> {
     /// The final cost; zero or more. It may differ from the held amount.
     #[serde(default, borrow, deserialize_with = "extract::raw")]
-    #[schema(value_type = schema::AmountInput, required = true)]
+    #[schema(value_type = schema::NonNegativeAmount, required = true)]
     amount: Option<&'a RawValue>,
     #[serde(default, borrow, deserialize_with = "extract::raw")]
     #[schema(value_type = schema::MetadataInput)]
@@ -191,7 +191,7 @@ struct ReleaseHold<'a> {
     tag = "holds",
     operation_id = "releaseHold",
     params(HoldPath, IdempotencyKey),
-    request_body(content = ReleaseHold, description = "Optional; an empty body reads as `{}`. \
+    request_body(content = Option<ReleaseHold>, description = "Optional; an empty body, or `null`, reads as `{}`. \
         The metadata is attached to the `hold_release` transaction."),
     responses(
         (status = 200, description = "The released hold, the `hold_release` transaction and \

@@ -16,7 +16,7 @@ use utoipa::ToSchema;
 use crate::AppState;
 use crate::auth::{self, ApiKey, KeyKind, Principal, Secret, SpendLimit, SpendPeriod};
 use crate::error::ApiError;
-use crate::extract::{self, PageQuery, PathParam, Query, Sign, Write};
+use crate::extract::{self, KeyPageQuery, PathParam, Query, Sign, Write};
 use crate::openapi::schema::{self, AccountPath, KeyPath};
 use crate::render::{self, Instant, Page};
 
@@ -102,10 +102,10 @@ struct CreateKey {
     /// `admin` or `service`; customer keys are created under their account.
     #[schema(pattern = "^(admin|service)$")]
     kind: String,
-    /// A label for the key: at most 256 bytes without control characters;
-    /// empty when absent.
+    /// A label for the key: at most 256 characters without control
+    /// characters; empty when absent.
     #[serde(default)]
-    #[schema(max_length = 256)]
+    #[schema(value_type = Option<schema::Name>)]
     name: Option<String>,
 }
 
@@ -125,7 +125,7 @@ pub struct SpendLimitView {
 struct SpendLimitInput<'a> {
     /// Credits the key may spend in each window, above zero.
     #[serde(borrow, deserialize_with = "extract::raw")]
-    #[schema(value_type = schema::AmountInput)]
+    #[schema(value_type = schema::PositiveAmount)]
     amount: Option<&'a RawValue>,
     /// `day` (UTC), `month` (UTC calendar month) or `total`.
     period: SpendPeriod,
@@ -159,16 +159,16 @@ fn project(text: String) -> Result<String, ApiError> {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateCustomerKey<'a> {
-    /// A label for the key: at most 256 bytes without control characters;
-    /// empty when absent.
+    /// A label for the key: at most 256 characters without control
+    /// characters; empty when absent.
     #[serde(default)]
-    #[schema(max_length = 256)]
+    #[schema(value_type = Option<schema::Name>)]
     name: Option<String>,
     /// The project the key's gateway usage is attributed to (1 to 128
-    /// bytes): an account's balance is shared by all its projects, and its
-    /// usage can be summed per project.
+    /// characters): an account's balance is shared by all its projects, and
+    /// its usage can be summed per project.
     #[serde(default)]
-    #[schema(max_length = 128)]
+    #[schema(value_type = Option<schema::Project>)]
     project: Option<String>,
     /// The most the key may spend through the gateway in each window.
     #[serde(default, borrow)]
@@ -281,7 +281,7 @@ pub async fn create(
     tag = "keys",
     operation_id = "createCustomerKey",
     params(AccountPath),
-    request_body(content = CreateCustomerKey, description = "Optional; an empty body reads \
+    request_body(content = Option<CreateCustomerKey>, description = "Optional; an empty body, or `null`, reads \
         as `{}`."),
     responses(
         (status = 201, description = "The new key, with the key itself.", body = KeyView),
@@ -317,18 +317,35 @@ pub async fn create_for_account(
     .await
 }
 
+/// Whether `text` has the shape of a key id: `key_` and then lower-case
+/// letters, digits and underscores, as [`KeyId`](crate::openapi::schema::KeyId) says.
+fn is_key_id(text: &str) -> bool {
+    text.strip_prefix("key_").is_some_and(|rest| {
+        !rest.is_empty()
+            && rest
+                .bytes()
+                .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase() || b == b'_')
+    })
+}
+
 /// A page of usable keys holding `value` under lookup `name`, in id order.
 async fn list_by(
     state: &AppState,
     name: &str,
     value: &str,
-    query: PageQuery,
+    query: KeyPageQuery,
 ) -> Result<Response, ApiError> {
     let limit = extract::limit(query.limit.as_deref())?;
-    let mut after = query.cursor.map(|c| RecordCursor {
-        key: c.clone(),
-        id: c,
-    });
+    if query
+        .cursor
+        .as_deref()
+        .is_some_and(|c| !c.is_empty() && !is_key_id(c))
+    {
+        return Err(ApiError::InvalidRequest(
+            "cursor is not a key id, the next_cursor of a page of keys".into(),
+        ));
+    }
+    let mut after = extract::id_cursor(query.cursor)?;
     let filter = RecordFilter::Equals {
         name: name.to_owned(),
         value: value.to_owned(),
@@ -372,17 +389,17 @@ async fn list_by(
     path = "/v1/keys",
     tag = "keys",
     operation_id = "listKeys",
-    params(PageQuery),
+    params(KeyPageQuery),
     responses(
         (status = 200, description = "A page of keys; `next_cursor` is a key id.",
             body = KeyPage),
-        (status = 400, description = "`invalid_request`: a bad `limit`, or an unknown query \
+        (status = 400, description = "`invalid_request`: a bad `limit` or `cursor`, or an unknown query \
             parameter."),
     ),
 )]
 pub async fn list(
     State(state): State<Arc<AppState>>,
-    Query(query): Query<PageQuery>,
+    Query(query): Query<KeyPageQuery>,
 ) -> Result<Response, ApiError> {
     list_by(&state, "scope", "operator", query).await
 }
@@ -395,11 +412,11 @@ pub async fn list(
     path = "/v1/accounts/{account_id}/keys",
     tag = "keys",
     operation_id = "listCustomerKeys",
-    params(AccountPath, PageQuery),
+    params(AccountPath, KeyPageQuery),
     responses(
         (status = 200, description = "A page of keys; `next_cursor` is a key id.",
             body = KeyPage),
-        (status = 400, description = "`invalid_id`, `invalid_request` (a bad `limit`, or an \
+        (status = 400, description = "`invalid_id`, `invalid_request` (a bad `limit` or `cursor`, or an \
             unknown query parameter)."),
         (status = 404, description = "`account_not_found`."),
     ),
@@ -407,7 +424,7 @@ pub async fn list(
 pub async fn list_for_account(
     State(state): State<Arc<AppState>>,
     PathParam(id): PathParam,
-    Query(query): Query<PageQuery>,
+    Query(query): Query<KeyPageQuery>,
 ) -> Result<Response, ApiError> {
     let account = extract::account_id(&id)?;
     super::require_account(state.store.as_ref(), &account).await?;
@@ -487,12 +504,12 @@ async fn live_key(store: &dyn store::Store, id: &str) -> Result<records::Doc<Api
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct UpdateKey<'a> {
-    /// A new label: at most 256 bytes without control characters.
-    #[schema(max_length = 256)]
+    /// A new label: at most 256 characters without control characters.
+    #[schema(value_type = Option<schema::Name>)]
     name: Option<String>,
     /// A customer key's project, or null to remove it.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>, max_length = 128)]
+    #[schema(value_type = Option<schema::Project>)]
     project: Option<Option<String>>,
     /// A customer key's spend limit, or null to remove it.
     #[serde(default, borrow, deserialize_with = "present")]

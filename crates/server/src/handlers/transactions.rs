@@ -133,7 +133,7 @@ struct RefundBody<'a> {
     /// Credits to refund; greater than zero and at most what is left to
     /// refund. Everything left when absent.
     #[serde(default, borrow, deserialize_with = "extract::raw")]
-    #[schema(value_type = Option<schema::AmountInput>)]
+    #[schema(value_type = Option<schema::PositiveAmount>)]
     amount: Option<&'a RawValue>,
     #[serde(default, borrow, deserialize_with = "extract::raw")]
     #[schema(value_type = schema::MetadataInput)]
@@ -155,7 +155,7 @@ struct RefundBody<'a> {
     tag = "transactions",
     operation_id = "refundTransaction",
     params(TxPath, IdempotencyKey),
-    request_body(content = RefundBody, description = "Optional; an empty body reads as `{}` \
+    request_body(content = Option<RefundBody>, description = "Optional; an empty body, or `null`, reads as `{}` \
         and refunds everything left."),
     responses(
         (status = 201, description = "The `refund` transaction.", body = TransactionView),

@@ -25,7 +25,7 @@ use crate::render::{self, Consumed, Decimal};
 struct UsageBody<'a> {
     /// Credits to charge; greater than zero.
     #[serde(default, borrow, deserialize_with = "extract::raw")]
-    #[schema(value_type = Option<schema::AmountInput>)]
+    #[schema(value_type = Option<schema::PositiveAmount>)]
     amount: Option<&'a RawValue>,
     /// A priced feature; the charge is `quantity` times its
     /// `credits_per_unit`, rounded up to the next 0.000001 credit.
@@ -34,7 +34,7 @@ struct UsageBody<'a> {
     feature: Option<String>,
     /// Units of `feature`; greater than zero.
     #[serde(default, borrow, deserialize_with = "extract::raw")]
-    #[schema(value_type = Option<schema::AmountInput>)]
+    #[schema(value_type = Option<schema::PositiveAmount>)]
     quantity: Option<&'a RawValue>,
     #[serde(default, borrow, deserialize_with = "extract::raw")]
     #[schema(value_type = schema::MetadataInput)]
@@ -44,6 +44,88 @@ struct UsageBody<'a> {
     #[schema(value_type = Option<schema::ExternalId>)]
     external_id: Option<String>,
 }
+
+/// The body of a consume or a check as the description states it: an
+/// amount, or a feature with a quantity, never both; a check takes no
+/// `external_id`.
+fn usage_schema(consume: bool) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder};
+    use utoipa::openapi::{Ref, RefOr};
+    let shape = |charge: &[(&str, &str, &str)]| {
+        let mut object = ObjectBuilder::new()
+            .schema_type(utoipa::openapi::Type::Object)
+            .additional_properties(Some(utoipa::openapi::schema::AdditionalProperties::<
+                utoipa::openapi::schema::Schema,
+            >::FreeForm(false)));
+        for (name, schema, description) in charge {
+            let mut reference = Ref::from_schema_name(*schema);
+            reference.description = (*description).to_owned();
+            object = object
+                .property(*name, RefOr::Ref(reference))
+                .required(*name);
+        }
+        object = object.property(
+            "metadata",
+            RefOr::Ref(Ref::from_schema_name("MetadataInput")),
+        );
+        if consume {
+            object = object.property(
+                "external_id",
+                utoipa::openapi::schema::OneOfBuilder::new()
+                    .item(Ref::from_schema_name("ExternalId"))
+                    .item(ObjectBuilder::new().schema_type(utoipa::openapi::Type::Null)),
+            );
+        }
+        object
+    };
+    OneOfBuilder::new()
+        .item(shape(&[(
+            "amount",
+            "PositiveAmount",
+            "Credits to charge; greater than zero.",
+        )]))
+        .item(shape(&[
+            (
+                "feature",
+                "FeatureId",
+                "A priced feature; the charge is `quantity` times its `credits_per_unit`, \
+                 rounded up to the next 0.000001 credit (a free feature's is zero).",
+            ),
+            (
+                "quantity",
+                "PositiveAmount",
+                "Units of `feature`; greater than zero.",
+            ),
+        ]))
+        .description(Some(if consume {
+            "What to charge: `amount`, or `feature` with `quantity`; never both forms."
+        } else {
+            "The body a consume would send, without `external_id`."
+        }))
+        .into()
+}
+
+/// A consume's body, as the description states it.
+pub enum ConsumeBody {}
+
+impl utoipa::PartialSchema for ConsumeBody {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        usage_schema(true)
+    }
+}
+
+impl ToSchema for ConsumeBody {}
+
+/// A check's body, as the description states it.
+pub enum CheckBody {}
+
+impl utoipa::PartialSchema for CheckBody {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        usage_schema(false)
+    }
+}
+
+impl ToSchema for CheckBody {}
 
 /// Reads `{"amount"}` or `{"feature", "quantity"}`, never both.
 fn charge(body: &UsageBody<'_>) -> Result<(Charge, Metadata), ApiError> {
@@ -80,7 +162,7 @@ fn charge(body: &UsageBody<'_>) -> Result<(Charge, Metadata), ApiError> {
     tag = "usage",
     operation_id = "consume",
     params(AccountPath, IdempotencyKey),
-    request_body = UsageBody,
+    request_body = ConsumeBody,
     responses(
         (status = 200, description = "The usage transaction and the balance right after it; \
             for an `external_id` already used with the same request, the first consume's \
@@ -146,7 +228,7 @@ struct CheckView {
     tag = "usage",
     operation_id = "checkConsume",
     params(AccountPath),
-    request_body(content = UsageBody, description = "The body a consume would send, without \
+    request_body(content = CheckBody, description = "The body a consume would send, without \
         `external_id`."),
     responses(
         (status = 200, description = "The answer.", body = CheckView),

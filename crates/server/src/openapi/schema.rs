@@ -40,6 +40,43 @@ macro_rules! schemas {
     )*};
 }
 
+/// Text shown to people (names, labels, projects, reasons): no control
+/// characters and no invisible formatting ones, as
+/// `ledger::is_hidden_or_control` refuses them.
+pub const SHOWN_TEXT_PATTERN: &str = "^[^\\u0000-\\u001F\\u007F-\\u009F\\u00AD\\u0600-\\u0605\\u061C\\u06DD\\u070F\
+    \\u0890\\u0891\\u08E2\\u180E\\u200B-\\u200F\\u202A-\\u202E\\u2060-\\u2064\\u2066-\\u206F\\uFEFF\
+    \\uFFF9-\\uFFFB\u{110BD}\u{110CD}\u{13430}-\u{1343F}\u{1BCA0}-\u{1BCA3}\u{1D173}-\u{1D17A}\
+    \u{E0001}\u{E0020}-\u{E007F}]*$";
+
+/// A string of text shown to people, of `min` to `max` characters.
+pub fn shown_text(min: usize, max: usize) -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .min_length(Some(min))
+        .max_length(Some(max))
+        .pattern(Some(SHOWN_TEXT_PATTERN))
+}
+
+/// An upstream's error body as the upstream wrote it, passed on by a model
+/// call: an object with an `error`, whose shape is the provider's.
+pub fn upstream_error_body() -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .property(
+            "error",
+            ObjectBuilder::new().description(Some(
+                "The provider's error: OpenAI's `{\"message\", \"type\", \"param\", \
+                 \"code\"}`, Anthropic's `{\"type\", \"message\"}` beside a top-level \
+                 `\"type\": \"error\"`, or another compatible server's own.",
+            )),
+        )
+        .required("error")
+        .description(Some(
+            "An upstream's refusal of a model call, passed on as the upstream wrote it: its \
+             status and its body. creditd charged nothing for it.",
+        ))
+}
+
 /// A string with a pattern, a description and one example.
 fn text(pattern: &str, description: &str, example: &str) -> ObjectBuilder {
     ObjectBuilder::new()
@@ -61,23 +98,84 @@ fn codes<'a>(codes: impl IntoIterator<Item = &'a str>, description: String) -> O
 /// only dots (a path segment of dots is resolved away by clients).
 const NAME_ID_PATTERN: &str = "^(?!\\.+$)[A-Za-z0-9_.:-]{1,128}$";
 
-schemas! {
-    /// An amount in a request.
-    AmountInput => OneOfBuilder::new()
+/// A non-negative decimal amount as a string: plain decimal notation, no
+/// leading zeros, at most six fractional digits that are not zero, at most
+/// 10^12 (`-0` reads as zero).
+const NON_NEGATIVE_DECIMAL: &str =
+    "^(-?0(\\.0+)?|(0|[1-9][0-9]{0,11})(\\.[0-9]{1,6}0*)?|1000000000000(\\.0+)?)$";
+
+/// A positive decimal amount as a string, as [`NON_NEGATIVE_DECIMAL`] but
+/// above zero.
+const POSITIVE_DECIMAL: &str = "^([1-9][0-9]{0,11}(\\.[0-9]{1,6}0*)?\
+    |0\\.([1-9][0-9]{0,5}|0[1-9][0-9]{0,4}|00[1-9][0-9]{0,3}|000[1-9][0-9]{0,2}\
+    |0000[1-9][0-9]?|00000[1-9])0*|1000000000000(\\.0+)?)$";
+
+/// An amount in a request that is above zero, or zero or more.
+fn amount_schema(positive: bool) -> OneOfBuilder {
+    let (pattern, number, which) = if positive {
+        (
+            POSITIVE_DECIMAL,
+            ObjectBuilder::new()
+                .schema_type(Type::Number)
+                .exclusive_minimum(Some(0.0)),
+            "greater than zero",
+        )
+    } else {
+        (
+            NON_NEGATIVE_DECIMAL,
+            ObjectBuilder::new()
+                .schema_type(Type::Number)
+                .minimum(Some(0.0)),
+            "zero or more",
+        )
+    };
+    OneOfBuilder::new()
         .item(
             ObjectBuilder::new()
                 .schema_type(Type::String)
-                .pattern(Some("^-?(0|[1-9][0-9]*)(\\.[0-9]+)?$")),
+                .pattern(Some(pattern)),
         )
-        .item(ObjectBuilder::new().schema_type(Type::Number))
-        .description(Some(
-            "An amount in a request: a decimal string such as \"12.5\" (recommended) or an \
-             exact JSON number such as 12.5 or 1e3. At most 6 fractional digits that are not \
-             zero, a magnitude of at most 10^12 credits, no leading zeros; a string is plain \
-             decimal notation, without exponent or whitespace. Whether zero or negative values \
-             are accepted depends on the field; a bad value is `invalid_amount`.",
-        ))
-        .examples(["12.5"]);
+        .item(number.maximum(Some(1e12)).multiple_of(Some(0.000001)))
+        .description(Some(format!(
+            "An amount of credits, {which}: a decimal string such as \"12.5\" (recommended) \
+             or an exact JSON number such as 12.5 or 1e3. At most 6 fractional digits that are \
+             not zero, at most 10^12 credits, no leading zeros; a string is plain decimal \
+             notation, without exponent or whitespace. A bad value is `invalid_amount`."
+        )))
+        .examples(["12.5"])
+}
+
+schemas! {
+    /// A display name or a label: at most 256 characters, none of them
+    /// control or invisible formatting characters.
+    Name => shown_text(0, 256).description(Some(
+        "At most 256 characters, none of them a control character, a bidirectional control \
+         or a zero-width character.",
+    ));
+
+    /// A name that may not be empty.
+    RequiredName => shown_text(1, 256).description(Some(
+        "1 to 256 characters, none of them a control character, a bidirectional control or a \
+         zero-width character.",
+    ));
+
+    /// A customer key's project.
+    Project => shown_text(1, 128).description(Some(
+        "1 to 128 characters, none of them a control character, a bidirectional control or a \
+         zero-width character.",
+    ));
+
+    /// A grant's reason.
+    Reason => shown_text(0, 500).description(Some(
+        "At most 500 characters, none of them a control character, a bidirectional control or \
+         a zero-width character.",
+    ));
+
+    /// An amount in a request that must be above zero.
+    PositiveAmount => amount_schema(true);
+
+    /// An amount in a request that may be zero.
+    NonNegativeAmount => amount_schema(false);
 
     /// An instant in a request.
     TimestampInput => ObjectBuilder::new()

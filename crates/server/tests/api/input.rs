@@ -38,6 +38,9 @@ store_test! {
                 ("{", "malformed_json"),
                 ("not json", "malformed_json"),
                 ("[]", "invalid_request"),
+                // The fields in order as an array, which serde would read.
+                (r#"["x"]"#, "invalid_request"),
+                ("[", "malformed_json"),
                 ("{}", "invalid_request"),
                 (r#"{"id": 5}"#, "invalid_request"),
                 (r#"{"id": "x", "nmae": "typo"}"#, "invalid_request"),

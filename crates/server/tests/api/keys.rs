@@ -168,6 +168,26 @@ store_test! {
         let missing = app.post("/v1/accounts/nobody/keys", json!({})).await;
         assert_eq!(missing.code(), "account_not_found");
         assert!(app.get("/v1/keys").await.body["data"].as_array().unwrap().is_empty());
+        // A body is an object, and so is each object in it: the fields in
+        // order as an array are refused, at the top and inside.
+        app.account_with("u", "0").await;
+        let auth = format!("Bearer {KEY}");
+        let headers = [("authorization", auth.as_str()), ("content-type", "application/json")];
+        for body in ["[null, null]", r#"{"spend_limit": ["1", "day"]}"#] {
+            let reply = app.raw(Method::POST, "/v1/accounts/u/keys", &headers, body).await;
+            assert_eq!(reply.code(), "invalid_request", "{body}: {reply:?}");
+            assert!(
+                reply.body["error"]["message"].as_str().unwrap().contains("expected a JSON object"),
+                "{reply:?}"
+            );
+        }
+        assert!(app.get("/v1/accounts/u/keys").await.body["data"].as_array().unwrap().is_empty());
+        let cursors = [("", "is empty"), ("acct_1", "not a key id"), ("key_", "not a key id")];
+        for (cursor, message) in cursors {
+            let reply = app.get(&format!("/v1/keys?cursor={cursor}")).await;
+            assert_eq!(reply.code(), "invalid_request", "{cursor}");
+            assert!(reply.body["error"]["message"].as_str().unwrap().contains(message), "{reply:?}");
+        }
     }
 }
 
