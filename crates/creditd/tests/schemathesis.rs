@@ -1,7 +1,9 @@
 //! Schemathesis, from PyPI, against the real binary's served `/openapi.json`: every operation
 //! fuzzed from its description and walked statefully, once with an admin key and once with a
 //! customer key, with a bounded number of examples and a fixed seed. Any failure fails the test but
-//! the documented `503 payments_not_configured` of a server without Stripe (see `hooks.py`).
+//! the two `hooks.py` names: the documented `503 payments_not_configured` of a server without
+//! Stripe, and `400 amount_overflow` for a valid amount that would take an account's totals past the
+//! largest amount. `schemathesis.toml` says where a check does not apply to an operation, and why.
 //!
 //! The gateway forwards to a local fake upstream and BYOK has a master key, so that no other
 //! route answers that it is not configured.

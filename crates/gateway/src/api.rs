@@ -814,7 +814,8 @@ pub const PRICE_LIST_LEN_MAX: usize = 32 * 1024 * 1024;
 ///
 /// Reads LiteLLM's `model_prices_and_context_window.json` or models.dev's
 /// `api.json` from the body (or the starter catalog with
-/// `?source=starter`) and writes the price of every model it can use,
+/// `?source=starter`, which takes no body) and writes the price of every
+/// model it can use,
 /// keeping the upstreams, upstream model and markup an operator set on an
 /// existing entry. Entries it cannot use are listed with the reason, never
 /// guessed.
@@ -828,7 +829,8 @@ pub const PRICE_LIST_LEN_MAX: usize = 32 * 1024 * 1024;
     responses(
         (status = 200, description = "What was written, unchanged, filtered out and skipped.",
             body = ImportReport),
-        (status = 400, description = "`invalid_request`, `invalid_price_list`."),
+        (status = 400, description = "`invalid_request` (a bad `source` or `format`, or a \
+            body with `source=starter`), `invalid_price_list`."),
         (status = 413, description = "`payload_too_large`."),
     ),
 )]
@@ -865,7 +867,20 @@ async fn import_prices(
             String::from_utf8(bytes.to_vec())
                 .map_err(|_| GatewayError::InvalidPriceList("the list is not UTF-8".into()))?
         }
-        Some("starter") => catalog::STARTER.to_owned(),
+        Some("starter") => {
+            // A list sent beside it would be silently ignored.
+            let bytes = axum::body::to_bytes(request.into_body(), PRICE_LIST_LEN_MAX)
+                .await
+                .map_err(|_| ApiError::PayloadTooLarge {
+                    limit_bytes: PRICE_LIST_LEN_MAX,
+                })?;
+            if !bytes.is_empty() {
+                return Err(ApiError::InvalidRequest(
+                    "source=starter imports the starter catalog and takes no body".into(),
+                ));
+            }
+            catalog::STARTER.to_owned()
+        }
         Some(_) => {
             return Err(ApiError::InvalidRequest(
                 "source must be body or starter".into(),

@@ -117,6 +117,12 @@ gateway_test! {
         assert_eq!(entry["upstream_model"], "llama-3.1-8b-instant");
         assert_eq!(entry["max_output_tokens"], 8192);
 
+        let beside = app
+            .raw(Method::POST, "/v1/prices/import?source=starter",
+                 &[("authorization", &format!("Bearer {}", testkit::app::KEY)),
+                   ("content-type", "application/json")], list)
+            .await;
+        assert_eq!(beside.code(), "invalid_request", "{beside:?}");
         let starter = import(&app, "?source=starter", "").await;
         assert!(starter["written"].as_u64().unwrap() >= 10, "{starter}");
         assert_eq!(starter["skipped"], json!([]));
