@@ -623,15 +623,23 @@ fn presented(request: &Request) -> Option<&str> {
 /// What the access check of one route knows of it: the shared state, who
 /// may call it, whether it changes anything (read-only keys may call only
 /// routes that do not), and the wire format of its errors.
-pub type Guard = (Arc<AppState>, Access, bool, Option<crate::routes::Dialect>);
+pub type Guard = (
+    Arc<AppState>,
+    Access,
+    bool,
+    Option<crate::routes::Dialect>,
+    crate::idempotency::Idempotency,
+);
 
 /// The scope a read-only key lacks on a route that changes something.
 pub const WRITE_SCOPE: &str = "write";
 
 /// Lets a request through when its key may call the route, with the
-/// [`Principal`] in the request's extensions.
+/// [`Principal`] in the request's extensions, and then honours its
+/// `Idempotency-Key` as the route says ([`crate::idempotency::honour`]):
+/// one layer per route, not two.
 pub async fn authorize(
-    State((state, access, writes, dialect)): State<Guard>,
+    State((state, access, writes, dialect, idempotency)): State<Guard>,
     request: Request,
     next: Next,
 ) -> Response {
@@ -641,7 +649,12 @@ pub async fn authorize(
         .admits_customers()
         .then(|| state.cors.allowed(request.headers()).cloned())
         .flatten();
-    let mut response = match admit(&state, access, writes, origin.is_some(), request, next).await {
+    let admitted = admit(&state, access, writes, origin.is_some(), request).await;
+    let answer = match admitted {
+        Ok(request) => crate::idempotency::honour(&state, idempotency, request, next).await,
+        Err(error) => Err(error),
+    };
+    let mut response = match answer {
         Ok(response) => response,
         Err(error) => match dialect {
             Some(dialect) => dialect(&error),
@@ -654,16 +667,16 @@ pub async fn authorize(
     response
 }
 
+/// The request with its [`Principal`], when its key may call the route.
 async fn admit(
     state: &Arc<AppState>,
     access: Access,
     writes: bool,
     from_browser: bool,
     request: Request,
-    next: Next,
-) -> Result<Response, ApiError> {
+) -> Result<Request, ApiError> {
     if access == Access::Public {
-        return Ok(next.run(request).await);
+        return Ok(request);
     }
     let now = state.clock.now();
     let principal = match presented(&request) {
@@ -703,7 +716,7 @@ async fn admit(
         }
     }
     parts.extensions.insert(principal);
-    Ok(next.run(Request::from_parts(parts, body)).await)
+    Ok(Request::from_parts(parts, body))
 }
 
 #[cfg(test)]

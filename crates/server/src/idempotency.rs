@@ -1,14 +1,15 @@
 //! `Idempotency-Key` on every write route, as a property of the route table: each route says how
-//! a key is honoured, and the layer the router puts on it keeps and replays the answers of the
-//! routes whose handlers do not keep them themselves.
+//! a key is honoured, and the guard the router puts on each route ([`crate::auth::authorize`], once
+//! the key is admitted) keeps and replays the answers of the routes whose handlers do not keep them
+//! themselves.
 
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use ledger::{Reject, Timestamp};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -17,7 +18,6 @@ use store::{Refused, Store, StoreError};
 
 use crate::AppState;
 use crate::error::ApiError;
-use crate::routes::Dialect;
 
 /// How a route honours an `Idempotency-Key`. A malformed key is 400 on
 /// every route that reads one.
@@ -98,22 +98,8 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// Honours the request's `Idempotency-Key` as the route's [`Idempotency`]
-/// says; errors in the route's wire format.
-pub async fn layer(
-    State((state, mode, dialect)): State<(Arc<AppState>, Idempotency, Option<Dialect>)>,
-    request: Request,
-    next: Next,
-) -> Response {
-    match honour(&state, mode, request, next).await {
-        Ok(response) => response,
-        Err(error) => match dialect {
-            Some(dialect) => dialect(&error),
-            None => error.into_response(),
-        },
-    }
-}
-
-async fn honour(
+/// says, once its key is admitted ([`crate::auth::authorize`] calls it).
+pub async fn honour(
     state: &Arc<AppState>,
     mode: Idempotency,
     mut request: Request,

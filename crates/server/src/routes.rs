@@ -369,16 +369,16 @@ pub fn router(state: Arc<AppState>, capabilities: Vec<Capability>) -> Router {
     for route in routes {
         let writes = route.writes();
         // The access check runs first, then the key is honoured, per route.
-        let guarded = route
-            .handler
-            .route_layer(from_fn_with_state(
-                (state.clone(), route.idempotency, route.dialect),
-                crate::idempotency::layer,
-            ))
-            .route_layer(from_fn_with_state(
-                (state.clone(), route.access, writes, route.dialect),
-                auth::authorize,
-            ));
+        let guarded = route.handler.route_layer(from_fn_with_state(
+            (
+                state.clone(),
+                route.access,
+                writes,
+                route.dialect,
+                route.idempotency,
+            ),
+            auth::authorize,
+        ));
         let merged = match paths.remove(route.path) {
             Some(existing) => existing.merge(guarded),
             None => guarded,
