@@ -7,6 +7,7 @@ use server::error::ApiError;
 use store::records::{self, Expect, Kind, Lookup, Written};
 
 use super::Payments;
+use super::objects;
 use super::provider::{Form, PaymentError, Reply};
 use crate::Billing;
 use crate::domain::topup::{TOPUP_MIN_CENTS, credits_of};
@@ -242,13 +243,10 @@ pub async fn create_setup_session(
 /// The id and URL of a checkout session the provider created; a body
 /// without them is the provider's failure, not creditd's.
 fn session_of(created: &Reply) -> Result<(String, String), ApiError> {
-    match (
-        created["id"]
-            .as_str()
-            .filter(|id| super::is_provider_id(id)),
-        created["url"].as_str(),
-    ) {
-        (Some(id), Some(url)) => Ok((id.to_owned(), url.to_owned())),
+    let session: objects::CheckoutSession =
+        created.read("a checkout session").map_err(provider_error)?;
+    match (session.url, super::is_provider_id(&session.id)) {
+        (Some(url), true) => Ok((session.id, url)),
         _ => Err(provider_error(
             created.unreadable("a checkout session without an id or a url"),
         )),
@@ -264,7 +262,7 @@ pub async fn save_card(
     account: &AccountId,
     setup_intent: &str,
 ) -> Result<SavedCard, ApiError> {
-    save_method_of(billing, payments, account, "setup_intents", setup_intent).await
+    save_method_of(billing, payments, account, IntentOf::Setup, setup_intent).await
 }
 
 /// Saves the card a paid checkout's payment used, when the account has none
@@ -288,7 +286,7 @@ pub async fn keep_card_of_payment(
             return;
         }
     }
-    if let Err(error) = save_method_of(billing, payments, account, "payment_intents", intent).await
+    if let Err(error) = save_method_of(billing, payments, account, IntentOf::Payment, intent).await
     {
         tracing::info!(
             %account,
@@ -298,41 +296,54 @@ pub async fn keep_card_of_payment(
     }
 }
 
-/// Saves the card of a setup or payment intent (`collection` names which).
+/// Which intent collected a card.
+#[derive(Clone, Copy, Debug)]
+enum IntentOf {
+    /// A setup session's setup intent.
+    Setup,
+    /// A paid checkout's payment intent.
+    Payment,
+}
+
+/// Saves the card of a setup or payment intent (`intent` says which).
 async fn save_method_of(
     billing: &Billing,
     payments: &Payments,
     account: &AccountId,
-    collection: &str,
+    intent: IntentOf,
     intent_id: &str,
 ) -> Result<SavedCard, ApiError> {
     let provider = &payments.provider;
     if !super::is_provider_id(intent_id) {
         return Err(ApiError::InvalidRequest("a malformed intent id".into()));
     }
-    let intent = provider
-        .get(&format!("/v1/{collection}/{intent_id}"))
-        .await
-        .map_err(provider_error)?;
-    let Some(method) = intent["payment_method"]
-        .as_str()
-        .filter(|m| super::is_provider_id(m))
-    else {
+    let method = match intent {
+        IntentOf::Setup => payments
+            .retrieve::<objects::SetupIntent>(intent_id)
+            .await
+            .map(|intent| intent.payment_method),
+        IntentOf::Payment => payments
+            .retrieve::<objects::PaymentIntent>(intent_id)
+            .await
+            .map(|intent| intent.payment_method),
+    }
+    .map_err(provider_error)?;
+    let Some(method) = method.filter(|m| super::is_provider_id(m)) else {
         return Err(ApiError::Internal(
             "an intent without a payment method".into(),
         ));
     };
-    let method = provider
-        .get(&format!("/v1/payment_methods/{method}"))
+    let method = payments
+        .retrieve::<objects::PaymentMethod>(&method)
         .await
         .map_err(provider_error)?;
-    let card = &method["card"];
+    let card = method.card.unwrap_or_default();
     let saved = SavedCard {
-        payment_method: method["id"].as_str().unwrap_or_default().to_owned(),
-        brand: card["brand"].as_str().unwrap_or("card").to_owned(),
-        last4: card["last4"].as_str().unwrap_or("").to_owned(),
-        exp_month: card["exp_month"].as_u64().unwrap_or(0) as u32,
-        exp_year: card["exp_year"].as_u64().unwrap_or(0) as u32,
+        payment_method: method.id,
+        brand: card.brand.unwrap_or_else(|| "card".to_owned()),
+        last4: card.last4.unwrap_or_default(),
+        exp_month: card.exp_month.unwrap_or(0),
+        exp_year: card.exp_year.unwrap_or(0),
     };
     let customer = customer_of(billing, payments, account).await?;
     provider
@@ -396,27 +407,35 @@ pub fn usd(cents: i64) -> MoneyJson {
 }
 
 /// The address a customer opens for a provider object (an invoice's
-/// `hosted_invoice_url`, a charge's `receipt_url`), read from the provider;
+/// hosted page, a charge's receipt), read from the provider by `page`;
 /// none when the id is missing or the provider does not answer: a link is
 /// for the customer's history, and its absence never holds up a grant.
-pub async fn customer_link(
+async fn customer_link<T: objects::Retrieve>(
     payments: &Payments,
-    collection: &str,
     id: Option<&str>,
-    field: &str,
+    page: impl FnOnce(T) -> Option<String>,
 ) -> Option<String> {
     let id = id.filter(|id| super::is_provider_id(id))?;
-    match payments
-        .provider
-        .get(&format!("/v1/{collection}/{id}"))
-        .await
-    {
-        Ok(object) => object[field].as_str().map(str::to_owned),
+    match payments.retrieve::<T>(id).await {
+        Ok(object) => page(object),
         Err(error) => {
-            tracing::info!(%error, collection, "a customer link could not be read");
+            tracing::info!(%error, what = T::WHAT, "a customer link could not be read");
             None
         }
     }
+}
+
+/// The page the customer opens for invoice `id`.
+pub async fn invoice_link(payments: &Payments, id: Option<&str>) -> Option<String> {
+    customer_link(payments, id, |invoice: objects::Invoice| {
+        invoice.hosted_invoice_url
+    })
+    .await
+}
+
+/// The receipt page of charge `id`.
+pub async fn receipt_link(payments: &Payments, id: Option<&str>) -> Option<String> {
+    customer_link(payments, id, |charge: objects::Charge| charge.receipt_url).await
 }
 
 /// The id of the checkout session the provider says made an object: the
@@ -427,12 +446,13 @@ pub async fn session_that_made(
     field: &str,
     id: &str,
 ) -> Result<Option<String>, ApiError> {
-    let sessions = payments
+    let sessions: objects::List<objects::Created> = payments
         .provider
         .get(&format!("/v1/checkout/sessions?{field}={id}&limit=1"))
         .await
+        .and_then(|reply| reply.read("a list of checkout sessions"))
         .map_err(provider_error)?;
-    Ok(sessions["data"][0]["id"].as_str().map(str::to_owned))
+    Ok(sessions.data.into_iter().next().map(|session| session.id))
 }
 
 /// A provider error as the API answers it.
@@ -466,10 +486,10 @@ pub async fn customer_of(
         .post("/v1/customers", form, &key)
         .await
         .map_err(provider_error)?;
-    let id = customer["id"]
-        .as_str()
-        .ok_or_else(|| ApiError::Internal("a customer without an id".into()))?
-        .to_owned();
+    let id = customer
+        .read::<objects::Created>("a customer")
+        .map_err(provider_error)?
+        .id;
     let record = PaymentCustomer {
         customer_id: id.clone(),
     };
@@ -794,15 +814,18 @@ pub async fn status(
         Some(status) => status,
         None => {
             let remote = payments
-                .provider
-                .get(&format!("/v1/checkout/sessions/{session_id}"))
+                .retrieve::<objects::CheckoutSession>(session_id)
                 .await
                 .map_err(provider_error)?;
             let at_provider = AtProvider::read(
-                remote["status"].as_str().unwrap_or(""),
-                remote["payment_status"].as_str().unwrap_or(""),
+                remote.status.as_deref().unwrap_or(""),
+                remote.payment_status.as_deref().unwrap_or(""),
             )
-            .ok_or_else(|| provider_error(remote.unreadable("a checkout session's status")))?;
+            .ok_or_else(|| {
+                provider_error(super::provider::PaymentError::Unreadable(
+                    "a checkout session's status".into(),
+                ))
+            })?;
             unsettled(at_provider)
         }
     };

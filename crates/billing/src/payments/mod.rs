@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod checkout;
+pub mod objects;
 pub mod overage;
 pub mod provider;
 pub mod refund;
@@ -55,6 +56,24 @@ impl Payments {
             )),
             config,
         }
+    }
+
+    /// Reads the provider's object `id` (an invoice, a payment intent, …)
+    /// as creditd reads it; an id not shaped as the provider's is never
+    /// sent, and reads as one the provider does not have.
+    pub async fn retrieve<T: objects::Retrieve>(&self, id: &str) -> Result<T, PaymentError> {
+        if !is_provider_id(id) {
+            return Err(PaymentError::Refused {
+                status: 404,
+                kind: "invalid_request_error".into(),
+                code: Some("resource_missing".into()),
+                message: format!("{} with a malformed id", T::WHAT),
+            });
+        }
+        self.provider
+            .get(&format!("/v1/{}/{id}", T::COLLECTION))
+            .await?
+            .read(T::WHAT)
     }
 }
 

@@ -96,9 +96,7 @@ async fn invoice(
         .provider
         .post("/v1/invoiceitems", form, &format!("creditd:overage:{id}"))
         .await
+        .and_then(|reply| reply.read::<super::objects::Created>("an invoice item"))
         .map_err(provider_error)?;
-    item["id"]
-        .as_str()
-        .map(str::to_owned)
-        .ok_or_else(|| ApiError::Internal("an invoice item without an id".into()))
+    Ok(item.id)
 }

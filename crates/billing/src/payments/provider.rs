@@ -1,5 +1,6 @@
 //! What creditd asks of a payment provider, whatever the provider.
 
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 use store::BoxFuture;
 
@@ -20,8 +21,6 @@ pub enum PaymentError {
         code: Option<String>,
         /// Its message.
         message: String,
-        /// The object the error is about (a payment intent), if given.
-        object: Option<Value>,
     },
     /// The provider answered success with a body creditd cannot read (not
     /// JSON, or without a field it must hold); what it did is unknown.
@@ -84,6 +83,12 @@ impl Reply {
             "the payment provider answered success with a body creditd cannot read"
         );
         PaymentError::Unreadable(what.to_owned())
+    }
+
+    /// Reads the body as one of the provider's objects (`what` names it in
+    /// the error when it does not read).
+    pub fn read<T: DeserializeOwned>(&self, what: &str) -> Result<T, PaymentError> {
+        T::deserialize(&self.body).map_err(|error| self.unreadable(&format!("{what}: {error}")))
     }
 }
 

@@ -3,12 +3,13 @@
 
 use ledger::{AccountId, Amount, ExternalId, Metadata, Reject};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use server::error::ApiError;
 use store::records::{self, Expect, Kind, Lookup, RecordFilter, RecordWrite, Written};
 use store::{Command, Executed, Op, Refused, StoreError};
 
 use super::checkout::{CheckoutSession, Purchase, provider_error};
+use super::objects::{Charge, Invoice, PaymentIntent};
+use super::topup::PaidBy;
 use super::{Payments, is_provider_id};
 use crate::Billing;
 use crate::domain::refund::{refunded_share, still_to_take};
@@ -67,25 +68,29 @@ async fn grant_of(
     }
     let store = billing.store.as_ref();
     let intent = payments
-        .provider
-        .get(&format!("/v1/payment_intents/{intent_id}"))
+        .retrieve::<PaymentIntent>(intent_id)
         .await
         .map_err(provider_error)?;
     // An auto top-up's payment: its invoice names the attempt, or, for one
     // made before top-ups were invoiced, the payment itself does.
-    let invoice = match intent["invoice"].as_str().filter(|id| is_provider_id(id)) {
+    let invoice = match intent.invoice.as_deref().filter(|id| is_provider_id(id)) {
         Some(id) => Some(
             payments
-                .provider
-                .get(&format!("/v1/invoices/{id}"))
+                .retrieve::<Invoice>(id)
                 .await
                 .map_err(provider_error)?,
         ),
         None => None,
     };
     let topup = match &invoice {
-        Some(invoice) if invoice["metadata"]["creditd_kind"] == "auto_topup" => Some(&invoice.body),
-        _ if intent["metadata"]["creditd_kind"] == "auto_topup" => Some(&intent.body),
+        Some(invoice) if invoice.metadata.is_topup() => Some(PaidBy {
+            metadata: &invoice.metadata,
+            customer: invoice.customer.as_deref(),
+        }),
+        _ if intent.metadata.is_topup() => Some(PaidBy {
+            metadata: &intent.metadata,
+            customer: intent.customer.as_deref(),
+        }),
         _ => None,
     };
     if let Some(paid_by) = topup {
@@ -134,18 +139,17 @@ struct Refund<'a> {
 pub async fn charge_refunded(
     billing: &Billing,
     payments: &Payments,
-    charge: &Value,
+    charge: &Charge,
     with: impl Fn(&str, &str) -> Vec<RecordWrite>,
 ) -> Result<(Option<String>, &'static str), ApiError> {
-    let (Some(charge_id), Some(intent_id)) =
-        (charge["id"].as_str(), charge["payment_intent"].as_str())
+    let (charge_id, Some(intent_id)) = (charge.id.as_str(), charge.payment_intent.as_deref())
     else {
         return Ok((None, "unknown_payment"));
     };
     let Some((account, grant)) = grant_of(billing, payments, intent_id).await? else {
         // A plan's invoice (its period's credits stay until the period
         // ends), or a payment creditd did not make.
-        let outcome = if charge["invoice"].is_string() {
+        let outcome = if charge.invoice.is_some() {
             "not_taken_back"
         } else {
             "unknown_payment"
@@ -156,9 +160,9 @@ pub async fn charge_refunded(
         charge: charge_id,
         account,
         grant,
-        paid: charge["amount"].as_i64().unwrap_or(0),
-        refunded: charge["amount_refunded"].as_i64().unwrap_or(0),
-        currency: charge["currency"].as_str().map(str::to_owned),
+        paid: charge.amount,
+        refunded: charge.amount_refunded,
+        currency: charge.currency.clone(),
         payment_intent: Some(intent_id.to_owned()),
     };
     let outcome = take_back(billing, &refund, with).await?;

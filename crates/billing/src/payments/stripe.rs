@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use serde::Deserialize;
 use serde_json::Value;
 use server::Secret;
 use store::BoxFuture;
@@ -128,13 +129,14 @@ impl Stripe {
                 last = format!("{status}");
                 continue;
             }
-            let error = &value["error"];
+            let error = super::objects::ErrorBody::deserialize(&value)
+                .unwrap_or_default()
+                .error;
             return Err(PaymentError::Refused {
                 status,
-                kind: error["type"].as_str().unwrap_or("unknown").to_owned(),
-                code: error["code"].as_str().map(str::to_owned),
-                message: error["message"].as_str().unwrap_or("").to_owned(),
-                object: error.get("payment_intent").cloned(),
+                kind: error.kind.unwrap_or_else(|| "unknown".to_owned()),
+                code: error.code,
+                message: error.message.unwrap_or_default(),
             });
         }
         Err(PaymentError::Unavailable(last))

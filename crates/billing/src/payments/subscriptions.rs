@@ -4,12 +4,12 @@
 
 use ledger::{AccountId, Reject, Timestamp};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use server::error::ApiError;
 use store::records::{self, Doc, Expect, Kind, Lookup, RecordFilter, RecordWrite, Written};
 use store::{Executed, Refused, StoreError};
 
 use super::checkout::{CheckoutSession, Purchase, provider_error};
+use super::objects::{self, Invoice, Span};
 use super::{Payments, is_provider_id};
 use crate::Billing;
 use crate::domain::{Period, period};
@@ -59,20 +59,18 @@ pub struct Remote {
 }
 
 impl Remote {
-    /// Reads a subscription object; its period is on the subscription in
-    /// the pinned API version and on its item in later ones.
-    pub fn read(object: &Value) -> Option<Remote> {
-        let item = &object["items"]["data"][0];
-        let bound = |name: &str| object[name].as_i64().or_else(|| item[name].as_i64());
-        Some(Remote {
-            id: object["id"].as_str()?.to_owned(),
-            status: object["status"].as_str().unwrap_or("active").to_owned(),
-            period: bound("current_period_start").zip(bound("current_period_end")),
-            price: item["price"]["id"].as_str().map(str::to_owned),
-            item: item["id"].as_str().map(str::to_owned),
-            cancel_at_period_end: object["cancel_at_period_end"].as_bool().unwrap_or(false),
-            latest_invoice: object["latest_invoice"].as_str().map(str::to_owned),
-        })
+    /// What creditd follows of a subscription object.
+    pub fn of(object: &objects::Subscription) -> Remote {
+        let item = object.item();
+        Remote {
+            id: object.id.clone(),
+            status: object.status.clone().unwrap_or_else(|| "active".to_owned()),
+            period: object.period().map(|span| (span.start, span.end)),
+            price: item.and_then(|i| i.price.clone()),
+            item: item.and_then(|i| i.id.clone()),
+            cancel_at_period_end: object.cancel_at_period_end,
+            latest_invoice: object.latest_invoice.clone(),
+        }
     }
 
     /// True once it has ended for good.
@@ -150,12 +148,10 @@ pub async fn fetch(payments: &Payments, subscription_id: &str) -> Result<Remote,
         ));
     }
     let object = payments
-        .provider
-        .get(&format!("/v1/subscriptions/{subscription_id}"))
+        .retrieve::<objects::Subscription>(subscription_id)
         .await
         .map_err(provider_error)?;
-    Remote::read(&object)
-        .ok_or_else(|| ApiError::Internal("a provider subscription without an id".into()))
+    Ok(Remote::of(&object))
 }
 
 /// The plan a provider price is for, else `fallback`.
@@ -502,59 +498,24 @@ pub async fn sync(
     })
 }
 
-/// The provider's subscription an invoice bills, in the pinned API version
-/// and later ones.
-pub fn invoice_subscription(invoice: &Value) -> Option<&str> {
-    invoice["subscription"]
-        .as_str()
-        .or_else(|| invoice["parent"]["subscription_details"]["subscription"].as_str())
-}
-
-/// The invoice line that bills the subscription's period: its period and
-/// its price. Proration lines (unused time, a plan change's remainder) and
-/// one-off items bill no period, and a line of neither shape is not
-/// guessed at.
-fn period_line(invoice: &Value) -> Option<((i64, i64), Option<&str>)> {
-    let lines = invoice["lines"]["data"].as_array()?;
-    let line = lines.iter().find(|l| {
-        let pinned = l["type"] == "subscription" && l["proration"] != true;
-        let details = &l["parent"]["subscription_item_details"];
-        let later =
-            l["parent"]["type"] == "subscription_item_details" && details["proration"] != true;
-        pinned || later
-    })?;
-    let period = (
-        line["period"]["start"].as_i64()?,
-        line["period"]["end"].as_i64()?,
-    );
-    let price = line["price"]["id"]
-        .as_str()
-        .or_else(|| line["pricing"]["price_details"]["price"].as_str());
-    Some((period, price))
-}
-
 /// An invoice paid: a subscription's first or next period, granted once.
 /// `with` is the event's record for an outcome, written with the grant.
 pub async fn invoice_paid(
     billing: &Billing,
     payments: &Payments,
-    invoice: &Value,
+    invoice: &Invoice,
     with: impl Fn(&str, &str) -> Vec<RecordWrite>,
 ) -> Result<(Option<String>, &'static str), ApiError> {
     // A one-off purchase's invoice: the checkout session granted it.
-    let Some(subscription_id) = invoice_subscription(invoice) else {
+    let Some(subscription_id) = invoice.subscription() else {
         return Ok((None, "ignored"));
     };
     let Some(link) = link_of(billing, payments, subscription_id).await? else {
         return Ok((None, "unknown_subscription"));
     };
     let account = account_of(&link)?;
-    let cycle = matches!(
-        invoice["billing_reason"].as_str(),
-        Some("subscription_create" | "subscription_cycle")
-    );
-    let line = period_line(invoice);
-    let (Some(((start, end), price)), true) = (line, cycle) else {
+    let (Some((Span { start, end }, price)), true) = (invoice.period_line(), invoice.is_cycle())
+    else {
         // A proration or a manual invoice opens no period: the subscription
         // follows the provider's as it is.
         let remote = fetch(payments, subscription_id).await?;
@@ -645,9 +606,9 @@ async fn refuse_second(payments: &Payments, subscription_id: &str, outcome: &str
 pub async fn invoice_failed(
     billing: &Billing,
     payments: &Payments,
-    invoice: &Value,
+    invoice: &Invoice,
 ) -> Result<(Option<String>, &'static str), ApiError> {
-    let Some(subscription_id) = invoice_subscription(invoice) else {
+    let Some(subscription_id) = invoice.subscription() else {
         return Ok((None, "ignored"));
     };
     let Some(link) = link_of(billing, payments, subscription_id).await? else {
@@ -656,7 +617,9 @@ pub async fn invoice_failed(
     let account = account_of(&link)?;
     // A failed invoice for a period already paid for (a late delivery after
     // the retry's success) changes nothing.
-    let starts = period_line(invoice).map(|((start, _), _)| Timestamp::from_secs(start).micros());
+    let starts = invoice
+        .period_line()
+        .map(|(span, _)| Timestamp::from_secs(span.start).micros());
     let amended = amend(billing, &account, subscription_id, |sub| {
         if starts.is_some_and(|start| start <= sub.grant_start().micros()) {
             return;
@@ -679,14 +642,10 @@ pub async fn invoice_failed(
 pub async fn subscription_event(
     billing: &Billing,
     payments: &Payments,
-    object: &Value,
+    object: &objects::Subscription,
     with: impl Fn(&str, &str) -> Vec<RecordWrite>,
 ) -> Result<(Option<String>, &'static str), ApiError> {
-    let Some(subscription_id) = object["id"].as_str() else {
-        return Err(ApiError::InvalidRequest(
-            "the event holds no subscription id".into(),
-        ));
-    };
+    let subscription_id = object.id.as_str();
     let Some(link) = link_of(billing, payments, subscription_id).await? else {
         return Ok((None, "unknown_subscription"));
     };
@@ -701,12 +660,13 @@ pub async fn subscription_event(
 pub async fn checkout_completed(
     billing: &Billing,
     payments: &Payments,
-    session_id: &str,
-    session: &Value,
+    session: &objects::CheckoutSession,
     with: impl Fn(&str, &str) -> Vec<RecordWrite>,
 ) -> Result<&'static str, ApiError> {
-    let Some(subscription_id) = session["subscription"]
-        .as_str()
+    let session_id = session.id.as_str();
+    let Some(subscription_id) = session
+        .subscription
+        .as_deref()
         .filter(|id| is_provider_id(id))
     else {
         return Ok("awaiting_payment");
@@ -807,8 +767,11 @@ async fn update(
         .post(&format!("/v1/subscriptions/{subscription_id}"), form, &key)
         .await
         .map_err(provider_error)?;
-    let remote = Remote::read(&updated)
-        .ok_or_else(|| ApiError::Internal("a provider subscription without an id".into()))?;
+    let remote = Remote::of(
+        &updated
+            .read::<objects::Subscription>("a subscription")
+            .map_err(provider_error)?,
+    );
     sync(billing, &link, &remote, |_, _| Vec::new()).await?;
     Ok(())
 }
@@ -884,11 +847,10 @@ async fn reconcile_one(
             .filter(|id| is_provider_id(id))
     {
         let invoice = payments
-            .provider
-            .get(&format!("/v1/invoices/{id}"))
+            .retrieve::<Invoice>(id)
             .await
             .map_err(provider_error)?;
-        if invoice["status"] == "paid" {
+        if invoice.status() == "paid" {
             let (_, outcome) = invoice_paid(billing, payments, &invoice, |_, _| Vec::new()).await?;
             if outcome != "duplicate" {
                 return Ok(outcome);
@@ -909,48 +871,6 @@ fn provider_of(doc: &Doc<Subscription>) -> Result<&str, ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn a_subscription_reads_its_period_from_itself_or_its_item() {
-        let old = json!({"id": "sub_1", "status": "past_due", "current_period_start": 10,
-            "current_period_end": 20, "cancel_at_period_end": true,
-            "items": {"data": [{"id": "si_1", "price": {"id": "price_1"}}]}});
-        let remote = Remote::read(&old).unwrap();
-        assert_eq!(remote.period, Some((10, 20)));
-        assert_eq!(remote.price.as_deref(), Some("price_1"));
-        assert_eq!(remote.item.as_deref(), Some("si_1"));
-        assert!(remote.cancel_at_period_end && !remote.started() && !remote.ended());
-        let new = json!({"id": "sub_1", "status": "canceled", "items": {"data": [
-            {"id": "si_1", "current_period_start": 30, "current_period_end": 40}]}});
-        let remote = Remote::read(&new).unwrap();
-        assert_eq!(remote.period, Some((30, 40)));
-        assert!(remote.ended());
-    }
-
-    #[test]
-    fn an_invoice_names_its_subscription_and_period_line_in_either_shape() {
-        let old = json!({"subscription": "sub_1", "lines": {"data": [
-            {"type": "invoiceitem", "period": {"start": 1, "end": 1}},
-            {"type": "subscription", "proration": true, "period": {"start": 3, "end": 5},
-             "subscription_item": "si_1", "price": {"id": "price_old"}},
-            {"type": "subscription", "proration": false, "period": {"start": 5, "end": 9},
-             "subscription_item": "si_1", "price": {"id": "price_a"}}]}});
-        assert_eq!(invoice_subscription(&old), Some("sub_1"));
-        assert_eq!(period_line(&old), Some(((5, 9), Some("price_a"))));
-        let new = json!({"subscription": null,
-            "parent": {"subscription_details": {"subscription": "sub_2"}},
-            "lines": {"data": [{"parent": {"type": "subscription_item_details"},
-                "period": {"start": 7, "end": 8},
-                "pricing": {"price_details": {"price": "price_b"}}}]}});
-        assert_eq!(invoice_subscription(&new), Some("sub_2"));
-        assert_eq!(period_line(&new), Some(((7, 8), Some("price_b"))));
-        assert_eq!(invoice_subscription(&json!({"subscription": null})), None);
-        let prorations_only = json!({"lines": {"data": [
-            {"type": "invoiceitem", "proration": true, "subscription_item": "si_1",
-             "period": {"start": 3, "end": 5}}]}});
-        assert_eq!(period_line(&prorations_only), None);
-    }
 
     #[test]
     fn only_provider_shaped_ids_reach_a_path() {

@@ -6,13 +6,13 @@
 use std::sync::Arc;
 
 use ledger::{AccountId, ExternalId, Metadata, NewGrant, Source};
-use serde_json::Value;
 use server::error::ApiError;
 use store::records::{self, Doc, Expect, Kind, Lookup, RecordFilter, Written};
 use store::{Command, Executed, Op, Refused, StoreError};
 
 use super::Payments;
 use super::checkout::{SavedCard, provider_error};
+use super::objects::{self, Invoice, PaymentIntent};
 use super::provider::PaymentError;
 use crate::Billing;
 use crate::domain::topup::{AutoTopup, Decision, credits_of};
@@ -130,10 +130,7 @@ async fn pay(
         // An attempt started before top-ups were invoiced: its payment
         // intent is looked up.
         Some(id) if id.starts_with("pi_") && super::is_provider_id(id) => {
-            let intent = payments
-                .provider
-                .get(&format!("/v1/payment_intents/{id}"))
-                .await;
+            let intent = payments.retrieve::<PaymentIntent>(id).await;
             return settle_intent(billing, payments, account, attempt, intent).await;
         }
         _ if method.is_empty() => {
@@ -153,20 +150,15 @@ async fn pay(
         }
     };
     match answer {
-        Ok(invoice) => match invoice.status.as_str() {
-            "paid" => succeeded(
-                billing,
-                account,
-                attempt,
-                &Paid::of_invoice(billing, &invoice),
-            )
-            .await
-            .map(drop),
+        Ok(invoice) => match invoice.status() {
+            "paid" => succeeded(billing, account, attempt, &Paid::of_invoice(&invoice))
+                .await
+                .map(drop),
             "void" | "uncollectible" => failed(billing, account, attempt, "payment_failed").await,
             _ => {
                 // Neither paid nor refused: its webhook settles it, or a
                 // later run carries it on, less and less often.
-                tracing::info!(%account, attempt, status = %invoice.status, "an auto top-up is processing");
+                tracing::info!(%account, attempt, status = invoice.status(), "an auto top-up is processing");
                 keep_pending(billing, account, attempt, Some(&invoice.id)).await
             }
         },
@@ -184,41 +176,14 @@ async fn pay(
     }
 }
 
-/// What creditd reads of an auto top-up's invoice.
-#[derive(Clone, Debug, serde::Deserialize)]
-pub struct TopupInvoice {
-    /// `in_…`.
-    pub id: String,
-    /// `draft`, `open`, `paid`, `void` or `uncollectible`.
-    #[serde(default)]
-    pub status: String,
-    /// What is due, in cents: zero until its line is on it.
-    #[serde(default)]
-    pub amount_due: i64,
-    /// What was paid, in cents.
-    #[serde(default)]
-    pub amount_paid: i64,
-    /// Its currency.
-    #[serde(default)]
-    pub currency: Option<String>,
-    /// The page the customer opens for it.
-    #[serde(default)]
-    pub hosted_invoice_url: Option<String>,
-    /// The payment intent that paid it.
-    #[serde(default)]
-    pub payment_intent: Option<String>,
-    /// The charge that paid it.
-    #[serde(default)]
-    pub charge: Option<String>,
-}
-
-impl TopupInvoice {
-    fn read(reply: &super::provider::Reply) -> Result<TopupInvoice, PaymentError> {
-        serde_json::from_value(reply.body.clone())
-            .ok()
-            .filter(|i: &TopupInvoice| super::is_provider_id(&i.id))
-            .ok_or_else(|| reply.unreadable("an invoice"))
-    }
+/// Reads an auto top-up's invoice from a reply.
+fn invoice_of(reply: &super::provider::Reply) -> Result<Invoice, PaymentError> {
+    reply.read::<Invoice>("an invoice").and_then(|invoice| {
+        match super::is_provider_id(&invoice.id) {
+            true => Ok(invoice),
+            false => Err(reply.unreadable("an invoice with a malformed id")),
+        }
+    })
 }
 
 /// Makes (or finds, once named) top-up `attempt`'s invoice, puts its one
@@ -233,7 +198,7 @@ async fn invoice_and_pay(
     amount_cents: i64,
     method: &str,
     named: Option<&str>,
-) -> Result<TopupInvoice, PaymentError> {
+) -> Result<Invoice, PaymentError> {
     let provider = &payments.provider;
     let key = format!("creditd:auto_topup:{account}:{attempt}");
     let metadata = [
@@ -243,7 +208,7 @@ async fn invoice_and_pay(
     ];
     let credits = credits_of(amount_cents, billing.credits_per_usd).unwrap_or(ledger::Amount::ZERO);
     let mut invoice = match named.filter(|id| super::is_provider_id(id)) {
-        Some(id) => TopupInvoice::read(&provider.get(&format!("/v1/invoices/{id}")).await?)?,
+        Some(id) => invoice_of(&provider.get(&format!("/v1/invoices/{id}")).await?)?,
         None => {
             let customer = super::checkout::customer_of(billing, payments, account)
                 .await
@@ -258,7 +223,7 @@ async fn invoice_and_pay(
                 ("description".into(), "Credits: auto top-up".into()),
             ];
             form.extend(metadata.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
-            let created = TopupInvoice::read(
+            let created = invoice_of(
                 &provider
                     .post("/v1/invoices", form, &format!("{key}:invoice"))
                     .await?,
@@ -271,10 +236,10 @@ async fn invoice_and_pay(
             created
         }
     };
-    if matches!(invoice.status.as_str(), "paid" | "void" | "uncollectible") {
+    if matches!(invoice.status(), "paid" | "void" | "uncollectible") {
         return Ok(invoice);
     }
-    if invoice.status == "draft" && invoice.amount_due == 0 {
+    if invoice.status() == "draft" && invoice.amount_due == 0 {
         let customer = super::checkout::customer_of(billing, payments, account)
             .await
             .map_err(|e| PaymentError::Unavailable(e.message()))?;
@@ -304,13 +269,13 @@ async fn invoice_and_pay(
         )
         .await;
     match paid {
-        Ok(reply) => invoice = TopupInvoice::read(&reply)?,
+        Ok(reply) => invoice = invoice_of(&reply)?,
         // Paid meanwhile (by Stripe's own retry, or another node): the
         // invoice as it is now says so.
         Err(PaymentError::Refused {
             code: Some(code), ..
         }) if code == "invoice_already_paid" => {
-            invoice = TopupInvoice::read(
+            invoice = invoice_of(
                 &provider
                     .get(&format!("/v1/invoices/{}", invoice.id))
                     .await?,
@@ -343,25 +308,23 @@ async fn settle_intent(
     payments: &Payments,
     account: &AccountId,
     attempt: u64,
-    answer: Result<super::provider::Reply, PaymentError>,
+    answer: Result<PaymentIntent, PaymentError>,
 ) -> Result<(), ApiError> {
     match answer {
-        Ok(intent) => match intent["status"].as_str() {
+        Ok(intent) => match intent.status.as_deref() {
             Some("succeeded") => {
                 let paid = Paid::of_intent(payments, &intent).await;
                 succeeded(billing, account, attempt, &paid).await.map(drop)
             }
             Some("requires_payment_method" | "canceled") => {
-                let reason = intent["last_payment_error"]["code"]
-                    .as_str()
-                    .unwrap_or("payment_failed");
+                let reason = intent.failure_code().unwrap_or("payment_failed");
                 failed(billing, account, attempt, reason).await
             }
             // Off-session, nobody is there to confirm or authenticate it.
             Some("requires_action" | "requires_confirmation") => {
                 failed(billing, account, attempt, "authentication_required").await
             }
-            _ => keep_pending(billing, account, attempt, intent["id"].as_str()).await,
+            _ => keep_pending(billing, account, attempt, Some(&intent.id)).await,
         },
         Err(PaymentError::Refused { code, .. }) => {
             let reason = code.unwrap_or_else(|| "refused".into());
@@ -395,7 +358,7 @@ pub struct Paid {
 
 impl Paid {
     /// What a paid invoice says.
-    pub fn of_invoice(_billing: &Billing, invoice: &TopupInvoice) -> Paid {
+    pub fn of_invoice(invoice: &Invoice) -> Paid {
         Paid {
             amount_cents: Some(invoice.amount_paid).filter(|a| *a > 0),
             currency: invoice.currency.clone(),
@@ -408,25 +371,16 @@ impl Paid {
     }
 
     /// What a succeeded payment intent says, with its charge's receipt page.
-    pub async fn of_intent(payments: &Payments, intent: &Value) -> Paid {
-        let receipt = intent["latest_charge"].as_str();
+    pub async fn of_intent(payments: &Payments, intent: &PaymentIntent) -> Paid {
+        let receipt = intent.latest_charge.as_deref();
         Paid {
-            amount_cents: intent["amount_received"]
-                .as_i64()
-                .filter(|a| *a > 0)
-                .or(intent["amount"].as_i64()),
-            currency: intent["currency"].as_str().map(str::to_owned),
+            amount_cents: intent.amount_received.filter(|a| *a > 0).or(intent.amount),
+            currency: intent.currency.clone(),
             invoice: None,
             invoice_url: None,
-            payment_intent: intent["id"].as_str().map(str::to_owned),
+            payment_intent: Some(intent.id.clone()),
             receipt: receipt.map(str::to_owned),
-            receipt_url: super::checkout::customer_link(
-                payments,
-                "charges",
-                receipt,
-                "receipt_url",
-            )
-            .await,
+            receipt_url: super::checkout::receipt_link(payments, receipt).await,
         }
     }
 }
@@ -465,22 +419,34 @@ async fn change(
     }
 }
 
+/// What a payment says of who it is for: its metadata and its customer
+/// (an invoice's or a payment intent's).
+#[derive(Clone, Copy, Debug)]
+pub struct PaidBy<'a> {
+    /// Its metadata.
+    pub metadata: &'a objects::Metadata,
+    /// Its customer.
+    pub customer: Option<&'a str>,
+}
+
 /// The account and attempt of an auto top-up payment creditd made: its
 /// metadata names them, the account's record has reached that attempt, and
 /// the payment is the account's own customer's. Anything else is not
 /// creditd's, whatever its metadata says.
 pub async fn attempt_of(
     billing: &Billing,
-    intent: &Value,
+    paid_by: PaidBy<'_>,
 ) -> Result<Option<(AccountId, u64)>, ApiError> {
-    let metadata = &intent["metadata"];
-    let (Some("auto_topup"), Some(account), Some(attempt)) = (
-        metadata["creditd_kind"].as_str(),
-        metadata["creditd_account"]
-            .as_str()
+    let metadata = paid_by.metadata;
+    let (true, Some(account), Some(attempt)) = (
+        metadata.is_topup(),
+        metadata
+            .creditd_account
+            .as_deref()
             .and_then(|a| AccountId::parse(a).ok()),
-        metadata["creditd_attempt"]
-            .as_str()
+        metadata
+            .creditd_attempt
+            .as_deref()
             .and_then(|a| a.parse::<u64>().ok()),
     ) else {
         return Ok(None);
@@ -492,7 +458,7 @@ pub async fn attempt_of(
     let customer = records::get::<super::checkout::PaymentCustomer>(store, account.as_str())
         .await?
         .map(|doc| doc.body.customer_id);
-    let same_customer = customer.is_some() && intent["customer"].as_str() == customer.as_deref();
+    let same_customer = customer.is_some() && paid_by.customer == customer.as_deref();
     Ok((reached && same_customer).then_some((account, attempt)))
 }
 

@@ -4,13 +4,13 @@
 use axum::http::HeaderMap;
 use ledger::{AccountId, Amount, ExternalId, Metadata, NewGrant, Source};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use server::error::ApiError;
 use store::records::{self, Expect, Kind, Lookup, RecordWrite, Written};
 use store::{Command, Executed, Op, Refused};
 
 use super::Payments;
 use super::checkout::{CheckoutSession, Settled};
+use super::objects::{self, Event, Happened, Invoice, PaymentIntent, Unreadable};
 use crate::Billing;
 use crate::domain::signature;
 use crate::error::BillingError;
@@ -82,78 +82,77 @@ pub async fn receive(
     )
     .map_err(|e| BillingError::InvalidSignature(e.message().to_owned()))?;
     server::extract::check_content_type(headers, body)?;
-    let event: Value = serde_json::from_slice(body)
-        .map_err(|e| ApiError::MalformedJson(format!("the event is not JSON: {e}")))?;
-    let (Some(id), Some(kind)) = (event["id"].as_str(), event["type"].as_str()) else {
-        return Err(ApiError::InvalidRequest(
-            "an event has an id and a type".into(),
-        ));
-    };
-    let object = &event["data"]["object"];
+    let event = Event::parse(body).map_err(|unreadable| {
+        if let Unreadable::Object { id, kind, detail } = &unreadable {
+            tracing::warn!(event = %id, kind = %kind, %detail, "a payment event creditd cannot read");
+        }
+        match unreadable {
+            Unreadable::NotJson(_) => ApiError::MalformedJson(unreadable.to_string()),
+            _ => ApiError::InvalidRequest(unreadable.to_string()),
+        }
+    })?;
     let now = billing.clock.now().micros();
+    let seen = Seen {
+        id: &event.id,
+        kind: &event.kind,
+        object_id: event.object_id.as_deref(),
+        now,
+    };
     // The event's record with an outcome, to join the write that settles it.
     let with = |account: &str, outcome: &str| {
-        let (event_id, event) = event_record(id, kind, Some(account), object, outcome, now);
-        vec![records::put(&event_id, &event, Expect::Any)]
+        let (event_id, record) = seen.record(Some(account), outcome);
+        vec![records::put(&event_id, &record, Expect::Any)]
     };
-    let outcome = match kind {
-        "checkout.session.completed" | "checkout.session.async_payment_succeeded" => {
-            checkout_paid(billing, payments, id, kind, object, now, with).await?
+    let outcome = match &event.happened {
+        Happened::CheckoutPaid(session) => {
+            checkout_paid(billing, payments, &seen, session, with).await?
         }
-        "checkout.session.async_payment_failed" => {
-            let account = match object["id"].as_str() {
-                Some(session) => records::get::<CheckoutSession>(billing.store.as_ref(), session)
-                    .await?
-                    .map(|doc| doc.body.account),
-                None => None,
-            };
-            if account.is_some()
-                && let Some(session) = object["id"].as_str()
-            {
-                settle(billing, session, Settled::PaymentFailed).await?;
-            }
+        Happened::CheckoutFailed(session) => {
+            let account = records::get::<CheckoutSession>(billing.store.as_ref(), &session.id)
+                .await?
+                .map(|doc| doc.body.account);
             let outcome = if account.is_some() {
+                settle(billing, &session.id, Settled::PaymentFailed).await?;
                 "payment_failed"
             } else {
                 "unknown_session"
             };
-            kept(billing, id, kind, account.as_deref(), object, outcome, now).await?
+            seen.keep(billing, account.as_deref(), outcome).await?
         }
-        "payment_intent.succeeded" | "payment_intent.payment_failed" => {
-            topup_event(billing, payments, id, kind, object, now).await?
+        Happened::PaymentIntent(intent, succeeded) => {
+            topup_event(billing, payments, &seen, intent, *succeeded).await?
         }
-        "invoice.paid" | "invoice.payment_failed" if is_topup(object) => {
-            topup_invoice_event(billing, payments, id, kind, object, now).await?
+        Happened::Invoice(invoice, paid) if invoice.metadata.is_topup() => {
+            topup_invoice_event(billing, payments, &seen, invoice, *paid).await?
         }
-        "invoice.paid" => {
+        Happened::Invoice(invoice, true) => {
             let (account, outcome) =
-                super::subscriptions::invoice_paid(billing, payments, object, with).await?;
-            kept(billing, id, kind, account.as_deref(), object, outcome, now).await?
+                super::subscriptions::invoice_paid(billing, payments, invoice, with).await?;
+            seen.keep(billing, account.as_deref(), outcome).await?
         }
-        "charge.refunded" => {
+        Happened::Invoice(invoice, false) => {
             let (account, outcome) =
-                super::refund::charge_refunded(billing, payments, object, with).await?;
-            kept(billing, id, kind, account.as_deref(), object, outcome, now).await?
+                super::subscriptions::invoice_failed(billing, payments, invoice).await?;
+            seen.keep(billing, account.as_deref(), outcome).await?
         }
-        "invoice.payment_failed" => {
+        Happened::ChargeRefunded(charge) => {
             let (account, outcome) =
-                super::subscriptions::invoice_failed(billing, payments, object).await?;
-            kept(billing, id, kind, account.as_deref(), object, outcome, now).await?
+                super::refund::charge_refunded(billing, payments, charge, with).await?;
+            seen.keep(billing, account.as_deref(), outcome).await?
         }
-        "customer.subscription.created"
-        | "customer.subscription.updated"
-        | "customer.subscription.deleted" => {
+        Happened::Subscription(subscription) => {
             let (account, outcome) =
-                super::subscriptions::subscription_event(billing, payments, object, with).await?;
-            kept(billing, id, kind, account.as_deref(), object, outcome, now).await?
+                super::subscriptions::subscription_event(billing, payments, subscription, with)
+                    .await?;
+            seen.keep(billing, account.as_deref(), outcome).await?
         }
-        _ => {
+        Happened::Other => {
             tracing::info!(
-                event = id,
-                kind,
+                event = %event.id,
+                kind = %event.kind,
                 "a payment event of a type creditd does not handle"
             );
-            kept(billing, id, kind, None, object, "ignored", now).await?
+            seen.keep(billing, None, "ignored").await?
         }
     };
     Ok(outcome)
@@ -165,18 +164,18 @@ pub async fn receive(
 async fn topup_event(
     billing: &Billing,
     payments: &Payments,
-    id: &str,
-    kind: &str,
-    intent: &Value,
-    now: i64,
+    seen: &Seen<'_>,
+    intent: &PaymentIntent,
+    succeeded: bool,
 ) -> Result<String, ApiError> {
-    let ours = super::topup::attempt_of(billing, intent).await?;
-    let Some((account, attempt)) = ours else {
-        let (id, event) = event_record(id, kind, None, intent, "unknown_payment", now);
-        keep(billing, &id, &event).await?;
-        return Ok(event.outcome);
+    let paid_by = super::topup::PaidBy {
+        metadata: &intent.metadata,
+        customer: intent.customer.as_deref(),
     };
-    let outcome = if kind == "payment_intent.succeeded" {
+    let Some((account, attempt)) = super::topup::attempt_of(billing, paid_by).await? else {
+        return seen.keep(billing, None, "unknown_payment").await;
+    };
+    let outcome = if succeeded {
         let paid = super::topup::Paid::of_intent(payments, intent).await;
         if super::topup::succeeded(billing, &account, attempt, &paid).await? {
             "granted"
@@ -184,21 +183,11 @@ async fn topup_event(
             "duplicate"
         }
     } else {
-        let reason = intent["last_payment_error"]["code"]
-            .as_str()
-            .unwrap_or("payment_failed");
+        let reason = intent.failure_code().unwrap_or("payment_failed");
         super::topup::failed(billing, &account, attempt, reason).await?;
         "payment_failed"
     };
-    let (id, event) = event_record(id, kind, Some(account.as_str()), intent, outcome, now);
-    keep(billing, &id, &event).await?;
-    Ok(event.outcome)
-}
-
-/// Whether an invoice is an auto top-up's: its metadata says so (whether
-/// creditd made it is for [`super::topup::attempt_of`] to say).
-fn is_topup(invoice: &Value) -> bool {
-    invoice["metadata"]["creditd_kind"] == "auto_topup"
+    seen.keep(billing, Some(account.as_str()), outcome).await
 }
 
 /// An auto top-up's invoice paid or failed: granted (once, whoever comes
@@ -208,20 +197,19 @@ fn is_topup(invoice: &Value) -> bool {
 async fn topup_invoice_event(
     billing: &Billing,
     payments: &Payments,
-    id: &str,
-    kind: &str,
-    object: &Value,
-    now: i64,
+    seen: &Seen<'_>,
+    invoice: &Invoice,
+    paid: bool,
 ) -> Result<String, ApiError> {
-    let ours = super::topup::attempt_of(billing, object).await?;
-    let invoice: Option<super::topup::TopupInvoice> = serde_json::from_value(object.clone()).ok();
-    let (Some((account, attempt)), Some(invoice)) = (ours, invoice) else {
-        let (id, event) = event_record(id, kind, None, object, "unknown_payment", now);
-        keep(billing, &id, &event).await?;
-        return Ok(event.outcome);
+    let paid_by = super::topup::PaidBy {
+        metadata: &invoice.metadata,
+        customer: invoice.customer.as_deref(),
     };
-    let outcome = if kind == "invoice.paid" {
-        let paid = super::topup::Paid::of_invoice(billing, &invoice);
+    let Some((account, attempt)) = super::topup::attempt_of(billing, paid_by).await? else {
+        return seen.keep(billing, None, "unknown_payment").await;
+    };
+    let outcome = if paid {
+        let paid = super::topup::Paid::of_invoice(invoice);
         if super::topup::succeeded(billing, &account, attempt, &paid).await? {
             "granted"
         } else {
@@ -229,66 +217,56 @@ async fn topup_invoice_event(
         }
     } else {
         // Why it failed is on its payment, when Stripe answers for it.
-        let reason = match invoice
-            .payment_intent
-            .as_deref()
-            .filter(|pi| super::is_provider_id(pi))
-        {
+        let reason = match invoice.payment_intent.as_deref() {
             Some(pi) => payments
-                .provider
-                .get(&format!("/v1/payment_intents/{pi}"))
+                .retrieve::<PaymentIntent>(pi)
                 .await
                 .ok()
-                .and_then(|intent| {
-                    intent["last_payment_error"]["code"]
-                        .as_str()
-                        .map(str::to_owned)
-                }),
+                .and_then(|intent| intent.failure_code().map(str::to_owned)),
             None => None,
         };
         let reason = reason.unwrap_or_else(|| "payment_failed".to_owned());
         super::topup::failed(billing, &account, attempt, &reason).await?;
         "payment_failed"
     };
-    let (id, event) = event_record(id, kind, Some(account.as_str()), object, outcome, now);
-    keep(billing, &id, &event).await?;
-    Ok(event.outcome)
+    seen.keep(billing, Some(account.as_str()), outcome).await
 }
 
-/// The event's record, with what was done.
-fn event_record(
-    id: &str,
-    kind: &str,
-    account: Option<&str>,
-    object: &Value,
-    outcome: &str,
+/// An event as received: what its record names, and when it came.
+struct Seen<'a> {
+    id: &'a str,
+    kind: &'a str,
+    object_id: Option<&'a str>,
     now: i64,
-) -> (String, PaymentEvent) {
-    (
-        id.to_owned(),
-        PaymentEvent {
-            event_type: kind.to_owned(),
-            account: account.map(str::to_owned),
-            object_id: object["id"].as_str().map(str::to_owned),
-            outcome: outcome.to_owned(),
-            received_at_micros: now,
-        },
-    )
 }
 
-/// Keeps the record of an event with what was done, and answers the outcome.
-async fn kept(
-    billing: &Billing,
-    id: &str,
-    kind: &str,
-    account: Option<&str>,
-    object: &Value,
-    outcome: &str,
-    now: i64,
-) -> Result<String, ApiError> {
-    let (id, event) = event_record(id, kind, account, object, outcome, now);
-    keep(billing, &id, &event).await?;
-    Ok(event.outcome)
+impl Seen<'_> {
+    /// The event's record, with what was done.
+    fn record(&self, account: Option<&str>, outcome: &str) -> (String, PaymentEvent) {
+        (
+            self.id.to_owned(),
+            PaymentEvent {
+                event_type: self.kind.to_owned(),
+                account: account.map(str::to_owned),
+                object_id: self.object_id.map(str::to_owned),
+                outcome: outcome.to_owned(),
+                received_at_micros: self.now,
+            },
+        )
+    }
+
+    /// Keeps the record of the event with what was done, and answers the
+    /// outcome.
+    async fn keep(
+        &self,
+        billing: &Billing,
+        account: Option<&str>,
+        outcome: &str,
+    ) -> Result<String, ApiError> {
+        let (id, event) = self.record(account, outcome);
+        keep(billing, &id, &event).await?;
+        Ok(event.outcome)
+    }
 }
 
 /// Keeps an event's record unless one is kept already: a redelivery does
@@ -330,76 +308,46 @@ const UPDATE_ATTEMPTS: usize = 8;
 async fn checkout_paid(
     billing: &Billing,
     payments: &Payments,
-    id: &str,
-    kind: &str,
-    session: &Value,
-    now: i64,
+    seen: &Seen<'_>,
+    session: &objects::CheckoutSession,
     with: impl Fn(&str, &str) -> Vec<RecordWrite>,
 ) -> Result<String, ApiError> {
     let store = billing.store.as_ref();
-    let Some(session_id) = session["id"].as_str() else {
-        return Err(ApiError::InvalidRequest(
-            "the event holds no session id".into(),
-        ));
-    };
+    let session_id = session.id.as_str();
     let Some(ours) = records::get::<CheckoutSession>(store, session_id).await? else {
         // Not a session creditd created: whatever its metadata says, it
         // grants nothing.
-        let (id, event) = event_record(id, kind, None, session, "unknown_session", now);
-        keep(billing, &id, &event).await?;
-        return Ok(event.outcome);
+        return seen.keep(billing, None, "unknown_session").await;
     };
     let ours = ours.body;
     let account = AccountId::parse(&ours.account)
         .map_err(|_| ApiError::Internal("a checkout session of a bad account".into()))?;
     let ours_account = account.clone();
     if ours.purchase == super::checkout::Purchase::Setup {
-        let Some(intent) = session["setup_intent"].as_str() else {
-            let (id, event) = event_record(id, kind, Some(&ours.account), session, "ignored", now);
-            keep(billing, &id, &event).await?;
-            return Ok(event.outcome);
+        let Some(intent) = session.setup_intent.as_deref() else {
+            return seen.keep(billing, Some(&ours.account), "ignored").await;
         };
         super::checkout::save_card(billing, payments, &account, intent).await?;
         settle(billing, session_id, Settled::CardSaved).await?;
-        let (id, event) = event_record(id, kind, Some(&ours.account), session, "card_saved", now);
-        keep(billing, &id, &event).await?;
-        return Ok(event.outcome);
+        return seen.keep(billing, Some(&ours.account), "card_saved").await;
     }
     if ours.purchase == super::checkout::Purchase::Plan {
         let outcome =
-            super::subscriptions::checkout_completed(billing, payments, session_id, session, with)
-                .await?;
-        return kept(
-            billing,
-            id,
-            kind,
-            Some(&ours.account),
-            session,
-            outcome,
-            now,
-        )
-        .await;
+            super::subscriptions::checkout_completed(billing, payments, session, with).await?;
+        return seen.keep(billing, Some(&ours.account), outcome).await;
     }
-    if session["payment_status"].as_str() != Some("paid") {
-        let (id, event) = event_record(
-            id,
-            kind,
-            Some(&ours.account),
-            session,
-            "awaiting_payment",
-            now,
-        );
-        keep(billing, &id, &event).await?;
-        return Ok(event.outcome);
+    if session.payment_status.as_deref() != Some("paid") {
+        return seen
+            .keep(billing, Some(&ours.account), "awaiting_payment")
+            .await;
     }
     let credits = Amount::parse_decimal(&ours.credits)
         .map_err(|_| ApiError::Internal("a checkout session's credits do not read".into()))?;
     let settings = settings::read(store, &billing.env).await?;
     // What was paid is what creditd asked for; the invoice and its link are
     // the provider's.
-    let invoice = session["invoice"].as_str();
-    let invoice_url =
-        super::checkout::customer_link(payments, "invoices", invoice, "hosted_invoice_url").await;
+    let invoice = session.invoice.as_deref();
+    let invoice_url = super::checkout::invoice_link(payments, invoice).await;
     let metadata = serde_json::json!({
         "amount_paid": ours.price.amount,
         "currency": ours.price.currency.0.as_str(),
@@ -430,7 +378,7 @@ async fn checkout_paid(
                 billing,
                 payments,
                 &ours_account,
-                session["payment_intent"].as_str(),
+                session.payment_intent.as_deref(),
             )
             .await;
             return Ok("granted".to_owned());
@@ -442,7 +390,5 @@ async fn checkout_paid(
         Executed::Fresh(Err(refused)) => return Err(refused.into()),
         Executed::Replayed(_) => "duplicate",
     };
-    let (id, event) = event_record(id, kind, Some(&ours.account), session, outcome, now);
-    keep(billing, &id, &event).await?;
-    Ok(event.outcome)
+    seen.keep(billing, Some(&ours.account), outcome).await
 }

@@ -7,6 +7,7 @@ mod support;
 mod access;
 mod checkout;
 mod daily;
+mod objects;
 mod openapi;
 mod packages;
 mod payments;
