@@ -7,67 +7,19 @@ use ledger::{
     AccountId, Amount, ExternalId, Metadata, NewGrant, Reject, Renewal, Source, Timestamp,
 };
 use serde::{Deserialize, Serialize};
-use store::records::{self, Doc, Expect, Kind, Lookup, RecordFilter, RecordWrite};
+use store::records::{self, Doc, Expect, Kind, Lookup, Modified, RecordFilter, RecordWrite, Step};
 use store::{Command, Executed, Op, Outcome, Refused, Store, StoreError};
 
 use crate::Billing;
-use crate::domain::{Period, overage_due, period, period_at, period_overage};
+use crate::domain::subscription::{self as machine, DefaultPlan, Renewal as Next};
+use crate::domain::{Period, overage_due, period, period_overage};
 use crate::error::BillingError;
 use crate::plan::{CurrencyJson, Plan};
 use crate::settings::{self, CreditSettings};
 
-/// An account's subscription, as stored: a record of kind `subscription`
-/// whose id is the account's.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Subscription {
-    /// The plan.
-    pub plan_id: String,
-    /// The instant periods are counted from.
-    pub anchor_micros: i64,
-    /// The current period's number, from 0 at the anchor.
-    pub period_index: u32,
-    /// The current period's start.
-    pub period_start_micros: i64,
-    /// The current period's end, where it renews.
-    pub period_end_micros: i64,
-    /// Whether it ends at the period's end (back to the default plan).
-    #[serde(default)]
-    pub cancel_at_period_end: bool,
-    /// The payment provider's subscription that bills it, when one does:
-    /// then the provider's paid invoices renew it, not creditd's renewals.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub provider: Option<ProviderLink>,
-    /// When the account moved onto the plan, in micros, when that was after
-    /// the current period's start (a period counted from an earlier anchor):
-    /// what it spent before, on another plan, is not this period's usage.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub entered_micros: Option<i64>,
-}
-
-/// The provider's subscription behind a subscription, and its status there.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ProviderLink {
-    /// The provider's id (`sub_…`).
-    pub subscription: String,
-    /// Its status there: `active`, `past_due`, `trialing`, `unpaid`, ….
-    pub status: String,
-    /// When creditd last asked the provider about it because its period had
-    /// ended with no word, in micros.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub checked_at_micros: Option<i64>,
-    /// The start of the provider's billing period the plan's credits are
-    /// for, in micros; a plan change within it keeps it, so each plan is
-    /// granted once per billing period however often the account moves.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub billing_start_micros: Option<i64>,
-}
-
-/// How long after its period's end a subscription the provider bills waits
-/// for the provider's word before creditd asks the provider itself.
-pub const PROVIDER_GRACE_SECS: i64 = 86_400;
-
-/// How long creditd waits between two such questions about one subscription.
-pub const PROVIDER_RECHECK_SECS: i64 = 6 * 3600;
+pub use crate::domain::subscription::{
+    PROVIDER_GRACE_SECS, PROVIDER_RECHECK_SECS, ProviderLink, Subscription,
+};
 
 impl Kind for Subscription {
     const KIND: &'static str = "subscription";
@@ -77,82 +29,14 @@ impl Kind for Subscription {
         // A subscription the provider bills renews when its invoice is paid,
         // so creditd's renewals never find it; when the provider's word is
         // late, creditd asks the provider (`payments::subscriptions`).
-        match &self.provider {
+        match self.provider_due() {
             None => lookups.push(Lookup::instant(
                 "renews_at",
                 Timestamp::from_micros(self.period_end_micros),
             )),
-            Some(link) => {
-                let micros = ledger::MICROS_PER_SECOND;
-                let due = self
-                    .period_end_micros
-                    .saturating_add(PROVIDER_GRACE_SECS * micros)
-                    .max(
-                        link.checked_at_micros
-                            .unwrap_or(i64::MIN)
-                            .saturating_add(PROVIDER_RECHECK_SECS * micros),
-                    );
-                lookups.push(Lookup::instant("provider_due", Timestamp::from_micros(due)));
-            }
+            Some(due) => lookups.push(Lookup::instant("provider_due", due)),
         }
         lookups
-    }
-}
-
-impl Subscription {
-    /// A subscription to `plan_id` in `period`, counted from `anchor`.
-    pub fn new(plan_id: &str, anchor: Timestamp, period: Period) -> Subscription {
-        Subscription {
-            plan_id: plan_id.to_owned(),
-            anchor_micros: anchor.micros(),
-            period_index: period.index,
-            period_start_micros: period.start.micros(),
-            period_end_micros: period.end.micros(),
-            cancel_at_period_end: false,
-            provider: None,
-            entered_micros: None,
-        }
-    }
-
-    /// The same subscription, entered at `at`: its usage counts from then
-    /// when that is after its period's start.
-    pub fn entered_at(mut self, at: Timestamp) -> Subscription {
-        self.entered_micros = (at.micros() > self.period_start_micros).then_some(at.micros());
-        self
-    }
-
-    /// Where the current period's usage is counted from: the period's start,
-    /// or when the account moved onto the plan within it, that instant.
-    pub fn usage_start(&self) -> Timestamp {
-        Timestamp::from_micros(self.entered_micros.map_or(self.period_start_micros, |e| {
-            e.max(self.period_start_micros)
-        }))
-    }
-
-    /// The current period.
-    pub fn period(&self) -> Period {
-        Period {
-            index: self.period_index,
-            start: Timestamp::from_micros(self.period_start_micros),
-            end: Timestamp::from_micros(self.period_end_micros),
-        }
-    }
-
-    /// The anchor.
-    pub fn anchor(&self) -> Timestamp {
-        Timestamp::from_micros(self.anchor_micros)
-    }
-
-    /// The instant the plan's grant for the current period is named by:
-    /// the period's start, or for a plan the provider bills, the start of
-    /// the provider's billing period.
-    pub fn grant_start(&self) -> Timestamp {
-        Timestamp::from_micros(
-            self.provider
-                .as_ref()
-                .and_then(|p| p.billing_start_micros)
-                .unwrap_or(self.period_start_micros),
-        )
     }
 }
 
@@ -317,13 +201,14 @@ async fn overage_to_settle(
     )))
 }
 
-/// Writes a subscription's move in one transaction: the current period (if
-/// any) closed — its plan's leftovers carried or expired, its overage from
-/// the period's start to `settle_to` billed as a charge — and the next one
-/// (if any) opened with its plan's grant; the record moves at the version it
-/// was read at, so a concurrent move makes this one refused or existing.
-/// `with` joins other records to the same transaction; without `grant` the
-/// next plan's credits are not granted (they were, for this period).
+/// The command that moves a subscription in one transaction: the current
+/// period (if any) closed — its plan's leftovers carried or expired, its
+/// overage from the period's start to `settle_to` billed as a charge — and
+/// the next one (if any) opened with its plan's grant; the record moves at
+/// the version it was read at, so a concurrent move makes it refused or
+/// existing. `with` joins other records to the same transaction; without
+/// `grant` the next plan's credits are not granted (they were, for this
+/// period). Reads what the move needs: the old plan and its usage.
 #[allow(clippy::too_many_arguments)]
 pub async fn transition(
     billing: &Billing,
@@ -334,7 +219,7 @@ pub async fn transition(
     settle_to: Timestamp,
     with: Vec<RecordWrite>,
     grant: bool,
-) -> Result<Executed, StoreError> {
+) -> Result<Command, StoreError> {
     let store = billing.store.as_ref();
     let now = billing.clock.now();
     let mut records = vec![match (next, current) {
@@ -384,12 +269,11 @@ pub async fn transition(
             })
         }),
     };
-    let command = Command::new(Op::Renew {
+    Ok(Command::new(Op::Renew {
         account: account.clone(),
         renewal,
     })
-    .with_records(records);
-    store.execute(command).await
+    .with_records(records))
 }
 
 /// Moves an account to a plan now: the old plan's leftover credits expire or
@@ -407,70 +291,63 @@ pub async fn change(
         Ok(plan) => plan,
         Err(refused) => return Ok(Changed::Refused(refused)),
     };
-    for _ in 0..5 {
-        let now = billing.clock.now();
-        if anchor.is_some_and(|a| a > now) {
-            return Ok(Changed::Refused(BillingError::InvalidPlan(
-                "anchor must not be in the future".into(),
-            )));
-        }
-        let settings = settings::read(store, &billing.env).await?;
-        let current = records::get::<Subscription>(store, account.as_str()).await?;
-        if let Some(current) = &current
-            && current.body.plan_id == plan_id
-            && anchor.is_none_or(|a| a.micros() == current.body.anchor_micros)
-        {
-            if !current.body.cancel_at_period_end {
-                return Ok(Changed::Done(current.clone()));
-            }
-            let mut kept = current.body.clone();
-            kept.cancel_at_period_end = false;
-            let write = records::put(&current.id, &kept, Expect::Version(current.version));
-            match records::write::<Subscription>(store, write).await? {
-                records::Written::Stored(doc) => return Ok(Changed::Done(doc)),
-                _ => continue,
-            }
-        }
-        let anchor = anchor.unwrap_or(now);
-        let Some(first) = period_at(anchor, new_plan.interval(), now) else {
-            return Ok(Changed::Refused(BillingError::InvalidPlan(
-                "the anchor gives no period around now".into(),
-            )));
-        };
-        let subscription = Subscription::new(plan_id, anchor, first).entered_at(now);
-        let executed = transition(
-            billing,
-            &settings,
-            account,
-            current.as_ref(),
-            Some((&subscription, &new_plan)),
-            now,
-            Vec::new(),
-            true,
-        )
+    let new_plan = &new_plan;
+    let modified =
+        records::modify::<Subscription, _, StoreError>(store, account.as_str(), move |current| {
+            Box::pin(async move {
+                let now = billing.clock.now();
+                let body = current.as_ref().map(|doc| &doc.body);
+                Ok(
+                    match machine::change(body, plan_id, new_plan.interval(), anchor, now) {
+                        machine::Change::Keep => Step::Done(current.map(Changed::Done)),
+                        machine::Change::Refused(why) => Step::Done(Some(Changed::Refused(
+                            BillingError::InvalidPlan(why.into()),
+                        ))),
+                        machine::Change::Uncancel(kept) => {
+                            let version = current.as_ref().map_or(0, |doc| doc.version);
+                            let write =
+                                records::put(account.as_str(), &kept, Expect::Version(version));
+                            Step::Write(Command::new(Op::Record(write)), None)
+                        }
+                        machine::Change::Move(next) => {
+                            let settings = settings::read(store, &billing.env).await?;
+                            let command = transition(
+                                billing,
+                                &settings,
+                                account,
+                                current.as_ref(),
+                                Some((&next, new_plan)),
+                                now,
+                                Vec::new(),
+                                true,
+                            )
+                            .await?;
+                            Step::Write(command, None)
+                        }
+                    },
+                )
+            })
+        })
         .await?;
-        match executed {
-            Executed::Fresh(Ok(_)) | Executed::Existing(_) => {
-                let doc = records::get::<Subscription>(store, account.as_str())
-                    .await?
-                    .ok_or_else(|| StoreError::Internal("a subscription vanished".into()))?;
-                return Ok(Changed::Done(doc));
-            }
-            Executed::Fresh(Err(Refused::Ledger(reject @ Reject::AccountNotFound))) => {
-                return Ok(Changed::Rejected(reject));
-            }
-            // Moved meanwhile (another change, a renewal): look again.
-            Executed::Fresh(Err(_)) => continue,
-            Executed::Replayed(_) => {
-                return Err(StoreError::Internal(
-                    "a subscription change replayed".into(),
-                ));
-            }
+    let executed = match modified {
+        Modified::Done(Some(changed)) => return Ok(changed),
+        Modified::Done(None) => {
+            return Err(StoreError::Internal("a kept subscription vanished".into()));
         }
+        Modified::Written(executed, _) => executed,
+    };
+    match executed {
+        Executed::Fresh(Ok(_)) | Executed::Existing(_) => {
+            let doc = records::get::<Subscription>(store, account.as_str())
+                .await?
+                .ok_or_else(|| StoreError::Internal("a subscription vanished".into()))?;
+            Ok(Changed::Done(doc))
+        }
+        Executed::Fresh(Err(Refused::Ledger(reject))) => Ok(Changed::Rejected(reject)),
+        other => Err(StoreError::Internal(format!(
+            "a subscription change answered {other:?}"
+        ))),
     }
-    Err(StoreError::Unavailable(
-        "the subscription kept changing while it was moved; retry".into(),
-    ))
 }
 
 /// Cancels a subscription at the end of its period, when the account moves
@@ -479,23 +356,17 @@ pub async fn cancel(
     store: &dyn Store,
     account: &AccountId,
 ) -> Result<Result<Doc<Subscription>, BillingError>, StoreError> {
-    for _ in 0..5 {
-        let Some(doc) = records::get::<Subscription>(store, account.as_str()).await? else {
-            return Ok(Err(BillingError::SubscriptionNotFound));
-        };
-        if doc.body.cancel_at_period_end {
-            return Ok(Ok(doc));
-        }
-        let mut canceled = doc.body.clone();
-        canceled.cancel_at_period_end = true;
-        let write = records::put(&doc.id, &canceled, Expect::Version(doc.version));
-        if let records::Written::Stored(doc) = records::write::<Subscription>(store, write).await? {
-            return Ok(Ok(doc));
-        }
+    let canceled = |sub: &Subscription| machine::cancel(sub);
+    match records::update(store, account.as_str(), records::RETRIES_MAX, canceled).await? {
+        records::Updated::Changed(doc) => Ok(Ok(doc)),
+        records::Updated::Refused(refused) => Err(StoreError::Internal(format!(
+            "canceling a subscription was refused: {refused:?}"
+        ))),
+        // Canceled already, or absent.
+        records::Updated::Unchanged => Ok(records::get::<Subscription>(store, account.as_str())
+            .await?
+            .ok_or(BillingError::SubscriptionNotFound)),
     }
-    Err(StoreError::Unavailable(
-        "the subscription kept changing while it was canceled; retry".into(),
-    ))
 }
 
 /// The most periods one subscription is renewed by in one run: a server
@@ -548,89 +419,89 @@ pub async fn renew_due(billing: &Billing) -> Result<usize, StoreError> {
     }
 }
 
-/// What follows a subscription's ending period: the same plan's next
-/// period, or on cancellation the default plan from the boundary on (or no
-/// plan).
-pub async fn successor(
+/// The default plan the settings name, when it exists.
+pub async fn default_plan(
     store: &dyn Store,
     settings: &CreditSettings,
-    current: &Subscription,
-    old_plan: &Plan,
-    from: Timestamp,
-) -> Result<Option<(Subscription, Plan)>, StoreError> {
-    if !current.cancel_at_period_end {
-        let Some(period) = period(
-            current.anchor(),
-            old_plan.interval(),
-            current.period_index + 1,
-        ) else {
-            return Err(StoreError::Internal("a period past the end of time".into()));
-        };
-        let mut next = Subscription::new(&current.plan_id, current.anchor(), period);
-        next.provider.clone_from(&current.provider);
-        return Ok(Some((next, old_plan.clone())));
-    }
+) -> Result<Option<(String, Plan)>, StoreError> {
     let Some(id) = &settings.default_plan else {
         return Ok(None);
     };
-    let Ok(default) = plan(store, id).await? else {
-        return Ok(None);
-    };
-    let Some(first) = period(from, default.interval(), 0) else {
-        return Err(StoreError::Internal("a period past the end of time".into()));
-    };
-    Ok(Some((Subscription::new(id, from, first), default)))
+    Ok(plan(store, id).await?.ok().map(|plan| (id.clone(), plan)))
 }
 
 /// Renews one subscription until its period covers `now`.
 async fn renew_one(
     billing: &Billing,
     settings: &CreditSettings,
-    mut doc: Doc<Subscription>,
+    doc: Doc<Subscription>,
     now: Timestamp,
 ) -> Result<usize, StoreError> {
     let store = billing.store.as_ref();
     let account = AccountId::parse(&doc.id)
         .map_err(|_| StoreError::Corrupt(format!("subscription of {:?}", doc.id)))?;
+    let default = default_plan(store, settings).await?;
+    let default = default.as_ref().map(|(id, plan)| DefaultPlan {
+        id,
+        interval: plan.interval(),
+    });
+    let account = &account;
     let mut renewed = 0;
     for _ in 0..PERIODS_PER_RUN {
-        let ending = doc.body.period();
-        if ending.end > now || doc.body.provider.is_some() {
-            break;
-        }
-        let Ok(old_plan) = plan(store, &doc.body.plan_id).await? else {
-            tracing::warn!(account = %account, plan = %doc.body.plan_id, "a subscription's plan is gone");
-            break;
-        };
-        let next = successor(store, settings, &doc.body, &old_plan, ending.end).await?;
-        let executed = transition(
-            billing,
-            settings,
-            &account,
-            Some(&doc),
-            next.as_ref().map(|(sub, plan)| (sub, plan)),
-            ending.end,
-            Vec::new(),
-            true,
+        let modified = records::modify::<Subscription, _, StoreError>(
+            store,
+            &doc.id,
+            move |current| Box::pin(async move {
+                let Some(current) = current.filter(|c| c.body.is_due(now)) else {
+                    return Ok(Step::Done(false));
+                };
+                let Ok(old_plan) = plan(store, &current.body.plan_id).await? else {
+                    tracing::warn!(account = %account, plan = %current.body.plan_id, "a subscription's plan is gone");
+                    return Ok(Step::Done(false));
+                };
+                match machine::renewal(&current.body, old_plan.interval(), default, now) {
+                    Next::NotDue => Ok(Step::Done(false)),
+                    Next::OutOfTime => Err(StoreError::Internal(
+                        "a period past the end of time".into(),
+                    )),
+                    Next::Renew { next, at } => {
+                        let next_plan = match &next {
+                            Some(sub) if sub.plan_id == current.body.plan_id => Some(old_plan.clone()),
+                            Some(sub) => plan(store, &sub.plan_id).await?.ok(),
+                            None => None,
+                        };
+                        let next = next.as_ref().zip(next_plan.as_ref());
+                        let command = transition(
+                            billing,
+                            settings,
+                            account,
+                            Some(&current),
+                            next,
+                            at,
+                            Vec::new(),
+                            true,
+                        )
+                        .await?;
+                        Ok(Step::Write(command, true))
+                    }
+                }
+            }),
         )
         .await?;
-        match executed {
-            Executed::Fresh(Ok(Outcome::Renewed { .. })) => renewed += 1,
-            // Renewed by another run (another node): read what it left.
-            Executed::Existing(_) | Executed::Fresh(Err(Refused::VersionConflict { .. })) => {}
-            Executed::Fresh(Err(refused)) => {
+        match modified {
+            Modified::Done(_) => break,
+            Modified::Written(Executed::Fresh(Ok(Outcome::Renewed { .. })), _) => renewed += 1,
+            // Renewed by another run (another node): look again.
+            Modified::Written(Executed::Existing(_), _) => {}
+            Modified::Written(Executed::Fresh(Err(refused)), _) => {
                 tracing::warn!(account = %account, ?refused, "a renewal was refused; it is tried again");
                 break;
             }
-            other => {
+            Modified::Written(other, _) => {
                 return Err(StoreError::Internal(format!(
                     "a renewal answered {other:?}"
                 )));
             }
-        }
-        match records::get::<Subscription>(store, &doc.id).await? {
-            Some(next) => doc = next,
-            None => break,
         }
     }
     Ok(renewed)

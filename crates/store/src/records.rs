@@ -11,7 +11,7 @@ use ledger::Timestamp;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::{Command, Executed, Op, Outcome, Refused, Store, StoreError};
+use crate::{BoxFuture, Command, Executed, Op, Outcome, Refused, Store, StoreError};
 
 /// The longest kind name, lookup name or record id accepted, in bytes.
 pub const RECORD_NAME_LEN_MAX: usize = 255;
@@ -444,6 +444,60 @@ pub async fn write<T: Kind>(
             "a record write answered {other:?}"
         ))),
     }
+}
+
+/// How many times a read-modify-write of a record is tried when another
+/// write got in between its read and its write: the one retry budget of
+/// every record update, ledger command joined or not.
+pub const RETRIES_MAX: usize = 16;
+
+/// What a read-modify-write does with the record it read. Short-lived, and
+/// moved once: its size is of no account.
+#[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
+pub enum Step<R> {
+    /// Writes nothing, and answers `R`.
+    Done(R),
+    /// Executes the command — the record's write at the version read, alone
+    /// or joined to a ledger operation and other records — and answers `R`
+    /// with what the command did.
+    Write(Command, R),
+}
+
+/// How [`modify`] ended. Short-lived, and moved once: its size is of no
+/// account.
+#[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
+pub enum Modified<R> {
+    /// Nothing was written.
+    Done(R),
+    /// The command was executed: what it answered (anything but a version
+    /// conflict, which reads and decides again).
+    Written(Executed, R),
+}
+
+/// Reads the record `id`, lets `step` decide what to write (it may read
+/// more first), and executes that as one command: the record's write and
+/// any ledger operation joined to it commit together or not at all. When
+/// another write got in between the read and the write (a version
+/// conflict), it reads and decides again, at most [`RETRIES_MAX`] times: a
+/// read-modify-write safe between nodes.
+pub async fn modify<'a, T: Kind, R, E: From<StoreError>>(
+    store: &dyn Store,
+    id: &str,
+    mut step: impl FnMut(Option<Doc<T>>) -> BoxFuture<'a, Result<Step<R>, E>>,
+) -> Result<Modified<R>, E> {
+    for _ in 0..RETRIES_MAX {
+        let current = get::<T>(store, id).await?;
+        match step(current).await? {
+            Step::Done(answer) => return Ok(Modified::Done(answer)),
+            Step::Write(command, answer) => match store.execute(command).await? {
+                Executed::Fresh(Err(Refused::VersionConflict { .. })) => continue,
+                executed => return Ok(Modified::Written(executed, answer)),
+            },
+        }
+    }
+    Err(StoreError::Unavailable(format!("the {} record {id} kept changing; retry", T::KIND)).into())
 }
 
 /// How [`update`] ended.

@@ -9,6 +9,7 @@ mod period;
 pub mod refund;
 pub mod returns;
 pub mod signature;
+pub mod subscription;
 mod text;
 pub mod topup;
 

@@ -5,18 +5,22 @@
 use ledger::{AccountId, Reject, Timestamp};
 use serde::{Deserialize, Serialize};
 use server::error::ApiError;
-use store::records::{self, Doc, Expect, Kind, Lookup, RecordFilter, RecordWrite, Written};
-use store::{Executed, Refused, StoreError};
+use store::records::{
+    self, Doc, Expect, Kind, Lookup, Modified, RecordFilter, RecordWrite, Step, Written,
+};
+use store::{Executed, Refused};
 
 use super::checkout::{CheckoutSession, Purchase, provider_error};
 use super::objects::{self, Invoice, Span};
 use super::{Payments, is_provider_id};
 use crate::Billing;
-use crate::domain::{Period, period};
+use crate::domain::subscription::{
+    self as machine, AtProvider, Billed, DefaultPlan, End, Enter, Entry, Follow, Outcome,
+};
 use crate::error::BillingError;
 use crate::plan::Plan;
 use crate::settings;
-use crate::subscription::{self, ProviderLink, Subscription, transition};
+use crate::subscription::{self, Subscription, transition};
 
 /// A provider subscription started by a checkout creditd created: a record
 /// of kind `payment_subscription` under the provider's id. The provider's
@@ -73,14 +77,18 @@ impl Remote {
         }
     }
 
-    /// True once it has ended for good.
-    fn ended(&self) -> bool {
-        matches!(self.status.as_str(), "canceled" | "incomplete_expired")
+    /// It as the subscription machine reads it.
+    fn at_provider(&self) -> AtProvider<'_> {
+        AtProvider {
+            status: &self.status,
+            period: self.period,
+            cancel_at_period_end: self.cancel_at_period_end,
+        }
     }
 
-    /// True when its first payment went through (or a trial stands in).
-    fn started(&self) -> bool {
-        matches!(self.status.as_str(), "active" | "trialing")
+    /// True once it has ended for good.
+    fn ended(&self) -> bool {
+        self.at_provider().ended()
     }
 }
 
@@ -179,46 +187,31 @@ fn linked<'a>(
     current: &'a Option<Doc<Subscription>>,
     subscription_id: &str,
 ) -> Option<&'a Doc<Subscription>> {
-    current.as_ref().filter(|doc| {
-        doc.body
-            .provider
-            .as_ref()
-            .is_some_and(|p| p.subscription == subscription_id)
-    })
+    current
+        .as_ref()
+        .filter(|doc| doc.body.billed_by(subscription_id))
 }
 
-/// How often a move is tried again when another one got in first.
-const ATTEMPTS: usize = 8;
+/// The event's record for an account and an outcome, joined to the write
+/// that settles it.
+type With<'a> = &'a (dyn Fn(&str, &str) -> Vec<RecordWrite> + Sync);
 
-/// Where a subscription enters.
-#[derive(Clone, Copy, Debug)]
-enum Entry {
-    /// A period the provider was paid for, `start..end`: the subscription
-    /// opens in it or renews into it.
-    Period(Timestamp, Timestamp),
-    /// Another plan from now to the end of the period the subscription is
-    /// in.
-    Change,
-}
-
-/// Brings the account onto `plan_id`: opens the subscription in a paid
-/// period (closing whatever plan the account was on), renews it into a
-/// later one, or changes its plan from now on within the period it is in,
-/// granting the plan's credits once. A period at or before the one the
-/// subscription is in was granted already, and so was a change to the plan
-/// it is on. `with` joins the event's record to the same transaction.
+/// Brings the account onto `plan_id` as the machine decides
+/// ([`machine::enter`]), reading what it needs first — the subscription,
+/// whether the ledger holds the plan's grant for the billing period — and
+/// writing what it says in one transaction with the event's record.
 #[allow(clippy::too_many_arguments)]
 async fn enter(
     billing: &Billing,
     account: &AccountId,
-    subscription_id: &str,
+    billed: Billed<'_>,
     plan_id: &str,
     plan: &Plan,
     entry: Entry,
-    status: &str,
-    with: impl Fn(&str) -> Vec<RecordWrite>,
-) -> Result<&'static str, ApiError> {
+    with: impl Fn(Outcome) -> Vec<RecordWrite> + Sync,
+) -> Result<Outcome, ApiError> {
     let store = billing.store.as_ref();
+    let with = &with;
     if let Entry::Period(start, end) = entry
         && end <= start
     {
@@ -226,192 +219,142 @@ async fn enter(
             "a period that ends before it starts".into(),
         ));
     }
-    for _ in 0..ATTEMPTS {
-        let settings = settings::read(store, &billing.env).await?;
-        let current = records::get::<Subscription>(store, account.as_str()).await?;
-        let now = billing.clock.now();
-        let link = |billing_start: Timestamp| {
-            Some(ProviderLink {
-                subscription: subscription_id.to_owned(),
-                status: status.to_owned(),
-                checked_at_micros: None,
-                billing_start_micros: Some(billing_start.micros()),
-            })
-        };
-        let mut grant = true;
-        let (next, settle_to, outcome) = match (linked(&current, subscription_id), entry) {
-            (Some(doc), Entry::Period(start, end)) => {
-                if start <= doc.body.grant_start() {
-                    return Ok("duplicate");
-                }
-                let at = doc.body.period();
-                let next = Subscription {
-                    plan_id: plan_id.to_owned(),
-                    anchor_micros: doc.body.anchor_micros,
-                    period_index: doc.body.period_index.saturating_add(1),
-                    period_start_micros: start.micros(),
-                    period_end_micros: end.micros(),
-                    cancel_at_period_end: doc.body.cancel_at_period_end,
-                    provider: link(start),
-                    entered_micros: None,
-                };
-                (next, at.end.min(start), "renewed")
-            }
-            (Some(doc), Entry::Change) => {
-                if doc.body.plan_id == plan_id {
-                    return Ok("duplicate");
-                }
-                // The new plan from now to the end of the period, within the
-                // same billing period: its credits are granted once per
-                // billing period, so moving back to a plan granted in it
-                // grants nothing more.
-                let billed = doc.body.grant_start();
-                let end = doc.body.period().end.max(now.plus_secs(1));
-                let next = Subscription {
-                    plan_id: plan_id.to_owned(),
-                    anchor_micros: doc.body.anchor_micros,
-                    period_index: doc.body.period_index,
-                    period_start_micros: now.micros(),
-                    period_end_micros: end.micros(),
-                    cancel_at_period_end: doc.body.cancel_at_period_end,
-                    provider: link(billed),
-                    entered_micros: None,
-                };
-                // Once the provider's period has rolled over, the renewal on
-                // its way grants the plan the account is on then: a grant now
-                // would pay for the same period twice.
-                let rolled = now >= doc.body.period().end;
-                grant = !rolled
-                    && store
+    let modified =
+        records::modify::<Subscription, _, ApiError>(store, account.as_str(), move |current| {
+            Box::pin(async move {
+                let now = billing.clock.now();
+                let body = current.as_ref().map(|doc| &doc.body);
+                let plan_granted = match body.filter(|sub| sub.billed_by(billed.subscription)) {
+                    Some(sub) if entry == Entry::Change && sub.plan_id != plan_id => store
                         .external(
                             account.clone(),
-                            subscription::period_external_id(plan_id, billed),
+                            subscription::period_external_id(plan_id, sub.grant_start()),
                         )
                         .await?
-                        .is_none();
-                (next, now, "plan_changed")
-            }
-            (None, Entry::Change) => return Ok("duplicate"),
-            (None, Entry::Period(start, end)) => {
-                if let Some(other) = current.as_ref().and_then(|d| d.body.provider.as_ref())
-                    && other.status != "canceled"
-                {
-                    // The account already pays for a plan through another
-                    // subscription: this one does not take it over.
-                    tracing::warn!(
-                        %account,
-                        subscription = subscription_id,
-                        current = %other.subscription,
-                        "a second provider subscription for one account is not followed"
-                    );
-                    return Ok("conflicting_subscription");
+                        .is_some(),
+                    _ => false,
+                };
+                match machine::enter(body, billed, plan_id, entry, plan_granted, now) {
+                    Enter::Stale => Ok(Step::Done(Outcome::Duplicate)),
+                    Enter::Conflicting { other } => {
+                        // The account already pays for a plan through another
+                        // subscription: this one does not take it over.
+                        tracing::warn!(
+                            %account,
+                            subscription = billed.subscription,
+                            current = %other,
+                            "a second provider subscription for one account is not followed"
+                        );
+                        Ok(Step::Done(Outcome::ConflictingSubscription))
+                    }
+                    Enter::Move {
+                        next,
+                        settle_to,
+                        grant,
+                        outcome,
+                    } => {
+                        let settings = settings::read(store, &billing.env).await?;
+                        let command = transition(
+                            billing,
+                            &settings,
+                            account,
+                            current.as_ref(),
+                            Some((&next, plan)),
+                            settle_to,
+                            with(outcome),
+                            grant,
+                        )
+                        .await?;
+                        Ok(Step::Write(command, outcome))
+                    }
                 }
-                let mut next = Subscription::new(
-                    plan_id,
-                    start,
-                    Period {
-                        index: 0,
-                        start,
-                        end,
-                    },
-                )
-                .entered_at(now);
-                next.provider = link(start);
-                (next, now, "subscribed")
-            }
-        };
-        let executed = transition(
-            billing,
-            &settings,
-            account,
-            current.as_ref(),
-            Some((&next, plan)),
-            settle_to,
-            with(outcome),
-            grant,
-        )
+            })
+        })
         .await?;
-        match executed {
-            Executed::Fresh(Ok(_)) => return Ok(outcome),
-            Executed::Existing(_) | Executed::Replayed(_) => return Ok("duplicate"),
-            Executed::Fresh(Err(Refused::Ledger(Reject::ExternalIdConflict))) => {
-                return Ok("duplicate");
-            }
-            Executed::Fresh(Err(Refused::VersionConflict { .. })) => continue,
-            Executed::Fresh(Err(refused)) => return Err(refused.into()),
-        }
+    match modified {
+        Modified::Done(outcome) | Modified::Written(Executed::Fresh(Ok(_)), outcome) => Ok(outcome),
+        Modified::Written(
+            Executed::Existing(_)
+            | Executed::Replayed(_)
+            | Executed::Fresh(Err(Refused::Ledger(Reject::ExternalIdConflict))),
+            _,
+        ) => Ok(Outcome::Duplicate),
+        Modified::Written(Executed::Fresh(Err(refused)), _) => Err(refused.into()),
     }
-    Err(StoreError::Unavailable("the subscription kept changing; retry".into()).into())
 }
 
-/// Changes the account's subscription record where the provider's
-/// `subscription_id` bills it; answers false when it does not (or no
-/// longer does), or `change` changes nothing.
+/// Changes the account's subscription record by `change` where the
+/// provider's `subscription_id` bills it ([`machine::amend`]); answers
+/// false when it does not (or no longer does), or `change` changes nothing.
 async fn amend(
     billing: &Billing,
     account: &AccountId,
     subscription_id: &str,
     change: impl Fn(&mut Subscription),
 ) -> Result<bool, ApiError> {
-    let next = |sub: &Subscription| {
-        let billed_by = sub.provider.as_ref().map(|p| p.subscription.as_str());
-        if billed_by != Some(subscription_id) {
-            return None;
-        }
-        let mut changed = sub.clone();
-        change(&mut changed);
-        (changed != *sub).then_some(changed)
-    };
-    match records::update(billing.store.as_ref(), account.as_str(), ATTEMPTS, next).await? {
+    let next = |sub: &Subscription| machine::amend(sub, subscription_id, &change);
+    match records::update(
+        billing.store.as_ref(),
+        account.as_str(),
+        records::RETRIES_MAX,
+        next,
+    )
+    .await?
+    {
         records::Updated::Changed(_) => Ok(true),
         records::Updated::Unchanged => Ok(false),
         records::Updated::Refused(refused) => Err(refused.into()),
     }
 }
 
-/// Ends the account's subscription now, as the provider ended it: the
-/// plan's period closes and the account moves to the default plan (or to
-/// none).
+/// Ends the account's subscription now, as the provider ended it
+/// ([`machine::end`]): the plan's period closes and the account moves to
+/// the default plan (or to none).
 async fn end(
     billing: &Billing,
     account: &AccountId,
     subscription_id: &str,
-) -> Result<&'static str, ApiError> {
+) -> Result<Outcome, ApiError> {
     let store = billing.store.as_ref();
-    for _ in 0..ATTEMPTS {
-        let settings = settings::read(store, &billing.env).await?;
-        let current = records::get::<Subscription>(store, account.as_str()).await?;
-        let Some(doc) = linked(&current, subscription_id) else {
-            return Ok("duplicate");
-        };
-        let now = billing.clock.now();
-        let next = match &settings.default_plan {
-            Some(id) => match subscription::plan(store, id).await? {
-                Ok(default) => period(now, default.interval(), 0)
-                    .map(|first| (Subscription::new(id, now, first), default)),
-                Err(_) => None,
-            },
-            None => None,
-        };
-        let executed = transition(
-            billing,
-            &settings,
-            account,
-            Some(doc),
-            next.as_ref().map(|(sub, plan)| (sub, plan)),
-            now,
-            Vec::new(),
-            true,
-        )
+    let modified =
+        records::modify::<Subscription, _, ApiError>(store, account.as_str(), move |current| {
+            Box::pin(async move {
+                let now = billing.clock.now();
+                let settings = settings::read(store, &billing.env).await?;
+                let default = subscription::default_plan(store, &settings).await?;
+                let default_plan = default.as_ref().map(|(id, plan)| DefaultPlan {
+                    id,
+                    interval: plan.interval(),
+                });
+                let body = current.as_ref().map(|doc| &doc.body);
+                match machine::end(body, subscription_id, default_plan, now) {
+                    End::Stale => Ok(Step::Done(Outcome::Duplicate)),
+                    End::Close { next } => {
+                        let next_plan = default.as_ref().map(|(_, plan)| plan);
+                        let command = transition(
+                            billing,
+                            &settings,
+                            account,
+                            current.as_ref(),
+                            next.as_ref().zip(next_plan),
+                            now,
+                            Vec::new(),
+                            true,
+                        )
+                        .await?;
+                        Ok(Step::Write(command, Outcome::Ended))
+                    }
+                }
+            })
+        })
         .await?;
-        match executed {
-            Executed::Fresh(Ok(_)) => return Ok("ended"),
-            Executed::Existing(_) | Executed::Replayed(_) => return Ok("duplicate"),
-            Executed::Fresh(Err(Refused::VersionConflict { .. })) => continue,
-            Executed::Fresh(Err(refused)) => return Err(refused.into()),
+    match modified {
+        Modified::Done(outcome) | Modified::Written(Executed::Fresh(Ok(_)), outcome) => Ok(outcome),
+        Modified::Written(Executed::Existing(_) | Executed::Replayed(_), _) => {
+            Ok(Outcome::Duplicate)
         }
+        Modified::Written(Executed::Fresh(Err(refused)), _) => Err(refused.into()),
     }
-    Err(StoreError::Unavailable("the subscription kept changing; retry".into()).into())
 }
 
 /// The account a link is for.
@@ -420,82 +363,64 @@ fn account_of(link: &PaymentSubscription) -> Result<AccountId, ApiError> {
         .map_err(|_| ApiError::Internal("a subscription link of a bad account".into()))
 }
 
-/// Brings the account's subscription to the provider's as it is now: opens
-/// it once its first payment went through, follows a plan change, a
-/// cancellation at the period's end (or its taking back) and the status,
-/// and ends it when the provider ended it. `with` is the event's record for
-/// an account and an outcome, written with the grant when there is one.
+/// Brings the account's subscription to the provider's as it is now
+/// ([`machine::follow`]): opens it once its first payment went through,
+/// follows a plan change, a cancellation at the period's end (or its taking
+/// back) and the status, and ends it when the provider ended it. `with` is
+/// the event's record for an account and an outcome, written with the
+/// grant when there is one.
 pub async fn sync(
     billing: &Billing,
     link: &PaymentSubscription,
     remote: &Remote,
-    with: impl Fn(&str, &str) -> Vec<RecordWrite>,
-) -> Result<&'static str, ApiError> {
+    with: With<'_>,
+) -> Result<Outcome, ApiError> {
     let account = account_of(link)?;
-    if remote.ended() {
-        return end(billing, &account, &remote.id).await;
-    }
     let store = billing.store.as_ref();
     let current = records::get::<Subscription>(store, account.as_str()).await?;
-    let fallback = linked(&current, &remote.id)
-        .map_or(link.plan_id.as_str(), |doc| doc.body.plan_id.as_str())
-        .to_owned();
-    let Some((plan_id, plan)) = plan_for(billing, remote.price.as_deref(), &fallback).await? else {
-        tracing::warn!(subscription = %remote.id, "a provider subscription's plan is gone");
-        return Ok("unknown_plan");
+    let on = linked(&current, &remote.id).map(|doc| &doc.body);
+    let fallback = on.map_or(link.plan_id.as_str(), |sub| sub.plan_id.as_str());
+    let found = if remote.ended() {
+        None
+    } else {
+        plan_for(billing, remote.price.as_deref(), fallback).await?
     };
-    let mut outcome = "duplicate";
-    match linked(&current, &remote.id) {
-        None => {
-            let Some((start, end)) = remote.period.filter(|_| remote.started()) else {
-                return Ok("awaiting_payment");
+    let plan_id = found.as_ref().map_or(fallback, |(id, _)| id.as_str());
+    let entered = match (
+        machine::follow(on, &remote.id, remote.at_provider(), plan_id),
+        &found,
+    ) {
+        (Follow::End, _) => return end(billing, &account, &remote.id).await,
+        (_, None) => {
+            tracing::warn!(subscription = %remote.id, "a provider subscription's plan is gone");
+            return Ok(Outcome::UnknownPlan);
+        }
+        (Follow::AwaitPayment, _) => return Ok(Outcome::AwaitingPayment),
+        (Follow::Keep, _) => Outcome::Duplicate,
+        (Follow::Enter(entry), Some((plan_id, plan))) => {
+            // A plan changed at the provider keeps the status the account's
+            // subscription has; a new one takes the provider's.
+            let status = match entry {
+                Entry::Change => on
+                    .and_then(|sub| sub.provider.as_ref())
+                    .map_or("active", |p| p.status.as_str()),
+                Entry::Period(..) => remote.status.as_str(),
             };
-            let period = Entry::Period(Timestamp::from_secs(start), Timestamp::from_secs(end));
-            outcome = enter(
-                billing,
-                &account,
-                &remote.id,
-                &plan_id,
-                &plan,
-                period,
-                &remote.status,
-                |outcome| with(&link.account, outcome),
-            )
-            .await?;
-        }
-        // A plan changed at the provider: the new plan from now, to the end
-        // of the period the subscription is in.
-        Some(doc) if doc.body.plan_id != plan_id => {
-            let status = doc
-                .body
-                .provider
-                .as_ref()
-                .map_or("active", |p| p.status.as_str());
-            outcome = enter(
-                billing,
-                &account,
-                &remote.id,
-                &plan_id,
-                &plan,
-                Entry::Change,
+            let billed = Billed {
+                subscription: &remote.id,
                 status,
-                |outcome| with(&link.account, outcome),
-            )
-            .await?;
+            };
+            enter(billing, &account, billed, plan_id, plan, entry, |outcome| {
+                with(&link.account, outcome.code())
+            })
+            .await?
         }
-        Some(_) => {}
-    }
+    };
     let amended = amend(billing, &account, &remote.id, |sub| {
-        sub.cancel_at_period_end = remote.cancel_at_period_end;
-        if let Some(link) = &mut sub.provider {
-            link.status.clone_from(&remote.status);
-        }
+        machine::copy_status(remote.at_provider())(sub);
     })
     .await?;
-    Ok(match outcome {
-        "duplicate" if amended => "updated",
-        other => other,
-    })
+    Ok(machine::followed(entered, amended))
 }
 
 /// An invoice paid: a subscription's first or next period, granted once.
@@ -504,14 +429,14 @@ pub async fn invoice_paid(
     billing: &Billing,
     payments: &Payments,
     invoice: &Invoice,
-    with: impl Fn(&str, &str) -> Vec<RecordWrite>,
-) -> Result<(Option<String>, &'static str), ApiError> {
+    with: With<'_>,
+) -> Result<(Option<String>, Outcome), ApiError> {
     // A one-off purchase's invoice: the checkout session granted it.
     let Some(subscription_id) = invoice.subscription() else {
-        return Ok((None, "ignored"));
+        return Ok((None, Outcome::Ignored));
     };
     let Some(link) = link_of(billing, payments, subscription_id).await? else {
-        return Ok((None, "unknown_subscription"));
+        return Ok((None, Outcome::UnknownSubscription));
     };
     let account = account_of(&link)?;
     let (Some((Span { start, end }, price)), true) = (invoice.period_line(), invoice.is_cycle())
@@ -545,35 +470,34 @@ pub async fn invoice_paid(
             // An invoice that would open the subscription after it ended (a
             // late redelivery) opens nothing.
             if fetch(payments, subscription_id).await?.ended() {
-                return Ok((Some(link.account.clone()), "ended"));
+                return Ok((Some(link.account.clone()), Outcome::Ended));
             }
             plan_for(billing, price, &link.plan_id).await?
         }
     };
     let Some((plan_id, plan)) = found else {
-        return Ok((Some(link.account.clone()), "unknown_plan"));
+        return Ok((Some(link.account.clone()), Outcome::UnknownPlan));
     };
-    let period = Entry::Period(Timestamp::from_secs(start), Timestamp::from_secs(end));
+    let start = Timestamp::from_secs(start);
+    let period = Entry::Period(start, Timestamp::from_secs(end));
+    let billed = Billed {
+        subscription: subscription_id,
+        status: "active",
+    };
     let outcome = enter(
         billing,
         &account,
-        subscription_id,
+        billed,
         &plan_id,
         &plan,
         period,
-        "active",
-        |outcome| with(&link.account, outcome),
+        |outcome| with(&link.account, outcome.code()),
     )
     .await?;
-    if outcome == "duplicate" {
+    if outcome == Outcome::Duplicate {
         // Paid again after a failure, for the period it is in: active again.
-        let start = Timestamp::from_secs(start);
         amend(billing, &account, subscription_id, |sub| {
-            if sub.grant_start() == start
-                && let Some(link) = &mut sub.provider
-            {
-                link.status = "active".into();
-            }
+            machine::mark_paid_again(start)(sub);
         })
         .await?;
     }
@@ -586,8 +510,8 @@ pub async fn invoice_paid(
 /// was paid is for the operator to refund (its event is kept as
 /// `conflicting_subscription`). Best effort: a failure is logged, and the
 /// next event about it tries again.
-async fn refuse_second(payments: &Payments, subscription_id: &str, outcome: &str) {
-    if outcome != "conflicting_subscription" || !is_provider_id(subscription_id) {
+async fn refuse_second(payments: &Payments, subscription_id: &str, outcome: Outcome) {
+    if outcome != Outcome::ConflictingSubscription || !is_provider_id(subscription_id) {
         return;
     }
     let form = vec![("cancel_at_period_end".to_owned(), "true".to_owned())];
@@ -607,34 +531,24 @@ pub async fn invoice_failed(
     billing: &Billing,
     payments: &Payments,
     invoice: &Invoice,
-) -> Result<(Option<String>, &'static str), ApiError> {
+) -> Result<(Option<String>, Outcome), ApiError> {
     let Some(subscription_id) = invoice.subscription() else {
-        return Ok((None, "ignored"));
+        return Ok((None, Outcome::Ignored));
     };
     let Some(link) = link_of(billing, payments, subscription_id).await? else {
-        return Ok((None, "unknown_subscription"));
+        return Ok((None, Outcome::UnknownSubscription));
     };
     let account = account_of(&link)?;
     // A failed invoice for a period already paid for (a late delivery after
     // the retry's success) changes nothing.
     let starts = invoice
         .period_line()
-        .map(|(span, _)| Timestamp::from_secs(span.start).micros());
+        .map(|(span, _)| Timestamp::from_secs(span.start));
     let amended = amend(billing, &account, subscription_id, |sub| {
-        if starts.is_some_and(|start| start <= sub.grant_start().micros()) {
-            return;
-        }
-        if let Some(link) = &mut sub.provider {
-            link.status = "past_due".into();
-        }
+        machine::mark_past_due(starts)(sub);
     })
     .await?;
-    let outcome = if amended || starts.is_none() {
-        "past_due"
-    } else {
-        "duplicate"
-    };
-    Ok((Some(link.account), outcome))
+    Ok((Some(link.account), machine::failed_outcome(amended, starts)))
 }
 
 /// A subscription created, updated or deleted at the provider: the account's
@@ -643,11 +557,11 @@ pub async fn subscription_event(
     billing: &Billing,
     payments: &Payments,
     object: &objects::Subscription,
-    with: impl Fn(&str, &str) -> Vec<RecordWrite>,
-) -> Result<(Option<String>, &'static str), ApiError> {
+    with: With<'_>,
+) -> Result<(Option<String>, Outcome), ApiError> {
     let subscription_id = object.id.as_str();
     let Some(link) = link_of(billing, payments, subscription_id).await? else {
-        return Ok((None, "unknown_subscription"));
+        return Ok((None, Outcome::UnknownSubscription));
     };
     let remote = fetch(payments, subscription_id).await?;
     let outcome = sync(billing, &link, &remote, with).await?;
@@ -661,18 +575,17 @@ pub async fn checkout_completed(
     billing: &Billing,
     payments: &Payments,
     session: &objects::CheckoutSession,
-    with: impl Fn(&str, &str) -> Vec<RecordWrite>,
-) -> Result<&'static str, ApiError> {
-    let session_id = session.id.as_str();
+    with: With<'_>,
+) -> Result<Outcome, ApiError> {
     let Some(subscription_id) = session
         .subscription
         .as_deref()
         .filter(|id| is_provider_id(id))
     else {
-        return Ok("awaiting_payment");
+        return Ok(Outcome::AwaitingPayment);
     };
-    let Some(link) = link_session(billing, subscription_id, session_id).await? else {
-        return Ok("unknown_session");
+    let Some(link) = link_session(billing, subscription_id, &session.id).await? else {
+        return Ok(Outcome::UnknownSession);
     };
     let remote = fetch(payments, subscription_id).await?;
     let outcome = sync(billing, &link, &remote, with).await?;
@@ -772,7 +685,7 @@ async fn update(
             .read::<objects::Subscription>("a subscription")
             .map_err(provider_error)?,
     );
-    sync(billing, &link, &remote, |_, _| Vec::new()).await?;
+    sync(billing, &link, &remote, &|_, _| Vec::new()).await?;
     Ok(())
 }
 
@@ -806,7 +719,7 @@ pub async fn reconcile_due(billing: &Billing) -> Result<usize, ApiError> {
         match reconcile_one(billing, payments, &subscription_id).await {
             Ok(outcome) => {
                 asked += 1;
-                tracing::info!(subscription = %subscription_id, outcome, "asked the provider about a late subscription");
+                tracing::info!(subscription = %subscription_id, outcome = outcome.code(), "asked the provider about a late subscription");
             }
             Err(error) => tracing::warn!(
                 subscription = %subscription_id,
@@ -819,9 +732,7 @@ pub async fn reconcile_due(billing: &Billing) -> Result<usize, ApiError> {
             continue;
         };
         if let Err(error) = amend(billing, &account, &subscription_id, |sub| {
-            if let Some(link) = &mut sub.provider {
-                link.checked_at_micros = Some(now.micros());
-            }
+            machine::mark_checked(now)(sub);
         })
         .await
         {
@@ -835,9 +746,9 @@ async fn reconcile_one(
     billing: &Billing,
     payments: &Payments,
     subscription_id: &str,
-) -> Result<&'static str, ApiError> {
+) -> Result<Outcome, ApiError> {
     let Some(link) = link_of(billing, payments, subscription_id).await? else {
-        return Ok("unknown_subscription");
+        return Ok(Outcome::UnknownSubscription);
     };
     let remote = fetch(payments, subscription_id).await?;
     if !remote.ended()
@@ -851,13 +762,14 @@ async fn reconcile_one(
             .await
             .map_err(provider_error)?;
         if invoice.status() == "paid" {
-            let (_, outcome) = invoice_paid(billing, payments, &invoice, |_, _| Vec::new()).await?;
-            if outcome != "duplicate" {
+            let (_, outcome) =
+                invoice_paid(billing, payments, &invoice, &|_, _| Vec::new()).await?;
+            if outcome != Outcome::Duplicate {
                 return Ok(outcome);
             }
         }
     }
-    sync(billing, &link, &remote, |_, _| Vec::new()).await
+    sync(billing, &link, &remote, &|_, _| Vec::new()).await
 }
 
 fn provider_of(doc: &Doc<Subscription>) -> Result<&str, ApiError> {

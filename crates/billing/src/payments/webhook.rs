@@ -127,13 +127,15 @@ pub async fn receive(
         }
         Happened::Invoice(invoice, true) => {
             let (account, outcome) =
-                super::subscriptions::invoice_paid(billing, payments, invoice, with).await?;
-            seen.keep(billing, account.as_deref(), outcome).await?
+                super::subscriptions::invoice_paid(billing, payments, invoice, &with).await?;
+            seen.keep(billing, account.as_deref(), outcome.code())
+                .await?
         }
         Happened::Invoice(invoice, false) => {
             let (account, outcome) =
                 super::subscriptions::invoice_failed(billing, payments, invoice).await?;
-            seen.keep(billing, account.as_deref(), outcome).await?
+            seen.keep(billing, account.as_deref(), outcome.code())
+                .await?
         }
         Happened::ChargeRefunded(charge) => {
             let (account, outcome) =
@@ -142,9 +144,10 @@ pub async fn receive(
         }
         Happened::Subscription(subscription) => {
             let (account, outcome) =
-                super::subscriptions::subscription_event(billing, payments, subscription, with)
+                super::subscriptions::subscription_event(billing, payments, subscription, &with)
                     .await?;
-            seen.keep(billing, account.as_deref(), outcome).await?
+            seen.keep(billing, account.as_deref(), outcome.code())
+                .await?
         }
         Happened::Other => {
             tracing::info!(
@@ -310,7 +313,7 @@ async fn checkout_paid(
     payments: &Payments,
     seen: &Seen<'_>,
     session: &objects::CheckoutSession,
-    with: impl Fn(&str, &str) -> Vec<RecordWrite>,
+    with: impl Fn(&str, &str) -> Vec<RecordWrite> + Sync,
 ) -> Result<String, ApiError> {
     let store = billing.store.as_ref();
     let session_id = session.id.as_str();
@@ -333,8 +336,10 @@ async fn checkout_paid(
     }
     if ours.purchase == super::checkout::Purchase::Plan {
         let outcome =
-            super::subscriptions::checkout_completed(billing, payments, session, with).await?;
-        return seen.keep(billing, Some(&ours.account), outcome).await;
+            super::subscriptions::checkout_completed(billing, payments, session, &with).await?;
+        return seen
+            .keep(billing, Some(&ours.account), outcome.code())
+            .await;
     }
     if session.payment_status.as_deref() != Some("paid") {
         return seen
