@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use ledger::{Amount, PRIORITY_MAX, Source};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use store::Store;
-use store::records::{self, Expect, Kind, Written};
+use store::records::{self, Expect, Kind, Modified, Step};
+use store::{Command, Executed, Op, Outcome, Store};
 use utoipa::ToSchema;
 
 use crate::error::BillingError;
@@ -313,10 +313,10 @@ pub async fn read(
     store: &dyn Store,
     env: &EnvSettings,
 ) -> Result<CreditSettings, store::StoreError> {
-    Ok(match records::get::<Stored>(store, RECORD_ID).await? {
-        Some(doc) => CreditSettings::resolve(env, doc.body, doc.version),
-        None => CreditSettings::resolve(env, Stored::default(), 0),
-    })
+    Ok(resolved(
+        env,
+        records::get::<Stored>(store, RECORD_ID).await?,
+    ))
 }
 
 /// A change to the credit settings, as `PATCH /v1/settings/credits` takes
@@ -427,26 +427,41 @@ pub fn parse_patch(body: &Value) -> Result<BTreeMap<String, Value>, BillingError
     Ok(changes)
 }
 
-/// Stores `changes`, retrying a few times when another write moved the
-/// settings meanwhile; answers the settings now in force.
+/// Resolves the settings record as read (absent: none stored yet).
+pub fn resolved(env: &EnvSettings, doc: Option<records::Doc<Stored>>) -> CreditSettings {
+    match doc {
+        Some(doc) => CreditSettings::resolve(env, doc.body, doc.version),
+        None => CreditSettings::resolve(env, Stored::default(), 0),
+    }
+}
+
+/// Stores `changes` at the version read, read again when another write
+/// moved the settings meanwhile; answers the settings now in force.
 pub async fn patch(
     store: &dyn Store,
     env: &EnvSettings,
     changes: &BTreeMap<String, Value>,
 ) -> Result<Result<CreditSettings, BillingError>, store::StoreError> {
-    for _ in 0..5 {
-        let current = read(store, env).await?;
-        match records::write::<Stored>(store, current.write_with(changes)).await? {
-            Written::Stored(doc) => {
-                return Ok(Ok(CreditSettings::resolve(env, doc.body, doc.version)));
-            }
-            Written::Refused(_) => continue,
-            Written::Deleted => break,
+    let modified = records::modify::<Stored, _, store::StoreError>(store, RECORD_ID, |doc| {
+        let write = resolved(env, doc).write_with(changes);
+        Box::pin(std::future::ready(Ok(Step::Write(
+            Command::new(Op::Record(write)),
+            (),
+        ))))
+    })
+    .await?;
+    match modified {
+        Modified::Written(Executed::Fresh(Ok(Outcome::RecordPut(record))), ()) => {
+            let doc = records::Doc::<Stored>::from_record(record)?;
+            Ok(Ok(CreditSettings::resolve(env, doc.body, doc.version)))
         }
+        Modified::Written(Executed::Fresh(Err(refused)), ()) => Err(store::StoreError::Internal(
+            format!("the settings' write was refused: {refused:?}"),
+        )),
+        other => Err(store::StoreError::Internal(format!(
+            "the settings' write answered {other:?}"
+        ))),
     }
-    Err(store::StoreError::Unavailable(
-        "the settings kept changing while they were written; retry".into(),
-    ))
 }
 
 #[cfg(test)]

@@ -357,7 +357,7 @@ pub async fn cancel(
     account: &AccountId,
 ) -> Result<Result<Doc<Subscription>, BillingError>, StoreError> {
     let canceled = |sub: &Subscription| machine::cancel(sub);
-    match records::update(store, account.as_str(), records::RETRIES_MAX, canceled).await? {
+    match records::update(store, account.as_str(), canceled).await? {
         records::Updated::Changed(doc) => Ok(Ok(doc)),
         records::Updated::Refused(refused) => Err(StoreError::Internal(format!(
             "canceling a subscription was refused: {refused:?}"

@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 use ledger::{Amount, Timestamp};
 use serde::{Deserialize, Serialize};
 use server::SpendLimit;
-use store::records::{self, Expect, Kind, Lookup, RecordWrite};
-use store::{Command, Executed, Refused, Store, StoreError};
+use store::records::{self, Expect, Kind, Lookup, Modified, RecordWrite, Step};
+use store::{Command, Executed, Store, StoreError};
 
 /// What a key has spent (and holds) in one window.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,10 +44,6 @@ impl Window {
         }
     }
 }
-
-/// How often a write retries when another node changed the window between
-/// its read and its write.
-const RETRIES_MAX: usize = 50;
 
 /// What adjusting a window decided.
 // Returned once per call, so the size difference costs nothing worth a box.
@@ -95,35 +91,34 @@ impl Limiter {
     ) -> Result<Adjusted, StoreError> {
         let lock = self.lock_of(&window.record);
         let _held = lock.lock().await;
-        for _ in 0..RETRIES_MAX {
-            let (spent, expect) = match records::get::<KeySpend>(store, &window.record).await? {
+        let command = &command;
+        let modified = records::modify::<KeySpend, _, StoreError>(store, &window.record, |doc| {
+            let (spent, expect) = match doc {
                 Some(doc) => (doc.body.spent_micros, Expect::Version(doc.version)),
                 None => (0, Expect::Absent),
             };
             let after = spent.saturating_add(delta).max(0);
-            if check && after > window.limit.amount_micros {
-                return Ok(Adjusted::OverLimit {
-                    spent: Amount::from_micros(spent),
-                });
-            }
-            let write: RecordWrite = records::put(
-                &window.record,
-                &KeySpend {
-                    spent_micros: after,
-                },
-                expect,
-            );
-            let mut command = command();
-            command.records.push(write);
-            match store.execute(command).await? {
-                Executed::Fresh(Err(Refused::VersionConflict { kind, .. }))
-                    if kind == KeySpend::KIND => {}
-                executed => return Ok(Adjusted::Ran(executed)),
-            }
-        }
-        Err(StoreError::Internal(
-            "a key's spend window kept changing under its writes".into(),
-        ))
+            let step = if check && after > window.limit.amount_micros {
+                Step::Done(Amount::from_micros(spent))
+            } else {
+                let write: RecordWrite = records::put(
+                    &window.record,
+                    &KeySpend {
+                        spent_micros: after,
+                    },
+                    expect,
+                );
+                let mut command = command();
+                command.records.push(write);
+                Step::Write(command, Amount::ZERO)
+            };
+            Box::pin(std::future::ready(Ok(step)))
+        })
+        .await?;
+        Ok(match modified {
+            Modified::Done(spent) => Adjusted::OverLimit { spent },
+            Modified::Written(executed, _) => Adjusted::Ran(executed),
+        })
     }
 }
 

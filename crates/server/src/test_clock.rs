@@ -15,8 +15,8 @@ use axum::routing::{get, post};
 use ledger::MICROS_PER_SECOND;
 use serde::{Deserialize, Serialize};
 use store::clock::{AdvanceError, OFFSET_MAX_MICROS, OffsetClock, next_offset};
-use store::records::{self, Expect, Kind, Written};
-use store::{Clock, Refused, Store, StoreError};
+use store::records::{self, Expect, Kind, Modified, Step};
+use store::{Clock, Command, Executed, Op, Outcome, Store, StoreError};
 use utoipa::ToSchema;
 
 use crate::auth::Access;
@@ -32,11 +32,6 @@ pub const ADVANCE_SECONDS_MAX: i64 = 3_660 * 86_400;
 /// How often each node reads the offset the store keeps, to follow an
 /// advance made on another node.
 pub const REFRESH_INTERVAL: Duration = Duration::from_secs(1);
-
-/// How often an advance is tried when other nodes advance the clock between
-/// its read and its write. Each refused attempt means another advance was
-/// stored, so this many advances at once all succeed.
-const ADVANCE_ATTEMPTS_MAX: usize = 32;
 
 /// The id of the one record of kind [`Offset`].
 const OFFSET_ID: &str = "offset";
@@ -60,6 +55,11 @@ async fn stored(store: &dyn Store) -> Result<(i64, Expect), StoreError> {
     let Some(doc) = records::get::<Offset>(store, OFFSET_ID).await? else {
         return Ok((0, Expect::Absent));
     };
+    Ok((checked(&doc)?, Expect::Version(doc.version)))
+}
+
+/// The offset a record holds, when it is in range.
+fn checked(doc: &records::Doc<Offset>) -> Result<i64, StoreError> {
     let offset = doc.body.offset_micros;
     if !(0..=OFFSET_MAX_MICROS).contains(&offset) {
         return Err(StoreError::Corrupt(format!(
@@ -67,7 +67,34 @@ async fn stored(store: &dyn Store) -> Result<(i64, Expect), StoreError> {
             Offset::KIND
         )));
     }
-    Ok((offset, Expect::Version(doc.version)))
+    Ok(offset)
+}
+
+/// The write that moves the offset read (`doc`, absent before the first
+/// advance) forward by `step` micros, at the version read.
+fn advanced(doc: Option<records::Doc<Offset>>, step: i64) -> Result<Step<()>, ApiError> {
+    let (offset, expect) = match doc {
+        Some(doc) => (checked(&doc)?, Expect::Version(doc.version)),
+        None => (0, Expect::Absent),
+    };
+    let next = next_offset(offset, step).map_err(|error| match error {
+        AdvanceError::NotForward => {
+            ApiError::InvalidRequest("seconds must be greater than zero".to_owned())
+        }
+        AdvanceError::TooFar => ApiError::InvalidRequest(format!(
+            "the test clock may run at most {} days ahead; it runs {} seconds ahead",
+            OFFSET_MAX_MICROS / ledger::MICROS_PER_DAY,
+            offset / MICROS_PER_SECOND
+        )),
+    })?;
+    let write = records::put(
+        OFFSET_ID,
+        &Offset {
+            offset_micros: next,
+        },
+        expect,
+    );
+    Ok(Step::Write(Command::new(Op::Record(write)), ()))
 }
 
 /// The offset the store keeps, in microseconds; 0 before the first advance.
@@ -128,45 +155,28 @@ impl TestClock {
     /// is lost. Answers the offset now in effect.
     pub async fn advance(&self, store: &dyn Store, seconds: i64) -> Result<i64, ApiError> {
         let step = seconds.saturating_mul(MICROS_PER_SECOND);
-        for _ in 0..ADVANCE_ATTEMPTS_MAX {
-            let (offset, expect) = stored(store).await?;
-            let next = next_offset(offset, step).map_err(|error| match error {
-                AdvanceError::NotForward => {
-                    ApiError::InvalidRequest("seconds must be greater than zero".to_owned())
-                }
-                AdvanceError::TooFar => ApiError::InvalidRequest(format!(
-                    "the test clock may run at most {} days ahead; it runs {} seconds ahead",
-                    OFFSET_MAX_MICROS / ledger::MICROS_PER_DAY,
-                    offset / MICROS_PER_SECOND
-                )),
-            })?;
-            let write = records::put(
-                OFFSET_ID,
-                &Offset {
-                    offset_micros: next,
-                },
-                expect,
-            );
-            match records::write::<Offset>(store, write).await? {
-                Written::Stored(_) => {
-                    self.clock.follow(next);
-                    tracing::warn!(
-                        seconds,
-                        offset_seconds = next / MICROS_PER_SECOND,
-                        now = %self.clock.now(),
-                        "TEST CLOCK advanced"
-                    );
-                    return Ok(self.clock.offset_micros());
-                }
-                Written::Refused(Refused::VersionConflict { .. }) => continue,
-                other => {
-                    return Err(ApiError::Internal(format!(
-                        "writing the test clock's offset answered {other:?}"
-                    )));
-                }
+        let modified = records::modify::<Offset, _, ApiError>(store, OFFSET_ID, |doc| {
+            Box::pin(std::future::ready(advanced(doc, step)))
+        })
+        .await?;
+        match modified {
+            Modified::Written(Executed::Fresh(Ok(Outcome::RecordPut(record))), ()) => {
+                let next = records::Doc::<Offset>::from_record(record)?
+                    .body
+                    .offset_micros;
+                self.clock.follow(next);
+                tracing::warn!(
+                    seconds,
+                    offset_seconds = next / MICROS_PER_SECOND,
+                    now = %self.clock.now(),
+                    "TEST CLOCK advanced"
+                );
+                Ok(self.clock.offset_micros())
             }
+            other => Err(ApiError::Internal(format!(
+                "writing the test clock's offset answered {other:?}"
+            ))),
         }
-        Err(ApiError::VersionConflict)
     }
 
     /// Follows the offset the store keeps every `every` (in `creditd serve`,

@@ -479,9 +479,9 @@ pub enum Modified<R> {
 /// Reads the record `id`, lets `step` decide what to write (it may read
 /// more first), and executes that as one command: the record's write and
 /// any ledger operation joined to it commit together or not at all. When
-/// another write got in between the read and the write (a version
-/// conflict), it reads and decides again, at most [`RETRIES_MAX`] times: a
-/// read-modify-write safe between nodes.
+/// another write moved the record between the read and the write (a version
+/// conflict on it), it reads and decides again, at most [`RETRIES_MAX`]
+/// times: a read-modify-write safe between nodes.
 pub async fn modify<'a, T: Kind, R, E: From<StoreError>>(
     store: &dyn Store,
     id: &str,
@@ -492,7 +492,13 @@ pub async fn modify<'a, T: Kind, R, E: From<StoreError>>(
         match step(current).await? {
             Step::Done(answer) => return Ok(Modified::Done(answer)),
             Step::Write(command, answer) => match store.execute(command).await? {
-                Executed::Fresh(Err(Refused::VersionConflict { .. })) => continue,
+                // Only this record's conflict is settled by reading it again;
+                // another joined record's is its caller's to answer.
+                Executed::Fresh(Err(Refused::VersionConflict {
+                    kind,
+                    id: conflicted,
+                    ..
+                })) if kind == T::KIND && conflicted == id => continue,
                 executed => return Ok(Modified::Written(executed, answer)),
             },
         }
@@ -512,34 +518,42 @@ pub enum Updated<T> {
     Refused(Refused),
 }
 
-/// Changes the record `id` by `change`, written at the version it was read
-/// at and read again when another write got in first, at most `attempts`
-/// times: a read-modify-write safe between nodes. `change` answers the new
-/// body, or none to leave the record as it is.
+/// Changes the record `id` by `change` ([`modify`] for a record alone):
+/// written at the version it was read at, and read again when another write
+/// got in first, within [`RETRIES_MAX`]. `change` answers the new body, or
+/// none to leave the record as it is.
 pub async fn update<T: Kind>(
     store: &dyn Store,
     id: &str,
-    attempts: usize,
-    mut change: impl FnMut(&T) -> Option<T>,
+    mut change: impl FnMut(&T) -> Option<T> + Send,
 ) -> Result<Updated<T>, StoreError> {
-    for _ in 0..attempts {
-        let Some(doc) = get::<T>(store, id).await? else {
-            return Ok(Updated::Unchanged);
+    let modified = modify::<T, (), StoreError>(store, id, |current| {
+        let step = match current {
+            Some(doc) => match change(&doc.body) {
+                Some(next) => Step::Write(
+                    Command::new(Op::Record(put(id, &next, Expect::Version(doc.version)))),
+                    (),
+                ),
+                None => Step::Done(()),
+            },
+            None => Step::Done(()),
         };
-        let Some(next) = change(&doc.body) else {
-            return Ok(Updated::Unchanged);
-        };
-        match write::<T>(store, put(id, &next, Expect::Version(doc.version))).await? {
-            Written::Stored(doc) => return Ok(Updated::Changed(doc)),
-            Written::Refused(Refused::VersionConflict { .. }) => continue,
-            Written::Refused(refused) => return Ok(Updated::Refused(refused)),
-            Written::Deleted => return Ok(Updated::Unchanged),
+        Box::pin(std::future::ready(Ok(step)))
+    })
+    .await?;
+    match modified {
+        Modified::Done(()) => Ok(Updated::Unchanged),
+        Modified::Written(Executed::Fresh(Ok(Outcome::RecordPut(record))), ()) => {
+            Ok(Updated::Changed(Doc::from_record(record)?))
         }
+        Modified::Written(Executed::Fresh(Ok(Outcome::RecordDeleted)), ()) => {
+            Ok(Updated::Unchanged)
+        }
+        Modified::Written(Executed::Fresh(Err(refused)), ()) => Ok(Updated::Refused(refused)),
+        Modified::Written(other, ()) => Err(StoreError::Internal(format!(
+            "a record update answered {other:?}"
+        ))),
     }
-    Err(StoreError::Unavailable(format!(
-        "the {} record {id} kept changing; retry",
-        T::KIND
-    )))
 }
 
 #[cfg(test)]

@@ -4,8 +4,8 @@
 use ledger::{AccountId, Amount, ExternalId, Metadata, Reject};
 use serde::{Deserialize, Serialize};
 use server::error::ApiError;
-use store::records::{self, Expect, Kind, Lookup, RecordFilter, RecordWrite, Written};
-use store::{Command, Executed, Op, Refused, StoreError};
+use store::records::{self, Doc, Expect, Kind, Lookup, Modified, RecordFilter, RecordWrite, Step};
+use store::{Command, Executed, Op, Refused};
 
 use super::checkout::{CheckoutSession, Purchase, provider_error};
 use super::objects::{Charge, Invoice, PaymentIntent};
@@ -140,7 +140,7 @@ pub async fn charge_refunded(
     billing: &Billing,
     payments: &Payments,
     charge: &Charge,
-    with: impl Fn(&str, &str) -> Vec<RecordWrite>,
+    with: impl Fn(&str, &str) -> Vec<RecordWrite> + Sync,
 ) -> Result<(Option<String>, &'static str), ApiError> {
     let (charge_id, Some(intent_id)) = (charge.id.as_str(), charge.payment_intent.as_deref())
     else {
@@ -214,94 +214,101 @@ pub async fn settle_pending(billing: &Billing) -> Result<usize, ApiError> {
 async fn take_back(
     billing: &Billing,
     refund: &Refund<'_>,
-    with: impl Fn(&str, &str) -> Vec<RecordWrite>,
+    with: impl Fn(&str, &str) -> Vec<RecordWrite> + Sync,
 ) -> Result<&'static str, ApiError> {
     let store = billing.store.as_ref();
-    let account = &refund.account;
-    for _ in 0..8 {
-        let before = records::get::<PaymentRefund>(store, refund.charge).await?;
-        let taken = before.as_ref().map_or(0, |doc| doc.body.taken_micros);
-        // The most the provider ever said was refunded.
-        let refunded = before.as_ref().map_or(refund.refunded, |doc| {
-            doc.body.refunded.max(refund.refunded)
-        });
-        let mut after = PaymentRefund {
-            account: account.to_string(),
-            grant: refund.grant.to_string(),
-            refunded,
-            taken_micros: taken,
-            paid: refund.paid,
-            currency: refund.currency.clone(),
-            payment_intent: refund.payment_intent.clone(),
-            pending: false,
-        };
-        let put = |after: &PaymentRefund| match &before {
-            Some(doc) => records::put(refund.charge, after, Expect::Version(doc.version)),
-            None => records::put(refund.charge, after, Expect::Absent),
-        };
-        let Some(granted) = store
-            .external(account.clone(), refund.grant.clone())
-            .await?
-        else {
-            // Refunded before its credits were granted: kept, and taken
-            // back by the payments job once the grant lands.
-            if before
-                .as_ref()
-                .is_some_and(|doc| doc.body.pending && doc.body.refunded >= refunded)
-            {
-                return Ok("duplicate");
-            }
-            after.pending = true;
-            match records::write::<PaymentRefund>(store, put(&after)).await? {
-                Written::Stored(_) => return Ok("refund_pending"),
-                Written::Refused(Refused::VersionConflict { .. }) => continue,
-                Written::Refused(refused) => return Err(refused.into()),
-                Written::Deleted => return Ok("duplicate"),
-            }
-        };
-        let Some(share) = refunded_share(granted.amount.micros(), refund.paid, refunded) else {
-            return Ok("ignored");
-        };
-        let take = still_to_take(share, taken);
-        if take == 0 {
-            if before.as_ref().is_some_and(|doc| doc.body.pending) {
-                match records::write::<PaymentRefund>(store, put(&after)).await? {
-                    Written::Refused(Refused::VersionConflict { .. }) => continue,
-                    Written::Refused(refused) => return Err(refused.into()),
-                    _ => {}
-                }
-            }
-            return Ok("duplicate");
-        }
-        after.taken_micros = taken + take;
-        let mut records = vec![put(&after)];
-        records.extend(with(account.as_str(), "refunded"));
-        let metadata = serde_json::json!({
-            "charge": refund.charge,
-            "payment_intent": refund.payment_intent,
-            "amount_refunded": refunded,
-            "currency": refund.currency,
-        });
-        let external_id = ExternalId::parse(&format!("refund:{}:{}", refund.charge, taken + take))
-            .map_err(|_| ApiError::Internal("a charge id that is no external id".into()))?;
-        let command = Command::new(Op::ClawBack {
-            account: account.clone(),
-            grant: refund.grant.clone(),
-            amount: Amount::from_micros(take),
-            metadata: Metadata::from_json_object(metadata.to_string()).unwrap_or_default(),
-            external_id: Some(external_id),
-        })
-        .with_records(records);
-        match store.execute(command).await? {
-            Executed::Fresh(Ok(_)) => return Ok("refunded"),
-            Executed::Existing(_) | Executed::Replayed(_) => return Ok("duplicate"),
-            Executed::Fresh(Err(Refused::Ledger(Reject::ExternalIdConflict))) => {
-                return Ok("duplicate");
-            }
-            // Another delivery took its share first: look again.
-            Executed::Fresh(Err(Refused::VersionConflict { .. })) => continue,
-            Executed::Fresh(Err(refused)) => return Err(refused.into()),
-        }
+    let with = &with;
+    let modified = records::modify::<PaymentRefund, _, ApiError>(store, refund.charge, |before| {
+        Box::pin(async move { take_back_step(store, refund, before, with).await })
+    })
+    .await?;
+    match modified {
+        Modified::Done(outcome) | Modified::Written(Executed::Fresh(Ok(_)), outcome) => Ok(outcome),
+        Modified::Written(
+            Executed::Existing(_)
+            | Executed::Replayed(_)
+            | Executed::Fresh(Err(Refused::Ledger(Reject::ExternalIdConflict))),
+            _,
+        ) => Ok("duplicate"),
+        Modified::Written(Executed::Fresh(Err(refused)), _) => Err(refused.into()),
     }
-    Err(StoreError::Unavailable("the refund kept changing; retry".into()).into())
+}
+
+/// What taking back `refund` writes, given what was taken before: the
+/// refund kept pending, a claw-back of what is still owed with the record
+/// at its version, or nothing.
+async fn take_back_step(
+    store: &dyn store::Store,
+    refund: &Refund<'_>,
+    before: Option<Doc<PaymentRefund>>,
+    with: &(dyn Fn(&str, &str) -> Vec<RecordWrite> + Sync),
+) -> Result<Step<&'static str>, ApiError> {
+    let account = &refund.account;
+    let taken = before.as_ref().map_or(0, |doc| doc.body.taken_micros);
+    // The most the provider ever said was refunded.
+    let refunded = before.as_ref().map_or(refund.refunded, |doc| {
+        doc.body.refunded.max(refund.refunded)
+    });
+    let mut after = PaymentRefund {
+        account: account.to_string(),
+        grant: refund.grant.to_string(),
+        refunded,
+        taken_micros: taken,
+        paid: refund.paid,
+        currency: refund.currency.clone(),
+        payment_intent: refund.payment_intent.clone(),
+        pending: false,
+    };
+    let put = |after: &PaymentRefund| match &before {
+        Some(doc) => records::put(refund.charge, after, Expect::Version(doc.version)),
+        None => records::put(refund.charge, after, Expect::Absent),
+    };
+    let Some(granted) = store
+        .external(account.clone(), refund.grant.clone())
+        .await?
+    else {
+        // Refunded before its credits were granted: kept, and taken back by
+        // the payments job once the grant lands.
+        if before
+            .as_ref()
+            .is_some_and(|doc| doc.body.pending && doc.body.refunded >= refunded)
+        {
+            return Ok(Step::Done("duplicate"));
+        }
+        after.pending = true;
+        return Ok(Step::Write(
+            Command::new(Op::Record(put(&after))),
+            "refund_pending",
+        ));
+    };
+    let Some(share) = refunded_share(granted.amount.micros(), refund.paid, refunded) else {
+        return Ok(Step::Done("ignored"));
+    };
+    let take = still_to_take(share, taken);
+    if take == 0 {
+        return Ok(match before.as_ref().is_some_and(|doc| doc.body.pending) {
+            true => Step::Write(Command::new(Op::Record(put(&after))), "duplicate"),
+            false => Step::Done("duplicate"),
+        });
+    }
+    after.taken_micros = taken + take;
+    let mut records = vec![put(&after)];
+    records.extend(with(account.as_str(), "refunded"));
+    let metadata = serde_json::json!({
+        "charge": refund.charge,
+        "payment_intent": refund.payment_intent,
+        "amount_refunded": refunded,
+        "currency": refund.currency,
+    });
+    let external_id = ExternalId::parse(&format!("refund:{}:{}", refund.charge, taken + take))
+        .map_err(|_| ApiError::Internal("a charge id that is no external id".into()))?;
+    let command = Command::new(Op::ClawBack {
+        account: account.clone(),
+        grant: refund.grant.clone(),
+        amount: Amount::from_micros(take),
+        metadata: Metadata::from_json_object(metadata.to_string()).unwrap_or_default(),
+        external_id: Some(external_id),
+    })
+    .with_records(records);
+    Ok(Step::Write(command, "refunded"))
 }

@@ -290,17 +290,10 @@ async fn amend(
     billing: &Billing,
     account: &AccountId,
     subscription_id: &str,
-    change: impl Fn(&mut Subscription),
+    change: impl Fn(&mut Subscription) + Sync,
 ) -> Result<bool, ApiError> {
     let next = |sub: &Subscription| machine::amend(sub, subscription_id, &change);
-    match records::update(
-        billing.store.as_ref(),
-        account.as_str(),
-        records::RETRIES_MAX,
-        next,
-    )
-    .await?
-    {
+    match records::update(billing.store.as_ref(), account.as_str(), next).await? {
         records::Updated::Changed(_) => Ok(true),
         records::Updated::Unchanged => Ok(false),
         records::Updated::Refused(refused) => Err(refused.into()),

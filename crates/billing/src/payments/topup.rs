@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use ledger::{AccountId, ExternalId, Metadata, NewGrant, Source};
 use server::error::ApiError;
-use store::records::{self, Doc, Expect, Kind, Lookup, RecordFilter, Written};
+use store::records::{self, Doc, Expect, Kind, Lookup, Modified, RecordFilter, Step, Written};
 use store::{Command, Executed, Op, Refused, StoreError};
 
 use super::Payments;
@@ -31,10 +31,6 @@ impl Kind for AutoTopup {
         )]
     }
 }
-
-/// Writes of a top-up record retried when another node changed it between
-/// the read and the write.
-const RETRIES_MAX: usize = 20;
 
 /// The external id of top-up `attempt`: unique per account, kept forever.
 fn external_id(attempt: u64) -> ExternalId {
@@ -410,10 +406,10 @@ async fn keep_pending(
 async fn change(
     billing: &Billing,
     account: &AccountId,
-    step: impl Fn(&AutoTopup) -> AutoTopup,
+    step: impl Fn(&AutoTopup) -> AutoTopup + Sync,
 ) -> Result<(), ApiError> {
     let next = |topup: &AutoTopup| Some(step(topup)).filter(|next| next != topup);
-    match records::update(billing.store.as_ref(), account.as_str(), RETRIES_MAX, next).await? {
+    match records::update(billing.store.as_ref(), account.as_str(), next).await? {
         records::Updated::Refused(refused) => Err(refused.into()),
         records::Updated::Changed(_) | records::Updated::Unchanged => Ok(()),
     }
@@ -472,64 +468,80 @@ pub async fn succeeded(
     payment: &Paid,
 ) -> Result<bool, ApiError> {
     let store = billing.store.as_ref();
-    let settings = settings::read(store, &billing.env).await?;
-    for _ in 0..RETRIES_MAX {
-        let Some(doc) = records::get::<AutoTopup>(store, account.as_str()).await? else {
-            return Ok(false);
+    let settings = &settings::read(store, &billing.env).await?;
+    let modified = records::modify::<AutoTopup, _, ApiError>(store, account.as_str(), |doc| {
+        let Some(doc) = doc else {
+            return Box::pin(std::future::ready(Ok(Step::Done(()))));
         };
         let now = billing.clock.now();
-        // What the payment charged: the provider's word for this attempt,
-        // else what the attempt started with.
-        let paid = payment
-            .amount_cents
-            .or(doc.body.pending().map(|(_, amount, _, _)| amount))
-            .unwrap_or(doc.body.amount_cents);
-        let credits = credits_of(paid, billing.credits_per_usd)
-            .ok_or_else(|| ApiError::Internal("a top-up's credits overflow".into()))?;
-        let metadata = serde_json::json!({
-            "amount_paid": payment.amount_cents,
-            "currency": payment.currency,
-            "invoice": payment.invoice,
-            "invoice_url": payment.invoice_url,
-            "payment_intent": payment.payment_intent,
-            "receipt": payment.receipt,
-            "receipt_url": payment.receipt_url,
-        });
-        let grant = NewGrant {
-            amount: credits,
-            source: Source::AutoTopup,
-            priority: Some(settings.priority(Source::AutoTopup)),
-            effective_at: None,
-            expires_at: None,
-            metadata: Metadata::from_json_object(metadata.to_string()).unwrap_or_default(),
-            external_id: Some(external_id(attempt)),
-            reason: None,
-            actor: None,
-        };
-        let next = doc.body.succeeded(attempt, paid, now);
-        let command = Command::new(Op::Grant {
-            account: account.clone(),
-            grant,
-        })
-        .with_records(vec![records::put(
-            &doc.id,
-            &next,
-            Expect::Version(doc.version),
-        )]);
-        match store.execute(command).await? {
-            Executed::Fresh(Ok(_)) => return Ok(true),
+        Box::pin(std::future::ready(
+            grant_command(billing, settings, account, attempt, payment, &doc, now)
+                .map(|command| Step::Write(command, ())),
+        ))
+    })
+    .await?;
+    match modified {
+        Modified::Done(()) => Ok(false),
+        Modified::Written(Executed::Fresh(Ok(_)), ()) => Ok(true),
+        Modified::Written(
             Executed::Existing(_)
-            | Executed::Fresh(Err(Refused::Ledger(ledger::Reject::ExternalIdConflict))) => {
-                return Ok(false);
-            }
-            Executed::Fresh(Err(Refused::VersionConflict { .. })) => continue,
-            Executed::Fresh(Err(refused)) => return Err(refused.into()),
-            Executed::Replayed(_) => return Ok(false),
-        }
+            | Executed::Replayed(_)
+            | Executed::Fresh(Err(Refused::Ledger(ledger::Reject::ExternalIdConflict))),
+            (),
+        ) => Ok(false),
+        Modified::Written(Executed::Fresh(Err(refused)), ()) => Err(refused.into()),
     }
-    Err(ApiError::Internal(
-        "an auto top-up record kept changing under its grant".into(),
-    ))
+}
+
+/// The grant of top-up `attempt`'s credits, with its record marked
+/// succeeded at the version read.
+fn grant_command(
+    billing: &Billing,
+    settings: &settings::CreditSettings,
+    account: &AccountId,
+    attempt: u64,
+    payment: &Paid,
+    doc: &Doc<AutoTopup>,
+    now: ledger::Timestamp,
+) -> Result<Command, ApiError> {
+    // What the payment charged: the provider's word for this attempt, else
+    // what the attempt started with.
+    let paid = payment
+        .amount_cents
+        .or(doc.body.pending().map(|(_, amount, _, _)| amount))
+        .unwrap_or(doc.body.amount_cents);
+    let credits = credits_of(paid, billing.credits_per_usd)
+        .ok_or_else(|| ApiError::Internal("a top-up's credits overflow".into()))?;
+    let metadata = serde_json::json!({
+        "amount_paid": payment.amount_cents,
+        "currency": payment.currency,
+        "invoice": payment.invoice,
+        "invoice_url": payment.invoice_url,
+        "payment_intent": payment.payment_intent,
+        "receipt": payment.receipt,
+        "receipt_url": payment.receipt_url,
+    });
+    let grant = NewGrant {
+        amount: credits,
+        source: Source::AutoTopup,
+        priority: Some(settings.priority(Source::AutoTopup)),
+        effective_at: None,
+        expires_at: None,
+        metadata: Metadata::from_json_object(metadata.to_string()).unwrap_or_default(),
+        external_id: Some(external_id(attempt)),
+        reason: None,
+        actor: None,
+    };
+    let next = doc.body.succeeded(attempt, paid, now);
+    Ok(Command::new(Op::Grant {
+        account: account.clone(),
+        grant,
+    })
+    .with_records(vec![records::put(
+        &doc.id,
+        &next,
+        Expect::Version(doc.version),
+    )]))
 }
 
 /// Marks top-up `attempt` failed: backing off, never retried in a loop.

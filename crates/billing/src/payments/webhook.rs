@@ -296,15 +296,11 @@ async fn settle(billing: &Billing, session_id: &str, settled: Settled) -> Result
             ..session.clone()
         })
     };
-    match records::update(billing.store.as_ref(), session_id, UPDATE_ATTEMPTS, next).await? {
+    match records::update(billing.store.as_ref(), session_id, next).await? {
         records::Updated::Refused(refused) => Err(refused.into()),
         records::Updated::Changed(_) | records::Updated::Unchanged => Ok(()),
     }
 }
-
-/// How often a session's record is read and written again when another
-/// write got in first.
-const UPDATE_ATTEMPTS: usize = 8;
 
 /// A checkout session paid: its credits granted once, by the session's id,
 /// with the event's record written in the same transaction.
