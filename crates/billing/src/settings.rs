@@ -216,12 +216,27 @@ fn check(path: &str, value: &Value) -> Result<(), BillingError> {
 impl CreditSettings {
     /// The settings in force: the defaults, over them the environment's
     /// values, over those the values set through the API.
-    pub fn resolve(env: &EnvSettings, stored: Stored, version: u64) -> CreditSettings {
+    /// A stored value that is not a valid setting is an error naming the
+    /// record and the setting: the settings are never guessed at.
+    pub fn resolve(
+        env: &EnvSettings,
+        stored: Stored,
+        version: u64,
+    ) -> Result<CreditSettings, store::StoreError> {
+        let unreadable = |path: &str, why: &dyn std::fmt::Display| {
+            store::StoreError::Corrupt(format!(
+                "record {}/{RECORD_ID}: {path} does not read: {why}",
+                Stored::KIND
+            ))
+        };
         let env_values = env.values();
         let mut values: BTreeMap<String, (Value, Origin)> = BTreeMap::new();
         for (path, value) in defaults() {
             let (value, origin) = match (stored.values.get(&path), env_values.get(path.as_str())) {
-                (Some(api), _) if check(&path, api).is_ok() => (api.clone(), Origin::Api),
+                (Some(api), _) => {
+                    check(&path, api).map_err(|e| unreadable(&path, &format!("{e:?}")))?;
+                    (api.clone(), Origin::Api)
+                }
                 (_, Some(env)) => (env.clone(), Origin::Env),
                 _ => (value, Origin::Default),
             };
@@ -229,19 +244,21 @@ impl CreditSettings {
         }
         let get = |path: &str| &values[path].0;
         let amount = |path: &str| match get(path) {
-            Value::String(text) => Amount::parse_decimal(text).unwrap_or(Amount::ZERO),
-            Value::Number(n) => Amount::parse(&n.to_string()).unwrap_or(Amount::ZERO),
-            _ => Amount::ZERO,
+            Value::String(text) => Amount::parse_decimal(text).map_err(|e| unreadable(path, &e)),
+            Value::Number(n) => Amount::parse(&n.to_string()).map_err(|e| unreadable(path, &e)),
+            other => Err(unreadable(path, other)),
         };
         let days = |path: &str| get(path).as_u64().and_then(|d| u32::try_from(d).ok());
-        let reward = |prefix: &str| Reward {
-            enabled: get(&format!("{prefix}.enabled")).as_bool().unwrap_or(false),
-            amount: amount(&format!("{prefix}.amount")),
-            expire_days: days(&format!("{prefix}.expire_days")),
+        let reward = |prefix: &str| -> Result<Reward, store::StoreError> {
+            Ok(Reward {
+                enabled: get(&format!("{prefix}.enabled")).as_bool().unwrap_or(false),
+                amount: amount(&format!("{prefix}.amount"))?,
+                expire_days: days(&format!("{prefix}.expire_days")),
+            })
         };
-        CreditSettings {
-            signup_bonus: reward("signup_bonus"),
-            daily_reward: reward("daily_reward"),
+        Ok(CreditSettings {
+            signup_bonus: reward("signup_bonus")?,
+            daily_reward: reward("daily_reward")?,
             allow_free_user_purchase: get("allow_free_user_purchase").as_bool().unwrap_or(false),
             priorities: Source::ALL
                 .iter()
@@ -258,7 +275,7 @@ impl CreditSettings {
             origins: values.iter().map(|(p, (_, o))| (p.clone(), *o)).collect(),
             version,
             stored,
-        }
+        })
     }
 
     /// The burn priority a grant of `source` gets when it names none.
@@ -313,10 +330,7 @@ pub async fn read(
     store: &dyn Store,
     env: &EnvSettings,
 ) -> Result<CreditSettings, store::StoreError> {
-    Ok(resolved(
-        env,
-        records::get::<Stored>(store, RECORD_ID).await?,
-    ))
+    resolved(env, records::get::<Stored>(store, RECORD_ID).await?)
 }
 
 /// A change to the credit settings, as `PATCH /v1/settings/credits` takes
@@ -428,7 +442,10 @@ pub fn parse_patch(body: &Value) -> Result<BTreeMap<String, Value>, BillingError
 }
 
 /// Resolves the settings record as read (absent: none stored yet).
-pub fn resolved(env: &EnvSettings, doc: Option<records::Doc<Stored>>) -> CreditSettings {
+pub fn resolved(
+    env: &EnvSettings,
+    doc: Option<records::Doc<Stored>>,
+) -> Result<CreditSettings, store::StoreError> {
     match doc {
         Some(doc) => CreditSettings::resolve(env, doc.body, doc.version),
         None => CreditSettings::resolve(env, Stored::default(), 0),
@@ -443,17 +460,16 @@ pub async fn patch(
     changes: &BTreeMap<String, Value>,
 ) -> Result<Result<CreditSettings, BillingError>, store::StoreError> {
     let modified = records::modify::<Stored, _, store::StoreError>(store, RECORD_ID, |doc| {
-        let write = resolved(env, doc).write_with(changes);
-        Box::pin(std::future::ready(Ok(Step::Write(
-            Command::new(Op::Record(write)),
-            (),
-        ))))
+        let step = resolved(env, doc).map(|settings| {
+            Step::Write(Command::new(Op::Record(settings.write_with(changes))), ())
+        });
+        Box::pin(std::future::ready(step))
     })
     .await?;
     match modified {
         Modified::Written(Executed::Fresh(Ok(Outcome::RecordPut(record))), ()) => {
             let doc = records::Doc::<Stored>::from_record(record)?;
-            Ok(Ok(CreditSettings::resolve(env, doc.body, doc.version)))
+            CreditSettings::resolve(env, doc.body, doc.version).map(Ok)
         }
         Modified::Written(Executed::Fresh(Err(refused)), ()) => Err(store::StoreError::Internal(
             format!("the settings' write was refused: {refused:?}"),
@@ -479,7 +495,7 @@ mod tests {
         stored
             .values
             .insert("signup_bonus.amount".into(), json!("75"));
-        let settings = CreditSettings::resolve(&env, stored, 3);
+        let settings = CreditSettings::resolve(&env, stored, 3).unwrap();
         assert!(settings.signup_bonus.enabled);
         assert_eq!(settings.signup_bonus.amount, Amount::credits(75));
         assert_eq!(settings.signup_bonus.expire_days, None);
@@ -493,7 +509,7 @@ mod tests {
             daily_expire_days: Some(2),
             ..EnvSettings::default()
         };
-        let settings = CreditSettings::resolve(&env, Stored::default(), 0);
+        let settings = CreditSettings::resolve(&env, Stored::default(), 0).unwrap();
         assert_eq!(settings.daily_reward.expire_days, Some(2));
         assert_eq!(settings.origins["daily_reward.expire_days"], Origin::Env);
     }
@@ -524,5 +540,19 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn a_stored_setting_that_does_not_read_is_an_error_naming_the_record() {
+        let mut stored = Stored::default();
+        stored
+            .values
+            .insert("signup_bonus.amount".into(), json!("a lot"));
+        let error = CreditSettings::resolve(&EnvSettings::default(), stored, 2).unwrap_err();
+        let text = error.to_string();
+        assert!(
+            text.contains("setting/credits") && text.contains("signup_bonus.amount"),
+            "{text}"
+        );
     }
 }

@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use crate::decimal::{self, DecimalError, Form};
+
 /// Micro-credits in one credit: amounts carry six fractional digits.
 pub const MICROS_PER_CREDIT: i64 = 1_000_000;
 
@@ -100,10 +102,13 @@ impl Amount {
     /// Parses plain decimal notation only: `12.5`, `-3`, `0.000001`, never an
     /// exponent. Money written as text takes this form.
     pub fn parse_decimal(text: &str) -> Result<Amount, AmountError> {
-        if text.bytes().any(|b| b == b'e' || b == b'E') {
-            return Err(AmountError::Syntax);
-        }
-        Amount::parse(text)
+        Amount::parse_in(
+            text,
+            Form {
+                exponent: false,
+                ..Form::CREDITS
+            },
+        )
     }
 
     /// Parses exact decimal text: `12.5`, `-3`, `0.000001`, and JSON exponent
@@ -113,97 +118,20 @@ impl Amount {
     /// whitespace, more than six significant fractional digits, and magnitudes
     /// above 10^12 credits.
     pub fn parse(text: &str) -> Result<Amount, AmountError> {
-        let bytes = text.as_bytes();
-        let mut i = 0;
-        let negative = bytes.first() == Some(&b'-');
-        if negative {
-            i = 1;
-        }
-        let int_start = i;
-        while i < bytes.len() && bytes[i].is_ascii_digit() {
-            i += 1;
-        }
-        let int_digits = &text[int_start..i];
-        if int_digits.is_empty() || (int_digits.len() > 1 && int_digits.starts_with('0')) {
-            return Err(AmountError::Syntax);
-        }
-        let mut frac_digits = "";
-        if i < bytes.len() && bytes[i] == b'.' {
-            i += 1;
-            let start = i;
-            while i < bytes.len() && bytes[i].is_ascii_digit() {
-                i += 1;
-            }
-            frac_digits = &text[start..i];
-            if frac_digits.is_empty() {
-                return Err(AmountError::Syntax);
-            }
-        }
-        let mut exponent: i64 = 0;
-        if i < bytes.len() && (bytes[i] == b'e' || bytes[i] == b'E') {
-            i += 1;
-            let exp_negative = match bytes.get(i) {
-                Some(b'-') => {
-                    i += 1;
-                    true
-                }
-                Some(b'+') => {
-                    i += 1;
-                    false
-                }
-                _ => false,
-            };
-            let start = i;
-            while i < bytes.len() && bytes[i].is_ascii_digit() {
-                i += 1;
-            }
-            let exp_digits = &text[start..i];
-            if exp_digits.is_empty() {
-                return Err(AmountError::Syntax);
-            }
-            // Exponents this long can only make the value zero-with-garbage or
-            // enormous; either way it is not an amount we accept.
-            if exp_digits.len() > 4 {
-                return Err(AmountError::TooLarge);
-            }
-            let magnitude: i64 = exp_digits.parse().map_err(|_| AmountError::Syntax)?;
-            exponent = if exp_negative { -magnitude } else { magnitude };
-        }
-        if i != bytes.len() {
-            return Err(AmountError::Syntax);
-        }
+        Amount::parse_in(text, Form::CREDITS)
+    }
 
-        // value = digits * 10^(exponent - frac_len) credits
-        //       = digits * 10^(exponent - frac_len + 6) micro-credits.
-        let digits: String = int_digits
-            .chars()
-            .chain(frac_digits.chars())
-            .collect::<String>();
-        let digits = digits.trim_start_matches('0');
-        let mut shift = exponent - frac_digits.len() as i64 + 6;
-        let mut significant = digits;
-        while shift < 0 && significant.ends_with('0') {
-            significant = &significant[..significant.len() - 1];
-            shift += 1;
-        }
-        if significant.is_empty() {
-            return Ok(Amount::ZERO);
-        }
-        if shift < 0 {
-            return Err(AmountError::TooPrecise);
-        }
-        // 10^18 has 19 digits, so anything longer than that is too large.
-        if significant.len() as i64 + shift > 19 {
-            return Err(AmountError::TooLarge);
-        }
-        let mut micros: i128 = significant.parse().map_err(|_| AmountError::Syntax)?;
-        for _ in 0..shift {
-            micros *= 10;
-        }
-        if micros > AMOUNT_MAX_MICROS as i128 {
-            return Err(AmountError::TooLarge);
-        }
-        let micros = micros as i64;
+    /// Parses `text` written in `form`, in micro-credits.
+    fn parse_in(text: &str, form: Form) -> Result<Amount, AmountError> {
+        let (negative, micros) = decimal::parse_signed(text, form, 6, 0).map_err(|e| match e {
+            DecimalError::Syntax | DecimalError::Negative => AmountError::Syntax,
+            DecimalError::TooPrecise => AmountError::TooPrecise,
+            DecimalError::TooLarge => AmountError::TooLarge,
+        })?;
+        let micros = i64::try_from(micros)
+            .ok()
+            .filter(|m| *m <= AMOUNT_MAX_MICROS)
+            .ok_or(AmountError::TooLarge)?;
         Ok(Amount(if negative { -micros } else { micros }))
     }
 }

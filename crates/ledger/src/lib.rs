@@ -9,6 +9,7 @@ mod account;
 mod amount;
 mod audit;
 mod book;
+pub mod decimal;
 mod feature;
 mod hold;
 mod id;

@@ -2,6 +2,7 @@
 
 use std::fmt;
 
+use ledger::decimal::{self, DecimalError, Form};
 use ledger::{Amount, MICROS_PER_CREDIT};
 
 use super::DomainError;
@@ -153,39 +154,25 @@ impl UnitPrice {
     /// leading zeros, empty parts, whitespace, a seventh fractional digit and
     /// prices above [`UNIT_PRICE_MAX_MICROS`].
     pub fn parse(text: &str) -> Result<UnitPrice, DomainError> {
-        const SYNTAX: DomainError = DomainError::InvalidPrice(
-            "unit_price must be a decimal string of minor units such as \"1\" or \"0.25\"",
-        );
-        let (whole, fraction) = match text.split_once('.') {
-            Some((whole, fraction)) => (whole, Some(fraction)),
-            None => (text, None),
+        let form = Form {
+            fraction_digits_max: 6,
+            ..Form::PLAIN
         };
-        let all_digits = |part: &str| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit());
-        if !all_digits(whole) || (whole.len() > 1 && whole.starts_with('0')) {
-            return Err(SYNTAX);
-        }
-        let fraction = fraction.unwrap_or("0");
-        if !all_digits(fraction) {
-            return Err(SYNTAX);
-        }
-        if fraction.len() > 6 {
-            return Err(DomainError::InvalidPrice(
-                "unit_price has at most 6 fractional digits",
-            ));
-        }
-        // Eleven or more whole digits are above the limit, and ten fit in an
-        // i64 with room for the fraction.
         let too_large = DomainError::InvalidPrice("unit_price is at most 1000000000 minor units");
-        if whole.len() > 10 {
-            return Err(too_large);
-        }
-        let digits = |part: &str| part.bytes().fold(0i64, |n, d| n * 10 + i64::from(d - b'0'));
-        let fraction_micros = digits(fraction) * 10i64.pow(6 - fraction.len() as u32);
-        let micros = digits(whole) * MICROS_PER_MINOR + fraction_micros;
-        if micros > UNIT_PRICE_MAX_MICROS {
-            return Err(too_large);
-        }
-        Ok(UnitPrice(micros))
+        let micros = decimal::parse_scaled(text, form, 6, 0).map_err(|e| match e {
+            DecimalError::Syntax | DecimalError::Negative => DomainError::InvalidPrice(
+                "unit_price must be a decimal string of minor units such as \"1\" or \"0.25\"",
+            ),
+            DecimalError::TooPrecise => {
+                DomainError::InvalidPrice("unit_price has at most 6 fractional digits")
+            }
+            DecimalError::TooLarge => too_large.clone(),
+        })?;
+        i64::try_from(micros)
+            .ok()
+            .filter(|m| *m <= UNIT_PRICE_MAX_MICROS)
+            .map(UnitPrice)
+            .ok_or(too_large)
     }
 
     /// A price of `micros` millionths of a minor unit per credit, refused
