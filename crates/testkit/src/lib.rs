@@ -6,6 +6,7 @@
 //! where a missing PostgreSQL fails the test.
 
 pub mod app;
+pub mod kinds;
 pub mod openapi;
 pub mod stripe;
 pub mod upstream;
