@@ -27,6 +27,24 @@ use store::{BoxFuture, Clock, Store, StoreError};
 
 pub use settings::EnvSettings;
 
+/// The kinds of record billing keeps. A kind's name is its records' key in
+/// the store, shared with every other crate's: a test where all the crates
+/// meet checks that no two kinds share a name.
+pub const RECORD_KINDS: &[&str] = &[
+    <plan::Plan as records::Kind>::KIND,
+    <package::Package as records::Kind>::KIND,
+    <subscription::Subscription as records::Kind>::KIND,
+    <subscription::OverageCharge as records::Kind>::KIND,
+    <settings::Stored as records::Kind>::KIND,
+    <domain::topup::AutoTopup as records::Kind>::KIND,
+    <payments::subscriptions::PaymentSubscription as records::Kind>::KIND,
+    <payments::checkout::PaymentCustomer as records::Kind>::KIND,
+    <payments::checkout::CheckoutSession as records::Kind>::KIND,
+    <payments::checkout::SavedCard as records::Kind>::KIND,
+    <payments::refund::PaymentRefund as records::Kind>::KIND,
+    <payments::webhook::PaymentEvent as records::Kind>::KIND,
+];
+
 /// Billing's state: the store, the clock, and the environment's settings.
 pub struct Billing {
     /// The ledger's storage, where billing's records live too.
@@ -142,5 +160,16 @@ impl Policy for Billing {
             let settings = settings::read(self.store.as_ref(), &self.env).await?;
             Ok(Some(settings.priority(source)))
         })
+    }
+}
+
+#[cfg(test)]
+mod record_kinds {
+    #[test]
+    fn the_list_of_record_kinds_names_every_kind_billing_declares() {
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut listed: Vec<&str> = super::RECORD_KINDS.to_vec();
+        listed.sort_unstable();
+        assert_eq!(testkit::kinds::declared_in(&src), listed);
     }
 }

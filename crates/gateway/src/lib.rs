@@ -32,6 +32,15 @@ use crate::error::GatewayError;
 
 pub use config::{GatewayConfig, Upstream};
 
+/// The kinds of record the gateway keeps. A kind's name is its records' key
+/// in the store, shared with every other crate's: a test where all the
+/// crates meet checks that no two kinds share a name.
+pub const RECORD_KINDS: &[&str] = &[
+    <domain::ModelPrice as records::Kind>::KIND,
+    <byok::ProviderKey as records::Kind>::KIND,
+    <limit::KeySpend as records::Kind>::KIND,
+];
+
 /// The gateway's state.
 pub struct Gateway {
     /// The ledger's storage, where prices and calls live too.
@@ -160,5 +169,16 @@ impl Gateway {
             routes: api::routes(self),
             errors: error::GatewayError::codes(),
         }
+    }
+}
+
+#[cfg(test)]
+mod record_kinds {
+    #[test]
+    fn the_list_of_record_kinds_names_every_kind_the_gateway_declares() {
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut listed: Vec<&str> = super::RECORD_KINDS.to_vec();
+        listed.sort_unstable();
+        assert_eq!(testkit::kinds::declared_in(&src), listed);
     }
 }

@@ -26,6 +26,16 @@ use store::{Clock, Store};
 use tokio::net::TcpListener;
 
 pub use auth::{Access, KeyHash, KeyKind, Keys, Principal, Secret, SpendLimit, SpendPeriod};
+
+/// The kinds of record the server keeps. A kind's name is its records' key
+/// in the store, shared with every other crate's: a test where all the
+/// crates meet checks that no two kinds share a name.
+pub const RECORD_KINDS: &[&str] = &[
+    <auth::ApiKey as store::records::Kind>::KIND,
+    <idempotency::KeptAnswer as store::records::Kind>::KIND,
+    <account_billing::AccountBilling as store::records::Kind>::KIND,
+    <test_clock::Offset as store::records::Kind>::KIND,
+];
 pub use jobs::JobsConfig;
 pub use metrics::Metrics;
 pub use routes::{Capability, Route, router};
@@ -115,4 +125,15 @@ pub async fn serve(
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+#[cfg(test)]
+mod record_kinds {
+    #[test]
+    fn the_list_of_record_kinds_names_every_kind_the_server_declares() {
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut listed: Vec<&str> = super::RECORD_KINDS.to_vec();
+        listed.sort_unstable();
+        assert_eq!(testkit::kinds::declared_in(&src), listed);
+    }
 }

@@ -39,7 +39,7 @@ const OFFSET_ID: &str = "offset";
 /// How far the test clock runs ahead of the system's time, as stored: a
 /// record of kind `test_clock`, id `offset`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-struct Offset {
+pub(crate) struct Offset {
     /// Microseconds ahead; never negative, never more than
     /// [`OFFSET_MAX_MICROS`], and never smaller than in an earlier version.
     offset_micros: i64,

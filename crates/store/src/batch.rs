@@ -13,6 +13,9 @@ use sha2::{Digest, Sha256};
 use crate::records::{Record, RecordWrite, decide_write};
 use crate::{Charge, Command, Executed, Op, Outcome, Refused, StoreError, StoredResponse};
 
+#[cfg(test)]
+mod tests;
+
 /// Where a batch reads what it needs, inside the store's open transaction.
 pub trait Source {
     /// The account's book: its lots with credits left, its pending holds and

@@ -226,9 +226,11 @@ async fn standings_are_preloaded_after_a_restart() {
     }
     // Done means every book is in.
     assert_eq!(store.books_kept(), ACCOUNTS);
-    // The writer's first look for other processes, when idle, finds none
-    // and keeps them.
-    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    // The writer's first look for other processes finds none and keeps
+    // them. It looks when idle and before every write, a pruning of keys
+    // included, which it answers only once it has looked: the answer is the
+    // look done, with no time to wait out.
+    store.prune_idempotency(START).await.unwrap();
     assert_eq!(store.books_kept(), ACCOUNTS);
     assert_eq!(checked(&store, "acct0999", START).await, c(1));
     run(&store, consume("acct0999", 1)).await.unwrap();
@@ -285,8 +287,10 @@ async fn a_store_for_one_command_preloads_nothing() {
     let mut options = SqliteOptions::new(&db.path);
     options.preload_books = false;
     let store = SqliteStore::open(options, Arc::new(db.clock.clone())).unwrap();
+    // A preload raises this flag before `open` returns and lowers it only
+    // once it has kept what it read: the flag down and no book kept mean
+    // that none ran and none will, with nothing to wait for.
     assert!(!store.preloading());
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     assert_eq!(store.books_kept(), 0);
     // A check keeps the standing it read.
     assert_eq!(checked(&store, "a", START).await, c(1));

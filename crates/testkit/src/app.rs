@@ -186,6 +186,27 @@ impl TestApp {
         capabilities
     }
 
+    /// Asserts that `routes`, the routes the plugins add, are each in the
+    /// app's table once and beside every other route: the app's table holds
+    /// as many distinct routes as it would without the plugins, plus one for
+    /// each of `routes`. So a walk of `routes` covers every route the
+    /// plugins serve, a count taken from the table rather than written down.
+    pub fn assert_plugin_routes(&self, routes: &[(Method, &'static str, server::Access)]) {
+        let all = server::routes::table(&self.state, self.capabilities());
+        for route in routes {
+            assert!(all.contains(route), "{route:?} is not in the app's table");
+        }
+        let without = server::routes::table(
+            &self.state,
+            vec![test_clock_capability(&self.state, &self.test_clock)],
+        );
+        assert_eq!(
+            distinct_routes(&all),
+            distinct_routes(&without) + routes.len(),
+            "the plugins' routes are not each in the app's table once"
+        );
+    }
+
     /// What the test's plugins handed back, as `T`.
     pub fn plugin<T: Any + Send + Sync>(&self) -> Arc<T> {
         self.handle
@@ -652,6 +673,15 @@ async fn reply(response: reqwest::Response) -> Reply {
         text,
         headers,
     }
+}
+
+/// How many distinct (method, path) a route table holds.
+pub fn distinct_routes(table: &[(Method, &'static str, server::Access)]) -> usize {
+    table
+        .iter()
+        .map(|(method, path, _)| (method, path))
+        .collect::<std::collections::HashSet<_>>()
+        .len()
 }
 
 /// The test clock's routes, as `creditd serve` adds them with the setting on.

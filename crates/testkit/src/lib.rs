@@ -6,6 +6,7 @@
 //! where a missing PostgreSQL fails the test.
 
 pub mod app;
+pub mod kinds;
 pub mod openapi;
 pub mod stripe;
 pub mod upstream;
@@ -43,6 +44,53 @@ fn with_database(url: &str, name: &str) -> String {
 }
 
 static SKIP_NOTICE: Once = Once::new();
+
+/// Declares a test that runs once on each store, as `name::sqlite` and
+/// `name::postgres`. In the first, the pattern in the signature binds what
+/// `sqlite:` opens; in the second, what `postgres:` opens, an `Option` that
+/// is `None` when PostgreSQL cannot be reached outside CI, which skips the
+/// run. Each suite wraps it in a macro of its own that says how it opens
+/// what its cases take, so that a case names only its body.
+///
+/// ```text
+/// testkit::each_store_test! {
+///     #[tokio::test]
+///     async fn a_grant_adds_to_the_balance(app) { ... }
+///     sqlite: TestApp::spawn_sqlite(None).await,
+///     postgres: TestApp::spawn_postgres(None).await,
+/// }
+/// ```
+#[macro_export]
+macro_rules! each_store_test {
+    (
+        $(#[$attr:meta])*
+        async fn $name:ident($subject:pat) $body:block
+        sqlite: $sqlite:expr,
+        postgres: $postgres:expr $(,)?
+    ) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            $(#[$attr])*
+            async fn sqlite() {
+                #[allow(unused_mut)]
+                let $subject = $sqlite;
+                $body
+            }
+
+            $(#[$attr])*
+            async fn postgres() {
+                let opened = $postgres;
+                #[allow(unused_mut)]
+                let Some($subject) = opened else {
+                    return;
+                };
+                $body
+            }
+        }
+    };
+}
 
 /// A database created for one test and dropped when this is dropped.
 pub struct TestDatabase {

@@ -30,23 +30,12 @@ macro_rules! billing_test {
         billing_test!($(#[$attr])* async fn $name($app) with $crate::support::plain $body);
     };
     ($(#[$attr:meta])* async fn $name:ident($app:ident) with $plugins:path $body:block) => {
-        mod $name {
-            #[allow(unused_imports)]
-            use super::*;
-
+        testkit::each_store_test! {
             $(#[$attr])*
-            async fn sqlite() {
-                let $app = testkit::app::TestApp::spawn_sqlite(Some(std::sync::Arc::new($plugins))).await;
-                $body
-            }
-
-            $(#[$attr])*
-            async fn postgres() {
-                let Some($app) = testkit::app::TestApp::spawn_postgres(Some(std::sync::Arc::new($plugins))).await else {
-                    return;
-                };
-                $body
-            }
+            async fn $name($app) $body
+            sqlite: testkit::app::TestApp::spawn_sqlite(Some(std::sync::Arc::new($plugins))).await,
+            postgres: testkit::app::TestApp::spawn_postgres(Some(std::sync::Arc::new($plugins)))
+                .await,
         }
     };
 }

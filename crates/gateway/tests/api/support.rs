@@ -89,27 +89,23 @@ pub async fn each_store(
 /// front of `upstream`, a fresh [`FakeUpstream`].
 macro_rules! gateway_test {
     ($(#[$attr:meta])* async fn $name:ident($app:ident, $upstream:ident) $body:block) => {
-        mod $name {
-            #[allow(unused_imports)]
-            use super::*;
-
+        testkit::each_store_test! {
             $(#[$attr])*
-            async fn sqlite() {
-                let $upstream = $crate::support::FakeUpstream::start().await;
-                let config = $crate::support::config(&$upstream.base_url(), None);
-                let $app = testkit::app::TestApp::spawn_sqlite(Some($crate::support::plugins(config))).await;
-                $body
-            }
-
-            $(#[$attr])*
-            async fn postgres() {
-                let $upstream = $crate::support::FakeUpstream::start().await;
-                let config = $crate::support::config(&$upstream.base_url(), None);
-                let Some($app) = testkit::app::TestApp::spawn_postgres(Some($crate::support::plugins(config))).await else {
-                    return;
-                };
-                $body
-            }
+            async fn $name(($upstream, $app)) $body
+            sqlite: {
+                let upstream = $crate::support::FakeUpstream::start().await;
+                let config = $crate::support::config(&upstream.base_url(), None);
+                let plugins = Some($crate::support::plugins(config));
+                (upstream, testkit::app::TestApp::spawn_sqlite(plugins).await)
+            },
+            postgres: {
+                let upstream = $crate::support::FakeUpstream::start().await;
+                let config = $crate::support::config(&upstream.base_url(), None);
+                let plugins = Some($crate::support::plugins(config));
+                testkit::app::TestApp::spawn_postgres(plugins)
+                    .await
+                    .map(|app| (upstream, app))
+            },
         }
     };
 }

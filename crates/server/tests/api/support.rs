@@ -7,23 +7,11 @@ pub use testkit::app::{KEY, Reply, START, TestApp};
 /// `name::postgres`, with `app` a fresh [`TestApp`] on that store.
 macro_rules! store_test {
     ($(#[$attr:meta])* async fn $name:ident($app:ident) $body:block) => {
-        mod $name {
-            #[allow(unused_imports)]
-            use super::*;
-
+        testkit::each_store_test! {
             $(#[$attr])*
-            async fn sqlite() {
-                let $app = $crate::support::TestApp::spawn_sqlite(None).await;
-                $body
-            }
-
-            $(#[$attr])*
-            async fn postgres() {
-                let Some($app) = $crate::support::TestApp::spawn_postgres(None).await else {
-                    return;
-                };
-                $body
-            }
+            async fn $name($app) $body
+            sqlite: $crate::support::TestApp::spawn_sqlite(None).await,
+            postgres: $crate::support::TestApp::spawn_postgres(None).await,
         }
     };
 }

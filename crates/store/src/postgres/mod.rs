@@ -653,10 +653,10 @@ mod tests {
             .unwrap()
             .get(0);
         assert_eq!(mode, "force_generic_plan");
-        for (i, sql) in writer::writer_sql().iter().enumerate() {
+        for (name, sql) in writer::named_sql() {
             let params = client.prepare(sql).await.unwrap().params().len();
             client
-                .batch_execute(&format!("PREPARE s{i} AS {sql}"))
+                .batch_execute(&format!("PREPARE {name} AS {sql}"))
                 .await
                 .unwrap();
             let nulls = vec!["NULL"; params].join(", ");
@@ -666,7 +666,7 @@ mod tests {
                 format!("({nulls})")
             };
             let plan: String = client
-                .simple_query(&format!("EXPLAIN EXECUTE s{i}{args}"))
+                .simple_query(&format!("EXPLAIN EXECUTE {name}{args}"))
                 .await
                 .unwrap()
                 .iter()
@@ -676,9 +676,9 @@ mod tests {
                 })
                 .collect::<Vec<_>>()
                 .join("\n");
-            assert!(!plan.is_empty(), "no plan for {sql}");
+            assert!(!plan.is_empty(), "no plan for {name}: {sql}");
             if let Some(bad) = scans_a_whole_table(&plan) {
-                panic!("{bad}\nin the plan of {sql}:\n{plan}");
+                panic!("{bad}\nin the plan of {name}: {sql}\n{plan}");
             }
         }
     }

@@ -27,25 +27,11 @@ use crate::common::{Handle, START};
 /// ```
 macro_rules! store_test {
     ($(#[$attr:meta])* async fn $name:ident($store:ident) $body:block) => {
-        mod $name {
-            #[allow(unused_imports)]
-            use super::*;
-
+        testkit::each_store_test! {
             $(#[$attr])*
-            async fn sqlite() {
-                #[allow(unused_mut)]
-                let mut $store = $crate::support::TestStore::sqlite().await;
-                $body
-            }
-
-            $(#[$attr])*
-            async fn postgres() {
-                #[allow(unused_mut)]
-                let Some(mut $store) = $crate::support::TestStore::postgres().await else {
-                    return;
-                };
-                $body
-            }
+            async fn $name(mut $store) $body
+            sqlite: $crate::support::TestStore::sqlite().await,
+            postgres: $crate::support::TestStore::postgres().await,
         }
     };
 }
