@@ -14,7 +14,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use serde_json::value::RawValue;
 use server::error::ApiError;
-use server::extract::{self, PathParam, Query, ReadBody, Sign, Write};
+use server::extract::{
+    self, ExistingAccount, PathAccount, PathParam, Query, ReadBody, Sign, Write,
+};
 use server::openapi::Doc;
 use server::openapi::schema::{AccountPath, IdempotencyKey};
 use server::render::{self, Decimal, GrantView, Instant};
@@ -888,10 +890,10 @@ struct PackageGrantBody {
 async fn grant_package(
     State(billing): BillingState,
     Extension(principal): Extension<Principal>,
-    axum::extract::Path((account, package)): axum::extract::Path<(String, String)>,
+    ExistingAccount(account): ExistingAccount,
+    axum::extract::Path((_, package)): axum::extract::Path<(String, String)>,
     write: Write,
 ) -> Result<Response, ApiError> {
-    let account = extract::account_id(&account)?;
     let package_id = record_id(&package, "package")?;
     let body: PackageGrantBody = extract::parse_optional_json(&write.body)?;
     let store = billing.store.as_ref();
@@ -902,7 +904,6 @@ async fn grant_package(
     if !package.active {
         return Err(BillingError::PackageInactive.into());
     }
-    server::handlers::require_account(store, &account).await?;
     let settings = settings::read(store, &billing.env).await?;
     if !settings.allow_free_user_purchase && !billing.has_paid_plan(&account).await? {
         return Err(BillingError::PurchaseNotAllowed.into());
@@ -1089,11 +1090,10 @@ async fn provider_billed<'a>(
 )]
 async fn put_subscription(
     State(billing): BillingState,
-    PathParam(id): PathParam,
     kept: Option<Extension<server::idempotency::KeptKey>>,
+    PathAccount(account): PathAccount,
     ReadBody(body): ReadBody,
 ) -> Result<Response, ApiError> {
-    let account = extract::account_id(&id)?;
     let body: SubscriptionBody = extract::parse_json(&body)?;
     let plan_id = record_id(&body.plan_id, "plan")?;
     let anchor = extract::timestamp(body.anchor.as_deref(), "anchor")?;
@@ -1153,9 +1153,8 @@ async fn put_subscription(
 )]
 async fn get_subscription(
     State(billing): BillingState,
-    PathParam(id): PathParam,
+    PathAccount(account): PathAccount,
 ) -> Result<Response, ApiError> {
-    let account = extract::account_id(&id)?;
     let doc = records::get::<Subscription>(billing.store.as_ref(), account.as_str())
         .await?
         .ok_or(BillingError::SubscriptionNotFound)?;
@@ -1187,10 +1186,9 @@ async fn get_subscription(
 )]
 async fn cancel_subscription(
     State(billing): BillingState,
-    PathParam(id): PathParam,
     kept: Option<Extension<server::idempotency::KeptKey>>,
+    PathAccount(account): PathAccount,
 ) -> Result<Response, ApiError> {
-    let account = extract::account_id(&id)?;
     let store = billing.store.as_ref();
     if let Some((doc, payments)) = provider_billed(&billing, &account).await? {
         let key = crate::payments::api::request_key(kept.as_ref().map(|k| &k.0))?;
@@ -1237,9 +1235,8 @@ struct DailyRewardView<'a> {
 )]
 async fn claim_daily_reward(
     State(billing): BillingState,
-    PathParam(id): PathParam,
+    PathAccount(account): PathAccount,
 ) -> Result<Response, ApiError> {
-    let account = extract::account_id(&id)?;
     let store = billing.store.as_ref();
     let settings = settings::read(store, &billing.env).await?;
     if !settings.daily_reward.enabled || !settings.daily_reward.amount.is_positive() {
@@ -1349,11 +1346,9 @@ struct DailyRewardStatus {
 )]
 async fn get_daily_reward(
     State(billing): BillingState,
-    PathParam(id): PathParam,
+    ExistingAccount(account): ExistingAccount,
 ) -> Result<Response, ApiError> {
-    let account = extract::account_id(&id)?;
     let store = billing.store.as_ref();
-    server::handlers::require_account(store, &account).await?;
     let settings = settings::read(store, &billing.env).await?;
     let now = billing.clock.now();
     let (_, date) = daily::day_of(now);
@@ -1423,11 +1418,9 @@ struct ChargeList {
 )]
 async fn list_overage_charges(
     State(billing): BillingState,
-    PathParam(id): PathParam,
+    ExistingAccount(account): ExistingAccount,
 ) -> Result<Response, ApiError> {
-    let account = extract::account_id(&id)?;
     let store = billing.store.as_ref();
-    server::handlers::require_account(store, &account).await?;
     let filter = RecordFilter::Equals {
         name: "account".to_owned(),
         value: account.to_string(),

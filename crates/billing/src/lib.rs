@@ -144,3 +144,9 @@ impl Policy for Billing {
         })
     }
 }
+
+impl server::extract::HasStore for Billing {
+    fn store(&self) -> &dyn Store {
+        self.store.as_ref()
+    }
+}

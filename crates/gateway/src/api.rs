@@ -11,7 +11,7 @@ use axum::routing::{MethodRouter, delete, get, post, put};
 use ledger::Timestamp;
 use serde::{Deserialize, Serialize};
 use server::error::ApiError;
-use server::extract::{self, PathParam, Query};
+use server::extract::{self, ExistingAccount, PathAccount, PathParam, Query};
 use server::openapi::Doc;
 use server::openapi::schema::AccountPath;
 use server::render::{self, Decimal, Instant};
@@ -1018,10 +1018,10 @@ pub const PROVIDER_KEY_LEN_MAX: usize = 1024;
 )]
 async fn put_provider_key(
     State(gateway): GatewayState,
-    axum::extract::Path((account, provider)): axum::extract::Path<(String, String)>,
+    ExistingAccount(account): ExistingAccount,
+    axum::extract::Path((_, provider)): axum::extract::Path<(String, String)>,
     extract::ReadBody(body): extract::ReadBody,
 ) -> Result<Response, ApiError> {
-    let account = extract::account_id(&account)?;
     let provider = provider_name(&provider)?;
     let keyring = gateway.keyring()?;
     let body: ProviderKeyBody = extract::parse_json(&body)?;
@@ -1039,9 +1039,6 @@ async fn put_provider_key(
             .map_err(GatewayError::InvalidProviderKey)?;
     }
     let store = gateway.store.as_ref();
-    if store.account(account.clone()).await?.is_none() {
-        return Err(ApiError::Rejected(ledger::Reject::AccountNotFound));
-    }
     let sealed = keyring.seal(&account, &provider, &body.api_key, body.base_url);
     let id = crate::byok::record_id(&account, &provider);
     match records::write::<crate::byok::ProviderKey>(store, records::put(&id, &sealed, Expect::Any))
@@ -1070,9 +1067,9 @@ async fn put_provider_key(
 )]
 async fn delete_provider_key(
     State(gateway): GatewayState,
-    axum::extract::Path((account, provider)): axum::extract::Path<(String, String)>,
+    PathAccount(account): PathAccount,
+    axum::extract::Path((_, provider)): axum::extract::Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let account = extract::account_id(&account)?;
     let provider = provider_name(&provider)?;
     let id = crate::byok::record_id(&account, &provider);
     let store = gateway.store.as_ref();
@@ -1109,13 +1106,9 @@ async fn delete_provider_key(
 )]
 async fn list_provider_keys(
     State(gateway): GatewayState,
-    PathParam(id): PathParam,
+    ExistingAccount(account): ExistingAccount,
 ) -> Result<Response, ApiError> {
-    let account = extract::account_id(&id)?;
     let store = gateway.store.as_ref();
-    if store.account(account.clone()).await?.is_none() {
-        return Err(ApiError::Rejected(ledger::Reject::AccountNotFound));
-    }
     let filter = records::RecordFilter::Equals {
         name: "account".into(),
         value: account.as_str().to_owned(),
@@ -1256,10 +1249,9 @@ struct UsageSummary {
 )]
 async fn usage_summary(
     State(gateway): GatewayState,
-    PathParam(id): PathParam,
     Query(query): Query<UsageQuery>,
+    ExistingAccount(account): ExistingAccount,
 ) -> Result<Response, ApiError> {
-    let account = extract::account_id(&id)?;
     let (from, to) = window(&gateway, query.from.as_deref(), query.to.as_deref())?;
     let group_by = match query.group_by.as_deref() {
         None => GroupBy::Model,
@@ -1268,9 +1260,6 @@ async fn usage_summary(
         })?,
     };
     let store = gateway.store.as_ref();
-    if store.account(account.clone()).await?.is_none() {
-        return Err(ApiError::Rejected(ledger::Reject::AccountNotFound));
-    }
     let (data, total) = match group_by.sums() {
         Some(sums) => {
             let buckets = usage::buckets(store, &account, from, to, sums).await?;
@@ -1409,10 +1398,9 @@ struct CallsQuery {
 )]
 async fn usage_calls(
     State(gateway): GatewayState,
-    PathParam(id): PathParam,
     Query(query): Query<CallsQuery>,
+    ExistingAccount(account): ExistingAccount,
 ) -> Result<Response, ApiError> {
-    let account = extract::account_id(&id)?;
     let (from, to) = window(&gateway, query.from.as_deref(), query.to.as_deref())?;
     let limit = extract::limit(query.limit.as_deref())?;
     let before = query
@@ -1429,9 +1417,6 @@ async fn usage_calls(
         })
         .transpose()?;
     let store = gateway.store.as_ref();
-    if store.account(account.clone()).await?.is_none() {
-        return Err(ApiError::Rejected(ledger::Reject::AccountNotFound));
-    }
     let page = store
         .calls(CallQuery {
             account,

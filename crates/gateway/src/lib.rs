@@ -162,3 +162,9 @@ impl Gateway {
         }
     }
 }
+
+impl server::extract::HasStore for Gateway {
+    fn store(&self) -> &dyn Store {
+        self.store.as_ref()
+    }
+}

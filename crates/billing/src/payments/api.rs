@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use serde_json::value::RawValue;
 use server::error::ApiError;
-use server::extract::{self, PathParam, Query, Sign};
+use server::extract::{self, ExistingAccount, Query, Sign};
 use server::idempotency::KeptKey;
 use server::openapi::Doc;
 use server::openapi::schema::AccountPath;
@@ -222,10 +222,9 @@ struct CheckoutView {
 )]
 async fn create_checkout(
     State(billing): BillingState,
-    PathParam(id): PathParam,
+    ExistingAccount(account): ExistingAccount,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let account = extract::account_id(&id)?;
     let payments = payments(&billing)?;
     let request_key = request_key(request.extensions().get::<KeptKey>())?;
     let headers = request.headers().clone();
@@ -238,7 +237,6 @@ async fn create_checkout(
     let body: CheckoutBody = extract::parse_json(&body)?;
     let locale = checkout_locale(body.locale, &headers)?;
     let returns = checkout::Returns::of(&payments.config, body.success_url, body.cancel_url)?;
-    server::handlers::require_account(billing.store.as_ref(), &account).await?;
     let sale = match (body.package_id, body.plan_id, body.amount) {
         (Some(package), None, None) => {
             checkout::package_sale(&billing, &account, &package, &locale).await?
@@ -355,16 +353,15 @@ struct CheckoutStatusView {
 )]
 async fn get_checkout(
     State(billing): BillingState,
-    axum::extract::Path((account, session)): axum::extract::Path<(String, String)>,
+    ExistingAccount(account): ExistingAccount,
+    axum::extract::Path((_, session)): axum::extract::Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let account = extract::account_id(&account)?;
     let payments = payments(&billing)?;
     if !super::is_provider_id(&session) {
         return Err(ApiError::InvalidId(
             "a checkout session id is 1 to 255 letters, digits and underscores".into(),
         ));
     }
-    server::handlers::require_account(billing.store.as_ref(), &account).await?;
     let status = checkout::status(&billing, payments, &account, &session).await?;
     let ours = status.session;
     Ok(render::json(
@@ -422,17 +419,15 @@ pub(crate) fn request_key(kept: Option<&KeptKey>) -> Result<String, ApiError> {
 )]
 async fn setup_payment_method(
     State(billing): BillingState,
-    PathParam(id): PathParam,
     headers: axum::http::HeaderMap,
     kept: Option<axum::Extension<KeptKey>>,
+    ExistingAccount(account): ExistingAccount,
     extract::ReadBody(body): extract::ReadBody,
 ) -> Result<Response, ApiError> {
-    let account = extract::account_id(&id)?;
     let payments = payments(&billing)?;
     let body: SetupBody = extract::parse_optional_json(&body)?;
     let locale = checkout_locale(body.locale, &headers)?;
     let returns = checkout::Returns::of(&payments.config, body.success_url, body.cancel_url)?;
-    server::handlers::require_account(billing.store.as_ref(), &account).await?;
     let key = request_key(kept.as_ref().map(|k| &k.0))?;
     let (session_id, checkout_url) =
         checkout::create_setup_session(&billing, payments, &account, &key, &returns, &locale)
@@ -480,11 +475,9 @@ struct CardView {
 )]
 async fn get_payment_method(
     State(billing): BillingState,
-    PathParam(id): PathParam,
+    ExistingAccount(account): ExistingAccount,
 ) -> Result<Response, ApiError> {
-    let account = extract::account_id(&id)?;
     let store = billing.store.as_ref();
-    server::handlers::require_account(store, &account).await?;
     let card = records::get::<checkout::SavedCard>(store, account.as_str())
         .await?
         .map(|d| CardView {
@@ -644,11 +637,9 @@ fn auto_topup_view(billing: &Billing, topup: &crate::domain::topup::AutoTopup) -
 )]
 async fn get_auto_topup(
     State(billing): BillingState,
-    PathParam(id): PathParam,
+    ExistingAccount(account): ExistingAccount,
 ) -> Result<Response, ApiError> {
-    let account = extract::account_id(&id)?;
     let store = billing.store.as_ref();
-    server::handlers::require_account(store, &account).await?;
     let topup = records::get::<crate::domain::topup::AutoTopup>(store, account.as_str())
         .await?
         .map(|doc| doc.body)
@@ -687,11 +678,10 @@ async fn get_auto_topup(
 )]
 async fn put_auto_topup(
     State(billing): BillingState,
-    PathParam(id): PathParam,
+    ExistingAccount(account): ExistingAccount,
     extract::ReadBody(body): extract::ReadBody,
 ) -> Result<Response, ApiError> {
     use crate::domain::topup::{AutoTopup, TOPUP_MIN_CENTS, Threshold};
-    let account = extract::account_id(&id)?;
     payments(&billing)?;
     let body: AutoTopupBody = extract::parse_json(&body)?;
     let bad = |message: &str| -> ApiError { BillingError::InvalidAutoTopup(message.into()).into() };
@@ -731,7 +721,6 @@ async fn put_auto_topup(
         return Err(bad("the amount is too large"));
     }
     let store = billing.store.as_ref();
-    server::handlers::require_account(store, &account).await?;
     if body.enabled
         && records::get::<checkout::SavedCard>(store, account.as_str())
             .await?
