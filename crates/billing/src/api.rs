@@ -6,9 +6,8 @@ use std::sync::Arc;
 
 use axum::Extension;
 use axum::extract::State;
-use axum::http::{HeaderValue, Method, StatusCode};
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::Response;
-use axum::routing::{MethodRouter, delete, get, patch, post, put};
 use ledger::{AccountId, Amount, Metadata, NewGrant, Source, Timestamp};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -20,6 +19,7 @@ use server::extract::{
 use server::openapi::Doc;
 use server::openapi::schema::{AccountPath, IdempotencyKey};
 use server::render::{self, Decimal, GrantView, Instant};
+use server::routes::{Idempotency, Routes};
 use server::{Access, Principal, Route};
 use store::records::{self, Doc as Record, Expect, RecordFilter, Written};
 use store::{Command, Executed, Op, Outcome, Refused};
@@ -43,121 +43,48 @@ type BillingState = State<Arc<Billing>>;
 /// Billing's routes, answered with its state.
 pub fn routes(billing: &Arc<Billing>) -> Vec<Route> {
     use Access::{Account, Admin, Catalog, Service};
-    let r = |method, path, access, handler: MethodRouter<Arc<Billing>>, doc| Route {
-        idempotency: server::routes::Idempotency::of(&method),
-        method,
-        path,
-        access,
-        handler: handler.with_state(billing.clone()),
-        doc,
-        dialect: None,
-    };
+    let routes = Routes::with(billing.clone());
     vec![
-        r(
-            Method::GET,
-            "/v1/settings/credits",
-            Admin,
-            get(get_settings),
-            Doc::of::<__path_get_settings>(),
-        ),
-        r(
-            Method::PATCH,
-            "/v1/settings/credits",
-            Admin,
-            patch(patch_settings),
-            Doc::of::<__path_patch_settings>(),
-        ),
-        r(
-            Method::PUT,
-            "/v1/plans/{plan_id}",
-            Admin,
-            put(put_plan),
-            Doc::of::<__path_put_plan>(),
-        ),
-        r(
-            Method::GET,
-            "/v1/plans/{plan_id}",
-            Catalog,
-            get(get_plan),
-            Doc::of::<__path_get_plan>(),
-        ),
-        r(
-            Method::GET,
-            "/v1/plans",
-            Catalog,
-            get(list_plans),
-            Doc::of::<__path_list_plans>(),
-        ),
-        r(
-            Method::PUT,
-            "/v1/packages/{package_id}",
-            Admin,
-            put(put_package),
-            Doc::of::<__path_put_package>(),
-        ),
-        r(
-            Method::GET,
-            "/v1/packages/{package_id}",
-            Catalog,
-            get(get_package),
-            Doc::of::<__path_get_package>(),
-        ),
-        r(
-            Method::GET,
-            "/v1/packages",
-            Catalog,
-            get(list_packages),
-            Doc::of::<__path_list_packages>(),
-        ),
-        r(
-            Method::POST,
-            "/v1/accounts/{account_id}/packages/{package_id}/grant",
+        routes.route(Admin, Doc::of::<__path_get_settings>(), get_settings),
+        routes.route(Admin, Doc::of::<__path_patch_settings>(), patch_settings),
+        routes.route(Admin, Doc::of::<__path_put_plan>(), put_plan),
+        routes.route(Catalog, Doc::of::<__path_get_plan>(), get_plan),
+        routes.route(Catalog, Doc::of::<__path_list_plans>(), list_plans),
+        routes.route(Admin, Doc::of::<__path_put_package>(), put_package),
+        routes.route(Catalog, Doc::of::<__path_get_package>(), get_package),
+        routes.route(Catalog, Doc::of::<__path_list_packages>(), list_packages),
+        routes
+            .route(Service, Doc::of::<__path_grant_package>(), grant_package)
+            .with_idempotency(Idempotency::Ledger),
+        routes.route(
             Service,
-            post(grant_package),
-            Doc::of::<__path_grant_package>(),
-        )
-        .with_idempotency(server::routes::Idempotency::Ledger),
-        r(
-            Method::PUT,
-            "/v1/accounts/{account_id}/subscription",
-            Service,
-            put(put_subscription),
             Doc::of::<__path_put_subscription>(),
+            put_subscription,
         ),
-        r(
-            Method::GET,
-            "/v1/accounts/{account_id}/subscription",
+        routes.route(
             Account,
-            get(get_subscription),
             Doc::of::<__path_get_subscription>(),
+            get_subscription,
         ),
-        r(
-            Method::DELETE,
-            "/v1/accounts/{account_id}/subscription",
+        routes.route(
             Service,
-            delete(cancel_subscription),
             Doc::of::<__path_cancel_subscription>(),
+            cancel_subscription,
         ),
-        r(
-            Method::POST,
-            "/v1/accounts/{account_id}/daily-reward",
+        routes.route(
             Account,
-            post(claim_daily_reward),
             Doc::of::<__path_claim_daily_reward>(),
+            claim_daily_reward,
         ),
-        r(
-            Method::GET,
-            "/v1/accounts/{account_id}/daily-reward",
+        routes.route(
             Account,
-            get(get_daily_reward),
             Doc::of::<__path_get_daily_reward>(),
+            get_daily_reward,
         ),
-        r(
-            Method::GET,
-            "/v1/accounts/{account_id}/overage-charges",
+        routes.route(
             Service,
-            get(list_overage_charges),
             Doc::of::<__path_list_overage_charges>(),
+            list_overage_charges,
         ),
     ]
 }

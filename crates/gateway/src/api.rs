@@ -5,9 +5,8 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
-use axum::http::{Method, StatusCode};
+use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::{MethodRouter, delete, get, post, put};
 use ledger::Timestamp;
 use serde::{Deserialize, Serialize};
 use server::error::ApiError;
@@ -15,7 +14,7 @@ use server::extract::{self, ExistingAccount, PathAccount, PathParam, Query};
 use server::openapi::Doc;
 use server::openapi::schema::AccountPath;
 use server::render::{self, Decimal, Instant};
-use server::routes::Idempotency;
+use server::routes::{Idempotency, Routes};
 use server::{Access, Route};
 use store::records::{self, Doc as Record, Expect, Written};
 use store::usage::{Call, CallQuery};
@@ -41,136 +40,57 @@ pub fn routes(gateway: &Arc<Gateway>) -> Vec<Route> {
     // may stream its answer, which is not kept: the OpenAI and Anthropic
     // SDKs send a key on every request, which is checked and let through.
     let calls = Idempotency::NotKept("a model's answer is streamed and metered per call");
-    let r = |method: Method, path, access, handler: MethodRouter<Arc<Gateway>>, doc, dialect| {
-        let idempotency = match access {
-            Customer if method == Method::POST => calls,
-            _ => Idempotency::of(&method),
-        };
-        Route {
-            idempotency,
-            method,
-            path,
-            access,
-            handler: handler.with_state(gateway.clone()),
-            doc,
-            dialect,
-        }
-    };
-    let openai: Option<server::routes::Dialect> = Some(openai_error);
-    let anthropic: Option<server::routes::Dialect> = Some(anthropic_error);
+    let routes = Routes::with(gateway.clone());
     vec![
-        r(
-            Method::POST,
-            "/v1/chat/completions",
-            Customer,
-            post(chat_completions),
-            Doc::of::<__path_chat_completions>().passing_upstream_errors(),
-            openai,
-        ),
-        r(
-            Method::POST,
-            "/v1/embeddings",
-            Customer,
-            post(embeddings),
-            Doc::of::<__path_embeddings>().passing_upstream_errors(),
-            openai,
-        ),
-        r(
-            Method::POST,
-            "/v1/messages",
-            Customer,
-            post(messages),
-            Doc::of::<__path_messages>().passing_upstream_errors(),
-            anthropic,
-        ),
-        r(
-            Method::GET,
-            "/v1/models",
-            Customer,
-            get(models),
-            Doc::of::<__path_models>(),
-            openai,
-        ),
-        r(
-            Method::GET,
-            "/v1/prices",
-            Admin,
-            get(list_prices),
-            Doc::of::<__path_list_prices>(),
-            None,
-        ),
-        r(
-            Method::POST,
-            "/v1/prices/import",
-            Admin,
-            post(import_prices),
-            Doc::of::<__path_import_prices>(),
-            None,
-        ),
-        r(
-            Method::GET,
-            "/v1/prices/{model}",
-            Admin,
-            get(get_price),
-            Doc::of::<__path_get_price>(),
-            None,
-        ),
-        r(
-            Method::PUT,
-            "/v1/prices/{model}",
-            Admin,
-            put(put_price),
-            Doc::of::<__path_put_price>(),
-            None,
-        ),
-        r(
-            Method::DELETE,
-            "/v1/prices/{model}",
-            Admin,
-            delete(delete_price),
-            Doc::of::<__path_delete_price>(),
-            None,
-        ),
-        r(
-            Method::PUT,
-            "/v1/accounts/{account_id}/provider-keys/{provider}",
+        routes
+            .route(
+                Customer,
+                Doc::of::<__path_chat_completions>().passing_upstream_errors(),
+                chat_completions,
+            )
+            .with_dialect(openai_error)
+            .with_idempotency(calls),
+        routes
+            .route(
+                Customer,
+                Doc::of::<__path_embeddings>().passing_upstream_errors(),
+                embeddings,
+            )
+            .with_dialect(openai_error)
+            .with_idempotency(calls),
+        routes
+            .route(
+                Customer,
+                Doc::of::<__path_messages>().passing_upstream_errors(),
+                messages,
+            )
+            .with_dialect(anthropic_error)
+            .with_idempotency(calls),
+        routes
+            .route(Customer, Doc::of::<__path_models>(), models)
+            .with_dialect(openai_error),
+        routes.route(Admin, Doc::of::<__path_list_prices>(), list_prices),
+        routes.route(Admin, Doc::of::<__path_import_prices>(), import_prices),
+        routes.route(Admin, Doc::of::<__path_get_price>(), get_price),
+        routes.route(Admin, Doc::of::<__path_put_price>(), put_price),
+        routes.route(Admin, Doc::of::<__path_delete_price>(), delete_price),
+        routes.route(
             Account,
-            put(put_provider_key),
             Doc::of::<__path_put_provider_key>(),
-            None,
+            put_provider_key,
         ),
-        r(
-            Method::DELETE,
-            "/v1/accounts/{account_id}/provider-keys/{provider}",
+        routes.route(
             Account,
-            delete(delete_provider_key),
             Doc::of::<__path_delete_provider_key>(),
-            None,
+            delete_provider_key,
         ),
-        r(
-            Method::GET,
-            "/v1/accounts/{account_id}/provider-keys",
+        routes.route(
             Account,
-            get(list_provider_keys),
             Doc::of::<__path_list_provider_keys>(),
-            None,
+            list_provider_keys,
         ),
-        r(
-            Method::GET,
-            "/v1/accounts/{account_id}/usage",
-            Account,
-            get(usage_summary),
-            Doc::of::<__path_usage_summary>(),
-            None,
-        ),
-        r(
-            Method::GET,
-            "/v1/accounts/{account_id}/usage/calls",
-            Account,
-            get(usage_calls),
-            Doc::of::<__path_usage_calls>(),
-            None,
-        ),
+        routes.route(Account, Doc::of::<__path_usage_summary>(), usage_summary),
+        routes.route(Account, Doc::of::<__path_usage_calls>(), usage_calls),
     ]
 }
 

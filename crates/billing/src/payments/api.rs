@@ -3,9 +3,8 @@
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
-use axum::http::{Method, StatusCode};
+use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::{MethodRouter, get, post};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use serde_json::value::RawValue;
@@ -15,6 +14,7 @@ use server::idempotency::KeptKey;
 use server::openapi::Doc;
 use server::openapi::schema::AccountPath;
 use server::render::{self, Instant};
+use server::routes::{Idempotency, Routes};
 use server::{Access, Route};
 use store::records::{self, RecordFilter};
 use utoipa::{IntoParams, ToSchema};
@@ -30,75 +30,33 @@ type BillingState = State<Arc<Billing>>;
 
 /// Payments' routes, answered with billing's state.
 pub fn routes(billing: &Arc<Billing>) -> Vec<Route> {
-    let r = |method, path, access, handler: MethodRouter<Arc<Billing>>, doc| Route {
-        idempotency: server::routes::Idempotency::of(&method),
-        method,
-        path,
-        access,
-        handler: handler.with_state(billing.clone()),
-        doc,
-        dialect: None,
-    };
+    use Access::{Account, Public, Service};
+    let routes = Routes::with(billing.clone());
     vec![
-        r(
-            Method::POST,
-            "/v1/accounts/{account_id}/checkout",
-            Access::Account,
-            post(create_checkout),
+        routes.route(
+            Account,
             Doc::of::<__path_create_checkout>(),
+            create_checkout,
         ),
-        r(
-            Method::GET,
-            "/v1/accounts/{account_id}/checkout/{session_id}",
-            Access::Account,
-            get(get_checkout),
-            Doc::of::<__path_get_checkout>(),
-        ),
-        r(
-            Method::POST,
-            "/v1/accounts/{account_id}/payment-method/setup",
-            Access::Account,
-            post(setup_payment_method),
+        routes.route(Account, Doc::of::<__path_get_checkout>(), get_checkout),
+        routes.route(
+            Account,
             Doc::of::<__path_setup_payment_method>(),
+            setup_payment_method,
         ),
-        r(
-            Method::GET,
-            "/v1/accounts/{account_id}/payment-method",
-            Access::Account,
-            get(get_payment_method),
+        routes.route(
+            Account,
             Doc::of::<__path_get_payment_method>(),
+            get_payment_method,
         ),
-        r(
-            Method::GET,
-            "/v1/accounts/{account_id}/auto-topup",
-            Access::Account,
-            get(get_auto_topup),
-            Doc::of::<__path_get_auto_topup>(),
-        ),
-        r(
-            Method::PUT,
-            "/v1/accounts/{account_id}/auto-topup",
-            Access::Account,
-            axum::routing::put(put_auto_topup),
-            Doc::of::<__path_put_auto_topup>(),
-        ),
-        r(
-            Method::POST,
-            "/webhooks/stripe",
-            Access::Public,
-            post(stripe_webhook),
-            Doc::of::<__path_stripe_webhook>(),
-        )
-        .with_idempotency(server::routes::Idempotency::NotKept(
-            "each event is applied once by its own id",
-        )),
-        r(
-            Method::GET,
-            "/v1/payments/events",
-            Access::Service,
-            get(list_events),
-            Doc::of::<__path_list_events>(),
-        ),
+        routes.route(Account, Doc::of::<__path_get_auto_topup>(), get_auto_topup),
+        routes.route(Account, Doc::of::<__path_put_auto_topup>(), put_auto_topup),
+        routes
+            .route(Public, Doc::of::<__path_stripe_webhook>(), stripe_webhook)
+            .with_idempotency(Idempotency::NotKept(
+                "each event is applied once by its own id",
+            )),
+        routes.route(Service, Doc::of::<__path_list_events>(), list_events),
     ]
 }
 
