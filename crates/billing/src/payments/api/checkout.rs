@@ -144,6 +144,7 @@ async fn create(
         },
     ))
 }
+
 /// `{session_id}`
 enum SessionPath {}
 
