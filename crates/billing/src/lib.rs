@@ -163,6 +163,12 @@ impl Policy for Billing {
     }
 }
 
+impl server::extract::HasStore for Billing {
+    fn store(&self) -> &dyn Store {
+        self.store.as_ref()
+    }
+}
+
 #[cfg(test)]
 mod record_kinds {
     #[test]

@@ -172,6 +172,12 @@ impl Gateway {
     }
 }
 
+impl server::extract::HasStore for Gateway {
+    fn store(&self) -> &dyn Store {
+        self.store.as_ref()
+    }
+}
+
 #[cfg(test)]
 mod record_kinds {
     #[test]

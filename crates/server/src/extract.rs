@@ -1,6 +1,9 @@
 //! The edge: request bodies, path ids, query strings and idempotency keys,
 //! parsed into ledger types or refused with a clear error.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::request::Parts;
@@ -10,7 +13,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
-use store::IdempotencyKey;
+use store::{IdempotencyKey, Store};
 
 use crate::error::ApiError;
 
@@ -461,6 +464,62 @@ impl<S: Send + Sync> FromRequestParts<S> for PathParam {
             .await
             .map(|Path(text)| PathParam(text))
             .map_err(|e| ApiError::InvalidId(e.body_text()))
+    }
+}
+
+/// The `{account_id}` of a route's path, read as an account id: 400
+/// `invalid_id` when it is not one. Whether the account exists is left to
+/// the handler, whose ledger write or record read answers that itself.
+pub struct PathAccount(pub AccountId);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathAccount {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        // Read by name, as a route may have parameters after it.
+        let Path(params) = Path::<HashMap<String, String>>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::InvalidId(e.body_text()))?;
+        let text = params
+            .get("account_id")
+            .ok_or_else(|| ApiError::Internal("the route's path has no {account_id}".into()))?;
+        account_id(text).map(PathAccount)
+    }
+}
+
+/// The `{account_id}` of a route's path, naming an account that exists: 400
+/// `invalid_id` when it is not an account id, 404 `account_not_found` when
+/// no account has it.
+pub struct ExistingAccount(pub AccountId);
+
+impl<S: HasStore + Send + Sync> FromRequestParts<S> for ExistingAccount {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let PathAccount(account) = PathAccount::from_request_parts(parts, state).await?;
+        match state.store().account(account.clone()).await? {
+            Some(_) => Ok(ExistingAccount(account)),
+            None => Err(ApiError::Rejected(ledger::Reject::AccountNotFound)),
+        }
+    }
+}
+
+/// A route's state that reaches the store, for the extractors that read it
+/// ([`ExistingAccount`]).
+pub trait HasStore {
+    /// The ledger's storage.
+    fn store(&self) -> &dyn Store;
+}
+
+impl<T: HasStore> HasStore for Arc<T> {
+    fn store(&self) -> &dyn Store {
+        T::store(self)
+    }
+}
+
+impl HasStore for crate::AppState {
+    fn store(&self) -> &dyn Store {
+        self.store.as_ref()
     }
 }
 

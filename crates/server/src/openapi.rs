@@ -4,6 +4,9 @@
 
 pub mod schema;
 
+use std::collections::BTreeSet;
+use std::sync::{Mutex, PoisonError};
+
 use axum::body::Bytes;
 use axum::http::{Method, StatusCode};
 use utoipa::openapi::content::Content;
@@ -54,6 +57,22 @@ impl Doc {
             tags: P::tags,
             schemas: P::schemas,
             upstream_errors: false,
+        }
+    }
+
+    /// The one method and the path it describes, as its route answers them.
+    ///
+    /// # Panics
+    ///
+    /// When it describes several methods, or none: a route has one.
+    pub fn method_and_path(&self) -> (Method, &'static str) {
+        let path = (self.path)();
+        match (self.methods)().as_slice() {
+            [method] => (method_of(method), interned(path)),
+            methods => panic!(
+                "{path} is described as {}: a route has one method",
+                serde_json::to_string(methods).unwrap_or_default()
+            ),
         }
     }
 
@@ -542,6 +561,33 @@ fn http_method(method: &Method) -> HttpMethod {
         Method::TRACE => HttpMethod::Trace,
         _ => panic!("{method} cannot be described"),
     }
+}
+
+fn method_of(method: &HttpMethod) -> Method {
+    match method {
+        HttpMethod::Get => Method::GET,
+        HttpMethod::Post => Method::POST,
+        HttpMethod::Put => Method::PUT,
+        HttpMethod::Patch => Method::PATCH,
+        HttpMethod::Delete => Method::DELETE,
+        HttpMethod::Head => Method::HEAD,
+        HttpMethod::Options => Method::OPTIONS,
+        HttpMethod::Trace => Method::TRACE,
+    }
+}
+
+/// `path` as the static text a route holds: a description gives its path
+/// as a `String`, and each distinct one is leaked once, however many
+/// routers are built.
+fn interned(path: String) -> &'static str {
+    static PATHS: Mutex<BTreeSet<&'static str>> = Mutex::new(BTreeSet::new());
+    let mut paths = PATHS.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(known) = paths.get(path.as_str()) {
+        return known;
+    }
+    let path: &'static str = Box::leak(path.into_boxed_str());
+    paths.insert(path);
+    path
 }
 
 fn operation_mut<'a>(item: &'a mut PathItem, method: &HttpMethod) -> &'a mut Option<Operation> {

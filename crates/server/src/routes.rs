@@ -7,9 +7,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
+use axum::handler::Handler;
 use axum::http::Method;
 use axum::middleware::{from_fn, from_fn_with_state};
-use axum::routing::{MethodRouter, delete, get, options, patch, post, put};
+use axum::routing::{MethodFilter, MethodRouter, on, options};
 use axum::{Extension, Router};
 
 use crate::AppState;
@@ -21,7 +22,8 @@ pub use crate::idempotency::Idempotency;
 use crate::openapi::{self, Doc};
 
 /// One route: a method on a path template, who may call it, the handler,
-/// its state already given, and its description.
+/// its state already given, and its description. [`Routes::route`] makes
+/// one from its description, which names its method and path.
 pub struct Route {
     /// The HTTP method.
     pub method: Method,
@@ -60,49 +62,52 @@ impl Route {
         self
     }
 
-    /// A route of the core API, answered with the shared state.
-    fn core(
-        state: &Arc<AppState>,
-        method: Method,
-        path: &'static str,
-        access: Access,
-        handler: MethodRouter<Arc<AppState>>,
-        doc: Doc,
-    ) -> Route {
+    /// The same route, writing its errors as `dialect` does.
+    pub fn with_dialect(mut self, dialect: Dialect) -> Route {
+        self.dialect = Some(dialect);
+        self
+    }
+}
+
+/// Makes the routes answered with one state, each from who may call it,
+/// its description and its handler. A route's method and path are the ones
+/// its handler's `#[utoipa::path]` names, written there and nowhere else.
+pub struct Routes<S> {
+    state: S,
+}
+
+impl<S: Clone + Send + Sync + 'static> Routes<S> {
+    /// Routes answered with `state`.
+    pub fn with(state: S) -> Routes<S> {
+        Routes { state }
+    }
+
+    /// The route `doc` describes, answered by `handler`, for the keys
+    /// `access` admits. It writes its errors as the core API does, and
+    /// honours an `Idempotency-Key` as [`Idempotency::of`] its method says,
+    /// unless [`Route::with_dialect`] and [`Route::with_idempotency`] say
+    /// otherwise.
+    ///
+    /// # Panics
+    ///
+    /// When `doc` does not describe one method (see [`Doc::method_and_path`]).
+    pub fn route<H, T>(&self, access: Access, doc: Doc, handler: H) -> Route
+    where
+        H: Handler<T, S>,
+        T: 'static,
+    {
+        let (method, path) = doc.method_and_path();
+        let filter = MethodFilter::try_from(method.clone())
+            .unwrap_or_else(|_| panic!("{method} {path} cannot be routed"));
         Route {
             idempotency: Idempotency::of(&method),
             method,
             path,
             access,
-            handler: handler.with_state(state.clone()),
+            handler: on(filter, handler).with_state(self.state.clone()),
             doc,
             dialect: None,
         }
-    }
-}
-
-/// How each core route honours an `Idempotency-Key`: the ledger's writes
-/// keep their answers in their own transactions; a check changes nothing;
-/// a new key is shown once; every other write keeps its first answer.
-fn core_idempotency(method: &Method, path: &str) -> Idempotency {
-    const LEDGER: [(Method, &str); 9] = [
-        (Method::POST, "/v1/accounts"),
-        (Method::POST, "/v1/accounts/{account_id}/grants"),
-        (Method::POST, "/v1/accounts/{account_id}/consume"),
-        (Method::POST, "/v1/accounts/{account_id}/holds"),
-        (Method::POST, "/v1/grants/{grant_id}/void"),
-        (Method::POST, "/v1/holds/{hold_id}/commit"),
-        (Method::POST, "/v1/holds/{hold_id}/release"),
-        (Method::POST, "/v1/transactions/{tx_id}/refund"),
-        (Method::PUT, "/v1/features/{feature_id}"),
-    ];
-    if LEDGER.iter().any(|(m, p)| m == method && *p == path) {
-        return Idempotency::Ledger;
-    }
-    match (method, path) {
-        (&Method::POST, "/v1/accounts/{account_id}/check") => Idempotency::NotRead,
-        (&Method::POST, "/v1/keys" | "/v1/accounts/{account_id}/keys") => Idempotency::Refused,
-        _ => Idempotency::of(method),
     }
 }
 
@@ -116,228 +121,101 @@ pub struct Capability {
 }
 
 /// The routes of the core API: the ledger, keys, and the system routes.
+/// The ledger's writes keep their answers in their own transactions, a
+/// check changes nothing, a new key is shown once, and every other write
+/// keeps its first answer.
 pub fn core_routes(state: &Arc<AppState>) -> Vec<Route> {
     use Access::{Account, Admin, Own, Public, Service};
-    let r =
-        |method, path, access, handler, doc| Route::core(state, method, path, access, handler, doc);
-    [
-        r(
-            Method::POST,
-            "/v1/accounts",
+    use Idempotency::{Ledger, NotRead, Refused};
+    let routes = Routes::with(state.clone());
+    vec![
+        routes
+            .route(
+                Service,
+                Doc::of::<accounts::__path_create>(),
+                accounts::create,
+            )
+            .with_idempotency(Ledger),
+        routes.route(Service, Doc::of::<accounts::__path_list>(), accounts::list),
+        routes.route(Account, Doc::of::<accounts::__path_get>(), accounts::get),
+        routes.route(
             Service,
-            post(accounts::create),
-            Doc::of::<accounts::__path_create>(),
-        ),
-        r(
-            Method::GET,
-            "/v1/accounts",
-            Service,
-            get(accounts::list),
-            Doc::of::<accounts::__path_list>(),
-        ),
-        r(
-            Method::GET,
-            "/v1/accounts/{account_id}",
-            Account,
-            get(accounts::get),
-            Doc::of::<accounts::__path_get>(),
-        ),
-        r(
-            Method::PATCH,
-            "/v1/accounts/{account_id}",
-            Service,
-            patch(accounts::update),
             Doc::of::<accounts::__path_update>(),
+            accounts::update,
         ),
-        r(
-            Method::GET,
-            "/v1/accounts/{account_id}/balance",
+        routes.route(
             Account,
-            get(accounts::balance),
             Doc::of::<accounts::__path_balance>(),
+            accounts::balance,
         ),
-        r(
-            Method::POST,
-            "/v1/accounts/{account_id}/grants",
-            Service,
-            post(grants::create),
-            Doc::of::<grants::__path_create>(),
-        ),
-        r(
-            Method::GET,
-            "/v1/accounts/{account_id}/grants",
+        routes
+            .route(Service, Doc::of::<grants::__path_create>(), grants::create)
+            .with_idempotency(Ledger),
+        routes.route(Account, Doc::of::<grants::__path_list>(), grants::list),
+        routes
+            .route(Service, Doc::of::<usage::__path_consume>(), usage::consume)
+            .with_idempotency(Ledger),
+        routes
+            .route(Service, Doc::of::<usage::__path_check>(), usage::check)
+            .with_idempotency(NotRead),
+        routes
+            .route(Service, Doc::of::<holds::__path_create>(), holds::create)
+            .with_idempotency(Ledger),
+        routes.route(
             Account,
-            get(grants::list),
-            Doc::of::<grants::__path_list>(),
-        ),
-        r(
-            Method::POST,
-            "/v1/accounts/{account_id}/consume",
-            Service,
-            post(usage::consume),
-            Doc::of::<usage::__path_consume>(),
-        ),
-        r(
-            Method::POST,
-            "/v1/accounts/{account_id}/check",
-            Service,
-            post(usage::check),
-            Doc::of::<usage::__path_check>(),
-        ),
-        r(
-            Method::POST,
-            "/v1/accounts/{account_id}/holds",
-            Service,
-            post(holds::create),
-            Doc::of::<holds::__path_create>(),
-        ),
-        r(
-            Method::GET,
-            "/v1/accounts/{account_id}/transactions",
-            Account,
-            get(transactions::list),
             Doc::of::<transactions::__path_list>(),
+            transactions::list,
         ),
-        r(
-            Method::POST,
-            "/v1/accounts/{account_id}/keys",
+        routes
+            .route(
+                Service,
+                Doc::of::<keys::__path_create_for_account>(),
+                keys::create_for_account,
+            )
+            .with_idempotency(Refused),
+        routes.route(
             Service,
-            post(keys::create_for_account),
-            Doc::of::<keys::__path_create_for_account>(),
-        ),
-        r(
-            Method::GET,
-            "/v1/accounts/{account_id}/keys",
-            Service,
-            get(keys::list_for_account),
             Doc::of::<keys::__path_list_for_account>(),
+            keys::list_for_account,
         ),
-        r(
-            Method::GET,
-            "/v1/grants/{grant_id}",
+        routes.route(Own, Doc::of::<grants::__path_get>(), grants::get),
+        routes
+            .route(Service, Doc::of::<grants::__path_void>(), grants::void)
+            .with_idempotency(Ledger),
+        routes.route(Service, Doc::of::<holds::__path_get>(), holds::get),
+        routes
+            .route(Service, Doc::of::<holds::__path_commit>(), holds::commit)
+            .with_idempotency(Ledger),
+        routes
+            .route(Service, Doc::of::<holds::__path_release>(), holds::release)
+            .with_idempotency(Ledger),
+        routes.route(
             Own,
-            get(grants::get),
-            Doc::of::<grants::__path_get>(),
-        ),
-        r(
-            Method::POST,
-            "/v1/grants/{grant_id}/void",
-            Service,
-            post(grants::void),
-            Doc::of::<grants::__path_void>(),
-        ),
-        r(
-            Method::GET,
-            "/v1/holds/{hold_id}",
-            Service,
-            get(holds::get),
-            Doc::of::<holds::__path_get>(),
-        ),
-        r(
-            Method::POST,
-            "/v1/holds/{hold_id}/commit",
-            Service,
-            post(holds::commit),
-            Doc::of::<holds::__path_commit>(),
-        ),
-        r(
-            Method::POST,
-            "/v1/holds/{hold_id}/release",
-            Service,
-            post(holds::release),
-            Doc::of::<holds::__path_release>(),
-        ),
-        r(
-            Method::GET,
-            "/v1/transactions/{tx_id}",
-            Own,
-            get(transactions::get),
             Doc::of::<transactions::__path_get>(),
+            transactions::get,
         ),
-        r(
-            Method::POST,
-            "/v1/transactions/{tx_id}/refund",
-            Service,
-            post(transactions::refund),
-            Doc::of::<transactions::__path_refund>(),
-        ),
-        r(
-            Method::GET,
-            "/v1/features",
-            Admin,
-            get(features::list),
-            Doc::of::<features::__path_list>(),
-        ),
-        r(
-            Method::GET,
-            "/v1/features/{feature_id}",
-            Admin,
-            get(features::get),
-            Doc::of::<features::__path_get>(),
-        ),
-        r(
-            Method::PUT,
-            "/v1/features/{feature_id}",
-            Admin,
-            put(features::put),
-            Doc::of::<features::__path_put>(),
-        ),
-        r(
-            Method::POST,
-            "/v1/keys",
-            Admin,
-            post(keys::create),
-            Doc::of::<keys::__path_create>(),
-        ),
-        r(
-            Method::GET,
-            "/v1/keys",
-            Admin,
-            get(keys::list),
-            Doc::of::<keys::__path_list>(),
-        ),
-        r(
-            Method::DELETE,
-            "/v1/keys/{key_id}",
-            Service,
-            delete(keys::revoke),
-            Doc::of::<keys::__path_revoke>(),
-        ),
-        r(
-            Method::PATCH,
-            "/v1/keys/{key_id}",
-            Service,
-            patch(keys::update),
-            Doc::of::<keys::__path_update>(),
-        ),
-        r(
-            Method::GET,
-            "/healthz",
-            Public,
-            get(system::healthz),
-            Doc::of::<system::__path_healthz>(),
-        ),
-        r(
-            Method::GET,
-            "/metrics",
-            Public,
-            get(system::metrics),
-            Doc::of::<system::__path_metrics>(),
-        ),
-        r(
-            Method::GET,
-            "/openapi.json",
-            Public,
-            get(system::openapi),
-            Doc::of::<system::__path_openapi>(),
-        ),
+        routes
+            .route(
+                Service,
+                Doc::of::<transactions::__path_refund>(),
+                transactions::refund,
+            )
+            .with_idempotency(Ledger),
+        routes.route(Admin, Doc::of::<features::__path_list>(), features::list),
+        routes.route(Admin, Doc::of::<features::__path_get>(), features::get),
+        routes
+            .route(Admin, Doc::of::<features::__path_put>(), features::put)
+            .with_idempotency(Ledger),
+        routes
+            .route(Admin, Doc::of::<keys::__path_create>(), keys::create)
+            .with_idempotency(Refused),
+        routes.route(Admin, Doc::of::<keys::__path_list>(), keys::list),
+        routes.route(Service, Doc::of::<keys::__path_revoke>(), keys::revoke),
+        routes.route(Service, Doc::of::<keys::__path_update>(), keys::update),
+        routes.route(Public, Doc::of::<system::__path_healthz>(), system::healthz),
+        routes.route(Public, Doc::of::<system::__path_metrics>(), system::metrics),
+        routes.route(Public, Doc::of::<system::__path_openapi>(), system::openapi),
     ]
-    .into_iter()
-    .map(|route| {
-        let idempotency = core_idempotency(&route.method, route.path);
-        route.with_idempotency(idempotency)
-    })
-    .collect()
 }
 
 /// The whole API: the core routes and each capability's, every one behind

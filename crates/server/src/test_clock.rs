@@ -9,9 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::{Method, StatusCode};
+use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::{get, post};
 use ledger::MICROS_PER_SECOND;
 use serde::{Deserialize, Serialize};
 use store::clock::{AdvanceError, OFFSET_MAX_MICROS, OffsetClock, next_offset};
@@ -24,7 +23,7 @@ use crate::error::ApiError;
 use crate::extract::{self, ReadBody};
 use crate::openapi::Doc;
 use crate::render::{self, Instant};
-use crate::routes::Route;
+use crate::routes::{Route, Routes};
 
 /// The largest step of one advance, in seconds: ten years of 366 days.
 pub const ADVANCE_SECONDS_MAX: i64 = 3_660 * 86_400;
@@ -218,33 +217,17 @@ struct Shared {
     store: Arc<dyn Store>,
 }
 
-/// The test clock's routes, for the route table: `GET /v1/test-clock` and
-/// `POST /v1/test-clock/advance`, both for admin keys. Only a server that
-/// runs on `clock` adds them.
+/// The test clock's routes, for the route table: reading it and advancing
+/// it, both for admin keys. Only a server that runs on `clock` adds them.
 pub fn routes(store: Arc<dyn Store>, clock: &Arc<TestClock>) -> Vec<Route> {
     let shared = Shared {
         clock: clock.clone(),
         store,
     };
+    let routes = Routes::with(shared);
     vec![
-        Route {
-            method: Method::GET,
-            path: "/v1/test-clock",
-            access: Access::Admin,
-            handler: get(show).with_state(shared.clone()),
-            doc: Doc::of::<__path_show>(),
-            dialect: None,
-            idempotency: crate::idempotency::Idempotency::NotRead,
-        },
-        Route {
-            method: Method::POST,
-            path: "/v1/test-clock/advance",
-            access: Access::Admin,
-            handler: post(advance).with_state(shared),
-            doc: Doc::of::<__path_advance>(),
-            dialect: None,
-            idempotency: crate::idempotency::Idempotency::Kept,
-        },
+        routes.route(Access::Admin, Doc::of::<__path_show>(), show),
+        routes.route(Access::Admin, Doc::of::<__path_advance>(), advance),
     ]
 }
 

@@ -14,7 +14,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::AppState;
 use crate::account_billing::{self, BillingMode};
 use crate::error::ApiError;
-use crate::extract::{self, PageQuery, PathParam, Query, Sign, Write};
+use crate::extract::{self, PageQuery, PathAccount, Query, Sign, Write};
 use crate::openapi::schema::{self, AccountPath, IdempotencyKey};
 use crate::render::{self, AccountPage, AccountView, BalanceView, Page};
 use store::records::{self, Expect};
@@ -145,10 +145,9 @@ fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
 )]
 pub async fn update(
     State(state): State<Arc<AppState>>,
-    PathParam(id): PathParam,
+    PathAccount(account): PathAccount,
     write: Write,
 ) -> Result<Response, ApiError> {
-    let account = extract::account_id(&id)?;
     let body: UpdateAccount = extract::parse_json(&write.body)?;
     let overdraft_limit = body
         .overdraft_limit
@@ -242,9 +241,8 @@ async fn with_billing(
 )]
 pub async fn get(
     State(state): State<Arc<AppState>>,
-    PathParam(id): PathParam,
+    PathAccount(id): PathAccount,
 ) -> Result<Response, ApiError> {
-    let id = extract::account_id(&id)?;
     let account = state
         .store
         .account(id)
@@ -323,10 +321,9 @@ pub struct BalanceQuery {
 )]
 pub async fn balance(
     State(state): State<Arc<AppState>>,
-    PathParam(id): PathParam,
     Query(query): Query<BalanceQuery>,
+    PathAccount(id): PathAccount,
 ) -> Result<Response, ApiError> {
-    let id = extract::account_id(&id)?;
     let now = state.clock.now();
     let at = extract::timestamp(query.at.as_deref(), "at")?;
     let when = at.unwrap_or(now);

@@ -13,7 +13,7 @@ use store::Op;
 use utoipa::ToSchema;
 
 use crate::error::ApiError;
-use crate::extract::{self, PathParam, Query, Sign, Write};
+use crate::extract::{self, ExistingAccount, PathAccount, PathParam, Query, Sign, Write};
 use crate::openapi::schema::{self, AccountPath, GrantPath, IdempotencyKey};
 use crate::render::{self, GrantPage, GrantView, Page};
 use crate::{AppState, Principal};
@@ -86,10 +86,9 @@ struct CreateGrant<'a> {
 pub async fn create(
     State(state): State<Arc<AppState>>,
     Extension(principal): Extension<Principal>,
-    PathParam(id): PathParam,
+    PathAccount(account): PathAccount,
     write: Write,
 ) -> Result<Response, ApiError> {
-    let account = extract::account_id(&id)?;
     let body: CreateGrant = extract::parse_json(&write.body)?;
     let source = Source::parse(&body.source).ok_or_else(|| {
         let known: Vec<&str> = Source::ALL.iter().map(|s| s.code()).collect();
@@ -169,10 +168,9 @@ pub struct GrantQuery {
 )]
 pub async fn list(
     State(state): State<Arc<AppState>>,
-    PathParam(id): PathParam,
     Query(query): Query<GrantQuery>,
+    ExistingAccount(account): ExistingAccount,
 ) -> Result<Response, ApiError> {
-    let account = extract::account_id(&id)?;
     let limit = extract::limit(query.limit.as_deref())?;
     let mut before = extract::cursor(query.cursor.as_deref(), LotId::parse)?;
     let sources = query
@@ -188,7 +186,6 @@ pub async fn list(
                 .collect::<Result<Vec<_>, _>>()
         })
         .transpose()?;
-    super::require_account(state.store.as_ref(), &account).await?;
     let lots = match sources {
         None => state.store.lots(account, before, limit).await?,
         Some(sources) => {

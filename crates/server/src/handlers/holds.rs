@@ -13,7 +13,7 @@ use utoipa::ToSchema;
 
 use crate::AppState;
 use crate::error::ApiError;
-use crate::extract::{self, PathParam, Sign, Write};
+use crate::extract::{self, PathAccount, PathParam, Sign, Write};
 use crate::openapi::schema::{self, AccountPath, HoldPath, IdempotencyKey};
 use crate::render::{self, HoldView, HoldWritten};
 
@@ -62,10 +62,9 @@ struct CreateHold<'a> {
 )]
 pub async fn create(
     State(state): State<Arc<AppState>>,
-    PathParam(id): PathParam,
+    PathAccount(account): PathAccount,
     write: Write,
 ) -> Result<Response, ApiError> {
-    let account = extract::account_id(&id)?;
     let body: CreateHold = extract::parse_json(&write.body)?;
     let op = Op::Hold {
         account,

@@ -16,7 +16,7 @@ use utoipa::ToSchema;
 use crate::AppState;
 use crate::auth::{self, ApiKey, KeyKind, Principal, Secret, SpendLimit, SpendPeriod};
 use crate::error::ApiError;
-use crate::extract::{self, KeyPageQuery, PathParam, Query, Sign, Write};
+use crate::extract::{self, ExistingAccount, KeyPageQuery, PathParam, Query, Sign, Write};
 use crate::openapi::schema::{self, AccountPath, KeyPath};
 use crate::render::{self, Instant, Page};
 
@@ -291,11 +291,10 @@ pub async fn create(
 )]
 pub async fn create_for_account(
     State(state): State<Arc<AppState>>,
-    PathParam(id): PathParam,
+    ExistingAccount(account): ExistingAccount,
     write: Write,
 ) -> Result<Response, ApiError> {
     refuse_idempotency(&write)?;
-    let account = extract::account_id(&id)?;
     let body: CreateCustomerKey = extract::parse_optional_json(&write.body)?;
     let name = key_name(body.name)?;
     let project = body.project.map(project).transpose()?;
@@ -306,7 +305,6 @@ pub async fn create_for_account(
             "a read-only key spends nothing, so it takes no spend_limit".into(),
         ));
     }
-    super::require_account(state.store.as_ref(), &account).await?;
     store_new(
         &state,
         KeyKind::Customer,
@@ -423,11 +421,9 @@ pub async fn list(
 )]
 pub async fn list_for_account(
     State(state): State<Arc<AppState>>,
-    PathParam(id): PathParam,
     Query(query): Query<KeyPageQuery>,
+    ExistingAccount(account): ExistingAccount,
 ) -> Result<Response, ApiError> {
-    let account = extract::account_id(&id)?;
-    super::require_account(state.store.as_ref(), &account).await?;
     list_by(&state, "account", account.as_str(), query).await
 }
 

@@ -70,14 +70,6 @@ pub fn require_visible(
     }
 }
 
-/// Fails with `account_not_found` unless the account exists.
-pub async fn require_account(store: &dyn Store, id: &ledger::AccountId) -> Result<(), ApiError> {
-    match store.account(id.clone()).await? {
-        Some(_) => Ok(()),
-        None => Err(ApiError::Rejected(ledger::Reject::AccountNotFound)),
-    }
-}
-
 fn stored_response(stored: StoredResponse) -> Response {
     let status = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     render::json_response(status, stored.body)

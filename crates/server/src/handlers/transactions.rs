@@ -13,7 +13,7 @@ use store::{Op, TxFilter};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::error::ApiError;
-use crate::extract::{self, PathParam, Query, Sign, Write};
+use crate::extract::{self, ExistingAccount, PathParam, Query, Sign, Write};
 use crate::openapi::schema::{self, AccountPath, IdempotencyKey, TxPath};
 use crate::render::{self, Page, TransactionPage, TransactionView};
 use crate::{AppState, Principal};
@@ -62,10 +62,9 @@ pub struct ListQuery {
 )]
 pub async fn list(
     State(state): State<Arc<AppState>>,
-    PathParam(id): PathParam,
     Query(query): Query<ListQuery>,
+    ExistingAccount(account): ExistingAccount,
 ) -> Result<Response, ApiError> {
-    let account = extract::account_id(&id)?;
     let kind = query
         .kind
         .as_deref()
@@ -86,7 +85,6 @@ pub async fn list(
         before,
         limit,
     };
-    super::require_account(state.store.as_ref(), &account).await?;
     let transactions = state.store.transactions(filter).await?;
     let page = Page::new(&transactions, limit, |t| t.id, TransactionView::new);
     Ok(render::json(StatusCode::OK, &page))

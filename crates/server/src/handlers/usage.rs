@@ -13,7 +13,7 @@ use utoipa::ToSchema;
 
 use crate::AppState;
 use crate::error::ApiError;
-use crate::extract::{self, PathParam, ReadBody, Sign, Write};
+use crate::extract::{self, PathAccount, ReadBody, Sign, Write};
 use crate::openapi::schema::{self, AccountPath, IdempotencyKey};
 use crate::render::{self, Consumed, Decimal};
 
@@ -181,10 +181,9 @@ fn charge(body: &UsageBody<'_>) -> Result<(Charge, Metadata), ApiError> {
 )]
 pub async fn consume(
     State(state): State<Arc<AppState>>,
-    PathParam(id): PathParam,
+    PathAccount(account): PathAccount,
     write: Write,
 ) -> Result<Response, ApiError> {
-    let account = extract::account_id(&id)?;
     let body: UsageBody = extract::parse_json(&write.body)?;
     let (charge, metadata) = charge(&body)?;
     let op = Op::Consume {
@@ -240,10 +239,9 @@ struct CheckView {
 )]
 pub async fn check(
     State(state): State<Arc<AppState>>,
-    PathParam(id): PathParam,
+    PathAccount(account): PathAccount,
     ReadBody(body): ReadBody,
 ) -> Result<Response, ApiError> {
-    let account = extract::account_id(&id)?;
     let body: UsageBody = extract::parse_json(&body)?;
     if body.external_id.is_some() {
         return Err(ApiError::InvalidRequest(
