@@ -85,7 +85,8 @@ impl Kind for Stored {
 }
 
 /// The id of the credit settings' record.
-const RECORD_ID: &str = "credits";
+/// The id of the one settings record.
+pub const RECORD_ID: &str = "credits";
 
 /// Where a setting's value comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

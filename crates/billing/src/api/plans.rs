@@ -16,8 +16,8 @@ use server::openapi::Doc;
 use server::render::{self, Instant};
 use server::routes::Routes;
 use server::{Access, Principal, Route};
-use store::records::{self, Doc as Record, Expect, RecordFilter};
-use store::{Command, Executed, Op, Outcome, Refused};
+use store::records::{self, Doc as Record, Expect, Modified, RecordFilter, Step};
+use store::{Command, Executed, Op, Outcome};
 use utoipa::openapi::path::{Parameter, ParameterIn};
 use utoipa::{IntoParams, ToSchema};
 
@@ -222,51 +222,61 @@ async fn put(
     };
     plan.check()?;
     let store = billing.store.as_ref();
-    for _ in 0..5 {
-        let settings = settings::read(store, &billing.env).await?;
-        let mut joined = Vec::new();
-        // The default plan once the put applies: the settings' write joins
-        // the put, so it holds exactly when the put does.
-        let mut default = settings.default_plan.clone();
-        match (body.default, settings.default_plan.as_deref()) {
-            (Some(true), Some(other)) if other != id => {
-                return Err(BillingError::DefaultPlanExists(other.to_owned()).into());
-            }
-            (Some(true), None) => {
-                joined.push(settings.write_with(&BTreeMap::from([(
-                    "default_plan".to_owned(),
-                    Value::String(id.clone()),
-                )])));
-                default = Some(id.clone());
-            }
-            (Some(false), Some(current)) if current == id => {
-                joined.push(
-                    settings
-                        .write_with(&BTreeMap::from([("default_plan".to_owned(), Value::Null)])),
-                );
-                default = None;
-            }
-            _ => {}
+    let (plan, env) = (&plan, &billing.env);
+    let modified =
+        records::modify::<settings::Stored, _, ApiError>(store, settings::RECORD_ID, |stored| {
+            let step = settings::resolved(env, stored)
+                .map_err(ApiError::from)
+                .and_then(|settings| put_with_default(&id, plan, body.default, &settings));
+            Box::pin(std::future::ready(step))
+        })
+        .await?;
+    match modified {
+        Modified::Written(Executed::Fresh(Ok(Outcome::RecordPut(record))), default) => {
+            let doc = Record::<Plan>::from_record(record)?;
+            Ok(render::json(
+                StatusCode::OK,
+                &PlanView::new(&doc, default.as_deref()),
+            ))
         }
-        let command =
-            Command::new(Op::Record(records::put(&id, &plan, Expect::Any))).with_records(joined);
-        match store.execute(command).await? {
-            Executed::Fresh(Ok(Outcome::RecordPut(record))) => {
-                let doc = Record::<Plan>::from_record(record)?;
-                return Ok(render::json(
-                    StatusCode::OK,
-                    &PlanView::new(&doc, default.as_deref()),
-                ));
-            }
-            // The settings moved meanwhile: look again.
-            Executed::Fresh(Err(Refused::VersionConflict { .. })) => continue,
-            Executed::Fresh(Err(other)) => return Err(refused(other)),
-            other => return Err(ApiError::Internal(format!("a plan put answered {other:?}"))),
-        }
+        Modified::Written(Executed::Fresh(Err(other)), _) => Err(refused(other)),
+        other => Err(ApiError::Internal(format!("a plan put answered {other:?}"))),
     }
-    Err(ApiError::StoreUnavailable(
-        "the settings kept changing; retry".into(),
-    ))
+}
+
+/// The plan's put, with the settings' write joined when it becomes or stops
+/// being the default plan, so that the default holds exactly when the put
+/// does; answers the default plan once it applies.
+fn put_with_default(
+    id: &str,
+    plan: &Plan,
+    default: Option<bool>,
+    settings: &settings::CreditSettings,
+) -> Result<Step<Option<String>>, ApiError> {
+    let mut joined = Vec::new();
+    let mut after = settings.default_plan.clone();
+    match (default, settings.default_plan.as_deref()) {
+        (Some(true), Some(other)) if other != id => {
+            return Err(BillingError::DefaultPlanExists(other.to_owned()).into());
+        }
+        (Some(true), None) => {
+            joined.push(settings.write_with(&BTreeMap::from([(
+                "default_plan".to_owned(),
+                Value::String(id.to_owned()),
+            )])));
+            after = Some(id.to_owned());
+        }
+        (Some(false), Some(current)) if current == id => {
+            joined.push(
+                settings.write_with(&BTreeMap::from([("default_plan".to_owned(), Value::Null)])),
+            );
+            after = None;
+        }
+        _ => {}
+    }
+    let command =
+        Command::new(Op::Record(records::put(id, plan, Expect::Any))).with_records(joined);
+    Ok(Step::Write(command, after))
 }
 
 /// Get a plan
