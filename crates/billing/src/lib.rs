@@ -15,6 +15,7 @@ pub mod package;
 pub mod payments;
 pub mod plan;
 pub mod settings;
+pub mod stored;
 pub mod subscription;
 
 use std::sync::Arc;

@@ -38,8 +38,9 @@ pub struct Package {
     /// What it is, if said.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<TextJson>,
-    /// Credits it grants, as a plain decimal.
-    pub credits: String,
+    /// Credits it grants, kept as a plain decimal.
+    #[serde(with = "crate::stored::amount")]
+    pub credits: Amount,
     /// Its price.
     pub price: MoneyJson,
     /// The payment provider's price for it.
@@ -67,13 +68,10 @@ impl Package {
         if let Some(description) = &self.description {
             description.localized()?;
         }
-        match Amount::parse_decimal(&self.credits) {
-            Ok(credits) if credits.is_positive() => {}
-            _ => {
-                return Err(BillingError::InvalidPackage(
-                    "credits must be a decimal amount of credits above zero".into(),
-                ));
-            }
+        if !self.credits.is_positive() {
+            return Err(BillingError::InvalidPackage(
+                "credits must be a decimal amount of credits above zero".into(),
+            ));
         }
         self.price.money()?;
         if let Some(id) = &self.provider_price_id
@@ -90,7 +88,7 @@ impl Package {
 
     /// Credits it grants.
     pub fn credits(&self) -> Amount {
-        Amount::parse_decimal(&self.credits).expect("a stored package's credits")
+        self.credits
     }
 }
 
@@ -108,7 +106,7 @@ mod tests {
                 ("zh".into(), "100 积分".into()),
             ])),
             description: None,
-            credits: "100".into(),
+            credits: Amount::credits(100),
             price: MoneyJson {
                 amount: 500,
                 currency: CurrencyJson(Currency::parse("usd").unwrap()),
@@ -122,12 +120,12 @@ mod tests {
             "100 积分"
         );
         assert_eq!(package.lookups(), vec![Lookup::ordered("active", "true")]);
-        package.credits = "0".into();
+        package.credits = Amount::ZERO;
         assert!(matches!(
             package.check(),
             Err(BillingError::InvalidPackage(_))
         ));
-        package.credits = "1".into();
+        package.credits = Amount::credits(1);
         package.name = TextJson::One(String::new());
         assert!(matches!(package.check(), Err(BillingError::Domain(_))));
     }

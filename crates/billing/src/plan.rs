@@ -107,27 +107,18 @@ impl MoneyJson {
 /// may go.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Overage {
-    /// Minor units per credit, as a plain decimal (`"1"`, `"0.25"`).
-    pub unit_price: String,
+    /// Minor units per credit, kept as a plain decimal (`"1"`, `"0.25"`).
+    #[serde(with = "crate::stored::unit_price")]
+    pub unit_price: UnitPrice,
     /// The currency of the price.
     pub currency: CurrencyJson,
     /// The most overage credits a period may run into; unlimited when absent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cap: Option<String>,
-}
-
-impl Overage {
-    /// The price per credit.
-    pub fn unit_price(&self) -> UnitPrice {
-        UnitPrice::parse(&self.unit_price).expect("a stored unit price")
-    }
-
-    /// The cap, if any.
-    pub fn cap(&self) -> Option<Amount> {
-        self.cap
-            .as_deref()
-            .map(|c| Amount::parse_decimal(c).expect("a stored cap"))
-    }
+    #[serde(
+        default,
+        with = "crate::stored::amount_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub cap: Option<Amount>,
 }
 
 /// How a period's leftover plan credits are treated at its end.
@@ -145,8 +136,9 @@ pub enum Allocation {
 pub struct Plan {
     /// A display name.
     pub name: String,
-    /// Credits granted every period, as a plain decimal.
-    pub credits: String,
+    /// Credits granted every period, kept as a plain decimal.
+    #[serde(with = "crate::stored::amount")]
+    pub credits: Amount,
     /// `day`, `week`, `month` or `year`.
     pub interval: String,
     /// How many of them a period lasts.
@@ -154,8 +146,12 @@ pub struct Plan {
     /// What a period's leftover plan credits become.
     pub allocation: Allocation,
     /// The most rollover credits an account may hold; unlimited when absent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rollover_cap: Option<String>,
+    #[serde(
+        default,
+        with = "crate::stored::amount_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub rollover_cap: Option<Amount>,
     /// Whether each period's credits expire at the period's end.
     pub credits_expire_at_period_end: bool,
     /// The price of a period; a free plan has none.
@@ -186,17 +182,15 @@ impl Plan {
                  characters",
             );
         }
-        match Amount::parse_decimal(&self.credits) {
-            Ok(credits) if !credits.is_negative() => {}
-            _ => return bad("credits must be a decimal amount of credits, zero or more"),
+        if self.credits.is_negative() {
+            return bad("credits must be a decimal amount of credits, zero or more");
         }
         Interval::new(Unit::parse(&self.interval)?, self.interval_count)?;
         match (self.allocation, &self.rollover_cap) {
             (Allocation::Reset, Some(_)) => return bad("rollover_cap needs allocation rollover"),
-            (Allocation::Rollover, Some(cap)) => match Amount::parse_decimal(cap) {
-                Ok(cap) if !cap.is_negative() => {}
-                _ => return bad("rollover_cap must be a decimal amount of credits, zero or more"),
-            },
+            (Allocation::Rollover, Some(cap)) if cap.is_negative() => {
+                return bad("rollover_cap must be a decimal amount of credits, zero or more");
+            }
             _ => {}
         }
         if self.allocation == Allocation::Rollover && self.credits_expire_at_period_end {
@@ -215,25 +209,17 @@ impl Plan {
         {
             return bad("provider_price_id must be 1 to 256 bytes with no control characters");
         }
-        if let Some(overage) = &self.overage {
-            UnitPrice::parse(&overage.unit_price)?;
-            if let Some(cap) = &overage.cap {
-                match Amount::parse_decimal(cap) {
-                    Ok(cap) if !cap.is_negative() => {}
-                    _ => {
-                        return bad(
-                            "overage.cap must be a decimal amount of credits, zero or more",
-                        );
-                    }
-                }
-            }
+        if let Some(overage) = &self.overage
+            && overage.cap.is_some_and(|cap| cap.is_negative())
+        {
+            return bad("overage.cap must be a decimal amount of credits, zero or more");
         }
         Ok(())
     }
 
     /// Credits granted every period.
     pub fn credits(&self) -> Amount {
-        Amount::parse_decimal(&self.credits).expect("a stored plan's credits")
+        self.credits
     }
 
     /// How long a period lasts.
@@ -250,11 +236,7 @@ impl Plan {
         match self.allocation {
             Allocation::Reset => Carry::Reset,
             Allocation::Rollover => Carry::Rollover {
-                cap: self
-                    .rollover_cap
-                    .as_deref()
-                    .map(|c| Amount::parse_decimal(c).expect("a stored cap"))
-                    .unwrap_or(ACCOUNT_CREDITS_MAX),
+                cap: self.rollover_cap.unwrap_or(ACCOUNT_CREDITS_MAX),
             },
         }
     }
@@ -264,7 +246,7 @@ impl Plan {
     pub fn overdraft_limit(&self) -> Amount {
         match &self.overage {
             None => Amount::ZERO,
-            Some(overage) => overage.cap().unwrap_or(ACCOUNT_CREDITS_MAX),
+            Some(overage) => overage.cap.unwrap_or(ACCOUNT_CREDITS_MAX),
         }
     }
 
@@ -281,7 +263,7 @@ mod tests {
     fn plan() -> Plan {
         Plan {
             name: "Pro".into(),
-            credits: "10000".into(),
+            credits: Amount::credits(10_000),
             interval: "month".into(),
             interval_count: 1,
             allocation: Allocation::Reset,
@@ -293,7 +275,7 @@ mod tests {
             }),
             provider_price_id: None,
             overage: Some(Overage {
-                unit_price: "1".into(),
+                unit_price: UnitPrice::parse("1").unwrap(),
                 currency: CurrencyJson(Currency::parse("usd").unwrap()),
                 cap: None,
             }),
@@ -319,7 +301,7 @@ mod tests {
             Err(BillingError::InvalidPlan(_))
         ));
         rollover.credits_expire_at_period_end = false;
-        rollover.rollover_cap = Some("5000".into());
+        rollover.rollover_cap = Some(Amount::credits(5000));
         rollover.check().unwrap();
         assert_eq!(
             rollover.carry(),
@@ -328,10 +310,10 @@ mod tests {
             }
         );
         let mut reset_cap = plan();
-        reset_cap.rollover_cap = Some("1".into());
+        reset_cap.rollover_cap = Some(Amount::credits(1));
         assert!(reset_cap.check().is_err());
         let mut negative = plan();
-        negative.credits = "-1".into();
+        negative.credits = Amount::credits(-1);
         assert!(negative.check().is_err());
         let mut interval = plan();
         interval.interval = "fortnight".into();
@@ -339,8 +321,31 @@ mod tests {
         let mut count = plan();
         count.interval_count = 0;
         assert!(matches!(count.check(), Err(BillingError::Domain(_))));
-        let mut price = plan();
-        price.overage.as_mut().unwrap().unit_price = "-1".into();
-        assert!(matches!(price.check(), Err(BillingError::Domain(_))));
+        let mut cap = plan();
+        cap.overage.as_mut().unwrap().cap = Some(Amount::credits(-1));
+        assert!(matches!(cap.check(), Err(BillingError::InvalidPlan(_))));
+    }
+
+    #[test]
+    fn a_stored_plan_whose_amounts_do_not_read_is_an_error_naming_it() {
+        let mut body = serde_json::to_value(plan()).unwrap();
+        assert_eq!(body["credits"], "10000", "kept as the text the API shows");
+        assert_eq!(body["overage"]["unit_price"], "1");
+        body["credits"] = "ten thousand".into();
+        let record = store::records::Record {
+            kind: Plan::KIND.into(),
+            id: "pro".into(),
+            version: 1,
+            body: body.to_string(),
+            lookups: Vec::new(),
+            created_at: ledger::Timestamp::from_secs(0),
+            updated_at: ledger::Timestamp::from_secs(0),
+        };
+        let error = store::records::Doc::<Plan>::from_record(record).unwrap_err();
+        let text = error.to_string();
+        assert!(
+            text.contains("plan/pro") && text.contains("ten thousand"),
+            "{text}"
+        );
     }
 }

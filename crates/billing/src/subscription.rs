@@ -12,7 +12,7 @@ use store::{Command, Executed, Op, Outcome, Refused, Store, StoreError};
 
 use crate::Billing;
 use crate::domain::subscription::{self as machine, DefaultPlan, Renewal as Next};
-use crate::domain::{Period, overage_due, period, period_overage};
+use crate::domain::{Period, UnitPrice, overage_due, period, period_overage};
 use crate::error::BillingError;
 use crate::plan::{CurrencyJson, Plan};
 use crate::settings::{self, CreditSettings};
@@ -52,10 +52,12 @@ pub struct OverageCharge {
     pub period_start_micros: i64,
     /// The period's end (or when the account left the plan).
     pub period_end_micros: i64,
-    /// Credits used beyond the period's credits, as a plain decimal.
-    pub credits: String,
-    /// The price per credit, minor units.
-    pub unit_price: String,
+    /// Credits used beyond the period's credits, kept as a plain decimal.
+    #[serde(with = "crate::stored::amount")]
+    pub credits: Amount,
+    /// The price per credit, minor units, kept as a plain decimal.
+    #[serde(with = "crate::stored::unit_price")]
+    pub unit_price: UnitPrice,
     /// The currency.
     pub currency: CurrencyJson,
     /// What is due, in minor units, rounded half up.
@@ -182,15 +184,15 @@ async fn overage_to_settle(
     if !debt.is_positive() {
         return Ok(None);
     }
-    let due = overage_due(debt, overage.unit_price())
+    let due = overage_due(debt, overage.unit_price)
         .map_err(|e| StoreError::Internal(format!("overage of {account}: {e}")))?;
     let charge = OverageCharge {
         account: account.to_string(),
         plan_id: plan_id.to_owned(),
         period_start_micros: from.micros(),
         period_end_micros: to.micros(),
-        credits: debt.to_string(),
-        unit_price: overage.unit_price.clone(),
+        credits: debt,
+        unit_price: overage.unit_price,
         currency: overage.currency,
         amount_due: due,
         invoice_item: None,

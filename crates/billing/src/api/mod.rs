@@ -118,10 +118,9 @@ impl Reader {
     }
 }
 
-/// An optional amount of zero or more credits, as the record keeps it: its
-/// plain decimal text.
-fn plain_amount(raw: Option<&RawValue>, field: &str) -> Result<Option<String>, ApiError> {
-    raw.map(|raw| extract::amount(raw, field, Sign::NotNegative).map(|a| a.to_string()))
+/// An optional amount of zero or more credits, as a request writes it.
+fn plain_amount(raw: Option<&RawValue>, field: &str) -> Result<Option<ledger::Amount>, ApiError> {
+    raw.map(|raw| extract::amount(raw, field, Sign::NotNegative))
         .transpose()
 }
 

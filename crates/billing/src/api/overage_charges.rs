@@ -5,7 +5,7 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use ledger::{Amount, Timestamp};
+use ledger::Timestamp;
 use serde::Serialize;
 use serde_json::Value;
 use server::error::ApiError;
@@ -92,11 +92,8 @@ async fn list(
             plan_id: charge.plan_id.clone(),
             period_start: Instant(Timestamp::from_micros(charge.period_start_micros)),
             period_end: Instant(Timestamp::from_micros(charge.period_end_micros)),
-            credits: Decimal(
-                Amount::parse_decimal(&charge.credits)
-                    .map_err(|_| ApiError::Internal("a stored charge's credits".into()))?,
-            ),
-            unit_price: charge.unit_price.clone(),
+            credits: Decimal(charge.credits),
+            unit_price: charge.unit_price.to_string(),
             amount_due: money_view(Money::new(charge.amount_due, charge.currency.0)?),
             invoice_item: charge.invoice_item.clone(),
             created_at: Instant(doc.created_at),

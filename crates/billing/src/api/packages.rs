@@ -115,7 +115,7 @@ impl PackageView {
             id: doc.id.clone(),
             name: text_view(&package.name, locale),
             description: package.description.as_ref().map(|d| text_view(d, locale)),
-            credits: package.credits.clone(),
+            credits: package.credits.to_string(),
             price: package.price,
             provider_price_id: package.provider_price_id.clone(),
             active: package.active,

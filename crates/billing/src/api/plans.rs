@@ -22,6 +22,7 @@ use utoipa::openapi::path::{Parameter, ParameterIn};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::Billing;
+use crate::domain::UnitPrice;
 use crate::error::BillingError;
 use crate::plan::{Allocation, CurrencyJson, MoneyJson, Overage, Plan};
 use crate::settings;
@@ -151,11 +152,11 @@ impl PlanView {
             default: default == Some(doc.id.as_str()),
             id: doc.id.clone(),
             name: plan.name,
-            credits: plan.credits,
+            credits: plan.credits.to_string(),
             interval: plan.interval,
             interval_count: plan.interval_count,
             allocation: plan.allocation,
-            rollover_cap: plan.rollover_cap,
+            rollover_cap: plan.rollover_cap.map(|cap| cap.to_string()),
             credits_expire_at_period_end: plan.credits_expire_at_period_end,
             price: plan.price,
             provider_price_id: plan.provider_price_id,
@@ -195,14 +196,14 @@ async fn put(
     let overage = match body.overage {
         None => None,
         Some(overage) => Some(Overage {
-            unit_price: overage.unit_price,
+            unit_price: UnitPrice::parse(&overage.unit_price).map_err(BillingError::from)?,
             currency: overage.currency,
             cap: match overage.cap {
                 None | Some(Value::Null) => None,
                 Some(cap) => {
                     let raw = serde_json::value::to_raw_value(&cap)
                         .map_err(|e| ApiError::InvalidRequest(e.to_string()))?;
-                    Some(extract::amount(&raw, "overage.cap", Sign::NotNegative)?.to_string())
+                    Some(extract::amount(&raw, "overage.cap", Sign::NotNegative)?)
                 }
             },
         }),

@@ -122,7 +122,7 @@ async fn subscription_view(
                 .map(|b| b.settled(now).account.debt)
                 .unwrap_or(Amount::ZERO);
             let debt = period_overage(debt, used);
-            let due = overage_due(debt, overage.unit_price())?;
+            let due = overage_due(debt, overage.unit_price)?;
             (debt, Some(money_view(Money::new(due, overage.currency.0)?)))
         }
         None => (Amount::ZERO, None),

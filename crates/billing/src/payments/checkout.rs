@@ -73,9 +73,10 @@ pub struct CheckoutSession {
     /// The plan, for a plan.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plan: Option<String>,
-    /// The credits it grants once paid (a plan's: each period), as a plain
-    /// decimal.
-    pub credits: String,
+    /// The credits it grants once paid (a plan's: each period), kept as a
+    /// plain decimal.
+    #[serde(with = "crate::stored::amount")]
+    pub credits: Amount,
     /// What it costs.
     pub price: MoneyJson,
     /// What became of it that the ledger does not show, once the provider's
@@ -224,7 +225,7 @@ pub async fn create_setup_session(
         purchase: Purchase::Setup,
         package: None,
         plan: None,
-        credits: "0".into(),
+        credits: Amount::ZERO,
         price: usd(0),
         settled: None,
     };
@@ -559,7 +560,7 @@ pub async fn package_sale(
             purchase: Purchase::Package,
             package: Some(package_id.to_owned()),
             plan: None,
-            credits: package.credits.clone(),
+            credits: package.credits,
             price: package.price,
             settled: None,
         },
@@ -605,7 +606,7 @@ pub async fn plan_sale(
             purchase: Purchase::Plan,
             package: None,
             plan: Some(plan_id.to_owned()),
-            credits: plan.credits.clone(),
+            credits: plan.credits,
             price,
             settled: None,
         },
@@ -640,7 +641,7 @@ pub fn topup_sale(
             purchase: Purchase::Topup,
             package: None,
             plan: None,
-            credits: credits.to_string(),
+            credits,
             price,
             settled: None,
         },
@@ -674,7 +675,10 @@ pub async fn create_session(
             "metadata[creditd_kind]".into(),
             session.purchase.code().into(),
         ),
-        ("metadata[creditd_credits]".into(), session.credits.clone()),
+        (
+            "metadata[creditd_credits]".into(),
+            session.credits.to_string(),
+        ),
         ("line_items[0][quantity]".into(), "1".into()),
         ("tax_id_collection[enabled]".into(), "true".into()),
         ("billing_address_collection".into(), "required".into()),

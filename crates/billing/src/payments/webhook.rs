@@ -2,7 +2,7 @@
 //! exactly once by the object it settles, and kept for support whatever it was.
 
 use axum::http::HeaderMap;
-use ledger::{AccountId, Amount, ExternalId, Metadata, NewGrant, Source};
+use ledger::{AccountId, ExternalId, Metadata, NewGrant, Source};
 use serde::{Deserialize, Serialize};
 use server::error::ApiError;
 use store::records::{self, Expect, Kind, Lookup, RecordWrite, Written};
@@ -342,8 +342,7 @@ async fn checkout_paid(
             .keep(billing, Some(&ours.account), "awaiting_payment")
             .await;
     }
-    let credits = Amount::parse_decimal(&ours.credits)
-        .map_err(|_| ApiError::Internal("a checkout session's credits do not read".into()))?;
+    let credits = ours.credits;
     let settings = settings::read(store, &billing.env).await?;
     // What was paid is what creditd asked for; the invoice and its link are
     // the provider's.

@@ -241,7 +241,7 @@ async fn get(
             session_id: session,
             purchase: ours.purchase.code(),
             status: status.status.code(),
-            credits: ours.credits,
+            credits: ours.credits.to_string(),
             price: ours.price,
             package_id: ours.package,
             plan_id: ours.plan,
