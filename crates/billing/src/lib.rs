@@ -86,15 +86,14 @@ impl Billing {
         self
     }
 
-    /// Billing's routes and error codes, to plug into the server.
+    /// Billing's routes and error codes, and its policy for what accounts
+    /// open with and the priorities of grants, to plug into the server.
     pub fn capability(self: &Arc<Billing>) -> server::Capability {
-        server::Capability {
-            routes: api::routes(self)
-                .into_iter()
-                .chain(payments::api::routes(self))
-                .collect(),
-            errors: error::BillingError::codes(),
-        }
+        let routes = api::routes(self)
+            .into_iter()
+            .chain(payments::api::routes(self))
+            .collect();
+        server::Capability::new(routes, error::BillingError::codes()).with_policy(self.clone())
     }
 
     /// Whether the account is on a plan that costs money.
