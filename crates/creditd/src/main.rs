@@ -458,39 +458,25 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     keys.refresh(store.as_ref())
         .await
         .context("reading the API keys")?;
-    let (app, billing) = assemble(&settings, store, &time, keys).await;
+    let app = assemble(&settings, store, &time, keys).await;
     // Tests and scripts read the bound address from this line.
     println!("listening on {}", listener.local_addr()?);
     tracing::info!(addr = %listener.local_addr()?, "creditd serving");
-    let renewals = billing::subscription::spawn(billing.clone(), settings.sweep_interval);
-    // Auto top-ups are looked at as often as expiries: an account that fell
-    // below its threshold starts its top-up within that interval.
-    let topups = billing
-        .payments
-        .is_some()
-        .then(|| billing::payments::topup::spawn(billing.clone(), settings.sweep_interval));
     app.serve(listener, shutdown_signal()).await?;
-    renewals.abort();
-    let _ = renewals.await;
-    if let Some(topups) = topups {
-        topups.abort();
-        let _ = topups.await;
-    }
-    // The last holders of the store go, so that closing it can wait for
-    // its writer.
-    drop(billing);
+    // Serving gave up the last holders of the store, so that closing it can
+    // wait for its writer.
     opened.close().await;
     Ok(())
 }
 
 /// The server on `store` and `time`'s clock, authenticating `keys`, with
-/// every capability plugged in, and billing, whose jobs run beside it.
+/// every capability plugged in.
 async fn assemble(
     settings: &Settings,
     store: Arc<dyn Store>,
     time: &Time,
     keys: Keys,
-) -> (server::App, Arc<billing::Billing>) {
+) -> server::App {
     let clock = time.clock.clone();
     let billing = Arc::new(
         billing::Billing::new(store.clone(), clock.clone(), settings.credits.clone())
@@ -500,7 +486,11 @@ async fn assemble(
                     .clone()
                     .map(billing::payments::Payments::stripe),
                 Amount::from_micros(settings.gateway.rate.credits_per_usd.units() as i64),
-            ),
+            )
+            // Billing's jobs run as often as the sweep: an account that fell
+            // below its auto top-up threshold starts its top-up within that
+            // interval, as a lot expires within it.
+            .with_jobs_interval(settings.sweep_interval),
     );
     let gateway = Arc::new(gateway::Gateway::new(
         store.clone(),
@@ -516,7 +506,7 @@ async fn assemble(
         sweep_interval: settings.sweep_interval,
         ..JobsConfig::default()
     };
-    (server::App::new(state, jobs, capabilities), billing)
+    server::App::new(state, jobs, capabilities)
 }
 
 /// Warns of each upstream the price catalog routes models to that has no
