@@ -11,6 +11,7 @@ pub mod api;
 pub mod daily;
 pub mod domain;
 pub mod error;
+pub mod jobs;
 pub mod package;
 pub mod payments;
 pub mod plan;
@@ -58,6 +59,9 @@ pub struct Billing {
     pub payments: Option<payments::Payments>,
     /// Credits a US dollar buys, for custom top-ups (100: a credit is a cent).
     pub credits_per_usd: ledger::Amount,
+    /// How often its background jobs run: the renewals and, with payments,
+    /// the payments job.
+    pub jobs_interval: std::time::Duration,
 }
 
 /// The external id of the sign-up bonus.
@@ -72,6 +76,7 @@ impl Billing {
             env,
             payments: None,
             credits_per_usd: ledger::Amount::credits(100),
+            jobs_interval: server::JobsConfig::default().sweep_interval,
         }
     }
 
@@ -87,14 +92,27 @@ impl Billing {
         self
     }
 
-    /// Billing's routes and error codes, to plug into the server.
+    /// The same billing, running its background jobs every `every` (in
+    /// `creditd serve`, the sweep's interval).
+    pub fn with_jobs_interval(mut self, every: std::time::Duration) -> Billing {
+        self.jobs_interval = every;
+        self
+    }
+
+    /// Billing as the server plugs it in: its routes and error codes, its
+    /// renewals and, with payments, its payments job, and its policy for
+    /// what accounts open with and the priorities of grants.
     pub fn capability(self: &Arc<Billing>) -> server::Capability {
-        server::Capability {
-            routes: api::routes(self)
-                .into_iter()
-                .chain(payments::api::routes(self))
-                .collect(),
-            errors: error::BillingError::codes(),
+        let routes = api::routes(self)
+            .into_iter()
+            .chain(payments::api::routes(self))
+            .collect();
+        let capability = server::Capability::new(routes, error::BillingError::codes())
+            .with_policy(self.clone())
+            .with_job(jobs::renewals(self));
+        match self.payments {
+            Some(_) => capability.with_job(jobs::payments(self)),
+            None => capability,
         }
     }
 

@@ -458,6 +458,25 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     keys.refresh(store.as_ref())
         .await
         .context("reading the API keys")?;
+    let app = assemble(&settings, store, &time, keys).await;
+    // Tests and scripts read the bound address from this line.
+    println!("listening on {}", listener.local_addr()?);
+    tracing::info!(addr = %listener.local_addr()?, "creditd serving");
+    app.serve(listener, shutdown_signal()).await?;
+    // Serving gave up the last holders of the store, so that closing it can
+    // wait for its writer.
+    opened.close().await;
+    Ok(())
+}
+
+/// The server on `store` and `time`'s clock, authenticating `keys`, with
+/// every capability plugged in.
+async fn assemble(
+    settings: &Settings,
+    store: Arc<dyn Store>,
+    time: &Time,
+    keys: Keys,
+) -> server::App {
     let clock = time.clock.clone();
     let billing = Arc::new(
         billing::Billing::new(store.clone(), clock.clone(), settings.credits.clone())
@@ -467,67 +486,27 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
                     .clone()
                     .map(billing::payments::Payments::stripe),
                 Amount::from_micros(settings.gateway.rate.credits_per_usd.units() as i64),
-            ),
+            )
+            // Billing's jobs run as often as the sweep: an account that fell
+            // below its auto top-up threshold starts its top-up within that
+            // interval, as a lot expires within it.
+            .with_jobs_interval(settings.sweep_interval),
     );
-    let state = Arc::new(
-        AppState::new(store, clock, keys)
-            .with_policy(billing.clone())
-            .with_cors(server::cors::CorsOrigins::new(
-                settings.cors_origins.clone(),
-            )),
-    );
-    let jobs = server::jobs::spawn(
-        state.clone(),
-        JobsConfig {
-            sweep_interval: settings.sweep_interval,
-            ..JobsConfig::default()
-        },
-    );
-    // Tests and scripts read the bound address from this line.
-    println!("listening on {}", listener.local_addr()?);
-    tracing::info!(addr = %listener.local_addr()?, "creditd serving");
-    let renewals = billing::subscription::spawn(billing.clone(), settings.sweep_interval);
-    // Auto top-ups are looked at as often as expiries: an account that fell
-    // below its threshold starts its top-up within that interval.
-    let topups = billing
-        .payments
-        .is_some()
-        .then(|| billing::payments::topup::spawn(billing.clone(), settings.sweep_interval));
     let gateway = Arc::new(gateway::Gateway::new(
-        state.store.clone(),
-        state.clock.clone(),
+        store.clone(),
+        clock.clone(),
         settings.gateway.clone(),
     ));
     warn_of_upstreams_without_a_key(&gateway).await;
-    let mut capabilities = capabilities(&billing, &gateway);
-    let mut test_clock_refresh = None;
-    if let Some(test) = &time.test {
-        capabilities.push(server::Capability {
-            routes: server::test_clock::routes(state.store.clone(), test),
-            errors: Vec::new(),
-        });
-        test_clock_refresh =
-            Some(test.spawn_refresh(state.store.clone(), server::test_clock::REFRESH_INTERVAL));
-    }
-    let app = server::router(state.clone(), capabilities);
-    server::serve(listener, app, shutdown_signal()).await?;
-    jobs.abort();
-    renewals.abort();
-    let _ = jobs.await;
-    let _ = renewals.await;
-    if let Some(topups) = topups {
-        topups.abort();
-        let _ = topups.await;
-    }
-    if let Some(refresh) = test_clock_refresh {
-        refresh.abort();
-        let _ = refresh.await;
-    }
-    // The last holders of the store go, so that closing it can wait for
-    // its writer.
-    drop((billing, gateway, state));
-    opened.close().await;
-    Ok(())
+    let capabilities = capabilities(&billing, &gateway, time, &store);
+    let state = AppState::new(store, clock, keys).with_cors(server::cors::CorsOrigins::new(
+        settings.cors_origins.clone(),
+    ));
+    let jobs = JobsConfig {
+        sweep_interval: settings.sweep_interval,
+        ..JobsConfig::default()
+    };
+    server::App::new(state, jobs, capabilities)
 }
 
 /// Warns of each upstream the price catalog routes models to that has no
@@ -557,14 +536,23 @@ async fn warn_of_upstreams_without_a_key(gateway: &gateway::Gateway) {
     }
 }
 
-/// The routes of every capability beyond the ledger, each in the table
-/// with the access it needs. A new capability (the gateway) is one more
-/// entry here.
+/// Every capability beyond the ledger: its routes with the access each
+/// needs, its error codes, its background jobs and its policy. A new
+/// capability (the gateway) is one more entry here.
 fn capabilities(
     billing: &Arc<billing::Billing>,
     gateway: &Arc<gateway::Gateway>,
+    time: &Time,
+    store: &Arc<dyn Store>,
 ) -> Vec<server::Capability> {
-    vec![billing.capability(), gateway.capability()]
+    let mut capabilities = vec![billing.capability(), gateway.capability()];
+    // Only a server on the test clock can move it, and follows its offset.
+    capabilities.extend(
+        time.test
+            .as_ref()
+            .map(|test| test.capability(store.clone())),
+    );
+    capabilities
 }
 
 /// Warns when the ledger was run on a test clock that this start leaves

@@ -163,12 +163,10 @@ impl Gateway {
         })
     }
 
-    /// The gateway's routes and error codes, to plug into the server.
+    /// The gateway's routes and error codes, to plug into the server; it
+    /// has no background job and no policy.
     pub fn capability(self: &Arc<Gateway>) -> server::Capability {
-        server::Capability {
-            routes: api::routes(self),
-            errors: error::GatewayError::codes(),
-        }
+        server::Capability::new(api::routes(self), error::GatewayError::codes())
     }
 }
 

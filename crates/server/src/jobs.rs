@@ -1,15 +1,103 @@
-//! Background work: writing what time has done (hold and lot expiry, debt
-//! repayment), forgetting old idempotency keys, reading API keys other
-//! nodes wrote, and writing when keys were last used.
+//! Background jobs: what a job is, how the server runs them, and the
+//! core's own (writing what time has done, forgetting old idempotency keys,
+//! reading API keys other nodes wrote, writing when keys were last used).
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use store::{Command, Op, StoreError};
+use store::{BoxFuture, Command, Op, StoreError};
+use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::AppState;
 
-/// How often the background jobs run.
+/// A background job: one round of its work, which the server runs every
+/// `every` on each node from start to shutdown. No node leads, so a round
+/// must be safe to run on several nodes at once and again after a crash; it
+/// logs what it does and what fails, and a failed round waits for the next.
+pub struct Job {
+    /// What the job is called.
+    pub name: &'static str,
+    /// The pause from the start of one round to the start of the next; a
+    /// round that takes longer delays the next rather than crowding it.
+    pub every: Duration,
+    /// Starts one round. The server awaits it before the next tick, so a
+    /// job may keep state between rounds.
+    round: Box<dyn FnMut() -> BoxFuture<'static, ()> + Send>,
+}
+
+impl Job {
+    /// The job `name` that runs `round` every `every`.
+    pub fn new<F, R>(name: &'static str, every: Duration, mut round: F) -> Job
+    where
+        F: FnMut() -> R + Send + 'static,
+        R: Future<Output = ()> + Send + 'static,
+    {
+        Job {
+            name,
+            every,
+            round: Box::new(move || Box::pin(round())),
+        }
+    }
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Job")
+            .field("name", &self.name)
+            .field("every", &self.every)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Jobs running, each in its own task, until [`Running::stop`] (or until
+/// dropped, which stops them without waiting).
+pub struct Running {
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// Starts `jobs`, each with a first round at once.
+pub fn start(jobs: Vec<Job>) -> Running {
+    let tasks = jobs
+        .into_iter()
+        .map(|mut job| {
+            tokio::spawn(async move {
+                let mut ticker = tokio::time::interval(job.every);
+                ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+                loop {
+                    ticker.tick().await;
+                    (job.round)().await;
+                }
+            })
+        })
+        .collect();
+    Running { tasks }
+}
+
+impl Running {
+    /// Stops every job, in the middle of a round if need be, and waits
+    /// until each has let go of what it held (the store, above all, which
+    /// closes only when nothing else holds it).
+    pub async fn stop(mut self) {
+        let tasks = std::mem::take(&mut self.tasks);
+        for task in &tasks {
+            task.abort();
+        }
+        for task in tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// How often the core's background jobs run.
 #[derive(Clone, Copy, Debug)]
 pub struct JobsConfig {
     /// Pause between sweeps for due expiries and repayments.
@@ -91,76 +179,144 @@ pub async fn sweep(state: &Arc<AppState>) -> Result<usize, StoreError> {
     Ok(settled)
 }
 
-/// Runs the jobs until the process ends.
-pub fn spawn(state: Arc<AppState>, config: JobsConfig) -> tokio::task::JoinHandle<()> {
-    let keys = tokio::spawn(keep_keys(state.clone(), config));
-    tokio::spawn(async move {
-        // Ends with the other jobs.
-        let _keys = AbortOnDrop(keys);
-        let mut ticker = tokio::time::interval(config.sweep_interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut last_prune = None::<tokio::time::Instant>;
-        loop {
-            ticker.tick().await;
+/// How often old idempotency keys and kept answers are forgotten.
+const PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// The core's jobs: the sweep, every `sweep_interval`, which also forgets
+/// old idempotency keys every hour; and the keys' job, every
+/// `key_refresh_interval`.
+pub fn core(state: &Arc<AppState>, config: JobsConfig) -> Vec<Job> {
+    vec![
+        sweeps(state.clone(), config),
+        keeps_keys(state.clone(), config),
+    ]
+}
+
+/// Settles the accounts with something due, and forgets old idempotency
+/// keys in its first round and then once an hour.
+fn sweeps(state: Arc<AppState>, config: JobsConfig) -> Job {
+    let mut last_prune = None::<Instant>;
+    Job::new("sweep", config.sweep_interval, move || {
+        let prune = last_prune.is_none_or(|t| t.elapsed() > PRUNE_INTERVAL);
+        if prune {
+            last_prune = Some(Instant::now());
+        }
+        let state = state.clone();
+        async move {
             match sweep(&state).await {
                 Ok(0) => {}
                 Ok(n) => tracing::debug!(accounts = n, "settled due accounts"),
                 Err(error) => tracing::warn!(%error, "sweep failed"),
             }
-            if last_prune.is_none_or(|t| t.elapsed() > Duration::from_secs(3600)) {
-                last_prune = Some(tokio::time::Instant::now());
-                let retention = config
-                    .idempotency_retention
-                    .max(Duration::from_secs(86_400));
-                let before = state
-                    .clock
-                    .now()
-                    .plus_secs(-i64::try_from(retention.as_secs()).unwrap_or(i64::MAX));
-                match state.store.prune_idempotency(before).await {
-                    Ok(0) => {}
-                    Ok(n) => tracing::info!(keys = n, "forgot old idempotency keys"),
-                    Err(error) => tracing::warn!(%error, "idempotency pruning failed"),
-                }
-                match crate::idempotency::prune(state.store.as_ref(), before).await {
-                    Ok(0) => {}
-                    Ok(n) => tracing::info!(answers = n, "forgot old kept answers"),
-                    Err(error) => tracing::warn!(%error, "pruning kept answers failed"),
+            if prune {
+                forget_idempotency(&state, config.idempotency_retention).await;
+            }
+        }
+    })
+}
+
+/// Forgets the idempotency keys and kept answers older than `retention`
+/// (at least a day).
+async fn forget_idempotency(state: &AppState, retention: Duration) {
+    let retention = retention.max(Duration::from_secs(86_400));
+    let before = state
+        .clock
+        .now()
+        .plus_secs(-i64::try_from(retention.as_secs()).unwrap_or(i64::MAX));
+    match state.store.prune_idempotency(before).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(keys = n, "forgot old idempotency keys"),
+        Err(error) => tracing::warn!(%error, "idempotency pruning failed"),
+    }
+    match crate::idempotency::prune(state.store.as_ref(), before).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(answers = n, "forgot old kept answers"),
+        Err(error) => tracing::warn!(%error, "pruning kept answers failed"),
+    }
+}
+
+/// Reads keys changed on other nodes every `key_refresh_interval`, and
+/// writes when keys were last used every `key_usage_interval`, the first
+/// time that long after the first round.
+fn keeps_keys(state: Arc<AppState>, config: JobsConfig) -> Job {
+    let mut last_usage = None::<Instant>;
+    Job::new("keys", config.key_refresh_interval, move || {
+        let since = *last_usage.get_or_insert_with(Instant::now);
+        let write_usage = since.elapsed() >= config.key_usage_interval;
+        if write_usage {
+            last_usage = Some(Instant::now());
+        }
+        let state = state.clone();
+        async move {
+            if let Err(error) = state.keys.refresh(state.store.as_ref()).await {
+                tracing::warn!(%error, "reading API keys failed");
+            }
+            if write_usage {
+                let granularity = i64::try_from(config.key_usage_interval.as_secs()).unwrap_or(60);
+                if let Err(error) = state
+                    .keys
+                    .write_usage(state.store.as_ref(), granularity)
+                    .await
+                {
+                    tracing::warn!(%error, "writing when keys were last used failed");
                 }
             }
         }
     })
 }
 
-/// Aborts a task when dropped.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
+    use super::*;
 
-/// Reads keys changed on other nodes every `key_refresh_interval`, and
-/// writes when keys were last used every `key_usage_interval`.
-async fn keep_keys(state: Arc<AppState>, config: JobsConfig) {
-    let mut ticker = tokio::time::interval(config.key_refresh_interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last_usage = tokio::time::Instant::now();
-    loop {
-        ticker.tick().await;
-        if let Err(error) = state.keys.refresh(state.store.as_ref()).await {
-            tracing::warn!(%error, "reading API keys failed");
-        }
-        if last_usage.elapsed() >= config.key_usage_interval {
-            last_usage = tokio::time::Instant::now();
-            let granularity = i64::try_from(config.key_usage_interval.as_secs()).unwrap_or(60);
-            if let Err(error) = state
-                .keys
-                .write_usage(state.store.as_ref(), granularity)
-                .await
-            {
-                tracing::warn!(%error, "writing when keys were last used failed");
+    /// A job that counts its rounds.
+    fn counting(every: Duration) -> (Job, Arc<AtomicUsize>) {
+        let rounds = Arc::new(AtomicUsize::new(0));
+        let counted = rounds.clone();
+        let job = Job::new("counting", every, move || {
+            let counted = counted.clone();
+            async move {
+                counted.fetch_add(1, Ordering::SeqCst);
             }
-        }
+        });
+        (job, rounds)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_job_runs_at_once_then_every_interval_until_stopped() {
+        let (job, rounds) = counting(Duration::from_secs(10));
+        let running = start(vec![job]);
+        tokio::time::sleep(Duration::from_secs(25)).await;
+        assert_eq!(rounds.load(Ordering::SeqCst), 3);
+        running.stop().await;
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert_eq!(rounds.load(Ordering::SeqCst), 3, "no round after the stop");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_long_round_delays_the_next_rather_than_crowding_it() {
+        let rounds = Arc::new(AtomicUsize::new(0));
+        let counted = rounds.clone();
+        let job = Job::new("slow", Duration::from_secs(10), move || {
+            let counted = counted.clone();
+            async move {
+                counted.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_secs(35)).await;
+            }
+        });
+        let running = start(vec![job]);
+        tokio::time::sleep(Duration::from_secs(50)).await;
+        assert_eq!(rounds.load(Ordering::SeqCst), 2);
+        running.stop().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn dropping_the_running_jobs_stops_them() {
+        let (job, rounds) = counting(Duration::from_secs(10));
+        drop(start(vec![job]));
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert!(rounds.load(Ordering::SeqCst) <= 1);
     }
 }

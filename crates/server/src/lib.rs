@@ -3,6 +3,7 @@
 //! hand writes to the store's group commit, and render the outcome.
 
 pub mod account_billing;
+pub mod app;
 pub mod auth;
 pub mod cors;
 pub mod error;
@@ -36,7 +37,8 @@ pub const RECORD_KINDS: &[&str] = &[
     <account_billing::AccountBilling as store::records::Kind>::KIND,
     <test_clock::Offset as store::records::Kind>::KIND,
 ];
-pub use jobs::JobsConfig;
+pub use app::App;
+pub use jobs::{Job, JobsConfig};
 pub use metrics::Metrics;
 pub use routes::{Capability, Route, router};
 
@@ -50,7 +52,8 @@ pub struct AppState {
     pub keys: Keys,
     /// Request counters.
     pub metrics: Metrics,
-    /// What capabilities decide inside the core's writes.
+    /// What a capability decides inside the core's writes; [`App::new`]
+    /// puts the one a capability brings here.
     pub policy: Arc<dyn policy::Policy>,
     /// The origins whose browsers may call the routes customer keys may.
     pub cors: cors::CorsOrigins,
@@ -80,12 +83,6 @@ impl AppState {
     /// customer keys may (`CREDITD_CORS_ORIGINS`).
     pub fn with_cors(mut self, origins: cors::CorsOrigins) -> AppState {
         self.cors = origins;
-        self
-    }
-
-    /// The same state, with a capability's policy for the core's writes.
-    pub fn with_policy(mut self, policy: Arc<dyn policy::Policy>) -> AppState {
-        self.policy = policy;
         self
     }
 

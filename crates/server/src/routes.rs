@@ -19,7 +19,9 @@ use crate::error::ApiError;
 use crate::extract;
 use crate::handlers::{accounts, features, grants, holds, keys, system, transactions, usage};
 pub use crate::idempotency::Idempotency;
+use crate::jobs::Job;
 use crate::openapi::{self, Doc};
+use crate::policy::Policy;
 
 /// One route: a method on a path template, who may call it, the handler,
 /// its state already given, and its description. [`Routes::route`] makes
@@ -111,13 +113,45 @@ impl<S: Clone + Send + Sync + 'static> Routes<S> {
     }
 }
 
-/// What a capability (billing, the gateway) adds to the API: its routes and
-/// the error codes they answer with beside the core's, each with its status.
+/// What a capability (billing, the gateway, the test clock) adds to the
+/// server: its routes, the error codes they answer with beside the core's,
+/// the background jobs the server runs for it, and at most one capability's
+/// policy for the core's writes. [`crate::App`] puts them all in place.
 pub struct Capability {
     /// Its routes, each with its access and description.
     pub routes: Vec<Route>,
-    /// Its own error codes.
+    /// Its own error codes, each with its status.
     pub errors: Vec<(&'static str, axum::http::StatusCode)>,
+    /// Its background jobs, each with its interval.
+    pub jobs: Vec<Job>,
+    /// What it decides inside the core's writes, if anything.
+    pub policy: Option<Arc<dyn Policy>>,
+}
+
+impl Capability {
+    /// A capability of `routes` answering with `errors` besides the core's,
+    /// with no job and no policy.
+    pub fn new(routes: Vec<Route>, errors: Vec<(&'static str, axum::http::StatusCode)>) -> Self {
+        Capability {
+            routes,
+            errors,
+            jobs: Vec::new(),
+            policy: None,
+        }
+    }
+
+    /// The same capability, with `job` run in the background too.
+    pub fn with_job(mut self, job: Job) -> Self {
+        self.jobs.push(job);
+        self
+    }
+
+    /// The same capability, deciding inside the core's writes as `policy`
+    /// does.
+    pub fn with_policy(mut self, policy: Arc<dyn Policy>) -> Self {
+        self.policy = Some(policy);
+        self
+    }
 }
 
 /// The routes of the core API: the ledger, keys, and the system routes.
@@ -221,7 +255,8 @@ pub fn core_routes(state: &Arc<AppState>) -> Vec<Route> {
 /// The whole API: the core routes and each capability's, every one behind
 /// the access check its table entry names, under the shared metrics, error
 /// and body-size layers, with the description of them all served at
-/// `GET /openapi.json`.
+/// `GET /openapi.json`. The capabilities' jobs and policy are left out:
+/// [`crate::App`] serves this router with them in place.
 ///
 /// # Panics
 ///

@@ -21,9 +21,10 @@ use utoipa::ToSchema;
 use crate::auth::Access;
 use crate::error::ApiError;
 use crate::extract::{self, ReadBody};
+use crate::jobs::Job;
 use crate::openapi::Doc;
 use crate::render::{self, Instant};
-use crate::routes::{Route, Routes};
+use crate::routes::{Capability, Route, Routes};
 
 /// The largest step of one advance, in seconds: ten years of 366 days.
 pub const ADVANCE_SECONDS_MAX: i64 = 3_660 * 86_400;
@@ -178,26 +179,27 @@ impl TestClock {
         }
     }
 
-    /// Follows the offset the store keeps every `every` (in `creditd serve`,
-    /// [`REFRESH_INTERVAL`]), so that an advance made on another node
-    /// reaches this one within about that long. Runs until the task is
-    /// aborted.
-    pub fn spawn_refresh(
-        self: &Arc<Self>,
-        store: Arc<dyn Store>,
-        every: Duration,
-    ) -> tokio::task::JoinHandle<()> {
+    /// The test clock as a capability of the server that runs on it: its
+    /// routes (reading the clock and advancing it, both for admin keys) and
+    /// a job that follows the offset `store` keeps every
+    /// [`REFRESH_INTERVAL`], so that an advance made on another node
+    /// reaches this one within about that long.
+    pub fn capability(self: &Arc<Self>, store: Arc<dyn Store>) -> Capability {
         let clock = self.clone();
-        tokio::spawn(async move {
-            let mut ticker = tokio::time::interval(every);
-            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                ticker.tick().await;
-                if let Err(error) = clock.refresh(store.as_ref()).await {
-                    tracing::warn!(%error, "reading the test clock's offset failed");
+        let follows = store.clone();
+        Capability::new(routes(store, self), Vec::new()).with_job(Job::new(
+            "test clock",
+            REFRESH_INTERVAL,
+            move || {
+                let clock = clock.clone();
+                let store = follows.clone();
+                async move {
+                    if let Err(error) = clock.refresh(store.as_ref()).await {
+                        tracing::warn!(%error, "reading the test clock's offset failed");
+                    }
                 }
-            }
-        })
+            },
+        ))
     }
 
     /// The clock's state as the routes answer it.
@@ -217,9 +219,9 @@ struct Shared {
     store: Arc<dyn Store>,
 }
 
-/// The test clock's routes, for the route table: reading it and advancing
-/// it, both for admin keys. Only a server that runs on `clock` adds them.
-pub fn routes(store: Arc<dyn Store>, clock: &Arc<TestClock>) -> Vec<Route> {
+/// The test clock's routes: reading it and advancing it, both for admin
+/// keys.
+fn routes(store: Arc<dyn Store>, clock: &Arc<TestClock>) -> Vec<Route> {
     let shared = Shared {
         clock: clock.clone(),
         store,

@@ -7,9 +7,8 @@ use std::sync::Arc;
 use ledger::Timestamp;
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{Value, json};
-use server::policy::Policy;
 use server::test_clock::TestClock;
-use server::{AppState, Capability, KeyHash, Keys};
+use server::{AppState, Capability, JobsConfig, KeyHash, Keys};
 use store::postgres::{PostgresOptions, PostgresStore};
 use store::sqlite::{SqliteOptions, SqliteStore};
 use store::{Clock, ManualClock, Store};
@@ -17,12 +16,11 @@ use store::{Clock, ManualClock, Store};
 use crate::TestDatabase;
 
 /// What a test plugs in beside the core API, made from the app's store and
-/// clock: a policy for the core's writes, capabilities, and a handle the
-/// test may reach again through [`TestApp::plugin`].
+/// clock: capabilities (with the policy one of them may bring), and a
+/// handle the test may reach again through [`TestApp::plugin`].
 pub struct Plugged {
-    /// The policy for the core's writes.
-    pub policy: Option<Arc<dyn Policy>>,
-    /// Routes beside the core's.
+    /// The capabilities beside the core API; at most one brings a policy
+    /// for the core's writes.
     pub capabilities: Vec<Capability>,
     /// What the test reaches again.
     pub handle: Option<Arc<dyn Any + Send + Sync>>,
@@ -40,7 +38,8 @@ pub const START: Timestamp = Timestamp::from_secs(1_800_000_000);
 /// A running server with its own database, clock and client. It runs as
 /// `creditd serve` does with `CREDITD_TEST_CLOCK=true`: everything reads the
 /// test clock, which stands on `clock` (so tests move time with either),
-/// and the test clock's routes are in the table.
+/// and the test clock's routes are in the table. It runs no background job:
+/// a test does a job's work when it chooses.
 pub struct TestApp {
     /// The server's address, `http://127.0.0.1:<port>`.
     pub base: String,
@@ -136,28 +135,26 @@ impl TestApp {
         let plugged = match &plugins {
             Some(plugins) => plugins(store.clone(), shared.clone()),
             None => Plugged {
-                policy: None,
                 capabilities: Vec::new(),
                 handle: None,
             },
         };
-        let mut state = AppState::new(store, shared, Keys::new(Some(KeyHash::of(KEY))));
-        if let Some(policy) = plugged.policy {
-            state = state.with_policy(policy);
-        }
-        let state = Arc::new(state);
+        let test_clock_capability = test_clock.capability(store.clone());
+        let app = server::App::new(
+            AppState::new(store, shared, Keys::new(Some(KeyHash::of(KEY)))),
+            JobsConfig::default(),
+            plugged
+                .capabilities
+                .into_iter()
+                .chain([test_clock_capability])
+                .collect(),
+        );
+        let state = app.state().clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let server = tokio::spawn(server::serve(
             listener,
-            server::router(
-                state.clone(),
-                plugged
-                    .capabilities
-                    .into_iter()
-                    .chain([test_clock_capability(&state, &test_clock)])
-                    .collect(),
-            ),
+            app.router(),
             std::future::pending(),
         ));
         TestApp {
@@ -182,7 +179,7 @@ impl TestApp {
             }
             None => Vec::new(),
         };
-        capabilities.push(test_clock_capability(&self.state, &self.test_clock));
+        capabilities.push(self.test_clock.capability(self.state.store.clone()));
         capabilities
     }
 
@@ -198,7 +195,7 @@ impl TestApp {
         }
         let without = server::routes::table(
             &self.state,
-            vec![test_clock_capability(&self.state, &self.test_clock)],
+            vec![self.test_clock.capability(self.state.store.clone())],
         );
         assert_eq!(
             distinct_routes(&all),
@@ -682,12 +679,4 @@ pub fn distinct_routes(table: &[(Method, &'static str, server::Access)]) -> usiz
         .map(|(method, path, _)| (method, path))
         .collect::<std::collections::HashSet<_>>()
         .len()
-}
-
-/// The test clock's routes, as `creditd serve` adds them with the setting on.
-fn test_clock_capability(state: &Arc<AppState>, test_clock: &Arc<TestClock>) -> Capability {
-    Capability {
-        routes: server::test_clock::routes(state.store.clone(), test_clock),
-        errors: Vec::new(),
-    }
 }

@@ -5,6 +5,7 @@
 mod support;
 
 mod access;
+mod capability;
 mod checkout;
 mod daily;
 mod objects;

@@ -34,7 +34,6 @@ pub(crate) fn with_stripe(base: String) -> testkit::app::Plugins {
                 .with_payments(Some(payments), ledger::Amount::credits(100)),
         );
         Plugged {
-            policy: Some(billing.clone()),
             capabilities: vec![billing.capability()],
             handle: Some(billing),
         }

@@ -16,7 +16,6 @@ pub fn plain(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Plugged {
 pub fn with_env(store: Arc<dyn Store>, clock: Arc<dyn Clock>, env: EnvSettings) -> Plugged {
     let billing = Arc::new(Billing::new(store, clock, env));
     Plugged {
-        policy: Some(billing.clone()),
         capabilities: vec![billing.capability()],
         handle: Some(billing),
     }

@@ -55,7 +55,6 @@ pub fn plugins(config: GatewayConfig) -> testkit::app::Plugins {
     Arc::new(move |store, clock| {
         let gateway = Arc::new(Gateway::new(store, clock, config.clone()));
         Plugged {
-            policy: None,
             capabilities: vec![gateway.capability()],
             handle: Some(gateway),
         }

@@ -4,6 +4,7 @@
 mod support;
 
 mod accounts;
+mod capabilities;
 mod concurrency;
 mod edges;
 mod external;
