@@ -1,8 +1,6 @@
 //! Subscriptions: an account on a plan, its current period, moving between plans, and the
 //! renewals that grant each period once, however often they run and on however many nodes.
 
-use std::sync::Arc;
-
 use ledger::{
     AccountId, Amount, ExternalId, Metadata, NewGrant, Reject, Renewal, Source, Timestamp,
 };
@@ -507,22 +505,6 @@ async fn renew_one(
         }
     }
     Ok(renewed)
-}
-
-/// Runs renewals every `every` until the process ends.
-pub fn spawn(billing: Arc<Billing>, every: std::time::Duration) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut ticker = tokio::time::interval(every);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            ticker.tick().await;
-            match renew_due(&billing).await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(periods = n, "renewed subscriptions"),
-                Err(error) => tracing::warn!(%error, "renewing subscriptions failed"),
-            }
-        }
-    })
 }
 
 #[cfg(test)]
