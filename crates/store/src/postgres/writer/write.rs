@@ -4,6 +4,7 @@
 use std::collections::HashSet;
 
 use ledger::{Account, AccountId, Amount, ExternalId, Feature, Hold, Lot, Timestamp, Transaction};
+use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Statement};
 
 use super::Failure;
@@ -46,7 +47,7 @@ pub(super) async fn write_and_commit(
 /// The ledger's rows a batch writes, as columns.
 struct LedgerColumns<'a> {
     new_accounts: NewAccounts<'a>,
-    changed_accounts: ChangedAccounts<'a>,
+    changed_accounts: AccountColumns<'a>,
     new_lots: NewLots<'a>,
     changed_lots: ChangedLots,
     holds: HoldColumns<'a>,
@@ -62,7 +63,7 @@ impl<'a> LedgerColumns<'a> {
             .partition(|l| writes.new_lots.contains(&l.id));
         LedgerColumns {
             new_accounts: NewAccounts::of(&writes.new_accounts),
-            changed_accounts: ChangedAccounts::of(&writes.accounts),
+            changed_accounts: AccountColumns::of(&writes.accounts),
             new_lots: NewLots::of(&new_lots),
             changed_lots: ChangedLots::of(&changed_lots),
             holds: HoldColumns::of(&writes.holds),
@@ -85,11 +86,7 @@ impl<'a> LedgerColumns<'a> {
 
 /// Accounts opened, in id order.
 struct NewAccounts<'a> {
-    id: Vec<&'a str>,
-    name: Vec<Option<&'a str>>,
-    metadata: Vec<&'a str>,
-    overdraft: Vec<i64>,
-    debt: Vec<i64>,
+    columns: AccountColumns<'a>,
     created: Vec<i64>,
 }
 
@@ -98,41 +95,26 @@ impl<'a> NewAccounts<'a> {
         let mut accounts = accounts.to_vec();
         accounts.sort_by(|a, b| a.id.cmp(&b.id));
         NewAccounts {
-            id: accounts.iter().map(|a| a.id.as_str()).collect(),
-            name: accounts.iter().map(|a| a.name.as_deref()).collect(),
-            metadata: accounts.iter().map(|a| a.metadata.as_str()).collect(),
-            overdraft: accounts
-                .iter()
-                .map(|a| a.overdraft_limit.micros())
-                .collect(),
-            debt: accounts.iter().map(|a| a.debt.micros()).collect(),
+            columns: AccountColumns::of(&accounts),
             created: accounts.iter().map(|a| a.created_at.micros()).collect(),
         }
     }
 
     fn send<'p>(&'p self, out: &mut Pipeline<'p>, pg: &'p Client, st: &'p Statement) {
-        if self.id.is_empty() {
+        if self.columns.id.is_empty() {
             return;
         }
         out.push_execute(async move {
-            pg.execute(
-                st,
-                &[
-                    &self.id,
-                    &self.name,
-                    &self.metadata,
-                    &self.overdraft,
-                    &self.debt,
-                    &self.created,
-                ],
-            )
-            .await
+            let [id, name, metadata, overdraft, debt] = self.columns.params();
+            pg.execute(st, &[id, name, metadata, overdraft, debt, &self.created])
+                .await
         });
     }
 }
 
-/// Existing accounts changed.
-struct ChangedAccounts<'a> {
+/// The columns of accounts that opening one and changing one both write;
+/// alone, the existing accounts changed.
+struct AccountColumns<'a> {
     id: Vec<&'a str>,
     name: Vec<Option<&'a str>>,
     metadata: Vec<&'a str>,
@@ -140,9 +122,9 @@ struct ChangedAccounts<'a> {
     debt: Vec<i64>,
 }
 
-impl<'a> ChangedAccounts<'a> {
-    fn of(accounts: &[&'a Account]) -> ChangedAccounts<'a> {
-        ChangedAccounts {
+impl<'a> AccountColumns<'a> {
+    fn of(accounts: &[&'a Account]) -> AccountColumns<'a> {
+        AccountColumns {
             id: accounts.iter().map(|a| a.id.as_str()).collect(),
             name: accounts.iter().map(|a| a.name.as_deref()).collect(),
             metadata: accounts.iter().map(|a| a.metadata.as_str()).collect(),
@@ -154,23 +136,23 @@ impl<'a> ChangedAccounts<'a> {
         }
     }
 
+    /// The columns as statement parameters, in the order both statements
+    /// take them.
+    fn params(&self) -> [&(dyn ToSql + Sync); 5] {
+        [
+            &self.id,
+            &self.name,
+            &self.metadata,
+            &self.overdraft,
+            &self.debt,
+        ]
+    }
+
     fn send<'p>(&'p self, out: &mut Pipeline<'p>, pg: &'p Client, st: &'p Statement) {
         if self.id.is_empty() {
             return;
         }
-        out.push_execute(async move {
-            pg.execute(
-                st,
-                &[
-                    &self.id,
-                    &self.name,
-                    &self.metadata,
-                    &self.overdraft,
-                    &self.debt,
-                ],
-            )
-            .await
-        });
+        out.push_execute(async move { pg.execute(st, &self.params()).await });
     }
 }
 
