@@ -524,14 +524,13 @@ pub struct Sale {
     pub plan: Option<crate::plan::Plan>,
 }
 
-/// A package's sale, named in `locale`, refused when it is not for sale or
-/// the account may not buy it.
-pub async fn package_sale(
+/// The package `package_id`, refused when it is not for sale or `account`
+/// may not buy it, with the credit settings in force that allowed it.
+pub async fn buyable_package(
     billing: &Billing,
     account: &AccountId,
     package_id: &str,
-    locale: &str,
-) -> Result<Sale, ApiError> {
+) -> Result<(Package, settings::CreditSettings), ApiError> {
     let store = billing.store.as_ref();
     let package = records::get::<Package>(store, package_id)
         .await?
@@ -544,6 +543,18 @@ pub async fn package_sale(
     if !settings.allow_free_user_purchase && !billing.has_paid_plan(account).await? {
         return Err(BillingError::PurchaseNotAllowed.into());
     }
+    Ok((package, settings))
+}
+
+/// A package's sale, named in `locale`, refused when it is not for sale or
+/// the account may not buy it.
+pub async fn package_sale(
+    billing: &Billing,
+    account: &AccountId,
+    package_id: &str,
+    locale: &str,
+) -> Result<Sale, ApiError> {
+    let (package, _) = buyable_package(billing, account, package_id).await?;
     Ok(Sale {
         name: package.name.localized().map_or_else(
             |_| package_id.to_owned(),
