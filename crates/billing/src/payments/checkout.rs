@@ -8,7 +8,7 @@ use store::records::{self, Expect, Kind, Lookup, Written};
 
 use super::Payments;
 use super::objects;
-use super::provider::{Form, PaymentError, Reply};
+use super::provider::{Form, PaymentError};
 use crate::Billing;
 use crate::domain::topup::{TOPUP_MIN_CENTS, credits_of};
 use crate::error::BillingError;
@@ -214,12 +214,7 @@ pub async fn create_setup_session(
         form.push(("locale".into(), locale.to_owned()));
     }
     let key = format!("creditd:setup:{account}:{request_key}");
-    let created = payments
-        .provider
-        .post("/v1/checkout/sessions", form, &key)
-        .await
-        .map_err(provider_error)?;
-    let (id, url) = session_of(&created)?;
+    let (id, url) = open_session(payments, form, &key).await?;
     let session = CheckoutSession {
         account: account.as_str().to_owned(),
         purchase: Purchase::Setup,
@@ -241,9 +236,19 @@ pub async fn create_setup_session(
     }
 }
 
-/// The id and URL of a checkout session the provider created; a body
-/// without them is the provider's failure, not creditd's.
-fn session_of(created: &Reply) -> Result<(String, String), ApiError> {
+/// Has the provider create a checkout session of `form`, once for `key`,
+/// and answers its id and URL; a reply without them is the provider's
+/// failure, not creditd's.
+async fn open_session(
+    payments: &Payments,
+    form: Form,
+    key: &str,
+) -> Result<(String, String), ApiError> {
+    let created = payments
+        .provider
+        .post("/v1/checkout/sessions", form, key)
+        .await
+        .map_err(provider_error)?;
     let session: objects::CheckoutSession =
         created.read("a checkout session").map_err(provider_error)?;
     match (session.url, super::is_provider_id(&session.id)) {
@@ -775,12 +780,7 @@ pub async fn create_session(
         form.push(("metadata[creditd_package]".into(), package.clone()));
     }
     let key = format!("creditd:checkout:{account}:{request_key}");
-    let created = payments
-        .provider
-        .post("/v1/checkout/sessions", form, &key)
-        .await
-        .map_err(provider_error)?;
-    let (id, url) = session_of(&created)?;
+    let (id, url) = open_session(payments, form, &key).await?;
     // Kept before the URL is given out: a session's webhook always finds it.
     match records::write::<CheckoutSession>(
         billing.store.as_ref(),
