@@ -2,7 +2,7 @@
 //! renewed when the provider's invoice for a period is paid, changed, canceled and ended as the
 //! provider says, each period granted once however its events arrive.
 
-use ledger::{AccountId, Reject, Timestamp};
+use ledger::{AccountId, Timestamp};
 use serde::{Deserialize, Serialize};
 use server::error::ApiError;
 use store::records::{
@@ -271,16 +271,7 @@ async fn enter(
             })
         })
         .await?;
-    match modified {
-        Modified::Done(outcome) | Modified::Written(Executed::Fresh(Ok(_)), outcome) => Ok(outcome),
-        Modified::Written(
-            Executed::Existing(_)
-            | Executed::Replayed(_)
-            | Executed::Fresh(Err(Refused::Ledger(Reject::ExternalIdConflict))),
-            _,
-        ) => Ok(Outcome::Duplicate),
-        Modified::Written(Executed::Fresh(Err(refused)), _) => Err(refused.into()),
-    }
+    super::once(modified, Outcome::Duplicate)
 }
 
 /// Changes the account's subscription record by `change` where the
