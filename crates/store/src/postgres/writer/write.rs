@@ -4,11 +4,10 @@
 use std::collections::HashSet;
 
 use ledger::{Account, AccountId, Amount, ExternalId, Feature, Hold, Lot, Timestamp, Transaction};
-use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Statement};
 
 use super::Failure;
-use super::pipeline::Pipeline;
+use super::pipeline::{Column, Pipeline};
 use super::statements::{LedgerWrites, SideWrites, Statements};
 use crate::batch::{RecordKey, Writes};
 use crate::codec::{encode_legs, encode_postings, encode_sources, usage_of};
@@ -101,14 +100,9 @@ impl<'a> NewAccounts<'a> {
     }
 
     fn send<'p>(&'p self, out: &mut Pipeline<'p>, pg: &'p Client, st: &'p Statement) {
-        if self.columns.id.is_empty() {
-            return;
-        }
-        out.push_execute(async move {
-            let [id, name, metadata, overdraft, debt] = self.columns.params();
-            pg.execute(st, &[id, name, metadata, overdraft, debt, &self.created])
-                .await
-        });
+        let [id, name, metadata, overdraft, debt] = self.columns.params();
+        let columns: [Column<'_>; 6] = [id, name, metadata, overdraft, debt, &self.created];
+        out.push_columns(pg, st, self.columns.id.len(), columns);
     }
 }
 
@@ -138,7 +132,7 @@ impl<'a> AccountColumns<'a> {
 
     /// The columns as statement parameters, in the order both statements
     /// take them.
-    fn params(&self) -> [&(dyn ToSql + Sync); 5] {
+    fn params(&self) -> [Column<'_>; 5] {
         [
             &self.id,
             &self.name,
@@ -149,10 +143,7 @@ impl<'a> AccountColumns<'a> {
     }
 
     fn send<'p>(&'p self, out: &mut Pipeline<'p>, pg: &'p Client, st: &'p Statement) {
-        if self.id.is_empty() {
-            return;
-        }
-        out.push_execute(async move { pg.execute(st, &self.params()).await });
+        out.push_columns(pg, st, self.id.len(), self.params());
     }
 }
 
@@ -200,29 +191,21 @@ impl<'a> NewLots<'a> {
     }
 
     fn send<'p>(&'p self, out: &mut Pipeline<'p>, pg: &'p Client, st: &'p Statement) {
-        if self.id.is_empty() {
-            return;
-        }
-        out.push_execute(async move {
-            pg.execute(
-                st,
-                &[
-                    &self.id,
-                    &self.account,
-                    &self.source,
-                    &self.priority,
-                    &self.amount,
-                    &self.remaining,
-                    &self.effective,
-                    &self.expires,
-                    &self.voided,
-                    &self.created,
-                    &self.metadata,
-                    &self.external,
-                ],
-            )
-            .await
-        });
+        let columns: [Column<'_>; 12] = [
+            &self.id,
+            &self.account,
+            &self.source,
+            &self.priority,
+            &self.amount,
+            &self.remaining,
+            &self.effective,
+            &self.expires,
+            &self.voided,
+            &self.created,
+            &self.metadata,
+            &self.external,
+        ];
+        out.push_columns(pg, st, self.id.len(), columns);
     }
 }
 
@@ -246,13 +229,8 @@ impl ChangedLots {
     }
 
     fn send<'p>(&'p self, out: &mut Pipeline<'p>, pg: &'p Client, st: &'p Statement) {
-        if self.id.is_empty() {
-            return;
-        }
-        out.push_execute(async move {
-            pg.execute(st, &[&self.id, &self.remaining, &self.voided])
-                .await
-        });
+        let columns: [Column<'_>; 3] = [&self.id, &self.remaining, &self.voided];
+        out.push_columns(pg, st, self.id.len(), columns);
     }
 }
 
@@ -293,27 +271,19 @@ impl<'a> HoldColumns<'a> {
     }
 
     fn send<'p>(&'p self, out: &mut Pipeline<'p>, pg: &'p Client, st: &'p Statement) {
-        if self.id.is_empty() {
-            return;
-        }
-        out.push_execute(async move {
-            pg.execute(
-                st,
-                &[
-                    &self.id,
-                    &self.account,
-                    &self.amount,
-                    &self.legs,
-                    &self.status,
-                    &self.committed,
-                    &self.created,
-                    &self.expires,
-                    &self.resolved,
-                    &self.metadata,
-                ],
-            )
-            .await
-        });
+        let columns: [Column<'_>; 10] = [
+            &self.id,
+            &self.account,
+            &self.amount,
+            &self.legs,
+            &self.status,
+            &self.committed,
+            &self.created,
+            &self.expires,
+            &self.resolved,
+            &self.metadata,
+        ];
+        out.push_columns(pg, st, self.id.len(), columns);
     }
 }
 
@@ -377,36 +347,28 @@ impl<'a> TransactionColumns<'a> {
     }
 
     fn send<'p>(&'p self, out: &mut Pipeline<'p>, pg: &'p Client, st: &'p Statement) {
-        if self.id.is_empty() {
-            return;
-        }
-        out.push_execute(async move {
-            pg.execute(
-                st,
-                &[
-                    &self.id,
-                    &self.account,
-                    &self.kind,
-                    &self.amount,
-                    &self.usage,
-                    &self.balance,
-                    &self.postings,
-                    &self.sources,
-                    &self.created,
-                    &self.metadata,
-                    &self.lot,
-                    &self.hold,
-                    &self.refund_of,
-                    &self.feature,
-                    &self.quantity,
-                    &self.external,
-                    &self.digest,
-                    &self.reason,
-                    &self.actor,
-                ],
-            )
-            .await
-        });
+        let columns: [Column<'_>; 19] = [
+            &self.id,
+            &self.account,
+            &self.kind,
+            &self.amount,
+            &self.usage,
+            &self.balance,
+            &self.postings,
+            &self.sources,
+            &self.created,
+            &self.metadata,
+            &self.lot,
+            &self.hold,
+            &self.refund_of,
+            &self.feature,
+            &self.quantity,
+            &self.external,
+            &self.digest,
+            &self.reason,
+            &self.actor,
+        ];
+        out.push_columns(pg, st, self.id.len(), columns);
     }
 }
 
@@ -441,13 +403,8 @@ impl<'a> FeatureColumns<'a> {
     }
 
     fn send<'p>(&'p self, out: &mut Pipeline<'p>, pg: &'p Client, st: &'p Statement) {
-        if self.id.is_empty() {
-            return;
-        }
-        out.push_execute(async move {
-            pg.execute(st, &[&self.id, &self.price, &self.updated])
-                .await
-        });
+        let columns: [Column<'_>; 3] = [&self.id, &self.price, &self.updated];
+        out.push_columns(pg, st, self.id.len(), columns);
     }
 }
 
@@ -504,51 +461,45 @@ impl<'a> RecordColumns<'a> {
 
     /// Adds each non-empty write, in the order they run.
     fn send<'p>(&'p self, out: &mut Pipeline<'p>, pg: &'p Client, st: &'p SideWrites<Statement>) {
-        if !self.touched_kind.is_empty() {
-            // Lookups go first, so that a unique value moving from one record
-            // to another in the batch is never held by both.
-            out.push_execute(async move {
-                pg.execute(&st.forget_lookups, &[&self.touched_kind, &self.touched_id])
-                    .await
-            });
-        }
-        if !self.stored_kind.is_empty() {
-            out.push_execute(async move {
-                pg.execute(
-                    &st.upsert_records,
-                    &[
-                        &self.stored_kind,
-                        &self.stored_id,
-                        &self.version,
-                        &self.body,
-                        &self.created,
-                        &self.updated,
-                    ],
-                )
-                .await
-            });
-        }
-        if !self.deleted_kind.is_empty() {
-            out.push_execute(async move {
-                pg.execute(&st.delete_records, &[&self.deleted_kind, &self.deleted_id])
-                    .await
-            });
-        }
-        if !self.lookup_kind.is_empty() {
-            out.push_execute(async move {
-                pg.execute(
-                    &st.insert_lookups,
-                    &[
-                        &self.lookup_kind,
-                        &self.lookup_name,
-                        &self.lookup_value,
-                        &self.lookup_id,
-                        &self.lookup_unique,
-                    ],
-                )
-                .await
-            });
-        }
+        // Lookups go first, so that a unique value moving from one record to
+        // another in the batch is never held by both.
+        out.push_columns(
+            pg,
+            &st.forget_lookups,
+            self.touched_kind.len(),
+            [&self.touched_kind, &self.touched_id],
+        );
+        out.push_columns(
+            pg,
+            &st.upsert_records,
+            self.stored_kind.len(),
+            [
+                &self.stored_kind,
+                &self.stored_id,
+                &self.version,
+                &self.body,
+                &self.created,
+                &self.updated,
+            ],
+        );
+        out.push_columns(
+            pg,
+            &st.delete_records,
+            self.deleted_kind.len(),
+            [&self.deleted_kind, &self.deleted_id],
+        );
+        out.push_columns(
+            pg,
+            &st.insert_lookups,
+            self.lookup_kind.len(),
+            [
+                &self.lookup_kind,
+                &self.lookup_name,
+                &self.lookup_value,
+                &self.lookup_id,
+                &self.lookup_unique,
+            ],
+        );
     }
 }
 
@@ -726,23 +677,18 @@ impl<'a> KeyColumns<'a> {
     }
 
     fn send<'p>(&'p self, out: &mut Pipeline<'p>, pg: &'p Client, st: &'p SideWrites<Statement>) {
-        if !self.key.is_empty() {
-            out.push_execute(async move {
-                pg.execute(
-                    &st.keep_responses,
-                    &[
-                        &self.key,
-                        &self.fingerprint,
-                        &self.status,
-                        &self.body,
-                        &self.now,
-                    ],
-                )
-                .await
-            });
-        }
-        if !self.unkept.is_empty() {
-            out.push_execute(async move { pg.execute(&st.release_keys, &[&self.unkept]).await });
-        }
+        out.push_columns(
+            pg,
+            &st.keep_responses,
+            self.key.len(),
+            [
+                &self.key,
+                &self.fingerprint,
+                &self.status,
+                &self.body,
+                &self.now,
+            ],
+        );
+        out.push_columns(pg, &st.release_keys, self.unkept.len(), [&self.unkept]);
     }
 }
