@@ -94,6 +94,22 @@ fn account_id(prefix: &str, index: Option<usize>) -> Result<AccountId, Outcome> 
     AccountId::parse(&account(prefix, index)).map_err(|_| Outcome::Error("bad account id".into()))
 }
 
+/// Opens account `id` over HTTP with [`START_CREDITS`] granted to it.
+async fn open_funded(conn: &mut Conn, id: &str) -> anyhow::Result<()> {
+    let created = conn
+        .post("/v1/accounts", format!(r#"{{"id":"{id}"}}"#))
+        .await?;
+    anyhow::ensure!(created.0 == 201, "creating {id}: {}", created.0);
+    let granted = conn
+        .post(
+            &format!("/v1/accounts/{id}/grants"),
+            format!(r#"{{"amount":"{START_CREDITS}","source":"purchase"}}"#),
+        )
+        .await?;
+    anyhow::ensure!(granted.0 == 201, "granting {id}: {}", granted.0);
+    Ok(())
+}
+
 /// Waits until the store has read every account's book into memory, as a
 /// server that has been up for a while has: until then the preload takes
 /// part of a core and the writer reads books from the database, and a run
@@ -237,21 +253,9 @@ impl Driver {
                     tasks.spawn(async move {
                         let mut conn = Conn::connect(&base, &key).await?;
                         for id in ids.iter().skip(w).step_by(workers) {
-                            let created = conn
-                                .post("/v1/accounts", format!(r#"{{"id":"{id}"}}"#))
-                                .await?;
-                            anyhow::ensure!(created.0 == 201, "creating {id}: {}", created.0);
-                            let granted = conn
-                                .post(
-                                    &format!("/v1/accounts/{id}/grants"),
-                                    format!(
-                                        r#"{{"amount":"{START_CREDITS}","source":"purchase"}}"#
-                                    ),
-                                )
-                                .await?;
-                            anyhow::ensure!(granted.0 == 201, "granting {id}: {}", granted.0);
+                            open_funded(&mut conn, id).await?;
                         }
-                        Ok(())
+                        anyhow::Ok(())
                     });
                 }
                 while let Some(done) = tasks.join_next().await {
@@ -299,17 +303,7 @@ impl Driver {
                 for c in (w..clients).step_by(workers) {
                     let id = gateway_account(&prefix, c);
                     if !reuse {
-                        let created = conn
-                            .post("/v1/accounts", format!(r#"{{"id":"{id}"}}"#))
-                            .await?;
-                        anyhow::ensure!(created.0 == 201, "creating {id}: {}", created.0);
-                        let granted = conn
-                            .post(
-                                &format!("/v1/accounts/{id}/grants"),
-                                format!(r#"{{"amount":"{START_CREDITS}","source":"purchase"}}"#),
-                            )
-                            .await?;
-                        anyhow::ensure!(granted.0 == 201, "granting {id}: {}", granted.0);
+                        open_funded(&mut conn, &id).await?;
                     }
                     let (status, body) = conn
                         .post(&format!("/v1/accounts/{id}/keys"), "{}".to_owned())
