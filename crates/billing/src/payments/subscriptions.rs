@@ -253,10 +253,8 @@ async fn enter(
                         grant,
                         outcome,
                     } => {
-                        let settings = settings::read(store, &billing.env).await?;
-                        let command = transition(
+                        let command = subscription::transition_in_force(
                             billing,
-                            &settings,
                             account,
                             current.as_ref(),
                             Some((&next, plan)),
