@@ -203,23 +203,6 @@ async fn overage_to_settle(
     )))
 }
 
-/// [`transition`] under the credit settings in force, which it reads first.
-pub async fn transition_in_force(
-    billing: &Billing,
-    account: &AccountId,
-    current: Option<&Doc<Subscription>>,
-    next: Option<(&Subscription, &Plan)>,
-    settle_to: Timestamp,
-    with: Vec<RecordWrite>,
-    grant: bool,
-) -> Result<Command, StoreError> {
-    let settings = settings::read(billing.store.as_ref(), &billing.env).await?;
-    transition(
-        billing, &settings, account, current, next, settle_to, with, grant,
-    )
-    .await
-}
-
 /// The command that moves a subscription in one transaction: the current
 /// period (if any) closed — its plan's leftovers carried or expired, its
 /// overage from the period's start to `settle_to` billed as a charge — and
@@ -329,8 +312,10 @@ pub async fn change(
                             Step::Write(Command::new(Op::Record(write)), None)
                         }
                         machine::Change::Move(next) => {
-                            let command = transition_in_force(
+                            let settings = settings::read(store, &billing.env).await?;
+                            let command = transition(
                                 billing,
+                                &settings,
                                 account,
                                 current.as_ref(),
                                 Some((&next, new_plan)),

@@ -253,8 +253,10 @@ async fn enter(
                         grant,
                         outcome,
                     } => {
-                        let command = subscription::transition_in_force(
+                        let settings = settings::read(store, &billing.env).await?;
+                        let command = transition(
                             billing,
+                            &settings,
                             account,
                             current.as_ref(),
                             Some((&next, plan)),
