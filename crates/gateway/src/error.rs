@@ -203,15 +203,7 @@ fn respond(error: &ApiError, status: StatusCode, body: serde_json::Value) -> Res
     if let ApiError::Internal(detail) = error {
         tracing::error!(%detail, "internal error");
     }
-    let mut response =
-        server::render::json_response(status, serde_json::to_vec(&body).unwrap_or_default());
-    if matches!(error, ApiError::Unauthorized) {
-        response.headers_mut().insert(
-            axum::http::header::WWW_AUTHENTICATE,
-            axum::http::HeaderValue::from_static("Bearer realm=\"creditd\""),
-        );
-    }
-    response
+    error.json_response(status, serde_json::to_vec(&body).unwrap_or_default())
 }
 
 #[cfg(test)]

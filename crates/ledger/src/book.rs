@@ -802,12 +802,7 @@ impl Book {
         ids: &mut dyn IdSource,
         out: &mut Vec<Transaction>,
     ) -> Result<TxId, Reject> {
-        self.settle(now, ids, out)?;
-        let index = self
-            .lots
-            .iter()
-            .position(|l| l.id == lot)
-            .ok_or(Reject::GrantNotFound)?;
+        let index = self.settle_for_lot(lot, now, ids, out)?;
         if self.lots[index].voided_at.is_some() {
             return Err(Reject::GrantVoided);
         }
@@ -843,12 +838,7 @@ impl Book {
         ids: &mut dyn IdSource,
         out: &mut Vec<Transaction>,
     ) -> Result<TxId, Reject> {
-        self.settle(now, ids, out)?;
-        let index = self
-            .lots
-            .iter()
-            .position(|l| l.id == lot)
-            .ok_or(Reject::GrantNotFound)?;
+        let index = self.settle_for_lot(lot, now, ids, out)?;
         if !amount.is_positive() {
             return Err(Reject::InvalidAmount("amount must be positive"));
         }
@@ -1055,6 +1045,22 @@ impl Book {
             .checked_add(uncovered)
             .filter(|d| *d <= ACCOUNT_CREDITS_MAX)
             .ok_or(Reject::Overflow)
+    }
+
+    /// Settles the book, as every operation does first, and finds `lot` in
+    /// it, for the operations on one grant's lot.
+    fn settle_for_lot(
+        &mut self,
+        lot: LotId,
+        now: Timestamp,
+        ids: &mut dyn IdSource,
+        out: &mut Vec<Transaction>,
+    ) -> Result<usize, Reject> {
+        self.settle(now, ids, out)?;
+        self.lots
+            .iter()
+            .position(|l| l.id == lot)
+            .ok_or(Reject::GrantNotFound)
     }
 
     fn pending_hold_index(&self, hold: HoldId) -> Result<usize, Reject> {

@@ -189,6 +189,19 @@ impl ApiError {
         }
     }
 
+    /// The error's response with `body`, in whatever wire format it is
+    /// written: JSON with `status`, and on a 401 the bearer challenge.
+    pub fn json_response(&self, status: StatusCode, body: Vec<u8>) -> Response {
+        let mut response = crate::render::json_response(status, body);
+        if matches!(self, ApiError::Unauthorized) {
+            response.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer realm=\"creditd\""),
+            );
+        }
+        response
+    }
+
     /// The JSON body.
     pub fn body(&self) -> Vec<u8> {
         let required_scope = match self {
@@ -389,14 +402,7 @@ impl IntoResponse for ApiError {
             ApiError::StoreUnavailable(detail) => tracing::warn!(%detail, "store unavailable"),
             _ => {}
         }
-        let mut response = crate::render::json_response(self.status(), self.body());
-        if matches!(self, ApiError::Unauthorized) {
-            response.headers_mut().insert(
-                axum::http::header::WWW_AUTHENTICATE,
-                axum::http::HeaderValue::from_static("Bearer realm=\"creditd\""),
-            );
-        }
-        response
+        self.json_response(self.status(), self.body())
     }
 }
 

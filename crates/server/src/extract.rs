@@ -299,6 +299,14 @@ pub fn raw<'de, D: Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::
     Option::<&'de RawValue>::deserialize(d)
 }
 
+/// Deserializes an optional field so that one sent as `null`
+/// (`Some(None)`) is told from one not sent (`None`).
+pub fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
 /// What sign an amount must have where it appears.
 #[derive(Clone, Copy)]
 pub enum Sign {

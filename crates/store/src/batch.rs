@@ -407,12 +407,7 @@ impl Batch {
         now: Timestamp,
     ) -> Result<Outcome, StoreError> {
         let account = tx.account.clone();
-        if !self.load(src, &account)? {
-            return Err(StoreError::Corrupt(format!(
-                "{} belongs to a missing account",
-                tx.id
-            )));
-        }
+        self.load_owner(src, &account, tx.id)?;
         match (tx.kind, tx.lot) {
             (TxKind::Grant, Some(lot)) => {
                 self.load_lot(src, lot)?;
@@ -730,11 +725,7 @@ impl Batch {
                     return missing(Reject::TransactionNotFound);
                 };
                 let account = original.account.clone();
-                if !self.load(src, &account)? {
-                    return Err(StoreError::Corrupt(format!(
-                        "{tx} belongs to a missing account"
-                    )));
-                }
+                self.load_owner(src, &account, tx)?;
                 for share in &original.sources {
                     if let Origin::Lot(lot) = share.origin {
                         self.load_lot(src, lot)?;
@@ -788,6 +779,24 @@ impl Batch {
         Ok(feature)
     }
 
+    /// Loads the book of `account`, which `owned` (a transaction, a hold, a
+    /// lot) names as its own; a stored row whose account is missing means
+    /// the store is corrupt.
+    fn load_owner(
+        &mut self,
+        src: &mut dyn Source,
+        account: &AccountId,
+        owned: impl std::fmt::Display,
+    ) -> Result<(), StoreError> {
+        if self.load(src, account)? {
+            Ok(())
+        } else {
+            Err(StoreError::Corrupt(format!(
+                "{owned} belongs to a missing account"
+            )))
+        }
+    }
+
     /// Loads the book a hold belongs to, with the hold in it even when it is
     /// no longer pending; `None` when there is no such hold.
     fn load_hold(
@@ -802,11 +811,7 @@ impl Batch {
             return Ok(None);
         };
         let account = stored.account.clone();
-        if !self.load(src, &account)? {
-            return Err(StoreError::Corrupt(format!(
-                "{hold} belongs to a missing account"
-            )));
-        }
+        self.load_owner(src, &account, hold)?;
         let book = self.books.get_mut(&account).expect("book loaded");
         if book.hold(hold).is_none() {
             book.load_hold(stored)
@@ -830,11 +835,7 @@ impl Batch {
             return Ok(None);
         };
         let account = stored.account.clone();
-        if !self.load(src, &account)? {
-            return Err(StoreError::Corrupt(format!(
-                "{lot} belongs to a missing account"
-            )));
-        }
+        self.load_owner(src, &account, lot)?;
         let book = self.books.get_mut(&account).expect("book loaded");
         if book.lot(lot).is_none() {
             self.staged.note_loaded(&stored);

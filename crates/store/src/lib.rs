@@ -97,6 +97,45 @@ impl AuditReport {
     pub fn is_clean(&self) -> bool {
         self.violations.is_empty() && self.orphans.is_empty()
     }
+
+    /// Counts one account with its lots and journal, and notes every
+    /// violation `ledger::audit_account` finds in them.
+    pub(crate) fn check_account(
+        &mut self,
+        account: &Account,
+        lots: &[Lot],
+        holds: &[Hold],
+        journal: &[Transaction],
+    ) {
+        self.accounts += 1;
+        self.lots += lots.len() as u64;
+        self.transactions += journal.len() as u64;
+        for violation in ledger::audit_account(account, lots, holds, journal) {
+            self.violations.push((account.id.clone(), violation));
+        }
+    }
+
+    /// Notes the `orphans` rows of `table` that belong to no account, when
+    /// there are any; `orphans_query` counts them.
+    pub(crate) fn note_orphans(&mut self, table: &str, orphans: i64) {
+        if orphans > 0 {
+            self.orphans
+                .push(format!("{orphans} rows of {table} belong to no account"));
+        }
+    }
+}
+
+/// The tables whose rows each belong to an account, which `verify` checks
+/// for rows whose account is missing.
+pub(crate) const ACCOUNT_TABLES: [&str; 3] = ["lots", "holds", "transactions"];
+
+/// The query, the same in both dialects, that counts the rows of `table`
+/// that belong to no account.
+pub(crate) fn orphans_query(table: &str) -> String {
+    format!(
+        "SELECT count(*) FROM {table} t \
+         WHERE NOT EXISTS (SELECT 1 FROM accounts a WHERE a.id = t.account_id)"
+    )
 }
 
 /// Accounts with work that time has made due: holds past expiry, lots past

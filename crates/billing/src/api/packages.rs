@@ -26,7 +26,6 @@ use crate::Billing;
 use crate::error::BillingError;
 use crate::package::{Package, TextJson};
 use crate::plan::MoneyJson;
-use crate::settings;
 
 use super::{BillingState, Reader, id_parameter, plain_amount, record_id, refused};
 
@@ -346,18 +345,8 @@ async fn grant(
 ) -> Result<Response, ApiError> {
     let package_id = record_id(&package, "package")?;
     let body: PackageGrantBody = extract::parse_optional_json(&write.body)?;
-    let store = billing.store.as_ref();
-    let package = records::get::<Package>(store, &package_id)
-        .await?
-        .ok_or(BillingError::PackageNotFound)?
-        .body;
-    if !package.active {
-        return Err(BillingError::PackageInactive.into());
-    }
-    let settings = settings::read(store, &billing.env).await?;
-    if !settings.allow_free_user_purchase && !billing.has_paid_plan(&account).await? {
-        return Err(BillingError::PurchaseNotAllowed.into());
-    }
+    let (package, settings) =
+        crate::payments::checkout::buyable_package(&billing, &account, &package_id).await?;
     let metadata = serde_json::json!({ "package_id": package_id }).to_string();
     let grant = NewGrant {
         amount: package.credits(),
@@ -370,5 +359,5 @@ async fn grant(
         reason: None,
         actor: Some(principal.key_id.to_string()),
     };
-    server::handlers::execute(store, write, Op::Grant { account, grant }).await
+    server::handlers::execute(billing.store.as_ref(), write, Op::Grant { account, grant }).await
 }

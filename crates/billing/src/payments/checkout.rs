@@ -8,7 +8,7 @@ use store::records::{self, Expect, Kind, Lookup, Written};
 
 use super::Payments;
 use super::objects;
-use super::provider::{Form, PaymentError, Reply};
+use super::provider::{Form, PaymentError};
 use crate::Billing;
 use crate::domain::topup::{TOPUP_MIN_CENTS, credits_of};
 use crate::error::BillingError;
@@ -214,12 +214,7 @@ pub async fn create_setup_session(
         form.push(("locale".into(), locale.to_owned()));
     }
     let key = format!("creditd:setup:{account}:{request_key}");
-    let created = payments
-        .provider
-        .post("/v1/checkout/sessions", form, &key)
-        .await
-        .map_err(provider_error)?;
-    let (id, url) = session_of(&created)?;
+    let (id, url) = open_session(payments, form, &key).await?;
     let session = CheckoutSession {
         account: account.as_str().to_owned(),
         purchase: Purchase::Setup,
@@ -241,9 +236,19 @@ pub async fn create_setup_session(
     }
 }
 
-/// The id and URL of a checkout session the provider created; a body
-/// without them is the provider's failure, not creditd's.
-fn session_of(created: &Reply) -> Result<(String, String), ApiError> {
+/// Has the provider create a checkout session of `form`, once for `key`,
+/// and answers its id and URL; a reply without them is the provider's
+/// failure, not creditd's.
+async fn open_session(
+    payments: &Payments,
+    form: Form,
+    key: &str,
+) -> Result<(String, String), ApiError> {
+    let created = payments
+        .provider
+        .post("/v1/checkout/sessions", form, key)
+        .await
+        .map_err(provider_error)?;
     let session: objects::CheckoutSession =
         created.read("a checkout session").map_err(provider_error)?;
     match (session.url, super::is_provider_id(&session.id)) {
@@ -524,14 +529,13 @@ pub struct Sale {
     pub plan: Option<crate::plan::Plan>,
 }
 
-/// A package's sale, named in `locale`, refused when it is not for sale or
-/// the account may not buy it.
-pub async fn package_sale(
+/// The package `package_id`, refused when it is not for sale or `account`
+/// may not buy it, with the credit settings in force that allowed it.
+pub async fn buyable_package(
     billing: &Billing,
     account: &AccountId,
     package_id: &str,
-    locale: &str,
-) -> Result<Sale, ApiError> {
+) -> Result<(Package, settings::CreditSettings), ApiError> {
     let store = billing.store.as_ref();
     let package = records::get::<Package>(store, package_id)
         .await?
@@ -544,6 +548,18 @@ pub async fn package_sale(
     if !settings.allow_free_user_purchase && !billing.has_paid_plan(account).await? {
         return Err(BillingError::PurchaseNotAllowed.into());
     }
+    Ok((package, settings))
+}
+
+/// A package's sale, named in `locale`, refused when it is not for sale or
+/// the account may not buy it.
+pub async fn package_sale(
+    billing: &Billing,
+    account: &AccountId,
+    package_id: &str,
+    locale: &str,
+) -> Result<Sale, ApiError> {
+    let (package, _) = buyable_package(billing, account, package_id).await?;
     Ok(Sale {
         name: package.name.localized().map_or_else(
             |_| package_id.to_owned(),
@@ -764,12 +780,7 @@ pub async fn create_session(
         form.push(("metadata[creditd_package]".into(), package.clone()));
     }
     let key = format!("creditd:checkout:{account}:{request_key}");
-    let created = payments
-        .provider
-        .post("/v1/checkout/sessions", form, &key)
-        .await
-        .map_err(provider_error)?;
-    let (id, url) = session_of(&created)?;
+    let (id, url) = open_session(payments, form, &key).await?;
     // Kept before the URL is given out: a session's webhook always finds it.
     match records::write::<CheckoutSession>(
         billing.store.as_ref(),

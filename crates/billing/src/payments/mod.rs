@@ -14,7 +14,11 @@ pub mod webhook;
 
 use std::sync::Arc;
 
+use ledger::Reject;
 use server::Secret;
+use server::error::ApiError;
+use store::records::Modified;
+use store::{Executed, Refused};
 
 pub use provider::{PaymentError, PaymentProvider};
 
@@ -81,4 +85,21 @@ impl Payments {
 /// safe to put in a path or a query.
 pub fn is_provider_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 255 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// What a read-modify-write whose ledger operation carries an external id
+/// answered: the step's outcome; `duplicate` when that operation was
+/// already done (the same command again, or another with its external id);
+/// or the ledger's refusal.
+fn once<R>(modified: Modified<R>, duplicate: R) -> Result<R, ApiError> {
+    match modified {
+        Modified::Done(outcome) | Modified::Written(Executed::Fresh(Ok(_)), outcome) => Ok(outcome),
+        Modified::Written(
+            Executed::Existing(_)
+            | Executed::Replayed(_)
+            | Executed::Fresh(Err(Refused::Ledger(Reject::ExternalIdConflict))),
+            _,
+        ) => Ok(duplicate),
+        Modified::Written(Executed::Fresh(Err(refused)), _) => Err(refused.into()),
+    }
 }

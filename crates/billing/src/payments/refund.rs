@@ -1,11 +1,11 @@
 //! A refunded payment: the refunded share of the credits it bought taken back, into debt when
 //! they were spent, once however often and in whatever order the provider's events arrive.
 
-use ledger::{AccountId, Amount, ExternalId, Metadata, Reject};
+use ledger::{AccountId, Amount, ExternalId, Metadata};
 use serde::{Deserialize, Serialize};
 use server::error::ApiError;
-use store::records::{self, Doc, Expect, Kind, Lookup, Modified, RecordFilter, RecordWrite, Step};
-use store::{Command, Executed, Op, Refused};
+use store::records::{self, Doc, Expect, Kind, Lookup, RecordFilter, RecordWrite, Step};
+use store::{Command, Op};
 
 use super::checkout::{CheckoutSession, Purchase, provider_error};
 use super::objects::{Charge, Invoice, PaymentIntent};
@@ -222,16 +222,7 @@ async fn take_back(
         Box::pin(async move { take_back_step(store, refund, before, with).await })
     })
     .await?;
-    match modified {
-        Modified::Done(outcome) | Modified::Written(Executed::Fresh(Ok(_)), outcome) => Ok(outcome),
-        Modified::Written(
-            Executed::Existing(_)
-            | Executed::Replayed(_)
-            | Executed::Fresh(Err(Refused::Ledger(Reject::ExternalIdConflict))),
-            _,
-        ) => Ok("duplicate"),
-        Modified::Written(Executed::Fresh(Err(refused)), _) => Err(refused.into()),
-    }
+    super::once(modified, "duplicate")
 }
 
 /// What taking back `refund` writes, given what was taken before: the

@@ -2,7 +2,7 @@
 //! renewed when the provider's invoice for a period is paid, changed, canceled and ended as the
 //! provider says, each period granted once however its events arrive.
 
-use ledger::{AccountId, Reject, Timestamp};
+use ledger::{AccountId, Timestamp};
 use serde::{Deserialize, Serialize};
 use server::error::ApiError;
 use store::records::{
@@ -271,16 +271,7 @@ async fn enter(
             })
         })
         .await?;
-    match modified {
-        Modified::Done(outcome) | Modified::Written(Executed::Fresh(Ok(_)), outcome) => Ok(outcome),
-        Modified::Written(
-            Executed::Existing(_)
-            | Executed::Replayed(_)
-            | Executed::Fresh(Err(Refused::Ledger(Reject::ExternalIdConflict))),
-            _,
-        ) => Ok(Outcome::Duplicate),
-        Modified::Written(Executed::Fresh(Err(refused)), _) => Err(refused.into()),
-    }
+    super::once(modified, Outcome::Duplicate)
 }
 
 /// Changes the account's subscription record by `change` where the
@@ -416,6 +407,25 @@ pub async fn sync(
     Ok(machine::followed(entered, amended))
 }
 
+/// The subscription an invoice is for, with its link and account; or, as
+/// the error, the outcome of an invoice for no subscription (a one-off
+/// purchase's, which its checkout session granted) or for one creditd does
+/// not know.
+async fn invoice_subscription<'i>(
+    billing: &Billing,
+    payments: &Payments,
+    invoice: &'i Invoice,
+) -> Result<Result<(&'i str, PaymentSubscription, AccountId), Outcome>, ApiError> {
+    let Some(subscription_id) = invoice.subscription() else {
+        return Ok(Err(Outcome::Ignored));
+    };
+    let Some(link) = link_of(billing, payments, subscription_id).await? else {
+        return Ok(Err(Outcome::UnknownSubscription));
+    };
+    let account = account_of(&link)?;
+    Ok(Ok((subscription_id, link, account)))
+}
+
 /// An invoice paid: a subscription's first or next period, granted once.
 /// `with` is the event's record for an outcome, written with the grant.
 pub async fn invoice_paid(
@@ -424,14 +434,11 @@ pub async fn invoice_paid(
     invoice: &Invoice,
     with: With<'_>,
 ) -> Result<(Option<String>, Outcome), ApiError> {
-    // A one-off purchase's invoice: the checkout session granted it.
-    let Some(subscription_id) = invoice.subscription() else {
-        return Ok((None, Outcome::Ignored));
-    };
-    let Some(link) = link_of(billing, payments, subscription_id).await? else {
-        return Ok((None, Outcome::UnknownSubscription));
-    };
-    let account = account_of(&link)?;
+    let (subscription_id, link, account) =
+        match invoice_subscription(billing, payments, invoice).await? {
+            Ok(found) => found,
+            Err(outcome) => return Ok((None, outcome)),
+        };
     let (Some((Span { start, end }, price)), true) = (invoice.period_line(), invoice.is_cycle())
     else {
         // A proration or a manual invoice opens no period: the subscription
@@ -525,13 +532,11 @@ pub async fn invoice_failed(
     payments: &Payments,
     invoice: &Invoice,
 ) -> Result<(Option<String>, Outcome), ApiError> {
-    let Some(subscription_id) = invoice.subscription() else {
-        return Ok((None, Outcome::Ignored));
-    };
-    let Some(link) = link_of(billing, payments, subscription_id).await? else {
-        return Ok((None, Outcome::UnknownSubscription));
-    };
-    let account = account_of(&link)?;
+    let (subscription_id, link, account) =
+        match invoice_subscription(billing, payments, invoice).await? {
+            Ok(found) => found,
+            Err(outcome) => return Ok((None, outcome)),
+        };
     // A failed invoice for a period already paid for (a late delivery after
     // the retry's success) changes nothing.
     let starts = invoice

@@ -94,6 +94,35 @@ fn account_id(prefix: &str, index: Option<usize>) -> Result<AccountId, Outcome> 
     AccountId::parse(&account(prefix, index)).map_err(|_| Outcome::Error("bad account id".into()))
 }
 
+/// Opens account `id` over HTTP with [`START_CREDITS`] granted to it.
+async fn open_funded(conn: &mut Conn, id: &str) -> anyhow::Result<()> {
+    let created = conn
+        .post("/v1/accounts", format!(r#"{{"id":"{id}"}}"#))
+        .await?;
+    anyhow::ensure!(created.0 == 201, "creating {id}: {}", created.0);
+    let granted = conn
+        .post(
+            &format!("/v1/accounts/{id}/grants"),
+            format!(r#"{{"amount":"{START_CREDITS}","source":"purchase"}}"#),
+        )
+        .await?;
+    anyhow::ensure!(granted.0 == 201, "granting {id}: {}", granted.0);
+    Ok(())
+}
+
+/// What `run` answers for the hot account (`None`) or account `index`,
+/// given its id parsed for the store; or the error when it does not parse.
+async fn with_account(
+    prefix: &str,
+    index: Option<usize>,
+    run: impl AsyncFnOnce(AccountId) -> Outcome,
+) -> Outcome {
+    match account_id(prefix, index) {
+        Ok(account) => run(account).await,
+        Err(outcome) => outcome,
+    }
+}
+
 /// Waits until the store has read every account's book into memory, as a
 /// server that has been up for a while has: until then the preload takes
 /// part of a core and the writer reads books from the database, and a run
@@ -237,21 +266,9 @@ impl Driver {
                     tasks.spawn(async move {
                         let mut conn = Conn::connect(&base, &key).await?;
                         for id in ids.iter().skip(w).step_by(workers) {
-                            let created = conn
-                                .post("/v1/accounts", format!(r#"{{"id":"{id}"}}"#))
-                                .await?;
-                            anyhow::ensure!(created.0 == 201, "creating {id}: {}", created.0);
-                            let granted = conn
-                                .post(
-                                    &format!("/v1/accounts/{id}/grants"),
-                                    format!(
-                                        r#"{{"amount":"{START_CREDITS}","source":"purchase"}}"#
-                                    ),
-                                )
-                                .await?;
-                            anyhow::ensure!(granted.0 == 201, "granting {id}: {}", granted.0);
+                            open_funded(&mut conn, id).await?;
                         }
-                        Ok(())
+                        anyhow::Ok(())
                     });
                 }
                 while let Some(done) = tasks.join_next().await {
@@ -299,17 +316,7 @@ impl Driver {
                 for c in (w..clients).step_by(workers) {
                     let id = gateway_account(&prefix, c);
                     if !reuse {
-                        let created = conn
-                            .post("/v1/accounts", format!(r#"{{"id":"{id}"}}"#))
-                            .await?;
-                        anyhow::ensure!(created.0 == 201, "creating {id}: {}", created.0);
-                        let granted = conn
-                            .post(
-                                &format!("/v1/accounts/{id}/grants"),
-                                format!(r#"{{"amount":"{START_CREDITS}","source":"purchase"}}"#),
-                            )
-                            .await?;
-                        anyhow::ensure!(granted.0 == 201, "granting {id}: {}", granted.0);
+                        open_funded(&mut conn, &id).await?;
                     }
                     let (status, body) = conn
                         .post(&format!("/v1/accounts/{id}/keys"), "{}".to_owned())
@@ -502,17 +509,16 @@ impl Client {
     pub async fn consume(&mut self, index: Option<usize>) -> Outcome {
         match self {
             Client::Store { store, prefix } => {
-                let account = match account_id(prefix, index) {
-                    Ok(account) => account,
-                    Err(outcome) => return outcome,
-                };
-                let op = Op::Consume {
-                    account,
-                    charge: Charge::Amount(Amount::credits(1)),
-                    metadata: Metadata::empty(),
-                    external_id: None,
-                };
-                from_store(store.execute(Command::new(op)).await).0
+                with_account(prefix, index, async |account| {
+                    let op = Op::Consume {
+                        account,
+                        charge: Charge::Amount(Amount::credits(1)),
+                        metadata: Metadata::empty(),
+                        external_id: None,
+                    };
+                    from_store(store.execute(Command::new(op)).await).0
+                })
+                .await
             }
             Client::Http { conn, prefix } => {
                 let path = format!("/v1/accounts/{}/consume", account(prefix, index));
@@ -526,21 +532,20 @@ impl Client {
     pub async fn check(&mut self, index: usize) -> Outcome {
         match self {
             Client::Store { store, prefix } => {
-                let account = match account_id(prefix, Some(index)) {
-                    Ok(account) => account,
-                    Err(outcome) => return outcome,
-                };
-                let now = SystemClock.now();
-                match store.standing(account, now).await {
-                    Ok(Some(standing)) => match standing.check(Amount::credits(1), now) {
-                        Some(Ok(check)) if check.allowed => Outcome::Ok,
-                        Some(Ok(_)) => Outcome::Rejected,
-                        Some(Err(r)) => Outcome::Error(r.to_string()),
-                        None => Outcome::Error("a standing that does not cover now".into()),
-                    },
-                    Ok(None) => Outcome::Error("no such account".into()),
-                    Err(e) => Outcome::Error(e.to_string()),
-                }
+                with_account(prefix, Some(index), async |account| {
+                    let now = SystemClock.now();
+                    match store.standing(account, now).await {
+                        Ok(Some(standing)) => match standing.check(Amount::credits(1), now) {
+                            Some(Ok(check)) if check.allowed => Outcome::Ok,
+                            Some(Ok(_)) => Outcome::Rejected,
+                            Some(Err(r)) => Outcome::Error(r.to_string()),
+                            None => Outcome::Error("a standing that does not cover now".into()),
+                        },
+                        Ok(None) => Outcome::Error("no such account".into()),
+                        Err(e) => Outcome::Error(e.to_string()),
+                    }
+                })
+                .await
             }
             Client::Http { conn, prefix } => {
                 let path = format!("/v1/accounts/{}/check", account(prefix, Some(index)));
@@ -556,24 +561,23 @@ impl Client {
     pub async fn balance(&mut self, index: usize) -> Outcome {
         match self {
             Client::Store { store, prefix } => {
-                let account = match account_id(prefix, Some(index)) {
-                    Ok(account) => account,
-                    Err(outcome) => return outcome,
-                };
-                let now = SystemClock.now();
-                match store.book(account, None).await {
-                    // What the balance endpoint does with the book.
-                    Ok(Some(book)) => {
-                        let settled = book.settled(now);
-                        if settled.balance(now).available.is_positive() {
-                            Outcome::Ok
-                        } else {
-                            Outcome::Rejected
+                with_account(prefix, Some(index), async |account| {
+                    let now = SystemClock.now();
+                    match store.book(account, None).await {
+                        // What the balance endpoint does with the book.
+                        Ok(Some(book)) => {
+                            let settled = book.settled(now);
+                            if settled.balance(now).available.is_positive() {
+                                Outcome::Ok
+                            } else {
+                                Outcome::Rejected
+                            }
                         }
+                        Ok(None) => Outcome::Error("no such account".into()),
+                        Err(e) => Outcome::Error(e.to_string()),
                     }
-                    Ok(None) => Outcome::Error("no such account".into()),
-                    Err(e) => Outcome::Error(e.to_string()),
-                }
+                })
+                .await
             }
             Client::Http { conn, prefix } => {
                 let path = format!("/v1/accounts/{}/balance", account(prefix, Some(index)));
@@ -590,26 +594,25 @@ impl Client {
     pub async fn hold_commit(&mut self, index: usize) -> Outcome {
         match self {
             Client::Store { store, prefix } => {
-                let account = match account_id(prefix, Some(index)) {
-                    Ok(account) => account,
-                    Err(outcome) => return outcome,
-                };
-                let op = Op::Hold {
-                    account,
-                    amount: Amount::credits(1),
-                    ttl: HoldTtl::default(),
-                    metadata: Metadata::empty(),
-                };
-                let hold = match from_store(store.execute(Command::new(op)).await) {
-                    (_, Some(StoreOutcome::Held { hold, .. })) => hold.id,
-                    (outcome, _) => return outcome,
-                };
-                let commit = Op::Commit {
-                    hold,
-                    amount: Amount::credits(1),
-                    metadata: Metadata::empty(),
-                };
-                from_store(store.execute(Command::new(commit)).await).0
+                with_account(prefix, Some(index), async |account| {
+                    let op = Op::Hold {
+                        account,
+                        amount: Amount::credits(1),
+                        ttl: HoldTtl::default(),
+                        metadata: Metadata::empty(),
+                    };
+                    let hold = match from_store(store.execute(Command::new(op)).await) {
+                        (_, Some(StoreOutcome::Held { hold, .. })) => hold.id,
+                        (outcome, _) => return outcome,
+                    };
+                    let commit = Op::Commit {
+                        hold,
+                        amount: Amount::credits(1),
+                        metadata: Metadata::empty(),
+                    };
+                    from_store(store.execute(Command::new(commit)).await).0
+                })
+                .await
             }
             Client::Http { conn, prefix } => {
                 let path = format!("/v1/accounts/{}/holds", account(prefix, Some(index)));

@@ -7,8 +7,8 @@ use axum::response::Response;
 use server::openapi::Doc;
 use server::routes::{Idempotency, Routes};
 use server::{Access, Route};
-use utoipa::ToSchema;
 use utoipa::openapi::schema::{ObjectBuilder, Type};
+use utoipa::{IntoResponses, ToSchema};
 
 use crate::Gateway;
 use crate::error::{anthropic_error, openai_error};
@@ -66,14 +66,11 @@ pub(super) fn routes(routes: &Routes<Arc<Gateway>>) -> Vec<Route> {
     request_body(content = ChatCall, description = "OpenAI's chat completion request."),
     responses(
         (status = 200, description = "OpenAI's chat completion, or its event stream."),
-        (status = 400, description = "`malformed_json`, `invalid_request`, `model_not_priced`, \
-            `model_not_supported`, or the upstream's own refusal."),
-        (status = 401, description = "`unauthorized`."),
         (status = 402, description = "`insufficient_credits`: the account cannot cover the \
             call's worst case; the upstream was not called."),
         (status = 502, description = "`upstream_unavailable`: every upstream failed; nothing \
             was charged."),
-        (status = 503, description = "`upstream_not_configured`."),
+        CallRefusals,
     ),
 )]
 async fn chat_completions(State(gateway): GatewayState, request: Request) -> Response {
@@ -92,12 +89,9 @@ async fn chat_completions(State(gateway): GatewayState, request: Request) -> Res
     request_body(content = EmbeddingCall, description = "OpenAI's embeddings request."),
     responses(
         (status = 200, description = "OpenAI's embeddings."),
-        (status = 400, description = "`malformed_json`, `invalid_request`, `model_not_priced`, \
-            `model_not_supported`, or the upstream's own refusal."),
-        (status = 401, description = "`unauthorized`."),
         (status = 402, description = "`insufficient_credits`."),
         (status = 502, description = "`upstream_unavailable`."),
-        (status = 503, description = "`upstream_not_configured`."),
+        CallRefusals,
     ),
 )]
 async fn embeddings(State(gateway): GatewayState, request: Request) -> Response {
@@ -117,16 +111,33 @@ async fn embeddings(State(gateway): GatewayState, request: Request) -> Response 
     request_body(content = MessageCall, description = "Anthropic's messages request."),
     responses(
         (status = 200, description = "Anthropic's message, or its event stream."),
-        (status = 400, description = "`malformed_json`, `invalid_request`, `model_not_priced`, \
-            `model_not_supported`, or the upstream's own refusal."),
-        (status = 401, description = "`unauthorized`."),
         (status = 402, description = "`insufficient_credits`."),
         (status = 502, description = "`upstream_unavailable`."),
-        (status = 503, description = "`upstream_not_configured`."),
+        CallRefusals,
     ),
 )]
 async fn messages(State(gateway): GatewayState, request: Request) -> Response {
     proxy::serve(gateway, Endpoint::Messages, request).await
+}
+
+/// The refusals every call route documents alike: a request that is not
+/// one, a missing key, and no upstream for the model.
+#[derive(IntoResponses)]
+#[allow(
+    dead_code,
+    reason = "only its description is used; no value of it is made"
+)]
+enum CallRefusals {
+    #[response(
+        status = 400,
+        description = "`malformed_json`, `invalid_request`, `model_not_priced`, \
+            `model_not_supported`, or the upstream's own refusal."
+    )]
+    Invalid,
+    #[response(status = 401, description = "`unauthorized`.")]
+    Unauthorized,
+    #[response(status = 503, description = "`upstream_not_configured`.")]
+    NotConfigured,
 }
 
 /// A call to a model, as the description states it: the provider's own

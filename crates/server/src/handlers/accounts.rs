@@ -89,7 +89,7 @@ pub async fn create(
 struct UpdateAccount<'a> {
     /// A new display name (at most 256 characters without control
     /// characters), or null to remove it.
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "extract::present")]
     #[schema(value_type = Option<schema::Name>)]
     name: Option<Option<String>>,
     /// New metadata, replacing the old whole.
@@ -108,16 +108,9 @@ struct UpdateAccount<'a> {
     /// The account's own BYOK platform fee in percent (a decimal string
     /// from 0 to 100 with at most 4 fractional digits), or null for the
     /// operator's default.
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "extract::present")]
     #[schema(value_type = Option<String>, pattern = "^(100(\\.0{1,4})?|(0|[1-9][0-9]?)(\\.[0-9]{1,4})?)$")]
     byok_fee_percent: Option<Option<String>>,
-}
-
-/// Tells a field sent as `null` (`Some(None)`) from one not sent (`None`).
-fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
-    d: D,
-) -> Result<Option<Option<T>>, D::Error> {
-    Option::<T>::deserialize(d).map(Some)
 }
 
 /// Change an account

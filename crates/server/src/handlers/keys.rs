@@ -504,20 +504,13 @@ struct UpdateKey<'a> {
     #[schema(value_type = Option<schema::Name>)]
     name: Option<String>,
     /// A customer key's project, or null to remove it.
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "extract::present")]
     #[schema(value_type = Option<schema::Project>)]
     project: Option<Option<String>>,
     /// A customer key's spend limit, or null to remove it.
-    #[serde(default, borrow, deserialize_with = "present")]
+    #[serde(default, borrow, deserialize_with = "extract::present")]
     #[schema(value_type = Option<SpendLimitInput>)]
     spend_limit: Option<Option<SpendLimitInput<'a>>>,
-}
-
-/// Tells a field sent as `null` (`Some(None)`) from one not sent (`None`).
-fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
-    d: D,
-) -> Result<Option<Option<T>>, D::Error> {
-    Option::<T>::deserialize(d).map(Some)
 }
 
 /// Change a key

@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 use deadpool_postgres::GenericClient;
 use ledger::{
     Account, AccountId, Book, Feature, FeatureId, Hold, HoldId, Lot, LotId, Timestamp, Transaction,
-    TxId, audit_account,
+    TxId,
 };
 
 use crate::records::{Lookup, RECORD_PAGE_MAX, Record, RecordFilter, RecordQuery};
@@ -17,7 +17,7 @@ use crate::rows::{
     ACCOUNT_COLUMNS, HOLD_COLUMNS, LOT_COLUMNS, RECORD_COLUMNS, TX_COLUMNS, account_from_row,
     feature_from_row, hold_from_row, lot_from_row, record_from_row, tx_from_row,
 };
-use crate::{AuditReport, StoreError, StoredResponse, TxFilter};
+use crate::{ACCOUNT_TABLES, AuditReport, StoreError, StoredResponse, TxFilter, orphans_query};
 
 /// Runs a statement prepared once per connection.
 pub async fn rows(
@@ -675,27 +675,14 @@ pub async fn audit(client: &mut deadpool_postgres::Client) -> Result<AuditReport
             let lots = lots.remove(&account.id).unwrap_or_default();
             let holds = holds.remove(&account.id).unwrap_or_default();
             let journal = journals.remove(&account.id).unwrap_or_default();
-            report.accounts += 1;
-            report.lots += lots.len() as u64;
-            report.transactions += journal.len() as u64;
-            for violation in audit_account(&account, &lots, &holds, &journal) {
-                report.violations.push((account.id.clone(), violation));
-            }
+            report.check_account(&account, &lots, &holds, &journal);
         }
     }
-    for table in ["lots", "holds", "transactions"] {
-        let sql = format!(
-            "SELECT count(*) FROM {table} t \
-             WHERE NOT EXISTS (SELECT 1 FROM accounts a WHERE a.id = t.account_id)"
-        );
-        let orphans: i64 = rows(&tx, &sql, &[]).await?[0]
+    for table in ACCOUNT_TABLES {
+        let orphans: i64 = rows(&tx, &orphans_query(table), &[]).await?[0]
             .try_get(0)
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        if orphans > 0 {
-            report
-                .orphans
-                .push(format!("{orphans} rows of {table} belong to no account"));
-        }
+        report.note_orphans(table, orphans);
     }
     tx.commit().await.map_err(pg_error)?;
     Ok(report)

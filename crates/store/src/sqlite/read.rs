@@ -4,7 +4,7 @@ use std::collections::{HashMap, HashSet};
 
 use ledger::{
     Account, AccountId, Amount, Book, ExternalId, Feature, FeatureId, Hold, HoldId, LedgerAccount,
-    Lot, LotId, Timestamp, Transaction, TxId, audit_account,
+    Lot, LotId, Timestamp, Transaction, TxId,
 };
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -14,7 +14,7 @@ use crate::rows::{
     ACCOUNT_COLUMNS, HOLD_COLUMNS, LOT_COLUMNS, RECORD_COLUMNS, TX_COLUMNS, account_from_row,
     feature_from_row, hold_from_row, lot_from_row, record_from_row, tx_from_row,
 };
-use crate::{AuditReport, StoreError, StoredResponse, TxFilter};
+use crate::{ACCOUNT_TABLES, AuditReport, StoreError, StoredResponse, TxFilter, orphans_query};
 
 /// Runs a query and maps each row, turning both SQL and decoding errors into store errors.
 fn collect<T>(
@@ -745,28 +745,12 @@ pub fn audit(conn: &Connection) -> Result<AuditReport, StoreError> {
                     lot
                 })
                 .collect();
-            report.accounts += 1;
-            report.lots += lots.len() as u64;
-            report.transactions += journal.len() as u64;
-            for violation in audit_account(&account, &lots, &holds, &journal) {
-                report.violations.push((account.id.clone(), violation));
-            }
+            report.check_account(&account, &lots, &holds, &journal);
         }
     }
-    for table in ["lots", "holds", "transactions"] {
-        let orphans: i64 = conn.query_row(
-            &format!(
-                "SELECT count(*) FROM {table} t \
-                 WHERE NOT EXISTS (SELECT 1 FROM accounts a WHERE a.id = t.account_id)"
-            ),
-            [],
-            |row| row.get(0),
-        )?;
-        if orphans > 0 {
-            report
-                .orphans
-                .push(format!("{orphans} rows of {table} belong to no account"));
-        }
+    for table in ACCOUNT_TABLES {
+        let orphans: i64 = conn.query_row(&orphans_query(table), [], |row| row.get(0))?;
+        report.note_orphans(table, orphans);
     }
     Ok(report)
 }

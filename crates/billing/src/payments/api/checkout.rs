@@ -126,7 +126,7 @@ async fn create(
             .into());
         }
     };
-    let (session_id, checkout_url) = checkout::create_session(
+    let session = checkout::create_session(
         &billing,
         payments,
         &account,
@@ -136,13 +136,7 @@ async fn create(
         &locale,
     )
     .await?;
-    Ok(render::json(
-        StatusCode::OK,
-        &CheckoutView {
-            checkout_url,
-            session_id,
-        },
-    ))
+    Ok(CheckoutView::response(session))
 }
 
 /// `{session_id}`

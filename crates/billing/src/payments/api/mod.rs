@@ -100,3 +100,16 @@ struct CheckoutView {
     /// The provider's session id.
     session_id: String,
 }
+
+impl CheckoutView {
+    /// The answer to a session the provider created, from its id and URL.
+    fn response((session_id, checkout_url): (String, String)) -> axum::response::Response {
+        server::render::json(
+            axum::http::StatusCode::OK,
+            &CheckoutView {
+                checkout_url,
+                session_id,
+            },
+        )
+    }
+}

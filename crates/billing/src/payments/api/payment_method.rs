@@ -78,16 +78,10 @@ async fn setup(
     let locale = checkout_locale(body.locale, &headers)?;
     let returns = checkout::Returns::of(&payments.config, body.success_url, body.cancel_url)?;
     let key = request_key(kept.as_ref().map(|k| &k.0))?;
-    let (session_id, checkout_url) =
+    let session =
         checkout::create_setup_session(&billing, payments, &account, &key, &returns, &locale)
             .await?;
-    Ok(render::json(
-        StatusCode::OK,
-        &CheckoutView {
-            checkout_url,
-            session_id,
-        },
-    ))
+    Ok(CheckoutView::response(session))
 }
 
 /// The saved card, or none.

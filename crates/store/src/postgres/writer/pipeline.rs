@@ -1,7 +1,8 @@
 //! Requests sent together on one connection and answered in order, so that
 //! a batch's reads, and then its writes, take one round trip each.
 
-use tokio_postgres::Client;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, Statement};
 
 /// A request that answers rows (a query) or nothing useful (a command).
 type Request<'a> = std::pin::Pin<
@@ -11,6 +12,9 @@ type Request<'a> = std::pin::Pin<
             + 'a,
     >,
 >;
+
+/// One statement parameter: an array of one value a row.
+pub(super) type Column<'a> = &'a (dyn ToSql + Sync);
 
 /// Requests sent together on one connection and answered in order: one
 /// round trip for all of them. Each is sent when first polled, and they are
@@ -47,6 +51,20 @@ impl<'a> Pipeline<'a> {
     ) {
         self.requests
             .push(Box::pin(async move { request.await.map(|_| Vec::new()) }));
+    }
+
+    /// Adds `statement` over `columns`, arrays of one value a row, unless
+    /// they hold no rows: the form of every write of a batch's rows.
+    pub fn push_columns<const N: usize>(
+        &mut self,
+        pg: &'a Client,
+        statement: &'a Statement,
+        rows: usize,
+        columns: [Column<'a>; N],
+    ) {
+        if rows > 0 {
+            self.push_execute(async move { pg.execute(statement, &columns).await });
+        }
     }
 
     /// Sends everything and waits for every answer; the first error wins.

@@ -7,7 +7,7 @@ use ledger::{Account, AccountId, Amount, ExternalId, Feature, Hold, Lot, Timesta
 use tokio_postgres::{Client, Statement};
 
 use super::Failure;
-use super::pipeline::Pipeline;
+use super::pipeline::{Column, Pipeline};
 use super::statements::{LedgerWrites, SideWrites, Statements};
 use crate::batch::{RecordKey, Writes};
 use crate::codec::{encode_legs, encode_postings, encode_sources, usage_of};
@@ -46,7 +46,7 @@ pub(super) async fn write_and_commit(
 /// The ledger's rows a batch writes, as columns.
 struct LedgerColumns<'a> {
     new_accounts: NewAccounts<'a>,
-    changed_accounts: ChangedAccounts<'a>,
+    changed_accounts: AccountColumns<'a>,
     new_lots: NewLots<'a>,
     changed_lots: ChangedLots,
     holds: HoldColumns<'a>,
@@ -62,7 +62,7 @@ impl<'a> LedgerColumns<'a> {
             .partition(|l| writes.new_lots.contains(&l.id));
         LedgerColumns {
             new_accounts: NewAccounts::of(&writes.new_accounts),
-            changed_accounts: ChangedAccounts::of(&writes.accounts),
+            changed_accounts: AccountColumns::of(&writes.accounts),
             new_lots: NewLots::of(&new_lots),
             changed_lots: ChangedLots::of(&changed_lots),
             holds: HoldColumns::of(&writes.holds),
@@ -85,11 +85,7 @@ impl<'a> LedgerColumns<'a> {
 
 /// Accounts opened, in id order.
 struct NewAccounts<'a> {
-    id: Vec<&'a str>,
-    name: Vec<Option<&'a str>>,
-    metadata: Vec<&'a str>,
-    overdraft: Vec<i64>,
-    debt: Vec<i64>,
+    columns: AccountColumns<'a>,
     created: Vec<i64>,
 }
 
@@ -98,41 +94,21 @@ impl<'a> NewAccounts<'a> {
         let mut accounts = accounts.to_vec();
         accounts.sort_by(|a, b| a.id.cmp(&b.id));
         NewAccounts {
-            id: accounts.iter().map(|a| a.id.as_str()).collect(),
-            name: accounts.iter().map(|a| a.name.as_deref()).collect(),
-            metadata: accounts.iter().map(|a| a.metadata.as_str()).collect(),
-            overdraft: accounts
-                .iter()
-                .map(|a| a.overdraft_limit.micros())
-                .collect(),
-            debt: accounts.iter().map(|a| a.debt.micros()).collect(),
+            columns: AccountColumns::of(&accounts),
             created: accounts.iter().map(|a| a.created_at.micros()).collect(),
         }
     }
 
     fn send<'p>(&'p self, out: &mut Pipeline<'p>, pg: &'p Client, st: &'p Statement) {
-        if self.id.is_empty() {
-            return;
-        }
-        out.push_execute(async move {
-            pg.execute(
-                st,
-                &[
-                    &self.id,
-                    &self.name,
-                    &self.metadata,
-                    &self.overdraft,
-                    &self.debt,
-                    &self.created,
-                ],
-            )
-            .await
-        });
+        let [id, name, metadata, overdraft, debt] = self.columns.params();
+        let columns: [Column<'_>; 6] = [id, name, metadata, overdraft, debt, &self.created];
+        out.push_columns(pg, st, self.columns.id.len(), columns);
     }
 }
 
-/// Existing accounts changed.
-struct ChangedAccounts<'a> {
+/// The columns of accounts that opening one and changing one both write;
+/// alone, the existing accounts changed.
+struct AccountColumns<'a> {
     id: Vec<&'a str>,
     name: Vec<Option<&'a str>>,
     metadata: Vec<&'a str>,
@@ -140,9 +116,9 @@ struct ChangedAccounts<'a> {
     debt: Vec<i64>,
 }
 
-impl<'a> ChangedAccounts<'a> {
-    fn of(accounts: &[&'a Account]) -> ChangedAccounts<'a> {
-        ChangedAccounts {
+impl<'a> AccountColumns<'a> {
+    fn of(accounts: &[&'a Account]) -> AccountColumns<'a> {
+        AccountColumns {
             id: accounts.iter().map(|a| a.id.as_str()).collect(),
             name: accounts.iter().map(|a| a.name.as_deref()).collect(),
             metadata: accounts.iter().map(|a| a.metadata.as_str()).collect(),
@@ -154,23 +130,20 @@ impl<'a> ChangedAccounts<'a> {
         }
     }
 
+    /// The columns as statement parameters, in the order both statements
+    /// take them.
+    fn params(&self) -> [Column<'_>; 5] {
+        [
+            &self.id,
+            &self.name,
+            &self.metadata,
+            &self.overdraft,
+            &self.debt,
+        ]
+    }
+
     fn send<'p>(&'p self, out: &mut Pipeline<'p>, pg: &'p Client, st: &'p Statement) {
-        if self.id.is_empty() {
-            return;
-        }
-        out.push_execute(async move {
-            pg.execute(
-                st,
-                &[
-                    &self.id,
-                    &self.name,
-                    &self.metadata,
-                    &self.overdraft,
-                    &self.debt,
-                ],
-            )
-            .await
-        });
+        out.push_columns(pg, st, self.id.len(), self.params());
     }
 }
 
@@ -218,29 +191,21 @@ impl<'a> NewLots<'a> {
     }
 
     fn send<'p>(&'p self, out: &mut Pipeline<'p>, pg: &'p Client, st: &'p Statement) {
-        if self.id.is_empty() {
-            return;
-        }
-        out.push_execute(async move {
-            pg.execute(
-                st,
-                &[
-                    &self.id,
-                    &self.account,
-                    &self.source,
-                    &self.priority,
-                    &self.amount,
-                    &self.remaining,
-                    &self.effective,
-                    &self.expires,
-                    &self.voided,
-                    &self.created,
-                    &self.metadata,
-                    &self.external,
-                ],
-            )
-            .await
-        });
+        let columns: [Column<'_>; 12] = [
+            &self.id,
+            &self.account,
+            &self.source,
+            &self.priority,
+            &self.amount,
+            &self.remaining,
+            &self.effective,
+            &self.expires,
+            &self.voided,
+            &self.created,
+            &self.metadata,
+            &self.external,
+        ];
+        out.push_columns(pg, st, self.id.len(), columns);
     }
 }
 
@@ -264,13 +229,8 @@ impl ChangedLots {
     }
 
     fn send<'p>(&'p self, out: &mut Pipeline<'p>, pg: &'p Client, st: &'p Statement) {
-        if self.id.is_empty() {
-            return;
-        }
-        out.push_execute(async move {
-            pg.execute(st, &[&self.id, &self.remaining, &self.voided])
-                .await
-        });
+        let columns: [Column<'_>; 3] = [&self.id, &self.remaining, &self.voided];
+        out.push_columns(pg, st, self.id.len(), columns);
     }
 }
 
@@ -311,27 +271,19 @@ impl<'a> HoldColumns<'a> {
     }
 
     fn send<'p>(&'p self, out: &mut Pipeline<'p>, pg: &'p Client, st: &'p Statement) {
-        if self.id.is_empty() {
-            return;
-        }
-        out.push_execute(async move {
-            pg.execute(
-                st,
-                &[
-                    &self.id,
-                    &self.account,
-                    &self.amount,
-                    &self.legs,
-                    &self.status,
-                    &self.committed,
-                    &self.created,
-                    &self.expires,
-                    &self.resolved,
-                    &self.metadata,
-                ],
-            )
-            .await
-        });
+        let columns: [Column<'_>; 10] = [
+            &self.id,
+            &self.account,
+            &self.amount,
+            &self.legs,
+            &self.status,
+            &self.committed,
+            &self.created,
+            &self.expires,
+            &self.resolved,
+            &self.metadata,
+        ];
+        out.push_columns(pg, st, self.id.len(), columns);
     }
 }
 
@@ -395,36 +347,28 @@ impl<'a> TransactionColumns<'a> {
     }
 
     fn send<'p>(&'p self, out: &mut Pipeline<'p>, pg: &'p Client, st: &'p Statement) {
-        if self.id.is_empty() {
-            return;
-        }
-        out.push_execute(async move {
-            pg.execute(
-                st,
-                &[
-                    &self.id,
-                    &self.account,
-                    &self.kind,
-                    &self.amount,
-                    &self.usage,
-                    &self.balance,
-                    &self.postings,
-                    &self.sources,
-                    &self.created,
-                    &self.metadata,
-                    &self.lot,
-                    &self.hold,
-                    &self.refund_of,
-                    &self.feature,
-                    &self.quantity,
-                    &self.external,
-                    &self.digest,
-                    &self.reason,
-                    &self.actor,
-                ],
-            )
-            .await
-        });
+        let columns: [Column<'_>; 19] = [
+            &self.id,
+            &self.account,
+            &self.kind,
+            &self.amount,
+            &self.usage,
+            &self.balance,
+            &self.postings,
+            &self.sources,
+            &self.created,
+            &self.metadata,
+            &self.lot,
+            &self.hold,
+            &self.refund_of,
+            &self.feature,
+            &self.quantity,
+            &self.external,
+            &self.digest,
+            &self.reason,
+            &self.actor,
+        ];
+        out.push_columns(pg, st, self.id.len(), columns);
     }
 }
 
@@ -459,13 +403,8 @@ impl<'a> FeatureColumns<'a> {
     }
 
     fn send<'p>(&'p self, out: &mut Pipeline<'p>, pg: &'p Client, st: &'p Statement) {
-        if self.id.is_empty() {
-            return;
-        }
-        out.push_execute(async move {
-            pg.execute(st, &[&self.id, &self.price, &self.updated])
-                .await
-        });
+        let columns: [Column<'_>; 3] = [&self.id, &self.price, &self.updated];
+        out.push_columns(pg, st, self.id.len(), columns);
     }
 }
 
@@ -522,51 +461,45 @@ impl<'a> RecordColumns<'a> {
 
     /// Adds each non-empty write, in the order they run.
     fn send<'p>(&'p self, out: &mut Pipeline<'p>, pg: &'p Client, st: &'p SideWrites<Statement>) {
-        if !self.touched_kind.is_empty() {
-            // Lookups go first, so that a unique value moving from one record
-            // to another in the batch is never held by both.
-            out.push_execute(async move {
-                pg.execute(&st.forget_lookups, &[&self.touched_kind, &self.touched_id])
-                    .await
-            });
-        }
-        if !self.stored_kind.is_empty() {
-            out.push_execute(async move {
-                pg.execute(
-                    &st.upsert_records,
-                    &[
-                        &self.stored_kind,
-                        &self.stored_id,
-                        &self.version,
-                        &self.body,
-                        &self.created,
-                        &self.updated,
-                    ],
-                )
-                .await
-            });
-        }
-        if !self.deleted_kind.is_empty() {
-            out.push_execute(async move {
-                pg.execute(&st.delete_records, &[&self.deleted_kind, &self.deleted_id])
-                    .await
-            });
-        }
-        if !self.lookup_kind.is_empty() {
-            out.push_execute(async move {
-                pg.execute(
-                    &st.insert_lookups,
-                    &[
-                        &self.lookup_kind,
-                        &self.lookup_name,
-                        &self.lookup_value,
-                        &self.lookup_id,
-                        &self.lookup_unique,
-                    ],
-                )
-                .await
-            });
-        }
+        // Lookups go first, so that a unique value moving from one record to
+        // another in the batch is never held by both.
+        out.push_columns(
+            pg,
+            &st.forget_lookups,
+            self.touched_kind.len(),
+            [&self.touched_kind, &self.touched_id],
+        );
+        out.push_columns(
+            pg,
+            &st.upsert_records,
+            self.stored_kind.len(),
+            [
+                &self.stored_kind,
+                &self.stored_id,
+                &self.version,
+                &self.body,
+                &self.created,
+                &self.updated,
+            ],
+        );
+        out.push_columns(
+            pg,
+            &st.delete_records,
+            self.deleted_kind.len(),
+            [&self.deleted_kind, &self.deleted_id],
+        );
+        out.push_columns(
+            pg,
+            &st.insert_lookups,
+            self.lookup_kind.len(),
+            [
+                &self.lookup_kind,
+                &self.lookup_name,
+                &self.lookup_value,
+                &self.lookup_id,
+                &self.lookup_unique,
+            ],
+        );
     }
 }
 
@@ -744,23 +677,18 @@ impl<'a> KeyColumns<'a> {
     }
 
     fn send<'p>(&'p self, out: &mut Pipeline<'p>, pg: &'p Client, st: &'p SideWrites<Statement>) {
-        if !self.key.is_empty() {
-            out.push_execute(async move {
-                pg.execute(
-                    &st.keep_responses,
-                    &[
-                        &self.key,
-                        &self.fingerprint,
-                        &self.status,
-                        &self.body,
-                        &self.now,
-                    ],
-                )
-                .await
-            });
-        }
-        if !self.unkept.is_empty() {
-            out.push_execute(async move { pg.execute(&st.release_keys, &[&self.unkept]).await });
-        }
+        out.push_columns(
+            pg,
+            &st.keep_responses,
+            self.key.len(),
+            [
+                &self.key,
+                &self.fingerprint,
+                &self.status,
+                &self.body,
+                &self.now,
+            ],
+        );
+        out.push_columns(pg, &st.release_keys, self.unkept.len(), [&self.unkept]);
     }
 }
