@@ -384,8 +384,13 @@ const RUN_PAGE: usize = 100;
 pub async fn renew_due(billing: &Billing) -> Result<usize, StoreError> {
     let store = billing.store.as_ref();
     let now = billing.clock.now();
-    // One reading of the settings for the whole run.
+    // One reading of the settings and the default plan for the whole run.
     let settings = settings::read(store, &billing.env).await?;
+    let default = default_plan(store, &settings).await?;
+    let default = default.as_ref().map(|(id, plan)| DefaultPlan {
+        id,
+        interval: plan.interval(),
+    });
     let filter = RecordFilter::Range {
         name: "renews_at".to_owned(),
         from: None,
@@ -408,7 +413,7 @@ pub async fn renew_due(billing: &Billing) -> Result<usize, StoreError> {
         after = page.last().map(|r| r.cursor(&filter));
         for record in page {
             let doc = Doc::<Subscription>::from_record(record)?;
-            match renew_one(billing, &settings, doc, now).await {
+            match renew_one(billing, &settings, default, doc, now).await {
                 Ok(n) => renewed += n,
                 Err(error) => tracing::warn!(%error, "renewing a subscription failed"),
             }
@@ -434,17 +439,13 @@ pub async fn default_plan(
 async fn renew_one(
     billing: &Billing,
     settings: &CreditSettings,
+    default: Option<DefaultPlan<'_>>,
     doc: Doc<Subscription>,
     now: Timestamp,
 ) -> Result<usize, StoreError> {
     let store = billing.store.as_ref();
     let account = AccountId::parse(&doc.id)
         .map_err(|_| StoreError::Corrupt(format!("subscription of {:?}", doc.id)))?;
-    let default = default_plan(store, settings).await?;
-    let default = default.as_ref().map(|(id, plan)| DefaultPlan {
-        id,
-        interval: plan.interval(),
-    });
     let account = &account;
     let mut renewed = 0;
     for _ in 0..PERIODS_PER_RUN {

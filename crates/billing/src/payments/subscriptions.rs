@@ -43,53 +43,20 @@ impl Kind for PaymentSubscription {
     }
 }
 
-/// The provider's subscription, as creditd reads it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Remote {
-    /// Its id (`sub_…`).
-    pub id: String,
-    /// `active`, `past_due`, `canceled`, ….
-    pub status: String,
-    /// The current period, in seconds since the epoch.
-    pub period: Option<(i64, i64)>,
-    /// The price of its item.
-    pub price: Option<String>,
-    /// Its item's id (`si_…`), which a plan change names.
-    pub item: Option<String>,
-    /// Whether it ends at the period's end.
-    pub cancel_at_period_end: bool,
-    /// Its latest invoice (`in_…`).
-    pub latest_invoice: Option<String>,
+/// A provider subscription as the subscription machine reads it: its
+/// status (`active` when the provider gives none), its period and its
+/// cancellation.
+fn at_provider(remote: &objects::Subscription) -> AtProvider<'_> {
+    AtProvider {
+        status: remote.status.as_deref().unwrap_or("active"),
+        period: remote.period().map(|span| (span.start, span.end)),
+        cancel_at_period_end: remote.cancel_at_period_end,
+    }
 }
 
-impl Remote {
-    /// What creditd follows of a subscription object.
-    pub fn of(object: &objects::Subscription) -> Remote {
-        let item = object.item();
-        Remote {
-            id: object.id.clone(),
-            status: object.status.clone().unwrap_or_else(|| "active".to_owned()),
-            period: object.period().map(|span| (span.start, span.end)),
-            price: item.and_then(|i| i.price.clone()),
-            item: item.and_then(|i| i.id.clone()),
-            cancel_at_period_end: object.cancel_at_period_end,
-            latest_invoice: object.latest_invoice.clone(),
-        }
-    }
-
-    /// It as the subscription machine reads it.
-    fn at_provider(&self) -> AtProvider<'_> {
-        AtProvider {
-            status: &self.status,
-            period: self.period,
-            cancel_at_period_end: self.cancel_at_period_end,
-        }
-    }
-
-    /// True once it has ended for good.
-    fn ended(&self) -> bool {
-        self.at_provider().ended()
-    }
+/// The price of a provider subscription's item.
+fn price_of(remote: &objects::Subscription) -> Option<&str> {
+    remote.item().and_then(|item| item.price.as_deref())
 }
 
 /// The subscription's link to an account, if creditd made it: its record,
@@ -149,7 +116,10 @@ pub async fn link_session(
 
 /// Reads the provider's subscription as it is now: an event's copy may be
 /// older than one that came before it.
-pub async fn fetch(payments: &Payments, subscription_id: &str) -> Result<Remote, ApiError> {
+pub async fn fetch(
+    payments: &Payments,
+    subscription_id: &str,
+) -> Result<objects::Subscription, ApiError> {
     if !is_provider_id(subscription_id) {
         return Err(ApiError::InvalidRequest(
             "a malformed subscription id".into(),
@@ -159,7 +129,7 @@ pub async fn fetch(payments: &Payments, subscription_id: &str) -> Result<Remote,
         .retrieve::<objects::Subscription>(subscription_id)
         .await
         .map_err(provider_error)?;
-    Ok(Remote::of(&object))
+    Ok(object)
 }
 
 /// The plan a provider price is for, else `fallback`.
@@ -356,7 +326,7 @@ fn account_of(link: &PaymentSubscription) -> Result<AccountId, ApiError> {
 pub async fn sync(
     billing: &Billing,
     link: &PaymentSubscription,
-    remote: &Remote,
+    remote: &objects::Subscription,
     with: With<'_>,
 ) -> Result<Outcome, ApiError> {
     let account = account_of(link)?;
@@ -364,14 +334,14 @@ pub async fn sync(
     let current = records::get::<Subscription>(store, account.as_str()).await?;
     let on = linked(&current, &remote.id).map(|doc| &doc.body);
     let fallback = on.map_or(link.plan_id.as_str(), |sub| sub.plan_id.as_str());
-    let found = if remote.ended() {
+    let found = if at_provider(remote).ended() {
         None
     } else {
-        plan_for(billing, remote.price.as_deref(), fallback).await?
+        plan_for(billing, price_of(remote), fallback).await?
     };
     let plan_id = found.as_ref().map_or(fallback, |(id, _)| id.as_str());
     let entered = match (
-        machine::follow(on, &remote.id, remote.at_provider(), plan_id),
+        machine::follow(on, &remote.id, at_provider(remote), plan_id),
         &found,
     ) {
         (Follow::End, _) => return end(billing, &account, &remote.id).await,
@@ -388,7 +358,7 @@ pub async fn sync(
                 Entry::Change => on
                     .and_then(|sub| sub.provider.as_ref())
                     .map_or("active", |p| p.status.as_str()),
-                Entry::Period(..) => remote.status.as_str(),
+                Entry::Period(..) => at_provider(remote).status,
             };
             let billed = Billed {
                 subscription: &remote.id,
@@ -401,7 +371,7 @@ pub async fn sync(
         }
     };
     let amended = amend(billing, &account, &remote.id, |sub| {
-        machine::copy_status(remote.at_provider())(sub);
+        machine::copy_status(at_provider(remote))(sub);
     })
     .await?;
     Ok(machine::followed(entered, amended))
@@ -462,14 +432,14 @@ pub async fn invoice_paid(
                 Some((id, plan)) if id == *on => Some((id, plan)),
                 _ => {
                     let remote = fetch(payments, subscription_id).await?;
-                    plan_for(billing, remote.price.as_deref(), on).await?
+                    plan_for(billing, price_of(&remote), on).await?
                 }
             }
         }
         None => {
             // An invoice that would open the subscription after it ended (a
             // late redelivery) opens nothing.
-            if fetch(payments, subscription_id).await?.ended() {
+            if at_provider(&fetch(payments, subscription_id).await?).ended() {
                 return Ok((Some(link.account.clone()), Outcome::Ended));
             }
             plan_for(billing, price, &link.plan_id).await?
@@ -624,8 +594,8 @@ pub async fn change_plan(
         ),
         ("metadata[creditd_plan]".to_owned(), plan_id.to_owned()),
     ];
-    if let Some(item) = &remote.item {
-        form.push(("items[0][id]".to_owned(), item.clone()));
+    if let Some(item) = remote.item().and_then(|item| item.id.clone()) {
+        form.push(("items[0][id]".to_owned(), item));
     }
     update(
         billing,
@@ -678,11 +648,9 @@ async fn update(
         .post(&format!("/v1/subscriptions/{subscription_id}"), form, &key)
         .await
         .map_err(provider_error)?;
-    let remote = Remote::of(
-        &updated
-            .read::<objects::Subscription>("a subscription")
-            .map_err(provider_error)?,
-    );
+    let remote = updated
+        .read::<objects::Subscription>("a subscription")
+        .map_err(provider_error)?;
     sync(billing, &link, &remote, &|_, _| Vec::new()).await?;
     Ok(())
 }
@@ -749,7 +717,7 @@ async fn reconcile_one(
         return Ok(Outcome::UnknownSubscription);
     };
     let remote = fetch(payments, subscription_id).await?;
-    if !remote.ended()
+    if !at_provider(&remote).ended()
         && let Some(id) = remote
             .latest_invoice
             .as_deref()
