@@ -76,6 +76,11 @@ pub struct Settings {
     /// `STRIPE_WEBHOOK_SECRET` are set (with `CREDITD_PUBLIC_URL`, and
     /// `STRIPE_API_BASE` to point at another server).
     pub payments: Option<billing::payments::PaymentsConfig>,
+    /// `CREDITD_PUBLIC_URL`: where customers reach this server
+    /// (`https://credits.example.com`); dashboard links are made under it,
+    /// and its cookies are `Secure` when it is https. When unset, the
+    /// address the server listens on.
+    pub public_url: Option<String>,
 }
 
 impl Settings {
@@ -167,6 +172,19 @@ impl Settings {
             gateway: gateway_settings(values, &get)?,
             cors_origins: origins(&get, "CREDITD_CORS_ORIGINS")?,
             payments: payment_settings(&get)?,
+            public_url: get("CREDITD_PUBLIC_URL")
+                .map(|url| {
+                    let url = url.trim_end_matches('/');
+                    if billing::domain::returns::is_origin(url)
+                        || url.starts_with("https://")
+                        || url.starts_with("http://")
+                    {
+                        Ok(url.to_owned())
+                    } else {
+                        bail!("CREDITD_PUBLIC_URL must be an https:// or http:// URL, got {url:?}")
+                    }
+                })
+                .transpose()?,
         })
     }
 }

@@ -458,7 +458,13 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     keys.refresh(store.as_ref())
         .await
         .context("reading the API keys")?;
-    let app = assemble(&settings, store, &time, keys).await;
+    let public_url = settings.public_url.clone().unwrap_or_else(|| {
+        format!(
+            "http://{}",
+            listener.local_addr().unwrap_or(settings.listen)
+        )
+    });
+    let app = assemble(&settings, store, &time, keys, &public_url).await;
     // Tests and scripts read the bound address from this line.
     println!("listening on {}", listener.local_addr()?);
     tracing::info!(addr = %listener.local_addr()?, "creditd serving");
@@ -476,6 +482,7 @@ async fn assemble(
     store: Arc<dyn Store>,
     time: &Time,
     keys: Keys,
+    public_url: &str,
 ) -> server::App {
     let clock = time.clock.clone();
     let billing = Arc::new(
@@ -498,7 +505,8 @@ async fn assemble(
         settings.gateway.clone(),
     ));
     warn_of_upstreams_without_a_key(&gateway).await;
-    let capabilities = capabilities(&billing, &gateway, time, &store);
+    let dashboard = Arc::new(dashboard(settings, &store, &clock, public_url));
+    let capabilities = capabilities(&billing, &gateway, &dashboard, time, &store);
     let state = AppState::new(store, clock, keys).with_cors(server::cors::CorsOrigins::new(
         settings.cors_origins.clone(),
     ));
@@ -507,6 +515,29 @@ async fn assemble(
         ..JobsConfig::default()
     };
     server::App::new(state, jobs, capabilities)
+}
+
+/// The dashboard, reached at `public_url`, offering purchases when
+/// payments are configured: its forms may then lead to Stripe's hosted
+/// pages (and to the API base's origin when it is not Stripe's, as in
+/// tests against a local server).
+fn dashboard(
+    settings: &Settings,
+    store: &Arc<dyn Store>,
+    clock: &Arc<dyn Clock>,
+    public_url: &str,
+) -> dashboard::Dashboard {
+    let dashboard = dashboard::Dashboard::new(store.clone(), clock.clone(), public_url);
+    match &settings.payments {
+        Some(payments) => {
+            let mut origins = vec![dashboard::STRIPE_CHECKOUT_ORIGIN.to_owned()];
+            if payments.api_base != billing::payments::STRIPE_API_BASE {
+                origins.push(dashboard::security::origin_of(&payments.api_base));
+            }
+            dashboard.with_payments(origins)
+        }
+        None => dashboard,
+    }
 }
 
 /// Warns of each upstream the price catalog routes models to that has no
@@ -542,10 +573,15 @@ async fn warn_of_upstreams_without_a_key(gateway: &gateway::Gateway) {
 fn capabilities(
     billing: &Arc<billing::Billing>,
     gateway: &Arc<gateway::Gateway>,
+    dashboard: &Arc<dashboard::Dashboard>,
     time: &Time,
     store: &Arc<dyn Store>,
 ) -> Vec<server::Capability> {
-    let mut capabilities = vec![billing.capability(), gateway.capability()];
+    let mut capabilities = vec![
+        billing.capability(),
+        gateway.capability(),
+        dashboard.capability(),
+    ];
     // Only a server on the test clock can move it, and follows its offset.
     capabilities.extend(
         time.test

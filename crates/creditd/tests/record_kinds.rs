@@ -10,6 +10,7 @@ fn no_two_kinds_of_record_share_a_name() {
         ("server", server::RECORD_KINDS),
         ("billing", billing::RECORD_KINDS),
         ("gateway", gateway::RECORD_KINDS),
+        ("dashboard", dashboard::RECORD_KINDS),
     ];
     let mut declared_by: HashMap<&str, &str> = HashMap::new();
     for (name, kinds) in crates {

@@ -40,7 +40,14 @@ impl App {
         for capability in &mut capabilities {
             all.append(&mut capability.jobs);
         }
+        let handles: Vec<_> = capabilities
+            .iter_mut()
+            .filter_map(|c| c.in_process.take())
+            .collect();
         let router = routes::router(state.clone(), capabilities);
+        for handle in handles {
+            handle.attach(router.clone(), state.clone());
+        }
         App {
             state,
             router,

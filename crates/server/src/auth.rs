@@ -59,7 +59,8 @@ impl KeyHash {
         self.0.iter().map(|b| format!("{b:02x}")).collect()
     }
 
-    fn from_hex(text: &str) -> Option<KeyHash> {
+    /// The hash that [`KeyHash::to_hex`] wrote, if `text` is one.
+    pub fn from_hex(text: &str) -> Option<KeyHash> {
         if text.len() != 64 {
             return None;
         }
@@ -312,7 +313,13 @@ impl Keys {
     /// The principal of a presented key, if it is known and not revoked.
     /// Notes the use, for `last_used_at`.
     pub fn resolve(&self, presented: &str, now: Timestamp) -> Option<Principal> {
-        let hash = KeyHash::of(presented);
+        self.resolve_hash(KeyHash::of(presented), now)
+    }
+
+    /// The principal of the key whose hash is `hash`, if it is known and not
+    /// revoked: for a session that keeps the hash of the key it signed in
+    /// with, so that revoking the key ends the session.
+    pub fn resolve_hash(&self, hash: KeyHash, now: Timestamp) -> Option<Principal> {
         if let Some((configured, principal)) = &self.configured
             && *configured == hash
         {
@@ -667,6 +674,38 @@ pub async fn authorize(
     response
 }
 
+/// The principal of the key a request presents, or 401.
+async fn presented_principal(
+    state: &Arc<AppState>,
+    key: Option<&str>,
+    now: Timestamp,
+) -> Result<Principal, ApiError> {
+    let key = key.ok_or(ApiError::Unauthorized)?;
+    if let Some(principal) = state.keys.resolve(key, now) {
+        return Ok(principal);
+    }
+    state
+        .keys_refreshed_for_unknown_key()
+        .await
+        .then(|| state.keys.resolve(key, now))
+        .flatten()
+        .ok_or(ApiError::Unauthorized)
+}
+
+/// A principal that code in this process acts as when it calls the API
+/// (the dashboard, on behalf of a signed-in session), in place of a key.
+/// It travels as a request extension, which no client can send; the route's
+/// access check then holds it to the route's rules like any key.
+#[derive(Clone)]
+pub struct Delegated(Principal);
+
+impl Delegated {
+    /// Acting as `principal`.
+    pub fn new(principal: Principal) -> Delegated {
+        Delegated(principal)
+    }
+}
+
 /// The request with its [`Principal`], when its key may call the route.
 async fn admit(
     state: &Arc<AppState>,
@@ -679,17 +718,13 @@ async fn admit(
         return Ok(request);
     }
     let now = state.clock.now();
-    let principal = match presented(&request) {
-        Some(key) => match state.keys.resolve(key, now) {
-            Some(principal) => principal,
-            None => state
-                .keys_refreshed_for_unknown_key()
-                .await
-                .then(|| state.keys.resolve(key, now))
-                .flatten()
-                .ok_or(ApiError::Unauthorized)?,
-        },
-        None => return Err(ApiError::Unauthorized),
+    let delegated = request.extensions().get::<Delegated>().map(|d| d.0.clone());
+    let principal = match delegated {
+        Some(principal) => principal,
+        None => {
+            let key = presented(&request).map(str::to_owned);
+            presented_principal(state, key.as_deref(), now).await?
+        }
     };
     if !access.admits(principal.kind) {
         return Err(ApiError::Forbidden {

@@ -10,6 +10,7 @@ pub mod error;
 pub mod extract;
 pub mod handlers;
 pub mod idempotency;
+pub mod in_process;
 pub mod jobs;
 pub mod json_objects;
 pub mod metrics;

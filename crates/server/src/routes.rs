@@ -126,6 +126,12 @@ pub struct Capability {
     pub jobs: Vec<Job>,
     /// What it decides inside the core's writes, if anything.
     pub policy: Option<Arc<dyn Policy>>,
+    /// Its pages: routes outside the API (HTML, scripts), with no entry in
+    /// the route table or the description; each does its own access check.
+    pub pages: Option<Router>,
+    /// Where it calls the API in process, filled by [`crate::App::new`]
+    /// once the router of every capability is built.
+    pub in_process: Option<crate::in_process::InProcess>,
 }
 
 impl Capability {
@@ -137,7 +143,24 @@ impl Capability {
             errors,
             jobs: Vec::new(),
             policy: None,
+            pages: None,
+            in_process: None,
         }
+    }
+
+    /// The same capability, serving `pages` beside the API: routes that the
+    /// route table does not list and the description does not show, which
+    /// check their callers themselves.
+    pub fn with_pages(mut self, pages: Router) -> Self {
+        self.pages = Some(pages);
+        self
+    }
+
+    /// The same capability, calling the whole API in process through
+    /// `handle` once [`crate::App::new`] has built it.
+    pub fn with_in_process(mut self, handle: crate::in_process::InProcess) -> Self {
+        self.in_process = Some(handle);
+        self
     }
 
     /// The same capability, with `job` run in the background too.
@@ -264,9 +287,11 @@ pub fn core_routes(state: &Arc<AppState>) -> Vec<Route> {
 pub fn router(state: Arc<AppState>, capabilities: Vec<Capability>) -> Router {
     let mut routes: Vec<Route> = core_routes(&state);
     let mut errors = Vec::new();
+    let mut pages = Vec::new();
     for capability in capabilities {
         routes.extend(capability.routes);
         errors.extend(capability.errors);
+        pages.extend(capability.pages);
     }
     let description = openapi::Served::of(&routes, &errors);
     let mut paths: BTreeMap<&'static str, MethodRouter> = BTreeMap::new();
@@ -308,6 +333,9 @@ pub fn router(state: Arc<AppState>, capabilities: Vec<Capability>) -> Router {
             handler = handler.merge(preflight);
         }
         app = app.route(path, handler);
+    }
+    for page in pages {
+        app = app.merge(page);
     }
     app.fallback(|| async { ApiError::RouteNotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })

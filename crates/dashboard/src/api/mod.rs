@@ -1,0 +1,43 @@
+//! The dashboard's API routes: links to the Credits page for an operator's
+//! backend, embed tokens, and the balance an embed reads.
+
+mod embed;
+mod sessions;
+
+use std::sync::Arc;
+
+use server::openapi::Doc;
+use server::routes::{Idempotency, Routes};
+use server::{Access, Route};
+
+use crate::Dashboard;
+
+/// The dashboard's routes. A link and an embed token are secrets shown
+/// once, so their creation takes no Idempotency-Key; the embedded balance
+/// is public to the route table and checks its own token.
+pub fn routes(routes: &Routes<Arc<Dashboard>>) -> Vec<Route> {
+    let mut balance = routes.route(
+        Access::Public,
+        Doc::of::<embed::__path_balance>(),
+        embed::balance,
+    );
+    // A browser on any origin asks first whether it may send the token.
+    balance.handler = balance.handler.options(embed::preflight);
+    vec![
+        routes
+            .route(
+                Access::Service,
+                Doc::of::<sessions::__path_create>(),
+                sessions::create,
+            )
+            .with_idempotency(Idempotency::Refused),
+        routes
+            .route(
+                Access::Account,
+                Doc::of::<embed::__path_create>(),
+                embed::create,
+            )
+            .with_idempotency(Idempotency::Refused),
+        balance,
+    ]
+}

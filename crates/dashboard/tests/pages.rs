@@ -1,0 +1,436 @@
+//! The dashboard over HTTP: a real server on port 0 with billing, the
+//! gateway and the dashboard plugged in, on a fresh database per test, on
+//! SQLite and on PostgreSQL; pages fetched as a browser would (cookies, no
+//! redirects followed, forms posted).
+
+use std::sync::Arc;
+
+use dashboard::Dashboard;
+use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};
+use reqwest::{Method, StatusCode, redirect};
+use serde_json::json;
+use testkit::app::{KEY, Plugged, TestApp};
+
+/// Where the dashboard believes it is reached; forms must come from here.
+const PUBLIC: &str = "http://credits.test";
+
+fn plugins() -> testkit::app::Plugins {
+    Arc::new(|store, clock| {
+        let billing = Arc::new(billing::Billing::new(
+            store.clone(),
+            clock.clone(),
+            billing::EnvSettings::default(),
+        ));
+        let gateway = Arc::new(gateway::Gateway::new(
+            store.clone(),
+            clock.clone(),
+            gateway::GatewayConfig::default(),
+        ));
+        let dashboard = Arc::new(Dashboard::new(store, clock, PUBLIC));
+        Plugged {
+            capabilities: vec![
+                billing.capability(),
+                gateway.capability(),
+                dashboard.capability(),
+            ],
+            handle: Some(dashboard),
+        }
+    })
+}
+
+/// A browser: no redirect followed, so that each step is seen.
+fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+struct Page {
+    status: StatusCode,
+    headers: HeaderMap,
+    html: String,
+}
+
+async fn fetch(app: &TestApp, path: &str, cookie: Option<&str>, headers: &[(&str, &str)]) -> Page {
+    let mut request = browser().get(format!("{}{path}", app.base));
+    if let Some(cookie) = cookie {
+        request = request.header("cookie", cookie);
+    }
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = request.send().await.unwrap();
+    Page {
+        status: response.status(),
+        headers: response.headers().clone(),
+        html: response.text().await.unwrap(),
+    }
+}
+
+async fn post_form(
+    app: &TestApp,
+    path: &str,
+    cookie: &str,
+    origin: Option<&str>,
+    form: &[(&str, &str)],
+) -> Page {
+    let mut request = browser()
+        .post(format!("{}{path}", app.base))
+        .header("cookie", cookie)
+        .form(form);
+    if let Some(origin) = origin {
+        request = request.header("origin", origin);
+    }
+    let response = request.send().await.unwrap();
+    Page {
+        status: response.status(),
+        headers: response.headers().clone(),
+        html: response.text().await.unwrap(),
+    }
+}
+
+/// The `name=value` of the cookie a response sets.
+fn cookie_of(page: &Page) -> String {
+    let set = page
+        .headers
+        .get(SET_COOKIE)
+        .expect("a cookie")
+        .to_str()
+        .unwrap();
+    set.split(';').next().unwrap().to_owned()
+}
+
+/// A dashboard link for `account`, as the operator's backend asks for it;
+/// answers its path.
+async fn link(app: &TestApp, account: &str, body: serde_json::Value) -> String {
+    let made = app
+        .post(&format!("/v1/accounts/{account}/dashboard-sessions"), body)
+        .await;
+    assert_eq!(made.status, StatusCode::CREATED, "{made:?}");
+    let url = made.body["url"].as_str().unwrap();
+    url.strip_prefix(PUBLIC)
+        .expect("a link under the public URL")
+        .to_owned()
+}
+
+/// Opens a session of `account`'s Credits page; answers its cookie.
+async fn session(app: &TestApp, account: &str) -> String {
+    let path = link(app, account, json!({})).await;
+    let opened = fetch(app, &path, None, &[]).await;
+    assert_eq!(opened.status, StatusCode::SEE_OTHER);
+    cookie_of(&opened)
+}
+
+/// The CSRF token in a page's forms.
+fn csrf_of(html: &str) -> String {
+    let at = html
+        .find("name=\"csrf\" value=\"")
+        .expect("a form with a CSRF token");
+    let rest = &html[at + "name=\"csrf\" value=\"".len()..];
+    rest[..rest.find('"').unwrap()].to_owned()
+}
+
+testkit::each_store_test! {
+    #[tokio::test]
+    async fn a_link_opens_its_account_once_and_shows_the_balance(app) {
+        app.account_with("ada", "1234.5").await;
+        let path = link(&app, "ada", json!({"return_url": "https://app.example.com/home"})).await;
+        let opened = fetch(&app, &path, None, &[]).await;
+        assert_eq!(opened.status, StatusCode::SEE_OTHER);
+        assert_eq!(opened.headers[LOCATION], "/dashboard");
+        let set = opened.headers[SET_COOKIE].to_str().unwrap();
+        assert!(set.contains("HttpOnly") && set.contains("SameSite=Lax"), "{set}");
+        let cookie = cookie_of(&opened);
+        let page = fetch(&app, "/dashboard", Some(&cookie), &[]).await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.html);
+        assert!(page.html.contains("1,234.5"), "{}", page.html);
+        assert!(page.html.contains("<html lang=\"en\">"));
+        assert!(page.html.contains("https://app.example.com/home"));
+        let policy = page.headers["content-security-policy"].to_str().unwrap();
+        assert!(policy.contains("default-src 'none'") && policy.contains("frame-ancestors 'none'"));
+        // The link a second time opens nothing and shows nothing of the account.
+        let again = fetch(&app, &path, None, &[]).await;
+        assert_eq!(again.status, StatusCode::GONE);
+        assert!(again.headers.get(SET_COOKIE).is_none());
+        assert!(!again.html.contains("1,234.5"));
+    }
+    sqlite: TestApp::spawn_sqlite(Some(plugins())).await,
+    postgres: TestApp::spawn_postgres(Some(plugins())).await,
+}
+
+testkit::each_store_test! {
+    #[tokio::test]
+    async fn a_link_expires_after_ten_minutes(app) {
+        app.account_with("ada", "10").await;
+        let path = link(&app, "ada", json!({})).await;
+        app.clock.advance_secs(600);
+        let opened = fetch(&app, &path, None, &[]).await;
+        assert_eq!(opened.status, StatusCode::GONE);
+        assert!(opened.headers.get(SET_COOKIE).is_none());
+    }
+    sqlite: TestApp::spawn_sqlite(Some(plugins())).await,
+    postgres: TestApp::spawn_postgres(Some(plugins())).await,
+}
+
+testkit::each_store_test! {
+    #[tokio::test]
+    async fn a_session_shows_its_own_account_whatever_it_is_asked(app) {
+        app.account_with("ada", "111").await;
+        app.account_with("bob", "999").await;
+        let bobs_key = app.create_customer_key("bob").await;
+        let cookie = session(&app, "ada").await;
+        for path in [
+            "/dashboard?account=bob",
+            "/dashboard/history?account_id=bob",
+            "/dashboard/keys?account=bob",
+        ] {
+            let page = fetch(&app, path, Some(&cookie), &[]).await;
+            assert_eq!(page.status, StatusCode::OK, "{path}");
+            assert!(!page.html.contains("999"), "{path} shows bob's balance");
+            assert!(!page.html.contains(bobs_key["id"].as_str().unwrap()));
+        }
+        // Revoking bob's key from ada's session finds no such key of hers.
+        let page = fetch(&app, "/dashboard/keys", Some(&cookie), &[]).await;
+        let csrf = csrf_of(&page.html);
+        let revoked = post_form(&app, "/dashboard/actions/revoke-key", &cookie, Some(PUBLIC),
+            &[("csrf", &csrf), ("key_id", bobs_key["id"].as_str().unwrap())]).await;
+        assert_eq!(revoked.status, StatusCode::OK);
+        let bob = app.send_as(Some(bobs_key["key"].as_str().unwrap()), Method::GET,
+            "/v1/accounts/bob/balance", &[], None).await;
+        assert_eq!(bob.status, StatusCode::OK, "bob's key still works");
+        // Ada's session opens no operator page.
+        let admin = fetch(&app, "/admin/accounts/bob", Some(&cookie), &[]).await;
+        assert_eq!(admin.status, StatusCode::SEE_OTHER);
+        assert_eq!(admin.headers[LOCATION], "/admin/login");
+    }
+    sqlite: TestApp::spawn_sqlite(Some(plugins())).await,
+    postgres: TestApp::spawn_postgres(Some(plugins())).await,
+}
+
+testkit::each_store_test! {
+    #[tokio::test]
+    async fn a_forged_form_changes_nothing(app) {
+        app.account_with("ada", "10").await;
+        app.send(Method::PATCH, "/v1/settings/credits",
+            Some(json!({"daily_reward": {"enabled": true, "amount": "5"}}))).await;
+        let cookie = session(&app, "ada").await;
+        let page = fetch(&app, "/dashboard", Some(&cookie), &[]).await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.html);
+        let csrf = csrf_of(&page.html);
+        let from_elsewhere = post_form(&app, "/dashboard/actions/daily-reward", &cookie,
+            Some("https://evil.example"), &[("csrf", &csrf)]).await;
+        assert_eq!(from_elsewhere.status, StatusCode::FORBIDDEN);
+        let without_token = post_form(&app, "/dashboard/actions/daily-reward", &cookie,
+            Some(PUBLIC), &[]).await;
+        assert_eq!(without_token.status, StatusCode::FORBIDDEN);
+        assert_eq!(app.available("ada").await, "10");
+        let genuine = post_form(&app, "/dashboard/actions/daily-reward", &cookie,
+            Some(PUBLIC), &[("csrf", &csrf)]).await;
+        assert_eq!(genuine.status, StatusCode::SEE_OTHER);
+        assert_eq!(app.available("ada").await, "15");
+    }
+    sqlite: TestApp::spawn_sqlite(Some(plugins())).await,
+    postgres: TestApp::spawn_postgres(Some(plugins())).await,
+}
+
+testkit::each_store_test! {
+    #[tokio::test]
+    async fn signing_out_ends_the_session(app) {
+        app.account_with("ada", "10").await;
+        let cookie = session(&app, "ada").await;
+        let page = fetch(&app, "/dashboard", Some(&cookie), &[]).await;
+        let csrf = csrf_of(&page.html);
+        let out = post_form(&app, "/dashboard/sign-out", &cookie, Some(PUBLIC), &[("csrf", &csrf)]).await;
+        assert_eq!(out.status, StatusCode::OK);
+        assert!(out.headers[SET_COOKIE].to_str().unwrap().contains("Max-Age=0"));
+        let after = fetch(&app, "/dashboard", Some(&cookie), &[]).await;
+        assert_eq!(after.status, StatusCode::UNAUTHORIZED);
+    }
+    sqlite: TestApp::spawn_sqlite(Some(plugins())).await,
+    postgres: TestApp::spawn_postgres(Some(plugins())).await,
+}
+
+testkit::each_store_test! {
+    #[tokio::test]
+    async fn a_session_expires_after_two_hours(app) {
+        app.account_with("ada", "10").await;
+        let cookie = session(&app, "ada").await;
+        app.clock.advance_secs(2 * 3600);
+        let after = fetch(&app, "/dashboard", Some(&cookie), &[]).await;
+        assert_eq!(after.status, StatusCode::UNAUTHORIZED);
+    }
+    sqlite: TestApp::spawn_sqlite(Some(plugins())).await,
+    postgres: TestApp::spawn_postgres(Some(plugins())).await,
+}
+
+testkit::each_store_test! {
+    #[tokio::test]
+    async fn the_page_speaks_the_sessions_language_then_the_browsers(app) {
+        app.account_with("ada", "10").await;
+        let path = link(&app, "ada", json!({"locale": "zh"})).await;
+        let cookie = cookie_of(&fetch(&app, &path, None, &[]).await);
+        let page = fetch(&app, "/dashboard", Some(&cookie), &[("accept-language", "en")]).await;
+        assert!(page.html.contains("<html lang=\"zh\">"));
+        assert!(page.html.contains("可用积分"));
+        let cookie = session(&app, "ada").await;
+        let page = fetch(&app, "/dashboard/history", Some(&cookie), &[("accept-language", "zh-CN,zh;q=0.9")]).await;
+        assert!(page.html.contains("积分记录"), "{}", page.html);
+    }
+    sqlite: TestApp::spawn_sqlite(Some(plugins())).await,
+    postgres: TestApp::spawn_postgres(Some(plugins())).await,
+}
+
+testkit::each_store_test! {
+    #[tokio::test]
+    async fn a_key_made_on_the_page_is_shown_once_and_can_be_revoked(app) {
+        app.account_with("ada", "10").await;
+        let cookie = session(&app, "ada").await;
+        let page = fetch(&app, "/dashboard/keys", Some(&cookie), &[]).await;
+        let csrf = csrf_of(&page.html);
+        let made = post_form(&app, "/dashboard/actions/create-key", &cookie, Some(PUBLIC),
+            &[("csrf", &csrf), ("name", "laptop"), ("project", "cli"), ("daily_limit", "50")]).await;
+        assert_eq!(made.status, StatusCode::OK);
+        let at = made.html.find("data-testid=\"new-key\">").unwrap();
+        let key = made.html[at + "data-testid=\"new-key\">".len()..].split('<').next().unwrap().to_owned();
+        let used = app.send_as(Some(&key), Method::GET, "/v1/accounts/ada/balance", &[], None).await;
+        assert_eq!(used.status, StatusCode::OK);
+        let listed = fetch(&app, "/dashboard/keys", Some(&cookie), &[]).await;
+        assert!(listed.html.contains("laptop") && !listed.html.contains(&key));
+        let keys = app.get("/v1/accounts/ada/keys").await;
+        let id = keys.body["data"][0]["id"].as_str().unwrap().to_owned();
+        assert_eq!(keys.body["data"][0]["spend_limit"]["amount"], "50");
+        let revoked = post_form(&app, "/dashboard/actions/revoke-key", &cookie, Some(PUBLIC),
+            &[("csrf", &csrf), ("key_id", &id)]).await;
+        assert_eq!(revoked.status, StatusCode::OK);
+        let refused = app.send_as(Some(&key), Method::GET, "/v1/accounts/ada/balance", &[], None).await;
+        assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
+    }
+    sqlite: TestApp::spawn_sqlite(Some(plugins())).await,
+    postgres: TestApp::spawn_postgres(Some(plugins())).await,
+}
+
+testkit::each_store_test! {
+    #[tokio::test]
+    async fn an_embed_token_reads_the_balance_alone_from_any_origin_for_an_hour(app) {
+        app.account_with("ada", "42").await;
+        let customer = app.create_customer_key("ada").await;
+        let made = app.send_as(Some(customer["key"].as_str().unwrap()), Method::POST,
+            "/v1/accounts/ada/embed-tokens", &[], None).await;
+        assert_eq!(made.status, StatusCode::CREATED, "{made:?}");
+        let token = made.body["token"].as_str().unwrap().to_owned();
+        let bearer = format!("Bearer {token}");
+        let read = app.send_as(None, Method::GET, "/v1/embed/balance",
+            &[("authorization", &bearer), ("origin", "https://shop.example")], None).await;
+        assert_eq!(read.status, StatusCode::OK, "{read:?}");
+        assert_eq!(read.body["available"], "42");
+        assert_eq!(read.headers["access-control-allow-origin"], "*");
+        // The token is no API key: it reads nothing else.
+        let other = app.send_as(Some(&token), Method::GET, "/v1/accounts/ada/balance", &[], None).await;
+        assert_eq!(other.status, StatusCode::UNAUTHORIZED);
+        let preflight = app.send_as(None, Method::OPTIONS, "/v1/embed/balance",
+            &[("origin", "https://shop.example"), ("access-control-request-headers", "authorization")], None).await;
+        assert!(preflight.status.is_success());
+        assert_eq!(preflight.headers["access-control-allow-headers"], "authorization");
+        app.clock.advance_secs(3600);
+        let expired = app.send_as(None, Method::GET, "/v1/embed/balance", &[("authorization", &bearer)], None).await;
+        assert_eq!(expired.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(expired.body["error"]["code"], "invalid_embed_token");
+        let script = app.send_as(None, Method::GET, "/embed/creditd.js", &[], None).await;
+        assert_eq!(script.status, StatusCode::OK);
+        assert!(script.text.contains("customElements.define(\"creditd-balance\""));
+    }
+    sqlite: TestApp::spawn_sqlite(Some(plugins())).await,
+    postgres: TestApp::spawn_postgres(Some(plugins())).await,
+}
+
+/// Signs in to the admin panel; answers the session's cookie.
+async fn admin_session(app: &TestApp) -> String {
+    let response = browser()
+        .post(format!("{}/admin/login", app.base))
+        .form(&[("key", KEY)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let set = response.headers()[SET_COOKIE].to_str().unwrap().to_owned();
+    assert!(set.contains("Path=/admin") && set.contains("HttpOnly"));
+    set.split(';').next().unwrap().to_owned()
+}
+
+testkit::each_store_test! {
+    #[tokio::test]
+    async fn an_operator_finds_an_account_and_grants_credits_with_a_reason(app) {
+        app.account_with("ada", "10").await;
+        app.send(Method::PATCH, "/v1/accounts/ada", Some(json!({"name": "Ada Lovelace"}))).await;
+        app.account_with("bob", "10").await;
+        let cookie = admin_session(&app).await;
+        let found = fetch(&app, "/admin?q=lovelace", Some(&cookie), &[]).await;
+        assert_eq!(found.status, StatusCode::OK);
+        assert!(found.html.contains("/admin/accounts/ada") && !found.html.contains("/admin/accounts/bob"));
+        let page = fetch(&app, "/admin/accounts/ada", Some(&cookie), &[]).await;
+        let csrf = csrf_of(&page.html);
+        let granted = post_form(&app, "/admin/accounts/ada/grant", &cookie, Some(PUBLIC),
+            &[("csrf", &csrf), ("amount", "25"), ("reason", "support ticket 7")]).await;
+        assert_eq!(granted.status, StatusCode::SEE_OTHER);
+        assert_eq!(app.available("ada").await, "35");
+        let txs = app.get("/v1/accounts/ada/transactions?limit=1").await;
+        assert_eq!(txs.body["data"][0]["reason"], "support ticket 7");
+        assert_eq!(txs.body["data"][0]["actor"], server::auth::CONFIGURED_KEY_ID);
+        // The customer's Credits page, read-only: its figures, no live form.
+        let view = fetch(&app, "/admin/accounts/ada/credits", Some(&cookie), &[]).await;
+        assert_eq!(view.status, StatusCode::OK, "{}", view.html);
+        assert!(view.html.contains("35"));
+        assert!(!view.html.contains("/dashboard/sign-out"));
+    }
+    sqlite: TestApp::spawn_sqlite(Some(plugins())).await,
+    postgres: TestApp::spawn_postgres(Some(plugins())).await,
+}
+
+testkit::each_store_test! {
+    #[tokio::test]
+    async fn admin_sign_in_refuses_other_keys_and_slows_guessing(app) {
+        app.account_with("ada", "10").await;
+        let customer = app.create_customer_key("ada").await;
+        let attempt = |key: String| {
+            let base = app.base.clone();
+            async move {
+                browser().post(format!("{base}/admin/login")).form(&[("key", key)]).send().await.unwrap().status()
+            }
+        };
+        assert_eq!(attempt(customer["key"].as_str().unwrap().to_owned()).await, StatusCode::UNAUTHORIZED);
+        for _ in 0..9 {
+            assert_eq!(attempt("guess".into()).await, StatusCode::UNAUTHORIZED);
+        }
+        assert_eq!(attempt(KEY.into()).await, StatusCode::TOO_MANY_REQUESTS);
+        let cross_site = browser().post(format!("{}/admin/login", app.base))
+            .header("origin", "https://evil.example").form(&[("key", KEY)]).send().await.unwrap();
+        assert_eq!(cross_site.status(), StatusCode::FORBIDDEN);
+    }
+    sqlite: TestApp::spawn_sqlite(Some(plugins())).await,
+    postgres: TestApp::spawn_postgres(Some(plugins())).await,
+}
+
+testkit::each_store_test! {
+    #[tokio::test]
+    async fn the_dashboards_routes_admit_exactly_the_keys_their_access_names(app) {
+        app.account_with("mine", "10").await;
+        app.account_with("theirs", "10").await;
+        let table: Vec<_> = app
+            .plugin::<Dashboard>()
+            .capability()
+            .routes
+            .iter()
+            .map(|route| (route.method.clone(), route.path, route.access))
+            .collect();
+        app.assert_plugin_routes(&table);
+        app.assert_route_access(
+            table,
+            &[("account_id", "mine".to_owned())],
+            &[("account_id", "theirs".to_owned())],
+        )
+        .await;
+    }
+    sqlite: TestApp::spawn_sqlite(Some(plugins())).await,
+    postgres: TestApp::spawn_postgres(Some(plugins())).await,
+}
