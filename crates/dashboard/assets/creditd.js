@@ -35,8 +35,7 @@
       const token = this.getAttribute("token");
       if (!token) return;
       try {
-        const answer = await fetch(origin + "/v1/embed/balance", {
-          headers: { Authorization: "Bearer " + token },
+        const answer = await fetch(origin + "/v1/embed/balance/" + encodeURIComponent(token), {
           credentials: "omit",
         });
         if (!answer.ok) {

@@ -7,15 +7,15 @@ use server::error::ApiError;
 /// renamed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DashboardError {
-    /// 401 `invalid_embed_token`: no embed token, or one that is unknown or
-    /// has expired; the operator's backend makes a new one.
-    InvalidEmbedToken,
+    /// 404 `embed_token_not_found`: no embed token of this value, or it has
+    /// expired; the operator's backend makes a new one.
+    EmbedTokenNotFound,
 }
 
 impl DashboardError {
     /// Every code the dashboard answers with beside the core's, with its status.
     pub fn codes() -> Vec<(&'static str, StatusCode)> {
-        [DashboardError::InvalidEmbedToken]
+        [DashboardError::EmbedTokenNotFound]
             .iter()
             .map(|e| (e.code(), e.status()))
             .collect()
@@ -24,21 +24,21 @@ impl DashboardError {
     /// The stable code.
     pub fn code(&self) -> &'static str {
         match self {
-            DashboardError::InvalidEmbedToken => "invalid_embed_token",
+            DashboardError::EmbedTokenNotFound => "embed_token_not_found",
         }
     }
 
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
         match self {
-            DashboardError::InvalidEmbedToken => StatusCode::UNAUTHORIZED,
+            DashboardError::EmbedTokenNotFound => StatusCode::NOT_FOUND,
         }
     }
 
     fn message(&self) -> String {
         match self {
-            DashboardError::InvalidEmbedToken => {
-                "the embed token is missing, unknown or expired; ask for a new one".into()
+            DashboardError::EmbedTokenNotFound => {
+                "no embed token of this value, or it has expired; ask for a new one".into()
             }
         }
     }

@@ -38,6 +38,17 @@ fn plugins() -> testkit::app::Plugins {
     })
 }
 
+/// The dashboard alone, for the checks that walk its own routes.
+fn dashboard_alone() -> testkit::app::Plugins {
+    Arc::new(|store, clock| {
+        let dashboard = Arc::new(Dashboard::new(store, clock, PUBLIC));
+        Plugged {
+            capabilities: vec![dashboard.capability()],
+            handle: Some(dashboard),
+        }
+    })
+}
+
 /// A browser: no redirect followed, so that each step is seen.
 fn browser() -> reqwest::Client {
     reqwest::Client::builder()
@@ -319,23 +330,20 @@ testkit::each_store_test! {
             "/v1/accounts/ada/embed-tokens", &[], None).await;
         assert_eq!(made.status, StatusCode::CREATED, "{made:?}");
         let token = made.body["token"].as_str().unwrap().to_owned();
-        let bearer = format!("Bearer {token}");
-        let read = app.send_as(None, Method::GET, "/v1/embed/balance",
-            &[("authorization", &bearer), ("origin", "https://shop.example")], None).await;
+        let path = format!("/v1/embed/balance/{token}");
+        let read = app.send_as(None, Method::GET, &path,
+            &[("origin", "https://shop.example")], None).await;
         assert_eq!(read.status, StatusCode::OK, "{read:?}");
         assert_eq!(read.body["available"], "42");
         assert_eq!(read.headers["access-control-allow-origin"], "*");
         // The token is no API key: it reads nothing else.
         let other = app.send_as(Some(&token), Method::GET, "/v1/accounts/ada/balance", &[], None).await;
         assert_eq!(other.status, StatusCode::UNAUTHORIZED);
-        let preflight = app.send_as(None, Method::OPTIONS, "/v1/embed/balance",
-            &[("origin", "https://shop.example"), ("access-control-request-headers", "authorization")], None).await;
-        assert!(preflight.status.is_success());
-        assert_eq!(preflight.headers["access-control-allow-headers"], "authorization");
         app.clock.advance_secs(3600);
-        let expired = app.send_as(None, Method::GET, "/v1/embed/balance", &[("authorization", &bearer)], None).await;
-        assert_eq!(expired.status, StatusCode::UNAUTHORIZED);
-        assert_eq!(expired.body["error"]["code"], "invalid_embed_token");
+        let expired = app.send_as(None, Method::GET, &path, &[], None).await;
+        assert_eq!(expired.status, StatusCode::NOT_FOUND);
+        assert_eq!(expired.body["error"]["code"], "embed_token_not_found");
+        assert_eq!(expired.headers["access-control-allow-origin"], "*");
         let script = app.send_as(None, Method::GET, "/embed/creditd.js", &[], None).await;
         assert_eq!(script.status, StatusCode::OK);
         assert!(script.text.contains("customElements.define(\"creditd-balance\""));
@@ -424,13 +432,52 @@ testkit::each_store_test! {
             .map(|route| (route.method.clone(), route.path, route.access))
             .collect();
         app.assert_plugin_routes(&table);
+        let token = |account: &'static str| {
+            let app = &app;
+            async move {
+                let made = app.post(&format!("/v1/accounts/{account}/embed-tokens"), json!({})).await;
+                made.body["token"].as_str().unwrap().to_owned()
+            }
+        };
         app.assert_route_access(
             table,
-            &[("account_id", "mine".to_owned())],
-            &[("account_id", "theirs".to_owned())],
+            &[("account_id", "mine".to_owned()), ("token", token("mine").await)],
+            &[("account_id", "theirs".to_owned()), ("token", token("theirs").await)],
         )
         .await;
     }
-    sqlite: TestApp::spawn_sqlite(Some(plugins())).await,
-    postgres: TestApp::spawn_postgres(Some(plugins())).await,
+    sqlite: TestApp::spawn_sqlite(Some(dashboard_alone())).await,
+    postgres: TestApp::spawn_postgres(Some(dashboard_alone())).await,
+}
+
+testkit::each_store_test! {
+    #[tokio::test]
+    async fn the_dashboards_write_routes_honour_an_idempotency_key_as_the_table_says(app) {
+        app.account_with("mine", "10").await;
+        let table = app
+            .plugin::<Dashboard>()
+            .capability()
+            .routes
+            .into_iter()
+            .map(|route| (route.method, route.path, route.access, route.idempotency))
+            .collect();
+        app.assert_idempotency(table, &[("account_id", "mine".to_owned()), ("token", "cde_0".to_owned())]).await;
+    }
+    sqlite: TestApp::spawn_sqlite(Some(dashboard_alone())).await,
+    postgres: TestApp::spawn_postgres(Some(dashboard_alone())).await,
+}
+
+testkit::each_store_test! {
+    #[tokio::test]
+    async fn the_description_lists_the_dashboards_routes_its_errors_and_access(app) {
+        let spec = app.get("/openapi.json").await.body;
+        assert!(spec["paths"]["/v1/accounts/{account_id}/dashboard-sessions"]["post"].is_object());
+        assert!(spec["paths"]["/v1/embed/balance/{token}"]["get"].is_object());
+        assert!(spec["paths"].get("/dashboard").is_none(), "pages are not API routes");
+        testkit::openapi::assert_routes_documented(&app).await;
+        testkit::openapi::assert_error_codes(&app, &dashboard::error::DashboardError::codes()).await;
+        testkit::openapi::assert_access_documented(&app).await;
+    }
+    sqlite: TestApp::spawn_sqlite(Some(dashboard_alone())).await,
+    postgres: TestApp::spawn_postgres(Some(dashboard_alone())).await,
 }

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -76,57 +76,64 @@ pub(crate) struct EmbeddedBalance {
     available: Decimal,
 }
 
-/// What the balance's answer to a preflight allows: any origin may read
-/// it, with the token in `Authorization`; no cookie is ever involved.
+/// Lets a page on any origin read the answer: it holds one balance, and no
+/// cookie or key is ever involved.
 fn allow_any_origin(response: &mut Response) {
-    let headers = response.headers_mut();
-    headers.insert(
+    response.headers_mut().insert(
         header::ACCESS_CONTROL_ALLOW_ORIGIN,
         HeaderValue::from_static("*"),
     );
-    headers.insert(header::VARY, HeaderValue::from_static("Origin"));
 }
 
-/// Answers a browser's preflight of the embedded balance.
-pub(crate) async fn preflight() -> Response {
-    let mut response = StatusCode::NO_CONTENT.into_response();
-    allow_any_origin(&mut response);
-    let headers = response.headers_mut();
-    headers.insert(
-        header::ACCESS_CONTROL_ALLOW_METHODS,
-        HeaderValue::from_static("GET"),
-    );
-    headers.insert(
-        header::ACCESS_CONTROL_ALLOW_HEADERS,
-        HeaderValue::from_static("authorization"),
-    );
-    headers.insert(
-        header::ACCESS_CONTROL_MAX_AGE,
-        HeaderValue::from_static("600"),
-    );
-    response
+/// `{token}`
+enum TokenPath {}
+
+impl utoipa::IntoParams for TokenPath {
+    fn into_params(
+        _: impl Fn() -> Option<utoipa::openapi::path::ParameterIn>,
+    ) -> Vec<utoipa::openapi::path::Parameter> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        vec![
+            utoipa::openapi::path::ParameterBuilder::new()
+                .name("token")
+                .parameter_in(utoipa::openapi::path::ParameterIn::Path)
+                .required(utoipa::openapi::Required::True)
+                .description(Some(
+                    "An embed token, as `POST …/embed-tokens` answered it.",
+                ))
+                .schema(Some(
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .pattern(Some("^cde_[0-9a-f]{64}$"))
+                        .examples([format!("cde_{}", "0f".repeat(32))]),
+                ))
+                .build(),
+        ]
+    }
 }
 
 /// Read the embedded balance
 ///
 /// The available balance of the account an embed token reads, for the
-/// `<creditd-balance>` element on any origin (`Access-Control-Allow-Origin:
-/// *`; the token goes in `Authorization: Bearer`).
+/// `<creditd-balance>` element on a page of any origin
+/// (`Access-Control-Allow-Origin: *`). The token is the path: it reads this
+/// one balance, for an hour, and nothing else.
 #[utoipa::path(
     get,
-    path = "/v1/embed/balance",
+    path = "/v1/embed/balance/{token}",
     tag = "dashboard",
     operation_id = "getEmbeddedBalance",
+    params(TokenPath),
     responses(
         (status = 200, description = "The available balance.", body = EmbeddedBalance),
-        (status = 401, description = "`invalid_embed_token`."),
+        (status = 404, description = "`embed_token_not_found`: unknown or expired."),
     ),
 )]
 pub(crate) async fn balance(
     State(dashboard): State<Arc<Dashboard>>,
-    headers: HeaderMap,
+    Path(token): Path<String>,
 ) -> Response {
-    let mut response = match embedded(&dashboard, &headers).await {
+    let mut response = match embedded(&dashboard, &token).await {
         Ok(response) => response,
         Err(error) => error.into_response(),
     };
@@ -134,16 +141,11 @@ pub(crate) async fn balance(
     response
 }
 
-async fn embedded(dashboard: &Dashboard, headers: &HeaderMap) -> Result<Response, ApiError> {
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or(DashboardError::InvalidEmbedToken)?;
+async fn embedded(dashboard: &Dashboard, token: &str) -> Result<Response, ApiError> {
     let now = dashboard.clock.now();
-    let account = session::embed_account(dashboard.store.as_ref(), token.trim(), now)
+    let account = session::embed_account(dashboard.store.as_ref(), token, now)
         .await?
-        .ok_or(DashboardError::InvalidEmbedToken)?;
+        .ok_or(DashboardError::EmbedTokenNotFound)?;
     let path = format!("/v1/accounts/{account}/balance");
     let balance: crate::pages::views::Balance = dashboard
         .api
