@@ -342,12 +342,14 @@ impl Inner {
     }
 }
 
-/// A page of the fake's checkout: in English, titled, readable from 375 px.
+/// A page of the fake's checkout: in English, titled, readable from 375 px,
+/// with an empty icon so that the browser asks for no `/favicon.ico`.
 fn page(status: StatusCode, heading: &str, body: &str) -> Response {
     let heading = escape(heading);
     let html = format!(
         "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
+         <link rel=\"icon\" href=\"data:,\">\n\
          <title>{heading} · Test checkout</title>\n<style>{STYLE}</style>\n</head>\n<body>\n\
          <header><p>Test checkout · no real card is charged</p></header>\n\
          <main>\n<h1>{heading}</h1>\n{body}\n</main>\n</body>\n</html>\n"
