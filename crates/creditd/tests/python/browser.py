@@ -10,9 +10,13 @@ exception) to fail the test, which then shows everything it printed.
     with browser.chromium() as chromium:
         page = browser.desktop(chromium)
         page.goto(browser.env("CREDITD_BASE") + "/dashboard")
-        browser.look(page, "dashboard")          # axe and screenshots at 1280 and 375 px
+        browser.look(page, "dashboard")  # no errors, axe and screenshots at 1280 and 375 px
         page.get_by_role("button", name="Pay").click()
         balance = browser.api("GET", "/v1/accounts/acme/balance")
+
+Pages keep their Content-Security-Policy: axe is evaluated by the driver,
+which the policy does not govern, and what the policy refuses is logged as an
+error, which `look` fails on.
 
 Environment it reads:
   CREDITD_TEST_CHROMIUM  the Chromium to run (default /usr/bin/chromium)
@@ -73,12 +77,32 @@ def chromium():
 
 
 def new_page(browser, viewport):
-    """A page of its own (own cookies) at `viewport` ({"width", "height"})."""
-    # bypass_csp: axe is injected as an inline script, which the pages'
-    # Content-Security-Policy rightly refuses.
-    context = browser.new_context(viewport=viewport, bypass_csp=True, locale="en-US")
+    """A page of its own (own cookies) at `viewport` ({"width", "height"}),
+    keeping the errors its document logs or throws for `errors`."""
+    context = browser.new_context(viewport=viewport, locale="en-US")
     context.set_default_timeout(TIMEOUT_MS)
-    return context.new_page()
+    page = context.new_page()
+    logged = []
+    _errors[page] = logged
+    page.on("console", lambda message: message.type == "error" and logged.append(message.text))
+    page.on("pageerror", lambda error: logged.append(str(error)))
+
+    def navigated(frame):
+        if frame == page.main_frame:
+            logged.clear()
+
+    page.on("framenavigated", navigated)
+    return page
+
+
+# The errors each page's current document logged or threw.
+_errors = {}
+
+
+def errors(page):
+    """What the page's current document logged as an error or threw: script
+    errors, resources that failed, and Content-Security-Policy refusals."""
+    return list(_errors.get(page, []))
 
 
 def desktop(browser):
@@ -108,7 +132,9 @@ def axe(page):
     """Runs axe-core in `page` as it is now; raises listing every serious or
     critical violation, and answers all the violations found."""
     if not page.evaluate("typeof window.axe === 'object'"):
-        page.add_script_tag(path=str(axe_source()))
+        # Evaluated by the driver, so the page's Content-Security-Policy,
+        # which stays on in these tests, does not refuse it.
+        page.evaluate(axe_source().read_text(encoding="utf-8"))
     results = page.evaluate("async () => await axe.run(document, {resultTypes: ['violations']})")
     violations = results["violations"]
     failing = [v for v in violations if v.get("impact") in FAILING_IMPACTS]
@@ -149,7 +175,11 @@ def shot(page, name):
 
 
 def look(page, name):
-    """What every page gets: axe at both widths, then its screenshots."""
+    """What every page gets: no error logged or thrown, axe at both widths,
+    then its screenshots."""
+    logged = errors(page)
+    if logged:
+        raise AssertionError(f"{page.url} logged errors:\n" + "\n".join(logged))
     before = page.viewport_size
     try:
         for viewport in WIDTHS:
