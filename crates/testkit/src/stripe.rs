@@ -201,9 +201,11 @@ impl FakeStripe {
         self.base_url.clone()
     }
 
-    /// Sends the event of each Checkout Session completed on its hosted page
-    /// to `url`, signed with `secret` as Stripe signs (`Stripe-Signature:
-    /// t=…,v1=…`), and waits for the answer before sending the customer on
+    /// Sends the events of each Checkout Session completed on its hosted
+    /// page (`checkout.session.completed`; for a subscription also
+    /// `customer.subscription.created` and `invoice.paid`) to `url`, in
+    /// turn, signed with `secret` as Stripe signs (`Stripe-Signature:
+    /// t=…,v1=…`), and waits for each answer before sending the customer on
     /// to the session's `success_url`.
     pub fn send_webhooks_to(&self, url: String, secret: String) {
         self.shared.lock().webhook = Some(hosted::Webhook { url, secret });
@@ -543,7 +545,7 @@ impl Inner {
         for index in line_item_indexes(form) {
             let unit_amount_key = format!("line_items[{index}][price_data][unit_amount]");
             let price_key = format!("line_items[{index}][price]");
-            let (unit_amount, name, interval) = match get(form, &price_key) {
+            let (unit_amount, name, price, recurring) = match get(form, &price_key) {
                 // A Price made at Stripe beforehand: its amount and currency.
                 Some(price) => {
                     let held = self.held(price, "price").map_err(|_| {
@@ -552,27 +554,34 @@ impl Inner {
                     })?;
                     price_currency = held["currency"].as_str().map(str::to_owned);
                     let name = held["nickname"].as_str().unwrap_or(price).to_owned();
-                    let interval = held["recurring"]["interval"].as_str().map(str::to_owned);
-                    (held["unit_amount"].as_i64().unwrap_or(0), name, interval)
+                    let recurring = held["recurring"]["interval"].as_str().map(|interval| {
+                        let count = held["recurring"]["interval_count"].as_i64().unwrap_or(1);
+                        (interval.to_owned(), count)
+                    });
+                    let unit_amount = held["unit_amount"].as_i64().unwrap_or(0);
+                    (unit_amount, name, Some(price.to_owned()), recurring)
                 }
                 None => {
                     let data =
                         |field: &str| get(form, &format!("line_items[{index}][price_data]{field}"));
                     let name = data("[product_data][name]").unwrap_or("Item").to_owned();
-                    let interval = data("[recurring][interval]").map(str::to_owned);
-                    (
-                        integer(form, &unit_amount_key)?.unwrap_or(0),
-                        name,
-                        interval,
-                    )
+                    let count = integer(
+                        form,
+                        &format!("line_items[{index}][price_data][recurring][interval_count]"),
+                    )?
+                    .unwrap_or(1);
+                    let recurring = data("[recurring][interval]").map(|i| (i.to_owned(), count));
+                    let unit_amount = integer(form, &unit_amount_key)?.unwrap_or(0);
+                    (unit_amount, name, None, recurring)
                 }
             };
             let quantity = integer(form, &format!("line_items[{index}][quantity]"))?.unwrap_or(1);
             lines.push(hosted::Line {
                 name,
                 quantity,
-                amount: unit_amount.saturating_mul(quantity),
-                interval,
+                unit_amount,
+                price,
+                recurring,
             });
             amount_total = unit_amount
                 .checked_mul(quantity)
@@ -616,6 +625,7 @@ impl Inner {
             invoice: get(form, "invoice_creation[enabled]") == Some("true"),
             intent_metadata: prefixed(form, "payment_intent_data[metadata]"),
             setup_metadata: prefixed(form, "setup_intent_data[metadata]"),
+            subscription_metadata: prefixed(form, "subscription_data[metadata]"),
         };
         self.sales.insert(id.clone(), sale);
         self.hold(id, &session);
@@ -1843,6 +1853,84 @@ mod tests {
         assert_eq!(fetched["type"], "card");
         assert_eq!(fetched["customer"], "cus_1");
         assert_eq!(fetched["card"]["last4"], "4242");
+    }
+
+    #[tokio::test]
+    async fn subscribing_on_the_page_starts_a_subscription_with_its_first_invoice_paid() {
+        let stripe = FakeStripe::start().await;
+        let (endpoint, received) = webhook_endpoint(200).await;
+        stripe.send_webhooks_to(endpoint, "whsec_fake".to_owned());
+        let form = [
+            ("mode", "subscription"),
+            ("customer", "cus_1"),
+            ("success_url", "https://creditd.test/ok"),
+            ("subscription_data[metadata][creditd_plan]", "basic"),
+            ("line_items[0][price_data][currency]", "usd"),
+            ("line_items[0][price_data][unit_amount]", "2000"),
+            ("line_items[0][price_data][product_data][name]", "Basic"),
+            ("line_items[0][price_data][recurring][interval]", "month"),
+            ("line_items[0][quantity]", "1"),
+        ];
+        let session = open_session(&stripe, &form).await;
+        let url = session["url"].as_str().expect("a url");
+        let html = browser()
+            .get(url)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(html.contains("20.00 USD every month"), "{html}");
+        assert!(
+            html.contains("<button type=\"submit\">Subscribe</button>"),
+            "{html}"
+        );
+        let subscribed = browser().post(url).send().await.expect("an answer");
+        assert_eq!(subscribed.status(), 303);
+
+        let session = stripe.object(session["id"].as_str().unwrap()).unwrap();
+        assert_eq!(session["status"], "complete");
+        assert_eq!(session["payment_status"], "paid");
+        let id = session["subscription"].as_str().expect("a subscription");
+        let subscription =
+            json_of(get_path(&stripe, &format!("/v1/subscriptions/{id}")).await).await;
+        assert_eq!(subscription["status"], "active");
+        assert_eq!(subscription["customer"], "cus_1");
+        assert_eq!(subscription["metadata"], json!({"creditd_plan": "basic"}));
+        let items = subscription["items"]["data"].as_array().expect("items");
+        assert_eq!(items.len(), 1);
+        assert_eq!(items[0]["price"]["unit_amount"], 2000);
+        assert_eq!(items[0]["price"]["recurring"]["interval"], "month");
+        let (start, end) = (
+            subscription["current_period_start"].as_u64().unwrap(),
+            subscription["current_period_end"].as_u64().unwrap(),
+        );
+        assert_eq!(end - start, 30 * 24 * 60 * 60);
+        let invoice = stripe.object(session["invoice"].as_str().unwrap()).unwrap();
+        assert_eq!(subscription["latest_invoice"], invoice["id"]);
+        assert_eq!(invoice["status"], "paid");
+        assert_eq!(invoice["billing_reason"], "subscription_create");
+        assert_eq!(invoice["amount_paid"], 2000);
+        assert_eq!(invoice["subscription"], id);
+        let line = &invoice["lines"]["data"][0];
+        assert_eq!(line["period"], json!({"start": start, "end": end}));
+        assert_eq!(line["price"]["id"], items[0]["price"]["id"]);
+
+        let kinds: Vec<String> = received
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, body)| serde_json::from_str::<Value>(body).unwrap()["type"].to_string())
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                "\"checkout.session.completed\"",
+                "\"customer.subscription.created\"",
+                "\"invoice.paid\""
+            ]
+        );
     }
 
     #[tokio::test]

@@ -48,16 +48,28 @@ pub(super) struct Sale {
     pub(super) intent_metadata: Value,
     /// `setup_intent_data[metadata]`, given to the setup intent.
     pub(super) setup_metadata: Value,
+    /// `subscription_data[metadata]`, given to the subscription.
+    pub(super) subscription_metadata: Value,
 }
 
 /// One line item of a session.
+#[derive(Clone)]
 pub(super) struct Line {
     pub(super) name: String,
     pub(super) quantity: i64,
-    /// Its unit amount times its quantity, in the currency's minor unit.
-    pub(super) amount: i64,
-    /// `month`, `year`, … for a recurring price.
-    pub(super) interval: Option<String>,
+    /// In the currency's minor unit.
+    pub(super) unit_amount: i64,
+    /// The Price it sells, when the session named one (`line_items[i][price]`).
+    pub(super) price: Option<String>,
+    /// The interval (`day`, `week`, `month`, `year`) and interval count of
+    /// a recurring price.
+    pub(super) recurring: Option<(String, i64)>,
+}
+
+impl Line {
+    fn amount(&self) -> i64 {
+        self.unit_amount.saturating_mul(self.quantity)
+    }
 }
 
 /// A `Stripe-Signature` header for `body` signed with `secret` at
@@ -80,9 +92,7 @@ pub(super) fn routes() -> Router<Arc<Shared>> {
 }
 
 /// The session's page: what it sells and its button while open, a notice
-/// once it is complete or expired. A subscription session's page shows its
-/// line and button, but submitting it answers 501: the fake does not make
-/// subscriptions.
+/// once it is complete or expired.
 async fn show(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
     let inner = shared.lock();
     let Some(session) = inner.session(&id) else {
@@ -108,15 +118,16 @@ async fn show(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Resp
             let lines = inner.sales.get(&id).map_or(&[][..], |sale| &sale.lines[..]);
             body.push_str("<h2>Order summary</h2><ul class=\"lines\">");
             for line in lines {
-                let every = line
-                    .interval
-                    .as_deref()
-                    .map_or(String::new(), |i| format!(" every {}", escape(i)));
+                let every = match &line.recurring {
+                    Some((interval, 1)) => format!(" every {}", escape(interval)),
+                    Some((interval, count)) => format!(" every {count} {}s", escape(interval)),
+                    None => String::new(),
+                };
                 body.push_str(&format!(
                     "<li><span>{} × {}</span> <span>{}{every}</span></li>",
                     escape(&line.name),
                     line.quantity,
-                    money(line.amount, currency),
+                    money(line.amount(), currency),
                 ));
             }
             let total = session["amount_total"].as_i64().unwrap_or(0);
@@ -151,24 +162,28 @@ async fn show(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Resp
 /// its event to the webhook endpoint and waits for the answer, then sends
 /// the customer to its `success_url`.
 async fn pay(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
-    let (session, event, webhook) = {
+    let (session, events, webhook) = {
         let mut inner = shared.lock();
-        let session = match inner.complete_checkout(&id) {
-            Ok(session) => session,
+        let (session, mut events) = match inner.complete_checkout(&id) {
+            Ok(completed) => completed,
             Err(refused) => return refused.into_response(),
         };
-        let event = inner.new_event("checkout.session.completed", &session);
-        (session, event, inner.webhook.clone())
+        events.insert(0, inner.new_event("checkout.session.completed", &session));
+        (session, events, inner.webhook.clone())
     };
-    if let Some(webhook) = webhook
-        && let Err(why) = deliver(&webhook, &event).await
-    {
-        let body = format!(
-            "<p>The payment went through, but the webhook endpoint did not take its event.</p>\
-             <pre>{}</pre>",
-            escape(&why)
-        );
-        return page(StatusCode::BAD_GATEWAY, "Webhook refused", &body);
+    if let Some(webhook) = &webhook {
+        // In turn, each once the one before was taken.
+        for event in &events {
+            if let Err(why) = deliver(webhook, event).await {
+                let body = format!(
+                    "<p>The payment went through, but the webhook endpoint did not take its {} \
+                     event.</p><pre>{}</pre>",
+                    escape(event["type"].as_str().unwrap_or("")),
+                    escape(&why)
+                );
+                return page(StatusCode::BAD_GATEWAY, "Webhook refused", &body);
+            }
+        }
     }
     let success = session["success_url"]
         .as_str()
@@ -216,21 +231,28 @@ impl Inner {
     /// card does: a payment session is paid by a succeeded payment intent
     /// and its charge (and a paid invoice when it asked for one); a setup
     /// session's setup intent succeeds with the card, attached to the
-    /// customer. Answers the session, or why it cannot be completed.
-    fn complete_checkout(&mut self, id: &str) -> Result<Value, Refusal> {
+    /// customer; a subscription session starts an active subscription whose
+    /// first invoice is paid. Answers the session and the events Stripe
+    /// sends besides `checkout.session.completed`, or why it cannot be
+    /// completed.
+    fn complete_checkout(&mut self, id: &str) -> Result<(Value, Vec<Value>), Refusal> {
         let Some(mut session) = self.session(id).cloned() else {
             return Err(Refusal::NotFound);
         };
         if session["status"] != "open" {
             return Err(Refusal::Closed);
         }
-        if session["mode"] == "subscription" {
-            return Err(Refusal::Subscription);
-        }
         let customer = session["customer"].clone();
         let method = self.new_card(&customer);
+        let mut events = Vec::new();
         let patch = match session["mode"].as_str() {
             Some("payment") => self.paid(id, &session, &method),
+            Some("subscription") => {
+                let (patch, subscription, invoice) = self.subscribed(id, &session, &method);
+                events.push(self.new_event("customer.subscription.created", &subscription));
+                events.push(self.new_event("invoice.paid", &invoice));
+                patch
+            }
             Some("setup") => {
                 let metadata = self
                     .sales
@@ -247,11 +269,11 @@ impl Inner {
                 self.hold(intent_id.clone(), &intent);
                 json!({"status": "complete", "setup_intent": intent_id})
             }
-            _ => return Err(Refusal::Subscription),
+            _ => return Err(Refusal::Closed),
         };
         merge(&mut session, patch);
         self.hold(id.to_owned(), &session);
-        Ok(session)
+        Ok((session, events))
     }
 
     /// A card payment method, Stripe's test Visa, attached to `customer`;
@@ -274,10 +296,113 @@ impl Inner {
     /// asked for one; answers what changes on the session.
     fn paid(&mut self, id: &str, session: &Value, method: &str) -> Value {
         let amount = session["amount_total"].as_i64().unwrap_or(0);
-        let (currency, customer) = (session["currency"].clone(), session["customer"].clone());
         let (metadata, invoiced) = self.sales.get(id).map_or((json!({}), false), |s| {
             (s.intent_metadata.clone(), s.invoice)
         });
+        let (intent_id, charge_id) = self.payment(session, method, amount, metadata);
+        let invoice = if invoiced {
+            let fields = json!({"billing_reason": "manual", "subscription": null, "parent": null});
+            json!(self.paid_invoice(session, fields, amount, &intent_id, &charge_id)["id"])
+        } else {
+            Value::Null
+        };
+        json!({"status": "complete", "payment_status": "paid", "payment_intent": intent_id,
+               "invoice": invoice})
+    }
+
+    /// Starts the subscription of session `id`, paid with the card
+    /// `method`: its first period from now, its first invoice paid. Answers
+    /// what changes on the session, the subscription and the invoice.
+    fn subscribed(&mut self, id: &str, session: &Value, method: &str) -> (Value, Value, Value) {
+        let (line, metadata) = self.sales.get(id).map_or((None, json!({})), |sale| {
+            (
+                sale.lines.first().cloned(),
+                sale.subscription_metadata.clone(),
+            )
+        });
+        let line = line.unwrap_or(Line {
+            name: "Subscription".to_owned(),
+            quantity: 1,
+            unit_amount: 0,
+            price: None,
+            recurring: None,
+        });
+        let (interval, count) = line.recurring.clone().unwrap_or(("month".to_owned(), 1));
+        let start = unix_now();
+        let end = start + period_s(&interval, count);
+        let price = match line.price.as_ref().and_then(|p| self.objects.get(p)) {
+            Some(held) => held.clone(),
+            None => {
+                let (price_id, mut price) = self.new_object("price", "price_");
+                merge(
+                    &mut price,
+                    json!({"unit_amount": line.unit_amount, "currency": session["currency"],
+                           "nickname": line.name, "type": "recurring",
+                           "recurring": {"interval": interval, "interval_count": count}}),
+                );
+                self.hold(price_id, &price);
+                price
+            }
+        };
+        let amount = line.amount();
+        let (intent_id, charge_id) = self.payment(session, method, amount, json!({}));
+        let (subscription_id, mut subscription) = self.new_object("subscription", "sub_");
+        self.ids_issued += 1;
+        let item_id = format!("si_{}", self.ids_issued);
+        let period = json!({"start": start, "end": end});
+        let invoice = self.paid_invoice(
+            session,
+            json!({"billing_reason": "subscription_create", "subscription": subscription_id,
+                   "parent": {"type": "subscription_details",
+                              "subscription_details": {"subscription": subscription_id,
+                                                       "metadata": metadata}},
+                   "period_start": start, "period_end": end,
+                   "lines": {"object": "list", "has_more": false, "data": [{
+                       "id": format!("il_{}", self.ids_issued), "object": "line_item",
+                       "type": "subscription", "proration": false, "amount": amount,
+                       "currency": session["currency"], "quantity": line.quantity,
+                       "description": line.name, "period": period,
+                       "price": price, "subscription": subscription_id,
+                       "subscription_item": item_id,
+                       "parent": {"type": "subscription_item_details",
+                                  "subscription_item_details": {
+                                      "proration": false, "subscription": subscription_id,
+                                      "subscription_item": item_id}},
+                       "pricing": {"type": "price_details",
+                                   "price_details": {"price": price["id"]}}}]}}),
+            amount,
+            &intent_id,
+            &charge_id,
+        );
+        merge(
+            &mut subscription,
+            json!({"status": "active", "customer": session["customer"],
+                   "currency": session["currency"], "default_payment_method": method,
+                   "current_period_start": start, "current_period_end": end,
+                   "start_date": start, "billing_cycle_anchor": start,
+                   "cancel_at_period_end": false, "canceled_at": null, "ended_at": null,
+                   "latest_invoice": invoice["id"], "metadata": metadata,
+                   "items": {"object": "list", "has_more": false, "data": [{
+                       "id": item_id, "object": "subscription_item", "price": price,
+                       "quantity": line.quantity, "subscription": subscription_id,
+                       "current_period_start": start, "current_period_end": end}]}}),
+        );
+        self.hold(subscription_id.clone(), &subscription);
+        let patch = json!({"status": "complete", "payment_status": "paid",
+                           "subscription": subscription_id, "invoice": invoice["id"]});
+        (patch, subscription, invoice)
+    }
+
+    /// A succeeded payment intent of `amount` with the card `method`, and
+    /// its charge, for the session's customer; answers their ids.
+    fn payment(
+        &mut self,
+        session: &Value,
+        method: &str,
+        amount: i64,
+        metadata: Value,
+    ) -> (String, String) {
+        let (currency, customer) = (session["currency"].clone(), session["customer"].clone());
         let (intent_id, mut intent) = self.new_object("payment_intent", "pi_");
         let (charge_id, mut charge) = self.new_object("charge", "ch_");
         merge(
@@ -298,29 +423,36 @@ impl Inner {
                    "metadata": metadata}),
         );
         self.hold(intent_id.clone(), &intent);
-        let invoice = if invoiced {
-            let (invoice_id, mut invoice) = self.new_object("invoice", "in_");
-            merge(
-                &mut invoice,
-                json!({"customer": customer, "currency": currency, "status": "paid",
-                       "paid": true, "billing_reason": "manual", "subscription": null,
-                       "parent": null, "amount_due": amount, "amount_paid": amount,
-                       "amount_remaining": 0, "subtotal": amount, "total": amount,
-                       "payment_intent": intent_id, "charge": charge_id,
-                       "number": format!("CD-{:04}", self.ids_issued),
-                       "hosted_invoice_url":
-                           format!("https://invoice.stripe.com/i/acct_test/{invoice_id}"),
-                       "invoice_pdf":
-                           format!("https://pay.stripe.com/invoice/acct_test/{invoice_id}/pdf"),
-                       "status_transitions": {"paid_at": unix_now()}}),
-            );
-            self.hold(invoice_id.clone(), &invoice);
-            json!(invoice_id)
-        } else {
-            Value::Null
-        };
-        json!({"status": "complete", "payment_status": "paid", "payment_intent": intent_id,
-               "invoice": invoice})
+        (intent_id, charge_id)
+    }
+
+    /// An invoice of the session's customer paid by the intent and charge
+    /// given, with `fields` over the paid invoice's; answers it.
+    fn paid_invoice(
+        &mut self,
+        session: &Value,
+        fields: Value,
+        amount: i64,
+        intent_id: &str,
+        charge_id: &str,
+    ) -> Value {
+        let (invoice_id, mut invoice) = self.new_object("invoice", "in_");
+        merge(
+            &mut invoice,
+            json!({"customer": session["customer"], "currency": session["currency"],
+                   "status": "paid", "paid": true, "amount_due": amount, "amount_paid": amount,
+                   "amount_remaining": 0, "subtotal": amount, "total": amount,
+                   "payment_intent": intent_id, "charge": charge_id,
+                   "number": format!("CD-{:04}", self.ids_issued),
+                   "hosted_invoice_url":
+                       format!("https://invoice.stripe.com/i/acct_test/{invoice_id}"),
+                   "invoice_pdf":
+                       format!("https://pay.stripe.com/invoice/acct_test/{invoice_id}/pdf"),
+                   "status_transitions": {"paid_at": unix_now()}}),
+        );
+        merge(&mut invoice, fields);
+        self.hold(invoice_id, &invoice);
+        invoice
     }
 
     /// An event of `kind` about `object`, as Stripe wraps one, held under
@@ -340,6 +472,19 @@ impl Inner {
         self.hold(id, &event);
         event
     }
+}
+
+/// The length of `count` intervals, in seconds; a month is 30 days and a
+/// year 365, which is near enough for a fake's first period.
+fn period_s(interval: &str, count: i64) -> u64 {
+    let day = 24 * 60 * 60;
+    let one = match interval {
+        "day" => day,
+        "week" => 7 * day,
+        "year" => 365 * day,
+        _ => 30 * day,
+    };
+    one * u64::try_from(count.max(1)).unwrap_or(1)
 }
 
 /// A page of the fake's checkout: in English, titled, readable from 375 px,
@@ -363,8 +508,6 @@ enum Refusal {
     NotFound,
     /// The session is complete or expired.
     Closed,
-    /// A subscription session, which the fake does not complete.
-    Subscription,
 }
 
 impl IntoResponse for Refusal {
@@ -374,10 +517,6 @@ impl IntoResponse for Refusal {
             Refusal::Closed => {
                 let body = "<p>This checkout is no longer open.</p>";
                 page(StatusCode::CONFLICT, "Checkout closed", body)
-            }
-            Refusal::Subscription => {
-                let body = "<p>The fake Stripe does not complete subscription sessions.</p>";
-                page(StatusCode::NOT_IMPLEMENTED, "Not implemented", body)
             }
         }
     }
