@@ -1,6 +1,7 @@
-//! The browser harness through the real binary: a customer saves a card and buys a package on
-//! the fake Stripe's hosted checkout pages in Debian's Chromium, the pages pass axe, and creditd,
-//! told by the fake's signed webhook, shows the card and the credits.
+//! The browser harness through the real binary: a customer saves a card, buys a package and
+//! subscribes to a plan on the fake Stripe's hosted checkout pages in Debian's Chromium, the pages
+//! pass axe, and creditd, told by the fake's signed webhooks, shows the card, the credits and the
+//! subscription.
 //!
 //! The scenarios are Python files in tests/python driving Chromium through Playwright, run in
 //! the Python given by `CREDITD_TEST_PYTHON` (default `python3`). Without Playwright, axe-core
@@ -21,6 +22,10 @@ const ACCOUNT: &str = "acme";
 /// The package bought: 100 credits for 5 USD.
 const PACKAGE: &str = "p100";
 const PACKAGE_CREDITS: &str = "100";
+
+/// The plan subscribed to: 1000 credits a month for 20 USD.
+const PLAN: &str = "basic";
+const PLAN_CREDITS: &str = "1000";
 
 /// `creditd serve` on a fresh SQLite database, paid through `stripe`, on a
 /// port chosen first so that its public URL (where the checkout pages send
@@ -60,7 +65,7 @@ async fn checkout(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_card_is_saved_and_a_package_bought_on_the_hosted_checkout_in_chromium() {
+async fn a_card_is_saved_a_package_bought_and_a_plan_subscribed_to_in_chromium() {
     let Some(browser) = Browser::find() else {
         return;
     };
@@ -99,6 +104,23 @@ async fn a_card_is_saved_and_a_package_bought_on_the_hosted_checkout_in_chromium
     )
     .await;
     assert!(package_url.starts_with(&stripe.base_url()), "{package_url}");
+    let (status, body) = send(
+        &client,
+        reqwest::Method::PUT,
+        format!("{base}/v1/plans/{PLAN}"),
+        Some(
+            json!({"name": "Basic", "credits": PLAN_CREDITS, "interval": "month",
+                    "price": {"amount": 2000, "currency": "usd"}}),
+        ),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (plan_url, plan_session) = checkout(
+        &client,
+        format!("{base}/v1/accounts/{ACCOUNT}/checkout"),
+        json!({"plan_id": PLAN}),
+    )
+    .await;
 
     browser
         .run(
@@ -112,6 +134,10 @@ async fn a_card_is_saved_and_a_package_bought_on_the_hosted_checkout_in_chromium
                 ("PACKAGE_URL", &package_url),
                 ("PACKAGE_SESSION", &package_session),
                 ("PACKAGE_CREDITS", PACKAGE_CREDITS),
+                ("PLAN", PLAN),
+                ("PLAN_URL", &plan_url),
+                ("PLAN_SESSION", &plan_session),
+                ("PLAN_CREDITS", PLAN_CREDITS),
             ],
         )
         .await;
