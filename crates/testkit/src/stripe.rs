@@ -6,7 +6,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
@@ -14,14 +13,15 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+mod hosted;
+
+pub use hosted::signature;
+
 /// Stripe's sample objects, `resources` keyed by object type.
 static FIXTURES: LazyLock<Value> = LazyLock::new(|| {
     serde_json::from_str(include_str!("../data/stripe_fixtures.json"))
         .expect("Stripe's sample objects are JSON")
 });
-
-/// Where a Checkout Session's `url` points, followed by the session's id.
-const CHECKOUT_URL_PREFIX: &str = "https://checkout.stripe.test/c/pay/";
 
 /// How long a new Checkout Session stays open, as Stripe's default.
 const CHECKOUT_TTL_S: u64 = 24 * 60 * 60;
@@ -45,7 +45,8 @@ const ID_PREFIXES: [(&str, &str); 12] = [
 
 /// A fake Stripe API serving customers, Checkout Sessions, PaymentIntents,
 /// invoice items, PaymentMethods and SetupIntents under `/v1` on
-/// `127.0.0.1`, with Stripe's authentication, idempotency and error bodies;
+/// `127.0.0.1`, with Stripe's authentication, idempotency and error bodies,
+/// and each Checkout Session's hosted page at its `url` (`/c/pay/{id}`);
 /// dropping it stops it.
 pub struct FakeStripe {
     base_url: String,
@@ -131,6 +132,12 @@ struct Inner {
     objects: HashMap<String, Value>,
     idempotency: HashMap<String, Kept>,
     ids_issued: u64,
+    /// `http://127.0.0.1:<port>`, where a session's page is served.
+    base_url: String,
+    /// What each Checkout Session sells, by the session's id, for its page.
+    sales: HashMap<String, hosted::Sale>,
+    /// Where a completed session's event is sent, once set.
+    webhook: Option<hosted::Webhook>,
 }
 
 /// The first answer to an idempotency key, and what it answered.
@@ -163,6 +170,7 @@ impl FakeStripe {
             .await
             .expect("binding the fake Stripe API");
         let port = listener.local_addr().expect("a local address").port();
+        let base_url = format!("http://127.0.0.1:{port}");
         let shared = Arc::new(Shared {
             inner: Mutex::new(Inner {
                 requests: Vec::new(),
@@ -171,15 +179,18 @@ impl FakeStripe {
                 objects: HashMap::new(),
                 idempotency: HashMap::new(),
                 ids_issued: 0,
+                base_url: base_url.clone(),
+                sales: HashMap::new(),
+                webhook: None,
             }),
             closed: AtomicBool::new(false),
         });
-        let router = Router::new().fallback(handle).with_state(shared.clone());
+        let router = hosted::routes().fallback(handle).with_state(shared.clone());
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, router).await;
         });
         FakeStripe {
-            base_url: format!("http://127.0.0.1:{port}"),
+            base_url,
             shared,
             server,
         }
@@ -190,8 +201,18 @@ impl FakeStripe {
         self.base_url.clone()
     }
 
-    /// Every request received so far, in order of arrival, refused and
-    /// failed ones included.
+    /// Sends the events of each Checkout Session completed on its hosted
+    /// page (`checkout.session.completed`; for a subscription also
+    /// `customer.subscription.created` and `invoice.paid`) to `url`, in
+    /// turn, signed with `secret` as Stripe signs (`Stripe-Signature:
+    /// t=…,v1=…`), and waits for each answer before sending the customer on
+    /// to the session's `success_url`.
+    pub fn send_webhooks_to(&self, url: String, secret: String) {
+        self.shared.lock().webhook = Some(hosted::Webhook { url, secret });
+    }
+
+    /// Every API request received so far, in order of arrival, refused and
+    /// failed ones included (the hosted pages' requests are not kept).
     pub fn requests(&self) -> Vec<StripeRequest> {
         self.shared.lock().requests.clone()
     }
@@ -520,10 +541,11 @@ impl Inner {
         }
         let mut amount_total: i64 = 0;
         let mut price_currency = None;
+        let mut lines = Vec::new();
         for index in line_item_indexes(form) {
             let unit_amount_key = format!("line_items[{index}][price_data][unit_amount]");
             let price_key = format!("line_items[{index}][price]");
-            let unit_amount = match get(form, &price_key) {
+            let (unit_amount, name, price, recurring) = match get(form, &price_key) {
                 // A Price made at Stripe beforehand: its amount and currency.
                 Some(price) => {
                     let held = self.held(price, "price").map_err(|_| {
@@ -531,11 +553,36 @@ impl Inner {
                         invalid_param("resource_missing", &price_key, &message)
                     })?;
                     price_currency = held["currency"].as_str().map(str::to_owned);
-                    held["unit_amount"].as_i64().unwrap_or(0)
+                    let name = held["nickname"].as_str().unwrap_or(price).to_owned();
+                    let recurring = held["recurring"]["interval"].as_str().map(|interval| {
+                        let count = held["recurring"]["interval_count"].as_i64().unwrap_or(1);
+                        (interval.to_owned(), count)
+                    });
+                    let unit_amount = held["unit_amount"].as_i64().unwrap_or(0);
+                    (unit_amount, name, Some(price.to_owned()), recurring)
                 }
-                None => integer(form, &unit_amount_key)?.unwrap_or(0),
+                None => {
+                    let data =
+                        |field: &str| get(form, &format!("line_items[{index}][price_data]{field}"));
+                    let name = data("[product_data][name]").unwrap_or("Item").to_owned();
+                    let count = integer(
+                        form,
+                        &format!("line_items[{index}][price_data][recurring][interval_count]"),
+                    )?
+                    .unwrap_or(1);
+                    let recurring = data("[recurring][interval]").map(|i| (i.to_owned(), count));
+                    let unit_amount = integer(form, &unit_amount_key)?.unwrap_or(0);
+                    (unit_amount, name, None, recurring)
+                }
             };
             let quantity = integer(form, &format!("line_items[{index}][quantity]"))?.unwrap_or(1);
+            lines.push(hosted::Line {
+                name,
+                quantity,
+                unit_amount,
+                price,
+                recurring,
+            });
             amount_total = unit_amount
                 .checked_mul(quantity)
                 .and_then(|amount| amount_total.checked_add(amount))
@@ -551,7 +598,7 @@ impl Inner {
 
         let (id, mut session) = self.new_object("checkout.session", "cs_test_");
         let fields = json!({
-            "url": format!("{CHECKOUT_URL_PREFIX}{id}"),
+            "url": format!("{}/c/pay/{id}", self.base_url),
             "mode": mode,
             "customer": optional(form, "customer"),
             "customer_email": optional(form, "customer_email"),
@@ -573,6 +620,14 @@ impl Inner {
         });
         merge(&mut session, fields);
         apply_metadata(&mut session, form);
+        let sale = hosted::Sale {
+            lines,
+            invoice: get(form, "invoice_creation[enabled]") == Some("true"),
+            intent_metadata: prefixed(form, "payment_intent_data[metadata]"),
+            setup_metadata: prefixed(form, "setup_intent_data[metadata]"),
+            subscription_metadata: prefixed(form, "subscription_data[metadata]"),
+        };
+        self.sales.insert(id.clone(), sale);
         self.hold(id, &session);
         Ok(session)
     }
@@ -956,6 +1011,19 @@ fn line_item_indexes(form: &[(String, String)]) -> BTreeSet<u64> {
         .collect()
 }
 
+/// The `{prefix}[name]` keys of `form` as an object of names and values,
+/// e.g. the `payment_intent_data[metadata][…]` a session passes on.
+fn prefixed(form: &[(String, String)], prefix: &str) -> Value {
+    let pairs = form.iter().filter_map(|(key, value)| {
+        let name = key
+            .strip_prefix(prefix)?
+            .strip_prefix('[')?
+            .strip_suffix(']')?;
+        Some((name.to_owned(), json!(value)))
+    });
+    Value::Object(pairs.collect())
+}
+
 /// Sets the `metadata[...]` keys of `form` in the object's `metadata`; an
 /// empty value removes the key, as Stripe does.
 fn apply_metadata(object: &mut Value, form: &[(String, String)]) {
@@ -1080,6 +1148,7 @@ fn unix_now() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::Router;
 
     const KEY: &str = "sk_test_creditd";
 
@@ -1159,10 +1228,7 @@ mod tests {
         let id = session["id"].as_str().expect("an id");
         assert!(id.starts_with("cs_test_"), "{id}");
         assert_eq!(session["object"], "checkout.session");
-        assert_eq!(
-            session["url"],
-            format!("https://checkout.stripe.test/c/pay/{id}")
-        );
+        assert_eq!(session["url"], format!("{}/c/pay/{id}", stripe.base_url()));
         assert_eq!(session["mode"], "payment");
         assert_eq!(session["customer"], "cus_1");
         assert_eq!(session["client_reference_id"], "acme");
@@ -1562,6 +1628,325 @@ mod tests {
         let next = get_path(&stripe, "/v1/customers/cus_1").await;
         assert_eq!(next.status(), 404);
         assert_eq!(stripe.requests().len(), 2);
+    }
+
+    /// A webhook endpoint on port 0 that keeps each delivery's
+    /// `Stripe-Signature` header and body, and answers `status`.
+    async fn webhook_endpoint(status: u16) -> (String, Arc<Mutex<Vec<(String, String)>>>) {
+        let received: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+        let kept = received.clone();
+        let router = Router::new().route(
+            "/webhooks/stripe",
+            axum::routing::post(move |headers: HeaderMap, body: String| {
+                let kept = kept.clone();
+                async move {
+                    let signature = headers
+                        .get("stripe-signature")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("")
+                        .to_owned();
+                    kept.lock().expect("the deliveries").push((signature, body));
+                    StatusCode::from_u16(status).expect("a status")
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("binding the endpoint");
+        let port = listener.local_addr().expect("an address").port();
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        (format!("http://127.0.0.1:{port}/webhooks/stripe"), received)
+    }
+
+    /// A client that shows redirects rather than following them.
+    fn browser() -> reqwest::Client {
+        reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("a client")
+    }
+
+    async fn open_session(stripe: &FakeStripe, form: &[(&str, &str)]) -> Value {
+        post(stripe, "/v1/customers", "k-customer", &[]).await;
+        json_of(post(stripe, "/v1/checkout/sessions", "k-session", form).await).await
+    }
+
+    const PACKAGE_FORM: [(&str, &str); 10] = [
+        ("mode", "payment"),
+        ("customer", "cus_1"),
+        (
+            "success_url",
+            "https://creditd.test/ok?session_id={CHECKOUT_SESSION_ID}",
+        ),
+        ("cancel_url", "https://creditd.test/cancel"),
+        ("invoice_creation[enabled]", "true"),
+        ("payment_intent_data[metadata][creditd_account]", "acme"),
+        ("line_items[0][price_data][currency]", "usd"),
+        ("line_items[0][price_data][unit_amount]", "500"),
+        (
+            "line_items[0][price_data][product_data][name]",
+            "100 <Credits>",
+        ),
+        ("line_items[0][quantity]", "1"),
+    ];
+
+    #[tokio::test]
+    async fn a_sessions_url_serves_a_page_of_what_it_sells() {
+        let stripe = FakeStripe::start().await;
+        let session = open_session(&stripe, &PACKAGE_FORM).await;
+        let url = session["url"].as_str().expect("a url");
+        let page = browser().get(url).send().await.expect("the page");
+        assert_eq!(page.status(), 200);
+        assert!(
+            page.headers()[CONTENT_TYPE]
+                .to_str()
+                .unwrap()
+                .starts_with("text/html")
+        );
+        let html = page.text().await.expect("a body");
+        for part in [
+            "<html lang=\"en\">",
+            "<title>Pay · Test checkout</title>",
+            "name=\"viewport\"",
+            "100 &lt;Credits&gt; × 1",
+            "5.00 USD",
+            "<button type=\"submit\">Pay</button>",
+            "<a href=\"https://creditd.test/cancel\">",
+        ] {
+            assert!(html.contains(part), "{part} is not in {html}");
+        }
+        // Only the API's requests are recorded.
+        assert_eq!(stripe.requests().len(), 2);
+
+        let missing = browser()
+            .get(format!("{}/c/pay/cs_test_404", stripe.base_url()))
+            .send()
+            .await
+            .expect("an answer");
+        assert_eq!(missing.status(), 404);
+    }
+
+    #[tokio::test]
+    async fn paying_on_the_page_completes_the_session_and_sends_its_signed_event() {
+        let stripe = FakeStripe::start().await;
+        let (endpoint, received) = webhook_endpoint(200).await;
+        stripe.send_webhooks_to(endpoint, "whsec_fake".to_owned());
+        let session = open_session(&stripe, &PACKAGE_FORM).await;
+        let id = session["id"].as_str().expect("an id");
+        let url = session["url"].as_str().expect("a url");
+
+        let paid = browser().post(url).send().await.expect("an answer");
+        assert_eq!(paid.status(), 303);
+        assert_eq!(
+            paid.headers()["location"],
+            format!("https://creditd.test/ok?session_id={id}").as_str()
+        );
+
+        let session = stripe.object(id).expect("the session");
+        assert_eq!(session["status"], "complete");
+        assert_eq!(session["payment_status"], "paid");
+        let intent = stripe
+            .object(session["payment_intent"].as_str().expect("an intent"))
+            .expect("the intent");
+        assert_eq!(intent["status"], "succeeded");
+        assert_eq!(intent["amount_received"], 500);
+        assert_eq!(intent["customer"], "cus_1");
+        assert_eq!(intent["metadata"], json!({"creditd_account": "acme"}));
+        let charge = stripe
+            .object(intent["latest_charge"].as_str().expect("a charge"))
+            .expect("the charge");
+        assert_eq!(
+            (charge["paid"].clone(), charge["amount"].clone()),
+            (json!(true), json!(500))
+        );
+        let method = stripe
+            .object(intent["payment_method"].as_str().expect("a card"))
+            .expect("the card");
+        assert_eq!(method["customer"], "cus_1");
+        assert_eq!(method["card"]["brand"], "visa");
+        assert_eq!(method["card"]["last4"], "4242");
+        assert_eq!(
+            (
+                method["card"]["exp_month"].clone(),
+                method["card"]["exp_year"].clone()
+            ),
+            (json!(12), json!(2030))
+        );
+        let invoice = stripe
+            .object(session["invoice"].as_str().expect("an invoice"))
+            .expect("the invoice");
+        assert_eq!(invoice["status"], "paid");
+        assert_eq!(invoice["amount_paid"], 500);
+
+        let deliveries = received.lock().expect("the deliveries").clone();
+        assert_eq!(deliveries.len(), 1);
+        let (header, body) = &deliveries[0];
+        let event: Value = serde_json::from_str(body).expect("a JSON event");
+        assert_eq!(event["object"], "event");
+        assert_eq!(event["type"], "checkout.session.completed");
+        assert_eq!(event["data"]["object"], session);
+        let timestamp: u64 = header
+            .strip_prefix("t=")
+            .and_then(|rest| rest.split(',').next())
+            .and_then(|t| t.parse().ok())
+            .unwrap_or_else(|| panic!("a timestamp in {header}"));
+        assert_eq!(*header, signature(body.as_bytes(), "whsec_fake", timestamp));
+
+        // A session is paid once.
+        let again = browser().post(url).send().await.expect("an answer");
+        assert_eq!(again.status(), 409);
+        let closed = browser().get(url).send().await.expect("the page");
+        assert!(!closed.text().await.expect("a body").contains("<button"));
+    }
+
+    #[tokio::test]
+    async fn saving_a_card_on_the_page_succeeds_a_setup_intent_with_the_test_visa() {
+        let stripe = FakeStripe::start().await;
+        let form = [
+            ("mode", "setup"),
+            ("customer", "cus_1"),
+            ("currency", "usd"),
+            ("setup_intent_data[metadata][creditd_account]", "acme"),
+            ("success_url", "https://creditd.test/saved"),
+        ];
+        let session = open_session(&stripe, &form).await;
+        let url = session["url"].as_str().expect("a url");
+        let html = browser()
+            .get(url)
+            .send()
+            .await
+            .expect("the page")
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            html.contains("<button type=\"submit\">Save card</button>"),
+            "{html}"
+        );
+        // Without a webhook endpoint set, the customer goes straight on.
+        let saved = browser().post(url).send().await.expect("an answer");
+        assert_eq!(saved.status(), 303);
+        assert_eq!(saved.headers()["location"], "https://creditd.test/saved");
+
+        let session = stripe
+            .object(session["id"].as_str().unwrap())
+            .expect("the session");
+        assert_eq!(session["status"], "complete");
+        assert_eq!(session["payment_status"], "no_payment_required");
+        let intent = stripe
+            .object(session["setup_intent"].as_str().expect("a setup intent"))
+            .expect("the setup intent");
+        assert_eq!(intent["status"], "succeeded");
+        assert_eq!(intent["customer"], "cus_1");
+        assert_eq!(intent["metadata"], json!({"creditd_account": "acme"}));
+        let fetched = json_of(
+            get_path(
+                &stripe,
+                &format!(
+                    "/v1/payment_methods/{}",
+                    intent["payment_method"].as_str().unwrap()
+                ),
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(fetched["type"], "card");
+        assert_eq!(fetched["customer"], "cus_1");
+        assert_eq!(fetched["card"]["last4"], "4242");
+    }
+
+    #[tokio::test]
+    async fn subscribing_on_the_page_starts_a_subscription_with_its_first_invoice_paid() {
+        let stripe = FakeStripe::start().await;
+        let (endpoint, received) = webhook_endpoint(200).await;
+        stripe.send_webhooks_to(endpoint, "whsec_fake".to_owned());
+        let form = [
+            ("mode", "subscription"),
+            ("customer", "cus_1"),
+            ("success_url", "https://creditd.test/ok"),
+            ("subscription_data[metadata][creditd_plan]", "basic"),
+            ("line_items[0][price_data][currency]", "usd"),
+            ("line_items[0][price_data][unit_amount]", "2000"),
+            ("line_items[0][price_data][product_data][name]", "Basic"),
+            ("line_items[0][price_data][recurring][interval]", "month"),
+            ("line_items[0][quantity]", "1"),
+        ];
+        let session = open_session(&stripe, &form).await;
+        let url = session["url"].as_str().expect("a url");
+        let html = browser()
+            .get(url)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(html.contains("20.00 USD every month"), "{html}");
+        assert!(
+            html.contains("<button type=\"submit\">Subscribe</button>"),
+            "{html}"
+        );
+        let subscribed = browser().post(url).send().await.expect("an answer");
+        assert_eq!(subscribed.status(), 303);
+
+        let session = stripe.object(session["id"].as_str().unwrap()).unwrap();
+        assert_eq!(session["status"], "complete");
+        assert_eq!(session["payment_status"], "paid");
+        let id = session["subscription"].as_str().expect("a subscription");
+        let subscription =
+            json_of(get_path(&stripe, &format!("/v1/subscriptions/{id}")).await).await;
+        assert_eq!(subscription["status"], "active");
+        assert_eq!(subscription["customer"], "cus_1");
+        assert_eq!(subscription["metadata"], json!({"creditd_plan": "basic"}));
+        let items = subscription["items"]["data"].as_array().expect("items");
+        assert_eq!(items.len(), 1);
+        assert_eq!(items[0]["price"]["unit_amount"], 2000);
+        assert_eq!(items[0]["price"]["recurring"]["interval"], "month");
+        let (start, end) = (
+            subscription["current_period_start"].as_u64().unwrap(),
+            subscription["current_period_end"].as_u64().unwrap(),
+        );
+        assert_eq!(end - start, 30 * 24 * 60 * 60);
+        let invoice = stripe.object(session["invoice"].as_str().unwrap()).unwrap();
+        assert_eq!(subscription["latest_invoice"], invoice["id"]);
+        assert_eq!(invoice["status"], "paid");
+        assert_eq!(invoice["billing_reason"], "subscription_create");
+        assert_eq!(invoice["amount_paid"], 2000);
+        assert_eq!(invoice["subscription"], id);
+        let line = &invoice["lines"]["data"][0];
+        assert_eq!(line["period"], json!({"start": start, "end": end}));
+        assert_eq!(line["price"]["id"], items[0]["price"]["id"]);
+
+        let kinds: Vec<String> = received
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, body)| serde_json::from_str::<Value>(body).unwrap()["type"].to_string())
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                "\"checkout.session.completed\"",
+                "\"customer.subscription.created\"",
+                "\"invoice.paid\""
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_webhook_endpoint_that_refuses_the_event_is_shown_on_the_page() {
+        let stripe = FakeStripe::start().await;
+        let (endpoint, received) = webhook_endpoint(400).await;
+        stripe.send_webhooks_to(endpoint, "whsec_fake".to_owned());
+        let session = open_session(&stripe, &PACKAGE_FORM).await;
+        let answer = browser()
+            .post(session["url"].as_str().unwrap())
+            .send()
+            .await
+            .expect("an answer");
+        assert_eq!(answer.status(), 502);
+        assert!(answer.text().await.unwrap().contains("400 Bad Request"));
+        assert_eq!(received.lock().unwrap().len(), 1);
     }
 
     #[test]
