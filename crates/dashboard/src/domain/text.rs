@@ -66,6 +66,10 @@ texts! {
     other_plans: "Other plans", "其他套餐";
     per: "per", "每";
     free: "Free", "免费";
+    interval_day: "day", "天";
+    interval_week: "week", "周";
+    interval_month: "month", "月";
+    interval_year: "year", "年";
     pm_title: "Payment method", "支付方式";
     no_card: "No card saved.", "尚未保存银行卡。";
     card_expires: "expires", "有效期至";
@@ -216,6 +220,20 @@ impl Texts {
             "rollover" => self.type_rollover,
             "debt_settlement" => self.type_debt_settlement,
             "claw_back" => self.type_claw_back,
+            other => other,
+        }
+    }
+
+    /// The name of a plan's interval (`month`), by its API code.
+    pub fn interval<'a>(&self, code: &'a str) -> &'a str
+    where
+        'static: 'a,
+    {
+        match code {
+            "day" => self.interval_day,
+            "week" => self.interval_week,
+            "month" => self.interval_month,
+            "year" => self.interval_year,
             other => other,
         }
     }

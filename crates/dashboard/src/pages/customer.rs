@@ -273,7 +273,7 @@ pub async fn overview_page(
                     "{} {} {}",
                     format::money(price.amount, &price.currency),
                     t.per,
-                    p.interval
+                    t.interval(&p.interval)
                 ),
                 None => t.free.to_owned(),
             },
