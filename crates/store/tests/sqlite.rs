@@ -343,7 +343,8 @@ async fn transactions_are_listed_across_blocks_of_the_journal() {
     };
     let filter = |account: &str, before: Option<TxId>, limit: usize| TxFilter {
         account: id(account),
-        kind: None,
+        kinds: Vec::new(),
+        sources: Vec::new(),
         from: None,
         to: None,
         before,
