@@ -158,6 +158,8 @@ testkit::each_store_test! {
         assert!(page.html.contains("1,234.5"), "{}", page.html);
         assert!(page.html.contains("<html lang=\"en\">"));
         assert!(page.html.contains("https://app.example.com/home"));
+        let history = fetch(&app, "/dashboard/history?type=purchase", Some(&cookie), &[]).await;
+        assert!(history.html.contains("<td>Purchase</td>"), "{}", history.html);
         let policy = page.headers["content-security-policy"].to_str().unwrap();
         assert!(policy.contains("default-src 'none'") && policy.contains("frame-ancestors 'none'"));
         // The link a second time opens nothing and shows nothing of the account.

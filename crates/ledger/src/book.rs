@@ -437,6 +437,7 @@ impl Book {
         ];
         let mut tx = self.record(ids, TxKind::Grant, postings, now, grant.metadata);
         tx.lot = Some(id);
+        tx.source = Some(grant.source);
         tx.external_id = grant.external_id;
         tx.reason = grant.reason;
         tx.actor = grant.actor;
@@ -1249,6 +1250,7 @@ impl Book {
             external_id: None,
             reason: None,
             actor: None,
+            source: None,
         }
     }
 }

@@ -216,6 +216,8 @@ pub struct Transaction {
     pub reason: Option<String>,
     /// Who made it (the API key's id), for grants.
     pub actor: Option<String>,
+    /// Where a grant's credits come from: its lot's source.
+    pub source: Option<crate::Source>,
 }
 
 impl Transaction {

@@ -528,6 +528,10 @@ pub struct TransactionView<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
     actor: Option<&'a str>,
+    /// On a grant: where its credits come from (`purchase`, `daily_reward`, …).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<schema::GrantSource>, nullable = false)]
+    source: Option<&'static str>,
 }
 
 impl<'a> TransactionView<'a> {
@@ -578,6 +582,7 @@ impl<'a> TransactionView<'a> {
             external_id: tx.external_id.as_ref().map(ledger::ExternalId::as_str),
             reason: tx.reason.as_deref(),
             actor: tx.actor.as_deref(),
+            source: tx.source.map(ledger::Source::code),
         }
     }
 }

@@ -99,7 +99,7 @@ pub fn hold_from_row(row: &impl Columns) -> Result<Hold, StoreError> {
 /// Column list matching [`tx_from_row`].
 pub const TX_COLUMNS: &str = "id, account_id, kind, amount, balance_after, postings, sources, \
                               created_at, metadata, lot_id, hold_id, refund_of, feature_id, quantity, \
-                              external_id, reason, actor";
+                              external_id, reason, actor, grant_source";
 
 pub fn tx_from_row(row: &impl Columns) -> Result<Transaction, StoreError> {
     let kind = row.text(2)?;
@@ -129,6 +129,12 @@ pub fn tx_from_row(row: &impl Columns) -> Result<Transaction, StoreError> {
         external_id: external_id(row.text_opt(14)?)?,
         reason: row.text_opt(15)?,
         actor: row.text_opt(16)?,
+        source: match row.text_opt(17)? {
+            Some(code) => {
+                Some(ledger::Source::parse(&code).ok_or_else(|| corrupt("grant source", &code))?)
+            }
+            None => None,
+        },
     })
 }
 

@@ -64,7 +64,7 @@ texts! {
     switch_plan: "Switch", "切换";
     subscribe: "Subscribe", "订阅";
     other_plans: "Other plans", "其他套餐";
-    per: "per", "每";
+    per: " per ", "/";
     free: "Free", "免费";
     interval_day: "day", "天";
     interval_week: "week", "周";

@@ -270,7 +270,7 @@ pub async fn overview_page(
             credits: format::credits(p.credits),
             price: match &p.price {
                 Some(price) => format!(
-                    "{} {} {}",
+                    "{}{}{}",
                     format::money(price.amount, &price.currency),
                     t.per,
                     t.interval(&p.interval)
@@ -343,8 +343,10 @@ pub async fn overview_page(
                 .as_ref()
                 .map(|t| t.threshold_credits.to_string())
                 .unwrap_or_default(),
+            // A top-up never set has no amount: the form offers 20 USD.
             amount: topup
                 .as_ref()
+                .filter(|t| t.amount.amount > 0)
                 .map_or_else(|| "20.00".into(), |t| dollars(t.amount.amount)),
             cap: topup
                 .as_ref()

@@ -120,6 +120,9 @@ store_test! {
 
         let purchases = app.get("/v1/accounts/u/transactions?type=grant&source=purchase").await;
         assert_eq!(ids(&purchases.body), [bought_again.clone(), bought.clone()]);
+        // Each grant says where its credits come from; other entries do not.
+        assert_eq!(purchases.body["data"][0]["source"], "purchase");
+        assert!(used.body["data"][0].get("source").is_none());
         let alone = app.get("/v1/accounts/u/transactions?source=promo,admin").await;
         assert_eq!(ids(&alone.body), std::slice::from_ref(&promo));
         let mixed = app
