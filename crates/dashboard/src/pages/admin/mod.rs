@@ -3,6 +3,7 @@
 //! session signed in with.
 
 mod accounts;
+mod packages;
 
 use std::sync::Arc;
 
@@ -18,6 +19,7 @@ use server::{KeyHash, KeyKind, Principal};
 
 use super::{Notice, render, see_other};
 use crate::Dashboard;
+use crate::client::Refusal;
 use crate::domain::locale::Locale;
 use crate::domain::session::ADMIN_SESSION_TTL_SECS;
 use crate::security::{self, ADMIN_COOKIE};
@@ -29,6 +31,7 @@ pub fn router() -> Router<Arc<Dashboard>> {
         .route("/admin/login", get(login_form).post(login))
         .route("/admin/sign-out", post(sign_out))
         .merge(accounts::router())
+        .merge(packages::router())
 }
 
 /// A signed-in operator: the admin key's principal and the session's CSRF
@@ -192,12 +195,14 @@ fn forbidden() -> Response {
     )
 }
 
-/// A page's query after a change: `done` names what was done, `error` the
-/// API's code when it refused.
-#[derive(Deserialize)]
+/// A page's query: after a change, `done` names what was done and `error`
+/// the API's code when it refused; `edit` names the record whose form to
+/// fill.
+#[derive(Default, Deserialize)]
 struct Notified {
     done: Option<String>,
     error: Option<String>,
+    edit: Option<String>,
 }
 
 impl Notified {
@@ -217,4 +222,37 @@ impl Notified {
                 text: (*text).to_owned(),
             })
     }
+}
+
+/// The notice for a change the API refused, with its message: the operator
+/// sees what to correct.
+fn refused(refusal: &Refusal) -> Notice {
+    Notice {
+        kind: "error",
+        text: format!("Not saved: {} ({})", refusal.message, refusal.code),
+    }
+}
+
+/// The notice for a form the panel could not read before asking the API.
+fn invalid(text: &str) -> Notice {
+    Notice {
+        kind: "error",
+        text: format!("Not saved: {text}"),
+    }
+}
+
+/// A form's text field, trimmed; none when empty.
+fn filled(field: &Option<String>) -> Option<&str> {
+    field.as_deref().map(str::trim).filter(|v| !v.is_empty())
+}
+
+/// Whether `id` is shaped as the API's record ids are (`credits-100`,
+/// `pro`): safe to put in a path.
+fn is_record_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
+        && !id.bytes().all(|b| b == b'.')
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'))
 }

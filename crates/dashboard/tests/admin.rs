@@ -1,0 +1,155 @@
+//! The admin panel over HTTP: a real server on port 0 with billing, the
+//! gateway and the dashboard plugged in, on a fresh database per test, on
+//! SQLite and on PostgreSQL; forms posted as a browser would, and what they
+//! changed read back through the API.
+
+use std::sync::Arc;
+
+use dashboard::Dashboard;
+use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};
+use reqwest::{StatusCode, redirect};
+use serde_json::json;
+use testkit::app::{KEY, Plugged, TestApp};
+
+/// Where the dashboard believes it is reached; forms must come from here.
+const PUBLIC: &str = "http://credits.test";
+
+fn plugins() -> testkit::app::Plugins {
+    Arc::new(|store, clock| {
+        let billing = Arc::new(billing::Billing::new(
+            store.clone(),
+            clock.clone(),
+            billing::EnvSettings::default(),
+        ));
+        let gateway = Arc::new(gateway::Gateway::new(
+            store.clone(),
+            clock.clone(),
+            gateway::GatewayConfig::default(),
+        ));
+        let dashboard = Arc::new(Dashboard::new(store, clock, PUBLIC));
+        Plugged {
+            capabilities: vec![
+                billing.capability(),
+                gateway.capability(),
+                dashboard.capability(),
+            ],
+            handle: Some(dashboard),
+        }
+    })
+}
+
+/// A browser: no redirect followed, so that each step is seen.
+fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+struct Page {
+    status: StatusCode,
+    headers: HeaderMap,
+    html: String,
+}
+
+async fn fetch(app: &TestApp, path: &str, cookie: Option<&str>, headers: &[(&str, &str)]) -> Page {
+    let mut request = browser().get(format!("{}{path}", app.base));
+    if let Some(cookie) = cookie {
+        request = request.header("cookie", cookie);
+    }
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = request.send().await.unwrap();
+    Page {
+        status: response.status(),
+        headers: response.headers().clone(),
+        html: response.text().await.unwrap(),
+    }
+}
+
+async fn post_form(
+    app: &TestApp,
+    path: &str,
+    cookie: &str,
+    origin: Option<&str>,
+    form: &[(&str, &str)],
+) -> Page {
+    let mut request = browser()
+        .post(format!("{}{path}", app.base))
+        .header("cookie", cookie)
+        .form(form);
+    if let Some(origin) = origin {
+        request = request.header("origin", origin);
+    }
+    let response = request.send().await.unwrap();
+    Page {
+        status: response.status(),
+        headers: response.headers().clone(),
+        html: response.text().await.unwrap(),
+    }
+}
+
+async fn admin_session(app: &TestApp) -> String {
+    let response = browser()
+        .post(format!("{}/admin/login", app.base))
+        .form(&[("key", KEY)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let set = response.headers()[SET_COOKIE].to_str().unwrap().to_owned();
+    assert!(set.contains("Path=/admin") && set.contains("HttpOnly"));
+    set.split(';').next().unwrap().to_owned()
+}
+
+/// The CSRF token in a page's forms.
+fn csrf_of(html: &str) -> String {
+    let at = html
+        .find("name=\"csrf\" value=\"")
+        .expect("a form with a CSRF token");
+    let rest = &html[at + "name=\"csrf\" value=\"".len()..];
+    rest[..rest.find('"').unwrap()].to_owned()
+}
+
+testkit::each_store_test! {
+    #[tokio::test]
+    async fn a_package_made_through_the_form_is_in_the_api_and_can_be_taken_off_sale(app) {
+        let cookie = admin_session(&app).await;
+        let page = fetch(&app, "/admin/packages", Some(&cookie), &[]).await;
+        let csrf = csrf_of(&page.html);
+        let saved = post_form(&app, "/admin/packages", &cookie, Some(PUBLIC), &[
+            ("csrf", &csrf), ("id", "credits-500"), ("name_en", "500 Credits"),
+            ("name_zh", "500 积分"), ("description_en", "For a month of use"),
+            ("credits", "500"), ("price_usd", "4.50"), ("active", "on"),
+        ]).await;
+        assert_eq!(saved.status, StatusCode::SEE_OTHER, "{}", saved.html);
+        assert_eq!(saved.headers[LOCATION], "/admin/packages?done=saved");
+        let package = app.get("/v1/packages/credits-500").await;
+        assert_eq!(package.body["name"], json!({"en": "500 Credits", "zh": "500 积分"}));
+        assert_eq!(package.body["description"], json!({"en": "For a month of use"}));
+        assert_eq!(package.body["price"], json!({"amount": 450, "currency": "usd"}));
+        assert_eq!(package.body["credits"], "500");
+        assert_eq!(package.body["active"], true);
+        let edit = fetch(&app, "/admin/packages?edit=credits-500", Some(&cookie), &[]).await;
+        assert!(edit.html.contains("value=\"500 积分\"") && edit.html.contains("value=\"4.50\""));
+        let off = post_form(&app, "/admin/packages/credits-500/active", &cookie, Some(PUBLIC),
+            &[("csrf", &csrf), ("active", "false")]).await;
+        assert_eq!(off.status, StatusCode::SEE_OTHER);
+        let inactive = app.get("/v1/packages?active=false").await;
+        assert_eq!(inactive.body["data"][0]["id"], "credits-500");
+        assert_eq!(inactive.body["data"][0]["name"]["zh"], "500 积分");
+        let listed = fetch(&app, "/admin/packages", Some(&cookie), &[]).await;
+        assert!(listed.html.contains("credits-500") && listed.html.contains("inactive"));
+        // What the API refuses is shown, and nothing is stored.
+        let refused = post_form(&app, "/admin/packages", &cookie, Some(PUBLIC), &[
+            ("csrf", &csrf), ("id", "free"), ("name_en", "Free"), ("credits", "0"),
+            ("price_usd", "1"),
+        ]).await;
+        assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+        assert!(refused.html.contains("Not saved"), "{}", refused.html);
+        assert_eq!(app.get("/v1/packages/free").await.status, StatusCode::NOT_FOUND);
+    }
+    sqlite: TestApp::spawn_sqlite(Some(plugins())).await,
+    postgres: TestApp::spawn_postgres(Some(plugins())).await,
+}
