@@ -153,3 +153,27 @@ testkit::each_store_test! {
     sqlite: TestApp::spawn_sqlite(Some(plugins())).await,
     postgres: TestApp::spawn_postgres(Some(plugins())).await,
 }
+
+testkit::each_store_test! {
+    #[tokio::test]
+    async fn a_plan_made_through_the_form_is_in_the_api(app) {
+        let cookie = admin_session(&app).await;
+        let page = fetch(&app, "/admin/plans", Some(&cookie), &[]).await;
+        let csrf = csrf_of(&page.html);
+        let saved = post_form(&app, "/admin/plans", &cookie, Some(PUBLIC), &[
+            ("csrf", &csrf), ("id", "pro"), ("name", "Pro"), ("credits", "1000"),
+            ("interval", "month"), ("allocation", "reset"), ("price_usd", "19"),
+        ]).await;
+        assert_eq!(saved.status, StatusCode::SEE_OTHER, "{}", saved.html);
+        let plan = app.get("/v1/plans/pro").await;
+        assert_eq!(plan.body["name"], "Pro");
+        assert_eq!(plan.body["credits"], "1000");
+        assert_eq!(plan.body["interval"], "month");
+        assert_eq!(plan.body["price"], json!({"amount": 1900, "currency": "usd"}));
+        assert_eq!(plan.body["default"], false);
+        let listed = fetch(&app, "/admin/plans?edit=pro", Some(&cookie), &[]).await;
+        assert!(listed.html.contains("$19.00") && listed.html.contains("value=\"19.00\""));
+    }
+    sqlite: TestApp::spawn_sqlite(Some(plugins())).await,
+    postgres: TestApp::spawn_postgres(Some(plugins())).await,
+}

@@ -4,6 +4,7 @@
 
 mod accounts;
 mod packages;
+mod plans;
 
 use std::sync::Arc;
 
@@ -32,6 +33,7 @@ pub fn router() -> Router<Arc<Dashboard>> {
         .route("/admin/sign-out", post(sign_out))
         .merge(accounts::router())
         .merge(packages::router())
+        .merge(plans::router())
 }
 
 /// A signed-in operator: the admin key's principal and the session's CSRF
@@ -255,4 +257,22 @@ fn is_record_id(id: &str) -> bool {
         && id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'))
+}
+
+/// An option of a select, and whether it is the one chosen.
+struct Choice {
+    value: &'static str,
+    selected: bool,
+}
+
+/// The options of a select of `values`, `chosen` (or the first) selected.
+fn choices(values: &[&'static str], chosen: Option<&str>) -> Vec<Choice> {
+    let chosen = chosen.unwrap_or(values[0]);
+    values
+        .iter()
+        .map(|value| Choice {
+            value,
+            selected: *value == chosen,
+        })
+        .collect()
 }
