@@ -177,3 +177,48 @@ testkit::each_store_test! {
     sqlite: TestApp::spawn_sqlite(Some(plugins())).await,
     postgres: TestApp::spawn_postgres(Some(plugins())).await,
 }
+
+testkit::each_store_test! {
+    #[tokio::test]
+    async fn a_price_set_or_imported_through_the_forms_is_in_the_catalog(app) {
+        let cookie = admin_session(&app).await;
+        let page = fetch(&app, "/admin/prices", Some(&cookie), &[]).await;
+        let csrf = csrf_of(&page.html);
+        let saved = post_form(&app, "/admin/prices", &cookie, Some(PUBLIC), &[
+            ("csrf", &csrf), ("model", "house-model"), ("provider", "openai"),
+            ("mode", "chat"), ("input", "1.5"), ("output", "6"), ("markup_percent", "10"),
+        ]).await;
+        assert_eq!(saved.status, StatusCode::SEE_OTHER, "{}", saved.html);
+        let price = app.get("/v1/prices/house-model").await;
+        assert_eq!(price.body["input"], "1.5");
+        assert_eq!(price.body["output"], "6");
+        assert_eq!(price.body["markup_percent"], "10");
+        let edited = post_form(&app, "/admin/prices", &cookie, Some(PUBLIC), &[
+            ("csrf", &csrf), ("model", "house-model"), ("provider", "openai"),
+            ("mode", "chat"), ("input", "2"), ("output", "8"),
+        ]).await;
+        assert_eq!(edited.status, StatusCode::SEE_OTHER, "{}", edited.html);
+        assert_eq!(app.get("/v1/prices/house-model").await.body["input"], "2");
+        let edit = fetch(&app, "/admin/prices?edit=house-model", Some(&cookie), &[]).await;
+        assert!(edit.html.contains("value=\"house-model\"") && edit.html.contains("value=\"8\""));
+        let starter = post_form(&app, "/admin/prices/starter", &cookie, Some(PUBLIC),
+            &[("csrf", &csrf)]).await;
+        assert_eq!(starter.status, StatusCode::OK, "{}", starter.html);
+        assert!(starter.html.contains("Imported:"), "{}", starter.html);
+        let list = r#"{"pasted-model": {"litellm_provider": "openai", "mode": "chat",
+            "input_cost_per_token": 1.23456e-06, "output_cost_per_token": 4e-06}}"#;
+        let pasted = post_form(&app, "/admin/prices/import", &cookie, Some(PUBLIC),
+            &[("csrf", &csrf), ("list", list), ("format", "litellm")]).await;
+        assert_eq!(pasted.status, StatusCode::OK, "{}", pasted.html);
+        assert!(pasted.html.contains("Imported: 1 written"), "{}", pasted.html);
+        let imported = app.get("/v1/prices/pasted-model").await;
+        assert_eq!(imported.body["input"], "1.23456");
+        let not_json = post_form(&app, "/admin/prices/import", &cookie, Some(PUBLIC),
+            &[("csrf", &csrf), ("list", "model,price")]).await;
+        assert_eq!(not_json.status, StatusCode::BAD_REQUEST);
+        let listed = app.get("/v1/prices?limit=100").await;
+        assert!(listed.body["data"].as_array().unwrap().len() > 1);
+    }
+    sqlite: TestApp::spawn_sqlite(Some(plugins())).await,
+    postgres: TestApp::spawn_postgres(Some(plugins())).await,
+}

@@ -5,6 +5,7 @@
 mod accounts;
 mod packages;
 mod plans;
+mod prices;
 
 use std::sync::Arc;
 
@@ -34,6 +35,7 @@ pub fn router() -> Router<Arc<Dashboard>> {
         .merge(accounts::router())
         .merge(packages::router())
         .merge(plans::router())
+        .merge(prices::router())
 }
 
 /// A signed-in operator: the admin key's principal and the session's CSRF
