@@ -180,6 +180,44 @@ testkit::each_store_test! {
 
 testkit::each_store_test! {
     #[tokio::test]
+    async fn settings_changed_through_the_form_are_in_the_api(app) {
+        let cookie = admin_session(&app).await;
+        let page = fetch(&app, "/admin/settings", Some(&cookie), &[]).await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.html);
+        let csrf = csrf_of(&page.html);
+        let before = app.get("/v1/settings/credits").await;
+        let priorities = before.body["priorities"].as_object().unwrap().clone();
+        let mut fields: Vec<(String, String)> = vec![
+            ("csrf".into(), csrf),
+            ("signup_bonus_enabled".into(), "on".into()),
+            ("signup_bonus_amount".into(), "25".into()),
+            ("signup_bonus_expire_days".into(), "30".into()),
+            ("daily_reward_amount".into(), "2".into()),
+            ("daily_reward_expire_days".into(), "".into()),
+            ("allow_free_user_purchase".into(), "on".into()),
+        ];
+        for (source, priority) in &priorities {
+            let priority = if source == "purchase" { "7".to_owned() } else { priority.to_string() };
+            fields.push((format!("priority_{source}"), priority));
+        }
+        let form: Vec<(&str, &str)> = fields.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+        let saved = post_form(&app, "/admin/settings", &cookie, Some(PUBLIC), &form).await;
+        assert_eq!(saved.status, StatusCode::SEE_OTHER, "{}", saved.html);
+        let after = app.get("/v1/settings/credits").await;
+        assert_eq!(after.body["signup_bonus"], json!({"enabled": true, "amount": "25", "expire_days": 30}));
+        assert_eq!(after.body["daily_reward"]["enabled"], false);
+        assert_eq!(after.body["daily_reward"]["amount"], "2");
+        assert_eq!(after.body["daily_reward"]["expire_days"], json!(null));
+        assert_eq!(after.body["allow_free_user_purchase"], true);
+        assert_eq!(after.body["priorities"]["purchase"], 7);
+        assert_eq!(after.body["sources"]["signup_bonus.amount"], "api");
+    }
+    sqlite: TestApp::spawn_sqlite(Some(plugins())).await,
+    postgres: TestApp::spawn_postgres(Some(plugins())).await,
+}
+
+testkit::each_store_test! {
+    #[tokio::test]
     async fn a_price_set_or_imported_through_the_forms_is_in_the_catalog(app) {
         let cookie = admin_session(&app).await;
         let page = fetch(&app, "/admin/prices", Some(&cookie), &[]).await;

@@ -6,6 +6,7 @@ mod accounts;
 mod packages;
 mod plans;
 mod prices;
+mod settings;
 
 use std::sync::Arc;
 
@@ -36,6 +37,7 @@ pub fn router() -> Router<Arc<Dashboard>> {
         .merge(packages::router())
         .merge(plans::router())
         .merge(prices::router())
+        .merge(settings::router())
 }
 
 /// A signed-in operator: the admin key's principal and the session's CSRF
