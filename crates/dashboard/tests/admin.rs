@@ -112,6 +112,42 @@ fn csrf_of(html: &str) -> String {
     rest[..rest.find('"').unwrap()].to_owned()
 }
 
+/// Every page of the panel.
+const PAGES: [(&str, &str); 7] = [
+    ("/admin", "/admin"),
+    ("/admin/accounts/ada", "/admin"),
+    ("/admin/packages", "/admin/packages"),
+    ("/admin/plans", "/admin/plans"),
+    ("/admin/prices", "/admin/prices"),
+    ("/admin/settings", "/admin/settings"),
+    ("/admin/health", "/admin/health"),
+];
+
+testkit::each_store_test! {
+    #[tokio::test]
+    async fn every_page_answers_an_operator_and_sends_anyone_else_to_sign_in(app) {
+        app.account_with("ada", "10").await;
+        let key = app.create_customer_key("ada").await;
+        let cookie = admin_session(&app).await;
+        for (path, current) in PAGES {
+            let page = fetch(&app, path, Some(&cookie), &[]).await;
+            assert_eq!(page.status, StatusCode::OK, "{path}: {}", page.html);
+            assert!(page.html.contains("<html lang=\"en\">"), "{path}");
+            let marked = format!("<a href=\"{current}\" aria-current=\"page\">");
+            assert!(page.html.contains(&marked), "{path} marks {current}");
+            let anonymous = fetch(&app, path, None, &[]).await;
+            assert_eq!(anonymous.status, StatusCode::SEE_OTHER, "{path}");
+            assert_eq!(anonymous.headers[LOCATION], "/admin/login", "{path}");
+        }
+        let account = fetch(&app, "/admin/accounts/ada", Some(&cookie), &[]).await;
+        assert!(account.html.contains(key["id"].as_str().unwrap()), "{}", account.html);
+        let health = fetch(&app, "/admin/health", Some(&cookie), &[]).await;
+        assert!(health.html.contains("HTTP requests answered"), "{}", health.html);
+    }
+    sqlite: TestApp::spawn_sqlite(Some(plugins())).await,
+    postgres: TestApp::spawn_postgres(Some(plugins())).await,
+}
+
 testkit::each_store_test! {
     #[tokio::test]
     async fn a_package_made_through_the_form_is_in_the_api_and_can_be_taken_off_sale(app) {
@@ -256,6 +292,47 @@ testkit::each_store_test! {
         assert_eq!(not_json.status, StatusCode::BAD_REQUEST);
         let listed = app.get("/v1/prices?limit=100").await;
         assert!(listed.body["data"].as_array().unwrap().len() > 1);
+    }
+    sqlite: TestApp::spawn_sqlite(Some(plugins())).await,
+    postgres: TestApp::spawn_postgres(Some(plugins())).await,
+}
+
+testkit::each_store_test! {
+    #[tokio::test]
+    async fn a_forged_form_changes_nothing(app) {
+        let cookie = admin_session(&app).await;
+        let page = fetch(&app, "/admin/settings", Some(&cookie), &[]).await;
+        let csrf = csrf_of(&page.html);
+        let before = app.get("/v1/settings/credits").await.body;
+        app.send(reqwest::Method::PUT, "/v1/packages/kept", Some(json!({"name": "Kept",
+            "credits": "10", "price": {"amount": 100, "currency": "usd"}}))).await;
+        let forms: [(&str, Vec<(&str, &str)>); 7] = [
+            ("/admin/packages/kept/active", vec![("active", "false")]),
+            ("/admin/prices/import", vec![("list", "{}")]),
+            ("/admin/packages", vec![("id", "forged"), ("name_en", "Forged"),
+                ("credits", "1"), ("price_usd", "1"), ("active", "on")]),
+            ("/admin/plans", vec![("id", "forged"), ("name", "Forged"), ("credits", "1"),
+                ("interval", "month")]),
+            ("/admin/prices", vec![("model", "forged"), ("provider", "openai"),
+                ("input", "1"), ("output", "1")]),
+            ("/admin/settings", vec![("signup_bonus_enabled", "on"),
+                ("signup_bonus_amount", "999")]),
+            ("/admin/prices/starter", vec![]),
+        ];
+        for (path, fields) in &forms {
+            let mut with_token = fields.clone();
+            with_token.push(("csrf", &csrf));
+            let elsewhere = post_form(&app, path, &cookie, Some("https://evil.example"), &with_token).await;
+            assert_eq!(elsewhere.status, StatusCode::FORBIDDEN, "{path}");
+            let without_token = post_form(&app, path, &cookie, Some(PUBLIC), fields).await;
+            assert_eq!(without_token.status, StatusCode::FORBIDDEN, "{path}");
+        }
+        assert_eq!(app.get("/v1/packages/forged").await.status, StatusCode::NOT_FOUND);
+        assert_eq!(app.get("/v1/packages/kept").await.body["active"], true);
+        assert_eq!(app.get("/v1/plans/forged").await.status, StatusCode::NOT_FOUND);
+        assert_eq!(app.get("/v1/prices/forged").await.status, StatusCode::NOT_FOUND);
+        assert_eq!(app.get("/v1/prices?limit=1").await.body["data"], json!([]));
+        assert_eq!(app.get("/v1/settings/credits").await.body, before);
     }
     sqlite: TestApp::spawn_sqlite(Some(plugins())).await,
     postgres: TestApp::spawn_postgres(Some(plugins())).await,

@@ -1,8 +1,10 @@
-//! The operator's admin panel: sign in with an admin key, then one module
-//! per section. Every call goes through the API as the admin key the
-//! session signed in with.
+//! The operator's admin panel: sign in with an admin key, find an account
+//! and act on it, keep the packages, plans, prices and credit settings, and
+//! see the service's health. Every call goes through the API as the admin
+//! key the session signed in with.
 
 mod accounts;
+mod health;
 mod packages;
 mod plans;
 mod prices;
@@ -38,6 +40,7 @@ pub fn router() -> Router<Arc<Dashboard>> {
         .merge(plans::router())
         .merge(prices::router())
         .merge(settings::router())
+        .merge(health::router())
 }
 
 /// A signed-in operator: the admin key's principal and the session's CSRF
