@@ -127,7 +127,13 @@ testkit::each_store_test! {
     #[tokio::test]
     async fn every_page_answers_an_operator_and_sends_anyone_else_to_sign_in(app) {
         app.account_with("ada", "10").await;
+        app.account_with("bob", "10").await;
         let key = app.create_customer_key("ada").await;
+        app.send(reqwest::Method::PUT, "/v1/plans/free", Some(json!({"name": "Free",
+            "credits": "100", "interval": "month"}))).await;
+        let moved = app.send(reqwest::Method::PUT, "/v1/accounts/bob/subscription",
+            Some(json!({"plan_id": "free"}))).await;
+        assert_eq!(moved.status, StatusCode::OK, "{moved:?}");
         let cookie = admin_session(&app).await;
         for (path, current) in PAGES {
             let page = fetch(&app, path, Some(&cookie), &[]).await;
@@ -141,6 +147,13 @@ testkit::each_store_test! {
         }
         let account = fetch(&app, "/admin/accounts/ada", Some(&cookie), &[]).await;
         assert!(account.html.contains(key["id"].as_str().unwrap()), "{}", account.html);
+        // Each part of the account was read, not left out as unreadable.
+        for read in ["No subscription.", "No gateway usage in the last 30 days.", "No payment events."] {
+            assert!(account.html.contains(read), "{read}: {}", account.html);
+        }
+        let subscribed = fetch(&app, "/admin/accounts/bob", Some(&cookie), &[]).await;
+        assert!(subscribed.html.contains("<dt>Plan</dt><dd>free</dd>"), "{}", subscribed.html);
+        assert!(subscribed.html.contains("<span class=\"badge ok\">active</span>"));
         let health = fetch(&app, "/admin/health", Some(&cookie), &[]).await;
         assert!(health.html.contains("HTTP requests answered"), "{}", health.html);
     }

@@ -204,8 +204,8 @@ struct AccountView {
     subscription: Option<SubscriptionFacts>,
     auto_topup: Option<AutoTopupFacts>,
     grants: Vec<GrantRow>,
-    usage: Vec<UsageRow>,
-    usage_total: Option<UsageRow>,
+    /// Usage by model and its total; none when it could not be read.
+    usage: Option<(Vec<UsageRow>, UsageRow)>,
     keys: Vec<KeyRow>,
     payments: Option<Vec<PaymentRow>>,
     transactions: Vec<TxRow>,
@@ -435,13 +435,6 @@ async fn account(
 /// The page of what was read of an account, without its session's token
 /// or a notice.
 fn account_view(reads: AccountReads, id: String) -> AccountView {
-    let (usage, usage_total) = match reads.usage {
-        Some(summary) => (
-            summary.data.into_iter().map(UsageGroup::row).collect(),
-            Some(summary.total.row()),
-        ),
-        None => (Vec::new(), None),
-    };
     AccountView {
         title: format!("Account {id}"),
         csrf: String::new(),
@@ -464,8 +457,10 @@ fn account_view(reads: AccountReads, id: String) -> AccountView {
             last_failure: a.last_failure.unwrap_or_default(),
         }),
         grants: reads.grants.into_iter().map(grant_row).collect(),
-        usage,
-        usage_total,
+        usage: reads.usage.map(|summary| {
+            let rows = summary.data.into_iter().map(UsageGroup::row).collect();
+            (rows, summary.total.row())
+        }),
         keys: reads.keys.into_iter().map(key_row).collect(),
         payments: reads
             .payments
