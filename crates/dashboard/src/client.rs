@@ -83,6 +83,32 @@ impl Api {
             Ok(body) => body,
             Err(error) => return Err(internal(format!("a request body: {error}"))),
         };
+        let bytes = self.exchange(who, method, path, body, key).await?;
+        let bytes = if bytes.is_empty() {
+            &b"null"[..]
+        } else {
+            &bytes[..]
+        };
+        serde_json::from_slice(bytes).map_err(|e| internal(format!("{path} answered {e}")))
+    }
+
+    /// `GET path` as `who`, its answer as text: the metrics, which are not
+    /// JSON.
+    pub async fn get_text(&self, who: &Principal, path: &str) -> Result<String, Refusal> {
+        let bytes = self.exchange(who, Method::GET, path, None, None).await?;
+        String::from_utf8(bytes.to_vec())
+            .map_err(|_| internal(format!("{path} answered non-UTF-8")))
+    }
+
+    /// Sends one request and reads its successful answer's bytes.
+    async fn exchange(
+        &self,
+        who: &Principal,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+        key: Option<&str>,
+    ) -> Result<axum::body::Bytes, Refusal> {
         let mut request = InProcess::request(method, path, body);
         if let Some(key) = key
             && let Ok(value) = axum::http::HeaderValue::from_str(key)
@@ -94,22 +120,17 @@ impl Api {
         let bytes = axum::body::to_bytes(response.into_body(), ANSWER_LEN_MAX)
             .await
             .map_err(|e| internal(format!("reading an answer: {e}")))?;
-        if !status.is_success() {
-            return Err(match serde_json::from_slice::<ErrorBody>(&bytes) {
-                Ok(body) => Refusal {
-                    status,
-                    code: body.error.code,
-                    message: body.error.message,
-                },
-                Err(_) => internal(format!("{path} answered {status}")),
-            });
+        if status.is_success() {
+            return Ok(bytes);
         }
-        let bytes = if bytes.is_empty() {
-            &b"null"[..]
-        } else {
-            &bytes[..]
-        };
-        serde_json::from_slice(bytes).map_err(|e| internal(format!("{path} answered {e}")))
+        Err(match serde_json::from_slice::<ErrorBody>(&bytes) {
+            Ok(body) => Refusal {
+                status,
+                code: body.error.code,
+                message: body.error.message,
+            },
+            Err(_) => internal(format!("{path} answered {status}")),
+        })
     }
 }
 

@@ -1,35 +1,31 @@
-//! The operator's admin panel: sign in with an admin key, find an
-//! account, see it, grant or void credits, and open the customer's Credits
-//! page read-only. Every call goes through the API as the admin key the
-//! session signed in with.
+//! Accounts: find one, see it (balance, grants, plan, usage, keys,
+//! payments, recent history), grant or void credits, and open the
+//! customer's Credits page read-only.
 
 use std::sync::Arc;
 
 use askama::Template;
+use axum::Form;
+use axum::Router;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, Method, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::Response;
 use axum::routing::{get, post};
-use axum::{Form, Router};
 use ledger::{AccountId, Timestamp};
 use serde::Deserialize;
 use serde_json::json;
-use server::{KeyHash, KeyKind, Principal};
 
-use super::customer::{self, Viewer};
-use super::{Notice, render, see_other, views};
+use super::super::customer::{self, Viewer};
+use super::super::{Notice, render, see_other, views};
+use super::{Notified, forbidden, genuine, operator};
 use crate::Dashboard;
 use crate::domain::format;
 use crate::domain::locale::Locale;
-use crate::domain::session::ADMIN_SESSION_TTL_SECS;
-use crate::security::{self, ADMIN_COOKIE};
-use crate::session::{self, Who};
+use crate::session;
 
-/// The admin panel's routes.
-pub fn router() -> Router<Arc<Dashboard>> {
+/// The accounts' routes.
+pub(super) fn router() -> Router<Arc<Dashboard>> {
     Router::new()
-        .route("/admin/login", get(login_form).post(login))
-        .route("/admin/sign-out", post(sign_out))
         .route("/admin", get(accounts))
         .route("/admin/accounts/{id}", get(account))
         .route("/admin/accounts/{id}/grant", post(grant))
@@ -38,167 +34,6 @@ pub fn router() -> Router<Arc<Dashboard>> {
         .route("/admin/accounts/{id}/credits/history", get(credits_history))
         .route("/admin/accounts/{id}/credits/usage", get(credits_usage))
         .route("/admin/accounts/{id}/credits/keys", get(credits_keys))
-}
-
-/// A signed-in operator: the admin key's principal and the session's CSRF
-/// token.
-struct Operator {
-    principal: Principal,
-    csrf: String,
-}
-
-/// The operator of the request's session, or a 303 to the sign-in page.
-/// Revoking the key the session signed in with ends the session.
-async fn operator(dashboard: &Dashboard, headers: &HeaderMap) -> Result<Operator, Response> {
-    let to_login = || see_other("/admin/login");
-    let cookie = security::cookie(headers, ADMIN_COOKIE).ok_or_else(to_login)?;
-    let now = dashboard.clock.now();
-    let session = match session::session_of(dashboard.store.as_ref(), cookie, now).await {
-        Ok(Some(session)) => session,
-        Ok(None) => return Err(to_login()),
-        Err(error) => {
-            tracing::warn!(%error, "reading an admin session failed");
-            return Err(StatusCode::SERVICE_UNAVAILABLE.into_response());
-        }
-    };
-    let Who::Admin { key_hash } = &session.who else {
-        return Err(to_login());
-    };
-    let principal = KeyHash::from_hex(key_hash)
-        .and_then(|hash| dashboard.keys()?.resolve_hash(hash, now))
-        .filter(|p| p.kind == KeyKind::Admin)
-        .ok_or_else(to_login)?;
-    Ok(Operator {
-        principal,
-        csrf: session.csrf,
-    })
-}
-
-#[derive(Template)]
-#[template(path = "admin_login.html")]
-struct LoginPage {
-    error: Option<&'static str>,
-}
-
-/// `GET /admin/login`.
-async fn login_form(State(dashboard): State<Arc<Dashboard>>) -> Response {
-    render(
-        StatusCode::OK,
-        &LoginPage { error: None },
-        &dashboard.checkout_origins,
-    )
-}
-
-#[derive(Deserialize)]
-struct LoginForm {
-    key: String,
-}
-
-/// `POST /admin/login`: an admin key starts a session; anything else, or
-/// too many failures lately, does not.
-async fn login(
-    State(dashboard): State<Arc<Dashboard>>,
-    headers: HeaderMap,
-    Form(form): Form<LoginForm>,
-) -> Response {
-    let refuse = |status: StatusCode, error: &'static str| {
-        render(status, &LoginPage { error: Some(error) }, &[])
-    };
-    let own_origin = security::origin_of(&dashboard.public_url);
-    let same_origin = headers
-        .get(header::ORIGIN)
-        .and_then(|v| v.to_str().ok())
-        .is_none_or(|origin| origin.trim_end_matches('/') == own_origin);
-    if !same_origin {
-        return refuse(StatusCode::FORBIDDEN, "Sign in from this site's own page.");
-    }
-    if !dashboard.sign_ins.allows() {
-        return refuse(
-            StatusCode::TOO_MANY_REQUESTS,
-            "Too many failed sign-ins; wait a minute and try again.",
-        );
-    }
-    let now = dashboard.clock.now();
-    let key = form.key.trim();
-    let admitted = dashboard
-        .keys()
-        .and_then(|keys| keys.resolve(key, now))
-        .filter(|p| p.kind == KeyKind::Admin);
-    if admitted.is_none() {
-        dashboard.sign_ins.failed();
-        return refuse(StatusCode::UNAUTHORIZED, "That is not an admin key.");
-    }
-    let hash = KeyHash::of(key).to_hex();
-    match session::sign_in_admin(dashboard.store.as_ref(), hash, now).await {
-        Ok((cookie, _)) => {
-            let mut response = see_other("/admin");
-            let value = security::session_cookie(
-                ADMIN_COOKIE,
-                &cookie,
-                "/admin",
-                ADMIN_SESSION_TTL_SECS,
-                dashboard.secure(),
-            );
-            if let Ok(value) = value.parse() {
-                response.headers_mut().insert(header::SET_COOKIE, value);
-            }
-            response
-        }
-        Err(error) => {
-            tracing::warn!(%error, "starting an admin session failed");
-            StatusCode::SERVICE_UNAVAILABLE.into_response()
-        }
-    }
-}
-
-#[derive(Deserialize)]
-struct CsrfForm {
-    csrf: Option<String>,
-}
-
-/// `POST /admin/sign-out`.
-async fn sign_out(
-    State(dashboard): State<Arc<Dashboard>>,
-    headers: HeaderMap,
-    Form(form): Form<CsrfForm>,
-) -> Response {
-    let operator = match operator(&dashboard, &headers).await {
-        Ok(operator) => operator,
-        Err(response) => return response,
-    };
-    if !genuine(&dashboard, &headers, form.csrf.as_deref(), &operator) {
-        return forbidden();
-    }
-    if let Some(cookie) = security::cookie(&headers, ADMIN_COOKIE)
-        && let Err(error) = session::end(dashboard.store.as_ref(), cookie).await
-    {
-        tracing::warn!(%error, "ending an admin session failed");
-    }
-    let mut response = see_other("/admin/login");
-    let cleared = security::cleared_cookie(ADMIN_COOKIE, "/admin", dashboard.secure());
-    if let Ok(value) = cleared.parse() {
-        response.headers_mut().insert(header::SET_COOKIE, value);
-    }
-    response
-}
-
-fn genuine(
-    dashboard: &Dashboard,
-    headers: &HeaderMap,
-    sent: Option<&str>,
-    operator: &Operator,
-) -> bool {
-    let own_origin = security::origin_of(&dashboard.public_url);
-    security::form_is_genuine(headers, sent, &operator.csrf, &own_origin)
-}
-
-fn forbidden() -> Response {
-    super::message(
-        StatusCode::FORBIDDEN,
-        Locale::En,
-        "Refused",
-        "This form did not come from this panel; nothing changed.",
-    )
 }
 
 #[derive(Deserialize)]
@@ -283,8 +118,7 @@ async fn accounts(
     let needle = query.q.unwrap_or_default().trim().to_owned();
     let mut rows = Vec::new();
     let mut next = None;
-    let mut scanned = 0;
-    let mut capped = false;
+    let (mut capped, mut scanned) = (false, 0);
     if needle.is_empty() {
         let mut path = "/v1/accounts?limit=50".to_owned();
         if let Some(cursor) = query.cursor.filter(|c| AccountId::parse(c).is_ok()) {
@@ -302,35 +136,7 @@ async fn accounts(
             Err(refusal) => tracing::warn!(%refusal, "listing accounts failed"),
         }
     } else {
-        let mut cursor: Option<String> = None;
-        loop {
-            let mut path = "/v1/accounts?limit=100".to_owned();
-            if let Some(cursor) = &cursor {
-                path.push_str(&format!("&cursor={cursor}"));
-            }
-            let Ok(page) = dashboard
-                .api
-                .get::<AccountPage>(&operator.principal, &path)
-                .await
-            else {
-                break;
-            };
-            scanned += page.data.len();
-            rows.extend(
-                page.data
-                    .into_iter()
-                    .filter(|a| a.matches(&needle))
-                    .map(AccountItem::row),
-            );
-            cursor = page.next_cursor;
-            if cursor.is_none() || rows.len() >= 100 {
-                break;
-            }
-            if scanned >= SEARCH_SCAN_MAX {
-                capped = true;
-                break;
-            }
-        }
+        (rows, capped, scanned) = search(&dashboard, &operator.principal, &needle).await;
     }
     let page = AccountsPage {
         title: "Accounts",
@@ -346,6 +152,42 @@ async fn accounts(
     render(StatusCode::OK, &page, &[])
 }
 
+/// The accounts whose id, name or metadata holds `needle`, at most 100,
+/// reading at most [`SEARCH_SCAN_MAX`] accounts; answers them, whether the
+/// search stopped there, and how many accounts it read.
+async fn search(
+    dashboard: &Dashboard,
+    who: &server::Principal,
+    needle: &str,
+) -> (Vec<AccountRow>, bool, usize) {
+    let mut rows = Vec::new();
+    let mut scanned = 0;
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut path = "/v1/accounts?limit=100".to_owned();
+        if let Some(cursor) = &cursor {
+            path.push_str(&format!("&cursor={cursor}"));
+        }
+        let Ok(page) = dashboard.api.get::<AccountPage>(who, &path).await else {
+            return (rows, false, scanned);
+        };
+        scanned += page.data.len();
+        rows.extend(
+            page.data
+                .into_iter()
+                .filter(|a| a.matches(needle))
+                .map(AccountItem::row),
+        );
+        cursor = page.next_cursor;
+        if cursor.is_none() || rows.len() >= 100 {
+            return (rows, false, scanned);
+        }
+        if scanned >= SEARCH_SCAN_MAX {
+            return (rows, true, scanned);
+        }
+    }
+}
+
 #[derive(Template)]
 #[template(path = "admin_account.html")]
 struct AccountView {
@@ -358,11 +200,29 @@ struct AccountView {
     available: String,
     held: String,
     debt: String,
-    plan: String,
     billing_mode: String,
+    subscription: Option<SubscriptionFacts>,
+    auto_topup: Option<AutoTopupFacts>,
     grants: Vec<GrantRow>,
+    /// Usage by model and its total; none when it could not be read.
+    usage: Option<(Vec<UsageRow>, UsageRow)>,
+    keys: Vec<KeyRow>,
+    payments: Option<Vec<PaymentRow>>,
     transactions: Vec<TxRow>,
     nonce: String,
+}
+
+struct SubscriptionFacts {
+    plan: String,
+    status: String,
+    period_end: String,
+    cancels: bool,
+}
+
+struct AutoTopupFacts {
+    enabled: bool,
+    state: String,
+    last_failure: String,
 }
 
 struct GrantRow {
@@ -373,6 +233,31 @@ struct GrantRow {
     status: String,
     expires: String,
     voidable: bool,
+}
+
+struct UsageRow {
+    model: String,
+    calls: i64,
+    input_tokens: i64,
+    output_tokens: i64,
+    cost: String,
+}
+
+struct KeyRow {
+    id: String,
+    name: String,
+    last4: String,
+    project: String,
+    created: String,
+    last_used: String,
+    revoked: bool,
+}
+
+struct PaymentRow {
+    at: String,
+    kind: String,
+    outcome: String,
+    object: String,
 }
 
 struct TxRow {
@@ -406,10 +291,121 @@ struct Grant {
     expires_at: Option<String>,
 }
 
+/// `GET …/usage?group_by=model`: the groups and their total.
 #[derive(Deserialize)]
-struct Notified {
-    done: Option<String>,
-    error: Option<String>,
+struct UsageSummary {
+    data: Vec<UsageGroup>,
+    total: UsageGroup,
+}
+
+#[derive(Deserialize)]
+struct UsageGroup {
+    #[serde(default)]
+    key: Option<String>,
+    calls: i64,
+    input_tokens: i64,
+    output_tokens: i64,
+    cost: String,
+}
+
+impl UsageGroup {
+    fn row(self) -> UsageRow {
+        let cost = ledger::Amount::parse_decimal(&self.cost)
+            .map(format::credits)
+            .unwrap_or(self.cost);
+        UsageRow {
+            model: self.key.unwrap_or_else(|| "total".into()),
+            calls: self.calls,
+            input_tokens: self.input_tokens,
+            output_tokens: self.output_tokens,
+            cost,
+        }
+    }
+}
+
+/// `GET /v1/payments/events`.
+#[derive(Deserialize)]
+struct PaymentEvents {
+    data: Vec<PaymentEvent>,
+}
+
+#[derive(Deserialize)]
+struct PaymentEvent {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    object_id: Option<String>,
+    outcome: String,
+    received_at: String,
+}
+
+/// How far back an account's usage summary looks.
+const USAGE_DAYS: i64 = 30;
+
+/// What an account's page reads, each part read at once.
+struct AccountReads {
+    detail: AccountDetail,
+    balance: views::Balance,
+    subscription: Option<views::Subscription>,
+    auto_topup: Option<views::AutoTopup>,
+    grants: Vec<Grant>,
+    usage: Option<UsageSummary>,
+    keys: Vec<views::Key>,
+    payments: Option<Vec<PaymentEvent>>,
+    transactions: Vec<views::Transaction>,
+}
+
+/// Reads account `account` as `who`; none when there is no such account.
+async fn read_account(
+    dashboard: &Dashboard,
+    who: &server::Principal,
+    account: &AccountId,
+) -> Option<AccountReads> {
+    let api = &dashboard.api;
+    let now = dashboard.clock.now();
+    let from = now.plus_secs(-USAGE_DAYS * 86_400);
+    let paths = [
+        format!("/v1/accounts/{account}"),
+        format!("/v1/accounts/{account}/balance"),
+        format!("/v1/accounts/{account}/subscription"),
+        format!("/v1/accounts/{account}/auto-topup"),
+        format!("/v1/accounts/{account}/grants?limit=50"),
+        format!("/v1/accounts/{account}/usage?group_by=model&from={from}&to={now}"),
+        format!("/v1/accounts/{account}/keys?limit=100"),
+        format!("/v1/payments/events?account={account}&limit=20"),
+        format!("/v1/accounts/{account}/transactions?limit=20"),
+    ];
+    let (detail, balance, subscription, auto_topup, grants, usage, keys, payments, txs) = tokio::join!(
+        api.get::<AccountDetail>(who, &paths[0]),
+        api.get::<views::Balance>(who, &paths[1]),
+        api.get::<views::Subscription>(who, &paths[2]),
+        api.get::<views::AutoTopup>(who, &paths[3]),
+        api.get::<Grants>(who, &paths[4]),
+        api.get::<UsageSummary>(who, &paths[5]),
+        api.get::<views::Keys>(who, &paths[6]),
+        api.get::<PaymentEvents>(who, &paths[7]),
+        api.get::<views::Transactions>(who, &paths[8]),
+    );
+    Some(AccountReads {
+        detail: detail.ok()?,
+        balance: balance.ok()?,
+        subscription: subscription.ok(),
+        auto_topup: auto_topup.ok(),
+        grants: grants.map(|g| g.data).unwrap_or_default(),
+        usage: usage.ok(),
+        keys: keys.map(|k| k.data).unwrap_or_default(),
+        payments: payments.ok().map(|p| p.data),
+        transactions: txs.map(|t| t.data).unwrap_or_default(),
+    })
+}
+
+fn no_such_account() -> Response {
+    super::super::message(
+        StatusCode::NOT_FOUND,
+        Locale::En,
+        "Not found",
+        "No such account.",
+    )
 }
 
 /// `GET /admin/accounts/{id}`.
@@ -424,97 +420,107 @@ async fn account(
         Err(response) => return response,
     };
     let Ok(account) = AccountId::parse(&id) else {
-        return super::message(
-            StatusCode::NOT_FOUND,
-            Locale::En,
-            "Not found",
-            "No such account.",
-        );
+        return no_such_account();
     };
-    let who = &operator.principal;
-    let api = &dashboard.api;
-    let paths = [
-        format!("/v1/accounts/{account}"),
-        format!("/v1/accounts/{account}/balance"),
-        format!("/v1/accounts/{account}/subscription"),
-        format!("/v1/accounts/{account}/grants?limit=50"),
-        format!("/v1/accounts/{account}/transactions?limit=20"),
-    ];
-    let (detail, balance, subscription, grants, transactions) = tokio::join!(
-        api.get::<AccountDetail>(who, &paths[0]),
-        api.get::<views::Balance>(who, &paths[1]),
-        api.get::<views::Subscription>(who, &paths[2]),
-        api.get::<Grants>(who, &paths[3]),
-        api.get::<views::Transactions>(who, &paths[4]),
-    );
-    let (Ok(detail), Ok(balance)) = (detail, balance) else {
-        return super::message(
-            StatusCode::NOT_FOUND,
-            Locale::En,
-            "Not found",
-            "No such account.",
-        );
+    let Some(reads) = read_account(&dashboard, &operator.principal, &account).await else {
+        return no_such_account();
     };
-    let notice = match (notified.done.as_deref(), notified.error.as_deref()) {
-        (_, Some(code)) => Some(customer::error_notice(&crate::domain::text::EN, code)),
-        (Some("granted"), _) => Some(Notice {
-            kind: "ok",
-            text: "Credits granted.".into(),
-        }),
-        (Some("voided"), _) => Some(Notice {
-            kind: "ok",
-            text: "Grant voided.".into(),
-        }),
-        _ => None,
-    };
-    let page = AccountView {
-        title: format!("Account {account}"),
-        csrf: operator.csrf,
-        section: "accounts",
-        notice,
-        id: account.to_string(),
-        name: detail.name.unwrap_or_default(),
-        available: format::credits(balance.available),
-        held: format::credits(balance.held),
-        debt: format::credits(balance.debt),
-        plan: subscription.map_or_else(
-            |_| "none".into(),
-            |s| format!("{} ({})", s.plan_id, s.status),
-        ),
-        billing_mode: detail.billing_mode,
-        grants: grants
-            .map(|g| g.data)
-            .unwrap_or_default()
-            .into_iter()
-            .map(|g| GrantRow {
-                voidable: g.status == "active",
-                id: g.id,
-                source: g.source,
-                amount: g.amount,
-                remaining: g.remaining,
-                status: g.status,
-                expires: g
-                    .expires_at
-                    .and_then(|e| Timestamp::parse_rfc3339(&e).ok())
-                    .map(format::instant)
-                    .unwrap_or_default(),
-            })
-            .collect(),
-        transactions: transactions
-            .map(|t| t.data)
-            .unwrap_or_default()
-            .into_iter()
-            .map(|tx| TxRow {
-                at: format::instant(tx.created_at),
-                kind: tx.kind,
-                amount: format::signed_credits(tx.amount),
-                balance_after: format::credits(tx.balance_after),
-                reason: tx.reason.unwrap_or_default(),
-            })
-            .collect(),
-        nonce: session::new_token("form_").unwrap_or_default(),
-    };
+    let notice = notified.notice(&[("granted", "Credits granted."), ("voided", "Grant voided.")]);
+    let mut page = account_view(reads, account.to_string());
+    page.csrf = operator.csrf;
+    page.notice = notice;
     render(StatusCode::OK, &page, &[])
+}
+
+/// The page of what was read of an account, without its session's token
+/// or a notice.
+fn account_view(reads: AccountReads, id: String) -> AccountView {
+    AccountView {
+        title: format!("Account {id}"),
+        csrf: String::new(),
+        section: "accounts",
+        notice: None,
+        name: reads.detail.name.unwrap_or_default(),
+        available: format::credits(reads.balance.available),
+        held: format::credits(reads.balance.held),
+        debt: format::credits(reads.balance.debt),
+        billing_mode: reads.detail.billing_mode,
+        subscription: reads.subscription.map(|s| SubscriptionFacts {
+            plan: s.plan_id,
+            status: s.status,
+            period_end: format::instant(s.current_period.end),
+            cancels: s.cancel_at_period_end,
+        }),
+        auto_topup: reads.auto_topup.map(|a| AutoTopupFacts {
+            enabled: a.enabled,
+            state: a.state,
+            last_failure: a.last_failure.unwrap_or_default(),
+        }),
+        grants: reads.grants.into_iter().map(grant_row).collect(),
+        usage: reads.usage.map(|summary| {
+            let rows = summary.data.into_iter().map(UsageGroup::row).collect();
+            (rows, summary.total.row())
+        }),
+        keys: reads.keys.into_iter().map(key_row).collect(),
+        payments: reads
+            .payments
+            .map(|events| events.into_iter().map(payment_row).collect()),
+        transactions: reads.transactions.into_iter().map(tx_row).collect(),
+        nonce: session::new_token("form_").unwrap_or_default(),
+        id,
+    }
+}
+
+fn shown_instant(text: Option<String>) -> String {
+    text.map(|t| {
+        Timestamp::parse_rfc3339(&t)
+            .map(format::instant)
+            .unwrap_or(t)
+    })
+    .unwrap_or_default()
+}
+
+fn grant_row(g: Grant) -> GrantRow {
+    GrantRow {
+        voidable: g.status == "active",
+        id: g.id,
+        source: g.source,
+        amount: g.amount,
+        remaining: g.remaining,
+        status: g.status,
+        expires: shown_instant(g.expires_at),
+    }
+}
+
+fn key_row(k: views::Key) -> KeyRow {
+    KeyRow {
+        id: k.id,
+        name: k.name,
+        last4: k.last4.unwrap_or_default(),
+        project: k.project.unwrap_or_default(),
+        created: format::instant(k.created_at),
+        last_used: k.last_used_at.map(format::instant).unwrap_or_default(),
+        revoked: k.revoked_at.is_some(),
+    }
+}
+
+fn payment_row(e: PaymentEvent) -> PaymentRow {
+    PaymentRow {
+        at: shown_instant(Some(e.received_at)),
+        kind: e.kind,
+        outcome: e.outcome,
+        object: e.object_id.unwrap_or_default(),
+    }
+}
+
+fn tx_row(tx: views::Transaction) -> TxRow {
+    TxRow {
+        at: format::instant(tx.created_at),
+        kind: tx.kind,
+        amount: format::signed_credits(tx.amount),
+        balance_after: format::credits(tx.balance_after),
+        reason: tx.reason.unwrap_or_default(),
+    }
 }
 
 #[derive(Deserialize)]
@@ -620,7 +626,7 @@ async fn read_only_viewer(
     Ok(Viewer {
         base: format!("/admin/accounts/{account}/credits"),
         account,
-        locale: Locale::choose(None, super::accept_language(headers)),
+        locale: Locale::choose(None, super::super::accept_language(headers)),
         csrf: String::new(),
         read_only: true,
         return_url: None,

@@ -1,0 +1,157 @@
+//! Health: what the API can tell of the service: its health check, a few
+//! figures from its metrics, and the latest payment events.
+
+use std::sync::Arc;
+
+use askama::Template;
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use axum::routing::get;
+use serde::Deserialize;
+
+use super::super::{Notice, render};
+use super::operator;
+use crate::Dashboard;
+use crate::domain::{format, metrics};
+
+/// The payment events the page shows.
+const EVENTS_SHOWN: usize = 20;
+
+/// The health page's route.
+pub(super) fn router() -> Router<Arc<Dashboard>> {
+    Router::new().route("/admin/health", get(health))
+}
+
+#[derive(Template)]
+#[template(path = "admin_health.html")]
+struct HealthPage {
+    title: &'static str,
+    csrf: String,
+    section: &'static str,
+    notice: Option<Notice>,
+    healthy: bool,
+    health: String,
+    figures: Option<Vec<Figure>>,
+    events: Option<Vec<EventRow>>,
+}
+
+/// A figure read from the metrics.
+struct Figure {
+    name: &'static str,
+    value: String,
+}
+
+struct EventRow {
+    at: String,
+    kind: String,
+    account: String,
+    outcome: String,
+}
+
+#[derive(Deserialize)]
+struct Health {
+    status: String,
+}
+
+#[derive(Deserialize)]
+struct Events {
+    data: Vec<Event>,
+}
+
+#[derive(Deserialize)]
+struct Event {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    account_id: Option<String>,
+    outcome: String,
+    received_at: String,
+}
+
+/// `GET /admin/health`.
+async fn health(State(dashboard): State<Arc<Dashboard>>, headers: HeaderMap) -> Response {
+    let operator = match operator(&dashboard, &headers).await {
+        Ok(operator) => operator,
+        Err(response) => return response,
+    };
+    let who = &operator.principal;
+    let api = &dashboard.api;
+    let events_path = format!("/v1/payments/events?limit={EVENTS_SHOWN}");
+    let (health, text, events) = tokio::join!(
+        api.get::<Health>(who, "/healthz"),
+        api.get_text(who, "/metrics"),
+        api.get::<Events>(who, &events_path),
+    );
+    let (healthy, health) = match health {
+        Ok(health) => (health.status == "ok", health.status),
+        Err(refusal) => (false, refusal.to_string()),
+    };
+    let page = HealthPage {
+        title: "Health",
+        csrf: operator.csrf,
+        section: "health",
+        notice: None,
+        healthy,
+        health,
+        figures: text.ok().map(|text| figures(&text)),
+        events: events
+            .ok()
+            .map(|e| e.data.into_iter().map(event_row).collect()),
+    };
+    render(StatusCode::OK, &page, &[])
+}
+
+/// The figures the page shows, from the metrics' text.
+fn figures(text: &str) -> Vec<Figure> {
+    let count = |value: Option<f64>| value.map_or_else(|| "none".into(), |v| format!("{v:.0}"));
+    let requests = "creditd_http_requests_total";
+    let failed = metrics::sum(text, requests, |labels| labels.contains("status=\"5"));
+    let batch_secs = metrics::total(text, "creditd_store_batch_seconds_total");
+    let memory = metrics::total(text, "process_resident_memory_bytes");
+    vec![
+        Figure {
+            name: "HTTP requests answered",
+            value: count(metrics::total(text, requests)),
+        },
+        Figure {
+            name: "of which server errors (5xx)",
+            value: count(failed.or(Some(0.0))),
+        },
+        Figure {
+            name: "Write batches committed",
+            value: count(metrics::total(text, "creditd_store_batches_total")),
+        },
+        Figure {
+            name: "Write commands in committed batches",
+            value: count(metrics::total(text, "creditd_store_commands_total")),
+        },
+        Figure {
+            name: "Write batches rolled back",
+            value: count(metrics::total(text, "creditd_store_failed_batches_total")),
+        },
+        Figure {
+            name: "Time applying and committing batches",
+            value: batch_secs.map_or_else(|| "none".into(), |s| format!("{s:.3} s")),
+        },
+        Figure {
+            name: "Resident memory",
+            value: memory.map_or_else(
+                || "not measured here".into(),
+                |b| format!("{:.1} MiB", b / (1024.0 * 1024.0)),
+            ),
+        },
+    ]
+}
+
+fn event_row(event: Event) -> EventRow {
+    EventRow {
+        at: ledger::Timestamp::parse_rfc3339(&event.received_at)
+            .map(format::instant)
+            .unwrap_or(event.received_at),
+        kind: event.kind,
+        account: event.account_id.unwrap_or_default(),
+        outcome: event.outcome,
+    }
+}
