@@ -225,6 +225,12 @@ def operator(chromium, customer_page):
     page.get_by_role("link", name=re.compile("Credits page")).click()
     assert "Read-only view" in page.content()
     browser.look(page, "admin-customer-view")
+    # Every other section of the panel.
+    page.goto(BASE + "/admin")
+    for section in ("packages", "plans", "prices", "settings", "health"):
+        page.get_by_role("navigation").get_by_role("link", name=section.capitalize()).click()
+        assert page.url.endswith("/admin/" + section), page.url
+        browser.look(page, "admin-" + section)
 
 
 set_up()
