@@ -100,6 +100,25 @@ impl Writes<'_> {
                     *live == lot.remaining.is_positive() && *voided == lot.voided_at
                 })
     }
+
+    /// The source of each new transaction's lot when it is a grant, in the
+    /// order of `transactions`: what the journal's `grant_source` column
+    /// keeps so that grants are listed by source from an index.
+    pub fn grant_sources(&self) -> Vec<Option<&'static str>> {
+        let new_lots: HashMap<LotId, ledger::Source> = self
+            .lots
+            .iter()
+            .filter(|lot| self.new_lots.contains(&lot.id))
+            .map(|lot| (lot.id, lot.source))
+            .collect();
+        self.transactions
+            .iter()
+            .map(|tx| match (tx.kind, tx.lot) {
+                (TxKind::Grant, Some(lot)) => new_lots.get(&lot).map(|s| s.code()),
+                _ => None,
+            })
+            .collect()
+    }
 }
 
 /// Everything one batch has loaded and decided, written at its end.

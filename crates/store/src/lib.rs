@@ -21,8 +21,8 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use ledger::{
-    Account, AccountId, Book, Feature, FeatureId, Hold, HoldId, Lot, Timestamp, Transaction, TxId,
-    TxKind, Violation,
+    Account, AccountId, Book, Feature, FeatureId, Hold, HoldId, Lot, Source, Timestamp,
+    Transaction, TxId, TxKind, Violation,
 };
 
 pub use clock::{AdvanceError, Clock, ManualClock, OffsetClock, SystemClock};
@@ -60,13 +60,18 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// The largest page any list returns.
 pub const PAGE_LIMIT_MAX: usize = 100;
 
-/// Which transactions to list.
+/// Which transactions to list: one page of an account's journal, newest
+/// first. Each filter left empty keeps everything.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TxFilter {
     /// The account.
     pub account: AccountId,
-    /// Only this kind.
-    pub kind: Option<TxKind>,
+    /// Only these kinds; every kind when empty.
+    pub kinds: Vec<TxKind>,
+    /// Only grants whose lot came from one of these sources; every
+    /// transaction when empty. With `kinds` set as well, a page holds only
+    /// grants, and none when `kinds` leaves grants out.
+    pub sources: Vec<Source>,
     /// Created at or after this instant.
     pub from: Option<Timestamp>,
     /// Created before this instant.
@@ -75,6 +80,41 @@ pub struct TxFilter {
     pub before: Option<TxId>,
     /// At most this many, newest first; at most [`PAGE_LIMIT_MAX`].
     pub limit: usize,
+}
+
+impl TxFilter {
+    /// The newest `limit` transactions of `account`, of every kind, at any time.
+    pub fn new(account: AccountId, limit: usize) -> TxFilter {
+        TxFilter {
+            account,
+            kinds: Vec::new(),
+            sources: Vec::new(),
+            from: None,
+            to: None,
+            before: None,
+            limit,
+        }
+    }
+
+    /// The cursor of the page after `page`, a page read with this filter:
+    /// its last transaction's id when the page is full, none at the end.
+    pub fn next_cursor(&self, page: &[Transaction]) -> Option<TxId> {
+        let full = page.len() >= self.limit.min(PAGE_LIMIT_MAX);
+        full.then(|| page.last().map(|t| t.id)).flatten()
+    }
+
+    /// The kinds a page may hold: `kinds`, narrowed to grants when
+    /// `sources` is set; every kind when this answers `None`.
+    pub(crate) fn kinds_kept(&self) -> Option<Vec<TxKind>> {
+        match (self.kinds.is_empty(), self.sources.is_empty()) {
+            (true, true) => None,
+            (false, true) => Some(self.kinds.clone()),
+            _ if self.kinds.is_empty() || self.kinds.contains(&TxKind::Grant) => {
+                Some(vec![TxKind::Grant])
+            }
+            _ => Some(Vec::new()),
+        }
+    }
 }
 
 /// What `verify` found.

@@ -184,7 +184,8 @@ async fn expiries_swept_by_several_nodes_are_written_once() {
     let expiries = nodes[1]
         .transactions(store::TxFilter {
             account: id("u"),
-            kind: Some(ledger::TxKind::Expire),
+            kinds: vec![ledger::TxKind::Expire],
+            sources: Vec::new(),
             from: None,
             to: None,
             before: None,

@@ -319,7 +319,8 @@ async fn transactions_are_listed_across_blocks_of_the_journal() {
         conn.execute(
             "INSERT INTO transactions SELECT id + ?1, account_id, kind, amount, usage, \
                balance_after, postings, sources, created_at, metadata, lot_id, hold_id, \
-               refund_of, feature_id, quantity, external_id, external_digest, reason, actor \
+               refund_of, feature_id, quantity, external_id, external_digest, reason, actor, \
+               grant_source \
              FROM transactions WHERE id < ?2",
             [block * BLOCK, BLOCK],
         )
@@ -343,7 +344,8 @@ async fn transactions_are_listed_across_blocks_of_the_journal() {
     };
     let filter = |account: &str, before: Option<TxId>, limit: usize| TxFilter {
         account: id(account),
-        kind: None,
+        kinds: Vec::new(),
+        sources: Vec::new(),
         from: None,
         to: None,
         before,

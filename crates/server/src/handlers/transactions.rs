@@ -6,10 +6,10 @@ use axum::Extension;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use ledger::{TxId, TxKind};
+use ledger::{Source, Transaction, TxId, TxKind};
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use store::{Op, TxFilter};
+use store::{Op, Store, TxFilter};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::error::ApiError;
@@ -18,15 +18,25 @@ use crate::openapi::schema::{self, AccountPath, IdempotencyKey, TxPath};
 use crate::render::{self, Page, TransactionPage, TransactionView};
 use crate::{AppState, Principal};
 
-/// `?type=&from=&to=&limit=&cursor=`, the query of a journal page.
+/// `?type=&source=&from=&to=&limit=&cursor=`, the query of a journal page.
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
-    /// Only transactions of this type.
+    /// Only transactions of these types, comma-separated
+    /// (`consume,hold_commit`: what was spent).
     #[serde(rename = "type")]
-    #[param(value_type = Option<schema::TransactionType>)]
+    #[param(
+        pattern = "^(grant|consume|hold|hold_commit|hold_release|expire|void|refund|debt_repayment|rollover|debt_settlement|claw_back)(,(grant|consume|hold|hold_commit|hold_release|expire|void|refund|debt_repayment|rollover|debt_settlement|claw_back))*$"
+    )]
     kind: Option<String>,
+    /// Only grants whose lot came from these sources, comma-separated
+    /// (`purchase,auto_topup`); it keeps grants alone, so a `type` list
+    /// given with it must include `grant`.
+    #[param(
+        pattern = "^(signup_bonus|daily_reward|subscription|purchase|auto_topup|admin|promo|rollover|refund)(,(signup_bonus|daily_reward|subscription|purchase|auto_topup|admin|promo|rollover|refund))*$"
+    )]
+    source: Option<String>,
     /// Only transactions created at or after this instant.
     #[param(value_type = Option<schema::TimestampInput>)]
     from: Option<String>,
@@ -42,10 +52,80 @@ pub struct ListQuery {
     cursor: Option<String>,
 }
 
+/// The transaction kinds a comma-separated list of their codes names, as
+/// `?type=` takes it; `invalid_request` naming the known codes otherwise.
+pub fn parse_kinds(list: &str) -> Result<Vec<TxKind>, ApiError> {
+    list.split(',')
+        .map(|code| {
+            TxKind::parse(code).ok_or_else(|| {
+                let known: Vec<&str> = TxKind::ALL.iter().map(|k| k.code()).collect();
+                ApiError::InvalidRequest(format!(
+                    "type {code:?} is not a transaction type; the types are {}",
+                    known.join(", ")
+                ))
+            })
+        })
+        .collect()
+}
+
+/// The grant sources a comma-separated list of their codes names, as
+/// `?source=` takes it; `invalid_request` naming the known codes otherwise.
+pub fn parse_sources(list: &str) -> Result<Vec<Source>, ApiError> {
+    list.split(',')
+        .map(|code| {
+            Source::parse(code).ok_or_else(|| {
+                let known: Vec<&str> = Source::ALL.iter().map(|s| s.code()).collect();
+                ApiError::InvalidRequest(format!(
+                    "source {code:?} is not a grant source; the sources are {}",
+                    known.join(", ")
+                ))
+            })
+        })
+        .collect()
+}
+
+/// One page of an account's journal and where the next one starts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct History {
+    /// The page's transactions, newest first.
+    pub transactions: Vec<Transaction>,
+    /// The cursor (`TxFilter::before`) of the next page; none after the last.
+    pub next_cursor: Option<TxId>,
+}
+
+/// Reads one page of the journal `filter` selects: the account's
+/// transactions of its kinds and, when it names sources, only grants of
+/// those sources, in its time window, older than its cursor, newest first.
+/// What `GET /v1/accounts/{account_id}/transactions` answers, for a caller
+/// in the same process (a dashboard page, say).
+///
+/// A filter naming sources with kinds that leave grants out can match
+/// nothing and is refused as `invalid_request`; a missing account reads as
+/// an empty page.
+pub async fn history(store: &dyn Store, filter: TxFilter) -> Result<History, ApiError> {
+    if !filter.sources.is_empty()
+        && !filter.kinds.is_empty()
+        && !filter.kinds.contains(&TxKind::Grant)
+    {
+        return Err(ApiError::InvalidRequest(
+            "source keeps only grants: give it without type, or with a type list that \
+             includes grant"
+                .into(),
+        ));
+    }
+    let transactions = store.transactions(filter.clone()).await?;
+    let next_cursor = filter.next_cursor(&transactions);
+    Ok(History {
+        transactions,
+        next_cursor,
+    })
+}
+
 /// List an account's transactions
 ///
-/// Lists the account's journal, newest first, optionally filtered by type
-/// and by a creation-time window [`from`, `to`).
+/// Lists the account's journal, newest first, optionally filtered by types,
+/// by the source of a grant's lot (only grants then) and by a creation-time
+/// window [`from`, `to`).
 #[utoipa::path(
     get,
     path = "/v1/accounts/{account_id}/transactions",
@@ -55,8 +135,8 @@ pub struct ListQuery {
     responses(
         (status = 200, description = "A page of transactions.", body = TransactionPage),
         (status = 400, description = "`invalid_id`, `invalid_timestamp` (`from` or `to`), \
-            `invalid_request` (unknown `type`, a bad `limit` or `cursor`, an unknown query \
-            parameter)."),
+            `invalid_request` (an unknown `type` or `source`, a `source` with a `type` list \
+            that leaves out `grant`, a bad `limit` or `cursor`, an unknown query parameter)."),
         (status = 404, description = "`account_not_found`."),
     ),
 )]
@@ -65,28 +145,34 @@ pub async fn list(
     Query(query): Query<ListQuery>,
     ExistingAccount(account): ExistingAccount,
 ) -> Result<Response, ApiError> {
-    let kind = query
-        .kind
-        .as_deref()
-        .map(|k| {
-            TxKind::parse(k).ok_or_else(|| {
-                let known: Vec<&str> = TxKind::ALL.iter().map(|k| k.code()).collect();
-                ApiError::InvalidRequest(format!("type must be one of {}", known.join(", ")))
-            })
-        })
-        .transpose()?;
     let limit = extract::limit(query.limit.as_deref())?;
-    let before = extract::cursor(query.cursor.as_deref(), TxId::parse)?;
     let filter = TxFilter {
-        account: account.clone(),
-        kind,
+        kinds: query
+            .kind
+            .as_deref()
+            .map(parse_kinds)
+            .transpose()?
+            .unwrap_or_default(),
+        sources: query
+            .source
+            .as_deref()
+            .map(parse_sources)
+            .transpose()?
+            .unwrap_or_default(),
         from: extract::timestamp(query.from.as_deref(), "from")?,
         to: extract::timestamp(query.to.as_deref(), "to")?,
-        before,
-        limit,
+        before: extract::cursor(query.cursor.as_deref(), TxId::parse)?,
+        ..TxFilter::new(account, limit)
     };
-    let transactions = state.store.transactions(filter).await?;
-    let page = Page::new(&transactions, limit, |t| t.id, TransactionView::new);
+    let history = history(state.store.as_ref(), filter).await?;
+    let page = Page {
+        data: history
+            .transactions
+            .iter()
+            .map(TransactionView::new)
+            .collect(),
+        next_cursor: history.next_cursor.map(|id| id.to_string()),
+    };
     Ok(render::json(StatusCode::OK, &page))
 }
 

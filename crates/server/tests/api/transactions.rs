@@ -74,6 +74,96 @@ store_test! {
     }
 }
 
+/// Grants `credits` to `account` from `source`; answers the grant's transaction id.
+async fn grant_from(
+    app: &crate::support::TestApp,
+    account: &str,
+    credits: &str,
+    source: &str,
+) -> String {
+    let reply = app
+        .post(
+            &format!("/v1/accounts/{account}/grants"),
+            json!({"amount": credits, "source": source}),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{reply:?}");
+    // A grant answers its lot; its transaction is the account's newest grant.
+    let newest = app
+        .get(&format!(
+            "/v1/accounts/{account}/transactions?type=grant&limit=1"
+        ))
+        .await;
+    ids(&newest.body).remove(0)
+}
+
+store_test! {
+    #[tokio::test]
+    async fn transactions_are_filtered_by_several_types_and_by_grant_source(app) {
+        app.post("/v1/accounts", json!({"id": "u"})).await;
+        let bought = grant_from(&app, "u", "50", "purchase").await;
+        let promo = grant_from(&app, "u", "5", "promo").await;
+        let spent = app.post("/v1/accounts/u/consume", json!({"amount": "2"})).await;
+        let spent = spent.body["transaction"]["id"].as_str().unwrap().to_owned();
+        let hold = app.post("/v1/accounts/u/holds", json!({"amount": "3"})).await;
+        let hold = hold.body["hold"]["id"].as_str().unwrap().to_owned();
+        let commit = app
+            .post(&format!("/v1/holds/{hold}/commit"), json!({"amount": "1"}))
+            .await;
+        let committed = commit.body["transaction"]["id"].as_str().unwrap().to_owned();
+        let bought_again = grant_from(&app, "u", "20", "purchase").await;
+
+        let used = app
+            .get("/v1/accounts/u/transactions?type=consume,hold_commit")
+            .await;
+        assert_eq!(ids(&used.body), [committed.clone(), spent.clone()]);
+
+        let purchases = app.get("/v1/accounts/u/transactions?type=grant&source=purchase").await;
+        assert_eq!(ids(&purchases.body), [bought_again.clone(), bought.clone()]);
+        let alone = app.get("/v1/accounts/u/transactions?source=promo,admin").await;
+        assert_eq!(ids(&alone.body), std::slice::from_ref(&promo));
+        let mixed = app
+            .get("/v1/accounts/u/transactions?type=consume,grant&source=promo,purchase")
+            .await;
+        assert_eq!(ids(&mixed.body), [bought_again.clone(), promo, bought.clone()]);
+
+        // Paged, the filter holds from one page to the next.
+        let first = app
+            .get("/v1/accounts/u/transactions?source=purchase&limit=1")
+            .await;
+        assert_eq!(ids(&first.body), [bought_again]);
+        let cursor = first.body["next_cursor"].as_str().unwrap();
+        let second = app
+            .get(&format!(
+                "/v1/accounts/u/transactions?source=purchase&limit=1&cursor={cursor}"
+            ))
+            .await;
+        assert_eq!(ids(&second.body), [bought]);
+    }
+}
+
+store_test! {
+    #[tokio::test]
+    async fn a_source_with_types_that_leave_out_grants_is_refused_by_name(app) {
+        app.account_with("u", "1").await;
+        for (query, words) in [
+            ("type=consume&source=purchase", "grant"),
+            ("source=purchase,gift", "signup_bonus, daily_reward"),
+            ("type=consume,gift", "hold_commit"),
+            ("type=consume,", "consume"),
+            ("source=", "purchase"),
+        ] {
+            let reply = app
+                .get(&format!("/v1/accounts/u/transactions?{query}"))
+                .await;
+            assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{query}");
+            assert_eq!(reply.code(), "invalid_request", "{query}");
+            let message = reply.body["error"]["message"].as_str().unwrap();
+            assert!(message.contains(words), "{query}: {message}");
+        }
+    }
+}
+
 store_test! {
     #[tokio::test]
     async fn bad_list_parameters_are_refused(app) {

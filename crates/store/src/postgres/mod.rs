@@ -43,6 +43,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     ),
     (4, include_str!("migrations/0004_gateway_calls.sql")),
     (5, include_str!("migrations/0005_free_features.sql")),
+    (6, include_str!("migrations/0006_history_filters.sql")),
 ];
 
 /// The advisory lock key that serializes migrations across nodes.
@@ -681,5 +682,61 @@ mod tests {
                 panic!("{bad}\nin the plan of {name}: {sql}\n{plan}");
             }
         }
+    }
+    /// The plan PostgreSQL picks for `sql` run with `args` (SQL literals).
+    async fn plan(client: &tokio_postgres::Client, name: &str, sql: &str, args: &str) -> String {
+        client
+            .batch_execute(&format!("PREPARE {name} AS {sql}"))
+            .await
+            .unwrap();
+        client
+            .simple_query(&format!("EXPLAIN EXECUTE {name}({args})"))
+            .await
+            .unwrap()
+            .iter()
+            .filter_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// Over an account's 10,000 transactions, few of them grants, a page of
+    /// grants by source and the spending of a week are read from their
+    /// indexes, not from the account's whole journal.
+    #[tokio::test]
+    async fn history_filters_read_their_indexes() {
+        let Some(database) = testkit::TestDatabase::create().await else {
+            return;
+        };
+        migrate(&database.url).await.unwrap();
+        let pool = build_pool(&PostgresOptions::new(&database.url), Role::Readers, 1).unwrap();
+        let client = pool.get().await.unwrap();
+        client
+            .batch_execute(
+                "INSERT INTO transactions (id, account_id, kind, amount, usage, balance_after, \
+                     postings, sources, created_at, metadata, grant_source) \
+                 SELECT i, 'a', CASE WHEN i % 500 = 0 THEN 'grant' ELSE 'consume' END, 1, \
+                        CASE WHEN i % 500 = 0 THEN 0 ELSE 1 END, 0, '', '', i::int8 * 1000000, '{}', \
+                        CASE WHEN i % 500 = 0 THEN 'purchase' END \
+                 FROM generate_series(1, 10000) AS i; \
+                 ANALYZE transactions",
+            )
+            .await
+            .unwrap();
+        let page = plan(
+            &client,
+            "by_source",
+            &read::transactions_sql(true),
+            "'a', 9223372036854775807, '{grant}', 0, 9223372036854775807, 20, '{purchase}'",
+        )
+        .await;
+        assert!(page.contains("transactions_grants_by_source"), "{page}");
+        assert_eq!(scans_a_whole_table(&page), None, "{page}");
+        let week = "'a', 9000000000, 9604800000";
+        let spent = plan(&client, "spent", read::USAGE_BETWEEN_SQL, week).await;
+        assert!(spent.contains("transactions_usage_by_time"), "{spent}");
+        assert_eq!(scans_a_whole_table(&spent), None, "{spent}");
     }
 }

@@ -88,31 +88,54 @@ pub async fn transaction(
     Ok(map(rows(c, &sql, &[&id.0]).await?, tx_from_row)?.pop())
 }
 
+/// A page of `filter`'s transactions. Filtered by source, it is read from
+/// the index of grants by source (`transactions_grants_by_source`), so an
+/// account's consumes are never read for it.
 pub async fn transactions(
     c: &impl GenericClient,
     filter: &TxFilter,
 ) -> Result<Vec<Transaction>, StoreError> {
-    let sql = format!(
-        "SELECT {TX_COLUMNS} FROM transactions \
-         WHERE account_id = $1 AND id < $2 AND ($3::text IS NULL OR kind = $3) \
-           AND created_at >= $4 AND created_at < $5 \
-         ORDER BY id DESC LIMIT $6"
-    );
+    let kinds: Option<Vec<&str>> = filter
+        .kinds_kept()
+        .map(|kinds| kinds.iter().map(|k| k.code()).collect());
+    if kinds.as_ref().is_some_and(Vec::is_empty) {
+        return Ok(Vec::new());
+    }
+    let sources: Vec<&str> = filter.sources.iter().map(|s| s.code()).collect();
+    let sql = transactions_sql(!sources.is_empty());
     let before = filter.before.map_or(i64::MAX, |t| t.0);
-    let kind = filter.kind.map(|k| k.code());
     let from = filter.from.map_or(i64::MIN, Timestamp::micros);
     let to = filter.to.map_or(i64::MAX, Timestamp::micros);
     let limit = filter.limit.min(crate::PAGE_LIMIT_MAX) as i64;
-    map(
-        rows(
-            c,
-            &sql,
-            &[&filter.account.as_str(), &before, &kind, &from, &to, &limit],
-        )
-        .await?,
-        tx_from_row,
+    let account = filter.account.as_str();
+    let mut params: Vec<&(dyn ToSql + Sync)> = vec![&account, &before, &kinds, &from, &to, &limit];
+    if !sources.is_empty() {
+        params.push(&sources);
+    }
+    map(rows(c, &sql, &params).await?, tx_from_row)
+}
+
+/// The statement of a journal page: its parameters are the account, the
+/// cursor, the kinds (or null), the time window and the page size, and
+/// `by_source` adds the sources, which the index of grants answers.
+pub(crate) fn transactions_sql(by_source: bool) -> String {
+    let by_source = if by_source {
+        "AND grant_source IS NOT NULL AND grant_source = ANY($7)"
+    } else {
+        ""
+    };
+    format!(
+        "SELECT {TX_COLUMNS} FROM transactions \
+         WHERE account_id = $1 AND id < $2 AND ($3::text[] IS NULL OR kind = ANY($3)) \
+           AND created_at >= $4 AND created_at < $5 {by_source} \
+         ORDER BY id DESC LIMIT $6"
     )
 }
+
+/// What an account spent in `$2..$3`, read through the index of usage
+/// transactions by time.
+pub(crate) const USAGE_BETWEEN_SQL: &str = "SELECT coalesce(sum(usage), 0)::int8 FROM transactions \
+     WHERE account_id = $1 AND created_at >= $2 AND created_at < $3 AND usage <> 0";
 
 pub async fn feature(
     c: &impl GenericClient,
@@ -411,8 +434,7 @@ pub async fn usage_between(
 ) -> Result<ledger::Amount, StoreError> {
     let found = rows(
         c,
-        "SELECT coalesce(sum(usage), 0)::int8 FROM transactions \
-         WHERE account_id = $1 AND created_at >= $2 AND created_at < $3",
+        USAGE_BETWEEN_SQL,
         &[&id.as_str(), &from.micros(), &to.micros()],
     )
     .await?;

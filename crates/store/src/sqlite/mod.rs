@@ -44,6 +44,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (7, include_str!("migrations/0007_gateway_calls.sql")),
     (8, include_str!("migrations/0008_holds_status_check.sql")),
     (9, include_str!("migrations/0009_free_features.sql")),
+    (10, include_str!("migrations/0010_history_filters.sql")),
 ];
 
 /// How the SQLite store is set up.

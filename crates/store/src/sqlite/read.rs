@@ -223,40 +223,113 @@ fn journal_of(
     Ok(journal)
 }
 
+/// A page of `filter`'s transactions. Filtered by source, it is read from
+/// the index of grants by source; otherwise block by block, newest first,
+/// until the page is full.
 pub fn transactions(conn: &Connection, filter: &TxFilter) -> Result<Vec<Transaction>, StoreError> {
     let limit = filter.limit.min(crate::PAGE_LIMIT_MAX);
-    let before = filter.before.map_or(i64::MAX, |t| t.0);
+    let kinds = match filter.kinds_kept() {
+        Some(kinds) if kinds.is_empty() => return Ok(Vec::new()),
+        None => String::new(),
+        Some(kinds) => format!(
+            "AND kind IN ({})",
+            sql_codes(kinds.iter().map(|k| k.code()))
+        ),
+    };
+    if !filter.sources.is_empty() {
+        let sources = sql_codes(filter.sources.iter().map(|s| s.code()));
+        return page_of(
+            conn,
+            &source_page_sql(&sources, &kinds),
+            filter,
+            None,
+            limit,
+        );
+    }
+    let sql = format!(
+        "SELECT {TX_COLUMNS} FROM transactions \
+         WHERE (id >> {JOURNAL_BLOCK_SHIFT}) = ?6 AND account_id = ?1 AND id < ?2 \
+           AND created_at >= ?3 AND created_at < ?4 {kinds} \
+         ORDER BY id DESC LIMIT ?5"
+    );
     let mut page = Vec::new();
     let Some(last) = last_journal_block(conn)? else {
         return Ok(page);
     };
+    let before = filter.before.map_or(i64::MAX, |t| t.0);
     let first = before.saturating_sub(1).max(0) >> JOURNAL_BLOCK_SHIFT;
     // Newest block first, until the page is full.
     for block in (0..=last.min(first)).rev() {
         if page.len() >= limit {
             break;
         }
-        page.extend(collect(
+        page.extend(page_of(
             conn,
-            &format!(
-                "SELECT {TX_COLUMNS} FROM transactions \
-                 WHERE (id >> {JOURNAL_BLOCK_SHIFT}) = ?1 AND account_id = ?2 AND id < ?3 \
-                   AND (?4 IS NULL OR kind = ?4) AND created_at >= ?5 AND created_at < ?6 \
-                 ORDER BY id DESC LIMIT ?7"
-            ),
-            params![
-                block,
-                filter.account.as_str(),
-                before,
-                filter.kind.map(|k| k.code()),
-                filter.from.map_or(i64::MIN, Timestamp::micros),
-                filter.to.map_or(i64::MAX, Timestamp::micros),
-                (limit - page.len()) as i64,
-            ],
-            |row| tx_from_row(row),
+            &sql,
+            filter,
+            Some(block),
+            limit - page.len(),
         )?);
     }
     Ok(page)
+}
+
+/// The transactions `sql` selects for `filter`: its parameters are the
+/// account, the cursor, the time window, the page size and, when
+/// `block` is given, the journal block.
+fn page_of(
+    conn: &Connection,
+    sql: &str,
+    filter: &TxFilter,
+    block: Option<i64>,
+    limit: usize,
+) -> Result<Vec<Transaction>, StoreError> {
+    let account = filter.account.as_str();
+    let before = filter.before.map_or(i64::MAX, |t| t.0);
+    let from = filter.from.map_or(i64::MIN, Timestamp::micros);
+    let to = filter.to.map_or(i64::MAX, Timestamp::micros);
+    let limit = limit as i64;
+    match block {
+        Some(block) => collect(
+            conn,
+            sql,
+            params![account, before, from, to, limit, block],
+            |row| tx_from_row(row),
+        ),
+        None => collect(
+            conn,
+            sql,
+            params![account, before, from, to, limit],
+            |row| tx_from_row(row),
+        ),
+    }
+}
+
+/// The statement of a journal page of grants of `sources` (SQL string
+/// literals) and `kinds` (a condition), read from the index of grants by
+/// source: its parameters are the account, the cursor, the time window and
+/// the page size.
+fn source_page_sql(sources: &str, kinds: &str) -> String {
+    format!(
+        "SELECT {TX_COLUMNS} FROM transactions \
+         WHERE account_id = ?1 AND grant_source IS NOT NULL AND grant_source IN ({sources}) \
+           AND id < ?2 AND created_at >= ?3 AND created_at < ?4 {kinds} \
+         ORDER BY id DESC LIMIT ?5"
+    )
+}
+
+/// `codes` as a list of SQL string literals. The codes are the ledger's
+/// own constants (kinds, sources), never caller text, so they are written
+/// into the statement; a statement per combination keeps its plan on the
+/// index that fits.
+fn sql_codes(codes: impl Iterator<Item = &'static str>) -> String {
+    codes
+        .map(|code| {
+            debug_assert!(code.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'));
+            format!("'{code}'")
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// How much of a usage transaction refunds have already handed back.
@@ -414,11 +487,7 @@ pub fn usage_between(
     let Some(last) = last_journal_block(conn)? else {
         return Ok(Amount::ZERO);
     };
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT coalesce(sum(usage), 0) FROM transactions \
-         WHERE (id >> {JOURNAL_BLOCK_SHIFT}) = ?1 AND account_id = ?2 \
-           AND created_at >= ?3 AND created_at < ?4"
-    ))?;
+    let mut stmt = conn.prepare_cached(&usage_between_sql())?;
     for block in 0..=last {
         let sum: i64 = stmt.query_row(
             params![block, id.as_str(), from.micros(), to.micros()],
@@ -429,6 +498,16 @@ pub fn usage_between(
             .ok_or_else(|| StoreError::Corrupt("usage overflows".into()))?;
     }
     Ok(Amount::from_micros(total))
+}
+
+/// What an account spent in one journal block in `?3..?4`, read through
+/// the index of usage transactions by block, account and time.
+fn usage_between_sql() -> String {
+    format!(
+        "SELECT coalesce(sum(usage), 0) FROM transactions \
+         WHERE (id >> {JOURNAL_BLOCK_SHIFT}) = ?1 AND account_id = ?2 \
+           AND created_at >= ?3 AND created_at < ?4 AND usage <> 0"
+    )
 }
 
 /// The account's feature consumes written in `from..to`, per feature.
@@ -753,4 +832,57 @@ pub fn audit(conn: &Connection) -> Result<AuditReport, StoreError> {
         report.note_orphans(table, orphans);
     }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A migrated database holding one account's 10,000 transactions, few
+    /// of them grants, with statistics gathered as a live one has them.
+    fn long_history() -> Connection {
+        let mut conn = Connection::open_in_memory().unwrap();
+        super::super::migrate_conn(&mut conn).unwrap();
+        conn.execute_batch(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 10000)
+             INSERT INTO transactions (id, account_id, kind, amount, usage, balance_after,
+                 postings, sources, created_at, metadata, grant_source)
+             SELECT i, 'a', CASE WHEN i % 500 = 0 THEN 'grant' ELSE 'consume' END, 1,
+                    CASE WHEN i % 500 = 0 THEN 0 ELSE 1 END, 0, '', '', i * 1000000, '{}',
+                    CASE WHEN i % 500 = 0 THEN 'purchase' END
+             FROM n;
+             ANALYZE;",
+        )
+        .unwrap();
+        conn
+    }
+
+    /// The plan SQLite would run `sql` with, one step a line.
+    fn plan(conn: &Connection, sql: &str) -> String {
+        let sql = format!("EXPLAIN QUERY PLAN {sql}");
+        let params = conn.prepare(&sql).unwrap().parameter_count();
+        let nulls = vec![rusqlite::types::Null; params];
+        collect(conn, &sql, rusqlite::params_from_iter(nulls), |row| {
+            Ok(row.get::<_, String>(3)?)
+        })
+        .unwrap()
+        .join("\n")
+    }
+
+    #[test]
+    fn a_page_of_grants_by_source_is_read_from_the_grants_index() {
+        let conn = long_history();
+        let sql = source_page_sql("'purchase'", "AND kind IN ('grant')");
+        let plan = plan(&conn, &sql);
+        assert!(plan.contains("transactions_grants_by_source"), "{plan}");
+        assert!(!plan.contains("TEMP B-TREE"), "{plan}");
+    }
+
+    #[test]
+    fn spending_in_a_window_is_read_from_the_usage_index() {
+        let conn = long_history();
+        let plan = plan(&conn, &usage_between_sql());
+        assert!(plan.contains("transactions_usage_by_block"), "{plan}");
+        assert!(plan.contains("created_at>?"), "{plan}");
+    }
 }

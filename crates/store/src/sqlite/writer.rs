@@ -605,12 +605,14 @@ fn write(
         let mut insert = conn.prepare_cached(
             "INSERT INTO transactions (id, account_id, kind, amount, usage, balance_after, \
                  postings, sources, created_at, metadata, lot_id, hold_id, refund_of, \
-                 feature_id, quantity, external_id, external_digest, reason, actor) \
+                 feature_id, quantity, external_id, external_digest, reason, actor, \
+                 grant_source) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, \
-                     ?18, ?19)",
+                     ?18, ?19, ?20)",
         )?;
         let (mut postings, mut sources) = (String::new(), String::new());
-        for tx in writes.transactions {
+        let grant_sources = writes.grant_sources();
+        for (tx, grant_source) in writes.transactions.iter().zip(grant_sources) {
             write_postings(&mut postings, &tx.postings);
             write_sources(&mut sources, &tx.sources);
             insert.execute(params![
@@ -633,6 +635,7 @@ fn write(
                 writes.external_digests.get(&tx.id),
                 tx.reason,
                 tx.actor,
+                grant_source,
             ])?;
         }
     }

@@ -17,6 +17,7 @@ mod calls;
 mod claw_backs;
 mod concurrency;
 mod external;
+mod filters;
 mod history;
 mod idempotency;
 mod periods;

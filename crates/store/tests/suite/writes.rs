@@ -158,7 +158,8 @@ store_test! {
         let txs = store
             .transactions(TxFilter {
                 account: id("a"),
-                kind: Some(TxKind::Expire),
+                kinds: vec![TxKind::Expire],
+                sources: Vec::new(),
                 from: None,
                 to: None,
                 before: None,

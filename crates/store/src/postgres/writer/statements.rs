@@ -327,11 +327,12 @@ impl LedgerWrites<String> {
                 .to_owned(),
             insert_transactions: "INSERT INTO transactions (id, account_id, kind, amount, usage, \
                      balance_after, postings, sources, created_at, metadata, lot_id, hold_id, \
-                     refund_of, feature_id, quantity, external_id, external_digest, reason, actor) \
+                     refund_of, feature_id, quantity, external_id, external_digest, reason, actor, \
+                     grant_source) \
                  SELECT * FROM UNNEST($1::int8[], $2::text[], $3::text[], $4::int8[], $5::int8[], \
                      $6::int8[], $7::text[], $8::text[], $9::int8[], $10::text[], $11::int8[], \
                      $12::int8[], $13::int8[], $14::text[], $15::int8[], $16::text[], $17::text[], \
-                     $18::text[], $19::text[])"
+                     $18::text[], $19::text[], $20::text[])"
                 .to_owned(),
             upsert_features: "INSERT INTO features (id, credits_per_unit, updated_at) \
                  SELECT * FROM UNNEST($1::text[], $2::int8[], $3::int8[]) \

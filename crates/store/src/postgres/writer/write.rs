@@ -308,6 +308,7 @@ struct TransactionColumns<'a> {
     digest: Vec<Option<&'a str>>,
     reason: Vec<Option<&'a str>>,
     actor: Vec<Option<&'a str>>,
+    grant_source: Vec<Option<&'static str>>,
 }
 
 impl<'a> TransactionColumns<'a> {
@@ -343,11 +344,12 @@ impl<'a> TransactionColumns<'a> {
             digest: t.iter().map(digest_of).collect(),
             reason: t.iter().map(|x| x.reason.as_deref()).collect(),
             actor: t.iter().map(|x| x.actor.as_deref()).collect(),
+            grant_source: writes.grant_sources(),
         }
     }
 
     fn send<'p>(&'p self, out: &mut Pipeline<'p>, pg: &'p Client, st: &'p Statement) {
-        let columns: [Column<'_>; 19] = [
+        let columns: [Column<'_>; 20] = [
             &self.id,
             &self.account,
             &self.kind,
@@ -367,6 +369,7 @@ impl<'a> TransactionColumns<'a> {
             &self.digest,
             &self.reason,
             &self.actor,
+            &self.grant_source,
         ];
         out.push_columns(pg, st, self.id.len(), columns);
     }
