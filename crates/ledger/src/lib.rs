@@ -11,6 +11,7 @@ mod audit;
 mod book;
 pub mod decimal;
 mod feature;
+pub mod forecast;
 mod hold;
 mod id;
 mod journal;

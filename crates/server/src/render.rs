@@ -233,6 +233,39 @@ pub struct BalanceView<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
     totals: Option<TotalsView>,
+    /// With `?include=forecast`: the recent daily spending and when the
+    /// available credits run out at that rate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    forecast: Option<ForecastView>,
+}
+
+/// How fast an account spent lately, and when its credits run out at that rate.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Forecast)]
+pub struct ForecastView {
+    /// The days the spending is measured over, ending at the balance's `at`.
+    window_days: u32,
+    /// Credits spent a day on average over the window: consumes and
+    /// committed holds, less the refunds written in the window, divided by
+    /// `window_days` and rounded down to the micro-credit; "0" when refunds
+    /// handed back at least as much as was spent.
+    daily_rate: Decimal,
+    /// When `available` runs out at the window's exact rate: the balance's
+    /// `at` when nothing is available; null when nothing was spent in the
+    /// window (or the instant is past year 9999).
+    #[schema(required = true)]
+    runs_out_at: Option<Instant>,
+}
+
+impl ForecastView {
+    pub fn new(forecast: &ledger::forecast::Forecast) -> ForecastView {
+        ForecastView {
+            window_days: forecast.window_days.get(),
+            daily_rate: Decimal(forecast.daily_rate),
+            runs_out_at: forecast.runs_out_at.map(Instant),
+        }
+    }
 }
 
 /// An account's lifetime totals, added up from its whole journal.
@@ -301,12 +334,19 @@ impl<'a> BalanceView<'a> {
                 })
                 .collect(),
             totals: None,
+            forecast: None,
         }
     }
 
     /// The same balance, with the account's lifetime totals.
     pub fn with_totals(mut self, totals: &ledger::Totals) -> Self {
         self.totals = Some(TotalsView::new(totals));
+        self
+    }
+
+    /// The same balance, with the account's spending forecast.
+    pub fn with_forecast(mut self, forecast: &ledger::forecast::Forecast) -> Self {
+        self.forecast = Some(ForecastView::new(forecast));
         self
     }
 }

@@ -5,10 +5,11 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use ledger::{AccountPatch, NewAccount};
+use ledger::forecast::{FORECAST_WINDOW_DAYS, Forecast};
+use ledger::{AccountId, AccountPatch, Amount, NewAccount, Timestamp};
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use store::Op;
+use store::{Op, Store};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
@@ -276,7 +277,7 @@ pub async fn list(
     Ok(render::json(StatusCode::OK, &page))
 }
 
-/// `?at=`, the query of a balance.
+/// `?at=&include=`, the query of a balance.
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
@@ -284,11 +285,75 @@ pub struct BalanceQuery {
     /// An instant to compute the balance at; now when absent.
     #[param(value_type = Option<schema::TimestampInput>)]
     at: Option<String>,
-    /// `totals` adds the account's lifetime totals, added up from its whole
-    /// journal (a read of every transaction of the account, where the
-    /// balance alone is answered from memory).
-    #[param(pattern = "^totals$")]
+    /// What to add, comma-separated: `totals`, the account's lifetime
+    /// totals, added up from its whole journal (a read of every transaction
+    /// of the account, where the balance alone is answered from memory);
+    /// `forecast`, the daily spending of the last 7 days and when the
+    /// available credits run out at that rate.
+    #[param(pattern = "^(totals|forecast)(,(totals|forecast))*$")]
     include: Option<String>,
+}
+
+/// What `?include=` asks a balance to add.
+#[derive(Default)]
+struct Includes {
+    totals: bool,
+    forecast: bool,
+}
+
+impl Includes {
+    fn parse(list: Option<&str>) -> Result<Includes, ApiError> {
+        let mut includes = Includes::default();
+        for item in list.into_iter().flat_map(|l| l.split(',')) {
+            match item {
+                "totals" => includes.totals = true,
+                "forecast" => includes.forecast = true,
+                _ => {
+                    return Err(ApiError::InvalidRequest(format!(
+                        "include {item:?} is not known; include takes totals, forecast or both, \
+                         comma-separated"
+                    )));
+                }
+            }
+        }
+        Ok(includes)
+    }
+}
+
+/// The spending forecast of `account` at `now`: its available credits at
+/// `now`, and what it spent (consumes and committed holds, less refunds)
+/// in the [`FORECAST_WINDOW_DAYS`] up to and including `now`, read from the
+/// index of usage by time. What `GET /v1/accounts/{account_id}/balance?include=forecast`
+/// adds, for a caller in the same process (a dashboard page, say).
+///
+/// `404 account_not_found` when the account does not exist.
+pub async fn forecast(
+    store: &dyn Store,
+    account: AccountId,
+    now: Timestamp,
+) -> Result<Forecast, ApiError> {
+    let standing = store
+        .standing(account.clone(), now)
+        .await?
+        .ok_or(ApiError::Rejected(ledger::Reject::AccountNotFound))?;
+    forecast_with(store, account, standing.available, now).await
+}
+
+/// The forecast of `account` at `now` with `available` credits, already read.
+async fn forecast_with(
+    store: &dyn Store,
+    account: AccountId,
+    available: Amount,
+    now: Timestamp,
+) -> Result<Forecast, ApiError> {
+    let window_secs = i64::from(FORECAST_WINDOW_DAYS.get()) * 86_400;
+    // The window ends just after `now`, so that what was spent at `now`
+    // itself counts.
+    let until = now.checked_add_micros(1).unwrap_or(now);
+    let spent = store
+        .usage_between(account, now.plus_secs(-window_secs), until)
+        .await?;
+    Ok(Forecast::of(available, spent, FORECAST_WINDOW_DAYS, now))
 }
 
 /// Get the balance
@@ -297,7 +362,8 @@ pub struct BalanceQuery {
 /// repayment that are due applied even if the background sweep has not
 /// written them yet. With `?at=` the balance is rebuilt from the journal as
 /// it stood at that instant (transactions, lots and holds created at or
-/// before it), then settled at that instant.
+/// before it), then settled at that instant. `?include=totals,forecast`
+/// adds the lifetime totals and the spending forecast at that instant.
 #[utoipa::path(
     get,
     path = "/v1/accounts/{account_id}/balance",
@@ -308,7 +374,7 @@ pub struct BalanceQuery {
         (status = 200, description = "The balance and the lots that still hold credits, in \
             burn-down order.", body = BalanceView),
         (status = 400, description = "`invalid_id`, `invalid_timestamp` (`at`), \
-            `invalid_request` (unknown query parameter)."),
+            `invalid_request` (an unknown `include` value or query parameter)."),
         (status = 404, description = "`account_not_found`."),
     ),
 )]
@@ -319,31 +385,29 @@ pub async fn balance(
 ) -> Result<Response, ApiError> {
     let now = state.clock.now();
     let at = extract::timestamp(query.at.as_deref(), "at")?;
+    let includes = Includes::parse(query.include.as_deref())?;
     let when = at.unwrap_or(now);
     let book = state
         .store
         .book(id, at)
         .await?
         .ok_or(ApiError::Rejected(ledger::Reject::AccountNotFound))?;
-    let with_totals = match query.include.as_deref() {
-        None => false,
-        Some("totals") => true,
-        Some(_) => {
-            return Err(ApiError::InvalidRequest(
-                "include takes one value: totals".into(),
-            ));
-        }
-    };
-    let totals = if with_totals {
+    let totals = if includes.totals {
         state.store.totals(book.account.id.clone()).await?
     } else {
         None
     };
     let settled = book.settled(when);
     let balance = settled.balance(when);
-    let mut view = BalanceView::new(settled.account.id.as_str(), balance, settled.lots(), when);
+    let account = settled.account.id.clone();
+    let mut view = BalanceView::new(account.as_str(), balance, settled.lots(), when);
     if let Some(totals) = &totals {
         view = view.with_totals(totals);
+    }
+    if includes.forecast {
+        let store = state.store.as_ref();
+        let forecast = forecast_with(store, account.clone(), balance.available, when).await?;
+        view = view.with_forecast(&forecast);
     }
     Ok(render::json(StatusCode::OK, &view))
 }

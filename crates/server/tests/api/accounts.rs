@@ -238,3 +238,55 @@ store_test! {
         assert_eq!(promo["actor"], "key_configured");
     }
 }
+
+store_test! {
+    #[tokio::test]
+    async fn the_forecast_divides_what_is_available_by_the_last_weeks_daily_spend(app) {
+        app.account_with("u", "100").await;
+        app.account_with("idle", "5").await;
+        // Spent eight days before the forecast: outside its window.
+        app.post("/v1/accounts/u/consume", json!({"amount": "20"})).await;
+        app.clock.advance_secs(2 * 86_400);
+        let hold = app.post("/v1/accounts/u/holds", json!({"amount": "10"})).await;
+        let hold = hold.body["hold"]["id"].as_str().unwrap().to_owned();
+        app.post(&format!("/v1/holds/{hold}/commit"), json!({"amount": "7"})).await;
+        let spent = app.post("/v1/accounts/u/consume", json!({"amount": "9"})).await;
+        let tx = spent.body["transaction"]["id"].as_str().unwrap().to_owned();
+        // A refund in the window is taken off the window's spending.
+        app.post(&format!("/v1/transactions/{tx}/refund"), json!({"amount": "2"})).await;
+        app.clock.advance_secs(6 * 86_400);
+
+        let reply = app.get("/v1/accounts/u/balance?include=totals,forecast").await;
+        assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+        assert_eq!(reply.body["available"], "66");
+        assert_eq!(reply.body["totals"]["spent"], "36");
+        // 14 credits over 7 days is 2 a day; 66 credits last 33 more days.
+        assert_eq!(
+            reply.body["forecast"],
+            json!({
+                "window_days": 7,
+                "daily_rate": "2",
+                "runs_out_at": "2027-02-25T08:00:00.000000Z"
+            })
+        );
+        let idle = app.get("/v1/accounts/idle/balance?include=forecast").await;
+        assert_eq!(
+            idle.body["forecast"],
+            json!({"window_days": 7, "daily_rate": "0", "runs_out_at": null})
+        );
+        assert!(idle.body.get("totals").is_none(), "{}", idle.body);
+        let plain = app.balance("u").await;
+        assert!(plain.get("forecast").is_none(), "{plain}");
+
+        // A week later with nothing spent since, nothing runs out.
+        app.clock.advance_secs(7 * 86_400);
+        let later = app.get("/v1/accounts/u/balance?include=forecast").await;
+        assert_eq!(later.body["forecast"]["runs_out_at"], json!(null));
+
+        for query in ["include=forecast,everything", "include=", "include=forecast,"] {
+            let bad = app.get(&format!("/v1/accounts/u/balance?{query}")).await;
+            assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{query}");
+            assert_eq!(bad.code(), "invalid_request", "{query}");
+        }
+    }
+}
