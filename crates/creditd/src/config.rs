@@ -72,6 +72,10 @@ pub struct Settings {
     /// comma-separated) whose browsers may call the routes customer keys
     /// may; none by default.
     pub cors_origins: Vec<String>,
+    /// `CREDITD_TOP_UP_URL`: where customers buy credits (an `http` or
+    /// `https` URL), added as `top_up_url` to every `402
+    /// insufficient_credits` answer; none by default.
+    pub top_up_url: Option<server::top_up::TopUpUrl>,
     /// Payments through Stripe, when `STRIPE_SECRET_KEY` and
     /// `STRIPE_WEBHOOK_SECRET` are set (with `CREDITD_PUBLIC_URL`, and
     /// `STRIPE_API_BASE` to point at another server).
@@ -171,6 +175,7 @@ impl Settings {
             test_clock: flag("CREDITD_TEST_CLOCK")?,
             gateway: gateway_settings(values, &get)?,
             cors_origins: origins(&get, "CREDITD_CORS_ORIGINS")?,
+            top_up_url: top_up_url(&get)?,
             payments: payment_settings(&get)?,
             public_url: get("CREDITD_PUBLIC_URL")
                 .map(|url| {
@@ -228,6 +233,7 @@ const KNOWN: &[&str] = &[
     "CREDITD_PUBLIC_URL",
     "CREDITD_CHECKOUT_RETURN_ORIGINS",
     "CREDITD_CORS_ORIGINS",
+    "CREDITD_TOP_UP_URL",
     "STRIPE_SECRET_KEY",
     "STRIPE_WEBHOOK_SECRET",
     "STRIPE_API_BASE",
@@ -362,6 +368,22 @@ fn origins<'a>(get: &impl Fn(&str) -> Option<&'a str>, key: &str) -> anyhow::Res
             }
         })
         .collect()
+}
+
+/// The top-up link, checked, when `CREDITD_TOP_UP_URL` is set.
+fn top_up_url<'a>(
+    get: &impl Fn(&str) -> Option<&'a str>,
+) -> anyhow::Result<Option<server::top_up::TopUpUrl>> {
+    get("CREDITD_TOP_UP_URL")
+        .map(|text| {
+            server::top_up::TopUpUrl::parse(text).map_err(|why| {
+                anyhow::anyhow!(
+                    "CREDITD_TOP_UP_URL must be an http or https URL where customers buy \
+                     credits, such as https://shop.example.com/credits; {text:?} is not: {why}"
+                )
+            })
+        })
+        .transpose()
 }
 
 /// Stripe's configuration from the environment, when it is there.
@@ -807,6 +829,24 @@ mod tests {
         assert!(with("").unwrap().cors_origins.is_empty());
         let error = with("*").unwrap_err().to_string();
         assert!(error.contains("CREDITD_CORS_ORIGINS"), "{error}");
+    }
+
+    #[test]
+    fn a_top_up_url_is_an_http_url_or_the_start_is_refused() {
+        let with = |url: &str| {
+            Settings::from_values(&HashMap::from([(
+                "CREDITD_TOP_UP_URL".to_owned(),
+                url.to_owned(),
+            )]))
+        };
+        let url = "https://shop.example.com/credits";
+        assert_eq!(with(url).unwrap().top_up_url.unwrap().as_str(), url);
+        assert!(with("").unwrap().top_up_url.is_none());
+        for bad in ["shop.example.com/credits", "ftp://shop.example.com"] {
+            let error = with(bad).unwrap_err().to_string();
+            assert!(error.contains("CREDITD_TOP_UP_URL"), "{error}");
+            assert!(error.contains(bad), "{error}");
+        }
     }
 
     #[test]

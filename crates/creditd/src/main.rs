@@ -507,9 +507,11 @@ async fn assemble(
     warn_of_upstreams_without_a_key(&gateway).await;
     let dashboard = Arc::new(dashboard(settings, &store, &clock, public_url));
     let capabilities = capabilities(&billing, &gateway, &dashboard, time, &store);
-    let state = AppState::new(store, clock, keys).with_cors(server::cors::CorsOrigins::new(
-        settings.cors_origins.clone(),
-    ));
+    let state = AppState::new(store, clock, keys)
+        .with_cors(server::cors::CorsOrigins::new(
+            settings.cors_origins.clone(),
+        ))
+        .with_top_up_url(settings.top_up_url.clone());
     let jobs = JobsConfig {
         sweep_interval: settings.sweep_interval,
         ..JobsConfig::default()

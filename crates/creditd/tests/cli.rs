@@ -33,7 +33,7 @@ fn failure(output: &std::process::Output, code: i32) -> String {
 fn admin_commands_open_grant_and_show_a_balance() {
     let (_dir, db) = fresh_db();
     let migrated = run(&db, &["migrate"]);
-    assert!(String::from_utf8_lossy(&migrated.stdout).contains("applied 9 migration"));
+    assert!(String::from_utf8_lossy(&migrated.stdout).contains("applied 10 migration"));
     let again = run(&db, &["migrate"]);
     assert!(String::from_utf8_lossy(&again.stdout).contains("applied 0 migration"));
 

@@ -37,6 +37,8 @@ const EMBED_MODEL: &str = "embed-sdk";
 const ACCOUNT: &str = "sdk";
 /// An account of 0.001 credits, too little for any call's worst case.
 const POOR: &str = "sdk-poor";
+/// Where customers short of credits are sent to buy more.
+const TOP_UP_URL: &str = "https://shop.example.com/credits";
 
 /// Prices in units of 10⁻⁴ USD per million tokens, so that the expected
 /// cost is integer arithmetic: 0.15 USD is 1 500.
@@ -125,6 +127,7 @@ async fn run_suite(url: &str, python: &Path) {
             ("CREDITD_UPSTREAM_API_KEY", OPENAI_UPSTREAM_KEY),
             ("CREDITD_ANTHROPIC_BASE_URL", &anthropic_base),
             ("CREDITD_ANTHROPIC_API_KEY", ANTHROPIC_UPSTREAM_KEY),
+            ("CREDITD_TOP_UP_URL", TOP_UP_URL),
         ],
     );
     let client = reqwest::Client::new();
@@ -549,7 +552,8 @@ impl Suite<'_> {
         assert_eq!(
             seen["error"],
             json!({"class": "AuthenticationError", "status": 401, "code": "unauthorized",
-                   "type": "authentication_error", "body_code": "unauthorized"}),
+                   "type": "authentication_error", "body_code": "unauthorized",
+                   "top_up_url": null}),
         );
     }
 
@@ -560,6 +564,7 @@ impl Suite<'_> {
         assert_eq!(seen["error"]["status"], 402, "{seen}");
         assert_eq!(seen["error"]["body_code"], "insufficient_credits", "{seen}");
         assert_eq!(seen["error"]["code"], "insufficient_credits", "{seen}");
+        assert_eq!(seen["error"]["top_up_url"], TOP_UP_URL, "{seen}");
         assert_eq!(self.settled(POOR).await, 1_000);
         assert_eq!(self.calls(POOR).await, Vec::<Value>::new());
     }

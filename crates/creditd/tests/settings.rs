@@ -1,12 +1,13 @@
 //! What `creditd serve` refuses or warns of at start: a setting it does not know, an admin key
-//! that could be guessed, and a price catalog whose upstream has no key.
+//! that could be guessed, a top-up URL that is not one, and a price catalog whose upstream has no
+//! key; and the top-up URL it was given, on every answer of insufficient credits.
 
 mod support;
 
 use std::time::Duration;
 
 use serde_json::json;
-use support::{Server, creditd, fresh_db, send};
+use support::{Server, creditd, fresh_db, post, send};
 
 /// `creditd serve` with `env`, run until it exits (it should, refusing).
 fn refused_start(env: &[(&str, &str)], args: &[&str]) -> (Option<i32>, String) {
@@ -50,6 +51,35 @@ fn a_typo_in_a_configuration_file_stops_the_start_and_names_the_setting_meant() 
         "{text}"
     );
     assert!(!text.contains("listening on"), "{text}");
+}
+
+#[test]
+fn a_top_up_url_that_is_not_an_http_url_stops_the_start() {
+    let (code, text) = refused_start(&[("CREDITD_TOP_UP_URL", "shop.example.com/buy")], &[]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("CREDITD_TOP_UP_URL must be an http or https URL"),
+        "{text}"
+    );
+    assert!(text.contains("shop.example.com/buy"), "{text}");
+    assert!(!text.contains("listening on"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn insufficient_credits_carries_the_configured_top_up_url() {
+    let (_dir, db) = fresh_db();
+    let url = format!("sqlite://{}", db.display());
+    let top_up = "https://shop.example.com/credits?from=api";
+    let server = Server::start_with(&url, &[("CREDITD_TOP_UP_URL", top_up)]);
+    let client = reqwest::Client::new();
+    let base = &server.base;
+    let (status, _) = post(&client, format!("{base}/v1/accounts"), json!({"id": "u"})).await;
+    assert_eq!(status, 201);
+    let consume = format!("{base}/v1/accounts/u/consume");
+    let (status, body) = post(&client, consume, json!({"amount": "1"})).await;
+    assert_eq!(status, 402, "{body}");
+    assert_eq!(body["error"]["code"], "insufficient_credits", "{body}");
+    assert_eq!(body["error"]["top_up_url"], top_up, "{body}");
 }
 
 #[test]

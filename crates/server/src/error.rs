@@ -226,6 +226,7 @@ impl ApiError {
                 available,
                 refundable,
                 required_scope,
+                top_up_url: None,
             },
         })
         .expect("error bodies serialize")
@@ -336,6 +337,13 @@ pub struct ErrorDetail<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
     required_scope: Option<&'a str>,
+    /// Only with `insufficient_credits`, when the operator set
+    /// `CREDITD_TOP_UP_URL`: where the customer buys more credits.
+    // Never set here: the response layer of `crate::top_up` adds it to
+    // every such answer, whichever wire format wrote it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false, value_type = Option<String>)]
+    top_up_url: Option<&'a str>,
 }
 
 /// The HTTP status of each ledger rejection.

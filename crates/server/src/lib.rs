@@ -19,6 +19,7 @@ pub mod policy;
 pub mod render;
 pub mod routes;
 pub mod test_clock;
+pub mod top_up;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -58,6 +59,9 @@ pub struct AppState {
     pub policy: Arc<dyn policy::Policy>,
     /// The origins whose browsers may call the routes customer keys may.
     pub cors: cors::CorsOrigins,
+    /// Where customers buy credits: added as `top_up_url` to every
+    /// `402 insufficient_credits` answer when set (`CREDITD_TOP_UP_URL`).
+    pub top_up_url: Option<top_up::TopUpUrl>,
     /// When an unknown key last made this node look for new keys.
     unknown_key_refresh: tokio::sync::Mutex<Option<std::time::Instant>>,
 }
@@ -76,6 +80,7 @@ impl AppState {
             metrics: Metrics::default(),
             policy: Arc::new(policy::NoPolicy),
             cors: cors::CorsOrigins::default(),
+            top_up_url: None,
             unknown_key_refresh: tokio::sync::Mutex::new(None),
         }
     }
@@ -84,6 +89,13 @@ impl AppState {
     /// customer keys may (`CREDITD_CORS_ORIGINS`).
     pub fn with_cors(mut self, origins: cors::CorsOrigins) -> AppState {
         self.cors = origins;
+        self
+    }
+
+    /// The same state, with every `402 insufficient_credits` answer
+    /// carrying `url` as `top_up_url` (`CREDITD_TOP_UP_URL`).
+    pub fn with_top_up_url(mut self, url: Option<top_up::TopUpUrl>) -> AppState {
+        self.top_up_url = url;
         self
     }
 

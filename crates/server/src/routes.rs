@@ -337,6 +337,12 @@ pub fn router(state: Arc<AppState>, capabilities: Vec<Capability>) -> Router {
     for page in pages {
         app = app.merge(page);
     }
+    if state.top_up_url.is_some() {
+        app = app.layer(from_fn_with_state(
+            state.clone(),
+            crate::top_up::add_top_up_url,
+        ));
+    }
     app.fallback(|| async { ApiError::RouteNotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(Extension(description))

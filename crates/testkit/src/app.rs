@@ -64,6 +64,10 @@ enum Database {
     Postgres(#[allow(dead_code)] TestDatabase),
 }
 
+/// Sets up a test server's state before it is shared, as the binary does
+/// from its settings.
+pub type Tune = fn(AppState) -> AppState;
+
 /// A response: status, body as JSON (or null), and headers.
 pub struct Reply {
     pub status: StatusCode,
@@ -88,6 +92,18 @@ impl std::fmt::Debug for Reply {
 impl TestApp {
     /// A server on a fresh SQLite file.
     pub async fn spawn_sqlite(plugins: Option<Plugins>) -> TestApp {
+        TestApp::spawn_sqlite_with(plugins, |state| state).await
+    }
+
+    /// A server on a fresh PostgreSQL database, or `None` when PostgreSQL
+    /// is unreachable outside CI.
+    pub async fn spawn_postgres(plugins: Option<Plugins>) -> Option<TestApp> {
+        TestApp::spawn_postgres_with(plugins, |state| state).await
+    }
+
+    /// [`TestApp::spawn_sqlite`], with the server's state set up by `tune`
+    /// (a setting the binary would give it, such as the top-up URL).
+    pub async fn spawn_sqlite_with(plugins: Option<Plugins>, tune: Tune) -> TestApp {
         let dir = tempfile::tempdir().unwrap();
         let clock = ManualClock::new(START);
         let test_clock = TestClock::new(Arc::new(clock.clone()));
@@ -98,12 +114,12 @@ impl TestApp {
             )
             .unwrap(),
         );
-        TestApp::serve(store, clock, test_clock, Database::Sqlite(dir), plugins).await
+        let database = Database::Sqlite(dir);
+        TestApp::serve(store, clock, test_clock, database, plugins, tune).await
     }
 
-    /// A server on a fresh PostgreSQL database, or `None` when PostgreSQL
-    /// is unreachable outside CI.
-    pub async fn spawn_postgres(plugins: Option<Plugins>) -> Option<TestApp> {
+    /// [`TestApp::spawn_postgres`], with the server's state set up by `tune`.
+    pub async fn spawn_postgres_with(plugins: Option<Plugins>, tune: Tune) -> Option<TestApp> {
         let database = TestDatabase::create().await?;
         let clock = ManualClock::new(START);
         let test_clock = TestClock::new(Arc::new(clock.clone()));
@@ -119,6 +135,7 @@ impl TestApp {
                 test_clock,
                 Database::Postgres(database),
                 plugins,
+                tune,
             )
             .await,
         )
@@ -130,6 +147,7 @@ impl TestApp {
         test_clock: Arc<TestClock>,
         database: Database,
         plugins: Option<Plugins>,
+        tune: Tune,
     ) -> TestApp {
         let shared: Arc<dyn Clock> = test_clock.clock();
         let plugged = match &plugins {
@@ -141,7 +159,11 @@ impl TestApp {
         };
         let test_clock_capability = test_clock.capability(store.clone());
         let app = server::App::new(
-            AppState::new(store, shared, Keys::new(Some(KeyHash::of(KEY)))),
+            tune(AppState::new(
+                store,
+                shared,
+                Keys::new(Some(KeyHash::of(KEY))),
+            )),
             JobsConfig::default(),
             plugged
                 .capabilities

@@ -185,6 +185,7 @@ def openai_error(error):
         "code": error.code,
         "type": error.type,
         "body_code": body.get("code"),
+        "top_up_url": body.get("top_up_url"),
     }
 
 

@@ -67,7 +67,8 @@ pub(super) fn routes(routes: &Routes<Arc<Gateway>>) -> Vec<Route> {
     responses(
         (status = 200, description = "OpenAI's chat completion, or its event stream."),
         (status = 402, description = "`insufficient_credits`: the account cannot cover the \
-            call's worst case; the upstream was not called."),
+            call's worst case; the upstream was not called. With `CREDITD_TOP_UP_URL` set, the \
+            `error` object carries it as `top_up_url`."),
         (status = 502, description = "`upstream_unavailable`: every upstream failed; nothing \
             was charged."),
         CallRefusals,

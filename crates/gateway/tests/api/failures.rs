@@ -415,3 +415,55 @@ gateway_test! {
         assert_eq!(app.available("acme").await, "10");
     }
 }
+
+/// The top-up link every `insufficient_credits` answer carries in these tests.
+const TOP_UP_URL: &str = "https://shop.example.com/credits";
+
+fn with_top_up_url(state: server::AppState) -> server::AppState {
+    state.with_top_up_url(Some(server::top_up::TopUpUrl::parse(TOP_UP_URL).unwrap()))
+}
+
+testkit::each_store_test! {
+    #[tokio::test]
+    async fn the_top_up_url_comes_with_insufficient_credits_in_both_wire_formats((upstream, app)) {
+        price(&app, "gpt-test", "openai").await;
+        price(&app, "claude-test", "anthropic").await;
+        let key = customer(&app, "acme", "0.01").await;
+        for stream in [false, true] {
+            let (status, text) =
+                call(&app, &key, "/v1/chat/completions", chat("gpt-test", stream)).await;
+            assert_eq!(status, StatusCode::PAYMENT_REQUIRED, "{text}");
+            let error: Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(error["error"]["code"], "insufficient_credits");
+            assert_eq!(error["error"]["type"], "insufficient_credits");
+            assert_eq!(error["error"]["top_up_url"], TOP_UP_URL, "stream: {stream}");
+        }
+        let anthropic = json!({"model": "claude-test", "max_tokens": 200, "stream": true,
+            "messages": [{"role": "user", "content": "hi"}]});
+        let (status, text) = call(&app, &key, "/v1/messages", anthropic).await;
+        assert_eq!(status, StatusCode::PAYMENT_REQUIRED, "{text}");
+        let error: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(error["type"], "error");
+        assert_eq!(error["error"]["type"], "billing_error");
+        assert_eq!(error["error"]["top_up_url"], TOP_UP_URL);
+
+        // Other refusals carry no link.
+        let (status, text) = call(&app, &key, "/v1/chat/completions", chat("unknown", false)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        let error: Value = serde_json::from_str(&text).unwrap();
+        assert!(error["error"].get("top_up_url").is_none(), "{text}");
+        assert!(upstream.requests().is_empty(), "the upstream was called");
+    }
+    sqlite: {
+        let upstream = FakeUpstream::start().await;
+        let plugins = Some(plugins(config(&upstream.base_url(), None)));
+        (upstream, TestApp::spawn_sqlite_with(plugins, with_top_up_url).await)
+    },
+    postgres: {
+        let upstream = FakeUpstream::start().await;
+        let plugins = Some(plugins(config(&upstream.base_url(), None)));
+        TestApp::spawn_postgres_with(plugins, with_top_up_url)
+            .await
+            .map(|app| (upstream, app))
+    },
+}

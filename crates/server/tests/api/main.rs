@@ -17,5 +17,6 @@ mod keys;
 mod metrics;
 mod openapi;
 mod test_clock;
+mod top_up;
 mod transactions;
 mod usage;
