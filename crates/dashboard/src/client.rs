@@ -134,12 +134,14 @@ impl Api {
     }
 }
 
+/// A refusal of the dashboard's own making: an answer it could not read.
+/// Its message names the cause, for the log; pages show only the code.
 fn internal(message: String) -> Refusal {
     tracing::warn!(%message, "the dashboard could not read the API");
     Refusal {
         status: StatusCode::INTERNAL_SERVER_ERROR,
         code: "internal_error".into(),
-        message: "an internal error".into(),
+        message,
     }
 }
 

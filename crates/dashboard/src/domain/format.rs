@@ -62,6 +62,31 @@ pub fn date(at: Timestamp) -> String {
     format!("{:04}-{:02}-{:02}", civil.year, civil.month, civil.day)
 }
 
+/// A figure of credits as the API writes it (`-12.5`, `0.000001`) in
+/// micro-credits. Unlike a request's amount it has no upper bound but
+/// i64's: a balance sums many lots and may exceed what one grant holds.
+pub fn micros_of(text: &str) -> Option<i64> {
+    let (negative, digits) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let (whole, fraction) = digits.split_once('.').unwrap_or((digits, ""));
+    let is_digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if whole.is_empty() || fraction.len() > 6 || !is_digits(whole) || !is_digits(fraction) {
+        return None;
+    }
+    let whole: i64 = whole.parse().ok()?;
+    let fraction: i64 = if fraction.is_empty() {
+        0
+    } else {
+        format!("{fraction:0<6}").parse().ok()?
+    };
+    let micros = whole
+        .checked_mul(ledger::MICROS_PER_CREDIT)?
+        .checked_add(fraction)?;
+    Some(if negative { -micros } else { micros })
+}
+
 /// Dollars written in a form (`12`, `12.5`, `12.50`) as cents; none for
 /// anything else, more than two decimals, or a figure too large.
 pub fn cents_of(text: &str) -> Option<i64> {
@@ -124,6 +149,17 @@ mod tests {
         assert_eq!(money(500, "usd"), "$5.00");
         assert_eq!(money(123_456, "usd"), "$1,234.56");
         assert_eq!(money(5, "eur"), "0.05 EUR");
+    }
+
+    #[test]
+    fn the_apis_figures_read_as_micro_credits_beyond_one_grants_bound() {
+        assert_eq!(micros_of("12.5"), Some(12_500_000));
+        assert_eq!(micros_of("-0.000001"), Some(-1));
+        assert_eq!(micros_of("2000000000000"), Some(2_000_000_000_000_000_000));
+        assert_eq!(micros_of("10000000000000"), None);
+        assert_eq!(micros_of("1.0000001"), None);
+        assert_eq!(micros_of("1e3"), None);
+        assert_eq!(micros_of(""), None);
     }
 
     #[test]

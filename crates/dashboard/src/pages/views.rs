@@ -6,7 +6,9 @@ use serde::{Deserialize, Deserializer};
 
 fn amount<'de, D: Deserializer<'de>>(d: D) -> Result<Amount, D::Error> {
     let text = String::deserialize(d)?;
-    Amount::parse_decimal(&text).map_err(serde::de::Error::custom)
+    crate::domain::format::micros_of(&text)
+        .map(Amount::from_micros)
+        .ok_or_else(|| serde::de::Error::custom(format!("{text:?} is no figure of credits")))
 }
 
 fn instant<'de, D: Deserializer<'de>>(d: D) -> Result<Timestamp, D::Error> {

@@ -310,8 +310,8 @@ struct UsageGroup {
 
 impl UsageGroup {
     fn row(self) -> UsageRow {
-        let cost = ledger::Amount::parse_decimal(&self.cost)
-            .map(format::credits)
+        let cost = format::micros_of(&self.cost)
+            .map(|micros| format::credits(ledger::Amount::from_micros(micros)))
             .unwrap_or(self.cost);
         UsageRow {
             model: self.key.unwrap_or_else(|| "total".into()),
