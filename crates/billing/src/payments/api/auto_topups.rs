@@ -63,6 +63,7 @@ enum TopupStateFilter {
 struct AutoTopupQuery {
     /// The state listed; only `backing_off`.
     #[allow(dead_code)]
+    #[param(inline)]
     state: TopupStateFilter,
     /// The page size, 1 to 100; 20 when absent.
     #[param(value_type = Option<u32>, minimum = 1, maximum = 100, default = 20)]
