@@ -626,8 +626,15 @@ async fn shutdown_signal() {
 /// Prints the audit's report; any violation fails the command.
 async fn verify(settings: &Settings) -> anyhow::Result<()> {
     ensure_ledger(&settings.database).await?;
-    let opened = open_store(settings, false, &Time::of(settings)).await?;
+    let time = Time::of(settings);
+    let opened = open_store(settings, false, &time).await?;
     let report = opened.store().audit().await?;
+    // Kept for the admin panel's health page; a failure to keep it does not
+    // change what the run found, so it is only reported.
+    let run = server::verify_run::VerifyRun::of(&report, time.clock.now());
+    if let Err(error) = server::verify_run::keep(opened.store().as_ref(), &run).await {
+        eprintln!("warning: this run could not be kept for the health page: {error}");
+    }
     println!(
         "checked {} accounts, {} lots, {} transactions",
         report.accounts, report.lots, report.transactions

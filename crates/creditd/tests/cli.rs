@@ -29,6 +29,20 @@ fn failure(output: &std::process::Output, code: i32) -> String {
     stderr
 }
 
+/// The record `creditd verify` keeps of its last run, read from the SQLite
+/// file.
+fn kept_run(db: &std::path::Path) -> Value {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let body: String = conn
+        .query_row(
+            "SELECT body FROM records WHERE kind = 'verify_run' AND id = 'latest'",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    serde_json::from_str(&body).unwrap()
+}
+
 #[test]
 fn admin_commands_open_grant_and_show_a_balance() {
     let (_dir, db) = fresh_db();
@@ -68,6 +82,12 @@ fn admin_commands_open_grant_and_show_a_balance() {
         String::from_utf8_lossy(&verify.stdout)
             .contains("checked 1 accounts, 1 lots, 1 transactions")
     );
+    let kept = kept_run(&db);
+    assert_eq!(
+        (&kept["accounts"], &kept["lots"], &kept["transactions"]),
+        (&Value::from(1), &Value::from(1), &Value::from(1))
+    );
+    assert_eq!(kept["violations"], 0);
 }
 
 #[test]
@@ -92,6 +112,10 @@ fn verify_fails_with_a_report_when_the_journal_disagrees() {
         stderr,
         "error: the journal has 1 violation(s), listed on stdout\n"
     );
+    let kept = kept_run(&db);
+    assert_eq!(kept["violations"], 1);
+    let first = kept["first_violations"][0].as_str().unwrap();
+    assert!(first.starts_with("account victim: lot_1"), "{first}");
 }
 
 #[test]

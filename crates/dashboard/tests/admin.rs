@@ -156,6 +156,33 @@ testkit::each_store_test! {
         assert!(subscribed.html.contains("<span class=\"badge ok\">active</span>"));
         let health = fetch(&app, "/admin/health", Some(&cookie), &[]).await;
         assert!(health.html.contains("HTTP requests answered"), "{}", health.html);
+        assert!(health.html.contains("Never run on this database"), "{}", health.html);
+        let holds = |html: &str, count: &str, credits: &str| {
+            html.contains(&format!("<dt>Holds pending</dt><dd>{count}</dd>"))
+                && html.contains(&format!("<dt>Credits they hold</dt><dd>{credits}</dd>"))
+        };
+        assert!(holds(&health.html, "0", "0"), "{}", health.html);
+        assert!(health.html.contains("No auto top-up is backing off."), "{}", health.html);
+        let held = app.post("/v1/accounts/ada/holds", json!({"amount": "2.5"})).await;
+        assert_eq!(held.status, StatusCode::CREATED, "{held:?}");
+        let health = fetch(&app, "/admin/health", Some(&cookie), &[]).await;
+        assert!(holds(&health.html, "1", "2.5"), "{}", health.html);
+        // What `creditd verify` keeps of a run that found violations.
+        let run = server::verify_run::VerifyRun {
+            ran_at_micros: 1_800_000_000_000_000,
+            accounts: 2,
+            lots: 2,
+            transactions: 3,
+            violations: 12,
+            first_violations: vec!["account ada: lot_1: remaining disagrees".into()],
+        };
+        server::verify_run::keep(app.state.store.as_ref(), &run).await.unwrap();
+        let health = fetch(&app, "/admin/health", Some(&cookie), &[]).await;
+        assert!(!health.html.contains("Never run"), "{}", health.html);
+        for shown in ["2 accounts, 2 lots, 3 transactions", "12 violations",
+                      "<code>account ada: lot_1: remaining disagrees</code>"] {
+            assert!(health.html.contains(shown), "{shown}: {}", health.html);
+        }
     }
     sqlite: TestApp::spawn_sqlite(Some(plugins())).await,
     postgres: TestApp::spawn_postgres(Some(plugins())).await,

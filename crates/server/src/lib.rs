@@ -20,6 +20,7 @@ pub mod render;
 pub mod routes;
 pub mod test_clock;
 pub mod top_up;
+pub mod verify_run;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -38,6 +39,7 @@ pub const RECORD_KINDS: &[&str] = &[
     <idempotency::KeptAnswer as store::records::Kind>::KIND,
     <account_billing::AccountBilling as store::records::Kind>::KIND,
     <test_clock::Offset as store::records::Kind>::KIND,
+    <verify_run::VerifyRun as store::records::Kind>::KIND,
 ];
 pub use app::App;
 pub use jobs::{Job, JobsConfig};

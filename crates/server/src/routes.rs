@@ -17,7 +17,9 @@ use crate::AppState;
 use crate::auth::{self, Access};
 use crate::error::ApiError;
 use crate::extract;
-use crate::handlers::{accounts, features, grants, holds, keys, system, transactions, usage};
+use crate::handlers::{
+    accounts, features, grants, health, holds, keys, system, transactions, usage,
+};
 pub use crate::idempotency::Idempotency;
 use crate::jobs::Job;
 use crate::openapi::{self, Doc};
@@ -269,6 +271,7 @@ pub fn core_routes(state: &Arc<AppState>) -> Vec<Route> {
         routes.route(Admin, Doc::of::<keys::__path_list>(), keys::list),
         routes.route(Service, Doc::of::<keys::__path_revoke>(), keys::revoke),
         routes.route(Service, Doc::of::<keys::__path_update>(), keys::update),
+        routes.route(Admin, Doc::of::<health::__path_ledger>(), health::ledger),
         routes.route(Public, Doc::of::<system::__path_healthz>(), system::healthz),
         routes.route(Public, Doc::of::<system::__path_metrics>(), system::metrics),
         routes.route(Public, Doc::of::<system::__path_openapi>(), system::openapi),

@@ -178,6 +178,21 @@ pub(crate) fn orphans_query(table: &str) -> String {
     )
 }
 
+/// The holds still pending across every account: how many, and the credits
+/// they hold.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PendingHolds {
+    /// Holds whose status is pending, past their expiry or not.
+    pub count: u64,
+    /// The sum of their amounts.
+    pub amount: ledger::Amount,
+}
+
+/// The query, the same in both dialects, that counts the pending holds and
+/// sums their amounts (in micros; zero when there are none).
+pub(crate) const PENDING_HOLDS_SQL: &str =
+    "SELECT count(*), CAST(coalesce(sum(amount), 0) AS BIGINT) FROM holds WHERE status = 'pending'";
+
 /// Accounts with work that time has made due: holds past expiry, lots past
 /// expiry with credits left, debt that spendable lots could repay.
 pub type DueAccounts = Vec<AccountId>;
@@ -257,6 +272,10 @@ pub trait Store: Send + Sync + 'static {
         now: Timestamp,
         limit: usize,
     ) -> BoxFuture<'_, Result<DueAccounts, StoreError>>;
+
+    /// The holds pending across every account, counted and summed by the
+    /// database. A hold past its expiry counts until the sweep expires it.
+    fn pending_holds(&self) -> BoxFuture<'_, Result<PendingHolds, StoreError>>;
 
     /// Forgets idempotency keys created before `before`; returns how many.
     fn prune_idempotency(&self, before: Timestamp) -> BoxFuture<'_, Result<u64, StoreError>>;

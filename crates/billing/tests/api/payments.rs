@@ -812,6 +812,75 @@ async fn a_decline_backs_off_and_the_monthly_cap_holds() {
     .await;
 }
 
+/// Opens `account` with no credits, a saved card and auto top-up, and runs
+/// the top-up job with its payment declined.
+async fn decline_a_top_up(app: &TestApp, stripe: &FakeStripe, account: &str) {
+    app.account_with(account, "0").await;
+    save_card(app, stripe, account).await;
+    assert_eq!(enable_topup(app, account).await, StatusCode::OK);
+    stripe.decline_next_payment();
+    run_topups(app).await;
+}
+
+#[tokio::test]
+async fn operators_list_the_auto_top_ups_backing_off_page_by_page() {
+    each_store(async |app, stripe| {
+        decline_a_top_up(&app, &stripe, "acme").await;
+        decline_a_top_up(&app, &stripe, "zeta").await;
+        // Enabled and above its threshold: idle, so not listed.
+        app.account_with("beta", "1000").await;
+        save_card(&app, &stripe, "beta").await;
+        assert_eq!(enable_topup(&app, "beta").await, StatusCode::OK);
+        run_topups(&app).await;
+        assert_eq!(pays(&stripe).len(), 2);
+
+        let list = app.get("/v1/payments/auto-topups?state=backing_off").await;
+        assert_eq!(list.status, StatusCode::OK, "{list:?}");
+        let accounts: Vec<&str> = list.body["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|entry| entry["account_id"].as_str().unwrap())
+            .collect();
+        assert_eq!(accounts, ["acme", "zeta"]);
+        assert_eq!(list.body["next_cursor"], Value::Null);
+        let acme = &list.body["data"][0];
+        assert_eq!(acme["reason"], "card_declined");
+        assert_eq!(acme["failures"], 1);
+        let own = app.get("/v1/accounts/acme/auto-topup").await.body;
+        assert_eq!(acme["retry_at"], own["retry_at"]);
+
+        let first = app
+            .get("/v1/payments/auto-topups?state=backing_off&limit=1")
+            .await;
+        assert_eq!(first.body["data"][0]["account_id"], "acme");
+        assert_eq!(first.body["next_cursor"], "acme");
+        let second = app
+            .get("/v1/payments/auto-topups?state=backing_off&limit=1&cursor=acme")
+            .await;
+        assert_eq!(second.body["data"][0]["account_id"], "zeta");
+        let rest = app
+            .get("/v1/payments/auto-topups?state=backing_off&cursor=zeta")
+            .await;
+        assert_eq!(rest.body, json!({"data": [], "next_cursor": null}));
+
+        for refused in [
+            "/v1/payments/auto-topups?state=idle",
+            "/v1/payments/auto-topups",
+            "/v1/payments/auto-topups?state=backing_off&limit=101",
+        ] {
+            let reply = app.get(refused).await;
+            assert_eq!(
+                reply.status,
+                StatusCode::BAD_REQUEST,
+                "{refused}: {reply:?}"
+            );
+            assert_eq!(reply.code(), "invalid_request", "{refused}");
+        }
+    })
+    .await;
+}
+
 /// Opens `acme` with a saved card and auto top-up, and runs the top-up job
 /// while Stripe drops every connection: the attempt is left pending.
 async fn top_up_while_stripe_is_unreachable(app: &TestApp, stripe: &FakeStripe) {

@@ -225,12 +225,16 @@ def operator(chromium, customer_page):
     page.get_by_role("link", name=re.compile("Credits page")).click()
     assert "Read-only view" in page.content()
     browser.look(page, "admin-customer-view")
+    # A hold pending, which the health page counts.
+    api("POST", "/v1/accounts/ada/holds", {"amount": "5"})
     # Every other section of the panel.
     page.goto(BASE + "/admin")
     for section in ("packages", "plans", "prices", "settings", "health"):
         page.get_by_role("navigation").get_by_role("link", name=section.capitalize()).click()
         assert page.url.endswith("/admin/" + section), page.url
         browser.look(page, "admin-" + section)
+    held = page.get_by_test_id("holds-pending").inner_text()
+    assert re.search(r"Holds pending\s+1\b", held), held
 
 
 set_up()

@@ -3,6 +3,7 @@
 pub mod accounts;
 pub mod features;
 pub mod grants;
+pub mod health;
 pub mod holds;
 pub mod keys;
 pub mod system;

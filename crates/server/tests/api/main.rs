@@ -10,6 +10,7 @@ mod edges;
 mod external;
 mod features;
 mod grants;
+mod health;
 mod holds;
 mod idempotency;
 mod input;

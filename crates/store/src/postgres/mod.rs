@@ -429,6 +429,13 @@ impl Store for PostgresStore {
         })
     }
 
+    fn pending_holds(&self) -> BoxFuture<'_, Result<crate::PendingHolds, StoreError>> {
+        Box::pin(async move {
+            let c = self.client().await?;
+            read::pending_holds(&c).await
+        })
+    }
+
     fn prune_idempotency(&self, before: Timestamp) -> BoxFuture<'_, Result<u64, StoreError>> {
         Box::pin(async move {
             let c = self.client().await?;

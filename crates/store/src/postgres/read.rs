@@ -17,7 +17,10 @@ use crate::rows::{
     ACCOUNT_COLUMNS, HOLD_COLUMNS, LOT_COLUMNS, RECORD_COLUMNS, TX_COLUMNS, account_from_row,
     feature_from_row, hold_from_row, lot_from_row, record_from_row, tx_from_row,
 };
-use crate::{ACCOUNT_TABLES, AuditReport, StoreError, StoredResponse, TxFilter, orphans_query};
+use crate::{
+    ACCOUNT_TABLES, AuditReport, PENDING_HOLDS_SQL, PendingHolds, StoreError, StoredResponse,
+    TxFilter, orphans_query,
+};
 
 /// Runs a statement prepared once per connection.
 pub async fn rows(
@@ -422,6 +425,25 @@ pub async fn totals(
     ledger::totals(&lots, &journal)
         .map(Some)
         .map_err(|reject| StoreError::Corrupt(reject.to_string()))
+}
+
+/// The holds pending across every account, read through the index of
+/// pending holds.
+pub async fn pending_holds(c: &impl GenericClient) -> Result<PendingHolds, StoreError> {
+    let found = rows(c, PENDING_HOLDS_SQL, &[]).await?;
+    let row = found
+        .first()
+        .ok_or_else(|| StoreError::Corrupt("an aggregate answered no row".into()))?;
+    let count: i64 = row
+        .try_get(0)
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let amount: i64 = row
+        .try_get(1)
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    Ok(PendingHolds {
+        count: u64::try_from(count).map_err(|_| StoreError::Corrupt("negative count".into()))?,
+        amount: ledger::Amount::from_micros(amount),
+    })
 }
 
 /// Credits spent (net of refunds) by the account's transactions written in

@@ -588,6 +588,10 @@ impl Store for SqliteStore {
         self.read(move |conn| read::due_accounts(conn, now, limit))
     }
 
+    fn pending_holds(&self) -> BoxFuture<'_, Result<crate::PendingHolds, StoreError>> {
+        self.read(read::pending_holds)
+    }
+
     fn prune_idempotency(&self, before: Timestamp) -> BoxFuture<'_, Result<u64, StoreError>> {
         // In small chunks through the writer, so that batches never wait
         // long behind a prune.

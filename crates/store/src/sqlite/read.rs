@@ -14,7 +14,10 @@ use crate::rows::{
     ACCOUNT_COLUMNS, HOLD_COLUMNS, LOT_COLUMNS, RECORD_COLUMNS, TX_COLUMNS, account_from_row,
     feature_from_row, hold_from_row, lot_from_row, record_from_row, tx_from_row,
 };
-use crate::{ACCOUNT_TABLES, AuditReport, StoreError, StoredResponse, TxFilter, orphans_query};
+use crate::{
+    ACCOUNT_TABLES, AuditReport, PENDING_HOLDS_SQL, PendingHolds, StoreError, StoredResponse,
+    TxFilter, orphans_query,
+};
 
 /// Runs a query and maps each row, turning both SQL and decoding errors into store errors.
 fn collect<T>(
@@ -438,6 +441,18 @@ pub fn due_accounts(
             AccountId::parse(&id).map_err(|_| StoreError::Corrupt(format!("bad account id {id:?}")))
         },
     )
+}
+
+/// The holds pending across every account, read through the index of
+/// pending holds.
+pub fn pending_holds(conn: &Connection) -> Result<PendingHolds, StoreError> {
+    let (count, amount): (i64, i64) = conn
+        .prepare_cached(PENDING_HOLDS_SQL)?
+        .query_row([], |row| Ok((row.get(0)?, row.get(1)?)))?;
+    Ok(PendingHolds {
+        count: u64::try_from(count).map_err(|_| StoreError::Corrupt("negative count".into()))?,
+        amount: Amount::from_micros(amount),
+    })
 }
 
 pub fn idempotent_response(

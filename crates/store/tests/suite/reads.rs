@@ -106,3 +106,22 @@ store_test! {
         assert_eq!(checked(&store, "a", START).await, c(10));
     }
 }
+
+store_test! {
+    /// The pending holds are counted and summed across every account; a
+    /// released hold is neither.
+    #[tokio::test]
+    async fn pending_holds_are_counted_and_summed_across_accounts(store) {
+        let none = store.pending_holds().await.unwrap();
+        assert_eq!((none.count, none.amount), (0, Amount::ZERO));
+        open_account(&store, "p1", 10).await;
+        open_account(&store, "p2", 10).await;
+        place_hold(&store, "p1", 2).await;
+        place_hold(&store, "p2", 3).await;
+        let released = place_hold(&store, "p2", 4).await;
+        run(&store, release(released)).await.unwrap();
+
+        let pending = store.pending_holds().await.unwrap();
+        assert_eq!((pending.count, pending.amount), (2, c(5)));
+    }
+}

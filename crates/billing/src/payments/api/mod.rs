@@ -3,6 +3,7 @@
 //! request types.
 
 mod auto_topup;
+mod auto_topups;
 mod checkout;
 mod events;
 mod payment_method;
@@ -33,6 +34,7 @@ pub fn routes(billing: &Arc<Billing>) -> Vec<Route> {
         checkout::routes,
         payment_method::routes,
         auto_topup::routes,
+        auto_topups::routes,
         webhook::routes,
         events::routes,
     ]

@@ -1,4 +1,5 @@
-//! Health: what the API can tell of the service: its health check, a few
+//! Health: what the API can tell of the service: its health check, the last
+//! `creditd verify`, the holds pending, the auto top-ups backing off, a few
 //! figures from its metrics, and the latest payment events.
 
 use std::sync::Arc;
@@ -19,6 +20,9 @@ use crate::domain::{format, metrics};
 /// The payment events the page shows.
 const EVENTS_SHOWN: usize = 20;
 
+/// The auto top-ups backing off the page shows.
+const TOPUPS_SHOWN: usize = 50;
+
 /// The health page's route.
 pub(super) fn router() -> Router<Arc<Dashboard>> {
     Router::new().route("/admin/health", get(health))
@@ -33,6 +37,8 @@ struct HealthPage {
     notice: Option<Notice>,
     healthy: bool,
     health: String,
+    ledger: Option<LedgerRows>,
+    topups: Option<TopupRows>,
     figures: Option<Vec<Figure>>,
     events: Option<Vec<EventRow>>,
 }
@@ -48,6 +54,71 @@ struct EventRow {
     kind: String,
     account: String,
     outcome: String,
+}
+
+/// The ledger's health as shown.
+struct LedgerRows {
+    last_verify: Option<VerifyRow>,
+    holds_pending: u64,
+    holds_credits: String,
+}
+
+/// The last `creditd verify` as shown.
+struct VerifyRow {
+    at: String,
+    accounts: u64,
+    lots: u64,
+    transactions: u64,
+    violations: u64,
+    first_violations: Vec<String>,
+}
+
+/// The auto top-ups backing off, as shown: the first page, and whether
+/// there are more.
+struct TopupRows {
+    rows: Vec<TopupRow>,
+    more: bool,
+}
+
+struct TopupRow {
+    account: String,
+    reason: String,
+    retry_at: String,
+}
+
+#[derive(Deserialize)]
+struct LedgerHealth {
+    last_verify: Option<VerifyRun>,
+    holds_pending: HoldsPending,
+}
+
+#[derive(Deserialize)]
+struct VerifyRun {
+    ran_at: String,
+    accounts: u64,
+    lots: u64,
+    transactions: u64,
+    violations: u64,
+    first_violations: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct HoldsPending {
+    count: u64,
+    amount: String,
+}
+
+#[derive(Deserialize)]
+struct BackingOff {
+    data: Vec<BackingOffEntry>,
+    next_cursor: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct BackingOffEntry {
+    account_id: String,
+    reason: String,
+    retry_at: String,
 }
 
 #[derive(Deserialize)]
@@ -79,8 +150,11 @@ async fn health(State(dashboard): State<Arc<Dashboard>>, headers: HeaderMap) -> 
     let who = &operator.principal;
     let api = &dashboard.api;
     let events_path = format!("/v1/payments/events?limit={EVENTS_SHOWN}");
-    let (health, text, events) = tokio::join!(
+    let topups_path = format!("/v1/payments/auto-topups?state=backing_off&limit={TOPUPS_SHOWN}");
+    let (health, ledger, topups, text, events) = tokio::join!(
         api.get::<Health>(who, "/healthz"),
+        api.get::<LedgerHealth>(who, "/v1/health/ledger"),
+        api.get::<BackingOff>(who, &topups_path),
         api.get_text(who, "/metrics"),
         api.get::<Events>(who, &events_path),
     );
@@ -95,6 +169,8 @@ async fn health(State(dashboard): State<Arc<Dashboard>>, headers: HeaderMap) -> 
         notice: None,
         healthy,
         health,
+        ledger: ledger.ok().map(ledger_rows),
+        topups: topups.ok().map(topup_rows),
         figures: text.ok().map(|text| figures(&text)),
         events: events
             .ok()
@@ -145,11 +221,50 @@ fn figures(text: &str) -> Vec<Figure> {
     ]
 }
 
+/// An instant from the API, in the page's format; as given when it does
+/// not read.
+fn shown_instant(text: String) -> String {
+    ledger::Timestamp::parse_rfc3339(&text)
+        .map(format::instant)
+        .unwrap_or(text)
+}
+
+fn ledger_rows(health: LedgerHealth) -> LedgerRows {
+    let credits = ledger::Amount::parse(&health.holds_pending.amount)
+        .map(format::credits)
+        .unwrap_or(health.holds_pending.amount);
+    LedgerRows {
+        last_verify: health.last_verify.map(|run| VerifyRow {
+            at: shown_instant(run.ran_at),
+            accounts: run.accounts,
+            lots: run.lots,
+            transactions: run.transactions,
+            violations: run.violations,
+            first_violations: run.first_violations,
+        }),
+        holds_pending: health.holds_pending.count,
+        holds_credits: credits,
+    }
+}
+
+fn topup_rows(page: BackingOff) -> TopupRows {
+    TopupRows {
+        more: page.next_cursor.is_some(),
+        rows: page
+            .data
+            .into_iter()
+            .map(|entry| TopupRow {
+                account: entry.account_id,
+                reason: entry.reason,
+                retry_at: shown_instant(entry.retry_at),
+            })
+            .collect(),
+    }
+}
+
 fn event_row(event: Event) -> EventRow {
     EventRow {
-        at: ledger::Timestamp::parse_rfc3339(&event.received_at)
-            .map(format::instant)
-            .unwrap_or(event.received_at),
+        at: shown_instant(event.received_at),
         kind: event.kind,
         account: event.account_id.unwrap_or_default(),
         outcome: event.outcome,
