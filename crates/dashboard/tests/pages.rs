@@ -3,114 +3,14 @@
 //! SQLite and on PostgreSQL; pages fetched as a browser would (cookies, no
 //! redirects followed, forms posted).
 
-use std::sync::Arc;
+mod support;
 
 use dashboard::Dashboard;
-use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};
-use reqwest::{Method, StatusCode, redirect};
+use reqwest::header::{LOCATION, SET_COOKIE};
+use reqwest::{Method, StatusCode};
 use serde_json::json;
-use testkit::app::{KEY, Plugged, TestApp};
-
-/// Where the dashboard believes it is reached; forms must come from here.
-const PUBLIC: &str = "http://credits.test";
-
-fn plugins() -> testkit::app::Plugins {
-    Arc::new(|store, clock| {
-        let billing = Arc::new(billing::Billing::new(
-            store.clone(),
-            clock.clone(),
-            billing::EnvSettings::default(),
-        ));
-        let gateway = Arc::new(gateway::Gateway::new(
-            store.clone(),
-            clock.clone(),
-            gateway::GatewayConfig::default(),
-        ));
-        let dashboard = Arc::new(Dashboard::new(store, clock, PUBLIC));
-        Plugged {
-            capabilities: vec![
-                billing.capability(),
-                gateway.capability(),
-                dashboard.capability(),
-            ],
-            handle: Some(dashboard),
-        }
-    })
-}
-
-/// The dashboard alone, for the checks that walk its own routes.
-fn dashboard_alone() -> testkit::app::Plugins {
-    Arc::new(|store, clock| {
-        let dashboard = Arc::new(Dashboard::new(store, clock, PUBLIC));
-        Plugged {
-            capabilities: vec![dashboard.capability()],
-            handle: Some(dashboard),
-        }
-    })
-}
-
-/// A browser: no redirect followed, so that each step is seen.
-fn browser() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(redirect::Policy::none())
-        .build()
-        .unwrap()
-}
-
-struct Page {
-    status: StatusCode,
-    headers: HeaderMap,
-    html: String,
-}
-
-async fn fetch(app: &TestApp, path: &str, cookie: Option<&str>, headers: &[(&str, &str)]) -> Page {
-    let mut request = browser().get(format!("{}{path}", app.base));
-    if let Some(cookie) = cookie {
-        request = request.header("cookie", cookie);
-    }
-    for (name, value) in headers {
-        request = request.header(*name, *value);
-    }
-    let response = request.send().await.unwrap();
-    Page {
-        status: response.status(),
-        headers: response.headers().clone(),
-        html: response.text().await.unwrap(),
-    }
-}
-
-async fn post_form(
-    app: &TestApp,
-    path: &str,
-    cookie: &str,
-    origin: Option<&str>,
-    form: &[(&str, &str)],
-) -> Page {
-    let mut request = browser()
-        .post(format!("{}{path}", app.base))
-        .header("cookie", cookie)
-        .form(form);
-    if let Some(origin) = origin {
-        request = request.header("origin", origin);
-    }
-    let response = request.send().await.unwrap();
-    Page {
-        status: response.status(),
-        headers: response.headers().clone(),
-        html: response.text().await.unwrap(),
-    }
-}
-
-/// The `name=value` of the cookie a response sets.
-fn cookie_of(page: &Page) -> String {
-    let set = page
-        .headers
-        .get(SET_COOKIE)
-        .expect("a cookie")
-        .to_str()
-        .unwrap();
-    set.split(';').next().unwrap().to_owned()
-}
+use support::*;
+use testkit::app::{KEY, TestApp};
 
 /// A dashboard link for `account`, as the operator's backend asks for it;
 /// answers its path.
@@ -131,15 +31,6 @@ async fn session(app: &TestApp, account: &str) -> String {
     let opened = fetch(app, &path, None, &[]).await;
     assert_eq!(opened.status, StatusCode::SEE_OTHER);
     cookie_of(&opened)
-}
-
-/// The CSRF token in a page's forms.
-fn csrf_of(html: &str) -> String {
-    let at = html
-        .find("name=\"csrf\" value=\"")
-        .expect("a form with a CSRF token");
-    let rest = &html[at + "name=\"csrf\" value=\"".len()..];
-    rest[..rest.find('"').unwrap()].to_owned()
 }
 
 testkit::each_store_test! {
@@ -352,20 +243,6 @@ testkit::each_store_test! {
     }
     sqlite: TestApp::spawn_sqlite(Some(plugins())).await,
     postgres: TestApp::spawn_postgres(Some(plugins())).await,
-}
-
-/// Signs in to the admin panel; answers the session's cookie.
-async fn admin_session(app: &TestApp) -> String {
-    let response = browser()
-        .post(format!("{}/admin/login", app.base))
-        .form(&[("key", KEY)])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::SEE_OTHER);
-    let set = response.headers()[SET_COOKIE].to_str().unwrap().to_owned();
-    assert!(set.contains("Path=/admin") && set.contains("HttpOnly"));
-    set.split(';').next().unwrap().to_owned()
 }
 
 testkit::each_store_test! {

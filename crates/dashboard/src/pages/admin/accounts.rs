@@ -17,7 +17,7 @@ use serde_json::json;
 
 use super::super::customer::{self, Viewer};
 use super::super::{Notice, render, see_other, views};
-use super::{Notified, forbidden, genuine, operator};
+use super::{Notified, operator, operator_of_form};
 use crate::Dashboard;
 use crate::domain::format;
 use crate::domain::locale::Locale;
@@ -541,13 +541,10 @@ async fn grant(
     headers: HeaderMap,
     Form(form): Form<GrantForm>,
 ) -> Response {
-    let operator = match operator(&dashboard, &headers).await {
+    let operator = match operator_of_form(&dashboard, &headers, form.csrf.as_deref()).await {
         Ok(operator) => operator,
         Err(response) => return response,
     };
-    if !genuine(&dashboard, &headers, form.csrf.as_deref(), &operator) {
-        return forbidden();
-    }
     let Ok(account) = AccountId::parse(&id) else {
         return see_other("/admin");
     };
@@ -586,13 +583,10 @@ async fn void(
     headers: HeaderMap,
     Form(form): Form<GrantForm>,
 ) -> Response {
-    let operator = match operator(&dashboard, &headers).await {
+    let operator = match operator_of_form(&dashboard, &headers, form.csrf.as_deref()).await {
         Ok(operator) => operator,
         Err(response) => return response,
     };
-    if !genuine(&dashboard, &headers, form.csrf.as_deref(), &operator) {
-        return forbidden();
-    }
     let Ok(account) = AccountId::parse(&id) else {
         return see_other("/admin");
     };

@@ -165,12 +165,8 @@ async fn sign_out(
     headers: HeaderMap,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    let operator = match operator(&dashboard, &headers).await {
-        Ok(operator) => operator,
-        Err(response) => return response,
-    };
-    if !genuine(&dashboard, &headers, form.csrf.as_deref(), &operator) {
-        return forbidden();
+    if let Err(response) = operator_of_form(&dashboard, &headers, form.csrf.as_deref()).await {
+        return response;
     }
     if let Some(cookie) = security::cookie(&headers, ADMIN_COOKIE)
         && let Err(error) = session::end(dashboard.store.as_ref(), cookie).await
@@ -185,14 +181,21 @@ async fn sign_out(
     response
 }
 
-fn genuine(
+/// The operator of a form's POST, when the form is genuine: their session,
+/// its CSRF token, and this origin. Otherwise the page to answer: the
+/// sign-in page, or a refusal that changed nothing.
+async fn operator_of_form(
     dashboard: &Dashboard,
     headers: &HeaderMap,
     sent: Option<&str>,
-    operator: &Operator,
-) -> bool {
+) -> Result<Operator, Response> {
+    let operator = operator(dashboard, headers).await?;
     let own_origin = security::origin_of(&dashboard.public_url);
-    security::form_is_genuine(headers, sent, &operator.csrf, &own_origin)
+    if security::form_is_genuine(headers, sent, &operator.csrf, &own_origin) {
+        Ok(operator)
+    } else {
+        Err(forbidden())
+    }
 }
 
 fn forbidden() -> Response {

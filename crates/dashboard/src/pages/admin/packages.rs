@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::super::{Notice, render, see_other};
-use super::{Notified, Operator, filled, forbidden, genuine, invalid, is_record_id, operator};
+use super::{Notified, Operator, filled, invalid, is_record_id, operator, operator_of_form};
 use crate::Dashboard;
 use crate::domain::format;
 
@@ -230,13 +230,10 @@ async fn save(
     headers: HeaderMap,
     Form(form): Form<PackageForm>,
 ) -> Response {
-    let operator = match operator(&dashboard, &headers).await {
+    let operator = match operator_of_form(&dashboard, &headers, form.csrf.as_deref()).await {
         Ok(operator) => operator,
         Err(response) => return response,
     };
-    if !genuine(&dashboard, &headers, form.csrf.as_deref(), &operator) {
-        return forbidden();
-    }
     let notice = match form.body() {
         Err(wrong) => invalid(wrong),
         Ok((id, body)) => {
@@ -270,13 +267,10 @@ async fn set_active(
     headers: HeaderMap,
     Form(form): Form<ActiveForm>,
 ) -> Response {
-    let operator = match operator(&dashboard, &headers).await {
+    let operator = match operator_of_form(&dashboard, &headers, form.csrf.as_deref()).await {
         Ok(operator) => operator,
         Err(response) => return response,
     };
-    if !genuine(&dashboard, &headers, form.csrf.as_deref(), &operator) {
-        return forbidden();
-    }
     if !is_record_id(&id) {
         return see_other("/admin/packages?error=invalid_id");
     }

@@ -14,8 +14,7 @@ use serde_json::{Value, json};
 
 use super::super::{Notice, render, see_other};
 use super::{
-    Choice, Notified, Operator, choices, filled, forbidden, genuine, invalid, is_record_id,
-    operator,
+    Choice, Notified, Operator, choices, filled, invalid, is_record_id, operator, operator_of_form,
 };
 use crate::Dashboard;
 use crate::domain::format;
@@ -252,13 +251,10 @@ async fn save(
     headers: HeaderMap,
     Form(form): Form<PlanForm>,
 ) -> Response {
-    let operator = match operator(&dashboard, &headers).await {
+    let operator = match operator_of_form(&dashboard, &headers, form.csrf.as_deref()).await {
         Ok(operator) => operator,
         Err(response) => return response,
     };
-    if !genuine(&dashboard, &headers, form.csrf.as_deref(), &operator) {
-        return forbidden();
-    }
     let notice = match form.body() {
         Err(wrong) => invalid(wrong),
         Ok((id, body)) => {

@@ -15,7 +15,7 @@ use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use super::super::{Notice, render, see_other};
-use super::{CsrfForm, Operator, filled, forbidden, genuine, invalid, operator};
+use super::{CsrfForm, Operator, filled, invalid, operator, operator_of_form};
 use crate::Dashboard;
 
 /// The largest import form the panel reads, in bytes: a price list pasted
@@ -305,13 +305,10 @@ async fn save(
     headers: HeaderMap,
     Form(form): Form<PriceForm>,
 ) -> Response {
-    let operator = match operator(&dashboard, &headers).await {
+    let operator = match operator_of_form(&dashboard, &headers, form.csrf.as_deref()).await {
         Ok(operator) => operator,
         Err(response) => return response,
     };
-    if !genuine(&dashboard, &headers, form.csrf.as_deref(), &operator) {
-        return forbidden();
-    }
     let notice = match form.body() {
         Err(wrong) => invalid(wrong),
         Ok((model, body)) => {
@@ -375,13 +372,10 @@ async fn import(
     headers: HeaderMap,
     Form(form): Form<ImportForm>,
 ) -> Response {
-    let operator = match operator(&dashboard, &headers).await {
+    let operator = match operator_of_form(&dashboard, &headers, form.csrf.as_deref()).await {
         Ok(operator) => operator,
         Err(response) => return response,
     };
-    if !genuine(&dashboard, &headers, form.csrf.as_deref(), &operator) {
-        return forbidden();
-    }
     // Sent as written: read into numbers and written again, a price could
     // lose digits.
     let list = filled(&form.list).and_then(|l| serde_json::from_str::<Box<RawValue>>(l).ok());
@@ -421,13 +415,10 @@ async fn starter(
     headers: HeaderMap,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    let operator = match operator(&dashboard, &headers).await {
+    let operator = match operator_of_form(&dashboard, &headers, form.csrf.as_deref()).await {
         Ok(operator) => operator,
         Err(response) => return response,
     };
-    if !genuine(&dashboard, &headers, form.csrf.as_deref(), &operator) {
-        return forbidden();
-    }
     let path = "/v1/prices/import?source=starter";
     let sent = dashboard
         .api

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::super::{Notice, render, see_other};
-use super::{Notified, forbidden, genuine, operator};
+use super::{Notified, operator, operator_of_form};
 use crate::Dashboard;
 
 /// The settings' routes.
@@ -159,14 +159,11 @@ async fn save(
     headers: HeaderMap,
     Form(fields): Form<Vec<(String, String)>>,
 ) -> Response {
-    let operator = match operator(&dashboard, &headers).await {
+    let fields = Fields(fields);
+    let operator = match operator_of_form(&dashboard, &headers, fields.get("csrf")).await {
         Ok(operator) => operator,
         Err(response) => return response,
     };
-    let fields = Fields(fields);
-    if !genuine(&dashboard, &headers, fields.get("csrf"), &operator) {
-        return forbidden();
-    }
     let body = match fields.patch() {
         Ok(body) => body,
         Err(wrong) => return error_page(&dashboard, operator, &wrong).await,
