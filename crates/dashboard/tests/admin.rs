@@ -47,7 +47,8 @@ testkit::each_store_test! {
         let account = fetch(&app, "/admin/accounts/ada", Some(&cookie), &[]).await;
         assert!(account.html.contains(key["id"].as_str().unwrap()), "{}", account.html);
         // Each part of the account was read, not left out as unreadable.
-        for read in ["No subscription.", "No gateway usage in the last 30 days.", "No payment events."] {
+        for read in ["No subscription.", "No gateway usage in the last 30 days.", "No payment events.",
+            "No credits are held."] {
             assert!(account.html.contains(read), "{read}: {}", account.html);
         }
         let subscribed = fetch(&app, "/admin/accounts/bob", Some(&cookie), &[]).await;
@@ -66,6 +67,15 @@ testkit::each_store_test! {
         assert_eq!(held.status, StatusCode::CREATED, "{held:?}");
         let health = fetch(&app, "/admin/health", Some(&cookie), &[]).await;
         assert!(holds(&health.html, "1", "2.5"), "{}", health.html);
+        // The account's page lists its pending hold, and only while it is pending.
+        let hold_id = held.body["hold"]["id"].as_str().unwrap().to_owned();
+        let account = fetch(&app, "/admin/accounts/ada", Some(&cookie), &[]).await;
+        let row = format!("<tr><td>{hold_id}</td><td class=\"num\">2.5</td>");
+        assert!(account.html.contains(&row), "{}", account.html);
+        let released = app.post(&format!("/v1/holds/{hold_id}/release"), json!({})).await;
+        assert_eq!(released.status, StatusCode::OK, "{released:?}");
+        let account = fetch(&app, "/admin/accounts/ada", Some(&cookie), &[]).await;
+        assert!(!account.html.contains(&row) && account.html.contains("No credits are held."));
         // What `creditd verify` keeps of a run that found violations.
         let run = server::verify_run::VerifyRun {
             ran_at_micros: 1_800_000_000_000_000,

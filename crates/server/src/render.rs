@@ -622,6 +622,8 @@ pub struct Page<T> {
 pub type AccountPage<'a> = Page<AccountView<'a>>;
 /// A page of grants.
 pub type GrantPage<'a> = Page<GrantView<'a>>;
+/// A page of holds.
+pub type HoldPage<'a> = Page<HoldView<'a>>;
 /// A page of transactions.
 pub type TransactionPage<'a> = Page<TransactionView<'a>>;
 /// A page of features.

@@ -220,6 +220,7 @@ pub fn core_routes(state: &Arc<AppState>) -> Vec<Route> {
         routes
             .route(Service, Doc::of::<holds::__path_create>(), holds::create)
             .with_idempotency(Ledger),
+        routes.route(Account, Doc::of::<holds::__path_list>(), holds::list),
         routes.route(
             Account,
             Doc::of::<transactions::__path_list>(),

@@ -117,6 +117,41 @@ impl TxFilter {
     }
 }
 
+/// Which holds to list: one page of an account's holds, newest first.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HoldFilter {
+    /// The account.
+    pub account: AccountId,
+    /// Only holds that read as this status at `now`; every hold when none.
+    pub status: Option<ledger::HoldStatus>,
+    /// The instant statuses are read at: a pending hold past its expiry
+    /// reads as expired before the sweep writes its release.
+    pub now: Timestamp,
+    /// Only holds older than this one (the page cursor).
+    pub before: Option<HoldId>,
+    /// At most this many; at most [`PAGE_LIMIT_MAX`].
+    pub limit: usize,
+}
+
+impl HoldFilter {
+    /// The SQL condition on a hold's stored status and expiry that keeps
+    /// the holds reading as `status` at `now`, the placeholder given.
+    pub(crate) fn status_sql(&self, now: &str) -> String {
+        use ledger::HoldStatus::*;
+        // A condition that does not compare with `now` still names it, as
+        // a database that types its parameters wants each of them used.
+        let unused = format!("CAST({now} AS BIGINT) IS NOT NULL");
+        match self.status {
+            None => unused,
+            Some(Pending) => format!("status = 'pending' AND expires_at > {now}"),
+            Some(Expired) => {
+                format!("(status = 'expired' OR (status = 'pending' AND expires_at <= {now}))")
+            }
+            Some(status) => format!("status = '{}' AND {unused}", status.code()),
+        }
+    }
+}
+
 /// What `verify` found.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct AuditReport {
@@ -252,6 +287,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// One hold.
     fn hold(&self, id: HoldId) -> BoxFuture<'_, Result<Option<Hold>, StoreError>>;
+
+    /// A page of an account's holds, newest first.
+    fn holds(&self, filter: HoldFilter) -> BoxFuture<'_, Result<Vec<Hold>, StoreError>>;
 
     /// One transaction.
     fn transaction(&self, id: TxId) -> BoxFuture<'_, Result<Option<Transaction>, StoreError>>;

@@ -5,17 +5,17 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use ledger::{HoldId, HoldTtl};
+use ledger::{HoldId, HoldStatus, HoldTtl};
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use store::Op;
+use store::{HoldFilter, Op};
 use utoipa::ToSchema;
 
 use crate::AppState;
 use crate::error::ApiError;
-use crate::extract::{self, PathAccount, PathParam, Sign, Write};
+use crate::extract::{self, ExistingAccount, PathAccount, PathParam, Query, Sign, Write};
 use crate::openapi::schema::{self, AccountPath, HoldPath, IdempotencyKey};
-use crate::render::{self, HoldView, HoldWritten};
+use crate::render::{self, HoldPage, HoldView, HoldWritten, Page};
 
 /// A hold to place.
 #[derive(Deserialize, ToSchema)]
@@ -81,6 +81,72 @@ pub async fn create(
 
 fn hold_id(text: &str) -> Result<HoldId, ApiError> {
     extract::numbered_id(text, HoldId::parse, "hold")
+}
+
+/// The query of an account's hold list.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct HoldQuery {
+    /// Only holds that read as this status now (`pending`: still reserving
+    /// credits; a pending hold past its expiry reads as `expired`).
+    #[param(pattern = "^(pending|committed|released|expired)$")]
+    status: Option<String>,
+    /// The page size, a whole number from 1 to 100; 20 when absent.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100, default = 20)]
+    limit: Option<String>,
+    /// The `next_cursor` of the previous page; older holds follow.
+    #[param(value_type = Option<schema::HoldId>)]
+    cursor: Option<String>,
+}
+
+/// List an account's holds
+///
+/// Lists an account's holds, newest first, each as it stands now,
+/// optionally only those of one status: `status=pending` shows what is
+/// reserved now and until when.
+#[utoipa::path(
+    get,
+    path = "/v1/accounts/{account_id}/holds",
+    tag = "holds",
+    operation_id = "listHolds",
+    params(AccountPath, HoldQuery),
+    responses(
+        (status = 200, description = "A page of holds; `next_cursor` is a hold id, and older \
+            holds follow it.", body = HoldPage),
+        (status = 400, description = "`invalid_id`, `invalid_request` (a bad `limit`, \
+            `cursor` or `status`, or an unknown query parameter)."),
+        (status = 404, description = "`account_not_found`."),
+    ),
+)]
+pub async fn list(
+    State(state): State<Arc<AppState>>,
+    Query(query): Query<HoldQuery>,
+    ExistingAccount(account): ExistingAccount,
+) -> Result<Response, ApiError> {
+    let limit = extract::limit(query.limit.as_deref())?;
+    let status = query
+        .status
+        .as_deref()
+        .map(|code| {
+            HoldStatus::parse(code).ok_or_else(|| {
+                ApiError::InvalidRequest(format!("status {code:?} is not a hold status"))
+            })
+        })
+        .transpose()?;
+    let now = state.clock.now();
+    let holds = state
+        .store
+        .holds(HoldFilter {
+            account,
+            status,
+            now,
+            before: extract::cursor(query.cursor.as_deref(), HoldId::parse)?,
+            limit,
+        })
+        .await?;
+    let page = Page::new(&holds, limit, |h| h.id, |h| HoldView::new(h, now));
+    Ok(render::json(StatusCode::OK, &page))
 }
 
 /// Get a hold

@@ -178,3 +178,83 @@ store_test! {
         assert_eq!(bad.code(), "invalid_id");
     }
 }
+
+store_test! {
+    #[tokio::test]
+    async fn an_accounts_holds_are_listed_newest_first_and_by_status(app) {
+        app.account_with("u", "100").await;
+        app.account_with("other", "100").await;
+        let mut ids = Vec::new();
+        for (amount, ttl) in [("10", 60), ("20", 600), ("30", 600), ("5", 600)] {
+            let hold = app
+                .post(
+                    "/v1/accounts/u/holds",
+                    json!({"amount": amount, "ttl_seconds": ttl}),
+                )
+                .await;
+            assert_eq!(hold.status, StatusCode::CREATED, "{hold:?}");
+            ids.push(hold.body["hold"]["id"].as_str().unwrap().to_owned());
+        }
+        app.post("/v1/accounts/other/holds", json!({"amount": "1"}))
+            .await;
+        let commit = app
+            .post(&format!("/v1/holds/{}/commit", ids[1]), json!({"amount": "2"}))
+            .await;
+        assert_eq!(commit.status, StatusCode::OK);
+        let release = app
+            .post(&format!("/v1/holds/{}/release", ids[2]), json!({}))
+            .await;
+        assert_eq!(release.status, StatusCode::OK);
+        // The first hold's time runs out; no sweep has written it yet.
+        app.clock.advance_secs(60);
+
+        let listed = |path: &str| {
+            let app = &app;
+            let path = path.to_owned();
+            async move {
+                let page = app.get(&path).await;
+                assert_eq!(page.status, StatusCode::OK, "{page:?}");
+                page.body["data"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|h| {
+                        (
+                            h["id"].as_str().unwrap().to_owned(),
+                            h["status"].as_str().unwrap().to_owned(),
+                        )
+                    })
+                    .collect::<Vec<_>>()
+            }
+        };
+        let all = listed("/v1/accounts/u/holds").await;
+        let statuses: Vec<&str> = all.iter().map(|(_, s)| s.as_str()).collect();
+        assert_eq!(statuses, ["pending", "released", "committed", "expired"]);
+        assert_eq!(all[0].0, ids[3]);
+        assert_eq!(
+            listed("/v1/accounts/u/holds?status=pending").await,
+            [(ids[3].clone(), "pending".to_owned())]
+        );
+        assert_eq!(
+            listed("/v1/accounts/u/holds?status=expired").await,
+            [(ids[0].clone(), "expired".to_owned())]
+        );
+        assert_eq!(
+            listed("/v1/accounts/u/holds?status=committed").await,
+            [(ids[1].clone(), "committed".to_owned())]
+        );
+
+        let first = app.get("/v1/accounts/u/holds?limit=3").await;
+        assert_eq!(first.body["data"].as_array().unwrap().len(), 3);
+        let cursor = first.body["next_cursor"].as_str().unwrap();
+        assert_eq!(cursor, ids[1]);
+        let rest = listed(&format!("/v1/accounts/u/holds?limit=3&cursor={cursor}")).await;
+        assert_eq!(rest, [(ids[0].clone(), "expired".to_owned())]);
+
+        let bad = app.get("/v1/accounts/u/holds?status=open").await;
+        assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+        assert_eq!(bad.code(), "invalid_request");
+        let missing = app.get("/v1/accounts/nobody/holds").await;
+        assert_eq!(missing.code(), "account_not_found");
+    }
+}

@@ -24,8 +24,8 @@ use tokio_postgres::error::SqlState;
 
 use crate::records::{Record, RecordQuery};
 use crate::{
-    AuditReport, BoxFuture, Clock, Command, DueAccounts, Executed, Store, StoreError, StoreStats,
-    TxFilter,
+    AuditReport, BoxFuture, Clock, Command, DueAccounts, Executed, HoldFilter, Store, StoreError,
+    StoreStats, TxFilter,
 };
 use writer::{Job, Writer};
 
@@ -384,6 +384,13 @@ impl Store for PostgresStore {
         Box::pin(async move {
             let c = self.client().await?;
             read::hold(&c, id).await
+        })
+    }
+
+    fn holds(&self, filter: HoldFilter) -> BoxFuture<'_, Result<Vec<Hold>, StoreError>> {
+        Box::pin(async move {
+            let c = self.client().await?;
+            read::holds(&c, &filter).await
         })
     }
 

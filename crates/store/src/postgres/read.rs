@@ -83,6 +83,34 @@ pub async fn hold(c: &impl GenericClient, id: HoldId) -> Result<Option<Hold>, St
     Ok(map(rows(c, &sql, &[&id.0]).await?, hold_from_row)?.pop())
 }
 
+/// A page of `filter`'s holds, read through `holds_by_account`.
+pub async fn holds(
+    c: &impl GenericClient,
+    filter: &crate::HoldFilter,
+) -> Result<Vec<Hold>, StoreError> {
+    let sql = format!(
+        "SELECT {HOLD_COLUMNS} FROM holds \
+         WHERE account_id = $1 AND id < $2 AND {} ORDER BY id DESC LIMIT $4",
+        filter.status_sql("$3")
+    );
+    let before = filter.before.map_or(i64::MAX, |h| h.0);
+    let limit = filter.limit.min(crate::PAGE_LIMIT_MAX) as i64;
+    map(
+        rows(
+            c,
+            &sql,
+            &[
+                &filter.account.as_str(),
+                &before,
+                &filter.now.micros(),
+                &limit,
+            ],
+        )
+        .await?,
+        hold_from_row,
+    )
+}
+
 pub async fn transaction(
     c: &impl GenericClient,
     id: TxId,

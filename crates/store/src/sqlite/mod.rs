@@ -21,8 +21,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::records::{Record, RecordQuery};
 use crate::{
-    AuditReport, BoxFuture, Clock, Command, DueAccounts, Executed, Store, StoreError, StoreStats,
-    TxFilter,
+    AuditReport, BoxFuture, Clock, Command, DueAccounts, Executed, HoldFilter, Store, StoreError,
+    StoreStats, TxFilter,
 };
 use books::Books;
 use writer::{Job, Writer};
@@ -559,6 +559,10 @@ impl Store for SqliteStore {
 
     fn hold(&self, id: HoldId) -> BoxFuture<'_, Result<Option<Hold>, StoreError>> {
         self.read_point(move |conn| read::hold(conn, id))
+    }
+
+    fn holds(&self, filter: HoldFilter) -> BoxFuture<'_, Result<Vec<Hold>, StoreError>> {
+        self.read(move |conn| read::holds(conn, &filter))
     }
 
     fn transaction(&self, id: TxId) -> BoxFuture<'_, Result<Option<Transaction>, StoreError>> {

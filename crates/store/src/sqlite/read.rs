@@ -180,6 +180,26 @@ pub fn hold(conn: &Connection, id: HoldId) -> Result<Option<Hold>, StoreError> {
     )
 }
 
+/// A page of `filter`'s holds, read through `holds_by_account`.
+pub fn holds(conn: &Connection, filter: &crate::HoldFilter) -> Result<Vec<Hold>, StoreError> {
+    let sql = format!(
+        "SELECT {HOLD_COLUMNS} FROM holds \
+         WHERE account_id = ?1 AND id < ?2 AND {} ORDER BY id DESC LIMIT ?4",
+        filter.status_sql("?3")
+    );
+    collect(
+        conn,
+        &sql,
+        params![
+            filter.account.as_str(),
+            filter.before.map_or(i64::MAX, |h| h.0),
+            filter.now.micros(),
+            filter.limit.min(crate::PAGE_LIMIT_MAX) as i64
+        ],
+        |row| hold_from_row(row),
+    )
+}
+
 pub fn transaction(conn: &Connection, id: TxId) -> Result<Option<Transaction>, StoreError> {
     first(
         conn,

@@ -1,4 +1,4 @@
-//! Accounts: find one, see it (balance, grants, plan, usage, keys,
+//! Accounts: find one, see it (balance, grants, pending holds, plan, usage, keys,
 //! payments, recent history), grant or void credits, and open the
 //! customer's Credits page read-only.
 
@@ -204,6 +204,7 @@ struct AccountView {
     subscription: Option<SubscriptionFacts>,
     auto_topup: Option<AutoTopupFacts>,
     grants: Vec<GrantRow>,
+    holds: Vec<HoldRow>,
     /// Usage by model and its total; none when it could not be read.
     usage: Option<(Vec<UsageRow>, UsageRow)>,
     keys: Vec<KeyRow>,
@@ -233,6 +234,14 @@ struct GrantRow {
     status: String,
     expires: String,
     voidable: bool,
+}
+
+struct HoldRow {
+    id: String,
+    amount: String,
+    created: String,
+    expires: String,
+    metadata: String,
 }
 
 struct UsageRow {
@@ -289,6 +298,22 @@ struct Grant {
     status: String,
     #[serde(default)]
     expires_at: Option<String>,
+}
+
+/// `GET …/holds?status=pending`.
+#[derive(Deserialize)]
+struct Holds {
+    data: Vec<Hold>,
+}
+
+#[derive(Deserialize)]
+struct Hold {
+    id: String,
+    amount: String,
+    created_at: String,
+    expires_at: String,
+    #[serde(default)]
+    metadata: serde_json::Map<String, serde_json::Value>,
 }
 
 /// `GET …/usage?group_by=model`: the groups and their total.
@@ -349,6 +374,7 @@ struct AccountReads {
     subscription: Option<views::Subscription>,
     auto_topup: Option<views::AutoTopup>,
     grants: Vec<Grant>,
+    holds: Vec<Hold>,
     usage: Option<UsageSummary>,
     keys: Vec<views::Key>,
     payments: Option<Vec<PaymentEvent>>,
@@ -374,8 +400,9 @@ async fn read_account(
         format!("/v1/accounts/{account}/keys?limit=100"),
         format!("/v1/payments/events?account={account}&limit=20"),
         format!("/v1/accounts/{account}/transactions?limit=20"),
+        format!("/v1/accounts/{account}/holds?status=pending&limit=100"),
     ];
-    let (detail, balance, subscription, auto_topup, grants, usage, keys, payments, txs) = tokio::join!(
+    let (detail, balance, subscription, auto_topup, grants, usage, keys, payments, txs, holds) = tokio::join!(
         api.get::<AccountDetail>(who, &paths[0]),
         api.get::<views::Balance>(who, &paths[1]),
         api.get::<views::Subscription>(who, &paths[2]),
@@ -385,6 +412,7 @@ async fn read_account(
         api.get::<views::Keys>(who, &paths[6]),
         api.get::<PaymentEvents>(who, &paths[7]),
         api.get::<views::Transactions>(who, &paths[8]),
+        api.get::<Holds>(who, &paths[9]),
     );
     Some(AccountReads {
         detail: detail.ok()?,
@@ -392,6 +420,7 @@ async fn read_account(
         subscription: subscription.ok(),
         auto_topup: auto_topup.ok(),
         grants: grants.map(|g| g.data).unwrap_or_default(),
+        holds: holds.map(|h| h.data).unwrap_or_default(),
         usage: usage.ok(),
         keys: keys.map(|k| k.data).unwrap_or_default(),
         payments: payments.ok().map(|p| p.data),
@@ -457,6 +486,7 @@ fn account_view(reads: AccountReads, id: String) -> AccountView {
             last_failure: a.last_failure.unwrap_or_default(),
         }),
         grants: reads.grants.into_iter().map(grant_row).collect(),
+        holds: reads.holds.into_iter().map(hold_row).collect(),
         usage: reads.usage.map(|summary| {
             let rows = summary.data.into_iter().map(UsageGroup::row).collect();
             (rows, summary.total.row())
@@ -489,6 +519,22 @@ fn grant_row(g: Grant) -> GrantRow {
         remaining: g.remaining,
         status: g.status,
         expires: shown_instant(g.expires_at),
+    }
+}
+
+fn hold_row(h: Hold) -> HoldRow {
+    HoldRow {
+        id: h.id,
+        amount: format::micros_of(&h.amount)
+            .map(|micros| format::credits(ledger::Amount::from_micros(micros)))
+            .unwrap_or(h.amount),
+        created: shown_instant(Some(h.created_at)),
+        expires: shown_instant(Some(h.expires_at)),
+        metadata: if h.metadata.is_empty() {
+            String::new()
+        } else {
+            serde_json::Value::Object(h.metadata).to_string()
+        },
     }
 }
 
