@@ -239,6 +239,27 @@ testkit::each_store_test! {
         let not_json = post_form(&app, "/admin/prices/import", &cookie, Some(PUBLIC),
             &[("csrf", &csrf), ("list", "model,price")]).await;
         assert_eq!(not_json.status, StatusCode::BAD_REQUEST);
+        // A list chosen as a file, as the form sends it; the file wins over
+        // whatever was pasted beside it.
+        let file = r#"{"uploaded-model": {"litellm_provider": "openai", "mode": "chat",
+            "input_cost_per_token": 3e-06, "output_cost_per_token": 1.5e-05}}"#;
+        let uploaded = post_multipart(&app, "/admin/prices/import", &cookie, Some(PUBLIC),
+            &[("csrf", &csrf), ("file", file), ("list", "not json"), ("format", "litellm"),
+              ("providers", "openai")]).await;
+        assert_eq!(uploaded.status, StatusCode::OK, "{}", uploaded.html);
+        assert!(uploaded.html.contains("Imported: 1 written"), "{}", uploaded.html);
+        assert_eq!(app.get("/v1/prices/uploaded-model").await.body["output"], "15");
+        let empty = post_multipart(&app, "/admin/prices/import", &cookie, Some(PUBLIC),
+            &[("csrf", &csrf), ("file", ""), ("list", "")]).await;
+        assert_eq!(empty.status, StatusCode::BAD_REQUEST);
+        let other = file.replace("uploaded-model", "forged-model");
+        let forged = post_multipart(&app, "/admin/prices/import", &cookie,
+            Some("https://evil.example"), &[("csrf", &csrf), ("file", &other)]).await;
+        assert_eq!(forged.status, StatusCode::FORBIDDEN);
+        let untokened = post_multipart(&app, "/admin/prices/import", &cookie, Some(PUBLIC),
+            &[("file", &other)]).await;
+        assert_eq!(untokened.status, StatusCode::FORBIDDEN);
+        assert_eq!(app.get("/v1/prices/forged-model").await.status, StatusCode::NOT_FOUND);
         let listed = app.get("/v1/prices?limit=100").await;
         assert!(listed.body["data"].as_array().unwrap().len() > 1);
     }

@@ -2,6 +2,7 @@
 another origin, and an operator's admin panel, each page checked by axe at both widths."""
 
 import http.server
+import json
 import re
 import threading
 
@@ -225,8 +226,11 @@ def operator(chromium, customer_page):
     page.get_by_role("link", name=re.compile("Credits page")).click()
     assert "Read-only view" in page.content()
     browser.look(page, "admin-customer-view")
-    # A hold pending, which the health page counts.
-    api("POST", "/v1/accounts/ada/holds", {"amount": "5"})
+    # A hold pending, which the account's page lists and the health page counts.
+    hold = api("POST", "/v1/accounts/ada/holds", {"amount": "5"})["hold"]["id"]
+    page.goto(BASE + "/admin/accounts/ada")
+    row = page.get_by_role("region", name="Pending holds").get_by_role("row", name=re.compile(hold))
+    assert re.search(r"\b5\b", row.inner_text()), row.inner_text()
     # Every other section of the panel.
     page.goto(BASE + "/admin")
     for section in ("packages", "plans", "prices", "settings", "health"):
@@ -235,6 +239,17 @@ def operator(chromium, customer_page):
         browser.look(page, "admin-" + section)
     held = page.get_by_test_id("holds-pending").inner_text()
     assert re.search(r"Holds pending\s+1\b", held), held
+    # A price list imported from a file chosen on the prices page.
+    page.goto(BASE + "/admin/prices")
+    price_list = {"uploaded-model": {"litellm_provider": "openai", "mode": "chat",
+                                     "input_cost_per_token": 2.5e-06, "output_cost_per_token": 1e-05}}
+    page.get_by_label("Price list file (JSON)").set_input_files(files=[{
+        "name": "model_prices_and_context_window.json", "mimeType": "application/json",
+        "buffer": json.dumps(price_list).encode()}])
+    page.get_by_role("button", name="Import", exact=True).click()
+    notice = page.locator("p.notice").first.inner_text()
+    assert "Imported: 1 written" in notice, notice
+    assert api("GET", "/v1/prices/uploaded-model")["input"] == "2.5"
 
 
 set_up()

@@ -106,6 +106,52 @@ pub async fn post_form(
     }
 }
 
+/// Posts `fields` as `multipart/form-data`, as a browser sends a form with
+/// a file input; a field named `file` goes as a file of that content.
+pub async fn post_multipart(
+    app: &TestApp,
+    path: &str,
+    cookie: &str,
+    origin: Option<&str>,
+    fields: &[(&str, &str)],
+) -> Page {
+    let boundary = "----creditd-test-boundary-7d1f";
+    let mut body = String::new();
+    for (name, value) in fields {
+        body.push_str(&format!("--{boundary}\r\n"));
+        if *name == "file" {
+            body.push_str(
+                "Content-Disposition: form-data; name=\"file\"; filename=\"prices.json\"\r\n\
+                 Content-Type: application/json\r\n\r\n",
+            );
+        } else {
+            body.push_str(&format!(
+                "Content-Disposition: form-data; name=\"{name}\"\r\n\r\n"
+            ));
+        }
+        body.push_str(value);
+        body.push_str("\r\n");
+    }
+    body.push_str(&format!("--{boundary}--\r\n"));
+    let mut request = browser()
+        .post(format!("{}{path}", app.base))
+        .header("cookie", cookie)
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={boundary}"),
+        )
+        .body(body);
+    if let Some(origin) = origin {
+        request = request.header("origin", origin);
+    }
+    let response = request.send().await.unwrap();
+    Page {
+        status: response.status(),
+        headers: response.headers().clone(),
+        html: response.text().await.unwrap(),
+    }
+}
+
 /// The `name=value` of the cookie a response sets.
 pub fn cookie_of(page: &Page) -> String {
     let set = page

@@ -5,9 +5,10 @@
 use std::sync::Arc;
 
 use askama::Template;
-use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Query, Request, State};
+use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, Method, StatusCode};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
 use serde::Deserialize;
@@ -18,7 +19,7 @@ use super::super::{Notice, render, see_other};
 use super::{CsrfForm, Operator, filled, invalid, operator, operator_of_form};
 use crate::Dashboard;
 
-/// The largest import form the panel reads, in bytes: a price list pasted
+/// The largest import form the panel reads, in bytes: a price list sent
 /// whole, as the API takes it (LiteLLM's list is a few MiB).
 const IMPORT_FORM_LEN_MAX: usize = 32 * 1024 * 1024;
 
@@ -358,27 +359,89 @@ impl ImportReport {
     }
 }
 
-#[derive(Deserialize)]
+/// The import form: the list chosen as a file (sent as multipart) or
+/// pasted (either encoding); a file chosen wins over the text pasted.
+#[derive(Default, Deserialize)]
 struct ImportForm {
     csrf: Option<String>,
+    #[serde(skip)]
+    file: Option<String>,
     list: Option<String>,
     format: Option<String>,
     providers: Option<String>,
 }
 
-/// `POST /admin/prices/import`: imports the price list pasted in the form.
+impl ImportForm {
+    /// Reads the form as its content type says it was sent; a body that is
+    /// neither form is answered with 400 and changes nothing.
+    async fn read(request: Request) -> Result<ImportForm, Response> {
+        let multipart = request
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(|value| value.starts_with("multipart/form-data"));
+        if !multipart {
+            return Form::<ImportForm>::from_request(request, &())
+                .await
+                .map(|Form(form)| form)
+                .map_err(IntoResponse::into_response);
+        }
+        let unreadable = |_| not_a_form();
+        let mut parts = Multipart::from_request(request, &())
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let mut form = ImportForm::default();
+        while let Some(field) = parts.next_field().await.map_err(unreadable)? {
+            let name = field.name().unwrap_or_default().to_owned();
+            let text = field.text().await.map_err(unreadable)?;
+            let slot = match name.as_str() {
+                "csrf" => &mut form.csrf,
+                "file" => &mut form.file,
+                "list" => &mut form.list,
+                "format" => &mut form.format,
+                "providers" => &mut form.providers,
+                _ => continue,
+            };
+            *slot = Some(text);
+        }
+        Ok(form)
+    }
+
+    /// The price list sent: the file's when one was chosen, else the text.
+    fn list(&self) -> Option<&str> {
+        filled(&self.file).or_else(|| filled(&self.list))
+    }
+}
+
+fn not_a_form() -> Response {
+    super::super::message(
+        StatusCode::BAD_REQUEST,
+        crate::domain::locale::Locale::En,
+        "Not imported",
+        "The form could not be read; nothing changed.",
+    )
+}
+
+/// `POST /admin/prices/import`: imports the price list chosen as a file or
+/// pasted in the form.
 async fn import(
     State(dashboard): State<Arc<Dashboard>>,
     headers: HeaderMap,
-    Form(form): Form<ImportForm>,
+    request: Request,
 ) -> Response {
+    let form = match ImportForm::read(request).await {
+        Ok(form) => form,
+        Err(response) => return response,
+    };
     let operator = match operator_of_form(&dashboard, &headers, form.csrf.as_deref()).await {
         Ok(operator) => operator,
         Err(response) => return response,
     };
     // Sent as written: read into numbers and written again, a price could
     // lose digits.
-    let list = filled(&form.list).and_then(|l| serde_json::from_str::<Box<RawValue>>(l).ok());
+    let list = form
+        .list()
+        .and_then(|l| serde_json::from_str::<Box<RawValue>>(l).ok());
     let Some(list) = list else {
         let notice = invalid("the price list is not JSON");
         let page = page(
