@@ -255,6 +255,22 @@ testkit::each_store_test! {
         let found = fetch(&app, "/admin?q=lovelace", Some(&cookie), &[]).await;
         assert_eq!(found.status, StatusCode::OK);
         assert!(found.html.contains("/admin/accounts/ada") && !found.html.contains("/admin/accounts/bob"));
+        // Pages of a search keep it; a search too short for the index
+        // finds the account of exactly that id.
+        for n in 0..60 {
+            app.send(Method::POST, "/v1/accounts", Some(json!({"id": format!("team_{n:02}"),
+                "metadata": {"org": "Analytical Engines"}}))).await;
+        }
+        let first = fetch(&app, "/admin?q=analytical+engines", Some(&cookie), &[]).await;
+        assert!(first.html.contains("/admin/accounts/team_00") && !first.html.contains("/admin/accounts/ada"));
+        assert!(first.html.contains("href=\"/admin?q=analytical+engines&#38;cursor=team_49\""), "{}", first.html);
+        let second = fetch(&app, "/admin?q=analytical+engines&cursor=team_49", Some(&cookie), &[]).await;
+        assert!(second.html.contains("/admin/accounts/team_59") && !second.html.contains("/admin/accounts/team_00"));
+        let exact = fetch(&app, "/admin?q=ad", Some(&cookie), &[]).await;
+        assert!(exact.html.contains("No accounts found.") && exact.html.contains("from 3 characters on"));
+        app.account_with("jo", "1").await;
+        let exact = fetch(&app, "/admin?q=jo", Some(&cookie), &[]).await;
+        assert!(exact.html.contains("/admin/accounts/jo"), "{}", exact.html);
         let page = fetch(&app, "/admin/accounts/ada", Some(&cookie), &[]).await;
         let csrf = csrf_of(&page.html);
         let granted = post_form(&app, "/admin/accounts/ada/grant", &cookie, Some(PUBLIC),

@@ -545,20 +545,6 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
     }
 }
 
-/// `?limit=&cursor=`, the query of the list of accounts.
-#[derive(serde::Deserialize, utoipa::IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct PageQuery {
-    /// The page size, a whole number from 1 to 100; 20 when absent.
-    #[param(value_type = Option<u32>, minimum = 1, maximum = 100, default = 20)]
-    pub limit: Option<String>,
-    /// The `next_cursor` of the previous page, an account id; the accounts
-    /// after it follow.
-    #[param(value_type = Option<crate::openapi::schema::AccountId>)]
-    pub cursor: Option<String>,
-}
-
 /// `?limit=&cursor=`, the query of a list of keys.
 #[derive(serde::Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]

@@ -60,6 +60,10 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// The largest page any list returns.
 pub const PAGE_LIMIT_MAX: usize = 100;
 
+/// The fewest characters an account search looks for: the search index
+/// is of character trigrams.
+pub const SEARCH_LEN_MIN: usize = 3;
+
 /// Which transactions to list: one page of an account's journal, newest
 /// first. Each filter left empty keeps everything.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -252,6 +256,16 @@ pub trait Store: Send + Sync + 'static {
     /// Accounts in id order, after `after`, at most `limit`.
     fn accounts(
         &self,
+        after: Option<AccountId>,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<Account>, StoreError>>;
+
+    /// Accounts whose id, name or metadata holds `text` (at least
+    /// [`SEARCH_LEN_MIN`] characters), whatever its case, in id order,
+    /// after `after`, at most `limit`; read through a trigram index.
+    fn search_accounts(
+        &self,
+        text: String,
         after: Option<AccountId>,
         limit: usize,
     ) -> BoxFuture<'_, Result<Vec<Account>, StoreError>>;

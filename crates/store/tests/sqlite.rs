@@ -161,7 +161,7 @@ async fn a_database_from_before_the_live_flag_is_migrated() {
         conn.execute_batch(
             "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL);
              INSERT INTO schema_migrations VALUES (1, 0);
-             INSERT INTO accounts VALUES ('old', NULL, '{}', 0, 0, 0);
+             INSERT INTO accounts VALUES ('old', 'Old Timer', '{}', 0, 0, 0);
              INSERT INTO lots VALUES (1, 'old', 'purchase', 50, 7000000, 0, 0, NULL, NULL, 0, '{}');
              INSERT INTO lots VALUES (2, 'old', 'purchase', 50, 9000000, 3000000, 0, NULL, NULL, 0, '{}');",
         )
@@ -178,6 +178,17 @@ async fn a_database_from_before_the_live_flag_is_migrated() {
     store.close();
     assert_eq!(lots_out_of_step(&db), 0);
     assert!(lots_read_afresh(&db, "old").await.is_empty());
+    // The accounts from before the search index are in it.
+    let store = db.open();
+    let found = store
+        .search_accounts("TIMER".into(), None, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        found.iter().map(|a| a.id.as_str()).collect::<Vec<_>>(),
+        ["old"]
+    );
+    store.close();
 }
 
 async fn checked(store: &SqliteStore, account: &str, now: Timestamp) -> Amount {

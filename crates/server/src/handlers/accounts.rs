@@ -15,7 +15,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::AppState;
 use crate::account_billing::{self, BillingMode};
 use crate::error::ApiError;
-use crate::extract::{self, PageQuery, PathAccount, Query, Sign, Write};
+use crate::extract::{self, PathAccount, Query, Sign, Write};
 use crate::openapi::schema::{self, AccountPath, IdempotencyKey};
 use crate::render::{self, AccountPage, AccountView, BalanceView, Page};
 use store::records::{self, Expect};
@@ -249,30 +249,72 @@ pub async fn get(
     ))
 }
 
+/// The longest text an account search takes, in characters.
+const SEARCH_LEN_MAX: usize = 200;
+
+/// `?search=&limit=&cursor=`, the query of the account list.
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct AccountListQuery {
+    /// Only accounts whose id, name or metadata (its JSON text, keys and
+    /// values) holds this text, whatever its case; 3 to 200 characters,
+    /// none of them a control character.
+    #[param(min_length = 3, max_length = 200)]
+    search: Option<String>,
+    /// The page size, a whole number from 1 to 100; 20 when absent.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100, default = 20)]
+    limit: Option<String>,
+    /// The `next_cursor` of the previous page, an account id; the accounts
+    /// after it follow.
+    #[param(value_type = Option<schema::AccountId>)]
+    cursor: Option<String>,
+}
+
 /// List accounts
 ///
-/// Lists accounts in ascending id order, one page at a time. `next_cursor`
-/// is set whenever the page is full; pass it as `cursor` to get the
-/// accounts that sort after it.
+/// Lists accounts in ascending id order, one page at a time, optionally
+/// only those whose id, name or metadata holds `search` (read through a
+/// trigram index, so a search costs what it finds, not the number of
+/// accounts). `next_cursor` is set whenever the page is full; pass it as
+/// `cursor`, with the same `search`, to get the accounts that sort after it.
 #[utoipa::path(
     get,
     path = "/v1/accounts",
     tag = "accounts",
     operation_id = "listAccounts",
-    params(PageQuery),
+    params(AccountListQuery),
     responses(
         (status = 200, description = "A page of accounts.", body = AccountPage),
-        (status = 400, description = "`invalid_request`: a bad `limit` or `cursor`, or an \
-            unknown query parameter."),
+        (status = 400, description = "`invalid_request`: a bad `limit` or `cursor`, a \
+            `search` shorter than 3 or longer than 200 characters or holding a control \
+            character, or an unknown query parameter."),
     ),
 )]
 pub async fn list(
     State(state): State<Arc<AppState>>,
-    Query(query): Query<PageQuery>,
+    Query(query): Query<AccountListQuery>,
 ) -> Result<Response, ApiError> {
     let limit = extract::limit(query.limit.as_deref())?;
     let after = extract::cursor(query.cursor.as_deref(), ledger::AccountId::parse)?;
-    let accounts = state.store.accounts(after, limit).await?;
+    let accounts = match query.search {
+        None => state.store.accounts(after, limit).await?,
+        Some(search) => {
+            let length = search.chars().count();
+            if !(store::SEARCH_LEN_MIN..=SEARCH_LEN_MAX).contains(&length) {
+                return Err(ApiError::InvalidRequest(format!(
+                    "search must be {} to {SEARCH_LEN_MAX} characters long",
+                    store::SEARCH_LEN_MIN
+                )));
+            }
+            if search.chars().any(char::is_control) {
+                return Err(ApiError::InvalidRequest(
+                    "search must not hold control characters".into(),
+                ));
+            }
+            state.store.search_accounts(search, after, limit).await?
+        }
+    };
     let page = Page::new(&accounts, limit, |a| a.id.clone(), AccountView::new);
     Ok(render::json(StatusCode::OK, &page))
 }

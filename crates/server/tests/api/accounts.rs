@@ -94,6 +94,95 @@ store_test! {
 
 store_test! {
     #[tokio::test]
+    async fn accounts_are_searched_by_id_name_or_metadata_in_any_case(app) {
+        for (id, name, metadata) in [
+            ("user_1", "Ada Lovelace", json!({"email": "ada@analytical.example"})),
+            ("user_2", "Grace Hopper", json!({"email": "grace@navy.example", "team": "cobol"})),
+            ("user_3", "张三丰", json!({"note": "100%_off \"vip\""})),
+            ("org:lovelace-labs", "Labs", json!({})),
+        ] {
+            let created = app
+                .post("/v1/accounts", json!({"id": id, "name": name, "metadata": metadata}))
+                .await;
+            assert_eq!(created.status, StatusCode::CREATED, "{created:?}");
+        }
+        let found = |search: &str| {
+            let app = &app;
+            let path = format!("/v1/accounts?search={}", urlencode(search));
+            async move {
+                let page = app.get(&path).await;
+                assert_eq!(page.status, StatusCode::OK, "{page:?}");
+                page.body["data"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|a| a["id"].as_str().unwrap().to_owned())
+                    .collect::<Vec<_>>()
+            }
+        };
+        assert_eq!(found("LOVELACE").await, ["org:lovelace-labs", "user_1"]);
+        assert_eq!(found("navy.example").await, ["user_2"]);
+        assert_eq!(found("cobol").await, ["user_2"]);
+        assert_eq!(found("张三丰").await, ["user_3"]);
+        // Characters that are wildcards or quotes to a database are text.
+        assert_eq!(found("100%_off").await, ["user_3"]);
+        assert_eq!(found("0%_o").await, ["user_3"]);
+        assert_eq!(found("\"vip").await, ["user_3"]);
+        assert_eq!(found("%%%").await, Vec::<String>::new());
+        assert_eq!(found("user_").await, ["user_1", "user_2", "user_3"]);
+        assert_eq!(found("nobody").await, Vec::<String>::new());
+
+        // A rename is found at once, and the old name no more.
+        let renamed = app
+            .send(
+                reqwest::Method::PATCH,
+                "/v1/accounts/user_1",
+                Some(json!({"name": "Augusta King", "metadata": {"email": "countess@example.org"}})),
+            )
+            .await;
+        assert_eq!(renamed.status, StatusCode::OK, "{renamed:?}");
+        assert_eq!(found("lovelace").await, ["org:lovelace-labs"]);
+        assert_eq!(found("augusta").await, ["user_1"]);
+        assert_eq!(found("countess@").await, ["user_1"]);
+        // Writes that leave the name alone keep the account found.
+        app.post("/v1/accounts/user_1/grants", json!({"amount": "5", "source": "admin"}))
+            .await;
+        app.post("/v1/accounts/user_1/consume", json!({"amount": "9"})).await;
+        assert_eq!(found("augusta").await, ["user_1"]);
+
+        // Pages of a search, by the same cursor as the list.
+        let first = app.get("/v1/accounts?search=user_&limit=2").await;
+        assert_eq!(first.body["next_cursor"], "user_2");
+        let rest = app
+            .get("/v1/accounts?search=user_&limit=2&cursor=user_2")
+            .await;
+        assert_eq!(rest.body["data"][0]["id"], "user_3");
+        assert_eq!(rest.body["data"].as_array().unwrap().len(), 1);
+
+        for short in ["ab", "三丰", "", "\0ab", "a\nbc"] {
+            let refused = app
+                .get(&format!("/v1/accounts?search={}", urlencode(short)))
+                .await;
+            assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{short:?}");
+            assert_eq!(refused.code(), "invalid_request");
+        }
+        let long = "x".repeat(201);
+        let refused = app.get(&format!("/v1/accounts?search={long}")).await;
+        assert_eq!(refused.code(), "invalid_request");
+    }
+}
+
+fn urlencode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+store_test! {
+    #[tokio::test]
     async fn balance_lists_lots_in_burn_order_with_held_and_debt(app) {
         app.account_with("u", "100").await;
         app.post(

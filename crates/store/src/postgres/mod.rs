@@ -44,6 +44,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (4, include_str!("migrations/0004_gateway_calls.sql")),
     (5, include_str!("migrations/0005_free_features.sql")),
     (6, include_str!("migrations/0006_history_filters.sql")),
+    (7, include_str!("migrations/0007_account_search.sql")),
 ];
 
 /// The advisory lock key that serializes migrations across nodes.
@@ -347,6 +348,18 @@ impl Store for PostgresStore {
         Box::pin(async move {
             let c = self.client().await?;
             read::accounts(&c, after.as_ref(), limit).await
+        })
+    }
+
+    fn search_accounts(
+        &self,
+        text: String,
+        after: Option<AccountId>,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<Account>, StoreError>> {
+        Box::pin(async move {
+            let c = self.client().await?;
+            read::search_accounts(&c, &text, after.as_ref(), limit).await
         })
     }
 
@@ -752,5 +765,32 @@ mod tests {
         let spent = plan(&client, "spent", read::USAGE_BETWEEN_SQL, week).await;
         assert!(spent.contains("transactions_usage_by_time"), "{spent}");
         assert_eq!(scans_a_whole_table(&spent), None, "{spent}");
+    }
+
+    /// Among 100,000 accounts, a search for a name is read from the
+    /// trigram index, not from every account. (Over a few tens of thousands
+    /// PostgreSQL finds a scan of them all cheaper, and it is.)
+    #[tokio::test]
+    async fn an_account_search_reads_the_trigram_index() {
+        let Some(database) = testkit::TestDatabase::create().await else {
+            return;
+        };
+        migrate(&database.url).await.unwrap();
+        let pool = build_pool(&PostgresOptions::new(&database.url), Role::Readers, 1).unwrap();
+        let client = pool.get().await.unwrap();
+        client
+            .batch_execute(
+                "INSERT INTO accounts (id, name, metadata, overdraft_limit, debt, created_at) \
+                 SELECT 'user_' || i, 'Customer ' || md5(i::text), \
+                        '{\"email\": \"' || md5(i::text) || '@example.com\"}', 0, 0, 0 \
+                 FROM generate_series(1, 100000) AS i; \
+                 ANALYZE accounts",
+            )
+            .await
+            .unwrap();
+        let sql = read::search_accounts_sql();
+        let found = plan(&client, "search", &sql, "'%lovelace%', '', 20").await;
+        assert!(found.contains("accounts_search"), "{found}");
+        assert_eq!(scans_a_whole_table(&found), None, "{found}");
     }
 }

@@ -62,6 +62,41 @@ pub async fn lot(c: &impl GenericClient, id: LotId) -> Result<Option<Lot>, Store
     Ok(map(rows(c, &sql, &[&id.0]).await?, lot_from_row)?.pop())
 }
 
+/// The search of accounts whose searchable text is like `$1`, after `$2`,
+/// at most `$3`: the filter repeats the expression of the trigram index
+/// `accounts_search`, so that the index serves it.
+pub(crate) fn search_accounts_sql() -> String {
+    format!(
+        "SELECT {ACCOUNT_COLUMNS} FROM accounts \
+         WHERE (id || ' ' || coalesce(name, '') || ' ' || metadata) ILIKE $1 \
+           AND id > $2 ORDER BY id LIMIT $3"
+    )
+}
+
+/// Accounts whose searchable text (id, name, metadata) holds `text`, in
+/// any case, read through the trigram index `accounts_search`.
+pub async fn search_accounts(
+    c: &impl GenericClient,
+    text: &str,
+    after: Option<&AccountId>,
+    limit: usize,
+) -> Result<Vec<Account>, StoreError> {
+    let sql = search_accounts_sql();
+    let mut pattern = String::from("%");
+    for ch in text.chars() {
+        if matches!(ch, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(ch);
+    }
+    pattern.push('%');
+    let after = after.map_or("", AccountId::as_str);
+    map(
+        rows(c, &sql, &[&pattern, &after, &(limit as i64)]).await?,
+        account_from_row,
+    )
+}
+
 pub async fn lots(
     c: &impl GenericClient,
     account: &AccountId,

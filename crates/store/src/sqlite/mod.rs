@@ -45,6 +45,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (8, include_str!("migrations/0008_holds_status_check.sql")),
     (9, include_str!("migrations/0009_free_features.sql")),
     (10, include_str!("migrations/0010_history_filters.sql")),
+    (11, include_str!("migrations/0011_account_search.sql")),
 ];
 
 /// How the SQLite store is set up.
@@ -508,6 +509,15 @@ impl Store for SqliteStore {
         limit: usize,
     ) -> BoxFuture<'_, Result<Vec<Account>, StoreError>> {
         self.read(move |conn| read::accounts(conn, after.as_ref(), limit))
+    }
+
+    fn search_accounts(
+        &self,
+        text: String,
+        after: Option<AccountId>,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<Account>, StoreError>> {
+        self.read(move |conn| read::search_accounts(conn, &text, after.as_ref(), limit))
     }
 
     fn book(

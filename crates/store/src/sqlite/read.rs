@@ -71,6 +71,30 @@ pub fn accounts(
     )
 }
 
+/// Accounts whose searchable text (id, name, metadata) holds `text`, read
+/// through the trigram index `account_search_text`: a phrase of the
+/// trigram tokenizer matches wherever it occurs, in any case.
+pub fn search_accounts(
+    conn: &Connection,
+    text: &str,
+    after: Option<&AccountId>,
+    limit: usize,
+) -> Result<Vec<Account>, StoreError> {
+    let phrase = format!("\"{}\"", text.replace('"', "\"\""));
+    collect(
+        conn,
+        &format!(
+            "SELECT {ACCOUNT_COLUMNS} FROM accounts \
+             WHERE id IN (SELECT s.account_id FROM account_search_text t \
+                          JOIN account_search s ON s.id = t.rowid \
+                          WHERE account_search_text MATCH ?1) \
+               AND id > ?2 ORDER BY id LIMIT ?3"
+        ),
+        params![phrase, after.map_or("", AccountId::as_str), limit as i64],
+        |row| account_from_row(row),
+    )
+}
+
 /// The point up to which every lot's row reflects the journal, whatever
 /// its own `synced_tx` says (see the writer's deferred lot writes).
 pub fn synced_through(conn: &Connection) -> Result<i64, StoreError> {

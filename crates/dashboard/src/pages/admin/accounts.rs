@@ -51,9 +51,11 @@ struct AccountsPage {
     notice: Option<Notice>,
     query: String,
     accounts: Vec<AccountRow>,
+    /// The link to the next page, the search kept.
     next: Option<String>,
-    capped: bool,
-    scanned: usize,
+    /// The search was too short to look in names and metadata, so only an
+    /// account of exactly that id was looked for.
+    too_short: bool,
 }
 
 struct AccountRow {
@@ -73,22 +75,10 @@ struct AccountItem {
     id: String,
     #[serde(default)]
     name: Option<String>,
-    #[serde(default)]
-    metadata: serde_json::Value,
     created_at: String,
 }
 
 impl AccountItem {
-    fn matches(&self, needle: &str) -> bool {
-        let needle = needle.to_lowercase();
-        self.id.to_lowercase().contains(&needle)
-            || self
-                .name
-                .as_deref()
-                .is_some_and(|n| n.to_lowercase().contains(&needle))
-            || self.metadata.to_string().to_lowercase().contains(&needle)
-    }
-
     fn row(self) -> AccountRow {
         let created = Timestamp::parse_rfc3339(&self.created_at)
             .map(format::instant)
@@ -101,11 +91,12 @@ impl AccountItem {
     }
 }
 
-/// The accounts a search reads at most, page by page.
-const SEARCH_SCAN_MAX: usize = 5000;
+/// The accounts on a page of the list or of a search.
+const ACCOUNTS_PAGE_LEN: usize = 50;
 
 /// `GET /admin`: the accounts, or those whose id, name or metadata holds
-/// the search.
+/// the search (the API's indexed search); a search shorter than the index
+/// can look for opens the account of exactly that id, if there is one.
 async fn accounts(
     State(dashboard): State<Arc<Dashboard>>,
     Query(query): Query<AccountsQuery>,
@@ -116,27 +107,54 @@ async fn accounts(
         Err(response) => return response,
     };
     let needle = query.q.unwrap_or_default().trim().to_owned();
+    let too_short = !needle.is_empty() && needle.chars().count() < store::SEARCH_LEN_MIN;
     let mut rows = Vec::new();
     let mut next = None;
-    let (mut capped, mut scanned) = (false, 0);
-    if needle.is_empty() {
-        let mut path = "/v1/accounts?limit=50".to_owned();
-        if let Some(cursor) = query.cursor.filter(|c| AccountId::parse(c).is_ok()) {
-            path.push_str(&format!("&cursor={cursor}"));
+    if too_short {
+        if let Ok(account) = AccountId::parse(&needle) {
+            let path = format!("/v1/accounts/{account}");
+            if let Ok(item) = dashboard
+                .api
+                .get::<AccountItem>(&operator.principal, &path)
+                .await
+            {
+                rows.push(item.row());
+            }
         }
+    } else {
+        let cursor = query.cursor.filter(|c| AccountId::parse(c).is_ok());
+        let limit = ACCOUNTS_PAGE_LEN.to_string();
+        let mut params = vec![("limit", limit.as_str())];
+        if !needle.is_empty() {
+            params.push(("search", needle.as_str()));
+        }
+        if let Some(cursor) = &cursor {
+            params.push(("cursor", cursor.as_str()));
+        }
+        let path = format!(
+            "/v1/accounts?{}",
+            serde_urlencoded::to_string(&params).unwrap_or_default()
+        );
         match dashboard
             .api
             .get::<AccountPage>(&operator.principal, &path)
             .await
         {
             Ok(page) => {
-                next = page.next_cursor;
+                next = page.next_cursor.map(|cursor| {
+                    let mut link = vec![("cursor", cursor.as_str())];
+                    if !needle.is_empty() {
+                        link.insert(0, ("q", needle.as_str()));
+                    }
+                    format!(
+                        "/admin?{}",
+                        serde_urlencoded::to_string(&link).unwrap_or_default()
+                    )
+                });
                 rows = page.data.into_iter().map(AccountItem::row).collect();
             }
             Err(refusal) => tracing::warn!(%refusal, "listing accounts failed"),
         }
-    } else {
-        (rows, capped, scanned) = search(&dashboard, &operator.principal, &needle).await;
     }
     let page = AccountsPage {
         title: "Accounts",
@@ -146,46 +164,9 @@ async fn accounts(
         query: needle,
         accounts: rows,
         next,
-        capped,
-        scanned,
+        too_short,
     };
     render(StatusCode::OK, &page, &[])
-}
-
-/// The accounts whose id, name or metadata holds `needle`, at most 100,
-/// reading at most [`SEARCH_SCAN_MAX`] accounts; answers them, whether the
-/// search stopped there, and how many accounts it read.
-async fn search(
-    dashboard: &Dashboard,
-    who: &server::Principal,
-    needle: &str,
-) -> (Vec<AccountRow>, bool, usize) {
-    let mut rows = Vec::new();
-    let mut scanned = 0;
-    let mut cursor: Option<String> = None;
-    loop {
-        let mut path = "/v1/accounts?limit=100".to_owned();
-        if let Some(cursor) = &cursor {
-            path.push_str(&format!("&cursor={cursor}"));
-        }
-        let Ok(page) = dashboard.api.get::<AccountPage>(who, &path).await else {
-            return (rows, false, scanned);
-        };
-        scanned += page.data.len();
-        rows.extend(
-            page.data
-                .into_iter()
-                .filter(|a| a.matches(needle))
-                .map(AccountItem::row),
-        );
-        cursor = page.next_cursor;
-        if cursor.is_none() || rows.len() >= 100 {
-            return (rows, false, scanned);
-        }
-        if scanned >= SEARCH_SCAN_MAX {
-            return (rows, true, scanned);
-        }
-    }
 }
 
 #[derive(Template)]
