@@ -47,7 +47,7 @@ fn kept_run(db: &std::path::Path) -> Value {
 fn admin_commands_open_grant_and_show_a_balance() {
     let (_dir, db) = fresh_db();
     let migrated = run(&db, &["migrate"]);
-    assert!(String::from_utf8_lossy(&migrated.stdout).contains("applied 10 migration"));
+    assert!(String::from_utf8_lossy(&migrated.stdout).contains("applied 12 migration"));
     let again = run(&db, &["migrate"]);
     assert!(String::from_utf8_lossy(&again.stdout).contains("applied 0 migration"));
 

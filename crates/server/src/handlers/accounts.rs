@@ -260,7 +260,11 @@ pub struct AccountListQuery {
     /// Only accounts whose id, name or metadata (its JSON text, keys and
     /// values) holds this text, whatever its case; 3 to 200 characters,
     /// none of them a control character.
-    #[param(min_length = 3, max_length = 200)]
+    #[param(
+        min_length = 3,
+        max_length = 200,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$"
+    )]
     search: Option<String>,
     /// The page size, a whole number from 1 to 100; 20 when absent.
     #[param(value_type = Option<u32>, minimum = 1, maximum = 100, default = 20)]

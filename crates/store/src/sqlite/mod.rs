@@ -46,6 +46,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (9, include_str!("migrations/0009_free_features.sql")),
     (10, include_str!("migrations/0010_history_filters.sql")),
     (11, include_str!("migrations/0011_account_search.sql")),
+    (12, include_str!("migrations/0012_usage_read_by_block.sql")),
 ];
 
 /// How the SQLite store is set up.

@@ -534,8 +534,48 @@ pub fn totals(conn: &Connection, id: &AccountId) -> Result<Option<ledger::Totals
         .map_err(|reject| StoreError::Corrupt(reject.to_string()))
 }
 
+/// How far a transaction's time may fall behind that of one written before
+/// it: the writer stamps its batches in order, never going back, but a
+/// clock stepped back between two runs of the server could. Blocks are
+/// skipped by time only with this much to spare.
+const JOURNAL_CLOCK_SLACK_MICROS: i64 = 3_600 * 1_000_000;
+
+/// The journal blocks that may hold transactions written in `from..to`.
+/// Ids and times grow together, so a block is left out when the next one
+/// began before `from`, or when it began itself at or after `to` (each
+/// with [`JOURNAL_CLOCK_SLACK_MICROS`] to spare); the start of a block is
+/// the time of its first transaction, found by id.
+fn blocks_within(
+    conn: &Connection,
+    from: Timestamp,
+    to: Timestamp,
+) -> Result<std::ops::RangeInclusive<i64>, StoreError> {
+    let Some(mut last) = last_journal_block(conn)? else {
+        #[allow(clippy::reversed_empty_ranges)]
+        return Ok(1..=0);
+    };
+    let mut start = conn
+        .prepare_cached("SELECT created_at FROM transactions WHERE id >= ?1 ORDER BY id LIMIT 1")?;
+    let mut began = |block: i64| -> Result<Option<i64>, StoreError> {
+        Ok(start
+            .query_row([block << JOURNAL_BLOCK_SHIFT], |row| row.get(0))
+            .optional()?)
+    };
+    let early = from.micros().saturating_sub(JOURNAL_CLOCK_SLACK_MICROS);
+    let late = to.micros().saturating_add(JOURNAL_CLOCK_SLACK_MICROS);
+    while last > 0 && began(last)?.is_some_and(|t| t >= late) {
+        last -= 1;
+    }
+    let mut first = last;
+    while first > 0 && began(first)?.is_none_or(|t| t >= early) {
+        first -= 1;
+    }
+    Ok(first..=last)
+}
+
 /// Credits spent (net of refunds) by the account's transactions written in
-/// `from..to`, block by block of the journal.
+/// `from..to`: the account's rows of the journal blocks of that time, read
+/// through `transactions_by_block`.
 pub fn usage_between(
     conn: &Connection,
     id: &AccountId,
@@ -543,11 +583,8 @@ pub fn usage_between(
     to: Timestamp,
 ) -> Result<Amount, StoreError> {
     let mut total: i64 = 0;
-    let Some(last) = last_journal_block(conn)? else {
-        return Ok(Amount::ZERO);
-    };
     let mut stmt = conn.prepare_cached(&usage_between_sql())?;
-    for block in 0..=last {
+    for block in blocks_within(conn, from, to)? {
         let sum: i64 = stmt.query_row(
             params![block, id.as_str(), from.micros(), to.micros()],
             |row| row.get(0),
@@ -559,8 +596,7 @@ pub fn usage_between(
     Ok(Amount::from_micros(total))
 }
 
-/// What an account spent in one journal block in `?3..?4`, read through
-/// the index of usage transactions by block, account and time.
+/// What an account spent in one journal block in `?3..?4`.
 fn usage_between_sql() -> String {
     format!(
         "SELECT coalesce(sum(usage), 0) FROM transactions \
@@ -577,9 +613,6 @@ pub fn feature_usage(
     to: Timestamp,
 ) -> Result<Vec<crate::usage::FeatureUse>, StoreError> {
     let mut sums = std::collections::BTreeMap::new();
-    let Some(last) = last_journal_block(conn)? else {
-        return Ok(Vec::new());
-    };
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT feature_id, count(*), coalesce(sum(quantity), 0), coalesce(sum(usage), 0) \
          FROM transactions \
@@ -587,7 +620,7 @@ pub fn feature_usage(
            AND created_at >= ?3 AND created_at < ?4 AND feature_id IS NOT NULL \
          GROUP BY feature_id"
     ))?;
-    for block in 0..=last {
+    for block in blocks_within(conn, from, to)? {
         let rows = stmt.query_map(
             params![block, id.as_str(), from.micros(), to.micros()],
             |row| {
@@ -938,10 +971,102 @@ mod tests {
     }
 
     #[test]
-    fn spending_in_a_window_is_read_from_the_usage_index() {
+    fn spending_in_a_block_is_read_from_the_accounts_rows_of_the_block() {
         let conn = long_history();
         let plan = plan(&conn, &usage_between_sql());
-        assert!(plan.contains("transactions_usage_by_block"), "{plan}");
-        assert!(plan.contains("created_at>?"), "{plan}");
+        assert!(plan.contains("transactions_by_block"), "{plan}");
+    }
+
+    const DAY: i64 = 86_400 * 1_000_000;
+
+    /// A journal of 40 blocks, one a day, of 4 transactions each (two
+    /// accounts' usage, a grant, a refund), at day `b` plus `k` seconds.
+    fn forty_days() -> Connection {
+        let mut conn = Connection::open_in_memory().unwrap();
+        super::super::migrate_conn(&mut conn).unwrap();
+        let mut insert = conn
+            .prepare(
+                "INSERT INTO transactions (id, account_id, kind, amount, usage, balance_after, \
+                     postings, sources, created_at, metadata) \
+                 VALUES (?1, ?2, 'consume', 0, ?3, 0, '', '', ?4, '{}')",
+            )
+            .unwrap();
+        for block in 0..40_i64 {
+            for (k, (account, usage)) in [("a", 3), ("b", 5), ("a", 0), ("a", -1)]
+                .into_iter()
+                .enumerate()
+            {
+                let k = k as i64;
+                let id = (block << JOURNAL_BLOCK_SHIFT) + k + 1;
+                let at = block * DAY + k * 1_000_000;
+                insert.execute(params![id, account, usage, at]).unwrap();
+            }
+        }
+        drop(insert);
+        conn
+    }
+
+    fn at(micros: i64) -> Timestamp {
+        Timestamp::from_micros(micros)
+    }
+
+    #[test]
+    fn only_the_journal_blocks_of_a_window_are_read() {
+        let conn = forty_days();
+        // Days 10 and 11: block 9 may run until block 10 began, and block
+        // 12 began within the slack after the window's end.
+        assert_eq!(
+            blocks_within(&conn, at(10 * DAY), at(12 * DAY)).unwrap(),
+            9..=12
+        );
+        // Past the end of the journal, the newest block alone.
+        assert_eq!(
+            blocks_within(&conn, at(100 * DAY), at(107 * DAY)).unwrap(),
+            39..=39
+        );
+        // Before it began, the first block alone.
+        assert_eq!(
+            blocks_within(&conn, at(-7 * DAY), at(-6 * DAY)).unwrap(),
+            0..=0
+        );
+        let empty = Connection::open_in_memory().unwrap();
+        let mut empty = empty;
+        super::super::migrate_conn(&mut empty).unwrap();
+        assert!(blocks_within(&empty, at(0), at(DAY)).unwrap().is_empty());
+    }
+
+    #[test]
+    fn spending_read_by_block_is_what_the_whole_journal_holds() {
+        let conn = forty_days();
+        let brute = |account: &str, from: i64, to: i64| -> i64 {
+            conn.query_row(
+                "SELECT coalesce(sum(usage), 0) FROM transactions \
+                 WHERE account_id = ?1 AND created_at >= ?2 AND created_at < ?3",
+                params![account, from, to],
+                |row| row.get(0),
+            )
+            .unwrap()
+        };
+        let windows = [
+            (0, 40 * DAY),
+            (10 * DAY, 12 * DAY),
+            (10 * DAY + 1_000_000, 10 * DAY + 3_000_001),
+            (39 * DAY, 39 * DAY + 1),
+            (-DAY, 0),
+            (33 * DAY, 40 * DAY + 7 * DAY),
+        ];
+        for (from, to) in windows {
+            for account in ["a", "b", "c"] {
+                let read =
+                    usage_between(&conn, &AccountId::parse(account).unwrap(), at(from), at(to))
+                        .unwrap();
+                assert_eq!(
+                    read.micros(),
+                    brute(account, from, to),
+                    "{account} {from}..{to}"
+                );
+            }
+        }
+        assert_eq!(brute("a", 10 * DAY, 12 * DAY), 4);
     }
 }

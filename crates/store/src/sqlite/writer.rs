@@ -9,7 +9,7 @@ use ledger::{
     AccountId, Amount, Book, Counters, ExternalId, Feature, FeatureId, Hold, HoldId, Lot, LotId,
     Timestamp, Transaction, TxId,
 };
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::{mpsc, oneshot};
 
 use super::books::Books;
@@ -82,6 +82,16 @@ impl Writer {
         // the first look for other writers clears it only if one wrote since.
         let data_version: i64 = conn.query_row("PRAGMA data_version", [], |r| r.get(0))?;
         let ids = load_counters(&conn)?;
+        // Batches are stamped in the order of their ids, never going back,
+        // even across a restart on a clock that stepped back meanwhile.
+        let last_now = conn
+            .query_row(
+                "SELECT created_at FROM transactions ORDER BY id DESC LIMIT 1",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?
+            .map_or(Timestamp::EPOCH, Timestamp::from_micros);
         let mut writer = Writer {
             conn,
             books,
@@ -90,7 +100,7 @@ impl Writer {
             stats,
             ids,
             data_version,
-            last_now: Timestamp::EPOCH,
+            last_now,
             deferred: Deferred::new(0, lag.txs, lag.lots_max),
         };
         // Lots whose rows a process that stopped left lagging are brought
