@@ -85,6 +85,19 @@ pub struct Settings {
     /// and its cookies are `Secure` when it is https. When unset, the
     /// address the server listens on.
     pub public_url: Option<String>,
+    /// How connections are served: `CREDITD_HEADER_READ_TIMEOUT` (seconds a
+    /// request's head may take from its first byte, default 10),
+    /// `CREDITD_IDLE_TIMEOUT` (seconds a connection may wait for its next
+    /// request, default 60), `CREDITD_MAX_CONNECTIONS` (default 10,000 or
+    /// fewer, below the open-files limit), `CREDITD_SHUTDOWN_GRACE` (seconds
+    /// requests in flight get on SIGTERM, default 10).
+    pub connections: server::connections::Limits,
+    /// What one request may take: `CREDITD_REQUEST_TIMEOUT` (seconds until
+    /// its answer begins, default 30), `CREDITD_UPSTREAM_TIMEOUT` (the same
+    /// for the gateway's model calls, default 600), `CREDITD_MAX_IN_FLIGHT`
+    /// (requests worked on at once before more are refused `503
+    /// overloaded`, default 1024).
+    pub requests: server::limits::RequestLimits,
 }
 
 impl Settings {
@@ -143,7 +156,47 @@ impl Settings {
                     .with_context(|| format!("{key} must be a whole number"))
             })
         };
+        let seconds = |key: &str, default: Duration| -> anyhow::Result<Duration> {
+            get(key).map_or(Ok(default), |v| {
+                v.parse::<f64>()
+                    .ok()
+                    .filter(|s| *s > 0.0)
+                    .and_then(|s| Duration::try_from_secs_f64(s).ok())
+                    .with_context(|| {
+                        format!("{key} must be a number of seconds above 0, got {v:?}")
+                    })
+            })
+        };
+        let connection_defaults = server::connections::Limits::default();
+        let request_defaults = server::limits::RequestLimits::default();
+        let connections = server::connections::Limits {
+            header_read_timeout: seconds(
+                "CREDITD_HEADER_READ_TIMEOUT",
+                connection_defaults.header_read_timeout,
+            )?,
+            idle_timeout: seconds("CREDITD_IDLE_TIMEOUT", connection_defaults.idle_timeout)?,
+            max_connections: number(
+                "CREDITD_MAX_CONNECTIONS",
+                connection_defaults.max_connections as u64,
+            )?
+            .clamp(1, 1_000_000) as usize,
+            shutdown_grace: seconds("CREDITD_SHUTDOWN_GRACE", connection_defaults.shutdown_grace)?,
+        };
+        let requests = server::limits::RequestLimits::new(
+            seconds("CREDITD_REQUEST_TIMEOUT", request_defaults.timeout)?,
+            seconds(
+                "CREDITD_UPSTREAM_TIMEOUT",
+                request_defaults.upstream_timeout,
+            )?,
+            number(
+                "CREDITD_MAX_IN_FLIGHT",
+                request_defaults.max_in_flight() as u64,
+            )?
+            .clamp(1, 1_000_000) as usize,
+        );
         Ok(Settings {
+            connections,
+            requests,
             database: parse_database_url(
                 get("CREDITD_DATABASE_URL").unwrap_or("sqlite://creditd.db"),
             )?,
@@ -234,6 +287,13 @@ const KNOWN: &[&str] = &[
     "CREDITD_CHECKOUT_RETURN_ORIGINS",
     "CREDITD_CORS_ORIGINS",
     "CREDITD_TOP_UP_URL",
+    "CREDITD_HEADER_READ_TIMEOUT",
+    "CREDITD_IDLE_TIMEOUT",
+    "CREDITD_MAX_CONNECTIONS",
+    "CREDITD_SHUTDOWN_GRACE",
+    "CREDITD_REQUEST_TIMEOUT",
+    "CREDITD_UPSTREAM_TIMEOUT",
+    "CREDITD_MAX_IN_FLIGHT",
     "STRIPE_SECRET_KEY",
     "STRIPE_WEBHOOK_SECRET",
     "STRIPE_API_BASE",
@@ -619,6 +679,45 @@ mod tests {
         assert_eq!(s.sqlite_autocheckpoint_pages, 30_000);
         assert_eq!(s.sqlite_checkpoint_ms, 200);
         assert!(!s.test_clock);
+        assert_eq!(s.connections.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(s.connections.idle_timeout, Duration::from_secs(60));
+        assert_eq!(s.connections.shutdown_grace, Duration::from_secs(10));
+        assert_eq!(s.requests.timeout, Duration::from_secs(30));
+        assert_eq!(s.requests.upstream_timeout, Duration::from_secs(600));
+        assert_eq!(s.requests.max_in_flight(), 1024);
+    }
+
+    fn settings(pairs: &[(&str, &str)]) -> anyhow::Result<Settings> {
+        let values = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Settings::from_values(&values)
+    }
+
+    #[test]
+    fn limits_are_read_in_seconds_and_refused_when_not_above_zero() {
+        let s = settings(&[
+            ("CREDITD_SHUTDOWN_GRACE", "2.5"),
+            ("CREDITD_HEADER_READ_TIMEOUT", "0.2"),
+            ("CREDITD_MAX_CONNECTIONS", "64"),
+            ("CREDITD_MAX_IN_FLIGHT", "32"),
+        ])
+        .unwrap();
+        assert_eq!(s.connections.shutdown_grace, Duration::from_millis(2500));
+        assert_eq!(
+            s.connections.header_read_timeout,
+            Duration::from_millis(200)
+        );
+        assert_eq!(s.connections.max_connections, 64);
+        assert_eq!(s.requests.max_in_flight(), 32);
+        for bad in ["0", "-1", "soon", "NaN"] {
+            let refused = settings(&[("CREDITD_SHUTDOWN_GRACE", bad)]).err().unwrap();
+            assert!(
+                refused.to_string().contains("CREDITD_SHUTDOWN_GRACE"),
+                "{refused}"
+            );
+        }
     }
 
     #[test]

@@ -468,7 +468,8 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     // Tests and scripts read the bound address from this line.
     println!("listening on {}", listener.local_addr()?);
     tracing::info!(addr = %listener.local_addr()?, "creditd serving");
-    app.serve(listener, shutdown_signal()).await?;
+    app.serve(listener, settings.connections, shutdown_signal())
+        .await?;
     // Serving gave up the last holders of the store, so that closing it can
     // wait for its writer.
     opened.close().await;
@@ -511,7 +512,8 @@ async fn assemble(
         .with_cors(server::cors::CorsOrigins::new(
             settings.cors_origins.clone(),
         ))
-        .with_top_up_url(settings.top_up_url.clone());
+        .with_top_up_url(settings.top_up_url.clone())
+        .with_limits(settings.requests.clone());
     let jobs = JobsConfig {
         sweep_interval: settings.sweep_interval,
         ..JobsConfig::default()

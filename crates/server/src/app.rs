@@ -72,17 +72,19 @@ impl App {
         &self.jobs
     }
 
-    /// Starts the jobs, serves the API on `listener` until `shutdown`
-    /// resolves and the requests in flight are answered, then stops the jobs
-    /// and waits for them to let go of the store.
+    /// Starts the jobs, serves the API on `listener` within `limits` until
+    /// `shutdown` resolves and the requests in flight are answered (or the
+    /// shutdown grace ran out), then stops the jobs and waits for them to
+    /// let go of the store.
     pub async fn serve(
         self,
         listener: TcpListener,
+        limits: crate::connections::Limits,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let App { router, jobs, .. } = self;
         let running = jobs::start(jobs);
-        let served = crate::serve(listener, router, shutdown).await;
+        let served = crate::connections::serve(listener, router, limits, shutdown).await;
         running.stop().await;
         served
     }

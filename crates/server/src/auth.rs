@@ -629,14 +629,25 @@ fn presented(request: &Request) -> Option<&str> {
 
 /// What the access check of one route knows of it: the shared state, who
 /// may call it, whether it changes anything (read-only keys may call only
-/// routes that do not), and the wire format of its errors.
-pub type Guard = (
-    Arc<AppState>,
-    Access,
-    bool,
-    Option<crate::routes::Dialect>,
-    crate::idempotency::Idempotency,
-);
+/// routes that do not), the wire format of its errors, how it honours an
+/// `Idempotency-Key` and its time limit.
+#[derive(Clone)]
+pub struct Guard {
+    /// What every handler shares.
+    pub state: Arc<AppState>,
+    /// Who may call the route.
+    pub access: Access,
+    /// Whether it changes anything.
+    pub writes: bool,
+    /// How its errors are written.
+    pub dialect: Option<crate::routes::Dialect>,
+    /// How it honours an `Idempotency-Key`.
+    pub idempotency: crate::idempotency::Idempotency,
+    /// Which time limit it is held to.
+    pub time_limit: crate::limits::TimeLimit,
+    /// Whether it is answered even when every place for a request is taken.
+    pub always_answered: bool,
+}
 
 /// The scope a read-only key lacks on a route that changes something.
 pub const WRITE_SCOPE: &str = "write";
@@ -645,28 +656,58 @@ pub const WRITE_SCOPE: &str = "write";
 /// [`Principal`] in the request's extensions, and then honours its
 /// `Idempotency-Key` as the route says ([`crate::idempotency::honour`]):
 /// one layer per route, not two.
-pub async fn authorize(
-    State((state, access, writes, dialect, idempotency)): State<Guard>,
-    request: Request,
-    next: Next,
-) -> Response {
+pub async fn authorize(State(guard): State<Guard>, request: Request, next: Next) -> Response {
+    let Guard {
+        state,
+        access,
+        writes,
+        dialect,
+        idempotency,
+        time_limit,
+        always_answered,
+    } = guard;
     // A browser on an allowed origin may call the routes customer keys may,
     // and read their answers, errors included; no other route is opened to it.
     let origin = access
         .admits_customers()
         .then(|| state.cors.allowed(request.headers()).cloned())
         .flatten();
-    let admitted = admit(&state, access, writes, origin.is_some(), request).await;
-    let answer = match admitted {
-        Ok(request) => crate::idempotency::honour(&state, idempotency, request, next).await,
-        Err(error) => Err(error),
+    let place = state.limits.enter();
+    let answer = match place {
+        None if !always_answered => {
+            state.metrics.shed();
+            Err(ApiError::Overloaded)
+        }
+        _ => {
+            let limit = state.limits.of(time_limit);
+            let work = async {
+                let request = admit(&state, access, writes, origin.is_some(), request).await?;
+                crate::idempotency::honour(&state, idempotency, request, next).await
+            };
+            match tokio::time::timeout(limit, work).await {
+                Ok(answer) => answer,
+                Err(_) => {
+                    state.metrics.timed_out();
+                    Err(ApiError::RequestTimeout { limit })
+                }
+            }
+        }
     };
     let mut response = match answer {
         Ok(response) => response,
-        Err(error) => match dialect {
-            Some(dialect) => dialect(&error),
-            None => axum::response::IntoResponse::into_response(error),
-        },
+        Err(error) => {
+            let retry_after = error.retry_after_secs();
+            let mut response = match dialect {
+                Some(dialect) => dialect(&error),
+                None => axum::response::IntoResponse::into_response(error),
+            };
+            if let Some(secs) = retry_after {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, secs.into());
+            }
+            response
+        }
     };
     if let Some(origin) = origin {
         crate::cors::allow(&mut response, origin);

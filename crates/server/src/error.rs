@@ -75,6 +75,16 @@ pub enum ApiError {
     Rejected(Reject),
     /// 503 `store_unavailable`: the database cannot be reached; nothing was applied.
     StoreUnavailable(String),
+    /// 503 `overloaded`: every place for a request on this node is taken;
+    /// nothing was done. Sent with `Retry-After`.
+    Overloaded,
+    /// 503 `request_timeout`: the answer did not begin within the route's
+    /// time limit; a write may still be applied, so a retry carries the
+    /// same `Idempotency-Key`. Sent with `Retry-After`.
+    RequestTimeout {
+        /// The route's limit.
+        limit: std::time::Duration,
+    },
     /// 500 `internal_error`: a bug; the detail is logged, not shown.
     Internal(String),
     /// A capability's own refusal (billing, the gateway): its status, its
@@ -111,7 +121,9 @@ impl ApiError {
             ApiError::RouteNotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Rejected(reject) => reject_status(reject),
-            ApiError::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::StoreUnavailable(_)
+            | ApiError::Overloaded
+            | ApiError::RequestTimeout { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Capability { status, .. } => *status,
         }
@@ -139,6 +151,8 @@ impl ApiError {
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::Rejected(reject) => reject.code(),
             ApiError::StoreUnavailable(_) => "store_unavailable",
+            ApiError::Overloaded => "overloaded",
+            ApiError::RequestTimeout { .. } => "request_timeout",
             ApiError::Internal(_) => "internal_error",
             ApiError::Capability { code, .. } => code,
         }
@@ -185,6 +199,16 @@ impl ApiError {
             ApiError::StoreUnavailable(_) => {
                 "the database is unavailable; nothing was changed, retry later".to_owned()
             }
+            ApiError::Overloaded => {
+                "this node is working on as many requests as it takes; nothing was done, \
+                 retry shortly"
+                    .to_owned()
+            }
+            ApiError::RequestTimeout { limit } => format!(
+                "no answer within this route's limit of {} s; a write may still be applied, \
+                 so retry it with the same Idempotency-Key",
+                limit.as_secs_f64()
+            ),
             ApiError::Capability { message, .. } => message.clone(),
         }
     }
@@ -193,6 +217,11 @@ impl ApiError {
     /// written: JSON with `status`, and on a 401 the bearer challenge.
     pub fn json_response(&self, status: StatusCode, body: Vec<u8>) -> Response {
         let mut response = crate::render::json_response(status, body);
+        if let Some(secs) = self.retry_after_secs() {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
         if matches!(self, ApiError::Unauthorized) {
             response.headers_mut().insert(
                 axum::http::header::WWW_AUTHENTICATE,
@@ -200,6 +229,15 @@ impl ApiError {
             );
         }
         response
+    }
+
+    /// The seconds a client should wait before it retries, for the
+    /// refusals that say so.
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            ApiError::Overloaded | ApiError::RequestTimeout { .. } => Some(1),
+            _ => None,
+        }
     }
 
     /// The JSON body.
@@ -257,6 +295,10 @@ impl ApiError {
             ApiError::RouteNotFound,
             ApiError::MethodNotAllowed,
             ApiError::StoreUnavailable(text()),
+            ApiError::Overloaded,
+            ApiError::RequestTimeout {
+                limit: std::time::Duration::ZERO,
+            },
             ApiError::Internal(text()),
         ];
         every.extend(every_reject().into_iter().map(ApiError::Rejected));
@@ -474,6 +516,8 @@ mod tests {
             // A capability lists its own codes (`routes::Capability`).
             ApiError::Capability { .. } => 19,
             ApiError::IdempotencyInProgress => 20,
+            ApiError::Overloaded => 21,
+            ApiError::RequestTimeout { .. } => 22,
         };
         let rejection = |reject: &Reject| match reject {
             Reject::InvalidAmount(_) => 0,
@@ -497,7 +541,7 @@ mod tests {
         };
         let every = ApiError::every();
         let kinds: std::collections::BTreeSet<usize> = every.iter().map(kind).collect();
-        assert_eq!(kinds, (0..=18).chain([20]).collect());
+        assert_eq!(kinds, (0..=18).chain(20..=22).collect());
         let rejections: std::collections::BTreeSet<usize> = every
             .iter()
             .filter_map(|e| match e {

@@ -5,6 +5,7 @@
 pub mod account_billing;
 pub mod app;
 pub mod auth;
+pub mod connections;
 pub mod cors;
 pub mod error;
 pub mod extract;
@@ -13,6 +14,7 @@ pub mod idempotency;
 pub mod in_process;
 pub mod jobs;
 pub mod json_objects;
+pub mod limits;
 pub mod metrics;
 pub mod openapi;
 pub mod policy;
@@ -25,7 +27,6 @@ pub mod verify_run;
 use std::future::Future;
 use std::sync::Arc;
 
-use axum::serve::ListenerExt;
 use store::{Clock, Store};
 use tokio::net::TcpListener;
 
@@ -64,6 +65,8 @@ pub struct AppState {
     /// Where customers buy credits: added as `top_up_url` to every
     /// `402 insufficient_credits` answer when set (`CREDITD_TOP_UP_URL`).
     pub top_up_url: Option<top_up::TopUpUrl>,
+    /// What one request may take: a place among those in flight, and time.
+    pub limits: limits::RequestLimits,
     /// When an unknown key last made this node look for new keys.
     unknown_key_refresh: tokio::sync::Mutex<Option<std::time::Instant>>,
 }
@@ -83,6 +86,7 @@ impl AppState {
             policy: Arc::new(policy::NoPolicy),
             cors: cors::CorsOrigins::default(),
             top_up_url: None,
+            limits: limits::RequestLimits::default(),
             unknown_key_refresh: tokio::sync::Mutex::new(None),
         }
     }
@@ -91,6 +95,12 @@ impl AppState {
     /// customer keys may (`CREDITD_CORS_ORIGINS`).
     pub fn with_cors(mut self, origins: cors::CorsOrigins) -> AppState {
         self.cors = origins;
+        self
+    }
+
+    /// The same state, holding requests to `limits`.
+    pub fn with_limits(mut self, limits: limits::RequestLimits) -> AppState {
+        self.limits = limits;
         self
     }
 
@@ -123,20 +133,13 @@ impl AppState {
 }
 
 /// Serves the API on `listener` until `shutdown` resolves, then finishes the
-/// requests in flight.
+/// requests in flight, with the default [`connections::Limits`].
 pub async fn serve(
     listener: TcpListener,
     app: axum::Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    // Without TCP_NODELAY, small responses on a kept-alive connection can
-    // wait for the peer's delayed acknowledgement.
-    let listener = listener.tap_io(|stream| {
-        let _ = stream.set_nodelay(true);
-    });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    connections::serve(listener, app, connections::Limits::default(), shutdown).await
 }
 
 #[cfg(test)]

@@ -54,6 +54,12 @@ struct RouteLabels {
     route: Arc<str>,
 }
 
+/// The labels of a count of requests refused before their handler ran.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RefusalLabels {
+    reason: &'static str,
+}
+
 /// Handles to the count and the histogram that one method, route and
 /// status record into; each shares its value with its family.
 #[derive(Debug)]
@@ -74,6 +80,7 @@ pub struct Metrics {
     series: RwLock<HashMap<(&'static str, u16), Routes>>,
     requests: Family<RequestLabels, Counter>,
     durations: Family<RouteLabels, Histogram>,
+    refused: Family<RefusalLabels, Counter>,
 }
 
 /// The series of one method and status, by route template.
@@ -85,6 +92,7 @@ impl Default for Metrics {
             series: RwLock::default(),
             requests: Family::default(),
             durations: Family::new_with_constructor(|| Histogram::new(DURATION_BUCKETS)),
+            refused: Family::default(),
         }
     }
 }
@@ -113,6 +121,22 @@ impl Series {
 }
 
 impl Metrics {
+    /// Counts one request refused because every place for a request was
+    /// taken (`503 overloaded`).
+    pub fn shed(&self) {
+        self.refuse("overloaded");
+    }
+
+    /// Counts one request whose answer did not begin in time (`503
+    /// request_timeout`).
+    pub fn timed_out(&self) {
+        self.refuse("request_timeout");
+    }
+
+    fn refuse(&self, reason: &'static str) {
+        self.refused.get_or_create(&RefusalLabels { reason }).inc();
+    }
+
     /// Counts one answered request and its latency.
     fn record(&self, method: &'static str, route: &str, status: u16, elapsed: Duration) {
         let series = self.series.read().unwrap_or_else(|e| e.into_inner());
@@ -159,6 +183,12 @@ impl Metrics {
             "creditd_http_request_duration_seconds",
             "Time from a request reaching the router to its handler's response, by method and route template",
             self.durations.clone(),
+        );
+        registry.register(
+            "creditd_http_refused_requests",
+            "Requests refused before their handler ran, by reason: overloaded (every place for \
+             a request taken), request_timeout (no answer within the route's limit)",
+            self.refused.clone(),
         );
         let counters = [
             (

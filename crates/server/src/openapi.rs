@@ -621,6 +621,8 @@ mod tests {
             handler: axum::routing::get(|| async {}),
             doc: Doc::of::<system::__path_healthz>(),
             dialect: None,
+            time_limit: crate::limits::TimeLimit::Request,
+            always_answered: false,
         }
     }
 

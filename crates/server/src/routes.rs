@@ -22,6 +22,7 @@ use crate::handlers::{
 };
 pub use crate::idempotency::Idempotency;
 use crate::jobs::Job;
+pub use crate::limits::TimeLimit;
 use crate::openapi::{self, Doc};
 use crate::policy::Policy;
 
@@ -47,6 +48,11 @@ pub struct Route {
     /// How it honours an `Idempotency-Key`: by default a `GET` reads none
     /// and every write keeps its first answer ([`Idempotency::of`]).
     pub idempotency: Idempotency,
+    /// The time its answer may take to begin: the API's own by default.
+    pub time_limit: TimeLimit,
+    /// Answered even when every place for a request is taken: the probes
+    /// an orchestrator or a scraper relies on most when the node is busy.
+    pub always_answered: bool,
 }
 
 /// Writes an error in a route's own wire format (the gateway's OpenAI- and
@@ -69,6 +75,20 @@ impl Route {
     /// The same route, writing its errors as `dialect` does.
     pub fn with_dialect(mut self, dialect: Dialect) -> Route {
         self.dialect = Some(dialect);
+        self
+    }
+
+    /// The same route, answered even when every place for a request is
+    /// taken (health and metrics).
+    pub fn always_answered(mut self) -> Route {
+        self.always_answered = true;
+        self
+    }
+
+    /// The same route, held to the time limit of routes that wait on a
+    /// model's answer rather than the API's own.
+    pub fn waiting_on_upstream(mut self) -> Route {
+        self.time_limit = TimeLimit::Upstream;
         self
     }
 }
@@ -105,6 +125,8 @@ impl<S: Clone + Send + Sync + 'static> Routes<S> {
             .unwrap_or_else(|_| panic!("{method} {path} cannot be routed"));
         Route {
             idempotency: Idempotency::of(&method),
+            time_limit: TimeLimit::Request,
+            always_answered: false,
             method,
             path,
             access,
@@ -273,8 +295,12 @@ pub fn core_routes(state: &Arc<AppState>) -> Vec<Route> {
         routes.route(Service, Doc::of::<keys::__path_revoke>(), keys::revoke),
         routes.route(Service, Doc::of::<keys::__path_update>(), keys::update),
         routes.route(Admin, Doc::of::<health::__path_ledger>(), health::ledger),
-        routes.route(Public, Doc::of::<system::__path_healthz>(), system::healthz),
-        routes.route(Public, Doc::of::<system::__path_metrics>(), system::metrics),
+        routes
+            .route(Public, Doc::of::<system::__path_healthz>(), system::healthz)
+            .always_answered(),
+        routes
+            .route(Public, Doc::of::<system::__path_metrics>(), system::metrics)
+            .always_answered(),
         routes.route(Public, Doc::of::<system::__path_openapi>(), system::openapi),
     ]
 }
@@ -312,13 +338,15 @@ pub fn router(state: Arc<AppState>, capabilities: Vec<Capability>) -> Router {
         let writes = route.writes();
         // The access check runs first, then the key is honoured, per route.
         let guarded = route.handler.route_layer(from_fn_with_state(
-            (
-                state.clone(),
-                route.access,
+            auth::Guard {
+                state: state.clone(),
+                access: route.access,
                 writes,
-                route.dialect,
-                route.idempotency,
-            ),
+                dialect: route.dialect,
+                idempotency: route.idempotency,
+                time_limit: route.time_limit,
+                always_answered: route.always_answered,
+            },
             auth::authorize,
         ));
         let merged = match paths.remove(route.path) {

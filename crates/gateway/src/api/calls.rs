@@ -23,6 +23,7 @@ pub(super) fn routes(routes: &Routes<Arc<Gateway>>) -> Vec<Route> {
     // A call to a model is metered once per call by its own request id and
     // may stream its answer, which is not kept: the OpenAI and Anthropic
     // SDKs send a key on every request, which is checked and let through.
+    // A model may think for minutes before its answer begins.
     let calls = Idempotency::NotKept("a model's answer is streamed and metered per call");
     vec![
         routes
@@ -32,7 +33,8 @@ pub(super) fn routes(routes: &Routes<Arc<Gateway>>) -> Vec<Route> {
                 chat_completions,
             )
             .with_dialect(openai_error)
-            .with_idempotency(calls),
+            .with_idempotency(calls)
+            .waiting_on_upstream(),
         routes
             .route(
                 Customer,
@@ -40,7 +42,8 @@ pub(super) fn routes(routes: &Routes<Arc<Gateway>>) -> Vec<Route> {
                 embeddings,
             )
             .with_dialect(openai_error)
-            .with_idempotency(calls),
+            .with_idempotency(calls)
+            .waiting_on_upstream(),
         routes
             .route(
                 Customer,
@@ -48,7 +51,8 @@ pub(super) fn routes(routes: &Routes<Arc<Gateway>>) -> Vec<Route> {
                 messages,
             )
             .with_dialect(anthropic_error)
-            .with_idempotency(calls),
+            .with_idempotency(calls)
+            .waiting_on_upstream(),
     ]
 }
 

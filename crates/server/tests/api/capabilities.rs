@@ -74,7 +74,7 @@ async fn a_capabilitys_job_runs_while_the_app_serves_and_its_policy_decides() {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let server = tokio::spawn(app.serve(listener, async {
+    let server = tokio::spawn(app.serve(listener, Default::default(), async {
         let _ = stopped.await;
     }));
     let healthz = reqwest::get(format!("{base}/healthz")).await.unwrap();
