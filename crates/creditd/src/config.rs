@@ -98,6 +98,10 @@ pub struct Settings {
     /// (requests worked on at once before more are refused `503
     /// overloaded`, default 1024).
     pub requests: server::limits::RequestLimits,
+    /// Requests a second for each kind of key without a rate of its own
+    /// (`CREDITD_RATE_LIMIT_ADMIN`, `_SERVICE`, `_CUSTOMER`), in that
+    /// order; none when unset.
+    pub rate_limits: [Option<u32>; 3],
 }
 
 impl Settings {
@@ -194,9 +198,27 @@ impl Settings {
             )?
             .clamp(1, 1_000_000) as usize,
         );
+        let rate = |key: &str| -> anyhow::Result<Option<u32>> {
+            get(key)
+                .map(|v| {
+                    v.parse::<u32>()
+                        .ok()
+                        .filter(|r| (1..=1_000_000).contains(r))
+                        .with_context(|| {
+                            format!("{key} must be a whole number of requests a second from 1 to 1000000, got {v:?}")
+                        })
+                })
+                .transpose()
+        };
+        let rate_limits = [
+            rate("CREDITD_RATE_LIMIT_ADMIN")?,
+            rate("CREDITD_RATE_LIMIT_SERVICE")?,
+            rate("CREDITD_RATE_LIMIT_CUSTOMER")?,
+        ];
         Ok(Settings {
             connections,
             requests,
+            rate_limits,
             database: parse_database_url(
                 get("CREDITD_DATABASE_URL").unwrap_or("sqlite://creditd.db"),
             )?,
@@ -294,6 +316,9 @@ const KNOWN: &[&str] = &[
     "CREDITD_REQUEST_TIMEOUT",
     "CREDITD_UPSTREAM_TIMEOUT",
     "CREDITD_MAX_IN_FLIGHT",
+    "CREDITD_RATE_LIMIT_ADMIN",
+    "CREDITD_RATE_LIMIT_SERVICE",
+    "CREDITD_RATE_LIMIT_CUSTOMER",
     "STRIPE_SECRET_KEY",
     "STRIPE_WEBHOOK_SECRET",
     "STRIPE_API_BASE",
@@ -685,6 +710,7 @@ mod tests {
         assert_eq!(s.requests.timeout, Duration::from_secs(30));
         assert_eq!(s.requests.upstream_timeout, Duration::from_secs(600));
         assert_eq!(s.requests.max_in_flight(), 1024);
+        assert_eq!(s.rate_limits, [None, None, None]);
     }
 
     fn settings(pairs: &[(&str, &str)]) -> anyhow::Result<Settings> {
@@ -715,6 +741,17 @@ mod tests {
             let refused = settings(&[("CREDITD_SHUTDOWN_GRACE", bad)]).err().unwrap();
             assert!(
                 refused.to_string().contains("CREDITD_SHUTDOWN_GRACE"),
+                "{refused}"
+            );
+        }
+        let rated = settings(&[("CREDITD_RATE_LIMIT_SERVICE", "50")]).unwrap();
+        assert_eq!(rated.rate_limits, [None, Some(50), None]);
+        for bad in ["0", "1.5", "lots", "1000001"] {
+            let refused = settings(&[("CREDITD_RATE_LIMIT_CUSTOMER", bad)])
+                .err()
+                .unwrap();
+            assert!(
+                refused.to_string().contains("CREDITD_RATE_LIMIT_CUSTOMER"),
                 "{refused}"
             );
         }

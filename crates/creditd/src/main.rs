@@ -513,7 +513,8 @@ async fn assemble(
             settings.cors_origins.clone(),
         ))
         .with_top_up_url(settings.top_up_url.clone())
-        .with_limits(settings.requests.clone());
+        .with_limits(settings.requests.clone())
+        .with_rate_limits(settings.rate_limits);
     let jobs = JobsConfig {
         sweep_interval: settings.sweep_interval,
         ..JobsConfig::default()

@@ -392,3 +392,41 @@ async fn at_four_times_its_places_the_server_applies_what_it_accepts_once_and_sh
         String::from_utf8_lossy(&verified.stdout)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kinds_rate_holds_its_keys_and_says_so() {
+    let (_dir, db) = fresh_db();
+    let server = Server::start_with(
+        &format!("sqlite://{}", db.display()),
+        &[("CREDITD_RATE_LIMIT_ADMIN", "3")],
+    );
+    let client = reqwest::Client::new();
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        let response = client
+            .get(format!("{}/v1/accounts", server.base))
+            .bearer_auth(KEY)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.headers()["ratelimit-limit"], "3");
+        let status = response.status().as_u16();
+        if status == 429 {
+            assert!(response.headers().contains_key("retry-after"));
+            let body: serde_json::Value = response.json().await.unwrap();
+            assert_eq!(body["error"]["code"], "rate_limited");
+        }
+        statuses.push(status);
+    }
+    // A burst of three passes; the next ones, a few milliseconds later,
+    // find the bucket empty.
+    assert_eq!(&statuses[..3], [200, 200, 200]);
+    assert!(statuses.contains(&429), "{statuses:?}");
+    // The probes have no key and no rate.
+    for _ in 0..6 {
+        assert_eq!(
+            get(&client, format!("{}/healthz", server.base)).await.0,
+            200
+        );
+    }
+}

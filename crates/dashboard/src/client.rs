@@ -162,6 +162,7 @@ pub fn customer(account: &ledger::AccountId, read_only: bool) -> Principal {
         project: None,
         spend_limit: None,
         read_only,
+        rate_limit: None,
     }
 }
 
@@ -178,5 +179,6 @@ pub fn operator() -> Principal {
         project: None,
         spend_limit: None,
         read_only: false,
+        rate_limit: None,
     }
 }

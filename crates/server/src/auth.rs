@@ -20,6 +20,7 @@ use store::{Store, StoreError};
 
 use crate::AppState;
 use crate::error::ApiError;
+use crate::limits::Take;
 
 /// An API key as the operator holds it. Never printed by `Debug`.
 #[derive(Clone)]
@@ -87,6 +88,15 @@ pub enum KeyKind {
 }
 
 impl KeyKind {
+    /// The kind's place in lists by kind: admin, service, customer.
+    pub const fn index(self) -> usize {
+        match self {
+            KeyKind::Admin => 0,
+            KeyKind::Service => 1,
+            KeyKind::Customer => 2,
+        }
+    }
+
     /// The name of the scope, as errors and the API write it.
     pub const fn code(self) -> &'static str {
         match self {
@@ -137,6 +147,10 @@ pub struct ApiKey {
     /// may (the default), or only read it.
     #[serde(default, skip_serializing_if = "KeyAccess::is_full")]
     pub access: KeyAccess,
+    /// Requests a second the key may make, over its kind's rate
+    /// (`CREDITD_RATE_LIMIT_<KIND>`); a burst of as many passes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<u32>,
 }
 
 /// What a customer key may do with its account.
@@ -232,6 +246,8 @@ pub struct Principal {
     pub spend_limit: Option<SpendLimit>,
     /// Whether the key may only read ([`KeyAccess::Read`]).
     pub read_only: bool,
+    /// The key's own rate, requests a second, over its kind's.
+    pub rate_limit: Option<u32>,
 }
 
 impl Principal {
@@ -301,6 +317,7 @@ impl Keys {
                     project: None,
                     spend_limit: None,
                     read_only: false,
+                    rate_limit: None,
                 };
                 (hash, principal)
             }),
@@ -378,6 +395,7 @@ impl Keys {
                     project: key.project.as_deref().map(Arc::from),
                     spend_limit: key.spend_limit,
                     read_only: key.kind == KeyKind::Customer && key.access == KeyAccess::Read,
+                    rate_limit: key.rate_limit,
                 },
                 used_micros: AtomicI64::new(used.max(written)),
                 written_micros: AtomicI64::new(written),
@@ -497,6 +515,7 @@ pub fn new_key(kind: KeyKind, name: String, account: Option<&AccountId>, key: &S
         project: None,
         spend_limit: None,
         access: KeyAccess::Full,
+        rate_limit: None,
     }
 }
 
@@ -681,8 +700,14 @@ pub async fn authorize(State(guard): State<Guard>, request: Request, next: Next)
         _ => {
             let limit = state.limits.of(time_limit);
             let work = async {
-                let request = admit(&state, access, writes, origin.is_some(), request).await?;
-                crate::idempotency::honour(&state, idempotency, request, next).await
+                let (request, left) =
+                    admit(&state, access, writes, origin.is_some(), request).await?;
+                let mut response =
+                    crate::idempotency::honour(&state, idempotency, request, next).await?;
+                if let Some(left) = left {
+                    left.write(&mut response);
+                }
+                Ok(response)
             };
             match tokio::time::timeout(limit, work).await {
                 Ok(answer) => answer,
@@ -697,6 +722,7 @@ pub async fn authorize(State(guard): State<Guard>, request: Request, next: Next)
         Ok(response) => response,
         Err(error) => {
             let retry_after = error.retry_after_secs();
+            let rate = error.rate_left();
             let mut response = match dialect {
                 Some(dialect) => dialect(&error),
                 None => axum::response::IntoResponse::into_response(error),
@@ -705,6 +731,9 @@ pub async fn authorize(State(guard): State<Guard>, request: Request, next: Next)
                 response
                     .headers_mut()
                     .insert(header::RETRY_AFTER, secs.into());
+            }
+            if let Some(rate) = rate {
+                rate.write(&mut response);
             }
             response
         }
@@ -754,17 +783,22 @@ async fn admit(
     writes: bool,
     from_browser: bool,
     request: Request,
-) -> Result<Request, ApiError> {
+) -> Result<(Request, Option<RateLeft>), ApiError> {
     if access == Access::Public {
-        return Ok(request);
+        return Ok((request, None));
     }
     let now = state.clock.now();
     let delegated = request.extensions().get::<Delegated>().map(|d| d.0.clone());
+    let mut left = None;
     let principal = match delegated {
+        // This process's own calls (the dashboard's) are held by its
+        // sessions, not by a key's rate.
         Some(principal) => principal,
         None => {
             let key = presented(&request).map(str::to_owned);
-            presented_principal(state, key.as_deref(), now).await?
+            let principal = presented_principal(state, key.as_deref(), now).await?;
+            left = rate_left(state, &principal, now)?;
+            principal
         }
     };
     if !access.admits(principal.kind) {
@@ -792,7 +826,61 @@ async fn admit(
         }
     }
     parts.extensions.insert(principal);
-    Ok(Request::from_parts(parts, body))
+    Ok((Request::from_parts(parts, body), left))
+}
+
+/// What a key's rate leaves it after this request, for the answer's
+/// `RateLimit-*` headers: none when the key has no rate; `429
+/// rate_limited` when its bucket is empty.
+fn rate_left(
+    state: &AppState,
+    principal: &Principal,
+    now: Timestamp,
+) -> Result<Option<RateLeft>, ApiError> {
+    let limits = &state.rate_limits;
+    let Some(rate) = limits.rate_of(principal.rate_limit, principal.kind.index()) else {
+        return Ok(None);
+    };
+    match limits.take(&principal.key_id, rate, now.micros()) {
+        Take::Allowed {
+            remaining,
+            reset_secs,
+        } => Ok(Some(RateLeft {
+            limit: rate,
+            remaining,
+            reset_secs,
+        })),
+        Take::Limited { retry_after_secs } => {
+            state.metrics.rate_limited();
+            Err(ApiError::RateLimited {
+                limit: rate,
+                retry_after_secs,
+            })
+        }
+    }
+}
+
+/// What a key's rate leaves it: sent as `RateLimit-Limit`,
+/// `RateLimit-Remaining` and `RateLimit-Reset` (seconds until the bucket
+/// is full).
+#[derive(Clone, Copy, Debug)]
+pub struct RateLeft {
+    /// Requests a second, and the burst.
+    pub limit: u32,
+    /// Requests left now.
+    pub remaining: u64,
+    /// Seconds until the bucket is full again.
+    pub reset_secs: u64,
+}
+
+impl RateLeft {
+    /// Writes the three headers on `response`.
+    pub fn write(&self, response: &mut Response) {
+        let headers = response.headers_mut();
+        headers.insert("ratelimit-limit", self.limit.into());
+        headers.insert("ratelimit-remaining", self.remaining.into());
+        headers.insert("ratelimit-reset", self.reset_secs.into());
+    }
 }
 
 #[cfg(test)]

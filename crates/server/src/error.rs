@@ -75,6 +75,14 @@ pub enum ApiError {
     Rejected(Reject),
     /// 503 `store_unavailable`: the database cannot be reached; nothing was applied.
     StoreUnavailable(String),
+    /// 429 `rate_limited`: the key made more requests than its rate lets;
+    /// nothing was done. Sent with `Retry-After` and `RateLimit-*`.
+    RateLimited {
+        /// The key's rate: requests a second, and the burst.
+        limit: u32,
+        /// Seconds until the key may make one more.
+        retry_after_secs: u64,
+    },
     /// 503 `overloaded`: every place for a request on this node is taken;
     /// nothing was done. Sent with `Retry-After`.
     Overloaded,
@@ -121,6 +129,7 @@ impl ApiError {
             ApiError::RouteNotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Rejected(reject) => reject_status(reject),
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::StoreUnavailable(_)
             | ApiError::Overloaded
             | ApiError::RequestTimeout { .. } => StatusCode::SERVICE_UNAVAILABLE,
@@ -151,6 +160,7 @@ impl ApiError {
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::Rejected(reject) => reject.code(),
             ApiError::StoreUnavailable(_) => "store_unavailable",
+            ApiError::RateLimited { .. } => "rate_limited",
             ApiError::Overloaded => "overloaded",
             ApiError::RequestTimeout { .. } => "request_timeout",
             ApiError::Internal(_) => "internal_error",
@@ -199,6 +209,10 @@ impl ApiError {
             ApiError::StoreUnavailable(_) => {
                 "the database is unavailable; nothing was changed, retry later".to_owned()
             }
+            ApiError::RateLimited { limit, .. } => format!(
+                "this key may make {limit} requests a second; nothing was done, retry after the \
+                 seconds in Retry-After"
+            ),
             ApiError::Overloaded => {
                 "this node is working on as many requests as it takes; nothing was done, \
                  retry shortly"
@@ -222,6 +236,9 @@ impl ApiError {
                 .headers_mut()
                 .insert(axum::http::header::RETRY_AFTER, secs.into());
         }
+        if let Some(rate) = self.rate_left() {
+            rate.write(&mut response);
+        }
         if matches!(self, ApiError::Unauthorized) {
             response.headers_mut().insert(
                 axum::http::header::WWW_AUTHENTICATE,
@@ -236,6 +253,24 @@ impl ApiError {
     pub fn retry_after_secs(&self) -> Option<u64> {
         match self {
             ApiError::Overloaded | ApiError::RequestTimeout { .. } => Some(1),
+            ApiError::RateLimited {
+                retry_after_secs, ..
+            } => Some(*retry_after_secs),
+            _ => None,
+        }
+    }
+
+    /// The `RateLimit-*` headers a `rate_limited` refusal carries.
+    pub fn rate_left(&self) -> Option<crate::auth::RateLeft> {
+        match self {
+            ApiError::RateLimited {
+                limit,
+                retry_after_secs,
+            } => Some(crate::auth::RateLeft {
+                limit: *limit,
+                remaining: 0,
+                reset_secs: *retry_after_secs,
+            }),
             _ => None,
         }
     }
@@ -295,6 +330,10 @@ impl ApiError {
             ApiError::RouteNotFound,
             ApiError::MethodNotAllowed,
             ApiError::StoreUnavailable(text()),
+            ApiError::RateLimited {
+                limit: 1,
+                retry_after_secs: 1,
+            },
             ApiError::Overloaded,
             ApiError::RequestTimeout {
                 limit: std::time::Duration::ZERO,
@@ -518,6 +557,7 @@ mod tests {
             ApiError::IdempotencyInProgress => 20,
             ApiError::Overloaded => 21,
             ApiError::RequestTimeout { .. } => 22,
+            ApiError::RateLimited { .. } => 23,
         };
         let rejection = |reject: &Reject| match reject {
             Reject::InvalidAmount(_) => 0,
@@ -541,7 +581,7 @@ mod tests {
         };
         let every = ApiError::every();
         let kinds: std::collections::BTreeSet<usize> = every.iter().map(kind).collect();
-        assert_eq!(kinds, (0..=18).chain(20..=22).collect());
+        assert_eq!(kinds, (0..=18).chain(20..=23).collect());
         let rejections: std::collections::BTreeSet<usize> = every
             .iter()
             .filter_map(|e| match e {

@@ -67,6 +67,8 @@ pub struct AppState {
     pub top_up_url: Option<top_up::TopUpUrl>,
     /// What one request may take: a place among those in flight, and time.
     pub limits: limits::RequestLimits,
+    /// The rates keys are held to, and their buckets on this node.
+    pub rate_limits: limits::RateLimits,
     /// When an unknown key last made this node look for new keys.
     unknown_key_refresh: tokio::sync::Mutex<Option<std::time::Instant>>,
 }
@@ -87,6 +89,7 @@ impl AppState {
             cors: cors::CorsOrigins::default(),
             top_up_url: None,
             limits: limits::RequestLimits::default(),
+            rate_limits: limits::RateLimits::default(),
             unknown_key_refresh: tokio::sync::Mutex::new(None),
         }
     }
@@ -101,6 +104,13 @@ impl AppState {
     /// The same state, holding requests to `limits`.
     pub fn with_limits(mut self, limits: limits::RequestLimits) -> AppState {
         self.limits = limits;
+        self
+    }
+
+    /// The same state, holding each kind of key (admin, service, customer)
+    /// without a rate of its own to `by_kind` requests a second.
+    pub fn with_rate_limits(mut self, by_kind: [Option<u32>; 3]) -> AppState {
+        self.rate_limits = limits::RateLimits::new(by_kind);
         self
     }
 

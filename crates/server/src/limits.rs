@@ -12,6 +12,12 @@
 //! A request whose answer has not begun within its route's time limit is
 //! answered `503 request_timeout`; what it had sent to the store may still
 //! be applied, so a client retries a write with the same `Idempotency-Key`.
+//!
+//! A key may be held to a rate ([`RateLimits`]): a token bucket per key, as
+//! many tokens as requests a second and refilled at that rate, so a burst
+//! of one second's worth passes and then the rate; a request finding the
+//! bucket empty is answered `429 rate_limited`. Buckets live in this node's
+//! memory: with several nodes behind a balancer a key gets the rate on each.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -107,9 +113,232 @@ impl Drop for Place {
     }
 }
 
+/// A micro-token: a bucket counts in millionths of a request, so that it
+/// refills by whole numbers every microsecond.
+const MICRO: u64 = 1_000_000;
+
+/// One key's token bucket: how full it was when last looked at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Bucket {
+    /// Micro-tokens in it then.
+    level: u64,
+    /// When, in microseconds since the epoch.
+    at_micros: i64,
+}
+
+/// What a bucket answers a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Take {
+    /// Let through.
+    Allowed {
+        /// Whole requests left in the bucket now.
+        remaining: u64,
+        /// Seconds until the bucket is full again (rounded up).
+        reset_secs: u64,
+    },
+    /// Refused: the bucket holds less than one request.
+    Limited {
+        /// Seconds until it holds one (rounded up, at least 1).
+        retry_after_secs: u64,
+    },
+}
+
+impl Bucket {
+    /// A full bucket for `rate` requests a second, at `now_micros`.
+    pub fn full(rate: u32, now_micros: i64) -> Bucket {
+        Bucket {
+            level: u64::from(rate) * MICRO,
+            at_micros: now_micros,
+        }
+    }
+
+    /// Takes one request out at `now_micros`, for a rate of `rate` a
+    /// second (at least 1), the bucket holding that many at most. Time that
+    /// seems to run backwards refills nothing.
+    pub fn take(&mut self, rate: u32, now_micros: i64) -> Take {
+        let rate = u64::from(rate.max(1));
+        let capacity = rate * MICRO;
+        let elapsed = u64::try_from(now_micros.saturating_sub(self.at_micros)).unwrap_or(0);
+        self.level = self
+            .level
+            .saturating_add(elapsed.saturating_mul(rate))
+            .min(capacity);
+        self.at_micros = self.at_micros.max(now_micros);
+        if self.level < MICRO {
+            let missing_micros = (MICRO - self.level).div_ceil(rate);
+            return Take::Limited {
+                retry_after_secs: missing_micros.div_ceil(MICRO).max(1),
+            };
+        }
+        self.level -= MICRO;
+        Take::Allowed {
+            remaining: self.level / MICRO,
+            reset_secs: (capacity - self.level).div_ceil(rate).div_ceil(MICRO),
+        }
+    }
+}
+
+/// The rates keys are held to, and their buckets on this node.
+#[derive(Debug, Default)]
+pub struct RateLimits {
+    /// Requests a second for each kind of key without a rate of its own:
+    /// admin, service, customer (`CREDITD_RATE_LIMIT_ADMIN`, `_SERVICE`,
+    /// `_CUSTOMER`); none when unset.
+    pub by_kind: [Option<u32>; 3],
+    shards: [std::sync::Mutex<std::collections::HashMap<Arc<str>, Bucket>>; 16],
+}
+
+impl RateLimits {
+    /// Limits of these rates by kind of key: admin, service, customer.
+    pub fn new(by_kind: [Option<u32>; 3]) -> RateLimits {
+        RateLimits {
+            by_kind,
+            shards: Default::default(),
+        }
+    }
+
+    /// The rate key `key_id` is held to: its own, else its kind's.
+    pub fn rate_of(&self, own: Option<u32>, kind: usize) -> Option<u32> {
+        own.or(self.by_kind.get(kind).copied().flatten())
+    }
+
+    /// Takes one request out of the bucket of `key_id`, held to `rate`, at
+    /// `now_micros`.
+    pub fn take(&self, key_id: &Arc<str>, rate: u32, now_micros: i64) -> Take {
+        use std::hash::{Hash, Hasher};
+        // The shard only spreads the lock: a hasher of fixed keys keeps a
+        // key on one shard.
+        let mut hasher = std::hash::DefaultHasher::new();
+        key_id.hash(&mut hasher);
+        let shard = &self.shards[(hasher.finish() % 16) as usize];
+        let mut buckets = shard.lock().unwrap_or_else(|e| e.into_inner());
+        buckets
+            .entry(key_id.clone())
+            .or_insert_with(|| Bucket::full(rate, now_micros))
+            .take(rate, now_micros)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const SECOND: i64 = 1_000_000;
+
+    #[test]
+    fn a_full_bucket_lets_a_seconds_worth_through_then_refuses_until_it_refills() {
+        let mut bucket = Bucket::full(3, 0);
+        assert_eq!(
+            bucket.take(3, 0),
+            Take::Allowed {
+                remaining: 2,
+                reset_secs: 1
+            }
+        );
+        assert_eq!(
+            bucket.take(3, 0),
+            Take::Allowed {
+                remaining: 1,
+                reset_secs: 1
+            }
+        );
+        assert_eq!(
+            bucket.take(3, 0),
+            Take::Allowed {
+                remaining: 0,
+                reset_secs: 1
+            }
+        );
+        assert_eq!(
+            bucket.take(3, 0),
+            Take::Limited {
+                retry_after_secs: 1
+            }
+        );
+        // A third of a second later it holds one request again.
+        assert_eq!(
+            bucket.take(3, SECOND / 3),
+            Take::Limited {
+                retry_after_secs: 1
+            }
+        );
+        assert!(matches!(
+            bucket.take(3, SECOND / 3 + 1),
+            Take::Allowed { remaining: 0, .. }
+        ));
+        // Idle long, it is full, never fuller.
+        assert_eq!(
+            bucket.take(3, 100 * SECOND),
+            Take::Allowed {
+                remaining: 2,
+                reset_secs: 1
+            }
+        );
+    }
+
+    #[test]
+    fn a_slow_rate_says_how_long_to_wait() {
+        let mut bucket = Bucket::full(1, 0);
+        assert!(matches!(
+            bucket.take(1, 0),
+            Take::Allowed {
+                remaining: 0,
+                reset_secs: 1
+            }
+        ));
+        assert_eq!(
+            bucket.take(1, SECOND / 10),
+            Take::Limited {
+                retry_after_secs: 1
+            }
+        );
+        let mut big = Bucket::full(1000, 0);
+        for _ in 0..1000 {
+            assert!(matches!(big.take(1000, 0), Take::Allowed { .. }));
+        }
+        assert_eq!(
+            big.take(1000, 0),
+            Take::Limited {
+                retry_after_secs: 1
+            }
+        );
+        assert!(matches!(
+            big.take(1000, 1000),
+            Take::Allowed { remaining: 0, .. }
+        ));
+    }
+
+    #[test]
+    fn time_running_backwards_refills_nothing() {
+        let mut bucket = Bucket::full(2, 10 * SECOND);
+        bucket.take(2, 10 * SECOND);
+        bucket.take(2, 10 * SECOND);
+        assert_eq!(
+            bucket.take(2, 5 * SECOND),
+            Take::Limited {
+                retry_after_secs: 1
+            }
+        );
+        // Nor does the bucket forget the later instant it saw.
+        assert_eq!(
+            bucket.take(2, 10 * SECOND),
+            Take::Limited {
+                retry_after_secs: 1
+            }
+        );
+    }
+
+    #[test]
+    fn each_key_has_its_own_bucket_and_its_own_rate_wins_over_its_kinds() {
+        let limits = RateLimits::new([None, Some(1), Some(5)]);
+        assert_eq!(limits.rate_of(None, 0), None);
+        assert_eq!(limits.rate_of(None, 1), Some(1));
+        assert_eq!(limits.rate_of(Some(9), 1), Some(9));
+        let (a, b): (Arc<str>, Arc<str>) = (Arc::from("key_a"), Arc::from("key_b"));
+        assert!(matches!(limits.take(&a, 1, 0), Take::Allowed { .. }));
+        assert!(matches!(limits.take(&a, 1, 0), Take::Limited { .. }));
+        assert!(matches!(limits.take(&b, 1, 0), Take::Allowed { .. }));
+    }
 
     #[test]
     fn places_are_given_up_to_the_cap_and_back_when_dropped() {

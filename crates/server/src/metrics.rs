@@ -86,13 +86,21 @@ pub struct Metrics {
 /// The series of one method and status, by route template.
 type Routes = HashMap<Arc<str>, Series>;
 
+/// Why a request may be refused before its handler runs: each reason is
+/// exported from the start, at zero, so that a rate over it is defined.
+const REFUSALS: [&str; 3] = ["overloaded", "request_timeout", "rate_limited"];
+
 impl Default for Metrics {
     fn default() -> Metrics {
+        let refused = Family::<RefusalLabels, Counter>::default();
+        for reason in REFUSALS {
+            refused.get_or_create(&RefusalLabels { reason });
+        }
         Metrics {
             series: RwLock::default(),
             requests: Family::default(),
             durations: Family::new_with_constructor(|| Histogram::new(DURATION_BUCKETS)),
-            refused: Family::default(),
+            refused,
         }
     }
 }
@@ -131,6 +139,11 @@ impl Metrics {
     /// request_timeout`).
     pub fn timed_out(&self) {
         self.refuse("request_timeout");
+    }
+
+    /// Counts one request refused by its key's rate (`429 rate_limited`).
+    pub fn rate_limited(&self) {
+        self.refuse("rate_limited");
     }
 
     fn refuse(&self, reason: &'static str) {
@@ -187,7 +200,7 @@ impl Metrics {
         registry.register(
             "creditd_http_refused_requests",
             "Requests refused before their handler ran, by reason: overloaded (every place for \
-             a request taken), request_timeout (no answer within the route's limit)",
+             a request taken), request_timeout (no answer within the route's limit), rate_limited (over the key's rate)",
             self.refused.clone(),
         );
         let counters = [

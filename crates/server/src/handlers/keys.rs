@@ -66,6 +66,11 @@ pub struct KeyView<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<auth::KeyAccess>, nullable = false)]
     access: Option<&'static str>,
+    /// Requests a second the key may make (a burst of as many passes),
+    /// over its kind's rate; absent when it has none of its own.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false, minimum = 1, maximum = 1000000)]
+    rate_limit: Option<u32>,
     /// The key itself: only in the answer that created it, and never again.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
@@ -90,6 +95,7 @@ impl<'a> KeyView<'a> {
                 period: l.period,
             }),
             access: (doc.body.kind == KeyKind::Customer).then(|| doc.body.access.code()),
+            rate_limit: doc.body.rate_limit,
             key: key.map(Secret::expose),
         }
     }
@@ -496,6 +502,9 @@ async fn live_key(store: &dyn store::Store, id: &str) -> Result<records::Doc<Api
     }
 }
 
+/// The highest rate a key may be given, in requests a second.
+const RATE_LIMIT_MAX: u32 = 1_000_000;
+
 /// Changes to a key; what is not sent stays as it is.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -511,14 +520,19 @@ struct UpdateKey<'a> {
     #[serde(default, borrow, deserialize_with = "extract::present")]
     #[schema(value_type = Option<SpendLimitInput>)]
     spend_limit: Option<Option<SpendLimitInput<'a>>>,
+    /// Requests a second the key may make, 1 to 1,000,000 (a burst of as
+    /// many passes), over its kind's rate; null to take its kind's again.
+    #[serde(default, deserialize_with = "extract::present")]
+    #[schema(value_type = Option<u32>, minimum = 1, maximum = 1000000)]
+    rate_limit: Option<Option<u32>>,
 }
 
 /// Change a key
 ///
-/// Changes a key's name, and a customer key's project and spend limit
-/// (`null` removes them). A service key may change customer keys only. The
-/// change takes effect at once on this node, and within about a second on
-/// others.
+/// Changes a key's name and rate limit, and a customer key's project and
+/// spend limit (`null` removes them). A service key may change customer
+/// keys only. The change takes effect at once on this node, and within
+/// about a second on others; a key's rate is counted on each node.
 #[utoipa::path(
     patch,
     path = "/v1/keys/{key_id}",
@@ -529,8 +543,9 @@ struct UpdateKey<'a> {
     responses(
         (status = 200, description = "The key as changed.", body = KeyView),
         (status = 400, description = "`malformed_json`, `invalid_request` (a bad `name` or \
-            `project`, a project or spend limit on an admin or service key, an unknown or \
-            mistyped field), `invalid_amount` (`spend_limit.amount`)."),
+            `project`, a project or spend limit on an admin or service key, a `rate_limit` \
+            outside 1 to 1,000,000, an unknown or mistyped field), `invalid_amount` \
+            (`spend_limit.amount`)."),
         (status = 403, description = "`forbidden`: a service key changing an admin or \
             service key."),
         (status = 404, description = "`key_not_found`: no stored key has this id, or it is \
@@ -571,6 +586,14 @@ pub async fn update(
     }
     if let Some(limit) = body.spend_limit {
         doc.body.spend_limit = limit.map(|l| l.parse()).transpose()?;
+    }
+    if let Some(rate) = body.rate_limit {
+        if rate.is_some_and(|r| !(1..=RATE_LIMIT_MAX).contains(&r)) {
+            return Err(ApiError::InvalidRequest(format!(
+                "rate_limit must be a whole number of requests a second from 1 to {RATE_LIMIT_MAX}"
+            )));
+        }
+        doc.body.rate_limit = rate;
     }
     let write = records::put(&doc.id, &doc.body, Expect::Version(doc.version));
     match records::write::<ApiKey>(store, write).await? {

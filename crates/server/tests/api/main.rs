@@ -17,6 +17,7 @@ mod input;
 mod keys;
 mod metrics;
 mod openapi;
+mod rate_limits;
 mod test_clock;
 mod top_up;
 mod transactions;
