@@ -3,6 +3,8 @@
 //! read and other sites do not send, the check every form's POST passes,
 //! and the limit on failed admin sign-ins.
 
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -107,41 +109,62 @@ pub fn origin_of(url: &str) -> String {
     format!("{scheme}://{host}")
 }
 
-/// Failed admin sign-ins a node lets through per window.
+/// Failed admin sign-ins a node lets through per client address and window.
 pub const SIGN_IN_FAILURES_MAX: u32 = 10;
 /// The window failed sign-ins are counted over.
 pub const SIGN_IN_WINDOW: Duration = Duration::from_secs(60);
 
-/// Failed admin sign-ins on this node in the current window: past
-/// [`SIGN_IN_FAILURES_MAX`], every sign-in is refused until the window
-/// ends, so that guessing a key by the form is slower than by the API.
+/// Failed admin sign-ins on this node, per client address in the current
+/// window: past [`SIGN_IN_FAILURES_MAX`] from one address, its sign-ins are
+/// refused until its window ends, so that guessing a key by the form is
+/// slower than by the API; past [`SIGN_IN_FAILURES_NODE_MAX`] from all
+/// addresses together, everyone's are, so that many addresses guess no
+/// faster. An operator signing in from elsewhere is not locked out by one
+/// address guessing.
 #[derive(Default)]
 pub struct SignInLimit {
-    // A std Mutex: nothing awaits while it is held.
-    window: Mutex<Option<(Instant, u32)>>,
+    // A std Mutex: nothing awaits while it is held. `None` is the node's
+    // count of every address.
+    windows: Mutex<HashMap<Option<IpAddr>, (Instant, u32)>>,
 }
 
+/// The failed sign-ins of all addresses together a window takes on a node.
+pub const SIGN_IN_FAILURES_NODE_MAX: u32 = 100;
+
+/// The addresses whose failures are remembered at most.
+const SIGN_IN_ADDRESSES_KEPT: usize = 10_000;
+
 impl SignInLimit {
-    /// Whether a sign-in may be tried now.
-    pub fn allows(&self) -> bool {
-        let window = self.window.lock().unwrap_or_else(|e| e.into_inner());
-        match *window {
-            Some((start, failures)) if start.elapsed() < SIGN_IN_WINDOW => {
-                failures < SIGN_IN_FAILURES_MAX
-            }
-            _ => true,
-        }
+    /// Whether a sign-in from `address` (none for this process's own) may
+    /// be tried now.
+    pub fn allows(&self, address: Option<IpAddr>) -> bool {
+        let windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+        let failures = |key: Option<IpAddr>| match windows.get(&key) {
+            Some((start, failures)) if start.elapsed() < SIGN_IN_WINDOW => *failures,
+            _ => 0,
+        };
+        failures(None) < SIGN_IN_FAILURES_NODE_MAX
+            && (address.is_none() || failures(address) < SIGN_IN_FAILURES_MAX)
     }
 
-    /// Counts a failed sign-in.
-    pub fn failed(&self) {
-        let mut window = self.window.lock().unwrap_or_else(|e| e.into_inner());
-        *window = match *window {
-            Some((start, failures)) if start.elapsed() < SIGN_IN_WINDOW => {
-                Some((start, failures + 1))
-            }
-            _ => Some((Instant::now(), 1)),
+    /// Counts a failed sign-in from `address`.
+    pub fn failed(&self, address: Option<IpAddr>) {
+        let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+        if windows.len() >= SIGN_IN_ADDRESSES_KEPT {
+            windows.retain(|_, (start, _)| start.elapsed() < SIGN_IN_WINDOW);
+        }
+        let keys = if address.is_some() {
+            vec![None, address]
+        } else {
+            vec![None]
         };
+        for key in keys {
+            let window = windows.entry(key).or_insert((Instant::now(), 0));
+            if window.0.elapsed() >= SIGN_IN_WINDOW {
+                *window = (Instant::now(), 0);
+            }
+            window.1 += 1;
+        }
     }
 }
 
@@ -228,12 +251,33 @@ mod tests {
     }
 
     #[test]
-    fn sign_ins_are_refused_after_ten_failures_in_a_minute() {
+    fn sign_ins_from_an_address_are_refused_after_ten_failures_in_a_minute() {
         let limit = SignInLimit::default();
+        let (guesser, operator) = (
+            Some("10.0.0.9".parse().unwrap()),
+            Some("10.0.0.1".parse().unwrap()),
+        );
         for _ in 0..SIGN_IN_FAILURES_MAX {
-            assert!(limit.allows());
-            limit.failed();
+            assert!(limit.allows(guesser));
+            limit.failed(guesser);
         }
-        assert!(!limit.allows());
+        assert!(!limit.allows(guesser));
+        assert!(limit.allows(operator), "another address is not locked out");
+    }
+
+    #[test]
+    fn many_addresses_together_are_refused_past_the_nodes_count() {
+        let limit = SignInLimit::default();
+        for n in 0..SIGN_IN_FAILURES_NODE_MAX {
+            let address = Some(std::net::IpAddr::from([
+                10,
+                1,
+                (n / 250) as u8,
+                (n % 250) as u8,
+            ]));
+            assert!(limit.allows(address));
+            limit.failed(address);
+        }
+        assert!(!limit.allows(Some("192.0.2.1".parse().unwrap())));
     }
 }

@@ -306,6 +306,15 @@ testkit::each_store_test! {
             assert_eq!(attempt("guess".into()).await, StatusCode::UNAUTHORIZED);
         }
         assert_eq!(attempt(KEY.into()).await, StatusCode::TOO_MANY_REQUESTS);
+        // Guessing from one address does not lock out the operator elsewhere.
+        let elsewhere = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+            .build()
+            .unwrap();
+        let signed_in = elsewhere.post(format!("{}/admin/login", app.base))
+            .form(&[("key", KEY)]).send().await.unwrap();
+        assert_eq!(signed_in.status(), StatusCode::SEE_OTHER);
         let cross_site = browser().post(format!("{}/admin/login", app.base))
             .header("origin", "https://evil.example").form(&[("key", KEY)]).send().await.unwrap();
         assert_eq!(cross_site.status(), StatusCode::FORBIDDEN);
@@ -375,4 +384,35 @@ testkit::each_store_test! {
     }
     sqlite: TestApp::spawn_sqlite(Some(dashboard_alone())).await,
     postgres: TestApp::spawn_postgres(Some(dashboard_alone())).await,
+}
+
+testkit::each_store_test! {
+    #[tokio::test]
+    async fn links_are_limited_per_client_address_whatever_the_key(app) {
+        app.account_with("ada", "10").await;
+        // The clock stands still: no token comes back meanwhile.
+        for _ in 0..10 {
+            let link = app.post("/v1/accounts/ada/dashboard-sessions", json!({})).await;
+            assert_eq!(link.status, StatusCode::CREATED, "{link:?}");
+        }
+        let refused = app.post("/v1/accounts/ada/dashboard-sessions", json!({})).await;
+        assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS, "{refused:?}");
+        assert_eq!(refused.code(), "rate_limited");
+        assert_eq!(refused.headers["retry-after"], "1");
+        // Another address has its own bucket.
+        let elsewhere = reqwest::Client::builder()
+            .local_address(std::net::IpAddr::from([127, 0, 0, 3]))
+            .build()
+            .unwrap();
+        let theirs = elsewhere
+            .post(format!("{}/v1/accounts/ada/dashboard-sessions", app.base))
+            .bearer_auth(KEY)
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(theirs.status(), StatusCode::CREATED);
+    }
+    sqlite: TestApp::spawn_sqlite(Some(plugins())).await,
+    postgres: TestApp::spawn_postgres(Some(plugins())).await,
 }

@@ -4,10 +4,11 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
 
-use axum::extract::{FromRequestParts, Path, Request, State};
+use axum::extract::{ConnectInfo, FromRequestParts, Path, Request, State};
 use axum::http::header;
 use axum::middleware::Next;
 use axum::response::Response;
@@ -666,6 +667,8 @@ pub struct Guard {
     pub time_limit: crate::limits::TimeLimit,
     /// Whether it is answered even when every place for a request is taken.
     pub always_answered: bool,
+    /// The rate each client address is held to on it, and its name.
+    pub by_address: Option<(&'static str, crate::limits::Rate)>,
 }
 
 /// The scope a read-only key lacks on a route that changes something.
@@ -684,6 +687,7 @@ pub async fn authorize(State(guard): State<Guard>, request: Request, next: Next)
         idempotency,
         time_limit,
         always_answered,
+        by_address,
     } = guard;
     // A browser on an allowed origin may call the routes customer keys may,
     // and read their answers, errors included; no other route is opened to it.
@@ -700,6 +704,9 @@ pub async fn authorize(State(guard): State<Guard>, request: Request, next: Next)
         _ => {
             let limit = state.limits.of(time_limit);
             let work = async {
+                if let Some((name, rate)) = by_address {
+                    address_allowed(&state, &request, name, rate)?;
+                }
                 let (request, left) =
                     admit(&state, access, writes, origin.is_some(), request).await?;
                 let mut response =
@@ -827,6 +834,31 @@ async fn admit(
     }
     parts.extensions.insert(principal);
     Ok((Request::from_parts(parts, body), left))
+}
+
+/// Takes one request of the client's address out of its bucket for the
+/// route `name`; `429 rate_limited` when it is empty. A request without a
+/// client address (this process's own) is not counted.
+fn address_allowed(
+    state: &AppState,
+    request: &Request,
+    name: &'static str,
+    rate: crate::limits::Rate,
+) -> Result<(), ApiError> {
+    let Some(ConnectInfo(peer)) = request.extensions().get::<ConnectInfo<SocketAddr>>() else {
+        return Ok(());
+    };
+    let now = state.clock.now().micros();
+    match state.address_limits.take(peer.ip(), name, rate, now) {
+        Take::Allowed { .. } => Ok(()),
+        Take::Limited { retry_after_secs } => {
+            state.metrics.rate_limited();
+            Err(ApiError::RateLimited {
+                limit: rate.requests,
+                retry_after_secs,
+            })
+        }
+    }
 }
 
 /// What a key's rate leaves it after this request, for the answer's

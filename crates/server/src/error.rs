@@ -75,10 +75,11 @@ pub enum ApiError {
     Rejected(Reject),
     /// 503 `store_unavailable`: the database cannot be reached; nothing was applied.
     StoreUnavailable(String),
-    /// 429 `rate_limited`: the key made more requests than its rate lets;
-    /// nothing was done. Sent with `Retry-After` and `RateLimit-*`.
+    /// 429 `rate_limited`: the key, or the client's address on a route held
+    /// by address, made more requests than its rate lets; nothing was done.
+    /// Sent with `Retry-After` and `RateLimit-*`.
     RateLimited {
-        /// The key's rate: requests a second, and the burst.
+        /// The rate's requests a period, and the burst.
         limit: u32,
         /// Seconds until the key may make one more.
         retry_after_secs: u64,
@@ -209,10 +210,9 @@ impl ApiError {
             ApiError::StoreUnavailable(_) => {
                 "the database is unavailable; nothing was changed, retry later".to_owned()
             }
-            ApiError::RateLimited { limit, .. } => format!(
-                "this key may make {limit} requests a second; nothing was done, retry after the \
-                 seconds in Retry-After"
-            ),
+            ApiError::RateLimited { .. } => "too many requests from this key or address; nothing \
+                was done, retry after the seconds in Retry-After"
+                .to_owned(),
             ApiError::Overloaded => {
                 "this node is working on as many requests as it takes; nothing was done, \
                  retry shortly"

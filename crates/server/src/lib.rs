@@ -69,6 +69,8 @@ pub struct AppState {
     pub limits: limits::RequestLimits,
     /// The rates keys are held to, and their buckets on this node.
     pub rate_limits: limits::RateLimits,
+    /// The buckets of client addresses on the routes held by address.
+    pub address_limits: limits::AddressLimits,
     /// When an unknown key last made this node look for new keys.
     unknown_key_refresh: tokio::sync::Mutex<Option<std::time::Instant>>,
 }
@@ -90,6 +92,7 @@ impl AppState {
             top_up_url: None,
             limits: limits::RequestLimits::default(),
             rate_limits: limits::RateLimits::default(),
+            address_limits: limits::AddressLimits::default(),
             unknown_key_refresh: tokio::sync::Mutex::new(None),
         }
     }

@@ -146,35 +146,118 @@ pub enum Take {
 impl Bucket {
     /// A full bucket for `rate` requests a second, at `now_micros`.
     pub fn full(rate: u32, now_micros: i64) -> Bucket {
+        Bucket::full_per(Rate::per_second(rate), now_micros)
+    }
+
+    /// A full bucket for `rate`, at `now_micros`.
+    pub fn full_per(rate: Rate, now_micros: i64) -> Bucket {
         Bucket {
-            level: u64::from(rate) * MICRO,
+            level: rate.capacity(),
             at_micros: now_micros,
         }
     }
 
     /// Takes one request out at `now_micros`, for a rate of `rate` a
-    /// second (at least 1), the bucket holding that many at most. Time that
-    /// seems to run backwards refills nothing.
+    /// second (at least 1), the bucket holding that many at most.
     pub fn take(&mut self, rate: u32, now_micros: i64) -> Take {
-        let rate = u64::from(rate.max(1));
-        let capacity = rate * MICRO;
+        self.take_per(Rate::per_second(rate), now_micros)
+    }
+
+    /// Takes one request out at `now_micros`, for `rate`, the bucket
+    /// holding a period's worth at most. Time that seems to run backwards
+    /// refills nothing.
+    pub fn take_per(&mut self, rate: Rate, now_micros: i64) -> Take {
+        // One request costs `per_secs` seconds of micro-units; each
+        // microsecond adds `requests` of them.
+        let refill = u64::from(rate.requests.max(1));
+        let cost = rate.cost();
+        let capacity = rate.capacity();
         let elapsed = u64::try_from(now_micros.saturating_sub(self.at_micros)).unwrap_or(0);
         self.level = self
             .level
-            .saturating_add(elapsed.saturating_mul(rate))
+            .saturating_add(elapsed.saturating_mul(refill))
             .min(capacity);
         self.at_micros = self.at_micros.max(now_micros);
-        if self.level < MICRO {
-            let missing_micros = (MICRO - self.level).div_ceil(rate);
+        if self.level < cost {
+            let missing_micros = (cost - self.level).div_ceil(refill);
             return Take::Limited {
                 retry_after_secs: missing_micros.div_ceil(MICRO).max(1),
             };
         }
-        self.level -= MICRO;
+        self.level -= cost;
         Take::Allowed {
-            remaining: self.level / MICRO,
-            reset_secs: (capacity - self.level).div_ceil(rate).div_ceil(MICRO),
+            remaining: self.level / cost,
+            reset_secs: (capacity - self.level).div_ceil(refill).div_ceil(MICRO),
         }
+    }
+}
+
+/// A rate: `requests` every `per_secs` seconds, a burst of `requests`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rate {
+    /// Requests a period, and the burst.
+    pub requests: u32,
+    /// The period, in seconds.
+    pub per_secs: u32,
+}
+
+impl Rate {
+    /// `requests` a second.
+    pub const fn per_second(requests: u32) -> Rate {
+        Rate {
+            requests,
+            per_secs: 1,
+        }
+    }
+
+    /// `requests` a minute.
+    pub const fn per_minute(requests: u32) -> Rate {
+        Rate {
+            requests,
+            per_secs: 60,
+        }
+    }
+
+    fn cost(self) -> u64 {
+        u64::from(self.per_secs.max(1)) * MICRO
+    }
+
+    fn capacity(self) -> u64 {
+        u64::from(self.requests.max(1)) * self.cost()
+    }
+}
+
+/// Buckets by client address, for the routes that take no key or that a
+/// stolen key could hammer (sign-ins, links, webhooks): each address gets
+/// the route's rate on this node.
+#[derive(Debug, Default)]
+pub struct AddressLimits {
+    buckets: std::sync::Mutex<std::collections::HashMap<(std::net::IpAddr, &'static str), Bucket>>,
+}
+
+/// The addresses remembered at most; past it, those whose bucket has had
+/// an hour to refill are forgotten.
+const ADDRESSES_KEPT: usize = 100_000;
+
+impl AddressLimits {
+    /// Takes one request of `address` out of its bucket for `what` (a
+    /// route's name), held to `rate`, at `now_micros`.
+    pub fn take(
+        &self,
+        address: std::net::IpAddr,
+        what: &'static str,
+        rate: Rate,
+        now_micros: i64,
+    ) -> Take {
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        if buckets.len() >= ADDRESSES_KEPT {
+            let hour_ago = now_micros.saturating_sub(3_600 * 1_000_000);
+            buckets.retain(|_, bucket| bucket.at_micros > hour_ago);
+        }
+        buckets
+            .entry((address, what))
+            .or_insert_with(|| Bucket::full_per(rate, now_micros))
+            .take_per(rate, now_micros)
     }
 }
 
@@ -305,6 +388,56 @@ mod tests {
         assert!(matches!(
             big.take(1000, 1000),
             Take::Allowed { remaining: 0, .. }
+        ));
+    }
+
+    #[test]
+    fn a_rate_a_minute_lets_its_burst_through_and_refills_over_the_minute() {
+        let rate = Rate::per_minute(10);
+        let mut bucket = Bucket::full_per(rate, 0);
+        for left in (0..10).rev() {
+            assert!(
+                matches!(bucket.take_per(rate, 0), Take::Allowed { remaining, .. } if remaining == left)
+            );
+        }
+        assert_eq!(
+            bucket.take_per(rate, 0),
+            Take::Limited {
+                retry_after_secs: 6
+            }
+        );
+        assert!(matches!(
+            bucket.take_per(rate, 6 * SECOND),
+            Take::Allowed { remaining: 0, .. }
+        ));
+        assert_eq!(
+            bucket.take_per(rate, 6 * SECOND),
+            Take::Limited {
+                retry_after_secs: 6
+            }
+        );
+    }
+
+    #[test]
+    fn addresses_have_their_own_buckets_per_route() {
+        let limits = AddressLimits::default();
+        let (a, b) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+        let rate = Rate::per_minute(1);
+        assert!(matches!(
+            limits.take(a, "login", rate, 0),
+            Take::Allowed { .. }
+        ));
+        assert!(matches!(
+            limits.take(a, "login", rate, 0),
+            Take::Limited { .. }
+        ));
+        assert!(matches!(
+            limits.take(a, "webhook", rate, 0),
+            Take::Allowed { .. }
+        ));
+        assert!(matches!(
+            limits.take(b, "login", rate, 0),
+            Take::Allowed { .. }
         ));
     }
 

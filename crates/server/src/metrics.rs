@@ -94,7 +94,7 @@ impl Default for Metrics {
     fn default() -> Metrics {
         let refused = Family::<RefusalLabels, Counter>::default();
         for reason in REFUSALS {
-            refused.get_or_create(&RefusalLabels { reason });
+            let _ = refused.get_or_create(&RefusalLabels { reason });
         }
         Metrics {
             series: RwLock::default(),

@@ -139,6 +139,7 @@ pub fn document(routes: &[Route], extra_codes: &[(&'static str, StatusCode)]) ->
             route.writes(),
             route.idempotency,
         );
+        describe_limits(&mut operation, route);
         if route.doc.upstream_errors {
             pass_upstream_errors(&mut operation);
         }
@@ -382,6 +383,26 @@ fn who(access: Access) -> &'static str {
 /// it, the errors of authentication, of request bodies, of idempotency keys
 /// and of the store; and makes each error response without a body of its
 /// own refer to the shared error response, keeping its description.
+/// The refusals of the node's limits a route may answer: `503
+/// overloaded` and `request_timeout` unless it is always answered, and `429
+/// rate_limited` where a key's rate or the client's address is counted.
+fn describe_limits(operation: &mut Operation, route: &Route) {
+    if !route.always_answered {
+        add_response(
+            operation,
+            503,
+            "`overloaded`: every place for a request on this node was taken, and              `request_timeout`: no answer began within the route's time limit; both with              `Retry-After`.",
+        );
+    }
+    if route.access != Access::Public || route.by_address.is_some() {
+        add_response(
+            operation,
+            429,
+            "`rate_limited`: over the key's rate, or the client address's on this route;              nothing was done. With `Retry-After` and `RateLimit-*`.",
+        );
+    }
+}
+
 fn complete(
     operation: &mut Operation,
     access: Access,
@@ -623,6 +644,7 @@ mod tests {
             dialect: None,
             time_limit: crate::limits::TimeLimit::Request,
             always_answered: false,
+            by_address: None,
         }
     }
 

@@ -53,6 +53,10 @@ pub struct Route {
     /// Answered even when every place for a request is taken: the probes
     /// an orchestrator or a scraper relies on most when the node is busy.
     pub always_answered: bool,
+    /// The rate each client address is held to on it, under a name of its
+    /// own, over any key's rate: for what takes no key or is worth a
+    /// stolen key's hammering (webhooks, links that open sessions).
+    pub by_address: Option<(&'static str, crate::limits::Rate)>,
 }
 
 /// Writes an error in a route's own wire format (the gateway's OpenAI- and
@@ -75,6 +79,13 @@ impl Route {
     /// The same route, writing its errors as `dialect` does.
     pub fn with_dialect(mut self, dialect: Dialect) -> Route {
         self.dialect = Some(dialect);
+        self
+    }
+
+    /// The same route, holding each client address to `rate`, counted
+    /// under `name`.
+    pub fn limited_by_address(mut self, name: &'static str, rate: crate::limits::Rate) -> Route {
+        self.by_address = Some((name, rate));
         self
     }
 
@@ -127,6 +138,7 @@ impl<S: Clone + Send + Sync + 'static> Routes<S> {
             idempotency: Idempotency::of(&method),
             time_limit: TimeLimit::Request,
             always_answered: false,
+            by_address: None,
             method,
             path,
             access,
@@ -346,6 +358,7 @@ pub fn router(state: Arc<AppState>, capabilities: Vec<Capability>) -> Router {
                 idempotency: route.idempotency,
                 time_limit: route.time_limit,
                 always_answered: route.always_answered,
+                by_address: route.by_address,
             },
             auth::authorize,
         ));

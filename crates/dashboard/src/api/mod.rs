@@ -6,6 +6,7 @@ mod sessions;
 
 use std::sync::Arc;
 
+use server::limits::Rate;
 use server::openapi::Doc;
 use server::routes::{Idempotency, Routes};
 use server::{Access, Route};
@@ -15,7 +16,8 @@ use crate::Dashboard;
 /// The dashboard's routes. A link and an embed token are secrets shown
 /// once, so their creation takes no Idempotency-Key; the embedded balance
 /// needs no API key: its path holds the token, which reads that balance
-/// alone.
+/// alone. Each client address is held to a rate on the links (10 a second,
+/// over any key's) and on the embedded balance (120 a minute).
 pub fn routes(routes: &Routes<Arc<Dashboard>>) -> Vec<Route> {
     vec![
         routes
@@ -24,7 +26,8 @@ pub fn routes(routes: &Routes<Arc<Dashboard>>) -> Vec<Route> {
                 Doc::of::<sessions::__path_create>(),
                 sessions::create,
             )
-            .with_idempotency(Idempotency::Refused),
+            .with_idempotency(Idempotency::Refused)
+            .limited_by_address("dashboard_sessions", Rate::per_second(10)),
         routes
             .route(
                 Access::Account,
@@ -32,10 +35,12 @@ pub fn routes(routes: &Routes<Arc<Dashboard>>) -> Vec<Route> {
                 embed::create,
             )
             .with_idempotency(Idempotency::Refused),
-        routes.route(
-            Access::Public,
-            Doc::of::<embed::__path_balance>(),
-            embed::balance,
-        ),
+        routes
+            .route(
+                Access::Public,
+                Doc::of::<embed::__path_balance>(),
+                embed::balance,
+            )
+            .limited_by_address("embed_balance", Rate::per_minute(120)),
     ]
 }

@@ -18,14 +18,16 @@ use crate::payments::webhook;
 
 use super::{BillingState, payments};
 
-/// The webhook's route.
+/// The webhook's route: each sending address is held to 100 deliveries a
+/// second (Stripe sends again what was refused).
 pub(super) fn routes(routes: &Routes<Arc<Billing>>) -> Vec<Route> {
     vec![
         routes
             .route(Access::Public, Doc::of::<__path_receive>(), receive)
             .with_idempotency(Idempotency::NotKept(
                 "each event is applied once by its own id",
-            )),
+            ))
+            .limited_by_address("payment_webhook", server::limits::Rate::per_second(100)),
     ]
 }
 

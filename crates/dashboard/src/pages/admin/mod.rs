@@ -10,15 +10,15 @@ mod plans;
 mod prices;
 mod settings;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use askama::Template;
-use axum::Form;
-use axum::Router;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::{Extension, Form, Router};
 use serde::Deserialize;
 use server::{KeyHash, KeyKind, Principal};
 
@@ -101,9 +101,11 @@ struct LoginForm {
 /// too many failures lately, does not.
 async fn login(
     State(dashboard): State<Arc<Dashboard>>,
+    client: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> Response {
+    let address = client.map(|Extension(ConnectInfo(peer))| peer.ip());
     let refuse = |status: StatusCode, error: &'static str| {
         render(status, &LoginPage { error: Some(error) }, &[])
     };
@@ -115,7 +117,7 @@ async fn login(
     if !same_origin {
         return refuse(StatusCode::FORBIDDEN, "Sign in from this site's own page.");
     }
-    if !dashboard.sign_ins.allows() {
+    if !dashboard.sign_ins.allows(address) {
         return refuse(
             StatusCode::TOO_MANY_REQUESTS,
             "Too many failed sign-ins; wait a minute and try again.",
@@ -128,7 +130,7 @@ async fn login(
         .and_then(|keys| keys.resolve(key, now))
         .filter(|p| p.kind == KeyKind::Admin);
     if admitted.is_none() {
-        dashboard.sign_ins.failed();
+        dashboard.sign_ins.failed(address);
         return refuse(StatusCode::UNAUTHORIZED, "That is not an admin key.");
     }
     let hash = KeyHash::of(key).to_hex();
