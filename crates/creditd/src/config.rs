@@ -29,6 +29,9 @@ pub struct Settings {
     /// `CREDITD_LOG`: error, warn, info, debug or trace; `None` when unset,
     /// for each command to choose its own default.
     pub log: Option<tracing::Level>,
+    /// `CREDITD_LOG_FORMAT`: `text` (the default) or `json`, one object a
+    /// line with the request's span (its id) on each line of a request.
+    pub log_json: bool,
     /// `CREDITD_SWEEP_INTERVAL_MS`, default 1000: how often expiries are written.
     pub sweep_interval: Duration,
     /// `CREDITD_BATCH_SIZE_MAX`, default 1024: the most writes one batch commits.
@@ -215,7 +218,13 @@ impl Settings {
             rate("CREDITD_RATE_LIMIT_SERVICE")?,
             rate("CREDITD_RATE_LIMIT_CUSTOMER")?,
         ];
+        let log_json = match get("CREDITD_LOG_FORMAT") {
+            None | Some("text") => false,
+            Some("json") => true,
+            Some(other) => bail!("CREDITD_LOG_FORMAT must be text or json, got {other:?}"),
+        };
         Ok(Settings {
+            log_json,
             connections,
             requests,
             rate_limits,
@@ -276,6 +285,7 @@ const KNOWN: &[&str] = &[
     "CREDITD_LISTEN",
     "CREDITD_ADMIN_KEY",
     "CREDITD_LOG",
+    "CREDITD_LOG_FORMAT",
     "CREDITD_SWEEP_INTERVAL_MS",
     "CREDITD_BATCH_SIZE_MAX",
     "CREDITD_SQLITE_READERS",

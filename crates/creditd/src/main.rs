@@ -187,12 +187,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     } else {
         tracing::Level::WARN
     });
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_max_level(level)
-        .with_writer(std::io::stderr)
+        .with_writer(std::io::stderr);
+    if settings.log_json {
+        logs.json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .init();
+    } else {
         // Colour codes only for a terminal: in a file or a pipe they are noise.
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        logs.with_ansi(std::io::stderr().is_terminal()).init();
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         // Blocking threads run database reads, and a handful of reader

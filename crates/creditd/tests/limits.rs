@@ -430,3 +430,17 @@ async fn a_kinds_rate_holds_its_keys_and_says_so() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_serving_node_is_ready_with_its_store_migrated_and_its_jobs_running() {
+    let (_dir, db) = fresh_db();
+    let server = Server::start(&db);
+    let client = reqwest::Client::new();
+    let (status, body) = get(&client, format!("{}/readyz", server.base)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "ready");
+    assert_eq!(body["store"], "ok");
+    assert_eq!(body["jobs"], "running");
+    assert_eq!(body["stalled_jobs"], json!([]));
+    assert_eq!(body["migrations"]["applied"], body["migrations"]["known"]);
+}

@@ -17,6 +17,7 @@ use server::{KeyKind, Principal};
 use store::usage::{Call, CallTokens};
 use store::{Charge, Command, Executed, Op, Outcome, Refused};
 use tokio::sync::mpsc;
+use tracing::Instrument;
 
 use crate::Gateway;
 use crate::config::Upstream;
@@ -383,7 +384,7 @@ async fn handle(
         stream,
         client_wants_usage,
     };
-    tokio::spawn(forward(gateway, pending, call))
+    tokio::spawn(forward(gateway, pending, call).in_current_span())
         .await
         .map_err(|e| ApiError::Internal(format!("a gateway call's task failed: {e}")))?
 }
@@ -473,9 +474,12 @@ async fn forward(
         let request_id = pending.request_id.clone();
         // Settled after the answer is on its way: the hold was the one write
         // on the path to the caller's first byte.
-        tokio::spawn(async move {
-            settle(&settle_gateway, &pending, tokens, 200, "ok").await;
-        });
+        tokio::spawn(
+            async move {
+                settle(&settle_gateway, &pending, tokens, 200, "ok").await;
+            }
+            .in_current_span(),
+        );
         return Ok(passthrough(status, "application/json", bytes, &request_id));
     }
     release(&gateway, &pending, 502, "upstream_error").await;
@@ -529,6 +533,10 @@ async fn send(
         .post(upstream.url(endpoint.path()))
         .header(header::CONTENT_TYPE, "application/json")
         .body(body);
+    // The request's id, so that the upstream's logs can be matched to ours.
+    if let Some(id) = incoming.get(server::request_id::INCOMING) {
+        request = request.header(server::request_id::INCOMING, id.clone());
+    }
     match upstream.wire {
         Wire::Openai => {
             if let Some(key) = &upstream.api_key {
@@ -717,61 +725,66 @@ fn stream_through(
 ) -> Response {
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(STREAM_QUEUE);
     let request_id = pending.request_id.clone();
-    tokio::spawn(async move {
-        let mut meter = Meter::default();
-        let mut splitter = Splitter::default();
-        let mut bytes = upstream.bytes_stream();
-        let mut caller_gone = false;
-        let mut broken = false;
-        let deadline = tokio::time::Instant::now()
-            + Duration::from_secs(gateway.config.hold_ttl_secs.max(1) as u64);
-        loop {
-            let next = tokio::time::timeout_at(deadline, bytes.next()).await;
-            let chunk = match next {
-                Ok(Some(Ok(chunk))) => chunk,
-                Ok(None) => break,
-                Ok(Some(Err(_))) | Err(_) => {
-                    broken = true;
-                    break;
+    tokio::spawn(
+        async move {
+            let mut meter = Meter::default();
+            let mut splitter = Splitter::default();
+            let mut bytes = upstream.bytes_stream();
+            let mut caller_gone = false;
+            let mut broken = false;
+            let deadline = tokio::time::Instant::now()
+                + Duration::from_secs(gateway.config.hold_ttl_secs.max(1) as u64);
+            loop {
+                let next = tokio::time::timeout_at(deadline, bytes.next()).await;
+                let chunk = match next {
+                    Ok(Some(Ok(chunk))) => chunk,
+                    Ok(None) => break,
+                    Ok(Some(Err(_))) | Err(_) => {
+                        broken = true;
+                        break;
+                    }
+                };
+                // The events of one read go on together: one write to the
+                // caller, not one per event.
+                let mut passed: Vec<u8> = Vec::new();
+                for event in splitter.push(&chunk) {
+                    if meter.read(endpoint, &event, client_wants_usage) {
+                        passed.extend_from_slice(&event.raw);
+                    }
                 }
+                if !passed.is_empty()
+                    && !caller_gone
+                    && tx.send(Ok(Bytes::from(passed))).await.is_err()
+                {
+                    caller_gone = true;
+                }
+            }
+            if let Some(event) = splitter.finish() {
+                let pass = meter.read(endpoint, &event, client_wants_usage);
+                if pass && !caller_gone {
+                    let _ = tx.send(Ok(Bytes::from(event.raw))).await;
+                }
+            }
+            if broken && !caller_gone {
+                // The caller learns the stream broke, rather than seeing it end.
+                let _ = tx
+                    .send(Err(std::io::Error::other(
+                        "the upstream broke off the stream",
+                    )))
+                    .await;
+            }
+            drop(tx);
+            let (tokens, reported) = meter.tokens(&pending);
+            let outcome = match (caller_gone, broken || !meter.finished) {
+                (true, _) => "client_closed",
+                (false, true) => "upstream_cut",
+                (false, false) if reported => "ok",
+                (false, false) => "usage_estimated",
             };
-            // The events of one read go on together: one write to the
-            // caller, not one per event.
-            let mut passed: Vec<u8> = Vec::new();
-            for event in splitter.push(&chunk) {
-                if meter.read(endpoint, &event, client_wants_usage) {
-                    passed.extend_from_slice(&event.raw);
-                }
-            }
-            if !passed.is_empty() && !caller_gone && tx.send(Ok(Bytes::from(passed))).await.is_err()
-            {
-                caller_gone = true;
-            }
+            settle(&gateway, &pending, tokens, 200, outcome).await;
         }
-        if let Some(event) = splitter.finish() {
-            let pass = meter.read(endpoint, &event, client_wants_usage);
-            if pass && !caller_gone {
-                let _ = tx.send(Ok(Bytes::from(event.raw))).await;
-            }
-        }
-        if broken && !caller_gone {
-            // The caller learns the stream broke, rather than seeing it end.
-            let _ = tx
-                .send(Err(std::io::Error::other(
-                    "the upstream broke off the stream",
-                )))
-                .await;
-        }
-        drop(tx);
-        let (tokens, reported) = meter.tokens(&pending);
-        let outcome = match (caller_gone, broken || !meter.finished) {
-            (true, _) => "client_closed",
-            (false, true) => "upstream_cut",
-            (false, false) if reported => "ok",
-            (false, false) => "usage_estimated",
-        };
-        settle(&gateway, &pending, tokens, 200, outcome).await;
-    });
+        .in_current_span(),
+    );
     let body = Body::from_stream(tokio_stream_of(rx));
     let mut response = Response::new(body);
     let headers = response.headers_mut();

@@ -82,8 +82,13 @@ impl App {
         limits: crate::connections::Limits,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let App { router, jobs, .. } = self;
-        let running = jobs::start(jobs);
+        let App {
+            router,
+            jobs,
+            state,
+        } = self;
+        let running = jobs::start(jobs, &state.jobs_health);
+        drop(state);
         let served = crate::connections::serve(listener, router, limits, shutdown).await;
         running.stop().await;
         served

@@ -56,17 +56,84 @@ pub struct Running {
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
-/// Starts `jobs`, each with a first round at once.
-pub fn start(jobs: Vec<Job>) -> Running {
+/// Whether the jobs are running: when each last began a round, and
+/// whether it is in one now. What `/readyz` reads.
+#[derive(Debug, Default)]
+pub struct Health {
+    // A std Mutex: nothing awaits while it is held.
+    beats: std::sync::Mutex<Vec<Beat>>,
+}
+
+#[derive(Debug)]
+struct Beat {
+    name: &'static str,
+    every: Duration,
+    began: std::time::Instant,
+    in_round: bool,
+}
+
+/// How many of its intervals a job may go without beginning a round, past
+/// a grace for a slow round, before it counts as stalled.
+const STALLED_AFTER_INTERVALS: u32 = 3;
+const STALLED_GRACE: Duration = Duration::from_secs(30);
+
+impl Health {
+    fn beat(&self, index: usize, in_round: bool) {
+        let mut beats = self.beats.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(beat) = beats.get_mut(index) {
+            if in_round {
+                beat.began = std::time::Instant::now();
+            }
+            beat.in_round = in_round;
+        }
+    }
+
+    /// `None` when no job was ever started here; else the names of the
+    /// jobs that have not begun a round for too long, outside a round.
+    pub fn stalled(&self) -> Option<Vec<&'static str>> {
+        let beats = self.beats.lock().unwrap_or_else(|e| e.into_inner());
+        if beats.is_empty() {
+            return None;
+        }
+        Some(
+            beats
+                .iter()
+                .filter(|b| {
+                    !b.in_round
+                        && b.began.elapsed() > b.every * STALLED_AFTER_INTERVALS + STALLED_GRACE
+                })
+                .map(|b| b.name)
+                .collect(),
+        )
+    }
+}
+
+/// Starts `jobs`, each with a first round at once, each beating in
+/// `health` when a round begins and ends.
+pub fn start(jobs: Vec<Job>, health: &Arc<Health>) -> Running {
+    {
+        let mut beats = health.beats.lock().unwrap_or_else(|e| e.into_inner());
+        beats.clear();
+        beats.extend(jobs.iter().map(|job| Beat {
+            name: job.name,
+            every: job.every,
+            began: std::time::Instant::now(),
+            in_round: false,
+        }));
+    }
     let tasks = jobs
         .into_iter()
-        .map(|mut job| {
+        .enumerate()
+        .map(|(index, mut job)| {
+            let health = health.clone();
             tokio::spawn(async move {
                 let mut ticker = tokio::time::interval(job.every);
                 ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
                 loop {
                     ticker.tick().await;
+                    health.beat(index, true);
                     (job.round)().await;
+                    health.beat(index, false);
                 }
             })
         })
@@ -287,7 +354,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_job_runs_at_once_then_every_interval_until_stopped() {
         let (job, rounds) = counting(Duration::from_secs(10));
-        let running = start(vec![job]);
+        let running = start(vec![job], &Arc::default());
         tokio::time::sleep(Duration::from_secs(25)).await;
         assert_eq!(rounds.load(Ordering::SeqCst), 3);
         running.stop().await;
@@ -306,7 +373,7 @@ mod tests {
                 tokio::time::sleep(Duration::from_secs(35)).await;
             }
         });
-        let running = start(vec![job]);
+        let running = start(vec![job], &Arc::default());
         tokio::time::sleep(Duration::from_secs(50)).await;
         assert_eq!(rounds.load(Ordering::SeqCst), 2);
         running.stop().await;
@@ -315,8 +382,40 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn dropping_the_running_jobs_stops_them() {
         let (job, rounds) = counting(Duration::from_secs(10));
-        drop(start(vec![job]));
+        drop(start(vec![job], &Arc::default()));
         tokio::time::sleep(Duration::from_secs(60)).await;
         assert!(rounds.load(Ordering::SeqCst) <= 1);
+    }
+
+    #[test]
+    fn a_job_long_without_a_round_is_stalled_unless_it_is_in_one() {
+        let health = Health::default();
+        assert_eq!(health.stalled(), None, "nothing started");
+        let long_ago = std::time::Instant::now()
+            .checked_sub(Duration::from_secs(3600))
+            .unwrap();
+        health.beats.lock().unwrap().extend([
+            Beat {
+                name: "fresh",
+                every: Duration::from_secs(1),
+                began: std::time::Instant::now(),
+                in_round: false,
+            },
+            Beat {
+                name: "late",
+                every: Duration::from_secs(1),
+                began: long_ago,
+                in_round: false,
+            },
+            Beat {
+                name: "slow",
+                every: Duration::from_secs(1),
+                began: long_ago,
+                in_round: true,
+            },
+        ]);
+        assert_eq!(health.stalled(), Some(vec!["late"]));
+        health.beat(1, true);
+        assert_eq!(health.stalled(), Some(vec![]));
     }
 }

@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod policy;
 pub mod render;
+pub mod request_id;
 pub mod routes;
 pub mod test_clock;
 pub mod top_up;
@@ -71,6 +72,8 @@ pub struct AppState {
     pub rate_limits: limits::RateLimits,
     /// The buckets of client addresses on the routes held by address.
     pub address_limits: limits::AddressLimits,
+    /// Whether the background jobs are running, for `/readyz`.
+    pub jobs_health: Arc<jobs::Health>,
     /// When an unknown key last made this node look for new keys.
     unknown_key_refresh: tokio::sync::Mutex<Option<std::time::Instant>>,
 }
@@ -93,6 +96,7 @@ impl AppState {
             limits: limits::RequestLimits::default(),
             rate_limits: limits::RateLimits::default(),
             address_limits: limits::AddressLimits::default(),
+            jobs_health: Arc::default(),
             unknown_key_refresh: tokio::sync::Mutex::new(None),
         }
     }

@@ -311,6 +311,9 @@ pub fn core_routes(state: &Arc<AppState>) -> Vec<Route> {
             .route(Public, Doc::of::<system::__path_healthz>(), system::healthz)
             .always_answered(),
         routes
+            .route(Public, Doc::of::<system::__path_readyz>(), system::readyz)
+            .always_answered(),
+        routes
             .route(Public, Doc::of::<system::__path_metrics>(), system::metrics)
             .always_answered(),
         routes.route(Public, Doc::of::<system::__path_openapi>(), system::openapi),
@@ -394,6 +397,7 @@ pub fn router(state: Arc<AppState>, capabilities: Vec<Capability>) -> Router {
         .layer(from_fn_with_state(state.clone(), crate::metrics::track))
         .layer(from_fn(extract::refuse_repeated_headers))
         .layer(DefaultBodyLimit::max(extract::BODY_LEN_MAX))
+        .layer(from_fn(crate::request_id::assign))
 }
 
 /// Whether a route of `method` changes anything: every method but `GET`

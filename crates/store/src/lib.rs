@@ -121,6 +121,15 @@ impl TxFilter {
     }
 }
 
+/// How far the database's schema is migrated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Migrations {
+    /// The newest migration the database has applied.
+    pub applied: i64,
+    /// The newest this build knows.
+    pub known: i64,
+}
+
 /// Which holds to list: one page of an account's holds, newest first.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HoldFilter {
@@ -246,6 +255,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// Succeeds when the database answers.
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>>;
+
+    /// The migrations the database has applied, and how many this build
+    /// knows: it serves as this build expects once the first is at least
+    /// the second.
+    fn migrations(&self) -> BoxFuture<'_, Result<Migrations, StoreError>>;
 
     /// Applies one command through group commit and answers once it is durable.
     fn execute(&self, command: Command) -> BoxFuture<'_, Result<Executed, StoreError>>;

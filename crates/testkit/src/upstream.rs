@@ -102,6 +102,8 @@ pub struct Seen {
     pub x_api_key: Option<String>,
     /// The `anthropic-version` header.
     pub anthropic_version: Option<String>,
+    /// The `x-request-id` header.
+    pub request_id: Option<String>,
     /// The body as JSON, or `Null` when it is not JSON.
     pub body: Value,
 }
@@ -238,6 +240,7 @@ async fn handle(
             authorization: header("authorization"),
             x_api_key: header("x-api-key"),
             anthropic_version: header("anthropic-version"),
+            request_id: header("x-request-id"),
             body: request.clone().unwrap_or(Value::Null),
         });
         let behaviour = inner.queue.pop_front().unwrap_or(Behaviour::Ok);

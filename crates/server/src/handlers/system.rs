@@ -42,6 +42,84 @@ pub async fn healthz(State(state): State<Arc<AppState>>) -> Result<Response, Api
     Ok(render::json(StatusCode::OK, &Health { status: "ok" }))
 }
 
+/// What a readiness check found.
+#[derive(Serialize, ToSchema)]
+struct Readiness {
+    /// `ready`, or `not_ready` when a check failed.
+    #[schema(pattern = "^(ready|not_ready)$")]
+    status: &'static str,
+    /// `ok`, or `unavailable` when the database did not answer.
+    #[schema(pattern = "^(ok|unavailable)$")]
+    store: &'static str,
+    /// The newest migration the database has applied and the newest this
+    /// build knows; not ready while the first is below the second. Null
+    /// when the database did not answer.
+    migrations: Option<MigrationsView>,
+    /// `running`; `not_started` on a server that runs no jobs; or
+    /// `stalled`, with the jobs that have not begun a round for three of
+    /// their intervals and more.
+    #[schema(pattern = "^(running|not_started|stalled)$")]
+    jobs: &'static str,
+    /// The stalled jobs, by name.
+    stalled_jobs: Vec<&'static str>,
+}
+
+#[derive(Serialize, ToSchema)]
+struct MigrationsView {
+    applied: i64,
+    known: i64,
+}
+
+/// Readiness check
+///
+/// Answers 200 when this node can serve: its database answers, has every
+/// migration this build knows, and its background jobs (expiries,
+/// renewals, top-ups, key refreshes) are running; 503 with what failed
+/// otherwise. `/healthz` says whether the process is alive; this says
+/// whether to send it traffic.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "system",
+    operation_id = "getReadiness",
+    responses(
+        (status = 200, description = "Ready.", body = Readiness),
+        (status = 503, description = "Not ready: the body says which check failed.",
+            body = Readiness),
+    ),
+)]
+pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    let migrations = state.store.migrations().await.ok();
+    let store = if migrations.is_some() {
+        "ok"
+    } else {
+        "unavailable"
+    };
+    let stalled = state.jobs_health.stalled();
+    let jobs = match &stalled {
+        None => "not_started",
+        Some(names) if names.is_empty() => "running",
+        Some(_) => "stalled",
+    };
+    let ready = migrations.is_some_and(|m| m.applied >= m.known) && jobs == "running";
+    let body = Readiness {
+        status: if ready { "ready" } else { "not_ready" },
+        store,
+        migrations: migrations.map(|m| MigrationsView {
+            applied: m.applied,
+            known: m.known,
+        }),
+        jobs,
+        stalled_jobs: stalled.unwrap_or_default(),
+    };
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    render::json(status, &body)
+}
+
 /// Prometheus metrics
 ///
 /// Request counts by method, route template and status, latency histograms

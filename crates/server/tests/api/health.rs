@@ -49,3 +49,20 @@ store_test! {
         assert_eq!(refused.status, StatusCode::FORBIDDEN, "{refused:?}");
     }
 }
+
+store_test! {
+    #[tokio::test]
+    async fn a_node_that_runs_no_jobs_is_alive_but_not_ready(app) {
+        // The test app serves the router alone, without the jobs.
+        let alive = app.send_as(None, reqwest::Method::GET, "/healthz", &[], None).await;
+        assert_eq!(alive.status, reqwest::StatusCode::OK);
+        let ready = app.send_as(None, reqwest::Method::GET, "/readyz", &[], None).await;
+        assert_eq!(ready.status, reqwest::StatusCode::SERVICE_UNAVAILABLE, "{ready:?}");
+        assert_eq!(ready.body["status"], "not_ready");
+        assert_eq!(ready.body["store"], "ok");
+        assert_eq!(ready.body["jobs"], "not_started");
+        let migrations = &ready.body["migrations"];
+        assert!(migrations["applied"].as_i64().unwrap() > 0);
+        assert_eq!(migrations["applied"], migrations["known"]);
+    }
+}

@@ -319,6 +319,24 @@ impl Store for PostgresStore {
         })
     }
 
+    fn migrations(&self) -> BoxFuture<'_, Result<crate::Migrations, StoreError>> {
+        Box::pin(async move {
+            let c = self.client().await?;
+            let applied: i64 = c
+                .query_one(
+                    "SELECT coalesce(max(version), 0)::BIGINT FROM schema_migrations",
+                    &[],
+                )
+                .await
+                .map_err(pg_error)?
+                .get(0);
+            Ok(crate::Migrations {
+                applied,
+                known: MIGRATIONS.last().map_or(0, |(version, _)| *version),
+            })
+        })
+    }
+
     fn execute(&self, command: Command) -> BoxFuture<'_, Result<Executed, StoreError>> {
         Box::pin(async move {
             let (reply, answer) = oneshot::channel();

@@ -489,6 +489,20 @@ impl Store for SqliteStore {
         self.read(|conn| Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?))
     }
 
+    fn migrations(&self) -> BoxFuture<'_, Result<crate::Migrations, StoreError>> {
+        self.read(|conn| {
+            let applied: i64 = conn.query_row(
+                "SELECT coalesce(max(version), 0) FROM schema_migrations",
+                [],
+                |r| r.get(0),
+            )?;
+            Ok(crate::Migrations {
+                applied,
+                known: MIGRATIONS.last().map_or(0, |(version, _)| *version),
+            })
+        })
+    }
+
     fn execute(&self, command: Command) -> BoxFuture<'_, Result<Executed, StoreError>> {
         Box::pin(async move {
             let (reply, answer) = oneshot::channel();
