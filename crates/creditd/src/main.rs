@@ -48,6 +48,18 @@ enum Cmd {
     Migrate,
     /// Check the whole journal against every balance; exit 1 on any violation.
     Verify,
+    /// Write a consistent copy of the SQLite database to FILE, a new file,
+    /// while the server may be serving it.
+    Backup {
+        /// Where the copy goes.
+        file: PathBuf,
+    },
+    /// Write the backup FILE over the SQLite database once it passes
+    /// `verify`'s audit. Stop the server first.
+    Restore {
+        /// The backup to restore.
+        file: PathBuf,
+    },
     /// Manage accounts.
     Account {
         #[command(subcommand)]
@@ -219,6 +231,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 Ok(())
             }
             Cmd::Verify => verify(&settings).await,
+            Cmd::Backup { file } => backup(&settings, &file, true),
+            Cmd::Restore { file } => backup(&settings, &file, false),
             Cmd::Account { command } => admin_account(&settings, command).await,
             Cmd::Grant {
                 account,
@@ -633,6 +647,44 @@ async fn shutdown_signal() {
 }
 
 /// Prints the audit's report; any violation fails the command.
+/// `creditd backup FILE` (`out`) or `creditd restore FILE`.
+fn backup(settings: &Settings, file: &Path, out: bool) -> anyhow::Result<()> {
+    let Database::Sqlite(database) = &settings.database else {
+        bail!(
+            "backup and restore copy a SQLite database; for PostgreSQL use pg_dump and \
+             pg_restore, or a base backup (docs/postgres.md)"
+        );
+    };
+    let copied = if out {
+        store::sqlite::backup::backup(database, file)
+    } else {
+        store::sqlite::backup::restore(file, database)
+    }
+    .with_context(|| {
+        format!(
+            "copying {}",
+            if out { "the database" } else { "the backup" }
+        )
+    })?;
+    let last = copied.last_transaction.map_or_else(
+        || "no transaction".to_owned(),
+        |id| format!("transactions up to {id}"),
+    );
+    let (from, to) = if out {
+        (database.as_path(), file)
+    } else {
+        (file, database.as_path())
+    };
+    println!(
+        "copied {} to {}: {} pages, {} bytes, {last}",
+        from.display(),
+        to.display(),
+        copied.pages,
+        copied.bytes
+    );
+    Ok(())
+}
+
 async fn verify(settings: &Settings) -> anyhow::Result<()> {
     ensure_ledger(&settings.database).await?;
     let time = Time::of(settings);

@@ -113,3 +113,50 @@ async fn the_operations_guide_lists_every_error_code_under_its_status() {
     let guide = include_str!("../../../docs/operations.md");
     assert_eq!(guide_codes(guide), described_codes(&spec));
 }
+
+/// The tests `docs/security.md` cites: each a `crates/…rs` file followed,
+/// in the same bullet, by the names of functions in it.
+fn cited_tests(guide: &str) -> Vec<(String, String)> {
+    let mut cited = Vec::new();
+    for item in guide.split("\n- ").flat_map(|part| part.split("\n\n")) {
+        let mut file: Option<String> = None;
+        for (i, token) in item.split('`').enumerate() {
+            if i % 2 == 0 {
+                continue;
+            }
+            if token.starts_with("crates/") && token.ends_with(".rs") {
+                file = Some(token.to_owned());
+            } else if let Some(file) = &file
+                && token.contains('_')
+                && token
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            {
+                cited.push((file.clone(), token.to_owned()));
+            }
+        }
+    }
+    cited
+}
+
+#[test]
+fn the_security_guide_cites_only_tests_that_exist() {
+    let guide = include_str!("../../../docs/security.md");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let cited = cited_tests(guide);
+    assert!(cited.len() >= 10, "{cited:?}");
+    for (file, name) in cited {
+        let text =
+            std::fs::read_to_string(root.join(&file)).unwrap_or_else(|e| panic!("{file}: {e}"));
+        assert!(
+            text.contains(&format!("fn {name}(")),
+            "docs/security.md cites {name} in {file}, which has no such function"
+        );
+    }
+    for area in 1..=10 {
+        assert!(
+            guide.contains(&format!("## API{area} ")),
+            "API{area} is not covered"
+        );
+    }
+}

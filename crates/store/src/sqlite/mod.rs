@@ -2,6 +2,7 @@
 //! pool of reader connections, WAL with full sync so that an acknowledged
 //! write survives `kill -9` and power loss.
 
+pub mod backup;
 mod books;
 mod deferred;
 mod packed;
