@@ -486,23 +486,10 @@ async fn forward(
     Err(GatewayError::UpstreamUnavailable(last_failure).into())
 }
 
-/// A request id: `gw_`, 16 hex digits drawn at random once per process
-/// (so that nodes do not collide), and 16 of a counter (so that drawing an
-/// id costs no system call).
+/// A gateway call's id: `gw_` and a unique suffix (see
+/// [`server::request_id::unique`]).
 fn request_id() -> String {
-    use std::sync::OnceLock;
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static PROCESS: OnceLock<u64> = OnceLock::new();
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let process = *PROCESS.get_or_init(|| {
-        let mut bytes = [0u8; 8];
-        getrandom::fill(&mut bytes).expect("random bytes for the process's request ids");
-        u64::from_le_bytes(bytes)
-    });
-    format!(
-        "gw_{process:016x}{:016x}",
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
+    server::request_id::unique("gw_")
 }
 
 fn call_metadata(request_id: &str, model: &str) -> Metadata {

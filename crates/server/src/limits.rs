@@ -144,23 +144,12 @@ pub enum Take {
 }
 
 impl Bucket {
-    /// A full bucket for `rate` requests a second, at `now_micros`.
-    pub fn full(rate: u32, now_micros: i64) -> Bucket {
-        Bucket::full_per(Rate::per_second(rate), now_micros)
-    }
-
     /// A full bucket for `rate`, at `now_micros`.
     pub fn full_per(rate: Rate, now_micros: i64) -> Bucket {
         Bucket {
             level: rate.capacity(),
             at_micros: now_micros,
         }
-    }
-
-    /// Takes one request out at `now_micros`, for a rate of `rate` a
-    /// second (at least 1), the bucket holding that many at most.
-    pub fn take(&mut self, rate: u32, now_micros: i64) -> Take {
-        self.take_per(Rate::per_second(rate), now_micros)
     }
 
     /// Takes one request out at `now_micros`, for `rate`, the bucket
@@ -297,8 +286,8 @@ impl RateLimits {
         let mut buckets = shard.lock().unwrap_or_else(|e| e.into_inner());
         buckets
             .entry(key_id.clone())
-            .or_insert_with(|| Bucket::full(rate, now_micros))
-            .take(rate, now_micros)
+            .or_insert_with(|| Bucket::full_per(Rate::per_second(rate), now_micros))
+            .take_per(Rate::per_second(rate), now_micros)
     }
 }
 
@@ -310,48 +299,48 @@ mod tests {
 
     #[test]
     fn a_full_bucket_lets_a_seconds_worth_through_then_refuses_until_it_refills() {
-        let mut bucket = Bucket::full(3, 0);
+        let mut bucket = Bucket::full_per(Rate::per_second(3), 0);
         assert_eq!(
-            bucket.take(3, 0),
+            bucket.take_per(Rate::per_second(3), 0),
             Take::Allowed {
                 remaining: 2,
                 reset_secs: 1
             }
         );
         assert_eq!(
-            bucket.take(3, 0),
+            bucket.take_per(Rate::per_second(3), 0),
             Take::Allowed {
                 remaining: 1,
                 reset_secs: 1
             }
         );
         assert_eq!(
-            bucket.take(3, 0),
+            bucket.take_per(Rate::per_second(3), 0),
             Take::Allowed {
                 remaining: 0,
                 reset_secs: 1
             }
         );
         assert_eq!(
-            bucket.take(3, 0),
+            bucket.take_per(Rate::per_second(3), 0),
             Take::Limited {
                 retry_after_secs: 1
             }
         );
         // A third of a second later it holds one request again.
         assert_eq!(
-            bucket.take(3, SECOND / 3),
+            bucket.take_per(Rate::per_second(3), SECOND / 3),
             Take::Limited {
                 retry_after_secs: 1
             }
         );
         assert!(matches!(
-            bucket.take(3, SECOND / 3 + 1),
+            bucket.take_per(Rate::per_second(3), SECOND / 3 + 1),
             Take::Allowed { remaining: 0, .. }
         ));
         // Idle long, it is full, never fuller.
         assert_eq!(
-            bucket.take(3, 100 * SECOND),
+            bucket.take_per(Rate::per_second(3), 100 * SECOND),
             Take::Allowed {
                 remaining: 2,
                 reset_secs: 1
@@ -361,32 +350,35 @@ mod tests {
 
     #[test]
     fn a_slow_rate_says_how_long_to_wait() {
-        let mut bucket = Bucket::full(1, 0);
+        let mut bucket = Bucket::full_per(Rate::per_second(1), 0);
         assert!(matches!(
-            bucket.take(1, 0),
+            bucket.take_per(Rate::per_second(1), 0),
             Take::Allowed {
                 remaining: 0,
                 reset_secs: 1
             }
         ));
         assert_eq!(
-            bucket.take(1, SECOND / 10),
+            bucket.take_per(Rate::per_second(1), SECOND / 10),
             Take::Limited {
                 retry_after_secs: 1
             }
         );
-        let mut big = Bucket::full(1000, 0);
+        let mut big = Bucket::full_per(Rate::per_second(1000), 0);
         for _ in 0..1000 {
-            assert!(matches!(big.take(1000, 0), Take::Allowed { .. }));
+            assert!(matches!(
+                big.take_per(Rate::per_second(1000), 0),
+                Take::Allowed { .. }
+            ));
         }
         assert_eq!(
-            big.take(1000, 0),
+            big.take_per(Rate::per_second(1000), 0),
             Take::Limited {
                 retry_after_secs: 1
             }
         );
         assert!(matches!(
-            big.take(1000, 1000),
+            big.take_per(Rate::per_second(1000), 1000),
             Take::Allowed { remaining: 0, .. }
         ));
     }
@@ -443,18 +435,18 @@ mod tests {
 
     #[test]
     fn time_running_backwards_refills_nothing() {
-        let mut bucket = Bucket::full(2, 10 * SECOND);
-        bucket.take(2, 10 * SECOND);
-        bucket.take(2, 10 * SECOND);
+        let mut bucket = Bucket::full_per(Rate::per_second(2), 10 * SECOND);
+        bucket.take_per(Rate::per_second(2), 10 * SECOND);
+        bucket.take_per(Rate::per_second(2), 10 * SECOND);
         assert_eq!(
-            bucket.take(2, 5 * SECOND),
+            bucket.take_per(Rate::per_second(2), 5 * SECOND),
             Take::Limited {
                 retry_after_secs: 1
             }
         );
         // Nor does the bucket forget the later instant it saw.
         assert_eq!(
-            bucket.take(2, 10 * SECOND),
+            bucket.take_per(Rate::per_second(2), 10 * SECOND),
             Take::Limited {
                 retry_after_secs: 1
             }

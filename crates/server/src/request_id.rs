@@ -27,10 +27,16 @@ fn usable(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
 }
 
-/// A new id: `req_`, 16 hex digits drawn at random once per process (so
-/// that nodes do not collide), and 16 of a counter (so that drawing one
-/// costs no system call).
+/// A new request id: `req_` and [`unique`]'s digits.
 pub fn new_id() -> String {
+    unique("req_")
+}
+
+/// `prefix`, 16 hex digits drawn at random once per process (so that
+/// nodes do not collide), and 16 of a counter (so that drawing one costs
+/// no system call): ids unique across nodes, for requests and for the
+/// gateway's calls.
+pub fn unique(prefix: &str) -> String {
     use std::sync::OnceLock;
     use std::sync::atomic::{AtomicU64, Ordering};
     static PROCESS: OnceLock<u64> = OnceLock::new();
@@ -42,7 +48,7 @@ pub fn new_id() -> String {
         u64::from_le_bytes(bytes)
     });
     format!(
-        "req_{process:016x}{:016x}",
+        "{prefix}{process:016x}{:016x}",
         NEXT.fetch_add(1, Ordering::Relaxed)
     )
 }

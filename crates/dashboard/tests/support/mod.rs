@@ -63,6 +63,16 @@ pub struct Page {
     pub html: String,
 }
 
+/// Sends `request` and reads its answer whole.
+async fn page_of(request: reqwest::RequestBuilder) -> Page {
+    let response = request.send().await.unwrap();
+    Page {
+        status: response.status(),
+        headers: response.headers().clone(),
+        html: response.text().await.unwrap(),
+    }
+}
+
 pub async fn fetch(
     app: &TestApp,
     path: &str,
@@ -76,12 +86,7 @@ pub async fn fetch(
     for (name, value) in headers {
         request = request.header(*name, *value);
     }
-    let response = request.send().await.unwrap();
-    Page {
-        status: response.status(),
-        headers: response.headers().clone(),
-        html: response.text().await.unwrap(),
-    }
+    page_of(request).await
 }
 
 pub async fn post_form(
@@ -98,12 +103,7 @@ pub async fn post_form(
     if let Some(origin) = origin {
         request = request.header("origin", origin);
     }
-    let response = request.send().await.unwrap();
-    Page {
-        status: response.status(),
-        headers: response.headers().clone(),
-        html: response.text().await.unwrap(),
-    }
+    page_of(request).await
 }
 
 /// Posts `fields` as `multipart/form-data`, as a browser sends a form with
@@ -144,12 +144,7 @@ pub async fn post_multipart(
     if let Some(origin) = origin {
         request = request.header("origin", origin);
     }
-    let response = request.send().await.unwrap();
-    Page {
-        status: response.status(),
-        headers: response.headers().clone(),
-        html: response.text().await.unwrap(),
-    }
+    page_of(request).await
 }
 
 /// The `name=value` of the cookie a response sets.
