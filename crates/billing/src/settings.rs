@@ -133,6 +133,11 @@ pub struct CreditSettings {
     pub priorities: BTreeMap<&'static str, u8>,
     /// The plan every new account is subscribed to.
     pub default_plan: Option<String>,
+    /// The available balance at or below which `balance.low` is sent for
+    /// an account that sets no threshold of its own; none: not sent.
+    pub low_balance_threshold: Option<Amount>,
+    /// How many days before a grant expires `grant.expiring` is sent.
+    pub grant_expiring_days: u32,
     /// Where each value comes from, by path.
     pub origins: BTreeMap<String, Origin>,
     /// The version of the stored record (0: none stored).
@@ -143,6 +148,10 @@ pub struct CreditSettings {
 
 /// The longest plan id, in bytes.
 const ID_LEN_MAX: usize = 128;
+
+/// How many days before a grant's expiry `grant.expiring` is sent, unless
+/// set otherwise.
+pub const GRANT_EXPIRING_DAYS: u32 = 3;
 
 /// Every setting path with its default value.
 fn defaults() -> Vec<(String, Value)> {
@@ -155,6 +164,8 @@ fn defaults() -> Vec<(String, Value)> {
         ("daily_reward.expire_days".to_owned(), Value::Null),
         ("allow_free_user_purchase".to_owned(), json!(false)),
         ("default_plan".to_owned(), Value::Null),
+        ("low_balance_threshold".to_owned(), Value::Null),
+        ("grant_expiring_days".to_owned(), json!(GRANT_EXPIRING_DAYS)),
     ];
     for source in Source::ALL {
         all.push((
@@ -174,7 +185,8 @@ fn check(path: &str, value: &Value) -> Result<(), BillingError> {
                 return bad("must be true or false");
             }
         }
-        "signup_bonus.amount" | "daily_reward.amount" => {
+        "low_balance_threshold" if value.is_null() => {}
+        "signup_bonus.amount" | "daily_reward.amount" | "low_balance_threshold" => {
             let parsed = match value {
                 Value::String(text) => Amount::parse_decimal(text).ok(),
                 Value::Number(n) => Amount::parse(&n.to_string()).ok(),
@@ -187,6 +199,11 @@ fn check(path: &str, value: &Value) -> Result<(), BillingError> {
         "signup_bonus.expire_days" | "daily_reward.expire_days" => {
             if !(value.is_null() || value.as_u64().is_some_and(|d| (1..=36_500).contains(&d))) {
                 return bad("must be a whole number of days from 1 to 36500, or null for never");
+            }
+        }
+        "grant_expiring_days" => {
+            if !value.as_u64().is_some_and(|d| (1..=365).contains(&d)) {
+                return bad("must be a whole number of days from 1 to 365");
             }
         }
         "default_plan" => {
@@ -273,6 +290,11 @@ impl CreditSettings {
                 })
                 .collect(),
             default_plan: get("default_plan").as_str().map(str::to_owned),
+            low_balance_threshold: match get("low_balance_threshold") {
+                Value::Null => None,
+                _ => Some(amount("low_balance_threshold")?),
+            },
+            grant_expiring_days: days("grant_expiring_days").unwrap_or(GRANT_EXPIRING_DAYS),
             origins: values.iter().map(|(p, (_, o))| (p.clone(), *o)).collect(),
             version,
             stored,
@@ -302,6 +324,8 @@ impl CreditSettings {
             "allow_free_user_purchase": self.allow_free_user_purchase,
             "priorities": self.priorities,
             "default_plan": self.default_plan,
+            "low_balance_threshold": self.low_balance_threshold.map(|a| a.to_string()),
+            "grant_expiring_days": self.grant_expiring_days,
             "sources": self
                 .origins
                 .iter()
@@ -357,6 +381,13 @@ pub struct SettingsPatch {
     /// The plan new accounts are subscribed to; null for none.
     #[schema(pattern = "^(?!\\.+$)[A-Za-z0-9_.:-]{1,128}$")]
     default_plan: Option<String>,
+    /// The available balance at or below which `balance.low` is sent for
+    /// accounts that set no threshold of their own; null: not sent.
+    #[schema(value_type = Option<server::openapi::schema::NonNegativeAmount>)]
+    low_balance_threshold: Option<String>,
+    /// How many days before a grant's expiry `grant.expiring` is sent, 1 to 365.
+    #[schema(minimum = 1, maximum = 365, nullable = false)]
+    grant_expiring_days: Option<u32>,
 }
 
 /// A reward's settings to change.
@@ -432,7 +463,7 @@ pub fn parse_patch(body: &Value) -> Result<BTreeMap<String, Value>, BillingError
                 )));
             }
             _ => {
-                changes.insert(key.clone(), value.clone());
+                changes.insert(key.clone(), whole_number(value));
             }
         }
     }

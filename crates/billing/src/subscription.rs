@@ -157,7 +157,7 @@ pub enum Changed {
 }
 
 /// What an account owes that a plan with overage bills at the end of a
-/// period, and the charge that bills it.
+/// period, and the charge that bills it with its `overage.charged` event.
 #[allow(clippy::too_many_arguments)]
 async fn overage_to_settle(
     store: &dyn Store,
@@ -168,7 +168,7 @@ async fn overage_to_settle(
     usage_start: Timestamp,
     to: Timestamp,
     now: Timestamp,
-) -> Result<Option<(Amount, RecordWrite)>, StoreError> {
+) -> Result<Option<(Amount, Vec<RecordWrite>)>, StoreError> {
     let Some(overage) = &plan.overage else {
         return Ok(None);
     };
@@ -195,10 +195,38 @@ async fn overage_to_settle(
         amount_due: due,
         invoice_item: None,
     };
+    let id = OverageCharge::id(account, from);
     Ok(Some((
         debt,
-        records::put(&OverageCharge::id(account, from), &charge, Expect::Absent),
+        vec![
+            overage_event(account, &id, &charge, now),
+            records::put(&id, &charge, Expect::Absent),
+        ],
     )))
+}
+
+/// The `overage.charged` event of an overage charge, written with it.
+fn overage_event(
+    account: &AccountId,
+    id: &str,
+    charge: &OverageCharge,
+    now: Timestamp,
+) -> RecordWrite {
+    server::events::emit(
+        server::events::EventType::OverageCharged,
+        &format!("overage/{id}"),
+        account,
+        serde_json::json!({
+            "charge_id": id,
+            "plan_id": charge.plan_id,
+            "credits": charge.credits.to_string(),
+            "amount_due": charge.amount_due,
+            "currency": charge.currency.0.as_str(),
+            "period_start": Timestamp::from_micros(charge.period_start_micros).to_string(),
+            "period_end": Timestamp::from_micros(charge.period_end_micros).to_string(),
+        }),
+        now,
+    )
 }
 
 /// The command that moves a subscription in one transaction: the current
@@ -254,9 +282,37 @@ pub async fn transition(
         _ => None,
     };
     let settle_debt = settle.map(|(debt, charge)| {
-        records.push(charge);
+        records.extend(charge);
         debt
     });
+    // A period that follows the last of the same plan is a renewal: its
+    // event joins the move.
+    if let (Some(doc), Some((sub, plan))) = (current, next)
+        && doc.body.plan_id == sub.plan_id
+        && sub.period().start > doc.body.period().start
+    {
+        let period = sub.period();
+        let granted = grant
+            .then(|| period_grant(&sub.plan_id, plan, period, settings))
+            .flatten()
+            .map(|g| g.amount.to_string());
+        records.push(server::events::emit(
+            server::events::EventType::SubscriptionRenewed,
+            &format!(
+                "renewed/{account}/{}/{}",
+                sub.plan_id,
+                period.start.micros()
+            ),
+            account,
+            serde_json::json!({
+                "plan_id": sub.plan_id,
+                "period_start": period.start.to_string(),
+                "period_end": period.end.to_string(),
+                "granted": granted,
+            }),
+            now,
+        ));
+    }
     let renewal = Renewal {
         close: current.is_some(),
         carry: old_plan.as_ref().map_or(ledger::Carry::Reset, Plan::carry),

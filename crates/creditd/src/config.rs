@@ -105,6 +105,9 @@ pub struct Settings {
     /// (`CREDITD_RATE_LIMIT_ADMIN`, `_SERVICE`, `_CUSTOMER`), in that
     /// order; none when unset.
     pub rate_limits: [Option<u32>; 3],
+    /// `CREDITD_ALLOW_PRIVATE_WEBHOOKS`, default false: whether webhook
+    /// endpoints may be at private, loopback or link-local addresses.
+    pub allow_private_webhooks: bool,
 }
 
 impl Settings {
@@ -223,7 +226,15 @@ impl Settings {
             Some("json") => true,
             Some(other) => bail!("CREDITD_LOG_FORMAT must be text or json, got {other:?}"),
         };
+        let allow_private_webhooks = match get("CREDITD_ALLOW_PRIVATE_WEBHOOKS") {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(other) => {
+                bail!("CREDITD_ALLOW_PRIVATE_WEBHOOKS must be true or false, got {other:?}")
+            }
+        };
         Ok(Settings {
+            allow_private_webhooks,
             log_json,
             connections,
             requests,
@@ -307,6 +318,7 @@ const KNOWN: &[&str] = &[
     "CREDITD_GATEWAY_HOLD_TTL_SECS",
     "CREDITD_BYOK_FEE_PERCENT",
     "CREDITD_ALLOW_PRIVATE_UPSTREAMS",
+    "CREDITD_ALLOW_PRIVATE_WEBHOOKS",
     "CREDITD_MASTER_KEY",
     "CREDITD_MASTER_KEYS_RETIRED",
     "CREDITD_UPSTREAM_BASE_URL",

@@ -527,7 +527,19 @@ async fn assemble(
     ));
     warn_of_upstreams_without_a_key(&gateway).await;
     let dashboard = Arc::new(dashboard(settings, &store, &clock, public_url));
-    let capabilities = capabilities(&billing, &gateway, &dashboard, time, &store);
+    let webhooks = Arc::new(webhooks::Webhooks::new(
+        store.clone(),
+        clock.clone(),
+        billing.clone(),
+        webhooks::WebhookConfig {
+            allow_private: settings.allow_private_webhooks,
+            keyring: settings.gateway.keyring.clone(),
+            // Events go out as often as the sweep runs.
+            interval: settings.sweep_interval,
+            ..webhooks::WebhookConfig::default()
+        },
+    ));
+    let capabilities = capabilities(&billing, &gateway, &dashboard, &webhooks, time, &store);
     let state = AppState::new(store, clock, keys)
         .with_cors(server::cors::CorsOrigins::new(
             settings.cors_origins.clone(),
@@ -599,6 +611,7 @@ fn capabilities(
     billing: &Arc<billing::Billing>,
     gateway: &Arc<gateway::Gateway>,
     dashboard: &Arc<dashboard::Dashboard>,
+    webhooks: &Arc<webhooks::Webhooks>,
     time: &Time,
     store: &Arc<dyn Store>,
 ) -> Vec<server::Capability> {
@@ -606,6 +619,7 @@ fn capabilities(
         billing.capability(),
         gateway.capability(),
         dashboard.capability(),
+        webhooks.capability(),
     ];
     // Only a server on the test clock can move it, and follows its offset.
     capabilities.extend(
@@ -786,13 +800,24 @@ async fn rotate_master(settings: &Settings) -> anyhow::Result<()> {
     let time = Time::of(settings);
     let opened = open_store(settings, false, &time).await?;
     let rotated = gateway::byok::rotate(opened.store().as_ref(), &keyring).await;
+    let resealed = webhooks::endpoint::reseal(opened.store().as_ref(), &keyring).await;
     opened.close().await;
-    let rotated = rotated?;
-    println!("{}", serde_json::to_string_pretty(&rotated)?);
-    if !rotated.failed.is_empty() {
+    let (rotated, resealed) = (rotated?, resealed?);
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&serde_json::json!({
+            "resealed": rotated.resealed,
+            "current": rotated.current,
+            "failed": rotated.failed,
+            "webhook_endpoints": resealed,
+        }))?
+    );
+    if !rotated.failed.is_empty() || !resealed.failed.is_empty() {
         anyhow::bail!(
-            "{} provider key(s) could not be opened with the keys given",
-            rotated.failed.len()
+            "{} provider key(s) and {} webhook endpoint secret(s) could not be opened with the \
+             keys given",
+            rotated.failed.len(),
+            resealed.failed.len()
         );
     }
     Ok(())

@@ -11,6 +11,7 @@ fn no_two_kinds_of_record_share_a_name() {
         ("billing", billing::RECORD_KINDS),
         ("gateway", gateway::RECORD_KINDS),
         ("dashboard", dashboard::RECORD_KINDS),
+        ("webhooks", webhooks::RECORD_KINDS),
     ];
     let mut declared_by: HashMap<&str, &str> = HashMap::new();
     for (name, kinds) in crates {

@@ -63,6 +63,29 @@ testkit::each_store_test! {
         };
         assert!(holds(&health.html, "0", "0"), "{}", health.html);
         assert!(health.html.contains("No auto top-up is backing off."), "{}", health.html);
+        // An endpoint disabled for failing is the operator's to fix: told at the top.
+        assert!(health.html.contains("No webhook endpoint is failing."), "{}", health.html);
+        let endpoint = app
+            .post("/v1/webhook-endpoints", json!({"url": "https://hooks.example.com/x", "events": ["*"]}))
+            .await;
+        assert_eq!(endpoint.status, StatusCode::CREATED, "{endpoint:?}");
+        let id = endpoint.body["id"].as_str().unwrap();
+        store::records::update::<webhooks::endpoint::Endpoint>(app.state.store.as_ref(), id, |e| {
+            let mut e = e.clone();
+            e.disabled = Some(webhooks::endpoint::Disabled::Failing);
+            Some(e)
+        })
+        .await
+        .unwrap();
+        let health = fetch(&app, "/admin/health", Some(&cookie), &[]).await;
+        assert!(health.html.contains("1 webhook endpoint is disabled after failing every delivery"), "{}", health.html);
+        assert!(health.html.contains("<code>https://hooks.example.com/x</code>"), "{}", health.html);
+        let disabled = app
+            .send(reqwest::Method::PATCH, &format!("/v1/webhook-endpoints/{id}"), Some(json!({"disabled": false})))
+            .await;
+        assert_eq!(disabled.status, StatusCode::OK);
+        let health = fetch(&app, "/admin/health", Some(&cookie), &[]).await;
+        assert!(health.html.contains("No webhook endpoint is failing."), "{}", health.html);
         let held = app.post("/v1/accounts/ada/holds", json!({"amount": "2.5"})).await;
         assert_eq!(held.status, StatusCode::CREATED, "{held:?}");
         let health = fetch(&app, "/admin/health", Some(&cookie), &[]).await;

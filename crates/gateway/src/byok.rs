@@ -2,73 +2,13 @@
 //! operator's master key (the account and provider bound in as associated data), and the
 //! addresses a provider's base URL may point to.
 
-use std::fmt;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
-
-use chacha20poly1305::aead::{Aead, KeyInit, Payload};
-use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use ledger::AccountId;
 use serde::{Deserialize, Serialize};
 use store::records::{Kind, Lookup};
 
-/// The length of a master key, in bytes.
-pub const MASTER_KEY_LEN: usize = 32;
-
-/// One master key and its version. Never printed.
-#[derive(Clone)]
-pub struct MasterKey {
-    /// Its version, stored beside every key sealed with it.
-    pub version: u32,
-    key: [u8; MASTER_KEY_LEN],
-}
-
-impl fmt::Debug for MasterKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "MasterKey(v{}, ***)", self.version)
-    }
-}
-
-impl MasterKey {
-    /// Reads `VERSION:HEX` or `HEX` (version 1): 64 hex digits.
-    pub fn parse(text: &str) -> Result<MasterKey, String> {
-        let (version, hex) = match text.trim().split_once(':') {
-            Some((version, hex)) => (
-                version
-                    .trim_start_matches('v')
-                    .parse::<u32>()
-                    .map_err(|_| "a master key's version is a whole number".to_owned())?,
-                hex,
-            ),
-            None => (1, text.trim()),
-        };
-        let bytes = from_hex(hex).ok_or("a master key is 64 hex digits (32 random bytes)")?;
-        let key: [u8; MASTER_KEY_LEN] = bytes
-            .try_into()
-            .map_err(|_| "a master key is 64 hex digits (32 random bytes)".to_owned())?;
-        Ok(MasterKey { version, key })
-    }
-}
-
-/// The master keys: the current one, which seals, and retired ones, which
-/// only open what they sealed until `creditd keys rotate-master` reseals it.
-#[derive(Clone, Debug)]
-pub struct Keyring {
-    /// Seals new keys.
-    pub current: MasterKey,
-    /// Open keys sealed before a rotation.
-    pub retired: Vec<MasterKey>,
-}
-
-/// Why a sealed key cannot be opened.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum OpenError {
-    /// Sealed under a master key version this node does not have.
-    UnknownVersion(u32),
-    /// The ciphertext, nonce or associated data do not match: tampered
-    /// with, or moved to another account's or provider's record.
-    Forged,
-}
+pub use server::outbound::{PublicOnly, is_private};
+use server::sealing::Sealed;
+pub use server::sealing::{Keyring, MASTER_KEY_LEN, MasterKey, OpenError};
 
 /// A provider key as stored: sealed, never in the clear.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -109,28 +49,36 @@ fn associated_data(account: &str, provider: &str) -> Vec<u8> {
     format!("creditd provider key\0{account}\0{provider}").into_bytes()
 }
 
-impl Keyring {
+/// Sealing and opening provider keys with the master keys.
+pub trait ProviderKeys {
     /// Seals `api_key` for `account` and `provider` under the current master key.
-    pub fn seal(
+    fn seal_key(
+        &self,
+        account: &AccountId,
+        provider: &str,
+        api_key: &str,
+        base_url: Option<String>,
+    ) -> ProviderKey;
+
+    /// Opens a sealed key, checking it belongs to `account` and `provider`.
+    fn open_key(
+        &self,
+        account: &AccountId,
+        provider: &str,
+        sealed: &ProviderKey,
+    ) -> Result<String, OpenError>;
+}
+
+impl ProviderKeys for Keyring {
+    fn seal_key(
         &self,
         account: &AccountId,
         provider: &str,
         api_key: &str,
         base_url: Option<String>,
     ) -> ProviderKey {
-        let mut nonce = [0u8; 24];
-        getrandom::fill(&mut nonce).expect("random bytes for a nonce");
-        let cipher = XChaCha20Poly1305::new((&self.current.key).into());
         let aad = associated_data(account.as_str(), provider);
-        let sealed = cipher
-            .encrypt(
-                XNonce::from_slice(&nonce),
-                Payload {
-                    msg: api_key.as_bytes(),
-                    aad: &aad,
-                },
-            )
-            .expect("sealing never fails for keys this short");
+        let sealed = self.seal(&aad, api_key.as_bytes());
         ProviderKey {
             account: account.as_str().to_owned(),
             provider: provider.to_owned(),
@@ -143,38 +91,27 @@ impl Keyring {
                 .into_iter()
                 .rev()
                 .collect(),
-            key_version: self.current.version,
-            nonce: to_hex(&nonce),
-            ciphertext: to_hex(&sealed),
+            key_version: sealed.key_version,
+            nonce: sealed.nonce,
+            ciphertext: sealed.ciphertext,
         }
     }
 
-    /// Opens a sealed key, checking it belongs to `account` and `provider`.
-    pub fn open(
+    fn open_key(
         &self,
         account: &AccountId,
         provider: &str,
         sealed: &ProviderKey,
     ) -> Result<String, OpenError> {
-        let master = std::iter::once(&self.current)
-            .chain(&self.retired)
-            .find(|k| k.version == sealed.key_version)
-            .ok_or(OpenError::UnknownVersion(sealed.key_version))?;
-        let nonce = from_hex(&sealed.nonce)
-            .filter(|n| n.len() == 24)
-            .ok_or(OpenError::Forged)?;
-        let ciphertext = from_hex(&sealed.ciphertext).ok_or(OpenError::Forged)?;
-        let cipher = XChaCha20Poly1305::new((&master.key).into());
         let aad = associated_data(account.as_str(), provider);
-        let opened = cipher
-            .decrypt(
-                XNonce::from_slice(&nonce),
-                Payload {
-                    msg: &ciphertext,
-                    aad: &aad,
-                },
-            )
-            .map_err(|_| OpenError::Forged)?;
+        let opened = self.open(
+            &aad,
+            &Sealed {
+                key_version: sealed.key_version,
+                nonce: sealed.nonce.clone(),
+                ciphertext: sealed.ciphertext.clone(),
+            },
+        )?;
         String::from_utf8(opened).map_err(|_| OpenError::Forged)
     }
 }
@@ -208,11 +145,11 @@ pub async fn rotate(
             out.failed.push(doc.id);
             continue;
         };
-        let Ok(key) = keyring.open(&account, &doc.body.provider, &doc.body) else {
+        let Ok(key) = keyring.open_key(&account, &doc.body.provider, &doc.body) else {
             out.failed.push(doc.id);
             continue;
         };
-        let resealed = keyring.seal(
+        let resealed = keyring.seal_key(
             &account,
             &doc.body.provider,
             &key,
@@ -225,51 +162,6 @@ pub async fn rotate(
         }
     }
     Ok(out)
-}
-
-fn to_hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn from_hex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect()
-}
-
-/// Whether an address is one a customer's upstream may not point to:
-/// loopback, private, link-local, unspecified, shared (100.64/10),
-/// unique-local or multicast — the operator's own network.
-pub fn is_private(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            let o = v4.octets();
-            v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.is_multicast()
-                || v4.is_documentation()
-                || o[0] == 0
-                || (o[0] == 100 && (64..128).contains(&o[1]))
-        }
-        IpAddr::V6(v6) => {
-            let first = v6.segments()[0];
-            v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (first & 0xfe00) == 0xfc00
-                || (first & 0xffc0) == 0xfe80
-                || v6
-                    .to_ipv4_mapped()
-                    .is_some_and(|v4| is_private(IpAddr::V4(v4)))
-        }
-    }
 }
 
 /// The longest base URL accepted, in characters.
@@ -294,11 +186,8 @@ pub fn check_base_url(url: &str, allow_private: bool) -> Result<(), String> {
     if !parsed.username().is_empty() || parsed.password().is_some() {
         return Err("base_url must not carry credentials".into());
     }
-    let private = match parsed.host() {
-        None => return Err("base_url has no host".into()),
-        Some(url::Host::Ipv4(ip)) => is_private(IpAddr::V4(ip)),
-        Some(url::Host::Ipv6(ip)) => is_private(IpAddr::V6(ip)),
-        Some(url::Host::Domain(name)) => !name.trim_end_matches('.').contains('.'),
+    let Some(private) = server::outbound::host_is_private(&parsed) else {
+        return Err("base_url has no host".into());
     };
     if private && !allow_private {
         return Err(
@@ -310,52 +199,20 @@ pub fn check_base_url(url: &str, allow_private: bool) -> Result<(), String> {
     Ok(())
 }
 
-/// Resolves host names for calls to customers' upstreams and refuses
-/// private addresses, so that a name that resolves (or later re-resolves)
-/// into the operator's network is never reached.
-pub struct PublicOnly;
-
-impl reqwest::dns::Resolve for PublicOnly {
-    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
-        let host = name.as_str().to_owned();
-        Box::pin(async move {
-            let found: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
-                .await?
-                .filter(|a| !is_private(a.ip()))
-                .collect();
-            if found.is_empty() {
-                return Err(format!("{host} resolves to no public address").into());
-            }
-            let addrs: reqwest::dns::Addrs = Box::new(found.into_iter());
-            Ok(addrs)
-        })
-    }
-}
-
 /// A client for customers' upstreams: private addresses refused unless
 /// the operator allows them.
 pub fn client(allow_private: bool) -> reqwest::Client {
-    let mut builder = reqwest::Client::builder()
-        .connect_timeout(std::time::Duration::from_secs(10))
-        .read_timeout(std::time::Duration::from_secs(300))
-        .redirect(reqwest::redirect::Policy::none())
-        .tcp_nodelay(true);
-    if !allow_private {
-        builder = builder.dns_resolver(Arc::new(PublicOnly));
-    }
-    builder.build().expect("an HTTP client")
+    server::outbound::client(allow_private, std::time::Duration::from_secs(300))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use server::sealing::to_hex;
 
     fn keyring(version: u32, byte: u8) -> Keyring {
         Keyring {
-            current: MasterKey {
-                version,
-                key: [byte; 32],
-            },
+            current: MasterKey::from_bytes(version, [byte; 32]),
             retired: Vec::new(),
         }
     }
@@ -365,29 +222,32 @@ mod tests {
         let ring = keyring(1, 7);
         let acme = AccountId::parse("acme").unwrap();
         let other = AccountId::parse("other").unwrap();
-        let sealed = ring.seal(&acme, "openai", "sk-secret-1234", None);
+        let sealed = ring.seal_key(&acme, "openai", "sk-secret-1234", None);
         assert_eq!(sealed.last4, "1234");
         assert!(!sealed.ciphertext.contains(&to_hex(b"sk-secret")));
         assert_eq!(
-            ring.open(&acme, "openai", &sealed).unwrap(),
+            ring.open_key(&acme, "openai", &sealed).unwrap(),
             "sk-secret-1234"
         );
-        assert_eq!(ring.open(&other, "openai", &sealed), Err(OpenError::Forged));
         assert_eq!(
-            ring.open(&acme, "anthropic", &sealed),
+            ring.open_key(&other, "openai", &sealed),
+            Err(OpenError::Forged)
+        );
+        assert_eq!(
+            ring.open_key(&acme, "anthropic", &sealed),
             Err(OpenError::Forged)
         );
         let mut tampered = sealed.clone();
         tampered.ciphertext.replace_range(0..2, "00");
         if tampered.ciphertext != sealed.ciphertext {
             assert_eq!(
-                ring.open(&acme, "openai", &tampered),
+                ring.open_key(&acme, "openai", &tampered),
                 Err(OpenError::Forged)
             );
         }
         // Two seals of one key differ: each has its own nonce.
         assert_ne!(
-            ring.seal(&acme, "openai", "sk-secret-1234", None)
+            ring.seal_key(&acme, "openai", "sk-secret-1234", None)
                 .ciphertext,
             sealed.ciphertext
         );
@@ -397,26 +257,15 @@ mod tests {
     fn a_rotated_keyring_opens_old_keys_through_the_retired_master() {
         let acme = AccountId::parse("acme").unwrap();
         let old = keyring(1, 7);
-        let sealed = old.seal(&acme, "openai", "sk-old", None);
+        let sealed = old.seal_key(&acme, "openai", "sk-old", None);
         let mut new = keyring(2, 9);
         assert_eq!(
-            new.open(&acme, "openai", &sealed),
+            new.open_key(&acme, "openai", &sealed),
             Err(OpenError::UnknownVersion(1))
         );
         new.retired.push(old.current.clone());
-        assert_eq!(new.open(&acme, "openai", &sealed).unwrap(), "sk-old");
-        assert_eq!(new.seal(&acme, "openai", "sk-old", None).key_version, 2);
-    }
-
-    #[test]
-    fn master_keys_are_read_with_their_version_and_never_printed() {
-        let hex = "ab".repeat(32);
-        let key = MasterKey::parse(&format!("v3:{hex}")).unwrap();
-        assert_eq!(key.version, 3);
-        assert_eq!(MasterKey::parse(&hex).unwrap().version, 1);
-        assert!(!format!("{key:?}").contains("ab"));
-        assert!(MasterKey::parse("short").is_err());
-        assert!(MasterKey::parse(&"zz".repeat(32)).is_err());
+        assert_eq!(new.open_key(&acme, "openai", &sealed).unwrap(), "sk-old");
+        assert_eq!(new.seal_key(&acme, "openai", "sk-old", None).key_version, 2);
     }
 
     #[test]

@@ -132,9 +132,8 @@ impl Gateway {
         let sealed = records::get::<byok::ProviderKey>(self.store.as_ref(), &id)
             .await?
             .ok_or_else(|| GatewayError::ProviderKeyMissing(provider.to_owned()))?;
-        let key = keyring
-            .open(account, provider, &sealed.body)
-            .map_err(|e| match e {
+        let key = byok::ProviderKeys::open_key(keyring, account, provider, &sealed.body).map_err(
+            |e| match e {
                 byok::OpenError::UnknownVersion(version) => ApiError::Internal(format!(
                     "a provider key is sealed under master key version {version}, which this \
                      node does not have"
@@ -142,7 +141,8 @@ impl Gateway {
                 byok::OpenError::Forged => {
                     ApiError::Internal("a provider key does not open for its record".into())
                 }
-            })?;
+            },
+        )?;
         let wire = Wire::of_provider(provider);
         let base_url = match (&sealed.body.base_url, provider) {
             (Some(url), _) => url.clone(),

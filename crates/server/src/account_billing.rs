@@ -27,9 +27,9 @@ impl BillingMode {
     }
 }
 
-/// An account's billing mode and BYOK fee, as a record of kind
-/// `account_billing` under the account's id. No record: credits mode and
-/// the operator's default fee.
+/// An account's billing mode, BYOK fee and low-balance threshold, as a
+/// record of kind `account_billing` under the account's id. No record:
+/// credits mode, the operator's default fee and threshold.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccountBilling {
     /// How its gateway calls are paid for.
@@ -38,6 +38,10 @@ pub struct AccountBilling {
     /// default: a decimal from 0 to 100 with at most 4 fractional digits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub byok_fee_percent: Option<String>,
+    /// The available balance at or below which `balance.low` is sent, in
+    /// micros, instead of the operator's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub low_balance_threshold_micros: Option<i64>,
 }
 
 impl Kind for AccountBilling {

@@ -299,6 +299,15 @@ pub fn raw<'de, D: Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::
     Option::<&'de RawValue>::deserialize(d)
 }
 
+/// Deserializes an optional raw field so that one sent as `null`
+/// (`Some(None)`) is told from one not sent (`None`).
+pub fn raw_or_null<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Option<&'de RawValue>>, D::Error> {
+    let raw = <&'de RawValue>::deserialize(d)?;
+    Ok(Some((raw.get().trim() != "null").then_some(raw)))
+}
+
 /// Deserializes an optional field so that one sent as `null`
 /// (`Some(None)`) is told from one not sent (`None`).
 pub fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(

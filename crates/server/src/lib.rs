@@ -8,6 +8,7 @@ pub mod auth;
 pub mod connections;
 pub mod cors;
 pub mod error;
+pub mod events;
 pub mod extract;
 pub mod handlers;
 pub mod idempotency;
@@ -17,10 +18,12 @@ pub mod json_objects;
 pub mod limits;
 pub mod metrics;
 pub mod openapi;
+pub mod outbound;
 pub mod policy;
 pub mod render;
 pub mod request_id;
 pub mod routes;
+pub mod sealing;
 pub mod test_clock;
 pub mod top_up;
 pub mod verify_run;
@@ -42,6 +45,7 @@ pub const RECORD_KINDS: &[&str] = &[
     <account_billing::AccountBilling as store::records::Kind>::KIND,
     <test_clock::Offset as store::records::Kind>::KIND,
     <verify_run::VerifyRun as store::records::Kind>::KIND,
+    <events::Event as store::records::Kind>::KIND,
 ];
 pub use app::App;
 pub use jobs::{Job, JobsConfig};

@@ -81,6 +81,14 @@ pub struct Metrics {
     requests: Family<RequestLabels, Counter>,
     durations: Family<RouteLabels, Histogram>,
     refused: Family<RefusalLabels, Counter>,
+    webhook_deliveries: Family<OutcomeLabels, Counter>,
+    auto_topups: Family<OutcomeLabels, Counter>,
+}
+
+/// The outcome a background action is counted under.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
 }
 
 /// The series of one method and status, by route template.
@@ -96,11 +104,21 @@ impl Default for Metrics {
         for reason in REFUSALS {
             let _ = refused.get_or_create(&RefusalLabels { reason });
         }
+        let webhook_deliveries = Family::<OutcomeLabels, Counter>::default();
+        for outcome in ["succeeded", "failed"] {
+            let _ = webhook_deliveries.get_or_create(&OutcomeLabels { outcome });
+        }
+        let auto_topups = Family::<OutcomeLabels, Counter>::default();
+        for outcome in ["succeeded", "failed"] {
+            let _ = auto_topups.get_or_create(&OutcomeLabels { outcome });
+        }
         Metrics {
             series: RwLock::default(),
             requests: Family::default(),
             durations: Family::new_with_constructor(|| Histogram::new(DURATION_BUCKETS)),
             refused,
+            webhook_deliveries,
+            auto_topups,
         }
     }
 }
@@ -144,6 +162,23 @@ impl Metrics {
     /// Counts one request refused by its key's rate (`429 rate_limited`).
     pub fn rate_limited(&self) {
         self.refuse("rate_limited");
+    }
+
+    /// Counts one attempt to deliver a webhook event: the endpoint answered
+    /// 2xx, or it did not.
+    pub fn webhook_delivered(&self, succeeded: bool) {
+        let outcome = if succeeded { "succeeded" } else { "failed" };
+        self.webhook_deliveries
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
+    }
+
+    /// Counts one auto top-up that ended: paid and granted, or failed.
+    pub fn auto_topup(&self, succeeded: bool) {
+        let outcome = if succeeded { "succeeded" } else { "failed" };
+        self.auto_topups
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
     }
 
     fn refuse(&self, reason: &'static str) {
@@ -202,6 +237,17 @@ impl Metrics {
             "Requests refused before their handler ran, by reason: overloaded (every place for \
              a request taken), request_timeout (no answer within the route's limit), rate_limited (over the key's rate)",
             self.refused.clone(),
+        );
+        registry.register(
+            "creditd_webhook_deliveries",
+            "Attempts to deliver an outbound webhook event, by outcome: succeeded (the endpoint \
+             answered 2xx) or failed",
+            self.webhook_deliveries.clone(),
+        );
+        registry.register(
+            "creditd_auto_topups",
+            "Auto top-ups ended on this node, by outcome: succeeded (paid and granted) or failed",
+            self.auto_topups.clone(),
         );
         let counters = [
             (

@@ -81,6 +81,12 @@ pub struct AccountView<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>)]
     byok_fee_percent: Option<Option<String>>,
+    /// The available balance at or below which `balance.low` is sent; null
+    /// when the operator's default applies. Shown when one account is read
+    /// or changed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    low_balance_threshold: Option<Option<Decimal>>,
 }
 
 impl<'a> AccountView<'a> {
@@ -93,6 +99,7 @@ impl<'a> AccountView<'a> {
             created_at: Instant(a.created_at),
             billing_mode: None,
             byok_fee_percent: None,
+            low_balance_threshold: None,
         }
     }
 
@@ -100,6 +107,11 @@ impl<'a> AccountView<'a> {
     pub fn with_billing(mut self, billing: &crate::account_billing::AccountBilling) -> Self {
         self.billing_mode = Some(billing.billing_mode);
         self.byok_fee_percent = Some(billing.byok_fee_percent.clone());
+        self.low_balance_threshold = Some(
+            billing
+                .low_balance_threshold_micros
+                .map(|m| Decimal(ledger::Amount::from_micros(m))),
+        );
         self
     }
 }

@@ -241,6 +241,34 @@ pub struct PendingHolds {
 pub(crate) const PENDING_HOLDS_SQL: &str =
     "SELECT count(*), CAST(coalesce(sum(amount), 0) AS BIGINT) FROM holds WHERE status = 'pending'";
 
+/// A place in the journal's order of commit: what [`Store::journal_after`]
+/// reads from. On SQLite, whose one writer commits transactions in the order
+/// of their ids, `commit` is unused and `id` the last transaction read; on
+/// PostgreSQL, whose nodes draw ids before they commit, `commit` is the
+/// database transaction that wrote it (its `xid8`), which no transaction
+/// still running is below once the database's oldest running one is above it.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+pub struct JournalPosition {
+    /// The committing database transaction (PostgreSQL), or zero.
+    pub commit: i64,
+    /// The transaction's id.
+    pub id: i64,
+}
+
+/// The most [`Store::journal_after`] answers at once.
+pub const JOURNAL_PAGE_MAX: usize = 1000;
+
 /// Accounts with work that time has made due: holds past expiry, lots past
 /// expiry with credits left, debt that spendable lots could repay.
 pub type DueAccounts = Vec<AccountId>;
@@ -404,6 +432,23 @@ pub trait Store: Send + Sync + 'static {
 
     /// A page of records of one kind.
     fn records(&self, query: RecordQuery) -> BoxFuture<'_, Result<Vec<Record>, StoreError>>;
+
+    /// Where the journal ends now: every transaction committed so far is
+    /// before it, so reading after it gives only what commits from now on
+    /// (and has read everything committed until now once the reading has
+    /// reached it).
+    fn journal_head(&self) -> BoxFuture<'_, Result<JournalPosition, StoreError>>;
+
+    /// Transactions of every account committed after `after`, in the order
+    /// they became visible, at most `limit` (up to [`JOURNAL_PAGE_MAX`]), and
+    /// the position to read from next. Read again from that position, it
+    /// never misses a transaction nor answers one twice, whatever commits
+    /// meanwhile, on any node.
+    fn journal_after(
+        &self,
+        after: JournalPosition,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<(Vec<Transaction>, JournalPosition), StoreError>>;
 
     /// Checks the whole journal against every stored balance.
     fn audit(&self) -> BoxFuture<'_, Result<AuditReport, StoreError>>;

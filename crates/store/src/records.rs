@@ -527,11 +527,27 @@ pub async fn update<T: Kind>(
     id: &str,
     mut change: impl FnMut(&T) -> Option<T> + Send,
 ) -> Result<Updated<T>, StoreError> {
+    update_joined(store, id, |body, _| {
+        change(body).map(|next| (next, Vec::new()))
+    })
+    .await
+}
+
+/// [`update`] with other records written in the same transaction as the
+/// change: `change` is given the body and the version it was read at, and
+/// answers the new body with the writes to join (an event the change
+/// causes), or none to leave the record as it is.
+pub async fn update_joined<T: Kind>(
+    store: &dyn Store,
+    id: &str,
+    mut change: impl FnMut(&T, u64) -> Option<(T, Vec<RecordWrite>)> + Send,
+) -> Result<Updated<T>, StoreError> {
     let modified = modify::<T, (), StoreError>(store, id, |current| {
         let step = match current {
-            Some(doc) => match change(&doc.body) {
-                Some(next) => Step::Write(
-                    Command::new(Op::Record(put(id, &next, Expect::Version(doc.version)))),
+            Some(doc) => match change(&doc.body, doc.version) {
+                Some((next, joined)) => Step::Write(
+                    Command::new(Op::Record(put(id, &next, Expect::Version(doc.version))))
+                        .with_records(joined),
                     (),
                 ),
                 None => Step::Done(()),

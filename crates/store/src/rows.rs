@@ -96,6 +96,9 @@ pub fn hold_from_row(row: &impl Columns) -> Result<Hold, StoreError> {
     })
 }
 
+/// How many columns [`TX_COLUMNS`] names.
+pub const TX_COLUMN_COUNT: usize = 18;
+
 /// Column list matching [`tx_from_row`].
 pub const TX_COLUMNS: &str = "id, account_id, kind, amount, balance_after, postings, sources, \
                               created_at, metadata, lot_id, hold_id, refund_of, feature_id, quantity, \

@@ -8,6 +8,7 @@
 pub mod app;
 pub mod kinds;
 pub mod openapi;
+pub mod receiver;
 pub mod stripe;
 pub mod upstream;
 

@@ -253,8 +253,31 @@ async fn amend(
     subscription_id: &str,
     change: impl Fn(&mut Subscription) + Sync,
 ) -> Result<bool, ApiError> {
-    let next = |sub: &Subscription| machine::amend(sub, subscription_id, &change);
-    match records::update(billing.store.as_ref(), account.as_str(), next).await? {
+    let now = billing.clock.now();
+    // A subscription that becomes past due says so to the operator's
+    // endpoints in the same write.
+    let next = |sub: &Subscription, version: u64| {
+        let next = machine::amend(sub, subscription_id, &change)?;
+        let mut joined = Vec::new();
+        let past_due =
+            |s: &Subscription| s.provider.as_ref().is_some_and(|l| l.status == "past_due");
+        if past_due(&next) && !past_due(sub) {
+            joined.push(server::events::emit(
+                server::events::EventType::SubscriptionPastDue,
+                &format!("past_due/{account}/{version}"),
+                account,
+                serde_json::json!({
+                    "plan_id": next.plan_id,
+                    "provider_subscription_id": subscription_id,
+                    "period_start": next.period().start.to_string(),
+                    "period_end": next.period().end.to_string(),
+                }),
+                now,
+            ));
+        }
+        Some((next, joined))
+    };
+    match records::update_joined(billing.store.as_ref(), account.as_str(), next).await? {
         records::Updated::Changed(_) => Ok(true),
         records::Updated::Unchanged => Ok(false),
         records::Updated::Refused(refused) => Err(refused.into()),

@@ -15,7 +15,7 @@ use super::checkout::{SavedCard, provider_error};
 use super::objects::{self, Invoice, PaymentIntent};
 use super::provider::PaymentError;
 use crate::Billing;
-use crate::domain::topup::{AutoTopup, Decision, credits_of};
+use crate::domain::topup::{AutoTopup, Decision, TopupState, credits_of};
 use crate::settings;
 
 impl Kind for AutoTopup {
@@ -482,7 +482,10 @@ pub async fn succeeded(
     .await?;
     match modified {
         Modified::Done(()) => Ok(false),
-        Modified::Written(Executed::Fresh(Ok(_)), ()) => Ok(true),
+        Modified::Written(Executed::Fresh(Ok(_)), ()) => {
+            billing.count_topup(true);
+            Ok(true)
+        }
         Modified::Written(
             Executed::Existing(_)
             | Executed::Replayed(_)
@@ -552,5 +555,39 @@ pub async fn failed(
     reason: &str,
 ) -> Result<(), ApiError> {
     let now = billing.clock.now();
-    change(billing, account, |topup| topup.failed(attempt, reason, now)).await
+    // The failure and its event are one write: an operator's endpoint hears
+    // of every attempt that failed, once it failed.
+    let next = |topup: &AutoTopup, _version: u64| {
+        let next = topup.failed(attempt, reason, now);
+        if next == *topup {
+            return None;
+        }
+        let retry_at = match &next.state {
+            TopupState::BackingOff {
+                retry_at_micros, ..
+            } => Some(ledger::Timestamp::from_micros(*retry_at_micros).to_string()),
+            _ => None,
+        };
+        let event = server::events::emit(
+            server::events::EventType::TopupFailed,
+            &format!("topup/{account}/{attempt}"),
+            account,
+            serde_json::json!({
+                "attempt": attempt,
+                "reason": reason,
+                "failures": next.failures,
+                "retry_at": retry_at,
+            }),
+            now,
+        );
+        Some((next, vec![event]))
+    };
+    match records::update_joined(billing.store.as_ref(), account.as_str(), next).await? {
+        records::Updated::Refused(refused) => Err(refused.into()),
+        records::Updated::Changed(_) => {
+            billing.count_topup(false);
+            Ok(())
+        }
+        records::Updated::Unchanged => Ok(()),
+    }
 }

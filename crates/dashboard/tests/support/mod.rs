@@ -26,12 +26,25 @@ pub fn plugins() -> testkit::app::Plugins {
             clock.clone(),
             gateway::GatewayConfig::default(),
         ));
+        let webhooks = Arc::new(webhooks::Webhooks::new(
+            store.clone(),
+            clock.clone(),
+            billing.clone(),
+            webhooks::WebhookConfig {
+                keyring: Some(server::sealing::Keyring {
+                    current: server::sealing::MasterKey::parse(&"42".repeat(32)).unwrap(),
+                    retired: Vec::new(),
+                }),
+                ..webhooks::WebhookConfig::default()
+            },
+        ));
         let dashboard = Arc::new(Dashboard::new(store, clock, PUBLIC));
         Plugged {
             capabilities: vec![
                 billing.capability(),
                 gateway.capability(),
                 dashboard.capability(),
+                webhooks.capability(),
             ],
             handle: Some(dashboard),
         }

@@ -20,6 +20,7 @@ use utoipa::openapi::schema::{ObjectBuilder, Type};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::Gateway;
+use crate::byok::ProviderKeys;
 use crate::error::GatewayError;
 
 use super::GatewayState;
@@ -173,7 +174,7 @@ async fn put(
             .map_err(GatewayError::InvalidProviderKey)?;
     }
     let store = gateway.store.as_ref();
-    let sealed = keyring.seal(&account, &provider, &body.api_key, body.base_url);
+    let sealed = keyring.seal_key(&account, &provider, &body.api_key, body.base_url);
     let id = crate::byok::record_id(&account, &provider);
     match records::write::<crate::byok::ProviderKey>(store, records::put(&id, &sealed, Expect::Any))
         .await?

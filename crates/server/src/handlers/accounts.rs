@@ -112,13 +112,20 @@ struct UpdateAccount<'a> {
     #[serde(default, deserialize_with = "extract::present")]
     #[schema(value_type = Option<String>, pattern = "^(100(\\.0{1,4})?|(0|[1-9][0-9]?)(\\.[0-9]{1,4})?)$")]
     byok_fee_percent: Option<Option<String>>,
+    /// The available balance at or below which the `balance.low` webhook
+    /// event is sent (zero or more), or null for the operator's default.
+    #[serde(default, borrow, deserialize_with = "extract::raw_or_null")]
+    #[schema(value_type = Option<schema::NonNegativeAmount>)]
+    low_balance_threshold: Option<Option<&'a RawValue>>,
 }
 
 /// Change an account
 ///
 /// Changes the name (`null` removes it), the metadata (replaced whole),
-/// the overdraft limit, or how its gateway calls are paid for
-/// (`billing_mode`, `byok_fee_percent`); what is not sent stays as it is.
+/// the overdraft limit, how its gateway calls are paid for
+/// (`billing_mode`, `byok_fee_percent`), or the balance at which
+/// `balance.low` is sent (`low_balance_threshold`); what is not sent stays
+/// as it is.
 #[utoipa::path(
     patch,
     path = "/v1/accounts/{account_id}",
@@ -130,7 +137,7 @@ struct UpdateAccount<'a> {
         (status = 200, description = "The account as changed.", body = AccountView),
         (status = 400, description = "`malformed_json`, `invalid_request` (unknown or \
             mistyped field, `name` over 256 bytes or with control characters), `invalid_id`, \
-            `invalid_amount` (`overdraft_limit`), `invalid_metadata`; `invalid_request` for a \
+            `invalid_amount` (`overdraft_limit`, `low_balance_threshold`), `invalid_metadata`; `invalid_request` for a \
             bad `billing_mode` or `byok_fee_percent`."),
         (status = 404, description = "`account_not_found`."),
         (status = 409, description = "`version_conflict`: its billing changed meanwhile; \
@@ -151,10 +158,17 @@ pub async fn update(
         .metadata
         .map(|raw| extract::metadata(Some(raw)))
         .transpose()?;
+    let threshold = body
+        .low_balance_threshold
+        .map(|raw| {
+            raw.map(|raw| extract::amount(raw, "low_balance_threshold", Sign::NotNegative))
+                .transpose()
+        })
+        .transpose()?;
     let patch = AccountPatch::new(body.name, metadata, overdraft_limit)?;
     let store = state.store.as_ref();
     let mut records = Vec::new();
-    if body.billing_mode.is_some() || body.byok_fee_percent.is_some() {
+    if body.billing_mode.is_some() || body.byok_fee_percent.is_some() || threshold.is_some() {
         let (mut billing, version) = account_billing::read(store, &account).await?;
         if let Some(mode) = body.billing_mode {
             billing.billing_mode = mode;
@@ -171,6 +185,9 @@ pub async fn update(
                 ));
             }
             billing.byok_fee_percent = fee;
+        }
+        if let Some(threshold) = threshold {
+            billing.low_balance_threshold_micros = threshold.map(ledger::Amount::micros);
         }
         let expect = version.map_or(Expect::Absent, Expect::Version);
         records.push(records::put(account.as_str(), &billing, expect));
@@ -211,6 +228,14 @@ async fn with_billing(
             billing
                 .byok_fee_percent
                 .map_or(serde_json::Value::Null, Into::into),
+        );
+        object.insert(
+            "low_balance_threshold".into(),
+            billing
+                .low_balance_threshold_micros
+                .map_or(serde_json::Value::Null, |m| {
+                    ledger::Amount::from_micros(m).to_string().into()
+                }),
         );
     }
     let body = serde_json::to_vec(&view).map_err(|e| ApiError::Internal(e.to_string()))?;

@@ -29,9 +29,11 @@ store_test! {
         assert_eq!(read.status, StatusCode::OK);
         let mut opened = created.body.clone();
         opened.as_object_mut().unwrap().remove("grants");
-        // Reading one account shows how its gateway calls are paid for too.
+        // Reading one account shows how its gateway calls are paid for, and
+        // its low-balance threshold, too.
         opened["billing_mode"] = json!("credits");
         opened["byok_fee_percent"] = json!(null);
+        opened["low_balance_threshold"] = json!(null);
         assert_eq!(read.body, opened);
     }
 }

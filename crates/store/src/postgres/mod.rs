@@ -45,6 +45,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (5, include_str!("migrations/0005_free_features.sql")),
     (6, include_str!("migrations/0006_history_filters.sql")),
     (7, include_str!("migrations/0007_account_search.sql")),
+    (8, include_str!("migrations/0008_journal_commit_order.sql")),
 ];
 
 /// The advisory lock key that serializes migrations across nodes.
@@ -439,6 +440,24 @@ impl Store for PostgresStore {
         Box::pin(async move {
             let c = self.client().await?;
             read::transactions(&c, &filter).await
+        })
+    }
+
+    fn journal_head(&self) -> BoxFuture<'_, Result<crate::JournalPosition, StoreError>> {
+        Box::pin(async move {
+            let c = self.client().await?;
+            read::journal_head(&c).await
+        })
+    }
+
+    fn journal_after(
+        &self,
+        after: crate::JournalPosition,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<(Vec<Transaction>, crate::JournalPosition), StoreError>> {
+        Box::pin(async move {
+            let c = self.client().await?;
+            read::journal_after(&c, after, limit).await
         })
     }
 

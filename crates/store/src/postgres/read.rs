@@ -14,8 +14,8 @@ use tokio_postgres::types::ToSql;
 
 use super::pg_error;
 use crate::rows::{
-    ACCOUNT_COLUMNS, HOLD_COLUMNS, LOT_COLUMNS, RECORD_COLUMNS, TX_COLUMNS, account_from_row,
-    feature_from_row, hold_from_row, lot_from_row, record_from_row, tx_from_row,
+    ACCOUNT_COLUMNS, HOLD_COLUMNS, LOT_COLUMNS, RECORD_COLUMNS, TX_COLUMN_COUNT, TX_COLUMNS,
+    account_from_row, feature_from_row, hold_from_row, lot_from_row, record_from_row, tx_from_row,
 };
 use crate::{
     ACCOUNT_TABLES, AuditReport, PENDING_HOLDS_SQL, PendingHolds, StoreError, StoredResponse,
@@ -152,6 +152,87 @@ pub async fn transaction(
 ) -> Result<Option<Transaction>, StoreError> {
     let sql = format!("SELECT {TX_COLUMNS} FROM transactions WHERE id = $1");
     Ok(map(rows(c, &sql, &[&id.0]).await?, tx_from_row)?.pop())
+}
+
+/// The oldest database transaction still running: every one below it has
+/// committed or rolled back.
+async fn oldest_running(c: &impl GenericClient) -> Result<i64, StoreError> {
+    let found = rows(
+        c,
+        "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint",
+        &[],
+    )
+    .await?;
+    let row = found
+        .first()
+        .ok_or_else(|| StoreError::Corrupt("no snapshot".into()))?;
+    row.try_get(0)
+        .map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// Where the journal ends: at the next database transaction to begin, after
+/// every one committed so far.
+pub async fn journal_head(c: &impl GenericClient) -> Result<crate::JournalPosition, StoreError> {
+    let found = rows(
+        c,
+        "SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint",
+        &[],
+    )
+    .await?;
+    let row = found
+        .first()
+        .ok_or_else(|| StoreError::Corrupt("no snapshot".into()))?;
+    Ok(crate::JournalPosition {
+        commit: row
+            .try_get(0)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        id: 0,
+    })
+}
+
+/// The transactions committed after `after`, in the order of the database
+/// transactions that wrote them (`xid`, migration 8), then of id: only those
+/// below the oldest database transaction still running, so a batch that drew
+/// lower ids but commits later is read after, never skipped.
+pub async fn journal_after(
+    c: &impl GenericClient,
+    after: crate::JournalPosition,
+    limit: usize,
+) -> Result<(Vec<Transaction>, crate::JournalPosition), StoreError> {
+    let limit = limit.clamp(1, crate::JOURNAL_PAGE_MAX);
+    // Read first: whatever is below it has finished, so the next statement's
+    // snapshot sees all of it.
+    let horizon = oldest_running(c).await?;
+    let sql = format!(
+        "SELECT {TX_COLUMNS}, xid::text::bigint FROM transactions \
+         WHERE xid IS NOT NULL AND (xid, id) > ($1::text::xid8, $2) AND xid < $3::text::xid8 \
+         ORDER BY xid, id LIMIT $4"
+    );
+    let commit = after.commit.to_string();
+    let until = horizon.to_string();
+    let found = rows(c, &sql, &[&commit, &after.id, &until, &(limit as i64)]).await?;
+    let mut txs = Vec::with_capacity(found.len());
+    let mut next = after;
+    for row in &found {
+        let xid: i64 = row
+            .try_get(TX_COLUMN_COUNT)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        txs.push(tx_from_row(row)?);
+        next = crate::JournalPosition {
+            commit: xid,
+            id: row
+                .try_get(0)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        };
+    }
+    // A page not full has read everything below the horizon.
+    if found.len() < limit && horizon > next.commit {
+        next = crate::JournalPosition {
+            commit: horizon,
+            id: 0,
+        };
+    }
+    Ok((txs, next))
 }
 
 /// A page of `filter`'s transactions. Filtered by source, it is read from

@@ -602,6 +602,18 @@ impl Store for SqliteStore {
         self.read(move |conn| read::transactions(conn, &filter))
     }
 
+    fn journal_head(&self) -> BoxFuture<'_, Result<crate::JournalPosition, StoreError>> {
+        self.read_point(read::journal_head)
+    }
+
+    fn journal_after(
+        &self,
+        after: crate::JournalPosition,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<(Vec<Transaction>, crate::JournalPosition), StoreError>> {
+        self.read(move |conn| read::journal_after(conn, after, limit))
+    }
+
     fn feature(&self, id: FeatureId) -> BoxFuture<'_, Result<Option<Feature>, StoreError>> {
         self.read_point(move |conn| read::feature(conn, &id))
     }

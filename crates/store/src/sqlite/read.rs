@@ -233,6 +233,38 @@ pub fn transaction(conn: &Connection, id: TxId) -> Result<Option<Transaction>, S
     )
 }
 
+/// Where the journal ends: its newest transaction.
+pub fn journal_head(conn: &Connection) -> Result<crate::JournalPosition, StoreError> {
+    let last: Option<i64> = conn
+        .prepare_cached("SELECT max(id) FROM transactions")?
+        .query_row([], |row| row.get(0))?;
+    Ok(crate::JournalPosition {
+        commit: 0,
+        id: last.unwrap_or(0),
+    })
+}
+
+/// The transactions after `after`, by id: the one writer commits them in
+/// the order of their ids, so none can appear later below the last read.
+pub fn journal_after(
+    conn: &Connection,
+    after: crate::JournalPosition,
+    limit: usize,
+) -> Result<(Vec<Transaction>, crate::JournalPosition), StoreError> {
+    let limit = limit.clamp(1, crate::JOURNAL_PAGE_MAX);
+    let txs = collect(
+        conn,
+        &format!("SELECT {TX_COLUMNS} FROM transactions WHERE id > ?1 ORDER BY id LIMIT ?2"),
+        params![after.id, limit as i64],
+        |row| tx_from_row(row),
+    )?;
+    let next = txs.last().map_or(after, |t| crate::JournalPosition {
+        commit: 0,
+        id: t.id.0,
+    });
+    Ok((txs, next))
+}
+
 /// The journal is indexed by block of ids, then account (see migration 3):
 /// an account's transactions are found block by block.
 const JOURNAL_BLOCK_SHIFT: u32 = 16;

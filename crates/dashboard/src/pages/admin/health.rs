@@ -1,6 +1,7 @@
 //! Health: what the API can tell of the service: its health check, the last
 //! `creditd verify`, the holds pending, the auto top-ups backing off, a few
-//! figures from its metrics, and the latest payment events.
+//! figures from its metrics, the webhook endpoints failing or disabled, and
+//! the latest payment events.
 
 use std::sync::Arc;
 
@@ -41,6 +42,28 @@ struct HealthPage {
     topups: Option<TopupRows>,
     figures: Option<Vec<Figure>>,
     events: Option<Vec<EventRow>>,
+    endpoints: Option<Vec<EndpointRow>>,
+}
+
+/// A webhook endpoint that is failing or disabled, as shown.
+struct EndpointRow {
+    url: String,
+    status: &'static str,
+    since: String,
+}
+
+#[derive(Deserialize)]
+struct Endpoints {
+    data: Vec<Endpoint>,
+}
+
+#[derive(Deserialize)]
+struct Endpoint {
+    url: String,
+    status: String,
+    disabled_reason: Option<String>,
+    failing_since: Option<String>,
+    updated_at: String,
 }
 
 /// A figure read from the metrics.
@@ -151,13 +174,52 @@ async fn health(State(dashboard): State<Arc<Dashboard>>, headers: HeaderMap) -> 
     let api = &dashboard.api;
     let events_path = format!("/v1/payments/events?limit={EVENTS_SHOWN}");
     let topups_path = format!("/v1/payments/auto-topups?state=backing_off&limit={TOPUPS_SHOWN}");
-    let (health, ledger, topups, text, events) = tokio::join!(
+    let (health, ledger, topups, text, events, endpoints) = tokio::join!(
         api.get::<Health>(who, "/healthz"),
         api.get::<LedgerHealth>(who, "/v1/health/ledger"),
         api.get::<BackingOff>(who, &topups_path),
         api.get_text(who, "/metrics"),
         api.get::<Events>(who, &events_path),
+        api.get::<Endpoints>(who, "/v1/webhook-endpoints"),
     );
+    // Only what needs the operator: endpoints disabled for failing, and
+    // those failing now. A server without webhooks shows nothing of them.
+    let endpoints = endpoints.ok().map(|e| {
+        e.data
+            .into_iter()
+            .filter_map(|e| match (e.disabled_reason.as_deref(), e.failing_since) {
+                (Some("failing"), _) => Some(EndpointRow {
+                    url: e.url,
+                    status: "disabled: every delivery failed for three days",
+                    since: shown_instant(e.updated_at),
+                }),
+                (None, Some(since)) if e.status == "enabled" => Some(EndpointRow {
+                    url: e.url,
+                    status: "failing, retried",
+                    since: shown_instant(since),
+                }),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    });
+    let disabled = endpoints
+        .iter()
+        .flatten()
+        .filter(|e| e.status.starts_with("disabled"))
+        .count();
+    let notice = (disabled > 0).then(|| Notice {
+        kind: "error",
+        text: format!(
+            "{disabled} webhook {} disabled after failing every delivery for three days: fix \
+             it, enable it again (PATCH /v1/webhook-endpoints/{{id}} with disabled false) and \
+             resend what it missed.",
+            if disabled == 1 {
+                "endpoint is"
+            } else {
+                "endpoints are"
+            }
+        ),
+    });
     let (healthy, health) = match health {
         Ok(health) => (health.status == "ok", health.status),
         Err(refusal) => (false, refusal.to_string()),
@@ -166,7 +228,7 @@ async fn health(State(dashboard): State<Arc<Dashboard>>, headers: HeaderMap) -> 
         title: "Health",
         csrf: operator.csrf,
         section: "health",
-        notice: None,
+        notice,
         healthy,
         health,
         ledger: ledger.ok().map(ledger_rows),
@@ -175,6 +237,7 @@ async fn health(State(dashboard): State<Arc<Dashboard>>, headers: HeaderMap) -> 
         events: events
             .ok()
             .map(|e| e.data.into_iter().map(event_row).collect()),
+        endpoints,
     };
     render(StatusCode::OK, &page, &[])
 }
