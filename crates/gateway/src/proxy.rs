@@ -425,12 +425,18 @@ async fn forward(
         let sent = send(http, upstream, endpoint, &headers, forwarded.clone()).await;
         let response = match sent {
             Ok(response) if response.status().is_server_error() => {
+                if let Some(metrics) = gateway.metrics() {
+                    metrics.upstream_failed(name, "server_error");
+                }
                 last_failure = format!("{name} answered {}", response.status());
                 tracing::warn!(upstream = %name, status = %response.status(), "upstream failed; trying the next");
                 continue;
             }
             Ok(response) => response,
             Err(error) => {
+                if let Some(metrics) = gateway.metrics() {
+                    metrics.upstream_failed(name, "unreachable");
+                }
                 last_failure = format!("{name} could not be reached");
                 tracing::warn!(upstream = %name, error = %without_url(&error), "upstream unreachable; trying the next");
                 continue;
@@ -876,6 +882,17 @@ async fn run_settling(
 /// no hold (BYOK without a fee) is recorded beside a settle of its account.
 async fn settle(gateway: &Gateway, pending: &Pending, tokens: Tokens, status: u16, outcome: &str) {
     let (cost, list_cost) = costs(gateway, pending, &tokens);
+    // Counted when the call is settled, whether its write then succeeds.
+    if let Some(metrics) = gateway.metrics() {
+        let classes = [
+            ("input", tokens.input),
+            ("cached", tokens.cached),
+            ("cache_write", tokens.cache_write),
+            ("output", tokens.output),
+            ("reasoning", tokens.reasoning),
+        ];
+        metrics.gateway_call(&pending.model, &classes, cost.micros() as f64 / 1e6);
+    }
     let call = record(pending, &tokens, cost, list_cost, status, outcome);
     let metadata = call_metadata(&pending.request_id, &pending.model);
     let delta = cost.micros() - pending.held.micros();

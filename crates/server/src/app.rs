@@ -36,6 +36,7 @@ impl App {
             state.policy = policy;
         }
         let state = Arc::new(state);
+        state.metrics.observe(state.store.stats());
         let mut all = jobs::core(&state, jobs);
         for capability in &mut capabilities {
             all.append(&mut capability.jobs);

@@ -669,6 +669,9 @@ pub struct Guard {
     pub always_answered: bool,
     /// The rate each client address is held to on it, and its name.
     pub by_address: Option<(&'static str, crate::limits::Rate)>,
+    /// Whether its successful changes by admin and service keys are kept
+    /// in the audit trail.
+    pub audited: bool,
 }
 
 /// The scope a read-only key lacks on a route that changes something.
@@ -688,6 +691,7 @@ pub async fn authorize(State(guard): State<Guard>, request: Request, next: Next)
         time_limit,
         always_answered,
         by_address,
+        audited,
     } = guard;
     // A browser on an allowed origin may call the routes customer keys may,
     // and read their answers, errors included; no other route is opened to it.
@@ -709,8 +713,19 @@ pub async fn authorize(State(guard): State<Guard>, request: Request, next: Next)
                 }
                 let (request, left) =
                     admit(&state, access, writes, origin.is_some(), request).await?;
+                let audit = audited
+                    .then(|| crate::audit::Pending::of(&request))
+                    .flatten();
                 let mut response =
                     crate::idempotency::honour(&state, idempotency, request, next).await?;
+                // Kept once the change is made, before it is answered; a
+                // replayed answer is not a change.
+                if let Some(pending) = audit
+                    && response.status().is_success()
+                    && !response.headers().contains_key("idempotent-replayed")
+                {
+                    crate::audit::keep(&state, pending, response.status().as_u16()).await;
+                }
                 if let Some(left) = left {
                     left.write(&mut response);
                 }

@@ -4,6 +4,7 @@
 
 pub mod account_billing;
 pub mod app;
+pub mod audit;
 pub mod auth;
 pub mod connections;
 pub mod cors;
@@ -46,6 +47,7 @@ pub const RECORD_KINDS: &[&str] = &[
     <test_clock::Offset as store::records::Kind>::KIND,
     <verify_run::VerifyRun as store::records::Kind>::KIND,
     <events::Event as store::records::Kind>::KIND,
+    <audit::AuditEvent as store::records::Kind>::KIND,
 ];
 pub use app::App;
 pub use jobs::{Job, JobsConfig};

@@ -83,7 +83,48 @@ pub struct Metrics {
     refused: Family<RefusalLabels, Counter>,
     webhook_deliveries: Family<OutcomeLabels, Counter>,
     auto_topups: Family<OutcomeLabels, Counter>,
+    batch_sizes: Histogram,
+    batch_seconds: Histogram,
+    gateway_tokens: Family<TokenLabels, Counter>,
+    gateway_cost: Family<ModelLabels, Counter<f64, std::sync::atomic::AtomicU64>>,
+    upstream_errors: Family<UpstreamLabels, Counter>,
+    /// Whether the gateway has counted anything: its families are exported
+    /// from then on.
+    gateway_seen: std::sync::atomic::AtomicBool,
 }
+
+/// The labels of a count of gateway tokens.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TokenLabels {
+    model: String,
+    class: &'static str,
+}
+
+/// The labels of a sum per model.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ModelLabels {
+    model: String,
+}
+
+/// The labels of a count of upstream failures.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UpstreamLabels {
+    upstream: String,
+    kind: &'static str,
+}
+
+/// Upper bounds of the batch-size histogram's buckets, in commands.
+const BATCH_SIZE_BUCKETS: [f64; 12] = [
+    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 4096.0,
+];
+
+/// Upper bounds, in seconds, of the batch-time histogram's buckets: a
+/// batch commits in tens of microseconds to a few milliseconds, with the
+/// sync to disk.
+const BATCH_SECONDS_BUCKETS: [f64; 14] = [
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+    5.0,
+];
 
 /// The outcome a background action is counted under.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -119,6 +160,12 @@ impl Default for Metrics {
             refused,
             webhook_deliveries,
             auto_topups,
+            batch_sizes: Histogram::new(BATCH_SIZE_BUCKETS),
+            batch_seconds: Histogram::new(BATCH_SECONDS_BUCKETS),
+            gateway_tokens: Family::default(),
+            gateway_cost: Family::default(),
+            upstream_errors: Family::default(),
+            gateway_seen: std::sync::atomic::AtomicBool::new(false),
         }
     }
 }
@@ -173,12 +220,76 @@ impl Metrics {
             .inc();
     }
 
+    /// Feeds the batch histograms from `stats`: each committed batch's
+    /// size and time.
+    pub fn observe(&self, stats: &StoreStats) {
+        let (sizes, seconds) = (self.batch_sizes.clone(), self.batch_seconds.clone());
+        stats.observe_batches(Box::new(move |commands, micros| {
+            sizes.observe(commands as f64);
+            seconds.observe(micros as f64 / 1e6);
+        }));
+    }
+
+    /// Counts a gateway call's tokens by class (`input`, `cached`,
+    /// `cache_write`, `output`, `reasoning`) and what it cost in credits,
+    /// under its model.
+    pub fn gateway_call(&self, model: &str, tokens: &[(&'static str, u64)], credits: f64) {
+        self.gateway_seen.store(true, Ordering::Relaxed);
+        for (class, count) in tokens {
+            if *count > 0 {
+                self.gateway_tokens
+                    .get_or_create(&TokenLabels {
+                        model: model.to_owned(),
+                        class,
+                    })
+                    .inc_by(*count);
+            }
+        }
+        self.gateway_cost
+            .get_or_create(&ModelLabels {
+                model: model.to_owned(),
+            })
+            .inc_by(credits);
+    }
+
+    /// Counts an upstream's failure: `server_error` (it answered 5xx) or
+    /// `unreachable`.
+    pub fn upstream_failed(&self, upstream: &str, kind: &'static str) {
+        self.gateway_seen.store(true, Ordering::Relaxed);
+        self.upstream_errors
+            .get_or_create(&UpstreamLabels {
+                upstream: upstream.to_owned(),
+                kind,
+            })
+            .inc();
+    }
+
     /// Counts one auto top-up that ended: paid and granted, or failed.
     pub fn auto_topup(&self, succeeded: bool) {
         let outcome = if succeeded { "succeeded" } else { "failed" };
         self.auto_topups
             .get_or_create(&OutcomeLabels { outcome })
             .inc();
+    }
+
+    fn register_gateway(&self, registry: &mut Registry) {
+        registry.register(
+            "creditd_gateway_tokens",
+            "Tokens of gateway calls settled, by model and class (input, cached, cache_write, \
+             output, reasoning)",
+            self.gateway_tokens.clone(),
+        );
+        registry.register(
+            "creditd_gateway_cost_credits",
+            "Credits gateway calls were charged, by model",
+            self.gateway_cost.clone(),
+        );
+        registry.register(
+            "creditd_gateway_upstream_errors",
+            "Upstream failures of gateway calls, by upstream and kind: server_error (a 5xx \
+             answer) or unreachable; the call went to the next upstream",
+            self.upstream_errors.clone(),
+        );
     }
 
     fn refuse(&self, reason: &'static str) {
@@ -217,7 +328,7 @@ impl Metrics {
 
     /// Every metric in the Prometheus text format (see [`CONTENT_TYPE`]),
     /// with the store's counters as they are now.
-    pub fn render(&self, store: &StoreStats) -> String {
+    pub fn render(&self, store: &StoreStats, pending: Option<store::PendingHolds>) -> String {
         // A registry per scrape: it holds handles to the request metrics,
         // which keep counting between scrapes, and the values read now. The
         // encoder ends each help text with a full stop.
@@ -249,6 +360,19 @@ impl Metrics {
             "Auto top-ups ended on this node, by outcome: succeeded (paid and granted) or failed",
             self.auto_topups.clone(),
         );
+        registry.register(
+            "creditd_store_batch_size",
+            "Commands in each committed write batch",
+            self.batch_sizes.clone(),
+        );
+        registry.register(
+            "creditd_store_batch_commit_seconds",
+            "Time to apply and commit each write batch, its sync to disk included",
+            self.batch_seconds.clone(),
+        );
+        if self.gateway_seen.load(Ordering::Relaxed) {
+            self.register_gateway(&mut registry);
+        }
         let counters = [
             (
                 "creditd_store_batches",
@@ -274,6 +398,18 @@ impl Metrics {
             "Time spent applying and committing batches",
             ConstCounter::new(store.batch_micros.load(Ordering::Relaxed) as f64 / 1e6),
         );
+        if let Some(pending) = pending {
+            registry.register(
+                "creditd_holds_pending",
+                "Holds pending across every account, past their expiry or not",
+                ConstGauge::new(pending.count as i64),
+            );
+            registry.register(
+                "creditd_holds_pending_credits",
+                "Credits the pending holds hold",
+                ConstGauge::new(pending.amount.micros() as f64 / 1e6),
+            );
+        }
         let process = Process::read();
         process.register(&mut registry);
         if let Some(bytes) = process.resident_bytes {

@@ -645,6 +645,7 @@ mod tests {
             time_limit: crate::limits::TimeLimit::Request,
             always_answered: false,
             by_address: None,
+            audit: crate::audit::Audit::Kept,
         }
     }
 

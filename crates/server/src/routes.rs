@@ -18,7 +18,7 @@ use crate::auth::{self, Access};
 use crate::error::ApiError;
 use crate::extract;
 use crate::handlers::{
-    accounts, features, grants, health, holds, keys, system, transactions, usage,
+    accounts, audit, features, grants, health, holds, keys, system, transactions, usage,
 };
 pub use crate::idempotency::Idempotency;
 use crate::jobs::Job;
@@ -57,6 +57,9 @@ pub struct Route {
     /// own, over any key's rate: for what takes no key or is worth a
     /// stolen key's hammering (webhooks, links that open sessions).
     pub by_address: Option<(&'static str, crate::limits::Rate)>,
+    /// Whether its successful writes by admin and service keys are kept in
+    /// the audit trail: every write's are, unless it says why not.
+    pub audit: crate::audit::Audit,
 }
 
 /// Writes an error in a route's own wire format (the gateway's OpenAI- and
@@ -86,6 +89,12 @@ impl Route {
     /// under `name`.
     pub fn limited_by_address(mut self, name: &'static str, rate: crate::limits::Rate) -> Route {
         self.by_address = Some((name, rate));
+        self
+    }
+
+    /// The same route, its writes left out of the audit trail for `reason`.
+    pub fn not_audited(mut self, reason: &'static str) -> Route {
+        self.audit = crate::audit::Audit::NotKept(reason);
         self
     }
 
@@ -139,6 +148,7 @@ impl<S: Clone + Send + Sync + 'static> Routes<S> {
             time_limit: TimeLimit::Request,
             always_answered: false,
             by_address: None,
+            audit: crate::audit::Audit::Kept,
             method,
             path,
             access,
@@ -213,6 +223,10 @@ impl Capability {
     }
 }
 
+/// Why usage is not in the audit trail: it comes at the rate of the
+/// product's traffic, and the journal keeps each use with its key.
+pub const USAGE: &str = "usage, kept in the journal";
+
 /// The routes of the core API: the ledger, keys, and the system routes.
 /// The ledger's writes keep their answers in their own transactions, a
 /// check changes nothing, a new key is shown once, and every other write
@@ -247,13 +261,16 @@ pub fn core_routes(state: &Arc<AppState>) -> Vec<Route> {
         routes.route(Account, Doc::of::<grants::__path_list>(), grants::list),
         routes
             .route(Service, Doc::of::<usage::__path_consume>(), usage::consume)
-            .with_idempotency(Ledger),
+            .with_idempotency(Ledger)
+            .not_audited(USAGE),
         routes
             .route(Service, Doc::of::<usage::__path_check>(), usage::check)
-            .with_idempotency(NotRead),
+            .with_idempotency(NotRead)
+            .not_audited("a check changes nothing"),
         routes
             .route(Service, Doc::of::<holds::__path_create>(), holds::create)
-            .with_idempotency(Ledger),
+            .with_idempotency(Ledger)
+            .not_audited(USAGE),
         routes.route(Account, Doc::of::<holds::__path_list>(), holds::list),
         routes.route(
             Account,
@@ -279,10 +296,12 @@ pub fn core_routes(state: &Arc<AppState>) -> Vec<Route> {
         routes.route(Service, Doc::of::<holds::__path_get>(), holds::get),
         routes
             .route(Service, Doc::of::<holds::__path_commit>(), holds::commit)
-            .with_idempotency(Ledger),
+            .with_idempotency(Ledger)
+            .not_audited(USAGE),
         routes
             .route(Service, Doc::of::<holds::__path_release>(), holds::release)
-            .with_idempotency(Ledger),
+            .with_idempotency(Ledger)
+            .not_audited(USAGE),
         routes.route(
             Own,
             Doc::of::<transactions::__path_get>(),
@@ -307,6 +326,7 @@ pub fn core_routes(state: &Arc<AppState>) -> Vec<Route> {
         routes.route(Service, Doc::of::<keys::__path_revoke>(), keys::revoke),
         routes.route(Service, Doc::of::<keys::__path_update>(), keys::update),
         routes.route(Admin, Doc::of::<health::__path_ledger>(), health::ledger),
+        routes.route(Admin, Doc::of::<audit::__path_list>(), audit::list),
         routes
             .route(Public, Doc::of::<system::__path_healthz>(), system::healthz)
             .always_answered(),
@@ -362,6 +382,7 @@ pub fn router(state: Arc<AppState>, capabilities: Vec<Capability>) -> Router {
                 time_limit: route.time_limit,
                 always_answered: route.always_answered,
                 by_address: route.by_address,
+                audited: writes && route.audit == crate::audit::Audit::Kept,
             },
             auth::authorize,
         ));

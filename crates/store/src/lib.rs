@@ -33,7 +33,7 @@ pub use error::StoreError;
 pub use records::{Record, RecordQuery};
 
 /// Counters of the write path, for metrics.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct StoreStats {
     /// Batches committed.
     pub batches: AtomicU64,
@@ -43,6 +43,23 @@ pub struct StoreStats {
     pub failed_batches: AtomicU64,
     /// Microseconds spent applying and committing batches.
     pub batch_micros: AtomicU64,
+    /// Told of each committed batch (its commands and microseconds), once
+    /// set: the server's histograms.
+    observer: std::sync::OnceLock<BatchObserver>,
+}
+
+/// What is told of each committed batch: its commands and its microseconds.
+pub type BatchObserver = Box<dyn Fn(usize, u64) + Send + Sync>;
+
+impl std::fmt::Debug for StoreStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreStats")
+            .field("batches", &self.batches)
+            .field("commands", &self.commands)
+            .field("failed_batches", &self.failed_batches)
+            .field("batch_micros", &self.batch_micros)
+            .finish_non_exhaustive()
+    }
 }
 
 impl StoreStats {
@@ -51,6 +68,15 @@ impl StoreStats {
         self.batches.fetch_add(1, Ordering::Relaxed);
         self.commands.fetch_add(commands as u64, Ordering::Relaxed);
         self.batch_micros.fetch_add(micros, Ordering::Relaxed);
+        if let Some(observe) = self.observer.get() {
+            observe(commands, micros);
+        }
+    }
+
+    /// Tells `observer` of every batch committed from now on; only the
+    /// first observer set is kept.
+    pub fn observe_batches(&self, observer: BatchObserver) {
+        let _ = self.observer.set(observer);
     }
 }
 

@@ -18,6 +18,10 @@ use crate::Dashboard;
 /// needs no API key: its path holds the token, which reads that balance
 /// alone. Each client address is held to a rate on the links (10 a second,
 /// over any key's) and on the embedded balance (120 a minute).
+/// Why a session's link or token is not in the audit trail: a customer
+/// opens one each visit, through the operator's backend.
+const CUSTOMER_SESSION: &str = "a customer's session, opened through the operator's backend";
+
 pub fn routes(routes: &Routes<Arc<Dashboard>>) -> Vec<Route> {
     vec![
         routes
@@ -27,14 +31,16 @@ pub fn routes(routes: &Routes<Arc<Dashboard>>) -> Vec<Route> {
                 sessions::create,
             )
             .with_idempotency(Idempotency::Refused)
-            .limited_by_address("dashboard_sessions", Rate::per_second(10)),
+            .limited_by_address("dashboard_sessions", Rate::per_second(10))
+            .not_audited(CUSTOMER_SESSION),
         routes
             .route(
                 Access::Account,
                 Doc::of::<embed::__path_create>(),
                 embed::create,
             )
-            .with_idempotency(Idempotency::Refused),
+            .with_idempotency(Idempotency::Refused)
+            .not_audited(CUSTOMER_SESSION),
         routes
             .route(
                 Access::Public,

@@ -152,6 +152,19 @@ async fn a_model_falls_back_to_its_next_upstream_and_is_charged_once() {
         let balance = settled(&app, "acme").await;
         assert_eq!(micros(&balance["available"]), 10_000_000 - 2 * SMALL_CALL);
         assert_eq!(until_calls(&app, "acme", 2).await.len(), 2);
+        // The operator sees the failures by upstream, the tokens and the cost by model.
+        let metrics = app.get("/metrics").await.text;
+        for line in [
+            "creditd_gateway_upstream_errors_total{upstream=\"openai\",kind=\"server_error\"} 2",
+            "creditd_gateway_tokens_total{model=\"gpt-test\",class=\"input\"} 24",
+            "creditd_gateway_tokens_total{model=\"gpt-test\",class=\"output\"} 10",
+            &format!(
+                "creditd_gateway_cost_credits_total{{model=\"gpt-test\"}} {}",
+                (2 * SMALL_CALL) as f64 / 1e6
+            ),
+        ] {
+            assert!(metrics.lines().any(|l| l == line), "{line} in:\n{metrics}");
+        }
     })
     .await;
 }

@@ -323,7 +323,7 @@ pub async fn create_for_account(
 
 /// Whether `text` has the shape of a key id: `key_` and then lower-case
 /// letters, digits and underscores, as [`KeyId`](crate::openapi::schema::KeyId) says.
-fn is_key_id(text: &str) -> bool {
+pub(crate) fn is_key_id(text: &str) -> bool {
     text.strip_prefix("key_").is_some_and(|rest| {
         !rest.is_empty()
             && rest

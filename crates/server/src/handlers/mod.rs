@@ -1,6 +1,7 @@
 //! Request handlers, one file per resource.
 
 pub mod accounts;
+pub mod audit;
 pub mod features;
 pub mod grants;
 pub mod health;

@@ -138,7 +138,16 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     ),
 )]
 pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
-    let body = state.metrics.render(state.store.stats());
+    // Read at each scrape; a store that does not answer leaves it out, and
+    // the metrics are answered still.
+    let pending = tokio::time::timeout(
+        std::time::Duration::from_secs(2),
+        state.store.pending_holds(),
+    )
+    .await
+    .ok()
+    .and_then(Result::ok);
+    let body = state.metrics.render(state.store.stats(), pending);
     let mut response = body.into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,

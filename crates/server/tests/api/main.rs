@@ -4,6 +4,7 @@
 mod support;
 
 mod accounts;
+mod audit;
 mod capabilities;
 mod concurrency;
 mod edges;
