@@ -62,8 +62,8 @@ pub struct Billing {
     /// How often its background jobs run: the renewals and, with payments,
     /// the payments job.
     pub jobs_interval: std::time::Duration,
-    /// The server it is plugged into, for its metrics.
-    in_process: server::in_process::InProcess,
+    /// The server's metrics, once it is plugged in.
+    metrics: server::metrics::MetricsHandle,
 }
 
 /// The external id of the sign-up bonus.
@@ -79,7 +79,7 @@ impl Billing {
             payments: None,
             credits_per_usd: ledger::Amount::credits(100),
             jobs_interval: server::JobsConfig::default().sweep_interval,
-            in_process: server::in_process::InProcess::new(),
+            metrics: server::metrics::MetricsHandle::new(),
         }
     }
 
@@ -112,7 +112,7 @@ impl Billing {
             .collect();
         let capability = server::Capability::new(routes, error::BillingError::codes())
             .with_policy(self.clone())
-            .with_in_process(self.in_process.clone())
+            .with_metrics(self.metrics.clone())
             .with_job(jobs::renewals(self));
         match self.payments {
             Some(_) => capability.with_job(jobs::payments(self)),
@@ -122,8 +122,8 @@ impl Billing {
 
     /// Counts an auto top-up that ended, in the server's metrics.
     pub fn count_topup(&self, succeeded: bool) {
-        if let Some(state) = self.in_process.state() {
-            state.metrics.auto_topup(succeeded);
+        if let Some(metrics) = self.metrics.get() {
+            metrics.auto_topup(succeeded);
         }
     }
 

@@ -149,3 +149,145 @@ async fn acknowledged_writes_survive_kill_9() {
     assert!(verify.status.success(), "{report}");
     assert!(report.contains("ok:"), "{report}");
 }
+
+/// kill -9 while grants and consumes come in and their events go out:
+/// after the restart every acknowledged grant is in the journal and its
+/// `credits.granted` event reaches the endpoint, and no event is of a
+/// change the journal does not hold: the outbox loses nothing in a crash.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_kill_9_loses_no_acknowledged_grant_nor_its_event() {
+    let receiver = testkit::receiver::Receiver::start().await;
+    let (_dir, db) = fresh_db();
+    let url = format!("sqlite://{}", db.display());
+    let env = [
+        ("CREDITD_MASTER_KEY", "5e".repeat(32)),
+        ("CREDITD_ALLOW_PRIVATE_WEBHOOKS", "true".into()),
+        ("CREDITD_SWEEP_INTERVAL_MS", "50".into()),
+    ];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let server = Server::start_with(&url, &env);
+    let client = reqwest::Client::new();
+    let base = server.base.clone();
+    let made = client
+        .post(format!("{base}/v1/webhook-endpoints"))
+        .bearer_auth(KEY)
+        .json(&json!({"url": receiver.url("/hooks"), "events": ["credits.granted"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(made.status(), 201);
+    for i in 0..4 {
+        let created = client
+            .post(format!("{base}/v1/accounts"))
+            .bearer_auth(KEY)
+            .json(&json!({"id": format!("acct{i}")}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(created.status(), 201);
+    }
+    let acked = Arc::new(Mutex::new(Vec::<String>::new()));
+    let mut clients = Vec::new();
+    for c in 0..8 {
+        let acked = acked.clone();
+        let client = client.clone();
+        let base = base.clone();
+        clients.push(tokio::spawn(async move {
+            for n in 0.. {
+                let account = format!("acct{}", (c + n) % 4);
+                // Grants and consumes, interleaved.
+                let (path, body) = if n % 3 == 2 {
+                    ("consume", json!({"amount": "0.5"}))
+                } else {
+                    ("grants", json!({"amount": "1", "source": "purchase"}))
+                };
+                let sent = client
+                    .post(format!("{base}/v1/accounts/{account}/{path}"))
+                    .bearer_auth(KEY)
+                    .json(&body)
+                    .timeout(Duration::from_secs(10))
+                    .send()
+                    .await;
+                let Ok(response) = sent else { return };
+                if !response.status().is_success() {
+                    if response.status() == 402 {
+                        continue;
+                    }
+                    return;
+                }
+                let Ok(answer) = response.json::<Value>().await else {
+                    return;
+                };
+                if path == "grants" {
+                    // A grant answers its lot; its transaction is found by it.
+                    acked
+                        .lock()
+                        .unwrap()
+                        .push(answer["id"].as_str().unwrap().to_owned());
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let before_kill = receiver.received().len();
+    server.kill_9();
+    for task in clients {
+        task.await.unwrap();
+    }
+    let acked = Arc::try_unwrap(acked).ok().unwrap().into_inner().unwrap();
+    assert!(acked.len() > 50, "only {} grants acknowledged", acked.len());
+
+    let server = Server::start_with(&url, &env);
+    let base = server.base.clone();
+    // Every acknowledged grant is kept; its event arrives after the restart.
+    let lots: std::collections::HashSet<String> = acked.iter().cloned().collect();
+    // A delivery a node had begun when it died waits out its claim (its
+    // attempt's 10 s and 5 more) before it is made again.
+    let deadline = std::time::Instant::now() + Duration::from_secs(45);
+    loop {
+        let told: std::collections::HashSet<String> = receiver
+            .events_of("credits.granted")
+            .iter()
+            .filter_map(|e| e["data"]["grant_id"].as_str().map(str::to_owned))
+            .collect();
+        let missing = lots.difference(&told).count();
+        if missing == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{missing} of {} acknowledged grants never told; {} events received",
+            lots.len(),
+            receiver.received().len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // No event is of a grant the journal does not hold.
+    for event in receiver.events_of("credits.granted") {
+        let tx = event["data"]["transaction_id"].as_str().unwrap();
+        let read = client
+            .get(format!("{base}/v1/transactions/{tx}"))
+            .bearer_auth(KEY)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            read.status(),
+            200,
+            "an event of {tx}, which the journal lacks"
+        );
+    }
+    eprintln!(
+        "{} grants acknowledged before kill -9; {} events before it, {} after the restart",
+        acked.len(),
+        before_kill,
+        receiver.received().len()
+    );
+    server.stop();
+    let verify = run(&db, &["verify"]);
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stdout)
+    );
+}

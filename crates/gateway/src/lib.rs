@@ -59,8 +59,8 @@ pub struct Gateway {
     /// Serializes the writes of keys with spend limits.
     pub limiter: limit::Limiter,
     billing: RwLock<HashMap<AccountId, (Instant, AccountBilling)>>,
-    /// The server it is plugged into, for its metrics.
-    in_process: server::in_process::InProcess,
+    /// The server's metrics, once it is plugged in.
+    metrics: server::metrics::MetricsHandle,
 }
 
 /// How long an account's billing mode read from the store answers calls
@@ -92,7 +92,7 @@ impl Gateway {
             byok_http,
             limiter: limit::Limiter::default(),
             billing: RwLock::new(HashMap::new()),
-            in_process: server::in_process::InProcess::new(),
+            metrics: server::metrics::MetricsHandle::new(),
         }
     }
 
@@ -170,12 +170,12 @@ impl Gateway {
     /// has no background job and no policy.
     pub fn capability(self: &Arc<Gateway>) -> server::Capability {
         server::Capability::new(api::routes(self), error::GatewayError::codes())
-            .with_in_process(self.in_process.clone())
+            .with_metrics(self.metrics.clone())
     }
 
     /// The server's metrics, once it is plugged in.
     pub fn metrics(&self) -> Option<&server::Metrics> {
-        self.in_process.state().map(|state| &state.metrics)
+        self.metrics.get()
     }
 }
 

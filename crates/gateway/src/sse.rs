@@ -122,4 +122,57 @@ mod tests {
         assert!(splitter.push(b"data: partial").is_empty());
         assert_eq!(splitter.finish().unwrap().data, "partial");
     }
+
+    /// Fuzzing of the stream parser: any bytes, cut into chunks anywhere,
+    /// give the events the whole stream gives at once, and their bytes are
+    /// the stream's, none lost, none repeated. `PROPTEST_CASES=100000 cargo
+    /// test -p gateway fuzz_` runs it longer.
+    mod fuzz {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn stream() -> impl Strategy<Value = Vec<u8>> {
+            let piece = prop_oneof![
+                Just(b"\n".to_vec()),
+                Just(b"\r\n".to_vec()),
+                Just(b"\r".to_vec()),
+                Just(b"data: ".to_vec()),
+                Just(b"event: ".to_vec()),
+                Just(b":".to_vec()),
+                Just(b"{\"x\":1}".to_vec()),
+                prop::collection::vec(any::<u8>(), 0..8),
+            ];
+            prop::collection::vec(piece, 0..40).prop_map(|p| p.concat())
+        }
+
+        fn run(chunks: &[&[u8]]) -> Vec<Event> {
+            let mut splitter = Splitter::default();
+            let mut events: Vec<Event> = chunks.iter().flat_map(|c| splitter.push(c)).collect();
+            events.extend(splitter.finish());
+            events
+        }
+
+        proptest! {
+            #[test]
+            fn fuzz_chunks_cut_anywhere_give_the_same_events_and_every_byte_once(
+                bytes in stream(),
+                cuts in prop::collection::vec(any::<usize>(), 0..8),
+            ) {
+                let whole = run(&[&bytes]);
+                let mut at: Vec<usize> = cuts.iter().map(|c| c % (bytes.len() + 1)).collect();
+                at.sort_unstable();
+                let mut chunks = Vec::new();
+                let mut start = 0;
+                for cut in at {
+                    chunks.push(&bytes[start..cut]);
+                    start = cut;
+                }
+                chunks.push(&bytes[start..]);
+                let cut = run(&chunks);
+                prop_assert_eq!(&cut, &whole);
+                let passed: Vec<u8> = cut.iter().flat_map(|e| e.raw.clone()).collect();
+                prop_assert_eq!(passed, bytes);
+            }
+        }
+    }
 }

@@ -41,6 +41,11 @@ impl App {
         for capability in &mut capabilities {
             all.append(&mut capability.jobs);
         }
+        for capability in &mut capabilities {
+            if let Some(handle) = capability.metrics.take() {
+                handle.attach(state.metrics.clone());
+            }
+        }
         let handles: Vec<_> = capabilities
             .iter_mut()
             .filter_map(|c| c.in_process.take())

@@ -783,4 +783,63 @@ mod tests {
             assert!(limit(Some(bad)).is_err(), "{bad}");
         }
     }
+
+    /// Fuzzing of request decoding: any JSON text in an amount or metadata
+    /// field, and any bytes as a body, are read or refused with a 4xx code,
+    /// never panicked on. `PROPTEST_CASES=100000 cargo test -p server fuzz_`
+    /// runs it longer.
+    mod fuzz {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn json_text() -> impl Strategy<Value = String> {
+            let leaf = prop_oneof![
+                Just("null".to_owned()),
+                Just("true".to_owned()),
+                "-?[0-9]{0,20}(\\.[0-9]{0,8})?([eE][-+]?[0-9]{1,3})?",
+                "\"[-+0-9.eE a-z]{0,16}\"",
+                "\"(\\\\u00[0-1][0-9a-f]|.){0,8}\"",
+            ];
+            leaf.prop_recursive(3, 24, 4, |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..4)
+                        .prop_map(|v| format!("[{}]", v.join(","))),
+                    prop::collection::vec(("[a-z\\u{80}-\\u{2FF}]{0,6}", inner), 0..5).prop_map(
+                        |kv| {
+                            let fields: Vec<String> = kv
+                                .into_iter()
+                                .map(|(k, v)| format!("{}:{v}", serde_json::Value::from(k)))
+                                .collect();
+                            format!("{{{}}}", fields.join(","))
+                        }
+                    ),
+                ]
+            })
+        }
+
+        proptest! {
+            #[test]
+            fn fuzz_amounts_and_metadata_are_read_or_refused_with_a_4xx(text in json_text()) {
+                let Ok(raw) = serde_json::from_str::<&RawValue>(&text) else {
+                    return Ok(());
+                };
+                for sign in [Sign::Positive, Sign::NotNegative] {
+                    match amount(raw, "amount", sign) {
+                        Ok(a) => prop_assert!(a.micros() >= 0, "{text}"),
+                        Err(e) => prop_assert!(e.status().is_client_error(), "{text}: {e:?}"),
+                    }
+                }
+                if let Err(e) = metadata(Some(raw)) {
+                    prop_assert!(e.status().is_client_error(), "{}: {:?}", text, e);
+                }
+            }
+
+            #[test]
+            fn fuzz_any_body_is_read_or_refused_with_a_4xx(body in prop::collection::vec(any::<u8>(), 0..200)) {
+                if let Err(e) = parse_optional_json::<serde_json::Value>(&body) {
+                    prop_assert!(e.status().is_client_error(), "{:?}", e);
+                }
+            }
+        }
+    }
 }

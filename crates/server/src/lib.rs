@@ -63,7 +63,7 @@ pub struct AppState {
     /// The API keys, in memory.
     pub keys: Keys,
     /// Request counters.
-    pub metrics: Metrics,
+    pub metrics: Arc<Metrics>,
     /// What a capability decides inside the core's writes; [`App::new`]
     /// puts the one a capability brings here.
     pub policy: Arc<dyn policy::Policy>,
@@ -95,7 +95,7 @@ impl AppState {
             store,
             clock,
             keys,
-            metrics: Metrics::default(),
+            metrics: Arc::new(Metrics::default()),
             policy: Arc::new(policy::NoPolicy),
             cors: cors::CorsOrigins::default(),
             top_up_url: None,

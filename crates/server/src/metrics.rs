@@ -68,6 +68,29 @@ struct Series {
     duration: Histogram,
 }
 
+/// A handle on the server's metrics for a capability, empty until
+/// [`crate::App::new`] fills it: it holds the metrics alone, so a capability
+/// that keeps it keeps nothing else of the server alive.
+#[derive(Clone, Default)]
+pub struct MetricsHandle(Arc<std::sync::OnceLock<Arc<Metrics>>>);
+
+impl MetricsHandle {
+    /// An empty handle.
+    pub fn new() -> MetricsHandle {
+        MetricsHandle::default()
+    }
+
+    /// Gives the handle the metrics; a second is ignored.
+    pub fn attach(&self, metrics: Arc<Metrics>) {
+        let _ = self.0.set(metrics);
+    }
+
+    /// The metrics, once attached.
+    pub fn get(&self) -> Option<&Metrics> {
+        self.0.get().map(Arc::as_ref)
+    }
+}
+
 /// Request counts and latencies by method and route template. The store's
 /// counters and the process's figures are read when the metrics are rendered.
 #[derive(Debug)]

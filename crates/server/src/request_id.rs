@@ -2,7 +2,8 @@
 //! sends a usable one, else one drawn here. It is answered as
 //! `Request-Id`, names the span every log line of the request is written
 //! in, and travels on in the request's `X-Request-Id` header, which the
-//! gateway sends to its upstream.
+//! gateway sends to its upstream; [`current`] gives it to what the request
+//! calls (Stripe's API is sent it the same way).
 
 use axum::extract::Request;
 use axum::http::HeaderValue;
@@ -53,6 +54,17 @@ pub fn unique(prefix: &str) -> String {
     )
 }
 
+tokio::task_local! {
+    /// The id of the request the running task answers.
+    static CURRENT: std::sync::Arc<str>;
+}
+
+/// The id of the request the running task answers, if it answers one (a
+/// background job answers none): for the calls it makes on its way.
+pub fn current() -> Option<std::sync::Arc<str>> {
+    CURRENT.try_with(std::sync::Arc::clone).ok()
+}
+
 /// The layer that gives each request its id (see the module).
 pub async fn assign(mut request: Request, next: Next) -> Response {
     let given = request
@@ -69,7 +81,9 @@ pub async fn assign(mut request: Request, next: Next) -> Response {
     // At the highest level, so that it is on whenever anything is logged:
     // a warning of the request names it even when only warnings are kept.
     let span = tracing::error_span!("request", id = %id);
-    let mut response = next.run(request).instrument(span).await;
+    let mut response = CURRENT
+        .scope(id.into(), next.run(request).instrument(span))
+        .await;
     response.headers_mut().insert(ANSWERED, value);
     response
 }

@@ -178,6 +178,9 @@ pub struct Capability {
     /// Where it calls the API in process, filled by [`crate::App::new`]
     /// once the router of every capability is built.
     pub in_process: Option<crate::in_process::InProcess>,
+    /// Where it counts into the server's metrics, filled by
+    /// [`crate::App::new`].
+    pub metrics: Option<crate::metrics::MetricsHandle>,
 }
 
 impl Capability {
@@ -191,6 +194,7 @@ impl Capability {
             policy: None,
             pages: None,
             in_process: None,
+            metrics: None,
         }
     }
 
@@ -206,6 +210,13 @@ impl Capability {
     /// `handle` once [`crate::App::new`] has built it.
     pub fn with_in_process(mut self, handle: crate::in_process::InProcess) -> Self {
         self.in_process = Some(handle);
+        self
+    }
+
+    /// The same capability, counting into the server's metrics through
+    /// `handle` once [`crate::App::new`] has filled it.
+    pub fn with_metrics(mut self, handle: crate::metrics::MetricsHandle) -> Self {
+        self.metrics = Some(handle);
         self
     }
 

@@ -102,6 +102,9 @@ pub struct StripeRequest {
     pub authorization: Option<String>,
     /// The `Content-Type` header.
     pub content_type: Option<String>,
+    /// The `X-Request-Id` header: the id of the request creditd was
+    /// answering when it called.
+    pub request_id: Option<String>,
     /// The decoded pairs of a form-encoded body, in order, with bracketed
     /// keys as written (`metadata[creditd_account]`); empty when the body is
     /// not form-encoded.
@@ -315,6 +318,7 @@ async fn handle(
         idempotency_key: header("idempotency-key"),
         stripe_version: header("stripe-version"),
         authorization: header("authorization"),
+        request_id: header("x-request-id"),
         content_type,
         form,
         query: decode(uri.query().unwrap_or("").as_bytes()),

@@ -44,9 +44,10 @@ const PAGES_PER_ROUND: usize = 20;
 const DELIVERIES_PER_ROUND: usize = 200;
 const DELIVERIES_AT_ONCE: usize = 16;
 
-/// How long a node holds an event it is delivering before another may
-/// take it: longer than its attempts may take.
-const CLAIM_MICROS: i64 = 60 * ledger::MICROS_PER_SECOND;
+/// How long a node holds an event it is delivering beyond the time its
+/// attempts may take, before another node may take it: a node that died
+/// mid-delivery delays the event by its attempts' time and this much.
+const CLAIM_MARGIN_MICROS: i64 = 5 * ledger::MICROS_PER_SECOND;
 
 /// How long events are kept.
 pub const KEPT_FOR_MICROS: i64 = 30 * 86_400 * ledger::MICROS_PER_SECOND;
@@ -284,10 +285,15 @@ impl Webhooks {
         if due.is_empty() {
             return Ok((dispatched, 0));
         }
+        // Attempts are made one after another, each within the attempt's time.
+        let attempts_micros = i64::try_from(self.config.attempt_timeout.as_micros())
+            .unwrap_or(i64::MAX / 4)
+            .saturating_mul(due.len() as i64);
+        let claim_until = now.micros() + attempts_micros + CLAIM_MARGIN_MICROS;
         let mut claimed = doc.body.clone();
         for delivery in &mut claimed.deliveries {
             if due.contains(&delivery.endpoint) {
-                delivery.next_at_micros = Some(now.micros() + CLAIM_MICROS);
+                delivery.next_at_micros = Some(claim_until);
             }
         }
         let Some(doc) = put_at(store, &doc, &claimed).await? else {

@@ -13,7 +13,6 @@ pub mod error;
 use std::sync::Arc;
 use std::time::Duration;
 
-use server::in_process::InProcess;
 use server::sealing::Keyring;
 use store::records;
 use store::{Clock, Store};
@@ -64,7 +63,7 @@ pub struct Webhooks {
     /// warning before an expiry.
     pub billing: Arc<billing::Billing>,
     http: reqwest::Client,
-    in_process: InProcess,
+    metrics: server::metrics::MetricsHandle,
 }
 
 impl Webhooks {
@@ -83,7 +82,7 @@ impl Webhooks {
             config,
             billing,
             http,
-            in_process: InProcess::new(),
+            metrics: server::metrics::MetricsHandle::new(),
         }
     }
 
@@ -92,7 +91,7 @@ impl Webhooks {
     pub fn capability(self: &Arc<Webhooks>) -> server::Capability {
         let webhooks = self.clone();
         server::Capability::new(api::routes(self), error::WebhookError::codes())
-            .with_in_process(self.in_process.clone())
+            .with_metrics(self.metrics.clone())
             .with_job(server::Job::new(
                 "webhooks",
                 self.config.interval,
@@ -110,8 +109,8 @@ impl Webhooks {
     }
 
     fn count_delivery(&self, succeeded: bool) {
-        if let Some(state) = self.in_process.state() {
-            state.metrics.webhook_delivered(succeeded);
+        if let Some(metrics) = self.metrics.get() {
+            metrics.webhook_delivered(succeeded);
         }
     }
 }

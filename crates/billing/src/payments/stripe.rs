@@ -51,6 +51,7 @@ impl Stripe {
     ) -> Result<Reply, PaymentError> {
         let url = format!("{}{path}", self.base);
         let body = form.map(|f| serde_urlencoded::to_string(f).unwrap_or_default());
+        let request_id = server::request_id::current();
         let mut last = String::new();
         for attempt in 0..ATTEMPTS_MAX {
             if attempt > 0 {
@@ -63,6 +64,11 @@ impl Stripe {
                 .header("Stripe-Version", STRIPE_VERSION);
             if let Some(key) = idempotency_key {
                 request = request.header("Idempotency-Key", key);
+            }
+            // The request creditd answers, if any: its logs and Stripe's
+            // request log meet on it.
+            if let Some(id) = &request_id {
+                request = request.header("X-Request-Id", id.as_ref());
             }
             if let Some(body) = &body {
                 request = request

@@ -80,6 +80,19 @@ async fn a_package_with_a_stripe_price_is_sold_as_that_price() {
             .object(session["session_id"].as_str().unwrap())
             .unwrap();
         assert_eq!(held["amount_total"], 900);
+        // Stripe is sent the id of the request creditd answers.
+        let named = checkout_with(
+            &app,
+            "acme",
+            &[("x-request-id", "checkout-7")],
+            json!({"package_id": "p1000"}),
+        )
+        .await;
+        assert_eq!(named.status, StatusCode::OK, "{named:?}");
+        assert_eq!(
+            last_session_request(&stripe).request_id.as_deref(),
+            Some("checkout-7")
+        );
 
         // A Price that Stripe does not have is Stripe's refusal, passed on.
         put_package(

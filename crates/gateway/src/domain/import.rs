@@ -410,4 +410,80 @@ mod tests {
             UsdPerMtok::parse("2.5").unwrap()
         );
     }
+
+    /// Fuzzing of the price-list import: lists shaped as LiteLLM's and
+    /// models.dev's with any values in their fields, and any text, are read
+    /// into prices or refused with a reason, never panicked on.
+    /// `PROPTEST_CASES=100000 cargo test -p gateway fuzz_` runs it longer.
+    mod fuzz {
+        use super::*;
+        use proptest::prelude::*;
+        use serde_json::{Value, json};
+
+        fn value() -> impl Strategy<Value = Value> {
+            prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::Bool),
+                any::<i64>().prop_map(Value::from),
+                any::<f64>().prop_map(
+                    |f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)
+                ),
+                "[0-9eE.+-]{0,12}".prop_map(Value::String),
+                ".{0,10}".prop_map(Value::String),
+                Just(json!([])),
+                Just(json!({})),
+            ]
+        }
+
+        fn fields() -> impl Strategy<Value = serde_json::Map<String, Value>> {
+            let names = prop_oneof![
+                Just("input_cost_per_token".to_owned()),
+                Just("output_cost_per_token".to_owned()),
+                Just("cache_read_input_token_cost".to_owned()),
+                Just("cache_creation_input_token_cost".to_owned()),
+                Just("litellm_provider".to_owned()),
+                Just("mode".to_owned()),
+                Just("max_tokens".to_owned()),
+                Just("input".to_owned()),
+                Just("output".to_owned()),
+                Just("cache_read".to_owned()),
+                Just("cache_write".to_owned()),
+                Just("cost".to_owned()),
+                "[a-z_]{1,8}",
+            ];
+            prop::collection::btree_map(names, value(), 0..8).prop_map(|m| m.into_iter().collect())
+        }
+
+        proptest! {
+            #[test]
+            fn fuzz_litellm_shaped_lists_are_read_or_refused(
+                models in prop::collection::btree_map(".{1,12}", fields(), 0..5),
+            ) {
+                let text = Value::Object(models.into_iter().map(|(k, v)| (k, Value::Object(v))).collect()).to_string();
+                let _ = read(&text, Format::Litellm);
+            }
+
+            #[test]
+            fn fuzz_models_dev_shaped_lists_are_read_or_refused(
+                providers in prop::collection::btree_map("[a-z]{1,6}", prop::collection::btree_map(".{1,8}", fields(), 0..4), 0..3),
+            ) {
+                let text = Value::Object(providers.into_iter().map(|(p, models)| {
+                    let models: serde_json::Map<String, Value> = models.into_iter().map(|(id, f)| {
+                        let mut f = f;
+                        let cost = f.remove("cost").unwrap_or_else(|| json!({"input": 1, "output": 2}));
+                        f.insert("cost".into(), cost);
+                        (id, Value::Object(f))
+                    }).collect();
+                    (p.clone(), json!({"id": p, "models": models}))
+                }).collect()).to_string();
+                let _ = read(&text, Format::ModelsDev);
+            }
+
+            #[test]
+            fn fuzz_any_text_is_read_or_refused(text in ".{0,200}") {
+                let _ = read(&text, Format::Litellm);
+                let _ = read(&text, Format::ModelsDev);
+            }
+        }
+    }
 }
