@@ -160,3 +160,41 @@ fn the_security_guide_cites_only_tests_that_exist() {
         );
     }
 }
+
+/// Every `$ref` in `value`, as the names of the schemas it points to.
+fn schema_refs(value: &Value, into: &mut BTreeSet<String>) {
+    match value {
+        Value::Object(map) => {
+            for (key, inner) in map {
+                if key == "$ref"
+                    && let Some(name) = inner
+                        .as_str()
+                        .and_then(|r| r.strip_prefix("#/components/schemas/"))
+                {
+                    into.insert(name.to_owned());
+                }
+                schema_refs(inner, into);
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|i| schema_refs(i, into)),
+        _ => {}
+    }
+}
+
+#[tokio::test]
+async fn every_schema_the_description_points_to_is_in_it() {
+    let (_, spec) = served().await;
+    let mut referred = BTreeSet::new();
+    schema_refs(&spec, &mut referred);
+    let defined: BTreeSet<String> = spec["components"]["schemas"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    let dangling: Vec<&String> = referred.difference(&defined).collect();
+    assert!(
+        dangling.is_empty(),
+        "referred to but not defined: {dangling:?}"
+    );
+}

@@ -417,6 +417,41 @@ pub async fn list<T: Kind>(
         .collect()
 }
 
+/// Up to `limit` records of kind `T` that `filter` lists after `after` and
+/// `keep` keeps, reading pages of the most a store answers until the limit
+/// is reached or the list ends; `key_of` gives a record's sort key under
+/// `filter` (its lookup value, for a range), from which the next read goes on.
+pub async fn collect<T: Kind>(
+    store: &dyn Store,
+    filter: &RecordFilter,
+    mut after: Option<RecordCursor>,
+    limit: usize,
+    key_of: impl Fn(&Doc<T>) -> String,
+    keep: impl Fn(&Doc<T>) -> bool,
+) -> Result<Vec<Doc<T>>, StoreError> {
+    let mut kept = Vec::with_capacity(limit);
+    while kept.len() < limit {
+        let page = list::<T>(store, filter.clone(), after.clone(), RECORD_PAGE_MAX).await?;
+        let more = page.len() == RECORD_PAGE_MAX;
+        for doc in page {
+            after = Some(RecordCursor {
+                key: key_of(&doc),
+                id: doc.id.clone(),
+            });
+            if keep(&doc) {
+                kept.push(doc);
+                if kept.len() == limit {
+                    break;
+                }
+            }
+        }
+        if !more {
+            break;
+        }
+    }
+    Ok(kept)
+}
+
 /// How a record write alone ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Written<T> {

@@ -149,7 +149,7 @@ pub async fn list(
         to,
     };
     let store = state.store.as_ref();
-    let mut after = match query.cursor.as_deref() {
+    let after = match query.cursor.as_deref() {
         None => None,
         Some(id) if is_audit_id(id) => {
             let doc = records::get::<AuditEvent>(store, id)
@@ -162,30 +162,12 @@ pub async fn list(
         }
         Some(_) => return Err(bad("cursor is not an audit event id")),
     };
-    let mut events = Vec::with_capacity(limit);
-    let mut more = true;
-    while events.len() < limit && more {
-        let page = records::list::<AuditEvent>(
-            store,
-            filter.clone(),
-            after.clone(),
-            store::PAGE_LIMIT_MAX,
-        )
-        .await?;
-        more = page.len() == store::PAGE_LIMIT_MAX;
-        for doc in page {
-            after = Some(RecordCursor {
-                key: format!("{prefix}{}", listed_value(doc.body.at_micros)),
-                id: doc.id.clone(),
-            });
-            if account.is_none_or(|a| doc.body.account.as_deref() == Some(a)) {
-                events.push(doc);
-                if events.len() == limit {
-                    break;
-                }
-            }
-        }
-    }
+    let key_of =
+        |doc: &records::Doc<AuditEvent>| format!("{prefix}{}", listed_value(doc.body.at_micros));
+    let keep = |doc: &records::Doc<AuditEvent>| {
+        account.is_none_or(|a| doc.body.account.as_deref() == Some(a))
+    };
+    let events = records::collect(store, &filter, after, limit, key_of, keep).await?;
     let page: Page<AuditView> = Page::new(&events, limit, |d| d.id.clone(), AuditView::new);
     Ok(render::json(StatusCode::OK, &page))
 }

@@ -10,7 +10,7 @@ use axum::response::Response;
 use ledger::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
-use store::records::{self, Doc, Expect, RecordCursor, RecordFilter, Written};
+use store::records::{self, Doc, Expect, RecordFilter, Written};
 use utoipa::ToSchema;
 
 use crate::AppState;
@@ -349,36 +349,21 @@ async fn list_by(
             "cursor is not a key id, the next_cursor of a page of keys".into(),
         ));
     }
-    let mut after = extract::id_cursor(query.cursor)?;
+    let after = extract::id_cursor(query.cursor)?;
     let filter = RecordFilter::Equals {
         name: name.to_owned(),
         value: value.to_owned(),
     };
     // Revoked keys are skipped, so a page may take more than one read.
-    let mut keys = Vec::with_capacity(limit);
-    let mut more = true;
-    while keys.len() < limit && more {
-        let page = records::list::<ApiKey>(
-            state.store.as_ref(),
-            filter.clone(),
-            after.clone(),
-            store::PAGE_LIMIT_MAX,
-        )
-        .await?;
-        more = page.len() == store::PAGE_LIMIT_MAX;
-        for doc in page {
-            after = Some(RecordCursor {
-                key: doc.id.clone(),
-                id: doc.id.clone(),
-            });
-            if doc.body.revoked_at_micros.is_none() {
-                keys.push(doc);
-                if keys.len() == limit {
-                    break;
-                }
-            }
-        }
-    }
+    let keys = records::collect(
+        state.store.as_ref(),
+        &filter,
+        after,
+        limit,
+        |doc: &records::Doc<ApiKey>| doc.id.clone(),
+        |doc| doc.body.revoked_at_micros.is_none(),
+    )
+    .await?;
     let page = Page::new(&keys, limit, |d| d.id.clone(), |d| KeyView::new(d, None));
     Ok(render::json(StatusCode::OK, &page))
 }

@@ -52,34 +52,6 @@ struct EndpointPath {
 /// The longest description, in bytes.
 const DESCRIPTION_LEN_MAX: usize = 256;
 
-/// An event type an endpoint may choose, or `*` for every type.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-enum WebhookEventType {
-    #[schema(rename = "*")]
-    All,
-    #[schema(rename = "balance.low")]
-    BalanceLow,
-    #[schema(rename = "balance.depleted")]
-    BalanceDepleted,
-    #[schema(rename = "credits.granted")]
-    CreditsGranted,
-    #[schema(rename = "topup.succeeded")]
-    TopupSucceeded,
-    #[schema(rename = "topup.failed")]
-    TopupFailed,
-    #[schema(rename = "grant.expiring")]
-    GrantExpiring,
-    #[schema(rename = "hold.expired")]
-    HoldExpired,
-    #[schema(rename = "subscription.renewed")]
-    SubscriptionRenewed,
-    #[schema(rename = "subscription.past_due")]
-    SubscriptionPastDue,
-    #[schema(rename = "overage.charged")]
-    OverageCharged,
-}
-
 /// An endpoint to register.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -96,7 +68,7 @@ struct NewEndpoint {
     )]
     url: String,
     /// The event types it receives, or `["*"]` for every type.
-    #[schema(min_items = 1, max_items = 11, value_type = Vec<WebhookEventType>)]
+    #[schema(min_items = 1, max_items = 11, value_type = Vec<super::EventTypes<true>>)]
     events: Vec<String>,
     /// A note for operators, at most 256 characters without control characters.
     #[schema(value_type = Option<server::openapi::schema::Name>)]
@@ -116,7 +88,7 @@ struct EndpointPatch {
     )]
     url: Option<String>,
     /// New event types, or `["*"]`.
-    #[schema(min_items = 1, max_items = 11, nullable = false, value_type = Option<Vec<WebhookEventType>>)]
+    #[schema(min_items = 1, max_items = 11, nullable = false, value_type = Option<Vec<super::EventTypes<true>>>)]
     events: Option<Vec<String>>,
     /// A new note; null removes it.
     #[serde(default, deserialize_with = "extract::present")]

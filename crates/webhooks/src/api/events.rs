@@ -54,7 +54,7 @@ struct EventQuery {
     #[param(value_type = Option<server::openapi::schema::AccountId>)]
     account_id: Option<String>,
     /// Only events of this type.
-    #[param(rename = "type", value_type = Option<WebhookEventTypeName>)]
+    #[param(rename = "type", inline, value_type = Option<super::EventTypes<false>>)]
     #[serde(rename = "type")]
     event_type: Option<String>,
     /// The page size, a whole number from 1 to 100; 20 when absent.
@@ -63,32 +63,6 @@ struct EventQuery {
     /// The `next_cursor` of the previous page, an event id.
     #[param(pattern = "^evt_[0-9a-f]{24}$")]
     cursor: Option<String>,
-}
-
-/// An event's type.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-enum WebhookEventTypeName {
-    #[schema(rename = "balance.low")]
-    BalanceLow,
-    #[schema(rename = "balance.depleted")]
-    BalanceDepleted,
-    #[schema(rename = "credits.granted")]
-    CreditsGranted,
-    #[schema(rename = "topup.succeeded")]
-    TopupSucceeded,
-    #[schema(rename = "topup.failed")]
-    TopupFailed,
-    #[schema(rename = "grant.expiring")]
-    GrantExpiring,
-    #[schema(rename = "hold.expired")]
-    HoldExpired,
-    #[schema(rename = "subscription.renewed")]
-    SubscriptionRenewed,
-    #[schema(rename = "subscription.past_due")]
-    SubscriptionPastDue,
-    #[schema(rename = "overage.charged")]
-    OverageCharged,
 }
 
 /// One attempt to deliver an event.
@@ -288,7 +262,7 @@ async fn list(
         from: Some(prefix.clone()),
         to,
     };
-    let mut after = match query.cursor.as_deref() {
+    let after = match query.cursor.as_deref() {
         None => None,
         Some(id) if is_event_id(id) => {
             // An event gone (or never made) has no place in the list.
@@ -302,33 +276,15 @@ async fn list(
         }
         Some(_) => return Err(bad("cursor is not an event id")),
     };
-    let mut events = Vec::with_capacity(limit);
-    let mut more = true;
     // Pages of a type are read from the wider list and filtered: a few reads.
-    while events.len() < limit && more {
-        let page = records::list::<Event>(
-            webhooks.store.as_ref(),
-            filter.clone(),
-            after.clone(),
-            store::PAGE_LIMIT_MAX,
-        )
-        .await?;
-        more = page.len() == store::PAGE_LIMIT_MAX;
-        for doc in page {
-            after = Some(RecordCursor {
-                key: format!("{prefix}{}", listed_value(doc.body.created_at_micros)),
-                id: doc.id.clone(),
-            });
-            if event_type.is_none_or(|t| t == doc.body.event_type)
-                && account.is_none_or(|a| a == doc.body.account)
-            {
-                events.push(doc);
-                if events.len() == limit {
-                    break;
-                }
-            }
-        }
-    }
+    let key_of =
+        |doc: &Record<Event>| format!("{prefix}{}", listed_value(doc.body.created_at_micros));
+    let keep = |doc: &Record<Event>| {
+        event_type.is_none_or(|t| t == doc.body.event_type)
+            && account.is_none_or(|a| a == doc.body.account)
+    };
+    let events =
+        records::collect(webhooks.store.as_ref(), &filter, after, limit, key_of, keep).await?;
     let page: EventPage = Page::new(&events, limit, |d| d.id.clone(), EventView::new);
     Ok(render::json(StatusCode::OK, &page))
 }

@@ -21,6 +21,34 @@ pub fn routes(webhooks: &Arc<Webhooks>) -> Vec<Route> {
     all
 }
 
+/// An event type as the description lists it: every `EventType`'s code,
+/// and `*` for every type where `EVERY` says so.
+pub(crate) enum EventTypes<const EVERY: bool> {}
+
+impl<const EVERY: bool> utoipa::PartialSchema for EventTypes<EVERY> {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        let every = EVERY.then_some("*");
+        let codes = every
+            .into_iter()
+            .chain(server::events::EventType::ALL.map(server::events::EventType::code));
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .enum_values(Some(codes))
+            .into()
+    }
+}
+
+impl<const EVERY: bool> utoipa::ToSchema for EventTypes<EVERY> {
+    fn name() -> std::borrow::Cow<'static, str> {
+        if EVERY {
+            "WebhookEventTypeOrEvery".into()
+        } else {
+            "WebhookEventType".into()
+        }
+    }
+}
+
 /// Whether `text` is an endpoint's id: `we_` and 16 lowercase hex digits.
 fn is_endpoint_id(text: &str) -> bool {
     text.strip_prefix("we_").is_some_and(|hex| {
