@@ -192,12 +192,8 @@ fn event_types(codes: &[String]) -> Result<Vec<EventType>, WebhookError> {
             EventType::ALL.len() + 1
         )));
     }
-    // "*" stands for every type, whatever else is listed beside it.
-    if codes.iter().any(|c| c == "*") {
-        return Ok(Vec::new());
-    }
     let mut types = Vec::new();
-    for code in codes {
+    for code in codes.iter().filter(|c| *c != "*") {
         let t = EventType::parse(code).ok_or_else(|| {
             WebhookError::InvalidEndpoint(format!(
                 "{code:?} is not an event type; the types are {}",
@@ -207,6 +203,10 @@ fn event_types(codes: &[String]) -> Result<Vec<EventType>, WebhookError> {
         if !types.contains(&t) {
             types.push(t);
         }
+    }
+    // "*" stands for every type, whatever else is listed beside it.
+    if codes.iter().any(|c| c == "*") {
+        return Ok(Vec::new());
     }
     types.sort();
     Ok(types)

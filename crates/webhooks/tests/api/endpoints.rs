@@ -108,6 +108,7 @@ webhooks_test! {
             (json!({"url": "https://x.example.com", "events": ["balance.lo"]}), "invalid_webhook_endpoint"),
             (json!({"url": "https://x.example.com", "events": []}), "invalid_webhook_endpoint"),
             (json!({"url": "https://x.example.com", "events": vec!["*"; 12]}), "invalid_webhook_endpoint"),
+            (json!({"url": "https://x.example.com", "events": ["*", "nope"]}), "invalid_webhook_endpoint"),
             (json!({"url": "https://x.example.com"}), "invalid_request"),
             (json!({"url": "https://x.example.com", "events": ["*"], "extra": 1}), "invalid_request"),
         ] {
