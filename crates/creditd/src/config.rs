@@ -67,7 +67,9 @@ pub struct Settings {
     /// and `CREDITD_UPSTREAM_<NAME>_BASE_URL` / `_API_KEY` / `_WIRE` for a
     /// named one; `CREDITD_UPSTREAM_KEYLESS`, `CREDITD_ANTHROPIC_KEYLESS`
     /// and `CREDITD_UPSTREAM_<NAME>_KEYLESS` declare one that needs no key),
-    /// `CREDITD_GATEWAY_HOLD_TTL_SECS` (default 900), and BYOK:
+    /// `CREDITD_GATEWAY_HOLD_TTL_SECS` (default 900),
+    /// `CREDITD_GATEWAY_TOKENS_PER_MINUTE` (each customer key's tokens a
+    /// minute without a `token_rate_limit` of its own; none by default), and BYOK:
     /// `CREDITD_MASTER_KEY`, `CREDITD_MASTER_KEYS_RETIRED`,
     /// `CREDITD_BYOK_FEE_PERCENT` (default 0), `CREDITD_ALLOW_PRIVATE_UPSTREAMS`.
     pub gateway: gateway::GatewayConfig,
@@ -316,6 +318,7 @@ const KNOWN: &[&str] = &[
     "CREDITD_CREDITS_PER_USD",
     "CREDITD_MARKUP_PERCENT",
     "CREDITD_GATEWAY_HOLD_TTL_SECS",
+    "CREDITD_GATEWAY_TOKENS_PER_MINUTE",
     "CREDITD_BYOK_FEE_PERCENT",
     "CREDITD_ALLOW_PRIVATE_UPSTREAMS",
     "CREDITD_ALLOW_PRIVATE_WEBHOOKS",
@@ -548,6 +551,19 @@ fn gateway_settings<'a>(
             .with_context(|| {
                 format!("CREDITD_GATEWAY_HOLD_TTL_SECS must be 10 to 86400, got {ttl:?}")
             })?;
+    }
+    if let Some(rate) = get("CREDITD_GATEWAY_TOKENS_PER_MINUTE") {
+        config.tokens_per_minute = Some(
+            rate.parse::<u32>()
+                .ok()
+                .filter(|r| (1..=gateway::TOKENS_PER_MINUTE_MAX).contains(r))
+                .with_context(|| {
+                    format!(
+                        "CREDITD_GATEWAY_TOKENS_PER_MINUTE must be a whole number of tokens from                          1 to {}, got {rate:?}",
+                        gateway::TOKENS_PER_MINUTE_MAX
+                    )
+                })?,
+        );
     }
     if let Some(fee) = get("CREDITD_BYOK_FEE_PERCENT") {
         config.byok_fee = Percent::parse(fee)

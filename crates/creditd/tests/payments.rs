@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use billing::domain::signature;
 use serde_json::{Value, json};
+use support::stripe::{deliver, event, now_secs, save_card};
 use support::{Server, fresh_db, get, post, send, until};
 use testkit::TestDatabase;
 use testkit::stripe::FakeStripe;
@@ -111,17 +112,6 @@ async fn script(
     observed
 }
 
-/// Seconds since the epoch on the machine's clock, which the webhook's
-/// signature check reads too.
-fn now_secs() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("a clock after 1970")
-        .as_secs()
-        .try_into()
-        .expect("seconds that fit an i64")
-}
-
 /// A `Stripe-Signature` header for `body` under the servers' secret, made
 /// now by creditd's own code.
 fn sign_now(body: &str) -> String {
@@ -147,17 +137,6 @@ fn start(url: &str, stripe: &FakeStripe) -> Server {
 
 fn sqlite(db: &Path) -> String {
     format!("sqlite://{}", db.display())
-}
-
-/// An event of `kind` about `object`, as Stripe wraps one.
-fn event(id: &str, kind: &str, object: Value) -> String {
-    json!({
-        "id": id, "object": "event", "api_version": "2024-06-20", "created": now_secs(),
-        "livemode": false, "pending_webhooks": 1,
-        "request": {"id": null, "idempotency_key": null},
-        "type": kind, "data": {"object": object}
-    })
-    .to_string()
 }
 
 /// A checkout that was paid: the session's id and the event that says so.
@@ -222,21 +201,6 @@ async fn paid_checkout(client: &reqwest::Client, base: &str, stripe: &FakeStripe
         body: event(EVENT_ID, "checkout.session.completed", object),
         session,
     }
-}
-
-/// Posts `body` to the server's webhook with `header` as its signature;
-/// answers the status and the body.
-async fn deliver(client: &reqwest::Client, base: &str, body: &str, header: &str) -> (u16, Value) {
-    let response = client
-        .post(format!("{base}/webhooks/stripe"))
-        .header("stripe-signature", header)
-        .header("content-type", "application/json")
-        .body(body.to_owned())
-        .send()
-        .await
-        .expect("the server answers");
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
 }
 
 /// Delivers `body` to each of two nodes `DELIVERIES_PER_NODE` times, every
@@ -488,38 +452,15 @@ async fn the_servers_own_job_tops_up_an_account_that_fell_below_its_threshold() 
     assert_eq!(status, 201, "{body}");
 
     // A card saved through a setup session and its webhook.
-    let (status, body) = post(
+    save_card(
         &client,
-        format!("{base}/v1/accounts/{ACCOUNT}/payment-method/setup"),
-        json!({}),
+        &base,
+        &stripe,
+        ACCOUNT,
+        WEBHOOK_SECRET,
+        "test_binary",
     )
     .await;
-    assert_eq!(status, 200, "{body}");
-    let session = body["session_id"].as_str().unwrap().to_owned();
-    stripe.set(
-        "pm_test_binary",
-        json!({"card": {"brand": "visa", "last4": "4242",
-                                                  "exp_month": 8, "exp_year": 2030}}),
-    );
-    stripe.set(
-        "seti_test_binary",
-        json!({"payment_method": "pm_test_binary", "status": "succeeded"}),
-    );
-    stripe.set(
-        &session,
-        json!({"status": "complete", "setup_intent": "seti_test_binary"}),
-    );
-    let body = event(
-        "evt_setup_binary",
-        "checkout.session.completed",
-        stripe.object(&session).unwrap(),
-    );
-    let (status, answer) = deliver(&client, &base, &body, &sign_now(&body)).await;
-    assert_eq!(
-        (status, answer["outcome"].as_str()),
-        (200, Some("card_saved")),
-        "{answer}"
-    );
 
     let (status, body) = send(
         &client,

@@ -8,7 +8,8 @@ mod support;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::json;
+use support::stripe::save_card;
 use support::{Server, fresh_db, get, post, send, until};
 use testkit::receiver::Receiver;
 use testkit::stripe::FakeStripe;
@@ -66,17 +67,6 @@ fn python_accepts(body: &[u8], header: &str, secret: &str, tolerance: i64) -> bo
     String::from_utf8_lossy(&output.stdout).trim() == "valid"
 }
 
-fn event(id: &str, kind: &str, object: Value) -> String {
-    json!({
-        "id": id, "object": "event", "api_version": "2024-06-20",
-        "created": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs(),
-        "livemode": false, "pending_webhooks": 1,
-        "request": {"id": null, "idempotency_key": null},
-        "type": kind, "data": {"object": object}
-    })
-    .to_string()
-}
-
 #[tokio::test]
 async fn an_endpoint_hears_of_a_declined_then_paid_auto_top_up_signed_as_documented() {
     let stripe = FakeStripe::start().await;
@@ -123,46 +113,7 @@ async fn an_endpoint_hears_of_a_declined_then_paid_auto_top_up_signed_as_documen
     .await;
     assert_eq!(status, 201, "{body}");
     // A card saved through a setup session and its webhook.
-    let (status, body) = post(
-        &client,
-        format!("{base}/v1/accounts/{ACCOUNT}/payment-method/setup"),
-        json!({}),
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-    let session = body["session_id"].as_str().unwrap().to_owned();
-    stripe.set(
-        "pm_hooks",
-        json!({"card": {"brand": "visa", "last4": "4242", "exp_month": 8, "exp_year": 2030}}),
-    );
-    stripe.set(
-        "seti_hooks",
-        json!({"payment_method": "pm_hooks", "status": "succeeded"}),
-    );
-    stripe.set(
-        &session,
-        json!({"status": "complete", "setup_intent": "seti_hooks"}),
-    );
-    let body = event(
-        "evt_setup_hooks",
-        "checkout.session.completed",
-        stripe.object(&session).unwrap(),
-    );
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
-    let signature =
-        billing::domain::signature::sign(body.as_bytes(), WEBHOOK_SECRET.as_bytes(), now);
-    let answer = client
-        .post(format!("{base}/webhooks/stripe"))
-        .header("Stripe-Signature", signature)
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(answer.status(), 200);
+    save_card(&client, &base, &stripe, ACCOUNT, WEBHOOK_SECRET, "hooks").await;
     let (status, body) = send(
         &client,
         reqwest::Method::PUT,

@@ -163,6 +163,7 @@ pub fn customer(account: &ledger::AccountId, read_only: bool) -> Principal {
         spend_limit: None,
         read_only,
         rate_limit: None,
+        token_rate_limit: None,
     }
 }
 
@@ -180,5 +181,6 @@ pub fn operator() -> Principal {
         spend_limit: None,
         read_only: false,
         rate_limit: None,
+        token_rate_limit: None,
     }
 }

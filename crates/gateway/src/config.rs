@@ -105,6 +105,9 @@ pub struct GatewayConfig {
     pub allow_private_upstreams: bool,
     /// The master keys that seal provider keys; BYOK is off without them.
     pub keyring: Option<crate::byok::Keyring>,
+    /// Tokens a minute a customer key's calls may use when the key has no
+    /// `token_rate_limit` of its own; none when `None`.
+    pub tokens_per_minute: Option<u32>,
 }
 
 impl Default for GatewayConfig {
@@ -138,6 +141,7 @@ impl Default for GatewayConfig {
             byok_fee: Percent::ZERO,
             allow_private_upstreams: false,
             keyring: None,
+            tokens_per_minute: None,
         }
     }
 }

@@ -32,6 +32,9 @@ use crate::error::GatewayError;
 
 pub use config::{GatewayConfig, Upstream};
 
+/// The most tokens a minute a key may be held to.
+pub const TOKENS_PER_MINUTE_MAX: u32 = 1_000_000_000;
+
 /// The kinds of record the gateway keeps. A kind's name is its records' key
 /// in the store, shared with every other crate's: a test where all the
 /// crates meet checks that no two kinds share a name.
@@ -58,6 +61,8 @@ pub struct Gateway {
     pub byok_http: reqwest::Client,
     /// Serializes the writes of keys with spend limits.
     pub limiter: limit::Limiter,
+    /// The keys' buckets of tokens a minute, on this node.
+    pub token_limits: limit::TokenLimits,
     billing: RwLock<HashMap<AccountId, (Instant, AccountBilling)>>,
     /// The server's metrics, once it is plugged in.
     metrics: server::metrics::MetricsHandle,
@@ -91,6 +96,7 @@ impl Gateway {
             http,
             byok_http,
             limiter: limit::Limiter::default(),
+            token_limits: limit::TokenLimits::default(),
             billing: RwLock::new(HashMap::new()),
             metrics: server::metrics::MetricsHandle::new(),
         }

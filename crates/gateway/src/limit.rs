@@ -1,6 +1,7 @@
-//! Key spend limits: what a customer key has spent in its window, kept as a record that every
-//! hold and settle of the key's calls adjusts in the same write as the ledger, so concurrent
-//! calls cannot overshoot it.
+//! Key limits: spend limits (what a customer key has spent in its window, kept as a record that
+//! every hold and settle of the key's calls adjusts in the same write as the ledger, so
+//! concurrent calls cannot overshoot it) and token rates (tokens a minute, counted in each node's
+//! memory).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -151,5 +152,51 @@ mod tests {
             Window::of("key_1", limit(SpendPeriod::Day), next_day).record,
             "key_1:2027-01-16"
         );
+    }
+}
+
+/// The buckets of tokens a minute of the keys that have a rate, on this
+/// node: a call starts only while its key's bucket holds a token, and its
+/// tokens are taken out once it is settled.
+#[derive(Debug, Default)]
+pub struct TokenLimits {
+    shards: [Mutex<HashMap<Arc<str>, crate::domain::TokenBucket>>; 16],
+}
+
+impl TokenLimits {
+    fn shard(
+        &self,
+        key_id: &Arc<str>,
+    ) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, crate::domain::TokenBucket>> {
+        use std::hash::{Hash, Hasher};
+        // The shard only spreads the lock: a hasher of fixed keys keeps a
+        // key on one shard.
+        let mut hasher = std::hash::DefaultHasher::new();
+        key_id.hash(&mut hasher);
+        self.shards[(hasher.finish() % 16) as usize]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether a call of `key_id`, held to `per_minute` tokens, may start
+    /// at `now_micros`.
+    pub fn check(
+        &self,
+        key_id: &Arc<str>,
+        per_minute: u32,
+        now_micros: i64,
+    ) -> crate::domain::TokenCheck {
+        self.shard(key_id)
+            .entry(key_id.clone())
+            .or_insert_with(|| crate::domain::TokenBucket::full(per_minute, now_micros))
+            .check(per_minute, now_micros)
+    }
+
+    /// Takes a settled call's `tokens` out of the bucket of `key_id`.
+    pub fn charge(&self, key_id: &Arc<str>, per_minute: u32, tokens: u64, now_micros: i64) {
+        self.shard(key_id)
+            .entry(key_id.clone())
+            .or_insert_with(|| crate::domain::TokenBucket::full(per_minute, now_micros))
+            .charge(per_minute, tokens, now_micros);
     }
 }

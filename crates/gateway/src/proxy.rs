@@ -109,6 +109,8 @@ struct Pending {
     held: Amount,
     /// The key's spend window the hold counts in.
     window: Option<Window>,
+    /// The key and the tokens a minute it is held to, when it is.
+    token_rate: Option<(Arc<str>, u32)>,
     prompt_bytes: u64,
     started: std::time::Instant,
 }
@@ -146,6 +148,26 @@ async fn handle(
             });
         }
     };
+    // Tokens a minute: a call starts only while the key's bucket holds a
+    // token; its tokens are taken when it is settled.
+    let token_rate = principal
+        .token_rate_limit
+        .or(gateway.config.tokens_per_minute)
+        .map(|rate| (principal.key_id.clone(), rate));
+    if let Some((key_id, rate)) = &token_rate {
+        let now = gateway.clock.now().micros();
+        if let domain::TokenCheck::Limited { retry_after_secs } =
+            gateway.token_limits.check(key_id, *rate, now)
+        {
+            if let Some(metrics) = gateway.metrics() {
+                metrics.rate_limited();
+            }
+            return Err(ApiError::RateLimited {
+                limit: *rate,
+                retry_after_secs,
+            });
+        }
+    }
     let (parts, body) = request.into_parts();
     let body = axum::body::to_bytes(body, GATEWAY_BODY_LEN_MAX)
         .await
@@ -350,6 +372,7 @@ async fn handle(
         hold,
         held,
         window,
+        token_rate,
         prompt_bytes,
         started,
     };
@@ -476,17 +499,15 @@ async fn forward(
             .ok()
             .and_then(|v| usage_of(endpoint, v.get("usage")?));
         let tokens = tokens.unwrap_or_else(|| estimate(&pending, 0));
-        let settle_gateway = gateway.clone();
-        let request_id = pending.request_id.clone();
-        // Settled after the answer is on its way: the hold was the one write
-        // on the path to the caller's first byte.
-        tokio::spawn(
-            async move {
-                settle(&settle_gateway, &pending, tokens, 200, "ok").await;
-            }
-            .in_current_span(),
-        );
-        return Ok(passthrough(status, "application/json", bytes, &request_id));
+        // Settled before the answer goes: a call answered is a call billed,
+        // even when the process dies the next instant.
+        settle(&gateway, &pending, tokens, 200, "ok").await;
+        return Ok(passthrough(
+            status,
+            "application/json",
+            bytes,
+            &pending.request_id,
+        ));
     }
     release(&gateway, &pending, 502, "upstream_error").await;
     Err(GatewayError::UpstreamUnavailable(last_failure).into())
@@ -707,7 +728,7 @@ impl Meter {
 }
 
 /// Passes an upstream's event stream on as it arrives, and settles the
-/// call when the upstream ends it. A caller that goes away does not stop
+/// call when the upstream ends it, before the event that ends it goes on. A caller that goes away does not stop
 /// the reading: the upstream still reports the usage it bills.
 fn stream_through(
     gateway: Arc<Gateway>,
@@ -725,6 +746,11 @@ fn stream_through(
             let mut bytes = upstream.bytes_stream();
             let mut caller_gone = false;
             let mut broken = false;
+            // The event that ends the stream (`[DONE]`, `message_stop`) and
+            // anything after it wait until the call is settled: a caller
+            // that saw its stream end saw a call billed, even when the
+            // process dies the next instant.
+            let mut ending: Vec<u8> = Vec::new();
             let deadline = tokio::time::Instant::now()
                 + Duration::from_secs(gateway.config.hold_ttl_secs.max(1) as u64);
             loop {
@@ -742,7 +768,12 @@ fn stream_through(
                 let mut passed: Vec<u8> = Vec::new();
                 for event in splitter.push(&chunk) {
                     if meter.read(endpoint, &event, client_wants_usage) {
-                        passed.extend_from_slice(&event.raw);
+                        let to = if meter.finished {
+                            &mut ending
+                        } else {
+                            &mut passed
+                        };
+                        to.extend_from_slice(&event.raw);
                     }
                 }
                 if !passed.is_empty()
@@ -752,11 +783,25 @@ fn stream_through(
                     caller_gone = true;
                 }
             }
-            if let Some(event) = splitter.finish() {
-                let pass = meter.read(endpoint, &event, client_wants_usage);
-                if pass && !caller_gone {
+            if let Some(event) = splitter.finish()
+                && meter.read(endpoint, &event, client_wants_usage)
+            {
+                if meter.finished {
+                    ending.extend_from_slice(&event.raw);
+                } else if !caller_gone {
                     let _ = tx.send(Ok(Bytes::from(event.raw))).await;
                 }
+            }
+            let (tokens, reported) = meter.tokens(&pending);
+            let outcome = match (caller_gone, broken || !meter.finished) {
+                (true, _) => "client_closed",
+                (false, true) => "upstream_cut",
+                (false, false) if reported => "ok",
+                (false, false) => "usage_estimated",
+            };
+            settle(&gateway, &pending, tokens, 200, outcome).await;
+            if !ending.is_empty() && !caller_gone {
+                let _ = tx.send(Ok(Bytes::from(ending))).await;
             }
             if broken && !caller_gone {
                 // The caller learns the stream broke, rather than seeing it end.
@@ -767,14 +812,6 @@ fn stream_through(
                     .await;
             }
             drop(tx);
-            let (tokens, reported) = meter.tokens(&pending);
-            let outcome = match (caller_gone, broken || !meter.finished) {
-                (true, _) => "client_closed",
-                (false, true) => "upstream_cut",
-                (false, false) if reported => "ok",
-                (false, false) => "usage_estimated",
-            };
-            settle(&gateway, &pending, tokens, 200, outcome).await;
         }
         .in_current_span(),
     );
@@ -882,6 +919,11 @@ async fn run_settling(
 /// no hold (BYOK without a fee) is recorded beside a settle of its account.
 async fn settle(gateway: &Gateway, pending: &Pending, tokens: Tokens, status: u16, outcome: &str) {
     let (cost, list_cost) = costs(gateway, pending, &tokens);
+    if let Some((key_id, rate)) = &pending.token_rate {
+        let used = tokens.total_input().saturating_add(tokens.total_output());
+        let now = gateway.clock.now().micros();
+        gateway.token_limits.charge(key_id, *rate, used, now);
+    }
     // Counted when the call is settled, whether its write then succeeds.
     if let Some(metrics) = gateway.metrics() {
         let classes = [

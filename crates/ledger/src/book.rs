@@ -270,10 +270,18 @@ impl Book {
     /// A copy of the book settled at `now`: what a read shows before any
     /// background job has written expiries and releases.
     pub fn settled(&self, now: Timestamp) -> Book {
+        self.settlement(now).0
+    }
+
+    /// A copy of the book settled at `now`, with the transactions the
+    /// settlement would write (their ids are placeholders: nothing is
+    /// written).
+    pub fn settlement(&self, now: Timestamp) -> (Book, Vec<Transaction>) {
         let mut copy = self.clone();
         let mut ids = crate::Counters::default();
-        copy.settle_now(now, &mut ids, &mut Vec::new());
-        copy
+        let mut pending = Vec::new();
+        copy.settle_now(now, &mut ids, &mut pending);
+        (copy, pending)
     }
 
     /// Whether `amount` could be consumed at `now`. Changes nothing.

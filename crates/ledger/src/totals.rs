@@ -70,3 +70,24 @@ pub fn totals(lots: &[Lot], journal: &[Transaction]) -> Result<Totals, Reject> {
         settled: amount(settled)?,
     })
 }
+
+impl Totals {
+    /// Adds what a read's settlement moves (the expiries, releases of
+    /// expired holds and debt repayments that [`crate::Book::settlement`]
+    /// applies before the background sweep writes them), so that totals
+    /// read with a book agree with the balance the settled book shows.
+    /// A settlement grants nothing: a grant among `pending` is refused.
+    pub fn add_settlement(&mut self, pending: &[Transaction]) -> Result<(), Reject> {
+        let more = totals(&[], pending)?;
+        if !more.granted.is_empty() {
+            return Err(Reject::Inconsistent("a settlement granted credits"));
+        }
+        let add = |a: Amount, b: Amount| a.checked_add(b).ok_or(Reject::Overflow);
+        self.spent = add(self.spent, more.spent)?;
+        self.refunded = add(self.refunded, more.refunded)?;
+        self.expired = add(self.expired, more.expired)?;
+        self.voided = add(self.voided, more.voided)?;
+        self.settled = add(self.settled, more.settled)?;
+        Ok(())
+    }
+}

@@ -152,6 +152,10 @@ pub struct ApiKey {
     /// (`CREDITD_RATE_LIMIT_<KIND>`); a burst of as many passes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<u32>,
+    /// Tokens a minute a customer key's gateway calls may use, over the
+    /// gateway's default (`CREDITD_GATEWAY_TOKENS_PER_MINUTE`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_rate_limit: Option<u32>,
 }
 
 /// What a customer key may do with its account.
@@ -249,6 +253,8 @@ pub struct Principal {
     pub read_only: bool,
     /// The key's own rate, requests a second, over its kind's.
     pub rate_limit: Option<u32>,
+    /// A customer key's own tokens a minute through the gateway.
+    pub token_rate_limit: Option<u32>,
 }
 
 impl Principal {
@@ -319,6 +325,7 @@ impl Keys {
                     spend_limit: None,
                     read_only: false,
                     rate_limit: None,
+                    token_rate_limit: None,
                 };
                 (hash, principal)
             }),
@@ -397,6 +404,7 @@ impl Keys {
                     spend_limit: key.spend_limit,
                     read_only: key.kind == KeyKind::Customer && key.access == KeyAccess::Read,
                     rate_limit: key.rate_limit,
+                    token_rate_limit: key.token_rate_limit,
                 },
                 used_micros: AtomicI64::new(used.max(written)),
                 written_micros: AtomicI64::new(written),
@@ -517,6 +525,7 @@ pub fn new_key(kind: KeyKind, name: String, account: Option<&AccountId>, key: &S
         spend_limit: None,
         access: KeyAccess::Full,
         rate_limit: None,
+        token_rate_limit: None,
     }
 }
 

@@ -400,8 +400,16 @@ pub trait Store: Send + Sync + 'static {
     /// Forgets idempotency keys created before `before`; returns how many.
     fn prune_idempotency(&self, before: Timestamp) -> BoxFuture<'_, Result<u64, StoreError>>;
 
-    /// The account's lifetime totals, read from its whole journal.
-    fn totals(&self, id: AccountId) -> BoxFuture<'_, Result<Option<ledger::Totals>, StoreError>>;
+    /// The account's book and its totals, now or as they stood at `at`,
+    /// read from one snapshot so that they agree: whatever was written
+    /// meanwhile, the available and held credits are what the totals'
+    /// grants, spending, refunds, expiries and voids leave. The totals are
+    /// added up from the account's whole journal (up to `at`).
+    fn totals(
+        &self,
+        id: AccountId,
+        at: Option<Timestamp>,
+    ) -> BoxFuture<'_, Result<Option<(Book, ledger::Totals)>, StoreError>>;
 
     /// Credits the account spent (consumes and committed holds, less
     /// refunds) in transactions written in `from..to`.

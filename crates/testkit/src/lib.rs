@@ -9,6 +9,7 @@ pub mod app;
 pub mod kinds;
 pub mod openapi;
 pub mod receiver;
+pub mod rng;
 pub mod stripe;
 pub mod upstream;
 

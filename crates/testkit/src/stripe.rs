@@ -1149,6 +1149,23 @@ fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// Seconds since the epoch on the machine's clock, which a webhook's
+/// signature check reads too.
+pub fn now_secs() -> i64 {
+    i64::try_from(unix_now()).unwrap_or(i64::MAX)
+}
+
+/// An event of `kind` about `object`, as Stripe wraps one, created now.
+pub fn event(id: &str, kind: &str, object: Value) -> String {
+    json!({
+        "id": id, "object": "event", "api_version": "2024-06-20", "created": now_secs(),
+        "livemode": false, "pending_webhooks": 1,
+        "request": {"id": null, "idempotency_key": null},
+        "type": kind, "data": {"object": object}
+    })
+    .to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

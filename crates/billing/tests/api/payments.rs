@@ -81,23 +81,7 @@ pub(crate) async fn checkout(app: &TestApp, account: &str, body: Value) -> Value
     reply.body
 }
 
-pub(crate) fn now_secs() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
-
-/// An event of `kind` about `object`, as Stripe wraps one.
-pub(crate) fn event(id: &str, kind: &str, object: Value) -> String {
-    json!({
-        "id": id, "object": "event", "api_version": "2024-06-20", "created": now_secs(),
-        "livemode": false, "pending_webhooks": 1,
-        "request": {"id": null, "idempotency_key": null},
-        "type": kind, "data": {"object": object}
-    })
-    .to_string()
-}
+pub(crate) use testkit::stripe::{event, now_secs};
 
 /// Delivers `body` signed with the endpoint's secret at `at` (or now).
 pub(crate) async fn deliver(

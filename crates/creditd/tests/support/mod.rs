@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod browser;
+pub mod stripe;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -193,6 +194,52 @@ pub async fn post(
     body: serde_json::Value,
 ) -> (u16, serde_json::Value) {
     send(client, reqwest::Method::POST, url, Some(body)).await
+}
+
+/// Opens `account` through the server at `base`, granted `grant` credits
+/// as a purchase when given.
+pub async fn open_account(
+    client: &reqwest::Client,
+    base: &str,
+    account: &str,
+    grant: Option<&str>,
+) {
+    let (status, body) = post(
+        client,
+        format!("{base}/v1/accounts"),
+        serde_json::json!({"id": account}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    if let Some(amount) = grant {
+        let (status, body) = post(
+            client,
+            format!("{base}/v1/accounts/{account}/grants"),
+            serde_json::json!({"amount": amount, "source": "purchase"}),
+        )
+        .await;
+        assert_eq!(status, 201, "{body}");
+    }
+}
+
+/// Every item of a paged list at `url` (which has a query already), page
+/// by page through `next_cursor`.
+pub async fn all_pages(client: &reqwest::Client, url: &str) -> Vec<serde_json::Value> {
+    let mut found = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let page_url = match &cursor {
+            Some(cursor) => format!("{url}&cursor={cursor}"),
+            None => url.to_owned(),
+        };
+        let (status, page) = get(client, page_url).await;
+        assert_eq!(status, 200, "{page}");
+        found.extend(page["data"].as_array().expect("a page").iter().cloned());
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => return found,
+        }
+    }
 }
 
 /// Asks `probe` every 50 ms until it answers `Some`, for at most `within`:

@@ -241,3 +241,28 @@ gateway_test! {
         assert!(upstream.requests().is_empty());
     }
 }
+
+gateway_test! {
+    #[tokio::test]
+    async fn a_call_answered_or_streamed_to_its_end_is_already_billed_and_recorded(app, upstream) {
+        // The settle is written before the answer goes, or before the
+        // event that ends the stream: a caller that has either finds its
+        // call recorded and its credits gone at once, with no waiting, and
+        // a node killed the next instant has billed it.
+        price(&app, "gpt-test", "openai").await;
+        let key = customer(&app, "acme", "10").await;
+        for n in 1..=12 {
+            let stream = n % 2 == 0;
+            let (status, text) = call(&app, &key, "/v1/chat/completions", chat(stream, None)).await;
+            assert_eq!(status, StatusCode::OK, "{text}");
+            if stream {
+                assert!(text.trim_end().ends_with("data: [DONE]"), "{text}");
+            }
+            let recorded = calls(&app, "acme").await;
+            assert_eq!(recorded.len(), n, "call {n} answered but not yet recorded");
+            assert_eq!(recorded[0]["outcome"], "ok");
+            assert_eq!(app.balance("acme").await["held"], "0", "call {n} not yet settled");
+        }
+        assert_eq!(upstream.requests().len(), 12);
+    }
+}

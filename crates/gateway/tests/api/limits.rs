@@ -161,3 +161,96 @@ gateway_test! {
         );
     }
 }
+
+gateway_test! {
+    #[tokio::test]
+    async fn a_key_over_its_tokens_a_minute_is_refused_until_the_minute_gives_them_back(app, upstream) {
+        price(&app, "gpt-test", "openai").await;
+        app.account_with("acme", "100").await;
+        let created = key_with(&app, "acme", json!({"name": "web"})).await;
+        let (id, key) = (created["id"].as_str().unwrap(), created["key"].as_str().unwrap());
+        let set = app
+            .send(Method::PATCH, &format!("/v1/keys/{id}"), Some(json!({"token_rate_limit": 40})))
+            .await;
+        assert_eq!(set.status, StatusCode::OK, "{set:?}");
+        assert_eq!(set.body["token_rate_limit"], 40);
+        // Each call uses 17 tokens (12 in, 5 out): 40, 23, 6 left, and the
+        // third, starting with 6, takes the bucket 11 below zero.
+        for _ in 0..3 {
+            let (status, text) = call(&app, key, "/v1/chat/completions", chat()).await;
+            assert_eq!(status, StatusCode::OK, "{text}");
+        }
+        let refused = app
+            .client
+            .post(format!("{}/v1/chat/completions", app.base))
+            .bearer_auth(key)
+            .json(&chat())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+        // 12 tokens short at 40 a minute: 18 seconds.
+        assert_eq!(refused.headers()["retry-after"], "18");
+        let error: Value = refused.json().await.unwrap();
+        assert_eq!(error["error"]["code"], "rate_limited");
+        assert_eq!(error["error"]["type"], "rate_limit_error");
+        assert_eq!(upstream.requests().len(), 3, "a refused call never goes upstream");
+
+        app.clock.advance_secs(17);
+        let (status, _) = call(&app, key, "/v1/chat/completions", chat()).await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+        app.clock.advance_secs(1);
+        let (status, _) = call(&app, key, "/v1/chat/completions", chat()).await;
+        assert_eq!(status, StatusCode::OK);
+
+        // Back to the default (none): no limit.
+        let unset = app
+            .send(Method::PATCH, &format!("/v1/keys/{id}"), Some(json!({"token_rate_limit": null})))
+            .await;
+        assert_eq!(unset.status, StatusCode::OK, "{unset:?}");
+        assert!(unset.body.get("token_rate_limit").is_none());
+        for _ in 0..4 {
+            let (status, _) = call(&app, key, "/v1/chat/completions", chat()).await;
+            assert_eq!(status, StatusCode::OK);
+        }
+
+        // Out of range, or on a key that makes no gateway calls: refused.
+        let zero = app
+            .send(Method::PATCH, &format!("/v1/keys/{id}"), Some(json!({"token_rate_limit": 0})))
+            .await;
+        assert_eq!((zero.status, zero.code()), (StatusCode::BAD_REQUEST, "invalid_request"));
+        let service = app.create_key("service", "backend").await;
+        let on_service = app
+            .send(
+                Method::PATCH,
+                &format!("/v1/keys/{}", service["id"].as_str().unwrap()),
+                Some(json!({"token_rate_limit": 100})),
+            )
+            .await;
+        assert_eq!(on_service.status, StatusCode::BAD_REQUEST, "{on_service:?}");
+    }
+}
+
+#[tokio::test]
+async fn the_gateways_default_tokens_a_minute_holds_every_customer_key_without_its_own() {
+    each_store(
+        |config| config.tokens_per_minute = Some(20),
+        async |app, upstream| {
+            price(&app, "gpt-test", "openai").await;
+            let key = customer(&app, "acme", "100").await;
+            // 17 tokens, then 3 left: a second call starts, a third is refused.
+            for _ in 0..2 {
+                let (status, text) = call(&app, &key, "/v1/chat/completions", chat()).await;
+                assert_eq!(status, StatusCode::OK, "{text}");
+            }
+            let (status, text) = call(&app, &key, "/v1/chat/completions", chat()).await;
+            assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{text}");
+            assert_eq!(upstream.requests().len(), 2);
+            // Another key has a bucket of its own.
+            let other = customer(&app, "globex", "100").await;
+            let (status, _) = call(&app, &other, "/v1/chat/completions", chat()).await;
+            assert_eq!(status, StatusCode::OK);
+        },
+    )
+    .await;
+}

@@ -406,6 +406,36 @@ fn expired_lot_stops_counting_before_its_expiry_is_written() {
 }
 
 #[test]
+fn a_read_settlement_adds_to_the_totals_what_it_expires_so_they_agree_with_the_balance() {
+    let mut f = Fixture::new();
+    f.grant(10, 1, Some(60));
+    f.grant(5, 2, None);
+    f.hold(3, 30).unwrap();
+    f.advance(60);
+    let lots = f.book.lots().to_vec();
+    let mut totals = crate::totals(&lots, &f.journal).unwrap();
+    assert_eq!(totals.expired, c(0));
+    let (settled, pending) = f.book.settlement(f.now);
+    totals.add_settlement(&pending).unwrap();
+    let balance = settled.balance(f.now);
+    // The hold ran out and went back to its lot, which then expired.
+    assert_eq!((balance.available, balance.held), (c(5), c(0)));
+    assert_eq!(totals.expired, c(10));
+    let granted: i64 = totals.granted.iter().map(|(_, a)| a.micros()).sum();
+    assert_eq!(Amount::from_micros(granted), c(15));
+    // Nothing was written.
+    assert!(f.journal.iter().all(|tx| tx.kind != TxKind::Expire));
+}
+
+#[test]
+fn a_settlement_that_grants_is_refused_by_the_totals() {
+    let mut f = Fixture::new();
+    f.grant(10, 1, None);
+    let grants = f.journal.clone();
+    assert!(crate::Totals::default().add_settlement(&grants).is_err());
+}
+
+#[test]
 fn grant_that_expires_before_it_takes_effect_or_in_the_past_is_rejected() {
     let mut f = Fixture::new();
     let mut grant = NewGrant {

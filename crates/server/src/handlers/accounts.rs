@@ -357,8 +357,10 @@ pub struct BalanceQuery {
     #[param(value_type = Option<schema::TimestampInput>)]
     at: Option<String>,
     /// What to add, comma-separated: `totals`, the account's lifetime
-    /// totals, added up from its whole journal (a read of every transaction
-    /// of the account, where the balance alone is answered from memory);
+    /// totals (up to `at` when given), added up from its whole journal in
+    /// the same snapshot as the balance, so that the two always agree (a
+    /// read of every transaction of the account, where the balance alone
+    /// is answered from memory);
     /// `forecast`, the daily spending of the last 7 days and when the
     /// available credits run out at that rate.
     #[param(pattern = "^(totals|forecast)(,(totals|forecast))*$")]
@@ -454,26 +456,40 @@ pub async fn balance(
     Query(query): Query<BalanceQuery>,
     PathAccount(id): PathAccount,
 ) -> Result<Response, ApiError> {
-    let now = state.clock.now();
     let at = extract::timestamp(query.at.as_deref(), "at")?;
     let includes = Includes::parse(query.include.as_deref())?;
-    let when = at.unwrap_or(now);
-    let book = state
-        .store
-        .book(id, at)
-        .await?
-        .ok_or(ApiError::Rejected(ledger::Reject::AccountNotFound))?;
-    let totals = if includes.totals {
-        state.store.totals(book.account.id.clone()).await?
+    // With the totals, the book is read in their snapshot, so that the
+    // balance is what they add up to however many writes come meanwhile.
+    let (book, totals) = if includes.totals {
+        let (book, totals) = state
+            .store
+            .totals(id, at)
+            .await?
+            .ok_or(ApiError::Rejected(ledger::Reject::AccountNotFound))?;
+        (book, Some(totals))
     } else {
-        None
+        let book = state
+            .store
+            .book(id, at)
+            .await?
+            .ok_or(ApiError::Rejected(ledger::Reject::AccountNotFound))?;
+        (book, None)
     };
-    let settled = book.settled(when);
+    // "Now" is taken once the book is read: every write it holds was
+    // stamped before, so a grant committed an instant before the read is
+    // counted as taking effect, as its transaction in the totals is.
+    let when = at.unwrap_or_else(|| state.clock.now());
+    // What the settlement applies and the sweep has not yet written
+    // (expiries, expired holds' releases) is added to the totals too.
+    let (settled, pending) = book.settlement(when);
     let balance = settled.balance(when);
     let account = settled.account.id.clone();
     let mut view = BalanceView::new(account.as_str(), balance, settled.lots(), when);
-    if let Some(totals) = &totals {
-        view = view.with_totals(totals);
+    if let Some(mut totals) = totals {
+        totals
+            .add_settlement(&pending)
+            .map_err(|reject| ApiError::Internal(reject.to_string()))?;
+        view = view.with_totals(&totals);
     }
     if includes.forecast {
         let store = state.store.as_ref();

@@ -71,6 +71,11 @@ pub struct KeyView<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false, minimum = 1, maximum = 1000000)]
     rate_limit: Option<u32>,
+    /// Tokens a minute a customer key's gateway calls may use, over the
+    /// gateway's default; absent when it has none of its own.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false, minimum = 1, maximum = 1000000000)]
+    token_rate_limit: Option<u32>,
     /// The key itself: only in the answer that created it, and never again.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
@@ -96,6 +101,7 @@ impl<'a> KeyView<'a> {
             }),
             access: (doc.body.kind == KeyKind::Customer).then(|| doc.body.access.code()),
             rate_limit: doc.body.rate_limit,
+            token_rate_limit: doc.body.token_rate_limit,
             key: key.map(Secret::expose),
         }
     }
@@ -490,6 +496,10 @@ async fn live_key(store: &dyn store::Store, id: &str) -> Result<records::Doc<Api
 /// The highest rate a key may be given, in requests a second.
 const RATE_LIMIT_MAX: u32 = 1_000_000;
 
+/// The most tokens a minute a key may be held to (as the gateway's
+/// `TOKENS_PER_MINUTE_MAX`).
+const TOKEN_RATE_LIMIT_MAX: u32 = 1_000_000_000;
+
 /// Changes to a key; what is not sent stays as it is.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -510,12 +520,19 @@ struct UpdateKey<'a> {
     #[serde(default, deserialize_with = "extract::present")]
     #[schema(value_type = Option<u32>, minimum = 1, maximum = 1000000)]
     rate_limit: Option<Option<u32>>,
+    /// Tokens a minute a customer key's gateway calls may use, 1 to
+    /// 1,000,000,000: a call starts while the last minute's calls left any,
+    /// and its tokens (input and output, every class) count once it is
+    /// over; null to take the gateway's default again.
+    #[serde(default, deserialize_with = "extract::present")]
+    #[schema(value_type = Option<u32>, minimum = 1, maximum = 1000000000)]
+    token_rate_limit: Option<Option<u32>>,
 }
 
 /// Change a key
 ///
-/// Changes a key's name and rate limit, and a customer key's project and
-/// spend limit (`null` removes them). A service key may change customer
+/// Changes a key's name and rate limit, and a customer key's project,
+/// spend limit and token rate limit (`null` removes them). A service key may change customer
 /// keys only. The change takes effect at once on this node, and within
 /// about a second on others; a key's rate is counted on each node.
 #[utoipa::path(
@@ -528,8 +545,9 @@ struct UpdateKey<'a> {
     responses(
         (status = 200, description = "The key as changed.", body = KeyView),
         (status = 400, description = "`malformed_json`, `invalid_request` (a bad `name` or \
-            `project`, a project or spend limit on an admin or service key, a `rate_limit` \
-            outside 1 to 1,000,000, an unknown or mistyped field), `invalid_amount` \
+            `project`, a project, spend limit or token rate limit on an admin or service key, \
+            a `rate_limit` outside 1 to 1,000,000 or a `token_rate_limit` outside 1 to \
+            1,000,000,000, an unknown or mistyped field), `invalid_amount` \
             (`spend_limit.amount`)."),
         (status = 403, description = "`forbidden`: a service key changing an admin or \
             service key."),
@@ -552,10 +570,11 @@ pub async fn update(
             scope: KeyKind::Admin.code(),
         });
     }
-    let gateway_fields = body.project.is_some() || body.spend_limit.is_some();
+    let gateway_fields =
+        body.project.is_some() || body.spend_limit.is_some() || body.token_rate_limit.is_some();
     if gateway_fields && doc.body.kind != KeyKind::Customer {
         return Err(ApiError::InvalidRequest(
-            "only customer keys have a project and a spend limit".into(),
+            "only customer keys have a project, a spend limit and a token rate limit".into(),
         ));
     }
     if matches!(body.spend_limit, Some(Some(_))) && doc.body.access == auth::KeyAccess::Read {
@@ -579,6 +598,15 @@ pub async fn update(
             )));
         }
         doc.body.rate_limit = rate;
+    }
+    if let Some(rate) = body.token_rate_limit {
+        if rate.is_some_and(|r| !(1..=TOKEN_RATE_LIMIT_MAX).contains(&r)) {
+            return Err(ApiError::InvalidRequest(format!(
+                "token_rate_limit must be a whole number of tokens a minute from 1 to \
+                 {TOKEN_RATE_LIMIT_MAX}"
+            )));
+        }
+        doc.body.token_rate_limit = rate;
     }
     let write = records::put(&doc.id, &doc.body, Expect::Version(doc.version));
     match records::write::<ApiKey>(store, write).await? {

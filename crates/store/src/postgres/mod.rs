@@ -500,11 +500,15 @@ impl Store for PostgresStore {
         })
     }
 
-    fn totals(&self, id: AccountId) -> BoxFuture<'_, Result<Option<ledger::Totals>, StoreError>> {
+    fn totals(
+        &self,
+        id: AccountId,
+        at: Option<Timestamp>,
+    ) -> BoxFuture<'_, Result<Option<(Book, ledger::Totals)>, StoreError>> {
         Box::pin(async move {
             let mut client = self.client().await?;
             let tx = read::snapshot(&mut client).await?;
-            let totals = read::totals(&tx, &id).await?;
+            let totals = read::totals(&tx, &id, at).await?;
             tx.commit().await.map_err(pg_error)?;
             Ok(totals)
         })

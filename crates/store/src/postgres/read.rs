@@ -558,16 +558,26 @@ pub async fn prune_idempotency(
 pub async fn totals(
     c: &impl GenericClient,
     id: &AccountId,
-) -> Result<Option<ledger::Totals>, StoreError> {
-    if account(c, id).await?.is_none() {
+    at: Option<Timestamp>,
+) -> Result<Option<(Book, ledger::Totals)>, StoreError> {
+    let book = match at {
+        None => book_now(c, id).await?,
+        Some(at) => book_at(c, id, at).await?,
+    };
+    let Some(book) = book else {
         return Ok(None);
-    }
-    let journal_sql = format!("SELECT {TX_COLUMNS} FROM transactions WHERE account_id = $1");
-    let journal = map(rows(c, &journal_sql, &[&id.as_str()]).await?, tx_from_row)?;
+    };
+    let journal_sql =
+        format!("SELECT {TX_COLUMNS} FROM transactions WHERE account_id = $1 AND created_at <= $2");
+    let until = at.map_or(i64::MAX, Timestamp::micros);
+    let journal = map(
+        rows(c, &journal_sql, &[&id.as_str(), &until]).await?,
+        tx_from_row,
+    )?;
     let lots_sql = format!("SELECT {LOT_COLUMNS} FROM lots WHERE account_id = $1");
     let lots = map(rows(c, &lots_sql, &[&id.as_str()]).await?, lot_from_row)?;
     ledger::totals(&lots, &journal)
-        .map(Some)
+        .map(|totals| Some((book, totals)))
         .map_err(|reject| StoreError::Corrupt(reject.to_string()))
 }
 

@@ -659,8 +659,12 @@ impl Store for SqliteStore {
         })
     }
 
-    fn totals(&self, id: AccountId) -> BoxFuture<'_, Result<Option<ledger::Totals>, StoreError>> {
-        self.read(move |conn| snapshot(conn, |conn| read::totals(conn, &id)))
+    fn totals(
+        &self,
+        id: AccountId,
+        at: Option<Timestamp>,
+    ) -> BoxFuture<'_, Result<Option<(Book, ledger::Totals)>, StoreError>> {
+        self.read(move |conn| snapshot(conn, |conn| read::totals(conn, &id, at)))
     }
 
     fn usage_between(

@@ -550,11 +550,19 @@ pub fn idempotent_response(
 }
 
 /// The account's lifetime totals, from all its lots and its whole journal.
-pub fn totals(conn: &Connection, id: &AccountId) -> Result<Option<ledger::Totals>, StoreError> {
-    if account(conn, id)?.is_none() {
+pub fn totals(
+    conn: &Connection,
+    id: &AccountId,
+    at: Option<Timestamp>,
+) -> Result<Option<(Book, ledger::Totals)>, StoreError> {
+    let book = match at {
+        None => book(conn, id)?,
+        Some(at) => book_at(conn, id, at)?,
+    };
+    let Some(book) = book else {
         return Ok(None);
-    }
-    let journal = journal_of(conn, id, |_| true)?;
+    };
+    let journal = journal_of(conn, id, |tx| at.is_none_or(|at| tx.created_at <= at))?;
     let lots = collect(
         conn,
         &format!("SELECT {LOT_COLUMNS} FROM lots WHERE account_id = ?1"),
@@ -562,7 +570,7 @@ pub fn totals(conn: &Connection, id: &AccountId) -> Result<Option<ledger::Totals
         |row| lot_from_row(row),
     )?;
     ledger::totals(&lots, &journal)
-        .map(Some)
+        .map(|totals| Some((book, totals)))
         .map_err(|reject| StoreError::Corrupt(reject.to_string()))
 }
 

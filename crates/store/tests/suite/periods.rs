@@ -93,10 +93,10 @@ store_test! {
         assert_eq!((fresh, again), (1, 3));
         // 50 rolled over and 100 for the new period.
         assert_eq!(available(&store, "a", store_now(&store)).await, c(150));
-        let totals = store.totals(id("a")).await.unwrap().unwrap();
+        let totals = store.totals(id("a"), None).await.unwrap().unwrap().1;
         assert_eq!(totals.granted, vec![(Source::Subscription, c(200))]);
         assert_eq!((totals.spent, totals.expired), (c(30), c(20)));
-        assert!(store.totals(id("nobody")).await.unwrap().is_none());
+        assert!(store.totals(id("nobody"), None).await.unwrap().is_none());
         assert!(store.audit().await.unwrap().is_clean());
     }
 }
@@ -126,7 +126,7 @@ store_test! {
         let Outcome::Renewed { renewed, balance, .. } = renewed else { panic!() };
         assert_eq!(renewed.settled, c(40));
         assert_eq!((balance.available, balance.debt), (c(100), c(0)));
-        let totals = store.totals(id("a")).await.unwrap().unwrap();
+        let totals = store.totals(id("a"), None).await.unwrap().unwrap().1;
         assert_eq!(totals.settled, c(40));
         assert!(store.audit().await.unwrap().is_clean());
     }
