@@ -1,11 +1,13 @@
 //! A deterministic simulation of the engine, in the spirit of TigerBeetle's simulator: each seed
 //! drives a fresh server (the API, the store's group commit on SQLite, billing and the outbound
 //! webhooks, on the test clock) through a random sequence of grants of every source with and
-//! without expiry, a sign-up bonus and daily rewards as the seed sets them, consumes, holds
+//! without expiry, a sign-up bonus, daily rewards and a daily plan's renewals as the seed sets
+//! them, consumes, holds
 //! committed, released or left to expire, voids, refunds (their credits back to the lots they
 //! came from, refused beyond what was spent), gateway calls streamed or not through a fake
 //! provider (held at their worst case, settled at their cost), package checkouts paid at a fake
-//! Stripe whose events are delivered in any order and again, requests sent again under their
+//! Stripe whose events are delivered in any order and again, their charges refunded and clawed
+//! back (`charge.refunded`, late ones again), requests sent again under their
 //! idempotency keys, clock jumps, the sweep and webhook rounds, and checks
 //! after every step that the account's balance is what a simple reference model of lots and holds
 //! says, and every few steps and at the end that `verify`'s audit is clean and the webhooks sent
@@ -198,7 +200,26 @@ struct Checkout {
     account: usize,
     event: String,
     granted: bool,
+    /// The payment intent that paid it.
+    intent: String,
+    /// The purchase's lot, once granted.
+    lot: Option<usize>,
+    /// Cents of the 500 paid refunded so far, and the `charge.refunded`
+    /// events that said so, oldest first.
+    refunded: i64,
+    refunds: Vec<String>,
 }
+
+/// What the simulation drives directly: billing's renewals and the
+/// webhooks' rounds.
+struct Handles {
+    billing: Arc<billing::Billing>,
+    webhooks: Arc<webhooks::Webhooks>,
+}
+
+/// A daily plan the seed may put every account on: its credits each day,
+/// expiring at the day's end, the last day's replaced by the next's.
+const PLAN_CREDITS: i64 = 25 * MICROS;
 
 fn plugins(upstream: String, stripe: String) -> testkit::app::Plugins {
     Arc::new(move |store, clock| {
@@ -241,7 +262,7 @@ fn plugins(upstream: String, stripe: String) -> testkit::app::Plugins {
                 webhooks.capability(),
                 gateway.capability(),
             ],
-            handle: Some(webhooks),
+            handle: Some(Arc::new(Handles { billing, webhooks })),
         }
     })
 }
@@ -272,7 +293,8 @@ async fn simulate(seed: u64, steps: usize) {
         .await;
     assert_eq!(priced.status, StatusCode::OK, "seed {seed}: {priced:?}");
     let receiver = Receiver::start().await;
-    let hooks = app.plugin::<webhooks::Webhooks>();
+    let handles = app.plugin::<Handles>();
+    let hooks = handles.webhooks.clone();
     let made = app
         .post(
             "/v1/webhook-endpoints",
@@ -340,6 +362,49 @@ async fn simulate(seed: u64, steps: usize) {
         let key = app.create_customer_key(&format!("a{a}")).await;
         keys.push(key["key"].as_str().unwrap().to_owned());
     }
+    // Every account on the daily plan, or none: its first day granted now.
+    let on_plan = rng.chance(60);
+    let mut next_period: Vec<i64> = vec![i64::MAX; ACCOUNTS];
+    if on_plan {
+        let plan = app
+            .send(
+                reqwest::Method::PUT,
+                "/v1/plans/daily",
+                Some(
+                    json!({"name": "Daily", "credits": credits(PLAN_CREDITS), "interval": "day",
+                            "allocation": "reset", "credits_expire_at_period_end": true}),
+                ),
+            )
+            .await;
+        assert_eq!(plan.status, StatusCode::OK, "seed {seed}: {plan:?}");
+        for a in 0..ACCOUNTS {
+            let now = app.clock.now().micros();
+            let subscribed = app
+                .send(
+                    reqwest::Method::PUT,
+                    &format!("/v1/accounts/a{a}/subscription"),
+                    Some(json!({"plan_id": "daily"})),
+                )
+                .await;
+            assert_eq!(
+                subscribed.status,
+                StatusCode::OK,
+                "seed {seed}: {subscribed:?}"
+            );
+            let grants = app
+                .get(&format!("/v1/accounts/a{a}/grants?source=subscription"))
+                .await;
+            model.lots[a].push(Lot {
+                id: grants.body["data"][0]["id"].as_str().unwrap().to_owned(),
+                remaining: PLAN_CREDITS,
+                priority: 50,
+                expires_at: Some(now + DAY_MICROS),
+                voided: false,
+            });
+            model.grants += 1;
+            next_period[a] = now + DAY_MICROS;
+        }
+    }
     // The last write and its answer, to send again under its key.
     let mut last: Option<(String, Value, String, Value)> = None;
     for step in 0..steps {
@@ -353,7 +418,14 @@ async fn simulate(seed: u64, steps: usize) {
             // A grant of any source, expiring or not, priority its source's or its own.
             0..=24 => {
                 let amount = 1 + rng.below(40 * MICROS as u64) as i64;
-                let (source, default) = SOURCES[rng.below(SOURCES.len() as u64) as usize];
+                // On the plan, its own sources are the renewals' alone: a
+                // renewal replaces what is left of them.
+                let sources: Vec<(&str, u8)> = SOURCES
+                    .iter()
+                    .copied()
+                    .filter(|(s, _)| !on_plan || !["subscription", "rollover"].contains(s))
+                    .collect();
+                let (source, default) = sources[rng.below(sources.len() as u64) as usize];
                 let priority = if rng.chance(30) {
                     rng.below(101) as u8
                 } else {
@@ -567,7 +639,7 @@ async fn simulate(seed: u64, steps: usize) {
             }
             // A package checked out and paid at Stripe; its event is
             // delivered later, by the next arm.
-            83 => {
+            83 | 98 => {
                 let made = app
                     .post(
                         &format!("/v1/accounts/{account}/checkout"),
@@ -586,9 +658,12 @@ async fn simulate(seed: u64, steps: usize) {
                     &invoice,
                     json!({"hosted_invoice_url": format!("https://invoice.stripe.com/i/{invoice}")}),
                 );
+                let intent = format!("pi_sim_{step}");
+                stripe.set(&intent, json!({"metadata": {}, "amount": 500}));
                 stripe.set(
                     session,
-                    json!({"status": "complete", "payment_status": "paid", "invoice": invoice}),
+                    json!({"status": "complete", "payment_status": "paid", "invoice": invoice,
+                           "payment_intent": intent}),
                 );
                 let event = testkit::stripe::event(
                     &format!("evt_sim_{step}"),
@@ -599,13 +674,17 @@ async fn simulate(seed: u64, steps: usize) {
                     account: a,
                     event,
                     granted: false,
+                    intent,
+                    lot: None,
+                    refunded: 0,
+                    refunds: Vec::new(),
                 });
             }
             // A checkout's event delivered: any of them, in any order, as
             // often as Stripe sends it. The first grants the package's 100
             // credits (a purchase, priority 90, no expiry); the others
             // change nothing.
-            84 => {
+            84 | 90 => {
                 if checkouts.is_empty() {
                     continue;
                 }
@@ -664,6 +743,7 @@ async fn simulate(seed: u64, steps: usize) {
                         .map(|g| g["id"].as_str().unwrap().to_owned())
                         .find(|id| !known.contains(id))
                         .expect("the new purchase");
+                    checkouts[c].lot = Some(model.lots[owner].len());
                     model.lots[owner].push(Lot {
                         id,
                         remaining: 100 * MICROS,
@@ -674,8 +754,85 @@ async fn simulate(seed: u64, steps: usize) {
                     model.grants += 1;
                 }
             }
+            // A granted purchase's charge refunded at Stripe, in part or
+            // the rest, and Stripe's `charge.refunded` delivered; or an
+            // earlier one delivered again, late. The refunded share of
+            // the 100 credits is clawed back from the purchase's own lot
+            // first, then the other lots in burn-down order, never from a
+            // hold. (A claw-back beyond what the account holds, which
+            // becomes debt, is left to the ledger's and payments' own
+            // tests: the model keeps no debt.)
+            85 | 91 => {
+                let granted: Vec<usize> = (0..checkouts.len())
+                    .filter(|&c| checkouts[c].granted && checkouts[c].refunded < 500)
+                    .collect();
+                if granted.is_empty() {
+                    continue;
+                }
+                let c = granted[rng.below(granted.len() as u64) as usize];
+                let owner = checkouts[c].account;
+                let again = !checkouts[c].refunds.is_empty() && rng.chance(30);
+                let (body, take) = if again {
+                    let old = rng.below(checkouts[c].refunds.len() as u64) as usize;
+                    (checkouts[c].refunds[old].clone(), 0)
+                } else {
+                    let before = checkouts[c].refunded;
+                    let after = before + 1 + rng.below((500 - before) as u64) as i64;
+                    // 100 credits for 500 cents: 200,000 micro-credits a cent.
+                    let take = (after - before) * 200_000;
+                    if take > model.available(owner) {
+                        continue;
+                    }
+                    let charge = json!({"id": format!("ch_sim_{c}"), "object": "charge",
+                        "amount": 500, "currency": "usd", "amount_refunded": after,
+                        "refunded": after == 500, "payment_intent": checkouts[c].intent});
+                    let body = testkit::stripe::event(
+                        &format!("evt_sim_refund_{step}"),
+                        "charge.refunded",
+                        charge,
+                    );
+                    checkouts[c].refunded = after;
+                    checkouts[c].refunds.push(body.clone());
+                    (body, take)
+                };
+                let header = billing::domain::signature::sign(
+                    body.as_bytes(),
+                    STRIPE_SECRET.as_bytes(),
+                    testkit::stripe::now_secs(),
+                );
+                let reply = app
+                    .raw(
+                        reqwest::Method::POST,
+                        "/webhooks/stripe",
+                        &[
+                            ("stripe-signature", header.as_str()),
+                            ("content-type", "application/json"),
+                        ],
+                        body,
+                    )
+                    .await;
+                assert_eq!(
+                    reply.status,
+                    StatusCode::OK,
+                    "{}: {reply:?}",
+                    context("refund event")
+                );
+                let expected = if again { "duplicate" } else { "refunded" };
+                assert_eq!(
+                    reply.body["outcome"],
+                    expected,
+                    "{}: {reply:?}",
+                    context("claw-back")
+                );
+                if take > 0 {
+                    let lot = checkouts[c].lot.expect("a granted purchase's lot");
+                    let own = model.lots[owner][lot].remaining.min(take);
+                    model.lots[owner][lot].remaining -= own;
+                    model.draw(owner, take - own);
+                }
+            }
             // The last write sent again under its key: the same answer, nothing changes.
-            85..=86 => {
+            86 => {
                 let Some((path, body, key, answer)) = &last else {
                     continue;
                 };
@@ -739,7 +896,7 @@ async fn simulate(seed: u64, steps: usize) {
             // to their lots, the latest share first (into a lot expired or
             // voided since, and so gone at once). Beyond what is left to
             // refund: refused, and nothing changes.
-            87..=91 => {
+            87..=89 => {
                 if model.consumes.is_empty() {
                     continue;
                 }
@@ -793,9 +950,59 @@ async fn simulate(seed: u64, steps: usize) {
                     server::jobs::sweep(&app.state).await.unwrap();
                 }
             }
-            // A webhooks round.
+            // A webhooks round, or the renewals: each day begun since the
+            // last grants the plan's credits, effective at its start and
+            // expiring at its end (gone at once for a day already over).
             _ => {
-                hooks.run_once().await.unwrap();
+                if !on_plan || rng.chance(50) {
+                    hooks.run_once().await.unwrap();
+                    continue;
+                }
+                billing::subscription::renew_due(&handles.billing)
+                    .await
+                    .unwrap();
+                for owner in 0..ACCOUNTS {
+                    let mut renewed = Vec::new();
+                    while next_period[owner] <= now {
+                        renewed.push(next_period[owner] + DAY_MICROS);
+                        next_period[owner] += DAY_MICROS;
+                    }
+                    if renewed.is_empty() {
+                        continue;
+                    }
+                    let known: Vec<String> =
+                        model.lots[owner].iter().map(|l| l.id.clone()).collect();
+                    let grants = app
+                        .get(&format!(
+                            "/v1/accounts/a{owner}/grants?source=subscription&limit=100"
+                        ))
+                        .await;
+                    let fresh: Vec<&Value> = grants.body["data"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .filter(|g| !known.iter().any(|k| g["id"] == k.as_str()))
+                        .collect();
+                    assert_eq!(fresh.len(), renewed.len(), "{}", context("renewals"));
+                    for end in renewed {
+                        let at = ledger::Timestamp::from_micros(end).to_string();
+                        let grant = fresh
+                            .iter()
+                            .find(|g| g["expires_at"] == at.as_str())
+                            .unwrap_or_else(|| {
+                                panic!("{}: no period ending {at}", context("renewals"))
+                            });
+                        model.lots[owner].push(Lot {
+                            id: grant["id"].as_str().unwrap().to_owned(),
+                            remaining: PLAN_CREDITS,
+                            priority: 50,
+                            expires_at: Some(end),
+                            voided: false,
+                        });
+                        model.grants += 1;
+                    }
+                }
+                model.settle(now);
             }
         }
         // The account's balance as the model says, at this instant.
