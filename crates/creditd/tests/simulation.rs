@@ -377,7 +377,7 @@ async fn simulate(seed: u64, steps: usize) {
             )
             .await;
         assert_eq!(plan.status, StatusCode::OK, "seed {seed}: {plan:?}");
-        for a in 0..ACCOUNTS {
+        for (a, next) in next_period.iter_mut().enumerate() {
             let now = app.clock.now().micros();
             let subscribed = app
                 .send(
@@ -402,7 +402,7 @@ async fn simulate(seed: u64, steps: usize) {
                 voided: false,
             });
             model.grants += 1;
-            next_period[a] = now + DAY_MICROS;
+            *next = now + DAY_MICROS;
         }
     }
     // The last write and its answer, to send again under its key.
@@ -961,11 +961,11 @@ async fn simulate(seed: u64, steps: usize) {
                 billing::subscription::renew_due(&handles.billing)
                     .await
                     .unwrap();
-                for owner in 0..ACCOUNTS {
+                for (owner, next) in next_period.iter_mut().enumerate() {
                     let mut renewed = Vec::new();
-                    while next_period[owner] <= now {
-                        renewed.push(next_period[owner] + DAY_MICROS);
-                        next_period[owner] += DAY_MICROS;
+                    while *next <= now {
+                        renewed.push(*next + DAY_MICROS);
+                        *next += DAY_MICROS;
                     }
                     if renewed.is_empty() {
                         continue;
