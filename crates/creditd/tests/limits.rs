@@ -291,6 +291,72 @@ async fn with_every_place_taken_a_request_is_refused_at_once_and_a_slow_answer_i
     fake.release_stalled();
 }
 
+/// 32 clients each consuming 1 credit of `bank` 40 times at `base`, under
+/// idempotency keys starting with `prefix`; answers how many were applied
+/// and shed, and how long each took.
+async fn consume_load(
+    client: &reqwest::Client,
+    base: &str,
+    prefix: &str,
+) -> (u64, u64, Vec<Duration>, Vec<Duration>) {
+    let clients: Vec<_> = (0..32)
+        .map(|c| {
+            let (client, base, prefix) = (client.clone(), base.to_owned(), prefix.to_owned());
+            tokio::spawn(async move {
+                let (mut applied, mut shed) = (0u64, 0u64);
+                let (mut accepted_took, mut shed_took) = (Vec::new(), Vec::new());
+                for n in 0..40 {
+                    let started = Instant::now();
+                    let response = client
+                        .post(format!("{base}/v1/accounts/bank/consume"))
+                        .bearer_auth(KEY)
+                        .header("idempotency-key", format!("{prefix}-{c}-{n}"))
+                        .json(&json!({"amount": "1"}))
+                        .send()
+                        .await
+                        .unwrap();
+                    let took = started.elapsed();
+                    match response.status().as_u16() {
+                        200 | 201 => {
+                            applied += 1;
+                            accepted_took.push(took);
+                        }
+                        503 => {
+                            shed_took.push(took);
+                            assert_eq!(response.headers()["retry-after"], "1");
+                            let body: serde_json::Value = response.json().await.unwrap();
+                            assert_eq!(body["error"]["code"], "overloaded", "{body}");
+                            shed += 1;
+                        }
+                        other => panic!("{other}: {}", response.text().await.unwrap()),
+                    }
+                }
+                (applied, shed, accepted_took, shed_took)
+            })
+        })
+        .collect();
+    let (mut applied, mut shed) = (0, 0);
+    let (mut accepted_took, mut shed_took) = (Vec::new(), Vec::new());
+    for client in clients {
+        let (a, s, at, st) = client.await.unwrap();
+        applied += a;
+        shed += s;
+        accepted_took.extend(at);
+        shed_took.extend(st);
+    }
+    (applied, shed, accepted_took, shed_took)
+}
+
+/// The `p`th percentile of `took`, in milliseconds; 0 when empty.
+fn percentile_ms(took: &mut [Duration], p: usize) -> f64 {
+    if took.is_empty() {
+        return 0.0;
+    }
+    took.sort();
+    let at = (took.len() * p / 100).min(took.len() - 1);
+    took[at].as_secs_f64() * 1_000.0
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn at_four_times_its_places_the_server_applies_what_it_accepts_once_and_sheds_the_rest() {
     let (_dir, db) = fresh_db();
@@ -334,50 +400,48 @@ async fn at_four_times_its_places_the_server_applies_what_it_accepts_once_and_sh
             .count()
     });
 
+    // One client alone first, for the latency an accepted request has
+    // without the load (reported, not asserted: speed is a benchmark's).
+    let mut alone = Vec::new();
+    for n in 0..40 {
+        let started = std::time::Instant::now();
+        let response = client
+            .post(format!("{base}/v1/accounts/bank/consume"))
+            .bearer_auth(KEY)
+            .header("idempotency-key", format!("alone-{n}"))
+            .json(&json!({"amount": "1"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        alone.push(started.elapsed());
+    }
+
     // 32 clients, four times the places, each consuming 1 credit 40 times
     // under its own idempotency keys.
-    let clients: Vec<_> = (0..32)
-        .map(|c| {
-            let (client, base) = (client.clone(), base.clone());
-            tokio::spawn(async move {
-                let (mut applied, mut shed) = (0u64, 0u64);
-                for n in 0..40 {
-                    let response = client
-                        .post(format!("{base}/v1/accounts/bank/consume"))
-                        .bearer_auth(KEY)
-                        .header("idempotency-key", format!("load-{c}-{n}"))
-                        .json(&json!({"amount": "1"}))
-                        .send()
-                        .await
-                        .unwrap();
-                    match response.status().as_u16() {
-                        200 | 201 => applied += 1,
-                        503 => {
-                            assert_eq!(response.headers()["retry-after"], "1");
-                            let body: serde_json::Value = response.json().await.unwrap();
-                            assert_eq!(body["error"]["code"], "overloaded", "{body}");
-                            shed += 1;
-                        }
-                        other => panic!("{other}: {}", response.text().await.unwrap()),
-                    }
-                }
-                (applied, shed)
-            })
-        })
-        .collect();
-    let (mut applied, mut shed) = (0, 0);
-    for client in clients {
-        let (a, s) = client.await.unwrap();
-        applied += a;
-        shed += s;
-    }
+    let (applied, shed, mut accepted_took, mut shed_took) =
+        consume_load(&client, &base, "load").await;
     assert_eq!(applied + shed, 32 * 40);
+    // Written to the terminal directly: the harness captures print macros.
+    let _ = std::io::Write::write_fmt(
+        &mut std::io::stderr(),
+        format_args!(
+            "\noverload, 8 places, 32 clients: alone p50 {:.2} ms; accepted {applied} (p50 {:.2} \
+             ms, p99 {:.2} ms); shed {shed}, {:.0} % (p50 {:.2} ms, p99 {:.2} ms)\n",
+            percentile_ms(&mut alone, 50),
+            percentile_ms(&mut accepted_took, 50),
+            percentile_ms(&mut accepted_took, 99),
+            shed as f64 * 100.0 / (32.0 * 40.0),
+            percentile_ms(&mut shed_took, 50),
+            percentile_ms(&mut shed_took, 99),
+        ),
+    );
     assert!(applied > 0, "nothing was served");
     assert!(shed > 0, "nothing was shed at four times the places");
     // Each accepted consume applied exactly once, none of the shed ones.
     let (_, balance) = get(&client, format!("{base}/v1/accounts/bank/balance")).await;
     let available: u64 = balance["available"].as_str().unwrap().parse().unwrap();
-    assert_eq!(available, 1_000_000 - applied);
+    assert_eq!(available, 1_000_000 - 40 - applied);
     assert_eq!(
         tokio::task::spawn_blocking(move || slow.join().unwrap())
             .await
@@ -391,6 +455,23 @@ async fn at_four_times_its_places_the_server_applies_what_it_accepts_once_and_sh
         "{}",
         String::from_utf8_lossy(&verified.stdout)
     );
+
+    // The same load on a node with places for all: every request queues,
+    // for the figures beside (reported, not asserted).
+    let (_open_dir, open_db) = fresh_db();
+    let open = Server::start(&open_db);
+    funded(&client, &open.base, "bank", "1000000").await;
+    let (applied, shed, mut took, _) = consume_load(&client, &open.base, "open").await;
+    assert_eq!((applied, shed), (32 * 40, 0));
+    let _ = std::io::Write::write_fmt(
+        &mut std::io::stderr(),
+        format_args!(
+            "the same load with places for all: {applied} accepted (p50 {:.2} ms, p99 {:.2} ms)\n",
+            percentile_ms(&mut took, 50),
+            percentile_ms(&mut took, 99),
+        ),
+    );
+    open.stop();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
