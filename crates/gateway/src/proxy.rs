@@ -154,18 +154,28 @@ async fn handle(
         .token_rate_limit
         .or(gateway.config.tokens_per_minute)
         .map(|rate| (principal.key_id.clone(), rate));
+    let mut tokens_left = None;
     if let Some((key_id, rate)) = &token_rate {
         let now = gateway.clock.now().micros();
-        if let domain::TokenCheck::Limited { retry_after_secs } =
-            gateway.token_limits.check(key_id, *rate, now)
-        {
-            if let Some(metrics) = gateway.metrics() {
-                metrics.rate_limited();
+        match gateway.token_limits.check(key_id, *rate, now) {
+            domain::TokenCheck::Allowed { remaining } => tokens_left = Some((*rate, remaining, 0)),
+            domain::TokenCheck::Limited { retry_after_secs } => {
+                if let Some(metrics) = gateway.metrics() {
+                    metrics.rate_limited();
+                }
+                let refusal = ApiError::RateLimited {
+                    limit: *rate,
+                    retry_after_secs,
+                };
+                let mut response = endpoint.dialect()(&refusal);
+                // `RateLimit-*` count requests: a refusal for tokens says so
+                // in the headers the providers use for tokens instead.
+                for name in ["ratelimit-limit", "ratelimit-remaining", "ratelimit-reset"] {
+                    response.headers_mut().remove(name);
+                }
+                token_headers(&mut response, *rate, 0, retry_after_secs);
+                return Ok(response);
             }
-            return Err(ApiError::RateLimited {
-                limit: *rate,
-                retry_after_secs,
-            });
         }
     }
     let (parts, body) = request.into_parts();
@@ -407,9 +417,28 @@ async fn handle(
         stream,
         client_wants_usage,
     };
-    tokio::spawn(forward(gateway, pending, call).in_current_span())
+    let mut response = tokio::spawn(forward(gateway, pending, call).in_current_span())
         .await
-        .map_err(|e| ApiError::Internal(format!("a gateway call's task failed: {e}")))?
+        .map_err(|e| ApiError::Internal(format!("a gateway call's task failed: {e}")))??;
+    if let Some((rate, remaining, reset_secs)) = tokens_left {
+        token_headers(&mut response, rate, remaining, reset_secs);
+    }
+    Ok(response)
+}
+
+/// The key's tokens a minute on an answer, as the providers write them:
+/// `x-ratelimit-limit-tokens`, `x-ratelimit-remaining-tokens` (when the
+/// call started) and, on a refusal, `x-ratelimit-reset-tokens` (until a
+/// token is back, e.g. `18s`).
+fn token_headers(response: &mut Response, rate: u32, remaining: u64, reset_secs: u64) {
+    let headers = response.headers_mut();
+    headers.insert("x-ratelimit-limit-tokens", rate.into());
+    headers.insert("x-ratelimit-remaining-tokens", remaining.into());
+    if reset_secs > 0
+        && let Ok(reset) = HeaderValue::from_str(&format!("{reset_secs}s"))
+    {
+        headers.insert("x-ratelimit-reset-tokens", reset);
+    }
 }
 
 /// What goes upstream, and how the answer comes back.

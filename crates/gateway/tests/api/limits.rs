@@ -176,9 +176,18 @@ gateway_test! {
         assert_eq!(set.body["token_rate_limit"], 40);
         // Each call uses 17 tokens (12 in, 5 out): 40, 23, 6 left, and the
         // third, starting with 6, takes the bucket 11 below zero.
-        for _ in 0..3 {
-            let (status, text) = call(&app, key, "/v1/chat/completions", chat()).await;
-            assert_eq!(status, StatusCode::OK, "{text}");
+        for left in ["40", "23", "6"] {
+            let answered = app
+                .client
+                .post(format!("{}/v1/chat/completions", app.base))
+                .bearer_auth(key)
+                .json(&chat())
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(answered.status(), StatusCode::OK);
+            assert_eq!(answered.headers()["x-ratelimit-limit-tokens"], "40");
+            assert_eq!(answered.headers()["x-ratelimit-remaining-tokens"], left);
         }
         let refused = app
             .client
@@ -191,6 +200,10 @@ gateway_test! {
         assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
         // 12 tokens short at 40 a minute: 18 seconds.
         assert_eq!(refused.headers()["retry-after"], "18");
+        assert_eq!(refused.headers()["x-ratelimit-limit-tokens"], "40");
+        assert_eq!(refused.headers()["x-ratelimit-remaining-tokens"], "0");
+        assert_eq!(refused.headers()["x-ratelimit-reset-tokens"], "18s");
+        assert!(refused.headers().get("ratelimit-limit").is_none());
         let error: Value = refused.json().await.unwrap();
         assert_eq!(error["error"]["code"], "rate_limited");
         assert_eq!(error["error"]["type"], "rate_limit_error");
