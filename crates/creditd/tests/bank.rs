@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
-use support::{Server, fresh_db, get, post, run, run_url};
+use support::{Server, fresh_db, get, post};
 use testkit::TestDatabase;
 use testkit::rng::Rng;
 
@@ -404,9 +404,7 @@ async fn three_nodes_on_postgres_keep_every_read_consistent_and_every_credit_acc
     assert!(counts.reads.load(Ordering::Relaxed) > 100, "{counts:?}");
     assert!(counts.writes.load(Ordering::Relaxed) > 1_000, "{counts:?}");
     drop(servers);
-    let verify = run_url(&database.url, &["verify"]);
-    let report = String::from_utf8_lossy(&verify.stdout);
-    assert!(verify.status.success(), "{report}");
+    support::assert_verified(&database.url);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -417,7 +415,5 @@ async fn one_sqlite_node_keeps_every_read_consistent_and_every_credit_accounted_
     assert!(counts.reads.load(Ordering::Relaxed) > 100, "{counts:?}");
     assert!(counts.writes.load(Ordering::Relaxed) > 1_000, "{counts:?}");
     server.stop();
-    let verify = run(&db, &["verify"]);
-    let report = String::from_utf8_lossy(&verify.stdout);
-    assert!(verify.status.success(), "{report}");
+    support::assert_verified(&format!("sqlite://{}", db.display()));
 }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::{KEY, Server, run};
+use support::{KEY, Server};
 
 /// A tmpfs of `mib` MiB mounted at a fresh folder, unmounted when dropped.
 struct SmallDisk {
@@ -161,10 +161,5 @@ async fn a_full_disk_refuses_writes_with_503_loses_nothing_and_recovers_by_itsel
         50
     );
     server.stop();
-    let verify = run(&db, &["verify"]);
-    assert!(
-        verify.status.success(),
-        "{}",
-        String::from_utf8_lossy(&verify.stdout)
-    );
+    support::assert_verified(&format!("sqlite://{}", db.display()));
 }

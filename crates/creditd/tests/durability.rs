@@ -284,10 +284,5 @@ async fn a_kill_9_loses_no_acknowledged_grant_nor_its_event() {
         receiver.received().len()
     );
     server.stop();
-    let verify = run(&db, &["verify"]);
-    assert!(
-        verify.status.success(),
-        "{}",
-        String::from_utf8_lossy(&verify.stdout)
-    );
+    support::assert_verified(&url);
 }

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use support::stripe::{event, save_card};
-use support::{KEY, Server, all_pages, fresh_db, get, open_account, post, run_url, send, until};
+use support::{KEY, Server, all_pages, fresh_db, get, open_account, post, send, until};
 use testkit::TestDatabase;
 use testkit::receiver::Receiver;
 use testkit::stripe::FakeStripe;
@@ -407,12 +407,7 @@ async fn kill_9_under_mixed_load(url: &str) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     server.stop();
-    let verify = run_url(url, &["verify"]);
-    assert!(
-        verify.status.success(),
-        "{}",
-        String::from_utf8_lossy(&verify.stdout)
-    );
+    support::assert_verified(url);
 }
 
 /// Delivers a Stripe event signed now, as Stripe does: again after the

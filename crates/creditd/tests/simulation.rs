@@ -220,6 +220,27 @@ struct Handles {
 /// expiring at the day's end, the last day's replaced by the next's.
 const PLAN_CREDITS: i64 = 25 * MICROS;
 
+/// Posts a Stripe event to the server's webhook, signed at the machine's
+/// time as Stripe signs (the signature's age is checked against it, not
+/// the test clock).
+async fn deliver_stripe(app: &TestApp, body: String) -> testkit::app::Reply {
+    let header = billing::domain::signature::sign(
+        body.as_bytes(),
+        STRIPE_SECRET.as_bytes(),
+        testkit::stripe::now_secs(),
+    );
+    app.raw(
+        reqwest::Method::POST,
+        "/webhooks/stripe",
+        &[
+            ("stripe-signature", header.as_str()),
+            ("content-type", "application/json"),
+        ],
+        body,
+    )
+    .await
+}
+
 fn plugins(upstream: String, stripe: String) -> testkit::app::Plugins {
     Arc::new(move |store, clock| {
         let gateway = Arc::new(gateway::Gateway::new(
@@ -688,24 +709,7 @@ async fn simulate(seed: u64, steps: usize) {
                     continue;
                 }
                 let c = rng.below(checkouts.len() as u64) as usize;
-                // Signed at the machine's time, as Stripe signs: the
-                // signature's age is checked against it, not the test clock.
-                let header = billing::domain::signature::sign(
-                    checkouts[c].event.as_bytes(),
-                    STRIPE_SECRET.as_bytes(),
-                    testkit::stripe::now_secs(),
-                );
-                let reply = app
-                    .raw(
-                        reqwest::Method::POST,
-                        "/webhooks/stripe",
-                        &[
-                            ("stripe-signature", header.as_str()),
-                            ("content-type", "application/json"),
-                        ],
-                        checkouts[c].event.clone(),
-                    )
-                    .await;
+                let reply = deliver_stripe(&app, checkouts[c].event.clone()).await;
                 assert_eq!(
                     reply.status,
                     StatusCode::OK,
@@ -794,22 +798,7 @@ async fn simulate(seed: u64, steps: usize) {
                     checkouts[c].refunds.push(body.clone());
                     (body, take)
                 };
-                let header = billing::domain::signature::sign(
-                    body.as_bytes(),
-                    STRIPE_SECRET.as_bytes(),
-                    testkit::stripe::now_secs(),
-                );
-                let reply = app
-                    .raw(
-                        reqwest::Method::POST,
-                        "/webhooks/stripe",
-                        &[
-                            ("stripe-signature", header.as_str()),
-                            ("content-type", "application/json"),
-                        ],
-                        body,
-                    )
-                    .await;
+                let reply = deliver_stripe(&app, body).await;
                 assert_eq!(
                     reply.status,
                     StatusCode::OK,

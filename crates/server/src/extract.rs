@@ -448,6 +448,18 @@ pub fn account_id(text: &str) -> Result<AccountId, ApiError> {
     })
 }
 
+/// Whether `text` is `prefix` and then exactly `digits` lower-case hex
+/// digits: the shape of the ids creditd makes for its records (`aud_…`,
+/// `evt_…`, `we_…`).
+pub fn is_hex_id(text: &str, prefix: &str, digits: usize) -> bool {
+    text.strip_prefix(prefix).is_some_and(|hex| {
+        hex.len() == digits
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
+}
+
 /// Reads an external id.
 pub fn external_id(text: Option<String>) -> Result<Option<ledger::ExternalId>, ApiError> {
     text.map(|t| {

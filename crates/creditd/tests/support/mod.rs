@@ -33,6 +33,17 @@ pub fn run_url(url: &str, args: &[&str]) -> Output {
         .expect("running creditd")
 }
 
+/// Runs `creditd verify` on the database at `url` and asserts it finds the
+/// ledger clean, showing its report when not.
+pub fn assert_verified(url: &str) {
+    let verify = run_url(url, &["verify"]);
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stdout)
+    );
+}
+
 /// A `creditd serve` process and the address it listens on.
 pub struct Server {
     pub child: Child,

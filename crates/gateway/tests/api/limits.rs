@@ -177,26 +177,12 @@ gateway_test! {
         // Each call uses 17 tokens (12 in, 5 out): 40, 23, 6 left, and the
         // third, starting with 6, takes the bucket 11 below zero.
         for left in ["40", "23", "6"] {
-            let answered = app
-                .client
-                .post(format!("{}/v1/chat/completions", app.base))
-                .bearer_auth(key)
-                .json(&chat())
-                .send()
-                .await
-                .unwrap();
+            let answered = send_call(&app, key, "/v1/chat/completions", chat()).await;
             assert_eq!(answered.status(), StatusCode::OK);
             assert_eq!(answered.headers()["x-ratelimit-limit-tokens"], "40");
             assert_eq!(answered.headers()["x-ratelimit-remaining-tokens"], left);
         }
-        let refused = app
-            .client
-            .post(format!("{}/v1/chat/completions", app.base))
-            .bearer_auth(key)
-            .json(&chat())
-            .send()
-            .await
-            .unwrap();
+        let refused = send_call(&app, key, "/v1/chat/completions", chat()).await;
         assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
         // 12 tokens short at 40 a minute: 18 seconds.
         assert_eq!(refused.headers()["retry-after"], "18");

@@ -137,17 +137,23 @@ pub async fn customer(app: &TestApp, account: &str, credits: &str) -> String {
 /// Sends a gateway call with `key` (as a bearer key, or as `x-api-key` for
 /// `/v1/messages`); answers the status and the body as text.
 pub async fn call(app: &TestApp, key: &str, path: &str, body: Value) -> (StatusCode, String) {
-    let mut request = app.client.post(format!("{}{path}", app.base)).json(&body);
-    request = if path == "/v1/messages" {
+    let response = send_call(app, key, path, body).await;
+    let status = response.status();
+    (status, response.text().await.unwrap())
+}
+
+/// Sends a gateway call as [`call`] does; answers the response whole, its
+/// headers with it.
+pub async fn send_call(app: &TestApp, key: &str, path: &str, body: Value) -> reqwest::Response {
+    let request = app.client.post(format!("{}{path}", app.base)).json(&body);
+    let request = if path == "/v1/messages" {
         request
             .header("x-api-key", key)
             .header("anthropic-version", "2023-06-01")
     } else {
         request.bearer_auth(key)
     };
-    let response = request.send().await.unwrap();
-    let status = response.status();
-    (status, response.text().await.unwrap())
+    request.send().await.unwrap()
 }
 
 /// Waits until the account's holds are all settled, and answers its balance.

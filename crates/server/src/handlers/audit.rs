@@ -90,12 +90,7 @@ pub struct AuditPage {
 }
 
 fn is_audit_id(text: &str) -> bool {
-    text.strip_prefix("aud_").is_some_and(|hex| {
-        hex.len() == 32
-            && hex
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    })
+    extract::is_hex_id(text, "aud_", 32)
 }
 
 /// List the audit trail

@@ -191,12 +191,7 @@ struct WebhookEventPage {
 }
 
 fn is_event_id(text: &str) -> bool {
-    text.strip_prefix("evt_").is_some_and(|hex| {
-        hex.len() == 24
-            && hex
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    })
+    server::extract::is_hex_id(text, "evt_", 24)
 }
 
 async fn found(webhooks: &Webhooks, id: &str) -> Result<Record<Event>, ApiError> {

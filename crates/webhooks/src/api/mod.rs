@@ -51,10 +51,5 @@ impl<const EVERY: bool> utoipa::ToSchema for EventTypes<EVERY> {
 
 /// Whether `text` is an endpoint's id: `we_` and 16 lowercase hex digits.
 fn is_endpoint_id(text: &str) -> bool {
-    text.strip_prefix("we_").is_some_and(|hex| {
-        hex.len() == 16
-            && hex
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    })
+    server::extract::is_hex_id(text, "we_", 16)
 }
